@@ -1,0 +1,1 @@
+"""fedgate: the generated contract (`fedgate.v1`) and the one `fedgate` command's dispatcher."""

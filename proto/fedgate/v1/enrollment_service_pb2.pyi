@@ -1,0 +1,23 @@
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class EnrollRequest(_message.Message):
+    __slots__ = ("join_token", "csr_pem", "site")
+    JOIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CSR_PEM_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    join_token: str
+    csr_pem: str
+    site: str
+    def __init__(self, join_token: _Optional[str] = ..., csr_pem: _Optional[str] = ..., site: _Optional[str] = ...) -> None: ...
+
+class EnrollResponse(_message.Message):
+    __slots__ = ("certificate_chain_pem", "ca_bundle_pem")
+    CERTIFICATE_CHAIN_PEM_FIELD_NUMBER: _ClassVar[int]
+    CA_BUNDLE_PEM_FIELD_NUMBER: _ClassVar[int]
+    certificate_chain_pem: str
+    ca_bundle_pem: str
+    def __init__(self, certificate_chain_pem: _Optional[str] = ..., ca_bundle_pem: _Optional[str] = ...) -> None: ...
