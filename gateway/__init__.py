@@ -1,0 +1,1 @@
+"""The fedgate federation gateway: admission, placement, dispatch and tracking of federated jobs."""

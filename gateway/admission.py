@@ -1,0 +1,90 @@
+"""Admission: may this job enter the federation's queues at all?
+
+Owns: the pure decision over a job spec, the caller and the policy in force, with the reasons behind it.
+It does not look at live capacity (that is placement) and does no I/O: the caller passes everything in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from gateway.catalogue import Catalogue
+from gateway.identity.principal import Principal
+from gateway.model import JobSpec, Reason
+from gateway.policy import FederationPolicy
+
+MAX_RUNTIME = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class AdmissionDecision:
+    admitted: bool
+    reasons: tuple[Reason, ...]
+    policy_version: str
+    # Classes that could serve the job under this policy, in catalogue order.
+    classes: tuple[str, ...] = ()
+
+
+def _deny(code: str, message: str, policy: FederationPolicy) -> AdmissionDecision:
+    return AdmissionDecision(False, (Reason("policy", code, message),), policy.version)
+
+
+def admit(spec: JobSpec, caller: Principal, policy: FederationPolicy, catalogue: Catalogue) -> AdmissionDecision:
+    """Decide whether `caller` may submit `spec`. Fails closed: any doubt denies, with the reason."""
+    if caller.kind == "user" and caller.tenant != spec.tenant:
+        return _deny(
+            "TENANT_MISMATCH",
+            f"{caller.uri} belongs to tenant {caller.tenant!r} and cannot submit for tenant {spec.tenant!r}",
+            policy,
+        )
+    if caller.kind not in {"user", "admin"}:
+        return _deny("ROLE_CANNOT_SUBMIT", f"a {caller.kind} principal cannot submit jobs", policy)
+    tenant = policy.tenants.get(spec.tenant)
+    if tenant is None:
+        known = ", ".join(sorted(policy.tenants)) or "none"
+        return _deny(
+            "UNKNOWN_TENANT",
+            f"tenant {spec.tenant!r} is not a member of federation {policy.federation!r} (known: {known})",
+            policy,
+        )
+    if spec.project not in tenant.projects:
+        known = ", ".join(sorted(tenant.projects)) or "none"
+        return _deny(
+            "UNKNOWN_PROJECT",
+            f"project {spec.project!r} does not exist in tenant {spec.tenant!r} (known: {known})",
+            policy,
+        )
+    problem = _resource_problem(spec, catalogue)
+    if problem is not None:
+        return _deny(problem[0], problem[1], policy)
+    classes = catalogue.classes_for(spec)
+    if not classes:
+        return _deny(
+            "NO_CLASS_CAN_SERVE",
+            "no accelerator class in the catalogue meets the job's request with a run for its software stack;"
+            " add a run for the class's stack or relax the capability",
+            policy,
+        )
+    names = ", ".join(classes)
+    reason = Reason("policy", "ADMITTED", f"tenant {spec.tenant}/{spec.project} may run on: {names}")
+    return AdmissionDecision(True, (reason,), policy.version, classes)
+
+
+def _resource_problem(spec: JobSpec, catalogue: Catalogue) -> tuple[str, str] | None:
+    resources = spec.resources
+    if resources.cards < 1:
+        return "BAD_CARD_COUNT", f"a job needs at least one card, got {resources.cards}"
+    if bool(resources.accelerator_class) == (resources.capability is not None):
+        return "BAD_RESOURCES", "name exactly one of an accelerator class or a capability"
+    if resources.accelerator_class and resources.accelerator_class not in catalogue:
+        return (
+            "UNKNOWN_ACCELERATOR_CLASS",
+            f"accelerator class {resources.accelerator_class!r} is not in the catalogue"
+            f" (known: {', '.join(catalogue.ids)})",
+        )
+    if not spec.runs or not any(run.command or run.image for run in spec.runs):
+        return "NO_RUN", "the job has no command or image to run"
+    if not timedelta(0) < spec.max_runtime <= MAX_RUNTIME:
+        return "BAD_MAX_RUNTIME", f"max runtime must be above 0 and at most {MAX_RUNTIME.days} days"
+    return None

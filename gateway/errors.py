@@ -1,0 +1,82 @@
+"""The gateway's one error base. Every error carries a stable `reason` code.
+
+Owns: the domain error classes and their reason codes. `gateway.transport.errors` maps each reason to a gRPC
+status and a public message; nothing else decides how an error looks on the wire.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose. `reason` is stable and machine-readable."""
+
+    reason = "GATEWAY_ERROR"
+
+    def __init__(self, message: str, *, reason: str | None = None, metadata: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+        self.metadata = dict(metadata or {})
+
+
+class InvalidArgument(GatewayError):
+    reason = "INVALID_ARGUMENT"
+
+
+class ConfigError(GatewayError):
+    """A configuration, policy or job file is invalid. The message names the file, the line and the fix."""
+
+    reason = "INVALID_CONFIG"
+
+
+class NotFound(GatewayError):
+    reason = "NOT_FOUND"
+
+
+class AlreadyExists(GatewayError):
+    reason = "ALREADY_EXISTS"
+
+
+class Unauthenticated(GatewayError):
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(GatewayError):
+    reason = "PERMISSION_DENIED"
+
+
+class AdmissionRejected(GatewayError):
+    """Admission refused a job. The reasons list the policy steps that decided it."""
+
+    reason = "ADMISSION_REJECTED"
+
+
+class FailedPrecondition(GatewayError):
+    reason = "FAILED_PRECONDITION"
+
+
+class StaleEpoch(GatewayError):
+    """A site spoke about an attempt that is no longer the job's current lease."""
+
+    reason = "STALE_EPOCH"
+
+
+class IdentityError(GatewayError):
+    """A certificate or principal is malformed or belongs to another federation."""
+
+    reason = "BAD_IDENTITY"
+
+
+class Unavailable(GatewayError):
+    reason = "UNAVAILABLE"
+
+
+class ClientError(GatewayError):
+    """Raised by the client library for a refused call; `code` is the gRPC status name (e.g. NOT_FOUND)."""
+
+    reason = "CALL_FAILED"
+
+    def __init__(self, message: str, *, code: str, reason: str | None = None):
+        super().__init__(message, reason=reason)
+        self.code = code

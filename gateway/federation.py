@@ -1,0 +1,276 @@
+"""The gateway's domain core: jobs from admission to the end, as the vendors and admins see them.
+
+Owns: the in-memory view of active jobs over the durable store, every job state change (durable before it is
+acknowledged or announced), the scheduling cycle that applies pure placement decisions, and the vendor and
+admin operations. The site side of the protocol lives in `gateway.dispatch`, which calls `transition` here.
+It never speaks gRPC: the transport layer calls one method per RPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import secrets
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from gateway import access
+from gateway.admission import AdmissionDecision, admit
+from gateway.errors import AdmissionRejected, FailedPrecondition, InvalidArgument, NotFound
+from gateway.identity.principal import Principal
+from gateway.model import Job, JobEvent, JobSpec, JobState, Placement, Reason, SiteView
+from gateway.placement import Candidate, place
+from gateway.policy import PolicyHolder
+from gateway.sites import CancelCommand, LaunchCommand, SiteRegistry
+from gateway.store import JobPage, Store
+
+Clock = Callable[[], datetime]
+MAX_PAGE_SIZE = 500
+MAX_ATTEMPTS = 3  # attempts a job gets when preempted or lost before it is failed
+_sequence = itertools.count()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_job_id(now: datetime) -> str:
+    """Time-sortable id: listing by id is listing by creation time."""
+    millis = int(now.timestamp() * 1000)
+    return f"job-{millis:011x}{next(_sequence) % 4096:03x}{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True)
+class Explanation:
+    admitted: bool
+    reasons: tuple[Reason, ...]
+    candidates: tuple[Candidate, ...]
+    policy_version: str
+
+
+class Federation:
+    def __init__(self, store: Store, policy: PolicyHolder, clock: Clock = utc_now) -> None:
+        from gateway.events import EventBus
+
+        self.store = store
+        self.policy = policy
+        self.clock = clock
+        self.registry = SiteRegistry()
+        self.bus = EventBus()
+        self.wakeup = asyncio.Event()
+        self.active: dict[str, Job] = {job.job_id: job for job in store.active_jobs()}
+
+    # ---- state changes ------------------------------------------------------------------------------------
+    def transition(
+        self,
+        job: Job,
+        state: JobState,
+        message: str,
+        *,
+        site: str = "",
+        cursor: tuple[str, int] | None = None,
+        **changes: object,
+    ) -> Job:
+        """Move a job to `state`, durably, then announce it. Callers check legality first."""
+        now = self.clock()
+        if state.terminal:
+            changes.setdefault("end_time", now)
+        updated = job.evolve(state=state, update_time=now, **changes)
+        event = JobEvent(job.job_id, state, now, updated.attempt, site, message)
+        stored = self.store.save_transition(updated, event, cursor)
+        if state.terminal:
+            self.active.pop(job.job_id, None)
+            self.wakeup.set()  # cards came free
+        else:
+            self.active[job.job_id] = updated
+        self.bus.publish(stored, updated)
+        return updated
+
+    def requeue(self, job: Job, message: str) -> Job:
+        """After a preemption or a lost site, queue the job for a new attempt, unless it has had its share."""
+        if job.attempt >= MAX_ATTEMPTS:
+            return self.transition(job, JobState.FAILED, f"{message}; gave up after {job.attempt} attempts")
+        queued = self.transition(
+            job, JobState.QUEUED, f"{message}; queued again for attempt {job.attempt + 1}", placements=()
+        )
+        self.wakeup.set()
+        return queued
+
+    # ---- vendors --------------------------------------------------------------------------------------------
+    def admit(self, caller: Principal, spec: JobSpec) -> AdmissionDecision:
+        return admit(spec, caller, self.policy.policy, self.policy.catalogue)
+
+    def create_job(self, caller: Principal, spec: JobSpec, request_id: str = "") -> Job:
+        decision = self.admit(caller, spec)
+        if not decision.admitted:
+            reason = decision.reasons[0]
+            raise AdmissionRejected(reason.message, reason=reason.code)
+        now = self.clock()
+        job = Job(
+            job_id=new_job_id(now),
+            spec=spec,
+            state=JobState.QUEUED,
+            create_time=now,
+            update_time=now,
+            request_id=request_id,
+            owner=caller.uri,
+            reasons=decision.reasons,
+        )
+        event = JobEvent(job.job_id, JobState.QUEUED, now, 0, "", decision.reasons[0].message)
+        stored, created = self.store.create_job(job, event)
+        if created:
+            self.active[job.job_id] = job
+            self.wakeup.set()
+        return stored
+
+    def get_job(self, caller: Principal, job_id: str) -> Job:
+        job = self.active.get(job_id) or self.store.get_job(job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} not found", reason="JOB_NOT_FOUND")
+        access.require_job_access(caller, job)
+        return job
+
+    def list_jobs(
+        self,
+        caller: Principal,
+        tenant: str = "",
+        project: str = "",
+        states: Collection[JobState] = (),
+        page_size: int = 100,
+        page_token: str = "",
+    ) -> JobPage:
+        if page_size < 0:
+            raise InvalidArgument("page_size must not be negative")
+        tenants = access.visible_tenants(caller, tenant)
+        page = self.store.list_jobs(tenants, project, states, min(page_size or 100, MAX_PAGE_SIZE), page_token)
+        # Pending reasons change every cycle and are kept in memory only: show the live ones.
+        return JobPage(tuple(self.active.get(j.job_id, j) for j in page.jobs), page.next_page_token)
+
+    def cancel_job(self, caller: Principal, job_id: str, reason: str = "") -> Job:
+        job = self.get_job(caller, job_id)
+        if job.state.terminal:
+            return job
+        message = f"cancelled by {caller.uri}" + (f": {reason}" if reason else "")
+        for placement in job.placements if job.state.holds_capacity else ():
+            self.registry.send(placement.site, CancelCommand(job.job_id, job.epoch, message))
+        return self.transition(job, JobState.CANCELLED, message)
+
+    async def watch_job(self, caller: Principal, job_id: str) -> AsyncIterator[tuple[JobEvent, Job]]:
+        self.get_job(caller, job_id)  # access check before subscribing
+        queue = self.bus.subscribe(job_id)
+        try:
+            job = self.get_job(caller, job_id)
+            yield (
+                JobEvent(job_id, job.state, job.update_time, job.attempt, ",".join(job.sites), "current state"),
+                job,
+            )
+            while not job.state.terminal:
+                item = await queue.get()
+                if item is None:  # missed events: resync from the source of truth
+                    job = self.get_job(caller, job_id)
+                    yield JobEvent(job_id, job.state, job.update_time, job.attempt, "", "resync"), job
+                    continue
+                event, job = item
+                yield event, job
+        finally:
+            self.bus.unsubscribe(job_id, queue)
+
+    def explain(self, caller: Principal, job_id: str = "", spec: JobSpec | None = None) -> Explanation:
+        job = self.get_job(caller, job_id) if job_id else None
+        if job is not None:
+            spec = job.spec
+        if spec is None:
+            raise InvalidArgument("explain needs a job id or a job spec")
+        decision = self.admit(caller, spec)
+        if not decision.admitted:
+            return Explanation(False, decision.reasons, (), decision.policy_version)
+        if job is not None and job.state != JobState.QUEUED:
+            return Explanation(True, job.reasons, (), decision.policy_version)
+        outcome = place(decision.classes, spec.resources.cards, self.registry.views(self.leases()))
+        return Explanation(True, decision.reasons + outcome.reasons, outcome.candidates, decision.policy_version)
+
+    def list_sites(self, caller: Principal) -> list[SiteView]:
+        access.require_role(caller, "user", "admin")
+        return sorted(self.registry.views(self.leases()), key=lambda s: s.name)
+
+    # ---- admins ---------------------------------------------------------------------------------------------
+    def drain_site(self, caller: Principal, site: str, draining: bool) -> SiteView:
+        access.require_role(caller, "admin")
+        self.registry.set_draining(site, draining)
+        if not draining:
+            self.wakeup.set()
+        return self.registry.view(site, self.leases().get(site, {}))
+
+    # ---- scheduling -----------------------------------------------------------------------------------------
+    def leases(self) -> dict[str, dict[str, int]]:
+        """Cards this gateway has leased per site and class (jobs dispatched or running)."""
+        leased: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for job in self.active.values():
+            if job.state.holds_capacity:
+                for p in job.placements:
+                    leased[p.site][p.accelerator_class] += p.cards
+        return leased
+
+    def schedule(self) -> int:
+        """One scheduling cycle: place queued jobs oldest first and dispatch them. Returns how many."""
+        queued = sorted((j for j in self.active.values() if j.state == JobState.QUEUED), key=lambda j: j.job_id)
+        if not queued:
+            return 0
+        leases = self.leases()
+        views = {view.name: view for view in self.registry.views(leases)}
+        dispatched = 0
+        for job in queued:
+            classes = self.policy.catalogue.classes_for(job.spec)
+            decision = place(classes, job.spec.resources.cards, list(views.values()))
+            if decision.placement is None:
+                self.active[job.job_id] = job.evolve(reasons=decision.reasons)
+                continue
+            self._dispatch(job, decision.placement, decision.reasons)
+            site = decision.placement.site
+            leases[site][decision.placement.accelerator_class] += decision.placement.cards
+            views[site] = self.registry.view(site, leases[site])
+            dispatched += 1
+        return dispatched
+
+    def _dispatch(self, job: Job, placement: Placement, reasons: tuple[Reason, ...]) -> None:
+        stack = self.policy.catalogue.get(placement.accelerator_class)
+        run = job.spec.run_for(stack.stack if stack else "")
+        if run is None:  # admission guarantees a run; a catalogue change since then could break it
+            raise FailedPrecondition(f"job {job.job_id} has no run for {placement.accelerator_class}")
+        job = self.transition(
+            job,
+            JobState.DISPATCHED,
+            reasons[0].message,
+            site=placement.site,
+            epoch=job.epoch + 1,
+            attempt=job.attempt + 1,
+            placements=(placement,),
+            reasons=reasons,
+        )
+        self.registry.send(
+            placement.site,
+            LaunchCommand(
+                job.job_id,
+                job.epoch,
+                job.attempt,
+                job.spec.tenant,
+                job.spec.project,
+                placement.accelerator_class,
+                placement.cards,
+                run,
+                job.spec.max_runtime,
+                job.spec.env,
+                job.spec.labels,
+            ),
+        )
+
+    async def run_scheduler(self, period: float = 1.0) -> None:
+        """Schedule on every wake-up (new job, freed cards, new capacity) and at least every `period` s."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wakeup.wait(), timeout=period)
+            self.wakeup.clear()
+            self.schedule()

@@ -1,0 +1,102 @@
+"""Placement: on which site, and which pool, should an admitted job run now?
+
+Owns: the pure filter-and-score over a snapshot of sites for one job, returning a decision with a reason for
+every site it turned down. It does not change any state: the scheduler applies the decision, and it does no
+I/O. Gangs across sites and reservations build on this in their own modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gateway.model import Placement, Pool, Reason, SiteView
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """How one site judges the job: feasible with a score, or not with the reasons why."""
+
+    site: str
+    feasible: bool
+    score: float = 0.0
+    accelerator_class: str = ""
+    reasons: tuple[Reason, ...] = ()
+
+
+@dataclass(frozen=True)
+class PlacementDecision:
+    placement: Placement | None
+    candidates: tuple[Candidate, ...]
+    reasons: tuple[Reason, ...]
+
+
+def _judge_pool(site: SiteView, pool: Pool, cards: int) -> tuple[float | None, Reason]:
+    free = site.free_cards(pool)
+    cls = pool.accelerator_class
+    if pool.offered < cards:
+        return None, Reason(
+            "offers",
+            "OFFER_TOO_SMALL",
+            f"{site.name} offers {pool.offered} {cls} cards to the federation; the job needs {cards}",
+            site.name,
+        )
+    if free < cards:
+        return None, Reason(
+            "capacity",
+            "NO_FREE_CAPACITY",
+            f"{site.name} has {free} of {pool.offered} offered {cls} cards free; the job needs {cards}",
+            site.name,
+        )
+    # Best fit: the fewer offered cards left idle after this job, the better; keeps big blocks free.
+    score = 1.0 - (free - cards) / max(pool.offered, 1)
+    return score, Reason("capacity", "FITS", f"{site.name} has {free} {cls} cards free", site.name)
+
+
+def judge_site(site: SiteView, classes: Sequence[str], cards: int) -> Candidate:
+    if not site.connected:
+        return Candidate(
+            site.name, False, reasons=(Reason("offers", "SITE_OFFLINE", "agent not connected", site.name),)
+        )
+    if site.draining:
+        return Candidate(site.name, False, reasons=(Reason("offers", "SITE_DRAINING", "site is draining", site.name),))
+    pools = [p for p in site.pools if p.accelerator_class in classes]
+    if not pools:
+        offered = ", ".join(sorted({p.accelerator_class for p in site.pools})) or "nothing"
+        reason = Reason("offers", "NO_MATCHING_POOL", f"{site.name} offers {offered}", site.name)
+        return Candidate(site.name, False, reasons=(reason,))
+    best: Candidate | None = None
+    refusals: list[Reason] = []
+    for pool in pools:
+        score, reason = _judge_pool(site, pool, cards)
+        if score is None:
+            refusals.append(reason)
+        elif best is None or score > best.score:
+            best = Candidate(site.name, True, score, pool.accelerator_class, (reason,))
+    return best or Candidate(site.name, False, reasons=tuple(refusals))
+
+
+def place(classes: Sequence[str], cards: int, sites: Sequence[SiteView]) -> PlacementDecision:
+    """Choose the best feasible (site, pool) for `cards` cards of any of `classes`.
+
+    Ties on score go to the class listed first in `classes`, then to the site name, so that the same inputs
+    always give the same decision.
+    """
+    candidates = tuple(judge_site(site, classes, cards) for site in sites)
+    feasible = [c for c in candidates if c.feasible]
+    if not feasible:
+        reasons = tuple(r for c in candidates for r in c.reasons) or (
+            Reason("offers", "NO_SITES", "no site has joined the federation yet"),
+        )
+        return PlacementDecision(None, candidates, reasons)
+    rank = {cls: i for i, cls in enumerate(classes)}
+    chosen = min(feasible, key=lambda c: (-c.score, rank.get(c.accelerator_class, 0), c.site))
+    placement = Placement(chosen.site, chosen.accelerator_class, cards)
+    reason = Reason(
+        "capacity",
+        "PLACED",
+        f"placed on {chosen.site} ({cards} x {chosen.accelerator_class}, best fit among {len(feasible)} feasible"
+        f" of {len(candidates)} sites)",
+        chosen.site,
+    )
+    return PlacementDecision(placement, candidates, (reason,))

@@ -1,0 +1,77 @@
+"""The store contract and its registry.
+
+Owns: what the gateway needs to keep across restarts (jobs, their events, each site's update cursor) and the
+MUST-level rules every implementation follows. The SQLite implementation is the embedded default; a
+PostgreSQL one follows the same contract and the same contract tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.errors import ConfigError
+from gateway.model import Job, JobEvent, JobState
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: tuple[Job, ...]
+    next_page_token: str
+
+
+class Store(Protocol):
+    def create_job(self, job: Job, event: JobEvent) -> tuple[Job, bool]:
+        """Insert a job and its first event in one transaction and return (job, True).
+
+        MUST be idempotent on (job.spec.tenant, job.request_id) when request_id is set: a second call returns
+        the job stored by the first and False, and writes nothing. MUST be durable before it returns.
+        """
+        ...
+
+    def get_job(self, job_id: str) -> Job | None: ...
+
+    def list_jobs(
+        self,
+        tenants: Collection[str] | None,
+        project: str = "",
+        states: Collection[JobState] = (),
+        page_size: int = 100,
+        page_token: str = "",
+    ) -> JobPage:
+        """Jobs in creation order. tenants=None means every tenant. page_token is opaque to callers."""
+        ...
+
+    def save_transition(self, job: Job, event: JobEvent, site_cursor: tuple[str, int] | None = None) -> JobEvent:
+        """Write the job's new state, its event and (optionally) the site's update cursor in one transaction.
+
+        MUST be durable before it returns. Returns the event with its assigned sequence number.
+        """
+        ...
+
+    def events(self, job_id: str) -> tuple[JobEvent, ...]: ...
+
+    def active_jobs(self) -> tuple[Job, ...]:
+        """Every job not in a terminal state, oldest first (what a restarted gateway resumes)."""
+        ...
+
+    def site_cursor(self, site: str) -> int:
+        """The highest update sequence from `site` made durable; 0 for a site never heard from."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_store(url: str) -> Store:
+    """Open a store by URL: `sqlite:///path/to/db`, `sqlite://:memory:`."""
+    if url.startswith("sqlite://"):
+        from gateway.store.sqlite import SqliteStore
+
+        path = url.removeprefix("sqlite://")
+        return SqliteStore(path.removeprefix("/") if path.startswith("/:memory:") else path)
+    scheme = url.split("://", 1)[0] if "://" in url else url
+    raise ConfigError(
+        f"unknown store {scheme!r}: valid stores are sqlite:///PATH (embedded default)",
+        reason="UNKNOWN_STORE",
+    )

@@ -1,0 +1,108 @@
+"""JSON encoding of jobs for the store's body column. Pure functions, one pair per noun."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from gateway.model import Capability, Job, JobSpec, JobState, Placement, Reason, Resources, StackRun, Topology
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def spec_to_json(spec: JobSpec) -> dict[str, Any]:
+    cap = spec.resources.capability
+    return {
+        "tenant": spec.tenant,
+        "project": spec.project,
+        "name": spec.name,
+        "class": spec.resources.accelerator_class,
+        "capability": None
+        if cap is None
+        else {
+            "min_memory_gib": cap.min_memory_gib,
+            "min_bf16_tflops": cap.min_bf16_tflops,
+            "stacks": list(cap.stacks),
+        },
+        "cards": spec.resources.cards,
+        "runs": [{"stack": r.stack, "image": r.image, "command": list(r.command)} for r in spec.runs],
+        "max_runtime_s": spec.max_runtime.total_seconds(),
+        "labels": [list(kv) for kv in spec.labels],
+        "env": [list(kv) for kv in spec.env],
+        "priority_class": spec.priority_class,
+        "topology": [spec.topology.max_sites, spec.topology.min_cards_per_site],
+    }
+
+
+def spec_from_json(data: dict[str, Any]) -> JobSpec:
+    cap = data["capability"]
+    return JobSpec(
+        tenant=data["tenant"],
+        project=data["project"],
+        name=data["name"],
+        resources=Resources(
+            accelerator_class=data["class"],
+            capability=None
+            if cap is None
+            else Capability(cap["min_memory_gib"], cap["min_bf16_tflops"], tuple(cap["stacks"])),
+            cards=data["cards"],
+        ),
+        runs=tuple(StackRun(r["stack"], r["image"], tuple(r["command"])) for r in data["runs"]),
+        max_runtime=timedelta(seconds=data["max_runtime_s"]),
+        labels=tuple((k, v) for k, v in data["labels"]),
+        env=tuple((k, v) for k, v in data["env"]),
+        priority_class=data["priority_class"],
+        topology=Topology(*data["topology"]),
+    )
+
+
+def job_to_json(job: Job) -> str:
+    return json.dumps(
+        {
+            "job_id": job.job_id,
+            "spec": spec_to_json(job.spec),
+            "state": job.state.value,
+            "request_id": job.request_id,
+            "owner": job.owner,
+            "attempt": job.attempt,
+            "epoch": job.epoch,
+            "placements": [[p.site, p.accelerator_class, p.cards, list(p.device_indices)] for p in job.placements],
+            "reasons": [[r.stage, r.code, r.message, r.site] for r in job.reasons],
+            "exit_code": job.exit_code,
+            "create_time": _time(job.create_time),
+            "update_time": _time(job.update_time),
+            "start_time": _time(job.start_time),
+            "end_time": _time(job.end_time),
+        },
+        separators=(",", ":"),
+    )
+
+
+def job_from_json(text: str) -> Job:
+    data = json.loads(text)
+    create_time = _parse_time(data["create_time"])
+    update_time = _parse_time(data["update_time"])
+    assert create_time is not None and update_time is not None
+    return Job(
+        job_id=data["job_id"],
+        spec=spec_from_json(data["spec"]),
+        state=JobState(data["state"]),
+        create_time=create_time,
+        update_time=update_time,
+        request_id=data["request_id"],
+        owner=data["owner"],
+        attempt=data["attempt"],
+        epoch=data["epoch"],
+        placements=tuple(Placement(s, c, n, tuple(d)) for s, c, n, d in data["placements"]),
+        reasons=tuple(Reason(*r) for r in data["reasons"]),
+        exit_code=data["exit_code"],
+        start_time=_parse_time(data["start_time"]),
+        end_time=_parse_time(data["end_time"]),
+    )

@@ -1,0 +1,188 @@
+"""The embedded store: SQLite in WAL mode, one connection, synchronous=FULL so a commit is durable.
+
+Owns: the schema and the SQL of the `Store` contract. Jobs are kept as a JSON body plus the columns that
+queries filter on. It does not decide anything about jobs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Collection
+from datetime import datetime
+
+from gateway.model import Job, JobEvent, JobState
+from gateway.store.base import JobPage
+from gateway.store.codec import job_from_json, job_to_json
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id      TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    project     TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    request_id  TEXT,
+    body        TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_request ON jobs (tenant, request_id) WHERE request_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs (tenant, job_id);
+CREATE INDEX IF NOT EXISTS jobs_active ON jobs (state) WHERE state NOT IN
+    ('SUCCEEDED', 'FAILED', 'CANCELLED', 'REJECTED');
+CREATE TABLE IF NOT EXISTS events (
+    sequence    INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id      TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    time        TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    site        TEXT NOT NULL,
+    message     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_job ON events (job_id, sequence);
+CREATE TABLE IF NOT EXISTS site_cursors (
+    site        TEXT PRIMARY KEY,
+    sequence    INTEGER NOT NULL
+);
+"""
+
+TERMINAL = tuple(s.value for s in JobState if s.terminal)
+
+
+class SqliteStore:
+    def __init__(self, path: str) -> None:
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+
+    def _insert_event(self, event: JobEvent) -> JobEvent:
+        cursor = self._db.execute(
+            "INSERT INTO events (job_id, state, time, attempt, site, message) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                event.job_id,
+                event.state.value,
+                event.time.isoformat(),
+                event.attempt,
+                event.site,
+                event.message,
+            ),
+        )
+        return JobEvent(
+            event.job_id,
+            event.state,
+            event.time,
+            event.attempt,
+            event.site,
+            event.message,
+            cursor.lastrowid or 0,
+        )
+
+    def create_job(self, job: Job, event: JobEvent) -> tuple[Job, bool]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if job.request_id:
+                    row = self._db.execute(
+                        "SELECT body FROM jobs WHERE tenant = ? AND request_id = ?",
+                        (job.spec.tenant, job.request_id),
+                    ).fetchone()
+                    if row is not None:
+                        self._db.execute("ROLLBACK")
+                        return job_from_json(row[0]), False
+                self._db.execute(
+                    "INSERT INTO jobs (job_id, tenant, project, state, request_id, body) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        job.job_id,
+                        job.spec.tenant,
+                        job.spec.project,
+                        job.state.value,
+                        job.request_id or None,
+                        job_to_json(job),
+                    ),
+                )
+                self._insert_event(event)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return job, True
+
+    def get_job(self, job_id: str) -> Job | None:
+        with self._lock:
+            row = self._db.execute("SELECT body FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return job_from_json(row[0]) if row else None
+
+    def list_jobs(
+        self,
+        tenants: Collection[str] | None,
+        project: str = "",
+        states: Collection[JobState] = (),
+        page_size: int = 100,
+        page_token: str = "",
+    ) -> JobPage:
+        clauses, params = ["job_id > ?"], [page_token]
+        if tenants is not None:
+            clauses.append(f"tenant IN ({','.join('?' * len(tenants))})")
+            params.extend(tenants)
+        if project:
+            clauses.append("project = ?")
+            params.append(project)
+        if states:
+            clauses.append(f"state IN ({','.join('?' * len(states))})")
+            params.extend(s.value for s in states)
+        sql = f"SELECT job_id, body FROM jobs WHERE {' AND '.join(clauses)} ORDER BY job_id LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, (*params, page_size + 1)).fetchall()
+        jobs = tuple(job_from_json(body) for _, body in rows[:page_size])
+        token = rows[page_size - 1][0] if len(rows) > page_size else ""
+        return JobPage(jobs, token)
+
+    def save_transition(self, job: Job, event: JobEvent, site_cursor: tuple[str, int] | None = None) -> JobEvent:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "UPDATE jobs SET state = ?, body = ? WHERE job_id = ?",
+                    (job.state.value, job_to_json(job), job.job_id),
+                )
+                stored = self._insert_event(event)
+                if site_cursor is not None:
+                    self._db.execute(
+                        "INSERT INTO site_cursors (site, sequence) VALUES (?, ?) "
+                        "ON CONFLICT (site) DO UPDATE SET sequence = MAX(sequence, excluded.sequence)",
+                        site_cursor,
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return stored
+
+    def events(self, job_id: str) -> tuple[JobEvent, ...]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT job_id, state, time, attempt, site, message, sequence FROM events "
+                "WHERE job_id = ? ORDER BY sequence",
+                (job_id,),
+            ).fetchall()
+        return tuple(
+            JobEvent(j, JobState(s), datetime.fromisoformat(t), a, site, m, seq) for j, s, t, a, site, m, seq in rows
+        )
+
+    def active_jobs(self) -> tuple[Job, ...]:
+        marks = ",".join("?" * len(TERMINAL))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT body FROM jobs WHERE state NOT IN ({marks}) ORDER BY job_id", TERMINAL
+            ).fetchall()
+        return tuple(job_from_json(body) for (body,) in rows)
+
+    def site_cursor(self, site: str) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT sequence FROM site_cursors WHERE site = ?", (site,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
