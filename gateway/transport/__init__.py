@@ -1,0 +1,1 @@
+"""The only part of the gateway that speaks gRPC and protobuf: servicers, the server, the client library."""

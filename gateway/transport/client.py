@@ -1,0 +1,174 @@
+"""The client library that the CLI and Python users import: plain dataclasses in and out, gRPC inside.
+
+    from gateway.credentials import Credentials
+    from gateway.transport.client import FederationClient
+    with FederationClient("gw.example:7443", Credentials.from_dir("~/.fedgate")) as client:
+        job = client.create_job(spec)
+
+Owns: the channel (mTLS, keepalive, message limits), one method per RPC, and turning a refused call into
+`ClientError` with the gRPC code, the server's reason code and its message. It does not print or exit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import grpc
+from fedgate.v1 import admin_service_pb2 as admin_pb
+from fedgate.v1 import admin_service_pb2_grpc, job_service_pb2_grpc
+from fedgate.v1 import job_service_pb2 as job_pb
+from google.rpc import error_details_pb2, status_pb2
+
+from gateway.credentials import Credentials
+from gateway.errors import ClientError
+from gateway.model import Job, JobEvent, JobSpec, JobState, Reason, SiteView
+from gateway.placement import Candidate
+from gateway.transport import convert
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Explanation:
+    admitted: bool
+    reasons: tuple[Reason, ...]
+    candidates: tuple[Candidate, ...]
+    policy_version: str
+
+
+@dataclass(frozen=True)
+class PolicyStatus:
+    version: str
+    path: str
+    load_time: datetime
+    last_error: str
+    tenants: int
+    projects: int
+
+
+def error_from_rpc(error: grpc.RpcError) -> ClientError:
+    code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
+    message = (error.details() if isinstance(error, grpc.Call) else str(error)) or code.name
+    reason = code.name
+    if isinstance(error, grpc.Call):
+        for key, value in error.trailing_metadata() or ():
+            if key == "grpc-status-details-bin" and isinstance(value, bytes):
+                status = status_pb2.Status.FromString(value)
+                for detail in status.details:
+                    info = error_details_pb2.ErrorInfo()
+                    if detail.Unpack(info):
+                        reason = info.reason
+    return ClientError(message, code=code.name, reason=reason)
+
+
+class FederationClient:
+    def __init__(self, target: str, credentials: Credentials, *, timeout: float = 30.0) -> None:
+        channel_credentials = grpc.ssl_channel_credentials(
+            root_certificates=credentials.ca_pem,
+            private_key=credentials.key_pem,
+            certificate_chain=credentials.cert_pem,
+        )
+        self._channel = grpc.secure_channel(
+            target,
+            channel_credentials,
+            options=[
+                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                ("grpc.keepalive_time_ms", 30_000),
+            ],
+        )
+        self._jobs = job_service_pb2_grpc.JobServiceStub(self._channel)
+        self._admin = admin_service_pb2_grpc.AdminServiceStub(self._channel)
+        self.timeout = timeout
+
+    def __enter__(self) -> FederationClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, method: Callable[..., T], request: Any) -> T:
+        try:
+            return method(request, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from None
+
+    # ---- jobs ---------------------------------------------------------------------------------------------
+    def create_job(self, spec: JobSpec, request_id: str | None = None) -> Job:
+        """Submit a job. Reusing a request_id returns the job the first call created (safe to retry)."""
+        request = job_pb.CreateJobRequest(request_id=request_id or uuid.uuid4().hex, spec=convert.spec_to_proto(spec))
+        return convert.job_from_proto(self._call(self._jobs.CreateJob, request).job)
+
+    def get_job(self, job_id: str) -> Job:
+        return convert.job_from_proto(self._call(self._jobs.GetJob, job_pb.GetJobRequest(job_id=job_id)).job)
+
+    def list_jobs(
+        self, tenant: str = "", project: str = "", states: tuple[JobState, ...] = (), limit: int = 1000
+    ) -> list[Job]:
+        """Jobs the caller may see, oldest first, following pages up to `limit` jobs."""
+        jobs: list[Job] = []
+        token = ""
+        while len(jobs) < limit:
+            request = job_pb.ListJobsRequest(
+                tenant=tenant,
+                project=project,
+                states=[convert.state_to_proto(s) for s in states],
+                page_size=min(500, limit - len(jobs)),
+                page_token=token,
+            )
+            page = self._call(self._jobs.ListJobs, request)
+            jobs.extend(convert.job_from_proto(j) for j in page.jobs)
+            token = page.next_page_token
+            if not token:
+                break
+        return jobs
+
+    def cancel_job(self, job_id: str, reason: str = "") -> Job:
+        request = job_pb.CancelJobRequest(job_id=job_id, reason=reason)
+        return convert.job_from_proto(self._call(self._jobs.CancelJob, request).job)
+
+    def watch_job(self, job_id: str, timeout: float | None = None) -> Iterator[tuple[JobEvent, Job]]:
+        """Yield (event, job) from the current state until the job ends (or `timeout` seconds pass)."""
+        try:
+            for response in self._jobs.WatchJob(job_pb.WatchJobRequest(job_id=job_id), timeout=timeout):
+                yield convert.event_from_proto(response.event), convert.job_from_proto(response.job)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from None
+
+    def explain_job(self, job_id: str = "", spec: JobSpec | None = None) -> Explanation:
+        if spec is not None:
+            request = job_pb.ExplainJobRequest(spec=convert.spec_to_proto(spec))
+        else:
+            request = job_pb.ExplainJobRequest(job_id=job_id)
+        response = self._call(self._jobs.ExplainJob, request)
+        return Explanation(
+            response.admitted,
+            tuple(convert.reason_from_proto(r) for r in response.reasons),
+            tuple(convert.candidate_from_proto(c) for c in response.candidates),
+            response.policy_version,
+        )
+
+    def list_sites(self) -> list[SiteView]:
+        response = self._call(self._jobs.ListSites, job_pb.ListSitesRequest())
+        return [convert.site_from_proto(s) for s in response.sites]
+
+    # ---- admin --------------------------------------------------------------------------------------------
+    def policy_status(self) -> PolicyStatus:
+        r = self._call(self._admin.GetPolicyStatus, admin_pb.GetPolicyStatusRequest())
+        return PolicyStatus(
+            r.version, r.path, convert.time_from_proto(r.load_time), r.last_error, r.tenants, r.projects
+        )
+
+    def reload_policy(self) -> tuple[str, bool]:
+        r = self._call(self._admin.ReloadPolicy, admin_pb.ReloadPolicyRequest())
+        return r.version, r.changed
+
+    def drain_site(self, site: str, draining: bool = True) -> SiteView:
+        r = self._call(self._admin.DrainSite, admin_pb.DrainSiteRequest(site=site, draining=draining))
+        return convert.site_from_proto(r.site)

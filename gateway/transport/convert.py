@@ -1,0 +1,269 @@
+"""Conversions between the contract's messages and the gateway's dataclasses, one pair per noun."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from fedgate.v1 import job_pb2, job_service_pb2, site_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from gateway.errors import InvalidArgument
+from gateway.model import (
+    Capability,
+    Job,
+    JobEvent,
+    JobSpec,
+    JobState,
+    Placement,
+    Pool,
+    Reason,
+    Resources,
+    SiteView,
+    StackRun,
+    Topology,
+)
+from gateway.placement import Candidate
+
+MAX_RUNS = 16
+MAX_MAP_ENTRIES = 64
+MAX_STRING = 4096
+
+
+def state_to_proto(state: JobState) -> job_pb2.JobState:
+    return job_pb2.JobState.Value(f"JOB_STATE_{state.value}")  # type: ignore[return-value]
+
+
+def state_from_proto(value: int) -> JobState:
+    name = job_pb2.JobState.Name(value) if value in job_pb2.JobState.values() else "JOB_STATE_UNSPECIFIED"
+    if name == "JOB_STATE_UNSPECIFIED":
+        raise InvalidArgument(f"job state {value} is not a valid JobState")
+    return JobState(name.removeprefix("JOB_STATE_"))
+
+
+def time_to_proto(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def time_from_proto(stamp: timestamp_pb2.Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def duration_to_proto(value: timedelta) -> duration_pb2.Duration:
+    duration = duration_pb2.Duration()
+    duration.FromTimedelta(value)
+    return duration
+
+
+def _pairs(mapping: object, what: str) -> tuple[tuple[str, str], ...]:
+    items = sorted(dict(mapping).items())  # type: ignore[call-overload]
+    if len(items) > MAX_MAP_ENTRIES:
+        raise InvalidArgument(f"{what} has {len(items)} entries; at most {MAX_MAP_ENTRIES} are allowed")
+    for key, value in items:
+        if len(key) > MAX_STRING or len(value) > MAX_STRING:
+            raise InvalidArgument(f"{what} entry {key[:40]!r} is longer than {MAX_STRING} characters")
+    return tuple(items)
+
+
+def spec_from_proto(msg: job_pb2.JobSpec) -> JobSpec:
+    if len(msg.runs) > MAX_RUNS:
+        raise InvalidArgument(f"a job may carry at most {MAX_RUNS} runs, got {len(msg.runs)}")
+    res = msg.resources
+    capability = None
+    if res.HasField("capability"):
+        c = res.capability
+        capability = Capability(c.min_memory_gib, c.min_bf16_tflops, tuple(c.stacks))
+    max_runtime = msg.max_runtime.ToTimedelta() if msg.HasField("max_runtime") else timedelta(hours=1)
+    return JobSpec(
+        tenant=msg.tenant,
+        project=msg.project,
+        name=msg.name,
+        resources=Resources(res.accelerator_class, capability, res.cards),
+        runs=tuple(StackRun(r.stack, r.image, tuple(r.command)) for r in msg.runs),
+        max_runtime=max_runtime,
+        labels=_pairs(msg.labels, "labels"),
+        env=_pairs(msg.env, "env"),
+        priority_class=msg.priority_class,
+        topology=Topology(msg.topology.max_sites or 1, msg.topology.min_cards_per_site),
+    )
+
+
+def spec_to_proto(spec: JobSpec) -> job_pb2.JobSpec:
+    res = spec.resources
+    msg = job_pb2.JobSpec(
+        tenant=spec.tenant,
+        project=spec.project,
+        name=spec.name,
+        resources=job_pb2.Resources(accelerator_class=res.accelerator_class, cards=res.cards),
+        runs=[job_pb2.StackRun(stack=r.stack, image=r.image, command=list(r.command)) for r in spec.runs],
+        max_runtime=duration_to_proto(spec.max_runtime),
+        labels=dict(spec.labels),
+        env=dict(spec.env),
+        priority_class=spec.priority_class,
+        topology=job_pb2.Topology(
+            max_sites=spec.topology.max_sites, min_cards_per_site=spec.topology.min_cards_per_site
+        ),
+    )
+    if res.capability is not None:
+        cap = res.capability
+        msg.resources.capability.CopyFrom(
+            job_pb2.Capability(
+                min_memory_gib=cap.min_memory_gib,
+                min_bf16_tflops=cap.min_bf16_tflops,
+                stacks=list(cap.stacks),
+            )
+        )
+    return msg
+
+
+def reason_to_proto(reason: Reason) -> job_pb2.Reason:
+    return job_pb2.Reason(stage=reason.stage, code=reason.code, message=reason.message, site=reason.site)
+
+
+def reason_from_proto(msg: job_pb2.Reason) -> Reason:
+    return Reason(msg.stage, msg.code, msg.message, msg.site)
+
+
+def job_to_proto(job: Job) -> job_pb2.Job:
+    return job_pb2.Job(
+        job_id=job.job_id,
+        spec=spec_to_proto(job.spec),
+        state=state_to_proto(job.state),
+        attempt=job.attempt,
+        epoch=job.epoch,
+        placements=[
+            job_pb2.Placement(
+                site=p.site,
+                accelerator_class=p.accelerator_class,
+                cards=p.cards,
+                device_indices=p.device_indices,
+            )
+            for p in job.placements
+        ],
+        reasons=[reason_to_proto(r) for r in job.reasons],
+        exit_code=job.exit_code,
+        request_id=job.request_id,
+        create_time=time_to_proto(job.create_time),
+        update_time=time_to_proto(job.update_time),
+        start_time=time_to_proto(job.start_time),
+        end_time=time_to_proto(job.end_time),
+    )
+
+
+def job_from_proto(msg: job_pb2.Job) -> Job:
+    return Job(
+        job_id=msg.job_id,
+        spec=spec_from_proto(msg.spec),
+        state=state_from_proto(msg.state),
+        create_time=time_from_proto(msg.create_time),
+        update_time=time_from_proto(msg.update_time),
+        request_id=msg.request_id,
+        attempt=msg.attempt,
+        epoch=msg.epoch,
+        placements=tuple(
+            Placement(p.site, p.accelerator_class, p.cards, tuple(p.device_indices)) for p in msg.placements
+        ),
+        reasons=tuple(reason_from_proto(r) for r in msg.reasons),
+        exit_code=msg.exit_code,
+        start_time=time_from_proto(msg.start_time) if msg.HasField("start_time") else None,
+        end_time=time_from_proto(msg.end_time) if msg.HasField("end_time") else None,
+    )
+
+
+def event_to_proto(event: JobEvent) -> job_pb2.JobEvent:
+    return job_pb2.JobEvent(
+        job_id=event.job_id,
+        state=state_to_proto(event.state),
+        attempt=event.attempt,
+        site=event.site,
+        message=event.message,
+        time=time_to_proto(event.time),
+        sequence=event.sequence,
+    )
+
+
+def event_from_proto(msg: job_pb2.JobEvent) -> JobEvent:
+    return JobEvent(
+        msg.job_id,
+        state_from_proto(msg.state),
+        time_from_proto(msg.time),
+        msg.attempt,
+        msg.site,
+        msg.message,
+        msg.sequence,
+    )
+
+
+def pool_to_proto(pool: Pool) -> site_pb2.Pool:
+    return site_pb2.Pool(
+        accelerator_class=pool.accelerator_class,
+        total=pool.total,
+        offered=pool.offered,
+        free=pool.free,
+        cards_per_node=pool.cards_per_node,
+        interconnect=pool.interconnect,
+        labels=dict(pool.labels),
+    )
+
+
+def pool_from_proto(msg: site_pb2.Pool) -> Pool:
+    if msg.offered > msg.total or msg.free > msg.offered:
+        raise InvalidArgument(
+            f"pool {msg.accelerator_class!r} reports total={msg.total} offered={msg.offered} free={msg.free};"
+            " a site must report free <= offered <= total",
+            reason="INCONSISTENT_CAPACITY",
+        )
+    return Pool(
+        msg.accelerator_class,
+        msg.total,
+        msg.offered,
+        msg.free,
+        msg.cards_per_node,
+        msg.interconnect,
+        _pairs(msg.labels, "pool labels"),
+    )
+
+
+def site_to_proto(site: SiteView) -> site_pb2.Site:
+    return site_pb2.Site(
+        name=site.name,
+        connected=site.connected,
+        draining=site.draining,
+        pools=[pool_to_proto(p) for p in site.pools],
+        agent_version=site.agent_version,
+        last_seen_time=time_to_proto(site.last_seen),
+    )
+
+
+def site_from_proto(msg: site_pb2.Site) -> SiteView:
+    return SiteView(
+        name=msg.name,
+        connected=msg.connected,
+        draining=msg.draining,
+        pools=tuple(pool_from_proto(p) for p in msg.pools),
+        agent_version=msg.agent_version,
+        last_seen=time_from_proto(msg.last_seen_time) if msg.HasField("last_seen_time") else None,
+    )
+
+
+def candidate_to_proto(candidate: Candidate) -> job_service_pb2.SiteCandidate:
+    return job_service_pb2.SiteCandidate(
+        site=candidate.site,
+        feasible=candidate.feasible,
+        score=candidate.score,
+        accelerator_class=candidate.accelerator_class,
+        reasons=[reason_to_proto(r) for r in candidate.reasons],
+    )
+
+
+def candidate_from_proto(msg: job_service_pb2.SiteCandidate) -> Candidate:
+    return Candidate(
+        msg.site,
+        msg.feasible,
+        msg.score,
+        msg.accelerator_class,
+        tuple(reason_from_proto(r) for r in msg.reasons),
+    )

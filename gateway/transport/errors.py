@@ -1,0 +1,132 @@
+"""One table from the gateway's error reasons to gRPC status codes, and the one translator that uses it.
+
+Every servicer method runs inside `translate_errors`. A `GatewayError` becomes its mapped status with a
+google.rpc.Status carrying an ErrorInfo (reason, domain, metadata); anything unexpected becomes INTERNAL with
+a reference to the log line, never the exception text.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import wraps
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from gateway import errors
+
+log = logging.getLogger("fedgate.gateway")
+DOMAIN = "fedgate.io"
+
+# Error class -> status; the first matching class wins, so subclasses come first.
+STATUS_BY_CLASS: tuple[tuple[type[errors.GatewayError], grpc.StatusCode], ...] = (
+    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.ConfigError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.IdentityError, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.AdmissionRejected, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.StaleEpoch, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+)
+
+# Reasons that say more precisely than their class what went wrong.
+STATUS_BY_REASON: dict[str, grpc.StatusCode] = {
+    "TENANT_MISMATCH": grpc.StatusCode.PERMISSION_DENIED,
+    "ROLE_CANNOT_SUBMIT": grpc.StatusCode.PERMISSION_DENIED,
+    "BAD_CARD_COUNT": grpc.StatusCode.INVALID_ARGUMENT,
+    "BAD_RESOURCES": grpc.StatusCode.INVALID_ARGUMENT,
+    "UNKNOWN_ACCELERATOR_CLASS": grpc.StatusCode.INVALID_ARGUMENT,
+    "NO_RUN": grpc.StatusCode.INVALID_ARGUMENT,
+    "BAD_MAX_RUNTIME": grpc.StatusCode.INVALID_ARGUMENT,
+}
+
+
+def status_for(error: errors.GatewayError) -> grpc.StatusCode:
+    if error.reason in STATUS_BY_REASON:
+        return STATUS_BY_REASON[error.reason]
+    for cls, code in STATUS_BY_CLASS:
+        if isinstance(error, cls):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def rich_status(code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str]) -> status_pb2.Status:
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata)
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    return status_pb2.Status(code=code.value[0], message=message, details=[detail])
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], error: errors.GatewayError) -> NoReturn:
+    code = status_for(error)
+    status = rich_status(code, error.message, error.reason, error.metadata)
+    await context.abort(
+        code, error.message, trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)
+    )
+    raise AssertionError("unreachable: abort raises")
+
+
+async def abort_internal(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> NoReturn:
+    ref = secrets.token_hex(4)
+    log.error("internal error ref=%s", ref, exc_info=exc)
+    error = errors.GatewayError(f"internal error; the gateway log has the details under ref={ref}", reason="INTERNAL")
+    status = rich_status(grpc.StatusCode.INTERNAL, error.message, error.reason, {"ref": ref})
+    await context.abort(
+        grpc.StatusCode.INTERNAL,
+        error.message,
+        trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
+    )
+    raise AssertionError("unreachable: abort raises")
+
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Self = TypeVar("Self")
+
+
+def translate_errors(
+    method: Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]],
+) -> Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]:
+    @wraps(method)
+    async def wrapper(self: Self, request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
+        try:
+            return await method(self, request, context)
+        except errors.GatewayError as exc:
+            await abort(context, exc)
+        except Exception as exc:
+            if _is_abort(exc):
+                raise
+            await abort_internal(context, exc)
+
+    return wrapper
+
+
+def translate_stream_errors(
+    method: Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], AsyncIterator[Resp]],
+) -> Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], AsyncIterator[Resp]]:
+    @wraps(method)
+    async def wrapper(self: Self, request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> AsyncIterator[Resp]:
+        try:
+            async for item in method(self, request, context):
+                yield item
+        except errors.GatewayError as exc:
+            await abort(context, exc)
+        except Exception as exc:
+            if _is_abort(exc):
+                raise
+            await abort_internal(context, exc)
+
+    return wrapper
+
+
+def _is_abort(exc: BaseException) -> bool:
+    # grpc.aio raises AbortError out of context.abort(); it must pass through untouched.
+    return type(exc).__name__ in {"AbortError", "UsageError"} or isinstance(exc, grpc.RpcError)

@@ -1,0 +1,82 @@
+"""JobService: model vendors submit, read, watch, cancel and explain jobs. Each method translates, calls one
+domain method of `Federation`, and translates back."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from fedgate.v1 import job_service_pb2 as pb
+from fedgate.v1 import job_service_pb2_grpc
+
+from gateway.errors import InvalidArgument
+from gateway.federation import Federation
+from gateway.transport import convert
+from gateway.transport.auth import Authenticator
+from gateway.transport.errors import translate_errors, translate_stream_errors
+
+Context = grpc.aio.ServicerContext[Any, Any]
+MAX_REQUEST_ID = 128
+
+
+class JobServicer(job_service_pb2_grpc.JobServiceServicer):
+    def __init__(self, federation: Federation, auth: Authenticator) -> None:
+        self.federation = federation
+        self.auth = auth
+
+    @translate_errors
+    async def CreateJob(self, request: pb.CreateJobRequest, context: Context) -> pb.CreateJobResponse:
+        caller = self.auth.principal(context)
+        if len(request.request_id) > MAX_REQUEST_ID:
+            raise InvalidArgument(f"request_id is longer than {MAX_REQUEST_ID} characters")
+        job = self.federation.create_job(caller, convert.spec_from_proto(request.spec), request.request_id)
+        return pb.CreateJobResponse(job=convert.job_to_proto(job))
+
+    @translate_errors
+    async def GetJob(self, request: pb.GetJobRequest, context: Context) -> pb.GetJobResponse:
+        job = self.federation.get_job(self.auth.principal(context), request.job_id)
+        return pb.GetJobResponse(job=convert.job_to_proto(job))
+
+    @translate_errors
+    async def ListJobs(self, request: pb.ListJobsRequest, context: Context) -> pb.ListJobsResponse:
+        page = self.federation.list_jobs(
+            self.auth.principal(context),
+            request.tenant,
+            request.project,
+            [convert.state_from_proto(s) for s in request.states],
+            request.page_size,
+            request.page_token,
+        )
+        return pb.ListJobsResponse(
+            jobs=[convert.job_to_proto(j) for j in page.jobs], next_page_token=page.next_page_token
+        )
+
+    @translate_errors
+    async def CancelJob(self, request: pb.CancelJobRequest, context: Context) -> pb.CancelJobResponse:
+        job = self.federation.cancel_job(self.auth.principal(context), request.job_id, request.reason)
+        return pb.CancelJobResponse(job=convert.job_to_proto(job))
+
+    @translate_stream_errors
+    async def WatchJob(self, request: pb.WatchJobRequest, context: Context) -> AsyncIterator[pb.WatchJobResponse]:
+        async for event, job in self.federation.watch_job(self.auth.principal(context), request.job_id):
+            yield pb.WatchJobResponse(event=convert.event_to_proto(event), job=convert.job_to_proto(job))
+
+    @translate_errors
+    async def ExplainJob(self, request: pb.ExplainJobRequest, context: Context) -> pb.ExplainJobResponse:
+        caller = self.auth.principal(context)
+        if request.WhichOneof("target") == "spec":
+            explanation = self.federation.explain(caller, spec=convert.spec_from_proto(request.spec))
+        else:
+            explanation = self.federation.explain(caller, job_id=request.job_id)
+        return pb.ExplainJobResponse(
+            admitted=explanation.admitted,
+            reasons=[convert.reason_to_proto(r) for r in explanation.reasons],
+            candidates=[convert.candidate_to_proto(c) for c in explanation.candidates],
+            policy_version=explanation.policy_version,
+        )
+
+    @translate_errors
+    async def ListSites(self, request: pb.ListSitesRequest, context: Context) -> pb.ListSitesResponse:
+        sites = self.federation.list_sites(self.auth.principal(context))
+        return pb.ListSitesResponse(sites=[convert.site_to_proto(s) for s in sites])

@@ -1,0 +1,198 @@
+"""SiteService.Connect: the agent's one long-lived stream, bound to the site named in its certificate.
+
+Owns: the stream's life (Hello first, then a reader task applying the agent's messages and a writer merging
+commands and replies), per-message refusals (a `Rejection`, never a silent drop), and the translation of
+commands to messages. Decisions are made by `Dispatcher`; one asyncio task pair per stream, no threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any, TypeAlias
+
+import grpc
+from fedgate.v1 import job_pb2, site_pb2_grpc
+from fedgate.v1 import site_pb2 as pb
+
+from gateway import access
+from gateway.dispatch import Dispatcher, RunningAttempt, SiteUpdate
+from gateway.errors import GatewayError, InvalidArgument, PermissionDenied
+from gateway.model import Pool
+from gateway.sites import CancelCommand, Command, LaunchCommand
+from gateway.transport import convert
+from gateway.transport.auth import Authenticator
+from gateway.transport.errors import translate_stream_errors
+
+log = logging.getLogger("fedgate.gateway.sites")
+Context = grpc.aio.ServicerContext[Any, Any]
+HELLO_TIMEOUT_S = 10.0
+Outgoing: TypeAlias = pb.ConnectResponse | GatewayError | None
+
+
+def command_to_proto(sequence: int, command: Command) -> pb.ConnectResponse:
+    if isinstance(command, LaunchCommand):
+        return pb.ConnectResponse(
+            sequence=sequence,
+            launch=pb.Launch(
+                job_id=command.job_id,
+                epoch=command.epoch,
+                attempt=command.attempt,
+                tenant=command.tenant,
+                project=command.project,
+                accelerator_class=command.accelerator_class,
+                cards=command.cards,
+                run=job_pb2.StackRun(
+                    stack=command.run.stack, image=command.run.image, command=list(command.run.command)
+                ),
+                max_runtime=convert.duration_to_proto(command.max_runtime),
+                env=dict(command.env),
+                labels=dict(command.labels),
+            ),
+        )
+    if isinstance(command, CancelCommand):
+        return pb.ConnectResponse(
+            sequence=sequence,
+            cancel=pb.Cancel(job_id=command.job_id, epoch=command.epoch, reason=command.reason),
+        )
+    return pb.ConnectResponse(sequence=sequence, drain=pb.Drain(draining=command.draining))
+
+
+def update_from_proto(msg: pb.JobUpdate) -> SiteUpdate:
+    if msg.sequence == 0:
+        raise InvalidArgument("a job update needs a sequence number above 0", reason="MISSING_SEQUENCE")
+    return SiteUpdate(
+        job_id=msg.job_id,
+        epoch=msg.epoch,
+        state=convert.state_from_proto(msg.state),
+        sequence=msg.sequence,
+        time=convert.time_from_proto(msg.time),
+        exit_code=msg.exit_code,
+        message=msg.message[:1024],
+        device_indices=tuple(msg.device_indices),
+        lease_returned=msg.lease_returned,
+    )
+
+
+def rejection(error: GatewayError, update_sequence: int = 0) -> pb.ConnectResponse:
+    return pb.ConnectResponse(
+        rejection=pb.Rejection(update_sequence=update_sequence, reason=error.reason, message=error.message)
+    )
+
+
+class SiteServicer(site_pb2_grpc.SiteServiceServicer):
+    def __init__(self, dispatcher: Dispatcher, auth: Authenticator, report_interval: timedelta) -> None:
+        self.dispatcher = dispatcher
+        self.auth = auth
+        self.report_interval = report_interval
+
+    @translate_stream_errors
+    async def Connect(
+        self, request_iterator: AsyncIterator[pb.ConnectRequest], context: Context
+    ) -> AsyncIterator[pb.ConnectResponse]:
+        principal = self.auth.principal(context)
+        access.require_role(principal, "site")
+        try:
+            first = await asyncio.wait_for(anext(request_iterator), HELLO_TIMEOUT_S)
+        except (TimeoutError, StopAsyncIteration):
+            raise InvalidArgument(
+                f"an agent must send Hello within {HELLO_TIMEOUT_S:.0f} s of connecting", reason="NO_HELLO"
+            ) from None
+        if first.WhichOneof("kind") != "hello":
+            raise InvalidArgument("the first message on a site stream must be Hello", reason="NO_HELLO")
+        hello = first.hello
+        if hello.site != principal.name:
+            raise PermissionDenied(
+                f"certificate of site {principal.name!r} cannot speak for site {hello.site!r}",
+                reason="SITE_MISMATCH",
+            )
+        running = [RunningAttempt(r.job_id, r.epoch, convert.state_from_proto(r.state)) for r in hello.running]
+        session = self.dispatcher.hello(principal.name, hello.agent_version[:64], running)
+        log.info("site %s connected (agent %s)", session.site, hello.agent_version[:64])
+        out: asyncio.Queue[Outgoing] = asyncio.Queue()
+        tasks = [
+            asyncio.create_task(self._read(session.site, request_iterator, out)),
+            asyncio.create_task(self._forward(session.outbox, out)),
+        ]
+        try:
+            yield pb.ConnectResponse(
+                welcome=pb.Welcome(
+                    last_update_sequence=session.last_update_sequence,
+                    report_interval=convert.duration_to_proto(self.report_interval),
+                )
+            )
+            while True:
+                item = await out.get()
+                if item is None:
+                    return
+                if isinstance(item, GatewayError):
+                    raise item
+                yield item
+        finally:
+            for task in tasks:
+                task.cancel()
+            self.dispatcher.goodbye(session.site, session.connection_id)
+            log.info("site %s disconnected", session.site)
+
+    async def _forward(self, outbox: asyncio.Queue[tuple[int, Command] | None], out: asyncio.Queue[Outgoing]) -> None:
+        while True:
+            item = await outbox.get()
+            if item is None:  # a newer stream of the same site replaced this one
+                await out.put(None)
+                return
+            await out.put(command_to_proto(*item))
+
+    async def _read(self, site: str, requests: AsyncIterator[pb.ConnectRequest], out: asyncio.Queue[Outgoing]) -> None:
+        try:
+            async for message in requests:
+                reply = self._handle(site, message)
+                if reply is not None:
+                    await out.put(reply)
+        except GatewayError as exc:
+            await out.put(exc)
+            return
+        except (grpc.RpcError, asyncio.CancelledError):
+            raise
+        except Exception:  # a bug must end this stream, not the gateway
+            log.exception("site %s: stream reader failed", site)
+            await out.put(GatewayError("internal error while reading the stream", reason="INTERNAL"))
+            return
+        await out.put(None)
+
+    def _handle(self, site: str, message: pb.ConnectRequest) -> pb.ConnectResponse | None:
+        kind = message.WhichOneof("kind")
+        if kind == "job_update":
+            sequence = message.job_update.sequence
+            try:
+                self.dispatcher.update(site, update_from_proto(message.job_update))
+            except GatewayError as exc:
+                log.warning("site %s: update %d refused: %s (%s)", site, sequence, exc.message, exc.reason)
+                return rejection(exc, sequence)
+            return pb.ConnectResponse(ack=pb.Ack(sequence=sequence))
+        if kind == "capacity":
+            try:
+                pools = [convert.pool_from_proto(p) for p in message.capacity.pools]
+                self._check_classes(pools)
+            except GatewayError as exc:
+                log.warning("site %s: capacity report refused: %s", site, exc.message)
+                return rejection(exc)
+            self.dispatcher.capacity(site, pools, message.capacity.full)
+            return None
+        if kind == "ack":
+            return None
+        if kind == "hello":
+            raise InvalidArgument("Hello may only be sent once per stream", reason="DUPLICATE_HELLO")
+        return rejection(
+            GatewayError(f"{kind or 'empty'} messages are not supported by this gateway", reason="UNSUPPORTED_MESSAGE")
+        )
+
+    def _check_classes(self, pools: list[Pool]) -> None:
+        catalogue = self.dispatcher.federation.policy.catalogue
+        for pool in pools:
+            if pool.accelerator_class not in catalogue:
+                raise InvalidArgument(
+                    f"pool class {pool.accelerator_class!r} is not in the federation's catalogue",
+                    reason="UNKNOWN_ACCELERATOR_CLASS",
+                )
