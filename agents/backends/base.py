@@ -1,0 +1,132 @@
+"""The contract between the agent's runtime and a backend that actually runs jobs.
+
+Owns: the `Backend` protocol with its MUST-level rules, what a backend is given (`BackendSettings`,
+`LaunchSpec`) and what it gives back (`JobHandle`, `ExitStatus`). It does not own device allocation,
+epochs, idempotency or reporting: the runtime does all of that before and after calling a backend, so a
+backend only starts, watches and stops processes.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from agents.model import PoolSpec
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """The config's `backend:` section after validation."""
+
+    type: str
+    """Registry name of the backend, e.g. `local`."""
+    workdir: Path
+    """Folder under which each attempt gets `<job_id>/<epoch>/` for its files and logs (absolute)."""
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Everything a backend needs to start one attempt. Devices are already allocated by the runtime."""
+
+    site: str
+    job_id: str
+    epoch: int
+    attempt: int
+    accelerator_class: str
+    stack: str
+    """Software stack (cuda, cann, dtk, ...) that decides the visible-devices variable; empty = none."""
+    command: tuple[str, ...]
+    devices: tuple[int, ...]
+    """Device indices within the pool, assigned to this attempt alone."""
+    image: str = ""
+    tenant: str = ""
+    project: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Extra environment from the job; the backend's FEDGATE_* variables take precedence over it."""
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How an attempt's process ended."""
+
+    exit_code: int
+    """The exit code; 128+N when killed by signal N (the shell's convention)."""
+    signal_number: int = 0
+    """The signal that killed it, 0 if it exited by itself."""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_code == 0 and self.signal_number == 0
+
+    def describe(self) -> str:
+        if self.signal_number:
+            try:
+                name = signal.Signals(self.signal_number).name
+            except ValueError:
+                name = f"signal {self.signal_number}"
+            return f"killed by {name}"
+        return f"exited with code {self.exit_code}"
+
+    @classmethod
+    def from_returncode(cls, returncode: int) -> ExitStatus:
+        """Map a Python `returncode` (negative = killed by that signal) to an ExitStatus."""
+        if returncode < 0:
+            return cls(exit_code=128 - returncode, signal_number=-returncode)
+        return cls(exit_code=returncode)
+
+
+class JobHandle(Protocol):
+    """A backend's reference to one running attempt. Opaque to the runtime beyond these fields."""
+
+    @property
+    def job_id(self) -> str: ...
+
+    @property
+    def epoch(self) -> int: ...
+
+
+class Backend(Protocol):
+    """Starts, watches and stops job attempts on one kind of scheduler.
+
+    Rules every implementation MUST follow:
+    - Methods are called from the agent's event loop; they MUST NOT block it (use asyncio subprocesses,
+      async clients, or `asyncio.to_thread`).
+    - `launch` MUST either return a handle of a started attempt or raise `LaunchFailed` with a message a
+      model vendor can act on (empty command, missing executable, bad image). It MUST NOT raise for a job
+      that merely fails later: that is `wait`'s exit status.
+    - `wait` MUST return exactly once per handle, when the attempt has ended for any reason (its own exit,
+      `cancel`, a crash). It MUST NOT be cancelled by a backend on its own.
+    - `cancel` MUST ask the attempt to stop (SIGTERM or equivalent), and after `grace_s` seconds force it
+      (SIGKILL or equivalent), stopping every process the attempt started. It MUST be safe to call more
+      than once and on an attempt that has already ended.
+    - A backend MUST keep each attempt's files apart (`<workdir>/<job_id>/<epoch>/` for local) and MUST
+      confine the attempt to the devices in `LaunchSpec.devices`.
+    """
+
+    @property
+    def name(self) -> str:
+        """The registry name, sent to the gateway in Hello."""
+        ...
+
+    def pools(self, declared: Sequence[PoolSpec]) -> Sequence[PoolSpec]:
+        """The pools this backend can serve, given what the config declares.
+
+        MUST return only classes from `declared` and MUST NOT raise `offered` above what is declared
+        (the centre's own share is the upper bound). A backend that discovers hardware may lower numbers.
+        """
+        ...
+
+    async def launch(self, spec: LaunchSpec) -> JobHandle:
+        """Start one attempt. See the class rules."""
+        ...
+
+    async def wait(self, handle: JobHandle) -> ExitStatus:
+        """Return when the attempt has ended, with how it ended."""
+        ...
+
+    async def cancel(self, handle: JobHandle, grace_s: float) -> None:
+        """Stop the attempt: polite signal, then force after `grace_s` seconds. Returns when it is gone."""
+        ...

@@ -1,0 +1,51 @@
+"""Chooses a backend by the `type:` key of the agent config's `backend:` section.
+
+Owns: the table of backend types, the option keys each accepts, and building one. The error for an
+unknown type lists the valid ones. It does not validate option values: `agents.config` does that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agents.backends.base import Backend, BackendSettings
+from agents.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class BackendType:
+    """One registered backend type."""
+
+    factory: Callable[[BackendSettings], Backend]
+    options: frozenset[str]
+    """Keys of the `backend:` section this type accepts besides `type`."""
+    summary: str
+
+
+def _local(settings: BackendSettings) -> Backend:
+    from agents.backends.local import LocalBackend  # imported on use, like every future backend
+
+    return LocalBackend(settings)
+
+
+BACKEND_TYPES: dict[str, BackendType] = {
+    "local": BackendType(
+        factory=_local,
+        options=frozenset({"workdir"}),
+        summary="run jobs as subprocesses on this machine (the embedded default)",
+    ),
+}
+
+
+def backend_type(name: str) -> BackendType:
+    """The registered type called `name`; ConfigError listing the valid names otherwise."""
+    try:
+        return BACKEND_TYPES[name]
+    except KeyError:
+        valid = ", ".join(sorted(BACKEND_TYPES))
+        raise ConfigError(f"unknown backend type {name!r}; valid types: {valid}") from None
+
+
+def create_backend(settings: BackendSettings) -> Backend:
+    return backend_type(settings.type).factory(settings)

@@ -1,0 +1,292 @@
+"""The agent's core: turns gateway commands into backend calls and job updates. No gRPC here.
+
+Owns: the attempts running at this site (by job and epoch), device allocation per pool, the capacity to
+report, idempotent launches and stale-epoch refusal, stopping attempts (cancel, preempt, max runtime,
+shutdown), and numbering job updates into the journal. It does not own the connection: the transport
+asks it for Hello contents and capacity, hands it commands, and sends what it puts in the journal,
+re-sending after a reconnect until acknowledged. Jobs keep running whether or not a gateway is connected.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from agents.attempts import Attempt, AttemptTable
+from agents.backends.base import Backend, LaunchSpec
+from agents.commands import (
+    Abort,
+    Cancel,
+    Commit,
+    Drain,
+    GatewayCommand,
+    Launch,
+    Preempt,
+    Reserve,
+    UpdateRejected,
+    UpdatesAcknowledged,
+)
+from agents.config import AgentConfig
+from agents.devices import DevicePool
+from agents.errors import BackendError, LaunchRefused, SiteDraining, UnknownAcceleratorClass
+from agents.journal import UpdateJournal
+from agents.model import JobState, JobUpdate, PoolCapacity, ReserveReply, RunningJob
+from agents.supervisor import AttemptSupervisor
+
+log = logging.getLogger(__name__)
+
+RESERVE_UNSUPPORTED = "two-phase reservation not supported by this agent version"
+SHUTDOWN_MESSAGE = "the site agent is shutting down"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SiteRuntime:
+    """Everything the agent does at its site, driven by commands and by jobs ending."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        backend: Backend,
+        journal: UpdateJournal,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.site = config.site
+        self._grace_s = config.cancel_grace_s
+        self._backend = backend
+        self._journal = journal
+        self._clock = clock
+        self._pools = {p.accelerator_class: DevicePool(p) for p in backend.pools(config.pools)}
+        self._attempts = AttemptTable()
+        self._last_sequence = journal.last_sequence()
+        self._draining = False
+        self._closing = False
+        self._listeners: list[Callable[[], None]] = []
+        self._supervisor = AttemptSupervisor(backend, grace_s=config.cancel_grace_s, on_end=self._ended)
+        self.capacity_version = 0
+        """Bumped whenever free capacity (or drain state) changes, so senders know to report."""
+
+    # -- what the transport reads ------------------------------------------------------------------
+
+    @property
+    def backend_name(self) -> str:
+        return self._backend.name
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def resume_cursor(self) -> int:
+        return self._journal.cursor()
+
+    def running(self) -> list[RunningJob]:
+        return [RunningJob(a.launch.job_id, a.launch.epoch, a.state) for a in self._attempts.all_live()]
+
+    def capacity(self) -> list[PoolCapacity]:
+        return [
+            PoolCapacity(
+                accelerator_class=pool.spec.accelerator_class,
+                total=pool.spec.cards,
+                offered=pool.spec.offered,
+                free=0 if self._draining else max(0, pool.free_count),  # a draining site takes nothing new
+                cards_per_node=pool.spec.cards_per_node,
+                interconnect=pool.spec.interconnect,
+                labels=dict(pool.spec.labels),
+            )
+            for pool in self._pools.values()
+        ]
+
+    def unacknowledged_updates(self, after: int = 0) -> list[JobUpdate]:
+        """Updates the gateway has not acknowledged, with sequence > `after`, oldest first."""
+        return self._journal.pending(after)
+
+    def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` after every new update or capacity change. Returns the unsubscribe function."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    # -- what the transport tells ------------------------------------------------------------------
+
+    def accept_welcome(self, last_update_sequence: int) -> None:
+        """The gateway holds every update up to `last_update_sequence`; number new ones after it."""
+        self._journal.acknowledge(last_update_sequence)
+        self._last_sequence = max(self._last_sequence, last_update_sequence)
+
+    def mark_processed(self, sequence: int) -> None:
+        """A gateway message was handled; a reconnect resumes after the highest such sequence."""
+        self._journal.advance_cursor(sequence)
+
+    async def handle(self, command: GatewayCommand) -> ReserveReply | None:
+        """Carry out one gateway command. Returns a reply to send, if the command has one."""
+        match command:
+            case Launch():
+                await self.launch(command)
+            case Cancel():
+                self.cancel(command)
+            case Preempt():
+                self.preempt(command)
+            case Reserve():
+                log.info("reservation %s refused: %s", command.reservation_id, RESERVE_UNSUPPORTED)
+                return ReserveReply(command.reservation_id, accepted=False, reason=RESERVE_UNSUPPORTED)
+            case Commit() | Abort():
+                log.info("ignoring %s of reservation %s", type(command).__name__, command.reservation_id)
+            case Drain():
+                self.drain(command.draining)
+            case UpdatesAcknowledged():
+                self._journal.acknowledge(command.sequence)
+                self._notify()
+            case UpdateRejected():
+                # Retrying cannot help (the gateway says the message changed nothing), so it is dropped.
+                log.warning(
+                    "gateway refused update %d: %s (%s)", command.update_sequence, command.message, command.reason
+                )
+                if command.update_sequence:
+                    self._journal.discard(command.update_sequence)
+                    self._notify()
+        return None
+
+    # -- commands ----------------------------------------------------------------------------------
+
+    async def launch(self, command: Launch) -> None:
+        """Start an attempt, idempotently by (job_id, epoch); refusals become FAILED updates."""
+        known = self._attempts.find(command.job_id, command.epoch)
+        if known is not None:
+            log.info("job %s epoch %d: launch repeated, re-reporting %s", *known.key, known.state.value)
+            self._report(known)
+            return
+        highest = self._attempts.highest_epoch(command.job_id)
+        if highest is not None and command.epoch < highest:
+            log.warning("job %s: launch of stale epoch %d ignored", command.job_id, command.epoch)
+            return
+        self._attempts.note_epoch(command.job_id, command.epoch)
+        for older in self._attempts.live_of_job(command.job_id):
+            # A job never runs under two live attempts: the newer lease wins.
+            self._supervisor.stop(older, JobState.CANCELLED, f"superseded by epoch {command.epoch}")
+        try:
+            pool = self._pool_for(command)
+            devices = pool.allocate(command.cards)
+        except LaunchRefused as exc:
+            # The site's own reasons (draining, full, no such pool): hand the lease back, the job is not at fault.
+            self._refuse(command, exc.message, lease_returned=True)
+            return
+        try:
+            handle = await self._backend.launch(self._spec(command, pool, devices))
+        except BackendError as exc:
+            pool.release(devices)
+            self._refuse(command, exc.message)
+            return
+        except Exception as exc:  # a backend bug must fail this one job, never the agent's stream
+            log.exception("job %s epoch %d: backend crashed while launching", command.job_id, command.epoch)
+            pool.release(devices)
+            self._refuse(command, f"the site's backend could not start the job ({type(exc).__name__})")
+            return
+        attempt = Attempt(launch=command, devices=devices, handle=handle)
+        self._attempts.add_live(attempt)
+        self._report(attempt)
+        self._capacity_changed()
+        self._supervisor.watch(attempt)
+        if self._closing:  # shutdown began while the backend was starting it
+            self._supervisor.stop(attempt, JobState.PREEMPTED, SHUTDOWN_MESSAGE)
+
+    def cancel(self, command: Cancel) -> None:
+        attempt = self._attempts.live(command.job_id, command.epoch)
+        if attempt is None:
+            log.info("job %s epoch %d: cancel ignored, not running here", command.job_id, command.epoch)
+            return
+        message = f"cancelled: {command.reason}" if command.reason else "cancelled by the gateway"
+        self._supervisor.stop(attempt, JobState.CANCELLED, message)
+
+    def preempt(self, command: Preempt) -> None:
+        attempt = self._attempts.live(command.job_id, command.epoch)
+        if attempt is None:
+            log.info("job %s epoch %d: preempt ignored, not running here", command.job_id, command.epoch)
+            return
+        grace = command.grace_s if command.grace_s > 0 else None
+        self._supervisor.stop(attempt, JobState.PREEMPTED, "preempted by the gateway", grace)
+
+    def drain(self, draining: bool) -> None:
+        if draining != self._draining:
+            log.info("site is %s", "draining: launches are refused" if draining else "accepting launches")
+        self._draining = draining
+        self._capacity_changed()
+
+    async def shutdown(self, timeout_s: float) -> None:
+        """Refuse new launches, stop every attempt and wait (bounded) until their final updates exist."""
+        self._closing = True
+        self._draining = True
+        self._capacity_changed()  # tell the gateway first: nothing is free here any more
+        grace = min(self._grace_s, max(timeout_s - 1.0, 0.0))
+        for attempt in self._attempts.all_live():
+            self._supervisor.stop(attempt, JobState.PREEMPTED, SHUTDOWN_MESSAGE, grace)
+        await self._supervisor.wait_all(timeout_s)
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _pool_for(self, command: Launch) -> DevicePool:
+        if self._draining:
+            raise SiteDraining("site is draining")
+        pool = self._pools.get(command.accelerator_class)
+        if pool is None:
+            wanted = command.accelerator_class or "(no class)"
+            offered = ", ".join(sorted(self._pools)) or "nothing"
+            raise UnknownAcceleratorClass(f"site {self.site} has no pool of {wanted}; it offers {offered}")
+        return pool
+
+    def _spec(self, command: Launch, pool: DevicePool, devices: tuple[int, ...]) -> LaunchSpec:
+        return LaunchSpec(
+            site=self.site,
+            job_id=command.job_id,
+            epoch=command.epoch,
+            attempt=command.attempt,
+            accelerator_class=command.accelerator_class,
+            stack=command.stack or pool.spec.stack,
+            command=command.command,
+            devices=devices,
+            image=command.image,
+            tenant=command.tenant,
+            project=command.project,
+            env=command.env,
+        )
+
+    def _refuse(self, command: Launch, message: str, *, lease_returned: bool = False) -> None:
+        log.warning("job %s epoch %d: refused: %s", command.job_id, command.epoch, message)
+        attempt = Attempt(launch=command, state=JobState.FAILED, message=message, lease_returned=lease_returned)
+        self._attempts.add_ended(attempt)
+        self._report(attempt)
+
+    def _ended(self, attempt: Attempt) -> None:
+        self._pools[attempt.launch.accelerator_class].release(attempt.devices)
+        self._attempts.add_ended(attempt)
+        self._report(attempt)
+        self._capacity_changed()
+
+    def _report(self, attempt: Attempt) -> None:
+        self._last_sequence += 1
+        update = JobUpdate(
+            job_id=attempt.launch.job_id,
+            epoch=attempt.launch.epoch,
+            state=attempt.state,
+            sequence=self._last_sequence,
+            time=self._clock(),
+            exit_code=attempt.exit_code,
+            message=attempt.message,
+            device_indices=attempt.devices,
+            lease_returned=attempt.lease_returned,
+        )
+        self._journal.append(update)
+        where = ",".join(map(str, attempt.devices)) or "none"
+        detail = f": {update.message}" if update.message else ""
+        log.info("job %s epoch %d: %s on devices %s%s", *attempt.key, update.state.value, where, detail)
+        self._notify()
+
+    def _capacity_changed(self) -> None:
+        self.capacity_version += 1
+        self._notify()
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            listener()

@@ -1,0 +1,188 @@
+"""Dialling out to the gateway with mTLS, staying connected, and the agent's programmatic entry point.
+
+Owns: the channel (certificates re-read on every dial so rotated files are picked up, keepalive, 4 MiB
+messages), the reconnect loop with jittered exponential backoff, telling fatal refusals
+(PERMISSION_DENIED, UNAUTHENTICATED -> `GatewayRefused`) from transient failures, and `run_agent`, which
+ties a runtime, a backend, a journal and the link together until a stop is requested. It does not decide
+about jobs (the runtime) nor run a single stream (the session).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import grpc
+import grpc.aio
+from fedgate.v1 import site_pb2
+
+from agents.backends.base import Backend
+from agents.backends.registry import create_backend
+from agents.backoff import Backoff
+from agents.config import AgentConfig
+from agents.errors import GatewayRefused
+from agents.journal import MemoryJournal, UpdateJournal
+from agents.runtime import SiteRuntime
+from agents.transport.session import ConnectCall, Session
+
+log = logging.getLogger(__name__)
+
+_SERVICE = site_pb2.DESCRIPTOR.services_by_name["SiteService"]
+CONNECT_METHOD = f"/{_SERVICE.full_name}/{_SERVICE.methods_by_name['Connect'].name}"
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+CHANNEL_OPTIONS: list[tuple[str, int]] = [
+    # Pings keep NAT and firewall state alive on a stream that may sit idle between reports, and reveal
+    # a dead gateway within keepalive_time + keepalive_timeout instead of at the next write.
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
+
+FATAL_CODES = frozenset({grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED})
+"""Statuses that say "not you": retrying with the same certificate cannot succeed."""
+
+FLUSH_TIMEOUT_S = 1.5
+"""At shutdown, how long to wait for the gateway to acknowledge the final job updates."""
+CLOSE_TIMEOUT_S = 1.5
+"""At shutdown, how long the half-closed stream gets to end before it is cut."""
+
+
+class GatewayLink:
+    """Keeps one Connect stream to the gateway alive for a runtime, reconnecting until closed."""
+
+    def __init__(self, config: AgentConfig, runtime: SiteRuntime, *, backoff: Backoff | None = None) -> None:
+        self._config = config
+        self._runtime = runtime
+        self._backoff = backoff or Backoff()
+        self._closing = asyncio.Event()
+        self._session: Session | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._session is not None and self._session.welcomed
+
+    async def run(self) -> None:
+        """Connect, and reconnect after every failure, until `close()`. Raises GatewayRefused if refused."""
+        while not self._closing.is_set():
+            try:
+                await self._connect_once()
+            except GatewayRefused:
+                raise
+            except Exception as exc:  # any other failure is transient for an agent: jobs keep running
+                log.warning("gateway %s: %s", self._config.gateway, _describe(exc))
+            if self._closing.is_set():
+                return
+            delay = self._backoff.next_delay()
+            log.info("reconnecting to %s in %.1fs", self._config.gateway, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), timeout=delay)
+
+    async def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
+        """Wait, at most `timeout_s`, until the gateway has acknowledged every job update."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        changed = asyncio.Event()
+        unsubscribe = self._runtime.subscribe(changed.set)  # acks from the gateway notify too
+        try:
+            while self.connected and self._runtime.unacknowledged_updates() and loop.time() < deadline:
+                changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), timeout=deadline - loop.time())
+        finally:
+            unsubscribe()
+
+    def close(self) -> None:
+        """Stop reconnecting and half-close the current stream once its pending messages are sent."""
+        self._closing.set()
+        if self._session is not None:
+            self._session.finish()
+
+    async def _connect_once(self) -> None:
+        channel = grpc.aio.secure_channel(self._config.gateway, self._credentials(), options=CHANNEL_OPTIONS)
+        call: ConnectCall = channel.stream_stream(
+            CONNECT_METHOD,
+            request_serializer=site_pb2.ConnectRequest.SerializeToString,
+            response_deserializer=site_pb2.ConnectResponse.FromString,
+        )(None)  # requests are written with call.write
+        session = Session(call, self._runtime, report_interval_s=self._config.report_interval_s)
+        self._session = session
+        if self._closing.is_set():
+            session.finish()
+        try:
+            await session.run()
+        except grpc.aio.AioRpcError as exc:
+            _raise_if_fatal(exc.code(), exc.details(), self._config.site)
+            raise
+        except Exception:
+            # A failed write surfaces as InvalidStateError; the call's status holds the real reason.
+            if call.done():
+                _raise_if_fatal(await call.code(), await call.details(), self._config.site)
+            raise
+        finally:
+            if session.welcomed:
+                self._backoff.reset()
+            self._session = None
+            await channel.close(grace=None)
+
+    def _credentials(self) -> grpc.ChannelCredentials:
+        tls = self._config.tls
+        return grpc.ssl_channel_credentials(
+            root_certificates=tls.ca.read_bytes(),
+            private_key=tls.key.read_bytes(),
+            certificate_chain=tls.cert.read_bytes(),
+        )
+
+
+def _raise_if_fatal(code: grpc.StatusCode, details: str | None, site: str) -> None:
+    if code in FATAL_CODES:
+        raise GatewayRefused(
+            f"the gateway refused site {site!r} ({code.name}: {details or 'no details'}); check that the "
+            "agent's certificate was issued for this site and has not been revoked",
+            code=code.name,
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def run_agent(
+    config: AgentConfig,
+    stop_event: asyncio.Event,
+    *,
+    backend: Backend | None = None,
+    journal: UpdateJournal | None = None,
+    backoff: Backoff | None = None,
+) -> None:
+    """Run a site agent until `stop_event` is set, then drain it: stop its jobs, send their final updates.
+
+    The drain takes at most cancel_grace_s + 1 s (jobs), FLUSH_TIMEOUT_S (acks) and CLOSE_TIMEOUT_S
+    (stream), under 10 s with the default 5 s grace.
+
+    Raises GatewayRefused when the gateway refuses this site for good (its jobs are stopped first).
+    `backend`, `journal` and `backoff` default to the configured backend, a MemoryJournal and the
+    standard backoff; tests pass their own.
+    """
+    runtime = SiteRuntime(config, backend or create_backend(config.backend), journal or MemoryJournal())
+    link = GatewayLink(config, runtime, backoff=backoff)
+    link_task = asyncio.create_task(link.run(), name="agent-link")
+    stop_task = asyncio.create_task(stop_event.wait(), name="agent-stop")
+    try:
+        await asyncio.wait({link_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop_task.cancel()
+        log.info("stopping: refusing launches and stopping running jobs")
+        # Jobs stop while the stream is still up, so their final updates reach the gateway.
+        await runtime.shutdown(timeout_s=config.cancel_grace_s + 1.0)
+        await link.flush()
+        link.close()
+        await asyncio.wait({link_task}, timeout=CLOSE_TIMEOUT_S)
+        link_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await link_task  # re-raises GatewayRefused
+    log.info("stopped")

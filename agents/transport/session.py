@@ -1,0 +1,153 @@
+"""One SiteService.Connect stream, from Hello to its end.
+
+Owns: the handshake (Hello out, Welcome in), replaying unacknowledged job updates after the gateway's
+`last_update_sequence`, the send loop (capacity right after Welcome, then every report interval and on
+every change; new job updates; acks and replies) and the receive loop (convert, hand to the runtime,
+acknowledge). Only the send loop writes to the stream, because gRPC allows one write at a time. It does
+not dial, reconnect or back off (`agents.transport.connection` does) and never decides about jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+
+import grpc.aio
+from fedgate.v1 import site_pb2
+
+from agents import AGENT_VERSION
+from agents.commands import Welcome
+from agents.errors import ProtocolError
+from agents.runtime import SiteRuntime
+from agents.transport.convert import (
+    capacity_to_proto,
+    command_from_proto,
+    hello_to_proto,
+    job_update_to_proto,
+    reserve_reply_to_proto,
+    welcome_from_proto,
+)
+
+log = logging.getLogger(__name__)
+
+ConnectCall = grpc.aio.StreamStreamCall[site_pb2.ConnectRequest, site_pb2.ConnectResponse]
+
+WELCOME_TIMEOUT_S = 15.0
+"""A gateway that accepts the stream but does not answer Hello within this is treated as down."""
+HALF_CLOSE_TIMEOUT_S = 1.0
+"""After the agent stops writing, how long the gateway gets to end the stream before it is cut."""
+
+
+class StreamEnded(Exception):
+    """The gateway ended the stream without an error status; the agent reconnects."""
+
+
+class Session:
+    """Runs one stream for a runtime. Create a new Session for every new stream."""
+
+    def __init__(self, call: ConnectCall, runtime: SiteRuntime, *, report_interval_s: float) -> None:
+        self._call = call
+        self._runtime = runtime
+        self._default_interval_s = report_interval_s
+        self._wake = asyncio.Event()
+        self._outbox: deque[site_pb2.ConnectRequest] = deque()
+        self._sent_up_to = 0
+        self._finishing = False
+        self.welcomed = False
+        """True once the gateway answered Hello; until then nothing but Hello is sent."""
+
+    async def run(self) -> None:
+        """Handshake, then send and receive until the stream ends. Raises on any stream error."""
+        welcome = await self._handshake()
+        self.welcomed = True
+        self._runtime.accept_welcome(welcome.last_update_sequence)
+        self._sent_up_to = welcome.last_update_sequence  # everything after it is replayed, oldest first
+        interval = welcome.report_interval_s or self._default_interval_s
+        log.info("connected; gateway holds updates up to %d", welcome.last_update_sequence)
+        unsubscribe = self._runtime.subscribe(self._wake.set)
+        sender = asyncio.create_task(self._send_loop(interval), name="agent-send")
+        receiver = asyncio.create_task(self._receive_loop(), name="agent-receive")
+        try:
+            done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            if sender in done and not sender.exception() and not receiver.done():
+                # We half-closed on purpose; the gateway ends its side once it has read everything.
+                await asyncio.wait({receiver}, timeout=HALF_CLOSE_TIMEOUT_S)
+            for task in (receiver, sender):  # the receiver's error (a status) explains the sender's
+                if task.done() and (error := task.exception()) is not None:
+                    raise error
+        finally:
+            unsubscribe()
+            for task in (sender, receiver):
+                task.cancel()
+            await asyncio.gather(sender, receiver, return_exceptions=True)
+
+    def finish(self) -> None:
+        """Send what is pending, then half-close the stream; `run` returns once the gateway ends it."""
+        self._finishing = True
+        self._wake.set()
+
+    def all_sent(self) -> bool:
+        return not self._runtime.unacknowledged_updates(self._sent_up_to) and not self._outbox
+
+    async def _handshake(self) -> Welcome:
+        runtime = self._runtime
+        hello = hello_to_proto(
+            site=runtime.site,
+            agent_version=AGENT_VERSION,
+            resume_cursor=runtime.resume_cursor(),
+            backend=runtime.backend_name,
+            running=runtime.running(),
+        )
+        await self._call.write(site_pb2.ConnectRequest(hello=hello))
+        first = await asyncio.wait_for(self._call.read(), timeout=WELCOME_TIMEOUT_S)
+        if not isinstance(first, site_pb2.ConnectResponse):
+            raise StreamEnded("the gateway closed the stream before answering Hello")
+        if first.WhichOneof("kind") != "welcome":
+            raise ProtocolError(f"the gateway's first message was {first.WhichOneof('kind')}, not welcome")
+        return welcome_from_proto(first.welcome)
+
+    async def _receive_loop(self) -> None:
+        while True:
+            message = await self._call.read()
+            if not isinstance(message, site_pb2.ConnectResponse):
+                if self._finishing:
+                    return
+                raise StreamEnded("the gateway ended the stream")
+            await self._process(message)
+
+    async def _process(self, message: site_pb2.ConnectResponse) -> None:
+        command = command_from_proto(message)
+        if command is not None:
+            reply = await self._runtime.handle(command)
+            if reply is not None:
+                self._outbox.append(site_pb2.ConnectRequest(reserve_reply=reserve_reply_to_proto(reply)))
+        else:
+            log.warning("ignoring a gateway message of kind %s", message.WhichOneof("kind"))
+        if message.sequence:
+            self._runtime.mark_processed(message.sequence)
+            self._outbox.append(site_pb2.ConnectRequest(ack=site_pb2.Ack(sequence=message.sequence)))
+        self._wake.set()
+
+    async def _send_loop(self, interval_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        next_report = loop.time()  # the first report goes out right after Welcome
+        reported_version = -1
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, next_report - loop.time()))
+            self._wake.clear()
+            if loop.time() >= next_report or self._runtime.capacity_version != reported_version:
+                reported_version = self._runtime.capacity_version
+                report = capacity_to_proto(self._runtime.capacity())
+                await self._call.write(site_pb2.ConnectRequest(capacity=report))
+                next_report = loop.time() + interval_s
+            for update in self._runtime.unacknowledged_updates(self._sent_up_to):
+                await self._call.write(site_pb2.ConnectRequest(job_update=job_update_to_proto(update)))
+                self._sent_up_to = update.sequence
+            while self._outbox:
+                await self._call.write(self._outbox.popleft())
+            if self._finishing and self.all_sent():
+                await self._call.done_writing()
+                return
