@@ -1,0 +1,43 @@
+"""`fedgate demo`: a whole federation on loopback with real mTLS, three centres, two vendors, one summary.
+
+The last line is always `demo: <succeeded>/<total> jobs succeeded across <sites> sites in <seconds>s` when
+the jobs ran; the exit code is 0 only when every job succeeded. Every process started is stopped on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="fedgate demo", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (CA, logs, database)")
+    parser.add_argument("--timeout", type=float, default=45.0, help="seconds to wait for the jobs")
+    args = parser.parse_args(argv)
+
+    from gateway.demo.layout import write_layout
+    from gateway.demo.run import DemoFailed, run_demo
+    from gateway.errors import GatewayError
+
+    root = Path(tempfile.mkdtemp(prefix="fedgate-demo-"))
+    keep = args.keep
+    try:
+        layout = write_layout(root)
+        return run_demo(layout, args.timeout)
+    except (DemoFailed, GatewayError) as exc:
+        print(f"demo: failed: {exc}; logs kept in {root / 'logs'}", file=sys.stderr)
+        keep = True
+        return 1
+    except KeyboardInterrupt:
+        print("demo: interrupted; every process it started has been stopped", file=sys.stderr)
+        return 130
+    finally:
+        if keep:
+            print(f"demo: files kept in {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)

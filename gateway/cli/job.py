@@ -1,0 +1,113 @@
+"""`fedgate job submit|get|list|cancel|watch|explain`: the model vendor's commands, a thin shell over
+`FederationClient`. Each prints table, JSON or YAML (`-o`) and exits with a code from `gateway.cli.connect`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.cli import output
+from gateway.cli.connect import (
+    EPILOG,
+    EXIT_FAILED,
+    EXIT_OK,
+    add_connection_flags,
+    client_from_args,
+    run_command,
+)
+from gateway.jobspec import load_job_spec
+from gateway.model import Job, JobState
+from gateway.transport.client import FederationClient
+
+JOB_COLUMNS = [
+    ("job_id", "JOB"),
+    ("tenant", "TENANT"),
+    ("project", "PROJECT"),
+    ("name", "NAME"),
+    ("state", "STATE"),
+    ("attempt", "ATTEMPT"),
+    ("sites", "SITES"),
+    ("class", "CLASS"),
+    ("cards", "CARDS"),
+    ("reason", "REASON"),
+]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fedgate job", description="Submit and manage federated jobs.", epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True)
+    submit = sub.add_parser("submit", help="submit a job from a YAML file")
+    submit.add_argument("-f", "--file", required=True, type=Path, help="job YAML (see examples/jobs/)")
+    submit.add_argument("--wait", action="store_true", help="wait until the job ends; exit 0 only if it succeeded")
+    submit.add_argument("--request-id", default=None, help="idempotency key (default: random)")
+    get = sub.add_parser("get", help="show one job")
+    get.add_argument("job_id")
+    lst = sub.add_parser("list", help="list jobs you may see")
+    lst.add_argument("--tenant", default="")
+    lst.add_argument("--project", default="")
+    lst.add_argument("--state", action="append", default=[], choices=[s.value for s in JobState])
+    lst.add_argument("--limit", type=int, default=1000)
+    cancel = sub.add_parser("cancel", help="cancel a job")
+    cancel.add_argument("job_id")
+    cancel.add_argument("--reason", default="")
+    watch = sub.add_parser("watch", help="follow a job's events until it ends")
+    watch.add_argument("job_id")
+    explain = sub.add_parser("explain", help="why a job is where it is, or where a spec would go (dry run)")
+    target = explain.add_mutually_exclusive_group(required=True)
+    target.add_argument("job_id", nargs="?")
+    target.add_argument("-f", "--file", type=Path, dest="explain_file")
+    for p in (submit, get, lst, cancel, watch, explain):
+        add_connection_flags(p)
+        output.add_output_flag(p)
+    return parser
+
+
+def _print_jobs(jobs: Sequence[Job], fmt: str) -> None:
+    print(output.render([output.job_row(j) for j in jobs], JOB_COLUMNS, fmt))
+
+
+def _wait(client: FederationClient, job: Job, fmt: str) -> int:
+    for event, current in client.watch_job(job.job_id):
+        if fmt == "table":
+            where = f" at {event.site}" if event.site else ""
+            print(
+                f"{event.time:%H:%M:%S} {job.job_id} {event.state.value}{where}: {event.message}",
+                file=sys.stderr,
+            )
+        job = current
+    _print_jobs([job], fmt)
+    return EXIT_OK if job.state == JobState.SUCCEEDED else EXIT_FAILED
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _parser().parse_args(argv)
+    prog = f"fedgate job {args.command}"
+
+    def action() -> int:
+        if args.command == "submit":
+            spec = load_job_spec(args.file)  # a bad file fails before any connection is made
+        with client_from_args(args) as client:
+            if args.command == "submit":
+                job = client.create_job(spec, args.request_id)
+                if args.wait:
+                    return _wait(client, job, args.output)
+                _print_jobs([job], args.output)
+            elif args.command == "get":
+                _print_jobs([client.get_job(args.job_id)], args.output)
+            elif args.command == "list":
+                states = tuple(JobState(s) for s in args.state)
+                _print_jobs(client.list_jobs(args.tenant, args.project, states, args.limit), args.output)
+            elif args.command == "cancel":
+                _print_jobs([client.cancel_job(args.job_id, args.reason)], args.output)
+            elif args.command == "watch":
+                return _wait(client, client.get_job(args.job_id), args.output)
+            elif args.command == "explain":
+                spec_arg = load_job_spec(args.explain_file) if args.explain_file else None
+                explanation = client.explain_job(args.job_id or "", spec_arg)
+                print(output.render_explanation(explanation, args.output))
+                return EXIT_OK if explanation.admitted else EXIT_FAILED
+        return EXIT_OK
+
+    return run_command(prog, action)

@@ -1,0 +1,61 @@
+"""`fedgate gateway run --config FILE`: run the federation gateway until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.config import GatewayConfig, load_gateway_config
+from gateway.errors import GatewayError
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="fedgate gateway", description="Run the federation gateway.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="serve until SIGTERM or Ctrl-C")
+    run.add_argument("--config", required=True, type=Path, help="gateway YAML (kind: Gateway)")
+    run.add_argument("--ready-file", type=Path, help="write host:port here once serving (for supervisors)")
+    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="gateway: %(message)s", stream=sys.stderr)
+    try:
+        config = load_gateway_config(args.config)
+    except GatewayError as exc:
+        print(f"fedgate gateway: {exc.message}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_serve(config, args.ready_file))
+    except GatewayError as exc:
+        print(f"fedgate gateway: {exc.message}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"fedgate gateway: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _serve(config: GatewayConfig, ready_file: Path | None) -> int:
+    from gateway.transport.server import start_gateway
+
+    running = await start_gateway(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    host = config.listen.rsplit(":", 1)[0]
+    if ready_file is not None:
+        tmp = ready_file.with_suffix(".tmp")
+        tmp.write_text(f"{host}:{running.port}\n")
+        tmp.replace(ready_file)
+    print(
+        f"gateway: serving federation {config.federation} on {host}:{running.port}",
+        file=sys.stderr,
+        flush=True,
+    )
+    await stop.wait()
+    await running.stop()
+    return 0

@@ -1,0 +1,36 @@
+"""`fedgate sites`: the member sites and the capacity they offer, as the caller may see them."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from gateway.cli import output
+from gateway.cli.connect import EPILOG, EXIT_OK, add_connection_flags, client_from_args, run_command
+
+SITE_COLUMNS = [
+    ("site", "SITE"),
+    ("state", "STATE"),
+    ("class", "CLASS"),
+    ("total", "TOTAL"),
+    ("offered", "OFFERED"),
+    ("free", "FREE"),
+    ("leased", "LEASED"),
+    ("cards_per_node", "PER-NODE"),
+    ("interconnect", "INTERCONNECT"),
+]
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="fedgate sites", description="List member sites.", epilog=EPILOG)
+    add_connection_flags(parser)
+    output.add_output_flag(parser)
+    args = parser.parse_args(argv)
+
+    def action() -> int:
+        with client_from_args(args) as client:
+            rows = [row for site in client.list_sites() for row in output.site_rows(site)]
+        print(output.render(rows, SITE_COLUMNS, args.output))
+        return EXIT_OK
+
+    return run_command("fedgate sites", action)

@@ -1,0 +1,106 @@
+"""The demo federation's files: a fresh CA, certificates for every principal, gateway and agent configs.
+
+Owns: what the demo federation looks like (three centres with different accelerators and offers, two model
+vendors, one admin) written into one temporary directory. It starts nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.config import REPO_POLICIES
+from gateway.identity.ca import init_ca
+from gateway.identity.principal import Principal
+from gateway.yamlload import dump_yaml
+
+FEDERATION = "demo"
+
+
+@dataclass(frozen=True)
+class DemoSite:
+    name: str
+    # (class, cards, offered, cards_per_node, interconnect)
+    pools: tuple[tuple[str, int, int, int, str], ...]
+
+
+SITES = (
+    DemoSite("centre-a", (("ascend-910b", 16, 8, 8, "hccs"),)),
+    DemoSite("centre-b", (("nvidia-h100", 8, 4, 8, "nvlink-900gbs"),)),
+    DemoSite("centre-c", (("hygon-k100", 8, 8, 8, "xgmi"), ("nvidia-h20", 8, 2, 8, "nvlink-900gbs"))),
+)
+USERS = (("deepsea-ai", "alice"), ("panda-lm", "bob"))
+
+
+@dataclass(frozen=True)
+class DemoLayout:
+    root: Path
+    gateway_config: Path
+    ready_file: Path
+    agent_configs: dict[str, Path]
+    user_creds: dict[str, Path]  # tenant -> credentials directory
+    admin_creds: Path
+
+
+def write_layout(root: Path) -> DemoLayout:
+    ca = init_ca(root / "ca", FEDERATION)
+    ca.issue_server(root / "gateway", hosts=("localhost", "127.0.0.1", "::1"))
+    user_creds = {
+        tenant: ca.issue(Principal.user(FEDERATION, tenant, name), root / "users" / f"{tenant}-{name}")
+        for tenant, name in USERS
+    }
+    admin_creds = ca.issue(Principal.admin(FEDERATION, "root"), root / "users" / "admin")
+    gateway_config = root / "gateway" / "gateway.yaml"
+    _dump(
+        gateway_config,
+        {
+            "apiVersion": "fedgate.io/v1",
+            "kind": "Gateway",
+            "federation": FEDERATION,
+            "listen": "127.0.0.1:0",
+            "tls": {"ca": "ca.pem", "cert": "cert.pem", "key": "key.pem"},
+            "store": "sqlite:///gateway.db",
+            "policy": str(REPO_POLICIES / "federation.yaml"),
+            "catalogue": str(REPO_POLICIES / "accelerators.yaml"),
+            "report_interval_s": 1,
+            "schedule_period_s": 0.5,
+        },
+    )
+    agent_configs = {}
+    for site in SITES:
+        creds = ca.issue(Principal.site(FEDERATION, site.name), root / "sites" / site.name)
+        config = creds / "agent.yaml"
+        _dump(
+            config,
+            {
+                "apiVersion": "fedgate.io/v1",
+                "kind": "Agent",
+                "site": site.name,
+                "gateway": "GATEWAY_ADDRESS",
+                "tls": {"ca": "ca.pem", "cert": "cert.pem", "key": "key.pem"},
+                "backend": {"type": "local", "workdir": "work"},
+                "report_interval_s": 1,
+                "pools": [
+                    {
+                        "class": cls,
+                        "cards": cards,
+                        "offered": offered,
+                        "cards_per_node": per_node,
+                        "interconnect": link,
+                    }
+                    for cls, cards, offered, per_node, link in site.pools
+                ],
+            },
+        )
+        agent_configs[site.name] = config
+    return DemoLayout(root, gateway_config, root / "gateway" / "ready", agent_configs, user_creds, admin_creds)
+
+
+def point_agents_at(layout: DemoLayout, address: str) -> None:
+    for config in layout.agent_configs.values():
+        config.write_text(config.read_text().replace("GATEWAY_ADDRESS", address))
+
+
+def _dump(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dump_yaml(data))

@@ -1,0 +1,232 @@
+"""Drive the demo: start the gateway and the agents as separate processes, submit the workload, follow it,
+and stop every process it started, whatever happens (errors, Ctrl-C, SIGTERM).
+
+Owns: process supervision and the demo's report. The federation's files come from `gateway.demo.layout`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.credentials import Credentials
+from gateway.demo.layout import SITES, DemoLayout, point_agents_at
+from gateway.errors import GatewayError
+from gateway.jobspec import load_job_spec
+from gateway.model import Job, JobSpec, JobState
+from gateway.transport.client import FederationClient
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "jobs"
+# (example file, copies): a mix over both tenants that oversubscribes the H100 centre, so some jobs queue.
+WORKLOAD = (
+    ("llama-sft-ascend.yaml", 2),
+    ("eval-h100.yaml", 2),
+    ("gang-pretrain-cuda.yaml", 1),
+    ("eval-any-64g.yaml", 2),
+    ("moe-pretrain-k100.yaml", 2),
+    ("smoke-h20.yaml", 1),
+)
+
+
+class DemoFailed(Exception):
+    pass
+
+
+@dataclass
+class Processes:
+    logs: Path
+    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, *args: str) -> None:
+        log = (self.logs / f"{name}.log").open("wb")
+        self.children[name] = subprocess.Popen(
+            [sys.executable, "-m", "fedgate.cli", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches us only; we stop the children in order
+        )
+
+    def check_alive(self) -> None:
+        for name, child in self.children.items():
+            if child.poll() is not None:
+                raise DemoFailed(f"{name} exited with code {child.returncode}; see {self.logs / (name + '.log')}")
+
+    def stop_all(self, grace: float = 8.0) -> None:
+        # Agents first so that they say goodbye to a live gateway, then the gateway.
+        order = sorted(self.children, key=lambda n: n == "gateway")
+        for name in order:
+            child = self.children[name]
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for name in order:
+            child = self.children[name]
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+
+
+@contextmanager
+def supervised(logs: Path) -> Iterator[Processes]:
+    logs.mkdir(parents=True, exist_ok=True)
+    processes = Processes(logs)
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield processes
+    finally:
+        processes.stop_all()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def wait_for(what: str, check: object, timeout: float, processes: Processes) -> None:
+    assert callable(check)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        processes.check_alive()
+        if check():
+            return
+        time.sleep(0.1)
+    raise DemoFailed(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def start_federation(layout: DemoLayout, processes: Processes) -> str:
+    processes.start(
+        "gateway", "gateway", "run", "--config", str(layout.gateway_config), "--ready-file", str(layout.ready_file)
+    )
+    wait_for("the gateway to listen", layout.ready_file.exists, 30, processes)
+    address = layout.ready_file.read_text().strip()
+    point_agents_at(layout, address)
+    for site, config in layout.agent_configs.items():
+        processes.start(site, "agent", "run", "--config", str(config))
+    return address
+
+
+def workload() -> list[JobSpec]:
+    specs = []
+    for name, copies in WORKLOAD:
+        spec = load_job_spec(EXAMPLES / name)
+        specs.extend([spec] * copies)
+    return specs
+
+
+def sites_ready(admin: FederationClient) -> bool:
+    ready = {s.name for s in admin.list_sites() if s.connected and s.pools}
+    return ready >= {s.name for s in SITES}
+
+
+def progress_line(jobs: list[Job], elapsed: float) -> str:
+    counts = Counter(j.state.value for j in jobs)
+    order = [s.value for s in JobState]
+    parts = [f"{counts[s]} {s.lower()}" for s in order if counts[s]]
+    return f"[{elapsed:5.1f}s] " + ", ".join(parts)
+
+
+def run_demo(layout: DemoLayout, timeout: float, out: object = sys.stdout) -> int:
+    started = time.monotonic()
+
+    def say(text: str) -> None:
+        print(text, file=out, flush=True)  # type: ignore[call-overload]
+
+    from gateway.cli import output
+
+    with supervised(layout.root / "logs") as processes:
+        address = start_federation(layout, processes)
+        say(f"gateway of federation 'demo' on {address} (mTLS); CA and certificates in {layout.root}")
+        admin = FederationClient(address, Credentials.from_dir(layout.admin_creds), timeout=10)
+        clients = {
+            t: FederationClient(address, Credentials.from_dir(p), timeout=10) for t, p in layout.user_creds.items()
+        }
+        try:
+            wait_for("three agents to connect and report capacity", lambda: sites_ready(admin), 30, processes)
+            sites = admin.list_sites()
+            say(
+                output.render(
+                    [r for s in sites for r in output.site_rows(s)],
+                    [
+                        ("site", "SITE"),
+                        ("class", "CLASS"),
+                        ("total", "TOTAL"),
+                        ("offered", "OFFERED"),
+                        ("free", "FREE"),
+                    ],
+                    "table",
+                )
+            )
+            jobs = [clients[spec.tenant].create_job(spec) for spec in workload()]
+            say(f"submitted {len(jobs)} jobs from {len({j.spec.tenant for j in jobs})} tenants")
+            last = ""
+            deadline = time.monotonic() + timeout
+            while True:
+                processes.check_alive()
+                current = [admin.get_job(j.job_id) for j in jobs]
+                line = progress_line(current, time.monotonic() - started)
+                if line.split("] ", 1)[1] != last:
+                    say(line)
+                    last = line.split("] ", 1)[1]
+                if all(j.state.terminal for j in current):
+                    break
+                if time.monotonic() > deadline:
+                    raise DemoFailed(f"jobs still running after {timeout:.0f} s")
+                time.sleep(0.25)
+            say("")
+            say(output.render([demo_row(j) for j in current], DEMO_COLUMNS, "table"))
+        finally:
+            admin.close()
+            for client in clients.values():
+                client.close()
+    succeeded = sum(j.state == JobState.SUCCEEDED for j in current)
+    used_sites = {p.site for j in current if j.state == JobState.SUCCEEDED for p in j.placements}
+    elapsed = time.monotonic() - started
+    say(f"demo: {succeeded}/{len(current)} jobs succeeded across {len(used_sites)} sites in {elapsed:.1f}s")
+    return 0 if succeeded == len(current) else 1
+
+
+DEMO_COLUMNS = [
+    ("job_id", "JOB"),
+    ("tenant", "TENANT"),
+    ("name", "NAME"),
+    ("asked", "ASKED FOR"),
+    ("site", "RAN AT"),
+    ("state", "STATE"),
+    ("why", "WHY THERE"),
+]
+
+
+def demo_row(job: Job) -> dict[str, object]:
+    res = job.spec.resources
+    if res.accelerator_class:
+        asked = f"{res.cards} x {res.accelerator_class}"
+    else:
+        cap = res.capability
+        stacks = "/".join(cap.stacks) if cap else "any"
+        asked = f"{res.cards} x >={cap.min_memory_gib if cap else 0:g}GiB {stacks}"
+    placed = [r for r in job.reasons if r.code == "PLACED"]
+    return {
+        "job_id": job.job_id,
+        "tenant": job.spec.tenant,
+        "name": job.spec.name,
+        "asked": asked,
+        "site": ", ".join(f"{p.site} ({p.cards} x {p.accelerator_class})" for p in job.placements) or "-",
+        "state": job.state.value + (f" (exit {job.exit_code})" if job.state == JobState.FAILED else ""),
+        "why": placed[0].message.split(" (", 1)[-1].rstrip(")")
+        if placed
+        else (job.reasons[-1].message if job.reasons else ""),
+    }
+
+
+__all__ = ["DemoFailed", "GatewayError", "run_demo"]
