@@ -1,0 +1,31 @@
+"""Hygiene shared by every test: no test may leak environment variables it did not own."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _environment_unchanged() -> Iterator[None]:
+    before = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    yield
+    after = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    leaked = {k for k in set(after) | set(before) if after.get(k) != before.get(k)}
+    for key in leaked:
+        if key in before:
+            os.environ[key] = before[key]
+        else:
+            os.environ.pop(key, None)
+    assert not leaked, f"test changed environment variables {sorted(leaked)}; use monkeypatch.setenv"
+
+
+def require_service(name: str, problem: str) -> None:
+    """Skip a service-backed test when `name` is missing here; fail instead under FEDGATE_REQUIRE_SERVICES=1
+    (as .ci/run sets), so that CI can never pass by skipping what it was meant to test."""
+    message = f"{name} is not available: {problem}"
+    if os.environ.get("FEDGATE_REQUIRE_SERVICES") == "1":
+        pytest.fail(message + " (FEDGATE_REQUIRE_SERVICES=1: .ci/run must install and start it)")
+    pytest.skip(message)

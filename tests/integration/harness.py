@@ -1,0 +1,154 @@
+"""Real servers for integration tests: a gateway (and agents) on port 0 with real mTLS, each in an event loop
+of its own thread, so that tests can use the same synchronous client library a user would."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from gateway.config import REPO_POLICIES, load_gateway_config
+from gateway.credentials import Credentials
+from gateway.identity.ca import CertificateAuthority, init_ca
+from gateway.identity.principal import Principal
+from gateway.transport.client import FederationClient
+from gateway.transport.server import RunningGateway, start_gateway
+
+T = TypeVar("T")
+FEDERATION = "itest"
+
+
+class LoopThread:
+    """An asyncio loop running in a daemon thread; `run` executes a coroutine there and waits for it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@dataclass
+class Pki:
+    root: Path
+    ca: CertificateAuthority
+    foreign: CertificateAuthority
+
+    def creds(self, principal: Principal, name: str) -> Path:
+        out = self.root / "issued" / name
+        if not (out / "cert.pem").exists():
+            self.ca.issue(principal, out)
+        return out
+
+    def site(self, name: str) -> Path:
+        return self.creds(Principal.site(FEDERATION, name), f"site-{name}")
+
+    def user(self, tenant: str, name: str) -> Path:
+        return self.creds(Principal.user(FEDERATION, tenant, name), f"user-{tenant}-{name}")
+
+    def admin(self) -> Path:
+        return self.creds(Principal.admin(FEDERATION, "root"), "admin")
+
+
+def make_pki(root: Path) -> Pki:
+    ca = init_ca(root / "ca", FEDERATION)
+    ca.issue_server(root / "gateway")
+    foreign = init_ca(root / "foreign-ca", FEDERATION)
+    return Pki(root, ca, foreign)
+
+
+@dataclass
+class GatewayHandle:
+    loop: LoopThread
+    running: RunningGateway
+    pki: Pki
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.running.port}"
+
+    def client(self, creds_dir: Path) -> FederationClient:
+        return FederationClient(self.address, Credentials.from_dir(creds_dir), timeout=10)
+
+    def stop(self) -> None:
+        self.loop.run(self.running.stop(0.5))
+
+
+def start_test_gateway(pki: Pki, workdir: Path, loop: LoopThread) -> GatewayHandle:
+    config_path = workdir / "gateway.yaml"
+    gateway_dir = pki.root / "gateway"
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "fedgate.io/v1",
+                "kind": "Gateway",
+                "federation": FEDERATION,
+                "listen": "127.0.0.1:0",
+                "tls": {k: str(gateway_dir / f"{k}.pem") for k in ("ca", "cert", "key")},
+                "store": f"sqlite:///{workdir / 'gateway.db'}",
+                "policy": str(REPO_POLICIES / "federation.yaml"),
+                "report_interval_s": 0.5,
+                "schedule_period_s": 0.2,
+            }
+        )
+    )
+    running = loop.run(start_gateway(load_gateway_config(config_path)))
+    return GatewayHandle(loop, running, pki)
+
+
+@dataclass
+class AgentHandle:
+    loop: LoopThread
+    stop_event: asyncio.Event
+    task: asyncio.Future[None]
+    workdir: Path
+
+    def stop(self, timeout: float = 15) -> None:
+        self.loop.loop.call_soon_threadsafe(self.stop_event.set)
+        self.task.result(timeout)
+
+
+def start_test_agent(
+    gateway: GatewayHandle, site: str, pools: list[dict[str, object]], workdir: Path, **extra: object
+) -> AgentHandle:
+    """Run a real site agent (local backend, real processes) in the gateway's loop thread."""
+    from agents.config import load_agent_config
+    from agents.transport.connection import run_agent
+
+    creds = gateway.pki.site(site)
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / "agent.yaml"
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "fedgate.io/v1",
+                "kind": "Agent",
+                "site": site,
+                "gateway": gateway.address,
+                "tls": {k: str(creds / f"{k}.pem") for k in ("ca", "cert", "key")},
+                "backend": {"type": "local", "workdir": str(workdir / "jobs")},
+                "report_interval_s": 0.5,
+                "pools": pools,
+                **extra,
+            }
+        )
+    )
+    config = load_agent_config(config_path)
+
+    async def make_event() -> asyncio.Event:
+        return asyncio.Event()
+
+    stop_event = gateway.loop.run(make_event())
+    task = asyncio.run_coroutine_threadsafe(run_agent(config, stop_event), gateway.loop.loop)
+    return AgentHandle(gateway.loop, stop_event, task, workdir)

@@ -1,0 +1,165 @@
+"""A job's life through real parts: JobService over mTLS, the gateway, a real agent, a real process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import ClientError
+from gateway.model import Capability, JobSpec, JobState, Resources, StackRun
+from tests.integration.harness import AgentHandle, GatewayHandle, start_test_agent
+
+PRINT_ENV = (
+    "import os; print('job', os.environ['FEDGATE_JOB_ID'], 'attempt', os.environ['FEDGATE_ATTEMPT'],"
+    " 'devices', os.environ.get('ASCEND_RT_VISIBLE_DEVICES', os.environ.get('CUDA_VISIBLE_DEVICES')))"
+)
+
+
+def spec(command: tuple[str, ...], **changes: object) -> JobSpec:
+    base: dict[str, object] = {
+        "tenant": "deepsea-ai",
+        "project": "llama-sft",
+        "resources": Resources("ascend-910b", None, 2),
+        "runs": (StackRun("cann", "", command),),
+    }
+    base.update(changes)
+    return JobSpec(**base)  # type: ignore[arg-type]
+
+
+def eventually(check: Callable[[], bool], timeout: float = 15, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def ascend_site(gateway: GatewayHandle, tmp_path: Path) -> Iterator[AgentHandle]:
+    agent = start_test_agent(
+        gateway, "centre-a", [{"class": "ascend-910b", "cards": 8, "offered": 4, "cards_per_node": 8}], tmp_path / "a"
+    )
+    with gateway.client(gateway.pki.admin()) as admin:
+        eventually(lambda: any(s.pools for s in admin.list_sites()), what="the agent's first capacity report")
+    yield agent
+    agent.stop()
+
+
+def test_submitted_job_runs_on_the_agent_and_succeeds(gateway: GatewayHandle, ascend_site: AgentHandle) -> None:
+    with gateway.client(gateway.pki.user("deepsea-ai", "alice")) as alice:
+        job = alice.create_job(spec(("python3", "-c", PRINT_ENV)))
+        states = [event.state for event, _ in alice.watch_job(job.job_id, timeout=20)]
+        final = alice.get_job(job.job_id)
+    assert final.state == JobState.SUCCEEDED, final.reasons
+    assert states[-1] == JobState.SUCCEEDED
+    assert JobState.RUNNING in states or JobState.DISPATCHED in states
+    assert final.attempt == 1 and final.epoch == 1 and final.exit_code == 0
+    assert final.placements[0].site == "centre-a" and len(final.placements[0].device_indices) == 2
+    log = ascend_site.workdir / "jobs" / job.job_id / "1" / "output.log"
+    assert f"job {job.job_id} attempt 1 devices" in log.read_text()
+    events = gateway.running.federation.store.events(job.job_id)
+    assert [e.state for e in events] == [JobState.QUEUED, JobState.DISPATCHED, JobState.RUNNING, JobState.SUCCEEDED]
+
+
+def test_failing_command_ends_failed_with_its_exit_code(gateway: GatewayHandle, ascend_site: AgentHandle) -> None:
+    with gateway.client(gateway.pki.user("deepsea-ai", "alice")) as alice:
+        job = alice.create_job(spec(("python3", "-c", "raise SystemExit(3)")))
+        for _ in alice.watch_job(job.job_id, timeout=20):
+            pass
+        final = alice.get_job(job.job_id)
+    assert final.state == JobState.FAILED and final.exit_code == 3
+
+
+def test_cancel_stops_a_running_job_at_the_site(gateway: GatewayHandle, ascend_site: AgentHandle) -> None:
+    marker = ascend_site.workdir / "still-running"
+    script = f"import time, pathlib\nwhile True:\n    pathlib.Path({str(marker)!r}).touch(); time.sleep(0.05)"
+    with gateway.client(gateway.pki.user("deepsea-ai", "alice")) as alice:
+        job = alice.create_job(spec(("python3", "-c", script)))
+        eventually(lambda: alice.get_job(job.job_id).state == JobState.RUNNING, what="the job to run")
+        assert alice.cancel_job(job.job_id, "changed my mind").state == JobState.CANCELLED
+        eventually(lambda: ascend_site_free(gateway) == 4, what="the site to report its cards free again")
+        marker.unlink(missing_ok=True)
+        time.sleep(0.3)
+        assert not marker.exists(), "the job's process kept running after cancel"
+
+
+def ascend_site_free(gateway: GatewayHandle) -> int:
+    with gateway.client(gateway.pki.admin()) as admin:
+        return sum(p.free for s in admin.list_sites() for p in s.pools)
+
+
+def test_jobs_beyond_the_offer_wait_with_a_reason_then_run(gateway: GatewayHandle, ascend_site: AgentHandle) -> None:
+    sleeper = ("python3", "-c", "import time; time.sleep(1)")
+    with gateway.client(gateway.pki.user("deepsea-ai", "alice")) as alice:
+        first = alice.create_job(spec(sleeper, resources=Resources("ascend-910b", None, 4)))
+        second = alice.create_job(spec(sleeper, resources=Resources("ascend-910b", None, 4)))
+        eventually(lambda: alice.get_job(first.job_id).state == JobState.RUNNING, what="the first job to run")
+        waiting = alice.get_job(second.job_id)
+        assert waiting.state == JobState.QUEUED
+        assert any(r.code == "NO_FREE_CAPACITY" for r in waiting.reasons), waiting.reasons
+        explanation = alice.explain_job(second.job_id)
+        assert explanation.admitted and not any(c.feasible for c in explanation.candidates)
+        eventually(lambda: alice.get_job(second.job_id).state == JobState.SUCCEEDED, timeout=20, what="second job")
+
+
+def test_capability_request_runs_the_matching_stack(gateway: GatewayHandle, ascend_site: AgentHandle) -> None:
+    runs = (
+        StackRun("cuda", "", ("python3", "-c", "raise SystemExit(9)")),
+        StackRun("cann", "", ("python3", "-c", "import os; assert os.environ['ASCEND_RT_VISIBLE_DEVICES']")),
+    )
+    capability = Resources("", Capability(min_memory_gib=32, stacks=("cuda", "cann")), 1)
+    with gateway.client(gateway.pki.user("deepsea-ai", "alice")) as alice:
+        job = alice.create_job(spec((), runs=runs, resources=capability))
+        eventually(lambda: alice.get_job(job.job_id).state.terminal, what="the job to end")
+        final = alice.get_job(job.job_id)
+    assert final.state == JobState.SUCCEEDED and final.placements[0].accelerator_class == "ascend-910b"
+
+
+def test_same_request_id_returns_the_same_job(gateway: GatewayHandle) -> None:
+    with gateway.client(gateway.pki.user("deepsea-ai", "alice")) as alice:
+        first = alice.create_job(spec(("true",)), request_id="retry-1")
+        again = alice.create_job(spec(("true",)), request_id="retry-1")
+        assert again.job_id == first.job_id
+        assert len(alice.list_jobs()) == 1
+
+
+def test_unknown_project_is_refused_with_its_reason(gateway: GatewayHandle) -> None:
+    with gateway.client(gateway.pki.user("deepsea-ai", "alice")) as alice, pytest.raises(ClientError) as refused:
+        alice.create_job(spec(("true",), project="nope"))
+    assert refused.value.code == "FAILED_PRECONDITION" and refused.value.reason == "UNKNOWN_PROJECT"
+    assert "llama-sft" in refused.value.message
+
+
+def test_job_preempted_by_a_stopping_agent_runs_again_as_a_new_attempt(gateway: GatewayHandle, tmp_path: Path) -> None:
+    pools = [{"class": "ascend-910b", "cards": 8, "offered": 4, "cards_per_node": 8}]
+    first = start_test_agent(gateway, "centre-a", pools, tmp_path / "first", cancel_grace_s=1)
+    script = "import os, time\nif os.environ['FEDGATE_ATTEMPT'] == '1':\n    time.sleep(60)"
+    with gateway.client(gateway.pki.user("deepsea-ai", "alice")) as alice:
+        job = alice.create_job(spec(("python3", "-c", script)))
+        eventually(lambda: alice.get_job(job.job_id).state == JobState.RUNNING, what="the first attempt to run")
+        first.stop()
+        requeued = alice.get_job(job.job_id)
+        assert requeued.state == JobState.QUEUED and requeued.attempt == 1
+        second = start_test_agent(gateway, "centre-a", pools, tmp_path / "second")
+        try:
+            eventually(lambda: alice.get_job(job.job_id).state.terminal, timeout=20, what="the second attempt")
+            final = alice.get_job(job.job_id)
+        finally:
+            second.stop()
+    assert final.state == JobState.SUCCEEDED
+    assert (final.attempt, final.epoch) == (2, 2)
+    states = [e.state for e in gateway.running.federation.store.events(job.job_id)]
+    assert states == [
+        JobState.QUEUED,
+        JobState.DISPATCHED,
+        JobState.RUNNING,
+        JobState.PREEMPTED,
+        JobState.QUEUED,
+        JobState.DISPATCHED,
+        JobState.RUNNING,
+        JobState.SUCCEEDED,
+    ]

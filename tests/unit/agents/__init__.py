@@ -1,0 +1,1 @@
+"""Unit tests of the site agent: config, runtime, local backend, and transport against a fake gateway."""
