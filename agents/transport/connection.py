@@ -15,7 +15,6 @@ import logging
 
 import grpc
 import grpc.aio
-from fedgate.v1 import site_pb2
 
 from agents.backends.base import Backend
 from agents.backends.registry import create_backend
@@ -25,6 +24,7 @@ from agents.errors import GatewayRefused
 from agents.journal import MemoryJournal, UpdateJournal
 from agents.runtime import SiteRuntime
 from agents.transport.session import ConnectCall, Session
+from fedgate.v1 import site_pb2
 
 log = logging.getLogger(__name__)
 

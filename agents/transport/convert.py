@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from fedgate.v1 import job_pb2, site_pb2
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -28,6 +27,7 @@ from agents.commands import (
 )
 from agents.errors import ProtocolError
 from agents.model import JobState, JobUpdate, PoolCapacity, ReserveReply, RunningJob
+from fedgate.v1 import job_pb2, site_pb2
 
 _STATE_TO_PROTO: dict[JobState, job_pb2.JobState] = {
     JobState.RUNNING: job_pb2.JOB_STATE_RUNNING,

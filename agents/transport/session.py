@@ -15,7 +15,6 @@ import logging
 from collections import deque
 
 import grpc.aio
-from fedgate.v1 import site_pb2
 
 from agents import AGENT_VERSION
 from agents.commands import Welcome
@@ -29,6 +28,7 @@ from agents.transport.convert import (
     reserve_reply_to_proto,
     welcome_from_proto,
 )
+from fedgate.v1 import site_pb2
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+
 from fedgate.v1 import admin_service_pb2 as pb
 from fedgate.v1 import admin_service_pb2_grpc
-
 from gateway import access
 from gateway.federation import Federation
 from gateway.transport import convert

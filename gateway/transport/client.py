@@ -18,11 +18,11 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
+
 from fedgate.v1 import admin_service_pb2 as admin_pb
 from fedgate.v1 import admin_service_pb2_grpc, job_service_pb2_grpc
 from fedgate.v1 import job_service_pb2 as job_pb
-from google.rpc import error_details_pb2, status_pb2
-
 from gateway.credentials import Credentials
 from gateway.errors import ClientError
 from gateway.model import Job, JobEvent, JobSpec, JobState, Reason, SiteView

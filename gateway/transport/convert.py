@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from fedgate.v1 import job_pb2, job_service_pb2, site_pb2
 from google.protobuf import duration_pb2, timestamp_pb2
 
+from fedgate.v1 import job_pb2, job_service_pb2, site_pb2
 from gateway.errors import InvalidArgument
 from gateway.model import (
     Capability,

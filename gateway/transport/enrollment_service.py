@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+
 from fedgate.v1 import enrollment_service_pb2 as pb
 from fedgate.v1 import enrollment_service_pb2_grpc
-
 from gateway.errors import FailedPrecondition
 from gateway.transport.errors import translate_errors
 

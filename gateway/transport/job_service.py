@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+
 from fedgate.v1 import job_service_pb2 as pb
 from fedgate.v1 import job_service_pb2_grpc
-
 from gateway.errors import InvalidArgument
 from gateway.federation import Federation
 from gateway.transport import convert

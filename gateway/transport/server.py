@@ -13,6 +13,9 @@ import logging
 from dataclasses import dataclass
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
 from fedgate.v1 import (
     admin_service_pb2,
     admin_service_pb2_grpc,
@@ -23,9 +26,6 @@ from fedgate.v1 import (
     site_pb2,
     site_pb2_grpc,
 )
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
-
 from gateway.config import GatewayConfig
 from gateway.dispatch import Dispatcher
 from gateway.federation import Federation, utc_now

@@ -14,9 +14,9 @@ from datetime import timedelta
 from typing import Any, TypeAlias
 
 import grpc
+
 from fedgate.v1 import job_pb2, site_pb2_grpc
 from fedgate.v1 import site_pb2 as pb
-
 from gateway import access
 from gateway.dispatch import Dispatcher, RunningAttempt, SiteUpdate
 from gateway.errors import GatewayError, InvalidArgument, PermissionDenied

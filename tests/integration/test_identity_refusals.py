@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import grpc
 import pytest
-from fedgate.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc, site_pb2, site_pb2_grpc
 
+from fedgate.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc, site_pb2, site_pb2_grpc
 from gateway.credentials import Credentials
 from gateway.errors import ClientError
 from gateway.model import JobSpec, JobState, Resources, StackRun

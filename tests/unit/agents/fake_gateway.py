@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
+
 from fedgate.v1 import site_pb2, site_pb2_grpc
 
 from .pki import MintedPki

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from fedgate.v1 import job_pb2, site_pb2
 
 from agents import cli
 from agents.backoff import Backoff
@@ -28,6 +27,7 @@ from agents.transport.convert import (
     state_from_proto,
     state_to_proto,
 )
+from fedgate.v1 import job_pb2, site_pb2
 
 from .conftest import agent_yaml
 from .pki import MintedPki

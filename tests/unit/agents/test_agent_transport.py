@@ -10,13 +10,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from fedgate.v1 import job_pb2, site_pb2
 
 from agents import cli
 from agents.commands import Launch
 from agents.config import AgentConfig
 from agents.errors import GatewayRefused
 from agents.transport.convert import launch_to_proto
+from fedgate.v1 import job_pb2, site_pb2
 
 from .conftest import GatewayUnderTest, agent_yaml, running_agent
 from .fake_gateway import FakeGateway, start_fake_gateway

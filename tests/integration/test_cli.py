@@ -1,0 +1,90 @@
+"""The vendor and admin CLI against a real gateway and agent: output formats and exit codes scripts trust."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gateway.cli import admin as admin_cli
+from gateway.cli import job as job_cli
+from gateway.cli import sites as sites_cli
+from tests.integration.harness import AgentHandle, GatewayHandle, start_test_agent
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "jobs"
+
+
+@pytest.fixture
+def h20_site(gateway: GatewayHandle, tmp_path: Path) -> Iterator[AgentHandle]:
+    pools = [{"class": "nvidia-h20", "cards": 8, "offered": 8, "cards_per_node": 8}]
+    agent = start_test_agent(gateway, "centre-c", pools, tmp_path / "c")
+    yield agent
+    agent.stop()
+
+
+def flags(gateway: GatewayHandle, creds: Path) -> list[str]:
+    return ["--gateway", gateway.address, "--creds", str(creds)]
+
+
+def test_submit_wait_exits_zero_when_the_job_succeeds_and_prints_json(
+    gateway: GatewayHandle, h20_site: AgentHandle, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bob = flags(gateway, gateway.pki.user("panda-lm", "bob"))
+    code = job_cli.main(["submit", "-f", str(EXAMPLES / "smoke-h20.yaml"), "--wait", "-o", "json", *bob])
+    assert code == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["state"] == "SUCCEEDED" and row["sites"] == ["centre-c"]
+    assert job_cli.main(["get", row["job_id"], "-o", "yaml", *bob]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)[0]["job_id"] == row["job_id"]
+    assert job_cli.main(["list", *bob]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split()[:2] == ["JOB", "TENANT"] and row["job_id"] in table
+
+
+def test_exit_codes(gateway: GatewayHandle, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bob = flags(gateway, gateway.pki.user("panda-lm", "bob"))
+    assert job_cli.main(["get", "job-does-not-exist", *bob]) == 4
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: fedgate.io/v1\nkind: Job\nmetadata: {name: x, tenant: panda-lm, project: eval}\n"
+        "spec: {resources: {class: nvidia-h20, cards: 1}, runs: [{command: [true]}], colour: red}\n"
+    )
+    assert job_cli.main(["submit", "-f", str(bad), *bob]) == 2
+    assert "colour" in capsys.readouterr().err
+    unreachable = ["--gateway", "127.0.0.1:1", "--creds", str(gateway.pki.user("panda-lm", "bob")), "--timeout", "2"]
+    assert job_cli.main(["list", *unreachable]) == 3
+    wrong_tenant = EXAMPLES / "llama-sft-ascend.yaml"  # a deepsea-ai job submitted by a panda-lm user
+    assert job_cli.main(["submit", "-f", str(wrong_tenant), *bob]) == 1
+    assert "TENANT_MISMATCH" in capsys.readouterr().err
+    assert job_cli.main(["list"]) == 2  # no gateway given
+    assert "FEDGATE_GATEWAY" in capsys.readouterr().err
+
+
+def test_explain_dry_run_names_each_site(
+    gateway: GatewayHandle, h20_site: AgentHandle, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bob = flags(gateway, gateway.pki.user("panda-lm", "bob"))
+    assert job_cli.main(["explain", "-f", str(EXAMPLES / "eval-h100.yaml"), "-o", "json", *bob]) == 0
+    explanation = json.loads(capsys.readouterr().out)
+    assert explanation["admitted"] is True
+    [candidate] = explanation["candidates"]
+    assert candidate["site"] == "centre-c" and candidate["feasible"] is False
+    assert candidate["reasons"][0]["code"] == "NO_MATCHING_POOL"
+
+
+def test_sites_and_admin_drain(
+    gateway: GatewayHandle, h20_site: AgentHandle, capsys: pytest.CaptureFixture[str]
+) -> None:
+    admin = flags(gateway, gateway.pki.admin())
+    assert sites_cli.main(["-o", "json", *admin]) == 0
+    assert [r["site"] for r in json.loads(capsys.readouterr().out)] == ["centre-c"]
+    assert admin_cli.main(["site", "drain", "centre-c", "-o", "json", *admin]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["state"] == "draining"
+    assert admin_cli.main(["policy", "status", "-o", "json", *admin]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["tenants"] == 2
+    bob = flags(gateway, gateway.pki.user("panda-lm", "bob"))
+    assert admin_cli.main(["policy", "reload", *bob]) == 1
+    assert "PERMISSION_DENIED" in capsys.readouterr().err
