@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import secrets
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -26,6 +26,7 @@ from gateway.placement import Candidate, place
 from gateway.policy import PolicyHolder
 from gateway.sites import CancelCommand, LaunchCommand, SiteRegistry
 from gateway.store import JobPage, Store
+from gateway.store.commit import GroupCommitter
 
 Clock = Callable[[], datetime]
 MAX_PAGE_SIZE = 500
@@ -58,6 +59,7 @@ class Federation:
         self.store = store
         self.policy = policy
         self.clock = clock
+        self.commits = GroupCommitter(store)
         self.registry = SiteRegistry()
         self.bus = EventBus()
         self.wakeup = asyncio.Event()
@@ -103,7 +105,7 @@ class Federation:
     def admit(self, caller: Principal, spec: JobSpec) -> AdmissionDecision:
         return admit(spec, caller, self.policy.policy, self.policy.catalogue)
 
-    def create_job(self, caller: Principal, spec: JobSpec, request_id: str = "") -> Job:
+    async def create_job(self, caller: Principal, spec: JobSpec, request_id: str = "") -> Job:
         decision = self.admit(caller, spec)
         if not decision.admitted:
             reason = decision.reasons[0]
@@ -120,7 +122,7 @@ class Federation:
             reasons=decision.reasons,
         )
         event = JobEvent(job.job_id, JobState.QUEUED, now, 0, "", decision.reasons[0].message)
-        stored, created = self.store.create_job(job, event)
+        stored, created = await self.commits.create_job(job, event)
         if created:
             self.active[job.job_id] = job
             self.wakeup.set()
@@ -131,7 +133,7 @@ class Federation:
         if job is None:
             raise NotFound(f"job {job_id} not found", reason="JOB_NOT_FOUND")
         access.require_job_access(caller, job)
-        return job
+        return self.with_pending_reasons(job)
 
     def list_jobs(
         self,
@@ -146,8 +148,9 @@ class Federation:
             raise InvalidArgument("page_size must not be negative")
         tenants = access.visible_tenants(caller, tenant)
         page = self.store.list_jobs(tenants, project, states, min(page_size or 100, MAX_PAGE_SIZE), page_token)
-        # Pending reasons change every cycle and are kept in memory only: show the live ones.
-        return JobPage(tuple(self.active.get(j.job_id, j) for j in page.jobs), page.next_page_token)
+        # Why a job waits changes with every capacity report: show the live reasons, not stored ones.
+        jobs = tuple(self.with_pending_reasons(self.active.get(j.job_id, j)) for j in page.jobs)
+        return JobPage(jobs, page.next_page_token)
 
     def cancel_job(self, caller: Principal, job_id: str, reason: str = "") -> Job:
         job = self.get_job(caller, job_id)
@@ -215,25 +218,43 @@ class Federation:
         return leased
 
     def schedule(self) -> int:
-        """One scheduling cycle: place queued jobs oldest first and dispatch them. Returns how many."""
+        """One scheduling cycle: place queued jobs oldest first and dispatch them. Returns how many.
+
+        A job that cannot fit anywhere is skipped after one dictionary look-up (the largest free block per
+        class), so a cycle over a long queue with no room costs little; why it waits is worked out only when
+        someone asks (`with_pending_reasons`).
+        """
         queued = sorted((j for j in self.active.values() if j.state == JobState.QUEUED), key=lambda j: j.job_id)
         if not queued:
             return 0
         leases = self.leases()
         views = {view.name: view for view in self.registry.views(leases)}
+        largest = _largest_free_blocks(views.values())
         dispatched = 0
         for job in queued:
             classes = self.policy.catalogue.classes_for(job.spec)
-            decision = place(classes, job.spec.resources.cards, list(views.values()))
+            cards = job.spec.resources.cards
+            if all(largest.get(cls, 0) < cards for cls in classes):
+                continue
+            decision = place(classes, cards, list(views.values()))
             if decision.placement is None:
-                self.active[job.job_id] = job.evolve(reasons=decision.reasons)
                 continue
             self._dispatch(job, decision.placement, decision.reasons)
             site = decision.placement.site
             leases[site][decision.placement.accelerator_class] += decision.placement.cards
             views[site] = self.registry.view(site, leases[site])
+            largest = _largest_free_blocks(views.values())
             dispatched += 1
         return dispatched
+
+    def with_pending_reasons(self, job: Job) -> Job:
+        """A queued job with the live reason chain of why it waits (policy, then each site's answer)."""
+        if job.state != JobState.QUEUED:
+            return job
+        classes = self.policy.catalogue.classes_for(job.spec)
+        outcome = place(classes, job.spec.resources.cards, self.registry.views(self.leases()))
+        kept = tuple(r for r in job.reasons if r.stage in {"policy", "site"})
+        return job.evolve(reasons=kept + outcome.reasons)
 
     def _dispatch(self, job: Job, placement: Placement, reasons: tuple[Reason, ...]) -> None:
         stack = self.policy.catalogue.get(placement.accelerator_class)
@@ -267,10 +288,27 @@ class Federation:
             ),
         )
 
-    async def run_scheduler(self, period: float = 1.0) -> None:
-        """Schedule on every wake-up (new job, freed cards, new capacity) and at least every `period` s."""
+    async def run_scheduler(self, period: float = 1.0, batch_window: float = 0.02) -> None:
+        """Schedule on wake-ups (new job, freed cards, new capacity) and at least every `period` s.
+
+        After each cycle it waits `batch_window` s, so that a burst of submissions costs one cycle, not one
+        cycle per job in front of every waiting request.
+        """
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wakeup.wait(), timeout=period)
             self.wakeup.clear()
             self.schedule()
+            await asyncio.sleep(batch_window)
+
+
+def _largest_free_blocks(views: Iterable[SiteView]) -> dict[str, int]:
+    """The most cards of each class free at any one placeable site."""
+    largest: dict[str, int] = {}
+    for view in views:
+        if view.connected and not view.draining:
+            for pool in view.pools:
+                free = view.free_cards(pool)
+                if free > largest.get(pool.accelerator_class, 0):
+                    largest[pool.accelerator_class] = free
+    return largest

@@ -7,7 +7,7 @@ PostgreSQL one follows the same contract and the same contract tests.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +27,13 @@ class Store(Protocol):
 
         MUST be idempotent on (job.spec.tenant, job.request_id) when request_id is set: a second call returns
         the job stored by the first and False, and writes nothing. MUST be durable before it returns.
+        """
+        ...
+
+    def create_jobs(self, batch: Sequence[tuple[Job, JobEvent]]) -> list[tuple[Job, bool]]:
+        """`create_job` for many jobs in ONE transaction (group commit); results in the order given.
+
+        MUST be all-or-nothing, and MAY be called from a thread other than the event loop's.
         """
         ...
 

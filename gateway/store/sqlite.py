@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from gateway.model import Job, JobEvent, JobState
@@ -79,33 +79,34 @@ class SqliteStore:
         )
 
     def create_job(self, job: Job, event: JobEvent) -> tuple[Job, bool]:
+        return self.create_jobs([(job, event)])[0]
+
+    def create_jobs(self, batch: Sequence[tuple[Job, JobEvent]]) -> list[tuple[Job, bool]]:
+        """Insert many jobs in one transaction (one fsync: group commit), idempotent per (tenant, request_id)."""
+        results: list[tuple[Job, bool]] = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                if job.request_id:
-                    row = self._db.execute(
-                        "SELECT body FROM jobs WHERE tenant = ? AND request_id = ?",
-                        (job.spec.tenant, job.request_id),
-                    ).fetchone()
-                    if row is not None:
-                        self._db.execute("ROLLBACK")
-                        return job_from_json(row[0]), False
-                self._db.execute(
-                    "INSERT INTO jobs (job_id, tenant, project, state, request_id, body) VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        job.job_id,
-                        job.spec.tenant,
-                        job.spec.project,
-                        job.state.value,
-                        job.request_id or None,
-                        job_to_json(job),
-                    ),
-                )
-                self._insert_event(event)
+                for job, event in batch:
+                    results.append(self._insert_job(job, event))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        return results
+
+    def _insert_job(self, job: Job, event: JobEvent) -> tuple[Job, bool]:
+        if job.request_id:
+            row = self._db.execute(
+                "SELECT body FROM jobs WHERE tenant = ? AND request_id = ?", (job.spec.tenant, job.request_id)
+            ).fetchone()
+            if row is not None:  # also catches a duplicate earlier in the same batch
+                return job_from_json(row[0]), False
+        self._db.execute(
+            "INSERT INTO jobs (job_id, tenant, project, state, request_id, body) VALUES (?, ?, ?, ?, ?, ?)",
+            (job.job_id, job.spec.tenant, job.spec.project, job.state.value, job.request_id or None, job_to_json(job)),
+        )
+        self._insert_event(event)
         return job, True
 
     def get_job(self, job_id: str) -> Job | None:

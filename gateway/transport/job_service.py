@@ -30,7 +30,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         caller = self.auth.principal(context)
         if len(request.request_id) > MAX_REQUEST_ID:
             raise InvalidArgument(f"request_id is longer than {MAX_REQUEST_ID} characters")
-        job = self.federation.create_job(caller, convert.spec_from_proto(request.spec), request.request_id)
+        job = await self.federation.create_job(caller, convert.spec_from_proto(request.spec), request.request_id)
         return pb.CreateJobResponse(job=convert.job_to_proto(job))
 
     @translate_errors

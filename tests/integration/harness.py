@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -152,3 +153,20 @@ def start_test_agent(
     stop_event = gateway.loop.run(make_event())
     task = asyncio.run_coroutine_threadsafe(run_agent(config, stop_event), gateway.loop.loop)
     return AgentHandle(gateway.loop, stop_event, task, workdir)
+
+
+def eventually(check: Callable[[], bool], timeout: float = 15, what: str = "condition") -> None:
+    """Poll `check` until it holds; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def wait_for_capacity(gateway: GatewayHandle, site: str) -> None:
+    with gateway.client(gateway.pki.admin()) as admin:
+        eventually(
+            lambda: any(s.name == site and s.pools for s in admin.list_sites()), what=f"{site}'s capacity report"
+        )

@@ -12,7 +12,7 @@ import yaml
 from gateway.cli import admin as admin_cli
 from gateway.cli import job as job_cli
 from gateway.cli import sites as sites_cli
-from tests.integration.harness import AgentHandle, GatewayHandle, start_test_agent
+from tests.integration.harness import AgentHandle, GatewayHandle, start_test_agent, wait_for_capacity
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "jobs"
 
@@ -21,6 +21,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "jobs"
 def h20_site(gateway: GatewayHandle, tmp_path: Path) -> Iterator[AgentHandle]:
     pools = [{"class": "nvidia-h20", "cards": 8, "offered": 8, "cards_per_node": 8}]
     agent = start_test_agent(gateway, "centre-c", pools, tmp_path / "c")
+    wait_for_capacity(gateway, "centre-c")
     yield agent
     agent.stop()
 

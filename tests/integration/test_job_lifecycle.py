@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gateway.errors import ClientError
 from gateway.model import Capability, JobSpec, JobState, Resources, StackRun
-from tests.integration.harness import AgentHandle, GatewayHandle, start_test_agent
+from tests.integration.harness import AgentHandle, GatewayHandle, eventually, start_test_agent, wait_for_capacity
 
 PRINT_ENV = (
     "import os; print('job', os.environ['FEDGATE_JOB_ID'], 'attempt', os.environ['FEDGATE_ATTEMPT'],"
@@ -29,22 +29,12 @@ def spec(command: tuple[str, ...], **changes: object) -> JobSpec:
     return JobSpec(**base)  # type: ignore[arg-type]
 
 
-def eventually(check: Callable[[], bool], timeout: float = 15, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def ascend_site(gateway: GatewayHandle, tmp_path: Path) -> Iterator[AgentHandle]:
     agent = start_test_agent(
         gateway, "centre-a", [{"class": "ascend-910b", "cards": 8, "offered": 4, "cards_per_node": 8}], tmp_path / "a"
     )
-    with gateway.client(gateway.pki.admin()) as admin:
-        eventually(lambda: any(s.pools for s in admin.list_sites()), what="the agent's first capacity report")
+    wait_for_capacity(gateway, "centre-a")
     yield agent
     agent.stop()
 
