@@ -99,7 +99,7 @@ class Dispatcher:
     def capacity(self, site: str, pools: list[Pool], full: bool) -> None:
         fed = self.federation
         fed.registry.report(site, pools, full, fed.clock())
-        fed.wakeup.set()
+        fed.capacity_changed()
 
     def update(self, site: str, update: SiteUpdate) -> None:
         """Apply one job update from `site`. Raises (and changes nothing) when the site may not say this.
@@ -164,7 +164,6 @@ class Dispatcher:
             reasons=(Reason("site", "LEASE_RETURNED", f"{site} declined to start it: {why}", site),),
         )
         self._cursors[site] = update.sequence
-        self.federation.wakeup.set()
 
     def goodbye(self, site: str, connection_id: int) -> None:
         self.federation.registry.disconnect(site, connection_id)

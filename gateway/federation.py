@@ -9,7 +9,6 @@ It never speaks gRPC: the transport layer calls one method per RPC.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import secrets
 from collections import defaultdict
@@ -63,7 +62,38 @@ class Federation:
         self.registry = SiteRegistry()
         self.bus = EventBus()
         self.wakeup = asyncio.Event()
-        self.active: dict[str, Job] = {job.job_id: job for job in store.active_jobs()}
+        self.active: dict[str, Job] = {}
+        # The scheduler's own books: queued job ids -> the classes that can serve them (computed once), the
+        # ones queued since the last cycle, and whether capacity may have grown since the last full pass.
+        self._queued: dict[str, tuple[str, ...]] = {}
+        self._fresh: list[str] = []
+        self._capacity_grew = True
+        self._holding: dict[str, Job] = {}  # jobs holding cards at a site: what leases() adds up
+        for job in store.active_jobs():
+            self._remember(job)
+
+    def _remember(self, job: Job) -> None:
+        """Keep the in-memory view of an active job, and the scheduler's queue, in step with its state."""
+        if job.state.terminal:
+            self.active.pop(job.job_id, None)
+        else:
+            self.active[job.job_id] = job
+        if job.state == JobState.QUEUED:
+            if job.job_id not in self._queued:
+                self._queued[job.job_id] = self.policy.catalogue.classes_for(job.spec)
+                self._fresh.append(job.job_id)
+                self.wakeup.set()
+        else:
+            self._queued.pop(job.job_id, None)
+        if job.state.holds_capacity:
+            self._holding[job.job_id] = job
+        elif self._holding.pop(job.job_id, None) is not None:
+            self.capacity_changed()  # cards came free
+
+    def capacity_changed(self) -> None:
+        """Something may have freed or added cards (a report, an end, a resumed site): look at every job."""
+        self._capacity_grew = True
+        self.wakeup.set()
 
     # ---- state changes ------------------------------------------------------------------------------------
     def transition(
@@ -83,11 +113,7 @@ class Federation:
         updated = job.evolve(state=state, update_time=now, **changes)
         event = JobEvent(job.job_id, state, now, updated.attempt, site, message)
         stored = self.store.save_transition(updated, event, cursor)
-        if state.terminal:
-            self.active.pop(job.job_id, None)
-            self.wakeup.set()  # cards came free
-        else:
-            self.active[job.job_id] = updated
+        self._remember(updated)
         self.bus.publish(stored, updated)
         return updated
 
@@ -95,11 +121,9 @@ class Federation:
         """After a preemption or a lost site, queue the job for a new attempt, unless it has had its share."""
         if job.attempt >= MAX_ATTEMPTS:
             return self.transition(job, JobState.FAILED, f"{message}; gave up after {job.attempt} attempts")
-        queued = self.transition(
+        return self.transition(
             job, JobState.QUEUED, f"{message}; queued again for attempt {job.attempt + 1}", placements=()
         )
-        self.wakeup.set()
-        return queued
 
     # ---- vendors --------------------------------------------------------------------------------------------
     def admit(self, caller: Principal, spec: JobSpec) -> AdmissionDecision:
@@ -124,8 +148,7 @@ class Federation:
         event = JobEvent(job.job_id, JobState.QUEUED, now, 0, "", decision.reasons[0].message)
         stored, created = await self.commits.create_job(job, event)
         if created:
-            self.active[job.job_id] = job
-            self.wakeup.set()
+            self._remember(job)
         return stored
 
     def get_job(self, caller: Principal, job_id: str) -> Job:
@@ -204,17 +227,16 @@ class Federation:
         access.require_role(caller, "admin")
         self.registry.set_draining(site, draining)
         if not draining:
-            self.wakeup.set()
+            self.capacity_changed()
         return self.registry.view(site, self.leases().get(site, {}))
 
     # ---- scheduling -----------------------------------------------------------------------------------------
     def leases(self) -> dict[str, dict[str, int]]:
         """Cards this gateway has leased per site and class (jobs dispatched or running)."""
         leased: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for job in self.active.values():
-            if job.state.holds_capacity:
-                for p in job.placements:
-                    leased[p.site][p.accelerator_class] += p.cards
+        for job in self._holding.values():
+            for p in job.placements:
+                leased[p.site][p.accelerator_class] += p.cards
         return leased
 
     def schedule(self) -> int:
@@ -224,15 +246,21 @@ class Federation:
         class), so a cycle over a long queue with no room costs little; why it waits is worked out only when
         someone asks (`with_pending_reasons`).
         """
-        queued = sorted((j for j in self.active.values() if j.state == JobState.QUEUED), key=lambda j: j.job_id)
-        if not queued:
+        if self._capacity_grew:
+            # Capacity may have grown: every queued job gets a look, oldest first.
+            candidates = sorted(self._queued)
+        else:
+            # Nothing freed since the last full pass: jobs that did not fit then still do not; only new ones.
+            candidates = [job_id for job_id in self._fresh if job_id in self._queued]
+        self._capacity_grew, self._fresh = False, []
+        if not candidates:
             return 0
         leases = self.leases()
         views = {view.name: view for view in self.registry.views(leases)}
         largest = _largest_free_blocks(views.values())
         dispatched = 0
-        for job in queued:
-            classes = self.policy.catalogue.classes_for(job.spec)
+        for job_id in candidates:
+            job, classes = self.active[job_id], self._queued[job_id]
             cards = job.spec.resources.cards
             if all(largest.get(cls, 0) < cards for cls in classes):
                 continue
@@ -295,8 +323,10 @@ class Federation:
         cycle per job in front of every waiting request.
         """
         while True:
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self.wakeup.wait(), timeout=period)
+            except TimeoutError:
+                self._capacity_grew = True  # the periodic full pass: a safety net for anything missed
             self.wakeup.clear()
             self.schedule()
             await asyncio.sleep(batch_window)
