@@ -128,6 +128,7 @@ def _write_gateway_config(pki: Pki, workdir: Path) -> tuple[Path, Path]:
                 "tls": {k: str(pki.server / f"{k}.pem") for k in ("ca", "cert", "key")},
                 "store": f"sqlite:///{db}",
                 "policy": str(POLICY),
+                "authority": str(pki.server.parent / "ca"),
             }
         )
     )

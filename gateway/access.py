@@ -1,7 +1,9 @@
-"""Who may see and touch what. Pure checks over a principal and a job; no I/O.
+"""Who may see and touch what. Pure checks over a principal, a job and the policy in force; no I/O.
 
-Owns: the authorisation rules of the job and admin surfaces. The transport layer calls these after it has
-turned a verified certificate into a `Principal`; it never decides access itself.
+Owns: the authorisation rules of the job and admin surfaces: an admin may do everything; a tenant user acts
+in its own tenant as a member (submit, cancel, read) or a viewer (read only), as the policy's member list says
+(no list: every user of the tenant is a member), and a read-only token never acts. Sites never use these
+surfaces. The transport layer calls these after it has turned a verified credential into a `Principal`.
 """
 
 from __future__ import annotations
@@ -9,18 +11,47 @@ from __future__ import annotations
 from gateway.errors import NotFound, PermissionDenied
 from gateway.identity.principal import Principal
 from gateway.model import Job
+from gateway.policy import FederationPolicy
+
+ACTING_ROLES = frozenset({"admin", "member"})
 
 
-def can_see_job(principal: Principal, job: Job) -> bool:
+def role_in(principal: Principal, policy: FederationPolicy, tenant: str, project: str = "") -> str | None:
+    """The principal's role for `tenant` (and `project`): admin, member, viewer, or None."""
     if principal.kind == "admin":
-        return True
-    return principal.kind == "user" and principal.tenant == job.spec.tenant
+        return "admin"
+    if principal.kind != "user" or principal.tenant != tenant or tenant not in policy.tenants:
+        return None
+    members = policy.tenants[tenant].members
+    role = "member"
+    if members:
+        member = members.get(principal.name)
+        if member is None or (project and member.projects and project not in member.projects):
+            return None
+        role = member.role
+    return "viewer" if principal.read_only else role
 
 
-def require_job_access(principal: Principal, job: Job) -> None:
-    """Refuse exactly as for a job that does not exist, so other tenants learn nothing about it."""
-    if not can_see_job(principal, job):
+def can_see_job(principal: Principal, job: Job, policy: FederationPolicy) -> bool:
+    return role_in(principal, policy, job.spec.tenant, job.spec.project) is not None
+
+
+def require_job_access(principal: Principal, job: Job, policy: FederationPolicy, *, act: bool = False) -> None:
+    """Refuse exactly as for a job that does not exist, so that other tenants learn nothing about it; a viewer
+    who may see the job but not act on it is told so."""
+    role = role_in(principal, policy, job.spec.tenant, job.spec.project)
+    if role is None:
         raise NotFound(f"job {job.job_id} not found", reason="JOB_NOT_FOUND")
+    if act and role not in ACTING_ROLES:
+        raise PermissionDenied(f"{principal.uri} may read job {job.job_id} but not act on it", reason="READ_ONLY")
+
+
+def require_member(principal: Principal, policy: FederationPolicy, tenant: str, project: str) -> None:
+    role = role_in(principal, policy, tenant, project)
+    if role is None and principal.kind == "user" and principal.tenant == tenant:
+        raise PermissionDenied(f"{principal.uri} is not a member of {tenant}/{project}", reason="NOT_A_MEMBER")
+    if role not in ACTING_ROLES:
+        raise PermissionDenied(f"{principal.uri} may not submit to {tenant}/{project}", reason="READ_ONLY")
 
 
 def visible_tenants(principal: Principal, requested: str) -> tuple[str, ...] | None:

@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from gateway.errors import ConfigError
-from gateway.yamlload import load_yaml
+from gateway.yamlload import YamlDocument, load_yaml
 
 REPO_POLICIES = Path(__file__).resolve().parent.parent / "policies"
 
@@ -34,6 +34,14 @@ class GatewayConfig:
     report_interval: timedelta = timedelta(seconds=2)  # how often agents send capacity reports
     schedule_period: timedelta = timedelta(seconds=1)  # the scheduler also runs at least this often
     max_message_bytes: int = 4 * 1024 * 1024  # larger gRPC messages are refused before parsing
+    # The federation CA directory (ca.pem, ca-key.pem); the gateway signs enrolments and renewals with it and
+    # keeps its token and audit signing keys there (made on first start, mode 0600).
+    authority: Path = Path("ca")
+    # Optional second port: TLS without client certificates, serving only Enroll (join tokens) and the
+    # JobService for bearer tokens. Everything else exists on `listen` only.
+    public_listen: str = ""
+    certificate_lifetime: timedelta = timedelta(days=90)  # of certificates the gateway signs
+    credential_check: timedelta = timedelta(seconds=1)  # open streams are cut this soon after a revocation
 
 
 KEYS = {
@@ -48,6 +56,10 @@ KEYS = {
     "report_interval_s",
     "schedule_period_s",
     "max_message_bytes",
+    "authority",
+    "public_listen",
+    "certificate_days",
+    "credential_check_s",
 }
 
 
@@ -104,7 +116,23 @@ def load_gateway_config(path: Path) -> GatewayConfig:
         report_interval=seconds("report_interval_s", 2),
         schedule_period=seconds("schedule_period_s", 1),
         max_message_bytes=max_bytes,
+        authority=_directory(doc, base, data.get("authority")),
+        public_listen=text("public_listen") if "public_listen" in data else "",
+        certificate_lifetime=timedelta(days=seconds("certificate_days", 90).total_seconds()),
+        credential_check=seconds("credential_check_s", 1),
     )
+
+
+def _directory(doc: YamlDocument, base: Path, value: object) -> Path:
+    if value is None:
+        raise doc.error(
+            ("authority",), "missing", "add `authority: DIR`, the federation CA directory made by `fedgate ca init`"
+        )
+    if not isinstance(value, str) or not (base / value).is_dir():
+        raise doc.error(
+            ("authority",), f"{value!r} is not a directory", "point it at the CA directory (fedgate ca init)"
+        )
+    return base / value
 
 
 def check_exists(path: Path, what: str) -> Path:

@@ -130,6 +130,8 @@ class Federation:
         return admit(spec, caller, self.policy.policy, self.policy.catalogue)
 
     async def create_job(self, caller: Principal, spec: JobSpec, request_id: str = "") -> Job:
+        if caller.kind == "user" and caller.tenant == spec.tenant and spec.tenant in self.policy.policy.tenants:
+            access.require_member(caller, self.policy.policy, spec.tenant, spec.project)
         decision = self.admit(caller, spec)
         if not decision.admitted:
             reason = decision.reasons[0]
@@ -155,7 +157,7 @@ class Federation:
         job = self.active.get(job_id) or self.store.get_job(job_id)
         if job is None:
             raise NotFound(f"job {job_id} not found", reason="JOB_NOT_FOUND")
-        access.require_job_access(caller, job)
+        access.require_job_access(caller, job, self.policy.policy)
         return self.with_pending_reasons(job)
 
     def list_jobs(
@@ -172,11 +174,17 @@ class Federation:
         tenants = access.visible_tenants(caller, tenant)
         page = self.store.list_jobs(tenants, project, states, min(page_size or 100, MAX_PAGE_SIZE), page_token)
         # Why a job waits changes with every capacity report: show the live reasons, not stored ones.
-        jobs = tuple(self.with_pending_reasons(self.active.get(j.job_id, j)) for j in page.jobs)
+        policy = self.policy.policy
+        jobs = tuple(
+            self.with_pending_reasons(self.active.get(j.job_id, j))
+            for j in page.jobs
+            if access.can_see_job(caller, j, policy)  # a member scoped to some projects sees only those
+        )
         return JobPage(jobs, page.next_page_token)
 
     def cancel_job(self, caller: Principal, job_id: str, reason: str = "") -> Job:
         job = self.get_job(caller, job_id)
+        access.require_job_access(caller, job, self.policy.policy, act=True)
         if job.state.terminal:
             return job
         message = f"cancelled by {caller.uri}" + (f": {reason}" if reason else "")

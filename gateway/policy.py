@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -24,10 +24,22 @@ API_VERSION = "fedgate.io/v1"
 
 
 @dataclass(frozen=True)
+class Member:
+    """A user's role in a tenant: member (submit, cancel, read) or viewer (read only), optionally only in
+    some of the tenant's projects (empty: all of them)."""
+
+    user: str
+    role: str
+    projects: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class Tenant:
     name: str
     display_name: str
     projects: frozenset[str]
+    # Empty: every user holding a certificate of this tenant is a member. Otherwise only these users.
+    members: Mapping[str, Member] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,7 @@ class FederationPolicy:
         return sum(len(t.projects) for t in self.tenants.values())
 
 
+ROLES = ("member", "viewer")
 NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 NAME_HINT = "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit"
 
@@ -102,7 +115,7 @@ def load_policy(path: Path) -> FederationPolicy:
     tenants: dict[str, Tenant] = {}
     for i in range(len(fields.sequence(("tenants",), optional=True))):
         at: KeyPath = ("tenants", i)
-        fields.mapping(at, allowed={"name", "display_name", "projects"}, required={"name"})
+        fields.mapping(at, allowed={"name", "display_name", "projects", "members"}, required={"name"})
         name = fields.string((*at, "name"), pattern=NAME, hint=NAME_HINT)
         if name in tenants:
             raise fields.error((*at, "name"), f"tenant {name!r} is defined twice", "merge the two entries")
@@ -113,9 +126,29 @@ def load_policy(path: Path) -> FederationPolicy:
             if project in projects:
                 raise fields.error((*at, "projects", j), f"project {project!r} is listed twice", "keep one")
             projects.add(project)
-        tenants[name] = Tenant(name, fields.string((*at, "display_name"), default=name), frozenset(projects))
+        members = _members(fields, (*at, "members"), projects)
+        tenants[name] = Tenant(name, fields.string((*at, "display_name"), default=name), frozenset(projects), members)
     federation = fields.string(("metadata", "name"), pattern=NAME, hint=NAME_HINT)
     return FederationPolicy(federation, tenants, hashlib.sha256(raw).hexdigest(), str(path))
+
+
+def _members(fields: FieldReader, at: KeyPath, projects: set[str]) -> dict[str, Member]:
+    members: dict[str, Member] = {}
+    for k in range(len(fields.sequence(at, optional=True))):
+        where: KeyPath = (*at, k)
+        fields.mapping(where, allowed={"user", "role", "projects"}, required={"user", "role"})
+        user = fields.string((*where, "user"), pattern=NAME, hint=NAME_HINT)
+        role = fields.string((*where, "role"))
+        if role not in ROLES:
+            raise fields.error((*where, "role"), f"role {role!r} is not known", f"use one of: {', '.join(ROLES)}")
+        scope = fields.strings((*where, "projects"), pattern=NAME, hint=NAME_HINT)
+        unknown = sorted(set(scope) - projects)
+        if unknown:
+            raise fields.error((*where, "projects"), f"project {unknown[0]!r} is not a project of this tenant")
+        if user in members:
+            raise fields.error((*where, "user"), f"user {user!r} is listed twice", "merge the two entries")
+        members[user] = Member(user, role, frozenset(scope))
+    return members
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ def write_layout(root: Path) -> DemoLayout:
             "store": "sqlite:///gateway.db",
             "policy": str(REPO_POLICIES / "federation.yaml"),
             "catalogue": str(REPO_POLICIES / "accelerators.yaml"),
+            "authority": str(root / "ca"),
             "report_interval_s": 1,
             "schedule_period_s": 0.5,
         },

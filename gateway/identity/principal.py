@@ -48,6 +48,9 @@ class Principal:
     federation: str
     name: str
     tenant: str = ""
+    # True for a principal that may read but not act (a token issued with the viewer role). Not part of the
+    # identity: the URI is the same.
+    read_only: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -132,6 +135,7 @@ class PeerCertificate:
     fingerprint: str
     serial: int
     not_after: datetime
+    not_before: datetime
 
 
 def load_certificate(data: bytes) -> x509.Certificate:
@@ -200,6 +204,7 @@ def peer_certificate(cert_pem: bytes, federation: str) -> PeerCertificate:
         fingerprint=cert.fingerprint(hashes.SHA256()).hex(),
         serial=cert.serial_number,
         not_after=cert.not_valid_after_utc,
+        not_before=cert.not_valid_before_utc,
     )
     _cache.put(key, peer)
     return peer

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
+from gateway.audit import AuditEntry
 from gateway.errors import ConfigError
+from gateway.identity.join import JoinTokenRecord
+from gateway.identity.revocation import Revocation
 from gateway.model import Job, JobEvent, JobState
 
 
@@ -66,6 +70,31 @@ class Store(Protocol):
     def site_cursor(self, site: str) -> int:
         """The highest update sequence from `site` made durable; 0 for a site never heard from."""
         ...
+
+    # ---- the trust layer ------------------------------------------------------------------------------
+    def add_join_token(self, record: JoinTokenRecord) -> None: ...
+
+    def join_token(self, token_id: str) -> JoinTokenRecord | None: ...
+
+    def consume_join_token(self, token_id: str, now: datetime) -> bool:
+        """Mark a join token used. MUST be atomic: of two racing callers exactly one gets True."""
+        ...
+
+    def record_token_use(self, token_id: str, now: datetime) -> bool:
+        """Record a single-use token's use. MUST be atomic; True only for the first use ever."""
+        ...
+
+    def add_revocation(self, revocation: Revocation) -> None: ...
+
+    def revocations(self) -> tuple[Revocation, ...]: ...
+
+    def append_audit(self, entry: AuditEntry) -> None:
+        """Append one audit entry. MUST refuse a sequence number that already exists (append-only)."""
+        ...
+
+    def audit_entries(self, after: int = 0, limit: int = 1000) -> tuple[AuditEntry, ...]: ...
+
+    def last_audit(self) -> AuditEntry | None: ...
 
     def close(self) -> None: ...
 

@@ -1,7 +1,9 @@
-"""AdminService: policy status and reload, site drain. Every method needs an admin principal."""
+"""AdminService: policy status and reload, site drain, join tokens, tokens, revocation, audit. Every method
+needs an admin principal; each translates, calls one domain method, and translates back."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -9,18 +11,46 @@ import grpc
 from fedgate.v1 import admin_service_pb2 as pb
 from fedgate.v1 import admin_service_pb2_grpc
 from gateway import access
+from gateway.audit import AuditEntry
+from gateway.errors import ConfigError, InvalidArgument
 from gateway.federation import Federation
+from gateway.identity.revocation import Revocation
 from gateway.transport import convert
-from gateway.transport.auth import Authenticator
+from gateway.transport.auth import Authenticator, Guarded
 from gateway.transport.errors import translate_errors
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
+def revocation_to_proto(revocation: Revocation) -> pb.Revocation:
+    return pb.Revocation(
+        kind=revocation.kind,
+        value=revocation.value,
+        revoke_time=convert.time_to_proto(revocation.time),
+        reason=revocation.reason,
+    )
+
+
+def audit_to_proto(entry: AuditEntry) -> pb.AuditEvent:
+    return pb.AuditEvent(
+        sequence=entry.sequence,
+        time=convert.time_to_proto(entry.time),
+        kind=entry.kind,
+        principal=entry.principal,
+        details=dict(entry.details),
+        hash=entry.hash,
+    )
+
+
+def _ttl(has: bool, value: Any, default: timedelta) -> timedelta:
+    return value.ToTimedelta() if has else default
+
+
+class AdminServicer(Guarded, admin_service_pb2_grpc.AdminServiceServicer):
     def __init__(self, federation: Federation, auth: Authenticator) -> None:
         self.federation = federation
         self.auth = auth
+        self.trust = auth.trust
 
     @translate_errors
     async def GetPolicyStatus(self, request: pb.GetPolicyStatusRequest, context: Context) -> pb.GetPolicyStatusResponse:
@@ -37,11 +67,76 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
 
     @translate_errors
     async def ReloadPolicy(self, request: pb.ReloadPolicyRequest, context: Context) -> pb.ReloadPolicyResponse:
-        access.require_role(self.auth.principal(context), "admin")
-        policy, changed = self.federation.policy.reload(self.federation.clock())
+        caller = self.auth.principal(context)
+        access.require_role(caller, "admin")
+        try:
+            policy, changed = self.federation.policy.reload(self.federation.clock())
+        except ConfigError as exc:
+            self.trust.audit("policy.reload_refused", caller.uri, {"error": exc.message[:300]})
+            raise
+        self.trust.audit("policy.reloaded", caller.uri, {"version": policy.version, "changed": str(changed).lower()})
         return pb.ReloadPolicyResponse(version=policy.version, changed=changed)
 
     @translate_errors
     async def DrainSite(self, request: pb.DrainSiteRequest, context: Context) -> pb.DrainSiteResponse:
-        site = self.federation.drain_site(self.auth.principal(context), request.site, request.draining)
+        caller = self.auth.principal(context)
+        site = self.federation.drain_site(caller, request.site, request.draining)
+        self.trust.audit("site.drained" if request.draining else "site.resumed", caller.uri, {"site": request.site})
         return pb.DrainSiteResponse(site=convert.site_to_proto(site))
+
+    @translate_errors
+    async def CreateJoinToken(self, request: pb.CreateJoinTokenRequest, context: Context) -> pb.CreateJoinTokenResponse:
+        ttl = _ttl(request.HasField("ttl"), request.ttl, timedelta(hours=1))
+        token, expires, fingerprint = self.trust.create_join_token(self.auth.principal(context), request.site, ttl)
+        return pb.CreateJoinTokenResponse(
+            join_token=token, expire_time=convert.time_to_proto(expires), ca_fingerprint=fingerprint
+        )
+
+    @translate_errors
+    async def IssueToken(self, request: pb.IssueTokenRequest, context: Context) -> pb.IssueTokenResponse:
+        ttl = _ttl(request.HasField("ttl"), request.ttl, timedelta(minutes=15))
+        token, claims = self.trust.issue_token(
+            self.auth.principal(context),
+            request.tenant,
+            request.user,
+            request.role or "member",
+            ttl,
+            request.single_use,
+        )
+        return pb.IssueTokenResponse(
+            token=token,
+            token_id=claims.token_id,
+            expire_time=convert.time_to_proto(claims.expires_at),
+            audience=claims.audience,
+        )
+
+    @translate_errors
+    async def RevokeCredential(
+        self, request: pb.RevokeCredentialRequest, context: Context
+    ) -> pb.RevokeCredentialResponse:
+        target = request.WhichOneof("target")
+        if target is None:
+            raise InvalidArgument("say what to revoke: a serial, a principal or a token_id")
+        kind = {"serial": "serial", "principal": "principal", "token_id": "token"}[target]
+        revocation = self.trust.revoke(self.auth.principal(context), kind, getattr(request, target), request.reason)
+        return pb.RevokeCredentialResponse(revocation=revocation_to_proto(revocation))
+
+    @translate_errors
+    async def ListAuditEvents(self, request: pb.ListAuditEventsRequest, context: Context) -> pb.ListAuditEventsResponse:
+        if request.page_token and not request.page_token.isdigit():
+            raise InvalidArgument("page_token is not one this gateway gave out")
+        after = int(request.page_token or 0)
+        size = min(request.page_size or 100, 1000)
+        entries = self.trust.audit_page(self.auth.principal(context), after, size)
+        token = str(entries[-1].sequence) if len(entries) == size else ""
+        return pb.ListAuditEventsResponse(events=[audit_to_proto(e) for e in entries], next_page_token=token)
+
+    @translate_errors
+    async def VerifyAudit(self, request: pb.VerifyAuditRequest, context: Context) -> pb.VerifyAuditResponse:
+        verdict = self.trust.verify_audit(self.auth.principal(context))
+        return pb.VerifyAuditResponse(
+            intact=verdict.intact,
+            entries=verdict.entries,
+            first_bad_sequence=verdict.first_bad_sequence,
+            problem=verdict.problem,
+        )

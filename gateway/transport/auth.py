@@ -1,30 +1,126 @@
-"""Authentication: the caller's principal comes from its verified client certificate and nothing else.
+"""Authentication at the edge: a caller's identity comes from what TLS verified, or from a signed token on the
+public port, and never from anything else a caller says (request metadata cannot smuggle an identity).
 
-Owns: reading the peer certificate that gRPC's TLS layer has already verified against the federation CA and
-turning it into a `Principal`. Request metadata is never consulted for identity, so a caller cannot smuggle one.
+Owns: the two authenticators (certificate on the mTLS port, bearer token on the public port), the re-check of
+an open stream's credential, and reporting refusals to the audit log. The rules themselves live in
+`gateway.trust` and `gateway.access`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
-from gateway.errors import Unauthenticated
-from gateway.identity.principal import Principal, principal_from_certificate
+from gateway.errors import GatewayError, Unauthenticated
+from gateway.identity.principal import Principal
+from gateway.identity.revocation import Credential
+from gateway.trust import Trust
+
+Context = grpc.aio.ServicerContext[Any, Any]
+T = TypeVar("T")
 
 
-class Authenticator:
-    def __init__(self, federation: str) -> None:
-        self.federation = federation
+class Authenticator(Protocol):
+    trust: Trust
 
-    def principal(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
-        auth = context.auth_context()
-        certs = list(auth.get("x509_pem_cert") or ())
+    def credential(self, context: Context) -> Credential:
+        """The caller's verified credential, or Unauthenticated. MUST NOT trust request metadata for identity
+        (the token authenticator reads exactly one header, `authorization: Bearer <token>`, and verifies it)."""
+        ...
+
+    def principal(self, context: Context) -> Principal: ...
+
+    def caller_uri(self, context: Context) -> str:
+        """Best-effort name of the caller for the audit log of a refused call; never raises."""
+        ...
+
+
+class CertificateAuthenticator:
+    """The mTLS port: gRPC's TLS layer has verified the chain; we read the principal and check revocation."""
+
+    def __init__(self, trust: Trust) -> None:
+        self.trust = trust
+
+    def credential(self, context: Context) -> Credential:
+        certs = list(context.auth_context().get("x509_pem_cert") or ())
         if not certs:
             raise Unauthenticated(
                 "this call needs a client certificate issued by the federation CA"
-                " (get one with `fedgate ca issue` or `fedgate agent enroll`)",
+                " (get one with `fedgate agent enroll` or from your federation admin)",
                 reason="NO_CLIENT_CERTIFICATE",
             )
-        return principal_from_certificate(certs[0], self.federation)
+        return self.trust.authenticate_certificate(certs[0])
+
+    def principal(self, context: Context) -> Principal:
+        return self.credential(context).principal
+
+    def caller_uri(self, context: Context) -> str:
+        try:
+            return self.credential(context).principal.uri
+        except GatewayError:
+            return "anonymous"
+
+
+class TokenAuthenticator:
+    """The public port (TLS, no client certificate): a short-lived signed bearer token, for CI systems."""
+
+    def __init__(self, trust: Trust) -> None:
+        self.trust = trust
+
+    def _token(self, context: Context) -> str:
+        values = [v for k, v in (context.invocation_metadata() or ()) if k == "authorization"]
+        if len(values) != 1 or not isinstance(values[0], str) or not values[0].startswith("Bearer "):
+            raise Unauthenticated(
+                "this port needs exactly one `authorization: Bearer <token>` header (ask an admin for a token:"
+                " `fedgate admin token issue`), or use the mTLS port with a certificate",
+                reason="NO_TOKEN",
+            )
+        return values[0].removeprefix("Bearer ").strip()
+
+    def credential(self, context: Context) -> Credential:
+        return self.trust.authenticate_token(self._token(context))
+
+    def principal(self, context: Context) -> Principal:
+        return self.credential(context).principal
+
+    def caller_uri(self, context: Context) -> str:
+        # Never re-verify here: that would count a single-use token's use a second time.
+        return "anonymous (bearer token)"
+
+
+class Guarded:
+    """Mixed into every servicer: refusals of identity or permission are written to the audit log."""
+
+    auth: Authenticator
+
+    def on_denied(self, context: Context, method: str, error: GatewayError) -> None:
+        self.auth.trust.denied(self.auth.caller_uri(context), method, error.reason, error.message)
+
+
+async def while_valid(items: AsyncIterator[T], check: Callable[[], None], period: float) -> AsyncIterator[T]:
+    """Pass `items` through, re-running `check` at least every `period` seconds while waiting, so that a
+    stream opened with a credential revoked (or expired) since is cut within `period` s of it."""
+    pending: asyncio.Future[T] | None = None
+    try:
+        while True:
+            check()
+            if pending is None:
+                pending = asyncio.ensure_future(anext(items))
+            done, _ = await asyncio.wait({pending}, timeout=period)
+            if not done:
+                continue
+            try:
+                item = pending.result()
+            except StopAsyncIteration:
+                return
+            pending = None
+            yield item
+    finally:
+        if pending is not None:
+            pending.cancel()
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -1,8 +1,5 @@
-"""EnrollmentService: the one RPC reachable without a client certificate.
-
-Join-token enrolment (one-time tokens bound to a site, CSR signing) is not in this release: the call answers
-FAILED_PRECONDITION with the way to get a certificate today, rather than pretending to enrol.
-"""
+"""EnrollmentService: getting a certificate with a one-time join token (public port, no client certificate),
+and renewing one's own certificate before it expires (mTLS port)."""
 
 from __future__ import annotations
 
@@ -12,17 +9,42 @@ import grpc
 
 from fedgate.v1 import enrollment_service_pb2 as pb
 from fedgate.v1 import enrollment_service_pb2_grpc
-from gateway.errors import FailedPrecondition
+from gateway.errors import InvalidArgument
+from gateway.transport import convert
+from gateway.transport.auth import Authenticator, Guarded
 from gateway.transport.errors import translate_errors
+from gateway.trust import IssuedCertificate
 
 Context = grpc.aio.ServicerContext[Any, Any]
+MAX_CSR_BYTES = 16 * 1024
 
 
-class EnrollmentServicer(enrollment_service_pb2_grpc.EnrollmentServiceServicer):
+def _csr(text: str) -> bytes:
+    if not text or len(text) > MAX_CSR_BYTES:
+        raise InvalidArgument(f"csr_pem must be a PEM certificate request of at most {MAX_CSR_BYTES} bytes")
+    return text.encode("ascii", errors="replace")
+
+
+def _issued(issued: IssuedCertificate) -> dict[str, Any]:
+    return {
+        "certificate_chain_pem": issued.certificate_pem.decode(),
+        "ca_bundle_pem": issued.bundle_pem.decode(),
+        "expire_time": convert.time_to_proto(issued.expire_time),
+    }
+
+
+class EnrollmentServicer(Guarded, enrollment_service_pb2_grpc.EnrollmentServiceServicer):
+    def __init__(self, auth: Authenticator) -> None:
+        self.auth = auth
+
     @translate_errors
     async def Enroll(self, request: pb.EnrollRequest, context: Context) -> pb.EnrollResponse:
-        raise FailedPrecondition(
-            "join-token enrolment is not enabled on this gateway; ask the federation admin for a site"
-            " certificate made with `fedgate ca issue --site NAME`",
-            reason="ENROLMENT_DISABLED",
-        )
+        issued = self.auth.trust.enroll(request.join_token, _csr(request.csr_pem), request.site)
+        return pb.EnrollResponse(**_issued(issued))
+
+    @translate_errors
+    async def RenewCertificate(
+        self, request: pb.RenewCertificateRequest, context: Context
+    ) -> pb.RenewCertificateResponse:
+        issued = self.auth.trust.renew(self.auth.credential(context), _csr(request.csr_pem))
+        return pb.RenewCertificateResponse(**_issued(issued))

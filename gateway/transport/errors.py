@@ -40,6 +40,8 @@ STATUS_BY_CLASS: tuple[tuple[type[errors.GatewayError], grpc.StatusCode], ...] =
 # Reasons that say more precisely than their class what went wrong.
 STATUS_BY_REASON: dict[str, grpc.StatusCode] = {
     "TENANT_MISMATCH": grpc.StatusCode.PERMISSION_DENIED,
+    "NOT_A_MEMBER": grpc.StatusCode.PERMISSION_DENIED,
+    "READ_ONLY": grpc.StatusCode.PERMISSION_DENIED,
     "ROLE_CANNOT_SUBMIT": grpc.StatusCode.PERMISSION_DENIED,
     "BAD_CARD_COUNT": grpc.StatusCode.INVALID_ARGUMENT,
     "BAD_RESOURCES": grpc.StatusCode.INVALID_ARGUMENT,
@@ -92,6 +94,21 @@ Resp = TypeVar("Resp")
 Self = TypeVar("Self")
 
 
+DENIALS = frozenset({grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED})
+
+
+def _report(
+    servicer: object, context: grpc.aio.ServicerContext[Any, Any], method: str, exc: errors.GatewayError
+) -> None:
+    """Hand a refused call to the servicer's audit hook, if it has one; auditing must never mask the refusal."""
+    hook = getattr(servicer, "on_denied", None)
+    if hook is not None and status_for(exc) in DENIALS:
+        try:
+            hook(context, method, exc)
+        except Exception:
+            log.exception("could not audit a refused %s call", method)
+
+
 def translate_errors(
     method: Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]],
 ) -> Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]:
@@ -100,6 +117,7 @@ def translate_errors(
         try:
             return await method(self, request, context)
         except errors.GatewayError as exc:
+            _report(self, context, method.__name__, exc)
             await abort(context, exc)
         except Exception as exc:
             if _is_abort(exc):
@@ -118,6 +136,7 @@ def translate_stream_errors(
             async for item in method(self, request, context):
                 yield item
         except errors.GatewayError as exc:
+            _report(self, context, method.__name__, exc)
             await abort(context, exc)
         except Exception as exc:
             if _is_abort(exc):

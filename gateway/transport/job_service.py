@@ -13,17 +13,18 @@ from fedgate.v1 import job_service_pb2_grpc
 from gateway.errors import InvalidArgument
 from gateway.federation import Federation
 from gateway.transport import convert
-from gateway.transport.auth import Authenticator
+from gateway.transport.auth import Authenticator, Guarded, while_valid
 from gateway.transport.errors import translate_errors, translate_stream_errors
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_REQUEST_ID = 128
 
 
-class JobServicer(job_service_pb2_grpc.JobServiceServicer):
-    def __init__(self, federation: Federation, auth: Authenticator) -> None:
+class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
+    def __init__(self, federation: Federation, auth: Authenticator, check_period: float = 1.0) -> None:
         self.federation = federation
         self.auth = auth
+        self.check_period = check_period
 
     @translate_errors
     async def CreateJob(self, request: pb.CreateJobRequest, context: Context) -> pb.CreateJobResponse:
@@ -59,7 +60,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
 
     @translate_stream_errors
     async def WatchJob(self, request: pb.WatchJobRequest, context: Context) -> AsyncIterator[pb.WatchJobResponse]:
-        async for event, job in self.federation.watch_job(self.auth.principal(context), request.job_id):
+        credential = self.auth.credential(context)
+        events = self.federation.watch_job(credential.principal, request.job_id)
+        async for event, job in while_valid(events, lambda: self.auth.trust.check(credential), self.check_period):
             yield pb.WatchJobResponse(event=convert.event_to_proto(event), job=convert.job_to_proto(job))
 
     @translate_errors

@@ -29,13 +29,15 @@ from fedgate.v1 import (
 from gateway.config import GatewayConfig
 from gateway.dispatch import Dispatcher
 from gateway.federation import Federation, utc_now
+from gateway.identity.authority import Authority
 from gateway.policy import PolicyHolder, load_catalogue
 from gateway.store import open_store
 from gateway.transport.admin_service import AdminServicer
-from gateway.transport.auth import Authenticator
+from gateway.transport.auth import CertificateAuthenticator, TokenAuthenticator
 from gateway.transport.enrollment_service import EnrollmentServicer
 from gateway.transport.job_service import JobServicer
 from gateway.transport.site_service import SiteServicer
+from gateway.trust import Trust
 
 log = logging.getLogger("fedgate.gateway")
 
@@ -52,55 +54,90 @@ class RunningGateway:
     server: grpc.aio.Server
     port: int
     federation: Federation
+    trust: Trust
     scheduler: asyncio.Task[None]
+    public_server: grpc.aio.Server | None = None
+    public_port: int = 0
 
     async def stop(self, grace: float = 2.0) -> None:
         self.scheduler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.scheduler
+        if self.public_server is not None:
+            await self.public_server.stop(grace)
         await self.server.stop(grace)
         self.federation.store.close()
 
 
-def server_credentials(config: GatewayConfig) -> grpc.ServerCredentials:
+def server_options(config: GatewayConfig) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.keepalive_time_ms", 20_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+
+
+def server_credentials(config: GatewayConfig, *, require_client_auth: bool = True) -> grpc.ServerCredentials:
+    """The gateway's certificate; the chain it presents includes the CA bundle so that `fedgate agent enroll`
+    can check the pinned CA fingerprint before it sends its join token."""
+    bundle = config.tls.ca.read_bytes()
+    chain = config.tls.cert.read_bytes().rstrip(b"\n") + b"\n" + bundle
     return grpc.ssl_server_credentials(
-        [(config.tls.key.read_bytes(), config.tls.cert.read_bytes())],
-        root_certificates=config.tls.ca.read_bytes(),
-        require_client_auth=True,
+        [(config.tls.key.read_bytes(), chain)], root_certificates=bundle, require_client_auth=require_client_auth
     )
+
+
+def _bind(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials) -> int:
+    port = server.add_secure_port(address, credentials)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}: the address is in use or not local")
+    return port
 
 
 async def start_gateway(config: GatewayConfig) -> RunningGateway:
     """Build and start the gateway; returns once it listens. Port 0 in `listen` picks a free port."""
     catalogue = load_catalogue(config.catalogue)
     policy = PolicyHolder(config.policy, catalogue, utc_now())
-    federation = Federation(open_store(config.store), policy)
-    auth = Authenticator(config.federation)
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", config.max_message_bytes),
-            ("grpc.max_send_message_length", config.max_message_bytes),
-            ("grpc.keepalive_time_ms", 20_000),
-            ("grpc.keepalive_timeout_ms", 10_000),
-            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-            ("grpc.keepalive_permit_without_calls", 1),
-        ]
+    store = open_store(config.store)
+    federation = Federation(store, policy)
+    authority = Authority.load(config.authority, config.tls.ca)
+    trust = Trust(
+        store, authority, config.federation, federation.clock, certificate_lifetime=config.certificate_lifetime
     )
-    job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(federation, auth), server)
+    check = config.credential_check.total_seconds()
+    certificates = CertificateAuthenticator(trust)
+
+    server = grpc.aio.server(options=server_options(config))
+    job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(federation, certificates, check), server)
     site_pb2_grpc.add_SiteServiceServicer_to_server(
-        SiteServicer(Dispatcher(federation), auth, config.report_interval), server
+        SiteServicer(Dispatcher(federation), certificates, config.report_interval, check), server
     )
-    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(federation, auth), server)
-    enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(EnrollmentServicer(), server)
+    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(federation, certificates), server)
+    enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(EnrollmentServicer(certificates), server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, reflection.SERVICE_NAME, health.SERVICE_NAME), server)
-    port = server.add_secure_port(config.listen, server_credentials(config))
-    if port == 0:
-        raise OSError(f"cannot listen on {config.listen}: the address is in use or not local")
+    port = _bind(server, config.listen, server_credentials(config))
+
+    public_server, public_port = None, 0
+    if config.public_listen:
+        # No client certificate here, so only what a token or a join token can authenticate is served.
+        tokens = TokenAuthenticator(trust)
+        public_server = grpc.aio.server(options=server_options(config))
+        job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(federation, tokens, check), public_server)
+        enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(EnrollmentServicer(tokens), public_server)
+        public_port = _bind(public_server, config.public_listen, server_credentials(config, require_client_auth=False))
+        await public_server.start()
+
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     scheduler = asyncio.create_task(federation.run_scheduler(config.schedule_period.total_seconds()))
+    trust.audit("gateway.started", f"spiffe://{config.federation}/gateway", {"policy": policy.policy.version})
     log.info("gateway of federation %s listening on %s (port %d)", config.federation, config.listen, port)
-    return RunningGateway(server, port, federation, scheduler)
+    if public_server is not None:
+        log.info("public port (join tokens, bearer tokens) on %s (port %d)", config.public_listen, public_port)
+    return RunningGateway(server, port, federation, trust, scheduler, public_server, public_port)

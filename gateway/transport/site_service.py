@@ -20,10 +20,11 @@ from fedgate.v1 import site_pb2 as pb
 from gateway import access
 from gateway.dispatch import Dispatcher, RunningAttempt, SiteUpdate
 from gateway.errors import GatewayError, InvalidArgument, PermissionDenied
+from gateway.identity.revocation import Credential
 from gateway.model import Pool
 from gateway.sites import CancelCommand, Command, LaunchCommand
 from gateway.transport import convert
-from gateway.transport.auth import Authenticator
+from gateway.transport.auth import Authenticator, Guarded
 from gateway.transport.errors import translate_stream_errors
 
 log = logging.getLogger("fedgate.gateway.sites")
@@ -82,17 +83,21 @@ def rejection(error: GatewayError, update_sequence: int = 0) -> pb.ConnectRespon
     )
 
 
-class SiteServicer(site_pb2_grpc.SiteServiceServicer):
-    def __init__(self, dispatcher: Dispatcher, auth: Authenticator, report_interval: timedelta) -> None:
+class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
+    def __init__(
+        self, dispatcher: Dispatcher, auth: Authenticator, report_interval: timedelta, check_period: float = 1.0
+    ) -> None:
         self.dispatcher = dispatcher
         self.auth = auth
         self.report_interval = report_interval
+        self.check_period = check_period
 
     @translate_stream_errors
     async def Connect(
         self, request_iterator: AsyncIterator[pb.ConnectRequest], context: Context
     ) -> AsyncIterator[pb.ConnectResponse]:
-        principal = self.auth.principal(context)
+        credential = self.auth.credential(context)
+        principal = credential.principal
         access.require_role(principal, "site")
         try:
             first = await asyncio.wait_for(anext(request_iterator), HELLO_TIMEOUT_S)
@@ -115,6 +120,7 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
         tasks = [
             asyncio.create_task(self._read(session.site, request_iterator, out)),
             asyncio.create_task(self._forward(session.outbox, out)),
+            asyncio.create_task(self._recheck(credential, out)),
         ]
         try:
             yield pb.ConnectResponse(
@@ -135,6 +141,19 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
                 task.cancel()
             self.dispatcher.goodbye(session.site, session.connection_id)
             log.info("site %s disconnected", session.site)
+
+    async def _recheck(self, credential: Credential, out: asyncio.Queue[Outgoing]) -> None:
+        """Cut the stream within `check_period` s of its certificate being revoked or expiring."""
+        while True:
+            await asyncio.sleep(self.check_period)
+            try:
+                self.auth.trust.check(credential)
+            except GatewayError as exc:
+                self.auth.trust.audit(
+                    "stream.cut", credential.principal.uri, {"reason": exc.reason, "message": exc.message[:300]}
+                )
+                await out.put(exc)
+                return
 
     async def _forward(self, outbox: asyncio.Queue[tuple[int, Command] | None], out: asyncio.Queue[Outgoing]) -> None:
         while True:
@@ -169,6 +188,11 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
                 self.dispatcher.update(site, update_from_proto(message.job_update))
             except GatewayError as exc:
                 log.warning("site %s: update %d refused: %s (%s)", site, sequence, exc.message, exc.reason)
+                self.auth.trust.audit(
+                    "site.update_refused",
+                    f"spiffe://{self.auth.trust.federation}/site/{site}",
+                    {"job_id": message.job_update.job_id[:64], "reason": exc.reason, "message": exc.message[:300]},
+                )
                 return rejection(exc, sequence)
             return pb.ConnectResponse(ack=pb.Ack(sequence=sequence))
         if kind == "capacity":

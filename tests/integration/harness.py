@@ -99,6 +99,9 @@ def start_test_gateway(pki: Pki, workdir: Path, loop: LoopThread) -> GatewayHand
                 "tls": {k: str(gateway_dir / f"{k}.pem") for k in ("ca", "cert", "key")},
                 "store": f"sqlite:///{workdir / 'gateway.db'}",
                 "policy": str(REPO_POLICIES / "federation.yaml"),
+                "authority": str(pki.root / "ca"),
+                "public_listen": "127.0.0.1:0",
+                "credential_check_s": 0.2,
                 "report_interval_s": 0.5,
                 "schedule_period_s": 0.2,
             }

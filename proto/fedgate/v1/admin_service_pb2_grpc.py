@@ -50,6 +50,31 @@ class AdminServiceStub:
                 request_serializer=fedgate_dot_v1_dot_admin__service__pb2.DrainSiteRequest.SerializeToString,
                 response_deserializer=fedgate_dot_v1_dot_admin__service__pb2.DrainSiteResponse.FromString,
                 _registered_method=True)
+        self.CreateJoinToken = channel.unary_unary(
+                '/fedgate.v1.AdminService/CreateJoinToken',
+                request_serializer=fedgate_dot_v1_dot_admin__service__pb2.CreateJoinTokenRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_admin__service__pb2.CreateJoinTokenResponse.FromString,
+                _registered_method=True)
+        self.IssueToken = channel.unary_unary(
+                '/fedgate.v1.AdminService/IssueToken',
+                request_serializer=fedgate_dot_v1_dot_admin__service__pb2.IssueTokenRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_admin__service__pb2.IssueTokenResponse.FromString,
+                _registered_method=True)
+        self.RevokeCredential = channel.unary_unary(
+                '/fedgate.v1.AdminService/RevokeCredential',
+                request_serializer=fedgate_dot_v1_dot_admin__service__pb2.RevokeCredentialRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_admin__service__pb2.RevokeCredentialResponse.FromString,
+                _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/fedgate.v1.AdminService/ListAuditEvents',
+                request_serializer=fedgate_dot_v1_dot_admin__service__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_admin__service__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
+        self.VerifyAudit = channel.unary_unary(
+                '/fedgate.v1.AdminService/VerifyAudit',
+                request_serializer=fedgate_dot_v1_dot_admin__service__pb2.VerifyAuditRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_admin__service__pb2.VerifyAuditResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -74,6 +99,36 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateJoinToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IssueToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeCredential(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEvents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyAudit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -91,6 +146,31 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.DrainSite,
                     request_deserializer=fedgate_dot_v1_dot_admin__service__pb2.DrainSiteRequest.FromString,
                     response_serializer=fedgate_dot_v1_dot_admin__service__pb2.DrainSiteResponse.SerializeToString,
+            ),
+            'CreateJoinToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateJoinToken,
+                    request_deserializer=fedgate_dot_v1_dot_admin__service__pb2.CreateJoinTokenRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_admin__service__pb2.CreateJoinTokenResponse.SerializeToString,
+            ),
+            'IssueToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueToken,
+                    request_deserializer=fedgate_dot_v1_dot_admin__service__pb2.IssueTokenRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_admin__service__pb2.IssueTokenResponse.SerializeToString,
+            ),
+            'RevokeCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeCredential,
+                    request_deserializer=fedgate_dot_v1_dot_admin__service__pb2.RevokeCredentialRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_admin__service__pb2.RevokeCredentialResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=fedgate_dot_v1_dot_admin__service__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_admin__service__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'VerifyAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyAudit,
+                    request_deserializer=fedgate_dot_v1_dot_admin__service__pb2.VerifyAuditRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_admin__service__pb2.VerifyAuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +255,141 @@ class AdminService:
             '/fedgate.v1.AdminService/DrainSite',
             fedgate_dot_v1_dot_admin__service__pb2.DrainSiteRequest.SerializeToString,
             fedgate_dot_v1_dot_admin__service__pb2.DrainSiteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateJoinToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.AdminService/CreateJoinToken',
+            fedgate_dot_v1_dot_admin__service__pb2.CreateJoinTokenRequest.SerializeToString,
+            fedgate_dot_v1_dot_admin__service__pb2.CreateJoinTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.AdminService/IssueToken',
+            fedgate_dot_v1_dot_admin__service__pb2.IssueTokenRequest.SerializeToString,
+            fedgate_dot_v1_dot_admin__service__pb2.IssueTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.AdminService/RevokeCredential',
+            fedgate_dot_v1_dot_admin__service__pb2.RevokeCredentialRequest.SerializeToString,
+            fedgate_dot_v1_dot_admin__service__pb2.RevokeCredentialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.AdminService/ListAuditEvents',
+            fedgate_dot_v1_dot_admin__service__pb2.ListAuditEventsRequest.SerializeToString,
+            fedgate_dot_v1_dot_admin__service__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.AdminService/VerifyAudit',
+            fedgate_dot_v1_dot_admin__service__pb2.VerifyAuditRequest.SerializeToString,
+            fedgate_dot_v1_dot_admin__service__pb2.VerifyAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,

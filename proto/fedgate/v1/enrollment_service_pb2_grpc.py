@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class EnrollmentServiceStub:
-    """The only service reachable without a client certificate.
+    """Getting and keeping a certificate.
     """
 
     def __init__(self, channel):
@@ -40,14 +40,27 @@ class EnrollmentServiceStub:
                 request_serializer=fedgate_dot_v1_dot_enrollment__service__pb2.EnrollRequest.SerializeToString,
                 response_deserializer=fedgate_dot_v1_dot_enrollment__service__pb2.EnrollResponse.FromString,
                 _registered_method=True)
+        self.RenewCertificate = channel.unary_unary(
+                '/fedgate.v1.EnrollmentService/RenewCertificate',
+                request_serializer=fedgate_dot_v1_dot_enrollment__service__pb2.RenewCertificateRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_enrollment__service__pb2.RenewCertificateResponse.FromString,
+                _registered_method=True)
 
 
 class EnrollmentServiceServicer:
-    """The only service reachable without a client certificate.
+    """Getting and keeping a certificate.
     """
 
     def Enroll(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The only RPC reachable without a client certificate (on the gateway's public port).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenewCertificate(self, request, context):
+        """Renew the caller's own certificate before it expires; needs the current, valid certificate (mTLS port).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -60,6 +73,11 @@ def add_EnrollmentServiceServicer_to_server(servicer, server):
                     request_deserializer=fedgate_dot_v1_dot_enrollment__service__pb2.EnrollRequest.FromString,
                     response_serializer=fedgate_dot_v1_dot_enrollment__service__pb2.EnrollResponse.SerializeToString,
             ),
+            'RenewCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewCertificate,
+                    request_deserializer=fedgate_dot_v1_dot_enrollment__service__pb2.RenewCertificateRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_enrollment__service__pb2.RenewCertificateResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'fedgate.v1.EnrollmentService', rpc_method_handlers)
@@ -69,7 +87,7 @@ def add_EnrollmentServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class EnrollmentService:
-    """The only service reachable without a client certificate.
+    """Getting and keeping a certificate.
     """
 
     @staticmethod
@@ -89,6 +107,33 @@ class EnrollmentService:
             '/fedgate.v1.EnrollmentService/Enroll',
             fedgate_dot_v1_dot_enrollment__service__pb2.EnrollRequest.SerializeToString,
             fedgate_dot_v1_dot_enrollment__service__pb2.EnrollResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.EnrollmentService/RenewCertificate',
+            fedgate_dot_v1_dot_enrollment__service__pb2.RenewCertificateRequest.SerializeToString,
+            fedgate_dot_v1_dot_enrollment__service__pb2.RenewCertificateResponse.FromString,
             options,
             channel_credentials,
             insecure,
