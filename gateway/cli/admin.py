@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from gateway.cli import output
 from gateway.cli.connect import EPILOG, EXIT_OK, add_connection_flags, client_from_args, run_command
 from gateway.cli.sites import SITE_COLUMNS
+from gateway.cli.trust import add_trust_commands, run_trust_command
 
 
 def main(argv: Sequence[str]) -> int:
@@ -22,12 +23,15 @@ def main(argv: Sequence[str]) -> int:
         command = site.add_parser(name)
         command.add_argument("site")
         commands.append(command)
+    commands += add_trust_commands(groups)
     for command in commands:
         add_connection_flags(command)
         output.add_output_flag(command)
     args = parser.parse_args(argv)
 
     def action() -> int:
+        if args.group in {"join-token", "token", "revoke", "audit"}:
+            return run_trust_command(args)
         with client_from_args(args) as client:
             if args.group == "policy" and args.command == "status":
                 status = client.policy_status()

@@ -25,7 +25,8 @@ EXIT_NOT_FOUND = 4  # the job or site does not exist (or is not visible to you)
 
 EPILOG = (
     "exit codes: 0 ok; 1 refused or job did not succeed; 2 bad usage or input file; 3 gateway unreachable;"
-    " 4 not found. Environment: FEDGATE_GATEWAY=host:port, FEDGATE_CREDS=credentials directory."
+    " 4 not found. Environment: FEDGATE_GATEWAY=host:port, FEDGATE_CREDS=credentials directory, or"
+    " FEDGATE_TOKEN with FEDGATE_CA for the public port."
 )
 
 
@@ -37,12 +38,24 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("FEDGATE_CREDS"),
         help="credentials directory (ca/cert/key.pem)",
     )
+    parser.add_argument(
+        "--token", default=os.environ.get("FEDGATE_TOKEN", ""), help="bearer token (the gateway's public port)"
+    )
+    parser.add_argument("--ca", type=Path, default=os.environ.get("FEDGATE_CA"), help="CA bundle, with --token")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
 
 
 def client_from_args(args: argparse.Namespace) -> FederationClient:
     if not args.gateway:
         raise GatewayError("no gateway given: pass --gateway HOST:PORT or set FEDGATE_GATEWAY", reason="USAGE")
+    if args.token:
+        if args.ca is None:
+            raise GatewayError("a token needs --ca FILE (or FEDGATE_CA): the CA bundle to verify the gateway")
+        try:
+            ca_pem = Path(args.ca).expanduser().read_bytes()
+        except OSError as exc:
+            raise GatewayError(f"cannot read the CA bundle {args.ca}: {exc.strerror}") from None
+        return FederationClient(args.gateway, token=args.token, ca_pem=ca_pem, timeout=args.timeout)
     if args.creds is None:
         raise GatewayError("no credentials given: pass --creds DIR or set FEDGATE_CREDS", reason="USAGE")
     return FederationClient(args.gateway, Credentials.from_dir(Path(args.creds).expanduser()), timeout=args.timeout)

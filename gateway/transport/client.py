@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
@@ -23,8 +23,10 @@ from google.rpc import error_details_pb2, status_pb2
 from fedgate.v1 import admin_service_pb2 as admin_pb
 from fedgate.v1 import admin_service_pb2_grpc, job_service_pb2_grpc
 from fedgate.v1 import job_service_pb2 as job_pb
+from gateway.audit import AuditEntry
 from gateway.credentials import Credentials
 from gateway.errors import ClientError
+from gateway.identity.revocation import Revocation
 from gateway.model import Job, JobEvent, JobSpec, JobState, Reason, SiteView
 from gateway.placement import Candidate
 from gateway.transport import convert
@@ -65,13 +67,55 @@ def error_from_rpc(error: grpc.RpcError) -> ClientError:
     return ClientError(message, code=code.name, reason=reason)
 
 
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    token_id: str
+    expire_time: datetime
+    audience: str
+
+
+@dataclass(frozen=True)
+class JoinToken:
+    token: str
+    expire_time: datetime
+    ca_fingerprint: str
+
+
+@dataclass(frozen=True)
+class AuditVerification:
+    intact: bool
+    entries: int
+    first_bad_sequence: int
+    problem: str
+
+
 class FederationClient:
-    def __init__(self, target: str, credentials: Credentials, *, timeout: float = 30.0) -> None:
-        channel_credentials = grpc.ssl_channel_credentials(
-            root_certificates=credentials.ca_pem,
-            private_key=credentials.key_pem,
-            certificate_chain=credentials.cert_pem,
-        )
+    """A client of one gateway. With `credentials` it speaks mTLS on the main port; with `token` (and a CA
+    bundle to verify the gateway) it speaks to the public port with a bearer token."""
+
+    def __init__(
+        self,
+        target: str,
+        credentials: Credentials | None = None,
+        *,
+        token: str = "",
+        ca_pem: bytes = b"",
+        timeout: float = 30.0,
+    ) -> None:
+        if token:
+            channel_credentials = grpc.composite_channel_credentials(
+                grpc.ssl_channel_credentials(root_certificates=ca_pem or (credentials.ca_pem if credentials else None)),
+                grpc.access_token_call_credentials(token),
+            )
+        elif credentials is not None:
+            channel_credentials = grpc.ssl_channel_credentials(
+                root_certificates=credentials.ca_pem,
+                private_key=credentials.key_pem,
+                certificate_chain=credentials.cert_pem,
+            )
+        else:
+            raise ValueError("a client needs credentials (mTLS) or a token")
         self._channel = grpc.secure_channel(
             target,
             channel_credentials,
@@ -172,3 +216,53 @@ class FederationClient:
     def drain_site(self, site: str, draining: bool = True) -> SiteView:
         r = self._call(self._admin.DrainSite, admin_pb.DrainSiteRequest(site=site, draining=draining))
         return convert.site_from_proto(r.site)
+
+    def create_join_token(self, site: str, ttl: timedelta = timedelta(hours=1)) -> JoinToken:
+        request = admin_pb.CreateJoinTokenRequest(site=site, ttl=convert.duration_to_proto(ttl))
+        r = self._call(self._admin.CreateJoinToken, request)
+        return JoinToken(r.join_token, convert.time_from_proto(r.expire_time), r.ca_fingerprint)
+
+    def issue_token(
+        self,
+        tenant: str,
+        user: str,
+        role: str = "member",
+        ttl: timedelta = timedelta(minutes=15),
+        single_use: bool = False,
+    ) -> IssuedToken:
+        request = admin_pb.IssueTokenRequest(
+            tenant=tenant, user=user, role=role, ttl=convert.duration_to_proto(ttl), single_use=single_use
+        )
+        r = self._call(self._admin.IssueToken, request)
+        return IssuedToken(r.token, r.token_id, convert.time_from_proto(r.expire_time), r.audience)
+
+    def revoke(self, *, serial: str = "", principal: str = "", token_id: str = "", reason: str = "") -> Revocation:
+        targets = {k: v for k, v in (("serial", serial), ("principal", principal), ("token_id", token_id)) if v}
+        if len(targets) != 1:
+            raise ValueError("revoke exactly one of serial, principal or token_id")
+        r = self._call(self._admin.RevokeCredential, admin_pb.RevokeCredentialRequest(reason=reason, **targets))
+        kind = {"serial": "serial", "principal": "principal", "token_id": "token"}[next(iter(targets))]
+        return Revocation(
+            kind, r.revocation.value, convert.time_from_proto(r.revocation.revoke_time), r.revocation.reason
+        )
+
+    def audit_events(self, limit: int = 1000) -> list[AuditEntry]:
+        events: list[AuditEntry] = []
+        token = ""
+        while len(events) < limit:
+            request = admin_pb.ListAuditEventsRequest(page_size=min(1000, limit - len(events)), page_token=token)
+            page = self._call(self._admin.ListAuditEvents, request)
+            events.extend(
+                AuditEntry(
+                    e.sequence, convert.time_from_proto(e.time), e.kind, e.principal, dict(e.details), hash=e.hash
+                )
+                for e in page.events
+            )
+            token = page.next_page_token
+            if not token:
+                break
+        return events
+
+    def verify_audit(self) -> AuditVerification:
+        r = self._call(self._admin.VerifyAudit, admin_pb.VerifyAuditRequest())
+        return AuditVerification(r.intact, r.entries, r.first_bad_sequence, r.problem)

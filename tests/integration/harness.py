@@ -79,6 +79,15 @@ class GatewayHandle:
     def address(self) -> str:
         return f"127.0.0.1:{self.running.port}"
 
+    @property
+    def public_address(self) -> str:
+        """The public port: TLS without client certificates (join-token enrolment, bearer tokens)."""
+        return f"127.0.0.1:{self.running.public_port}"
+
+    def token_client(self, token: str) -> FederationClient:
+        ca = (self.pki.root / "ca" / "ca.pem").read_bytes()
+        return FederationClient(self.public_address, token=token, ca_pem=ca, timeout=10)
+
     def client(self, creds_dir: Path) -> FederationClient:
         return FederationClient(self.address, Credentials.from_dir(creds_dir), timeout=10)
 
