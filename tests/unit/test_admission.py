@@ -81,3 +81,20 @@ def test_capability_no_class_can_meet_is_refused_with_reason() -> None:
     resources = Resources("", Capability(min_memory_gib=4096), 1)
     decision = admit(spec(resources=resources), ALICE, POLICY, CATALOGUE)
     assert not decision.admitted and decision.reasons[0].code == "NO_CLASS_CAN_SERVE"
+
+
+def test_member_lists_give_roles_and_project_scopes() -> None:
+    from gateway import access
+
+    bob = Principal.user("demo", "panda-lm", "bob")
+    carol = Principal.user("demo", "panda-lm", "carol")
+    mallory = Principal.user("demo", "panda-lm", "mallory")
+    assert access.role_in(bob, POLICY, "panda-lm", "inference") == "member"
+    assert access.role_in(carol, POLICY, "panda-lm", "eval") == "viewer"
+    assert access.role_in(carol, POLICY, "panda-lm", "inference") is None  # scoped to eval
+    assert access.role_in(mallory, POLICY, "panda-lm", "eval") is None  # not on the list
+    assert access.role_in(ALICE, POLICY, "deepsea-ai", "llama-sft") == "member"  # no list: every user
+    viewer_token = Principal("user", "demo", "alice", "deepsea-ai", read_only=True)
+    assert access.role_in(viewer_token, POLICY, "deepsea-ai") == "viewer"
+    with pytest.raises(Exception, match="may not submit"):
+        access.require_member(carol, POLICY, "panda-lm", "eval")

@@ -1,0 +1,59 @@
+"""Roles inside a tenant: members act, viewers read, and a member list keeps everyone else out."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.errors import ClientError
+from gateway.model import JobSpec, JobState, Resources, StackRun
+from tests.integration.harness import GatewayHandle
+
+EVAL = JobSpec(
+    tenant="panda-lm",
+    project="eval",
+    resources=Resources("nvidia-h100", None, 1),
+    runs=(StackRun("cuda", "", ("true",)),),
+)
+
+
+def test_viewer_reads_but_cannot_submit_or_cancel(gateway: GatewayHandle) -> None:
+    with (
+        gateway.client(gateway.pki.user("panda-lm", "bob")) as bob,
+        gateway.client(gateway.pki.user("panda-lm", "carol")) as carol,
+    ):
+        job = bob.create_job(EVAL)
+        assert carol.get_job(job.job_id).job_id == job.job_id
+        assert [j.job_id for j in carol.list_jobs()] == [job.job_id]
+        for act in (lambda: carol.create_job(EVAL), lambda: carol.cancel_job(job.job_id)):
+            with pytest.raises(ClientError) as refused:
+                act()
+            assert refused.value.code == "PERMISSION_DENIED" and refused.value.reason == "READ_ONLY"
+        assert bob.get_job(job.job_id).state == JobState.QUEUED
+
+
+def test_user_missing_from_the_member_list_is_refused(gateway: GatewayHandle) -> None:
+    with gateway.client(gateway.pki.user("panda-lm", "mallory")) as mallory, pytest.raises(ClientError) as refused:
+        mallory.create_job(EVAL)
+    assert refused.value.reason == "NOT_A_MEMBER"
+    assert gateway.running.federation.store.list_jobs(None).jobs == ()
+
+
+def test_viewer_token_reads_but_cannot_act(gateway: GatewayHandle) -> None:
+    with gateway.client(gateway.pki.admin()) as admin, gateway.client(gateway.pki.user("panda-lm", "bob")) as bob:
+        job = bob.create_job(EVAL)
+        token = admin.issue_token("panda-lm", "ci-bot", role="viewer").token
+    with gateway.token_client(token) as ci:
+        assert ci.get_job(job.job_id).job_id == job.job_id
+        with pytest.raises(ClientError) as refused:
+            ci.cancel_job(job.job_id)
+        assert refused.value.reason == "READ_ONLY"
+
+
+def test_member_token_submits_on_the_public_port(gateway: GatewayHandle) -> None:
+    with gateway.client(gateway.pki.admin()) as admin:
+        token = admin.issue_token("panda-lm", "ci-bot").token
+    with gateway.token_client(token) as ci:
+        job = ci.create_job(EVAL)
+        assert ci.get_job(job.job_id).state == JobState.QUEUED
+    kinds = [e.kind for e in gateway.running.federation.store.audit_entries()]
+    assert "token.issued" in kinds
