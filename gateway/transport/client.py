@@ -15,17 +15,21 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from fedgate.v1 import admin_service_pb2 as admin_pb
-from fedgate.v1 import admin_service_pb2_grpc, job_service_pb2_grpc
+from fedgate.v1 import admin_service_pb2_grpc, enrollment_service_pb2_grpc, job_service_pb2_grpc
+from fedgate.v1 import enrollment_service_pb2 as enroll_pb
 from fedgate.v1 import job_service_pb2 as job_pb
 from gateway.audit import AuditEntry
 from gateway.credentials import Credentials
 from gateway.errors import ClientError
+from gateway.identity.principal import load_certificate, spiffe_uri_of
+from gateway.identity.renewal import install, new_key_and_csr
 from gateway.identity.revocation import Revocation
 from gateway.model import Job, JobEvent, JobSpec, JobState, Reason, SiteView
 from gateway.placement import Candidate
@@ -126,6 +130,7 @@ class FederationClient:
         )
         self._jobs = job_service_pb2_grpc.JobServiceStub(self._channel)
         self._admin = admin_service_pb2_grpc.AdminServiceStub(self._channel)
+        self._enrollment = enrollment_service_pb2_grpc.EnrollmentServiceStub(self._channel)
         self.timeout = timeout
 
     def __enter__(self) -> FederationClient:
@@ -262,6 +267,15 @@ class FederationClient:
             if not token:
                 break
         return events
+
+    def renew_certificate(self, directory: Path) -> datetime:
+        """Renew the certificate in credentials `directory` (the one this client was made with): a new key is
+        made here and never sent; the new files replace the old ones atomically. Returns the new expiry."""
+        current = Credentials.from_dir(directory)
+        key, csr = new_key_and_csr(spiffe_uri_of(load_certificate(current.cert_pem)).rsplit("/", 1)[-1])
+        reply = self._call(self._enrollment.RenewCertificate, enroll_pb.RenewCertificateRequest(csr_pem=csr.decode()))
+        install(directory, key, reply.certificate_chain_pem.encode(), reply.ca_bundle_pem.encode())
+        return convert.time_from_proto(reply.expire_time)
 
     def verify_audit(self) -> AuditVerification:
         r = self._call(self._admin.VerifyAudit, admin_pb.VerifyAuditRequest())

@@ -18,6 +18,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "gateway": ("gateway.cli.server", "run the federation gateway"),
     "admin": ("gateway.cli.admin", "policy status and reload, drain sites (federation admins)"),
     "ca": ("gateway.cli.ca", "create the federation CA and issue certificates"),
+    "creds": ("gateway.cli.creds", "show and renew your own certificate"),
     "demo": ("gateway.cli.demo", "run a whole federation on loopback and submit a mix of jobs"),
     "agent": ("agents.cli", "run a site agent next to a centre's scheduler"),
 }

@@ -1,0 +1,49 @@
+"""`fedgate creds renew|show`: a user's or admin's own credentials directory, renewed before it expires."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gateway.cli import output
+from gateway.cli.connect import EPILOG, EXIT_OK, add_connection_flags, client_from_args, run_command
+from gateway.credentials import Credentials
+from gateway.errors import GatewayError
+from gateway.identity.principal import load_certificate, spiffe_uri_of
+from gateway.identity.renewal import renewal_due
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="fedgate creds", description="Your own credentials.", epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True)
+    renew = sub.add_parser("renew", help="renew the certificate in --creds (a new key is made here)")
+    renew.add_argument("--if-due", action="store_true", help="only when two thirds of its lifetime have passed")
+    show = sub.add_parser("show", help="who the certificate in --creds says you are, and until when")
+    for command in (renew, show):
+        add_connection_flags(command)
+        output.add_output_flag(command)
+    args = parser.parse_args(argv)
+
+    def action() -> int:
+        if args.creds is None:
+            raise GatewayError("pass --creds DIR or set FEDGATE_CREDS")
+        directory = Path(args.creds).expanduser()
+        cert = load_certificate(Credentials.from_dir(directory).cert_pem)
+        now = datetime.now(UTC)
+        row: dict[str, object] = {
+            "principal": spiffe_uri_of(cert),
+            "serial": f"{cert.serial_number:x}",
+            "not_after": cert.not_valid_after_utc,
+            "renewal_due": renewal_due(Credentials.from_dir(directory).cert_pem, now),
+        }
+        if args.command == "renew" and (row["renewal_due"] or not args.if_due):
+            with client_from_args(args) as client:
+                row["not_after"] = client.renew_certificate(directory)
+            row["renewed"] = True
+            row["serial"] = f"{load_certificate(Credentials.from_dir(directory).cert_pem).serial_number:x}"
+        print(output.render_record(row, args.output))
+        return EXIT_OK
+
+    return run_command(f"fedgate creds {args.command}", action)
