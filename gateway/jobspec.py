@@ -33,7 +33,10 @@ IMAGE = re.compile(r"\S+")
 
 _TOP = ("apiVersion", "kind", "metadata", "spec")
 _METADATA = ("name", "tenant", "project", "labels")
-_SPEC = ("resources", "runs", "maxRuntime", "env", "priorityClass", "topology")
+_SPEC = ("resources", "runs", "maxRuntime", "env", "priorityClass", "topology", "data")
+_DATA = ("classification", "region")
+_TAG_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_TAG_HINT = "use up to 64 letters, digits, '.', '_' and '-' (quote codes such as NO)"
 _RESOURCES = ("class", "capability", "cards")
 _CAPABILITY = ("min_memory_gib", "min_bf16_tflops", "stacks")
 _RUN = ("stack", "image", "command")
@@ -110,6 +113,7 @@ def parse_job_spec(source: str | bytes | Path, source_name: str | None = None, *
         env=fields.string_map(("spec", "env"), key_pattern=ENV_NAME, key_hint="use letters, digits and '_'"),
         priority_class=fields.string(("spec", "priorityClass"), default="", pattern=NAME, hint=NAME_HINT),
         topology=_topology(fields, ("spec", "topology"), resources.cards),
+        **_data(fields, ("spec", "data")),
     )
     if resources.capability is not None:
         for index, stack in enumerate(resources.capability.stacks):
@@ -120,6 +124,17 @@ def parse_job_spec(source: str | bytes | Path, source_name: str | None = None, *
                     f"add a run with stack: {stack} (or one without a stack), or drop {stack} from stacks",
                 )
     return spec
+
+
+def _data(fields: FieldReader, path: KeyPath) -> dict[str, str]:
+    """The job's data for residency: `data: {classification: personal, region: cn-east}`."""
+    fields.mapping(path, allowed=_DATA, required=("classification",), optional=True)
+    if fields.value(path) is MISSING:
+        return {}
+    return {
+        "data_classification": fields.string((*path, "classification"), pattern=_TAG_VALUE, hint=_TAG_HINT),
+        "data_region": fields.string((*path, "region"), default="", pattern=_TAG_VALUE, hint=_TAG_HINT),
+    }
 
 
 def _resources(fields: FieldReader, path: KeyPath) -> Resources:
@@ -256,4 +271,8 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
             "max_sites": spec.topology.max_sites,
             "min_cards_per_site": spec.topology.min_cards_per_site,
         }
+    if spec.data_classification:
+        body["data"] = {"classification": spec.data_classification}
+        if spec.data_region:
+            body["data"]["region"] = spec.data_region
     return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": body}

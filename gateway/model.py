@@ -102,6 +102,9 @@ class JobSpec:
     env: tuple[tuple[str, str], ...] = ()
     priority_class: str = ""
     topology: Topology = field(default_factory=Topology)
+    # What data the job processes, for residency rules: its classification (e.g. personal) and where it is from.
+    data_classification: str = ""
+    data_region: str = ""
 
     def run_for(self, stack: str) -> StackRun | None:
         """The run for a software stack: an exact match first, then a stack-agnostic run."""

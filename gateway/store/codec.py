@@ -38,6 +38,7 @@ def spec_to_json(spec: JobSpec) -> dict[str, Any]:
         "env": [list(kv) for kv in spec.env],
         "priority_class": spec.priority_class,
         "topology": [spec.topology.max_sites, spec.topology.min_cards_per_site],
+        "data": [spec.data_classification, spec.data_region],
     }
 
 
@@ -60,6 +61,8 @@ def spec_from_json(data: dict[str, Any]) -> JobSpec:
         env=tuple((k, v) for k, v in data["env"]),
         priority_class=data["priority_class"],
         topology=Topology(*data["topology"]),
+        data_classification=data.get("data", ["", ""])[0],
+        data_region=data.get("data", ["", ""])[1],
     )
 
 

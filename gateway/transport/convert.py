@@ -88,6 +88,8 @@ def spec_from_proto(msg: job_pb2.JobSpec) -> JobSpec:
         env=_pairs(msg.env, "env"),
         priority_class=msg.priority_class,
         topology=Topology(msg.topology.max_sites or 1, msg.topology.min_cards_per_site),
+        data_classification=msg.data.classification[:64],
+        data_region=msg.data.region[:64],
     )
 
 
@@ -106,6 +108,7 @@ def spec_to_proto(spec: JobSpec) -> job_pb2.JobSpec:
         topology=job_pb2.Topology(
             max_sites=spec.topology.max_sites, min_cards_per_site=spec.topology.min_cards_per_site
         ),
+        data=job_pb2.DataLocation(classification=spec.data_classification, region=spec.data_region),
     )
     if res.capability is not None:
         cap = res.capability
