@@ -7,12 +7,13 @@ It does not look at live capacity (that is placement) and does no I/O: the calle
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from gateway.catalogue import Catalogue
 from gateway.identity.principal import Principal
 from gateway.model import JobSpec, Reason
 from gateway.policy import FederationPolicy
+from gateway.policy.engine import Usage, evaluate
 
 MAX_RUNTIME = timedelta(days=30)
 
@@ -24,14 +25,24 @@ class AdmissionDecision:
     policy_version: str
     # Classes that could serve the job under this policy, in catalogue order.
     classes: tuple[str, ...] = ()
+    matched: tuple[str, ...] = ()  # rules that matched
+    priority: int = 0
 
 
 def _deny(code: str, message: str, policy: FederationPolicy) -> AdmissionDecision:
     return AdmissionDecision(False, (Reason("policy", code, message),), policy.version)
 
 
-def admit(spec: JobSpec, caller: Principal, policy: FederationPolicy, catalogue: Catalogue) -> AdmissionDecision:
-    """Decide whether `caller` may submit `spec`. Fails closed: any doubt denies, with the reason."""
+def admit(
+    spec: JobSpec,
+    caller: Principal,
+    policy: FederationPolicy,
+    catalogue: Catalogue,
+    now: datetime | None = None,
+    usage: Usage | None = None,
+) -> AdmissionDecision:
+    """Decide whether `caller` may submit `spec` now, given live usage. Fails closed: any doubt denies, with
+    the reason. The caller's own checks are here; the policy's are `gateway.policy.engine.evaluate`."""
     if caller.kind == "user" and caller.tenant != spec.tenant:
         return _deny(
             "TENANT_MISMATCH",
@@ -40,35 +51,18 @@ def admit(spec: JobSpec, caller: Principal, policy: FederationPolicy, catalogue:
         )
     if caller.kind not in {"user", "admin"}:
         return _deny("ROLE_CANNOT_SUBMIT", f"a {caller.kind} principal cannot submit jobs", policy)
-    tenant = policy.tenants.get(spec.tenant)
-    if tenant is None:
-        known = ", ".join(sorted(policy.tenants)) or "none"
-        return _deny(
-            "UNKNOWN_TENANT",
-            f"tenant {spec.tenant!r} is not a member of federation {policy.federation!r} (known: {known})",
-            policy,
-        )
-    if spec.project not in tenant.projects:
-        known = ", ".join(sorted(tenant.projects)) or "none"
-        return _deny(
-            "UNKNOWN_PROJECT",
-            f"project {spec.project!r} does not exist in tenant {spec.tenant!r} (known: {known})",
-            policy,
-        )
     problem = _resource_problem(spec, catalogue)
     if problem is not None:
         return _deny(problem[0], problem[1], policy)
-    classes = catalogue.classes_for(spec)
-    if not classes:
-        return _deny(
-            "NO_CLASS_CAN_SERVE",
-            "no accelerator class in the catalogue meets the job's request with a run for its software stack;"
-            " add a run for the class's stack or relax the capability",
-            policy,
-        )
-    names = ", ".join(classes)
-    reason = Reason("policy", "ADMITTED", f"tenant {spec.tenant}/{spec.project} may run on: {names}")
-    return AdmissionDecision(True, (reason,), policy.version, classes)
+    decision = evaluate(policy, catalogue, spec, now or datetime.now(UTC), usage)
+    return AdmissionDecision(
+        decision.allowed,
+        decision.reasons,
+        decision.policy_version,
+        decision.classes,
+        decision.matched,
+        decision.priority,
+    )
 
 
 def _resource_problem(spec: JobSpec, catalogue: Catalogue) -> tuple[str, str] | None:

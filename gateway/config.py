@@ -42,6 +42,7 @@ class GatewayConfig:
     public_listen: str = ""
     certificate_lifetime: timedelta = timedelta(days=90)  # of certificates the gateway signs
     credential_check: timedelta = timedelta(seconds=1)  # open streams are cut this soon after a revocation
+    policy_watch: timedelta = timedelta(seconds=2)  # how often the policy file is checked for changes; 0: never
 
 
 KEYS = {
@@ -60,6 +61,7 @@ KEYS = {
     "public_listen",
     "certificate_days",
     "credential_check_s",
+    "policy_watch_s",
 }
 
 
@@ -120,6 +122,7 @@ def load_gateway_config(path: Path) -> GatewayConfig:
         public_listen=text("public_listen") if "public_listen" in data else "",
         certificate_lifetime=timedelta(days=seconds("certificate_days", 90).total_seconds()),
         credential_check=seconds("credential_check_s", 1),
+        policy_watch=timedelta(0) if data.get("policy_watch_s") == 0 else seconds("policy_watch_s", 2),
     )
 
 

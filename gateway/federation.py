@@ -21,8 +21,9 @@ from gateway.admission import AdmissionDecision, admit
 from gateway.errors import AdmissionRejected, FailedPrecondition, InvalidArgument, NotFound
 from gateway.identity.principal import Principal
 from gateway.model import Job, JobEvent, JobSpec, JobState, Placement, Reason, SiteView
-from gateway.placement import Candidate, place
-from gateway.policy import PolicyHolder
+from gateway.placement import Candidate, OptionFilter, place
+from gateway.policy import FederationPolicy, PolicyHolder
+from gateway.policy.engine import Usage, evaluate, option_verdict, period_start
 from gateway.sites import CancelCommand, LaunchCommand, SiteRegistry
 from gateway.store import JobPage, Store
 from gateway.store.commit import GroupCommitter
@@ -69,6 +70,7 @@ class Federation:
         self._fresh: list[str] = []
         self._capacity_grew = True
         self._holding: dict[str, Job] = {}  # jobs holding cards at a site: what leases() adds up
+        self._hours_cache: dict[str, tuple[datetime, dict[tuple[str, str], float]]] = {}
         for job in store.active_jobs():
             self._remember(job)
 
@@ -80,7 +82,7 @@ class Federation:
             self.active[job.job_id] = job
         if job.state == JobState.QUEUED:
             if job.job_id not in self._queued:
-                self._queued[job.job_id] = self.policy.catalogue.classes_for(job.spec)
+                self._queued[job.job_id] = self._admitted_classes(job.spec)
                 self._fresh.append(job.job_id)
                 self.wakeup.set()
         else:
@@ -88,7 +90,30 @@ class Federation:
         if job.state.holds_capacity:
             self._holding[job.job_id] = job
         elif self._holding.pop(job.job_id, None) is not None:
+            self._hours_cache.clear()  # an attempt ended: its card-hours are now in the store
             self.capacity_changed()  # cards came free
+
+    def _admitted_classes(self, spec: JobSpec) -> tuple[str, ...]:
+        """The classes the policy in force lets this job use (accelerator access and class rules)."""
+        return evaluate(self.policy.policy, self.policy.catalogue, spec, self.clock()).classes
+
+    def _priority(self, spec: JobSpec) -> int:
+        policy = self.policy.policy
+        found = policy.priorities.get(spec.priority_class) if spec.priority_class else policy.default_priority
+        return found.priority if found is not None else 0
+
+    def reload_policy(self) -> tuple[FederationPolicy, bool]:
+        """Load the policy file again; on success it is in force at once, on failure the old one stays."""
+        policy, changed = self.policy.reload(self.clock())
+        if changed:
+            self.policy_changed()
+        return policy, changed
+
+    def policy_changed(self) -> None:
+        """A new policy is in force: what each queued job may use is worked out again, every job looked at."""
+        for job_id in self._queued:
+            self._queued[job_id] = self._admitted_classes(self.active[job_id].spec)
+        self.capacity_changed()
 
     def capacity_changed(self) -> None:
         """Something may have freed or added cards (a report, an end, a resumed site): look at every job."""
@@ -127,7 +152,45 @@ class Federation:
 
     # ---- vendors --------------------------------------------------------------------------------------------
     def admit(self, caller: Principal, spec: JobSpec) -> AdmissionDecision:
-        return admit(spec, caller, self.policy.policy, self.policy.catalogue)
+        return admit(spec, caller, self.policy.policy, self.policy.catalogue, self.clock(), self.usage())
+
+    # ---- live usage, for quotas -----------------------------------------------------------------------------
+    def usage(self, views: list[SiteView] | None = None) -> Usage:
+        """What is held now (leases), used this period (card-hours) and offered (live sites), per scope."""
+        held: dict[tuple[str, str, str], int] = defaultdict(int)
+        now = self.clock()
+        hours: dict[tuple[str, str, str], float] = defaultdict(float)
+        for job in self._holding.values():
+            for p in job.placements:
+                held[(job.spec.tenant, job.spec.project, p.accelerator_class)] += p.cards
+        for period in ("day", "week", "month"):
+            start = period_start(period, now)
+            for (tenant, project), used in self._ended_hours(period, start).items():
+                hours[(tenant, project, period)] += used
+            for job in self._holding.values():
+                if job.start_time is not None:
+                    elapsed = (now - max(job.start_time, start)).total_seconds() / 3600
+                    cards = sum(p.cards for p in job.placements)
+                    hours[(job.spec.tenant, job.spec.project, period)] += max(0.0, elapsed) * cards
+        offered: dict[str, int] = defaultdict(int)
+        for view in views if views is not None else self.registry.views(self.leases()):
+            if view.connected and not view.draining:
+                for pool in view.pools:
+                    offered[pool.accelerator_class] += pool.offered
+        return Usage(held, hours, offered)
+
+    def _ended_hours(self, period: str, start: datetime) -> dict[tuple[str, str], float]:
+        """Card-hours of ended attempts since `start`, cached until a job ends or the period turns."""
+        cached = self._hours_cache.get(period)
+        if cached is None or cached[0] != start:
+            cached = (start, self.store.card_hours_since(start))
+            self._hours_cache[period] = cached
+        return cached[1]
+
+    def allows(self, spec: JobSpec, usage: Usage) -> OptionFilter:
+        """The policy's word on each (site, class) option for this job, as placement asks for it."""
+        policy, catalogue, now = self.policy.policy, self.policy.catalogue, self.clock()
+        return lambda site, cls: option_verdict(policy, catalogue, spec, now, usage, site.name, cls)
 
     async def create_job(self, caller: Principal, spec: JobSpec, request_id: str = "") -> Job:
         if caller.kind == "user" and caller.tenant == spec.tenant and spec.tenant in self.policy.policy.tenants:
@@ -223,7 +286,8 @@ class Federation:
             return Explanation(False, decision.reasons, (), decision.policy_version)
         if job is not None and job.state != JobState.QUEUED:
             return Explanation(True, job.reasons, (), decision.policy_version)
-        outcome = place(decision.classes, spec.resources.cards, self.registry.views(self.leases()))
+        views = self.registry.views(self.leases())
+        outcome = place(decision.classes, spec.resources.cards, views, self.allows(spec, self.usage(views)))
         return Explanation(True, decision.reasons + outcome.reasons, outcome.candidates, decision.policy_version)
 
     def list_sites(self, caller: Principal) -> list[SiteView]:
@@ -255,27 +319,33 @@ class Federation:
         someone asks (`with_pending_reasons`).
         """
         if self._capacity_grew:
-            # Capacity may have grown: every queued job gets a look, oldest first.
-            candidates = sorted(self._queued)
+            # Capacity may have grown: every queued job gets a look.
+            candidates = list(self._queued)
         else:
             # Nothing freed since the last full pass: jobs that did not fit then still do not; only new ones.
             candidates = [job_id for job_id in self._fresh if job_id in self._queued]
         self._capacity_grew, self._fresh = False, []
         if not candidates:
             return 0
+        # Higher priority first, then oldest first (job ids sort by creation time).
+        candidates.sort(key=lambda job_id: (-self._priority(self.active[job_id].spec), job_id))
         leases = self.leases()
         views = {view.name: view for view in self.registry.views(leases)}
         largest = _largest_free_blocks(views.values())
+        usage = self.usage(list(views.values()))
+        held = usage.held
+        assert isinstance(held, dict)
         dispatched = 0
         for job_id in candidates:
             job, classes = self.active[job_id], self._queued[job_id]
             cards = job.spec.resources.cards
             if all(largest.get(cls, 0) < cards for cls in classes):
                 continue
-            decision = place(classes, cards, list(views.values()))
+            decision = place(classes, cards, list(views.values()), self.allows(job.spec, usage))
             if decision.placement is None:
                 continue
             self._dispatch(job, decision.placement, decision.reasons)
+            held[(job.spec.tenant, job.spec.project, decision.placement.accelerator_class)] += cards
             site = decision.placement.site
             leases[site][decision.placement.accelerator_class] += decision.placement.cards
             views[site] = self.registry.view(site, leases[site])
@@ -287,8 +357,9 @@ class Federation:
         """A queued job with the live reason chain of why it waits (policy, then each site's answer)."""
         if job.state != JobState.QUEUED:
             return job
-        classes = self.policy.catalogue.classes_for(job.spec)
-        outcome = place(classes, job.spec.resources.cards, self.registry.views(self.leases()))
+        classes = self._queued.get(job.job_id) or self.policy.catalogue.classes_for(job.spec)
+        views = self.registry.views(self.leases())
+        outcome = place(classes, job.spec.resources.cards, views, self.allows(job.spec, self.usage(views)))
         kept = tuple(r for r in job.reasons if r.stage in {"policy", "site"})
         return job.evolve(reasons=kept + outcome.reasons)
 

@@ -7,7 +7,7 @@ I/O. Gangs across sites and reservations build on this in their own modules.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gateway.model import Placement, Pool, Reason, SiteView
@@ -53,7 +53,10 @@ def _judge_pool(site: SiteView, pool: Pool, cards: int) -> tuple[float | None, R
     return score, Reason("capacity", "FITS", f"{site.name} has {free} {cls} cards free", site.name)
 
 
-def judge_site(site: SiteView, classes: Sequence[str], cards: int) -> Candidate:
+OptionFilter = Callable[[SiteView, str], Reason | None]
+
+
+def judge_site(site: SiteView, classes: Sequence[str], cards: int, allows: OptionFilter | None = None) -> Candidate:
     if not site.connected:
         return Candidate(
             site.name, False, reasons=(Reason("offers", "SITE_OFFLINE", "agent not connected", site.name),)
@@ -68,6 +71,10 @@ def judge_site(site: SiteView, classes: Sequence[str], cards: int) -> Candidate:
     best: Candidate | None = None
     refusals: list[Reason] = []
     for pool in pools:
+        verdict = allows(site, pool.accelerator_class) if allows is not None else None
+        if verdict is not None:  # the policy refuses this site or class for this job (residency, rules, quota)
+            refusals.append(verdict)
+            continue
         score, reason = _judge_pool(site, pool, cards)
         if score is None:
             refusals.append(reason)
@@ -76,13 +83,16 @@ def judge_site(site: SiteView, classes: Sequence[str], cards: int) -> Candidate:
     return best or Candidate(site.name, False, reasons=tuple(refusals))
 
 
-def place(classes: Sequence[str], cards: int, sites: Sequence[SiteView]) -> PlacementDecision:
+def place(
+    classes: Sequence[str], cards: int, sites: Sequence[SiteView], allows: OptionFilter | None = None
+) -> PlacementDecision:
     """Choose the best feasible (site, pool) for `cards` cards of any of `classes`.
 
     Ties on score go to the class listed first in `classes`, then to the site name, so that the same inputs
-    always give the same decision.
+    always give the same decision. `allows(site, class)` is the policy's word on each option (a pure function
+    the caller builds from the policy and live usage); None means allowed.
     """
-    candidates = tuple(judge_site(site, classes, cards) for site in sites)
+    candidates = tuple(judge_site(site, classes, cards, allows) for site in sites)
     feasible = [c for c in candidates if c.feasible]
     if not feasible:
         reasons = tuple(r for c in candidates for r in c.reasons) or (

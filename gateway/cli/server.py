@@ -46,6 +46,7 @@ async def _serve(config: GatewayConfig, ready_file: Path | None) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, running.reload_policy, "SIGHUP")
     host = config.listen.rsplit(":", 1)[0]
     if ready_file is not None:
         tmp = ready_file.with_suffix(".tmp")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from gateway.catalogue import Catalogue
 from gateway.model import JobSpec, Reason
@@ -28,7 +28,8 @@ class Usage:
     """Live usage quotas are checked against. Keys: (tenant, project); '*' as class sums every class."""
 
     held: Mapping[tuple[str, str, str], int] = field(default_factory=dict)  # (tenant, project, class) -> cards
-    card_hours: Mapping[tuple[str, str], float] = field(default_factory=dict)  # (tenant, project) -> this period
+    # (tenant, project, period) -> card-hours used in the current day / week / month (UTC)
+    card_hours: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
     offered: Mapping[str, int] = field(default_factory=dict)  # class -> cards offered by live sites
 
 
@@ -244,9 +245,11 @@ def _held(usage: Usage, scope: tuple[str, str], cls: str) -> int:
     )
 
 
-def _hours(usage: Usage, scope: tuple[str, str]) -> float:
+def _hours(usage: Usage, scope: tuple[str, str], period: str) -> float:
     tenant, project = scope
-    return sum(h for (t, p), h in usage.card_hours.items() if _covers(tenant, t) and _covers(project, p))
+    return sum(
+        h for (t, p, d), h in usage.card_hours.items() if _covers(tenant, t) and _covers(project, p) and d == period
+    )
 
 
 def card_limit(quota: Quota, cls: str, usage: Usage) -> int | None:
@@ -273,7 +276,7 @@ def _quota_never_fits(
 ) -> Reason | None:
     cards = spec.resources.cards
     where = _scope_name(scope)
-    if quota.card_hours is not None and _hours(usage, scope) >= quota.card_hours:
+    if quota.card_hours is not None and _hours(usage, scope, quota.period) >= quota.card_hours:
         return Reason(
             "policy", "QUOTA_EXHAUSTED", f"{where} has used its {quota.card_hours:g} card-hours this {quota.period}"
         )
@@ -343,3 +346,13 @@ def _option_verdict(
                     site,
                 )
     return None
+
+
+def period_start(period: str, now: datetime) -> datetime:
+    """Start (UTC) of the day, week (Monday) or month that `now` falls in."""
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        return day
+    if period == "week":
+        return day - timedelta(days=day.weekday())
+    return day.replace(day=1)

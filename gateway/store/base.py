@@ -63,6 +63,11 @@ class Store(Protocol):
 
     def events(self, job_id: str) -> tuple[JobEvent, ...]: ...
 
+    def card_hours_since(self, since: datetime) -> dict[tuple[str, str], float]:
+        """Card-hours of attempts that ended at or after `since`, per (tenant, project). Attempts are recorded
+        when their job's terminal transition is saved (same transaction)."""
+        ...
+
     def active_jobs(self) -> tuple[Job, ...]:
         """Every job not in a terminal state, oldest first (what a restarted gateway resumes)."""
         ...

@@ -39,6 +39,19 @@ CREATE TABLE IF NOT EXISTS events (
     message     TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_job ON events (job_id, sequence);
+CREATE TABLE IF NOT EXISTS usage (
+    job_id      TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    tenant      TEXT NOT NULL,
+    project     TEXT NOT NULL,
+    class       TEXT NOT NULL,
+    cards       INTEGER NOT NULL,
+    start_time  TEXT NOT NULL,
+    end_time    TEXT NOT NULL,
+    card_hours  REAL NOT NULL,
+    PRIMARY KEY (job_id, attempt, class)
+);
+CREATE INDEX IF NOT EXISTS usage_end ON usage (end_time);
 CREATE TABLE IF NOT EXISTS site_cursors (
     site        TEXT PRIMARY KEY,
     sequence    INTEGER NOT NULL
@@ -150,6 +163,8 @@ class SqliteStore(SecurityTables):
                     (job.state.value, job_to_json(job), job.job_id),
                 )
                 stored = self._insert_event(event)
+                if job.state.terminal and job.start_time is not None and job.end_time is not None:
+                    self._insert_usage(job)
                 if site_cursor is not None:
                     self._db.execute(
                         "INSERT INTO site_cursors (site, sequence) VALUES (?, ?) "
@@ -161,6 +176,33 @@ class SqliteStore(SecurityTables):
                 self._db.execute("ROLLBACK")
                 raise
         return stored
+
+    def _insert_usage(self, job: Job) -> None:
+        assert job.start_time is not None and job.end_time is not None
+        hours = max(0.0, (job.end_time - job.start_time).total_seconds() / 3600)
+        for p in job.placements:
+            self._db.execute(
+                "INSERT OR IGNORE INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job.job_id,
+                    job.attempt,
+                    job.spec.tenant,
+                    job.spec.project,
+                    p.accelerator_class,
+                    p.cards,
+                    job.start_time.isoformat(),
+                    job.end_time.isoformat(),
+                    hours * p.cards,
+                ),
+            )
+
+    def card_hours_since(self, since: datetime) -> dict[tuple[str, str], float]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT tenant, project, SUM(card_hours) FROM usage WHERE end_time >= ? GROUP BY tenant, project",
+                (since.isoformat(),),
+            ).fetchall()
+        return {(t, p): float(h) for t, p, h in rows}
 
     def events(self, job_id: str) -> tuple[JobEvent, ...]:
         with self._lock:

@@ -70,7 +70,7 @@ class AdminServicer(Guarded, admin_service_pb2_grpc.AdminServiceServicer):
         caller = self.auth.principal(context)
         access.require_role(caller, "admin")
         try:
-            policy, changed = self.federation.policy.reload(self.federation.clock())
+            policy, changed = self.federation.reload_policy()
         except ConfigError as exc:
             self.trust.audit("policy.reload_refused", caller.uri, {"error": exc.message[:300]})
             raise

@@ -28,6 +28,7 @@ from fedgate.v1 import (
 )
 from gateway.config import GatewayConfig
 from gateway.dispatch import Dispatcher
+from gateway.errors import ConfigError
 from gateway.federation import Federation, utc_now
 from gateway.identity.authority import Authority
 from gateway.policy import PolicyHolder, load_catalogue
@@ -58,11 +59,33 @@ class RunningGateway:
     scheduler: asyncio.Task[None]
     public_server: grpc.aio.Server | None = None
     public_port: int = 0
+    background: tuple[asyncio.Task[None], ...] = ()
+
+    def reload_policy(self, by: str) -> None:
+        """Reload the policy file (SIGHUP, a file change): audited either way; a bad file changes nothing."""
+        who = f"spiffe://{self.trust.federation}/gateway"
+        try:
+            policy, changed = self.federation.reload_policy()
+        except ConfigError as exc:
+            log.error("%s", exc.message)
+            self.trust.audit("policy.reload_refused", who, {"trigger": by, "error": exc.message[:300]})
+            return
+        if changed:
+            log.info("policy reloaded (%s): version %s", by, policy.version[:12])
+            self.trust.audit("policy.reloaded", who, {"trigger": by, "version": policy.version})
+
+    async def _watch_policy(self, period: float) -> None:
+        while True:
+            await asyncio.sleep(period)
+            if self.federation.policy.changed_on_disk():
+                self.reload_policy("file change")
 
     async def stop(self, grace: float = 2.0) -> None:
-        self.scheduler.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.scheduler
+        for task in (self.scheduler, *self.background):
+            task.cancel()
+        for task in (self.scheduler, *self.background):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self.public_server is not None:
             await self.public_server.stop(grace)
         await self.server.stop(grace)
@@ -140,4 +163,7 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     log.info("gateway of federation %s listening on %s (port %d)", config.federation, config.listen, port)
     if public_server is not None:
         log.info("public port (join tokens, bearer tokens) on %s (port %d)", config.public_listen, public_port)
-    return RunningGateway(server, port, federation, trust, scheduler, public_server, public_port)
+    running = RunningGateway(server, port, federation, trust, scheduler, public_server, public_port)
+    if config.policy_watch.total_seconds() > 0:
+        running.background = (asyncio.create_task(running._watch_policy(config.policy_watch.total_seconds())),)
+    return running
