@@ -1,15 +1,20 @@
-"""`fedgate agent ...`: the site operator's command line. A thin shell over `run_agent`.
+"""`fedgate agent ...`: the site operator's command line. A thin shell over `run_agent` and `enroll_site`.
 
 Owns: argument parsing, logging to stderr as `agent[<site>]: message`, turning SIGTERM/SIGINT into a
-graceful stop, and exit codes scripts can trust: 0 clean stop, 2 bad usage or config (the error is
-printed), 3 the gateway refused this site (PERMISSION_DENIED / UNAUTHENTICATED). It does not validate
-config (`agents.config`) nor speak gRPC (`agents.transport`).
+graceful stop, printing results, and exit codes scripts can trust:
+  run:    0 clean stop, 2 bad usage or config, 3 the gateway refused this site (PERMISSION_DENIED /
+          UNAUTHENTICATED: revoked, expired or foreign certificate).
+  enroll: 0 enrolled, 1 refused (by the gateway, or the gateway failed the CA fingerprint check), 2 bad
+          usage (including a certificate already in --out without --force), 3 gateway unreachable.
+It does not validate config (`agents.config`), decide how to enrol (`agents.enrollment`) nor speak gRPC
+(`agents.transport`, imported only when a command needs it).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -17,12 +22,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import yaml
+
 from agents.config import AgentConfig, load_agent_config
-from agents.errors import ConfigError, GatewayRefused
+from agents.enrollment import REFUSAL_HINTS, Enrolled, EnrollmentRequest, enroll_site
+from agents.errors import (
+    AgentError,
+    ConfigError,
+    EnrollmentRefused,
+    GatewayRefused,
+    GatewayUnreachable,
+    UsageError,
+)
+from agents.pinning import CaPin
 
 EXIT_OK = 0
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_REFUSED = 3
+EXIT_UNREACHABLE = 3
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -39,7 +57,35 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--config", required=True, type=Path, metavar="FILE", help="agent YAML (kind: Agent)")
     run.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="default: info")
+    _add_enroll(commands)
     return parser
+
+
+def _add_enroll(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    enroll = commands.add_parser(
+        "enroll",
+        help="enrol this site with a one-time join token: make its key here and get its certificate",
+        description=(
+            "Make the site's private key on this machine (it never leaves it), check that the gateway presents "
+            "the federation CA whose fingerprint the admin gave you, then send the join token and a CSR and "
+            "write key.pem, cert.pem and ca.pem into --out. Exit codes: 0 enrolled, 1 refused, 2 bad usage, "
+            "3 gateway unreachable."
+        ),
+    )
+    enroll.add_argument("--gateway", required=True, metavar="HOST:PORT", help="the gateway's public enrolment port")
+    token = enroll.add_mutually_exclusive_group(required=True)
+    token.add_argument("--token", metavar="TOKEN", help="the one-time join token the admin created for this site")
+    token.add_argument(
+        "--token-file", type=Path, metavar="FILE", help="read the join token from FILE (keeps it out of `ps`)"
+    )
+    enroll.add_argument(
+        "--ca-fingerprint", required=True, metavar="SHA256", help="sha256 of the federation CA, from the admin"
+    )
+    enroll.add_argument("--site", required=True, metavar="NAME", help="this site's name, as in the join token")
+    enroll.add_argument("--out", required=True, type=Path, metavar="DIR", help="where to write the credentials")
+    enroll.add_argument("--force", action="store_true", help="replace a certificate already in --out")
+    enroll.add_argument("--timeout", type=float, default=15.0, metavar="SECONDS", help="per network step (15)")
+    enroll.add_argument("-o", "--output", default="table", choices=("table", "json", "yaml"), help="default: table")
 
 
 def main(argv: list[str]) -> int:
@@ -48,6 +94,8 @@ def main(argv: list[str]) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help (0) and on usage errors (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command == "enroll":
+        return _enroll(args)
     try:
         config = load_agent_config(args.config)
     except ConfigError as exc:
@@ -60,6 +108,75 @@ def main(argv: list[str]) -> int:
             log.error("%s", exc.message)
             return EXIT_REFUSED
     return EXIT_OK
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    from agents.transport.enrollment import GrpcEnrollmentGateway  # loads grpc only when there is work to do
+
+    if not args.timeout > 0:
+        return _fail(f"--timeout must be above 0 seconds, got {args.timeout}", EXIT_USAGE)
+    try:
+        request = EnrollmentRequest(
+            gateway=args.gateway,
+            join_token=_join_token(args),
+            pin=CaPin.parse(args.ca_fingerprint),
+            site=args.site,
+            out_dir=args.out.expanduser().absolute(),
+            force=args.force,
+        )
+        enrolled = enroll_site(request, GrpcEnrollmentGateway(timeout_s=args.timeout))
+    except UsageError as exc:
+        return _fail(exc.message, EXIT_USAGE)
+    except GatewayUnreachable as exc:
+        return _fail(exc.message, EXIT_UNREACHABLE)
+    except EnrollmentRefused as exc:
+        hint = REFUSAL_HINTS.get(exc.reason, "")
+        return _fail(
+            f"{exc.message}\n  reason: {exc.reason}" + (f"\n  what to do: {hint}" if hint else ""), EXIT_FAILED
+        )
+    except AgentError as exc:  # CA fingerprint mismatch, unusable certificate from the gateway
+        return _fail(exc.message, EXIT_FAILED)
+    except OSError as exc:
+        return _fail(f"cannot write the credentials: {exc.filename}: {exc.strerror}", EXIT_FAILED)
+    print(_render_enrolled(enrolled, args.output), end="")
+    return EXIT_OK
+
+
+def _join_token(args: argparse.Namespace) -> str:
+    if args.token is not None:
+        return str(args.token)
+    try:
+        return str(args.token_file.read_text()).strip()
+    except OSError as exc:
+        raise UsageError(f"cannot read --token-file {args.token_file}: {exc.strerror}") from None
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"fedgate agent enroll: {message}", file=sys.stderr)
+    return code
+
+
+def _render_enrolled(enrolled: Enrolled, output: str) -> str:
+    files = enrolled.files
+    record = {
+        "site": enrolled.site,
+        "principal": enrolled.principal,
+        "expire_time": enrolled.not_after.isoformat(),
+        "ca_fingerprint": str(enrolled.ca_fingerprint),
+        "files": {"key": str(files.key), "cert": str(files.cert), "ca": str(files.ca)},
+    }
+    if output == "json":
+        return json.dumps(record, indent=2) + "\n"
+    if output == "yaml":
+        return str(yaml.safe_dump(record, sort_keys=False))
+    return (
+        f"enrolled site {enrolled.site} as {enrolled.principal}; "
+        f"certificate valid until {enrolled.not_after.isoformat(timespec='seconds')}\n"
+        f"wrote {files.key} (private key, mode 0600; made here, it never left this machine)\n"
+        f"wrote {files.cert} (the site's certificate)\n"
+        f"wrote {files.ca} (the federation CA bundle)\n"
+        "\nPut this in the agent's YAML (kind: Agent):\n\n" + enrolled.tls_snippet()
+    )
 
 
 async def _serve(config: AgentConfig) -> None:

@@ -34,7 +34,7 @@ KIND = "Agent"
 
 # The site name ends up in certificate SANs (spiffe://<federation>/site/<site>), DNS names and folder
 # names, so it follows the strictest of those: an RFC 1123 label.
-_SITE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+SITE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _CLASS_ID = re.compile(r"^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?$")
 
 
@@ -83,7 +83,7 @@ def parse_agent_config(data: Any, *, source: Path) -> AgentConfig:
     _expect(root, "apiVersion", API_VERSION)
     _expect(root, "kind", KIND)
     site = root.text("site")
-    if not _SITE_NAME.match(site):
+    if not SITE_NAME.match(site):
         root.fail(
             f"site {site!r} is not a valid site name; use 1-63 lowercase letters, digits and '-', "
             "starting and ending with a letter or digit",
@@ -111,9 +111,14 @@ def _expect(section: Section, key: str, wanted: str) -> None:
         section.fail(f"{key} must be {wanted!r}, got {value!r}", key)
 
 
-def _check_target(section: Section, target: str) -> None:
+def valid_target(target: str) -> bool:
+    """True for `host:port` (IPv6 as `[::1]:7443`) with a port in 1-65535."""
     host, sep, port = target.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+
+
+def _check_target(section: Section, target: str) -> None:
+    if not valid_target(target):
         section.fail(f"gateway {target!r} must be host:port, e.g. gateway.example.org:7443", "gateway")
 
 

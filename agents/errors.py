@@ -74,3 +74,48 @@ class GatewayRefused(AgentError):
     def __init__(self, message: str, *, code: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class GatewayUnreachable(AgentError):
+    """The gateway could not be reached (connection refused, timeout, not speaking TLS)."""
+
+    reason = "GATEWAY_UNREACHABLE"
+
+
+class CaPinMismatch(AgentError):
+    """The gateway did not present the CA the operator pinned; nothing was sent to it."""
+
+    reason = "CA_FINGERPRINT_MISMATCH"
+
+
+class CredentialsError(AgentError):
+    """A key, certificate or CA bundle is unusable: unreadable, not matching, or not issued by the CA."""
+
+    reason = "BAD_CREDENTIALS"
+
+
+class EnrollmentRefused(AgentError):
+    """The gateway refused to enrol or renew. `reason` is the gateway's ErrorInfo reason (e.g.
+    JOIN_TOKEN_USED) when it sent one, else the gRPC status name; `code` is the gRPC status name."""
+
+    reason = "ENROLLMENT_REFUSED"
+
+    def __init__(self, message: str, *, reason: str, code: str) -> None:
+        super().__init__(message, reason=reason)
+        self.code = code
+
+
+class UsageError(AgentError):
+    """A command was asked for something it cannot do as given; the message says what to change."""
+
+    reason = "BAD_USAGE"
+
+
+class BadFingerprint(UsageError):
+    reason = "BAD_FINGERPRINT"
+
+
+class CredentialsExist(UsageError):
+    """`enroll` would overwrite a site's existing certificate; it needs --force for that."""
+
+    reason = "CREDENTIALS_EXIST"

@@ -17,9 +17,12 @@ ACTING_ROLES = frozenset({"admin", "member"})
 
 
 def role_in(principal: Principal, policy: FederationPolicy, tenant: str, project: str = "") -> str | None:
-    """The principal's role for `tenant` (and `project`): admin, member, viewer, or None."""
+    """The principal's role for `tenant` (and `project`): admin, member, viewer, or None. In a joint project
+    the job's tenant does not matter: every member of the project, from whichever tenant, has its role there."""
     if principal.kind == "admin":
         return "admin"
+    if principal.kind == "user" and project in policy.joint:
+        return _joint_role(principal, policy, project)
     if principal.kind != "user" or principal.tenant != tenant or tenant not in policy.tenants:
         return None
     members = policy.tenants[tenant].members
@@ -30,6 +33,28 @@ def role_in(principal: Principal, policy: FederationPolicy, tenant: str, project
             return None
         role = member.role
     return "viewer" if principal.read_only else role
+
+
+def _joint_role(principal: Principal, policy: FederationPolicy, project: str) -> str | None:
+    own = policy.tenants.get(principal.tenant)
+    if own is None:
+        return None
+    for member in policy.joint[project].members:
+        if member.tenant != principal.tenant or member.user not in ("", principal.name):
+            continue
+        if not member.user and own.members and principal.name not in own.members:
+            return None  # "every member of the tenant": this user is not one
+        base = own.members[principal.name].role if (not member.user and own.members) else "member"
+        role = "viewer" if "viewer" in (member.role, base) else "member"
+        return "viewer" if principal.read_only else role
+    return None
+
+
+def joint_projects_of(principal: Principal, policy: FederationPolicy) -> tuple[str, ...]:
+    """The joint projects whose jobs the principal may see, whichever tenant submitted them."""
+    if principal.kind != "user":
+        return ()
+    return tuple(sorted(p for p in policy.joint if _joint_role(principal, policy, p) is not None))
 
 
 def can_see_job(principal: Principal, job: Job, policy: FederationPolicy) -> bool:
@@ -48,7 +73,7 @@ def require_job_access(principal: Principal, job: Job, policy: FederationPolicy,
 
 def require_member(principal: Principal, policy: FederationPolicy, tenant: str, project: str) -> None:
     role = role_in(principal, policy, tenant, project)
-    if role is None and principal.kind == "user" and principal.tenant == tenant:
+    if role is None and principal.kind == "user" and (principal.tenant == tenant or project in policy.joint):
         raise PermissionDenied(f"{principal.uri} is not a member of {tenant}/{project}", reason="NOT_A_MEMBER")
     if role not in ACTING_ROLES:
         raise PermissionDenied(f"{principal.uri} may not submit to {tenant}/{project}", reason="READ_ONLY")

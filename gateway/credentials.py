@@ -76,7 +76,8 @@ class Credentials:
 
     def _check(self, ca_path: Path, cert_path: Path, key_path: Path) -> None:
         try:
-            ca = x509.load_pem_x509_certificate(self.ca_pem)
+            # A bundle: during a CA rollover it holds the old and the new CA.
+            authorities = x509.load_pem_x509_certificates(self.ca_pem)
         except ValueError as exc:
             raise ConfigError(f"CA certificate {ca_path} does not parse ({exc}); {ISSUE_HINT}") from None
         cert = self.certificate(cert_path)
@@ -88,13 +89,11 @@ class Credentials:
             ) from None
         if key.public_key() != cert.public_key():
             raise ConfigError(f"private key {key_path} does not belong to {cert_path}; {ISSUE_HINT}")
-        try:
-            cert.verify_directly_issued_by(ca)
-        except (ValueError, TypeError, InvalidSignature):
+        if not any(_issued_by(cert, ca) for ca in authorities):
             raise ConfigError(
-                f"{cert_path} was not issued by the CA in {ca_path}: they come from different federations or "
+                f"{cert_path} was not issued by a CA in {ca_path}: they come from different federations or "
                 f"CAs; {ISSUE_HINT} with this federation's CA"
-            ) from None
+            )
 
     def certificate(self, source: Path | str = "certificate") -> x509.Certificate:
         try:
@@ -106,3 +105,11 @@ class Credentials:
     def not_after(self) -> datetime:
         """When the certificate expires (UTC)."""
         return self.certificate().not_valid_after_utc
+
+
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True

@@ -22,8 +22,9 @@ from gateway.errors import AdmissionRejected, FailedPrecondition, InvalidArgumen
 from gateway.identity.principal import Principal
 from gateway.model import Job, JobEvent, JobSpec, JobState, Placement, Reason, SiteView
 from gateway.placement import Candidate, OptionFilter, place
-from gateway.policy import FederationPolicy, PolicyHolder
+from gateway.policy import FederationPolicy
 from gateway.policy.engine import Usage, evaluate, option_verdict, period_start
+from gateway.policy.holder import PolicyHolder
 from gateway.sites import CancelCommand, LaunchCommand, SiteRegistry
 from gateway.store import JobPage, Store
 from gateway.store.commit import GroupCommitter
@@ -194,6 +195,7 @@ class Federation:
 
     async def create_job(self, caller: Principal, spec: JobSpec, request_id: str = "") -> Job:
         if caller.kind == "user" and caller.tenant == spec.tenant and spec.tenant in self.policy.policy.tenants:
+            # Members act, viewers and outsiders do not (in a joint project: its members, from any tenant).
             access.require_member(caller, self.policy.policy, spec.tenant, spec.project)
         decision = self.admit(caller, spec)
         if not decision.admitted:
@@ -235,7 +237,9 @@ class Federation:
         if page_size < 0:
             raise InvalidArgument("page_size must not be negative")
         tenants = access.visible_tenants(caller, tenant)
-        page = self.store.list_jobs(tenants, project, states, min(page_size or 100, MAX_PAGE_SIZE), page_token)
+        joint = access.joint_projects_of(caller, self.policy.policy) if tenants is not None and not tenant else ()
+        size = min(page_size or 100, MAX_PAGE_SIZE)
+        page = self.store.list_jobs(tenants, project, states, size, page_token, or_projects=joint)
         # Why a job waits changes with every capacity report: show the live reasons, not stored ones.
         policy = self.policy.policy
         jobs = tuple(

@@ -19,6 +19,7 @@ from gateway.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from gateway.identity.authority import Authority
 from gateway.identity.join import check_join_token, new_join_token, parse_join_token
 from gateway.identity.principal import Principal, load_certificate, peer_certificate
+from gateway.identity.profiles import BACKDATE
 from gateway.identity.revocation import Credential, Revocation, RevocationList
 from gateway.identity.tokens import ROLES, TokenClaims, issue_token, new_token_id, principal_of, verify_token
 from gateway.store import Store
@@ -117,7 +118,7 @@ class Trust:
             token_id, secret = parse_join_token(token)
             record = check_join_token(self.store.join_token(token_id), secret, site, now)
             principal = Principal.site(self.federation, site)
-            certificate = self.authority.ca.sign_csr(csr_pem, principal, not_after=now + self.certificate_lifetime)
+            certificate = self._sign(csr_pem, principal, now)
             if not self.store.consume_join_token(record.token_id, now):
                 raise PermissionDenied("this join token was just used by another enrolment", reason="JOIN_TOKEN_USED")
         except (Unauthenticated, PermissionDenied) as exc:
@@ -131,14 +132,24 @@ class Trust:
         if credential.kind != "certificate":
             raise PermissionDenied("only a certificate can be renewed, not a token", reason="WRONG_CREDENTIAL")
         self.check(credential)
-        expires = self.clock() + self.certificate_lifetime
-        certificate = self.authority.ca.sign_csr(csr_pem, credential.principal, not_after=expires)
+        certificate = self._sign(csr_pem, credential.principal, self.clock())
         self.audit(
             "certificate.renewed",
             credential.principal.uri,
             {"old_serial": credential.credential_id, "serial": _serial(certificate)},
         )
         return self._issued(certificate)
+
+    def _sign(self, csr_pem: bytes, principal: Principal, now: datetime) -> bytes:
+        """Sign for `principal`. Certificates are backdated a little against clock skew, but never to before a
+        revocation of the principal: a site re-enrolled after one must not be caught by it."""
+        not_before = None
+        revoked_at = self.revocations.principal_revoked_at(principal.uri)
+        if revoked_at is not None and now - BACKDATE <= revoked_at:
+            not_before = revoked_at.replace(microsecond=0) + timedelta(seconds=1)
+        return self.authority.ca.sign_csr(
+            csr_pem, principal, not_before=not_before, not_after=now + self.certificate_lifetime
+        )
 
     def _issued(self, certificate_pem: bytes) -> IssuedCertificate:
         expires = load_certificate(certificate_pem).not_valid_after_utc

@@ -2,9 +2,10 @@
 
 Owns: the channel (certificates re-read on every dial so rotated files are picked up, keepalive, 4 MiB
 messages), the reconnect loop with jittered exponential backoff, telling fatal refusals
-(PERMISSION_DENIED, UNAUTHENTICATED -> `GatewayRefused`) from transient failures, and `run_agent`, which
-ties a runtime, a backend, a journal and the link together until a stop is requested. It does not decide
-about jobs (the runtime) nor run a single stream (the session).
+(PERMISSION_DENIED, UNAUTHENTICATED -> `GatewayRefused`) from transient failures, re-dialling at once when
+the certificate keeper has installed renewed credentials, and `run_agent`, which ties a runtime, a
+backend, a journal and the link together until a stop is requested. It does not decide about jobs (the
+runtime), run a single stream (the session) nor renew certificates (`agents.transport.renewal`).
 """
 
 from __future__ import annotations
@@ -12,17 +13,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from datetime import datetime
 
 import grpc
 import grpc.aio
+from cryptography import x509
 
 from agents.backends.base import Backend
 from agents.backends.registry import create_backend
 from agents.backoff import Backoff
 from agents.config import AgentConfig
+from agents.credentials import utc_now
 from agents.errors import GatewayRefused
 from agents.journal import MemoryJournal, UpdateJournal
+from agents.renewal import RenewalSettings
 from agents.runtime import SiteRuntime
+from agents.transport.renewal import CertificateKeeper
 from agents.transport.session import ConnectCall, Session
 from fedgate.v1 import site_pb2
 
@@ -53,12 +60,22 @@ CLOSE_TIMEOUT_S = 1.5
 class GatewayLink:
     """Keeps one Connect stream to the gateway alive for a runtime, reconnecting until closed."""
 
-    def __init__(self, config: AgentConfig, runtime: SiteRuntime, *, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        runtime: SiteRuntime,
+        *,
+        backoff: Backoff | None = None,
+        renewal: RenewalSettings | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
         self._config = config
         self._runtime = runtime
         self._backoff = backoff or Backoff()
         self._closing = asyncio.Event()
         self._session: Session | None = None
+        self._keeper = CertificateKeeper(config.site, config.tls, renewal or RenewalSettings(), clock)
+        self._renewed = False
 
     @property
     def connected(self) -> bool:
@@ -75,6 +92,9 @@ class GatewayLink:
                 log.warning("gateway %s: %s", self._config.gateway, _describe(exc))
             if self._closing.is_set():
                 return
+            if self._renewed:  # fresh credentials are on disk: use them now, not after a backoff
+                self._renewed = False
+                continue
             delay = self._backoff.next_delay()
             log.info("reconnecting to %s in %.1fs", self._config.gateway, delay)
             with contextlib.suppress(TimeoutError):
@@ -101,7 +121,8 @@ class GatewayLink:
             self._session.finish()
 
     async def _connect_once(self) -> None:
-        channel = grpc.aio.secure_channel(self._config.gateway, self._credentials(), options=CHANNEL_OPTIONS)
+        credentials, certificate = self._credentials()
+        channel = grpc.aio.secure_channel(self._config.gateway, credentials, options=CHANNEL_OPTIONS)
         call: ConnectCall = channel.stream_stream(
             CONNECT_METHOD,
             request_serializer=site_pb2.ConnectRequest.SerializeToString,
@@ -111,6 +132,7 @@ class GatewayLink:
         self._session = session
         if self._closing.is_set():
             session.finish()
+        keeper = asyncio.create_task(self._keep_fresh(channel, certificate, session), name="agent-certificate")
         try:
             await session.run()
         except grpc.aio.AioRpcError as exc:
@@ -122,18 +144,38 @@ class GatewayLink:
                 _raise_if_fatal(await call.code(), await call.details(), self._config.site)
             raise
         finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
             if session.welcomed:
                 self._backoff.reset()
             self._session = None
             await channel.close(grace=None)
 
-    def _credentials(self) -> grpc.ChannelCredentials:
+    async def _keep_fresh(
+        self, channel: grpc.aio.Channel, certificate: x509.Certificate | None, session: Session
+    ) -> None:
+        if certificate is None:
+            return
+        await self._keeper.keep_fresh(channel, certificate, session.ready)
+        self._renewed = True
+        session.finish()  # the stream ends after what is pending is sent; run() re-dials with the new files
+
+    def _credentials(self) -> tuple[grpc.ChannelCredentials, x509.Certificate | None]:
+        """Channel credentials from the files as they are now, and the certificate they present (None when
+        it cannot be read: the handshake will say why, and renewal waits for a readable one)."""
         tls = self._config.tls
-        return grpc.ssl_channel_credentials(
+        cert_pem = tls.cert.read_bytes()
+        credentials = grpc.ssl_channel_credentials(
             root_certificates=tls.ca.read_bytes(),
             private_key=tls.key.read_bytes(),
-            certificate_chain=tls.cert.read_bytes(),
+            certificate_chain=cert_pem,
         )
+        try:
+            certificate: x509.Certificate | None = x509.load_pem_x509_certificates(cert_pem)[0]
+        except (ValueError, IndexError) as exc:
+            log.warning("cannot read %s (%s); certificate renewal is off until it is readable", tls.cert, exc)
+            certificate = None
+        return credentials, certificate
 
 
 def _raise_if_fatal(code: grpc.StatusCode, details: str | None, site: str) -> None:
@@ -158,6 +200,8 @@ async def run_agent(
     backend: Backend | None = None,
     journal: UpdateJournal | None = None,
     backoff: Backoff | None = None,
+    renewal: RenewalSettings | None = None,
+    clock: Callable[[], datetime] = utc_now,
 ) -> None:
     """Run a site agent until `stop_event` is set, then drain it: stop its jobs, send their final updates.
 
@@ -165,11 +209,13 @@ async def run_agent(
     (stream), under 10 s with the default 5 s grace.
 
     Raises GatewayRefused when the gateway refuses this site for good (its jobs are stopped first).
+    The site certificate is renewed over the same connection at two thirds of its life (`renewal`, and
+    `clock` which returns aware UTC datetimes), and the stream re-dialled with it; jobs keep running.
     `backend`, `journal` and `backoff` default to the configured backend, a MemoryJournal and the
     standard backoff; tests pass their own.
     """
     runtime = SiteRuntime(config, backend or create_backend(config.backend), journal or MemoryJournal())
-    link = GatewayLink(config, runtime, backoff=backoff)
+    link = GatewayLink(config, runtime, backoff=backoff, renewal=renewal, clock=clock)
     link_task = asyncio.create_task(link.run(), name="agent-link")
     stop_task = asyncio.create_task(stop_event.wait(), name="agent-stop")
     try:

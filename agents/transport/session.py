@@ -57,11 +57,14 @@ class Session:
         self._finishing = False
         self.welcomed = False
         """True once the gateway answered Hello; until then nothing but Hello is sent."""
+        self.ready = asyncio.Event()
+        """Set together with `welcomed`, for tasks that run beside the stream."""
 
     async def run(self) -> None:
         """Handshake, then send and receive until the stream ends. Raises on any stream error."""
         welcome = await self._handshake()
         self.welcomed = True
+        self.ready.set()
         self._runtime.accept_welcome(welcome.last_update_sequence)
         self._sent_up_to = welcome.last_update_sequence  # everything after it is replayed, oldest first
         interval = welcome.report_interval_s or self._default_interval_s

@@ -149,7 +149,13 @@ class CertificateAuthority:
         return self._write_credentials(Path(out_dir), cert, key)
 
     def sign_csr(
-        self, csr_pem: bytes, principal: Principal, valid_days: int = 90, *, not_after: datetime | None = None
+        self,
+        csr_pem: bytes,
+        principal: Principal,
+        valid_days: int = 90,
+        *,
+        not_before: datetime | None = None,
+        not_after: datetime | None = None,
     ) -> bytes:
         """Certificate PEM for an enrolment CSR. Only the CSR's key is used: its subject and SANs are ignored,
         the identity is `principal` (which the caller took from the join token, never from the CSR)."""
@@ -160,7 +166,9 @@ class CertificateAuthority:
         if not csr.is_signature_valid:
             raise IdentityError("the certificate request's signature does not verify")
         public_key = profiles.check_csr_key(csr.public_key())
-        return profiles.cert_pem(self.certificate_for(principal, public_key, valid_days, not_after=not_after))
+        return profiles.cert_pem(
+            self.certificate_for(principal, public_key, valid_days, not_before=not_before, not_after=not_after)
+        )
 
     def _write_credentials(self, out_dir: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> Path:
         out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -59,6 +59,9 @@ class RevocationList:
             current = self._principals.get(revocation.value)
             self._principals[revocation.value] = max(current, revocation.time) if current else revocation.time
 
+    def principal_revoked_at(self, uri: str) -> datetime | None:
+        return self._principals.get(uri)
+
     def check(self, credential: Credential, now: datetime) -> None:
         """Raise Unauthenticated when the credential is revoked or no longer (or not yet) valid."""
         if credential.kind == "certificate" and credential.credential_id.lower() in self._serials:

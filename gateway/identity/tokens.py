@@ -85,14 +85,19 @@ def verify_token(token: str, key: Ed25519PublicKey, audience: str, now: datetime
         raise _refuse("TOKEN_MALFORMED", "a token has three dot-separated parts")
     try:
         header = json.loads(_b64decode(parts[0]))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise _refuse("TOKEN_MALFORMED", "the header is not base64url-encoded JSON") from None
+    # The algorithm is fixed by the gateway, never chosen by the token: refuse anything else first.
+    if not isinstance(header, dict) or header.get("alg") != "EdDSA" or set(header) - {"alg", "typ", "kid"}:
+        alg = header.get("alg") if isinstance(header, dict) else None
+        raise _refuse("TOKEN_ALGORITHM", f"algorithm {alg!r} is not accepted; only EdDSA is")
+    try:
         payload = json.loads(_b64decode(parts[1]))
         signature = _b64decode(parts[2])
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise _refuse("TOKEN_MALFORMED", "a part is not base64url-encoded JSON") from None
-    if not isinstance(header, dict) or not isinstance(payload, dict):
-        raise _refuse("TOKEN_MALFORMED", "header and payload must be JSON objects")
-    if header.get("alg") != "EdDSA" or set(header) - {"alg", "typ", "kid"}:
-        raise _refuse("TOKEN_ALGORITHM", f"algorithm {header.get('alg')!r} is not accepted; only EdDSA is")
+    if not isinstance(payload, dict):
+        raise _refuse("TOKEN_MALFORMED", "the payload must be a JSON object")
     try:
         key.verify(signature, f"{parts[0]}.{parts[1]}".encode("ascii"))
     except InvalidSignature:

@@ -1,5 +1,5 @@
 """The federation's policy: the language (`model`), strict loading (`document`, `schema`), evaluation
-(`engine`) and the policy in force (`PolicyHolder`)."""
+(`engine`). The policy in force and its reloads are `gateway.policy.holder` (not imported here: it does I/O)."""
 
 from gateway.policy.document import (
     FederationPolicy,
@@ -9,13 +9,10 @@ from gateway.policy.document import (
     load_policy,
     parse_policy,
 )
-from gateway.policy.holder import PolicyHolder, PolicyStatus
 
 __all__ = [
     "FederationPolicy",
     "Member",
-    "PolicyHolder",
-    "PolicyStatus",
     "Tenant",
     "load_catalogue",
     "load_policy",

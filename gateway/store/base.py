@@ -50,8 +50,10 @@ class Store(Protocol):
         states: Collection[JobState] = (),
         page_size: int = 100,
         page_token: str = "",
+        or_projects: Collection[str] = (),
     ) -> JobPage:
-        """Jobs in creation order. tenants=None means every tenant. page_token is opaque to callers."""
+        """Jobs in creation order. tenants=None means every tenant; `or_projects` adds the jobs of these
+        (joint) projects whichever tenant submitted them. page_token is opaque to callers."""
         ...
 
     def save_transition(self, job: Job, event: JobEvent, site_cursor: tuple[str, int] | None = None) -> JobEvent:

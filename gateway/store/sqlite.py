@@ -136,11 +136,16 @@ class SqliteStore(SecurityTables):
         states: Collection[JobState] = (),
         page_size: int = 100,
         page_token: str = "",
+        or_projects: Collection[str] = (),
     ) -> JobPage:
         clauses, params = ["job_id > ?"], [page_token]
         if tenants is not None:
-            clauses.append(f"tenant IN ({','.join('?' * len(tenants))})")
+            scope = f"tenant IN ({','.join('?' * len(tenants))})"
             params.extend(tenants)
+            if or_projects:
+                scope = f"({scope} OR project IN ({','.join('?' * len(or_projects))}))"
+                params.extend(or_projects)
+            clauses.append(scope)
         if project:
             clauses.append("project = ?")
             params.append(project)

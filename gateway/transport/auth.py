@@ -9,6 +9,7 @@ an open stream's credential, and reporting refusals to the audit log. The rules 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -121,6 +122,9 @@ async def while_valid(items: AsyncIterator[T], check: Callable[[], None], period
     finally:
         if pending is not None:
             pending.cancel()
+            # The generator must have stopped running before it can be closed.
+            with contextlib.suppress(BaseException):
+                await pending
         aclose = getattr(items, "aclose", None)
         if aclose is not None:
             await aclose()

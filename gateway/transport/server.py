@@ -31,7 +31,8 @@ from gateway.dispatch import Dispatcher
 from gateway.errors import ConfigError
 from gateway.federation import Federation, utc_now
 from gateway.identity.authority import Authority
-from gateway.policy import PolicyHolder, load_catalogue
+from gateway.policy import load_catalogue
+from gateway.policy.holder import PolicyHolder
 from gateway.store import open_store
 from gateway.transport.admin_service import AdminServicer
 from gateway.transport.auth import CertificateAuthenticator, TokenAuthenticator

@@ -57,3 +57,26 @@ def test_member_token_submits_on_the_public_port(gateway: GatewayHandle) -> None
         assert ci.get_job(job.job_id).state == JobState.QUEUED
     kinds = [e.kind for e in gateway.running.federation.store.audit_entries()]
     assert "token.issued" in kinds
+
+
+def test_joint_project_members_from_two_tenants_share_its_jobs(gateway: GatewayHandle) -> None:
+    joint = JobSpec(
+        tenant="deepsea-ai",
+        project="open-moe",
+        resources=Resources("ascend-910b", None, 8),
+        runs=(StackRun("cann", "", ("true",)),),
+    )
+    with (
+        gateway.client(gateway.pki.user("deepsea-ai", "alice")) as alice,
+        gateway.client(gateway.pki.user("panda-lm", "bob")) as bob,
+        gateway.client(gateway.pki.user("panda-lm", "carol")) as carol,
+    ):
+        job = alice.create_job(joint)
+        assert [j.job_id for j in bob.list_jobs()] == [job.job_id]  # bob is in the joint project
+        assert bob.get_job(job.job_id).spec.project == "open-moe"
+        theirs = bob.create_job(JobSpec(**{**joint.__dict__, "tenant": "panda-lm"}))
+        assert {j.job_id for j in alice.list_jobs()} == {job.job_id, theirs.job_id}
+        with pytest.raises(ClientError) as hidden:
+            carol.get_job(job.job_id)  # carol of panda-lm is not in the joint project
+        assert hidden.value.code == "NOT_FOUND"
+        assert bob.cancel_job(job.job_id).state == JobState.CANCELLED

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,10 +86,15 @@ class RunningAgent:
 
 
 @contextlib.asynccontextmanager
-async def running_agent(config: AgentConfig, backend: Backend | None = None) -> AsyncIterator[RunningAgent]:
-    """Run `run_agent` in the background with a fast backoff; always stop it, bounded, on the way out."""
+async def running_agent(
+    config: AgentConfig, backend: Backend | None = None, **options: Any
+) -> AsyncIterator[RunningAgent]:
+    """Run `run_agent` in the background with a fast backoff; always stop it, bounded, on the way out.
+    `options` go to run_agent (e.g. renewal=, clock=)."""
     stop = asyncio.Event()
-    task = asyncio.create_task(run_agent(config, stop, backend=backend, backoff=Backoff(base_s=0.05, cap_s=0.2)))
+    task = asyncio.create_task(
+        run_agent(config, stop, backend=backend, backoff=Backoff(base_s=0.05, cap_s=0.2), **options)
+    )
     agent = RunningAgent(task, stop)
     try:
         yield agent

@@ -13,10 +13,13 @@ from typing import Any
 
 import grpc
 import grpc.aio
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
 
-from fedgate.v1 import site_pb2, site_pb2_grpc
+from fedgate.v1 import enrollment_service_pb2 as enrollment_pb
+from fedgate.v1 import enrollment_service_pb2_grpc, site_pb2, site_pb2_grpc
 
-from .pki import MintedPki
+from .pki import MintedPki, sign_csr
 
 TIMEOUT_S = 5.0
 
@@ -91,6 +94,8 @@ class FakeGateway(site_pb2_grpc.SiteServiceServicer):
         """Cleared, Hello is read but Welcome is held back: the agent is stuck between streams."""
         self.admit.set()
         self.hellos: list[site_pb2.Hello] = []
+        self.peers: list[bytes] = []
+        """The client certificate (PEM) each Connect came with."""
         self.auto_ack = True
         """Acknowledge each job update as it arrives, as the real gateway does once it is durable."""
 
@@ -102,6 +107,7 @@ class FakeGateway(site_pb2_grpc.SiteServiceServicer):
         request_iterator: AsyncIterator[site_pb2.ConnectRequest],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> None:
+        self.peers.extend(context.auth_context().get("x509_pem_cert") or ())
         first = await context.read()
         assert isinstance(first, site_pb2.ConnectRequest) and first.HasField("hello")
         self.hellos.append(first.hello)
@@ -142,14 +148,90 @@ class FakeGateway(site_pb2_grpc.SiteServiceServicer):
             stream.received.put_nowait(None)
 
 
-async def start_fake_gateway(gateway: FakeGateway, pki: MintedPki, port: int = 0) -> tuple[grpc.aio.Server, int]:
+@dataclass
+class Refusal:
+    code: grpc.StatusCode
+    message: str
+    reason: str = ""
+
+
+class FakeEnrollment(enrollment_service_pb2_grpc.EnrollmentServiceServicer):
+    """Signs CSRs with the test CA. Enroll checks `token`; `refuse` makes every call fail with a rich status."""
+
+    def __init__(self, pki: MintedPki, site: str = "centre-a", token: str = "fgj_good") -> None:
+        self.pki = pki
+        self.site = site
+        self.token = token
+        self.refuse: Refusal | None = None
+        self.enroll_requests: list[enrollment_pb.EnrollRequest] = []
+        self.renew_requests: list[enrollment_pb.RenewCertificateRequest] = []
+        self.renew_peers: list[bytes] = []
+        """The client certificate (PEM) each RenewCertificate call came with."""
+
+    async def Enroll(
+        self, request: enrollment_pb.EnrollRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> enrollment_pb.EnrollResponse:
+        self.enroll_requests.append(request)
+        if request.join_token != self.token:
+            await _abort(context, Refusal(grpc.StatusCode.UNAUTHENTICATED, "unknown token", "JOIN_TOKEN_UNKNOWN"))
+        await self._maybe_refuse(context)
+        return enrollment_pb.EnrollResponse(**self._issue(request.csr_pem))
+
+    async def RenewCertificate(
+        self, request: enrollment_pb.RenewCertificateRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> enrollment_pb.RenewCertificateResponse:
+        self.renew_requests.append(request)
+        self.renew_peers.extend(context.auth_context().get("x509_pem_cert") or ())
+        await self._maybe_refuse(context)
+        return enrollment_pb.RenewCertificateResponse(**self._issue(request.csr_pem))
+
+    async def _maybe_refuse(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        if self.refuse is not None:
+            await _abort(context, self.refuse)
+
+    def _issue(self, csr_pem: str) -> dict[str, Any]:
+        return {
+            "certificate_chain_pem": sign_csr(self.pki, csr_pem.encode(), self.site).decode(),
+            "ca_bundle_pem": self.pki.ca.read_text(),
+        }
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], refusal: Refusal) -> None:
+    """Abort as the real gateway does: google.rpc.Status with an ErrorInfo in grpc-status-details-bin."""
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.ErrorInfo(reason=refusal.reason, domain="fedgate.io"))
+    status = status_pb2.Status(code=refusal.code.value[0], message=refusal.message, details=[detail])
+    await context.abort(
+        refusal.code,
+        refusal.message,
+        trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
+    )
+
+
+async def start_fake_gateway(
+    gateway: FakeGateway, pki: MintedPki, port: int = 0, *, enrollment: FakeEnrollment | None = None
+) -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server()
     site_pb2_grpc.add_SiteServiceServicer_to_server(gateway, server)  # type: ignore[no-untyped-call]
+    if enrollment is not None:
+        enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(enrollment, server)  # type: ignore[no-untyped-call]
     credentials = grpc.ssl_server_credentials(
         [(pki.server_key.read_bytes(), pki.server_cert.read_bytes())],
         root_certificates=pki.ca.read_bytes(),
         require_client_auth=True,
     )
     bound = server.add_secure_port(f"127.0.0.1:{port}", credentials)
+    await server.start()
+    return server, bound
+
+
+async def start_public_port(enrollment: FakeEnrollment, pki: MintedPki) -> tuple[grpc.aio.Server, int]:
+    """The gateway's public port: TLS without client certificates, presenting its certificate AND the CA,
+    so that `fedgate agent enroll` can check the pinned fingerprint."""
+    server = grpc.aio.server()
+    enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(enrollment, server)  # type: ignore[no-untyped-call]
+    chain = pki.server_cert.read_bytes() + pki.ca.read_bytes()
+    credentials = grpc.ssl_server_credentials([(pki.server_key.read_bytes(), chain)], require_client_auth=False)
+    bound = server.add_secure_port("127.0.0.1:0", credentials)
     await server.start()
     return server, bound
