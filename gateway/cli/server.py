@@ -50,7 +50,10 @@ async def _serve(config: GatewayConfig, ready_file: Path | None) -> int:
     host = config.listen.rsplit(":", 1)[0]
     if ready_file is not None:
         tmp = ready_file.with_suffix(".tmp")
-        tmp.write_text(f"{host}:{running.port}\n")
+        public = (
+            f"public={config.public_listen.rsplit(':', 1)[0]}:{running.public_port}\n" if running.public_port else ""
+        )
+        tmp.write_text(f"{host}:{running.port}\n{public}")
         tmp.replace(ready_file)
     print(
         f"gateway: serving federation {config.federation} on {host}:{running.port}",

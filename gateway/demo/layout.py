@@ -30,6 +30,8 @@ SITES = (
     DemoSite("centre-c", (("hygon-k100", 8, 8, 8, "xgmi"), ("nvidia-h20", 8, 2, 8, "nvlink-900gbs"))),
 )
 USERS = (("deepsea-ai", "alice"), ("panda-lm", "bob"))
+# This centre has no certificate at first: it enrols with a one-time join token, as a real centre would.
+ENROLLING_SITE = "centre-c"
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ def write_layout(root: Path) -> DemoLayout:
             "kind": "Gateway",
             "federation": FEDERATION,
             "listen": "127.0.0.1:0",
+            "public_listen": "127.0.0.1:0",
             "tls": {"ca": "ca.pem", "cert": "cert.pem", "key": "key.pem"},
             "store": "sqlite:///gateway.db",
             "policy": str(REPO_POLICIES / "federation.yaml"),
@@ -69,7 +72,9 @@ def write_layout(root: Path) -> DemoLayout:
     )
     agent_configs = {}
     for site in SITES:
-        creds = ca.issue(Principal.site(FEDERATION, site.name), root / "sites" / site.name)
+        creds = root / "sites" / site.name
+        if site.name != ENROLLING_SITE:
+            ca.issue(Principal.site(FEDERATION, site.name), creds)
         config = creds / "agent.yaml"
         _dump(
             config,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.credentials import Credentials
-from gateway.demo.layout import SITES, DemoLayout, point_agents_at
+from gateway.demo.layout import ENROLLING_SITE, SITES, DemoLayout, point_agents_at
 from gateway.errors import GatewayError
 from gateway.jobspec import load_job_spec
 from gateway.model import Job, JobSpec, JobState
@@ -109,11 +109,49 @@ def start_federation(layout: DemoLayout, processes: Processes) -> str:
         "gateway", "gateway", "run", "--config", str(layout.gateway_config), "--ready-file", str(layout.ready_file)
     )
     wait_for("the gateway to listen", layout.ready_file.exists, 30, processes)
-    address = layout.ready_file.read_text().strip()
+    lines = layout.ready_file.read_text().split()
+    address = lines[0]
+    public = next(line.removeprefix("public=") for line in lines if line.startswith("public="))
     point_agents_at(layout, address)
+    enroll(layout, address, public)
     for site, config in layout.agent_configs.items():
         processes.start(site, "agent", "run", "--config", str(config))
     return address
+
+
+def enroll(layout: DemoLayout, address: str, public: str) -> None:
+    """The double opt-in: the admin makes a one-time token for the site; the site makes its own key and
+    enrols over the public port, having checked the gateway against the pinned CA fingerprint."""
+    with FederationClient(address, Credentials.from_dir(layout.admin_creds), timeout=10) as admin:
+        joined = admin.create_join_token(ENROLLING_SITE)
+    out = layout.agent_configs[ENROLLING_SITE].parent
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fedgate.cli",
+            "agent",
+            "enroll",
+            "--gateway",
+            public,
+            "--site",
+            ENROLLING_SITE,
+            "--token",
+            joined.token,
+            "--ca-fingerprint",
+            joined.ca_fingerprint,
+            "--out",
+            str(out),
+            "--force",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    if result.returncode != 0:
+        raise DemoFailed(f"{ENROLLING_SITE} could not enrol: {result.stderr.strip() or result.stdout.strip()}")
 
 
 def workload() -> list[JobSpec]:
@@ -147,6 +185,7 @@ def run_demo(layout: DemoLayout, timeout: float, out: object = sys.stdout) -> in
     with supervised(layout.root / "logs") as processes:
         address = start_federation(layout, processes)
         say(f"gateway of federation 'demo' on {address} (mTLS); CA and certificates in {layout.root}")
+        say(f"{ENROLLING_SITE} enrolled with a one-time join token; its key never left it")
         admin = FederationClient(address, Credentials.from_dir(layout.admin_creds), timeout=10)
         clients = {
             t: FederationClient(address, Credentials.from_dir(p), timeout=10) for t, p in layout.user_creds.items()
