@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -128,3 +128,72 @@ async def while_valid(items: AsyncIterator[T], check: Callable[[], None], period
         aclose = getattr(items, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+class CredentialGuard(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Puts the services that are not ours (health, reflection) behind the same check as ours: a revoked or
+    expired certificate is refused on them too. Interceptors do not see the TLS identity themselves, so the
+    guard wraps each handler's behaviour, where the call's context is available."""
+
+    PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+
+    def __init__(self, auth: Authenticator) -> None:
+        self.auth = auth
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        details: grpc.HandlerCallDetails,
+    ) -> Any:
+        # The stubs type handlers for the sync server; here behaviours are coroutines and async generators.
+        handler: Any = await continuation(details)
+        if handler is None or not str(details.method).startswith(self.PREFIXES):
+            return handler
+        auth = self.auth
+
+        async def refuse(context: Context, exc: GatewayError) -> None:
+            auth.trust.denied(auth.caller_uri(context), str(details.method), exc.reason, exc.message)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
+
+        if handler.unary_unary is not None:
+            inner_uu = handler.unary_unary
+
+            async def unary_unary(request: Any, context: Context) -> Any:
+                try:
+                    auth.credential(context)
+                except GatewayError as exc:
+                    await refuse(context, exc)
+                return await inner_uu(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream is not None:
+            inner_us = handler.unary_stream
+
+            async def unary_stream(request: Any, context: Context) -> AsyncIterator[Any]:
+                try:
+                    auth.credential(context)
+                except GatewayError as exc:
+                    await refuse(context, exc)
+                async for item in inner_us(request, context):
+                    yield item
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.stream_stream is not None:
+            inner_ss = handler.stream_stream
+
+            async def stream_stream(requests: Any, context: Context) -> AsyncIterator[Any]:
+                try:
+                    auth.credential(context)
+                except GatewayError as exc:
+                    await refuse(context, exc)
+                async for item in inner_ss(requests, context):
+                    yield item
+
+            return grpc.stream_stream_rpc_method_handler(
+                stream_stream, handler.request_deserializer, handler.response_serializer
+            )
+        return handler

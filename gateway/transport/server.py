@@ -35,7 +35,7 @@ from gateway.policy import load_catalogue
 from gateway.policy.holder import PolicyHolder
 from gateway.store import open_store
 from gateway.transport.admin_service import AdminServicer
-from gateway.transport.auth import CertificateAuthenticator, TokenAuthenticator
+from gateway.transport.auth import CertificateAuthenticator, CredentialGuard, TokenAuthenticator
 from gateway.transport.enrollment_service import EnrollmentServicer
 from gateway.transport.job_service import JobServicer
 from gateway.transport.site_service import SiteServicer
@@ -125,16 +125,16 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     """Build and start the gateway; returns once it listens. Port 0 in `listen` picks a free port."""
     catalogue = load_catalogue(config.catalogue)
     policy = PolicyHolder(config.policy, catalogue, utc_now())
+    authority = Authority.load(config.authority, config.tls.ca)  # before the store: a refusal leaves nothing open
     store = open_store(config.store)
     federation = Federation(store, policy)
-    authority = Authority.load(config.authority, config.tls.ca)
     trust = Trust(
         store, authority, config.federation, federation.clock, certificate_lifetime=config.certificate_lifetime
     )
     check = config.credential_check.total_seconds()
     certificates = CertificateAuthenticator(trust)
 
-    server = grpc.aio.server(options=server_options(config))
+    server = grpc.aio.server(options=server_options(config), interceptors=[CredentialGuard(certificates)])
     job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(federation, certificates, check), server)
     site_pb2_grpc.add_SiteServiceServicer_to_server(
         SiteServicer(Dispatcher(federation), certificates, config.report_interval, check), server
