@@ -13,7 +13,7 @@ from datetime import datetime
 
 from gateway.errors import GatewayError, PermissionDenied, StaleEpoch
 from gateway.federation import Federation
-from gateway.model import Job, JobState, Placement, Pool, Reason, can_transition
+from gateway.model import Job, JobState, Placement, Pool, Reason, SiteTerms, can_transition
 from gateway.sites import CancelCommand, LaunchCommand, Outbox
 
 
@@ -96,9 +96,9 @@ class Dispatcher:
             ),
         )
 
-    def capacity(self, site: str, pools: list[Pool], full: bool) -> None:
+    def capacity(self, site: str, pools: list[Pool], full: bool, terms: SiteTerms | None = None) -> None:
         fed = self.federation
-        fed.registry.report(site, pools, full, fed.clock())
+        fed.registry.report(site, pools, full, fed.clock(), terms)
         fed.capacity_changed()
 
     def update(self, site: str, update: SiteUpdate) -> None:

@@ -191,7 +191,17 @@ class Federation:
     def allows(self, spec: JobSpec, usage: Usage) -> OptionFilter:
         """The policy's word on each (site, class) option for this job, as placement asks for it."""
         policy, catalogue, now = self.policy.policy, self.policy.catalogue, self.clock()
-        return lambda site, cls: option_verdict(policy, catalogue, spec, now, usage, site.name, cls)
+
+        def allows(site: SiteView, cls: str) -> Reason | None:
+            if site.terms is not None:  # the centre's own veto, as its agent reported it
+                accelerator = catalogue.get(cls)
+                run = spec.run_for(accelerator.stack if accelerator else "")
+                refusal = site.terms.refusal(spec, run.image if run else "")
+                if refusal:
+                    return Reason("offers", "SITE_TERMS", f"{site.name}'s own policy: {refusal}", site.name)
+            return option_verdict(policy, catalogue, spec, now, usage, site.name, cls)
+
+        return allows
 
     async def create_job(self, caller: Principal, spec: JobSpec, request_id: str = "") -> Job:
         if caller.kind == "user" and caller.tenant == spec.tenant and spec.tenant in self.policy.policy.tenants:

@@ -185,6 +185,33 @@ class Pool:
 
 
 @dataclass(frozen=True)
+class SiteTerms:
+    """What a centre accepts from the federation (its veto), as its agent reports it. Empty accepts all."""
+
+    tenants: tuple[str, ...] = ()
+    projects: tuple[str, ...] = ()  # "tenant/project"
+    max_job_cards: int = 0  # 0: no limit beyond the offer
+    image_registries: tuple[str, ...] = ()
+
+    def refusal(self, spec: JobSpec, image: str) -> str:
+        """Why the centre would refuse this job ('' when it would take it)."""
+        if self.tenants and spec.tenant not in self.tenants:
+            return f"tenant {spec.tenant} is not accepted"
+        if self.projects and f"{spec.tenant}/{spec.project}" not in self.projects:
+            return f"project {spec.tenant}/{spec.project} is not accepted"
+        if self.max_job_cards and spec.resources.cards > self.max_job_cards:
+            return f"it takes jobs of at most {self.max_job_cards} cards"
+        if image and self.image_registries and not any(_under(image, r) for r in self.image_registries):
+            return f"image {image} is not from an allowed registry"
+        return ""
+
+
+def _under(image: str, registry: str) -> bool:
+    registry = registry.rstrip("/")
+    return image == registry or image.startswith(registry + "/") or image.startswith(registry + ":")
+
+
+@dataclass(frozen=True)
 class SiteView:
     """What placement needs to know about a site at one instant."""
 
@@ -196,6 +223,7 @@ class SiteView:
     leased: tuple[tuple[str, int], ...] = ()
     agent_version: str = ""
     last_seen: datetime | None = None
+    terms: SiteTerms | None = None
 
     def leased_cards(self, accelerator_class: str) -> int:
         return sum(n for cls, n in self.leased if cls == accelerator_class)

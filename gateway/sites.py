@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from gateway.errors import NotFound
-from gateway.model import Pool, SiteView, StackRun
+from gateway.model import Pool, SiteTerms, SiteView, StackRun
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,7 @@ class SiteRecord:
     agent_version: str = ""
     last_seen: datetime | None = None
     outbox: Outbox | None = None
+    terms: SiteTerms | None = None
     connection_id: int = 0
     next_sequence: int = 1
 
@@ -99,8 +100,12 @@ class SiteRegistry:
         record = self._sites.get(site)
         return record is not None and record.connection_id == connection_id
 
-    def report(self, site: str, pools: Iterable[Pool], full: bool, now: datetime) -> None:
+    def report(
+        self, site: str, pools: Iterable[Pool], full: bool, now: datetime, terms: SiteTerms | None = None
+    ) -> None:
         record = self.get(site)
+        if terms is not None:
+            record.terms = terms
         if full:
             record.pools = {}
         for pool in pools:
@@ -144,6 +149,7 @@ class SiteRegistry:
             leased=tuple(sorted((leased or {}).items())),
             agent_version=record.agent_version,
             last_seen=record.last_seen,
+            terms=record.terms,
         )
 
     def names(self) -> list[str]:

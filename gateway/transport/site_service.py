@@ -21,7 +21,7 @@ from gateway import access
 from gateway.dispatch import Dispatcher, RunningAttempt, SiteUpdate
 from gateway.errors import GatewayError, InvalidArgument, PermissionDenied
 from gateway.identity.revocation import Credential
-from gateway.model import Pool
+from gateway.model import Pool, SiteTerms
 from gateway.sites import CancelCommand, Command, LaunchCommand
 from gateway.transport import convert
 from gateway.transport.auth import Authenticator, Guarded
@@ -202,7 +202,13 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
             except GatewayError as exc:
                 log.warning("site %s: capacity report refused: %s", site, exc.message)
                 return rejection(exc)
-            self.dispatcher.capacity(site, pools, message.capacity.full)
+            terms = None
+            if message.capacity.HasField("terms"):
+                t = message.capacity.terms
+                terms = SiteTerms(
+                    tuple(t.tenants)[:256], tuple(t.projects)[:1024], t.max_job_cards, tuple(t.image_registries)[:64]
+                )
+            self.dispatcher.capacity(site, pools, message.capacity.full, terms)
             return None
         if kind == "ack":
             return None

@@ -90,3 +90,33 @@ def test_placement_never_exceeds_free_capacity() -> None:
         for cards in range(1, 10):
             decision = place(["nvidia-h100"], cards, [site("a", pool("nvidia-h100", 8, free=free))])
             assert (decision.placement is not None) == (cards <= free)
+
+
+def test_a_centres_own_terms_remove_it_as_an_option() -> None:
+    from gateway.model import JobSpec, Reason, Resources, SiteTerms, StackRun
+
+    spec = JobSpec("panda-lm", "eval", Resources("nvidia-h100", None, 4), (StackRun("cuda", "reg.evil/x", ("t",)),))
+    picky = SiteView("a", True, False, (pool("nvidia-h100", 8),), terms=SiteTerms(tenants=("deepsea-ai",)))
+    open_site = site("b", pool("nvidia-h100", 8, free=4))
+
+    def allows(view: SiteView, cls: str) -> Reason | None:
+        refusal = view.terms.refusal(spec, "reg.evil/x") if view.terms else ""
+        return Reason("offers", "SITE_TERMS", refusal, view.name) if refusal else None
+
+    decision = place(["nvidia-h100"], 4, [picky, open_site], allows)
+    assert decision.placement is not None and decision.placement.site == "b"
+    refused = next(c for c in decision.candidates if c.site == "a")
+    assert refused.reasons[0].code == "SITE_TERMS" and "panda-lm" in refused.reasons[0].message
+
+
+def test_site_terms_name_each_refusal() -> None:
+    from gateway.model import JobSpec, Resources, SiteTerms, StackRun
+
+    spec = JobSpec("panda-lm", "eval", Resources("nvidia-h100", None, 4), (StackRun("cuda", "", ("t",)),))
+    assert SiteTerms().refusal(spec, "") == ""
+    assert "tenant" in SiteTerms(tenants=("deepsea-ai",)).refusal(spec, "")
+    assert "project" in SiteTerms(projects=("panda-lm/inference",)).refusal(spec, "")
+    assert "at most 2" in SiteTerms(max_job_cards=2).refusal(spec, "")
+    terms = SiteTerms(image_registries=("harbor.centre-a.cn/ai",))
+    assert terms.refusal(spec, "harbor.centre-a.cn/ai/llama:1") == ""
+    assert "registry" in terms.refusal(spec, "harbor.centre-a.cn/aix/llama:1")

@@ -77,12 +77,26 @@ class RunningJob(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., state: _Optional[_Union[_job_pb2.JobState, str]] = ...) -> None: ...
 
 class CapacityReport(_message.Message):
-    __slots__ = ("full", "pools")
+    __slots__ = ("full", "pools", "terms")
     FULL_FIELD_NUMBER: _ClassVar[int]
     POOLS_FIELD_NUMBER: _ClassVar[int]
+    TERMS_FIELD_NUMBER: _ClassVar[int]
     full: bool
     pools: _containers.RepeatedCompositeFieldContainer[Pool]
-    def __init__(self, full: _Optional[bool] = ..., pools: _Optional[_Iterable[_Union[Pool, _Mapping]]] = ...) -> None: ...
+    terms: SiteTerms
+    def __init__(self, full: _Optional[bool] = ..., pools: _Optional[_Iterable[_Union[Pool, _Mapping]]] = ..., terms: _Optional[_Union[SiteTerms, _Mapping]] = ...) -> None: ...
+
+class SiteTerms(_message.Message):
+    __slots__ = ("tenants", "projects", "max_job_cards", "image_registries")
+    TENANTS_FIELD_NUMBER: _ClassVar[int]
+    PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_JOB_CARDS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_REGISTRIES_FIELD_NUMBER: _ClassVar[int]
+    tenants: _containers.RepeatedScalarFieldContainer[str]
+    projects: _containers.RepeatedScalarFieldContainer[str]
+    max_job_cards: int
+    image_registries: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tenants: _Optional[_Iterable[str]] = ..., projects: _Optional[_Iterable[str]] = ..., max_job_cards: _Optional[int] = ..., image_registries: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class JobUpdate(_message.Message):
     __slots__ = ("job_id", "epoch", "state", "exit_code", "message", "time", "device_indices", "sequence", "lease_returned")
