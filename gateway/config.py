@@ -43,6 +43,7 @@ class GatewayConfig:
     certificate_lifetime: timedelta = timedelta(days=90)  # of certificates the gateway signs
     credential_check: timedelta = timedelta(seconds=1)  # open streams are cut this soon after a revocation
     policy_watch: timedelta = timedelta(seconds=2)  # how often the policy file is checked for changes; 0: never
+    metrics_listen: str = ""  # loopback host:port for Prometheus text metrics; empty: none. Never public.
 
 
 KEYS = {
@@ -62,6 +63,7 @@ KEYS = {
     "certificate_days",
     "credential_check_s",
     "policy_watch_s",
+    "metrics_listen",
 }
 
 
@@ -123,6 +125,7 @@ def load_gateway_config(path: Path) -> GatewayConfig:
         certificate_lifetime=timedelta(days=seconds("certificate_days", 90).total_seconds()),
         credential_check=seconds("credential_check_s", 1),
         policy_watch=timedelta(0) if data.get("policy_watch_s") == 0 else seconds("policy_watch_s", 2),
+        metrics_listen=_loopback(doc, data.get("metrics_listen", "")),
     )
 
 
@@ -142,3 +145,17 @@ def check_exists(path: Path, what: str) -> Path:
     if not path.is_file():
         raise ConfigError(f"{what} {path} does not exist")
     return path
+
+
+def _loopback(doc: YamlDocument, value: object) -> str:
+    """Metrics are unauthenticated, so they are served on loopback only."""
+    if value == "":
+        return ""
+    host = str(value).rsplit(":", 1)[0].strip("[]") if isinstance(value, str) and ":" in value else ""
+    if host not in {"127.0.0.1", "::1", "localhost"}:
+        raise doc.error(
+            ("metrics_listen",),
+            f"{value!r} is not a loopback address",
+            "metrics are unauthenticated: use 127.0.0.1:PORT or [::1]:PORT and let the node's scraper read them",
+        )
+    return str(value)

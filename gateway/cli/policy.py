@@ -273,7 +273,8 @@ def reference_text() -> str:
         lines = [f"#### `{cls.__name__}`", "", doc, "", "| key | type | default | meaning |", "|---|---|---|---|"]
         for f in dataclasses.fields(cls):
             kind = _type_text(typing.get_type_hints(cls)[f.name], f.metadata)
-            lines.append(f"| `{yaml_name(f)}` | {kind} | {_default_text(f)} | {f.metadata.get('doc', '')} |")
+            meaning = str(f.metadata.get("doc", "")).replace("|", "\\|")
+            lines.append(f"| `{yaml_name(f)}` | {kind} | {_default_text(f)} | {meaning} |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
 

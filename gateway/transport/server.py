@@ -38,6 +38,7 @@ from gateway.transport.admin_service import AdminServicer
 from gateway.transport.auth import CertificateAuthenticator, CredentialGuard, TokenAuthenticator
 from gateway.transport.enrollment_service import EnrollmentServicer
 from gateway.transport.job_service import JobServicer
+from gateway.transport.metrics import serve_metrics
 from gateway.transport.site_service import SiteServicer
 from gateway.trust import Trust
 
@@ -61,6 +62,8 @@ class RunningGateway:
     public_server: grpc.aio.Server | None = None
     public_port: int = 0
     background: tuple[asyncio.Task[None], ...] = ()
+    metrics: asyncio.Server | None = None
+    metrics_port: int = 0
 
     def reload_policy(self, by: str) -> None:
         """Reload the policy file (SIGHUP, a file change): audited either way; a bad file changes nothing."""
@@ -82,6 +85,8 @@ class RunningGateway:
                 self.reload_policy("file change")
 
     async def stop(self, grace: float = 2.0) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
         for task in (self.scheduler, *self.background):
             task.cancel()
         for task in (self.scheduler, *self.background):
@@ -167,4 +172,8 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     running = RunningGateway(server, port, federation, trust, scheduler, public_server, public_port)
     if config.policy_watch.total_seconds() > 0:
         running.background = (asyncio.create_task(running._watch_policy(config.policy_watch.total_seconds())),)
+    if config.metrics_listen:
+        host, _, metrics_port = config.metrics_listen.rpartition(":")
+        running.metrics = await serve_metrics(federation, host.strip("[]"), int(metrics_port))
+        running.metrics_port = running.metrics.sockets[0].getsockname()[1]
     return running

@@ -111,6 +111,7 @@ def start_test_gateway(pki: Pki, workdir: Path, loop: LoopThread) -> GatewayHand
                 "authority": str(pki.root / "ca"),
                 "public_listen": "127.0.0.1:0",
                 "credential_check_s": 0.2,
+                "metrics_listen": "127.0.0.1:0",
                 "report_interval_s": 0.5,
                 "schedule_period_s": 0.2,
             }
