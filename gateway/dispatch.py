@@ -14,7 +14,7 @@ from datetime import datetime
 from gateway.errors import GatewayError, PermissionDenied, StaleEpoch
 from gateway.federation import Federation
 from gateway.model import Job, JobState, Placement, Pool, Reason, SiteTerms, can_transition
-from gateway.sites import CancelCommand, LaunchCommand, Outbox
+from gateway.sites import CancelCommand, Outbox
 
 
 @dataclass(frozen=True)
@@ -74,27 +74,9 @@ class Dispatcher:
 
     def _resend_launch(self, site: str, job_id: str, placement: Placement) -> None:
         fed = self.federation
-        job = fed.active[job_id]
-        accelerator = fed.policy.catalogue.get(placement.accelerator_class)
-        run = job.spec.run_for(accelerator.stack if accelerator else "")
-        if run is None:
-            return
-        fed.registry.send(
-            site,
-            LaunchCommand(
-                job.job_id,
-                job.epoch,
-                job.attempt,
-                job.spec.tenant,
-                job.spec.project,
-                placement.accelerator_class,
-                placement.cards,
-                run,
-                job.spec.max_runtime,
-                job.spec.env,
-                job.spec.labels,
-            ),
-        )
+        command = fed.launch_command(fed.active[job_id], placement)
+        if command is not None:
+            fed.registry.send(site, command)
 
     def capacity(self, site: str, pools: list[Pool], full: bool, terms: SiteTerms | None = None) -> None:
         fed = self.federation

@@ -13,7 +13,6 @@ import itertools
 import secrets
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gateway import access
@@ -21,7 +20,7 @@ from gateway.admission import AdmissionDecision, admit
 from gateway.errors import AdmissionRejected, FailedPrecondition, InvalidArgument, NotFound
 from gateway.identity.principal import Principal
 from gateway.model import Job, JobEvent, JobSpec, JobState, Placement, Reason, SiteView
-from gateway.placement import Candidate, OptionFilter, place
+from gateway.placement import Explanation, OptionFilter, place
 from gateway.policy import FederationPolicy
 from gateway.policy.engine import Usage, evaluate, option_verdict, period_start
 from gateway.policy.holder import PolicyHolder
@@ -43,14 +42,6 @@ def new_job_id(now: datetime) -> str:
     """Time-sortable id: listing by id is listing by creation time."""
     millis = int(now.timestamp() * 1000)
     return f"job-{millis:011x}{next(_sequence) % 4096:03x}{secrets.token_hex(2)}"
-
-
-@dataclass(frozen=True)
-class Explanation:
-    admitted: bool
-    reasons: tuple[Reason, ...]
-    candidates: tuple[Candidate, ...]
-    policy_version: str
 
 
 class Federation:
@@ -377,10 +368,29 @@ class Federation:
         kept = tuple(r for r in job.reasons if r.stage in {"policy", "site"})
         return job.evolve(reasons=kept + outcome.reasons)
 
+    def launch_command(self, job: Job, placement: Placement) -> LaunchCommand | None:
+        """What a site is told to run for its part of the job's current lease; None when no run fits."""
+        accelerator = self.policy.catalogue.get(placement.accelerator_class)
+        run = job.spec.run_for(accelerator.stack if accelerator else "")
+        if run is None:
+            return None
+        spec = job.spec
+        return LaunchCommand(
+            job.job_id,
+            job.epoch,
+            job.attempt,
+            spec.tenant,
+            spec.project,
+            placement.accelerator_class,
+            placement.cards,
+            run,
+            spec.max_runtime,
+            spec.env,
+            spec.labels,
+        )
+
     def _dispatch(self, job: Job, placement: Placement, reasons: tuple[Reason, ...]) -> None:
-        stack = self.policy.catalogue.get(placement.accelerator_class)
-        run = job.spec.run_for(stack.stack if stack else "")
-        if run is None:  # admission guarantees a run; a catalogue change since then could break it
+        if self.launch_command(job, placement) is None:  # admission guarantees a run; a catalogue change may not
             raise FailedPrecondition(f"job {job.job_id} has no run for {placement.accelerator_class}")
         job = self.transition(
             job,
@@ -392,22 +402,9 @@ class Federation:
             placements=(placement,),
             reasons=reasons,
         )
-        self.registry.send(
-            placement.site,
-            LaunchCommand(
-                job.job_id,
-                job.epoch,
-                job.attempt,
-                job.spec.tenant,
-                job.spec.project,
-                placement.accelerator_class,
-                placement.cards,
-                run,
-                job.spec.max_runtime,
-                job.spec.env,
-                job.spec.labels,
-            ),
-        )
+        command = self.launch_command(job, placement)
+        assert command is not None
+        self.registry.send(placement.site, command)
 
     async def run_scheduler(self, period: float = 1.0, batch_window: float = 0.02) -> None:
         """Schedule on wake-ups (new job, freed cards, new capacity) and at least every `period` s.

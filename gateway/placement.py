@@ -25,6 +25,16 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class Explanation:
+    """Why a job is where it is (or would go where): admission's verdict, then each site's answer."""
+
+    admitted: bool
+    reasons: tuple[Reason, ...]
+    candidates: tuple[Candidate, ...]
+    policy_version: str
+
+
+@dataclass(frozen=True)
 class PlacementDecision:
     placement: Placement | None
     candidates: tuple[Candidate, ...]

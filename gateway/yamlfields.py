@@ -147,7 +147,7 @@ class FieldReader:
             if default is None:
                 raise self._required(path, f"add {path[-1]}: <number>")
             return default
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
             raise self.error(path, f"must be a finite number, got {describe(value)}", "write a number, unquoted")
         self._check_range(path, value, minimum, maximum)
         return float(value)
@@ -191,3 +191,10 @@ class FieldReader:
                 raise self.error((*path, key), f"must be a string, got {describe(item)}", f'quote it: "{written}"')
             pairs.append((key, item))
         return tuple(sorted(pairs))
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False

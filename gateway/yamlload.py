@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar, cast
 
 import yaml
+import yaml.reader
 from yaml.composer import Composer, ComposerError
 from yaml.constructor import BaseConstructor, ConstructorError
 from yaml.error import Mark
@@ -31,6 +32,7 @@ from gateway.errors import ConfigError
 KeyPath = tuple[str | int, ...]
 
 DEFAULT_MAX_BYTES = 1 << 20
+MAX_INT_DIGITS = 30  # no count, size or duration in a config needs more; int() of thousands of digits is refused
 
 _TAG = "tag:yaml.org,2002:"
 _INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
@@ -86,6 +88,10 @@ class _StrictLoader(Reader, Scanner, Parser, Composer, BaseConstructor, _Resolve
         value = self.construct_scalar(node)
         if not _INT.match(value):
             raise ConstructorError(None, None, f"{value!r} is not an integer", node.start_mark)
+        if len(value) > MAX_INT_DIGITS:
+            raise ConstructorError(
+                None, None, f"an integer of {len(value)} digits is not a sensible value", node.start_mark
+            )
         return int(value, 0) if value[:2] in {"0o", "0x"} else int(value, 10)
 
     def construct_float(self, node: ScalarNode) -> float:
@@ -227,7 +233,10 @@ def load_yaml(
     """
     name = source_name or (str(source) if isinstance(source, Path) else "<yaml>")
     text = _read(source, name, max_bytes)
-    loader = _StrictLoader(text)
+    try:
+        loader = _StrictLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise _unreadable(name, text, exc) from exc
     try:
         node = loader.get_single_node()
         if node is None:
@@ -242,6 +251,8 @@ def load_yaml(
         if "expected a single document" in (exc.context or ""):
             problem = "several YAML documents (---) found; put one document in each file"
         raise ConfigError(f"{name}:{line}: {problem}", metadata={"file": name, "line": str(line)}) from exc
+    except yaml.reader.ReaderError as exc:
+        raise _unreadable(name, text, exc) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{name}: invalid YAML: {exc}", metadata={"file": name}) from exc
     except RecursionError as exc:
@@ -249,6 +260,15 @@ def load_yaml(
     finally:
         loader.dispose()
     return YamlDocument(data=data, source=name, lines=lines)
+
+
+def _unreadable(name: str, text: str, exc: yaml.reader.ReaderError) -> ConfigError:
+    """A character YAML does not allow (a control character, say), located by line."""
+    line = text.count("\n", 0, max(0, int(exc.position))) + 1
+    return ConfigError(
+        f"{name}:{line}: character {exc.character!r} is not allowed in YAML; remove it or quote it as an escape",
+        metadata={"file": name, "line": str(line)},
+    )
 
 
 class _Dumper(yaml.SafeDumper):

@@ -185,6 +185,14 @@ def _check(model: FederationDocument, doc: YamlDocument) -> None:
     _unique(doc, "priority_classes", [p.name for p in model.priority_classes], "priority class")
     _unique(doc, "sites", [s.name for s in model.sites], "site")
     _unique(doc, "rules", [r.name for r in model.rules], "rule")
+    classifications = [r.classification for r in model.residency]
+    for i, name in enumerate(classifications):
+        if classifications.index(name) != i:
+            raise doc.error(
+                ("residency", i, "classification"),
+                f"classification {name!r} has two residency entries",
+                "merge them into one entry",
+            )
     tenants = {t.name for t in model.tenants}
     joint = {p.name for p in model.projects}
     for i, tenant in enumerate(model.tenants):

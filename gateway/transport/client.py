@@ -31,19 +31,11 @@ from gateway.errors import ClientError
 from gateway.identity.principal import load_certificate, spiffe_uri_of
 from gateway.identity.renewal import install, new_key_and_csr
 from gateway.identity.revocation import Revocation
-from gateway.model import Job, JobEvent, JobSpec, JobState, Reason, SiteView
-from gateway.placement import Candidate
+from gateway.model import Job, JobEvent, JobSpec, JobState, SiteView
+from gateway.placement import Explanation
 from gateway.transport import convert
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Explanation:
-    admitted: bool
-    reasons: tuple[Reason, ...]
-    candidates: tuple[Candidate, ...]
-    policy_version: str
 
 
 @dataclass(frozen=True)
