@@ -9,6 +9,7 @@ It never speaks gRPC: the transport layer calls one method per RPC.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import secrets
 from collections import defaultdict
@@ -17,8 +18,8 @@ from datetime import UTC, datetime
 
 from gateway import access
 from gateway.admission import AdmissionDecision, admit
-from gateway.errors import AdmissionRejected, FailedPrecondition, InvalidArgument, NotFound
-from gateway.identity.principal import Principal
+from gateway.errors import AdmissionRejected, FailedPrecondition, GatewayError, InvalidArgument, NotFound
+from gateway.identity.principal import Principal, principal_from_uri
 from gateway.model import Job, JobEvent, JobSpec, JobState, Placement, Reason, SiteView
 from gateway.placement import Explanation, OptionFilter, place
 from gateway.policy import FederationPolicy
@@ -143,8 +144,10 @@ class Federation:
         )
 
     # ---- vendors --------------------------------------------------------------------------------------------
-    def admit(self, caller: Principal, spec: JobSpec) -> AdmissionDecision:
-        return admit(spec, caller, self.policy.policy, self.policy.catalogue, self.clock(), self.usage())
+    def admit(self, caller: Principal, spec: JobSpec, policy: FederationPolicy | None = None) -> AdmissionDecision:
+        """Admission under `policy` (default: the one in force, read once for the whole decision)."""
+        policy = policy or self.policy.policy
+        return admit(spec, caller, policy, self.policy.catalogue, self.clock(), self.usage())
 
     # ---- live usage, for quotas -----------------------------------------------------------------------------
     def usage(self, views: list[SiteView] | None = None) -> Usage:
@@ -179,9 +182,9 @@ class Federation:
             self._hours_cache[period] = cached
         return cached[1]
 
-    def allows(self, spec: JobSpec, usage: Usage) -> OptionFilter:
+    def allows(self, spec: JobSpec, usage: Usage, policy: FederationPolicy | None = None) -> OptionFilter:
         """The policy's word on each (site, class) option for this job, as placement asks for it."""
-        policy, catalogue, now = self.policy.policy, self.policy.catalogue, self.clock()
+        policy, catalogue, now = policy or self.policy.policy, self.policy.catalogue, self.clock()
 
         def allows(site: SiteView, cls: str) -> Reason | None:
             if site.terms is not None:  # the centre's own veto, as its agent reported it
@@ -195,10 +198,11 @@ class Federation:
         return allows
 
     async def create_job(self, caller: Principal, spec: JobSpec, request_id: str = "") -> Job:
-        if caller.kind == "user" and caller.tenant == spec.tenant and spec.tenant in self.policy.policy.tenants:
+        policy = self.policy.policy  # one policy for the whole decision, even if a reload swaps it meanwhile
+        if caller.kind == "user" and caller.tenant == spec.tenant and spec.tenant in policy.tenants:
             # Members act, viewers and outsiders do not (in a joint project: its members, from any tenant).
-            access.require_member(caller, self.policy.policy, spec.tenant, spec.project)
-        decision = self.admit(caller, spec)
+            access.require_member(caller, policy, spec.tenant, spec.project)
+        decision = self.admit(caller, spec, policy)
         if not decision.admitted:
             reason = decision.reasons[0]
             raise AdmissionRejected(reason.message, reason=reason.code)
@@ -281,18 +285,25 @@ class Federation:
             self.bus.unsubscribe(job_id, queue)
 
     def explain(self, caller: Principal, job_id: str = "", spec: JobSpec | None = None) -> Explanation:
+        """Why a job is where it is, or where a spec would go now. An existing job is judged as its submitter
+        would be (a fellow member of a joint project may ask about a job another tenant submitted)."""
         job = self.get_job(caller, job_id) if job_id else None
+        submitter = caller
         if job is not None:
             spec = job.spec
+            with contextlib.suppress(GatewayError):
+                submitter = principal_from_uri(job.owner, caller.federation) if job.owner else caller
         if spec is None:
             raise InvalidArgument("explain needs a job id or a job spec")
-        decision = self.admit(caller, spec)
+        policy = self.policy.policy
+        decision = self.admit(submitter, spec, policy)
         if not decision.admitted:
             return Explanation(False, decision.reasons, (), decision.policy_version)
         if job is not None and job.state != JobState.QUEUED:
             return Explanation(True, job.reasons, (), decision.policy_version)
         views = self.registry.views(self.leases())
-        outcome = place(decision.classes, spec.resources.cards, views, self.allows(spec, self.usage(views)))
+        allows = self.allows(spec, self.usage(views), policy)
+        outcome = place(decision.classes, spec.resources.cards, views, allows)
         return Explanation(True, decision.reasons + outcome.reasons, outcome.candidates, decision.policy_version)
 
     def list_sites(self, caller: Principal) -> list[SiteView]:

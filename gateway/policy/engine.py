@@ -171,7 +171,7 @@ def matches(match: Match, spec: JobSpec, now: datetime, cls: str, region: str | 
     return all(check() for check in checks)
 
 
-def _unmet(rule: Rule, spec: JobSpec) -> str:
+def _unmet(rule: Rule, spec: JobSpec, policy: FederationPolicy) -> str:
     need = rule.require
     if need is None:
         return ""
@@ -180,7 +180,9 @@ def _unmet(rule: Rule, spec: JobSpec) -> str:
         return f"label {missing[0]!r} is missing"
     if need.max_runtime_s is not None and spec.max_runtime.total_seconds() > need.max_runtime_s:
         return f"maxRuntime is above {need.max_runtime_s} s"
-    if need.priority_classes and spec.priority_class not in need.priority_classes:
+    default = policy.default_priority
+    priority_class = spec.priority_class or (default.name if default else "")
+    if need.priority_classes and priority_class not in need.priority_classes:
         return f"priority class must be one of {', '.join(need.priority_classes)}"
     if need.classification and not spec.data_classification:
         return "the job declares no data classification"
@@ -197,7 +199,7 @@ def option_rules(
             continue
         matched.append(rule.name)
         if rule.effect == "require":
-            unmet = _unmet(rule, spec)
+            unmet = _unmet(rule, spec, policy)
             if unmet:
                 return Reason("policy", "RULE_REQUIRE", f"rule {rule.name}: {rule.message} ({unmet})", site), tuple(
                     matched
@@ -320,10 +322,11 @@ def _option_verdict(
             entry.message or f"{spec.data_classification} data may only go to regions {', '.join(allowed_regions)}"
         )
         return Reason("policy", "RESIDENCY", f"{site} is in region {region or 'unknown'}: {message}", site)
-    if region is not None:
-        reason, _ = option_rules(policy, spec, now, cls, region, site)
-        if reason is not None:
-            return reason
+    # Rules again at placement time: time windows may have turned since admission, and a site in the policy
+    # has a region that region rules match (an unlisted site has none, so they do not).
+    reason, _ = option_rules(policy, spec, now, cls, region, site)
+    if reason is not None:
+        return reason
     cards = spec.resources.cards
     for scope, quota in _quotas(policy, spec):
         for key in (cls, "*"):
