@@ -11,6 +11,8 @@ import argparse
 import dataclasses
 import json
 import re
+import subprocess
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -140,9 +142,12 @@ def _test(args: argparse.Namespace) -> int:
     if not args.root.exists():
         raise GatewayError(f"{args.root} does not exist: name a folder of *.cases.yaml files")
     paths = find_cases(args.root)
-    skipped = [p for p in paths if check_file(p)[0] in FOREIGN]
-    runs = [run_cases(path) for path in paths if path not in skipped]
+    kinds = {p: check_file(p)[0] for p in paths}
+    skipped = [p for p in paths if kinds[p] in FOREIGN and kinds[p] != "AgentPolicyCases"]
+    runs = [run_cases(path) for path in paths if kinds[path] not in FOREIGN]
     rows: list[dict[str, Any]] = []
+    for path in (p for p in paths if kinds[p] == "AgentPolicyCases"):
+        rows += _agent_cases(path)
     for run in runs:
         if run.error:
             rows.append({"file": run.source, "line": 0, "case": "", "passed": False, "problems": [run.error]})
@@ -166,6 +171,42 @@ def _test(args: argparse.Namespace) -> int:
                 print(f"FAIL {row['file']}:{row['line']}: {row['case']}: {'; '.join(row['problems'])}")
         print(f"{passed} passed, {failed} failed" + ("" if runs else f" (no *.cases.yaml under {args.root})"))
     return EXIT_OK if runs and not failed else EXIT_FAILED
+
+
+def _agent_cases(path: Path) -> list[dict[str, Any]]:
+    """A centre's cases belong to the agent package, which the gateway never imports: run them through the
+    `fedgate agent policy test` command and read its PASS/FAIL lines."""
+    command = [sys.executable, "-m", "fedgate.cli", "agent", "policy", "test", str(path)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [{"file": str(path), "line": 0, "case": "", "passed": False, "problems": [f"{path}: {exc}"]}]
+    rows = []
+    for line in done.stdout.splitlines():
+        verdict, _, rest = line.partition(" ")
+        if verdict in {"PASS", "FAIL"}:
+            where, _, case = rest.partition(": ")
+            rows.append(
+                {
+                    "file": str(path),
+                    "line": 0,
+                    "case": case or where,
+                    "passed": verdict == "PASS",
+                    "problems": [] if verdict == "PASS" else [rest],
+                }
+            )
+    if not rows:
+        problem = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        rows.append(
+            {
+                "file": str(path),
+                "line": 0,
+                "case": "",
+                "passed": False,
+                "problems": [f"{path}: `fedgate agent policy test` ran no case: {problem[0]}"],
+            }
+        )
+    return rows
 
 
 # ---- diff -----------------------------------------------------------------------------------------------
