@@ -6,6 +6,8 @@ graceful stop, printing results, and exit codes scripts can trust:
           UNAUTHENTICATED: revoked, expired or foreign certificate).
   enroll: 0 enrolled, 1 refused (by the gateway, or the gateway failed the CA fingerprint check), 2 bad
           usage (including a certificate already in --out without --force), 3 gateway unreachable.
+  policy test: 0 every case passed, 1 a case failed or a file could not be read, 2 bad usage
+          (`agents.cli_policy`).
 It does not validate config (`agents.config`), decide how to enrol (`agents.enrollment`) nor speak gRPC
 (`agents.transport`, imported only when a command needs it).
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import yaml
 
+from agents.cli_policy import add_policy_commands, run_policy_command
 from agents.config import AgentConfig, load_agent_config
 from agents.enrollment import REFUSAL_HINTS, Enrolled, EnrollmentRequest, enroll_site
 from agents.errors import (
@@ -58,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", required=True, type=Path, metavar="FILE", help="agent YAML (kind: Agent)")
     run.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="default: info")
     _add_enroll(commands)
+    add_policy_commands(commands)
     return parser
 
 
@@ -96,6 +100,8 @@ def main(argv: list[str]) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command == "enroll":
         return _enroll(args)
+    if args.command == "policy":
+        return run_policy_command(args)
     try:
         config = load_agent_config(args.config)
     except ConfigError as exc:

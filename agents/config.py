@@ -14,12 +14,16 @@ move together. It does not read certificates (only checks they exist) nor start 
     cancel_grace_s: 5
     pools:
       - {class: ascend-910b, cards: 8, offered: 6, cards_per_node: 8, interconnect: hccs, labels: {zone: a}}
+    policy:                      # optional: the centre's terms, see agents.sitepolicy
+      tenants: [deepsea-ai]
+      offers:
+        ascend-910b: [{hours: "08:00-20:00", share: 0.3}, {share: 0.8}]
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,8 @@ from agents.backends.base import BackendSettings
 from agents.backends.registry import backend_type
 from agents.errors import ConfigError
 from agents.model import PoolSpec
+from agents.sitepolicy import parse_site_policy
+from agents.terms import SitePolicy
 from agents.yamlload import Section, load_yaml_file
 
 API_VERSION = "fedgate.io/v1"
@@ -66,17 +72,22 @@ class AgentConfig:
     """Seconds between full capacity reports when the gateway's Welcome does not set one."""
     cancel_grace_s: float = 5.0
     """Seconds between SIGTERM and SIGKILL when a job is cancelled or the agent stops."""
+    policy: SitePolicy = field(default_factory=SitePolicy)
+    """The centre's terms: whom it serves, the largest job, allowed images, offer windows. Default: all."""
     source: Path | None = None
     """The file this was loaded from, for messages; None when built in code."""
 
 
-def load_agent_config(path: str | Path) -> AgentConfig:
-    """Read and validate an agent config file. Raises ConfigError naming file, line and the fix."""
+def load_agent_config(path: str | Path, *, validate_files: bool = True) -> AgentConfig:
+    """Read and validate an agent config file. Raises ConfigError naming file, line and the fix.
+
+    `validate_files=False` skips checking that the TLS files exist, for tools that only read the config
+    (`fedgate agent policy test` on an example config); the agent itself always checks them."""
     source = Path(path).expanduser().absolute()
-    return parse_agent_config(load_yaml_file(source), source=source)
+    return parse_agent_config(load_yaml_file(source), source=source, validate_files=validate_files)
 
 
-def parse_agent_config(data: Any, *, source: Path) -> AgentConfig:
+def parse_agent_config(data: Any, *, source: Path, validate_files: bool = True) -> AgentConfig:
     """Validate already-parsed YAML; `source` names the file in errors and anchors relative paths."""
     root = Section(data, source=source)
     base = source.parent
@@ -91,14 +102,19 @@ def parse_agent_config(data: Any, *, source: Path) -> AgentConfig:
         )
     gateway = root.text("gateway")
     _check_target(root, gateway)
+    tls = _tls(root.section("tls"), base, validate_files)
+    backend = _backend(root.section("backend"), base)
+    pools = _pools(root, base)
+    policy = SitePolicy() if root.raw("policy", None) is None else parse_site_policy(root.section("policy"), pools)
     config = AgentConfig(
         site=site,
         gateway=gateway,
-        tls=_tls(root.section("tls"), base),
-        backend=_backend(root.section("backend"), base),
-        pools=_pools(root, base),
+        tls=tls,
+        backend=backend,
+        pools=pools,
         report_interval_s=root.number("report_interval_s", 2.0, positive=True),
         cancel_grace_s=root.number("cancel_grace_s", 5.0, positive=True),
+        policy=policy,
         source=source,
     )
     root.finish()
@@ -122,11 +138,11 @@ def _check_target(section: Section, target: str) -> None:
         section.fail(f"gateway {target!r} must be host:port, e.g. gateway.example.org:7443", "gateway")
 
 
-def _tls(section: Section, base: Path) -> TlsFiles:
+def _tls(section: Section, base: Path, validate_files: bool) -> TlsFiles:
     paths = {}
     for key in ("ca", "cert", "key"):
         path = _resolve(base, section.text(key))
-        if not path.is_file():
+        if validate_files and not path.is_file():
             section.fail(
                 f"tls.{key} file {path} does not exist; fix the path (relative paths start at the config's "
                 "folder) or issue the site's certificate first",

@@ -44,6 +44,17 @@ class SiteDraining(LaunchRefused):
     reason = "SITE_DRAINING"
 
 
+class SiteTermsRefused(LaunchRefused):
+    """The centre's own policy refuses the launch (tenant, project, size, image, or the current offer).
+    `term` names the policy key that refused it."""
+
+    reason = "SITE_TERMS"
+
+    def __init__(self, message: str, *, term: str) -> None:
+        super().__init__(message)
+        self.term = term
+
+
 class BackendError(AgentError):
     """A backend could not do what it was asked (start, watch or stop a job)."""
 

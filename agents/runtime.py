@@ -1,10 +1,13 @@
 """The agent's core: turns gateway commands into backend calls and job updates. No gRPC here.
 
 Owns: the attempts running at this site (by job and epoch), device allocation per pool, the capacity to
-report, idempotent launches and stale-epoch refusal, stopping attempts (cancel, preempt, max runtime,
-shutdown), and numbering job updates into the journal. It does not own the connection: the transport
-asks it for Hello contents and capacity, hands it commands, and sends what it puts in the journal,
-re-sending after a reconnect until acknowledged. Jobs keep running whether or not a gateway is connected.
+report (each pool's offer as the centre's policy sets it at this instant), enforcing the centre's terms on
+every launch (`agents.terms` judges; a refusal hands the lease back), idempotent launches and stale-epoch
+refusal, stopping attempts (cancel, preempt, max runtime, shutdown), and numbering job updates into the
+journal. A window that shrinks an offer never stops a running job: free capacity goes to 0 and the offer
+shrinks as jobs end. It does not own the connection: the transport asks it for Hello contents, capacity
+and terms, hands it commands, and sends what it puts in the journal, re-sending after a reconnect until
+acknowledged. Jobs keep running whether or not a gateway is connected.
 """
 
 from __future__ import annotations
@@ -29,15 +32,18 @@ from agents.commands import (
 )
 from agents.config import AgentConfig
 from agents.devices import DevicePool
-from agents.errors import BackendError, LaunchRefused, SiteDraining, UnknownAcceleratorClass
+from agents.errors import BackendError, LaunchRefused, SiteDraining, SiteTermsRefused, UnknownAcceleratorClass
 from agents.journal import UpdateJournal
-from agents.model import JobState, JobUpdate, PoolCapacity, ReserveReply, RunningJob
+from agents.model import JobState, JobUpdate, PoolCapacity, ReserveReply, RunningJob, SiteTerms
 from agents.supervisor import AttemptSupervisor
+from agents.terms import LaunchRequest, effective_offer, judge_launch, next_offer_change
 
 log = logging.getLogger(__name__)
 
 RESERVE_UNSUPPORTED = "two-phase reservation not supported by this agent version"
 SHUTDOWN_MESSAGE = "the site agent is shutting down"
+MIN_OFFER_WAIT_S = 0.05
+"""Shortest wait `refresh_offers` suggests, so a clock that stands still (tests) cannot make a busy loop."""
 
 
 def _utc_now() -> datetime:
@@ -57,6 +63,7 @@ class SiteRuntime:
     ) -> None:
         self.site = config.site
         self._grace_s = config.cancel_grace_s
+        self._policy = config.policy
         self._backend = backend
         self._journal = journal
         self._clock = clock
@@ -68,7 +75,8 @@ class SiteRuntime:
         self._listeners: list[Callable[[], None]] = []
         self._supervisor = AttemptSupervisor(backend, grace_s=config.cancel_grace_s, on_end=self._ended)
         self.capacity_version = 0
-        """Bumped whenever free capacity (or drain state) changes, so senders know to report."""
+        """Bumped whenever free capacity, an offer (or drain state) changes, so senders know to report."""
+        self._offers = self._current_offers()
 
     # -- what the transport reads ------------------------------------------------------------------
 
@@ -87,18 +95,41 @@ class SiteRuntime:
         return [RunningJob(a.launch.job_id, a.launch.epoch, a.state) for a in self._attempts.all_live()]
 
     def capacity(self) -> list[PoolCapacity]:
-        return [
-            PoolCapacity(
-                accelerator_class=pool.spec.accelerator_class,
-                total=pool.spec.cards,
-                offered=pool.spec.offered,
-                free=0 if self._draining else max(0, pool.free_count),  # a draining site takes nothing new
-                cards_per_node=pool.spec.cards_per_node,
-                interconnect=pool.spec.interconnect,
-                labels=dict(pool.spec.labels),
+        """Each pool as it is now: the offer the centre's policy sets at this instant, and what of it is free."""
+        now = self._clock()
+        pools = []
+        for pool in self._pools.values():
+            offered = effective_offer(self._policy, pool.spec, now)
+            free = 0 if self._draining else max(0, offered - pool.used_count)  # a draining site takes nothing new
+            pools.append(
+                PoolCapacity(
+                    accelerator_class=pool.spec.accelerator_class,
+                    total=pool.spec.cards,
+                    offered=offered,
+                    free=free,
+                    cards_per_node=pool.spec.cards_per_node,
+                    interconnect=pool.spec.interconnect,
+                    labels=dict(pool.spec.labels),
+                )
             )
-            for pool in self._pools.values()
-        ]
+        return pools
+
+    def terms(self) -> SiteTerms:
+        """What the centre accepts, reported with every capacity report."""
+        return self._policy.terms
+
+    def refresh_offers(self) -> float | None:
+        """Recompute the offers for now; when one changed (a window opened or closed), bump
+        `capacity_version` so the sender reports at once. Returns the seconds until the offers may change
+        next (None: never), so the sender can wake then instead of waiting for its next periodic report."""
+        offers = self._current_offers()
+        if offers != self._offers:
+            self._offers = offers
+            log.info("offers now %s", ", ".join(f"{cls} {n}" for cls, n in offers.items()))
+            self._capacity_changed()
+        now = self._clock()
+        change = next_offer_change(self._policy, now)
+        return None if change is None else max(MIN_OFFER_WAIT_S, (change - now).total_seconds())
 
     def unacknowledged_updates(self, after: int = 0) -> list[JobUpdate]:
         """Updates the gateway has not acknowledged, with sequence > `after`, oldest first."""
@@ -167,10 +198,11 @@ class SiteRuntime:
             # A job never runs under two live attempts: the newer lease wins.
             self._supervisor.stop(older, JobState.CANCELLED, f"superseded by epoch {command.epoch}")
         try:
-            pool = self._pool_for(command)
+            pool = self._admit(command)
             devices = pool.allocate(command.cards)
         except LaunchRefused as exc:
-            # The site's own reasons (draining, full, no such pool): hand the lease back, the job is not at fault.
+            # The site's own reasons (draining, its terms, full, no such pool): hand the lease back, the job
+            # is not at fault.
             self._refuse(command, exc.message, lease_returned=True)
             return
         try:
@@ -226,7 +258,8 @@ class SiteRuntime:
 
     # -- internals ---------------------------------------------------------------------------------
 
-    def _pool_for(self, command: Launch) -> DevicePool:
+    def _admit(self, command: Launch) -> DevicePool:
+        """The pool the launch may take its cards from, or LaunchRefused saying why not."""
         if self._draining:
             raise SiteDraining("site is draining")
         pool = self._pools.get(command.accelerator_class)
@@ -234,7 +267,17 @@ class SiteRuntime:
             wanted = command.accelerator_class or "(no class)"
             offered = ", ".join(sorted(self._pools)) or "nothing"
             raise UnknownAcceleratorClass(f"site {self.site} has no pool of {wanted}; it offers {offered}")
+        request = LaunchRequest(
+            command.tenant, command.project, command.accelerator_class, command.cards, command.image
+        )
+        refusal = judge_launch(self._policy, pool.spec, request, self._clock(), pool.used_count)
+        if refusal is not None:
+            raise SiteTermsRefused(refusal.message, term=refusal.term)
         return pool
+
+    def _current_offers(self) -> dict[str, int]:
+        now = self._clock()
+        return {cls: effective_offer(self._policy, pool.spec, now) for cls, pool in self._pools.items()}
 
     def _spec(self, command: Launch, pool: DevicePool, devices: tuple[int, ...]) -> LaunchSpec:
         return LaunchSpec(

@@ -190,6 +190,32 @@ class Section:
             for i, item in enumerate(items)
         ]
 
+    def strings(self, key: str) -> tuple[str, ...]:
+        """A list of strings, e.g. `tenants: [a, b]`; absent or null gives (). Duplicates are refused."""
+        items = self.raw(key, [])
+        if not isinstance(items, list):
+            self.fail(f"{self.path(key)} must be a list of strings, got {_kind(items)}; write [a, b]", key)
+        for i, item in enumerate(items):
+            if not isinstance(item, str):
+                self.fail_item(key, i, f"{self.path(key)}[{i}] must be a string, got {_kind(item)}; quote it")
+            if item in items[:i]:
+                self.fail_item(key, i, f"{self.path(key)} lists {item!r} twice; keep one")
+        return tuple(items)
+
+    def fail_item(self, key: str, index: int, problem: str) -> NoReturn:
+        """Fail pointing at the line of item `index` of the list under `key`."""
+        items = self._data.get(key)
+        lines = getattr(items, "item_lines", [])
+        line = lines[index] if index < len(lines) else self._line(key)
+        raise ConfigError(f"{self.source}:{line}: {problem}")
+
+    def key_names(self) -> list[str]:
+        """The keys of this mapping, in file order; a non-string key is an error."""
+        for key in self._data:
+            if not isinstance(key, str):
+                self.fail(f"{self.where or 'the file'} has the key {key!r}; keys must be strings, quote it")
+        return list(self._data)
+
     def string_map(self, key: str) -> dict[str, str]:
         value = self.raw(key, {})
         if not isinstance(value, dict):

@@ -197,7 +197,9 @@ class SiteTerms:
         """Why the centre would refuse this job ('' when it would take it)."""
         if self.tenants and spec.tenant not in self.tenants:
             return f"tenant {spec.tenant} is not accepted"
-        if self.projects and f"{spec.tenant}/{spec.project}" not in self.projects:
+        # Projects limit only the tenants they name: `deepsea-ai/llama-sft` says nothing about panda-lm.
+        limited = [p for p in self.projects if p.partition("/")[0] == spec.tenant]
+        if limited and f"{spec.tenant}/{spec.project}" not in limited:
             return f"project {spec.tenant}/{spec.project} is not accepted"
         if self.max_job_cards and spec.resources.cards > self.max_job_cards:
             return f"it takes jobs of at most {self.max_job_cards} cards"
@@ -207,8 +209,14 @@ class SiteTerms:
 
 
 def _under(image: str, registry: str) -> bool:
-    registry = registry.rstrip("/")
-    return image == registry or image.startswith(registry + "/") or image.startswith(registry + ":")
+    """The agents' rule, exactly (they enforce it): a bare host matches only images below it (`host:5001`
+    is another registry); a prefix with a path also matches itself and what follows it after `/`, `:`, `@`."""
+    if not image.startswith(registry):
+        return False
+    rest = image[len(registry) :]
+    if "/" not in registry:
+        return rest.startswith("/") and len(rest) > 1
+    return rest == "" or (rest[0] in "/:@" and len(rest) > 1)
 
 
 @dataclass(frozen=True)

@@ -210,11 +210,12 @@ async def run_agent(
 
     Raises GatewayRefused when the gateway refuses this site for good (its jobs are stopped first).
     The site certificate is renewed over the same connection at two thirds of its life (`renewal`, and
-    `clock` which returns aware UTC datetimes), and the stream re-dialled with it; jobs keep running.
+    `clock` which returns aware UTC datetimes), and the stream re-dialled with it; jobs keep running. The
+    same clock dates job updates and picks the offer windows of the centre's policy.
     `backend`, `journal` and `backoff` default to the configured backend, a MemoryJournal and the
     standard backoff; tests pass their own.
     """
-    runtime = SiteRuntime(config, backend or create_backend(config.backend), journal or MemoryJournal())
+    runtime = SiteRuntime(config, backend or create_backend(config.backend), journal or MemoryJournal(), clock=clock)
     link = GatewayLink(config, runtime, backoff=backoff, renewal=renewal, clock=clock)
     link_task = asyncio.create_task(link.run(), name="agent-link")
     stop_task = asyncio.create_task(stop_event.wait(), name="agent-stop")

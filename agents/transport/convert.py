@@ -26,7 +26,7 @@ from agents.commands import (
     Welcome,
 )
 from agents.errors import ProtocolError
-from agents.model import JobState, JobUpdate, PoolCapacity, ReserveReply, RunningJob
+from agents.model import JobState, JobUpdate, PoolCapacity, ReserveReply, RunningJob, SiteTerms
 from fedgate.v1 import job_pb2, site_pb2
 
 _STATE_TO_PROTO: dict[JobState, job_pb2.JobState] = {
@@ -123,9 +123,29 @@ def pool_from_proto(message: site_pb2.Pool) -> PoolCapacity:
     )
 
 
-def capacity_to_proto(pools: Iterable[PoolCapacity]) -> site_pb2.CapacityReport:
-    """A full report: the gateway replaces everything it knew about this site's pools."""
-    return site_pb2.CapacityReport(full=True, pools=[pool_to_proto(p) for p in pools])
+def terms_to_proto(terms: SiteTerms) -> site_pb2.SiteTerms:
+    return site_pb2.SiteTerms(
+        tenants=list(terms.tenants),
+        projects=list(terms.projects),
+        max_job_cards=terms.max_job_cards,
+        image_registries=list(terms.image_registries),
+    )
+
+
+def terms_from_proto(message: site_pb2.SiteTerms) -> SiteTerms:
+    return SiteTerms(
+        tenants=tuple(message.tenants),
+        projects=tuple(message.projects),
+        max_job_cards=message.max_job_cards,
+        image_registries=tuple(message.image_registries),
+    )
+
+
+def capacity_to_proto(pools: Iterable[PoolCapacity], terms: SiteTerms) -> site_pb2.CapacityReport:
+    """A full report: the gateway replaces everything it knew about this site's pools and terms. The terms
+    are always set (an empty SiteTerms accepts everything), so that terms removed from the config are
+    removed at the gateway too."""
+    return site_pb2.CapacityReport(full=True, pools=[pool_to_proto(p) for p in pools], terms=terms_to_proto(terms))
 
 
 def hello_to_proto(

@@ -1,10 +1,11 @@
 """One SiteService.Connect stream, from Hello to its end.
 
 Owns: the handshake (Hello out, Welcome in), replaying unacknowledged job updates after the gateway's
-`last_update_sequence`, the send loop (capacity right after Welcome, then every report interval and on
-every change; new job updates; acks and replies) and the receive loop (convert, hand to the runtime,
-acknowledge). Only the send loop writes to the stream, because gRPC allows one write at a time. It does
-not dial, reconnect or back off (`agents.transport.connection` does) and never decides about jobs.
+`last_update_sequence`, the send loop (capacity and the centre's terms right after Welcome, then every
+report interval, on every change, and as soon as an offer window opens or closes; new job updates; acks and
+replies) and the receive loop (convert, hand to the runtime, acknowledge). Only the send loop writes to the
+stream, because gRPC allows one write at a time. It does not dial, reconnect or back off
+(`agents.transport.connection` does) and never decides about jobs.
 """
 
 from __future__ import annotations
@@ -137,13 +138,19 @@ class Session:
         loop = asyncio.get_running_loop()
         next_report = loop.time()  # the first report goes out right after Welcome
         reported_version = -1
+        offers_change: float | None = None  # loop time at which an offer window may open or close
         while True:
+            wake_at = next_report if offers_change is None else min(next_report, offers_change)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, next_report - loop.time()))
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, wake_at - loop.time()))
             self._wake.clear()
+            # At least once per report interval, and right after a window boundary: a new offer is reported
+            # at once rather than at the next periodic report.
+            until_change = self._runtime.refresh_offers()
+            offers_change = None if until_change is None else loop.time() + until_change
             if loop.time() >= next_report or self._runtime.capacity_version != reported_version:
                 reported_version = self._runtime.capacity_version
-                report = capacity_to_proto(self._runtime.capacity())
+                report = capacity_to_proto(self._runtime.capacity(), self._runtime.terms())
                 await self._call.write(site_pb2.ConnectRequest(capacity=report))
                 next_report = loop.time() + interval_s
             for update in self._runtime.unacknowledged_updates(self._sent_up_to):

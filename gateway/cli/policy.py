@@ -175,37 +175,18 @@ def _test(args: argparse.Namespace) -> int:
 
 def _agent_cases(path: Path) -> list[dict[str, Any]]:
     """A centre's cases belong to the agent package, which the gateway never imports: run them through the
-    `fedgate agent policy test` command and read its PASS/FAIL lines."""
-    command = [sys.executable, "-m", "fedgate.cli", "agent", "policy", "test", str(path)]
+    `fedgate agent policy test` command and take its rows."""
+    command = [sys.executable, "-m", "fedgate.cli", "agent", "policy", "test", str(path), "-o", "json"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return [{"file": str(path), "line": 0, "case": "", "passed": False, "problems": [f"{path}: {exc}"]}]
-    rows = []
-    for line in done.stdout.splitlines():
-        verdict, _, rest = line.partition(" ")
-        if verdict in {"PASS", "FAIL"}:
-            where, _, case = rest.partition(": ")
-            rows.append(
-                {
-                    "file": str(path),
-                    "line": 0,
-                    "case": case or where,
-                    "passed": verdict == "PASS",
-                    "problems": [] if verdict == "PASS" else [rest],
-                }
-            )
-    if not rows:
-        problem = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        rows.append(
-            {
-                "file": str(path),
-                "line": 0,
-                "case": "",
-                "passed": False,
-                "problems": [f"{path}: `fedgate agent policy test` ran no case: {problem[0]}"],
-            }
+        rows: list[dict[str, Any]] = json.loads(done.stdout)["cases"]
+    except (OSError, subprocess.TimeoutExpired, ValueError, KeyError, TypeError) as exc:
+        problem = (
+            f"`fedgate agent policy test` gave no result ({type(exc).__name__}): {done.stderr.strip()[-300:]}"
+            if "done" in locals()
+            else str(exc)
         )
+        return [{"file": str(path), "line": 0, "case": "", "passed": False, "problems": [f"{path}: {problem}"]}]
     return rows
 
 
