@@ -22,12 +22,18 @@ class DemoSite:
     name: str
     # (class, cards, offered, cards_per_node, interconnect)
     pools: tuple[tuple[str, int, int, int, str], ...]
+    # The centre's own veto (agent config `policy:`): each centre keeps different terms.
+    policy: dict[str, object] | None = None
 
 
 SITES = (
-    DemoSite("centre-a", (("ascend-910b", 16, 8, 8, "hccs"),)),
-    DemoSite("centre-b", (("nvidia-h100", 8, 4, 8, "nvlink-900gbs"),)),
-    DemoSite("centre-c", (("hygon-k100", 8, 8, 8, "xgmi"), ("nvidia-h20", 8, 2, 8, "nvlink-900gbs"))),
+    DemoSite("centre-a", (("ascend-910b", 16, 8, 8, "hccs"),), {"tenants": ["deepsea-ai"]}),
+    DemoSite("centre-b", (("nvidia-h100", 8, 4, 8, "nvlink-900gbs"),), {"max_job_cards": 4}),
+    DemoSite(
+        "centre-c",
+        (("hygon-k100", 8, 8, 8, "xgmi"), ("nvidia-h20", 8, 2, 8, "nvlink-900gbs")),
+        {"tenants": ["deepsea-ai", "panda-lm"], "image_registries": ["registry.example"]},
+    ),
 )
 USERS = (("deepsea-ai", "alice"), ("panda-lm", "bob"))
 # This centre has no certificate at first: it enrols with a one-time join token, as a real centre would.
@@ -86,6 +92,7 @@ def write_layout(root: Path) -> DemoLayout:
                 "tls": {"ca": "ca.pem", "cert": "cert.pem", "key": "key.pem"},
                 "backend": {"type": "local", "workdir": "work"},
                 "report_interval_s": 1,
+                **({"policy": site.policy} if site.policy else {}),
                 "pools": [
                     {
                         "class": cls,
