@@ -1,0 +1,226 @@
+"""Scheduling: which queued job goes where, now, and what the quotas see while deciding it.
+
+Owns: the scheduling cycle (priority then age, a cheap skip for jobs that fit nowhere, pure `place` with the
+policy's word on every option, dispatch), live usage for quotas, leases, and the reason chain of a waiting job.
+It is a part of `Federation` (mixed in), split out so that each file says one thing; it relies on the
+Federation's books (`active`, `_queued`, `_holding`, ...) and on its `transition` for every state change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+from gateway.errors import FailedPrecondition
+from gateway.model import Job, JobSpec, JobState, Placement, Reason, SiteView
+from gateway.placement import OptionFilter, place
+from gateway.policy import FederationPolicy
+from gateway.policy.engine import Usage, option_verdict, period_start
+from gateway.policy.holder import PolicyHolder
+from gateway.sites import LaunchCommand, SiteRegistry
+from gateway.store import Store
+
+
+class Scheduling:
+    store: Store
+    policy: PolicyHolder
+    clock: Callable[[], datetime]
+    registry: SiteRegistry
+    wakeup: asyncio.Event
+    active: dict[str, Job]
+    _queued: dict[str, tuple[str, ...]]
+    _fresh: list[str]
+    _capacity_grew: bool
+    _holding: dict[str, Job]
+    _hours_cache: dict[str, tuple[datetime, dict[tuple[str, str], float]]]
+
+    def transition(
+        self,
+        job: Job,
+        state: JobState,
+        message: str,
+        *,
+        site: str = "",
+        cursor: tuple[str, int] | None = None,
+        **changes: object,
+    ) -> Job:
+        raise NotImplementedError  # the Federation's
+
+    def _priority(self, spec: JobSpec) -> int:
+        raise NotImplementedError  # the Federation's
+
+    # ---- live usage, for quotas -----------------------------------------------------------------------------
+    def usage(self, views: list[SiteView] | None = None) -> Usage:
+        """What is held now (leases), used this period (card-hours) and offered (live sites), per scope."""
+        held: dict[tuple[str, str, str], int] = defaultdict(int)
+        now = self.clock()
+        hours: dict[tuple[str, str, str], float] = defaultdict(float)
+        for job in self._holding.values():
+            for p in job.placements:
+                held[(job.spec.tenant, job.spec.project, p.accelerator_class)] += p.cards
+        for period in ("day", "week", "month"):
+            start = period_start(period, now)
+            for (tenant, project), used in self._ended_hours(period, start).items():
+                hours[(tenant, project, period)] += used
+            for job in self._holding.values():
+                if job.start_time is not None:
+                    elapsed = (now - max(job.start_time, start)).total_seconds() / 3600
+                    cards = sum(p.cards for p in job.placements)
+                    hours[(job.spec.tenant, job.spec.project, period)] += max(0.0, elapsed) * cards
+        offered: dict[str, int] = defaultdict(int)
+        for view in views if views is not None else self.registry.views(self.leases()):
+            if view.connected and not view.draining:
+                for pool in view.pools:
+                    offered[pool.accelerator_class] += pool.offered
+        return Usage(held, hours, offered)
+
+    def _ended_hours(self, period: str, start: datetime) -> dict[tuple[str, str], float]:
+        """Card-hours of ended attempts since `start`, cached until a job ends or the period turns."""
+        cached = self._hours_cache.get(period)
+        if cached is None or cached[0] != start:
+            cached = (start, self.store.card_hours_since(start))
+            self._hours_cache[period] = cached
+        return cached[1]
+
+    def allows(self, spec: JobSpec, usage: Usage, policy: FederationPolicy | None = None) -> OptionFilter:
+        """The policy's word on each (site, class) option for this job, as placement asks for it."""
+        policy, catalogue, now = policy or self.policy.policy, self.policy.catalogue, self.clock()
+
+        def allows(site: SiteView, cls: str) -> Reason | None:
+            if site.terms is not None:  # the centre's own veto, as its agent reported it
+                accelerator = catalogue.get(cls)
+                run = spec.run_for(accelerator.stack if accelerator else "")
+                refusal = site.terms.refusal(spec, run.image if run else "")
+                if refusal:
+                    return Reason("offers", "SITE_TERMS", f"{site.name}'s own policy: {refusal}", site.name)
+            return option_verdict(policy, catalogue, spec, now, usage, site.name, cls)
+
+        return allows
+
+    # ---- scheduling -----------------------------------------------------------------------------------------
+    def leases(self) -> dict[str, dict[str, int]]:
+        """Cards this gateway has leased per site and class (jobs dispatched or running)."""
+        leased: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for job in self._holding.values():
+            for p in job.placements:
+                leased[p.site][p.accelerator_class] += p.cards
+        return leased
+
+    def schedule(self) -> int:
+        """One scheduling cycle: place queued jobs oldest first and dispatch them. Returns how many.
+
+        A job that cannot fit anywhere is skipped after one dictionary look-up (the largest free block per
+        class), so a cycle over a long queue with no room costs little; why it waits is worked out only when
+        someone asks (`with_pending_reasons`).
+        """
+        if self._capacity_grew:
+            # Capacity may have grown: every queued job gets a look.
+            candidates = list(self._queued)
+        else:
+            # Nothing freed since the last full pass: jobs that did not fit then still do not; only new ones.
+            candidates = [job_id for job_id in self._fresh if job_id in self._queued]
+        self._capacity_grew, self._fresh = False, []
+        if not candidates:
+            return 0
+        # Higher priority first, then oldest first (job ids sort by creation time).
+        candidates.sort(key=lambda job_id: (-self._priority(self.active[job_id].spec), job_id))
+        leases = self.leases()
+        views = {view.name: view for view in self.registry.views(leases)}
+        largest = _largest_free_blocks(views.values())
+        usage = self.usage(list(views.values()))
+        held = usage.held
+        assert isinstance(held, dict)
+        dispatched = 0
+        for job_id in candidates:
+            job, classes = self.active[job_id], self._queued[job_id]
+            cards = job.spec.resources.cards
+            if all(largest.get(cls, 0) < cards for cls in classes):
+                continue
+            decision = place(classes, cards, list(views.values()), self.allows(job.spec, usage))
+            if decision.placement is None:
+                continue
+            self._dispatch(job, decision.placement, decision.reasons)
+            held[(job.spec.tenant, job.spec.project, decision.placement.accelerator_class)] += cards
+            site = decision.placement.site
+            leases[site][decision.placement.accelerator_class] += decision.placement.cards
+            views[site] = self.registry.view(site, leases[site])
+            largest = _largest_free_blocks(views.values())
+            dispatched += 1
+        return dispatched
+
+    def with_pending_reasons(self, job: Job) -> Job:
+        """A queued job with the live reason chain of why it waits (policy, then each site's answer)."""
+        if job.state != JobState.QUEUED:
+            return job
+        classes = self._queued.get(job.job_id) or self.policy.catalogue.classes_for(job.spec)
+        views = self.registry.views(self.leases())
+        outcome = place(classes, job.spec.resources.cards, views, self.allows(job.spec, self.usage(views)))
+        kept = tuple(r for r in job.reasons if r.stage in {"policy", "site"})
+        return job.evolve(reasons=kept + outcome.reasons)
+
+    def launch_command(self, job: Job, placement: Placement) -> LaunchCommand | None:
+        """What a site is told to run for its part of the job's current lease; None when no run fits."""
+        accelerator = self.policy.catalogue.get(placement.accelerator_class)
+        run = job.spec.run_for(accelerator.stack if accelerator else "")
+        if run is None:
+            return None
+        spec = job.spec
+        return LaunchCommand(
+            job.job_id,
+            job.epoch,
+            job.attempt,
+            spec.tenant,
+            spec.project,
+            placement.accelerator_class,
+            placement.cards,
+            run,
+            spec.max_runtime,
+            spec.env,
+            spec.labels,
+        )
+
+    def _dispatch(self, job: Job, placement: Placement, reasons: tuple[Reason, ...]) -> None:
+        if self.launch_command(job, placement) is None:  # admission guarantees a run; a catalogue change may not
+            raise FailedPrecondition(f"job {job.job_id} has no run for {placement.accelerator_class}")
+        job = self.transition(
+            job,
+            JobState.DISPATCHED,
+            reasons[0].message,
+            site=placement.site,
+            epoch=job.epoch + 1,
+            attempt=job.attempt + 1,
+            placements=(placement,),
+            reasons=reasons,
+        )
+        command = self.launch_command(job, placement)
+        assert command is not None
+        self.registry.send(placement.site, command)
+
+    async def run_scheduler(self, period: float = 1.0, batch_window: float = 0.02) -> None:
+        """Schedule on wake-ups (new job, freed cards, new capacity) and at least every `period` s.
+
+        After each cycle it waits `batch_window` s, so that a burst of submissions costs one cycle, not one
+        cycle per job in front of every waiting request.
+        """
+        while True:
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), timeout=period)
+            except TimeoutError:
+                self._capacity_grew = True  # the periodic full pass: a safety net for anything missed
+            self.wakeup.clear()
+            self.schedule()
+            await asyncio.sleep(batch_window)
+
+
+def _largest_free_blocks(views: Iterable[SiteView]) -> dict[str, int]:
+    """The most cards of each class free at any one placeable site."""
+    largest: dict[str, int] = {}
+    for view in views:
+        if view.connected and not view.draining:
+            for pool in view.pools:
+                free = view.free_cards(pool)
+                if free > largest.get(pool.accelerator_class, 0):
+                    largest[pool.accelerator_class] = free
+    return largest
