@@ -111,7 +111,8 @@ class LocalBackend:
         await process.wait()
 
     def _environment(self, spec: LaunchSpec) -> dict[str, str]:
-        env = dict(os.environ)
+        # The agent's own FEDGATE_* settings (credentials paths, tokens) never reach a job.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FEDGATE_")}
         env.update(spec.env)
         env.update(
             {

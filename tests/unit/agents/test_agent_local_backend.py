@@ -207,3 +207,13 @@ async def test_missing_executable_is_reported_failed_not_crashed(tmp_path: Path)
     assert update.state is JobState.FAILED
     assert update.message == "executable 'no-such-trainer' was not found on this site's PATH"
     assert runtime.capacity()[0].free == 4
+
+
+async def test_the_agents_own_fedgate_settings_never_reach_a_job(
+    backend: LocalBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEDGATE_TOKEN", "secret-of-the-agent")
+    script = "import os; print(os.environ.get('FEDGATE_TOKEN', 'absent'))"
+    handle = await backend.launch(spec(PY, "-c", script))
+    assert (await asyncio.wait_for(backend.wait(handle), 10)).succeeded
+    assert (tmp_path / "work" / "j1" / "7" / "output.log").read_text().strip() == "absent"
