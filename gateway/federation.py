@@ -19,7 +19,7 @@ from gateway import access
 from gateway.admission import AdmissionDecision, admit
 from gateway.errors import AdmissionRejected, GatewayError, InvalidArgument, NotFound
 from gateway.identity.principal import Principal, principal_from_uri
-from gateway.model import Job, JobEvent, JobSpec, JobState, SiteView
+from gateway.model import Job, JobEvent, JobSpec, JobState, SiteView, UsageRow
 from gateway.placement import Explanation, place
 from gateway.policy import FederationPolicy
 from gateway.policy.engine import evaluate
@@ -257,6 +257,21 @@ class Federation(Scheduling):
         allows = self.allows(spec, self.usage(views), policy)
         outcome = place(decision.classes, spec.resources.cards, views, allows)
         return Explanation(True, decision.reasons + outcome.reasons, outcome.candidates, decision.policy_version)
+
+    def usage_report(
+        self, caller: Principal, start: datetime, end: datetime | None = None, project: str = ""
+    ) -> list[UsageRow]:
+        """Usage the caller may see: its tenant's projects and the joint projects it is in (admins: all)."""
+        access.require_role(caller, "user", "admin")
+        policy, catalogue = self.policy.policy, self.policy.catalogue
+        rows = []
+        for tenant, proj, cls, hours, attempts in self.store.usage_between(start, end or self.clock()):
+            if project and proj != project:
+                continue
+            if access.role_in(caller, policy, tenant, proj) is None:
+                continue
+            rows.append(UsageRow(tenant, proj, cls, hours, catalogue.normalised_compute(cls, hours), attempts))
+        return rows
 
     def list_sites(self, caller: Principal) -> list[SiteView]:
         access.require_role(caller, "user", "admin")

@@ -185,6 +185,19 @@ class Pool:
 
 
 @dataclass(frozen=True)
+class UsageRow:
+    """What one tenant's project used of one class over a period. card_hours: cards x hours of ended attempts;
+    normalised: card-hours x the class's dense BF16 PFLOPS."""
+
+    tenant: str
+    project: str
+    accelerator_class: str
+    card_hours: float
+    normalised_pflops_hours: float = 0.0
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
 class SiteTerms:
     """What a centre accepts from the federation (its veto), as its agent reports it. Empty accepts all."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.cli import output
@@ -17,10 +18,18 @@ from gateway.cli.connect import (
     client_from_args,
     run_command,
 )
-from gateway.jobspec import load_job_spec
+from gateway.jobspec import load_job_spec, parse_duration
 from gateway.model import Job, JobState
 from gateway.transport.client import FederationClient
 
+USAGE_COLUMNS = [
+    ("tenant", "TENANT"),
+    ("project", "PROJECT"),
+    ("accelerator_class", "CLASS"),
+    ("card_hours", "CARD-HOURS"),
+    ("normalised_pflops_hours", "PFLOPS-HOURS"),
+    ("attempts", "ATTEMPTS"),
+]
 JOB_COLUMNS = [
     ("job_id", "JOB"),
     ("tenant", "TENANT"),
@@ -54,11 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("--reason", default="")
     watch = sub.add_parser("watch", help="follow a job's events until it ends")
     watch.add_argument("job_id")
+    usage = sub.add_parser("usage", help="card-hours and normalised compute of your projects (and joint ones)")
+    usage.add_argument("--since", default="30d", help="how far back, e.g. 24h, 7d, 30d (default 30d)")
+    usage.add_argument("--project", default="")
     explain = sub.add_parser("explain", help="why a job is where it is, or where a spec would go (dry run)")
     target = explain.add_mutually_exclusive_group(required=True)
     target.add_argument("job_id", nargs="?")
     target.add_argument("-f", "--file", type=Path, dest="explain_file")
-    for p in (submit, get, lst, cancel, watch, explain):
+    for p in (submit, get, lst, cancel, watch, explain, usage):
         add_connection_flags(p)
         output.add_output_flag(p)
     return parser
@@ -103,6 +115,10 @@ def main(argv: Sequence[str]) -> int:
                 _print_jobs([client.cancel_job(args.job_id, args.reason)], args.output)
             elif args.command == "watch":
                 return _wait(client, client.get_job(args.job_id), args.output)
+            elif args.command == "usage":
+                start = datetime.now(UTC) - parse_duration(args.since)
+                rows = [vars(r) for r in client.usage(start, project=args.project)]
+                print(output.render(rows, USAGE_COLUMNS, args.output))
             elif args.command == "explain":
                 spec_arg = load_job_spec(args.explain_file) if args.explain_file else None
                 explanation = client.explain_job(args.job_id or "", spec_arg)

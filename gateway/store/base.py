@@ -65,6 +65,10 @@ class Store(Protocol):
 
     def events(self, job_id: str) -> tuple[JobEvent, ...]: ...
 
+    def usage_between(self, start: datetime, end: datetime) -> list[tuple[str, str, str, float, int]]:
+        """(tenant, project, class, card-hours, attempts) of attempts that ended in [start, end)."""
+        ...
+
     def card_hours_since(self, since: datetime) -> dict[tuple[str, str], float]:
         """Card-hours of attempts that ended at or after `since`, per (tenant, project). Attempts are recorded
         when their job's terminal transition is saved (same transaction)."""

@@ -201,6 +201,16 @@ class SqliteStore(SecurityTables):
                 ),
             )
 
+    def usage_between(self, start: datetime, end: datetime) -> list[tuple[str, str, str, float, int]]:
+        """(tenant, project, class, card-hours, attempts) of attempts that ended in [start, end)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT tenant, project, class, SUM(card_hours), COUNT(*) FROM usage "
+                "WHERE end_time >= ? AND end_time < ? GROUP BY tenant, project, class ORDER BY tenant, project, class",
+                (start.isoformat(), end.isoformat()),
+            ).fetchall()
+        return [(t, p, c, float(h), int(n)) for t, p, c, h, n in rows]
+
     def card_hours_since(self, since: datetime) -> dict[tuple[str, str], float]:
         with self._lock:
             rows = self._db.execute(

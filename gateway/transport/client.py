@@ -31,7 +31,7 @@ from gateway.errors import ClientError
 from gateway.identity.principal import load_certificate, spiffe_uri_of
 from gateway.identity.renewal import install, new_key_and_csr
 from gateway.identity.revocation import Revocation
-from gateway.model import Job, JobEvent, JobSpec, JobState, SiteView
+from gateway.model import Job, JobEvent, JobSpec, JobState, SiteView, UsageRow
 from gateway.placement import Explanation
 from gateway.transport import convert
 
@@ -194,6 +194,16 @@ class FederationClient:
             tuple(convert.candidate_from_proto(c) for c in response.candidates),
             response.policy_version,
         )
+
+    def usage(self, start: datetime, end: datetime | None = None, project: str = "") -> list[UsageRow]:
+        request = job_pb.GetUsageRequest(start_time=convert.time_to_proto(start), project=project)
+        if end is not None:
+            request.end_time.FromDatetime(end)
+        response = self._call(self._jobs.GetUsage, request)
+        return [
+            UsageRow(r.tenant, r.project, r.accelerator_class, r.card_hours, r.normalised_pflops_hours, r.attempts)
+            for r in response.rows
+        ]
 
     def list_sites(self) -> list[SiteView]:
         response = self._call(self._jobs.ListSites, job_pb.ListSitesRequest())

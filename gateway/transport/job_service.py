@@ -80,6 +80,25 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
         )
 
     @translate_errors
+    async def GetUsage(self, request: pb.GetUsageRequest, context: Context) -> pb.GetUsageResponse:
+        start = convert.time_from_proto(request.start_time)
+        end = convert.time_from_proto(request.end_time) if request.HasField("end_time") else None
+        rows = self.federation.usage_report(self.auth.principal(context), start, end, request.project)
+        return pb.GetUsageResponse(
+            rows=[
+                pb.UsageRow(
+                    tenant=r.tenant,
+                    project=r.project,
+                    accelerator_class=r.accelerator_class,
+                    card_hours=r.card_hours,
+                    normalised_pflops_hours=r.normalised_pflops_hours,
+                    attempts=r.attempts,
+                )
+                for r in rows
+            ]
+        )
+
+    @translate_errors
     async def ListSites(self, request: pb.ListSitesRequest, context: Context) -> pb.ListSitesResponse:
         sites = self.federation.list_sites(self.auth.principal(context))
         return pb.ListSitesResponse(sites=[convert.site_to_proto(s) for s in sites])

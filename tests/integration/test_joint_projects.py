@@ -118,3 +118,35 @@ def test_members_may_ask_why_a_job_of_another_tenant_waits(gateway: GatewayHandl
         explanation = bob.explain_job(job.job_id)
         assert explanation.admitted, explanation.reasons
         assert explanation.reasons[0].code == "ADMITTED"
+
+
+def test_usage_of_a_joint_project_is_visible_to_every_member_and_no_one_else(
+    gateway: GatewayHandle, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from gateway.model import JobSpec, JobState, Resources, StackRun
+    from tests.integration.harness import eventually, start_test_agent, wait_for_capacity
+
+    pools = [{"class": "ascend-910b", "cards": 8, "offered": 8, "cards_per_node": 8}]
+    agent = start_test_agent(gateway, "centre-a", pools, tmp_path / "a")
+    try:
+        wait_for_capacity(gateway, "centre-a")
+        joint = JobSpec("deepsea-ai", "open-moe", Resources("ascend-910b", None, 2), (StackRun("cann", "", ("true",)),))
+        with gateway.client(gateway.pki.user("deepsea-ai", "alice")) as alice:
+            job = alice.create_job(joint)
+            eventually(lambda: alice.get_job(job.job_id).state == JobState.SUCCEEDED, what="the joint job to end")
+        since = datetime.now(UTC) - timedelta(hours=1)
+        with gateway.client(gateway.pki.user("panda-lm", "bob")) as bob:
+            [row] = bob.usage(since)
+        assert (row.tenant, row.project, row.accelerator_class, row.attempts) == (
+            "deepsea-ai",
+            "open-moe",
+            "ascend-910b",
+            1,
+        )
+        assert row.card_hours > 0 and row.normalised_pflops_hours > row.card_hours * 0.3 - 1e-9
+        with gateway.client(gateway.pki.user("panda-lm", "carol")) as carol:
+            assert carol.usage(since) == []  # not in the joint project
+    finally:
+        agent.stop()

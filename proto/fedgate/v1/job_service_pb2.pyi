@@ -1,5 +1,8 @@
+import datetime
+
 from fedgate.v1 import job_pb2 as _job_pb2
 from fedgate.v1 import site_pb2 as _site_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -133,3 +136,35 @@ class ListSitesResponse(_message.Message):
     sites: _containers.RepeatedCompositeFieldContainer[_site_pb2.Site]
     next_page_token: str
     def __init__(self, sites: _Optional[_Iterable[_Union[_site_pb2.Site, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetUsageRequest(_message.Message):
+    __slots__ = ("start_time", "end_time", "project")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    project: str
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., project: _Optional[str] = ...) -> None: ...
+
+class UsageRow(_message.Message):
+    __slots__ = ("tenant", "project", "accelerator_class", "card_hours", "normalised_pflops_hours", "attempts")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    ACCELERATOR_CLASS_FIELD_NUMBER: _ClassVar[int]
+    CARD_HOURS_FIELD_NUMBER: _ClassVar[int]
+    NORMALISED_PFLOPS_HOURS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    project: str
+    accelerator_class: str
+    card_hours: float
+    normalised_pflops_hours: float
+    attempts: int
+    def __init__(self, tenant: _Optional[str] = ..., project: _Optional[str] = ..., accelerator_class: _Optional[str] = ..., card_hours: _Optional[float] = ..., normalised_pflops_hours: _Optional[float] = ..., attempts: _Optional[int] = ...) -> None: ...
+
+class GetUsageResponse(_message.Message):
+    __slots__ = ("rows",)
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[UsageRow]
+    def __init__(self, rows: _Optional[_Iterable[_Union[UsageRow, _Mapping]]] = ...) -> None: ...

@@ -70,6 +70,11 @@ class JobServiceStub:
                 request_serializer=fedgate_dot_v1_dot_job__service__pb2.ListSitesRequest.SerializeToString,
                 response_deserializer=fedgate_dot_v1_dot_job__service__pb2.ListSitesResponse.FromString,
                 _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/fedgate.v1.JobService/GetUsage',
+                request_serializer=fedgate_dot_v1_dot_job__service__pb2.GetUsageRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_job__service__pb2.GetUsageResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -118,6 +123,13 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUsage(self, request, context):
+        """What the caller's tenants and joint projects used (admins: everyone).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -155,6 +167,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.ListSites,
                     request_deserializer=fedgate_dot_v1_dot_job__service__pb2.ListSitesRequest.FromString,
                     response_serializer=fedgate_dot_v1_dot_job__service__pb2.ListSitesResponse.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=fedgate_dot_v1_dot_job__service__pb2.GetUsageRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_job__service__pb2.GetUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -347,6 +364,33 @@ class JobService:
             '/fedgate.v1.JobService/ListSites',
             fedgate_dot_v1_dot_job__service__pb2.ListSitesRequest.SerializeToString,
             fedgate_dot_v1_dot_job__service__pb2.ListSitesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.JobService/GetUsage',
+            fedgate_dot_v1_dot_job__service__pb2.GetUsageRequest.SerializeToString,
+            fedgate_dot_v1_dot_job__service__pb2.GetUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,
