@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from gateway.errors import FailedPrecondition
+from gateway.fairshare import dominant_shares, queue_key
 from gateway.model import Job, JobSpec, JobState, Placement, Reason, SiteView
 from gateway.placement import OptionFilter, place
 from gateway.policy import FederationPolicy
@@ -109,7 +110,7 @@ class Scheduling:
         return leased
 
     def schedule(self) -> int:
-        """One scheduling cycle: place queued jobs oldest first and dispatch them. Returns how many.
+        """One scheduling cycle: place queued jobs in fair order and dispatch them. Returns how many.
 
         A job that cannot fit anywhere is skipped after one dictionary look-up (the largest free block per
         class), so a cycle over a long queue with no room costs little; why it waits is worked out only when
@@ -125,11 +126,18 @@ class Scheduling:
         if not candidates:
             return 0
         # Higher priority first, then oldest first (job ids sort by creation time).
-        candidates.sort(key=lambda job_id: (-self._priority(self.active[job_id].spec), job_id))
         leases = self.leases()
         views = {view.name: view for view in self.registry.views(leases)}
         largest = _largest_free_blocks(views.values())
         usage = self.usage(list(views.values()))
+        # Priority (aged), then weighted dominant-resource fair share among tenants and projects, then age.
+        policy, now = self.policy.policy, self.clock()
+        shares = dominant_shares(usage, policy)
+        candidates.sort(
+            key=lambda job_id: queue_key(
+                self.active[job_id], self._priority(self.active[job_id].spec), shares, policy, now
+            )
+        )
         held = usage.held
         assert isinstance(held, dict)
         dispatched = 0
