@@ -14,13 +14,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.admission import TARGET_RPS, TARGET_VS_ECHO, Mode, Plan, run_benchmark
+from bench.cycle import render as render_cycle
+from bench.cycle import run_cycle_benchmark
 from bench.load import LoadFailed
 from bench.machine import CpuAudit, machine_facts
 from bench.process import ServerFailed
 from bench.report import render_notes, render_table, row_to_json, write_json
+from bench.simulation import render as render_simulation
+from bench.simulation import run_simulation_benchmark
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 QUICK_JOBS, QUICK_WARMUP, QUICK_MAX_SECONDS = 300, 50, 5.0
+BENCHMARKS = ("admission", "cycle", "simulation")
 NOISY_SHARE = 0.05  # other processes took more than this share of the machine's CPU: say so
 
 
@@ -44,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"a small run: {QUICK_JOBS} jobs, {QUICK_WARMUP} warm-up, capped at {QUICK_MAX_SECONDS:.0f} s",
     )
+    parser.add_argument(
+        "--skip",
+        action="append",
+        choices=BENCHMARKS,
+        default=[],
+        help="leave a benchmark out (repeatable); the default runs all of " + ", ".join(BENCHMARKS),
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS})")
     return parser
 
@@ -64,15 +76,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench: {message}", file=sys.stderr, flush=True)
 
     facts = machine_facts()
+    rows = []
+    extra: dict[str, object] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="fedgate-bench-") as tmp, CpuAudit() as audit:
-            rows = run_benchmark(Path(tmp), plan, modes, progress)
+            if "admission" not in args.skip:
+                rows = run_benchmark(Path(tmp), plan, modes, progress)
+            if "simulation" not in args.skip:
+                progress("simulator on the alibaba-openb trace, 8 centres, three modes")
+                simulated = run_simulation_benchmark(Path(tmp))
+                extra["simulation"] = simulated.to_json()
+            if "cycle" not in args.skip:
+                progress("one scheduling cycle, 10,000 queued jobs over 1,000 sites (minutes while it is slow)")
+                cycle = run_cycle_benchmark()
+                extra["cycle"] = cycle.to_json()
     except (ServerFailed, LoadFailed) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
-    print(render_table(rows))
-    for note in render_notes(rows, plan.max_seconds):
-        print(note)
+    if rows:
+        print(render_table(rows))
+        for note in render_notes(rows, plan.max_seconds):
+            print(note)
+    if "simulation" in extra:
+        print(render_simulation(simulated))
+    if "cycle" in extra:
+        print(render_cycle(cycle))
     if (audit.foreign_share or 0.0) > NOISY_SHARE or (audit.stolen_share or 0.0) > NOISY_SHARE:
         print(
             f"! other processes used {audit.foreign_share:.0%} of this machine's CPU and the hypervisor "
@@ -92,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
             "targets": {"admission_rps": TARGET_RPS, "admission_vs_echo": TARGET_VS_ECHO},
             "runs": [row_to_json(row) for row in rows],
+            **extra,
         },
     )
     print(f"results: {args.output}")

@@ -21,6 +21,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "ca": ("gateway.cli.ca", "create the federation CA and issue certificates"),
     "creds": ("gateway.cli.creds", "show and renew your own certificate"),
     "demo": ("gateway.cli.demo", "run a whole federation on loopback and submit a mix of jobs"),
+    "simulate": ("gateway.cli.simulate", "replay a GPU-cluster trace: siloed vs federated vs pooled"),
     "agent": ("agents.cli", "run a site agent next to a centre's scheduler"),
 }
 

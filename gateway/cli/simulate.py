@@ -1,0 +1,102 @@
+"""`fedgate simulate`: replay a GPU-cluster trace siloed, federated and pooled; convert the Alibaba trace.
+
+A thin shell over `gateway.simulate`: read the two files, run the modes, print table, JSON or YAML. Nothing
+here talks to a gateway. Exit codes: 0 done, 2 bad usage or a bad input file (the message names file and
+line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gateway.cli import output
+from gateway.errors import GatewayError
+from gateway.simulate import MODES, TRACE_HEADER, Mode, load_sites, load_trace, simulate, summarise
+from gateway.simulate.engine import check_trace
+
+EXIT_OK, EXIT_USAGE = 0, 2
+COLUMNS: list[output.Column] = [
+    ("mode", "MODE"),
+    ("jobs", "JOBS"),
+    ("unschedulable", "UNSCHEDULABLE"),
+    ("mean_wait_s", "MEAN WAIT S"),
+    ("p95_wait_s", "P95 WAIT S"),
+    ("mean_jct_s", "MEAN JCT S"),
+    ("utilisation", "UTILISATION"),
+]
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fedgate simulate",
+        description="Replay a trace through the real placement code on a simulated clock. Siloed: each job only"
+        " at its home site; federated: placed across all sites; pooled: one ideal cluster with every card."
+        " Also: `fedgate simulate convert-alibaba --help`.",
+    )
+    parser.add_argument("--trace", type=Path, required=True, help="CSV: " + ",".join(TRACE_HEADER))
+    parser.add_argument("--sites", type=Path, required=True, help="YAML: sites: [{name, region, pools: [...]}]")
+    parser.add_argument("--mode", choices=(*MODES, "all"), default="all", help="default: all")
+    output.add_output_flag(parser)
+    return parser
+
+
+def _convert_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fedgate simulate convert-alibaba",
+        description="Turn the Alibaba GPU trace (openb pod and node lists) into a trace and a sites file: nodes"
+        " dealt at random into N centres, each pod given a random home centre that could run it.",
+    )
+    parser.add_argument("--pods", type=Path, required=True, help="openb_pod_list_*.csv (with times)")
+    parser.add_argument("--nodes", type=Path, required=True, help="openb_node_list_gpu_node.csv")
+    parser.add_argument("--centres", type=int, default=8, help="default: 8")
+    parser.add_argument("--seed", type=int, default=1, help="default: 1")
+    parser.add_argument("--out-trace", type=Path, required=True)
+    parser.add_argument("--out-sites", type=Path, required=True)
+    return parser
+
+
+def run(trace: Path, sites_path: Path, modes: Sequence[Mode]) -> dict[str, dict[str, Any]]:
+    """The figures of each mode, keyed by mode (the `modes` object of `-o json`)."""
+    jobs, sites = load_trace(trace), load_sites(sites_path)
+    check_trace(jobs, sites, str(trace))
+    return {mode: summarise(simulate(jobs, sites, mode)).to_json() for mode in modes}
+
+
+def _convert(argv: Sequence[str]) -> int:
+    from gateway.simulate import alibaba
+
+    args = _convert_parser().parse_args(argv)
+    if args.centres < 1:
+        print("fedgate simulate convert-alibaba: --centres must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    conversion = alibaba.convert(alibaba.read_pods(args.pods), alibaba.read_nodes(args.nodes), args.centres, args.seed)
+    alibaba.write_trace(args.out_trace, conversion.jobs)
+    alibaba.write_sites(args.out_sites, conversion.sites)
+    skipped = ", ".join(f"{n} {why}" for why, n in sorted(conversion.skipped.items())) or "none"
+    print(
+        f"{len(conversion.jobs)} jobs to {args.out_trace} ({conversion.fractional} fractional pods counted as one"
+        f" card; skipped: {skipped}); {len(conversion.sites)} centres to {args.out_sites}"
+    )
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args_in[:1] == ["convert-alibaba"]:
+            return _convert(args_in[1:])
+        args = _run_parser().parse_args(args_in)
+        modes: tuple[Mode, ...] = MODES if args.mode == "all" else (args.mode,)
+        figures = run(args.trace, args.sites, modes)
+    except GatewayError as exc:
+        print(f"fedgate simulate: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.output == "table":
+        print(output.render([{"mode": m, **f} for m, f in figures.items()], COLUMNS, "table"))
+    else:
+        print(output.render_record({"modes": figures}, args.output))
+    return EXIT_OK

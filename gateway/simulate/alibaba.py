@@ -1,0 +1,211 @@
+"""Convert the Alibaba GPU cluster trace (cluster-trace-gpu-v2023, "openb") into a federation to simulate.
+
+Owns: reading the trace's pod and node lists strictly and writing a simulator trace (CSV) and sites file
+(YAML). The choices, each a simplification to keep in mind when reading the results:
+- Centres: the GPU nodes are shuffled with `random.Random(seed)` and dealt round-robin into N centres
+  (`centre-1` .. `centre-N`, equal node counts, a random mix of models). A centre's pool of a model holds
+  all its cards of that model; `cards_per_node` is the largest node of that model there.
+- Classes: model M becomes the pseudo class `alibaba-<m>` (e.g. `alibaba-v100m32`); these are not in the
+  accelerator catalogue and need not be: the simulator matches class names directly.
+- Jobs: one per pod that ran and asked for a GPU. Pods with num_gpu 0 (CPU only), without a
+  scheduled_time (never ran: Pending), or with deletion_time before scheduled_time are skipped, and counted.
+- submit_s = creation_time; duration_s = deletion_time - scheduled_time (the trace's own definition; a
+  Failed pod ran for that long too).
+- cards = num_gpu. A fractional pod (gpu_milli < 1000, num_gpu 1) counts as one whole card: the simulator
+  does not share cards, so it overstates those pods' demand.
+- accelerator = the class of the gpu_spec model when gpu_spec names exactly one; otherwise empty (any
+  class), including when it allows several models (the trace format carries one class or none).
+- home_site: a random centre (same generator, after the split) among those holding at least `cards` cards
+  of a model the pod allows; when no centre can, any centre (the job is then unschedulable when siloed).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.errors import ConfigError
+from gateway.simulate.sites import PoolSpec, SiteSpec
+from gateway.simulate.trace import TRACE_HEADER, TraceJob
+from gateway.yamlload import dump_yaml
+
+POD_COLUMNS = ("name", "num_gpu", "gpu_milli", "gpu_spec", "creation_time", "deletion_time", "scheduled_time")
+NODE_COLUMNS = ("sn", "gpu", "model")
+CLASS_PREFIX = "alibaba-"
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    cards: int
+    model: str
+
+
+@dataclass(frozen=True)
+class Pod:
+    name: str
+    num_gpu: int
+    gpu_milli: int
+    models: tuple[str, ...]  # () when any model will do
+    creation: int
+    deletion: int | None
+    scheduled: int | None
+    line: int
+
+
+@dataclass
+class Conversion:
+    """What came out, and what was left out and why (counts of pods)."""
+
+    jobs: tuple[TraceJob, ...]
+    sites: tuple[SiteSpec, ...]
+    skipped: Counter[str] = field(default_factory=Counter)
+    fractional: int = 0  # pods that asked for part of a card, counted as one card
+
+
+def model_class(model: str) -> str:
+    return CLASS_PREFIX + model.lower()
+
+
+def _rows(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}", metadata={"file": str(path)}) from exc
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    missing = [c for c in required if c not in (reader.fieldnames or ())]
+    if missing:
+        raise _error(path, 1, f"missing column(s) {', '.join(missing)}; this converter needs {', '.join(required)}")
+    try:
+        for row in reader:
+            if None in row or any(row[c] is None for c in required):
+                raise _error(path, reader.line_num, f"{len(row)} fields; the header has {len(reader.fieldnames or ())}")
+            yield reader.line_num, row
+    except csv.Error as exc:
+        raise _error(path, reader.line_num, f"not valid CSV: {exc}") from exc
+
+
+def _int(row: dict[str, str], column: str, path: Path, line: int, *, optional: bool = False) -> int | None:
+    text = row[column].strip()
+    if not text and optional:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise _error(path, line, f"{column} {text!r} is not a whole number") from None
+    if value < 0:
+        raise _error(path, line, f"{column} must not be negative, got {value}")
+    return value
+
+
+def read_nodes(path: Path) -> tuple[Node, ...]:
+    nodes = []
+    for line, row in _rows(path, NODE_COLUMNS):
+        cards, model = _int(row, "gpu", path, line), row["model"].strip()
+        assert cards is not None
+        if cards and not model:
+            raise _error(path, line, "a node with cards needs a model")
+        if cards:
+            nodes.append(Node(row["sn"].strip(), cards, model))
+    if not nodes:
+        raise ConfigError(f"{path}: no node with a GPU", metadata={"file": str(path)})
+    return tuple(nodes)
+
+
+def read_pods(path: Path) -> tuple[Pod, ...]:
+    pods = []
+    for line, row in _rows(path, POD_COLUMNS):
+        num_gpu, milli = _int(row, "num_gpu", path, line), _int(row, "gpu_milli", path, line)
+        creation = _int(row, "creation_time", path, line)
+        assert num_gpu is not None and milli is not None and creation is not None
+        spec = row["gpu_spec"].strip()
+        models = tuple(sorted(m.strip() for m in spec.split("|") if m.strip())) if spec else ()
+        deletion = _int(row, "deletion_time", path, line, optional=True)
+        scheduled = _int(row, "scheduled_time", path, line, optional=True)
+        pods.append(Pod(row["name"].strip(), num_gpu, milli, models, creation, deletion, scheduled, line))
+    return tuple(pods)
+
+
+def convert(pods: Sequence[Pod], nodes: Sequence[Node], centres: int, seed: int) -> Conversion:
+    if centres < 1:
+        raise ValueError("at least one centre")
+    rng = random.Random(seed)
+    shuffled = list(nodes)
+    rng.shuffle(shuffled)
+    cards: list[dict[str, int]] = [defaultdict(int) for _ in range(centres)]
+    per_node: list[dict[str, int]] = [defaultdict(int) for _ in range(centres)]
+    for i, node in enumerate(shuffled):
+        cards[i % centres][node.model] += node.cards
+        per_node[i % centres][node.model] = max(per_node[i % centres][node.model], node.cards)
+    names = [f"centre-{i + 1}" for i in range(centres)]
+    sites = tuple(
+        SiteSpec(
+            names[i],
+            f"region-{i + 1}",
+            tuple(PoolSpec(model_class(m), cards[i][m], per_node[i][m]) for m in sorted(cards[i])),
+        )
+        for i in range(centres)
+    )
+    out = Conversion((), sites)
+    jobs = []
+    for pod in pods:
+        if pod.num_gpu == 0:
+            out.skipped["no GPU"] += 1
+            continue
+        if pod.scheduled is None or pod.deletion is None:
+            out.skipped["never ran"] += 1
+            continue
+        if pod.deletion < pod.scheduled:
+            out.skipped["deleted before scheduled"] += 1
+            continue
+        if pod.gpu_milli < 1000:
+            out.fractional += 1
+        homes = [
+            names[i] for i in range(centres) if any(cards[i].get(m, 0) >= pod.num_gpu for m in pod.models or cards[i])
+        ]
+        home = rng.choice(homes or names)
+        accelerator = model_class(pod.models[0]) if len(pod.models) == 1 else ""
+        duration = pod.deletion - pod.scheduled
+        jobs.append(TraceJob(pod.name, float(pod.creation), float(duration), pod.num_gpu, accelerator, home, pod.line))
+    out.jobs = tuple(jobs)
+    return out
+
+
+def write_trace(path: Path, jobs: Sequence[TraceJob]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(TRACE_HEADER)
+        for job in jobs:
+            writer.writerow(
+                [job.job_id, _number(job.submit_s), _number(job.duration_s), job.cards, job.accelerator, job.home_site]
+            )
+
+
+def write_sites(path: Path, sites: Sequence[SiteSpec]) -> None:
+    data = {
+        "sites": [
+            {
+                "name": s.name,
+                "region": s.region,
+                "pools": [
+                    {"class": p.accelerator_class, "cards": p.cards, "cards_per_node": p.cards_per_node}
+                    for p in s.pools
+                ],
+            }
+            for s in sites
+        ]
+    }
+    path.write_text(dump_yaml(data), encoding="utf-8")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def _error(path: Path, line: int, problem: str) -> ConfigError:
+    return ConfigError(f"{path}:{line}: {problem}", metadata={"file": str(path), "line": str(line)})

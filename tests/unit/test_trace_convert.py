@@ -1,0 +1,94 @@
+"""The Alibaba openb converter: which pods become jobs, how, and where they live; strict about its input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.cli.simulate import main
+from gateway.errors import ConfigError
+from gateway.simulate import load_sites, load_trace
+from gateway.simulate.alibaba import convert, read_nodes, read_pods, write_sites, write_trace
+
+POD_HEADER = (
+    "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n"
+)
+PODS = POD_HEADER + (
+    "p-whole,1000,1024,2,1000,,LS,Running,10,110,20\n"
+    "p-frac,1000,1024,1,460,,LS,Running,0,50,0\n"
+    "p-cpu,1000,1024,0,0,,LS,Running,0,50,0\n"
+    "p-pending,1000,1024,1,1000,,LS,Pending,5,30,\n"
+    "p-v100,1000,1024,4,1000,V100M32,LS,Running,30,90,40\n"
+    "p-either,1000,1024,1,1000,V100M16|T4,LS,Failed,30,31,30\n"
+)
+NODES = "sn,cpu_milli,memory_mib,gpu,model\nn1,1,1,8,V100M32\nn2,1,1,2,T4\nn3,1,1,4,V100M16\nn4,1,1,0,\n"
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    pods, nodes = tmp_path / "pods.csv", tmp_path / "nodes.csv"
+    pods.write_text(PODS)
+    nodes.write_text(NODES)
+    return pods, nodes
+
+
+def test_pods_that_ran_on_a_gpu_become_jobs(files: tuple[Path, Path]) -> None:
+    out = convert(read_pods(files[0]), read_nodes(files[1]), centres=2, seed=1)
+    jobs = {j.job_id: j for j in out.jobs}
+    assert list(jobs) == ["p-whole", "p-frac", "p-v100", "p-either"]
+    assert out.skipped == {"no GPU": 1, "never ran": 1}
+    assert out.fractional == 1
+    assert (jobs["p-whole"].submit_s, jobs["p-whole"].duration_s, jobs["p-whole"].cards) == (10, 90, 2)
+    assert jobs["p-frac"].cards == 1  # 460 milli-GPU counts as a whole card
+    assert jobs["p-v100"].accelerator == "alibaba-v100m32"
+    assert jobs["p-either"].accelerator == ""  # two models allowed: any class
+
+
+def test_nodes_are_dealt_into_centres_and_homes_can_run_their_pods(files: tuple[Path, Path]) -> None:
+    out = convert(read_pods(files[0]), read_nodes(files[1]), centres=2, seed=1)
+    assert [s.name for s in out.sites] == ["centre-1", "centre-2"]
+    assert sum(p.cards for s in out.sites for p in s.pools) == 14  # the card-less node is left out
+    by_name = {s.name: s for s in out.sites}
+    v100 = next(j for j in out.jobs if j.job_id == "p-v100")
+    assert by_name[v100.home_site].cards("alibaba-v100m32") >= 4
+
+
+def test_the_same_seed_gives_the_same_federation(files: tuple[Path, Path]) -> None:
+    pods, nodes = read_pods(files[0]), read_nodes(files[1])
+    assert convert(pods, nodes, 3, 7) == convert(pods, nodes, 3, 7)
+
+
+def test_what_it_writes_reads_back(files: tuple[Path, Path], tmp_path: Path) -> None:
+    out = convert(read_pods(files[0]), read_nodes(files[1]), centres=2, seed=1)
+    write_trace(tmp_path / "t.csv", out.jobs)
+    write_sites(tmp_path / "s.yaml", out.sites)
+    assert [(j.job_id, j.cards, j.home_site) for j in load_trace(tmp_path / "t.csv")] == [
+        (j.job_id, j.cards, j.home_site) for j in out.jobs
+    ]
+    assert load_sites(tmp_path / "s.yaml") == out.sites
+
+
+def test_a_pod_list_without_times_is_refused(tmp_path: Path) -> None:
+    pods = tmp_path / "pods.csv"
+    pods.write_text("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np,1,1,1,1000\n")
+    with pytest.raises(ConfigError, match=r"pods.csv:1: missing column\(s\) gpu_spec, creation_time"):
+        read_pods(pods)
+
+
+def test_a_bad_number_names_its_line(tmp_path: Path) -> None:
+    pods = tmp_path / "pods.csv"
+    pods.write_text(POD_HEADER + "p1,1,1,1,1000,,LS,Running,0,5,0\np2,1,1,x,1000,,LS,Running,0,5,0\n")
+    with pytest.raises(ConfigError, match=r"pods.csv:3: num_gpu 'x' is not a whole number"):
+        read_pods(pods)
+
+
+def test_the_command_converts_and_the_simulator_runs_the_result(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace, sites = tmp_path / "t.csv", tmp_path / "s.yaml"
+    argv = ["convert-alibaba", "--pods", str(files[0]), "--nodes", str(files[1]), "--centres", "2"]
+    assert main([*argv, "--seed", "1", "--out-trace", str(trace), "--out-sites", str(sites)]) == 0
+    assert "4 jobs" in capsys.readouterr().out
+    assert main(["--trace", str(trace), "--sites", str(sites), "--mode", "federated", "-o", "json"]) == 0
+    assert '"federated"' in capsys.readouterr().out
