@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 
 from gateway.errors import FailedPrecondition
 from gateway.fairshare import dominant_shares, queue_key
+from gateway.freeindex import FreeIndex
 from gateway.model import Job, JobSpec, JobState, Placement, Reason, SiteView
-from gateway.placement import OptionFilter, place
+from gateway.placement import OptionFilter, PlacementDecision, place
 from gateway.policy import FederationPolicy
 from gateway.policy.engine import Usage, option_verdict, period_start
 from gateway.policy.holder import PolicyHolder
 from gateway.sites import LaunchCommand, SiteRegistry
 from gateway.store import Store
+
+CANDIDATE_WINDOW = 8  # sites per class that `place` weighs at once, tightest fits first
 
 
 class Scheduling:
@@ -128,7 +131,7 @@ class Scheduling:
         # Higher priority first, then oldest first (job ids sort by creation time).
         leases = self.leases()
         views = {view.name: view for view in self.registry.views(leases)}
-        largest = _largest_free_blocks(views.values())
+        index = FreeIndex(views.values())
         usage = self.usage(list(views.values()))
         # Priority (aged), then weighted dominant-resource fair share among tenants and projects, then age.
         policy, now = self.policy.policy, self.clock()
@@ -144,19 +147,33 @@ class Scheduling:
         for job_id in candidates:
             job, classes = self.active[job_id], self._queued[job_id]
             cards = job.spec.resources.cards
-            if all(largest.get(cls, 0) < cards for cls in classes):
+            if not index.fits_somewhere(classes, cards):
                 continue
-            decision = place(classes, cards, list(views.values()), self.allows(job.spec, usage))
-            if decision.placement is None:
+            decision = self._place_indexed(index, views, classes, cards, self.allows(job.spec, usage))
+            if decision is None or decision.placement is None:
                 continue
             self._dispatch(job, decision.placement, decision.reasons)
             held[(job.spec.tenant, job.spec.project, decision.placement.accelerator_class)] += cards
             site = decision.placement.site
             leases[site][decision.placement.accelerator_class] += decision.placement.cards
             views[site] = self.registry.view(site, leases[site])
-            largest = _largest_free_blocks(views.values())
+            index.update(views[site])
             dispatched += 1
         return dispatched
+
+    @staticmethod
+    def _place_indexed(
+        index: FreeIndex, views: dict[str, SiteView], classes: tuple[str, ...], cards: int, allows: OptionFilter
+    ) -> PlacementDecision | None:
+        """`place` over the tightest-fitting sites first, a window at a time; a wider window only when the
+        policy refused every site of the last one. So a job costs a few dozen site checks, not every site."""
+        offset = 0
+        while names := index.candidates(classes, cards, CANDIDATE_WINDOW, offset):
+            decision = place(classes, cards, [views[name] for name in names], allows)
+            if decision.placement is not None:
+                return decision
+            offset += CANDIDATE_WINDOW
+        return None
 
     def with_pending_reasons(self, job: Job) -> Job:
         """A queued job with the live reason chain of why it waits (policy, then each site's answer)."""
@@ -220,15 +237,3 @@ class Scheduling:
             self.wakeup.clear()
             self.schedule()
             await asyncio.sleep(batch_window)
-
-
-def _largest_free_blocks(views: Iterable[SiteView]) -> dict[str, int]:
-    """The most cards of each class free at any one placeable site."""
-    largest: dict[str, int] = {}
-    for view in views:
-        if view.connected and not view.draining:
-            for pool in view.pools:
-                free = view.free_cards(pool)
-                if free > largest.get(pool.accelerator_class, 0):
-                    largest[pool.accelerator_class] = free
-    return largest
