@@ -125,14 +125,27 @@ class Federation(Scheduling):
         **changes: object,
     ) -> Job:
         """Move a job to `state`, durably, then announce it. Callers check legality first."""
+        return self.transitions([(job, state, message, site, cursor, changes)])[0]
+
+    def transitions(
+        self, moves: list[tuple[Job, JobState, str, str, tuple[str, int] | None, dict[str, object]]]
+    ) -> list[Job]:
+        """Several state changes made durable in one transaction (one fsync), then announced, in order."""
         now = self.clock()
-        if state.terminal:
-            changes.setdefault("end_time", now)
-        updated = job.evolve(state=state, update_time=now, **changes)
-        event = JobEvent(job.job_id, state, now, updated.attempt, site, message)
-        stored = self.store.save_transition(updated, event, cursor)
-        self._remember(updated)
-        self.bus.publish(stored, updated)
+        updated: list[Job] = []
+        events: list[JobEvent] = []
+        for job, state, message, site, _, changes in moves:
+            if state.terminal:
+                changes.setdefault("end_time", now)
+            new = job.evolve(state=state, update_time=now, **changes)
+            updated.append(new)
+            events.append(JobEvent(job.job_id, state, now, new.attempt, site, message))
+        stored = self.store.save_transitions(
+            [(job, event, move[4]) for job, event, move in zip(updated, events, moves, strict=True)]
+        )
+        for job, event in zip(updated, stored, strict=True):
+            self._remember(job)
+            self.bus.publish(event, job)
         return updated
 
     def requeue(self, job: Job, message: str) -> Job:

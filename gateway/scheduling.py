@@ -24,6 +24,8 @@ from gateway.policy.holder import PolicyHolder
 from gateway.sites import LaunchCommand, SiteRegistry
 from gateway.store import Store
 
+# (job, new state, message, site, site cursor, field changes): one state change, as Federation.transitions takes
+Move = tuple[Job, JobState, str, str, tuple[str, int] | None, dict[str, object]]
 CANDIDATE_WINDOW = 8  # sites per class that `place` weighs at once, tightest fits first
 
 
@@ -53,6 +55,9 @@ class Scheduling:
         raise NotImplementedError  # the Federation's
 
     def _priority(self, spec: JobSpec) -> int:
+        raise NotImplementedError  # the Federation's
+
+    def transitions(self, moves: list[Move]) -> list[Job]:
         raise NotImplementedError  # the Federation's
 
     # ---- live usage, for quotas -----------------------------------------------------------------------------
@@ -144,6 +149,7 @@ class Scheduling:
         held = usage.held
         assert isinstance(held, dict)
         dispatched = 0
+        moves: list[Move] = []
         for job_id in candidates:
             job, classes = self.active[job_id], self._queued[job_id]
             cards = job.spec.resources.cards
@@ -152,13 +158,14 @@ class Scheduling:
             decision = self._place_indexed(index, views, classes, cards, self.allows(job.spec, usage))
             if decision is None or decision.placement is None:
                 continue
-            self._dispatch(job, decision.placement, decision.reasons)
+            moves.append(self._dispatch_move(job, decision.placement, decision.reasons))
             held[(job.spec.tenant, job.spec.project, decision.placement.accelerator_class)] += cards
             site = decision.placement.site
             leases[site][decision.placement.accelerator_class] += decision.placement.cards
             views[site] = self.registry.view(site, leases[site])
             index.update(views[site])
             dispatched += 1
+        self._launch(moves)
         return dispatched
 
     @staticmethod
@@ -206,22 +213,27 @@ class Scheduling:
             spec.labels,
         )
 
-    def _dispatch(self, job: Job, placement: Placement, reasons: tuple[Reason, ...]) -> None:
+    def _dispatch_move(self, job: Job, placement: Placement, reasons: tuple[Reason, ...]) -> Move:
+        """The DISPATCHED state change for a new lease of `job` on `placement` (not yet durable)."""
         if self.launch_command(job, placement) is None:  # admission guarantees a run; a catalogue change may not
             raise FailedPrecondition(f"job {job.job_id} has no run for {placement.accelerator_class}")
-        job = self.transition(
-            job,
-            JobState.DISPATCHED,
-            reasons[0].message,
-            site=placement.site,
-            epoch=job.epoch + 1,
-            attempt=job.attempt + 1,
-            placements=(placement,),
-            reasons=reasons,
-        )
-        command = self.launch_command(job, placement)
-        assert command is not None
-        self.registry.send(placement.site, command)
+        changes: dict[str, object] = {
+            "epoch": job.epoch + 1,
+            "attempt": job.attempt + 1,
+            "placements": (placement,),
+            "reasons": reasons,
+        }
+        return (job, JobState.DISPATCHED, reasons[0].message, placement.site, None, changes)
+
+    def _launch(self, moves: list[Move]) -> None:
+        """Make a cycle's dispatches durable in one transaction, then (only then) tell the sites."""
+        if not moves:
+            return
+        for job in self.transitions(moves):
+            placement = job.placements[0]
+            command = self.launch_command(job, placement)
+            assert command is not None
+            self.registry.send(placement.site, command)
 
     async def run_scheduler(self, period: float = 1.0, batch_window: float = 0.02) -> None:
         """Schedule on wake-ups (new job, freed cards, new capacity) and at least every `period` s.

@@ -63,6 +63,10 @@ class Store(Protocol):
         """
         ...
 
+    def save_transitions(self, batch: Sequence[tuple[Job, JobEvent, tuple[str, int] | None]]) -> list[JobEvent]:
+        """`save_transition` for many jobs in ONE transaction (one fsync), all or nothing, in order."""
+        ...
+
     def events(self, job_id: str) -> tuple[JobEvent, ...]: ...
 
     def usage_between(self, start: datetime, end: datetime) -> list[tuple[str, str, str, float, int]]:

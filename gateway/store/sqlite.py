@@ -160,22 +160,27 @@ class SqliteStore(SecurityTables):
         return JobPage(jobs, token)
 
     def save_transition(self, job: Job, event: JobEvent, site_cursor: tuple[str, int] | None = None) -> JobEvent:
+        return self.save_transitions([(job, event, site_cursor)])[0]
+
+    def save_transitions(self, batch: Sequence[tuple[Job, JobEvent, tuple[str, int] | None]]) -> list[JobEvent]:
+        stored: list[JobEvent] = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute(
-                    "UPDATE jobs SET state = ?, body = ? WHERE job_id = ?",
-                    (job.state.value, job_to_json(job), job.job_id),
-                )
-                stored = self._insert_event(event)
-                if job.state.terminal and job.start_time is not None and job.end_time is not None:
-                    self._insert_usage(job)
-                if site_cursor is not None:
+                for job, event, site_cursor in batch:
                     self._db.execute(
-                        "INSERT INTO site_cursors (site, sequence) VALUES (?, ?) "
-                        "ON CONFLICT (site) DO UPDATE SET sequence = MAX(sequence, excluded.sequence)",
-                        site_cursor,
+                        "UPDATE jobs SET state = ?, body = ? WHERE job_id = ?",
+                        (job.state.value, job_to_json(job), job.job_id),
                     )
+                    stored.append(self._insert_event(event))
+                    if job.state.terminal and job.start_time is not None and job.end_time is not None:
+                        self._insert_usage(job)
+                    if site_cursor is not None:
+                        self._db.execute(
+                            "INSERT INTO site_cursors (site, sequence) VALUES (?, ?) "
+                            "ON CONFLICT (site) DO UPDATE SET sequence = MAX(sequence, excluded.sequence)",
+                            site_cursor,
+                        )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
