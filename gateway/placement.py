@@ -115,8 +115,7 @@ def place(
     reason = Reason(
         "capacity",
         "PLACED",
-        f"placed on {chosen.site} ({cards} x {chosen.accelerator_class}, best fit among {len(feasible)} feasible"
-        f" of {len(candidates)} sites)",
+        f"placed on {chosen.site} ({cards} x {chosen.accelerator_class}: best fit, fewest offered cards left idle)",
         chosen.site,
     )
     return PlacementDecision(placement, candidates, (reason,))
