@@ -13,7 +13,8 @@ from gateway.catalogue import Catalogue
 from gateway.identity.principal import Principal
 from gateway.model import JobSpec, Reason
 from gateway.policy import FederationPolicy
-from gateway.policy.engine import Usage, evaluate
+from gateway.policy.engine import evaluate
+from gateway.policy.quotas import Usage
 
 MAX_RUNTIME = timedelta(days=30)
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from gateway.model import Job
 from gateway.policy import FederationPolicy
-from gateway.policy.engine import Usage
+from gateway.policy.quotas import Usage
 
 AGING_PERIOD = timedelta(minutes=10)
 MAX_AGING_BONUS = 50

@@ -19,8 +19,9 @@ from gateway.freeindex import FreeIndex
 from gateway.model import Job, JobSpec, JobState, Placement, Reason, SiteView
 from gateway.placement import OptionFilter, PlacementDecision, place
 from gateway.policy import FederationPolicy
-from gateway.policy.engine import Usage, option_verdict, period_start
+from gateway.policy.engine import option_verdict
 from gateway.policy.holder import PolicyHolder
+from gateway.policy.quotas import Usage, period_start
 from gateway.sites import LaunchCommand, SiteRegistry
 from gateway.store import Store
 

@@ -20,7 +20,8 @@ from gateway.identity.principal import Principal
 from gateway.jobspec import load_job_spec, parse_job_spec
 from gateway.model import JobSpec, Reason
 from gateway.policy.document import NAME, NAME_HINT, FederationPolicy, load_catalogue, load_policy
-from gateway.policy.engine import Usage, option_verdict
+from gateway.policy.engine import option_verdict
+from gateway.policy.quotas import Usage
 from gateway.policy.verdict import Verdict, default_caller, judge
 from gateway.yamlfields import MISSING, FieldReader
 from gateway.yamlload import KeyPath, dump_yaml, format_path, load_yaml

@@ -19,7 +19,8 @@ from gateway.errors import PermissionDenied
 from gateway.identity.principal import Principal
 from gateway.model import JobSpec, Reason
 from gateway.policy.document import FederationPolicy
-from gateway.policy.engine import Usage, option_verdict
+from gateway.policy.engine import option_verdict
+from gateway.policy.quotas import Usage
 
 DEFAULT_USER = "policy-test"
 

@@ -8,7 +8,7 @@ from gateway.config import REPO_POLICIES
 from gateway.fairshare import AGING_PERIOD, dominant_shares, queue_key
 from gateway.model import Job, JobSpec, JobState, Resources, StackRun
 from gateway.policy import parse_policy
-from gateway.policy.engine import Usage
+from gateway.policy.quotas import Usage
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 POLICY = parse_policy((REPO_POLICIES / "federation.yaml").read_bytes(), "federation.yaml")

@@ -15,7 +15,8 @@ from gateway.config import REPO_POLICIES
 from gateway.identity.principal import Principal
 from gateway.model import Capability, JobSpec, Resources, StackRun
 from gateway.policy import FederationPolicy, engine, load_catalogue, parse_policy
-from gateway.policy.engine import Usage, evaluate, option_verdict, period_start
+from gateway.policy.engine import evaluate, option_verdict
+from gateway.policy.quotas import Usage, period_start
 from gateway.policy.verdict import judge
 
 CATALOGUE = load_catalogue(REPO_POLICIES / "accelerators.yaml")
