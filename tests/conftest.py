@@ -1,11 +1,16 @@
-"""Hygiene shared by every test: no test may leak environment variables it did not own."""
+"""Shared by every test: hygiene (no test may leak environment variables it did not own), and the real
+servers of the integration and security suites: certificates minted once per session, an event loop thread,
+and a fresh gateway (real mTLS on loopback, port 0) per test."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from tests.integration.harness import GatewayHandle, LoopThread, Pki, make_pki, start_test_gateway
 
 
 @pytest.fixture(autouse=True)
@@ -29,3 +34,22 @@ def require_service(name: str, problem: str) -> None:
     if os.environ.get("FEDGATE_REQUIRE_SERVICES") == "1":
         pytest.fail(message + " (FEDGATE_REQUIRE_SERVICES=1: .ci/run must install and start it)")
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def loop() -> Iterator[LoopThread]:
+    thread = LoopThread()
+    yield thread
+    thread.close()
+
+
+@pytest.fixture
+def gateway(pki: Pki, loop: LoopThread, tmp_path: Path) -> Iterator[GatewayHandle]:
+    handle = start_test_gateway(pki, tmp_path, loop)
+    yield handle
+    handle.stop()
