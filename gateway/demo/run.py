@@ -246,6 +246,20 @@ DEMO_COLUMNS = [
 ]
 
 
+def why_there(job: Job) -> str:
+    """A human answer from the job's own record: who offers what it asked for, and whether it had to wait."""
+    if not job.placements:
+        return job.reasons[-1].message if job.reasons else ""
+    cls = job.placements[0].accelerator_class
+    offering = [s.name for s in SITES if any(pool[0] == cls for pool in s.pools)]
+    where = f"only {offering[0]} offers {cls}" if len(offering) == 1 else f"best fit among {', '.join(offering)}"
+    if not job.spec.resources.accelerator_class:
+        where = f"{cls} meets the capability; {where}"
+    if job.start_time is not None and (job.start_time - job.create_time).total_seconds() >= 2:
+        where += f"; waited {(job.start_time - job.create_time).total_seconds():.0f}s for free cards"
+    return where
+
+
 def demo_row(job: Job) -> dict[str, object]:
     res = job.spec.resources
     if res.accelerator_class:
@@ -254,7 +268,6 @@ def demo_row(job: Job) -> dict[str, object]:
         cap = res.capability
         stacks = "/".join(cap.stacks) if cap else "any"
         asked = f"{res.cards} x >={cap.min_memory_gib if cap else 0:g}GiB {stacks}"
-    placed = [r for r in job.reasons if r.code == "PLACED"]
     return {
         "job_id": job.job_id,
         "tenant": job.spec.tenant,
@@ -262,9 +275,7 @@ def demo_row(job: Job) -> dict[str, object]:
         "asked": asked,
         "site": ", ".join(f"{p.site} ({p.cards} x {p.accelerator_class})" for p in job.placements) or "-",
         "state": job.state.value + (f" (exit {job.exit_code})" if job.state == JobState.FAILED else ""),
-        "why": placed[0].message.split(" (", 1)[-1].rstrip(")")
-        if placed
-        else (job.reasons[-1].message if job.reasons else ""),
+        "why": why_there(job),
     }
 
 
