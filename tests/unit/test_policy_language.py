@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli.policy import check_file, main, reference_text, schema_text
+from gateway.cli.policy import check_file, main
 from gateway.config import REPO_POLICIES
 from gateway.errors import ConfigError
 from gateway.policy import load_policy, parse_policy
 from gateway.policy.diff import Change, diff_documents
 from gateway.policy.model import FederationDocument, Quota
+from gateway.policy.reference import reference_text, schema_text
 from gateway.yamlload import DEFAULT_MAX_BYTES
 
 SOURCE = "policy.yaml"
