@@ -1,8 +1,8 @@
 """The gateway's domain core: jobs from admission to the end, as the vendors and admins see them.
 
 Owns: the in-memory view of active jobs over the durable store, every job state change (durable before it is
-acknowledged or announced), the scheduling cycle that applies pure placement decisions, and the vendor and
-admin operations. The site side of the protocol lives in `gateway.dispatch`, which calls `transition` here.
+acknowledged or announced), and the vendor and admin operations. The scheduling cycle is mixed in from
+`gateway.scheduling`. The site side of the protocol lives in `gateway.dispatch`, which calls `transition` here.
 It never speaks gRPC: the transport layer calls one method per RPC.
 """
 

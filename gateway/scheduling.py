@@ -1,7 +1,9 @@
 """Scheduling: which queued job goes where, now, and what the quotas see while deciding it.
 
-Owns: the scheduling cycle (priority then age, a cheap skip for jobs that fit nowhere, pure `place` with the
-policy's word on every option, dispatch), live usage for quotas, leases, and the reason chain of a waiting job.
+Owns: the scheduling cycle (aged priority, then fair share, then age; a cheap skip for jobs that fit nowhere;
+pure `place` over an index of free capacity with the policy's word on every option; the cycle's dispatches
+made durable in one transaction before the launches go out), live usage for quotas, leases, and the reason
+chain of a waiting job.
 It is a part of `Federation` (mixed in), split out so that each file says one thing; it relies on the
 Federation's books (`active`, `_queued`, `_holding`, ...) and on its `transition` for every state change.
 """
