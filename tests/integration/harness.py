@@ -95,7 +95,8 @@ class GatewayHandle:
         self.loop.run(self.running.stop(0.5))
 
 
-def start_test_gateway(pki: Pki, workdir: Path, loop: LoopThread) -> GatewayHandle:
+def start_test_gateway(pki: Pki, workdir: Path, loop: LoopThread, port: int = 0) -> GatewayHandle:
+    """A gateway on `port` (0: any free one) over the store in `workdir`; a restart reuses both."""
     config_path = workdir / "gateway.yaml"
     gateway_dir = pki.root / "gateway"
     config_path.write_text(
@@ -104,7 +105,7 @@ def start_test_gateway(pki: Pki, workdir: Path, loop: LoopThread) -> GatewayHand
                 "apiVersion": "fedgate.io/v1",
                 "kind": "Gateway",
                 "federation": FEDERATION,
-                "listen": "127.0.0.1:0",
+                "listen": f"127.0.0.1:{port}",
                 "tls": {k: str(gateway_dir / f"{k}.pem") for k in ("ca", "cert", "key")},
                 "store": f"sqlite:///{workdir / 'gateway.db'}",
                 "policy": str(REPO_POLICIES / "federation.yaml"),
