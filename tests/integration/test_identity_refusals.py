@@ -173,3 +173,28 @@ def test_site_cannot_update_a_job_leased_to_another_site(gateway: GatewayHandle)
     finally:
         owner.close()
         intruder.close()
+
+
+def test_a_site_lying_about_its_capacity_is_refused_and_changes_nothing(gateway: GatewayHandle) -> None:
+    stream = SiteStream(gateway, gateway.pki.site("centre-a"))
+    registry = gateway.running.federation.registry
+    try:
+        stream.send(hello=site_pb2.Hello(site="centre-a", agent_version="t"))
+        assert stream.next().HasField("welcome")
+        honest = site_pb2.Pool(accelerator_class="ascend-910b", total=8, offered=4, free=4, cards_per_node=8)
+        stream.send(capacity=site_pb2.CapacityReport(full=True, pools=[honest]))
+        for lie, reason in (
+            (site_pb2.Pool(accelerator_class="ascend-910b", total=8, offered=4, free=64), "INCONSISTENT_CAPACITY"),
+            (site_pb2.Pool(accelerator_class="ascend-910b", total=8, offered=16, free=8), "INCONSISTENT_CAPACITY"),
+            (
+                site_pb2.Pool(accelerator_class="warp-drive-9000", total=8, offered=8, free=8),
+                "UNKNOWN_ACCELERATOR_CLASS",
+            ),
+        ):
+            stream.send(capacity=site_pb2.CapacityReport(full=True, pools=[lie]))
+            reply = stream.next()
+            assert reply.rejection.reason == reason
+        [pool] = registry.view("centre-a").pools  # the honest report still stands
+        assert (pool.offered, pool.free) == (4, 4)
+    finally:
+        stream.close()
