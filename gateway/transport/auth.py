@@ -151,49 +151,35 @@ class CredentialGuard(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             return handler
         auth = self.auth
 
-        async def refuse(context: Context, exc: GatewayError) -> None:
-            auth.trust.denied(auth.caller_uri(context), str(details.method), exc.reason, exc.message)
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
+        async def admit(context: Context) -> None:
+            try:
+                auth.credential(context)
+            except GatewayError as exc:
+                auth.trust.denied(auth.caller_uri(context), str(details.method), exc.reason, exc.message)
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
 
         if handler.unary_unary is not None:
             inner_uu = handler.unary_unary
 
             async def unary_unary(request: Any, context: Context) -> Any:
-                try:
-                    auth.credential(context)
-                except GatewayError as exc:
-                    await refuse(context, exc)
+                await admit(context)
                 return await inner_uu(request, context)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary, handler.request_deserializer, handler.response_serializer
             )
-        if handler.unary_stream is not None:
-            inner_us = handler.unary_stream
-
-            async def unary_stream(request: Any, context: Context) -> AsyncIterator[Any]:
-                try:
-                    auth.credential(context)
-                except GatewayError as exc:
-                    await refuse(context, exc)
-                async for item in inner_us(request, context):
+        inner = handler.unary_stream or handler.stream_stream
+        if inner is not None:
+            # Health's Watch and reflection's stream: the same check, then pass every message through.
+            async def streaming(request_or_requests: Any, context: Context) -> AsyncIterator[Any]:
+                await admit(context)
+                async for item in inner(request_or_requests, context):
                     yield item
 
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer
+            make = (
+                grpc.unary_stream_rpc_method_handler
+                if handler.unary_stream is not None
+                else grpc.stream_stream_rpc_method_handler
             )
-        if handler.stream_stream is not None:
-            inner_ss = handler.stream_stream
-
-            async def stream_stream(requests: Any, context: Context) -> AsyncIterator[Any]:
-                try:
-                    auth.credential(context)
-                except GatewayError as exc:
-                    await refuse(context, exc)
-                async for item in inner_ss(requests, context):
-                    yield item
-
-            return grpc.stream_stream_rpc_method_handler(
-                stream_stream, handler.request_deserializer, handler.response_serializer
-            )
+            return make(streaming, handler.request_deserializer, handler.response_serializer)
         return handler

@@ -116,13 +116,8 @@ def translate_errors(
     async def wrapper(self: Self, request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
         try:
             return await method(self, request, context)
-        except errors.GatewayError as exc:
-            _report(self, context, method.__name__, exc)
-            await abort(context, exc)
         except Exception as exc:
-            if _is_abort(exc):
-                raise
-            await abort_internal(context, exc)
+            await _fail(self, context, method.__name__, exc)
 
     return wrapper
 
@@ -135,15 +130,21 @@ def translate_stream_errors(
         try:
             async for item in method(self, request, context):
                 yield item
-        except errors.GatewayError as exc:
-            _report(self, context, method.__name__, exc)
-            await abort(context, exc)
         except Exception as exc:
-            if _is_abort(exc):
-                raise
-            await abort_internal(context, exc)
+            await _fail(self, context, method.__name__, exc)
 
     return wrapper
+
+
+async def _fail(servicer: object, context: grpc.aio.ServicerContext[Any, Any], method: str, exc: Exception) -> NoReturn:
+    """The one translator: a domain error becomes its status (refusals audited), an abort passes through
+    untouched, anything else becomes INTERNAL with a log reference."""
+    if _is_abort(exc):
+        raise exc
+    if isinstance(exc, errors.GatewayError):
+        _report(servicer, context, method, exc)
+        await abort(context, exc)
+    await abort_internal(context, exc)
 
 
 def _is_abort(exc: BaseException) -> bool:
