@@ -212,8 +212,9 @@ class Federation(Scheduling):
         page = self.store.list_jobs(tenants, project, states, size, page_token, or_projects=joint)
         # Why a job waits changes with every capacity report: show the live reasons, not stored ones.
         policy = self.policy.policy
+        snapshot = self.snapshot() if any(j.state == JobState.QUEUED for j in page.jobs) else None
         jobs = tuple(
-            self.with_pending_reasons(self.active.get(j.job_id, j))
+            self.with_pending_reasons(self.active.get(j.job_id, j), snapshot)
             for j in page.jobs
             if access.can_see_job(caller, j, policy)  # a member scoped to some projects sees only those
         )

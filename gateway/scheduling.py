@@ -185,15 +185,21 @@ class Scheduling:
             offset += CANDIDATE_WINDOW
         return None
 
-    def with_pending_reasons(self, job: Job) -> Job:
-        """A queued job with the live reason chain of why it waits (policy, then each site's answer)."""
+    def with_pending_reasons(self, job: Job, snapshot: tuple[list[SiteView], Usage] | None = None) -> Job:
+        """A queued job with the live reason chain of why it waits (policy, then each site's answer).
+        `snapshot` (sites and usage) lets a listing take one snapshot for all its jobs."""
         if job.state != JobState.QUEUED:
             return job
         classes = self._queued.get(job.job_id) or self.policy.catalogue.classes_for(job.spec)
-        views = self.registry.views(self.leases())
-        outcome = place(classes, job.spec.resources.cards, views, self.allows(job.spec, self.usage(views)))
+        views, usage = snapshot or self.snapshot()
+        outcome = place(classes, job.spec.resources.cards, views, self.allows(job.spec, usage))
         kept = tuple(r for r in job.reasons if r.stage in {"policy", "site"})
         return job.evolve(reasons=kept + outcome.reasons)
+
+    def snapshot(self) -> tuple[list[SiteView], Usage]:
+        """The sites as placement sees them now, and the live usage quotas are checked against."""
+        views = self.registry.views(self.leases())
+        return views, self.usage(views)
 
     def launch_command(self, job: Job, placement: Placement) -> LaunchCommand | None:
         """What a site is told to run for its part of the job's current lease; None when no run fits."""
