@@ -2,6 +2,7 @@ import datetime
 
 from fedgate.v1 import job_pb2 as _job_pb2
 from fedgate.v1 import site_pb2 as _site_pb2
+from fedgate.v1 import usage_pb2 as _usage_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -168,3 +169,45 @@ class GetUsageResponse(_message.Message):
     ROWS_FIELD_NUMBER: _ClassVar[int]
     rows: _containers.RepeatedCompositeFieldContainer[UsageRow]
     def __init__(self, rows: _Optional[_Iterable[_Union[UsageRow, _Mapping]]] = ...) -> None: ...
+
+class StreamJobLogsRequest(_message.Message):
+    __slots__ = ("job_id", "follow", "tail_bytes")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    TAIL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    follow: bool
+    tail_bytes: int
+    def __init__(self, job_id: _Optional[str] = ..., follow: _Optional[bool] = ..., tail_bytes: _Optional[int] = ...) -> None: ...
+
+class StreamJobLogsResponse(_message.Message):
+    __slots__ = ("data", "site", "epoch")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    site: str
+    epoch: int
+    def __init__(self, data: _Optional[bytes] = ..., site: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class ListUsageReceiptsRequest(_message.Message):
+    __slots__ = ("start_time", "end_time", "project", "page_size", "page_token")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    project: str
+    page_size: int
+    page_token: str
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., project: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListUsageReceiptsResponse(_message.Message):
+    __slots__ = ("receipts", "next_page_token")
+    RECEIPTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    receipts: _containers.RepeatedCompositeFieldContainer[_usage_pb2.SettledReceipt]
+    next_page_token: str
+    def __init__(self, receipts: _Optional[_Iterable[_Union[_usage_pb2.SettledReceipt, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

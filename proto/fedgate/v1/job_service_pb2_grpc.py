@@ -75,6 +75,16 @@ class JobServiceStub:
                 request_serializer=fedgate_dot_v1_dot_job__service__pb2.GetUsageRequest.SerializeToString,
                 response_deserializer=fedgate_dot_v1_dot_job__service__pb2.GetUsageResponse.FromString,
                 _registered_method=True)
+        self.ListUsageReceipts = channel.unary_unary(
+                '/fedgate.v1.JobService/ListUsageReceipts',
+                request_serializer=fedgate_dot_v1_dot_job__service__pb2.ListUsageReceiptsRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_job__service__pb2.ListUsageReceiptsResponse.FromString,
+                _registered_method=True)
+        self.StreamJobLogs = channel.unary_stream(
+                '/fedgate.v1.JobService/StreamJobLogs',
+                request_serializer=fedgate_dot_v1_dot_job__service__pb2.StreamJobLogsRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_job__service__pb2.StreamJobLogsResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -130,6 +140,20 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUsageReceipts(self, request, context):
+        """The signed receipts behind the usage, for the caller to verify (tenants: their own; admins: everyone).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamJobLogs(self, request, context):
+        """A job's output from the site that runs it, relayed through the gateway.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -172,6 +196,16 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.GetUsage,
                     request_deserializer=fedgate_dot_v1_dot_job__service__pb2.GetUsageRequest.FromString,
                     response_serializer=fedgate_dot_v1_dot_job__service__pb2.GetUsageResponse.SerializeToString,
+            ),
+            'ListUsageReceipts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsageReceipts,
+                    request_deserializer=fedgate_dot_v1_dot_job__service__pb2.ListUsageReceiptsRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_job__service__pb2.ListUsageReceiptsResponse.SerializeToString,
+            ),
+            'StreamJobLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamJobLogs,
+                    request_deserializer=fedgate_dot_v1_dot_job__service__pb2.StreamJobLogsRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_job__service__pb2.StreamJobLogsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -391,6 +425,60 @@ class JobService:
             '/fedgate.v1.JobService/GetUsage',
             fedgate_dot_v1_dot_job__service__pb2.GetUsageRequest.SerializeToString,
             fedgate_dot_v1_dot_job__service__pb2.GetUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsageReceipts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.JobService/ListUsageReceipts',
+            fedgate_dot_v1_dot_job__service__pb2.ListUsageReceiptsRequest.SerializeToString,
+            fedgate_dot_v1_dot_job__service__pb2.ListUsageReceiptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamJobLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fedgate.v1.JobService/StreamJobLogs',
+            fedgate_dot_v1_dot_job__service__pb2.StreamJobLogsRequest.SerializeToString,
+            fedgate_dot_v1_dot_job__service__pb2.StreamJobLogsResponse.FromString,
             options,
             channel_credentials,
             insecure,

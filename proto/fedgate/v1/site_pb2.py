@@ -23,11 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from fedgate.v1 import job_pb2 as fedgate_dot_v1_dot_job__pb2
+from fedgate.v1 import usage_pb2 as fedgate_dot_v1_dot_usage__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x65\x64gate/v1/site.proto\x12\nfedgate.v1\x1a\x14\x66\x65\x64gate/v1/job.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x01\n\x04Pool\x12\x19\n\x11\x61\x63\x63\x65lerator_class\x18\x01 \x01(\t\x12\r\n\x05total\x18\x02 \x01(\r\x12\x0f\n\x07offered\x18\x03 \x01(\r\x12\x0c\n\x04\x66ree\x18\x04 \x01(\r\x12\x16\n\x0e\x63\x61rds_per_node\x18\x05 \x01(\r\x12\x14\n\x0cinterconnect\x18\x06 \x01(\t\x12,\n\x06labels\x18\x07 \x03(\x0b\x32\x1c.fedgate.v1.Pool.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa5\x01\n\x04Site\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tconnected\x18\x02 \x01(\x08\x12\x10\n\x08\x64raining\x18\x03 \x01(\x08\x12\x1f\n\x05pools\x18\x04 \x03(\x0b\x32\x10.fedgate.v1.Pool\x12\x15\n\ragent_version\x18\x05 \x01(\t\x12\x32\n\x0elast_seen_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"}\n\x05Hello\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12\x15\n\rresume_cursor\x18\x03 \x01(\x04\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\'\n\x07running\x18\x05 \x03(\x0b\x32\x16.fedgate.v1.RunningJob\"P\n\nRunningJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.fedgate.v1.JobState\"e\n\x0e\x43\x61pacityReport\x12\x0c\n\x04\x66ull\x18\x01 \x01(\x08\x12\x1f\n\x05pools\x18\x02 \x03(\x0b\x32\x10.fedgate.v1.Pool\x12$\n\x05terms\x18\x03 \x01(\x0b\x32\x15.fedgate.v1.SiteTerms\"_\n\tSiteTerms\x12\x0f\n\x07tenants\x18\x01 \x03(\t\x12\x10\n\x08projects\x18\x02 \x03(\t\x12\x15\n\rmax_job_cards\x18\x03 \x01(\r\x12\x18\n\x10image_registries\x18\x04 \x03(\t\"\xdf\x01\n\tJobUpdate\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.fedgate.v1.JobState\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\x0f\n\x07message\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x64\x65vice_indices\x18\x07 \x03(\r\x12\x10\n\x08sequence\x18\x08 \x01(\x04\x12\x16\n\x0elease_returned\x18\t \x01(\x08\"H\n\x0cReserveReply\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"1\n\x0cUsageReceipt\x12\x0e\n\x06record\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\x17\n\x03\x41\x63k\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"\x9f\x02\n\x0e\x43onnectRequest\x12\"\n\x05hello\x18\x01 \x01(\x0b\x32\x11.fedgate.v1.HelloH\x00\x12.\n\x08\x63\x61pacity\x18\x02 \x01(\x0b\x32\x1a.fedgate.v1.CapacityReportH\x00\x12+\n\njob_update\x18\x03 \x01(\x0b\x32\x15.fedgate.v1.JobUpdateH\x00\x12\x31\n\rreserve_reply\x18\x04 \x01(\x0b\x32\x18.fedgate.v1.ReserveReplyH\x00\x12\x31\n\rusage_receipt\x18\x05 \x01(\x0b\x32\x18.fedgate.v1.UsageReceiptH\x00\x12\x1e\n\x03\x61\x63k\x18\x06 \x01(\x0b\x32\x0f.fedgate.v1.AckH\x00\x42\x06\n\x04kind\"[\n\x07Welcome\x12\x1c\n\x14last_update_sequence\x18\x01 \x01(\x04\x12\x32\n\x0freport_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x8b\x03\n\x06Launch\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0e\n\x06tenant\x18\x04 \x01(\t\x12\x0f\n\x07project\x18\x05 \x01(\t\x12\x19\n\x11\x61\x63\x63\x65lerator_class\x18\x06 \x01(\t\x12\r\n\x05\x63\x61rds\x18\x07 \x01(\r\x12!\n\x03run\x18\x08 \x01(\x0b\x32\x14.fedgate.v1.StackRun\x12.\n\x0bmax_runtime\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x03\x65nv\x18\n \x03(\x0b\x32\x1b.fedgate.v1.Launch.EnvEntry\x12.\n\x06labels\x18\x0b \x03(\x0b\x32\x1e.fedgate.v1.Launch.LabelsEntry\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"7\n\x06\x43\x61ncel\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0e\n\x06reason\x18\x03 \x01(\t\"Y\n\x07Preempt\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12/\n\x0cgrace_period\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x87\x01\n\x07Reserve\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x19\n\x11\x61\x63\x63\x65lerator_class\x18\x03 \x01(\t\x12\r\n\x05\x63\x61rds\x18\x04 \x01(\r\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\" \n\x06\x43ommit\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"/\n\x05\x41\x62ort\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x19\n\x05\x44rain\x12\x10\n\x08\x64raining\x18\x01 \x01(\x08\"E\n\tRejection\x12\x17\n\x0fupdate_sequence\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xa9\x03\n\x0f\x43onnectResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12&\n\x07welcome\x18\x02 \x01(\x0b\x32\x13.fedgate.v1.WelcomeH\x00\x12$\n\x06launch\x18\x03 \x01(\x0b\x32\x12.fedgate.v1.LaunchH\x00\x12$\n\x06\x63\x61ncel\x18\x04 \x01(\x0b\x32\x12.fedgate.v1.CancelH\x00\x12&\n\x07preempt\x18\x05 \x01(\x0b\x32\x13.fedgate.v1.PreemptH\x00\x12&\n\x07reserve\x18\x06 \x01(\x0b\x32\x13.fedgate.v1.ReserveH\x00\x12$\n\x06\x63ommit\x18\x07 \x01(\x0b\x32\x12.fedgate.v1.CommitH\x00\x12\"\n\x05\x61\x62ort\x18\x08 \x01(\x0b\x32\x11.fedgate.v1.AbortH\x00\x12\"\n\x05\x64rain\x18\t \x01(\x0b\x32\x11.fedgate.v1.DrainH\x00\x12\x1e\n\x03\x61\x63k\x18\n \x01(\x0b\x32\x0f.fedgate.v1.AckH\x00\x12*\n\trejection\x18\x0b \x01(\x0b\x32\x15.fedgate.v1.RejectionH\x00\x42\x06\n\x04kind2U\n\x0bSiteService\x12\x46\n\x07\x43onnect\x12\x1a.fedgate.v1.ConnectRequest\x1a\x1b.fedgate.v1.ConnectResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x65\x64gate/v1/site.proto\x12\nfedgate.v1\x1a\x14\x66\x65\x64gate/v1/job.proto\x1a\x16\x66\x65\x64gate/v1/usage.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x01\n\x04Pool\x12\x19\n\x11\x61\x63\x63\x65lerator_class\x18\x01 \x01(\t\x12\r\n\x05total\x18\x02 \x01(\r\x12\x0f\n\x07offered\x18\x03 \x01(\r\x12\x0c\n\x04\x66ree\x18\x04 \x01(\r\x12\x16\n\x0e\x63\x61rds_per_node\x18\x05 \x01(\r\x12\x14\n\x0cinterconnect\x18\x06 \x01(\t\x12,\n\x06labels\x18\x07 \x03(\x0b\x32\x1c.fedgate.v1.Pool.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa5\x01\n\x04Site\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tconnected\x18\x02 \x01(\x08\x12\x10\n\x08\x64raining\x18\x03 \x01(\x08\x12\x1f\n\x05pools\x18\x04 \x03(\x0b\x32\x10.fedgate.v1.Pool\x12\x15\n\ragent_version\x18\x05 \x01(\t\x12\x32\n\x0elast_seen_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"}\n\x05Hello\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12\x15\n\rresume_cursor\x18\x03 \x01(\x04\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\'\n\x07running\x18\x05 \x03(\x0b\x32\x16.fedgate.v1.RunningJob\"P\n\nRunningJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.fedgate.v1.JobState\"e\n\x0e\x43\x61pacityReport\x12\x0c\n\x04\x66ull\x18\x01 \x01(\x08\x12\x1f\n\x05pools\x18\x02 \x03(\x0b\x32\x10.fedgate.v1.Pool\x12$\n\x05terms\x18\x03 \x01(\x0b\x32\x15.fedgate.v1.SiteTerms\"_\n\tSiteTerms\x12\x0f\n\x07tenants\x18\x01 \x03(\t\x12\x10\n\x08projects\x18\x02 \x03(\t\x12\x15\n\rmax_job_cards\x18\x03 \x01(\r\x12\x18\n\x10image_registries\x18\x04 \x03(\t\"\x8a\x02\n\tJobUpdate\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.fedgate.v1.JobState\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\x0f\n\x07message\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x64\x65vice_indices\x18\x07 \x03(\r\x12\x10\n\x08sequence\x18\x08 \x01(\x04\x12\x16\n\x0elease_returned\x18\t \x01(\x08\x12)\n\x07receipt\x18\n \x01(\x0b\x32\x18.fedgate.v1.UsageReceipt\"V\n\x0cReserveReply\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0c\n\x04\x66ree\x18\x04 \x01(\r\"G\n\x08LogChunk\x12\x11\n\tstream_id\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"\x17\n\x03\x41\x63k\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"\xac\x02\n\x0e\x43onnectRequest\x12\"\n\x05hello\x18\x01 \x01(\x0b\x32\x11.fedgate.v1.HelloH\x00\x12.\n\x08\x63\x61pacity\x18\x02 \x01(\x0b\x32\x1a.fedgate.v1.CapacityReportH\x00\x12+\n\njob_update\x18\x03 \x01(\x0b\x32\x15.fedgate.v1.JobUpdateH\x00\x12\x31\n\rreserve_reply\x18\x04 \x01(\x0b\x32\x18.fedgate.v1.ReserveReplyH\x00\x12\x1e\n\x03\x61\x63k\x18\x06 \x01(\x0b\x32\x0f.fedgate.v1.AckH\x00\x12)\n\tlog_chunk\x18\x07 \x01(\x0b\x32\x14.fedgate.v1.LogChunkH\x00\x42\x06\n\x04kindJ\x04\x08\x05\x10\x06R\rusage_receipt\"[\n\x07Welcome\x12\x1c\n\x14last_update_sequence\x18\x01 \x01(\x04\x12\x32\n\x0freport_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x8b\x03\n\x06Launch\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0e\n\x06tenant\x18\x04 \x01(\t\x12\x0f\n\x07project\x18\x05 \x01(\t\x12\x19\n\x11\x61\x63\x63\x65lerator_class\x18\x06 \x01(\t\x12\r\n\x05\x63\x61rds\x18\x07 \x01(\r\x12!\n\x03run\x18\x08 \x01(\x0b\x32\x14.fedgate.v1.StackRun\x12.\n\x0bmax_runtime\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x03\x65nv\x18\n \x03(\x0b\x32\x1b.fedgate.v1.Launch.EnvEntry\x12.\n\x06labels\x18\x0b \x03(\x0b\x32\x1e.fedgate.v1.Launch.LabelsEntry\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"7\n\x06\x43\x61ncel\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0e\n\x06reason\x18\x03 \x01(\t\"Y\n\x07Preempt\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12/\n\x0cgrace_period\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb8\x02\n\x07Reserve\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x19\n\x11\x61\x63\x63\x65lerator_class\x18\x03 \x01(\t\x12\r\n\x05\x63\x61rds\x18\x04 \x01(\r\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06tenant\x18\x06 \x01(\t\x12\x0f\n\x07project\x18\x07 \x01(\t\x12!\n\x03run\x18\x08 \x01(\x0b\x32\x14.fedgate.v1.StackRun\x12\r\n\x05\x65poch\x18\t \x01(\x04\x12.\n\nstart_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\" \n\x06\x43ommit\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"/\n\x05\x41\x62ort\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x19\n\x05\x44rain\x12\x10\n\x08\x64raining\x18\x01 \x01(\x08\"b\n\nLogRequest\x12\x11\n\tstream_id\x18\x01 \x01(\x04\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x12\n\ntail_bytes\x18\x05 \x01(\x04\"\x1e\n\tLogCancel\x12\x11\n\tstream_id\x18\x01 \x01(\x04\"E\n\tRejection\x12\x17\n\x0fupdate_sequence\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x85\x04\n\x0f\x43onnectResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12&\n\x07welcome\x18\x02 \x01(\x0b\x32\x13.fedgate.v1.WelcomeH\x00\x12$\n\x06launch\x18\x03 \x01(\x0b\x32\x12.fedgate.v1.LaunchH\x00\x12$\n\x06\x63\x61ncel\x18\x04 \x01(\x0b\x32\x12.fedgate.v1.CancelH\x00\x12&\n\x07preempt\x18\x05 \x01(\x0b\x32\x13.fedgate.v1.PreemptH\x00\x12&\n\x07reserve\x18\x06 \x01(\x0b\x32\x13.fedgate.v1.ReserveH\x00\x12$\n\x06\x63ommit\x18\x07 \x01(\x0b\x32\x12.fedgate.v1.CommitH\x00\x12\"\n\x05\x61\x62ort\x18\x08 \x01(\x0b\x32\x11.fedgate.v1.AbortH\x00\x12\"\n\x05\x64rain\x18\t \x01(\x0b\x32\x11.fedgate.v1.DrainH\x00\x12\x1e\n\x03\x61\x63k\x18\n \x01(\x0b\x32\x0f.fedgate.v1.AckH\x00\x12*\n\trejection\x18\x0b \x01(\x0b\x32\x15.fedgate.v1.RejectionH\x00\x12-\n\x0blog_request\x18\x0c \x01(\x0b\x32\x16.fedgate.v1.LogRequestH\x00\x12+\n\nlog_cancel\x18\r \x01(\x0b\x32\x15.fedgate.v1.LogCancelH\x00\x42\x06\n\x04kind2U\n\x0bSiteService\x12\x46\n\x07\x43onnect\x12\x1a.fedgate.v1.ConnectRequest\x1a\x1b.fedgate.v1.ConnectResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,54 +41,58 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LAUNCH_ENVENTRY']._serialized_options = b'8\001'
   _globals['_LAUNCH_LABELSENTRY']._loaded_options = None
   _globals['_LAUNCH_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_POOL']._serialized_start=125
-  _globals['_POOL']._serialized_end=343
-  _globals['_POOL_LABELSENTRY']._serialized_start=298
-  _globals['_POOL_LABELSENTRY']._serialized_end=343
-  _globals['_SITE']._serialized_start=346
-  _globals['_SITE']._serialized_end=511
-  _globals['_HELLO']._serialized_start=513
-  _globals['_HELLO']._serialized_end=638
-  _globals['_RUNNINGJOB']._serialized_start=640
-  _globals['_RUNNINGJOB']._serialized_end=720
-  _globals['_CAPACITYREPORT']._serialized_start=722
-  _globals['_CAPACITYREPORT']._serialized_end=823
-  _globals['_SITETERMS']._serialized_start=825
-  _globals['_SITETERMS']._serialized_end=920
-  _globals['_JOBUPDATE']._serialized_start=923
-  _globals['_JOBUPDATE']._serialized_end=1146
-  _globals['_RESERVEREPLY']._serialized_start=1148
-  _globals['_RESERVEREPLY']._serialized_end=1220
-  _globals['_USAGERECEIPT']._serialized_start=1222
-  _globals['_USAGERECEIPT']._serialized_end=1271
-  _globals['_ACK']._serialized_start=1273
-  _globals['_ACK']._serialized_end=1296
-  _globals['_CONNECTREQUEST']._serialized_start=1299
-  _globals['_CONNECTREQUEST']._serialized_end=1586
-  _globals['_WELCOME']._serialized_start=1588
-  _globals['_WELCOME']._serialized_end=1679
-  _globals['_LAUNCH']._serialized_start=1682
-  _globals['_LAUNCH']._serialized_end=2077
-  _globals['_LAUNCH_ENVENTRY']._serialized_start=1988
-  _globals['_LAUNCH_ENVENTRY']._serialized_end=2030
-  _globals['_LAUNCH_LABELSENTRY']._serialized_start=298
-  _globals['_LAUNCH_LABELSENTRY']._serialized_end=343
-  _globals['_CANCEL']._serialized_start=2079
-  _globals['_CANCEL']._serialized_end=2134
-  _globals['_PREEMPT']._serialized_start=2136
-  _globals['_PREEMPT']._serialized_end=2225
-  _globals['_RESERVE']._serialized_start=2228
-  _globals['_RESERVE']._serialized_end=2363
-  _globals['_COMMIT']._serialized_start=2365
-  _globals['_COMMIT']._serialized_end=2397
-  _globals['_ABORT']._serialized_start=2399
-  _globals['_ABORT']._serialized_end=2446
-  _globals['_DRAIN']._serialized_start=2448
-  _globals['_DRAIN']._serialized_end=2473
-  _globals['_REJECTION']._serialized_start=2475
-  _globals['_REJECTION']._serialized_end=2544
-  _globals['_CONNECTRESPONSE']._serialized_start=2547
-  _globals['_CONNECTRESPONSE']._serialized_end=2972
-  _globals['_SITESERVICE']._serialized_start=2974
-  _globals['_SITESERVICE']._serialized_end=3059
+  _globals['_POOL']._serialized_start=149
+  _globals['_POOL']._serialized_end=367
+  _globals['_POOL_LABELSENTRY']._serialized_start=322
+  _globals['_POOL_LABELSENTRY']._serialized_end=367
+  _globals['_SITE']._serialized_start=370
+  _globals['_SITE']._serialized_end=535
+  _globals['_HELLO']._serialized_start=537
+  _globals['_HELLO']._serialized_end=662
+  _globals['_RUNNINGJOB']._serialized_start=664
+  _globals['_RUNNINGJOB']._serialized_end=744
+  _globals['_CAPACITYREPORT']._serialized_start=746
+  _globals['_CAPACITYREPORT']._serialized_end=847
+  _globals['_SITETERMS']._serialized_start=849
+  _globals['_SITETERMS']._serialized_end=944
+  _globals['_JOBUPDATE']._serialized_start=947
+  _globals['_JOBUPDATE']._serialized_end=1213
+  _globals['_RESERVEREPLY']._serialized_start=1215
+  _globals['_RESERVEREPLY']._serialized_end=1301
+  _globals['_LOGCHUNK']._serialized_start=1303
+  _globals['_LOGCHUNK']._serialized_end=1374
+  _globals['_ACK']._serialized_start=1376
+  _globals['_ACK']._serialized_end=1399
+  _globals['_CONNECTREQUEST']._serialized_start=1402
+  _globals['_CONNECTREQUEST']._serialized_end=1702
+  _globals['_WELCOME']._serialized_start=1704
+  _globals['_WELCOME']._serialized_end=1795
+  _globals['_LAUNCH']._serialized_start=1798
+  _globals['_LAUNCH']._serialized_end=2193
+  _globals['_LAUNCH_ENVENTRY']._serialized_start=2104
+  _globals['_LAUNCH_ENVENTRY']._serialized_end=2146
+  _globals['_LAUNCH_LABELSENTRY']._serialized_start=322
+  _globals['_LAUNCH_LABELSENTRY']._serialized_end=367
+  _globals['_CANCEL']._serialized_start=2195
+  _globals['_CANCEL']._serialized_end=2250
+  _globals['_PREEMPT']._serialized_start=2252
+  _globals['_PREEMPT']._serialized_end=2341
+  _globals['_RESERVE']._serialized_start=2344
+  _globals['_RESERVE']._serialized_end=2656
+  _globals['_COMMIT']._serialized_start=2658
+  _globals['_COMMIT']._serialized_end=2690
+  _globals['_ABORT']._serialized_start=2692
+  _globals['_ABORT']._serialized_end=2739
+  _globals['_DRAIN']._serialized_start=2741
+  _globals['_DRAIN']._serialized_end=2766
+  _globals['_LOGREQUEST']._serialized_start=2768
+  _globals['_LOGREQUEST']._serialized_end=2866
+  _globals['_LOGCANCEL']._serialized_start=2868
+  _globals['_LOGCANCEL']._serialized_end=2898
+  _globals['_REJECTION']._serialized_start=2900
+  _globals['_REJECTION']._serialized_end=2969
+  _globals['_CONNECTRESPONSE']._serialized_start=2972
+  _globals['_CONNECTRESPONSE']._serialized_end=3489
+  _globals['_SITESERVICE']._serialized_start=3491
+  _globals['_SITESERVICE']._serialized_end=3576
 # @@protoc_insertion_point(module_scope)

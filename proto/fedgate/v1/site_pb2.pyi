@@ -1,6 +1,7 @@
 import datetime
 
 from fedgate.v1 import job_pb2 as _job_pb2
+from fedgate.v1 import usage_pb2 as _usage_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -99,7 +100,7 @@ class SiteTerms(_message.Message):
     def __init__(self, tenants: _Optional[_Iterable[str]] = ..., projects: _Optional[_Iterable[str]] = ..., max_job_cards: _Optional[int] = ..., image_registries: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class JobUpdate(_message.Message):
-    __slots__ = ("job_id", "epoch", "state", "exit_code", "message", "time", "device_indices", "sequence", "lease_returned")
+    __slots__ = ("job_id", "epoch", "state", "exit_code", "message", "time", "device_indices", "sequence", "lease_returned", "receipt")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +110,7 @@ class JobUpdate(_message.Message):
     DEVICE_INDICES_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     LEASE_RETURNED_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     epoch: int
     state: _job_pb2.JobState
@@ -118,25 +120,32 @@ class JobUpdate(_message.Message):
     device_indices: _containers.RepeatedScalarFieldContainer[int]
     sequence: int
     lease_returned: bool
-    def __init__(self, job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., state: _Optional[_Union[_job_pb2.JobState, str]] = ..., exit_code: _Optional[int] = ..., message: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., device_indices: _Optional[_Iterable[int]] = ..., sequence: _Optional[int] = ..., lease_returned: _Optional[bool] = ...) -> None: ...
+    receipt: _usage_pb2.UsageReceipt
+    def __init__(self, job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., state: _Optional[_Union[_job_pb2.JobState, str]] = ..., exit_code: _Optional[int] = ..., message: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., device_indices: _Optional[_Iterable[int]] = ..., sequence: _Optional[int] = ..., lease_returned: _Optional[bool] = ..., receipt: _Optional[_Union[_usage_pb2.UsageReceipt, _Mapping]] = ...) -> None: ...
 
 class ReserveReply(_message.Message):
-    __slots__ = ("reservation_id", "accepted", "reason")
+    __slots__ = ("reservation_id", "accepted", "reason", "free")
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    FREE_FIELD_NUMBER: _ClassVar[int]
     reservation_id: str
     accepted: bool
     reason: str
-    def __init__(self, reservation_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+    free: int
+    def __init__(self, reservation_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., free: _Optional[int] = ...) -> None: ...
 
-class UsageReceipt(_message.Message):
-    __slots__ = ("record", "signature")
-    RECORD_FIELD_NUMBER: _ClassVar[int]
-    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
-    record: bytes
-    signature: bytes
-    def __init__(self, record: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+class LogChunk(_message.Message):
+    __slots__ = ("stream_id", "data", "end", "error")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    stream_id: int
+    data: bytes
+    end: bool
+    error: str
+    def __init__(self, stream_id: _Optional[int] = ..., data: _Optional[bytes] = ..., end: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("sequence",)
@@ -145,20 +154,20 @@ class Ack(_message.Message):
     def __init__(self, sequence: _Optional[int] = ...) -> None: ...
 
 class ConnectRequest(_message.Message):
-    __slots__ = ("hello", "capacity", "job_update", "reserve_reply", "usage_receipt", "ack")
+    __slots__ = ("hello", "capacity", "job_update", "reserve_reply", "ack", "log_chunk")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     JOB_UPDATE_FIELD_NUMBER: _ClassVar[int]
     RESERVE_REPLY_FIELD_NUMBER: _ClassVar[int]
-    USAGE_RECEIPT_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
+    LOG_CHUNK_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     capacity: CapacityReport
     job_update: JobUpdate
     reserve_reply: ReserveReply
-    usage_receipt: UsageReceipt
     ack: Ack
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., capacity: _Optional[_Union[CapacityReport, _Mapping]] = ..., job_update: _Optional[_Union[JobUpdate, _Mapping]] = ..., reserve_reply: _Optional[_Union[ReserveReply, _Mapping]] = ..., usage_receipt: _Optional[_Union[UsageReceipt, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
+    log_chunk: LogChunk
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., capacity: _Optional[_Union[CapacityReport, _Mapping]] = ..., job_update: _Optional[_Union[JobUpdate, _Mapping]] = ..., reserve_reply: _Optional[_Union[ReserveReply, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., log_chunk: _Optional[_Union[LogChunk, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("last_update_sequence", "report_interval")
@@ -229,18 +238,30 @@ class Preempt(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Reserve(_message.Message):
-    __slots__ = ("reservation_id", "job_id", "accelerator_class", "cards", "timeout")
+    __slots__ = ("reservation_id", "job_id", "accelerator_class", "cards", "timeout", "tenant", "project", "run", "epoch", "start_time", "end_time")
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ACCELERATOR_CLASS_FIELD_NUMBER: _ClassVar[int]
     CARDS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
     reservation_id: str
     job_id: str
     accelerator_class: str
     cards: int
     timeout: _duration_pb2.Duration
-    def __init__(self, reservation_id: _Optional[str] = ..., job_id: _Optional[str] = ..., accelerator_class: _Optional[str] = ..., cards: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    tenant: str
+    project: str
+    run: _job_pb2.StackRun
+    epoch: int
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, reservation_id: _Optional[str] = ..., job_id: _Optional[str] = ..., accelerator_class: _Optional[str] = ..., cards: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., tenant: _Optional[str] = ..., project: _Optional[str] = ..., run: _Optional[_Union[_job_pb2.StackRun, _Mapping]] = ..., epoch: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Commit(_message.Message):
     __slots__ = ("reservation_id",)
@@ -262,6 +283,26 @@ class Drain(_message.Message):
     draining: bool
     def __init__(self, draining: _Optional[bool] = ...) -> None: ...
 
+class LogRequest(_message.Message):
+    __slots__ = ("stream_id", "job_id", "epoch", "follow", "tail_bytes")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    TAIL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    stream_id: int
+    job_id: str
+    epoch: int
+    follow: bool
+    tail_bytes: int
+    def __init__(self, stream_id: _Optional[int] = ..., job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., follow: _Optional[bool] = ..., tail_bytes: _Optional[int] = ...) -> None: ...
+
+class LogCancel(_message.Message):
+    __slots__ = ("stream_id",)
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    stream_id: int
+    def __init__(self, stream_id: _Optional[int] = ...) -> None: ...
+
 class Rejection(_message.Message):
     __slots__ = ("update_sequence", "reason", "message")
     UPDATE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
@@ -273,7 +314,7 @@ class Rejection(_message.Message):
     def __init__(self, update_sequence: _Optional[int] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ConnectResponse(_message.Message):
-    __slots__ = ("sequence", "welcome", "launch", "cancel", "preempt", "reserve", "commit", "abort", "drain", "ack", "rejection")
+    __slots__ = ("sequence", "welcome", "launch", "cancel", "preempt", "reserve", "commit", "abort", "drain", "ack", "rejection", "log_request", "log_cancel")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     LAUNCH_FIELD_NUMBER: _ClassVar[int]
@@ -285,6 +326,8 @@ class ConnectResponse(_message.Message):
     DRAIN_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
     REJECTION_FIELD_NUMBER: _ClassVar[int]
+    LOG_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    LOG_CANCEL_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     welcome: Welcome
     launch: Launch
@@ -296,4 +339,6 @@ class ConnectResponse(_message.Message):
     drain: Drain
     ack: Ack
     rejection: Rejection
-    def __init__(self, sequence: _Optional[int] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., launch: _Optional[_Union[Launch, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., preempt: _Optional[_Union[Preempt, _Mapping]] = ..., reserve: _Optional[_Union[Reserve, _Mapping]] = ..., commit: _Optional[_Union[Commit, _Mapping]] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., rejection: _Optional[_Union[Rejection, _Mapping]] = ...) -> None: ...
+    log_request: LogRequest
+    log_cancel: LogCancel
+    def __init__(self, sequence: _Optional[int] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., launch: _Optional[_Union[Launch, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., preempt: _Optional[_Union[Preempt, _Mapping]] = ..., reserve: _Optional[_Union[Reserve, _Mapping]] = ..., commit: _Optional[_Union[Commit, _Mapping]] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., rejection: _Optional[_Union[Rejection, _Mapping]] = ..., log_request: _Optional[_Union[LogRequest, _Mapping]] = ..., log_cancel: _Optional[_Union[LogCancel, _Mapping]] = ...) -> None: ...
