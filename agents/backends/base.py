@@ -102,6 +102,11 @@ class Backend(Protocol):
     - `cancel` MUST ask the attempt to stop (SIGTERM or equivalent), and after `grace_s` seconds force it
       (SIGKILL or equivalent), stopping every process the attempt started. It MUST be safe to call more
       than once and on an attempt that has already ended.
+    - `adopt` MUST find an attempt this site's agent started earlier for the same (job_id, epoch) (by the
+      labels or job name the backend put on it) and return a handle to it without starting anything, so a
+      launch retried after a lost reply, or re-attached after an agent restart, never runs the job twice.
+    - `read_output` MUST return the attempt's combined stdout/stderr bytes from `offset`, at most `limit`
+      of them, and b"" at the current end (also after the attempt ended); it MUST NOT block for new output.
     - A backend MUST keep each attempt's files apart (`<workdir>/<job_id>/<epoch>/` for local) and MUST
       confine the attempt to the devices in `LaunchSpec.devices`.
     """
@@ -121,6 +126,14 @@ class Backend(Protocol):
 
     async def launch(self, spec: LaunchSpec) -> JobHandle:
         """Start one attempt. See the class rules."""
+        ...
+
+    async def adopt(self, spec: LaunchSpec) -> JobHandle | None:
+        """The handle of an attempt already started for (spec.job_id, spec.epoch), or None. Starts nothing."""
+        ...
+
+    async def read_output(self, handle: JobHandle, offset: int, limit: int) -> bytes:
+        """Up to `limit` bytes of the attempt's output from byte `offset`; b"" at the current end."""
         ...
 
     async def wait(self, handle: JobHandle) -> ExitStatus:

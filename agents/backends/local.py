@@ -93,6 +93,15 @@ class LocalBackend:
         log.debug("job %s epoch %d: started pid %d in %s", spec.job_id, spec.epoch, process.pid, directory)
         return LocalHandle(job_id=spec.job_id, epoch=spec.epoch, process=process, directory=directory)
 
+    async def adopt(self, spec: LaunchSpec) -> LocalHandle | None:
+        # A child process does not survive as our child across an agent restart, and within one agent run the
+        # runtime's attempt table already makes launches idempotent: there is never anything to adopt here.
+        return None
+
+    async def read_output(self, handle: JobHandle, offset: int, limit: int) -> bytes:
+        path = _local(handle).directory / LOG_FILE
+        return await asyncio.to_thread(_read_slice, path, offset, limit)
+
     async def wait(self, handle: JobHandle) -> ExitStatus:
         process = _local(handle).process
         return ExitStatus.from_returncode(await process.wait())
@@ -140,6 +149,15 @@ def _resolve_executable(program: str, search_path: str, cwd: Path) -> str:
     if found is None:
         raise LaunchFailed(f"executable {program!r} was not found on this site's PATH")
     return found
+
+
+def _read_slice(path: Path, offset: int, limit: int) -> bytes:
+    try:
+        with path.open("rb") as output:
+            output.seek(max(offset, 0))
+            return output.read(max(limit, 0))
+    except FileNotFoundError:
+        return b""
 
 
 def _signal_group(group: int, signum: signal.Signals) -> None:

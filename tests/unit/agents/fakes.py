@@ -34,6 +34,7 @@ class FakeBackend:
         self.launched: list[LaunchSpec] = []
         self.handles: dict[tuple[str, int], FakeHandle] = {}
         self.refuse = refuse
+        self.output: dict[tuple[str, int], bytes] = {}
 
     def pools(self, declared: Sequence[PoolSpec]) -> Sequence[PoolSpec]:
         return list(declared)
@@ -45,6 +46,13 @@ class FakeBackend:
         handle = FakeHandle(spec.job_id, spec.epoch, spec)
         self.handles[(spec.job_id, spec.epoch)] = handle
         return handle
+
+    async def adopt(self, spec: LaunchSpec) -> FakeHandle | None:
+        return self.handles.get((spec.job_id, spec.epoch))
+
+    async def read_output(self, handle: JobHandle, offset: int, limit: int) -> bytes:
+        assert isinstance(handle, FakeHandle)
+        return self.output.get((handle.job_id, handle.epoch), b"")[offset : offset + limit]
 
     async def wait(self, handle: JobHandle) -> ExitStatus:
         assert isinstance(handle, FakeHandle)
