@@ -160,8 +160,9 @@ def _backend(section: Section, base: Path) -> BackendSettings:
     except ConfigError as exc:
         section.fail(exc.message, "type")
     workdir = _resolve(base, section.text("workdir", "work")) if "workdir" in kind.options else base
+    options = kind.read_options(section, base) if kind.read_options is not None else None
     section.finish()
-    return BackendSettings(type=name, workdir=workdir)
+    return BackendSettings(type=name, workdir=workdir, options=options)
 
 
 def _pools(root: Section, base: Path) -> tuple[PoolSpec, ...]:

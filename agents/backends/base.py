@@ -25,6 +25,8 @@ class BackendSettings:
     """Registry name of the backend, e.g. `local`."""
     workdir: Path
     """Folder under which each attempt gets `<job_id>/<epoch>/` for its files and logs (absolute)."""
+    options: object = None
+    """The type's own validated options (a frozen dataclass of that backend's), None for types without."""
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from agents.backends.base import Backend, BackendSettings
 from agents.errors import ConfigError
+from agents.yamlload import Section
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,10 @@ class BackendType:
     options: frozenset[str]
     """Keys of the `backend:` section this type accepts besides `type`."""
     summary: str
+    read_options: Callable[[Section, Path], object] | None = None
+    """Reads and validates this type's own keys (other than `type`, `workdir`) from the `backend:` section,
+    failing through `section.fail` so errors name the file and line; relative paths resolve against the
+    Path (the config's folder). The result becomes `BackendSettings.options`."""
 
 
 def _local(settings: BackendSettings) -> Backend:
