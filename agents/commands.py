@@ -1,7 +1,8 @@
 """What the gateway asks of the agent, as plain dataclasses.
 
 Owns: the gateway -> agent nouns (`Welcome`, `Launch`, `Cancel`, `Preempt`, `Reserve`, `Commit`, `Abort`,
-`Drain`, `UpdatesAcknowledged`, `UpdateRejected`) and the `GatewayCommand` union the runtime dispatches on.
+`Drain`, `UpdatesAcknowledged`, `UpdateRejected`) and the `GatewayCommand` union the runtime dispatches on,
+plus the log relay's `LogRequest` and `LogCancel` (the `LogCommand` union, served by `agents.logs`).
 Durations are seconds as floats (0 = not set). It does not own the wire format: `agents.transport.convert`
 builds these from protobuf.
 """
@@ -101,6 +102,30 @@ class UpdateRejected:
     """Stable code, e.g. STALE_EPOCH or JOB_NOT_LEASED_TO_SITE."""
     message: str = ""
 
+
+@dataclass(frozen=True)
+class LogRequest:
+    """Send the output of attempt (job_id, epoch) as log chunks tagged `stream_id`. Best effort: never
+    journaled nor replayed after a reconnect."""
+
+    stream_id: int
+    job_id: str
+    epoch: int
+    follow: bool = False
+    """Keep sending as the attempt writes, until it ends or a LogCancel comes."""
+    tail_bytes: int = 0
+    """Start this many bytes before the current end; 0 = from the beginning."""
+
+
+@dataclass(frozen=True)
+class LogCancel:
+    """Stop log stream `stream_id` (its reader went away)."""
+
+    stream_id: int
+
+
+LogCommand = LogRequest | LogCancel
+"""What the log server (`agents.logs`) handles; the runtime never sees these."""
 
 GatewayCommand = Launch | Cancel | Preempt | Reserve | Commit | Abort | Drain | UpdatesAcknowledged | UpdateRejected
 """Everything the runtime handles after Welcome."""

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from agents.attempts import Attempt, AttemptTable
-from agents.backends.base import Backend, LaunchSpec
+from agents.backends.base import Backend, JobHandle, LaunchSpec
 from agents.commands import (
     Abort,
     Cancel,
@@ -134,6 +134,14 @@ class SiteRuntime:
     def unacknowledged_updates(self, after: int = 0) -> list[JobUpdate]:
         """Updates the gateway has not acknowledged, with sequence > `after`, oldest first."""
         return self._journal.pending(after)
+
+    def attempt(self, job_id: str, epoch: int) -> Attempt | None:
+        """The attempt for exactly this job and epoch, live or recently ended, for reading its output."""
+        return self._attempts.find(job_id, epoch)
+
+    async def read_output(self, handle: JobHandle, offset: int, limit: int) -> bytes:
+        """Up to `limit` bytes of an attempt's output from `offset` (the backend's `read_output`)."""
+        return await self._backend.read_output(handle, offset, limit)
 
     def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call `listener` after every new update or capacity change. Returns the unsubscribe function."""

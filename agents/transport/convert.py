@@ -19,6 +19,9 @@ from agents.commands import (
     Drain,
     GatewayCommand,
     Launch,
+    LogCancel,
+    LogCommand,
+    LogRequest,
     Preempt,
     Reserve,
     UpdateRejected,
@@ -26,6 +29,7 @@ from agents.commands import (
     Welcome,
 )
 from agents.errors import ProtocolError
+from agents.logs import LogChunk
 from agents.model import JobState, JobUpdate, PoolCapacity, ReserveReply, RunningJob, SiteTerms
 from fedgate.v1 import job_pb2, site_pb2
 
@@ -238,3 +242,18 @@ def command_from_proto(message: site_pb2.ConnectResponse) -> GatewayCommand | No
         refused = message.rejection
         return UpdateRejected(refused.update_sequence, reason=refused.reason, message=refused.message)
     return None
+
+
+def log_command_from_proto(message: site_pb2.ConnectResponse) -> LogCommand | None:
+    """The log relay's request inside a gateway message; None for every other kind."""
+    kind = message.WhichOneof("kind")
+    if kind == "log_request":
+        r = message.log_request
+        return LogRequest(r.stream_id, r.job_id, r.epoch, follow=r.follow, tail_bytes=r.tail_bytes)
+    if kind == "log_cancel":
+        return LogCancel(stream_id=message.log_cancel.stream_id)
+    return None
+
+
+def log_chunk_to_proto(chunk: LogChunk) -> site_pb2.LogChunk:
+    return site_pb2.LogChunk(stream_id=chunk.stream_id, data=chunk.data, end=chunk.end, error=chunk.error)

@@ -20,12 +20,15 @@ import grpc.aio
 from agents import AGENT_VERSION
 from agents.commands import Welcome
 from agents.errors import ProtocolError
+from agents.logs import LogServer
 from agents.runtime import SiteRuntime
 from agents.transport.convert import (
     capacity_to_proto,
     command_from_proto,
     hello_to_proto,
     job_update_to_proto,
+    log_chunk_to_proto,
+    log_command_from_proto,
     reserve_reply_to_proto,
     welcome_from_proto,
 )
@@ -39,6 +42,9 @@ WELCOME_TIMEOUT_S = 15.0
 """A gateway that accepts the stream but does not answer Hello within this is treated as down."""
 HALF_CLOSE_TIMEOUT_S = 1.0
 """After the agent stops writing, how long the gateway gets to end the stream before it is cut."""
+
+LOG_CHUNKS_PER_PASS = 16
+"""Log chunks written per pass of the send loop (1 MiB at most) before reports and updates get a turn."""
 
 
 class StreamEnded(Exception):
@@ -56,6 +62,7 @@ class Session:
         self._outbox: deque[site_pb2.ConnectRequest] = deque()
         self._sent_up_to = 0
         self._finishing = False
+        self._logs = LogServer(runtime, self._wake.set)  # log streams live and die with this stream
         self.welcomed = False
         """True once the gateway answered Hello; until then nothing but Hello is sent."""
         self.ready = asyncio.Event()
@@ -83,6 +90,7 @@ class Session:
                     raise error
         finally:
             unsubscribe()
+            self._logs.close()
             for task in (sender, receiver):
                 task.cancel()
             await asyncio.gather(sender, receiver, return_exceptions=True)
@@ -122,6 +130,9 @@ class Session:
             await self._process(message)
 
     async def _process(self, message: site_pb2.ConnectResponse) -> None:
+        if (log_command := log_command_from_proto(message)) is not None:
+            self._logs.handle(log_command)  # best effort: no sequence, no ack
+            return
         command = command_from_proto(message)
         if command is not None:
             reply = await self._runtime.handle(command)
@@ -158,6 +169,10 @@ class Session:
                 self._sent_up_to = update.sequence
             while self._outbox:
                 await self._call.write(self._outbox.popleft())
+            # A bounded batch per pass, so a long log cannot hold back reports; a stream that put a chunk
+            # since wakes this loop again.
+            for chunk in self._logs.take(LOG_CHUNKS_PER_PASS):
+                await self._call.write(site_pb2.ConnectRequest(log_chunk=log_chunk_to_proto(chunk)))
             if self._finishing and self.all_sent():
                 await self._call.done_writing()
                 return

@@ -1,0 +1,245 @@
+"""The agent's log server on a real runtime with the fake backend, and over a real stream to a fake gateway:
+chunking, tails, following until the end, cancelling, unknown attempts and the bounds."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+
+import pytest
+
+from agents.backends.base import JobHandle
+from agents.commands import Launch, LogCancel, LogRequest
+from agents.config import AgentConfig
+from agents.errors import BackendError
+from agents.journal import MemoryJournal
+from agents.logs import CHUNK_BYTES, LogChunk, LogServer
+from agents.runtime import SiteRuntime
+from agents.transport.convert import launch_to_proto
+from fedgate.v1 import job_pb2, site_pb2
+
+from .conftest import GatewayUnderTest, running_agent
+from .fakes import FakeBackend
+from .test_agent_runtime import launch, make_config, settle
+
+KEY = ("j1", 1)
+
+
+class CountingBackend(FakeBackend):
+    """Counts output reads; `broken` makes them fail as a backend that lost its scheduler would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+        self.broken = False
+
+    async def read_output(self, handle: JobHandle, offset: int, limit: int) -> bytes:
+        self.reads += 1
+        if self.broken:
+            raise BackendError("the scheduler's log API answered 503")
+        return await super().read_output(handle, offset, limit)
+
+
+@pytest.fixture
+def backend() -> CountingBackend:
+    return CountingBackend()
+
+
+@pytest.fixture
+def runtime(backend: CountingBackend) -> SiteRuntime:
+    return SiteRuntime(make_config(), backend, MemoryJournal())
+
+
+def server(runtime: SiteRuntime, **options: float) -> LogServer:
+    return LogServer(runtime, lambda: None, poll_interval_s=0.01, **options)  # type: ignore[arg-type]
+
+
+async def drain(logs: LogServer, stream_id: int = 1, steps: int = 2000) -> list[LogChunk]:
+    """Take chunks of one stream until its end chunk; fails instead of hanging."""
+    chunks: list[LogChunk] = []
+    for _ in range(steps):
+        chunks += [c for c in logs.take(16) if c.stream_id == stream_id]
+        if chunks and chunks[-1].end:
+            return chunks
+        await asyncio.sleep(0.002)
+    raise AssertionError(f"stream {stream_id} did not end; got {len(chunks)} chunks")
+
+
+def data_of(chunks: list[LogChunk]) -> bytes:
+    return b"".join(c.data for c in chunks)
+
+
+async def test_output_is_sent_in_chunks_of_at_most_64_kib_then_ends(
+    runtime: SiteRuntime, backend: CountingBackend
+) -> None:
+    await runtime.handle(launch())
+    backend.output[KEY] = bytes(range(256)) * 600  # 150 KiB
+    logs = server(runtime)
+    logs.handle(LogRequest(1, "j1", 1))
+    chunks = await drain(logs)
+    assert [len(c.data) for c in chunks] == [CHUNK_BYTES, CHUNK_BYTES, 153_600 - 2 * CHUNK_BYTES, 0]
+    assert data_of(chunks) == backend.output[KEY]
+    assert chunks[-1].end and not chunks[-1].error
+    assert logs.active == 0
+
+
+@pytest.mark.parametrize("size", [0, 10, 70_000, 300_001])
+async def test_tail_starts_that_many_bytes_before_the_end(
+    runtime: SiteRuntime, backend: CountingBackend, size: int
+) -> None:
+    await runtime.handle(launch())
+    backend.output[KEY] = bytes(i % 251 for i in range(size))
+    logs = server(runtime)
+    logs.handle(LogRequest(1, "j1", 1, tail_bytes=1000))
+    assert data_of(await drain(logs)) == backend.output[KEY][-1000:]
+
+
+async def test_follow_sends_new_output_until_the_attempt_has_ended(
+    runtime: SiteRuntime, backend: CountingBackend
+) -> None:
+    await runtime.handle(launch())
+    backend.output[KEY] = b"epoch 1 loss 3.2\n"
+    logs = server(runtime)
+    logs.handle(LogRequest(1, "j1", 1, follow=True))
+    seen: list[LogChunk] = []
+    for _ in range(500):
+        seen += logs.take(16)
+        if seen:
+            break
+        await asyncio.sleep(0.002)
+    assert data_of(seen) == b"epoch 1 loss 3.2\n" and not seen[-1].end
+    backend.output[KEY] += b"epoch 2 loss 2.9\n"
+    backend.finish("j1", 1)  # written before it ended: must still be sent
+    await settle()
+    rest = await drain(logs)
+    assert data_of(seen + rest) == b"epoch 1 loss 3.2\nepoch 2 loss 2.9\n"
+    assert rest[-1].end and not rest[-1].error
+
+
+async def test_without_follow_a_running_attempt_sends_what_it_has_written_and_ends(
+    runtime: SiteRuntime, backend: CountingBackend
+) -> None:
+    await runtime.handle(launch())
+    backend.output[KEY] = b"so far\n"
+    logs = server(runtime)
+    logs.handle(LogRequest(1, "j1", 1))
+    chunks = await drain(logs)
+    assert data_of(chunks) == b"so far\n" and chunks[-1].end
+    assert runtime.running()  # reading never touches the attempt
+
+
+async def test_an_ended_attempt_can_still_be_read(runtime: SiteRuntime, backend: CountingBackend) -> None:
+    await runtime.handle(launch())
+    backend.output[KEY] = b"done\n"
+    backend.finish("j1", 1, exit_code=2)
+    await settle()
+    assert runtime.running() == []
+    logs = server(runtime)
+    logs.handle(LogRequest(1, "j1", 1, follow=True))
+    assert data_of(await drain(logs)) == b"done\n"
+
+
+async def test_cancel_stops_a_followed_stream_without_an_end_chunk(
+    runtime: SiteRuntime, backend: CountingBackend
+) -> None:
+    await runtime.handle(launch())
+    logs = server(runtime)
+    logs.handle(LogRequest(7, "j1", 1, follow=True))
+    await asyncio.sleep(0.05)
+    assert logs.active == 1
+    logs.handle(LogCancel(7))
+    await settle()
+    reads = backend.reads
+    await asyncio.sleep(0.05)
+    assert logs.active == 0 and backend.reads == reads  # no more polling
+    assert logs.take(16) == []
+    logs.handle(LogCancel(99))  # an unknown stream is ignored
+
+
+async def test_unknown_attempt_ends_at_once_with_an_error_that_says_so(runtime: SiteRuntime) -> None:
+    await runtime.handle(launch())
+    logs = server(runtime)
+    logs.handle(LogRequest(3, "j1", 2))
+    [chunk] = logs.take(16)
+    assert (chunk.stream_id, chunk.end, chunk.data) == (3, True, b"")
+    assert "no attempt of job j1 at epoch 2" in chunk.error
+    assert logs.active == 0
+
+
+async def test_an_attempt_refused_before_it_started_has_no_output(
+    runtime: SiteRuntime, backend: CountingBackend
+) -> None:
+    await runtime.handle(launch(cards=64))  # more than the pool has: refused, never started
+    logs = server(runtime)
+    logs.handle(LogRequest(1, "j1", 1))
+    [chunk] = logs.take(16)
+    assert chunk.end and "never started here" in chunk.error
+    assert backend.reads == 0
+
+
+async def test_a_backend_error_ends_the_stream_with_its_message(
+    runtime: SiteRuntime, backend: CountingBackend
+) -> None:
+    await runtime.handle(launch())
+    backend.broken = True
+    logs = server(runtime)
+    logs.handle(LogRequest(1, "j1", 1))
+    [chunk] = await drain(logs)
+    assert chunk.end and "could not read the output" in chunk.error and "503" in chunk.error
+
+
+async def test_a_site_serves_a_bounded_number_of_streams(runtime: SiteRuntime) -> None:
+    for job in ("a", "b", "c"):
+        await runtime.handle(Launch(job, 1, 1, "ascend-910b", cards=1, command=("x",)))
+    logs = server(runtime, max_streams=2)
+    logs.handle(LogRequest(1, "a", 1, follow=True))
+    logs.handle(LogRequest(2, "b", 1, follow=True))
+    logs.handle(LogRequest(3, "c", 1, follow=True))
+    [refused] = [c for c in logs.take(16) if c.stream_id == 3]
+    assert refused.end and "at most 2 log streams" in refused.error
+    assert logs.active == 2
+    logs.close()
+    await settle()
+    assert logs.active == 0
+
+
+async def test_a_stream_does_not_read_ahead_of_what_the_link_has_taken(
+    runtime: SiteRuntime, backend: CountingBackend
+) -> None:
+    await runtime.handle(launch())
+    backend.output[KEY] = b"x" * (20 * CHUNK_BYTES)
+    logs = server(runtime, outgoing_chunks=2)
+    logs.handle(LogRequest(1, "j1", 1))
+    await asyncio.sleep(0.05)
+    assert backend.reads <= 3  # two chunks wait, the third read waits for room: not 20 chunks in memory
+    assert len(data_of(await drain(logs))) == 20 * CHUNK_BYTES
+
+
+PY = sys.executable
+MakeConfig = Callable[..., AgentConfig]
+
+
+async def test_log_request_over_the_stream_is_answered_with_chunks_and_not_acknowledged(
+    gateway: GatewayUnderTest, make_config: MakeConfig
+) -> None:
+    async with running_agent(make_config(gateway=gateway.target)):
+        stream = await gateway.fake.next_stream()
+        command = (PY, "-c", "print('step 1'); print('step 2')")
+        run = Launch("j1", 1, 1, "nvidia-h100", cards=1, command=command, stack="cuda")
+        stream.send(launch=launch_to_proto(run))
+        await stream.update(job_pb2.JOB_STATE_SUCCEEDED)
+        stream.send_unsequenced(log_request=site_pb2.LogRequest(stream_id=5, job_id="j1", epoch=1, follow=True))
+        data = b""
+        while True:
+            chunk = (await stream.next("log_chunk")).log_chunk
+            assert chunk.stream_id == 5
+            data += chunk.data
+            if chunk.end:
+                break
+        assert data == b"step 1\nstep 2\n" and not chunk.error
+        stream.send_unsequenced(log_request=site_pb2.LogRequest(stream_id=6, job_id="nope", epoch=1))
+        refused = (await stream.next("log_chunk")).log_chunk
+        assert refused.stream_id == 6 and refused.end and "no attempt of job nope" in refused.error
+        acks = [m.ack.sequence for m in stream.history if m.WhichOneof("kind") == "ack"]
+        assert 0 not in acks  # log requests take no place in the resume sequence
