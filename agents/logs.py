@@ -146,7 +146,9 @@ class LogServer:
             del self._streams[stream_id]
 
     def _refuse(self, request: LogRequest, error: str) -> None:
-        log.info("log stream %d for job %s epoch %d refused: %s", request.stream_id, request.job_id, request.epoch, error)
+        log.info(
+            "log stream %d for job %s epoch %d refused: %s", request.stream_id, request.job_id, request.epoch, error
+        )
         self._refusals.append(LogChunk(request.stream_id, end=True, error=error))
         self._wake()
 

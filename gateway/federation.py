@@ -19,6 +19,7 @@ from gateway import access
 from gateway.admission import AdmissionDecision, admit
 from gateway.errors import AdmissionRejected, GatewayError, InvalidArgument, NotFound
 from gateway.identity.principal import Principal, principal_from_uri
+from gateway.logs import LogRelay
 from gateway.model import Job, JobEvent, JobSpec, JobState, SiteView, UsageRow
 from gateway.placement import Explanation, place
 from gateway.policy import FederationPolicy
@@ -54,6 +55,7 @@ class Federation(Scheduling):
         self.clock = clock
         self.commits = GroupCommitter(store)
         self.registry = SiteRegistry()
+        self.logs = LogRelay(self.registry)  # job output from the sites to readers (access checked by get_job)
         self.bus = EventBus()
         self.wakeup = asyncio.Event()
         self.active: dict[str, Job] = {}

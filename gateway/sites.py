@@ -44,7 +44,23 @@ class DrainCommand:
     draining: bool
 
 
-Command = LaunchCommand | CancelCommand | DrainCommand
+@dataclass(frozen=True)
+class LogRequestCommand:
+    """Ask the site for an attempt's output on log stream `stream_id` (see `gateway.logs`)."""
+
+    stream_id: int
+    job_id: str
+    epoch: int
+    follow: bool = False
+    tail_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class LogCancelCommand:
+    stream_id: int
+
+
+Command = LaunchCommand | CancelCommand | DrainCommand | LogRequestCommand | LogCancelCommand
 # None on an outbox closes the stream that reads it (the connection was replaced or the site revoked).
 Outbox = asyncio.Queue[tuple[int, Command] | None]
 
@@ -125,6 +141,9 @@ class SiteRegistry:
 
     def _enqueue(self, record: SiteRecord, command: Command) -> None:
         assert record.outbox is not None
+        if isinstance(command, LogRequestCommand | LogCancelCommand):
+            record.outbox.put_nowait((0, command))  # best effort: not part of the resume sequence
+            return
         record.outbox.put_nowait((record.next_sequence, command))
         record.next_sequence += 1
 

@@ -1,4 +1,4 @@
-"""`fedgate job submit|get|list|cancel|watch|explain`: the model vendor's commands, a thin shell over
+"""`fedgate job submit|get|list|cancel|watch|explain|logs`: the model vendor's commands, a thin shell over
 `FederationClient`. Each prints table, JSON or YAML (`-o`) and exits with a code from `gateway.cli.connect`."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from gateway.cli.connect import (
     client_from_args,
     run_command,
 )
+from gateway.cli.logs import add_logs_parser, print_logs
 from gateway.jobspec import load_job_spec, parse_duration
 from gateway.model import Job, JobState
 from gateway.transport.client import FederationClient
@@ -70,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     target = explain.add_mutually_exclusive_group(required=True)
     target.add_argument("job_id", nargs="?")
     target.add_argument("-f", "--file", type=Path, dest="explain_file")
-    for p in (submit, get, lst, cancel, watch, explain, usage):
+    logs = add_logs_parser(sub)
+    for p in (submit, get, lst, cancel, watch, explain, usage, logs):
         add_connection_flags(p)
         output.add_output_flag(p)
     return parser
@@ -115,6 +117,8 @@ def main(argv: Sequence[str]) -> int:
                 _print_jobs([client.cancel_job(args.job_id, args.reason)], args.output)
             elif args.command == "watch":
                 return _wait(client, client.get_job(args.job_id), args.output)
+            elif args.command == "logs":
+                return print_logs(client, args, prog)
             elif args.command == "usage":
                 start = datetime.now(UTC) - parse_duration(args.since)
                 rows = [vars(r) for r in client.usage(start, project=args.project)]

@@ -31,6 +31,7 @@ from gateway.errors import ClientError
 from gateway.identity.principal import load_certificate, spiffe_uri_of
 from gateway.identity.renewal import install, new_key_and_csr
 from gateway.identity.revocation import Revocation
+from gateway.logs import LogPiece
 from gateway.model import Job, JobEvent, JobSpec, JobState, SiteView, UsageRow
 from gateway.placement import Explanation
 from gateway.transport import convert
@@ -181,6 +182,22 @@ class FederationClient:
                 yield convert.event_from_proto(response.event), convert.job_from_proto(response.job)
         except grpc.RpcError as exc:
             raise error_from_rpc(exc) from None
+
+    def stream_job_logs(
+        self, job_id: str, *, follow: bool = False, tail_bytes: int = 0, timeout: float | None = None
+    ) -> Iterator[LogPiece]:
+        """The output of the job's current attempt, in order, as the site sends it: everything written so far
+        (or the last `tail_bytes` of it), and with `follow` what it writes until it ends. Leaving the loop early
+        cancels the stream at the gateway and the site."""
+        request = job_pb.StreamJobLogsRequest(job_id=job_id, follow=follow, tail_bytes=tail_bytes)
+        responses = self._jobs.StreamJobLogs(request, timeout=timeout)
+        try:
+            for response in responses:
+                yield LogPiece(response.data, response.site, response.epoch)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from None
+        finally:
+            responses.cancel()
 
     def explain_job(self, job_id: str = "", spec: JobSpec | None = None) -> Explanation:
         if spec is not None:

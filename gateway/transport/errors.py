@@ -48,6 +48,8 @@ STATUS_BY_REASON: dict[str, grpc.StatusCode] = {
     "UNKNOWN_ACCELERATOR_CLASS": grpc.StatusCode.INVALID_ARGUMENT,
     "NO_RUN": grpc.StatusCode.INVALID_ARGUMENT,
     "BAD_MAX_RUNTIME": grpc.StatusCode.INVALID_ARGUMENT,
+    "TOO_MANY_LOG_STREAMS": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "LOG_READER_TOO_SLOW": grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 

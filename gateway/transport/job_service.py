@@ -65,6 +65,16 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
         async for event, job in while_valid(events, lambda: self.auth.trust.check(credential), self.check_period):
             yield pb.WatchJobResponse(event=convert.event_to_proto(event), job=convert.job_to_proto(job))
 
+    @translate_stream_errors
+    async def StreamJobLogs(
+        self, request: pb.StreamJobLogsRequest, context: Context
+    ) -> AsyncIterator[pb.StreamJobLogsResponse]:
+        credential = self.auth.credential(context)
+        job = self.federation.get_job(credential.principal, request.job_id)  # who may read it: as GetJob
+        pieces = self.federation.logs.stream(job, follow=request.follow, tail_bytes=request.tail_bytes)
+        async for piece in while_valid(pieces, lambda: self.auth.trust.check(credential), self.check_period):
+            yield pb.StreamJobLogsResponse(data=piece.data, site=piece.site, epoch=piece.epoch)
+
     @translate_errors
     async def ExplainJob(self, request: pb.ExplainJobRequest, context: Context) -> pb.ExplainJobResponse:
         caller = self.auth.principal(context)

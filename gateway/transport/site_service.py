@@ -22,7 +22,7 @@ from gateway.dispatch import Dispatcher, RunningAttempt, SiteUpdate
 from gateway.errors import GatewayError, InvalidArgument, PermissionDenied
 from gateway.identity.revocation import Credential
 from gateway.model import Pool, SiteTerms
-from gateway.sites import CancelCommand, Command, LaunchCommand
+from gateway.sites import CancelCommand, Command, LaunchCommand, LogCancelCommand, LogRequestCommand
 from gateway.transport import convert
 from gateway.transport.auth import Authenticator, Guarded
 from gateway.transport.errors import translate_stream_errors
@@ -58,6 +58,17 @@ def command_to_proto(sequence: int, command: Command) -> pb.ConnectResponse:
             sequence=sequence,
             cancel=pb.Cancel(job_id=command.job_id, epoch=command.epoch, reason=command.reason),
         )
+    if isinstance(command, LogRequestCommand):
+        request = pb.LogRequest(
+            stream_id=command.stream_id,
+            job_id=command.job_id,
+            epoch=command.epoch,
+            follow=command.follow,
+            tail_bytes=command.tail_bytes,
+        )
+        return pb.ConnectResponse(sequence=sequence, log_request=request)
+    if isinstance(command, LogCancelCommand):
+        return pb.ConnectResponse(sequence=sequence, log_cancel=pb.LogCancel(stream_id=command.stream_id))
     return pb.ConnectResponse(sequence=sequence, drain=pb.Drain(draining=command.draining))
 
 
@@ -140,6 +151,7 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
             for task in tasks:
                 task.cancel()
             self.dispatcher.goodbye(session.site, session.connection_id)
+            self.dispatcher.federation.logs.site_gone(session.site, session.connection_id)
             log.info("site %s disconnected", session.site)
 
     async def _recheck(self, credential: Credential, out: asyncio.Queue[Outgoing]) -> None:
@@ -211,6 +223,10 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
             self.dispatcher.capacity(site, pools, message.capacity.full, terms)
             return None
         if kind == "ack":
+            return None
+        if kind == "log_chunk":  # best effort: a chunk for a stream this site did not open is dropped
+            chunk = message.log_chunk
+            self.dispatcher.federation.logs.deliver(site, chunk.stream_id, chunk.data, end=chunk.end, error=chunk.error)
             return None
         if kind == "hello":
             raise InvalidArgument("Hello may only be sent once per stream", reason="DUPLICATE_HELLO")

@@ -51,8 +51,8 @@ def runtime(backend: CountingBackend) -> SiteRuntime:
     return SiteRuntime(make_config(), backend, MemoryJournal())
 
 
-def server(runtime: SiteRuntime, **options: float) -> LogServer:
-    return LogServer(runtime, lambda: None, poll_interval_s=0.01, **options)  # type: ignore[arg-type]
+def server(runtime: SiteRuntime, **bounds: int) -> LogServer:
+    return LogServer(runtime, lambda: None, poll_interval_s=0.01, **bounds)
 
 
 async def drain(logs: LogServer, stream_id: int = 1, steps: int = 2000) -> list[LogChunk]:
@@ -178,9 +178,7 @@ async def test_an_attempt_refused_before_it_started_has_no_output(
     assert backend.reads == 0
 
 
-async def test_a_backend_error_ends_the_stream_with_its_message(
-    runtime: SiteRuntime, backend: CountingBackend
-) -> None:
+async def test_a_backend_error_ends_the_stream_with_its_message(runtime: SiteRuntime, backend: CountingBackend) -> None:
     await runtime.handle(launch())
     backend.broken = True
     logs = server(runtime)
