@@ -52,8 +52,9 @@ def print_logs(client: FederationClient, args: argparse.Namespace, prog: str) ->
     out.flush()
     binary: BinaryIO = out.buffer
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character may span two chunks
+    pieces = client.stream_job_logs(args.job_id, follow=args.follow, tail_bytes=args.tail)
     try:
-        for piece in client.stream_job_logs(args.job_id, follow=args.follow, tail_bytes=args.tail):
+        for piece in pieces:
             if args.output == "table":
                 binary.write(piece.data)
                 binary.flush()
@@ -74,6 +75,8 @@ def print_logs(client: FederationClient, args: argparse.Namespace, prog: str) ->
             raise
         print(f"{prog}: {exc.message} [{exc.code}/{exc.reason}]", file=sys.stderr)
         return EXIT_FAILED
-    except BrokenPipeError:  # the reader (e.g. `| head`) has what it wanted; leaving the loop cancelled the stream
+    except BrokenPipeError:  # the reader (e.g. `| head`) has what it wanted
         return EXIT_OK
+    finally:
+        pieces.close()  # cancels the stream at the gateway and the site if it has not ended
     return EXIT_OK

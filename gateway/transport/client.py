@@ -12,7 +12,7 @@ Owns: the channel (mTLS, keepalive, message limits), one method per RPC, and tur
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -185,7 +185,7 @@ class FederationClient:
 
     def stream_job_logs(
         self, job_id: str, *, follow: bool = False, tail_bytes: int = 0, timeout: float | None = None
-    ) -> Iterator[LogPiece]:
+    ) -> Generator[LogPiece, None, None]:
         """The output of the job's current attempt, in order, as the site sends it: everything written so far
         (or the last `tail_bytes` of it), and with `follow` what it writes until it ends. Leaving the loop early
         cancels the stream at the gateway and the site."""

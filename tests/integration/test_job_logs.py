@@ -5,6 +5,7 @@ its output over the agent's stream, and the vendor reads it with the client libr
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 from collections.abc import Iterator
@@ -101,6 +102,30 @@ def test_follow_streams_the_output_as_it_is_written_until_the_job_ends(
     rest = b"".join(p.data for p in pieces)  # ends by itself once the attempt has ended
     assert first.data + rest == b"started\nfinished\n"
     eventually(lambda: bob.get_job(job.job_id).state == JobState.SUCCEEDED, what="the job to succeed")
+
+
+def test_a_reader_leaving_early_ends_the_stream_at_the_gateway_and_the_site(
+    gateway: GatewayHandle,
+    h20_site: AgentHandle,
+    bob: FederationClient,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="agents.logs")
+    gate = tmp_path / "gate"
+    job = bob.create_job(spec(sys.executable, "-c", WAIT_FOR_GATE, str(gate)))
+    wait_until_running(bob, job)
+    pieces = bob.stream_job_logs(job.job_id, follow=True, timeout=30)
+    assert next(pieces).data == b"started\n"
+    relay = gateway.running.federation.logs
+    assert relay.open_streams == 1
+    pieces.close()  # the reader goes away while the job still runs
+    eventually(lambda: relay.open_streams == 0, what="the gateway to drop the stream")
+    eventually(lambda: "cancelled by the gateway" in caplog.text, what="the site to stop reading")
+    gate.touch()
+    eventually(lambda: bob.get_job(job.job_id).state == JobState.SUCCEEDED, what="the job to succeed")
+    again = b"".join(p.data for p in bob.stream_job_logs(job.job_id, follow=True, timeout=20))
+    assert again == b"started\nfinished\n"  # the site still serves new readers
 
 
 def test_logs_are_for_those_who_may_see_the_job_and_refused_to_others_as_not_found(
