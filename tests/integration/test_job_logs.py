@@ -15,6 +15,7 @@ import pytest
 
 from gateway.cli import job as job_cli
 from gateway.errors import ClientError
+from gateway.logs import LogPiece
 from gateway.model import Job, JobSpec, JobState, Resources, StackRun
 from gateway.transport.client import FederationClient
 from tests.integration.harness import AgentHandle, GatewayHandle, eventually, start_test_agent, wait_for_capacity
@@ -63,6 +64,16 @@ def wait_until_running(client: FederationClient, job: Job) -> None:
     eventually(lambda: client.get_job(job.job_id).state == JobState.RUNNING, what=f"job {job.job_id} to run")
 
 
+def read_until(pieces: Iterator[LogPiece], wanted: bytes) -> bytes:
+    """Read pieces until the output so far ends with `wanted`: chunks may split the output anywhere."""
+    data = b""
+    for piece in pieces:
+        data += piece.data
+        if data.endswith(wanted):
+            return data
+    raise AssertionError(f"the log ended after {data!r}, before {wanted!r}")
+
+
 def open_gate_while_followed(gateway: GatewayHandle, gate: Path) -> threading.Thread:
     """Create `gate` once a reader follows the job's log: what comes after it can only arrive by following."""
 
@@ -95,12 +106,11 @@ def test_follow_streams_the_output_as_it_is_written_until_the_job_ends(
     job = bob.create_job(spec(sys.executable, "-c", WAIT_FOR_GATE, str(gate)))
     wait_until_running(bob, job)
     pieces = bob.stream_job_logs(job.job_id, follow=True, timeout=30)
-    first = next(pieces)
-    assert first.data == b"started\n"  # read while the job still runs: it waits for the gate
+    first = read_until(pieces, b"started\n")  # read while the job still runs: it waits for the gate
     assert bob.get_job(job.job_id).state == JobState.RUNNING
     gate.touch()
     rest = b"".join(p.data for p in pieces)  # ends by itself once the attempt has ended
-    assert first.data + rest == b"started\nfinished\n"
+    assert first + rest == b"started\nfinished\n"
     eventually(lambda: bob.get_job(job.job_id).state == JobState.SUCCEEDED, what="the job to succeed")
 
 
@@ -116,7 +126,7 @@ def test_a_reader_leaving_early_ends_the_stream_at_the_gateway_and_the_site(
     job = bob.create_job(spec(sys.executable, "-c", WAIT_FOR_GATE, str(gate)))
     wait_until_running(bob, job)
     pieces = bob.stream_job_logs(job.job_id, follow=True, timeout=30)
-    assert next(pieces).data == b"started\n"
+    assert read_until(pieces, b"started\n") == b"started\n"
     relay = gateway.running.federation.logs
     assert relay.open_streams == 1
     pieces.close()  # the reader goes away while the job still runs
