@@ -301,6 +301,8 @@ class SiteRuntime:
             tenant=command.tenant,
             project=command.project,
             env=command.env,
+            max_runtime_s=command.max_runtime_s,
+            labels=command.labels,
         )
 
     def _refuse(self, command: Launch, message: str, *, lease_returned: bool = False) -> None:

@@ -48,6 +48,11 @@ class LaunchSpec:
     project: str = ""
     env: Mapping[str, str] = field(default_factory=dict)
     """Extra environment from the job; the backend's FEDGATE_* variables take precedence over it."""
+    max_runtime_s: float = 0.0
+    """The job's runtime limit in seconds (0 = none). The runtime enforces it; a cluster backend may also
+    hand it to its scheduler as a backstop."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """The job's labels from its spec (free-form; a backend may read hints such as the simulated duration)."""
 
 
 @dataclass(frozen=True)

@@ -35,11 +35,59 @@ def _local(settings: BackendSettings) -> Backend:
     return LocalBackend(settings)
 
 
+def _kubernetes(settings: BackendSettings) -> Backend:
+    from agents.backends.kubernetes import KubernetesBackend  # imports the `kubernetes` client package
+
+    return KubernetesBackend(settings)
+
+
+def _kubernetes_options(section: Section, base: Path) -> object:
+    from agents.backends.kubeoptions import read_kubernetes_options
+
+    return read_kubernetes_options(section, base)
+
+
+def _simulated(settings: BackendSettings) -> Backend:
+    from agents.backends.simulated import SimulatedBackend
+
+    return SimulatedBackend(settings)
+
+
+def _simulated_options(section: Section, base: Path) -> object:
+    from agents.backends.simulated import read_simulated_options
+
+    return read_simulated_options(section, base)
+
+
 BACKEND_TYPES: dict[str, BackendType] = {
     "local": BackendType(
         factory=_local,
         options=frozenset({"workdir"}),
         summary="run jobs as subprocesses on this machine (the embedded default)",
+    ),
+    "kubernetes": BackendType(
+        factory=_kubernetes,
+        options=frozenset(
+            {
+                "namespace",
+                "kubeconfig",
+                "context",
+                "gang",
+                "queue",
+                "service_account",
+                "image_pull_secrets",
+                "ttl_after_finished_s",
+                "resources",
+            }
+        ),
+        summary="run each job as a Kubernetes Job (optionally gang-scheduled by Volcano or Kueue)",
+        read_options=_kubernetes_options,
+    ),
+    "simulated": BackendType(
+        factory=_simulated,
+        options=frozenset({"default_duration_s"}),
+        summary="start no processes: each job lasts its simulated duration (for benchmarks)",
+        read_options=_simulated_options,
     ),
 }
 

@@ -1,0 +1,370 @@
+"""The kubernetes backend against kmock: a real HTTP server speaking the Kubernetes API to the official client.
+
+The backend is built from a real kubeconfig file pointing at kmock. kmock stores what it is sent, serves lists
+and watches from that store and emits watch events for changes made over HTTP; it does not run a Job
+controller, so the tests play the controller: they create the Job's pod and patch the Job's status over HTTP,
+as the real controller would, and the backend must see that through its one watch.
+kmock ignores label selectors, which the backend must (and does) check again itself; and it has no `pods/log`
+endpoint of its own, so the tests declare one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import kmock as kmocklib
+import pytest
+
+from agents.backends.base import BackendSettings, LaunchSpec
+from agents.backends.kubeapi import API_PERMISSIONS
+from agents.backends.kubeclasses import discover, DEFAULT_RULES
+from agents.backends.kubemanifest import job_name
+from agents.backends.kubeoptions import KubernetesOptions
+from agents.backends.kubernetes import KubernetesBackend
+from agents.errors import LaunchFailed
+from agents.model import PoolSpec
+
+NS = "fedgate-jobs"
+SITE = "site-a"
+JOBS = "batch/v1/jobs"
+
+
+def node(name: str, resource: str, cards: int, labels: dict[str, str], *, ready: bool = True, cordoned: bool = False):
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"unschedulable": True} if cordoned else {},
+        "status": {
+            "allocatable": {"cpu": "96", "memory": "1Ti", resource: str(cards)},
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+H100 = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+ASCEND_910B = {"node.kubernetes.io/npu.chip.name": "910B3"}
+
+
+@pytest.fixture
+async def cluster(kmock: Any) -> Any:
+    kmock.resources.load_bundled()
+    kmock.resources["scheduling.volcano.sh/v1beta1/podgroups"] = kmocklib.ResourceInfo(
+        kind="PodGroup", namespaced=True, verbs={"create", "get", "list", "delete"}
+    )
+    for name, resource, cards, labels in [
+        ("gpu-1", "nvidia.com/gpu", 8, H100),
+        ("gpu-2", "nvidia.com/gpu", 8, H100),
+        ("npu-1", "huawei.com/Ascend910", 8, ASCEND_910B),
+        ("npu-2", "huawei.com/Ascend910", 16, {"node.kubernetes.io/npu.chip.name": "Ascend910C"}),
+    ]:
+        kmock.objects["v1/nodes", None, name] = node(name, resource, cards, labels)
+    kmock.objects["v1/nodes", None, "gpu-down"] = node("gpu-down", "nvidia.com/gpu", 8, H100, ready=False)
+    kmock.objects["v1/nodes", None, "gpu-cordoned"] = node("gpu-cordoned", "nvidia.com/gpu", 8, H100, cordoned=True)
+    return kmock
+
+
+def kubeconfig(tmp_path: Path, url: str) -> Path:
+    path = tmp_path / "kubeconfig"
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "kmock", "cluster": {"server": url}}],
+        "users": [{"name": "agent", "user": {"token": "t"}}],
+        "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "agent"}}],
+        "current-context": "kmock",
+    }
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.fixture
+async def make_backend(cluster: Any, tmp_path: Path) -> AsyncIterator[Any]:
+    made: list[KubernetesBackend] = []
+    config = kubeconfig(tmp_path, str(cluster.url).rstrip("/"))
+
+    async def build(**options: Any) -> KubernetesBackend:
+        settings = BackendSettings("kubernetes", tmp_path, KubernetesOptions(namespace=NS, kubeconfig=config, **options))
+        backend = KubernetesBackend(settings)
+        made.append(backend)
+        return backend
+
+    yield build
+    for backend in made:
+        await backend.aclose()
+
+
+def spec(job_id: str = "job-1", *, epoch: int = 1, cls: str = "nvidia-h100", cards: int = 2, **extra: Any) -> LaunchSpec:
+    fields: dict[str, Any] = {
+        "site": SITE,
+        "job_id": job_id,
+        "epoch": epoch,
+        "attempt": 1,
+        "accelerator_class": cls,
+        "stack": "cuda",
+        "command": ("python", "train.py"),
+        "devices": tuple(range(cards)),
+        "image": "registry.example/train:1",
+        "max_runtime_s": 3600.0,
+    }
+    fields.update(extra)
+    return LaunchSpec(**fields)
+
+
+def stored_job(cluster: Any, s: LaunchSpec) -> dict[str, Any]:
+    return dict(cluster.objects[JOBS, NS, job_name(s.site, s.job_id, s.epoch)].raw)
+
+
+def live_jobs(cluster: Any) -> list[str]:
+    jobs = kmocklib.resource("batch", "v1", "jobs")
+    return [name for (resource, _, name), obj in cluster.objects.items() if resource == jobs and not obj.deleted]
+
+
+async def finish(cluster: Any, s: LaunchSpec, condition: str, exit_code: int | None = None) -> None:
+    """Play the Job controller: the pod ends with `exit_code`, then the Job gets its final condition."""
+    name = job_name(s.site, s.job_id, s.epoch)
+    if exit_code is not None:
+        cluster.objects["v1/pods", NS, f"{name}-abcde"] = {
+            "metadata": {"name": f"{name}-abcde", "namespace": NS, "labels": {"job-name": name}},
+            "status": {
+                "containerStatuses": [{"name": "job", "state": {"terminated": {"exitCode": exit_code}}}],
+            },
+        }
+    status = {"status": {"conditions": [{"type": condition, "status": "True"}]}}
+    async with cluster.patch(f"/apis/batch/v1/namespaces/{NS}/jobs/{name}/status", json=status) as response:
+        assert response.status == 200
+
+
+async def test_discovery_counts_ready_nodes_by_class_and_lowers_declared_pools(make_backend: Any) -> None:
+    backend = await make_backend()
+    declared = [
+        PoolSpec("nvidia-h100", cards=64, offered=32, cards_per_node=8),
+        PoolSpec("ascend-910b", cards=8, offered=8, cards_per_node=8),
+        PoolSpec("ascend-910c", cards=16, offered=4, cards_per_node=32),
+        PoolSpec("hygon-k100", cards=8, offered=8, cards_per_node=8),
+    ]
+    pools = {p.accelerator_class: p for p in await asyncio.to_thread(backend.pools, declared)}
+    # Two Ready H100 nodes count; the NotReady and the cordoned one do not.
+    assert pools["nvidia-h100"] == PoolSpec("nvidia-h100", cards=16, offered=16, cards_per_node=8)
+    assert pools["ascend-910b"] == PoolSpec("ascend-910b", cards=8, offered=8, cards_per_node=8)
+    assert pools["ascend-910c"] == PoolSpec("ascend-910c", cards=16, offered=4, cards_per_node=16)
+    assert "hygon-k100" not in pools  # declared, but no node has it
+
+
+async def test_launch_creates_one_job_with_labels_limits_affinity_and_env(
+    make_backend: Any, cluster: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEDGATE_AGENT_TOKEN", "secret-of-the-agent")
+    backend = await make_backend(service_account="trainer", image_pull_secrets=("regcred",))
+    s = spec("Job_With/Odd:Chars", epoch=3, env={"LR": "0.1", "FEDGATE_EPOCH": "999"})
+    handle = await backend.launch(s)
+    job = stored_job(cluster, s)
+    assert handle.name == job["metadata"]["name"]
+    assert job["metadata"]["labels"]["fedgate.io/epoch"] == "3"
+    assert job["metadata"]["labels"]["fedgate.io/site"] == SITE
+    assert job["metadata"]["annotations"]["fedgate.io/job-id"] == "Job_With/Odd:Chars"
+    assert "/" not in job["metadata"]["labels"]["fedgate.io/job-id"]
+    assert job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["activeDeadlineSeconds"] == 3600
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["serviceAccountName"] == "trainer"
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    container = pod["containers"][0]
+    assert container["image"] == "registry.example/train:1"
+    assert container["command"] == ["python", "train.py"]
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["LR"] == "0.1"
+    assert env["FEDGATE_EPOCH"] == "3"  # ours win over the job's
+    assert env["FEDGATE_JOB_ID"] == "Job_With/Odd:Chars"
+    assert "FEDGATE_AGENT_TOKEN" not in env  # the agent's own settings never reach a pod
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [
+        {"matchExpressions": [{"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-H100-80GB-HBM3"]}]}
+    ]
+    assert "schedulerName" not in pod and "suspend" not in job["spec"]
+
+
+async def test_ascend_910b_pods_are_kept_off_910c_nodes(make_backend: Any, cluster: Any) -> None:
+    backend = await make_backend()
+    s = spec(cls="ascend-910b", cards=8, stack="cann")
+    await backend.launch(s)
+    pod = stored_job(cluster, s)["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"] == {"huawei.com/Ascend910": "8"}
+    expression = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ][0]["matchExpressions"][0]
+    assert expression == {"key": "node.kubernetes.io/npu.chip.name", "operator": "In", "values": ["910B3"]}
+
+
+@pytest.mark.parametrize(("condition", "exit_code", "expected"), [("Complete", None, 0), ("Failed", 3, 3)])
+async def test_wait_returns_the_exit_status_seen_through_the_watch(
+    make_backend: Any, cluster: Any, condition: str, exit_code: int | None, expected: int
+) -> None:
+    backend = await make_backend()
+    other = spec("job-other")
+    s = spec("job-1")
+    other_handle = await backend.launch(other)
+    handle = await backend.launch(s)
+    await finish(cluster, s, condition, exit_code)
+    status = await asyncio.wait_for(backend.wait(handle), 10)
+    assert status.exit_code == expected
+    assert not other_handle.outcome.done()
+    # One watch for the whole site, not one per job.
+    watches = [r for r in cluster if r.params.get("watch") == "true"]
+    assert len(watches) == 1
+
+
+async def test_failed_job_without_a_pod_reports_a_generic_failure(make_backend: Any, cluster: Any) -> None:
+    backend = await make_backend()
+    s = spec()
+    handle = await backend.launch(s)
+    await finish(cluster, s, "Failed")
+    status = await asyncio.wait_for(backend.wait(handle), 10)
+    assert status.exit_code == 1
+    assert not status.succeeded
+
+
+async def test_cancel_deletes_the_job_and_is_safe_to_repeat(make_backend: Any, cluster: Any) -> None:
+    backend = await make_backend()
+    s = spec()
+    handle = await backend.launch(s)
+    await backend.cancel(handle, 7)
+    assert live_jobs(cluster) == []
+    delete = next(r for r in cluster if str(r.method).upper().endswith("DELETE"))
+    assert delete.params == {"propagationPolicy": "Background", "gracePeriodSeconds": "7"}
+    status = await asyncio.wait_for(backend.wait(handle), 10)
+    assert status.signal_number == 15
+    await backend.cancel(handle, 7)  # already gone: no error
+
+
+async def test_a_launch_repeated_after_a_lost_reply_adopts_the_job_instead_of_creating_another(
+    make_backend: Any, cluster: Any
+) -> None:
+    first = await make_backend()
+    s = spec()
+    await first.launch(s)
+    await first.aclose()  # the agent restarts without ever having seen the reply
+    second = await make_backend()
+    assert await second.adopt(spec("job-1", epoch=2)) is None  # another epoch is another attempt
+    adopted = await second.adopt(s)
+    assert adopted is not None and adopted.name == job_name(SITE, "job-1", 1)
+    again = await second.launch(s)  # and a repeated Launch meets 409 and adopts as well
+    assert again.name == adopted.name
+    assert live_jobs(cluster) == [adopted.name]
+    await finish(cluster, s, "Complete")
+    assert (await asyncio.wait_for(second.wait(again), 10)).succeeded
+
+
+async def test_adopting_a_job_that_finished_while_nobody_watched_returns_its_end(make_backend: Any, cluster: Any) -> None:
+    first = await make_backend()
+    s = spec()
+    await first.launch(s)
+    await first.aclose()
+    await finish(cluster, s, "Failed", exit_code=137)
+    second = await make_backend()
+    handle = await second.adopt(s)
+    assert handle is not None
+    status = await asyncio.wait_for(second.wait(handle), 10)
+    assert (status.exit_code, status.signal_number) == (137, 9)
+
+
+async def test_read_output_slices_the_pods_log(make_backend: Any, cluster: Any) -> None:
+    backend = await make_backend()
+    s = spec()
+    handle = await backend.launch(s)
+    assert await backend.read_output(handle, 0, 100) == b""  # no pod yet
+    name = job_name(s.site, s.job_id, s.epoch)
+    cluster.objects["v1/pods", NS, f"{name}-x"] = {
+        "metadata": {"name": f"{name}-x", "namespace": NS, "labels": {"batch.kubernetes.io/job-name": name}}
+    }
+    cluster.objects["v1/pods", NS, "someone-else"] = {
+        "metadata": {"name": "someone-else", "namespace": NS, "labels": {"job-name": "other"}}
+    }
+    cluster["get", kmocklib.subresource("log"), kmocklib.name(f"{name}-x")] << b"epoch 1 loss 0.9\nepoch 2 loss 0.5\n"
+    assert await backend.read_output(handle, 0, 7) == b"epoch 1"
+    assert await backend.read_output(handle, 17, 100) == b"epoch 2 loss 0.5\n"
+    assert await backend.read_output(handle, 34, 100) == b""
+
+
+@pytest.mark.parametrize(
+    ("s", "problem"),
+    [
+        (spec(image=""), "no image"),
+        (spec(command=()), "empty command"),
+        (spec(cls="hygon-k100"), "no schedulable node with hygon-k100"),
+        (spec(cards=9), "largest node here has 8"),
+    ],
+)
+async def test_bad_specs_are_refused_with_a_reason(make_backend: Any, cluster: Any, s: LaunchSpec, problem: str) -> None:
+    backend = await make_backend()
+    with pytest.raises(LaunchFailed, match=problem):
+        await backend.launch(s)
+    assert live_jobs(cluster) == []
+
+
+async def test_an_api_refusal_is_shown_with_the_apis_message(make_backend: Any, cluster: Any) -> None:
+    cluster["post", kmocklib.resource("batch/v1/jobs")] << kmocklib.KubernetesError(
+        status=422, reason="Invalid", message='Job.batch "x" is invalid: spec.template: forbidden by policy'
+    )
+    backend = await make_backend()
+    with pytest.raises(LaunchFailed, match="422.*forbidden by policy"):
+        await backend.launch(spec())
+
+
+async def test_volcano_gang_creates_a_podgroup_and_schedules_with_volcano(make_backend: Any, cluster: Any) -> None:
+    backend = await make_backend(gang="volcano", queue="federation")
+    s = spec(cards=8)
+    handle = await backend.launch(s)
+    job = stored_job(cluster, s)
+    group = dict(cluster.objects["scheduling.volcano.sh/v1beta1/podgroups", NS, handle.name].raw)
+    assert group["spec"] == {"minMember": 1, "minResources": {"nvidia.com/gpu": "8"}, "queue": "federation"}
+    template = job["spec"]["template"]
+    assert template["spec"]["schedulerName"] == "volcano"
+    assert template["metadata"]["annotations"]["scheduling.k8s.io/group-name"] == handle.name
+    await backend.cancel(handle, 0)
+    assert cluster.objects["scheduling.volcano.sh/v1beta1/podgroups", NS, handle.name].deleted
+
+
+async def test_kueue_gang_creates_a_suspended_job_in_the_queue(make_backend: Any, cluster: Any) -> None:
+    backend = await make_backend(gang="kueue", queue="team-a")
+    s = spec()
+    await backend.launch(s)
+    job = stored_job(cluster, s)
+    assert job["spec"]["suspend"] is True
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    assert "schedulerName" not in job["spec"]["template"]["spec"]
+
+
+async def test_every_api_call_the_backend_made_is_in_its_permission_table(make_backend: Any, cluster: Any) -> None:
+    backend = await make_backend(gang="volcano")
+    await asyncio.to_thread(backend.pools, [PoolSpec("nvidia-h100", 8, 8, 8)])
+    s = spec()
+    handle = await backend.launch(s)
+    await backend.adopt(s)
+    cluster.objects["v1/pods", NS, "p"] = {"metadata": {"name": "p", "namespace": NS, "labels": {"job-name": handle.name}}}
+    cluster["get", kmocklib.subresource("log")] << b"log line\n"
+    assert await backend.read_output(handle, 0, 3) == b"log"
+    await finish(cluster, s, "Failed", exit_code=2)
+    assert (await asyncio.wait_for(backend.wait(handle), 10)).exit_code == 2
+    await backend.cancel(handle, 0)
+    verbs = {"list": "list", "watch": "watch", "fetch": "get", "create": "create", "delete": "delete", "update": "patch"}
+    used = set()
+    for request in cluster:
+        if request.resource is None or request.action is None:
+            continue
+        if not request.headers.get("User-Agent", "").startswith("OpenAPI-Generator"):
+            continue  # the test's own calls, playing the Job controller
+        resource = request.resource.plural + (f"/{request.subresource}" if request.subresource else "")
+        used.add((request.resource.group or "", resource, verbs[str(request.action.value).lower()]))
+    assert used == API_PERMISSIONS  # each listed permission is used, and nothing else
+
+
+def test_discover_ignores_unknown_nvidia_products() -> None:
+    found = discover([node("rtx", "nvidia.com/gpu", 4, {"nvidia.com/gpu.product": "NVIDIA-GeForce-RTX-4090"})], DEFAULT_RULES)
+    assert found == {}
