@@ -29,6 +29,10 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
         "run: pip install 'fedgate[kubernetes]'"
     ) from exc
 
+# The client's config loaders and Watch carry no annotations.
+_config: Any = k8s_config
+_watch: Any = k8s_watch
+
 VOLCANO_GROUP, VOLCANO_VERSION, PODGROUPS = "scheduling.volcano.sh", "v1beta1", "podgroups"
 
 API_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
@@ -69,9 +73,9 @@ def load_api_client(kubeconfig: Path | None, context: str) -> k8s_client.ApiClie
     configuration = k8s_client.Configuration()
     try:
         if kubeconfig is None:
-            k8s_config.load_incluster_config(client_configuration=configuration)
+            _config.load_incluster_config(client_configuration=configuration)
         else:
-            k8s_config.load_kube_config(
+            _config.load_kube_config(
                 config_file=str(kubeconfig), context=context or None, client_configuration=configuration
             )
     except (ConfigException, OSError) as exc:
@@ -100,9 +104,7 @@ class KubeApi:
 
     def list_jobs(self, selector: str) -> tuple[list[dict[str, Any]], str]:
         """The namespace's Jobs (the selector is a hint: callers filter again) and the list's resourceVersion."""
-        data = _json(
-            self._call("list Jobs", self._batch.list_namespaced_job, self.namespace, label_selector=selector)
-        )
+        data = _json(self._call("list Jobs", self._batch.list_namespaced_job, self.namespace, label_selector=selector))
         return list(data.get("items") or []), str((data.get("metadata") or {}).get("resourceVersion") or "")
 
     def delete_job(self, name: str, grace_s: float) -> bool:
@@ -126,8 +128,12 @@ class KubeApi:
         return _items(self._call("list pods", self._core.list_namespaced_pod, self.namespace, label_selector=selector))
 
     def read_log(self, pod: str, limit_bytes: int) -> bytes:
-        response = self._core.read_namespaced_pod_log(
-            pod, self.namespace, limit_bytes=max(limit_bytes, 1), _preload_content=False
+        response: Any = self._call(
+            "read the pod's log",
+            self._core.read_namespaced_pod_log,
+            pod,
+            self.namespace,
+            limit_bytes=max(limit_bytes, 1),
         )
         return bytes(response.data)
 
@@ -190,7 +196,7 @@ class KubeApi:
 
 
 def new_watcher() -> Any:
-    return k8s_watch.Watch()
+    return _watch.Watch()
 
 
 def api_error(what: str, exc: ApiException) -> KubeApiError:

@@ -206,7 +206,9 @@ def _node_affinity(placement: Placement) -> dict[str, Any] | None:
         expression = {"key": placement.product_label, "operator": "NotIn", "values": sorted(placement.avoid_products)}
     return {
         "nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [expression]}]}
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [expression]}]
+            }
         }
     }
 

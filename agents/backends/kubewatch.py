@@ -12,6 +12,7 @@ what a Job's state means (`agents.backends.kubernetes` does).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -137,7 +138,5 @@ class JobWatch:
         loop = self._loop
         if loop is None or loop.is_closed() or self._stopping.is_set():
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop closed between the check and the call
             loop.call_soon_threadsafe(callback, *args)
-        except RuntimeError:  # the loop closed between the check and the call
-            pass

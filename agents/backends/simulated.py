@@ -110,10 +110,13 @@ class SimulatedBackend:
             handle.outcome.set_result(status)
 
     def _duration(self, spec: LaunchSpec) -> float:
-        for source, raw in ((f"env {DURATION_ENV}", spec.env.get(DURATION_ENV)), (
-            f"label {DURATION_LABEL}",
-            spec.labels.get(DURATION_LABEL),
-        )):
+        for source, raw in (
+            (f"env {DURATION_ENV}", spec.env.get(DURATION_ENV)),
+            (
+                f"label {DURATION_LABEL}",
+                spec.labels.get(DURATION_LABEL),
+            ),
+        ):
             if raw is None or raw == "":
                 continue
             try:

@@ -21,7 +21,7 @@ import pytest
 
 from agents.backends.base import BackendSettings, LaunchSpec
 from agents.backends.kubeapi import API_PERMISSIONS
-from agents.backends.kubeclasses import discover, DEFAULT_RULES
+from agents.backends.kubeclasses import DEFAULT_RULES, discover
 from agents.backends.kubemanifest import job_name
 from agents.backends.kubeoptions import KubernetesOptions
 from agents.backends.kubernetes import KubernetesBackend
@@ -88,7 +88,9 @@ async def make_backend(cluster: Any, tmp_path: Path) -> AsyncIterator[Any]:
     config = kubeconfig(tmp_path, str(cluster.url).rstrip("/"))
 
     async def build(**options: Any) -> KubernetesBackend:
-        settings = BackendSettings("kubernetes", tmp_path, KubernetesOptions(namespace=NS, kubeconfig=config, **options))
+        settings = BackendSettings(
+            "kubernetes", tmp_path, KubernetesOptions(namespace=NS, kubeconfig=config, **options)
+        )
         backend = KubernetesBackend(settings)
         made.append(backend)
         return backend
@@ -98,7 +100,9 @@ async def make_backend(cluster: Any, tmp_path: Path) -> AsyncIterator[Any]:
         await backend.aclose()
 
 
-def spec(job_id: str = "job-1", *, epoch: int = 1, cls: str = "nvidia-h100", cards: int = 2, **extra: Any) -> LaunchSpec:
+def spec(
+    job_id: str = "job-1", *, epoch: int = 1, cls: str = "nvidia-h100", cards: int = 2, **extra: Any
+) -> LaunchSpec:
     fields: dict[str, Any] = {
         "site": SITE,
         "job_id": job_id,
@@ -196,9 +200,9 @@ async def test_ascend_910b_pods_are_kept_off_910c_nodes(make_backend: Any, clust
     await backend.launch(s)
     pod = stored_job(cluster, s)["spec"]["template"]["spec"]
     assert pod["containers"][0]["resources"]["limits"] == {"huawei.com/Ascend910": "8"}
-    expression = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
-        "nodeSelectorTerms"
-    ][0]["matchExpressions"][0]
+    expression = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][
+        0
+    ]["matchExpressions"][0]
     assert expression == {"key": "node.kubernetes.io/npu.chip.name", "operator": "In", "values": ["910B3"]}
 
 
@@ -261,7 +265,9 @@ async def test_a_launch_repeated_after_a_lost_reply_adopts_the_job_instead_of_cr
     assert (await asyncio.wait_for(second.wait(again), 10)).succeeded
 
 
-async def test_adopting_a_job_that_finished_while_nobody_watched_returns_its_end(make_backend: Any, cluster: Any) -> None:
+async def test_adopting_a_job_that_finished_while_nobody_watched_returns_its_end(
+    make_backend: Any, cluster: Any
+) -> None:
     first = await make_backend()
     s = spec()
     await first.launch(s)
@@ -301,7 +307,9 @@ async def test_read_output_slices_the_pods_log(make_backend: Any, cluster: Any) 
         (spec(cards=9), "largest node here has 8"),
     ],
 )
-async def test_bad_specs_are_refused_with_a_reason(make_backend: Any, cluster: Any, s: LaunchSpec, problem: str) -> None:
+async def test_bad_specs_are_refused_with_a_reason(
+    make_backend: Any, cluster: Any, s: LaunchSpec, problem: str
+) -> None:
     backend = await make_backend()
     with pytest.raises(LaunchFailed, match=problem):
         await backend.launch(s)
@@ -313,7 +321,7 @@ async def test_an_api_refusal_is_shown_with_the_apis_message(make_backend: Any, 
         status=422, reason="Invalid", message='Job.batch "x" is invalid: spec.template: forbidden by policy'
     )
     backend = await make_backend()
-    with pytest.raises(LaunchFailed, match="422.*forbidden by policy"):
+    with pytest.raises(LaunchFailed, match=r"422.*forbidden by policy"):
         await backend.launch(spec())
 
 
@@ -347,13 +355,22 @@ async def test_every_api_call_the_backend_made_is_in_its_permission_table(make_b
     s = spec()
     handle = await backend.launch(s)
     await backend.adopt(s)
-    cluster.objects["v1/pods", NS, "p"] = {"metadata": {"name": "p", "namespace": NS, "labels": {"job-name": handle.name}}}
+    cluster.objects["v1/pods", NS, "p"] = {
+        "metadata": {"name": "p", "namespace": NS, "labels": {"job-name": handle.name}}
+    }
     cluster["get", kmocklib.subresource("log")] << b"log line\n"
     assert await backend.read_output(handle, 0, 3) == b"log"
     await finish(cluster, s, "Failed", exit_code=2)
     assert (await asyncio.wait_for(backend.wait(handle), 10)).exit_code == 2
     await backend.cancel(handle, 0)
-    verbs = {"list": "list", "watch": "watch", "fetch": "get", "create": "create", "delete": "delete", "update": "patch"}
+    verbs = {
+        "list": "list",
+        "watch": "watch",
+        "fetch": "get",
+        "create": "create",
+        "delete": "delete",
+        "update": "patch",
+    }
     used = set()
     for request in cluster:
         if request.resource is None or request.action is None:
@@ -366,5 +383,7 @@ async def test_every_api_call_the_backend_made_is_in_its_permission_table(make_b
 
 
 def test_discover_ignores_unknown_nvidia_products() -> None:
-    found = discover([node("rtx", "nvidia.com/gpu", 4, {"nvidia.com/gpu.product": "NVIDIA-GeForce-RTX-4090"})], DEFAULT_RULES)
+    found = discover(
+        [node("rtx", "nvidia.com/gpu", 4, {"nvidia.com/gpu.product": "NVIDIA-GeForce-RTX-4090"})], DEFAULT_RULES
+    )
     assert found == {}
