@@ -137,24 +137,28 @@ def job_manifest(spec: LaunchSpec, options: KubernetesOptions, placement: Placem
     }
 
 
-def podgroup_manifest(spec: LaunchSpec, options: KubernetesOptions, placement: Placement) -> dict[str, Any]:
-    """Volcano's PodGroup for the Job's pod: scheduled all together or not at all."""
+def podgroup_manifest(
+    spec: LaunchSpec, options: KubernetesOptions, placement: Placement, owner: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Volcano's PodGroup for the Job's pod: scheduled all together or not at all. With the created Job as
+    `owner` (when it has a uid), the garbage collector deletes the group with the Job."""
     body: dict[str, Any] = {
         "minMember": 1,
         "minResources": {placement.resource: str(len(spec.devices))},
     }
     if options.queue:
         body["queue"] = options.queue
-    return {
-        "apiVersion": "scheduling.volcano.sh/v1beta1",
-        "kind": "PodGroup",
-        "metadata": {
-            "name": job_name(spec.site, spec.job_id, spec.epoch),
-            "namespace": options.namespace,
-            "labels": job_labels(spec),
-        },
-        "spec": body,
+    metadata: dict[str, Any] = {
+        "name": job_name(spec.site, spec.job_id, spec.epoch),
+        "namespace": options.namespace,
+        "labels": job_labels(spec),
     }
+    owner_meta = (owner or {}).get("metadata") or {}
+    if owner_meta.get("uid"):
+        metadata["ownerReferences"] = [
+            {"apiVersion": "batch/v1", "kind": "Job", "name": owner_meta["name"], "uid": owner_meta["uid"]}
+        ]
+    return {"apiVersion": "scheduling.volcano.sh/v1beta1", "kind": "PodGroup", "metadata": metadata, "spec": body}
 
 
 def is_ours(job: Mapping[str, Any], site: str, job_id: str | None = None, epoch: int | None = None) -> bool:

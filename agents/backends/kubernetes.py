@@ -95,29 +95,24 @@ class KubernetesBackend:
         placement = await self._placement(spec)
         self._start_watch(spec.site)
         try:
-            if self._options.gang == "volcano":
-                await self._create_podgroup(spec, placement)
-            created = await asyncio.to_thread(self._api.create_job, job_manifest(spec, self._options, placement))
+            job = await asyncio.to_thread(self._api.create_job, job_manifest(spec, self._options, placement))
         except KubeApiError as exc:
-            if exc.status == 409:  # created by an earlier try whose reply was lost: that one is ours
-                adopted = await self.adopt(spec)
-                if adopted is not None:
-                    return adopted
-            if 400 <= exc.status < 500:
-                raise LaunchFailed(f"the cluster refused job {spec.job_id}: {exc.message}") from exc
-            raise
-        handle = self._register(spec, str(created.get("metadata", {}).get("name") or self._job_name(spec)))
-        log.debug("job %s epoch %d: created Job %s", spec.job_id, spec.epoch, handle.name)
+            found = await self._find(spec) if exc.status == 409 else None
+            if found is None:
+                raise _refusal(spec, exc) from exc
+            job = found  # created by an earlier try whose reply was lost: that one is ours
+        if self._options.gang == "volcano":
+            await self._ensure_podgroup(spec, placement, job)
+        handle = self._register(spec, str(job.get("metadata", {}).get("name") or self._job_name(spec)))
+        self._on_job("LISTED", job)  # an adopted Job may have finished already
+        log.debug("job %s epoch %d: Job %s", spec.job_id, spec.epoch, handle.name)
         return handle
 
     async def adopt(self, spec: LaunchSpec) -> KubeHandle | None:
-        selector = f"{LABEL_JOB_ID}={label_value(spec.job_id)},{LABEL_EPOCH}={spec.epoch}"
-        jobs, _ = await asyncio.to_thread(self._api.list_jobs, selector)
-        mine = [job for job in jobs if is_ours(job, spec.site, spec.job_id, spec.epoch)]
-        if not mine:
+        job = await self._find(spec)
+        if job is None:
             return None
         self._start_watch(spec.site)
-        job = mine[0]
         handle = self._register(spec, str(job["metadata"]["name"]))
         self._on_job("LISTED", job)  # it may have finished while nobody watched
         log.info("job %s epoch %d: adopted the existing Job %s", spec.job_id, spec.epoch, handle.name)
@@ -178,12 +173,23 @@ class KubernetesBackend:
             )
         return placement_for(capacity, self._rules)
 
-    async def _create_podgroup(self, spec: LaunchSpec, placement: Placement) -> None:
+    async def _find(self, spec: LaunchSpec) -> dict[str, Any] | None:
+        selector = f"{LABEL_JOB_ID}={label_value(spec.job_id)},{LABEL_EPOCH}={spec.epoch}"
+        jobs, _ = await asyncio.to_thread(self._api.list_jobs, selector)
+        mine = [job for job in jobs if is_ours(job, spec.site, spec.job_id, spec.epoch)]
+        return mine[0] if mine else None
+
+    async def _ensure_podgroup(self, spec: LaunchSpec, placement: Placement, job: Mapping[str, Any]) -> None:
+        """Volcano's group for the Job, owned by it (so it goes when the Job goes); no Job without its group."""
+        manifest = podgroup_manifest(spec, self._options, placement, owner=job)
         try:
-            await asyncio.to_thread(self._api.create_podgroup, podgroup_manifest(spec, self._options, placement))
+            await asyncio.to_thread(self._api.create_podgroup, manifest)
         except KubeApiError as exc:
-            if exc.status != 409:  # already there from an earlier try: the same group
-                raise
+            if exc.status == 409:  # already there from an earlier try: the same group
+                return
+            # The pod would wait for a group that never comes: take the Job back before refusing.
+            await asyncio.to_thread(self._api.delete_job, str(job["metadata"]["name"]), 0)
+            raise _refusal(spec, exc) from exc
 
     def _job_name(self, spec: LaunchSpec) -> str:
         return job_name(spec.site, spec.job_id, spec.epoch)
@@ -273,6 +279,13 @@ def placement_for(capacity: ClassCapacity, rules: Sequence[ClassRule]) -> Placem
         for product in rule.products
     }
     return Placement(capacity.resource, capacity.product_label, avoid_products=tuple(sorted(others)))
+
+
+def _refusal(spec: LaunchSpec, exc: KubeApiError) -> BackendError:
+    """A 4xx is about this job (LaunchFailed, shown to its vendor); anything else is the site's trouble."""
+    if 400 <= exc.status < 500:
+        return LaunchFailed(f"the cluster refused job {spec.job_id}: {exc.message}")
+    return BackendError(f"could not start job {spec.job_id}: {exc.message}")
 
 
 def _kube(handle: JobHandle) -> KubeHandle:

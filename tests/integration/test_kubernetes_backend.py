@@ -25,7 +25,7 @@ from agents.backends.kubeclasses import DEFAULT_RULES, discover
 from agents.backends.kubemanifest import job_name
 from agents.backends.kubeoptions import KubernetesOptions
 from agents.backends.kubernetes import KubernetesBackend
-from agents.errors import LaunchFailed
+from agents.errors import BackendError, LaunchFailed
 from agents.model import PoolSpec
 
 NS = "fedgate-jobs"
@@ -337,6 +337,27 @@ async def test_volcano_gang_creates_a_podgroup_and_schedules_with_volcano(make_b
     assert template["metadata"]["annotations"]["scheduling.k8s.io/group-name"] == handle.name
     await backend.cancel(handle, 0)
     assert cluster.objects["scheduling.volcano.sh/v1beta1/podgroups", NS, handle.name].deleted
+
+
+async def test_a_refused_podgroup_takes_the_job_back_and_says_why(make_backend: Any, cluster: Any) -> None:
+    cluster["post", kmocklib.resource("scheduling.volcano.sh/v1beta1/podgroups")] << kmocklib.KubernetesError(
+        status=403, reason="Forbidden", message="podgroups is forbidden: User cannot create resource"
+    )
+    backend = await make_backend(gang="volcano")
+    with pytest.raises(LaunchFailed, match=r"403: podgroups is forbidden.*docs/kubernetes-rbac.md"):
+        await backend.launch(spec())
+    assert live_jobs(cluster) == []
+
+
+async def test_an_unreachable_or_forbidding_api_server_stops_discovery_with_a_clear_error(
+    make_backend: Any, cluster: Any
+) -> None:
+    cluster["get", kmocklib.resource("v1/nodes")] << kmocklib.KubernetesError(
+        status=403, reason="Forbidden", message='nodes is forbidden: User "agent" cannot list resource "nodes"'
+    )
+    backend = await make_backend()
+    with pytest.raises(BackendError, match=r"cannot list nodes: .*403: nodes is forbidden.*kubernetes-rbac.md"):
+        await asyncio.to_thread(backend.pools, [PoolSpec("nvidia-h100", 8, 8, 8)])
 
 
 async def test_kueue_gang_creates_a_suspended_job_in_the_queue(make_backend: Any, cluster: Any) -> None:

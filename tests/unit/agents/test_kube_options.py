@@ -11,7 +11,7 @@ import pytest
 
 from agents.backends.base import BackendSettings, LaunchSpec
 from agents.backends.kubeclasses import ClassRule
-from agents.backends.kubemanifest import job_name, label_value
+from agents.backends.kubemanifest import Placement, job_name, label_value, podgroup_manifest
 from agents.backends.kubeoptions import KubernetesOptions
 from agents.backends.registry import create_backend
 from agents.config import load_agent_config
@@ -115,3 +115,13 @@ def test_job_names_and_label_values_are_valid_and_distinct(job_id: str) -> None:
 
 def test_a_valid_label_value_is_kept_as_it_is() -> None:
     assert label_value("job-1.a_b") == "job-1.a_b"
+
+
+def test_a_podgroup_is_owned_by_its_job_so_it_goes_with_it() -> None:
+    options = KubernetesOptions(namespace="ns", gang="volcano")
+    owner = {"metadata": {"name": "fg-j1", "uid": "0b7e-uid"}}
+    group = podgroup_manifest(spec("j1"), options, Placement("nvidia.com/gpu"), owner=owner)
+    assert group["metadata"]["ownerReferences"] == [
+        {"apiVersion": "batch/v1", "kind": "Job", "name": "fg-j1", "uid": "0b7e-uid"}
+    ]
+    assert group["spec"] == {"minMember": 1, "minResources": {"nvidia.com/gpu": "1"}}
