@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,12 @@ from agents.backends.kubeclasses import DEFAULT_RULES, discover
 from agents.backends.kubemanifest import job_name
 from agents.backends.kubeoptions import KubernetesOptions
 from agents.backends.kubernetes import KubernetesBackend
+from agents.commands import Cancel, Launch
+from agents.config import AgentConfig, TlsFiles
 from agents.errors import BackendError, LaunchFailed
-from agents.model import PoolSpec
+from agents.journal import MemoryJournal
+from agents.model import JobState, JobUpdate, PoolSpec
+from agents.runtime import SiteRuntime
 
 NS = "fedgate-jobs"
 SITE = "site-a"
@@ -52,7 +57,9 @@ ASCEND_910B = {"node.kubernetes.io/npu.chip.name": "910B3"}
 
 @pytest.fixture
 async def cluster(kmock: Any) -> Any:
-    kmock.resources.load_bundled()
+    with warnings.catch_warnings():  # kmock reads its bundle with a deprecated importlib call
+        warnings.simplefilter("ignore", DeprecationWarning)
+        kmock.resources.load_bundled()
     kmock.resources["scheduling.volcano.sh/v1beta1/podgroups"] = kmocklib.ResourceInfo(
         kind="PodGroup", namespaced=True, verbs={"create", "get", "list", "delete"}
     )
@@ -401,6 +408,45 @@ async def test_every_api_call_the_backend_made_is_in_its_permission_table(make_b
         resource = request.resource.plural + (f"/{request.subresource}" if request.subresource else "")
         used.add((request.resource.group or "", resource, verbs[str(request.action.value).lower()]))
     assert used == API_PERMISSIONS  # each listed permission is used, and nothing else
+
+
+async def test_the_agent_runtime_runs_reports_and_cancels_jobs_through_the_backend(
+    make_backend: Any, cluster: Any
+) -> None:
+    backend = await make_backend()
+    config = AgentConfig(
+        site=SITE,
+        gateway="127.0.0.1:1",
+        tls=TlsFiles(Path("ca"), Path("cert"), Path("key")),
+        backend=BackendSettings("kubernetes", Path("."), KubernetesOptions(namespace=NS)),
+        pools=(PoolSpec("nvidia-h100", cards=64, offered=32, cards_per_node=8, stack="cuda"),),
+        cancel_grace_s=0.2,
+    )
+    # The runtime asks for pools once, synchronously, as the agent does at start; kmock shares this loop.
+    runtime = await asyncio.to_thread(SiteRuntime, config, backend, MemoryJournal())
+    assert [(c.total, c.offered) for c in runtime.capacity()] == [(16, 16)]
+    image = "registry.example/train:1"
+    await runtime.handle(Launch("done", 1, 1, "nvidia-h100", 2, ("train",), image=image, max_runtime_s=60))
+    await runtime.handle(Launch("broken", 1, 1, "nvidia-h100", 2, ("train",), image=image))
+    await runtime.handle(Launch("long", 1, 1, "nvidia-h100", 2, ("train",), image=image))
+    await runtime.handle(Launch("noimage", 1, 1, "nvidia-h100", 2, ("train",)))
+    await finish(cluster, spec("done"), "Complete")
+    await finish(cluster, spec("broken"), "Failed", exit_code=4)
+    await runtime.handle(Cancel("long", 1, reason="vendor"))
+
+    def finals() -> dict[str, JobUpdate]:
+        return {u.job_id: u for u in runtime.unacknowledged_updates() if u.state.is_final}
+
+    for _ in range(500):
+        if len(finals()) == 4:
+            break
+        await asyncio.sleep(0.02)
+    ended = finals()
+    assert (ended["done"].state, ended["done"].exit_code) == (JobState.SUCCEEDED, 0)
+    assert (ended["broken"].state, ended["broken"].exit_code) == (JobState.FAILED, 4)
+    assert (ended["long"].state, ended["long"].exit_code) == (JobState.CANCELLED, 143)
+    assert ended["noimage"].state is JobState.FAILED and "no image" in ended["noimage"].message
+    assert live_jobs(cluster) == [job_name(SITE, "done", 1), job_name(SITE, "broken", 1)]
 
 
 def test_discover_ignores_unknown_nvidia_products() -> None:
