@@ -10,6 +10,7 @@ cluster has the class (`agents.backends.kubernetes` does).
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ ANNOTATION_SITE = "fedgate.io/site"
 VOLCANO_GROUP_ANNOTATION = "scheduling.k8s.io/group-name"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 CONTAINER = "job"
+DEADLINE_MARGIN_S = 60.0
+"""activeDeadlineSeconds is the job's max runtime plus this."""
 
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
@@ -110,8 +113,9 @@ def job_manifest(spec: LaunchSpec, options: KubernetesOptions, placement: Placem
         pod["imagePullSecrets"] = [{"name": secret} for secret in options.image_pull_secrets]
     job_spec: dict[str, Any] = {"backoffLimit": 0}
     if spec.max_runtime_s > 0:
-        # A backstop for when the agent is away: the agent stops the attempt itself at the limit.
-        job_spec["activeDeadlineSeconds"] = max(1, int(spec.max_runtime_s + 0.999))
+        # A backstop for when the agent is away. The agent itself stops the attempt at the limit (and reports
+        # why); the margin keeps the cluster from racing it to the kill.
+        job_spec["activeDeadlineSeconds"] = math.ceil(spec.max_runtime_s + DEADLINE_MARGIN_S)
     if options.ttl_after_finished_s:
         job_spec["ttlSecondsAfterFinished"] = options.ttl_after_finished_s
     if options.gang == "volcano":

@@ -180,7 +180,7 @@ async def test_launch_creates_one_job_with_labels_limits_affinity_and_env(
     assert job["metadata"]["annotations"]["fedgate.io/job-id"] == "Job_With/Odd:Chars"
     assert "/" not in job["metadata"]["labels"]["fedgate.io/job-id"]
     assert job["spec"]["backoffLimit"] == 0
-    assert job["spec"]["activeDeadlineSeconds"] == 3600
+    assert job["spec"]["activeDeadlineSeconds"] == 3600 + 60  # a backstop behind the agent's own limit
     pod = job["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     assert pod["serviceAccountName"] == "trainer"
