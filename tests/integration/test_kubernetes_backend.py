@@ -4,8 +4,12 @@ The backend is built from a real kubeconfig file pointing at kmock. kmock stores
 and watches from that store and emits watch events for changes made over HTTP; it does not run a Job
 controller, so the tests play the controller: they create the Job's pod and patch the Job's status over HTTP,
 as the real controller would, and the backend must see that through its one watch.
-kmock ignores label selectors, which the backend must (and does) check again itself; and it has no `pods/log`
-endpoint of its own, so the tests declare one.
+
+What kmock (0.8) cannot do, read from its source: it ignores label selectors (the backend checks labels
+again itself, which these tests rely on); it has no `pods/log` endpoint (the tests declare one); it gives
+objects no uid or resourceVersion and never ends a watch nor honours `resourceVersion`/`timeoutSeconds`, so
+the PodGroup's ownerReference is checked on the manifest (tests/unit/agents/test_kube_options.py) and the
+watch's resume and 410 paths against a scripted API (tests/unit/agents/test_kube_watch.py).
 """
 
 from __future__ import annotations
