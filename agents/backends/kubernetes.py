@@ -60,6 +60,8 @@ class KubeHandle:
     registered_at: float = field(default_factory=time.monotonic)
     settling: bool = False
     """Its end is being looked up (the failed pod's exit code); later events change nothing."""
+    pod: str = ""
+    """The Job's pod once seen (backoffLimit 0: there is only ever one), so log reads skip the pod list."""
 
 
 class KubernetesBackend:
@@ -123,10 +125,12 @@ class KubernetesBackend:
         if limit <= 0:
             return b""
         try:
-            pod = await self._pod_of(job.name)
-            if pod is None:
-                return b""
-            data = await asyncio.to_thread(self._api.read_log, pod["metadata"]["name"], max(offset, 0) + limit)
+            if not job.pod:
+                pod = await self._pod_of(job.name)
+                if pod is None:
+                    return b""
+                job.pod = str(pod["metadata"]["name"])
+            data = await asyncio.to_thread(self._api.read_log, job.pod, max(offset, 0) + limit)
         except KubeApiError as exc:
             if exc.status in (400, 404):  # the container has not started, or the pod is gone
                 return b""
