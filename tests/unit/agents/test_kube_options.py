@@ -125,3 +125,19 @@ def test_a_podgroup_is_owned_by_its_job_so_it_goes_with_it() -> None:
         {"apiVersion": "batch/v1", "kind": "Job", "name": "fg-j1", "uid": "0b7e-uid"}
     ]
     assert group["spec"] == {"minMember": 1, "minResources": {"nvidia.com/gpu": "1"}}
+
+
+@pytest.mark.parametrize(
+    ("kubeconfig", "problem"),
+    [
+        (None, r"from the in-cluster service account: .*; set backend.kubeconfig"),
+        (Path("/nonexistent/kubeconfig"), r"from kubeconfig /nonexistent/kubeconfig: .*check backend.kubeconfig"),
+    ],
+)
+def test_a_cluster_that_cannot_be_configured_is_a_config_error_with_the_fix(
+    kubeconfig: Path | None, problem: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    settings = BackendSettings("kubernetes", Path("."), KubernetesOptions(namespace="ns", kubeconfig=kubeconfig))
+    with pytest.raises(ConfigError, match=problem):
+        create_backend(settings)
