@@ -104,6 +104,9 @@ def job_manifest(spec: LaunchSpec, options: KubernetesOptions, placement: Placem
             }
         ],
     }
+    # Accelerator nodes are often tainted with their resource's name so that only pods asking for it land
+    # there (what the ExtendedResourceToleration admission plugin adds, where it is enabled).
+    pod["tolerations"] = [{"key": placement.resource, "operator": "Exists", "effect": "NoSchedule"}]
     affinity = _node_affinity(placement)
     if affinity:
         pod["affinity"] = affinity

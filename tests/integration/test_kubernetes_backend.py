@@ -193,6 +193,7 @@ async def test_launch_creates_one_job_with_labels_limits_affinity_and_env(
     assert container["image"] == "registry.example/train:1"
     assert container["command"] == ["python", "train.py"]
     assert container["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["LR"] == "0.1"
     assert env["FEDGATE_EPOCH"] == "3"  # ours win over the job's
