@@ -23,6 +23,7 @@ try:
     from kubernetes import watch as k8s_watch
     from kubernetes.client.exceptions import ApiException
     from kubernetes.config.config_exception import ConfigException
+    from urllib3.exceptions import HTTPError
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides the package
     raise ConfigError(
         "the kubernetes backend needs the Kubernetes client, which is not installed; "
@@ -187,12 +188,8 @@ class KubeApi:
             return method(*args, **kwargs)
         except ApiException as exc:
             raise api_error(what, exc) from exc
-        except OSError as exc:
+        except (OSError, HTTPError) as exc:  # refused, reset, timed out, retries exhausted
             raise KubeApiError(f"cannot {what}: the API server did not answer ({exc})", status=0) from exc
-        except Exception as exc:  # urllib3 errors do not share a base with OSError
-            if type(exc).__module__.startswith("urllib3"):
-                raise KubeApiError(f"cannot {what}: the API server did not answer ({exc})", status=0) from exc
-            raise
 
 
 def new_watcher() -> Any:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +17,8 @@ from agents.backends.kubemanifest import Placement, job_name, label_value, podgr
 from agents.backends.kubeoptions import KubernetesOptions
 from agents.backends.registry import create_backend
 from agents.config import load_agent_config
-from agents.errors import ConfigError
+from agents.errors import BackendError, ConfigError
+from agents.model import PoolSpec
 
 from .conftest import POOLS_YAML
 from .pki import MintedPki
@@ -141,3 +144,25 @@ def test_a_cluster_that_cannot_be_configured_is_a_config_error_with_the_fix(
     settings = BackendSettings("kubernetes", Path("."), KubernetesOptions(namespace="ns", kubeconfig=kubeconfig))
     with pytest.raises(ConfigError, match=problem):
         create_backend(settings)
+
+
+def test_discovery_against_an_api_server_that_does_not_answer_says_so(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    backend = create_backend(BackendSettings("kubernetes", tmp_path, KubernetesOptions("ns", kubeconfig=config)))
+    with pytest.raises(BackendError, match="cannot list nodes: the API server did not answer"):
+        backend.pools([PoolSpec("nvidia-h100", 8, 8, 8)])
