@@ -32,7 +32,9 @@ class ClassRule:
     """Node label naming the product, when several classes share the resource; empty = not used."""
     products: tuple[str, ...] = ()
     """Label values (compared case-insensitively) that mean this class. Empty = the class the resource means
-    when no other rule's product matches (e.g. `huawei.com/Ascend910` without a 910C chip label is a 910B)."""
+    when no other rule's product matches (e.g. `huawei.com/Ascend910` without a 910C chip label is a 910B).
+    Without a product label they only record the catalogue's product names: a resource that one class alone
+    uses needs no label."""
 
 
 # The scheduler names from policies/accelerators.yaml (tests/unit/agents/test_kube_classes.py checks that they

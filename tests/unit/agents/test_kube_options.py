@@ -23,7 +23,6 @@ from agents.model import PoolSpec
 from .conftest import POOLS_YAML
 from .pki import MintedPki
 
-Load = Callable[[str], object]
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
