@@ -110,13 +110,11 @@ class SimulatedBackend:
             handle.outcome.set_result(status)
 
     def _duration(self, spec: LaunchSpec) -> float:
-        for source, raw in (
+        named = (
             (f"env {DURATION_ENV}", spec.env.get(DURATION_ENV)),
-            (
-                f"label {DURATION_LABEL}",
-                spec.labels.get(DURATION_LABEL),
-            ),
-        ):
+            (f"label {DURATION_LABEL}", spec.labels.get(DURATION_LABEL)),
+        )
+        for source, raw in named:
             if raw is None or raw == "":
                 continue
             try:
