@@ -31,6 +31,7 @@ from agents.config import AgentConfig, load_agent_config
 from agents.enrollment import REFUSAL_HINTS, Enrolled, EnrollmentRequest, enroll_site
 from agents.errors import (
     AgentError,
+    BackendError,
     ConfigError,
     EnrollmentRefused,
     GatewayRefused,
@@ -113,6 +114,9 @@ def main(argv: list[str]) -> int:
         except GatewayRefused as exc:
             log.error("%s", exc.message)
             return EXIT_REFUSED
+        except BackendError as exc:  # the backend's scheduler could not be read at start (e.g. no such partition)
+            log.error("%s", exc.message)
+            return EXIT_FAILED
     return EXIT_OK
 
 

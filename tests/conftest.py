@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import GatewayHandle, LoopThread, Pki, make_pki, start_test_gateway
+from tests.slurmcluster import ClusterUnavailable, SlurmCluster, start_cluster
 
 
 @pytest.fixture(autouse=True)
@@ -53,3 +54,15 @@ def gateway(pki: Pki, loop: LoopThread, tmp_path: Path) -> Iterator[GatewayHandl
     handle = start_test_gateway(pki, tmp_path, loop)
     yield handle
     handle.stop()
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[SlurmCluster]:
+    """A real single-node Slurm (munged, slurmctld, slurmd) for the whole session; every daemon is stopped
+    at the end. Skips where Slurm is not installed, fails there under FEDGATE_REQUIRE_SERVICES=1."""
+    try:
+        cluster = start_cluster()
+    except ClusterUnavailable as exc:
+        require_service("Slurm", str(exc))
+    yield cluster
+    cluster.stop()

@@ -29,6 +29,18 @@ class BackendType:
     Path (the config's folder). The result becomes `BackendSettings.options`."""
 
 
+def _slurm(settings: BackendSettings) -> Backend:
+    from agents.backends.slurm import SlurmBackend
+
+    return SlurmBackend(settings)
+
+
+def _read_slurm_options(section: Section, base: Path) -> object:
+    from agents.backends.slurmconfig import read_slurm_options
+
+    return read_slurm_options(section, base)
+
+
 def _local(settings: BackendSettings) -> Backend:
     from agents.backends.local import LocalBackend  # imported on use, like every future backend
 
@@ -89,6 +101,14 @@ BACKEND_TYPES: dict[str, BackendType] = {
         summary="start no processes: each job lasts its simulated duration (for benchmarks)",
         read_options=_simulated_options,
     ),
+    "slurm": BackendType(
+        factory=_slurm,
+        options=frozenset(
+            {"workdir", "partition", "account", "slurm_conf", "gres", "poll_interval_s", "command_timeout_s"}
+        ),
+        summary="run each attempt as a Slurm batch job on one partition (sbatch, squeue, sacct, scancel)",
+        read_options=_read_slurm_options,
+    ),
 }
 
 
@@ -103,3 +123,14 @@ def backend_type(name: str) -> BackendType:
 
 def create_backend(settings: BackendSettings) -> Backend:
     return backend_type(settings.type).factory(settings)
+
+
+async def open_backend(settings: BackendSettings) -> Backend:
+    """Build the backend and, if it has an `async discover()` (a scheduler it must first look at, like
+    slurm's sinfo), await it, so that the synchronous `pools()` the runtime calls next has its answer
+    without blocking the event loop."""
+    backend = create_backend(settings)
+    discover = getattr(backend, "discover", None)
+    if discover is not None:
+        await discover()
+    return backend

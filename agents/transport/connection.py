@@ -21,7 +21,7 @@ import grpc.aio
 from cryptography import x509
 
 from agents.backends.base import Backend
-from agents.backends.registry import create_backend
+from agents.backends.registry import open_backend
 from agents.backoff import Backoff
 from agents.config import AgentConfig
 from agents.credentials import utc_now
@@ -215,7 +215,8 @@ async def run_agent(
     `backend`, `journal` and `backoff` default to the configured backend, a MemoryJournal and the
     standard backoff; tests pass their own.
     """
-    runtime = SiteRuntime(config, backend or create_backend(config.backend), journal or MemoryJournal(), clock=clock)
+    backend = backend or await open_backend(config.backend)
+    runtime = SiteRuntime(config, backend, journal or MemoryJournal(), clock=clock)
     link = GatewayLink(config, runtime, backoff=backoff, renewal=renewal, clock=clock)
     link_task = asyncio.create_task(link.run(), name="agent-link")
     stop_task = asyncio.create_task(stop_event.wait(), name="agent-stop")
