@@ -191,7 +191,8 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/filetxt
 JobCompLoc={root}/log/jobcomp.txt
-KillWait=5
+KillWait=1
+SchedulerParameters=batch_sched_delay=0
 EnforcePartLimits=ALL
 MinJobAge=600
 NodeName={cluster.node} NodeAddr=127.0.0.1 CPUs=16 RealMemory=1000 Gres={gres} State=UNKNOWN

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,26 +40,23 @@ from agents.backends.slurmcmd import SlurmCommands, SlurmTimeout
 from agents.backends.slurmconfig import SlurmOptions
 from agents.backends.slurmjob import LOG_FILE, SCRIPT_FILE, batch_script, job_name, sbatch_arguments, unusable_env_names
 from agents.backends.slurmparse import (
-    SACCT_FIELDS,
     SINFO_NODE_FORMAT,
-    SQUEUE_FORMAT,
     ClassCapacity,
-    JobRow,
-    parse_sacct,
     parse_sbatch_parsable,
     parse_sinfo_nodes,
-    parse_squeue,
     partition_capacity,
     unmapped_gres,
 )
-from agents.backends.slurmwatch import EndRecords, JobWatch
+from agents.backends.slurmwatch import JobWatch
 from agents.errors import BackendError, LaunchFailed
 from agents.model import PoolSpec
 
 log = logging.getLogger(__name__)
 
-ADOPT_LOOKBACK = "now-7days"
-"""How far back `adopt` searches accounting for a job name (sacct's default is only since midnight)."""
+CANCELLED_WITHOUT_CODE = ExitStatus.from_returncode(-signal.SIGTERM)
+"""How `exit_status` reads a job Slurm shows as CANCELLED 0:0."""
+STOPPING_POLL_S = 0.5
+"""While an attempt is being stopped, Slurm is polled at least this often, so a cancel returns soon after."""
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
@@ -90,6 +88,8 @@ class SlurmBackend:
         """The Slurm command runner; its `calls` count each command run."""
         self._watch = JobWatch(self.commands, settings.options.poll_interval_s)
         self._capacity: dict[str, ClassCapacity] | None = None
+        self._forced: set[str] = set()
+        """Slurm ids of attempts that were sent KILL after their grace."""
 
     @property
     def name(self) -> str:
@@ -194,7 +194,7 @@ class SlurmBackend:
 
     async def adopt(self, spec: LaunchSpec) -> SlurmHandle | None:
         name = job_name(spec.job_id, spec.epoch)
-        found = await self._jobs_named(name)
+        found = await self._watch.jobs_named(name, self._options.partition)
         if not found:
             return None
         live = [row for row in found if not row.ended]
@@ -206,7 +206,12 @@ class SlurmBackend:
         return await asyncio.to_thread(_read_slice, _slurm(handle).log_path, offset, limit)
 
     async def wait(self, handle: JobHandle) -> ExitStatus:
-        return await asyncio.shield(self._watch.follow(_slurm(handle).slurm_id))
+        slurm_id = _slurm(handle).slurm_id
+        status = await asyncio.shield(self._watch.follow(slurm_id))
+        if slurm_id in self._forced and status == CANCELLED_WITHOUT_CODE:
+            # Slurm records a cancelled job as 0:0 however it died; this one outlived its grace and got KILL.
+            return ExitStatus.from_returncode(-signal.SIGKILL)
+        return status
 
     async def cancel(self, handle: JobHandle, grace_s: float) -> None:
         slurm_id = _slurm(handle).slurm_id
@@ -217,13 +222,12 @@ class SlurmBackend:
         # state it is meant for: signal what runs, remove what waits.
         await self._scancel(slurm_id, "--full", "--signal=TERM", "--state=RUNNING")
         await self._scancel(slurm_id, "--state=PENDING")
-        self._watch.poke()
-        await asyncio.wait({ended}, timeout=max(grace_s, 0.0))
+        await self._until_ended(ended, grace_s)
         if not ended.done():
+            self._forced.add(slurm_id)
             await self._scancel(slurm_id, "--full", "--signal=KILL", "--state=RUNNING")
             await self._scancel(slurm_id)  # and release the allocation, whatever state it is in
-            self._watch.poke()
-        await asyncio.wait({ended})
+        await self._until_ended(ended, None)
 
     async def close(self) -> None:
         """Stop polling (the jobs keep running in Slurm)."""
@@ -251,42 +255,21 @@ class SlurmBackend:
             )
         return found.gres_request(cards)
 
+    async def _until_ended(self, ended: asyncio.Future[ExitStatus], timeout_s: float | None) -> None:
+        """Wait for a stopping job's end (at most `timeout_s`), polling faster than the usual tick."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + max(timeout_s, 0.0)
+        step = min(STOPPING_POLL_S, self._options.poll_interval_s)
+        while not ended.done():
+            self._watch.poke()
+            remaining = step if deadline is None else min(step, deadline - loop.time())
+            if remaining <= 0:
+                return
+            await asyncio.wait({ended}, timeout=remaining)
+
     def _follow(self, spec: LaunchSpec, slurm_id: str, directory: Path) -> SlurmHandle:
         self._watch.follow(slurm_id)
         return SlurmHandle(job_id=spec.job_id, epoch=spec.epoch, slurm_id=slurm_id, directory=directory)
-
-    async def _jobs_named(self, name: str) -> list[JobRow]:
-        result = await self.commands.run(
-            "squeue",
-            "--noheader",
-            "--states=all",
-            f"--partition={self._options.partition}",
-            f"--name={name}",
-            f"--format={SQUEUE_FORMAT}",
-        )
-        if not result.ok:
-            raise BackendError(f"squeue failed: {result.problem()}")
-        rows = [row for row in parse_squeue(result.stdout) if row.name == name]
-        if rows:
-            return rows
-        # Gone from the controller: accounting may still remember it (sacct --completion ignores --name).
-        records = await self._watch.record_source()
-        if records is EndRecords.CONTROLLER:
-            return []
-        flags = ["--completion"] if records is EndRecords.COMPLETION else []
-        result = await self.commands.run(
-            "sacct",
-            *flags,
-            "--noheader",
-            "--parsable2",
-            "--allocations",
-            f"--starttime={ADOPT_LOOKBACK}",
-            f"--name={name}",
-            f"--format={SACCT_FIELDS}",
-        )
-        if not result.ok:
-            raise BackendError(f"sacct failed: {result.problem()}")
-        return [row for row in parse_sacct(result.stdout) if row.name == name]
 
     async def _scancel(self, slurm_id: str, *flags: str) -> bool:
         # scancel fails harmlessly on a job that has just ended; the poll loop tells how it ended.

@@ -4,7 +4,8 @@ Owns: the set of followed Slurm job ids with a future per job that resolves to i
 state seen of each, and the loop that per tick runs one `squeue` for all of them and, for those that ended
 or vanished, one `sacct` (falling back to `sacct --completion` where accounting is off, and to
 `scontrol show job` for records sacct does not have yet). A job that neither squeue nor the end records know
-for several ticks is lost: its future fails. It does not start or stop jobs (`agents.backends.slurm`).
+for several ticks is lost: its future fails. Also finding jobs by name (for adoption) in the same places.
+It does not start or stop jobs (`agents.backends.slurm`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from agents.errors import BackendError
 
 log = logging.getLogger(__name__)
 
+ADOPT_LOOKBACK = "now-7days"
+"""How far back a search by job name reads accounting (sacct's default is only since midnight)."""
 LOST_AFTER_TICKS = 5
 """Ticks a job may be missing from squeue and every end record before it counts as lost."""
 
@@ -87,6 +90,7 @@ class JobWatch:
 
     async def _run(self) -> None:
         while self._pending():
+            self._wake.clear()  # before the tick: a poke during it asks for the next one at once
             try:
                 await self.poll_once()
             except BackendError as exc:  # slurmctld down or slow: keep the jobs, ask again next tick
@@ -95,7 +99,6 @@ class JobWatch:
                 log.exception("polling Slurm for job states failed")
             if not self._pending():
                 break
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._interval_s)
 
@@ -123,6 +126,40 @@ class JobWatch:
                 self._missing[slurm_id] += 1
                 if self._missing[slurm_id] >= LOST_AFTER_TICKS:
                     self._lose(slurm_id)
+
+    async def jobs_named(self, name: str, partition: str) -> list[JobRow]:
+        """Every job called `name` that the controller (in `partition`) or the end records still know."""
+        result = await self._commands.run(
+            "squeue",
+            "--noheader",
+            "--states=all",
+            f"--partition={partition}",
+            f"--name={name}",
+            f"--format={SQUEUE_FORMAT}",
+        )
+        if not result.ok:
+            raise BackendError(f"squeue failed: {result.problem()}")
+        rows = [row for row in parse_squeue(result.stdout) if row.name == name]
+        if rows:
+            return rows
+        # Gone from the controller: accounting may still remember it (sacct --completion ignores --name).
+        records = await self.record_source()
+        if records is EndRecords.CONTROLLER:
+            return []
+        flags = ["--completion"] if records is EndRecords.COMPLETION else []
+        result = await self._commands.run(
+            "sacct",
+            *flags,
+            "--noheader",
+            "--parsable2",
+            "--allocations",
+            f"--starttime={ADOPT_LOOKBACK}",
+            f"--name={name}",
+            f"--format={SACCT_FIELDS}",
+        )
+        if not result.ok:
+            raise BackendError(f"sacct failed: {result.problem()}")
+        return [row for row in parse_sacct(result.stdout) if row.name == name]
 
     async def _squeue(self, slurm_ids: list[str]) -> list[JobRow]:
         result = await self._commands.run(
