@@ -252,7 +252,10 @@ class Scheduling:
         """
         while True:
             try:
-                await asyncio.wait_for(self.wakeup.wait(), timeout=period)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancel that lands as the event
+                # fires, and the cancelled scheduler then runs on for ever (a gateway that never stops).
+                async with asyncio.timeout(period):
+                    await self.wakeup.wait()
             except TimeoutError:
                 self._capacity_grew = True  # the periodic full pass: a safety net for anything missed
             self.wakeup.clear()

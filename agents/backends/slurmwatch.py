@@ -99,8 +99,9 @@ class JobWatch:
                 log.exception("polling Slurm for job states failed")
             if not self._pending():
                 break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._interval_s)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: 3.11's wait_for can lose a cancel
+                async with asyncio.timeout(self._interval_s):
+                    await self._wake.wait()
 
     def _pending(self) -> list[str]:
         return [slurm_id for slurm_id, future in self._ends.items() if not future.done()]

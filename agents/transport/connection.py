@@ -97,8 +97,9 @@ class GatewayLink:
                 continue
             delay = self._backoff.next_delay()
             log.info("reconnecting to %s in %.1fs", self._config.gateway, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), timeout=delay)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: 3.11's wait_for can lose a cancel
+                async with asyncio.timeout(delay):
+                    await self._closing.wait()
 
     async def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
         """Wait, at most `timeout_s`, until the gateway has acknowledged every job update."""
@@ -110,7 +111,8 @@ class GatewayLink:
             while self.connected and self._runtime.unacknowledged_updates() and loop.time() < deadline:
                 changed.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), timeout=deadline - loop.time())
+                    async with asyncio.timeout(deadline - loop.time()):
+                        await changed.wait()
         finally:
             unsubscribe()
 

@@ -152,8 +152,9 @@ class Session:
         offers_change: float | None = None  # loop time at which an offer window may open or close
         while True:
             wake_at = next_report if offers_change is None else min(next_report, offers_change)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, wake_at - loop.time()))
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: 3.11's wait_for can lose a cancel
+                async with asyncio.timeout_at(wake_at):
+                    await self._wake.wait()
             self._wake.clear()
             # At least once per report interval, and right after a window boundary: a new offer is reported
             # at once rather than at the next periodic report.
