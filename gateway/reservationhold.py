@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from gateway.model import Job, JobSpec, Reason, SiteView
+from gateway.model import Job, JobSpec, Placement, Reason, SiteView
 from gateway.placement import OptionFilter
 from gateway.reservationmodel import Reservation, ReservationState
 
@@ -78,6 +78,11 @@ class ReservationHold:
             for part in r.held_parts
             if (unused := part.cards - used[(r.reservation_id, part.site, part.accelerator_class)]) > 0
         )
+
+    def took(self, spec: JobSpec, placement: Placement) -> None:
+        """A job naming a reservation was just placed in this cycle: its part has that much less room."""
+        if spec.reservation:
+            self._named[(spec.reservation, placement.site, placement.accelerator_class)] += placement.cards
 
     def withhold(self, leases: Leases) -> Leases:
         """`leases` (changed in place and returned) with every part's unused cards added: what others see."""

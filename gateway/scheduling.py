@@ -175,6 +175,7 @@ class Scheduling:
             if decision is None or decision.placement is None:
                 continue
             moves.append(self._dispatch_move(job, decision.placement, decision.reasons))
+            hold.took(job.spec, decision.placement)
             held[(job.spec.tenant, job.spec.project, decision.placement.accelerator_class)] += cards
             site = decision.placement.site
             leases[site][decision.placement.accelerator_class] += decision.placement.cards
