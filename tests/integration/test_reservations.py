@@ -36,7 +36,9 @@ def job_spec(tenant: str, project: str, cards: int, reservation: str = "") -> Jo
     )
 
 
-def booking(project: str, cards: int, start: datetime, length: timedelta, sites: tuple[str, ...] = ()) -> ReservationRequest:
+def booking(
+    project: str, cards: int, start: datetime, length: timedelta, sites: tuple[str, ...] = ()
+) -> ReservationRequest:
     return ReservationRequest("", project, Resources("ascend-910b", None, cards), start, start + length, sites=sites)
 
 
@@ -78,7 +80,8 @@ def test_a_job_waits_for_its_reservation_runs_inside_it_and_others_stay_off_the_
         assert waiting.state == JobState.QUEUED
         assert any(r.code == "RESERVATION_NOT_STARTED" for r in waiting.reasons), waiting.reasons
         eventually(lambda: alice.get_job(named.job_id).state == JobState.SUCCEEDED, timeout=40, what="the named job")
-        dispatched = [e for e in gateway.running.federation.store.events(named.job_id) if e.state == JobState.DISPATCHED]
+        events = gateway.running.federation.store.events(named.job_id)
+        dispatched = [e for e in events if e.state == JobState.DISPATCHED]
         assert dispatched and dispatched[0].time >= start and dispatched[0].site == "centre-a"
         assert alice.get_reservation(reservation.reservation_id).state == S.ACTIVE
 
@@ -118,9 +121,8 @@ def test_a_site_that_cannot_keep_the_cards_in_the_window_refuses_and_another_sit
             assert [(p.site, p.state) for p in parts] == [("centre-b", S.REFUSED), ("centre-a", S.CONFIRMED)]
             assert parts[0].reason.startswith("site policy: ascend-910b: 0 cards are offered"), parts[0].reason
 
-        with gateway.client(gateway.pki.user("panda-lm", "bob")) as bob:
-            with pytest.raises(ClientError) as refused:
-                bob.create_reservation(booking("eval", 2, start, end - start, sites=("centre-b",)))
+        with gateway.client(gateway.pki.user("panda-lm", "bob")) as bob, pytest.raises(ClientError) as refused:
+            bob.create_reservation(booking("eval", 2, start, end - start, sites=("centre-b",)))
         assert refused.value.code == "FAILED_PRECONDITION" and refused.value.reason == "NO_CAPACITY_FOR_RESERVATION"
         assert "centre-b's own policy: tenant panda-lm is not accepted" in refused.value.message
     finally:
