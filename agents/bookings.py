@@ -77,6 +77,8 @@ class Bookings:
     def book(self, command: Reserve, now: datetime) -> ReserveReply:
         """Confirm or refuse one booking. A repeated request for a booking already confirmed confirms again."""
         assert command.start is not None and command.end is not None
+        # Windows that have closed hold nothing any more (their Abort may have been lost).
+        self._booked = {k: b for k, b in self._booked.items() if b.end > now}
         rid = command.reservation_id
         if rid in self._booked:
             return ReserveReply(rid, accepted=True, free=self._room(self._booked[rid], now, skip=rid)[0])

@@ -4,20 +4,25 @@ Owns: the pure choice of parts for N cards over a window: every site judged (liv
 request names, the classes the policy allows, the policy's word on each option, each pool's offered cards
 minus the cards other live reservations book at that site in an overlapping window), one site by best fit
 when one can hold it all, else a split over at most `max_sites` sites, largest first. It returns the parts,
-or no parts and a reason for every site it turned down. No I/O, no clock: the caller passes the snapshot,
-the other bookings and the policy filter. It does not ask the sites: `gateway.reservations` does.
+or no parts and a reason for every site it turned down; and the policy's view of a booking (as a job of the
+window's length, judged at its start). No I/O, no clock: the caller passes the snapshot, the other bookings
+and the policy. It does not ask the sites: `gateway.reservations` does.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from gateway.model import Reason, SiteView
+from gateway.catalogue import Catalogue
+from gateway.model import JobSpec, Reason, SiteView, StackRun
 from gateway.placement import OptionFilter
-from gateway.reservationmodel import Reservation, ReservationPart
+from gateway.policy import FederationPolicy
+from gateway.policy.engine import option_verdict
+from gateway.policy.quotas import Usage
+from gateway.reservationmodel import Reservation, ReservationPart, ReservationRequest
 
 Booked = dict[tuple[str, str], int]  # (site, class) -> cards booked by other live reservations
 
@@ -36,6 +41,46 @@ class _Option:
     accelerator_class: str
     available: int  # offered cards not booked by other reservations in the window
     rank: int  # the class's place in the allowed classes: ties go to the first
+
+
+def booking_spec(request: ReservationRequest) -> JobSpec:
+    """The reservation as the policy judges it: a job of the project, as large and as long as the window.
+    Its one run names no stack, so every class that meets the request may serve it."""
+    return JobSpec(
+        tenant=request.tenant,
+        project=request.project,
+        resources=request.resources,
+        runs=(StackRun(command=("reservation",)),),
+        name=request.name,
+        max_runtime=request.end - request.start,
+    )
+
+
+def offered_usage(views: Iterable[SiteView]) -> Usage:
+    """Usage with nothing held: a booking is judged on its own size; share quotas follow what is offered."""
+    offered: dict[str, int] = defaultdict(int)
+    for view in views:
+        if view.connected and not view.draining:
+            for pool in view.pools:
+                offered[pool.accelerator_class] += pool.offered
+    return Usage(offered=offered)
+
+
+def booking_allows(
+    policy: FederationPolicy, catalogue: Catalogue, spec: JobSpec, start: datetime, usage: Usage
+) -> OptionFilter:
+    """The policy's word on each (site, class) for a booking, judged at the window's `start`, and the centre's
+    own terms. The centre's job-size limit is left out: it bounds the jobs that run in the booking, not the
+    booking itself."""
+
+    def allows(site: SiteView, cls: str) -> Reason | None:
+        if site.terms is not None:
+            refusal = replace(site.terms, max_job_cards=0).refusal(spec, "")
+            if refusal:
+                return Reason("offers", "SITE_TERMS", f"{site.name}'s own policy: {refusal}", site.name)
+        return option_verdict(policy, catalogue, spec, start, usage, site.name, cls)
+
+    return allows
 
 
 def booked_cards(reservations: Iterable[Reservation], start: datetime, end: datetime, skip: str = "") -> Booked:

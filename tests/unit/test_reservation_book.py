@@ -11,7 +11,7 @@ import pytest
 from gateway.errors import AdmissionRejected, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from gateway.model import SiteTerms
 from gateway.reservationmodel import BookCommand, ReleaseCommand, ReservationState
-from gateway.reservations import CONFIRM_TIMEOUT
+from gateway.reservationrounds import CONFIRM_TIMEOUT
 from gateway.store.sqlite import SqliteStore
 from tests.unit.reservation_world import (
     ADMIN,
@@ -253,3 +253,20 @@ def test_a_restarted_gateway_keeps_its_reservations_and_asks_again_what_was_unan
     clock.advance(hours=1)
     again.schedule()
     assert again.reservations.get(ALICE, confirmed.reservation_id).state == S.ACTIVE
+
+
+def test_a_reconnecting_site_is_told_again_of_its_bookings_and_asked_again_what_it_did_not_answer(
+    tmp_path: Path,
+) -> None:
+    fed = federation(tmp_path, FakeClock())
+    connect(fed, "centre-a", pool("ascend-910b", 8))
+    confirmed = fed.reservations.create(ALICE, request(4))
+    fed.reservations.site_replied("centre-a", confirmed.reservation_id, True, "")
+    unanswered = fed.reservations.create(ALICE, request(4))
+    outbox = connect(fed, "centre-a", pool("ascend-910b", 8))  # the agent restarted: a new stream
+    fed.reservations.site_connected("centre-a")
+    again = sent(outbox)
+    assert all(isinstance(c, BookCommand) for c in again)
+    assert sorted(c.reservation_id for c in again) == sorted([confirmed.reservation_id, unanswered.reservation_id])
+    fed.reservations.site_replied("centre-a", confirmed.reservation_id, False, "changed its mind")
+    assert fed.reservations.get(ALICE, confirmed.reservation_id).state == S.CONFIRMED  # the gateway's books hold

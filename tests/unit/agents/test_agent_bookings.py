@@ -117,3 +117,10 @@ async def test_the_runtime_answers_a_windowed_reserve_and_releases_on_abort() ->
     assert runtime.bookings.all() == []
     refused = await runtime.handle(reserve("book:2", tenant="orca-labs"))
     assert refused is not None and not refused.accepted
+
+
+def test_bookings_whose_window_closed_hold_nothing_even_without_an_abort(book: Bookings) -> None:
+    assert book.book(reserve("book:1", cards=12, hours=3), NOW).accepted
+    after = WEDNESDAY_NIGHT + timedelta(hours=3)
+    assert book.book(reserve("book:2", cards=12, start=after, hours=3), after).accepted
+    assert [b.reservation_id for b in book.all()] == ["book:2"]
