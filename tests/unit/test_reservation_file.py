@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,10 @@ spec:
     assert spec_from_proto(spec_to_proto(spec)) == spec
     with pytest.raises(ConfigError, match="reservation"):
         parse_job_spec(text.replace("book:18c1f2a3b4c5d", "gang:1"))
+
+
+def test_the_example_reservation_parses() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "reservations" / "sft-sprint.yaml"
+    request = parse_reservation(example, now=NOW)
+    assert (request.project, request.resources.cards, request.max_sites) == ("llama-sft", 16, 2)
+    assert request.end - request.start == timedelta(hours=12)
