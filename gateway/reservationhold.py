@@ -11,7 +11,7 @@ one `ReservationHold` per cycle (or per explanation) from the book and the jobs 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -97,23 +97,40 @@ class ReservationHold:
 
     def views_for(self, spec: JobSpec, views: Iterable[SiteView]) -> list[SiteView]:
         """The sites as this job sees them: its own project's unused reserved cards given back; only the
-        parts' sites for a job naming a reservation."""
+        parts' sites for a job naming a reservation. For explanations: it looks at every site."""
+        own = self._own(spec)
+        part_sites = self._part_sites(spec)
+        return [self._give_back(view, own) for view in views if part_sites is None or view.name in part_sites]
+
+    def reserved_views(self, spec: JobSpec, views: Mapping[str, SiteView]) -> list[SiteView]:
+        """Only the sites where this job may use reserved cards, as it sees them: a named reservation's parts,
+        or where its project's reservations keep unused cards. Cheap (a few sites), for the scheduling cycle,
+        which places the job over every other site the usual way when these have no room."""
+        own = self._own(spec)
+        part_sites = self._part_sites(spec)
+        names = part_sites if part_sites is not None else set(own)
+        return [self._give_back(views[name], own) for name in sorted(names) if name in views]
+
+    def _own(self, spec: JobSpec) -> Leases:
         own: Leases = defaultdict(lambda: defaultdict(int))
         for w in self.withheld:
             if owns(w.reservation, spec, self._joint):
                 own[w.site][w.accelerator_class] += w.cards
-        named = self._lookup(spec.reservation) if spec.reservation else None
-        part_sites = {p.site for p in named.held_parts} if named is not None else set()
-        seen = []
-        for view in views:
-            if spec.reservation and view.name not in part_sites:
-                continue
-            mine = own.get(view.name)
-            if mine:
-                seen.append(replace(view, leased=tuple((c, max(0, n - mine.get(c, 0))) for c, n in view.leased)))
-            else:
-                seen.append(view)
-        return seen
+        return own
+
+    def _part_sites(self, spec: JobSpec) -> set[str] | None:
+        """The sites of the reservation a job names; None for a job that names none."""
+        if not spec.reservation:
+            return None
+        named = self._lookup(spec.reservation)
+        return {p.site for p in named.held_parts} if named is not None else set()
+
+    @staticmethod
+    def _give_back(view: SiteView, own: Leases) -> SiteView:
+        mine = own.get(view.name)
+        if not mine:
+            return view
+        return replace(view, leased=tuple((c, max(0, n - mine.get(c, 0))) for c, n in view.leased))
 
     def allows(self, spec: JobSpec, allows: OptionFilter) -> OptionFilter:
         """The policy's filter, and for a job naming a reservation: only its parts, only in its window."""

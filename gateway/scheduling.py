@@ -162,15 +162,17 @@ class Scheduling:
         for job_id in candidates:
             job, classes = self.active[job_id], self._queued[job_id]
             cards = job.spec.resources.cards
-            if hold.concerns(job.spec):  # its reservation, or its project's: a view of its own
+            decision = None
+            if hold.concerns(job.spec):  # reserved cards first: its reservation's, or its project's
                 if why := hold.over(job.spec):
                     over.append((job, JobState.FAILED, f"{why}; the job named it and cannot run", "", None, {}))
                     continue
                 allows = hold.allows(job.spec, self.allows(job.spec, usage))
-                decision = place(classes, cards, hold.views_for(job.spec, views.values()), allows)
-            elif not index.fits_somewhere(classes, cards):
-                continue
-            else:
+                decision = place(classes, cards, hold.reserved_views(job.spec, views), allows)
+            if decision is None or (decision.placement is None and not job.spec.reservation):
+                # The usual way, over the index (a job naming a reservation runs only inside it).
+                if not index.fits_somewhere(classes, cards):
+                    continue
                 decision = self._place_indexed(index, views, classes, cards, self.allows(job.spec, usage))
             if decision is None or decision.placement is None:
                 continue

@@ -146,3 +146,18 @@ def test_cards_the_owner_uses_are_no_longer_withheld_twice(fed: Federation, cloc
     fed.schedule()
     assert fed.get_job(BOB, two.job_id).state == JobState.DISPATCHED
     assert fed.get_job(BOB, three.job_id).state == JobState.QUEUED
+
+
+def test_the_owner_uses_its_reserved_cards_first_and_other_sites_when_they_are_full(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    fed = federation(tmp_path, clock)
+    connect(fed, "centre-a", pool("ascend-910b", 16))
+    connect(fed, "centre-b", pool("ascend-910b", 2))  # the best fit for 2 cards, were nothing reserved
+    active(fed, clock, 2, sites=("centre-a",))
+    first = job(fed, ALICE, "llama-sft", 2)
+    fed.schedule()
+    assert fed.get_job(ALICE, first.job_id).sites == ("centre-a",)
+    second = job(fed, ALICE, "llama-sft", 2)
+    fed.schedule()
+    assert fed.get_job(ALICE, second.job_id).sites == ("centre-b",)
