@@ -270,3 +270,15 @@ def test_a_reconnecting_site_is_told_again_of_its_bookings_and_asked_again_what_
     assert sorted(c.reservation_id for c in again) == sorted([confirmed.reservation_id, unanswered.reservation_id])
     fed.reservations.site_replied("centre-a", confirmed.reservation_id, False, "changed its mind")
     assert fed.reservations.get(ALICE, confirmed.reservation_id).state == S.CONFIRMED  # the gateway's books hold
+
+
+def test_a_listing_pages_in_creation_order_and_filters_by_project(tmp_path: Path) -> None:
+    fed = federation(tmp_path, FakeClock())
+    connect(fed, "centre-a", pool("ascend-910b", 64), pool("nvidia-h20", 8))
+    made = [fed.reservations.create(ALICE, request(2)).reservation_id for _ in range(3)]
+    other = fed.reservations.create(ALICE, request(2, "nvidia-h20", project="interns"))
+    first = fed.reservations.list(ALICE, "llama-sft", page_size=2)
+    assert [r.reservation_id for r in first.reservations] == made[:2] and first.next_page_token
+    rest = fed.reservations.list(ALICE, "llama-sft", page_size=2, page_token=first.next_page_token)
+    assert [r.reservation_id for r in rest.reservations] == made[2:] and not rest.next_page_token
+    assert other.reservation_id not in [r.reservation_id for r in rest.reservations]
