@@ -1,9 +1,10 @@
 """What placement keeps for reservations: the reserved cards a project has not used yet, at one instant.
 
 Owns: the pure rules that make a reservation hold during its window. Other projects' jobs see each part's
-site with the part's unused cards withheld (added to the leases); jobs of the owning project see them free;
-a job that names a reservation runs only on its parts, only while it is ACTIVE and only within the part's
-cards, and waits with a reason ("reservation R starts at T") before. It also says why a job naming a
+site with the part's unused cards withheld (added to the leases); jobs of the owning project see them free
+(and the cycle tries those few sites first, so a project uses what it reserved before anything else); a job
+that names a reservation runs only on its parts, only while it is ACTIVE and only within the part's cards,
+and waits with a reason ("reservation R starts at T") before. It also says why a job naming a
 reservation can never run (it ended, was cancelled or refused). No I/O and no clock: the scheduler builds
 one `ReservationHold` per cycle (or per explanation) from the book and the jobs holding cards.
 """
