@@ -164,6 +164,9 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         tokens = TokenAuthenticator(trust)
         public_server = grpc.aio.server(options=server_options(config))
         job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(federation, tokens, check), public_server)
+        reservation_service_pb2_grpc.add_ReservationServiceServicer_to_server(
+            ReservationServicer(federation.reservations, tokens), public_server
+        )
         enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(EnrollmentServicer(tokens), public_server)
         public_port = _bind(public_server, config.public_listen, server_credentials(config, require_client_auth=False))
         await public_server.start()

@@ -147,6 +147,10 @@ def test_the_cli_books_shows_lists_and_cancels_with_exit_codes_scripts_trust(
         assert rid in capsys.readouterr().out
         assert reservation_cli.main(["list", "-o", "yaml", *alice]) == 0
         assert rid in capsys.readouterr().out
+        with gateway.client(gateway.pki.admin()) as admin:  # CI systems with a token, on the public port
+            token = admin.issue_token("deepsea-ai", "ci-bot", ttl=timedelta(minutes=5)).token
+        with gateway.token_client(token) as ci:
+            assert [r.reservation_id for r in ci.list_reservations()] == [rid]
         assert reservation_cli.main(["cancel", rid, "-o", "json", *alice]) == 0
         assert json.loads(capsys.readouterr().out)[0]["state"] == "CANCELLED"
         # Bad input: exit 2 before any call; an impossible booking: refused, exit 1; unknown id: exit 4.
