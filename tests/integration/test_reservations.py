@@ -151,6 +151,9 @@ def test_the_cli_books_shows_lists_and_cancels_with_exit_codes_scripts_trust(
             token = admin.issue_token("deepsea-ai", "ci-bot", ttl=timedelta(minutes=5)).token
         with gateway.token_client(token) as ci:
             assert [r.reservation_id for r in ci.list_reservations()] == [rid]
+        with gateway.token_client(token[:-4] + "AAAA") as forged, pytest.raises(ClientError) as refused:
+            forged.list_reservations()
+        assert refused.value.code == "UNAUTHENTICATED"
         assert reservation_cli.main(["cancel", rid, "-o", "json", *alice]) == 0
         assert json.loads(capsys.readouterr().out)[0]["state"] == "CANCELLED"
         # Bad input: exit 2 before any call; an impossible booking: refused, exit 1; unknown id: exit 4.
