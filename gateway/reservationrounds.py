@@ -188,11 +188,9 @@ class ReservationRounds:
         for part in reservation.held_parts:
             self._asked.pop((reservation.reservation_id, part.site), None)
             self.registry.send(part.site, ReleaseCommand(reservation.reservation_id, message))
-        was_active = reservation.state == ReservationState.ACTIVE
         finished = self._save(reservation.evolve(state=state, reasons=(*reservation.reasons, *why)))
         log.info("reservation %s %s: %s", reservation.reservation_id, state.value, message)
-        if was_active:
-            self.on_change()
+        self.on_change()  # kept cards come free, and jobs waiting for it must now fail
         return finished
 
     def _save(self, reservation: Reservation) -> Reservation:

@@ -161,3 +161,17 @@ def test_the_owner_uses_its_reserved_cards_first_and_other_sites_when_they_are_f
     second = job(fed, ALICE, "llama-sft", 2)
     fed.schedule()
     assert fed.get_job(ALICE, second.job_id).sites == ("centre-b",)
+
+
+def test_a_job_waiting_for_a_reservation_that_is_cancelled_fails_at_the_next_cycle(
+    fed: Federation, clock: FakeClock
+) -> None:
+    reservation = fed.reservations.create(ALICE, request(4))
+    fed.reservations.site_replied("centre-a", reservation.reservation_id, True, "")
+    named = job(fed, ALICE, "llama-sft", 4, reservation=reservation.reservation_id)
+    fed.schedule()
+    assert fed.get_job(ALICE, named.job_id).state == JobState.QUEUED
+    fed.reservations.cancel(ALICE, reservation.reservation_id)
+    fed.schedule()
+    assert fed.get_job(ALICE, named.job_id).state == JobState.FAILED
+    assert "was cancelled" in fed.store.events(named.job_id)[-1].message
