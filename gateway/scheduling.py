@@ -273,7 +273,10 @@ class Scheduling:
         """
         while True:
             try:
-                await asyncio.wait_for(self.wakeup.wait(), timeout=period)
+                # Not asyncio.wait_for: on 3.11 it swallows a cancel that lands as the wake-up fires, and the
+                # gateway's stop then waits for this task for ever. asyncio.timeout tells the two apart.
+                async with asyncio.timeout(period):
+                    await self.wakeup.wait()
             except TimeoutError:
                 self._capacity_grew = True  # the periodic full pass: a safety net for anything missed
             self.wakeup.clear()
