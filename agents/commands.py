@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,11 @@ class Reserve:
     accelerator_class: str
     cards: int
     timeout_s: float = 0.0
+    tenant: str = ""
+    project: str = ""
+    start: datetime | None = None
+    """With `end`: an advance booking of the window [start, end) (aware UTC); None for a gang part's hold."""
+    end: datetime | None = None
 
 
 @dataclass(frozen=True)

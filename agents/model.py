@@ -112,3 +112,5 @@ class ReserveReply:
     reservation_id: str
     accepted: bool
     reason: str = ""
+    free: int = 0
+    """Cards of the class still free for the federation (for a booking: in its window) after this answer."""

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from agents.attempts import Attempt, AttemptTable
 from agents.backends.base import Backend, JobHandle, LaunchSpec
+from agents.bookings import Bookings, is_booking
 from agents.commands import (
     Abort,
     Cancel,
@@ -68,6 +69,7 @@ class SiteRuntime:
         self._journal = journal
         self._clock = clock
         self._pools = {p.accelerator_class: DevicePool(p) for p in backend.pools(config.pools)}
+        self.bookings = Bookings(self.site, config.policy, {c: p.spec for c, p in self._pools.items()})
         self._attempts = AttemptTable()
         self._last_sequence = journal.last_sequence()
         self._draining = False
@@ -168,6 +170,10 @@ class SiteRuntime:
                 self.cancel(command)
             case Preempt():
                 self.preempt(command)
+            case Reserve() if command.start is not None and command.end is not None:  # an advance booking
+                return self.bookings.book(command, self._clock())
+            case Abort() if is_booking(command.reservation_id):
+                self.bookings.release(command.reservation_id, command.reason)
             case Reserve():
                 log.info("reservation %s refused: %s", command.reservation_id, RESERVE_UNSUPPORTED)
                 return ReserveReply(command.reservation_id, accepted=False, reason=RESERVE_UNSUPPORTED)

@@ -57,6 +57,7 @@ class Dispatcher:
         if cursor is None:
             cursor = self._cursors[site] = fed.store.site_cursor(site)
         self._reconcile(site, running)
+        fed.reservations.site_connected(site)
         return Session(site, connection_id, outbox, cursor)
 
     def _reconcile(self, site: str, running: list[RunningAttempt]) -> None:

@@ -25,6 +25,7 @@ from gateway.placement import Explanation, place
 from gateway.policy import FederationPolicy
 from gateway.policy.engine import evaluate
 from gateway.policy.holder import PolicyHolder
+from gateway.reservations import ReservationBook
 from gateway.scheduling import Scheduling
 from gateway.sites import CancelCommand, SiteRegistry
 from gateway.store import JobPage, Store
@@ -66,6 +67,7 @@ class Federation(Scheduling):
         self._capacity_grew = True
         self._holding: dict[str, Job] = {}  # jobs holding cards at a site: what leases() adds up
         self._hours_cache: dict[str, tuple[datetime, dict[tuple[str, str], float]]] = {}
+        self.reservations = ReservationBook(store, policy, self.registry, clock, self.capacity_changed)
         for job in store.active_jobs():
             self._remember(job)
 
@@ -173,6 +175,7 @@ class Federation(Scheduling):
         if not decision.admitted:
             reason = decision.reasons[0]
             raise AdmissionRejected(reason.message, reason=reason.code)
+        self.reservations.check_job(spec)
         now = self.clock()
         job = Job(
             job_id=new_job_id(now),
@@ -269,10 +272,12 @@ class Federation(Scheduling):
             return Explanation(False, decision.reasons, (), decision.policy_version)
         if job is not None and job.state != JobState.QUEUED:
             return Explanation(True, job.reasons, (), decision.policy_version)
-        views = self.registry.views(self.leases())
-        allows = self.allows(spec, self.usage(views), policy)
-        outcome = place(decision.classes, spec.resources.cards, views, allows)
-        return Explanation(True, decision.reasons + outcome.reasons, outcome.candidates, decision.policy_version)
+        hold = self.reservations.hold(self._holding.values())
+        views = self.registry.views(hold.withhold(self.leases()))
+        allows = hold.allows(spec, self.allows(spec, self.usage(views), policy))
+        outcome = place(decision.classes, spec.resources.cards, hold.views_for(spec, views), allows)
+        reasons = decision.reasons + outcome.reasons + (() if outcome.placement else hold.notes(spec))
+        return Explanation(True, reasons, outcome.candidates, decision.policy_version)
 
     def usage_report(
         self, caller: Principal, start: datetime, end: datetime | None = None, project: str = ""

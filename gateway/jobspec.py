@@ -33,7 +33,8 @@ IMAGE = re.compile(r"\S+")
 
 _TOP = ("apiVersion", "kind", "metadata", "spec")
 _METADATA = ("name", "tenant", "project", "labels")
-_SPEC = ("resources", "runs", "maxRuntime", "env", "priorityClass", "topology", "data")
+_SPEC = ("resources", "runs", "maxRuntime", "env", "priorityClass", "topology", "data", "reservation")
+RESERVATION_ID = re.compile(r"book:[a-z0-9-]{1,64}")
 _DATA = ("classification", "region")
 _TAG_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _TAG_HINT = "use up to 64 letters, digits, '.', '_' and '-' (quote codes such as NO)"
@@ -101,7 +102,7 @@ def parse_job_spec(source: str | bytes | Path, source_name: str | None = None, *
     name = fields.string(("metadata", "name"), default="", pattern=NAME, hint=NAME_HINT)
     labels = fields.string_map(("metadata", "labels"), key_pattern=LABEL_KEY, key_hint=LABEL_HINT)
     fields.mapping(("spec",), allowed=_SPEC, required=("resources", "runs"))
-    resources = _resources(fields, ("spec", "resources"))
+    resources = read_resources(fields, ("spec", "resources"))
     spec = JobSpec(
         tenant=tenant,
         project=project,
@@ -114,6 +115,12 @@ def parse_job_spec(source: str | bytes | Path, source_name: str | None = None, *
         priority_class=fields.string(("spec", "priorityClass"), default="", pattern=NAME, hint=NAME_HINT),
         topology=_topology(fields, ("spec", "topology"), resources.cards),
         **_data(fields, ("spec", "data")),
+        reservation=fields.string(
+            ("spec", "reservation"),
+            default="",
+            pattern=RESERVATION_ID,
+            hint="use a reservation id as `fedgate reservation list` shows it, e.g. book:18c1f2a3b4c5d",
+        ),
     )
     if resources.capability is not None:
         for index, stack in enumerate(resources.capability.stacks):
@@ -137,7 +144,8 @@ def _data(fields: FieldReader, path: KeyPath) -> dict[str, str]:
     }
 
 
-def _resources(fields: FieldReader, path: KeyPath) -> Resources:
+def read_resources(fields: FieldReader, path: KeyPath) -> Resources:
+    """`resources: {class | capability, cards}` as jobs and reservations write it."""
     data = fields.mapping(path, allowed=_RESOURCES, required=("cards",))
     if ("class" in data) == ("capability" in data):
         raise fields.error(
@@ -275,4 +283,6 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
         body["data"] = {"classification": spec.data_classification}
         if spec.data_region:
             body["data"]["region"] = spec.data_region
+    if spec.reservation:
+        body["reservation"] = spec.reservation
     return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": body}

@@ -37,7 +37,8 @@ TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCE
 
 # Legal transitions. A site may only move a job along these edges; anything else is refused.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.QUEUED: frozenset({JobState.RESERVING, JobState.DISPATCHED, JobState.CANCELLED}),
+    # QUEUED -> FAILED: the job can never run (the reservation it named is over).
+    JobState.QUEUED: frozenset({JobState.RESERVING, JobState.DISPATCHED, JobState.CANCELLED, JobState.FAILED}),
     JobState.RESERVING: frozenset({JobState.DISPATCHED, JobState.QUEUED, JobState.CANCELLED}),
     # DISPATCHED -> QUEUED: the site handed the lease back without starting the job.
     JobState.DISPATCHED: frozenset(
@@ -105,6 +106,8 @@ class JobSpec:
     # What data the job processes, for residency rules: its classification (e.g. personal) and where it is from.
     data_classification: str = ""
     data_region: str = ""
+    # An advance reservation of the job's project to run inside (it waits for the window); "" for none.
+    reservation: str = ""
 
     def run_for(self, stack: str) -> StackRun | None:
         """The run for a software stack: an exact match first, then a stack-agnostic run."""

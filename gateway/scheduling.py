@@ -24,6 +24,7 @@ from gateway.policy import FederationPolicy
 from gateway.policy.engine import option_verdict
 from gateway.policy.holder import PolicyHolder
 from gateway.policy.quotas import Usage, period_start
+from gateway.reservations import ReservationBook
 from gateway.sites import LaunchCommand, SiteRegistry
 from gateway.store import Store
 
@@ -44,6 +45,7 @@ class Scheduling:
     _capacity_grew: bool
     _holding: dict[str, Job]
     _hours_cache: dict[str, tuple[datetime, dict[tuple[str, str], float]]]
+    reservations: ReservationBook
 
     def transition(
         self,
@@ -127,6 +129,7 @@ class Scheduling:
         class), so a cycle over a long queue with no room costs little; why it waits is worked out only when
         someone asks (`with_pending_reasons`).
         """
+        self.reservations.tick()  # windows opening or closing change what is kept for whom
         if self._capacity_grew:
             # Capacity may have grown: every queued job gets a look.
             candidates = list(self._queued)
@@ -137,7 +140,8 @@ class Scheduling:
         if not candidates:
             return 0
         # Higher priority first, then oldest first (job ids sort by creation time).
-        leases = self.leases()
+        hold = self.reservations.hold(self._holding.values())
+        leases = hold.withhold(self.leases())  # others do not see the cards reservations keep
         views = {view.name: view for view in self.registry.views(leases)}
         index = FreeIndex(views.values())
         usage = self.usage(list(views.values()))
@@ -153,21 +157,35 @@ class Scheduling:
         assert isinstance(held, dict)
         dispatched = 0
         moves: list[Move] = []
+        over: list[Move] = []
+        decision: PlacementDecision | None
         for job_id in candidates:
             job, classes = self.active[job_id], self._queued[job_id]
             cards = job.spec.resources.cards
-            if not index.fits_somewhere(classes, cards):
-                continue
-            decision = self._place_indexed(index, views, classes, cards, self.allows(job.spec, usage))
+            decision = None
+            if hold.concerns(job.spec):  # reserved cards first: its reservation's, or its project's
+                if why := hold.over(job.spec):
+                    over.append((job, JobState.FAILED, f"{why}; the job named it and cannot run", "", None, {}))
+                    continue
+                allows = hold.allows(job.spec, self.allows(job.spec, usage))
+                decision = place(classes, cards, hold.reserved_views(job.spec, views), allows)
+            if decision is None or (decision.placement is None and not job.spec.reservation):
+                # The usual way, over the index (a job naming a reservation runs only inside it).
+                if not index.fits_somewhere(classes, cards):
+                    continue
+                decision = self._place_indexed(index, views, classes, cards, self.allows(job.spec, usage))
             if decision is None or decision.placement is None:
                 continue
             moves.append(self._dispatch_move(job, decision.placement, decision.reasons))
+            hold.took(job.spec, decision.placement)
             held[(job.spec.tenant, job.spec.project, decision.placement.accelerator_class)] += cards
             site = decision.placement.site
             leases[site][decision.placement.accelerator_class] += decision.placement.cards
             views[site] = self.registry.view(site, leases[site])
             index.update(views[site])
             dispatched += 1
+        if over:
+            self.transitions(over)
         self._launch(moves)
         return dispatched
 
@@ -192,13 +210,16 @@ class Scheduling:
             return job
         classes = self._queued.get(job.job_id) or self.policy.catalogue.classes_for(job.spec)
         views, usage = snapshot or self.snapshot()
-        outcome = place(classes, job.spec.resources.cards, views, self.allows(job.spec, usage))
+        hold = self.reservations.hold(self._holding.values())
+        allows = hold.allows(job.spec, self.allows(job.spec, usage))
+        outcome = place(classes, job.spec.resources.cards, hold.views_for(job.spec, views), allows)
         kept = tuple(r for r in job.reasons if r.stage in {"policy", "site"})
-        return job.evolve(reasons=kept + outcome.reasons)
+        return job.evolve(reasons=kept + outcome.reasons + (() if outcome.placement else hold.notes(job.spec)))
 
     def snapshot(self) -> tuple[list[SiteView], Usage]:
-        """The sites as placement sees them now, and the live usage quotas are checked against."""
-        views = self.registry.views(self.leases())
+        """The sites as placement sees them now (less what reservations keep), and the live usage quotas are
+        checked against."""
+        views = self.registry.views(self.reservations.hold(self._holding.values()).withhold(self.leases()))
         return views, self.usage(views)
 
     def launch_command(self, job: Job, placement: Placement) -> LaunchCommand | None:

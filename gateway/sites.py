@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from gateway.errors import NotFound
 from gateway.model import Pool, SiteTerms, SiteView, StackRun
+from gateway.reservationmodel import BookCommand, ReleaseCommand
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,9 @@ class LogCancelCommand:
     stream_id: int
 
 
-Command = LaunchCommand | CancelCommand | DrainCommand | LogRequestCommand | LogCancelCommand
+Command = (
+    LaunchCommand | CancelCommand | DrainCommand | LogRequestCommand | LogCancelCommand | BookCommand | ReleaseCommand
+)
 # None on an outbox closes the stream that reads it (the connection was replaced or the site revoked).
 Outbox = asyncio.Queue[tuple[int, Command] | None]
 

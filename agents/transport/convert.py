@@ -165,7 +165,9 @@ def hello_to_proto(
 
 
 def reserve_reply_to_proto(reply: ReserveReply) -> site_pb2.ReserveReply:
-    return site_pb2.ReserveReply(reservation_id=reply.reservation_id, accepted=reply.accepted, reason=reply.reason)
+    return site_pb2.ReserveReply(
+        reservation_id=reply.reservation_id, accepted=reply.accepted, reason=reply.reason, free=reply.free
+    )
 
 
 def welcome_to_proto(welcome: Welcome) -> site_pb2.Welcome:
@@ -229,7 +231,18 @@ def command_from_proto(message: site_pb2.ConnectResponse) -> GatewayCommand | No
     if kind == "reserve":
         r = message.reserve
         timeout = seconds_from_duration(r.timeout)
-        return Reserve(r.reservation_id, r.job_id, r.accelerator_class, r.cards, timeout_s=timeout)
+        window = r.HasField("start_time") and r.HasField("end_time")
+        return Reserve(
+            r.reservation_id,
+            r.job_id,
+            r.accelerator_class,
+            r.cards,
+            timeout_s=timeout,
+            tenant=r.tenant,
+            project=r.project,
+            start=time_from_proto(r.start_time) if window else None,
+            end=time_from_proto(r.end_time) if window else None,
+        )
     if kind == "commit":
         return Commit(reservation_id=message.commit.reservation_id)
     if kind == "abort":

@@ -17,6 +17,8 @@ from gateway.errors import ConfigError
 from gateway.identity.join import JoinTokenRecord
 from gateway.identity.revocation import Revocation
 from gateway.model import Job, JobEvent, JobState
+from gateway.reservationmodel import Reservation
+from gateway.store.reservations import ReservationPage
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,35 @@ class Store(Protocol):
 
     def site_cursor(self, site: str) -> int:
         """The highest update sequence from `site` made durable; 0 for a site never heard from."""
+        ...
+
+    # ---- advance reservations --------------------------------------------------------------------------
+    def create_reservation(self, reservation: Reservation) -> tuple[Reservation, bool]:
+        """Insert a reservation and return (it, True). MUST be idempotent on (tenant, request_id) when
+        request_id is set: a second call returns the stored one and False. MUST be durable before it returns."""
+        ...
+
+    def save_reservation(self, reservation: Reservation) -> None:
+        """Replace a reservation's state and body. MUST be durable before it returns."""
+        ...
+
+    def get_reservation(self, reservation_id: str) -> Reservation | None: ...
+
+    def reservation_by_request(self, tenant: str, request_id: str) -> Reservation | None: ...
+
+    def list_reservations(
+        self,
+        tenants: Collection[str] | None,
+        project: str = "",
+        page_size: int = 100,
+        page_token: str = "",
+        or_projects: Collection[str] = (),
+    ) -> ReservationPage:
+        """Reservations in creation order, scoped like `list_jobs`."""
+        ...
+
+    def live_reservations(self) -> tuple[Reservation, ...]:
+        """Every PENDING, CONFIRMED or ACTIVE reservation, oldest first (what a restarted gateway resumes)."""
         ...
 
     # ---- the trust layer ------------------------------------------------------------------------------

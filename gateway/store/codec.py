@@ -39,6 +39,7 @@ def spec_to_json(spec: JobSpec) -> dict[str, Any]:
         "priority_class": spec.priority_class,
         "topology": [spec.topology.max_sites, spec.topology.min_cards_per_site],
         "data": [spec.data_classification, spec.data_region],
+        "reservation": spec.reservation,
     }
 
 
@@ -63,6 +64,7 @@ def spec_from_json(data: dict[str, Any]) -> JobSpec:
         topology=Topology(*data["topology"]),
         data_classification=data.get("data", ["", ""])[0],
         data_region=data.get("data", ["", ""])[1],
+        reservation=data.get("reservation", ""),
     )
 
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from gateway.model import Job, JobEvent, JobState
 from gateway.store.base import JobPage
 from gateway.store.codec import job_from_json, job_to_json
+from gateway.store.reservations import RESERVATION_SCHEMA, ReservationTables
 from gateway.store.security import SECURITY_SCHEMA, SecurityTables
 
 SCHEMA = """
@@ -61,7 +62,7 @@ CREATE TABLE IF NOT EXISTS site_cursors (
 TERMINAL = tuple(s.value for s in JobState if s.terminal)
 
 
-class SqliteStore(SecurityTables):
+class SqliteStore(SecurityTables, ReservationTables):
     def __init__(self, path: str) -> None:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -70,6 +71,7 @@ class SqliteStore(SecurityTables):
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
         self._db.executescript(SECURITY_SCHEMA)
+        self._db.executescript(RESERVATION_SCHEMA)
 
     def _insert_event(self, event: JobEvent) -> JobEvent:
         cursor = self._db.execute(

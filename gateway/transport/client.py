@@ -22,9 +22,15 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from fedgate.v1 import admin_service_pb2 as admin_pb
-from fedgate.v1 import admin_service_pb2_grpc, enrollment_service_pb2_grpc, job_service_pb2_grpc
+from fedgate.v1 import (
+    admin_service_pb2_grpc,
+    enrollment_service_pb2_grpc,
+    job_service_pb2_grpc,
+    reservation_service_pb2_grpc,
+)
 from fedgate.v1 import enrollment_service_pb2 as enroll_pb
 from fedgate.v1 import job_service_pb2 as job_pb
+from fedgate.v1 import reservation_service_pb2 as reservation_pb
 from gateway.audit import AuditEntry
 from gateway.credentials import Credentials
 from gateway.errors import ClientError
@@ -34,7 +40,9 @@ from gateway.identity.revocation import Revocation
 from gateway.logs import LogPiece
 from gateway.model import Job, JobEvent, JobSpec, JobState, SiteView, UsageRow
 from gateway.placement import Explanation
+from gateway.reservationmodel import Reservation, ReservationRequest
 from gateway.transport import convert
+from gateway.transport.reservation_convert import request_to_proto, reservation_from_proto
 
 T = TypeVar("T")
 
@@ -124,6 +132,7 @@ class FederationClient:
         self._jobs = job_service_pb2_grpc.JobServiceStub(self._channel)
         self._admin = admin_service_pb2_grpc.AdminServiceStub(self._channel)
         self._enrollment = enrollment_service_pb2_grpc.EnrollmentServiceStub(self._channel)
+        self._reservations = reservation_service_pb2_grpc.ReservationServiceStub(self._channel)
         self.timeout = timeout
 
     def __enter__(self) -> FederationClient:
@@ -225,6 +234,37 @@ class FederationClient:
     def list_sites(self) -> list[SiteView]:
         response = self._call(self._jobs.ListSites, job_pb.ListSitesRequest())
         return [convert.site_from_proto(s) for s in response.sites]
+
+    # ---- advance reservations -----------------------------------------------------------------------------
+    def create_reservation(self, request: ReservationRequest, request_id: str | None = None) -> Reservation:
+        """Book cards ahead. Reusing a request_id returns the reservation the first call made (safe to retry)."""
+        call = reservation_pb.CreateReservationRequest(
+            request_id=request_id or uuid.uuid4().hex, reservation=request_to_proto(request)
+        )
+        return reservation_from_proto(self._call(self._reservations.CreateReservation, call).reservation)
+
+    def get_reservation(self, reservation_id: str) -> Reservation:
+        call = reservation_pb.GetReservationRequest(reservation_id=reservation_id)
+        return reservation_from_proto(self._call(self._reservations.GetReservation, call).reservation)
+
+    def list_reservations(self, project: str = "", limit: int = 1000) -> list[Reservation]:
+        """Reservations the caller may see, oldest first, following pages up to `limit`."""
+        found: list[Reservation] = []
+        token = ""
+        while len(found) < limit:
+            call = reservation_pb.ListReservationsRequest(
+                project=project, page_size=min(500, limit - len(found)), page_token=token
+            )
+            page = self._call(self._reservations.ListReservations, call)
+            found.extend(reservation_from_proto(r) for r in page.reservations)
+            token = page.next_page_token
+            if not token:
+                break
+        return found
+
+    def cancel_reservation(self, reservation_id: str, reason: str = "") -> Reservation:
+        call = reservation_pb.CancelReservationRequest(reservation_id=reservation_id, reason=reason)
+        return reservation_from_proto(self._call(self._reservations.CancelReservation, call).reservation)
 
     # ---- admin --------------------------------------------------------------------------------------------
     def policy_status(self) -> PolicyStatus:

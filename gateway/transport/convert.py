@@ -90,6 +90,7 @@ def spec_from_proto(msg: job_pb2.JobSpec) -> JobSpec:
         topology=Topology(msg.topology.max_sites or 1, msg.topology.min_cards_per_site),
         data_classification=msg.data.classification[:64],
         data_region=msg.data.region[:64],
+        reservation=msg.reservation[:128],
     )
 
 
@@ -109,6 +110,7 @@ def spec_to_proto(spec: JobSpec) -> job_pb2.JobSpec:
             max_sites=spec.topology.max_sites, min_cards_per_site=spec.topology.min_cards_per_site
         ),
         data=job_pb2.DataLocation(classification=spec.data_classification, region=spec.data_region),
+        reservation=spec.reservation,
     )
     if res.capability is not None:
         cap = res.capability

@@ -23,6 +23,8 @@ from fedgate.v1 import (
     enrollment_service_pb2_grpc,
     job_service_pb2,
     job_service_pb2_grpc,
+    reservation_service_pb2,
+    reservation_service_pb2_grpc,
     site_pb2,
     site_pb2_grpc,
 )
@@ -39,6 +41,7 @@ from gateway.transport.auth import CertificateAuthenticator, CredentialGuard, To
 from gateway.transport.enrollment_service import EnrollmentServicer
 from gateway.transport.job_service import JobServicer
 from gateway.transport.metrics import serve_metrics
+from gateway.transport.reservation_service import ReservationServicer
 from gateway.transport.site_service import SiteServicer
 from gateway.trust import Trust
 
@@ -49,6 +52,7 @@ SERVICE_NAMES = (
     site_pb2.DESCRIPTOR.services_by_name["SiteService"].full_name,
     admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     enrollment_service_pb2.DESCRIPTOR.services_by_name["EnrollmentService"].full_name,
+    reservation_service_pb2.DESCRIPTOR.services_by_name["ReservationService"].full_name,
 )
 
 
@@ -146,6 +150,9 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     )
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(federation, certificates), server)
     enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(EnrollmentServicer(certificates), server)
+    reservation_service_pb2_grpc.add_ReservationServiceServicer_to_server(
+        ReservationServicer(federation.reservations, certificates), server
+    )
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, reflection.SERVICE_NAME, health.SERVICE_NAME), server)
@@ -157,6 +164,9 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         tokens = TokenAuthenticator(trust)
         public_server = grpc.aio.server(options=server_options(config))
         job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(federation, tokens, check), public_server)
+        reservation_service_pb2_grpc.add_ReservationServiceServicer_to_server(
+            ReservationServicer(federation.reservations, tokens), public_server
+        )
         enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(EnrollmentServicer(tokens), public_server)
         public_port = _bind(public_server, config.public_listen, server_credentials(config, require_client_auth=False))
         await public_server.start()

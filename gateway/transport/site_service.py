@@ -22,10 +22,12 @@ from gateway.dispatch import Dispatcher, RunningAttempt, SiteUpdate
 from gateway.errors import GatewayError, InvalidArgument, PermissionDenied
 from gateway.identity.revocation import Credential
 from gateway.model import Pool, SiteTerms
+from gateway.reservationmodel import BookCommand, ReleaseCommand, is_booking
 from gateway.sites import CancelCommand, Command, LaunchCommand, LogCancelCommand, LogRequestCommand
 from gateway.transport import convert
 from gateway.transport.auth import Authenticator, Guarded
 from gateway.transport.errors import translate_stream_errors
+from gateway.transport.reservation_convert import booking_command_to_proto
 
 log = logging.getLogger("fedgate.gateway.sites")
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -69,6 +71,8 @@ def command_to_proto(sequence: int, command: Command) -> pb.ConnectResponse:
         return pb.ConnectResponse(sequence=sequence, log_request=request)
     if isinstance(command, LogCancelCommand):
         return pb.ConnectResponse(sequence=sequence, log_cancel=pb.LogCancel(stream_id=command.stream_id))
+    if isinstance(command, BookCommand | ReleaseCommand):
+        return booking_command_to_proto(sequence, command)
     return pb.ConnectResponse(sequence=sequence, drain=pb.Drain(draining=command.draining))
 
 
@@ -221,6 +225,12 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
                     tuple(t.tenants)[:256], tuple(t.projects)[:1024], t.max_job_cards, tuple(t.image_registries)[:64]
                 )
             self.dispatcher.capacity(site, pools, message.capacity.full, terms)
+            return None
+        if kind == "reserve_reply" and is_booking(message.reserve_reply.reservation_id):
+            reply = message.reserve_reply
+            self.dispatcher.federation.reservations.site_replied(
+                site, reply.reservation_id[:128], reply.accepted, reply.reason[:1024]
+            )
             return None
         if kind == "ack":
             return None

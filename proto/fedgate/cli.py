@@ -14,6 +14,7 @@ from collections.abc import Sequence
 # group -> (module, one-line help). Modules are imported lazily by name.
 GROUPS: dict[str, tuple[str, str]] = {
     "job": ("gateway.cli.job", "submit, get, list, cancel, watch and explain jobs (model vendors)"),
+    "reservation": ("gateway.cli.reservation", "book cards ahead for a project: create, get, list, cancel"),
     "sites": ("gateway.cli.sites", "list member sites and the capacity they offer"),
     "gateway": ("gateway.cli.server", "run the federation gateway"),
     "admin": ("gateway.cli.admin", "policy status and reload, drain sites, tokens, revocation, audit (admins)"),
@@ -28,7 +29,7 @@ GROUPS: dict[str, tuple[str, str]] = {
 
 def _usage() -> str:
     lines = ["usage: fedgate <group> [args...]", "", "groups:"]
-    lines += [f"  {name:<8} {text}" for name, (_, text) in GROUPS.items()]
+    lines += [f"  {name:<11} {text}" for name, (_, text) in GROUPS.items()]
     lines += ["", "Run `fedgate <group> --help` for a group's commands."]
     return "\n".join(lines)
 
