@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 RESERVE_UNSUPPORTED = "two-phase reservation not supported by this agent version"
 SHUTDOWN_MESSAGE = "the site agent is shutting down"
+PREEMPT_GRACE_ENV = "FEDGATE_PREEMPT_GRACE_S"
+"""Every job finds here how many seconds it has, after SIGTERM, to checkpoint before it is killed when
+preempted: the gateway sets it from the job's priority class; without it the agent's own cancel grace."""
 MIN_OFFER_WAIT_S = 0.05
 """Shortest wait `refresh_offers` suggests, so a clock that stands still (tests) cannot make a busy loop."""
 
@@ -306,7 +309,7 @@ class SiteRuntime:
             image=command.image,
             tenant=command.tenant,
             project=command.project,
-            env=command.env,
+            env={PREEMPT_GRACE_ENV: f"{self._grace_s:g}", **command.env},
             max_runtime_s=command.max_runtime_s,
             labels=command.labels,
         )

@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 from gateway import access
 from gateway.admission import AdmissionDecision, admit
 from gateway.errors import AdmissionRejected, GatewayError, InvalidArgument, NotFound
+from gateway.holds import HoldBook
 from gateway.identity.principal import Principal, principal_from_uri
 from gateway.logs import LogRelay
-from gateway.model import Job, JobEvent, JobSpec, JobState, SiteView, UsageRow
+from gateway.model import ATTEMPT_ENDS, Job, JobEvent, JobSpec, JobState, SiteView, UsageRow
 from gateway.placement import Explanation, place
 from gateway.policy import FederationPolicy
 from gateway.policy.engine import evaluate
@@ -68,6 +69,7 @@ class Federation(Scheduling):
         self._holding: dict[str, Job] = {}  # jobs holding cards at a site: what leases() adds up
         self._hours_cache: dict[str, tuple[datetime, dict[tuple[str, str], float]]] = {}
         self.reservations = ReservationBook(store, policy, self.registry, clock, self.capacity_changed)
+        self.queue_holds = HoldBook()  # backfill reservations and preemptions between cycles (gateway.cycleplan)
         for job in store.active_jobs():
             self._remember(job)
 
@@ -139,7 +141,7 @@ class Federation(Scheduling):
         updated: list[Job] = []
         events: list[JobEvent] = []
         for job, state, message, site, _, changes in moves:
-            if state.terminal:
+            if state.terminal or state in ATTEMPT_ENDS:
                 changes.setdefault("end_time", now)
             new = job.evolve(state=state, update_time=now, **changes)
             updated.append(new)
@@ -277,6 +279,8 @@ class Federation(Scheduling):
         allows = hold.allows(spec, self.allows(spec, self.usage(views), policy))
         outcome = place(decision.classes, spec.resources.cards, hold.views_for(spec, views), allows)
         reasons = decision.reasons + outcome.reasons + (() if outcome.placement else hold.notes(spec))
+        if job is not None:  # a backfill reservation it holds or waits behind, or victims it waits for
+            reasons += self.queue_holds.reasons_for(job.job_id, decision.classes)
         return Explanation(True, reasons, outcome.candidates, decision.policy_version)
 
     def usage_report(

@@ -34,6 +34,8 @@ class JobState(enum.StrEnum):
 
 
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.REJECTED})
+# An attempt ended but the job goes on (queued again or failed): the attempt's card-hours count in usage.
+ATTEMPT_ENDS = frozenset({JobState.PREEMPTED, JobState.LOST})
 
 # Legal transitions. A site may only move a job along these edges; anything else is refused.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {

@@ -15,22 +15,26 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 
+from gateway.cycleplan import CyclePlan
 from gateway.errors import FailedPrecondition
 from gateway.fairshare import dominant_shares, queue_key
 from gateway.freeindex import FreeIndex
+from gateway.holds import HoldBook
 from gateway.model import Job, JobSpec, JobState, Placement, Reason, SiteView
 from gateway.placement import OptionFilter, PlacementDecision, place
 from gateway.policy import FederationPolicy
 from gateway.policy.engine import option_verdict
 from gateway.policy.holder import PolicyHolder
 from gateway.policy.quotas import Usage, period_start
+from gateway.preemption import grace_period_s
 from gateway.reservations import ReservationBook
-from gateway.sites import LaunchCommand, SiteRegistry
+from gateway.sites import LaunchCommand, PreemptCommand, SiteRegistry
 from gateway.store import Store
 
 # (job, new state, message, site, site cursor, field changes): one state change, as Federation.transitions takes
 Move = tuple[Job, JobState, str, str, tuple[str, int] | None, dict[str, object]]
 CANDIDATE_WINDOW = 8  # sites per class that `place` weighs at once, tightest fits first
+PREEMPT_GRACE_ENV = "FEDGATE_PREEMPT_GRACE_S"  # tells every job how long it has to checkpoint when preempted
 
 
 class Scheduling:
@@ -46,6 +50,7 @@ class Scheduling:
     _holding: dict[str, Job]
     _hours_cache: dict[str, tuple[datetime, dict[tuple[str, str], float]]]
     reservations: ReservationBook
+    queue_holds: HoldBook
 
     def transition(
         self,
@@ -130,15 +135,10 @@ class Scheduling:
         someone asks (`with_pending_reasons`).
         """
         self.reservations.tick()  # windows opening or closing change what is kept for whom
-        if self._capacity_grew:
-            # Capacity may have grown: every queued job gets a look.
-            candidates = list(self._queued)
-        else:
-            # Nothing freed since the last full pass: jobs that did not fit then still do not; only new ones.
-            candidates = [job_id for job_id in self._fresh if job_id in self._queued]
-        self._capacity_grew, self._fresh = False, []
+        candidates = self._candidates()
         if not candidates:
             return 0
+        candidates = self.queue_holds.revisit(candidates, self._queued)  # reservations and preemptions bind first
         # Higher priority first, then oldest first (job ids sort by creation time).
         hold = self.reservations.hold(self._holding.values())
         leases = hold.withhold(self.leases())  # others do not see the cards reservations keep
@@ -157,23 +157,27 @@ class Scheduling:
         assert isinstance(held, dict)
         dispatched = 0
         moves: list[Move] = []
+        # Backfill reservations and preemption holds (gateway.cycleplan): it cuts held pools in `views`/`index`.
+        plan = CyclePlan(self.queue_holds, now, policy, views, index, self._holding.values(), self._queued, self.active)
         over: list[Move] = []
         decision: PlacementDecision | None
         for job_id in candidates:
             job, classes = self.active[job_id], self._queued[job_id]
             cards = job.spec.resources.cards
             decision = None
+            allows = self.allows(job.spec, usage)
             if hold.concerns(job.spec):  # reserved cards first: its reservation's, or its project's
                 if why := hold.over(job.spec):
                     over.append((job, JobState.FAILED, f"{why}; the job named it and cannot run", "", None, {}))
                     continue
-                allows = hold.allows(job.spec, self.allows(job.spec, usage))
-                decision = place(classes, cards, hold.reserved_views(job.spec, views), allows)
+                decision = place(classes, cards, hold.reserved_views(job.spec, views), hold.allows(job.spec, allows))
             if decision is None or (decision.placement is None and not job.spec.reservation):
                 # The usual way, over the index (a job naming a reservation runs only inside it).
-                if not index.fits_somewhere(classes, cards):
-                    continue
-                decision = self._place_indexed(index, views, classes, cards, self.allows(job.spec, usage))
+                decision = None
+                if index.fits_somewhere(classes, cards):
+                    decision = self._place_indexed(index, views, classes, cards, allows)
+                if decision is None or decision.placement is None:
+                    decision = plan.blocked(job, classes, allows)  # backfill, preemption, a head's reservation
             if decision is None or decision.placement is None:
                 continue
             moves.append(self._dispatch_move(job, decision.placement, decision.reasons))
@@ -181,13 +185,27 @@ class Scheduling:
             held[(job.spec.tenant, job.spec.project, decision.placement.accelerator_class)] += cards
             site = decision.placement.site
             leases[site][decision.placement.accelerator_class] += decision.placement.cards
-            views[site] = self.registry.view(site, leases[site])
-            index.update(views[site])
+            plan.placed(job, decision.placement, self.registry.view(site, leases[site]))
             dispatched += 1
         if over:
             self.transitions(over)
         self._launch(moves)
+        for order in plan.finish():
+            self.registry.send(order.site, PreemptCommand(order.job_id, order.epoch, order.grace_s))
         return dispatched
+
+    def _candidates(self) -> list[str]:
+        """The queued jobs this cycle looks at: all of them when capacity may have grown, else the new ones."""
+        if self.queue_holds.lapsed(self._queued):
+            self._capacity_grew = True  # a job that held cards left the queue: what it held is free for all
+        if self._capacity_grew:
+            # Capacity may have grown: every queued job gets a look.
+            candidates = list(self._queued)
+        else:
+            # Nothing freed since the last full pass: jobs that did not fit then still do not; only new ones.
+            candidates = [job_id for job_id in self._fresh if job_id in self._queued]
+        self._capacity_grew, self._fresh = False, []
+        return candidates
 
     @staticmethod
     def _place_indexed(
@@ -214,7 +232,8 @@ class Scheduling:
         allows = hold.allows(job.spec, self.allows(job.spec, usage))
         outcome = place(classes, job.spec.resources.cards, hold.views_for(job.spec, views), allows)
         kept = tuple(r for r in job.reasons if r.stage in {"policy", "site"})
-        return job.evolve(reasons=kept + outcome.reasons + (() if outcome.placement else hold.notes(job.spec)))
+        notes = () if outcome.placement else hold.notes(job.spec)
+        return job.evolve(reasons=kept + outcome.reasons + notes + self.queue_holds.reasons_for(job.job_id, classes))
 
     def snapshot(self) -> tuple[list[SiteView], Usage]:
         """The sites as placement sees them now (less what reservations keep), and the live usage quotas are
@@ -229,6 +248,7 @@ class Scheduling:
         if run is None:
             return None
         spec = job.spec
+        grace = grace_period_s(self.policy.policy, spec)
         return LaunchCommand(
             job.job_id,
             job.epoch,
@@ -239,7 +259,7 @@ class Scheduling:
             placement.cards,
             run,
             spec.max_runtime,
-            spec.env,
+            (*((k, v) for k, v in spec.env if k != PREEMPT_GRACE_ENV), (PREEMPT_GRACE_ENV, str(grace))),
             spec.labels,
         )
 
@@ -252,6 +272,8 @@ class Scheduling:
             "attempt": job.attempt + 1,
             "placements": (placement,),
             "reasons": reasons,
+            "start_time": None,  # the new attempt's own, once it runs: never the last attempt's
+            "end_time": None,
         }
         return (job, JobState.DISPATCHED, reasons[0].message, placement.site, None, changes)
 

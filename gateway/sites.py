@@ -41,6 +41,15 @@ class CancelCommand:
 
 
 @dataclass(frozen=True)
+class PreemptCommand:
+    """Stop the attempt for a more urgent job: SIGTERM (checkpoint now), `grace_s` seconds, then kill."""
+
+    job_id: str
+    epoch: int
+    grace_s: int
+
+
+@dataclass(frozen=True)
 class DrainCommand:
     draining: bool
 
@@ -62,7 +71,14 @@ class LogCancelCommand:
 
 
 Command = (
-    LaunchCommand | CancelCommand | DrainCommand | LogRequestCommand | LogCancelCommand | BookCommand | ReleaseCommand
+    LaunchCommand
+    | CancelCommand
+    | PreemptCommand
+    | DrainCommand
+    | LogRequestCommand
+    | LogCancelCommand
+    | BookCommand
+    | ReleaseCommand
 )
 # None on an outbox closes the stream that reads it (the connection was replaced or the site revoked).
 Outbox = asyncio.Queue[tuple[int, Command] | None]

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from gateway.model import Job, JobEvent, JobState
+from gateway.model import ATTEMPT_ENDS, Job, JobEvent, JobState
 from gateway.store.base import JobPage
 from gateway.store.codec import job_from_json, job_to_json
 from gateway.store.reservations import RESERVATION_SCHEMA, ReservationTables
@@ -175,7 +175,8 @@ class SqliteStore(SecurityTables, ReservationTables):
                         (job.state.value, job_to_json(job), job.job_id),
                     )
                     stored.append(self._insert_event(event))
-                    if job.state.terminal and job.start_time is not None and job.end_time is not None:
+                    ended = job.state.terminal or job.state in ATTEMPT_ENDS  # a preempted attempt's hours count too
+                    if ended and job.start_time is not None and job.end_time is not None:
                         self._insert_usage(job)
                     if site_cursor is not None:
                         self._db.execute(

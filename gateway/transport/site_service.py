@@ -23,7 +23,7 @@ from gateway.errors import GatewayError, InvalidArgument, PermissionDenied
 from gateway.identity.revocation import Credential
 from gateway.model import Pool, SiteTerms
 from gateway.reservationmodel import BookCommand, ReleaseCommand, is_booking
-from gateway.sites import CancelCommand, Command, LaunchCommand, LogCancelCommand, LogRequestCommand
+from gateway.sites import CancelCommand, Command, LaunchCommand, LogCancelCommand, LogRequestCommand, PreemptCommand
 from gateway.transport import convert
 from gateway.transport.auth import Authenticator, Guarded
 from gateway.transport.errors import translate_stream_errors
@@ -73,6 +73,11 @@ def command_to_proto(sequence: int, command: Command) -> pb.ConnectResponse:
         return pb.ConnectResponse(sequence=sequence, log_cancel=pb.LogCancel(stream_id=command.stream_id))
     if isinstance(command, BookCommand | ReleaseCommand):
         return booking_command_to_proto(sequence, command)
+    if isinstance(command, PreemptCommand):
+        grace = convert.duration_to_proto(timedelta(seconds=command.grace_s))
+        return pb.ConnectResponse(
+            sequence=sequence, preempt=pb.Preempt(job_id=command.job_id, epoch=command.epoch, grace_period=grace)
+        )
     return pb.ConnectResponse(sequence=sequence, drain=pb.Drain(draining=command.draining))
 
 
