@@ -194,7 +194,7 @@ class CyclePlan:
         for victim in victims:
             self._orders.append(PreemptOrder(option.site, victim.job_id, victim.epoch, graces[victim.job_id]))
         deadline = self._now + timedelta(seconds=grace) + PREEMPTION_SLACK
-        ids = tuple(v.job_id for v in victims)
+        ids = tuple(sorted(v.job_id for v in victims))
         preemption = Preemption(job.job_id, option.site, option.accelerator_class, cards, ids, grace, deadline)
         self._book.record_preemption(preemption)
         self._stopping.update(ids)

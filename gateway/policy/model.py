@@ -128,6 +128,7 @@ class PriorityClass:
     name: str = field(metadata=_name("referenced by a job's priorityClass"))
     priority: int = field(metadata=meta("higher runs first", minimum=0, maximum=1_000_000))
     preemptible: bool = field(default=False, metadata=meta("jobs of this class may be preempted"))
+    default: bool = field(default=False, metadata=meta("the class of jobs that name none (at most one)"))
     grace_period_s: int = field(
         default=30,
         metadata=meta(
@@ -136,7 +137,6 @@ class PriorityClass:
             maximum=3600,
         ),
     )
-    default: bool = field(default=False, metadata=meta("the class of jobs that name none (at most one)"))
 
 
 @dataclass(frozen=True)

@@ -144,7 +144,10 @@ def documents(draw: st.DrawFn) -> FederationDocument:
         tenants=tuple(draw(tenants(name)) for name in tenant_names),
         projects=tuple(joint),
         priority_classes=tuple(
-            PriorityClass(n, draw(st.integers(0, 1_000_000)), draw(st.booleans()), n == default) for n in priority_names
+            PriorityClass(
+                n, draw(st.integers(0, 1_000_000)), draw(st.booleans()), n == default, draw(st.integers(1, 3600))
+            )
+            for n in priority_names
         ),
         sites=tuple(
             SiteSpec(
