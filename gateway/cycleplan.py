@@ -92,7 +92,9 @@ class CyclePlan:
         if self._releases is None:
             self._placed.append((job, placement))  # its release is worked out only if a reservation needs it
         else:
-            self._releases[(site, cls)].append(Release(self._end(job), placement.cards))
+            self._releases[(site, cls)].append(
+                Release(latest_end(None, job.spec.max_runtime, self._now), placement.cards)
+            )
         self._views[site] = view
         if not self._holds:  # the common case: nothing is held, the view is the site's own
             self._index.update(view)
@@ -104,12 +106,8 @@ class CyclePlan:
             self._drop(own)
         hold = self._holds.get((site, cls))
         if hold is not None:
-            hold.take(placement.cards, self._end(job))
+            hold.take(placement.cards, latest_end(None, job.spec.max_runtime, self._now))
         self._refresh(site)
-
-    def _end(self, job: Job) -> datetime | None:
-        """The latest end of a job placed now."""
-        return latest_end(None, job.spec.max_runtime, self._now)
 
     def blocked(self, job: Job, classes: tuple[str, ...], allows: OptionFilter) -> PlacementDecision | None:
         """A job that fits nowhere in the cut views: a placement it may still have, or None (it waits; a
@@ -118,6 +116,8 @@ class CyclePlan:
         own = self._by_job.get(job.job_id)
         if own is not None and own.kind is HoldKind.PREEMPTION:
             return self._take_own(own, cards, allows)
+        if job.job_id in self._book.preemptions:
+            return None  # its victims' site is not placeable now: it waits for them, never preempts twice
         end = latest_end(None, job.spec.max_runtime, self._now)
         for cls in classes:
             for hold in self._by_class.get(cls, ()):
@@ -267,7 +267,8 @@ class CyclePlan:
                 for p in job.placements:
                     self._releases[(p.site, p.accelerator_class)].append(Release(end, p.cards))
             for job, p in self._placed:
-                self._releases[(p.site, p.accelerator_class)].append(Release(self._end(job), p.cards))
+                end = latest_end(None, job.spec.max_runtime, self._now)
+                self._releases[(p.site, p.accelerator_class)].append(Release(end, p.cards))
         return self._releases
 
     # ---- the holds and the cut views --------------------------------------------------------------------------

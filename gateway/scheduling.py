@@ -20,7 +20,7 @@ from gateway.errors import FailedPrecondition
 from gateway.fairshare import dominant_shares, queue_key
 from gateway.freeindex import FreeIndex
 from gateway.holds import HoldBook
-from gateway.model import Job, JobSpec, JobState, Placement, Reason, SiteView
+from gateway.model import Job, JobSpec, JobState, Placement, Reason, SiteView, StackRun
 from gateway.placement import OptionFilter, PlacementDecision, place
 from gateway.policy import FederationPolicy
 from gateway.policy.engine import option_verdict
@@ -243,8 +243,7 @@ class Scheduling:
 
     def launch_command(self, job: Job, placement: Placement) -> LaunchCommand | None:
         """What a site is told to run for its part of the job's current lease; None when no run fits."""
-        accelerator = self.policy.catalogue.get(placement.accelerator_class)
-        run = job.spec.run_for(accelerator.stack if accelerator else "")
+        run = self._run(job, placement)
         if run is None:
             return None
         spec = job.spec
@@ -263,9 +262,13 @@ class Scheduling:
             spec.labels,
         )
 
+    def _run(self, job: Job, placement: Placement) -> StackRun | None:
+        accelerator = self.policy.catalogue.get(placement.accelerator_class)
+        return job.spec.run_for(accelerator.stack if accelerator else "")
+
     def _dispatch_move(self, job: Job, placement: Placement, reasons: tuple[Reason, ...]) -> Move:
         """The DISPATCHED state change for a new lease of `job` on `placement` (not yet durable)."""
-        if self.launch_command(job, placement) is None:  # admission guarantees a run; a catalogue change may not
+        if self._run(job, placement) is None:  # admission guarantees a run; a catalogue change may not
             raise FailedPrecondition(f"job {job.job_id} has no run for {placement.accelerator_class}")
         changes: dict[str, object] = {
             "epoch": job.epoch + 1,

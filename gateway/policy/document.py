@@ -8,6 +8,7 @@ the bytes), and the indexes evaluation needs. Evaluation itself is `gateway.poli
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import types
@@ -74,7 +75,7 @@ class FederationPolicy:
     def project_count(self) -> int:
         return sum(len(t.projects) for t in self.tenants.values()) + len(self.joint)
 
-    @property
+    @functools.cached_property  # asked for every queued job and every launch: worked out once per policy
     def default_priority(self) -> PriorityClass | None:
         return next((p for p in self.priorities.values() if p.default), None)
 
