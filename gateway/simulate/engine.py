@@ -3,8 +3,9 @@
 Owns: the simulated clock and the books of free cards per site and class. Events are submits and finishes;
 after every instant at which something happened, one scheduling pass looks at the queue in FIFO order
 (submit time, then trace order) and starts every job that fits, skipping those that do not (greedy, no
-reservations: what `Federation.schedule` does today). Where a job goes is `gateway.placement.place`'s
-decision over `SiteView`s built from the books; the engine only narrows which sites the job may see:
+reservations: `Federation.schedule` also holds a backfill reservation per class, which this leaves out). Where
+a job goes is `gateway.placement.place`'s decision over `SiteView`s built from the books; the engine only
+narrows which sites the job may see:
 - siloed: only its home site;
 - federated: every site (the default placement: best fit over all sites, no policy engine);
 - pooled: one ideal site holding every card of each class (cards_per_node = the largest), the bound no

@@ -98,6 +98,11 @@ class World:
             sent.append(item[1])
         return sent
 
+    def explained(self, job_id: str) -> dict[str, str]:
+        """What ExplainJob says of the job, code -> stage."""
+        explanation = self.fed.explain(Principal.admin("demo", "root"), job_id)
+        return {r.code: r.stage for r in explanation.reasons}
+
     def reasons(self, job_id: str) -> dict[str, str]:
         """The live reason chain of a queued job, code -> message."""
         job = self.fed.with_pending_reasons(self.job(job_id))

@@ -50,6 +50,7 @@ def test_a_short_job_backfills_around_the_head_reservation() -> None:
         f"holds 8 x nvidia-h100 on centre-a from {until}; backfill allowed only around it"
     )
     assert "BACKFILLED" in {r.code for r in world.job(short).reasons}
+    assert world.explained(head)["RESERVATION_HELD"] == "capacity"
 
 
 def test_a_long_job_that_would_delay_the_head_is_held_back() -> None:
@@ -62,6 +63,7 @@ def test_a_long_job_that_would_delay_the_head_is_held_back() -> None:
     assert world.state(long) == JobState.QUEUED
     behind = world.reasons(long)["BEHIND_RESERVATION"]
     assert f"reserved for {head}" in behind and "maxRuntime ends before then" in behind
+    assert world.explained(long)["BEHIND_RESERVATION"] == "capacity"
     world.cancel(head)  # without the reservation, the cards are its to take
     world.cycle()
     assert world.state(long) == JobState.DISPATCHED

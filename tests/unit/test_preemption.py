@@ -93,6 +93,7 @@ def test_a_high_job_preempts_the_fewest_low_cards_it_needs() -> None:
     assert world.state(urgent) == JobState.QUEUED
     waiting = world.reasons(urgent)["WAITING_FOR_PREEMPTION"]
     assert f"({', '.join(sorted((two, one_young)))})" in waiting and "3 x nvidia-h100 are held for it" in waiting
+    assert world.explained(urgent)["WAITING_FOR_PREEMPTION"] == "dispatch"
     assert {world.state(j) for j in (four, two, one_old, one_young)} == {JobState.RUNNING}  # until they stop
 
 
