@@ -63,6 +63,9 @@ class Preempt:
 
 @dataclass(frozen=True)
 class Reserve:
+    """Hold cards: a gang part (no window: held `timeout_s` awaiting Commit or Abort, consumed by the Launch
+    of `job_id` at `epoch`), or an advance booking (`start_time` and `end_time` set)."""
+
     reservation_id: str
     job_id: str
     accelerator_class: str
@@ -73,6 +76,12 @@ class Reserve:
     start: datetime | None = None
     """With `end`: an advance booking of the window [start, end) (aware UTC); None for a gang part's hold."""
     end: datetime | None = None
+    image: str = ""
+    """The image that would run (a gang part), for the centre's registry terms."""
+    stack: str = ""
+    command: tuple[str, ...] = ()
+    epoch: int = 0
+    """The epoch of the Launch that will consume a gang part's hold."""
 
 
 @dataclass(frozen=True)

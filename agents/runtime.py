@@ -34,6 +34,7 @@ from agents.commands import (
 from agents.config import AgentConfig
 from agents.devices import DevicePool
 from agents.errors import BackendError, LaunchRefused, SiteDraining, SiteTermsRefused, UnknownAcceleratorClass
+from agents.holds import HoldBook
 from agents.journal import UpdateJournal
 from agents.model import JobState, JobUpdate, PoolCapacity, ReserveReply, RunningJob, SiteTerms
 from agents.supervisor import AttemptSupervisor
@@ -41,7 +42,6 @@ from agents.terms import LaunchRequest, effective_offer, judge_launch, next_offe
 
 log = logging.getLogger(__name__)
 
-RESERVE_UNSUPPORTED = "two-phase reservation not supported by this agent version"
 SHUTDOWN_MESSAGE = "the site agent is shutting down"
 PREEMPT_GRACE_ENV = "FEDGATE_PREEMPT_GRACE_S"
 """Every job finds here how many seconds it has, after SIGTERM, to checkpoint before it is killed when
@@ -78,6 +78,7 @@ class SiteRuntime:
         self._draining = False
         self._closing = False
         self._listeners: list[Callable[[], None]] = []
+        self._holds = HoldBook(self._pools, config.policy, clock)
         self._supervisor = AttemptSupervisor(backend, grace_s=config.cancel_grace_s, on_end=self._ended)
         self.capacity_version = 0
         """Bumped whenever free capacity, an offer (or drain state) changes, so senders know to report."""
@@ -132,9 +133,11 @@ class SiteRuntime:
             self._offers = offers
             log.info("offers now %s", ", ".join(f"{cls} {n}" for cls, n in offers.items()))
             self._capacity_changed()
+        if self._holds.expire():  # gang holds nobody committed or aborted in time
+            self._capacity_changed()
         now = self._clock()
-        change = next_offer_change(self._policy, now)
-        return None if change is None else max(MIN_OFFER_WAIT_S, (change - now).total_seconds())
+        changes = [t for t in (next_offer_change(self._policy, now), self._holds.next_expiry()) if t is not None]
+        return None if not changes else max(MIN_OFFER_WAIT_S, (min(changes) - now).total_seconds())
 
     def unacknowledged_updates(self, after: int = 0) -> list[JobUpdate]:
         """Updates the gateway has not acknowledged, with sequence > `after`, oldest first."""
@@ -177,11 +180,15 @@ class SiteRuntime:
                 return self.bookings.book(command, self._clock())
             case Abort() if is_booking(command.reservation_id):
                 self.bookings.release(command.reservation_id, command.reason)
-            case Reserve():
-                log.info("reservation %s refused: %s", command.reservation_id, RESERVE_UNSUPPORTED)
-                return ReserveReply(command.reservation_id, accepted=False, reason=RESERVE_UNSUPPORTED)
-            case Commit() | Abort():
-                log.info("ignoring %s of reservation %s", type(command).__name__, command.reservation_id)
+            case Reserve():  # a gang part: hold the devices until Commit + Launch, Abort or timeout
+                reply = self._holds.reserve(command, self._draining)
+                self._capacity_changed()
+                return reply
+            case Commit():
+                self._holds.commit(command.reservation_id)
+            case Abort():
+                if self._holds.abort(command.reservation_id, command.reason):
+                    self._capacity_changed()
             case Drain():
                 self.drain(command.draining)
             case UpdatesAcknowledged():
@@ -211,6 +218,7 @@ class SiteRuntime:
             log.warning("job %s: launch of stale epoch %d ignored", command.job_id, command.epoch)
             return
         self._attempts.note_epoch(command.job_id, command.epoch)
+        self._holds.take(command.job_id, command.epoch)  # a gang part's hold becomes this launch's devices
         for older in self._attempts.live_of_job(command.job_id):
             # A job never runs under two live attempts: the newer lease wins.
             self._supervisor.stop(older, JobState.CANCELLED, f"superseded by epoch {command.epoch}")
@@ -242,6 +250,8 @@ class SiteRuntime:
             self._supervisor.stop(attempt, JobState.PREEMPTED, SHUTDOWN_MESSAGE)
 
     def cancel(self, command: Cancel) -> None:
+        if self._holds.release_job(command.job_id, command.epoch):
+            self._capacity_changed()
         attempt = self._attempts.live(command.job_id, command.epoch)
         if attempt is None:
             log.info("job %s epoch %d: cancel ignored, not running here", command.job_id, command.epoch)

@@ -11,9 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from gateway.errors import GatewayError, PermissionDenied, StaleEpoch
+from gateway.errors import GatewayError, InvalidArgument, PermissionDenied, StaleEpoch
 from gateway.federation import Federation
+from gateway.gangparts import PartBook, part_reported
 from gateway.model import Job, JobState, Placement, Pool, Reason, SiteTerms, can_transition
+from gateway.reservationmodel import is_booking
+from gateway.reserving import PREFIX as GANG_PREFIX
 from gateway.sites import CancelCommand, Outbox
 
 
@@ -49,6 +52,7 @@ class Dispatcher:
     def __init__(self, federation: Federation) -> None:
         self.federation = federation
         self._cursors: dict[str, int] = {}
+        self._parts = PartBook()
 
     def hello(self, site: str, agent_version: str, running: list[RunningAttempt]) -> Session:
         fed = self.federation
@@ -108,6 +112,9 @@ class Dispatcher:
         if update.lease_returned:
             self._return_lease(site, job, update)
             return
+        if len(job.placements) > 1:
+            self._gang_update(site, job, update, cursor)
+            return
         if not can_transition(job.state, update.state):
             raise GatewayError(
                 f"job {job.job_id} cannot go from {job.state.value} to {update.state.value}",
@@ -128,6 +135,45 @@ class Dispatcher:
         if update.state in {JobState.PREEMPTED, JobState.LOST}:
             fed.requeue(updated, message)
 
+    def _gang_update(self, site: str, job: Job, update: SiteUpdate, cursor: tuple[str, int]) -> None:
+        """One part of a gang reported: the job moves only when the parts add up (`gateway.gangparts`)."""
+        fed = self.federation
+        finished = self._parts.finished(job.job_id, job.epoch)
+        outcome = part_reported(job, site, update.state, update.device_indices, finished, update.message)
+        if outcome.state != job.state and not can_transition(job.state, outcome.state):
+            raise GatewayError(
+                f"job {job.job_id} cannot go from {job.state.value} to {outcome.state.value}",
+                reason="ILLEGAL_TRANSITION",
+            )
+        self._parts.record(job.job_id, job.epoch, site, update.state)
+        changes: dict[str, object] = {"placements": outcome.placements}
+        if outcome.state == JobState.RUNNING and job.state != JobState.RUNNING:
+            changes["start_time"] = update.time
+        if outcome.state.terminal:
+            changes["exit_code"] = update.exit_code
+        updated = fed.transition(job, outcome.state, outcome.message, site=site, cursor=cursor, **changes)
+        self._cursors[site] = update.sequence
+        for other in outcome.cancel_sites:
+            fed.registry.send(other, CancelCommand(job.job_id, job.epoch, outcome.message))
+        if outcome.state.terminal or outcome.state in {JobState.PREEMPTED, JobState.LOST}:
+            self._parts.forget(job.job_id, job.epoch)
+        if outcome.state in {JobState.PREEMPTED, JobState.LOST}:
+            fed.requeue(updated, outcome.message)
+
+    def reserve_reply(self, site: str, reservation_id: str, accepted: bool, reason: str) -> None:
+        """A site's answer to a Reserve, routed by the reservation id's prefix (the one place that does)."""
+        fed = self.federation
+        fed.registry.touch(site, fed.clock())
+        if is_booking(reservation_id):
+            fed.reservations.site_replied(site, reservation_id, accepted, reason)
+            return
+        if reservation_id.startswith(GANG_PREFIX):
+            fed.gangs.reply(site, reservation_id, accepted, reason)
+            return
+        raise InvalidArgument(
+            f"reservation {reservation_id[:80]!r} is not one this gateway made", reason="UNKNOWN_RESERVATION"
+        )
+
     def _return_lease(self, site: str, job: Job, update: SiteUpdate) -> None:
         """The site declined to start the attempt: queue the job again; the attempt does not count."""
         if job.state != JobState.DISPATCHED:
@@ -136,6 +182,11 @@ class Dispatcher:
                 reason="ILLEGAL_TRANSITION",
             )
         why = update.message or "no reason given"
+        for other in job.placements:  # the rest of a gang does not run without this part
+            if other.site != site:
+                self.federation.registry.send(
+                    other.site, CancelCommand(job.job_id, job.epoch, f"{site} returned its part")
+                )
         self.federation.transition(
             job,
             JobState.QUEUED,
@@ -149,4 +200,6 @@ class Dispatcher:
         self._cursors[site] = update.sequence
 
     def goodbye(self, site: str, connection_id: int) -> None:
+        if self.federation.registry.is_current(site, connection_id):
+            self.federation.gangs.site_lost(site)  # a site gone mid-reservation counts as a refusal
         self.federation.registry.disconnect(site, connection_id)

@@ -22,11 +22,12 @@ from gateway.holds import HoldBook
 from gateway.identity.principal import Principal, principal_from_uri
 from gateway.logs import LogRelay
 from gateway.model import ATTEMPT_ENDS, Job, JobEvent, JobSpec, JobState, SiteView, UsageRow
-from gateway.placement import Explanation, place
+from gateway.placement import Explanation
 from gateway.policy import FederationPolicy
 from gateway.policy.engine import evaluate
 from gateway.policy.holder import PolicyHolder
 from gateway.reservations import ReservationBook
+from gateway.reserving import GangCoordinator
 from gateway.scheduling import Scheduling
 from gateway.sites import CancelCommand, SiteRegistry
 from gateway.store import JobPage, Store
@@ -72,6 +73,8 @@ class Federation(Scheduling):
         self.queue_holds = HoldBook()  # backfill reservations and preemptions between cycles (gateway.cycleplan)
         for job in store.active_jobs():
             self._remember(job)
+        self.gangs = GangCoordinator(self)
+        self.gangs.requeue_interrupted()  # their holds at the sites expire by themselves
 
     def _remember(self, job: Job) -> None:
         """Keep the in-memory view of an active job, and the scheduler's queue, in step with its state."""
@@ -275,10 +278,13 @@ class Federation(Scheduling):
         if job is not None and job.state != JobState.QUEUED:
             return Explanation(True, job.reasons, (), decision.policy_version)
         hold = self.reservations.hold(self._holding.values())
-        views = self.registry.views(hold.withhold(self.leases()))
-        allows = hold.allows(spec, self.allows(spec, self.usage(views), policy))
-        outcome = place(decision.classes, spec.resources.cards, hold.views_for(spec, views), allows)
-        reasons = decision.reasons + outcome.reasons + (() if outcome.placement else hold.notes(spec))
+        views = hold.views_for(spec, self.registry.views(hold.withhold(self.leases())))
+        backing_off = self.gangs.backing_off(job.job_id) if job is not None else frozenset()
+        outcome = self.plan(
+            spec, decision.classes, views, self.usage(views), backing_off, policy, lambda a: hold.allows(spec, a)
+        )
+        site_said = tuple(r for r in job.reasons if r.stage == "site") if job is not None else ()
+        reasons = decision.reasons + site_said + outcome.reasons + (() if outcome.parts else hold.notes(spec))
         if job is not None:  # a backfill reservation it holds or waits behind, or victims it waits for
             reasons += self.queue_holds.reasons_for(job.job_id, decision.classes)
         return Explanation(True, reasons, outcome.candidates, decision.policy_version)

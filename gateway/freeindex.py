@@ -40,6 +40,10 @@ class FreeIndex:
         entries = self._sorted.get(cls)
         return entries[-1][0] if entries else 0
 
+    def total(self, cls: str) -> int:
+        """Free cards of `cls` over all placeable sites (what a gang spanning sites could use at most)."""
+        return sum(self._free.get(cls, {}).values())
+
     def fits_somewhere(self, classes: Sequence[str], cards: int) -> bool:
         return any(self.largest(cls) >= cards for cls in classes)
 

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from gateway.cycleplan import CyclePlan
 from gateway.errors import FailedPrecondition
 from gateway.fairshare import dominant_shares, queue_key
 from gateway.freeindex import FreeIndex
+from gateway.gangs import GangPlan, plan_gang
 from gateway.holds import HoldBook
 from gateway.model import Job, JobSpec, JobState, Placement, Reason, SiteView, StackRun
 from gateway.placement import OptionFilter, PlacementDecision, place
@@ -28,6 +30,7 @@ from gateway.policy.holder import PolicyHolder
 from gateway.policy.quotas import Usage, period_start
 from gateway.preemption import grace_period_s
 from gateway.reservations import ReservationBook
+from gateway.reserving import GangCoordinator
 from gateway.sites import LaunchCommand, PreemptCommand, SiteRegistry
 from gateway.store import Store
 
@@ -51,6 +54,7 @@ class Scheduling:
     _hours_cache: dict[str, tuple[datetime, dict[tuple[str, str], float]]]
     reservations: ReservationBook
     queue_holds: HoldBook
+    gangs: GangCoordinator
 
     def transition(
         self,
@@ -103,15 +107,19 @@ class Scheduling:
             self._hours_cache[period] = cached
         return cached[1]
 
-    def allows(self, spec: JobSpec, usage: Usage, policy: FederationPolicy | None = None) -> OptionFilter:
-        """The policy's word on each (site, class) option for this job, as placement asks for it."""
+    def allows(
+        self, spec: JobSpec, usage: Usage, policy: FederationPolicy | None = None, part_cards: int = 0
+    ) -> OptionFilter:
+        """The policy's word on each (site, class) option for this job, as placement asks for it. With
+        `part_cards` (a gang's smallest part) the centres' size limit judges that part, not the whole job."""
         policy, catalogue, now = policy or self.policy.policy, self.policy.catalogue, self.clock()
+        part = replace(spec, resources=replace(spec.resources, cards=part_cards)) if part_cards else spec
 
         def allows(site: SiteView, cls: str) -> Reason | None:
             if site.terms is not None:  # the centre's own veto, as its agent reported it
                 accelerator = catalogue.get(cls)
                 run = spec.run_for(accelerator.stack if accelerator else "")
-                refusal = site.terms.refusal(spec, run.image if run else "")
+                refusal = site.terms.refusal(part, run.image if run else "")
                 if refusal:
                     return Reason("offers", "SITE_TERMS", f"{site.name}'s own policy: {refusal}", site.name)
             return option_verdict(policy, catalogue, spec, now, usage, site.name, cls)
@@ -135,6 +143,7 @@ class Scheduling:
         someone asks (`with_pending_reasons`).
         """
         self.reservations.tick()  # windows opening or closing change what is kept for whom
+        self.gangs.tick()  # gangs whose site did not answer in time release their holds and queue again
         candidates = self._candidates()
         if not candidates:
             return 0
@@ -179,6 +188,7 @@ class Scheduling:
                 if decision is None or decision.placement is None:
                     decision = plan.blocked(job, classes, allows)  # backfill, preemption, a head's reservation
             if decision is None or decision.placement is None:
+                self._start_gang(job, classes, views, index, leases, usage, plan.placed)  # when it may span sites
                 continue
             moves.append(self._dispatch_move(job, decision.placement, decision.reasons))
             hold.took(job.spec, decision.placement)
@@ -207,6 +217,50 @@ class Scheduling:
         self._capacity_grew, self._fresh = False, []
         return candidates
 
+    def _start_gang(
+        self,
+        job: Job,
+        classes: tuple[str, ...],
+        views: dict[str, SiteView],
+        index: FreeIndex,
+        leases: dict[str, dict[str, int]],
+        usage: Usage,
+        placed: Callable[[Job, Placement, SiteView], None],
+    ) -> None:
+        """For a job no single site fits that may span sites (and names no reservation): plan a gang over
+        several and, when one fits, start reserving it (its parts count as leased at once)."""
+        cards = job.spec.resources.cards
+        if job.spec.topology.max_sites <= 1 or job.spec.reservation:
+            return
+        if sum(index.total(cls) for cls in classes) < cards:
+            return  # not enough free cards anywhere, however they are split
+        plan = self.plan(job.spec, classes, list(views.values()), usage, self.gangs.backing_off(job.job_id))
+        if not plan.spans_sites:
+            return
+        self.gangs.start(job, plan.parts, plan.reasons)
+        assert isinstance(usage.held, dict)
+        for part in plan.parts:
+            usage.held[(job.spec.tenant, job.spec.project, part.accelerator_class)] += part.cards
+            leases[part.site][part.accelerator_class] += part.cards
+            placed(job, part, self.registry.view(part.site, leases[part.site]))  # the views and index see it
+
+    def plan(
+        self,
+        spec: JobSpec,
+        classes: Sequence[str],
+        views: list[SiteView],
+        usage: Usage,
+        backing_off: Collection[str] = (),
+        policy: FederationPolicy | None = None,
+        narrow: Callable[[OptionFilter], OptionFilter] = lambda allows: allows,
+    ) -> GangPlan:
+        """Where the job would go now: one site, or a gang over several when it allows that. `narrow` adds a
+        word of its own to the policy's on each option (what reservations keep)."""
+        allows = narrow(self.allows(spec, usage, policy))
+        part = max(1, spec.topology.min_cards_per_site) if spec.topology.max_sites > 1 else 0
+        part_allows = narrow(self.allows(spec, usage, policy, part)) if part else None
+        return plan_gang(classes, spec.resources.cards, spec.topology, views, allows, backing_off, part_allows)
+
     @staticmethod
     def _place_indexed(
         index: FreeIndex, views: dict[str, SiteView], classes: tuple[str, ...], cards: int, allows: OptionFilter
@@ -228,11 +282,13 @@ class Scheduling:
             return job
         classes = self._queued.get(job.job_id) or self.policy.catalogue.classes_for(job.spec)
         views, usage = snapshot or self.snapshot()
+        spec = job.spec
         hold = self.reservations.hold(self._holding.values())
-        allows = hold.allows(job.spec, self.allows(job.spec, usage))
-        outcome = place(classes, job.spec.resources.cards, hold.views_for(job.spec, views), allows)
+        backing_off = self.gangs.backing_off(job.job_id) if spec.topology.max_sites > 1 else ()
+        views = hold.views_for(spec, views)
+        outcome = self.plan(spec, classes, views, usage, backing_off, narrow=lambda allows: hold.allows(spec, allows))
         kept = tuple(r for r in job.reasons if r.stage in {"policy", "site"})
-        notes = () if outcome.placement else hold.notes(job.spec)
+        notes = () if outcome.parts else hold.notes(spec)
         return job.evolve(reasons=kept + outcome.reasons + notes + self.queue_holds.reasons_for(job.job_id, classes))
 
     def snapshot(self) -> tuple[list[SiteView], Usage]:

@@ -70,6 +70,33 @@ class LogCancelCommand:
     stream_id: int
 
 
+@dataclass(frozen=True)
+class ReserveCommand:
+    """Phase one of a gang part: hold `cards` cards of a class for `timeout`, awaiting Commit or Abort; the
+    Launch of `epoch` consumes the hold. (Advance bookings are `BookCommand`s.)"""
+
+    reservation_id: str
+    job_id: str
+    accelerator_class: str
+    cards: int
+    timeout: timedelta
+    tenant: str = ""
+    project: str = ""
+    run: StackRun | None = None
+    epoch: int = 0
+
+
+@dataclass(frozen=True)
+class CommitCommand:
+    reservation_id: str
+
+
+@dataclass(frozen=True)
+class AbortCommand:
+    reservation_id: str
+    reason: str = ""
+
+
 Command = (
     LaunchCommand
     | CancelCommand
@@ -77,6 +104,9 @@ Command = (
     | DrainCommand
     | LogRequestCommand
     | LogCancelCommand
+    | ReserveCommand
+    | CommitCommand
+    | AbortCommand
     | BookCommand
     | ReleaseCommand
 )

@@ -242,6 +242,10 @@ def command_from_proto(message: site_pb2.ConnectResponse) -> GatewayCommand | No
             project=r.project,
             start=time_from_proto(r.start_time) if window else None,
             end=time_from_proto(r.end_time) if window else None,
+            image=r.run.image,
+            stack=r.run.stack,
+            command=tuple(r.run.command),
+            epoch=r.epoch,
         )
     if kind == "commit":
         return Commit(reservation_id=message.commit.reservation_id)

@@ -31,7 +31,8 @@ SITES = (
     DemoSite("centre-b", (("nvidia-h100", 8, 4, 8, "nvlink-900gbs"),), {"max_job_cards": 4}),
     DemoSite(
         "centre-c",
-        (("hygon-k100", 8, 8, 8, "xgmi"), ("nvidia-h20", 8, 2, 8, "nvlink-900gbs")),
+        # Two H100 cards here and four at centre-b: the demo's six-card gang needs both centres.
+        (("hygon-k100", 8, 8, 8, "xgmi"), ("nvidia-h20", 8, 2, 8, "nvlink-900gbs"), ("nvidia-h100", 4, 2, 4, "nvlink")),
         {"tenants": ["deepsea-ai", "panda-lm"], "image_registries": ["registry.example"]},
     ),
 )

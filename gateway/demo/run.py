@@ -253,6 +253,8 @@ def why_there(job: Job) -> str:
     cls = job.placements[0].accelerator_class
     offering = [s.name for s in SITES if any(pool[0] == cls for pool in s.pools)]
     where = f"only {offering[0]} offers {cls}" if len(offering) == 1 else f"best fit among {', '.join(offering)}"
+    if len(job.placements) > 1:  # a gang: reserved at every site in two phases, launched with one epoch
+        where = f"gang over {len(job.placements)} centres: no single one offers {job.spec.resources.cards} x {cls}"
     if not job.spec.resources.accelerator_class:
         where = f"{cls} meets the capability; {where}"
     if job.start_time is not None and (job.start_time - job.create_time).total_seconds() >= 2:

@@ -23,6 +23,7 @@ from gateway.model import (
     Topology,
 )
 from gateway.placement import Candidate
+from gateway.sites import ReserveCommand
 
 MAX_RUNS = 16
 MAX_MAP_ENTRIES = 64
@@ -271,4 +272,20 @@ def candidate_from_proto(msg: job_service_pb2.SiteCandidate) -> Candidate:
         msg.score,
         msg.accelerator_class,
         tuple(reason_from_proto(r) for r in msg.reasons),
+    )
+
+
+def reserve_to_proto(command: ReserveCommand) -> site_pb2.Reserve:
+    """Phase one of a gang part: hold the cards for `timeout`, for the Launch of `epoch`."""
+    run = command.run
+    return site_pb2.Reserve(
+        reservation_id=command.reservation_id,
+        job_id=command.job_id,
+        accelerator_class=command.accelerator_class,
+        cards=command.cards,
+        timeout=duration_to_proto(command.timeout),
+        tenant=command.tenant,
+        project=command.project,
+        run=job_pb2.StackRun(stack=run.stack, image=run.image, command=list(run.command)) if run else None,
+        epoch=command.epoch,
     )

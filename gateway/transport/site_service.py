@@ -22,8 +22,18 @@ from gateway.dispatch import Dispatcher, RunningAttempt, SiteUpdate
 from gateway.errors import GatewayError, InvalidArgument, PermissionDenied
 from gateway.identity.revocation import Credential
 from gateway.model import Pool, SiteTerms
-from gateway.reservationmodel import BookCommand, ReleaseCommand, is_booking
-from gateway.sites import CancelCommand, Command, LaunchCommand, LogCancelCommand, LogRequestCommand, PreemptCommand
+from gateway.reservationmodel import BookCommand, ReleaseCommand
+from gateway.sites import (
+    AbortCommand,
+    CancelCommand,
+    Command,
+    CommitCommand,
+    LaunchCommand,
+    LogCancelCommand,
+    LogRequestCommand,
+    PreemptCommand,
+    ReserveCommand,
+)
 from gateway.transport import convert
 from gateway.transport.auth import Authenticator, Guarded
 from gateway.transport.errors import translate_stream_errors
@@ -77,6 +87,14 @@ def command_to_proto(sequence: int, command: Command) -> pb.ConnectResponse:
         grace = convert.duration_to_proto(timedelta(seconds=command.grace_s))
         return pb.ConnectResponse(
             sequence=sequence, preempt=pb.Preempt(job_id=command.job_id, epoch=command.epoch, grace_period=grace)
+        )
+    if isinstance(command, ReserveCommand):
+        return pb.ConnectResponse(sequence=sequence, reserve=convert.reserve_to_proto(command))
+    if isinstance(command, CommitCommand):
+        return pb.ConnectResponse(sequence=sequence, commit=pb.Commit(reservation_id=command.reservation_id))
+    if isinstance(command, AbortCommand):
+        return pb.ConnectResponse(
+            sequence=sequence, abort=pb.Abort(reservation_id=command.reservation_id, reason=command.reason)
         )
     return pb.ConnectResponse(sequence=sequence, drain=pb.Drain(draining=command.draining))
 
@@ -231,11 +249,12 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
                 )
             self.dispatcher.capacity(site, pools, message.capacity.full, terms)
             return None
-        if kind == "reserve_reply" and is_booking(message.reserve_reply.reservation_id):
-            reply = message.reserve_reply
-            self.dispatcher.federation.reservations.site_replied(
-                site, reply.reservation_id[:128], reply.accepted, reply.reason[:1024]
-            )
+        if kind == "reserve_reply":  # a gang part's or an advance booking's: the dispatcher routes by id
+            answer = message.reserve_reply
+            try:
+                self.dispatcher.reserve_reply(site, answer.reservation_id[:128], answer.accepted, answer.reason[:1024])
+            except GatewayError as exc:
+                return rejection(exc)
             return None
         if kind == "ack":
             return None

@@ -226,10 +226,11 @@ async def test_draining_site_refuses_launches_but_keeps_running_jobs(
     assert [r.job_id for r in runtime.running()] == ["old"]
 
 
-async def test_reservations_are_declined(runtime: SiteRuntime) -> None:
-    reply = await runtime.handle(Reserve("r1", "j1", "nvidia-h100", 2))
-    assert reply is not None and not reply.accepted
-    assert reply.reason == "two-phase reservation not supported by this agent version"
+async def test_a_gang_part_beyond_the_offer_is_refused_and_within_it_held(runtime: SiteRuntime) -> None:
+    reply = await runtime.handle(Reserve("gang:j1:1:0", "j1", "nvidia-h100", 5))
+    assert reply is not None and not reply.accepted and "4 of the 4 offered are free" in reply.reason
+    reply = await runtime.handle(Reserve("gang:j1:1:0", "j1", "nvidia-h100", 3))
+    assert reply is not None and reply.accepted and reply.free == 1 and free(runtime) == 1
 
 
 async def test_backend_launch_failure_is_reported_and_frees_devices(journal: MemoryJournal) -> None:

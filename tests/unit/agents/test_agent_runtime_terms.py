@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agents.commands import Launch, Reserve
+from agents.commands import Launch
 from agents.journal import MemoryJournal
 from agents.model import JobState, PoolSpec, SiteTerms
-from agents.runtime import RESERVE_UNSUPPORTED, SiteRuntime
+from agents.runtime import SiteRuntime
 from agents.terms import Hours, OfferWindow, SitePolicy
 
 from .fakes import FakeBackend
@@ -170,8 +170,3 @@ async def test_without_a_policy_nothing_changes_with_time(backend: FakeBackend, 
     assert runtime.refresh_offers() is None
     assert ascend(runtime) == (16, 14, 14)
     assert runtime.terms() == SiteTerms()
-
-
-async def test_reservations_are_still_declined(runtime: SiteRuntime) -> None:
-    reply = await runtime.handle(Reserve("r1", "j1", "ascend-910b", 2))
-    assert reply is not None and not reply.accepted and reply.reason == RESERVE_UNSUPPORTED

@@ -121,13 +121,15 @@ async def test_cancel_from_the_gateway_stops_the_job_and_reports_cancelled(
         )
 
 
-async def test_reserve_is_declined_with_a_reason(gateway: GatewayUnderTest, make_config: MakeConfig) -> None:
+async def test_a_reserve_the_site_cannot_hold_is_declined_with_a_reason(
+    gateway: GatewayUnderTest, make_config: MakeConfig
+) -> None:
     async with running_agent(make_config(gateway=gateway.target)):
         stream = await gateway.fake.next_stream()
         stream.send(reserve=site_pb2.Reserve(reservation_id="r1", job_id="j1", accelerator_class="x", cards=1))
         reply = (await stream.next("reserve_reply")).reserve_reply
         assert (reply.reservation_id, reply.accepted) == ("r1", False)
-        assert reply.reason == "two-phase reservation not supported by this agent version"
+        assert reply.reason.startswith("no pool of x; it offers ")
 
 
 async def test_stopping_the_agent_preempts_jobs_and_sends_their_final_update_before_closing(
