@@ -35,7 +35,7 @@ from gateway.store.commit import GroupCommitter
 
 Clock = Callable[[], datetime]
 MAX_PAGE_SIZE = 500
-MAX_ATTEMPTS = 3  # attempts a job gets when preempted or lost before it is failed
+MAX_LOST_ATTEMPTS = 3  # attempts a job may lose (site gone, agent lost track) before it is failed
 _sequence = itertools.count()
 
 
@@ -158,9 +158,14 @@ class Federation(Scheduling):
         return updated
 
     def requeue(self, job: Job, message: str) -> Job:
-        """After a preemption or a lost site, queue the job for a new attempt, unless it has had its share."""
-        if job.attempt >= MAX_ATTEMPTS:
-            return self.transition(job, JobState.FAILED, f"{message}; gave up after {job.attempt} attempts")
+        """After a preemption or a lost site, queue the job for a new attempt, unless it has lost too many.
+
+        Only LOST attempts count against the job: a preemption is the federation's own choice (bounded by the
+        no-ping-pong rules of `gateway.preemption`), so it never uses up the job's attempts."""
+        if job.state == JobState.LOST:
+            lost = sum(1 for event in self.store.events(job.job_id) if event.state == JobState.LOST)
+            if lost >= MAX_LOST_ATTEMPTS:
+                return self.transition(job, JobState.FAILED, f"{message}; gave up after {lost} lost attempts")
         return self.transition(
             job, JobState.QUEUED, f"{message}; queued again for attempt {job.attempt + 1}", placements=()
         )

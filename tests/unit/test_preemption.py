@@ -228,3 +228,24 @@ def test_the_preemptor_may_only_preempt_where_it_may_run() -> None:
     world.cycle()
     assert preempted(world) == {}
     assert world.state(urgent) == JobState.QUEUED
+
+
+def test_preemptions_never_use_up_a_jobs_attempts_but_lost_attempts_do() -> None:
+    world = World()
+    world.site("centre-a", 8)
+    preempted_job = world.submit(8, HOUR, "low")
+    for _ in range(4):  # more preemptions than a job may lose attempts
+        world.cycle()
+        world.start(preempted_job)
+        world.report(preempted_job, JobState.PREEMPTED)
+        assert world.state(preempted_job) == JobState.QUEUED
+    world.cancel(preempted_job)
+    lost_job = world.submit(8, HOUR, "low")
+    states = []
+    for _ in range(3):
+        world.cycle()
+        world.start(lost_job)
+        world.report(lost_job, JobState.LOST)
+        states.append(world.state(lost_job))
+    assert states == [JobState.QUEUED, JobState.QUEUED, JobState.FAILED]
+    assert "gave up after 3 lost attempts" in world.fed.store.events(lost_job)[-1].message
