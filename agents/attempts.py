@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import datetime
 
 from agents.backends.base import JobHandle
 from agents.commands import Launch
@@ -43,6 +44,10 @@ class Attempt:
     """Set once the agent decided to stop it (cancel, preempt, max runtime, shutdown)."""
     lease_returned: bool = False
     """Refused for a reason of the site's own, not the job's: the gateway queues the job again."""
+    started_at: datetime | None = None
+    """When the backend started it; None for an attempt refused before it started (it gets no receipt)."""
+    receipt: tuple[bytes, bytes] | None = None
+    """The signed usage receipt (record bytes, signature), made once when the started attempt ended."""
 
     @property
     def key(self) -> tuple[str, int]:

@@ -117,6 +117,9 @@ def main(argv: list[str]) -> int:
         except BackendError as exc:  # the backend's scheduler could not be read at start (e.g. no such partition)
             log.error("%s", exc.message)
             return EXIT_FAILED
+        except ConfigError as exc:  # e.g. a state_dir the agent cannot write its journal in
+            log.error("%s", exc.message)
+            return EXIT_USAGE
     return EXIT_OK
 
 

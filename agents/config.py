@@ -10,6 +10,7 @@ move together. It does not read certificates (only checks they exist) nor start 
     gateway: 127.0.0.1:7443
     tls: {ca: ca.pem, cert: cert.pem, key: key.pem}
     backend: {type: local, workdir: ./work}
+    state_dir: ./state           # the durable journal (default ./state next to this file)
     report_interval_s: 2
     cancel_grace_s: 5
     pools:
@@ -76,6 +77,9 @@ class AgentConfig:
     """The centre's terms: whom it serves, the largest job, allowed images, offer windows. Default: all."""
     source: Path | None = None
     """The file this was loaded from, for messages; None when built in code."""
+    state_dir: Path | None = None
+    """Folder of the agent's durable journal (unacknowledged updates, started attempts); a file's default is
+    `./state` next to it. None (configs built in code) keeps the journal in memory."""
 
 
 def load_agent_config(path: str | Path, *, validate_files: bool = True) -> AgentConfig:
@@ -116,6 +120,7 @@ def parse_agent_config(data: Any, *, source: Path, validate_files: bool = True) 
         cancel_grace_s=root.number("cancel_grace_s", 5.0, positive=True),
         policy=policy,
         source=source,
+        state_dir=_resolve(base, root.text("state_dir", "state")),
     )
     root.finish()
     return config

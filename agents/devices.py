@@ -40,6 +40,13 @@ class DevicePool:
         self._free.difference_update(chosen)
         return tuple(chosen)
 
+    def claim(self, indices: tuple[int, ...]) -> tuple[int, ...]:
+        """Take exactly these indices (an attempt re-attached after a restart holds them); returns those that
+        were free and offered, which are all of them unless the config shrank the offer meanwhile."""
+        taken = tuple(i for i in indices if i in self._free)
+        self._free.difference_update(taken)
+        return taken
+
     def release(self, indices: tuple[int, ...]) -> None:
         """Give indices back. Releasing an index twice or one never handed out is a bug, so it raises."""
         bad = [i for i in indices if i in self._free or not 0 <= i < self.spec.offered]

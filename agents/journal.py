@@ -1,19 +1,40 @@
-"""The journal of job updates the gateway has not yet acknowledged, and the agent's resume cursor.
+"""The journal of job updates the gateway has not yet acknowledged, the agent's resume cursor, and the
+attempts that started here and have not ended.
 
 Owns: the `UpdateJournal` protocol and its in-memory implementation. The journal is the agent's outbox:
 every update goes in before it is sent, is re-sent after a reconnect until the gateway acknowledges it,
-and only then leaves. It also keeps the highest sequence ever used (so numbering never goes backwards)
-and the highest gateway message processed (the resume cursor). A durable SQLite journal is meant to
-replace `MemoryJournal` behind the same protocol. It does not decide what to send or when (the transport
-session does) nor assign sequences (the runtime does).
+and only then leaves. It also keeps the highest sequence ever used (so numbering never goes backwards),
+the highest gateway message processed (the resume cursor), and each started attempt (so a restarted agent
+can re-attach it through its backend). `agents.journal_sqlite.SqliteJournal` is the durable implementation
+`fedgate agent run` uses; `MemoryJournal` is for tests. It does not decide what to send or when (the
+transport session does) nor assign sequences (the runtime does).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
+from agents.commands import Launch
 from agents.model import JobUpdate
+
+
+@dataclass(frozen=True)
+class StartedAttempt:
+    """An attempt the backend started: what a restarted agent needs to find it again and to sign its end."""
+
+    launch: Launch
+    """The launch as the gateway sent it (job, epoch, attempt, class, cards, run, tenant, project, ...)."""
+    devices: tuple[int, ...]
+    """Device indices of the pool the attempt holds."""
+    start_time: datetime
+    """When it started (aware UTC)."""
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.launch.job_id, self.launch.epoch)
 
 
 class UpdateJournal(Protocol):
@@ -52,6 +73,18 @@ class UpdateJournal(Protocol):
         """Raise the cursor to `sequence`; a lower value leaves it unchanged."""
         ...
 
+    def record_started(self, attempt: StartedAttempt) -> None:
+        """Remember a started attempt until `record_ended`; durable before it returns (durable journals)."""
+        ...
+
+    def record_ended(self, job_id: str, epoch: int) -> None:
+        """Forget a started attempt (no-op if unknown). Appending a final update for it MAY do this too."""
+        ...
+
+    def started(self) -> list[StartedAttempt]:
+        """Attempts recorded as started and not ended, oldest first."""
+        ...
+
 
 class MemoryJournal:
     """An UpdateJournal kept in memory: lossless across reconnects, lost when the agent process stops."""
@@ -60,6 +93,7 @@ class MemoryJournal:
         self._updates: deque[JobUpdate] = deque()
         self._last_sequence = 0
         self._cursor = 0
+        self._started: dict[tuple[str, int], StartedAttempt] = {}
 
     def append(self, update: JobUpdate) -> None:
         if update.sequence <= self._last_sequence:
@@ -85,3 +119,12 @@ class MemoryJournal:
 
     def advance_cursor(self, sequence: int) -> None:
         self._cursor = max(self._cursor, sequence)
+
+    def record_started(self, attempt: StartedAttempt) -> None:
+        self._started[attempt.key] = attempt
+
+    def record_ended(self, job_id: str, epoch: int) -> None:
+        self._started.pop((job_id, epoch), None)
+
+    def started(self) -> list[StartedAttempt]:
+        return list(self._started.values())

@@ -94,6 +94,10 @@ class JobUpdate:
     device_indices: tuple[int, ...] = ()
     lease_returned: bool = False
     """The site declined to start the attempt (draining, no capacity): the job goes back to the queue."""
+    receipt_record: bytes = b""
+    """On the terminal update of an attempt that started: the serialised, signed UsageRecord (else empty)."""
+    receipt_signature: bytes = b""
+    """The site's signature over `receipt_record`."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ refusal, stopping attempts (cancel, preempt, max runtime, shutdown), and numberi
 journal. A window that shrinks an offer never stops a running job: free capacity goes to 0 and the offer
 shrinks as jobs end. It does not own the connection: the transport asks it for Hello contents, capacity
 and terms, hands it commands, and sends what it puts in the journal, re-sending after a reconnect until
-acknowledged. Jobs keep running whether or not a gateway is connected.
+acknowledged. Jobs keep running whether or not a gateway is connected. Started attempts are journaled so a
+restarted agent re-attaches them (`restore`), and each one's end carries a signed usage receipt, made once.
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ from agents.config import AgentConfig
 from agents.devices import DevicePool
 from agents.errors import BackendError, LaunchRefused, SiteDraining, SiteTermsRefused, UnknownAcceleratorClass
 from agents.holds import HoldBook
-from agents.journal import UpdateJournal
+from agents.journal import StartedAttempt, UpdateJournal
 from agents.model import JobState, JobUpdate, PoolCapacity, ReserveReply, RunningJob, SiteTerms
 from agents.supervisor import AttemptSupervisor
 from agents.terms import LaunchRequest, effective_offer, judge_launch, next_offer_change
+from agents.usage import ReceiptSigner, usage_record
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,10 @@ SHUTDOWN_MESSAGE = "the site agent is shutting down"
 PREEMPT_GRACE_ENV = "FEDGATE_PREEMPT_GRACE_S"
 """Every job finds here how many seconds it has, after SIGTERM, to checkpoint before it is killed when
 preempted: the gateway sets it from the job's priority class; without it the agent's own cancel grace."""
+LOST_TRACK_MESSAGE = (
+    "the site agent lost track of this attempt: it was running when the agent stopped, and after the restart "
+    "the {backend} backend no longer knows it"
+)
 MIN_OFFER_WAIT_S = 0.05
 """Shortest wait `refresh_offers` suggests, so a clock that stands still (tests) cannot make a busy loop."""
 
@@ -64,8 +70,10 @@ class SiteRuntime:
         journal: UpdateJournal,
         *,
         clock: Callable[[], datetime] = _utc_now,
+        signer: ReceiptSigner | None = None,
     ) -> None:
         self.site = config.site
+        self._signer = signer
         self._grace_s = config.cancel_grace_s
         self._policy = config.policy
         self._backend = backend
@@ -241,7 +249,8 @@ class SiteRuntime:
             pool.release(devices)
             self._refuse(command, f"the site's backend could not start the job ({type(exc).__name__})")
             return
-        attempt = Attempt(launch=command, devices=devices, handle=handle)
+        attempt = Attempt(launch=command, devices=devices, handle=handle, started_at=self._clock())
+        self._journal.record_started(StartedAttempt(command, devices, attempt.started_at or self._clock()))
         self._attempts.add_live(attempt)
         self._report(attempt)
         self._capacity_changed()
@@ -273,11 +282,40 @@ class SiteRuntime:
         self._draining = draining
         self._capacity_changed()
 
+    async def restore(self) -> None:
+        """Re-attach the attempts a previous run of this agent started and did not see end, through
+        `backend.adopt`; an attempt the backend no longer knows is reported FAILED (with its receipt), never
+        silently forgotten. Call once, before the first connection, so Hello lists the re-attached ones."""
+        for started in self._journal.started():
+            launch = started.launch
+            self._attempts.note_epoch(launch.job_id, launch.epoch)
+            pool = self._pools.get(launch.accelerator_class)
+            devices = pool.claim(started.devices) if pool is not None else ()
+            attempt = Attempt(launch=launch, devices=devices, started_at=started.start_time)
+            try:
+                attempt.handle = None if pool is None else await self._backend.adopt(self._spec(launch, pool, devices))
+            except Exception:  # a backend that cannot look must not stop the agent; the attempt is reported lost
+                log.exception("job %s epoch %d: the backend failed to look for the attempt", *attempt.key)
+            if attempt.handle is None:
+                attempt.state, attempt.message = JobState.FAILED, LOST_TRACK_MESSAGE.format(backend=self.backend_name)
+                self._ended(attempt)
+                continue
+            log.info("job %s epoch %d: re-attached after a restart", *attempt.key)
+            self._attempts.add_live(attempt)
+            self._supervisor.watch(attempt)
+        self._capacity_changed()
+
     async def shutdown(self, timeout_s: float) -> None:
-        """Refuse new launches, stop every attempt and wait (bounded) until their final updates exist."""
+        """Refuse new launches; stop every attempt and wait (bounded) until their final updates exist, unless
+        the backend's engine keeps jobs without the agent (`keeps_jobs`): those keep running, journaled, and
+        the next start re-attaches them."""
         self._closing = True
         self._draining = True
         self._capacity_changed()  # tell the gateway first: nothing is free here any more
+        if getattr(self._backend, "keeps_jobs", False):
+            log.info("leaving %d job(s) running on %s", len(self._attempts.all_live()), self.backend_name)
+            self._supervisor.abandon()
+            return
         grace = min(self._grace_s, max(timeout_s - 1.0, 0.0))
         for attempt in self._attempts.all_live():
             self._supervisor.stop(attempt, JobState.PREEMPTED, SHUTDOWN_MESSAGE, grace)
@@ -331,9 +369,18 @@ class SiteRuntime:
         self._report(attempt)
 
     def _ended(self, attempt: Attempt) -> None:
-        self._pools[attempt.launch.accelerator_class].release(attempt.devices)
+        pool = self._pools.get(attempt.launch.accelerator_class)
+        if pool is not None:
+            pool.release(attempt.devices)
+        if attempt.started_at is not None and self._signer is not None:
+            try:
+                signed = self._signer.sign(usage_record(self.site, attempt, self._clock()))
+                attempt.receipt = (signed.record, signed.signature)
+            except Exception:  # the end must still be reported; the gateway then settles no receipt for it
+                log.exception("job %s epoch %d: could not sign the usage receipt", *attempt.key)
         self._attempts.add_ended(attempt)
         self._report(attempt)
+        self._journal.record_ended(*attempt.key)
         self._capacity_changed()
 
     def _report(self, attempt: Attempt) -> None:
@@ -348,6 +395,8 @@ class SiteRuntime:
             message=attempt.message,
             device_indices=attempt.devices,
             lease_returned=attempt.lease_returned,
+            receipt_record=attempt.receipt[0] if attempt.receipt else b"",
+            receipt_signature=attempt.receipt[1] if attempt.receipt else b"",
         )
         self._journal.append(update)
         where = ",".join(map(str, attempt.devices)) or "none"

@@ -53,6 +53,11 @@ class AttemptSupervisor:
             log.warning("gave up waiting for a job task after %.1fs", timeout_s)
             task.cancel()
 
+    def abandon(self) -> None:
+        """Stop watching without stopping anything: the agent exits and leaves its jobs to the engine."""
+        for task in list(self._tasks):
+            task.cancel()
+
     async def _watch(self, attempt: Attempt) -> None:
         try:
             status = await self._wait(attempt)

@@ -114,6 +114,9 @@ class Backend(Protocol):
       launch retried after a lost reply, or re-attached after an agent restart, never runs the job twice.
     - `read_output` MUST return the attempt's combined stdout/stderr bytes from `offset`, at most `limit`
       of them, and b"" at the current end (also after the attempt ended); it MUST NOT block for new output.
+    - A backend whose engine keeps attempts running without the agent (Slurm, Kubernetes) SHOULD say so with a
+      class attribute `keeps_jobs = True` (read with getattr, default False): a stopping agent then leaves its
+      jobs running and the next start re-attaches them with `adopt`; otherwise it stops them first.
     - A backend MUST keep each attempt's files apart (`<workdir>/<job_id>/<epoch>/` for local) and MUST
       confine the attempt to the devices in `LaunchSpec.devices`.
     """

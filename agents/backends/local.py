@@ -50,6 +50,10 @@ class LocalHandle:
 class LocalBackend:
     """Runs commands as local subprocesses. Good for a laptop that plays a centre, and for tests."""
 
+    keeps_jobs = False
+    """Its jobs are the agent's child processes: a stopping agent stops them (reported PREEMPTED) rather than
+    leave orphans that no restarted agent could wait for, and a crashed agent's jobs are reported lost."""
+
     def __init__(self, settings: BackendSettings) -> None:
         self._workdir = settings.workdir
 

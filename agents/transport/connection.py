@@ -27,8 +27,10 @@ from agents.config import AgentConfig
 from agents.credentials import utc_now
 from agents.errors import GatewayRefused
 from agents.journal import MemoryJournal, UpdateJournal
+from agents.journal_sqlite import SqliteJournal
 from agents.renewal import RenewalSettings
 from agents.runtime import SiteRuntime
+from agents.transport.receipts import KeyFileSigner
 from agents.transport.renewal import CertificateKeeper
 from agents.transport.session import ConnectCall, Session
 from fedgate.v1 import site_pb2
@@ -214,11 +216,17 @@ async def run_agent(
     The site certificate is renewed over the same connection at two thirds of its life (`renewal`, and
     `clock` which returns aware UTC datetimes), and the stream re-dialled with it; jobs keep running. The
     same clock dates job updates and picks the offer windows of the centre's policy.
-    `backend`, `journal` and `backoff` default to the configured backend, a MemoryJournal and the
-    standard backoff; tests pass their own.
+    `backend`, `journal` and `backoff` default to the configured backend, the SQLite journal in the config's
+    `state_dir` (a MemoryJournal when it has none) and the standard backoff; tests pass their own. Attempts
+    the journal holds from a previous run are re-attached (or reported lost) before the first connection.
+    Ended attempts carry usage receipts signed with the key in `tls.key`.
     """
+    owned = SqliteJournal.in_directory(config.state_dir) if journal is None and config.state_dir else None
+    journal = journal or owned or MemoryJournal()
+    signer = KeyFileSigner(config.tls.key)
     backend = backend or await open_backend(config.backend)
-    runtime = SiteRuntime(config, backend, journal or MemoryJournal(), clock=clock)
+    runtime = SiteRuntime(config, backend, journal, clock=clock, signer=signer)
+    await runtime.restore()
     link = GatewayLink(config, runtime, backoff=backoff, renewal=renewal, clock=clock)
     link_task = asyncio.create_task(link.run(), name="agent-link")
     stop_task = asyncio.create_task(stop_event.wait(), name="agent-stop")
@@ -226,13 +234,17 @@ async def run_agent(
         await asyncio.wait({link_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stop_task.cancel()
-        log.info("stopping: refusing launches and stopping running jobs")
+        log.info("stopping: refusing launches, then stopping running jobs unless the engine keeps them")
         # Jobs stop while the stream is still up, so their final updates reach the gateway.
         await runtime.shutdown(timeout_s=config.cancel_grace_s + 1.0)
         await link.flush()
         link.close()
         await asyncio.wait({link_task}, timeout=CLOSE_TIMEOUT_S)
         link_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await link_task  # re-raises GatewayRefused
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await link_task  # re-raises GatewayRefused
+        finally:
+            if owned is not None:
+                owned.close()
     log.info("stopped")

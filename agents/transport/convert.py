@@ -31,7 +31,7 @@ from agents.commands import (
 from agents.errors import ProtocolError
 from agents.logs import LogChunk
 from agents.model import JobState, JobUpdate, PoolCapacity, ReserveReply, RunningJob, SiteTerms
-from fedgate.v1 import job_pb2, site_pb2
+from fedgate.v1 import job_pb2, site_pb2, usage_pb2
 
 _STATE_TO_PROTO: dict[JobState, job_pb2.JobState] = {
     JobState.RUNNING: job_pb2.JOB_STATE_RUNNING,
@@ -86,6 +86,11 @@ def job_update_to_proto(update: JobUpdate) -> site_pb2.JobUpdate:
         device_indices=list(update.device_indices),
         lease_returned=update.lease_returned,
         sequence=update.sequence,
+        receipt=(
+            usage_pb2.UsageReceipt(record=update.receipt_record, signature=update.receipt_signature)
+            if update.receipt_record
+            else None
+        ),
     )
 
 
@@ -100,6 +105,8 @@ def job_update_from_proto(message: site_pb2.JobUpdate) -> JobUpdate:
         message=message.message,
         device_indices=tuple(message.device_indices),
         lease_returned=message.lease_returned,
+        receipt_record=message.receipt.record,
+        receipt_signature=message.receipt.signature,
     )
 
 

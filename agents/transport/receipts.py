@@ -1,0 +1,56 @@
+"""Signing usage receipts with the site's certificate key: the protobuf `UsageRecord`, serialised once.
+
+Owns: turning the runtime's `UsageRecord` into `fedgate.v1.UsageRecord` bytes and signing exactly those bytes
+with ECDSA P-256/SHA-256 (DER) by the key in the agent config's `tls.key`. The key file is read at each
+signature, so a certificate renewed meanwhile signs with its new key. It does not decide when a receipt is
+due (the runtime does) nor send it (it rides on the terminal JobUpdate, journaled with it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from agents.errors import AgentError
+from agents.transport.convert import state_to_proto, time_to_proto
+from agents.usage import SignedReceipt, UsageRecord
+from fedgate.v1 import usage_pb2
+
+
+def usage_record_to_proto(record: UsageRecord) -> usage_pb2.UsageRecord:
+    return usage_pb2.UsageRecord(
+        site=record.site,
+        job_id=record.job_id,
+        epoch=record.epoch,
+        attempt=record.attempt,
+        tenant=record.tenant,
+        project=record.project,
+        accelerator_class=record.accelerator_class,
+        cards=record.cards,
+        start_time=time_to_proto(record.start_time),
+        end_time=time_to_proto(record.end_time),
+        exit_code=record.exit_code,
+        state=state_to_proto(record.state),
+    )
+
+
+class KeyFileSigner:
+    """A ReceiptSigner over the site's private key file (PEM, ECDSA P-256, as `fedgate agent enroll` makes)."""
+
+    def __init__(self, key_path: Path) -> None:
+        self.key_path = key_path
+
+    def sign(self, record: UsageRecord) -> SignedReceipt:
+        data = usage_record_to_proto(record).SerializeToString(deterministic=True)
+        return SignedReceipt(record=data, signature=self._key().sign(data, ec.ECDSA(hashes.SHA256())))
+
+    def _key(self) -> ec.EllipticCurvePrivateKey:
+        try:
+            key = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
+        except (OSError, ValueError) as exc:
+            raise AgentError(f"cannot read the site key {self.key_path} to sign a usage receipt: {exc}") from exc
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+            raise AgentError(f"the site key {self.key_path} is not an ECDSA P-256 key; re-enrol the site")
+        return key
