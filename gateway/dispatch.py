@@ -3,11 +3,14 @@
 Owns: the checks a site's word must pass before it changes anything (the job is leased to this site, the
 epoch is current, the update is new, the transition is legal) and the resend of launches a reconnecting
 agent may have missed. A refused update changes nothing in the store. Identity is already verified by the
-transport layer: `site` here is the name from the caller's certificate.
+transport layer: `site` here is the name from the caller's certificate. A usage receipt on an update that ends
+an attempt is checked (`gateway.receipts`) before anything is written and settled in the same transaction as
+the transition; a bad receipt refuses the whole update.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,7 +20,10 @@ from gateway.gangparts import PartBook, part_reported
 from gateway.model import Job, JobState, Placement, Pool, Reason, SiteTerms, can_transition
 from gateway.reservationmodel import is_booking
 from gateway.reserving import PREFIX as GANG_PREFIX
+from gateway.receipts import RECEIPT_STATES, Countersigner, ReceiptInvalid, SettledReceipt, SiteReceipt, check_receipt
 from gateway.sites import CancelCommand, Outbox
+
+log = logging.getLogger("fedgate.gateway.sites")
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,9 @@ class SiteUpdate:
     message: str = ""
     device_indices: tuple[int, ...] = ()
     lease_returned: bool = False
+    receipt: SiteReceipt | None = None
+    site_certificate: bytes = b""
+    """DER of the certificate the site presented on the connection this update came in on."""
 
 
 @dataclass(frozen=True)
@@ -46,11 +55,15 @@ class Session:
     connection_id: int
     outbox: Outbox
     last_update_sequence: int
+    cancelled: tuple[tuple[RunningAttempt, str], ...] = ()
+    """Attempts the agent said it runs that the gateway cancelled on reconnect, each with why."""
 
 
 class Dispatcher:
-    def __init__(self, federation: Federation) -> None:
+    def __init__(self, federation: Federation, countersigner: Countersigner | None = None) -> None:
         self.federation = federation
+        self.countersigner = countersigner
+        """Settles usage receipts; without one, receipts are checked but not kept."""
         self._cursors: dict[str, int] = {}
         self._parts = PartBook()
 
@@ -60,22 +73,32 @@ class Dispatcher:
         cursor = self._cursors.get(site)
         if cursor is None:
             cursor = self._cursors[site] = fed.store.site_cursor(site)
-        self._reconcile(site, running)
+        cancelled = self._reconcile(site, running)
         fed.reservations.site_connected(site)
-        return Session(site, connection_id, outbox, cursor)
+        return Session(site, connection_id, outbox, cursor, cancelled)
 
-    def _reconcile(self, site: str, running: list[RunningAttempt]) -> None:
-        """The gateway's view wins: stale or unknown attempts are cancelled, missed launches resent."""
+    def _reconcile(self, site: str, running: list[RunningAttempt]) -> tuple[tuple[RunningAttempt, str], ...]:
+        """The gateway's view wins: stale or unknown attempts are cancelled (and returned, with why, for the
+        audit log), missed launches resent."""
         fed = self.federation
         reported = {(r.job_id, r.epoch) for r in running}
+        cancelled = []
         for attempt in running:
             job = fed.active.get(attempt.job_id)
             if job is None or job.epoch != attempt.epoch or site not in job.sites:
+                why = (
+                    "the job is not active at the gateway"
+                    if job is None
+                    else f"the current lease is epoch {job.epoch} at {','.join(job.sites) or 'no site'}"
+                )
+                log.warning("site %s runs job %s epoch %d: cancelled, %s", site, attempt.job_id, attempt.epoch, why)
                 fed.registry.send(site, CancelCommand(attempt.job_id, attempt.epoch, "not leased to this site"))
+                cancelled.append((attempt, why))
         for job in list(fed.active.values()):
             if job.state == JobState.DISPATCHED and site in job.sites and (job.job_id, job.epoch) not in reported:
                 placement = next(p for p in job.placements if p.site == site)
                 self._resend_launch(site, job.job_id, placement)
+        return tuple(cancelled)
 
     def _resend_launch(self, site: str, job_id: str, placement: Placement) -> None:
         fed = self.federation
@@ -106,7 +129,11 @@ class Dispatcher:
             )
         cursor = (site, update.sequence)
         if job.state == update.state or job.state.terminal:
-            # Nothing new (a replay, or the gateway already ended the job, e.g. a user cancel).
+            # Nothing new (a replay, or the gateway already ended the job, e.g. a user cancel). The attempt's
+            # receipt still counts: it is settled on its own, once.
+            receipts = self._settle(site, job, update)
+            if receipts:
+                fed.store.save_transitions([], receipts)
             self._cursors[site] = update.sequence
             return
         if update.lease_returned:
@@ -120,6 +147,7 @@ class Dispatcher:
                 f"job {job.job_id} cannot go from {job.state.value} to {update.state.value}",
                 reason="ILLEGAL_TRANSITION",
             )
+        receipts = self._settle(site, job, update)  # checked before anything is written
         changes: dict[str, object] = {}
         if update.state == JobState.RUNNING:
             changes["start_time"] = update.time
@@ -130,7 +158,7 @@ class Dispatcher:
         if update.state.terminal:
             changes["exit_code"] = update.exit_code
         message = update.message or f"{update.state.value.lower()} at {site}"
-        updated = fed.transition(job, update.state, message, site=site, cursor=cursor, **changes)
+        updated = fed.transition(job, update.state, message, site=site, cursor=cursor, receipts=receipts, **changes)
         self._cursors[site] = update.sequence
         if update.state in {JobState.PREEMPTED, JobState.LOST}:
             fed.requeue(updated, message)
@@ -173,6 +201,18 @@ class Dispatcher:
         raise InvalidArgument(
             f"reservation {reservation_id[:80]!r} is not one this gateway made", reason="UNKNOWN_RESERVATION"
         )
+    def _settle(self, site: str, job: Job, update: SiteUpdate) -> tuple[SettledReceipt, ...]:
+        """The update's receipt, checked and countersigned (empty when it carries none); ReceiptInvalid when it
+        does not hold, so that the whole update is refused."""
+        if update.receipt is None:
+            return ()
+        if update.state not in RECEIPT_STATES:
+            raise ReceiptInvalid(f"a receipt rides only on the update that ends an attempt, not on {update.state.value}")
+        now = self.federation.clock()
+        check_receipt(update.receipt, update.site_certificate, site, job, update.state, now)
+        if self.countersigner is None:
+            return ()
+        return (self.countersigner.settle(update.receipt, update.site_certificate, now),)
 
     def _return_lease(self, site: str, job: Job, update: SiteUpdate) -> None:
         """The site declined to start the attempt: queue the job again; the attempt does not count."""

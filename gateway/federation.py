@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import secrets
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from datetime import UTC, datetime
 
 from gateway import access
@@ -28,6 +28,7 @@ from gateway.policy.engine import evaluate
 from gateway.policy.holder import PolicyHolder
 from gateway.reservations import ReservationBook
 from gateway.reserving import GangCoordinator
+from gateway.receipts import SettledReceipt
 from gateway.scheduling import Scheduling
 from gateway.sites import CancelCommand, SiteRegistry
 from gateway.store import JobPage, Store
@@ -131,13 +132,17 @@ class Federation(Scheduling):
         *,
         site: str = "",
         cursor: tuple[str, int] | None = None,
+        receipts: Sequence[SettledReceipt] = (),
         **changes: object,
     ) -> Job:
-        """Move a job to `state`, durably, then announce it. Callers check legality first."""
-        return self.transitions([(job, state, message, site, cursor, changes)])[0]
+        """Move a job to `state`, durably (with the usage `receipts` it settles), then announce it. Callers
+        check legality first."""
+        return self.transitions([(job, state, message, site, cursor, changes)], receipts)[0]
 
     def transitions(
-        self, moves: list[tuple[Job, JobState, str, str, tuple[str, int] | None, dict[str, object]]]
+        self,
+        moves: list[tuple[Job, JobState, str, str, tuple[str, int] | None, dict[str, object]]],
+        receipts: Sequence[SettledReceipt] = (),
     ) -> list[Job]:
         """Several state changes made durable in one transaction (one fsync), then announced, in order."""
         now = self.clock()
@@ -150,7 +155,7 @@ class Federation(Scheduling):
             updated.append(new)
             events.append(JobEvent(job.job_id, state, now, new.attempt, site, message))
         stored = self.store.save_transitions(
-            [(job, event, move[4]) for job, event, move in zip(updated, events, moves, strict=True)]
+            [(job, event, move[4]) for job, event, move in zip(updated, events, moves, strict=True)], receipts
         )
         for job, event in zip(updated, stored, strict=True):
             self._remember(job)
@@ -167,7 +172,11 @@ class Federation(Scheduling):
             if lost >= MAX_LOST_ATTEMPTS:
                 return self.transition(job, JobState.FAILED, f"{message}; gave up after {lost} lost attempts")
         return self.transition(
-            job, JobState.QUEUED, f"{message}; queued again for attempt {job.attempt + 1}", placements=()
+            job,
+            JobState.QUEUED,
+            f"{message}; queued again for attempt {job.attempt + 1}",
+            placements=(),
+            start_time=None,  # the next attempt's usage starts when it runs, not when this one did
         )
 
     # ---- vendors --------------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from gateway.identity.revocation import Revocation
 from gateway.model import Job, JobEvent, JobState
 from gateway.reservationmodel import Reservation
 from gateway.store.reservations import ReservationPage
+from gateway.receipts import SettledReceipt
+from gateway.store.receipts import ReceiptPage
 
 
 @dataclass(frozen=True)
@@ -65,14 +67,36 @@ class Store(Protocol):
         """
         ...
 
-    def save_transitions(self, batch: Sequence[tuple[Job, JobEvent, tuple[str, int] | None]]) -> list[JobEvent]:
-        """`save_transition` for many jobs in ONE transaction (one fsync), all or nothing, in order."""
+    def save_transitions(
+        self,
+        batch: Sequence[tuple[Job, JobEvent, tuple[str, int] | None]],
+        receipts: Sequence[SettledReceipt] = (),
+    ) -> list[JobEvent]:
+        """`save_transition` for many jobs in ONE transaction (one fsync), all or nothing, in order, together
+        with the usage `receipts` those transitions settle (the batch MAY be empty: a receipt arriving after its
+        job ended). MUST keep at most one receipt per (job_id, epoch, site): a repeated one is ignored."""
+        ...
+
+    def list_receipts(
+        self,
+        tenants: Collection[str] | None,
+        start: datetime,
+        end: datetime,
+        project: str = "",
+        page_size: int = 100,
+        page_token: str = "",
+        or_projects: Collection[str] = (),
+    ) -> ReceiptPage:
+        """Settled receipts of attempts that ended in [start, end), oldest settlement first; tenants=None means
+        every tenant, `or_projects` adds these projects' receipts whichever tenant ran them. page_token is
+        opaque to callers (a decimal string here; anything else is refused before the call)."""
         ...
 
     def events(self, job_id: str) -> tuple[JobEvent, ...]: ...
 
     def usage_between(self, start: datetime, end: datetime) -> list[tuple[str, str, str, float, int]]:
-        """(tenant, project, class, card-hours, attempts) of attempts that ended in [start, end)."""
+        """(tenant, project, class, card-hours, attempts) of attempts that ended in [start, end), preempted
+        attempts included (recorded when the PREEMPTED transition is saved)."""
         ...
 
     def card_hours_since(self, since: datetime) -> dict[tuple[str, str], float]:

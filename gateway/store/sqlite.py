@@ -13,8 +13,10 @@ from datetime import datetime
 
 from gateway.model import ATTEMPT_ENDS, Job, JobEvent, JobState
 from gateway.store.base import JobPage
+from gateway.receipts import SettledReceipt
 from gateway.store.codec import job_from_json, job_to_json
 from gateway.store.reservations import RESERVATION_SCHEMA, ReservationTables
+from gateway.store.receipts import RECEIPT_SCHEMA, ReceiptTables
 from gateway.store.security import SECURITY_SCHEMA, SecurityTables
 
 SCHEMA = """
@@ -62,7 +64,7 @@ CREATE TABLE IF NOT EXISTS site_cursors (
 TERMINAL = tuple(s.value for s in JobState if s.terminal)
 
 
-class SqliteStore(SecurityTables, ReservationTables):
+class SqliteStore(SecurityTables, ReservationTables, ReceiptTables):
     def __init__(self, path: str) -> None:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -72,6 +74,7 @@ class SqliteStore(SecurityTables, ReservationTables):
         self._db.executescript(SCHEMA)
         self._db.executescript(SECURITY_SCHEMA)
         self._db.executescript(RESERVATION_SCHEMA)
+        self._db.executescript(RECEIPT_SCHEMA)
 
     def _insert_event(self, event: JobEvent) -> JobEvent:
         cursor = self._db.execute(
@@ -164,7 +167,11 @@ class SqliteStore(SecurityTables, ReservationTables):
     def save_transition(self, job: Job, event: JobEvent, site_cursor: tuple[str, int] | None = None) -> JobEvent:
         return self.save_transitions([(job, event, site_cursor)])[0]
 
-    def save_transitions(self, batch: Sequence[tuple[Job, JobEvent, tuple[str, int] | None]]) -> list[JobEvent]:
+    def save_transitions(
+        self,
+        batch: Sequence[tuple[Job, JobEvent, tuple[str, int] | None]],
+        receipts: Sequence[SettledReceipt] = (),
+    ) -> list[JobEvent]:
         stored: list[JobEvent] = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -184,6 +191,7 @@ class SqliteStore(SecurityTables, ReservationTables):
                             "ON CONFLICT (site) DO UPDATE SET sequence = MAX(sequence, excluded.sequence)",
                             site_cursor,
                         )
+                self._insert_receipts(receipts)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

@@ -43,6 +43,9 @@ from gateway.placement import Explanation
 from gateway.reservationmodel import Reservation, ReservationRequest
 from gateway.transport import convert
 from gateway.transport.reservation_convert import request_to_proto, reservation_from_proto
+from gateway.receipts import SettledReceipt
+from gateway.transport import convert
+from gateway.transport.receipts import settled_from_proto
 
 T = TypeVar("T")
 
@@ -230,6 +233,25 @@ class FederationClient:
             UsageRow(r.tenant, r.project, r.accelerator_class, r.card_hours, r.normalised_pflops_hours, r.attempts)
             for r in response.rows
         ]
+
+    def list_usage_receipts(
+        self, start: datetime, end: datetime | None = None, project: str = ""
+    ) -> list[SettledReceipt]:
+        """Every settled receipt the caller may read of attempts that ended in [start, end), following pages.
+        Each record is parsed from the signed bytes; verify them with `gateway.receipts.settled_problems`."""
+        receipts: list[SettledReceipt] = []
+        token = ""
+        while True:
+            request = job_pb.ListUsageReceiptsRequest(
+                start_time=convert.time_to_proto(start), project=project, page_size=500, page_token=token
+            )
+            if end is not None:
+                request.end_time.FromDatetime(end)
+            page = self._call(self._jobs.ListUsageReceipts, request)
+            receipts.extend(settled_from_proto(r) for r in page.receipts)
+            token = page.next_page_token
+            if not token:
+                return receipts
 
     def list_sites(self) -> list[SiteView]:
         response = self._call(self._jobs.ListSites, job_pb.ListSitesRequest())

@@ -50,6 +50,7 @@ STATUS_BY_REASON: dict[str, grpc.StatusCode] = {
     "BAD_MAX_RUNTIME": grpc.StatusCode.INVALID_ARGUMENT,
     "TOO_MANY_LOG_STREAMS": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "LOG_READER_TOO_SLOW": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "RECEIPT_INVALID": grpc.StatusCode.INVALID_ARGUMENT,  # on a site stream it travels as a Rejection
 }
 
 

@@ -12,9 +12,11 @@ from fedgate.v1 import job_service_pb2 as pb
 from fedgate.v1 import job_service_pb2_grpc
 from gateway.errors import InvalidArgument
 from gateway.federation import Federation
+from gateway.settlement import list_receipts
 from gateway.transport import convert
 from gateway.transport.auth import Authenticator, Guarded, while_valid
 from gateway.transport.errors import translate_errors, translate_stream_errors
+from gateway.transport.receipts import settled_to_proto
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_REQUEST_ID = 128
@@ -106,6 +108,26 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
                 )
                 for r in rows
             ]
+        )
+
+    @translate_errors
+    async def ListUsageReceipts(
+        self, request: pb.ListUsageReceiptsRequest, context: Context
+    ) -> pb.ListUsageReceiptsResponse:
+        fed = self.federation
+        end = convert.time_from_proto(request.end_time) if request.HasField("end_time") else fed.clock()
+        page = list_receipts(
+            fed.store,
+            fed.policy.policy,
+            self.auth.principal(context),
+            convert.time_from_proto(request.start_time),
+            end,
+            request.project,
+            request.page_size,
+            request.page_token,
+        )
+        return pb.ListUsageReceiptsResponse(
+            receipts=[settled_to_proto(r) for r in page.receipts], next_page_token=page.next_page_token
         )
 
     @translate_errors

@@ -35,6 +35,7 @@ from gateway.federation import Federation, utc_now
 from gateway.identity.authority import Authority
 from gateway.policy import load_catalogue
 from gateway.policy.holder import PolicyHolder
+from gateway.receipts import Countersigner
 from gateway.store import open_store
 from gateway.transport.admin_service import AdminServicer
 from gateway.transport.auth import CertificateAuthenticator, CredentialGuard, TokenAuthenticator
@@ -142,11 +143,12 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     )
     check = config.credential_check.total_seconds()
     certificates = CertificateAuthenticator(trust)
+    countersigner = Countersigner.load(config.tls.key, config.tls.cert)  # settles usage receipts
 
     server = grpc.aio.server(options=server_options(config), interceptors=[CredentialGuard(certificates)])
     job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(federation, certificates, check), server)
     site_pb2_grpc.add_SiteServiceServicer_to_server(
-        SiteServicer(Dispatcher(federation), certificates, config.report_interval, check), server
+        SiteServicer(Dispatcher(federation, countersigner), certificates, config.report_interval, check), server
     )
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(federation, certificates), server)
     enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(EnrollmentServicer(certificates), server)

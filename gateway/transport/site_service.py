@@ -14,6 +14,8 @@ from datetime import timedelta
 from typing import Any, TypeAlias
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from fedgate.v1 import job_pb2, site_pb2_grpc
 from fedgate.v1 import site_pb2 as pb
@@ -38,6 +40,7 @@ from gateway.transport import convert
 from gateway.transport.auth import Authenticator, Guarded
 from gateway.transport.errors import translate_stream_errors
 from gateway.transport.reservation_convert import booking_command_to_proto
+from gateway.transport.receipts import receipt_from_proto
 
 log = logging.getLogger("fedgate.gateway.sites")
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -99,7 +102,8 @@ def command_to_proto(sequence: int, command: Command) -> pb.ConnectResponse:
     return pb.ConnectResponse(sequence=sequence, drain=pb.Drain(draining=command.draining))
 
 
-def update_from_proto(msg: pb.JobUpdate) -> SiteUpdate:
+def update_from_proto(msg: pb.JobUpdate, certificate: bytes = b"") -> SiteUpdate:
+    """`certificate`: DER of the certificate the site presented on this stream (receipts must verify under it)."""
     if msg.sequence == 0:
         raise InvalidArgument("a job update needs a sequence number above 0", reason="MISSING_SEQUENCE")
     return SiteUpdate(
@@ -112,6 +116,8 @@ def update_from_proto(msg: pb.JobUpdate) -> SiteUpdate:
         message=msg.message[:1024],
         device_indices=tuple(msg.device_indices),
         lease_returned=msg.lease_returned,
+        receipt=receipt_from_proto(msg.receipt) if msg.HasField("receipt") else None,
+        site_certificate=certificate,
     )
 
 
@@ -154,9 +160,16 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
         running = [RunningAttempt(r.job_id, r.epoch, convert.state_from_proto(r.state)) for r in hello.running]
         session = self.dispatcher.hello(principal.name, hello.agent_version[:64], running)
         log.info("site %s connected (agent %s)", session.site, hello.agent_version[:64])
+        for attempt, why in session.cancelled:
+            self.auth.trust.audit(
+                "site.attempt_cancelled",
+                principal.uri,
+                {"job_id": attempt.job_id[:64], "epoch": str(attempt.epoch), "message": why[:300]},
+            )
+        certificate = _presented_certificate(context)
         out: asyncio.Queue[Outgoing] = asyncio.Queue()
         tasks = [
-            asyncio.create_task(self._read(session.site, request_iterator, out)),
+            asyncio.create_task(self._read(session.site, request_iterator, out, certificate)),
             asyncio.create_task(self._forward(session.outbox, out)),
             asyncio.create_task(self._recheck(credential, out)),
         ]
@@ -202,10 +215,16 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
                 return
             await out.put(command_to_proto(*item))
 
-    async def _read(self, site: str, requests: AsyncIterator[pb.ConnectRequest], out: asyncio.Queue[Outgoing]) -> None:
+    async def _read(
+        self,
+        site: str,
+        requests: AsyncIterator[pb.ConnectRequest],
+        out: asyncio.Queue[Outgoing],
+        certificate: bytes = b"",
+    ) -> None:
         try:
             async for message in requests:
-                reply = self._handle(site, message)
+                reply = self._handle(site, message, certificate)
                 if reply is not None:
                     await out.put(reply)
         except GatewayError as exc:
@@ -219,12 +238,12 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
             return
         await out.put(None)
 
-    def _handle(self, site: str, message: pb.ConnectRequest) -> pb.ConnectResponse | None:
+    def _handle(self, site: str, message: pb.ConnectRequest, certificate: bytes = b"") -> pb.ConnectResponse | None:
         kind = message.WhichOneof("kind")
         if kind == "job_update":
             sequence = message.job_update.sequence
             try:
-                self.dispatcher.update(site, update_from_proto(message.job_update))
+                self.dispatcher.update(site, update_from_proto(message.job_update, certificate))
             except GatewayError as exc:
                 log.warning("site %s: update %d refused: %s (%s)", site, sequence, exc.message, exc.reason)
                 self.auth.trust.audit(
@@ -276,3 +295,11 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
                     f"pool class {pool.accelerator_class!r} is not in the federation's catalogue",
                     reason="UNKNOWN_ACCELERATOR_CLASS",
                 )
+
+
+def _presented_certificate(context: Context) -> bytes:
+    """DER of the client certificate on this stream (TLS verified it); usage receipts must verify under it."""
+    pems = list(context.auth_context().get("x509_pem_cert") or ())
+    if not pems:
+        return b""
+    return x509.load_pem_x509_certificate(pems[0]).public_bytes(serialization.Encoding.DER)

@@ -21,6 +21,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "policy": ("gateway.cli.policy", "check, test, diff and explain policy files, offline"),
     "ca": ("gateway.cli.ca", "create the federation CA and issue certificates"),
     "creds": ("gateway.cli.creds", "show and renew your own certificate"),
+    "usage": ("gateway.cli.usage", "verify signed usage receipts and total card-hours and compute"),
     "demo": ("gateway.cli.demo", "run a whole federation on loopback and submit a mix of jobs"),
     "simulate": ("gateway.cli.simulate", "replay a GPU-cluster trace: siloed vs federated vs pooled"),
     "agent": ("agents.cli", "run a site agent next to a centre's scheduler"),

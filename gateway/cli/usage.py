@@ -1,0 +1,136 @@
+"""`fedgate usage`: fetch every settled usage receipt the caller may read, verify each one, and total them.
+
+Owns: the command's flags, trusting the federation CA bundle the caller already trusts (`--ca`, else the
+credentials' `ca.pem`), verifying every receipt offline (`gateway.receipts.settled_problems`: both
+signatures, both certificates issued by that CA and naming the right SPIFFE URI), and the report of
+card-hours and normalised compute (card-hours x the class's dense BF16 PFLOPS from the catalogue) per
+tenant, project, site and class. Exit codes: 0 every receipt verified; 1 a receipt did not (each is named on
+stderr and left out of the totals) or the call was refused; 2 bad usage; 3 gateway unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from gateway.catalogue import Catalogue
+from gateway.cli import output
+from gateway.cli.connect import EPILOG, EXIT_FAILED, EXIT_OK, add_connection_flags, client_from_args, run_command
+from gateway.config import REPO_POLICIES
+from gateway.errors import ConfigError, IdentityError
+from gateway.identity.principal import spiffe_uri_of
+from gateway.policy import load_catalogue
+from gateway.receipts import SettledReceipt, settled_problems
+
+COLUMNS = [
+    ("tenant", "TENANT"),
+    ("project", "PROJECT"),
+    ("site", "SITE"),
+    ("accelerator_class", "CLASS"),
+    ("receipts", "RECEIPTS"),
+    ("card_hours", "CARD-HOURS"),
+    ("normalised_pflops_hours", "PFLOPS-HOURS"),
+]
+BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fedgate usage",
+        description=(
+            "Fetch every signed usage receipt you may read, verify the site's signature and the gateway's "
+            "countersignature of each against the federation CA, and total card-hours and normalised compute "
+            "per tenant, project, site and class. Exits 1 naming any receipt that does not verify."
+        ),
+        epilog=EPILOG,
+    )
+    parser.add_argument("--since", default="", metavar="ISO", help="attempts that ended at or after (default: all)")
+    parser.add_argument("--until", default="", metavar="ISO", help="attempts that ended before (default: now)")
+    parser.add_argument("--project", default="", help="only this project")
+    parser.add_argument(
+        "--catalogue",
+        type=Path,
+        default=REPO_POLICIES / "accelerators.yaml",
+        metavar="FILE",
+        help="accelerator catalogue for normalised compute (default: the one shipped with fedgate)",
+    )
+    add_connection_flags(parser)
+    output.add_output_flag(parser)
+    return parser
+
+
+def parse_time(text: str, flag: str) -> datetime:
+    """An ISO-8601 time (a date alone is midnight UTC; no zone means UTC)."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r} is not an ISO-8601 time like 2026-11-01 or 2026-11-01T08:00:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def trusted_authorities(args: argparse.Namespace) -> tuple[list[x509.Certificate], str]:
+    """The federation CA bundle to verify against, and the federation it names."""
+    path = Path(args.ca) if args.ca else (Path(args.creds) / "ca.pem" if args.creds else None)
+    if path is None:
+        raise ConfigError("no CA bundle to verify receipts against: pass --creds DIR or --ca FILE")
+    try:
+        authorities = x509.load_pem_x509_certificates(path.expanduser().read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the federation CA bundle {path}: {exc}") from None
+    for authority in authorities:
+        try:
+            return authorities, spiffe_uri_of(authority).removeprefix("spiffe://")
+        except IdentityError:
+            continue
+    raise ConfigError(f"{path} holds no federation CA (a CA certificate with a spiffe:// URI)")
+
+
+def totals(receipts: Sequence[SettledReceipt], catalogue: Catalogue) -> list[dict[str, Any]]:
+    """One row per (tenant, project, site, class) of verified receipts, sorted."""
+    rows: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for settled in receipts:
+        r = settled.record
+        assert r is not None, "only verified receipts are totalled"
+        key = (r.tenant, r.project, r.site, r.accelerator_class)
+        row = rows.setdefault(key, dict(zip(("tenant", "project", "site", "accelerator_class"), key, strict=True)))
+        row["receipts"] = row.get("receipts", 0) + 1
+        row["card_hours"] = row.get("card_hours", 0.0) + r.card_hours
+    for row in rows.values():
+        row["normalised_pflops_hours"] = catalogue.normalised_compute(row["accelerator_class"], row["card_hours"])
+    return [rows[k] for k in sorted(rows)]
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _parser().parse_args(argv)
+    prog = "fedgate usage"
+
+    def action() -> int:
+        start = parse_time(args.since, "--since") if args.since else BEGINNING
+        end = parse_time(args.until, "--until") if args.until else None
+        authorities, federation = trusted_authorities(args)
+        catalogue = load_catalogue(args.catalogue)
+        with client_from_args(args) as client:
+            receipts = client.list_usage_receipts(start, end, args.project)
+        good, bad = [], []
+        for settled in receipts:
+            problems = settled_problems(settled, authorities, federation)
+            (bad if problems else good).append((settled, problems))
+        print(output.render(totals([s for s, _ in good], catalogue), COLUMNS, args.output))
+        for settled, problems in bad:
+            _warn(prog, f"receipt of {settled.describe()} does not verify: {'; '.join(problems)}")
+        if bad:
+            _warn(prog, f"{len(bad)} of {len(receipts)} receipts did not verify and are left out of the totals")
+            return EXIT_FAILED
+        return EXIT_OK
+
+    return run_command(prog, action)
+
+
+def _warn(prog: str, message: str) -> None:
+    print(f"{prog}: {message}", file=sys.stderr)

@@ -1,0 +1,146 @@
+"""The SQLite table of settled usage receipts, as a mixin over `SqliteStore`'s connection and lock.
+
+Owns: the schema (one receipt per job, epoch and site: a replay settles nothing new) and its SQL. The signed
+bytes are kept exactly as received; the record's fields are copied into columns only so that listings can
+filter (time, tenant, project) and be authorised without parsing protobuf. Whoever verifies a receipt must
+parse the signed bytes, never trust the columns. Inserts run inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from gateway.model import JobState
+from gateway.receipts import SettledReceipt, SiteReceipt, UsageRecord
+
+RECEIPT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS receipts (
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    site                TEXT NOT NULL,
+    job_id              TEXT NOT NULL,
+    epoch               INTEGER NOT NULL,
+    attempt             INTEGER NOT NULL,
+    tenant              TEXT NOT NULL,
+    project             TEXT NOT NULL,
+    class               TEXT NOT NULL,
+    cards               INTEGER NOT NULL,
+    start_time          TEXT NOT NULL,
+    end_time            TEXT NOT NULL,
+    exit_code           INTEGER NOT NULL,
+    state               TEXT NOT NULL,
+    record              BLOB NOT NULL,
+    site_signature      BLOB NOT NULL,
+    site_certificate    BLOB NOT NULL,
+    gateway_signature   BLOB NOT NULL,
+    gateway_certificate BLOB NOT NULL,
+    settle_time         TEXT NOT NULL,
+    UNIQUE (job_id, epoch, site)
+);
+CREATE INDEX IF NOT EXISTS receipts_end ON receipts (end_time);
+"""
+_COLUMNS = (
+    "id, site, job_id, epoch, attempt, tenant, project, class, cards, start_time, end_time, exit_code, state, "
+    "record, site_signature, site_certificate, gateway_signature, gateway_certificate, settle_time"
+)
+
+
+@dataclass(frozen=True)
+class ReceiptPage:
+    receipts: tuple[SettledReceipt, ...]
+    next_page_token: str
+
+
+class ReceiptTables:
+    _db: sqlite3.Connection
+    _lock: threading.Lock
+
+    def _insert_receipts(self, receipts: Sequence[SettledReceipt]) -> None:
+        """Inside an open transaction: keep each receipt unless one for its job, epoch and site exists."""
+        for settled in receipts:
+            r = settled.record
+            assert r is not None, "only checked receipts are settled"
+            self._db.execute(
+                f"INSERT OR IGNORE INTO receipts ({_COLUMNS.removeprefix('id, ')}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    r.site,
+                    r.job_id,
+                    r.epoch,
+                    r.attempt,
+                    r.tenant,
+                    r.project,
+                    r.accelerator_class,
+                    r.cards,
+                    r.start_time.isoformat(),
+                    r.end_time.isoformat(),
+                    r.exit_code,
+                    r.state.value,
+                    settled.receipt.record_bytes,
+                    settled.receipt.signature,
+                    settled.site_certificate,
+                    settled.gateway_signature,
+                    settled.gateway_certificate,
+                    settled.settle_time.isoformat(),
+                ),
+            )
+
+    def list_receipts(
+        self,
+        tenants: Collection[str] | None,
+        start: datetime,
+        end: datetime,
+        project: str = "",
+        page_size: int = 100,
+        page_token: str = "",
+        or_projects: Collection[str] = (),
+    ) -> ReceiptPage:
+        """Settled receipts of attempts that ended in [start, end), in settlement order. tenants=None: every
+        tenant; `or_projects` adds these (joint) projects' receipts whichever tenant ran them."""
+        clauses: list[str] = ["id > ?", "end_time >= ?", "end_time < ?"]
+        params: list[object] = [int(page_token or 0), start.isoformat(), end.isoformat()]
+        if tenants is not None:
+            scope = f"tenant IN ({','.join('?' * len(tenants))})"
+            params.extend(tenants)
+            if or_projects:
+                scope = f"({scope} OR project IN ({','.join('?' * len(or_projects))}))"
+                params.extend(or_projects)
+            clauses.append(scope)
+        if project:
+            clauses.append("project = ?")
+            params.append(project)
+        sql = f"SELECT {_COLUMNS} FROM receipts WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, (*params, page_size + 1)).fetchall()
+        receipts = tuple(_settled(row) for row in rows[:page_size])
+        token = str(rows[page_size - 1][0]) if len(rows) > page_size else ""
+        return ReceiptPage(receipts, token)
+
+
+def _settled(row: tuple[object, ...]) -> SettledReceipt:
+    (_, site, job_id, epoch, attempt, tenant, project, cls, cards, start, end, exit_code, state) = row[:13]
+    record_bytes, site_signature, site_certificate, gateway_signature, gateway_certificate, settle = row[13:]
+    record = UsageRecord(
+        str(site),
+        str(job_id),
+        int(str(epoch)),
+        int(str(attempt)),
+        str(tenant),
+        str(project),
+        str(cls),
+        int(str(cards)),
+        datetime.fromisoformat(str(start)),
+        datetime.fromisoformat(str(end)),
+        int(str(exit_code)),
+        JobState(str(state)),
+    )
+    return SettledReceipt(
+        SiteReceipt(bytes(record_bytes), bytes(site_signature), record),  # type: ignore[arg-type]
+        bytes(site_certificate),  # type: ignore[arg-type]
+        bytes(gateway_signature),  # type: ignore[arg-type]
+        bytes(gateway_certificate),  # type: ignore[arg-type]
+        datetime.fromisoformat(str(settle)),
+    )
