@@ -314,7 +314,7 @@ class SiteRuntime:
         self._capacity_changed()  # tell the gateway first: nothing is free here any more
         if getattr(self._backend, "keeps_jobs", False):
             log.info("leaving %d job(s) running on %s", len(self._attempts.all_live()), self.backend_name)
-            self._supervisor.abandon()
+            await self._supervisor.abandon()
             return
         grace = min(self._grace_s, max(timeout_s - 1.0, 0.0))
         for attempt in self._attempts.all_live():

@@ -53,10 +53,13 @@ class AttemptSupervisor:
             log.warning("gave up waiting for a job task after %.1fs", timeout_s)
             task.cancel()
 
-    def abandon(self) -> None:
+    async def abandon(self) -> None:
         """Stop watching without stopping anything: the agent exits and leaves its jobs to the engine."""
-        for task in list(self._tasks):
+        await asyncio.sleep(0)  # let tasks created just now start, so that cancelling them closes their work
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _watch(self, attempt: Attempt) -> None:
         try:
