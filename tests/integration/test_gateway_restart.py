@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.model import JobSpec, JobState, Resources, StackRun
@@ -42,6 +43,9 @@ def test_a_job_running_while_the_gateway_restarts_ends_once_and_is_recorded(
         assert (final.attempt, final.epoch, final.exit_code) == (1, 1, 0)
         states = [e.state for e in gateway.running.federation.store.events(job.job_id)]
         assert states == [JobState.QUEUED, JobState.DISPATCHED, JobState.RUNNING, JobState.SUCCEEDED]
+        with gateway.client(pki.user("deepsea-ai", "alice")) as alice:
+            receipts = alice.list_usage_receipts(datetime(1970, 1, 1, tzinfo=UTC))
+        assert [(r.record.job_id, r.record.state) for r in receipts if r.record] == [(job.job_id, JobState.SUCCEEDED)]
     finally:
         agent.stop()
         gateway.stop()

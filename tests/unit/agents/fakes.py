@@ -66,3 +66,14 @@ class FakeBackend:
 
     def finish(self, job_id: str, epoch: int, exit_code: int = 0) -> None:
         self.handles[(job_id, epoch)].exit.set_result(ExitStatus(exit_code=exit_code))
+
+
+class KeepingBackend(FakeBackend):
+    """A fake engine that keeps its jobs while the agent is stopped, as Slurm and Kubernetes do: a watcher the
+    stopping agent abandons must not take the job's end with it."""
+
+    keeps_jobs = True
+
+    async def wait(self, handle: JobHandle) -> ExitStatus:
+        assert isinstance(handle, FakeHandle)
+        return await asyncio.shield(handle.exit)

@@ -17,7 +17,7 @@ from agents.runtime import SiteRuntime
 from agents.transport.receipts import KeyFileSigner
 from fedgate.v1 import job_pb2, usage_pb2
 
-from .fakes import FakeBackend
+from .fakes import FakeBackend, KeepingBackend
 from .pki import MintedPki
 from .test_agent_runtime import make_config, settle
 
@@ -30,12 +30,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-class KeepingBackend(FakeBackend):
-    """A fake engine that keeps its jobs when the agent stops, like Slurm or Kubernetes."""
-
-    keeps_jobs = True
 
 
 def launch(job: str = "j1", epoch: int = 1, cards: int = 2) -> Launch:
