@@ -50,7 +50,10 @@ CREATE TABLE IF NOT EXISTS attempts (
     PRIMARY KEY (job_id, epoch)
 );
 """
-_RAISE = "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)"
+_RAISE = (
+    "INSERT INTO counters (name, value) VALUES (?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)"
+)
 
 
 class SqliteJournal:
@@ -123,22 +126,7 @@ class SqliteJournal:
                 "receipt_record, receipt_signature FROM updates WHERE sequence > ? ORDER BY sequence",
                 (after,),
             ).fetchall()
-        return [
-            JobUpdate(
-                job_id=job_id,
-                epoch=epoch,
-                state=JobState(state),
-                sequence=sequence,
-                time=datetime.fromisoformat(time),
-                exit_code=exit_code,
-                message=message,
-                device_indices=tuple(json.loads(devices)),
-                lease_returned=bool(lease_returned),
-                receipt_record=bytes(record),
-                receipt_signature=bytes(signature),
-            )
-            for sequence, job_id, epoch, state, time, exit_code, message, devices, lease_returned, record, signature in rows
-        ]
+        return [_update(*row) for row in rows]
 
     def acknowledge(self, upto: int) -> None:
         self._write(("DELETE FROM updates WHERE sequence <= ?", (upto,)))
@@ -185,6 +173,34 @@ class SqliteJournal:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _update(
+    sequence: int,
+    job_id: str,
+    epoch: int,
+    state: str,
+    time: str,
+    exit_code: int,
+    message: str,
+    devices: str,
+    lease_returned: int,
+    record: bytes,
+    signature: bytes,
+) -> JobUpdate:
+    return JobUpdate(
+        job_id=job_id,
+        epoch=epoch,
+        state=JobState(state),
+        sequence=sequence,
+        time=datetime.fromisoformat(time),
+        exit_code=exit_code,
+        message=message,
+        device_indices=tuple(json.loads(devices)),
+        lease_returned=bool(lease_returned),
+        receipt_record=bytes(record),
+        receipt_signature=bytes(signature),
+    )
 
 
 def _launch_to_json(launch: Launch) -> dict[str, object]:

@@ -158,7 +158,7 @@ class Dispatcher:
         if update.state.terminal:
             changes["exit_code"] = update.exit_code
         message = update.message or f"{update.state.value.lower()} at {site}"
-        updated = fed.transition(job, update.state, message, site=site, cursor=cursor, receipts=receipts, **changes)
+        (updated,) = fed.transitions([(job, update.state, message, site, cursor, changes)], receipts)
         self._cursors[site] = update.sequence
         if update.state in {JobState.PREEMPTED, JobState.LOST}:
             fed.requeue(updated, message)
@@ -207,7 +207,7 @@ class Dispatcher:
         if update.receipt is None:
             return ()
         if update.state not in RECEIPT_STATES:
-            raise ReceiptInvalid(f"a receipt rides only on the update that ends an attempt, not on {update.state.value}")
+            raise ReceiptInvalid(f"a receipt rides only on the update that ends an attempt, not {update.state.value}")
         now = self.federation.clock()
         check_receipt(update.receipt, update.site_certificate, site, job, update.state, now)
         if self.countersigner is None:

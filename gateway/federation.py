@@ -132,19 +132,18 @@ class Federation(Scheduling):
         *,
         site: str = "",
         cursor: tuple[str, int] | None = None,
-        receipts: Sequence[SettledReceipt] = (),
         **changes: object,
     ) -> Job:
-        """Move a job to `state`, durably (with the usage `receipts` it settles), then announce it. Callers
-        check legality first."""
-        return self.transitions([(job, state, message, site, cursor, changes)], receipts)[0]
+        """Move a job to `state`, durably, then announce it. Callers check legality first."""
+        return self.transitions([(job, state, message, site, cursor, changes)])[0]
 
     def transitions(
         self,
         moves: list[tuple[Job, JobState, str, str, tuple[str, int] | None, dict[str, object]]],
         receipts: Sequence[SettledReceipt] = (),
     ) -> list[Job]:
-        """Several state changes made durable in one transaction (one fsync), then announced, in order."""
+        """Several state changes made durable in one transaction (one fsync), together with the usage `receipts`
+        they settle, then announced, in order."""
         now = self.clock()
         updated: list[Job] = []
         events: list[JobEvent] = []

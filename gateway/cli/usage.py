@@ -117,7 +117,8 @@ def main(argv: Sequence[str]) -> int:
         catalogue = load_catalogue(args.catalogue)
         with client_from_args(args) as client:
             receipts = client.list_usage_receipts(start, end, args.project)
-        good, bad = [], []
+        good: list[tuple[SettledReceipt, list[str]]] = []
+        bad: list[tuple[SettledReceipt, list[str]]] = []
         for settled in receipts:
             problems = settled_problems(settled, authorities, federation)
             (bad if problems else good).append((settled, problems))

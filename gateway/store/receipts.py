@@ -138,9 +138,13 @@ def _settled(row: tuple[object, ...]) -> SettledReceipt:
         JobState(str(state)),
     )
     return SettledReceipt(
-        SiteReceipt(bytes(record_bytes), bytes(site_signature), record),  # type: ignore[arg-type]
-        bytes(site_certificate),  # type: ignore[arg-type]
-        bytes(gateway_signature),  # type: ignore[arg-type]
-        bytes(gateway_certificate),  # type: ignore[arg-type]
+        SiteReceipt(_blob(record_bytes), _blob(site_signature), record),
+        _blob(site_certificate),
+        _blob(gateway_signature),
+        _blob(gateway_certificate),
         datetime.fromisoformat(str(settle)),
     )
+
+
+def _blob(value: object) -> bytes:
+    return bytes(value) if isinstance(value, bytes | bytearray | memoryview) else b""

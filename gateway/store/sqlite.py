@@ -14,6 +14,7 @@ from datetime import datetime
 from gateway.model import ATTEMPT_ENDS, Job, JobEvent, JobState
 from gateway.store.base import JobPage
 from gateway.receipts import SettledReceipt
+from gateway.store.base import JobPage
 from gateway.store.codec import job_from_json, job_to_json
 from gateway.store.reservations import RESERVATION_SCHEMA, ReservationTables
 from gateway.store.receipts import RECEIPT_SCHEMA, ReceiptTables

@@ -77,7 +77,8 @@ def run_in_loop(gateway: GatewayHandle, config_path: Path, backend: FakeBackend)
         return asyncio.Event()
 
     stop = gateway.loop.run(make_event())
-    task = asyncio.run_coroutine_threadsafe(run_agent(load_agent_config(config_path), stop, backend=backend), gateway.loop.loop)
+    agent = run_agent(load_agent_config(config_path), stop, backend=backend)
+    task = asyncio.run_coroutine_threadsafe(agent, gateway.loop.loop)
     return stop, task
 
 
