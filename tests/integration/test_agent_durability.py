@@ -142,7 +142,9 @@ def test_sigterm_drains_the_agent_flushes_its_journal_and_exits_zero(gateway: Ga
             assert agent.returncode == 0, err
             # The local backend cannot keep jobs without the agent: it stopped it, reported it and was heard.
             requeued = alice.get_job(job.job_id)
+            (usage,) = alice.usage(BEGINNING)  # the preempted attempt's card-hours count too
         assert requeued.state == JobState.QUEUED and requeued.attempt == 1
+        assert usage.attempts == 1 and usage.card_hours > 0
         assert "received SIGTERM" in err
         assert SqliteJournal(workdir / "state" / "journal.db").pending() == []
         assert receipts(gateway, gateway.pki) == [(job.job_id, JobState.PREEMPTED)]

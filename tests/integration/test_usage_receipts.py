@@ -114,3 +114,19 @@ def test_fedgate_usage_needs_a_ca_to_verify_against(capsys: pytest.CaptureFixtur
     assert "--creds DIR or --ca FILE" in capsys.readouterr().err
     assert usage_cli.main(["--gateway", "127.0.0.1:1", "--ca", "/nonexistent", "--since", "yesterday"]) == 2
     assert "ISO-8601" in capsys.readouterr().err
+
+
+def test_a_job_cancelled_by_its_owner_still_gets_the_receipt_of_what_it_ran(
+    gateway: GatewayHandle, ascend_site: AgentHandle
+) -> None:
+    sleeper = quick_job()
+    sleeper = JobSpec(
+        **{**vars(sleeper), "runs": (StackRun("cann", "", ("python3", "-c", "import time; time.sleep(60)")),)}
+    )
+    with gateway.client(gateway.pki.user("deepsea-ai", "alice")) as alice:
+        job = alice.create_job(sleeper)
+        eventually(lambda: alice.get_job(job.job_id).state == JobState.RUNNING, what="the job to run")
+        alice.cancel_job(job.job_id)  # the gateway ends the job first; the site's receipt arrives after
+        eventually(lambda: len(alice.list_usage_receipts(BEGINNING)) == 1, what="the cancelled attempt's receipt")
+        (settled,) = alice.list_usage_receipts(BEGINNING)
+    assert settled.record is not None and settled.record.state == JobState.CANCELLED

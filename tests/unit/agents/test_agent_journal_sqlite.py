@@ -3,12 +3,14 @@ never go backwards; started attempts are kept until their final update goes in."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from agents.commands import Launch
+from agents.config import AgentConfig
 from agents.journal import MemoryJournal, StartedAttempt, UpdateJournal
 from agents.journal_sqlite import SqliteJournal
 from agents.model import JobState, JobUpdate
@@ -107,3 +109,10 @@ def test_unwritable_state_dir_is_a_config_error_naming_it(tmp_path: Path) -> Non
 
     with pytest.raises(ConfigError, match="state_dir"):
         SqliteJournal.in_directory(blocker / "state")
+
+
+def test_state_dir_defaults_to_state_next_to_the_config_and_resolves_relative_paths(
+    make_config: Callable[..., AgentConfig], tmp_path: Path
+) -> None:
+    assert make_config().state_dir == tmp_path / "state"
+    assert make_config(extra="state_dir: var/agent\n").state_dir == tmp_path / "var" / "agent"
