@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from agents.attempts import Attempt, AttemptTable
@@ -44,6 +45,8 @@ from agents.usage import ReceiptSigner, usage_record
 
 log = logging.getLogger(__name__)
 
+RECEIPT_INVALID = "RECEIPT_INVALID"
+"""The gateway's reason for refusing a receipt; the update it rode on is sent again without one."""
 SHUTDOWN_MESSAGE = "the site agent is shutting down"
 PREEMPT_GRACE_ENV = "FEDGATE_PREEMPT_GRACE_S"
 """Every job finds here how many seconds it has, after SIGTERM, to checkpoint before it is killed when
@@ -208,9 +211,18 @@ class SiteRuntime:
                     "gateway refused update %d: %s (%s)", command.update_sequence, command.message, command.reason
                 )
                 if command.update_sequence:
+                    refused = next((u for u in self._journal.pending() if u.sequence == command.update_sequence), None)
                     self._journal.discard(command.update_sequence)
+                    if refused is not None and refused.receipt_record and command.reason == RECEIPT_INVALID:
+                        self._resend_without_receipt(refused)
                     self._notify()
         return None
+
+    def _resend_without_receipt(self, refused: JobUpdate) -> None:
+        """The gateway would not settle this end's receipt (e.g. signed with a key renewed since): the end
+        itself must still be heard, so it goes again without the receipt."""
+        self._last_sequence += 1
+        self._journal.append(replace(refused, sequence=self._last_sequence, receipt_record=b"", receipt_signature=b""))
 
     # -- commands ----------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from agents.commands import Launch
+from agents.commands import Launch, UpdateRejected
 from agents.journal_sqlite import SqliteJournal
 from agents.model import JobState, JobUpdate
 from agents.runtime import SiteRuntime
@@ -86,6 +86,18 @@ async def test_repeated_launch_of_an_ended_attempt_resends_the_same_receipt(pki:
     first_end, repeat = site.unacknowledged_updates()[-2:]
     assert repeat.sequence > first_end.sequence
     assert (repeat.receipt_record, repeat.receipt_signature) == (first_end.receipt_record, first_end.receipt_signature)
+
+
+async def test_end_whose_receipt_the_gateway_refused_is_sent_again_without_it(pki: MintedPki, tmp_path: Path) -> None:
+    backend = FakeBackend()
+    site = runtime(backend, SqliteJournal(tmp_path / "j.db"), pki, Clock())
+    await site.handle(launch())
+    backend.finish("j1", 1)
+    await settle()
+    end = site.unacknowledged_updates()[-1]
+    await site.handle(UpdateRejected(end.sequence, reason="RECEIPT_INVALID", message="not signed by the certificate"))
+    (again,) = site.unacknowledged_updates(after=end.sequence - 1)
+    assert (again.state, again.receipt_record) == (JobState.SUCCEEDED, b"") and again.sequence > end.sequence
 
 
 async def test_restarted_agent_re_attaches_attempts_the_backend_still_runs(pki: MintedPki, tmp_path: Path) -> None:
