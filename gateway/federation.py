@@ -29,6 +29,7 @@ from gateway.policy.holder import PolicyHolder
 from gateway.reservations import ReservationBook
 from gateway.reserving import GangCoordinator
 from gateway.receipts import SettledReceipt
+from gateway.reservations import ReservationBook
 from gateway.scheduling import Scheduling
 from gateway.sites import CancelCommand, SiteRegistry
 from gateway.store import JobPage, Store

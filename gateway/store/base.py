@@ -17,10 +17,10 @@ from gateway.errors import ConfigError
 from gateway.identity.join import JoinTokenRecord
 from gateway.identity.revocation import Revocation
 from gateway.model import Job, JobEvent, JobState
-from gateway.reservationmodel import Reservation
-from gateway.store.reservations import ReservationPage
 from gateway.receipts import SettledReceipt
+from gateway.reservationmodel import Reservation
 from gateway.store.receipts import ReceiptPage
+from gateway.store.reservations import ReservationPage
 
 
 @dataclass(frozen=True)

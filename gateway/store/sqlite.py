@@ -12,12 +12,11 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from gateway.model import ATTEMPT_ENDS, Job, JobEvent, JobState
-from gateway.store.base import JobPage
 from gateway.receipts import SettledReceipt
 from gateway.store.base import JobPage
 from gateway.store.codec import job_from_json, job_to_json
-from gateway.store.reservations import RESERVATION_SCHEMA, ReservationTables
 from gateway.store.receipts import RECEIPT_SCHEMA, ReceiptTables
+from gateway.store.reservations import RESERVATION_SCHEMA, ReservationTables
 from gateway.store.security import SECURITY_SCHEMA, SecurityTables
 
 SCHEMA = """

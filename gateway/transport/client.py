@@ -40,12 +40,11 @@ from gateway.identity.revocation import Revocation
 from gateway.logs import LogPiece
 from gateway.model import Job, JobEvent, JobSpec, JobState, SiteView, UsageRow
 from gateway.placement import Explanation
+from gateway.receipts import SettledReceipt
 from gateway.reservationmodel import Reservation, ReservationRequest
 from gateway.transport import convert
-from gateway.transport.reservation_convert import request_to_proto, reservation_from_proto
-from gateway.receipts import SettledReceipt
-from gateway.transport import convert
 from gateway.transport.receipts import settled_from_proto
+from gateway.transport.reservation_convert import request_to_proto, reservation_from_proto
 
 T = TypeVar("T")
 

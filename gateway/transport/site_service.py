@@ -39,8 +39,8 @@ from gateway.sites import (
 from gateway.transport import convert
 from gateway.transport.auth import Authenticator, Guarded
 from gateway.transport.errors import translate_stream_errors
-from gateway.transport.reservation_convert import booking_command_to_proto
 from gateway.transport.receipts import receipt_from_proto
+from gateway.transport.reservation_convert import booking_command_to_proto
 
 log = logging.getLogger("fedgate.gateway.sites")
 Context = grpc.aio.ServicerContext[Any, Any]
