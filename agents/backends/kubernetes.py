@@ -67,6 +67,9 @@ class KubeHandle:
 class KubernetesBackend:
     """Runs attempts as Kubernetes Jobs through the official client."""
 
+    keeps_jobs = True
+    """Jobs run on without the agent; a restarted agent finds them by their labels (`adopt`)."""
+
     def __init__(self, settings: BackendSettings, *, api: KubeApi | None = None) -> None:
         options = settings.options
         if not isinstance(options, KubernetesOptions):

@@ -79,6 +79,9 @@ class SlurmHandle:
 class SlurmBackend:
     """Runs attempts as Slurm batch jobs. Call `discover()` once (on the event loop) before `pools()`."""
 
+    keeps_jobs = True
+    """Batch jobs run on without the agent; a restarted agent finds them by name (`adopt`)."""
+
     def __init__(self, settings: BackendSettings) -> None:
         if not isinstance(settings.options, SlurmOptions):
             raise BackendError("the slurm backend needs its options (partition, ...) from the backend section")
