@@ -18,9 +18,9 @@ from gateway.errors import GatewayError, InvalidArgument, PermissionDenied, Stal
 from gateway.federation import Federation
 from gateway.gangparts import PartBook, part_reported
 from gateway.model import Job, JobState, Placement, Pool, Reason, SiteTerms, can_transition
+from gateway.receipts import RECEIPT_STATES, Countersigner, ReceiptInvalid, SettledReceipt, SiteReceipt, check_receipt
 from gateway.reservationmodel import is_booking
 from gateway.reserving import PREFIX as GANG_PREFIX
-from gateway.receipts import RECEIPT_STATES, Countersigner, ReceiptInvalid, SettledReceipt, SiteReceipt, check_receipt
 from gateway.sites import CancelCommand, Outbox
 
 log = logging.getLogger("fedgate.gateway.sites")
@@ -173,13 +173,14 @@ class Dispatcher:
                 f"job {job.job_id} cannot go from {job.state.value} to {outcome.state.value}",
                 reason="ILLEGAL_TRANSITION",
             )
+        receipts = self._settle(site, job, update)  # each part's site signs its own; checked before any write
         self._parts.record(job.job_id, job.epoch, site, update.state)
         changes: dict[str, object] = {"placements": outcome.placements}
         if outcome.state == JobState.RUNNING and job.state != JobState.RUNNING:
             changes["start_time"] = update.time
         if outcome.state.terminal:
             changes["exit_code"] = update.exit_code
-        updated = fed.transition(job, outcome.state, outcome.message, site=site, cursor=cursor, **changes)
+        (updated,) = fed.transitions([(job, outcome.state, outcome.message, site, cursor, changes)], receipts)
         self._cursors[site] = update.sequence
         for other in outcome.cancel_sites:
             fed.registry.send(other, CancelCommand(job.job_id, job.epoch, outcome.message))
@@ -201,6 +202,7 @@ class Dispatcher:
         raise InvalidArgument(
             f"reservation {reservation_id[:80]!r} is not one this gateway made", reason="UNKNOWN_RESERVATION"
         )
+
     def _settle(self, site: str, job: Job, update: SiteUpdate) -> tuple[SettledReceipt, ...]:
         """The update's receipt, checked and countersigned (empty when it carries none); ReceiptInvalid when it
         does not hold, so that the whole update is refused."""

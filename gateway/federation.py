@@ -26,10 +26,9 @@ from gateway.placement import Explanation
 from gateway.policy import FederationPolicy
 from gateway.policy.engine import evaluate
 from gateway.policy.holder import PolicyHolder
-from gateway.reservations import ReservationBook
-from gateway.reserving import GangCoordinator
 from gateway.receipts import SettledReceipt
 from gateway.reservations import ReservationBook
+from gateway.reserving import GangCoordinator
 from gateway.scheduling import Scheduling
 from gateway.sites import CancelCommand, SiteRegistry
 from gateway.store import JobPage, Store
