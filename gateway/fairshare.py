@@ -9,10 +9,10 @@ one priority level per `AGING_PERIOD` waited, so that no job waits behind newer 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 
-from gateway.model import Job
+from gateway.model import Job, JobSpec
 from gateway.policy import FederationPolicy
 from gateway.policy.quotas import Usage
 
@@ -55,3 +55,30 @@ def queue_key(
     spec = job.spec
     owner = ("*", spec.project) if spec.project in policy.joint else (spec.tenant, "*")
     return (-aged, shares.get(owner, 0.0), shares.get((spec.tenant, spec.project), 0.0), job.job_id)
+
+
+def queue_keys(
+    jobs: Iterable[Job],
+    priority_of: Callable[[JobSpec], int],
+    shares: Mapping[tuple[str, str], float],
+    policy: FederationPolicy,
+    now: datetime,
+) -> list[tuple[int, float, float, str]]:
+    """`queue_key` of each job, with `priority_of` (which MUST depend only on the spec's priority class) and
+    the shares worked out once per (tenant, project, priority class) instead of once per job."""
+    scoped: dict[tuple[str, str, str], tuple[int, float, float]] = {}
+    keys = []
+    for job in jobs:
+        spec = job.spec
+        scope = (spec.tenant, spec.project, spec.priority_class)
+        part = scoped.get(scope)
+        if part is None:
+            owner = ("*", spec.project) if spec.project in policy.joint else (spec.tenant, "*")
+            part = scoped[scope] = (
+                priority_of(spec),
+                shares.get(owner, 0.0),
+                shares.get((spec.tenant, spec.project), 0.0),
+            )
+        aged = part[0] + min(MAX_AGING_BONUS, int((now - job.create_time) / AGING_PERIOD))
+        keys.append((-aged, part[1], part[2], job.job_id))
+    return keys

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from gateway.model import SiteView
+
+_EMPTY: Mapping[str, int] = {}
 
 
 class FreeIndex:
@@ -35,6 +37,22 @@ class FreeIndex:
             if cls in pools:
                 self._free[cls][view.name] = pools[cls]
                 bisect.insort(self._sorted[cls], (pools[cls], view.name))
+
+    def set_free(self, site: str, cls: str, free: int) -> None:
+        """Take in one (site, class)'s free cards, for a site already indexed with that class (a dispatch)."""
+        entries = self._sorted[cls]
+        old = self._free[cls][site]
+        del entries[bisect.bisect_left(entries, (old, site))]
+        self._free[cls][site] = free
+        bisect.insort(entries, (free, site))
+
+    def free(self, site: str, cls: str) -> int:
+        """Free cards of `cls` at an indexed (placeable) site; 0 when it has none to place."""
+        return self._free.get(cls, {}).get(site, 0)
+
+    def free_table(self, cls: str) -> Mapping[str, int]:
+        """Site -> free cards of `cls`, placeable sites only: a live read-only view for hot loops."""
+        return self._free.get(cls, _EMPTY)
 
     def largest(self, cls: str) -> int:
         entries = self._sorted.get(cls)

@@ -112,10 +112,12 @@ def place(
     rank = {cls: i for i, cls in enumerate(classes)}
     chosen = min(feasible, key=lambda c: (-c.score, rank.get(c.accelerator_class, 0), c.site))
     placement = Placement(chosen.site, chosen.accelerator_class, cards)
-    reason = Reason(
-        "capacity",
-        "PLACED",
-        f"placed on {chosen.site} ({cards} x {chosen.accelerator_class}: best fit, fewest offered cards left idle)",
-        chosen.site,
+    return PlacementDecision(placement, candidates, (placed_reason(placement),))
+
+
+def placed_reason(placement: Placement) -> Reason:
+    """The reason a job carries for the best-fit placement `place` chose."""
+    site, cls, cards = placement.site, placement.accelerator_class, placement.cards
+    return Reason(
+        "capacity", "PLACED", f"placed on {site} ({cards} x {cls}: best fit, fewest offered cards left idle)", site
     )
-    return PlacementDecision(placement, candidates, (reason,))

@@ -1,9 +1,9 @@
 """Scheduling: which queued job goes where, now, and what the quotas see while deciding it.
 
-Owns: the scheduling cycle (aged priority, then fair share, then age; a cheap skip for jobs that fit nowhere;
-pure `place` over an index of free capacity with the policy's word on every option; the cycle's dispatches
-made durable in one transaction before the launches go out), live usage for quotas, leases, and the reason
-chain of a waiting job.
+Owns: the scheduling cycle (aged priority, then fair share, then age; `place`'s decision over an index of free
+capacity with the policy's word on every option, remembered per job shape for the cycle by
+`gateway.cyclecache`; the cycle's dispatches made durable in one transaction before the launches go out), live
+usage for quotas, leases, and the reason chain of a waiting job.
 It is a part of `Federation` (mixed in), split out so that each file says one thing; it relies on the
 Federation's books (`active`, `_queued`, `_holding`, ...) and on its `transition` for every state change.
 """
@@ -16,14 +16,15 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from gateway.cyclecache import CycleCache, site_terms_reason
 from gateway.cycleplan import CyclePlan
 from gateway.errors import FailedPrecondition
-from gateway.fairshare import dominant_shares, queue_key
+from gateway.fairshare import dominant_shares, queue_keys
 from gateway.freeindex import FreeIndex
 from gateway.gangs import GangPlan, plan_gang
 from gateway.holds import HoldBook
 from gateway.model import Job, JobSpec, JobState, Placement, Reason, SiteView, StackRun
-from gateway.placement import OptionFilter, PlacementDecision, place
+from gateway.placement import OptionFilter, place, placed_reason
 from gateway.policy import FederationPolicy
 from gateway.policy.engine import option_verdict
 from gateway.policy.holder import PolicyHolder
@@ -36,7 +37,6 @@ from gateway.store import Store
 
 # (job, new state, message, site, site cursor, field changes): one state change, as Federation.transitions takes
 Move = tuple[Job, JobState, str, str, tuple[str, int] | None, dict[str, object]]
-CANDIDATE_WINDOW = 8  # sites per class that `place` weighs at once, tightest fits first
 PREEMPT_GRACE_ENV = "FEDGATE_PREEMPT_GRACE_S"  # tells every job how long it has to checkpoint when preempted
 
 
@@ -116,12 +116,9 @@ class Scheduling:
         part = replace(spec, resources=replace(spec.resources, cards=part_cards)) if part_cards else spec
 
         def allows(site: SiteView, cls: str) -> Reason | None:
-            if site.terms is not None:  # the centre's own veto, as its agent reported it
-                accelerator = catalogue.get(cls)
-                run = spec.run_for(accelerator.stack if accelerator else "")
-                refusal = site.terms.refusal(part, run.image if run else "")
-                if refusal:
-                    return Reason("offers", "SITE_TERMS", f"{site.name}'s own policy: {refusal}", site.name)
+            refusal = site_terms_reason(site, spec, cls, catalogue, part)  # the centre's own veto, as reported
+            if refusal is not None:
+                return refusal
             return option_verdict(policy, catalogue, spec, now, usage, site.name, cls)
 
         return allows
@@ -139,8 +136,8 @@ class Scheduling:
         """One scheduling cycle: place queued jobs in fair order and dispatch them. Returns how many.
 
         A job that cannot fit anywhere is skipped after one dictionary look-up (the largest free block per
-        class), so a cycle over a long queue with no room costs little; why it waits is worked out only when
-        someone asks (`with_pending_reasons`).
+        class, or its shape already found nowhere this cycle), so a cycle over a long queue with no room costs
+        little; why it waits is worked out only when someone asks (`with_pending_reasons`).
         """
         self.reservations.tick()  # windows opening or closing change what is kept for whom
         self.gangs.tick()  # gangs whose site did not answer in time release their holds and queue again
@@ -152,50 +149,50 @@ class Scheduling:
         hold = self.reservations.hold(self._holding.values())
         leases = hold.withhold(self.leases())  # others do not see the cards reservations keep
         views = {view.name: view for view in self.registry.views(leases)}
-        index = FreeIndex(views.values())
         usage = self.usage(list(views.values()))
         # Priority (aged), then weighted dominant-resource fair share among tenants and projects, then age.
-        policy, now = self.policy.policy, self.clock()
+        policy, now = self.policy.policy, self.clock()  # one instant and one policy for the whole cycle
         shares = dominant_shares(usage, policy)
-        candidates.sort(
-            key=lambda job_id: queue_key(
-                self.active[job_id], self._priority(self.active[job_id].spec), shares, policy, now
-            )
-        )
-        held = usage.held
-        assert isinstance(held, dict)
+        jobs = [self.active[job_id] for job_id in candidates]
+        ordered = [job_id for *_, job_id in sorted(queue_keys(jobs, self._priority, shares, policy, now))]
+        # `place` over the tightest-fitting sites first, a window at a time, each verdict asked once per shape.
+        cycle = CycleCache(views, leases, usage, policy, self.policy.catalogue, now)
         dispatched = 0
         moves: list[Move] = []
         # Backfill reservations and preemption holds (gateway.cycleplan): it cuts held pools in `views`/`index`.
-        plan = CyclePlan(self.queue_holds, now, policy, views, index, self._holding.values(), self._queued, self.active)
+        plan = CyclePlan(
+            self.queue_holds, now, policy, views, cycle.index, self._holding.values(), self._queued, self.active
+        )
         over: list[Move] = []
-        decision: PlacementDecision | None
-        for job_id in candidates:
+
+        def gang_placed(job: Job, part: Placement, view: SiteView) -> None:
+            cycle.note_taken(job.spec, part)  # the gang's parts already count in `leases` and held usage
+            plan.placed(job, part, view)
+
+        for job_id in ordered:
             job, classes = self.active[job_id], self._queued[job_id]
-            cards = job.spec.resources.cards
-            decision = None
+            placement: Placement | None = None
+            reasons: tuple[Reason, ...] = ()
             allows = self.allows(job.spec, usage)
             if hold.concerns(job.spec):  # reserved cards first: its reservation's, or its project's
                 if why := hold.over(job.spec):
                     over.append((job, JobState.FAILED, f"{why}; the job named it and cannot run", "", None, {}))
                     continue
-                decision = place(classes, cards, hold.reserved_views(job.spec, views), hold.allows(job.spec, allows))
-            if decision is None or (decision.placement is None and not job.spec.reservation):
+                reserved = hold.reserved_views(job.spec, views)
+                placement = place(classes, job.spec.resources.cards, reserved, hold.allows(job.spec, allows)).placement
+            if placement is None and not job.spec.reservation:
                 # The usual way, over the index (a job naming a reservation runs only inside it).
-                decision = None
-                if index.fits_somewhere(classes, cards):
-                    decision = self._place_indexed(index, views, classes, cards, allows)
-                if decision is None or decision.placement is None:
+                placement = cycle.place(job.spec, classes)
+                if placement is None:
                     decision = plan.blocked(job, classes, allows)  # backfill, preemption, a head's reservation
-            if decision is None or decision.placement is None:
-                self._start_gang(job, classes, views, index, leases, usage, plan.placed)  # when it may span sites
+                    placement, reasons = (decision.placement, decision.reasons) if decision else (None, ())
+            if placement is None:
+                self._start_gang(job, classes, views, cycle.index, leases, usage, gang_placed)  # when it may span sites
                 continue
-            moves.append(self._dispatch_move(job, decision.placement, decision.reasons))
-            hold.took(job.spec, decision.placement)
-            held[(job.spec.tenant, job.spec.project, decision.placement.accelerator_class)] += cards
-            site = decision.placement.site
-            leases[site][decision.placement.accelerator_class] += decision.placement.cards
-            plan.placed(job, decision.placement, self.registry.view(site, leases[site]))
+            moves.append(self._dispatch_move(job, placement, reasons or (placed_reason(placement),)))
+            hold.took(job.spec, placement)
+            cycle.take(job.spec, placement)
+            plan.placed(job, placement, cycle.view(placement.site))  # the site's own view, holds not cut
             dispatched += 1
         if over:
             self.transitions(over)
@@ -260,20 +257,6 @@ class Scheduling:
         part = max(1, spec.topology.min_cards_per_site) if spec.topology.max_sites > 1 else 0
         part_allows = narrow(self.allows(spec, usage, policy, part)) if part else None
         return plan_gang(classes, spec.resources.cards, spec.topology, views, allows, backing_off, part_allows)
-
-    @staticmethod
-    def _place_indexed(
-        index: FreeIndex, views: dict[str, SiteView], classes: tuple[str, ...], cards: int, allows: OptionFilter
-    ) -> PlacementDecision | None:
-        """`place` over the tightest-fitting sites first, a window at a time; a wider window only when the
-        policy refused every site of the last one. So a job costs a few dozen site checks, not every site."""
-        offset = 0
-        while names := index.candidates(classes, cards, CANDIDATE_WINDOW, offset):
-            decision = place(classes, cards, [views[name] for name in names], allows)
-            if decision.placement is not None:
-                return decision
-            offset += CANDIDATE_WINDOW
-        return None
 
     def with_pending_reasons(self, job: Job, snapshot: tuple[list[SiteView], Usage] | None = None) -> Job:
         """A queued job with the live reason chain of why it waits (policy, then each site's answer).

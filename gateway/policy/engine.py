@@ -222,6 +222,32 @@ def option_verdict(
 def _option_verdict(
     policy: FederationPolicy, catalogue: Catalogue, spec: JobSpec, now: datetime, usage: Usage, site: str, cls: str
 ) -> Reason | None:
+    reason = _standing_verdict(policy, spec, now, site, cls)
+    if reason is not None:
+        return reason
+    return quota_verdict(policy, catalogue, spec, usage, site, cls)
+
+
+def standing_verdict(policy: FederationPolicy, spec: JobSpec, now: datetime, site: str, cls: str) -> Reason | None:
+    """The part of `option_verdict` that live usage cannot change (residency and rules, at `now`): a
+    scheduling cycle may ask it once per job shape, site and class. Fails closed, like `option_verdict`."""
+    try:
+        return _standing_verdict(policy, spec, now, site, cls)
+    except Exception as exc:
+        return Reason("policy", "EVALUATION_ERROR", f"the policy could not be evaluated ({type(exc).__name__})", site)
+
+
+def usage_verdict(
+    policy: FederationPolicy, catalogue: Catalogue, spec: JobSpec, usage: Usage, site: str, cls: str
+) -> Reason | None:
+    """The part of `option_verdict` that live usage decides (quotas). Fails closed, like `option_verdict`."""
+    try:
+        return quota_verdict(policy, catalogue, spec, usage, site, cls)
+    except Exception as exc:
+        return Reason("policy", "EVALUATION_ERROR", f"the policy could not be evaluated ({type(exc).__name__})", site)
+
+
+def _standing_verdict(policy: FederationPolicy, spec: JobSpec, now: datetime, site: str, cls: str) -> Reason | None:
     site_spec = policy.sites.get(site)
     region = site_spec.region if site_spec else None
     allowed_regions = _residency_regions(policy, spec)
@@ -234,6 +260,4 @@ def _option_verdict(
     # Rules again at placement time: time windows may have turned since admission, and a site in the policy
     # has a region that region rules match (an unlisted site has none, so they do not).
     reason, _ = option_rules(policy, spec, now, cls, region, site)
-    if reason is not None:
-        return reason
-    return quota_verdict(policy, catalogue, spec, usage, site, cls)
+    return reason

@@ -1,0 +1,220 @@
+"""One scheduling cycle's working memory, so that a cycle over 10,000 queued jobs costs little per job.
+
+Owns, for the span of one cycle (one instant `now`, one policy, one usage snapshot): the index of free cards,
+the sites' offers and leases, what each job *shape* may use, the shapes found to fit nowhere, and the
+placement itself: exactly the decision `gateway.placement.place` makes over the same best-fit candidate
+windows (`CANDIDATE_WINDOW` tightest fits per class, a wider window only when every site of the last one was
+refused), with the same tie-breaks, computed from numbers instead of rebuilt `SiteView`s.
+
+A job's shape is every field of its spec that placement or the policy reads (tenant, project, classes, cards,
+priority class, labels, runtime, data classification and region, the image per stack, topology); jobs of one
+shape get the same verdicts. So, within a cycle:
+- the policy's standing word (a centre's own terms, residency, rules at `now`) is asked once per (shape, site,
+  class); the quota word once per (tenant, project, cards, class) until usage in that tenant or project grows;
+- a shape that found nowhere is skipped whole for the rest of the cycle: a cycle only takes cards and adds
+  held usage, so what fit nowhere still fits nowhere. A hook that frees cards mid-cycle must call
+  `capacity_freed`, which forgets those verdicts.
+It does not order jobs, touch the store, send anything or build reasons for refusals (`place` does that when
+someone asks why a job waits). Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from gateway.catalogue import Catalogue
+from gateway.freeindex import FreeIndex
+from gateway.model import JobSpec, Placement, Reason, SiteView
+from gateway.policy import FederationPolicy
+from gateway.policy.engine import standing_verdict, usage_verdict
+from gateway.policy.quotas import Usage
+
+CANDIDATE_WINDOW = 8  # sites per class that placement weighs at once, tightest fits first
+Shape = tuple[object, ...]
+Option = tuple[str, int, int]  # (class, cards offered, rank of the class in the job's list)
+
+
+def site_terms_reason(site: SiteView, spec: JobSpec, cls: str, catalogue: Catalogue) -> Reason | None:
+    """The centre's own veto on this job for `cls`, as its agent reported its terms; None when it accepts."""
+    if site.terms is None:
+        return None
+    accelerator = catalogue.get(cls)
+    run = spec.run_for(accelerator.stack if accelerator else "")
+    refusal = site.terms.refusal(spec, run.image if run else "")
+    return Reason("offers", "SITE_TERMS", f"{site.name}'s own policy: {refusal}", site.name) if refusal else None
+
+
+def shape_of(spec: JobSpec, classes: tuple[str, ...]) -> Shape:
+    """Every field of a spec that placement or the policy reads: jobs of one shape are judged alike."""
+    return (
+        spec.tenant,
+        spec.project,
+        classes,
+        spec.resources.cards,
+        spec.priority_class,
+        spec.labels,
+        spec.max_runtime,
+        spec.data_classification,
+        spec.data_region,
+        tuple((run.stack, run.image) for run in spec.runs),
+        spec.topology,
+    )
+
+
+class CycleCache:
+    def __init__(
+        self,
+        views: Mapping[str, SiteView],
+        leases: dict[str, dict[str, int]],
+        usage: Usage,
+        policy: FederationPolicy,
+        catalogue: Catalogue,
+        now: datetime,
+    ) -> None:
+        """`leases` (site -> class -> cards) and `usage.held` are the scheduler's own: `take` adds to both."""
+        assert isinstance(usage.held, dict)
+        self.index = FreeIndex(views.values())
+        self._base = dict(views)
+        self._views: dict[str, SiteView] = {}  # current views, rebuilt only when asked for after a change
+        self._leases, self._usage, self._held = leases, usage, usage.held
+        self._policy, self._catalogue, self._now = policy, catalogue, now
+        self._shapes: dict[Shape, int] = {}
+        self._specs: list[JobSpec] = []  # one spec per shape id, to ask the policy with
+        self._hopeless: set[int] = set()
+        self._standing: dict[tuple[int, str], tuple[Option, ...]] = {}
+        self._quota: dict[int, dict[str, bool]] = {}  # shape -> class -> room under its quotas
+
+    # ---- what a job may use ---------------------------------------------------------------------------------
+    def _shape_id(self, spec: JobSpec, classes: tuple[str, ...]) -> int:
+        shape = shape_of(spec, classes)
+        found = self._shapes.get(shape)
+        if found is None:
+            found = self._shapes[shape] = len(self._specs)
+            self._specs.append(spec)
+        return found
+
+    def _options(self, shape: int, site: str, classes: tuple[str, ...], cards: int) -> tuple[Option, ...]:
+        """The site's pools this shape may use by the standing word (the centre's terms, residency, rules) and
+        whose offer is big enough, in the site's pool order: (class, cards offered, rank of the class)."""
+        key = (shape, site)
+        found = self._standing.get(key)
+        if found is None:
+            spec, view = self._specs[shape], self._base[site]
+            found = self._standing[key] = tuple(
+                (pool.accelerator_class, pool.offered, classes.index(pool.accelerator_class))
+                for pool in view.pools
+                if pool.accelerator_class in classes
+                and pool.offered >= cards
+                and site_terms_reason(view, spec, pool.accelerator_class, self._catalogue) is None
+                and standing_verdict(self._policy, spec, self._now, site, pool.accelerator_class) is None
+            )
+        return found
+
+    def _quota_room(self, shape: int, site: str, cls: str) -> bool:
+        """Whether the shape's quotas leave room for it on `cls` (no quota reads the site)."""
+        room = self._quota.setdefault(shape, {})
+        found = room.get(cls)
+        if found is None:
+            spec = self._specs[shape]
+            found = room[cls] = usage_verdict(self._policy, self._catalogue, spec, self._usage, site, cls) is None
+        return found
+
+    # ---- placement ------------------------------------------------------------------------------------------
+    def place(self, spec: JobSpec, classes: tuple[str, ...]) -> Placement | None:
+        """Where `place` would put this job now (over the best-fit windows), or None when nowhere."""
+        cards = spec.resources.cards
+        if not self.index.fits_somewhere(classes, cards):
+            return None
+        shape = self._shape_id(spec, classes)
+        if shape in self._hopeless:
+            return None
+        offset = 0
+        while names := self.index.candidates(classes, cards, CANDIDATE_WINDOW, offset):
+            chosen = self._best(shape, classes, cards, names)
+            if chosen is not None:
+                return Placement(chosen[2], chosen[3], cards)
+            offset += CANDIDATE_WINDOW
+        self._hopeless.add(shape)
+        return None
+
+    def _best(
+        self, shape: int, classes: tuple[str, ...], cards: int, names: Sequence[str]
+    ) -> tuple[float, int, str, str] | None:
+        """`place`'s choice among `names`: per site its best-scoring pool (the first of equals, in the
+        site's pool order), then the highest score, the class listed first, the site name. Returns
+        (-score, rank, site, class). The hot loop of a cycle: look-ups are local on purpose."""
+        best: tuple[float, int, str, str] | None = None
+        standing, free_of = self._standing, self.index.free_table
+        room = self._quota.setdefault(shape, {})
+        for name in names:
+            options = standing.get((shape, name))
+            if options is None:
+                options = self._options(shape, name, classes, cards)
+            site_best: tuple[float, int, str, str] | None = None
+            for cls, offered, rank in options:
+                free = free_of(cls).get(name, 0)
+                if free < cards:
+                    continue
+                allowed = room.get(cls)
+                if allowed is None:
+                    allowed = self._quota_room(shape, name, cls)
+                if not allowed:
+                    continue
+                score = 1.0 - (free - cards) / (offered or 1)
+                if site_best is None or -score < site_best[0]:
+                    site_best = (-score, rank, name, cls)
+            if site_best is not None and (best is None or site_best < best):
+                best = site_best
+        return best
+
+    # ---- changes within the cycle ---------------------------------------------------------------------------
+    def take(self, spec: JobSpec, placement: Placement) -> None:
+        """A dispatch: the job's tenant and project hold more, the site has fewer cards free."""
+        site, cls, cards = placement.site, placement.accelerator_class, placement.cards
+        self._held[(spec.tenant, spec.project, cls)] += cards
+        self._leases[site][cls] += cards
+        pool = next(p for p in self._base[site].pools if p.accelerator_class == cls)
+        self.index.set_free(site, cls, max(0, min(pool.free, pool.offered - self._leases[site][cls])))
+        self._views.pop(site, None)
+        for shape in [
+            s for s in self._quota if self._specs[s].tenant == spec.tenant or self._specs[s].project == spec.project
+        ]:
+            del self._quota[shape]  # a tenant's or a joint project's quota may cover this job's usage
+
+    def capacity_freed(self) -> None:
+        """Something gave cards back or lowered usage mid-cycle: forget every 'fits nowhere' and quota word."""
+        self._hopeless.clear()
+        self._quota.clear()
+
+    def view(self, site: str) -> SiteView:
+        """The site as placement sees it now, with this cycle's dispatches counted."""
+        current = self._views.get(site)
+        if current is None:
+            leased = tuple(sorted((cls, n) for cls, n in self._leases.get(site, {}).items()))
+            current = self._views[site] = replace(self._base[site], leased=leased)
+        return current
+
+    def views(self) -> list[SiteView]:
+        return [self.view(site) for site in self._base]
+
+    def current(self) -> Mapping[str, SiteView]:
+        """Every site as placement sees it now, by name, each view built only when looked up."""
+        return _CurrentViews(self)
+
+
+class _CurrentViews(Mapping[str, SiteView]):
+    def __init__(self, cycle: CycleCache) -> None:
+        self._cycle = cycle
+
+    def __getitem__(self, site: str) -> SiteView:
+        if site not in self._cycle._base:
+            raise KeyError(site)
+        return self._cycle.view(site)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._cycle._base)
+
+    def __len__(self) -> int:
+        return len(self._cycle._base)

@@ -1,0 +1,239 @@
+"""The fast scheduling cycle (`gateway.cyclecache`: verdicts per job shape, shapes that fit nowhere skipped,
+placement from numbers) makes exactly the placements of the straightforward cycle it replaced: every job
+sorted by `queue_key`, every job judged by `place` over the best-fit windows with `Scheduling.allows` (the
+full policy verdict) on every option, site views rebuilt after each dispatch. Random federations with
+rules, residency, quotas of every kind, site terms, draining and offline sites, busy cards and capability
+requests, over two cycles (the second after more jobs arrive and some cards come back)."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.config import REPO_POLICIES
+from gateway.fairshare import dominant_shares, queue_key
+from gateway.federation import Federation
+from gateway.freeindex import FreeIndex
+from gateway.model import (
+    Capability,
+    Job,
+    JobEvent,
+    JobSpec,
+    JobState,
+    Placement,
+    Pool,
+    Resources,
+    SiteTerms,
+    SiteView,
+    StackRun,
+)
+from gateway.placement import place
+from gateway.policy import load_catalogue
+from gateway.policy.holder import PolicyHolder
+from gateway.store import open_store
+
+NOW = datetime(2026, 3, 4, 10, 30, tzinfo=UTC)  # a Wednesday morning: the weekday rules apply
+CLASSES = ("nvidia-h100", "nvidia-a100", "ascend-910b", "hygon-k100")
+WINDOW = 8
+POLICY = """\
+apiVersion: fedgate.io/v1
+kind: Federation
+metadata: {name: equivalence}
+tenants:
+  - name: deepsea-ai
+    quota: {concurrent_cards: {"*": 120}}
+    projects:
+      - name: pretrain
+        quota: {concurrent_cards: {nvidia-h100: 40, ascend-910b: 30}}
+      - name: distill
+        quota: {concurrent_pflops: 20}
+  - name: panda-lm
+    quota: {share: 0.3}
+    projects:
+      - name: eval
+projects:
+  - name: open-moe
+    members: [{tenant: deepsea-ai}, {tenant: panda-lm}]
+    quota: {concurrent_cards: {"*": 24}}
+priority_classes:
+  - {name: high, priority: 100}
+  - {name: normal, priority: 50, default: true}
+  - {name: low, priority: 10}
+sites:
+  - {name: s00, region: cn-east}
+  - {name: s01, region: cn-north}
+  - {name: s02, region: DE}
+  - {name: s03, region: DE}
+  - {name: s04, region: cn-east}
+residency:
+  - classification: personal
+    allowed: {cn-east: [cn-east, cn-north], DE: [DE]}
+rules:
+  - name: no-910b-in-de
+    effect: deny
+    match: {classes: [ascend-910b], regions: [DE]}
+    message: no 910b in Germany
+  - name: de-needs-review
+    effect: require
+    match: {tenants: [panda-lm], regions: [DE]}
+    require: {labels: [reviewed]}
+    message: panda-lm runs in DE after review
+  - name: big-low-only
+    effect: require
+    match: {min_cards: 12}
+    require: {priority_classes: [low]}
+    message: big jobs run at low priority
+"""
+TERMS = (
+    SiteTerms(max_job_cards=4),
+    SiteTerms(tenants=("deepsea-ai",)),
+    SiteTerms(image_registries=("registry.example",)),
+)
+OWNERS = [("deepsea-ai", "pretrain"), ("deepsea-ai", "distill"), ("panda-lm", "eval"), ("deepsea-ai", "open-moe")]
+
+
+def _federation(tmp_path: Path) -> Federation:
+    policy_file = tmp_path / "federation.yaml"
+    policy_file.write_text(POLICY, encoding="utf-8")
+    catalogue = load_catalogue(REPO_POLICIES / "accelerators.yaml")
+    holder = PolicyHolder(policy_file, catalogue, NOW)
+    return Federation(open_store("sqlite://:memory:"), holder, clock=lambda: NOW)
+
+
+def _sites(federation: Federation, rng: random.Random) -> None:
+    for i in range(rng.randint(3, 40)):
+        name = f"s{i:02d}"
+        federation.registry.connect(name, "test", NOW)
+        pools = []
+        for cls in rng.sample(CLASSES, rng.randint(1, 3)):
+            offered = rng.choice((4, 8, 8, 16, 32))
+            pools.append(Pool(cls, offered + rng.choice((0, 8)), offered, rng.randint(offered // 2, offered), 8))
+        terms = rng.choice((None, None, None, *TERMS))
+        federation.registry.report(name, pools, True, NOW, terms)
+        if rng.random() < 0.1:
+            federation.registry.set_draining(name, True)
+        if rng.random() < 0.05:
+            federation.registry.disconnect(name, federation.registry.get(name).connection_id)
+
+
+def _spec(rng: random.Random, i: int) -> JobSpec:
+    tenant, project = rng.choice(OWNERS)
+    if rng.random() < 0.2:  # a capability: several classes, in the catalogue's order
+        resources = Resources(capability=Capability(min_memory_gib=rng.choice((48, 64, 80))), cards=rng.randint(1, 8))
+    else:
+        resources = Resources(accelerator_class=rng.choice(CLASSES), cards=rng.choice((1, 1, 2, 4, 8, 12, 16)))
+    image = rng.choice(("registry.example/train:1", "elsewhere.example/train:1"))
+    return JobSpec(
+        tenant=tenant,
+        project=project,
+        resources=resources,
+        runs=(StackRun("", image, ("python", "train.py")),),
+        name=f"job-{i}",
+        labels=(("reviewed", "yes"),) if rng.random() < 0.5 else (),
+        priority_class=rng.choice(("", "high", "low", "normal")),
+        data_classification=rng.choice(("", "", "personal")),
+        data_region=rng.choice(("cn-east", "DE")),
+        env=(("RUN", str(i)),),
+    )
+
+
+def _queue(federation: Federation, rng: random.Random, count: int, first: int) -> None:
+    jobs = []
+    for i in range(first, first + count):
+        created = NOW - timedelta(minutes=rng.randint(0, 120))  # aging reorders some
+        job = Job(f"job-{i:05d}", _spec(rng, i), JobState.QUEUED, created, created, request_id=f"r{i}", owner="t")
+        jobs.append((job, JobEvent(job.job_id, JobState.QUEUED, created, 0, "", "admitted")))
+    for job, _ in federation.store.create_jobs(jobs):
+        federation._remember(job)
+
+
+def _reference_cycle(federation: Federation) -> dict[str, Placement]:
+    """The cycle as it was written before `gateway.cyclecache`, decisions only (nothing is dispatched)."""
+    leases = federation.leases()
+    views: dict[str, SiteView] = {view.name: view for view in federation.registry.views(leases)}
+    index = FreeIndex(views.values())
+    usage = federation.usage(list(views.values()))
+    policy = federation.policy.policy
+    shares = dominant_shares(usage, policy)
+    queued = list(federation._queued)
+    queued.sort(
+        key=lambda j: queue_key(
+            federation.active[j], federation._priority(federation.active[j].spec), shares, policy, NOW
+        )
+    )
+    held = usage.held
+    assert isinstance(held, dict)
+    chosen: dict[str, Placement] = {}
+    for job_id in queued:
+        job, classes = federation.active[job_id], federation._queued[job_id]
+        cards = job.spec.resources.cards
+        allows = federation.allows(job.spec, usage)
+        offset, placement = 0, None
+        while placement is None and (names := index.candidates(classes, cards, WINDOW, offset)):
+            placement = place(classes, cards, [views[name] for name in names], allows).placement
+            offset += WINDOW
+        if placement is None:
+            continue
+        chosen[job_id] = placement
+        held[(job.spec.tenant, job.spec.project, placement.accelerator_class)] += cards
+        leases[placement.site][placement.accelerator_class] += cards
+        views[placement.site] = federation.registry.view(placement.site, leases[placement.site])
+        index.update(views[placement.site])
+    return chosen
+
+
+def _dispatched(federation: Federation, before: set[str]) -> dict[str, Placement]:
+    return {
+        job.job_id: job.placements[0]
+        for job in federation.active.values()
+        if job.state == JobState.DISPATCHED and job.job_id not in before
+    }
+
+
+def _finish_some(federation: Federation, rng: random.Random) -> None:
+    """Some dispatched jobs end, so that the second cycle sees cards come back and usage fall."""
+    for job in list(federation.active.values()):
+        if job.state == JobState.DISPATCHED and rng.random() < 0.3:
+            federation.transition(job, JobState.SUCCEEDED, "done")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_fast_cycle_places_every_job_where_the_straightforward_cycle_would(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    federation = _federation(tmp_path)
+    _sites(federation, rng)
+    _queue(federation, rng, rng.randint(1, 400), 0)
+    state = rng.getstate()
+    for cycle in range(2):
+        expected = _reference_cycle(federation)
+        before = {j.job_id for j in federation.active.values() if j.state == JobState.DISPATCHED}
+        dispatched = federation.schedule()
+        got = _dispatched(federation, before)
+        assert got == expected, f"seed {seed}, cycle {cycle}"
+        assert dispatched == len(expected)
+        rng.setstate(state)
+        _finish_some(federation, rng)
+        _queue(federation, rng, rng.randint(1, 200), 10_000 * (cycle + 1))
+        state = rng.getstate()
+
+
+def test_the_random_federations_do_exercise_refusals_and_full_sites(tmp_path: Path) -> None:
+    """A guard on the test above: its inputs leave jobs waiting for many reasons, not only for room."""
+    seen: dict[str, int] = defaultdict(int)
+    for seed in range(10):
+        rng = random.Random(seed)
+        federation = _federation(tmp_path)
+        _sites(federation, rng)
+        _queue(federation, rng, 300, 0)
+        federation.schedule()
+        snapshot = federation.snapshot()
+        for job in list(federation.active.values()):
+            if job.state == JobState.QUEUED:
+                for reason in federation.with_pending_reasons(job, snapshot).reasons:
+                    seen[reason.code] += 1
+    for code in ("QUOTA", "RULE_DENY", "RULE_REQUIRE", "RESIDENCY", "SITE_TERMS", "NO_FREE_CAPACITY"):
+        assert seen[code] > 0, f"no job ever waited for {code}: {dict(seen)}"
