@@ -27,6 +27,7 @@ COLUMNS: list[output.Column] = [
     ("p95_wait_s", "P95 WAIT S"),
     ("mean_jct_s", "MEAN JCT S"),
     ("utilisation", "UTILISATION"),
+    ("window_utilisation", "WINDOW UTILISATION"),
 ]
 
 
@@ -54,6 +55,18 @@ def _convert_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nodes", type=Path, required=True, help="openb_node_list_gpu_node.csv")
     parser.add_argument("--centres", type=int, default=8, help="default: 8")
     parser.add_argument("--seed", type=int, default=1, help="default: 1")
+    parser.add_argument(
+        "--node-share",
+        type=float,
+        default=1.0,
+        help="keep this share of the trace's nodes, chosen at random with the seed (0 < share <= 1; default 1)",
+    )
+    parser.add_argument(
+        "--time-compression",
+        type=float,
+        default=1.0,
+        help="divide every submit time by this (>= 1): arrivals that many times as dense (default 1)",
+    )
     parser.add_argument("--out-trace", type=Path, required=True)
     parser.add_argument("--out-sites", type=Path, required=True)
     return parser
@@ -70,10 +83,26 @@ def _convert(argv: Sequence[str]) -> int:
     from gateway.simulate import alibaba
 
     args = _convert_parser().parse_args(argv)
-    if args.centres < 1:
-        print("fedgate simulate convert-alibaba: --centres must be at least 1", file=sys.stderr)
+    problem = (
+        "--centres must be at least 1"
+        if args.centres < 1
+        else "--node-share must be above 0 and at most 1"
+        if not 0 < args.node_share <= 1
+        else "--time-compression must be at least 1"
+        if not args.time_compression >= 1
+        else ""
+    )
+    if problem:
+        print(f"fedgate simulate convert-alibaba: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    conversion = alibaba.convert(alibaba.read_pods(args.pods), alibaba.read_nodes(args.nodes), args.centres, args.seed)
+    conversion = alibaba.convert(
+        alibaba.read_pods(args.pods),
+        alibaba.read_nodes(args.nodes),
+        args.centres,
+        args.seed,
+        node_share=args.node_share,
+        time_compression=args.time_compression,
+    )
     alibaba.write_trace(args.out_trace, conversion.jobs)
     alibaba.write_sites(args.out_sites, conversion.sites)
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(conversion.skipped.items())) or "none"

@@ -168,3 +168,14 @@ def test_the_command_names_a_bad_input_and_exits_2(tmp_path: Path, capsys: pytes
     sites.write_text("sites:\n  - {name: a, pools: [{class: x, cards: 4}]}\n")
     assert main(["--trace", str(trace), "--sites", str(sites)]) == 2
     assert f"{trace}:2: home_site 'nowhere'" in capsys.readouterr().err
+
+
+def test_window_utilisation_counts_only_the_busy_seconds_while_work_arrives() -> None:
+    jobs = [job("j1", 0, 100, 4), job("j2", 10, 50, 4)]
+    report = summarise(simulate(jobs, two_sites(), "siloed"))
+    # Window [0 s, 10 s] (5th and 95th percentile submits): only j1 runs in it (j2 waits for j1 at home a),
+    # 4 cards x 10 s over 10 cards x 10 s.
+    assert report.window_utilisation == pytest.approx(40 / (10 * 10))
+    late = summarise(simulate([*jobs, job("j3", 1000, 10, 1)], two_sites(), "siloed"))
+    assert late.utilisation < report.utilisation  # a late arrival stretches the makespan...
+    assert late.window_utilisation > 0  # ...while the window still sees the busy start

@@ -92,3 +92,52 @@ def test_the_command_converts_and_the_simulator_runs_the_result(
     assert "4 jobs" in capsys.readouterr().out
     assert main(["--trace", str(trace), "--sites", str(sites), "--mode", "federated", "-o", "json"]) == 0
     assert '"federated"' in capsys.readouterr().out
+
+
+def test_time_compression_makes_arrivals_denser_and_keeps_durations(files: tuple[Path, Path]) -> None:
+    pods, nodes = read_pods(files[0]), read_nodes(files[1])
+    plain = {j.job_id: j for j in convert(pods, nodes, 2, 1).jobs}
+    dense = {j.job_id: j for j in convert(pods, nodes, 2, 1, time_compression=10).jobs}
+    assert dense["p-whole"].submit_s == plain["p-whole"].submit_s / 10 == 1
+    assert dense["p-whole"].duration_s == plain["p-whole"].duration_s
+
+
+def test_node_share_keeps_that_share_of_the_nodes(files: tuple[Path, Path]) -> None:
+    pods, nodes = read_pods(files[0]), read_nodes(files[1])  # three nodes with cards: 8 + 2 + 4
+    kept = convert(pods, nodes, 1, 1, node_share=2 / 3)
+    assert sum(p.cards for s in kept.sites for p in s.pools) in {10, 12, 6}  # two of the three nodes
+    one = convert(pods, nodes, 1, 1, node_share=0.01)  # never less than one node
+    assert len([p for s in one.sites for p in s.pools]) == 1
+
+
+def test_homes_by_size_sends_work_only_to_centres_that_can_run_it(files: tuple[Path, Path]) -> None:
+    out = convert(read_pods(files[0]), read_nodes(files[1]), 3, 1, homes_by="size")
+    by_name = {s.name: s for s in out.sites}
+    v100 = next(j for j in out.jobs if j.job_id == "p-v100")
+    assert by_name[v100.home_site].cards("alibaba-v100m32") >= 4
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--node-share", "0", "--node-share must be above 0 and at most 1"),
+        ("--node-share", "1.5", "--node-share must be above 0 and at most 1"),
+        ("--time-compression", "0.5", "--time-compression must be at least 1"),
+    ],
+)
+def test_the_command_refuses_a_bad_load_setting(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, message: str
+) -> None:
+    argv = ["convert-alibaba", "--pods", str(files[0]), "--nodes", str(files[1]), flag, value]
+    argv += ["--out-trace", str(tmp_path / "t.csv"), "--out-sites", str(tmp_path / "s.yaml")]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_command_applies_the_load_settings(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace, sites = tmp_path / "t.csv", tmp_path / "s.yaml"
+    argv = ["convert-alibaba", "--pods", str(files[0]), "--nodes", str(files[1]), "--time-compression", "10"]
+    assert main([*argv, "--out-trace", str(trace), "--out-sites", str(sites)]) == 0
+    assert {j.job_id: j.submit_s for j in load_trace(trace)}["p-v100"] == 3
