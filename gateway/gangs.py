@@ -54,7 +54,7 @@ def plan_gang(
     (they refused or timed out recently).
     """
     usable = [s for s in sites if s.name not in backing_off]
-    single = place(classes, cards, usable, allows)
+    single = place(classes, cards, usable, allows, max_sites=topology.max_sites)  # FRAGMENTED for one site only
     if single.placement is not None:
         return GangPlan((single.placement,), single.reasons, single.candidates)
     backoff = tuple(

@@ -1,8 +1,10 @@
 """Placement: on which site, and which pool, should an admitted job run now?
 
 Owns: the pure filter-and-score over a snapshot of sites for one job, returning a decision with a reason for
-every site it turned down. It does not change any state: the scheduler applies the decision, and it does no
-I/O. Gangs across sites and reservations build on this in their own modules.
+every site it turned down, and, when the job fits nowhere although the sites that would take it hold enough
+free cards of a class between them, the FRAGMENTED reason that says so. It does not change any state: the
+scheduler applies the decision, and it does no I/O. Gangs across sites and reservations build on this in
+their own modules (a job that may span sites gets no FRAGMENTED from here: gangs judge that).
 """
 
 from __future__ import annotations
@@ -94,13 +96,19 @@ def judge_site(site: SiteView, classes: Sequence[str], cards: int, allows: Optio
 
 
 def place(
-    classes: Sequence[str], cards: int, sites: Sequence[SiteView], allows: OptionFilter | None = None
+    classes: Sequence[str],
+    cards: int,
+    sites: Sequence[SiteView],
+    allows: OptionFilter | None = None,
+    *,
+    max_sites: int = 1,
 ) -> PlacementDecision:
     """Choose the best feasible (site, pool) for `cards` cards of any of `classes`.
 
     Ties on score go to the class listed first in `classes`, then to the site name, so that the same inputs
     always give the same decision. `allows(site, class)` is the policy's word on each option (a pure function
-    the caller builds from the policy and live usage); None means allowed.
+    the caller builds from the policy and live usage); None means allowed. `max_sites` is the job's topology
+    limit: a job held to one site that fits nowhere is told when its cards are there, only split (FRAGMENTED).
     """
     candidates = tuple(judge_site(site, classes, cards, allows) for site in sites)
     feasible = [c for c in candidates if c.feasible]
@@ -108,7 +116,8 @@ def place(
         reasons = tuple(r for c in candidates for r in c.reasons) or (
             Reason("offers", "NO_SITES", "no site has joined the federation yet"),
         )
-        return PlacementDecision(None, candidates, reasons)
+        split = fragmentation(classes, cards, sites, allows) if max_sites <= 1 else None
+        return PlacementDecision(None, candidates, reasons + ((split,) if split else ()))
     rank = {cls: i for i, cls in enumerate(classes)}
     chosen = min(feasible, key=lambda c: (-c.score, rank.get(c.accelerator_class, 0), c.site))
     placement = Placement(chosen.site, chosen.accelerator_class, cards)
@@ -121,3 +130,30 @@ def placed_reason(placement: Placement) -> Reason:
     return Reason(
         "capacity", "PLACED", f"placed on {site} ({cards} x {cls}: best fit, fewest offered cards left idle)", site
     )
+
+
+def fragmentation(
+    classes: Sequence[str], cards: int, sites: Sequence[SiteView], allows: OptionFilter | None = None
+) -> Reason | None:
+    """FRAGMENTED (stage capacity) when, for a class the job may use, the free cards of the sites that would
+    otherwise take it (connected, not draining, the policy and the centre's terms allowing) add up to the
+    job's `cards` but no one of them has that many; None otherwise. The first such class in `classes` is
+    named, with the total, how many sites hold it and the largest block."""
+    for cls in classes:
+        free: dict[str, int] = {}
+        for site in sites:
+            if not site.connected or site.draining:
+                continue
+            for pool in site.pools:
+                if pool.accelerator_class == cls and (allows is None or allows(site, cls) is None):
+                    free[site.name] = site.free_cards(pool)
+        total, largest = sum(free.values()), max(free.values(), default=0)
+        if largest < cards <= total:
+            holding = sum(1 for n in free.values() if n)
+            return Reason(
+                "capacity",
+                "FRAGMENTED",
+                f"{total} {cls} cards are free across {holding} sites, at most {largest} at one; the job needs"
+                f" {cards} at one site and may not span sites (topology.max_sites 1)",
+            )
+    return None
