@@ -7,7 +7,7 @@ Owns: the shape and the legal state transitions of a job. It does not do I/O and
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 
 
@@ -158,11 +158,22 @@ class Job:
     end_time: datetime | None = None
 
     def evolve(self, **changes: object) -> Job:
-        return replace(self, **changes)  # type: ignore[arg-type]
+        """A copy with `changes` (Job field names only). What `dataclasses.replace` does without re-running
+        `__init__` through the frozen setattr, several times cheaper: a scheduling cycle evolves thousands."""
+        unknown = changes.keys() - _JOB_FIELDS
+        if unknown:
+            raise TypeError(f"Job has no field {', '.join(sorted(unknown))}")
+        new = object.__new__(Job)
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(changes)
+        return new
 
     @property
     def sites(self) -> tuple[str, ...]:
         return tuple(p.site for p in self.placements)
+
+
+_JOB_FIELDS = frozenset(f.name for f in fields(Job))
 
 
 @dataclass(frozen=True)
