@@ -29,7 +29,7 @@ from gateway.freeindex import FreeIndex
 from gateway.model import JobSpec, Placement, Reason, SiteView
 from gateway.policy import FederationPolicy
 from gateway.policy.engine import standing_verdict, usage_verdict
-from gateway.policy.quotas import Usage
+from gateway.policy.quotas import Usage, quotas_for
 
 CANDIDATE_WINDOW = 8  # sites per class that placement weighs at once, tightest fits first
 Shape = tuple[object, ...]
@@ -85,6 +85,7 @@ class CycleCache:
         self._hopeless: set[int] = set()
         self._standing: dict[tuple[int, str], tuple[Option, ...]] = {}
         self._quota: dict[int, dict[str, bool]] = {}  # shape -> class -> room under its quotas
+        self._quota_applies: dict[int, bool] = {}
 
     # ---- what a job may use ---------------------------------------------------------------------------------
     def _shape_id(self, spec: JobSpec, classes: tuple[str, ...]) -> int:
@@ -110,6 +111,18 @@ class CycleCache:
                 and site_terms_reason(view, spec, pool.accelerator_class, self._catalogue) is None
                 and standing_verdict(self._policy, spec, self._now, site, pool.accelerator_class) is None
             )
+        return found
+
+    def _limited(self, shape: int) -> bool:
+        """Whether any quota applies to the shape (a tenant's, its project's, a joint project's): only then can
+        a dispatch change its quota word. An unknown tenant counts as limited (its verdict fails closed)."""
+        found = self._quota_applies.get(shape)
+        if found is None:
+            try:
+                found = bool(quotas_for(self._policy, self._specs[shape]))
+            except Exception:
+                found = True
+            self._quota_applies[shape] = found
         return found
 
     def _quota_room(self, shape: int, site: str, cls: str) -> bool:
@@ -178,10 +191,12 @@ class CycleCache:
         pool = next(p for p in self._base[site].pools if p.accelerator_class == cls)
         self.index.set_free(site, cls, max(0, min(pool.free, pool.offered - self._leases[site][cls])))
         self._views.pop(site, None)
-        for shape in [
-            s for s in self._quota if self._specs[s].tenant == spec.tenant or self._specs[s].project == spec.project
-        ]:
+        for shape in [s for s in self._quota if self._limited(s) and self._shares_a_scope(s, spec)]:
             del self._quota[shape]  # a tenant's or a joint project's quota may cover this job's usage
+
+    def _shares_a_scope(self, shape: int, spec: JobSpec) -> bool:
+        other = self._specs[shape]
+        return other.tenant == spec.tenant or other.project == spec.project
 
     def capacity_freed(self) -> None:
         """Something gave cards back or lowered usage mid-cycle: forget every 'fits nowhere' and quota word."""

@@ -160,9 +160,8 @@ class Job:
     def evolve(self, **changes: object) -> Job:
         """A copy with `changes` (Job field names only). What `dataclasses.replace` does without re-running
         `__init__` through the frozen setattr, several times cheaper: a scheduling cycle evolves thousands."""
-        unknown = changes.keys() - _JOB_FIELDS
-        if unknown:
-            raise TypeError(f"Job has no field {', '.join(sorted(unknown))}")
+        if not _JOB_FIELDS.issuperset(changes):
+            raise TypeError(f"Job has no field {', '.join(sorted(set(changes) - _JOB_FIELDS))}")
         new = object.__new__(Job)
         new.__dict__.update(self.__dict__)
         new.__dict__.update(changes)

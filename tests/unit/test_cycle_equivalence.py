@@ -2,7 +2,7 @@
 placement from numbers) makes exactly the placements of the straightforward cycle it replaced: every job
 sorted by `queue_key`, every job judged by `place` over the best-fit windows with `Scheduling.allows` (the
 full policy verdict) on every option, site views rebuilt after each dispatch. Random federations with
-rules, residency, quotas of every kind, site terms, draining and offline sites, busy cards and capability
+rules, residency, quotas of every kind and none, site terms, draining and offline sites, busy cards and capability
 requests, over two cycles (the second after more jobs arrive and some cards come back)."""
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ tenants:
     quota: {share: 0.3}
     projects:
       - name: eval
+  - name: free-lab
+    projects:
+      - name: misc
 projects:
   - name: open-moe
     members: [{tenant: deepsea-ai}, {tenant: panda-lm}]
@@ -93,7 +96,13 @@ TERMS = (
     SiteTerms(tenants=("deepsea-ai",)),
     SiteTerms(image_registries=("registry.example",)),
 )
-OWNERS = [("deepsea-ai", "pretrain"), ("deepsea-ai", "distill"), ("panda-lm", "eval"), ("deepsea-ai", "open-moe")]
+OWNERS = [
+    ("deepsea-ai", "pretrain"),
+    ("deepsea-ai", "distill"),
+    ("panda-lm", "eval"),
+    ("deepsea-ai", "open-moe"),
+    ("free-lab", "misc"),
+]
 
 
 def _federation(tmp_path: Path) -> Federation:
