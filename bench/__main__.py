@@ -19,7 +19,7 @@ from bench.cycle import run_cycle_benchmark
 from bench.load import LoadFailed
 from bench.machine import CpuAudit, machine_facts
 from bench.process import ServerFailed
-from bench.report import render_notes, render_table, row_to_json, write_json
+from bench.report import carry_over, render_notes, render_table, row_to_json, write_json
 from bench.simulation import render as render_simulation
 from bench.simulation import run_simulation_benchmark
 
@@ -106,23 +106,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"! other processes used {audit.foreign_share:.0%} of this machine's CPU and the hypervisor "
             f"stole {audit.stolen_share:.0%} during the {audit.wall_seconds:.0f} s run: these figures are noisy"
         )
-    write_json(
-        args.output,
-        {
-            "benchmark": "admission",
-            "machine": facts,
-            "cpu_audit": audit.to_json(),
-            "plan": {
-                "jobs": plan.jobs,
-                "warmup": plan.warmup,
-                "concurrency": args.concurrency,
-                "max_seconds": plan.max_seconds,
-            },
-            "targets": {"admission_rps": TARGET_RPS, "admission_vs_echo": TARGET_VS_ECHO},
-            "runs": [row_to_json(row) for row in rows],
-            **extra,
+    document: dict[str, object] = {
+        "benchmark": "admission",
+        "machine": facts,
+        "cpu_audit": audit.to_json(),
+        "plan": {
+            "jobs": plan.jobs,
+            "warmup": plan.warmup,
+            "concurrency": args.concurrency,
+            "max_seconds": plan.max_seconds,
         },
-    )
+        "targets": {"admission_rps": TARGET_RPS, "admission_vs_echo": TARGET_VS_ECHO},
+        "runs": [row_to_json(row) for row in rows],
+        **extra,
+    }
+    write_json(args.output, carry_over(args.output, document, args.skip))
     print(f"results: {args.output}")
     return 0 if all(row.correct for row in rows) else 1
 

@@ -95,3 +95,27 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(document, indent=2) + "\n")
     tmp.replace(path)
+
+
+# The keys of the results document each benchmark writes: what a run that skips it carries over.
+KEYS_OF = {"admission": ("plan", "targets", "runs"), "cycle": ("cycle",), "simulation": ("simulation",)}
+
+
+def carry_over(path: Path, document: dict[str, Any], skipped: list[str]) -> dict[str, Any]:
+    """`document` with the results of the `skipped` benchmarks taken from the file already at `path` (so that
+    `--skip admission` refreshes the rest without losing the admission figures), naming what was carried
+    over and from which run (`carried_over`: benchmark -> that run's date)."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return document
+    carried: dict[str, Any] = {}
+    for name in skipped:
+        keys = [k for k in KEYS_OF.get(name, ()) if previous.get(k)]
+        if keys:
+            document.update({k: previous[k] for k in keys})
+            earlier = previous.get("carried_over", {}).get(name)
+            carried[name] = earlier or previous.get("machine", {}).get("date", "an earlier run")
+    if carried:
+        document["carried_over"] = carried
+    return document
