@@ -2,8 +2,8 @@
 
 Owns, for the span of one cycle (one instant `now`, one policy, one usage snapshot): the index of free cards,
 the sites' offers and leases, what each job *shape* may use, the shapes found to fit nowhere, and the
-placement itself: exactly the decision `gateway.placement.place` makes over the same best-fit candidate
-windows (`CANDIDATE_WINDOW` tightest fits per class, a wider window only when every site of the last one was
+placement itself: exactly the decision `gateway.placement.place_in_windows` makes (`place` over the best-fit
+candidate windows (`CANDIDATE_WINDOW` tightest fits per class, a wider window only when every site of the last one was
 refused), with the same tie-breaks, computed from numbers instead of rebuilt `SiteView`s.
 
 A job's shape is every field of its spec that placement or the policy reads (tenant, project, classes, cards,
@@ -27,11 +27,11 @@ from datetime import datetime
 from gateway.catalogue import Catalogue
 from gateway.freeindex import FreeIndex
 from gateway.model import JobSpec, Placement, Reason, SiteView
+from gateway.placement import CANDIDATE_WINDOW
 from gateway.policy import FederationPolicy
 from gateway.policy.engine import standing_verdict, usage_verdict
 from gateway.policy.quotas import Usage, quotas_for
 
-CANDIDATE_WINDOW = 8  # sites per class that placement weighs at once, tightest fits first
 Shape = tuple[object, ...]
 Option = tuple[str, int, int]  # (class, cards offered, rank of the class in the job's list)
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from gateway.freeindex import FreeIndex
 from gateway.model import Placement, Pool, Reason, SiteView
+
+CANDIDATE_WINDOW = 8  # sites per class that the scheduling cycle weighs at once, tightest fits first
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,27 @@ def place(
     chosen = min(feasible, key=lambda c: (-c.score, rank.get(c.accelerator_class, 0), c.site))
     placement = Placement(chosen.site, chosen.accelerator_class, cards)
     return PlacementDecision(placement, candidates, (placed_reason(placement),))
+
+
+def place_in_windows(
+    classes: Sequence[str],
+    cards: int,
+    index: FreeIndex,
+    view_of: Callable[[str], SiteView],
+    allows: OptionFilter | None = None,
+    window: int = CANDIDATE_WINDOW,
+) -> PlacementDecision | None:
+    """The scheduling cycle's placement: `place` over the `window` tightest-fitting sites per class from the
+    index of free cards, the next window only when every site of the last one was refused; None when no
+    site fits. `gateway.cyclecache` makes the same decision faster (a test holds the two together); the
+    simulator calls this one."""
+    offset = 0
+    while names := index.candidates(classes, cards, window, offset):
+        decision = place(classes, cards, [view_of(name) for name in names], allows)
+        if decision.placement is not None:
+            return decision
+        offset += window
+    return None
 
 
 def placed_reason(placement: Placement) -> Reason:

@@ -3,8 +3,10 @@
 Owns: the simulated clock and the books of free cards per site and class. Events are submits and finishes;
 after every instant at which something happened, one scheduling pass looks at the queue in FIFO order
 (submit time, then trace order) and starts every job that fits, skipping those that do not (greedy, no
-reservations: `Federation.schedule` also holds a backfill reservation per class, which this leaves out). Where
-a job goes is `gateway.placement.place`'s decision over `SiteView`s built from the books; the engine only
+reservations: `Federation.schedule` also holds a backfill reservation per class, which this leaves out; for a
+trace of one tenant at one priority its order, aged priority then fair share then age, is this FIFO). Where a
+job goes is the scheduling cycle's own decision, `gateway.placement.place_in_windows` (`place` over the
+best-fit windows of a `FreeIndex`), over `SiteView`s built from the books, with no policy; the engine only
 narrows which sites the job may see:
 - siloed: only its home site;
 - federated: every site (the default placement: best fit over all sites, no policy engine);
@@ -30,8 +32,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gateway.errors import ConfigError
+from gateway.freeindex import FreeIndex
 from gateway.model import Pool, SiteView
-from gateway.placement import place
+from gateway.placement import place_in_windows
 from gateway.simulate.sites import PoolSpec, SiteSpec
 from gateway.simulate.trace import TraceJob
 
@@ -118,6 +121,8 @@ class _Books:
         self.capacity: dict[str, dict[str, int]] = {g: self._largest(m, total=True) for g, m in self.members.items()}
         self.largest: dict[str, dict[str, int]] = {g: self._largest(m, total=False) for g, m in self.members.items()}
         self._views: dict[str, SiteView] = {}
+        # The scheduling cycle's own index of free cards, one per group: placement reads its windows.
+        self.index = {g: FreeIndex(self._view(name) for name in m) for g, m in self.members.items()}
 
     def _largest(self, members: list[str], total: bool) -> dict[str, int]:
         out: dict[str, int] = defaultdict(int)
@@ -137,8 +142,8 @@ class _Books:
         capacity = self.capacity[group]
         return any(capacity.get(cls, 0) >= cards for cls in classes)
 
-    def views(self, group: str) -> list[SiteView]:
-        return [self._view(name) for name in self.members[group]]
+    def view(self, name: str) -> SiteView:
+        return self._view(name)
 
     def _view(self, name: str) -> SiteView:
         view = self._views.get(name)
@@ -162,6 +167,7 @@ class _Books:
         assert 0 <= self.free[site][cls] <= self.specs[site].cards(cls), (site, cls, self.free[site][cls])
         self._views.pop(site, None)
         group = self.group_of[site]
+        self.index[group].update(self._view(site))
         self.largest[group][cls] = max(self.free[name].get(cls, 0) for name in self.members[group])
 
 
@@ -236,9 +242,9 @@ def _schedule_pass(
         if not books.fits(demand):
             continue  # a pass only takes cards: it will not fit again in this pass
         job = fifo[index]
-        decision = place(demand[1], job.cards, books.views(demand[0]))
+        decision = place_in_windows(demand[1], job.cards, books.index[demand[0]], books.view)
         placements += 1
-        assert decision.placement is not None, (job, decision.reasons)
+        assert decision is not None and decision.placement is not None, job
         site, cls = decision.placement.site, decision.placement.accelerator_class
         books.take(site, cls, job.cards)
         outcomes[index] = JobOutcome(job, site, cls, now)

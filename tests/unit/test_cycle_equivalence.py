@@ -1,9 +1,10 @@
 """The fast scheduling cycle (`gateway.cyclecache`: verdicts per job shape, shapes that fit nowhere skipped,
 placement from numbers) makes exactly the placements of the straightforward cycle it replaced: every job
-sorted by `queue_key`, every job judged by `place` over the best-fit windows with `Scheduling.allows` (the
-full policy verdict) on every option, site views rebuilt after each dispatch. Random federations with
-rules, residency, quotas of every kind and none, site terms, draining and offline sites, busy cards and capability
-requests, over two cycles (the second after more jobs arrive and some cards come back)."""
+sorted by `queue_key`, every job judged by `place_in_windows` (`place` over the best-fit windows) with
+`Scheduling.allows` (the full policy verdict) on every option, site views rebuilt after each dispatch.
+Random federations with rules, residency, quotas of every kind and none, site terms, draining and offline
+sites, busy cards and capability requests, over two cycles (the second after more jobs arrive and some cards
+come back)."""
 
 from __future__ import annotations
 
@@ -31,14 +32,13 @@ from gateway.model import (
     SiteView,
     StackRun,
 )
-from gateway.placement import place
+from gateway.placement import place_in_windows
 from gateway.policy import load_catalogue
 from gateway.policy.holder import PolicyHolder
 from gateway.store import open_store
 
 NOW = datetime(2026, 3, 4, 10, 30, tzinfo=UTC)  # a Wednesday morning: the weekday rules apply
 CLASSES = ("nvidia-h100", "nvidia-a100", "ascend-910b", "hygon-k100")
-WINDOW = 8
 POLICY = """\
 apiVersion: fedgate.io/v1
 kind: Federation
@@ -180,13 +180,10 @@ def _reference_cycle(federation: Federation) -> dict[str, Placement]:
     for job_id in queued:
         job, classes = federation.active[job_id], federation._queued[job_id]
         cards = job.spec.resources.cards
-        allows = federation.allows(job.spec, usage)
-        offset, placement = 0, None
-        while placement is None and (names := index.candidates(classes, cards, WINDOW, offset)):
-            placement = place(classes, cards, [views[name] for name in names], allows).placement
-            offset += WINDOW
-        if placement is None:
+        decision = place_in_windows(classes, cards, index, views.__getitem__, federation.allows(job.spec, usage))
+        if decision is None or decision.placement is None:
             continue
+        placement = decision.placement
         chosen[job_id] = placement
         held[(job.spec.tenant, job.spec.project, placement.accelerator_class)] += cards
         leases[placement.site][placement.accelerator_class] += cards
