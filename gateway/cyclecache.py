@@ -84,7 +84,10 @@ class CycleCache:
         self._specs: list[JobSpec] = []  # one spec per shape id, to ask the policy with
         self._hopeless: set[int] = set()
         self._standing: dict[tuple[int, str], tuple[Option, ...]] = {}
-        self._quota: dict[int, dict[str, bool]] = {}  # shape -> class -> room under its quotas
+        # shape -> class -> room under its quotas: shapes some quota covers (a dispatch may change their word),
+        # and shapes none covers (their word holds for the whole cycle).
+        self._quota: dict[int, dict[str, bool]] = {}
+        self._unlimited: dict[int, dict[str, bool]] = {}
         self._quota_applies: dict[int, bool] = {}
 
     # ---- what a job may use ---------------------------------------------------------------------------------
@@ -125,9 +128,12 @@ class CycleCache:
             self._quota_applies[shape] = found
         return found
 
+    def _room(self, shape: int) -> dict[str, bool]:
+        return (self._quota if self._limited(shape) else self._unlimited).setdefault(shape, {})
+
     def _quota_room(self, shape: int, site: str, cls: str) -> bool:
         """Whether the shape's quotas leave room for it on `cls` (no quota reads the site)."""
-        room = self._quota.setdefault(shape, {})
+        room = self._room(shape)
         found = room.get(cls)
         if found is None:
             spec = self._specs[shape]
@@ -160,7 +166,7 @@ class CycleCache:
         (-score, rank, site, class). The hot loop of a cycle: look-ups are local on purpose."""
         best: tuple[float, int, str, str] | None = None
         standing, free_of = self._standing, self.index.free_table
-        room = self._quota.setdefault(shape, {})
+        room = self._room(shape)
         for name in names:
             options = standing.get((shape, name))
             if options is None:
@@ -191,7 +197,7 @@ class CycleCache:
         pool = next(p for p in self._base[site].pools if p.accelerator_class == cls)
         self.index.set_free(site, cls, max(0, min(pool.free, pool.offered - self._leases[site][cls])))
         self._views.pop(site, None)
-        for shape in [s for s in self._quota if self._limited(s) and self._shares_a_scope(s, spec)]:
+        for shape in [s for s in self._quota if self._shares_a_scope(s, spec)]:
             del self._quota[shape]  # a tenant's or a joint project's quota may cover this job's usage
 
     def _shares_a_scope(self, shape: int, spec: JobSpec) -> bool:
