@@ -150,6 +150,14 @@ class CycleCache:
         if shape in self._hopeless:
             return None
         offset = 0
+        if len(classes) == 1:  # the common case, without merging windows of several classes
+            while entries := self.index.window(classes[0], cards, CANDIDATE_WINDOW, offset):
+                chosen = self._best_of_one(shape, classes, cards, entries)
+                if chosen is not None:
+                    return Placement(chosen[2], chosen[3], cards)
+                offset += CANDIDATE_WINDOW
+            self._hopeless.add(shape)
+            return None
         while names := self.index.candidates(classes, cards, CANDIDATE_WINDOW, offset):
             chosen = self._best(shape, classes, cards, names)
             if chosen is not None:
@@ -186,6 +194,30 @@ class CycleCache:
                     site_best = (-score, rank, name, cls)
             if site_best is not None and (best is None or site_best < best):
                 best = site_best
+        return best
+
+    def _best_of_one(
+        self, shape: int, classes: tuple[str, ...], cards: int, entries: Sequence[tuple[int, str]]
+    ) -> tuple[float, int, str, str] | None:
+        """`_best` for a job of one class: each site of the window has one pool of it, whose free cards the
+        index entry already holds."""
+        best: tuple[float, int, str, str] | None = None
+        standing, room, cls = self._standing, self._room(shape), classes[0]
+        for free, name in entries:
+            options = standing.get((shape, name))
+            if options is None:
+                options = self._options(shape, name, classes, cards)
+            if not options:
+                continue
+            _, offered, _ = options[0]
+            allowed = room.get(cls)
+            if allowed is None:
+                allowed = self._quota_room(shape, name, cls)
+            if not allowed:
+                continue
+            candidate = (-(1.0 - (free - cards) / (offered or 1)), 0, name, cls)
+            if best is None or candidate < best:
+                best = candidate
         return best
 
     # ---- changes within the cycle ---------------------------------------------------------------------------

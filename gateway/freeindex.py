@@ -65,6 +65,12 @@ class FreeIndex:
     def fits_somewhere(self, classes: Sequence[str], cards: int) -> bool:
         return any(self.largest(cls) >= cards for cls in classes)
 
+    def window(self, cls: str, cards: int, limit: int, offset: int = 0) -> list[tuple[int, str]]:
+        """`candidates` for one class, with each site's free cards: [(free, site)], tightest fit first."""
+        entries = self._sorted.get(cls, [])
+        start = bisect.bisect_left(entries, (cards, "")) + offset
+        return entries[start : start + limit]
+
     def candidates(self, classes: Sequence[str], cards: int, limit: int, offset: int = 0) -> list[str]:
         """Up to `limit` sites per class, from the `offset`-th tightest fit on: the sites where the job leaves
         the fewest cards idle, which is where best fit will put it."""
