@@ -59,7 +59,8 @@ def shape_of(spec: JobSpec, classes: tuple[str, ...]) -> Shape:
         spec.data_classification,
         spec.data_region,
         tuple((run.stack, run.image) for run in spec.runs),
-        spec.topology,
+        spec.topology.max_sites,
+        spec.topology.min_cards_per_site,
     )
 
 
