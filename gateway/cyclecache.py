@@ -6,9 +6,9 @@ placement itself: exactly the decision `gateway.placement.place_in_windows` make
 candidate windows (`CANDIDATE_WINDOW` tightest fits per class, a wider window only when every site of the last one was
 refused), with the same tie-breaks, computed from numbers instead of rebuilt `SiteView`s.
 
-A job's shape is every field of its spec that placement or the policy reads (tenant, project, classes, cards,
-priority class, labels, runtime, data classification and region, the image per stack, topology); jobs of one
-shape get the same verdicts. So, within a cycle:
+A job's shape is every field of its spec but its name, environment and commands (so tenant, project, classes,
+resources, priority class, labels, runtime, data classification and region, the image per stack, topology, and
+any field added later); jobs of one shape get the same verdicts. So, within a cycle:
 - the policy's standing word (a centre's own terms, residency, rules at `now`) is asked once per (shape, site,
   class); the quota word once per (tenant, project, cards, class) until usage in that tenant or project grows;
 - a shape that found nowhere is skipped whole for the rest of the cycle: a cycle only takes cards and adds
@@ -21,7 +21,7 @@ someone asks why a job waits). Pure: no I/O, no clock.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import datetime
 
 from gateway.catalogue import Catalogue
@@ -46,22 +46,17 @@ def site_terms_reason(site: SiteView, spec: JobSpec, cls: str, catalogue: Catalo
     return Reason("offers", "SITE_TERMS", f"{site.name}'s own policy: {refusal}", site.name) if refusal else None
 
 
+# Spec fields that neither placement nor the policy reads: jobs that differ only in these are judged alike.
+# Every other field (a field added later included) is part of the shape, so a new field is safe by default.
+_NOT_JUDGED = frozenset({"name", "env", "runs"})
+_JUDGED = tuple(f.name for f in fields(JobSpec) if f.name not in _NOT_JUDGED)
+
+
 def shape_of(spec: JobSpec, classes: tuple[str, ...]) -> Shape:
-    """Every field of a spec that placement or the policy reads: jobs of one shape are judged alike."""
-    return (
-        spec.tenant,
-        spec.project,
-        classes,
-        spec.resources.cards,
-        spec.priority_class,
-        spec.labels,
-        spec.max_runtime,
-        spec.data_classification,
-        spec.data_region,
-        tuple((run.stack, run.image) for run in spec.runs),
-        spec.topology.max_sites,
-        spec.topology.min_cards_per_site,
-    )
+    """Every field of a spec that placement or the policy may read (of the runs: stack and image, which site
+    terms check), with the classes it may use: jobs of one shape are judged alike."""
+    judged = tuple(getattr(spec, name) for name in _JUDGED)
+    return (classes, tuple((run.stack, run.image) for run in spec.runs), *judged)
 
 
 class CycleCache:

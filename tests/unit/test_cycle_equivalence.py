@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from gateway.config import REPO_POLICIES
+from gateway.cyclecache import shape_of
 from gateway.fairshare import dominant_shares, queue_key
 from gateway.federation import Federation
 from gateway.freeindex import FreeIndex
@@ -31,6 +33,7 @@ from gateway.model import (
     SiteTerms,
     SiteView,
     StackRun,
+    Topology,
 )
 from gateway.placement import place_in_windows
 from gateway.policy import load_catalogue
@@ -243,3 +246,20 @@ def test_the_random_federations_do_exercise_refusals_and_full_sites(tmp_path: Pa
                     seen[reason.code] += 1
     for code in ("QUOTA", "RULE_DENY", "RULE_REQUIRE", "RESIDENCY", "SITE_TERMS", "NO_FREE_CAPACITY"):
         assert seen[code] > 0, f"no job ever waited for {code}: {dict(seen)}"
+
+
+def test_jobs_differing_only_in_name_environment_or_command_share_a_shape() -> None:
+    rng = random.Random(3)
+    spec = _spec(rng, 1)
+    classes = ("nvidia-h100",)
+    same = replace(spec, name="other", env=(("X", "1"),), runs=(replace(spec.runs[0], command=("true",)),))
+    assert shape_of(same, classes) == shape_of(spec, classes)
+    for different in (
+        replace(spec, labels=(("reviewed", "no"),)),
+        replace(spec, priority_class="high" if spec.priority_class != "high" else "low"),
+        replace(spec, runs=(replace(spec.runs[0], image="elsewhere.example/other:2"),)),
+        replace(spec, data_region="NO"),
+        replace(spec, topology=Topology(max_sites=2)),
+    ):
+        assert shape_of(different, classes) != shape_of(spec, classes)
+    assert shape_of(spec, ("nvidia-a100",)) != shape_of(spec, classes)
