@@ -222,11 +222,27 @@ class CycleCache:
         site, cls, cards = placement.site, placement.accelerator_class, placement.cards
         self._held[(spec.tenant, spec.project, cls)] += cards
         self._leases[site][cls] += cards
-        pool = next(p for p in self._base[site].pools if p.accelerator_class == cls)
-        self.index.set_free(site, cls, max(0, min(pool.free, pool.offered - self._leases[site][cls])))
-        self._views.pop(site, None)
+        self._refresh(site, cls)
         for shape in [s for s in self._quota if self._shares_a_scope(s, spec)]:
             del self._quota[shape]  # a tenant's or a joint project's quota may cover this job's usage
+
+    def release(self, spec: JobSpec, placement: Placement) -> None:
+        """The reverse of `take`, for a hook that gives cards back mid-cycle (a preemption, a shrunk lease):
+        the job's tenant and project hold less, the site has more free, and every 'fits nowhere' and quota
+        word of this cycle is forgotten (`capacity_freed`)."""
+        site, cls, cards = placement.site, placement.accelerator_class, placement.cards
+        self._held[(spec.tenant, spec.project, cls)] -= cards
+        self._leases[site][cls] -= cards
+        self._refresh(site, cls)
+        self.capacity_freed()
+
+    def _refresh(self, site: str, cls: str) -> None:
+        """Put the site's free cards of `cls`, as `SiteView.free_cards` counts them, into the index."""
+        self._views.pop(site, None)
+        if site not in self.index.free_table(cls):
+            return  # not placeable (offline, draining) or no such pool: nothing to place there anyway
+        pool = next(p for p in self._base[site].pools if p.accelerator_class == cls)
+        self.index.set_free(site, cls, max(0, min(pool.free, pool.offered - self._leases[site][cls])))
 
     def _shares_a_scope(self, shape: int, spec: JobSpec) -> bool:
         other = self._specs[shape]
