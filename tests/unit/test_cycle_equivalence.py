@@ -8,6 +8,7 @@ come back)."""
 
 from __future__ import annotations
 
+import gc
 import random
 from collections import defaultdict
 from dataclasses import replace
@@ -263,3 +264,19 @@ def test_jobs_differing_only_in_name_environment_or_command_share_a_shape() -> N
     ):
         assert shape_of(different, classes) != shape_of(spec, classes)
     assert shape_of(spec, ("nvidia-a100",)) != shape_of(spec, classes)
+
+
+def test_a_cycle_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path) -> None:
+    federation = _federation(tmp_path)
+    _sites(federation, random.Random(1))
+    _queue(federation, random.Random(1), 50, 0)
+    assert gc.isenabled()
+    federation.schedule()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        _queue(federation, random.Random(2), 50, 100)
+        federation.schedule()
+        assert not gc.isenabled()  # paused by someone else: the cycle does not turn it back on
+    finally:
+        gc.enable()
