@@ -1,0 +1,85 @@
+"""`python -m bench.pair --before DIR`: the scheduling cycle of two source trees side by side, alternately.
+
+Owns: a fair before/after on a machine others share. Each run is a fresh process that builds the cycle
+benchmark's federation (`bench.cycle.build`, not timed) from one tree (`PYTHONPATH=<tree>`) and times one
+`schedule()`, wall and CPU; the trees take turns, so load that comes and goes hits both alike. DIR is a plain
+export of the earlier code, e.g. `git archive 35fb0a1 | tar -x -C /tmp/before`. Writes JSON (every run, and
+min and median per tree) to stdout or `--output`. It measures; it never fails on a figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parents[1]
+ONE_CYCLE = (
+    "import json, time\n"
+    "from bench.cycle import build\n"
+    "federation, _, _ = build()\n"
+    "wall, cpu = time.perf_counter(), time.process_time()\n"
+    "dispatched = federation.schedule()\n"
+    "print(json.dumps({'wall': time.perf_counter() - wall, 'cpu': time.process_time() - cpu,"
+    " 'dispatched': dispatched}))\n"
+)
+
+
+def one_cycle(tree: Path) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run(
+        [sys.executable, "-c", ONE_CYCLE], cwd=tree, env=env, capture_output=True, text=True, check=True
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    walls, cpus = [r["wall"] for r in runs], [r["cpu"] for r in runs]
+    return {
+        "runs": runs,
+        "wall_min": min(walls),
+        "wall_median": statistics.median(walls),
+        "cpu_min": min(cpus),
+        "cpu_median": statistics.median(cpus),
+        "dispatched": sorted({r["dispatched"] for r in runs}),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.pair", description=__doc__.splitlines()[0])
+    parser.add_argument("--before", type=Path, required=True, help="a plain export of the earlier source tree")
+    parser.add_argument("--after", type=Path, default=HERE, help=f"the later tree (default {HERE})")
+    parser.add_argument("--rounds", type=int, default=5, help="cycles per tree (default 5)")
+    parser.add_argument("--output", type=Path, help="write the JSON here instead of stdout")
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or not (args.before / "bench" / "cycle.py").is_file():
+        parser.error("--rounds must be at least 1 and --before must hold bench/cycle.py (a fedgate source tree)")
+    runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+    load = [os.getloadavg()[0]]
+    for _ in range(args.rounds):
+        runs["before"].append(one_cycle(args.before.resolve()))
+        runs["after"].append(one_cycle(args.after.resolve()))
+        load.append(os.getloadavg()[0])
+    document = {
+        "command": "python -m bench.pair " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "before": {"tree": str(args.before), **summary(runs["before"])},
+        "after": {"tree": str(args.after), **summary(runs["after"])},
+        "load_average_1m": load,
+    }
+    text = json.dumps(document, indent=2) + "\n"
+    if args.output:
+        args.output.write_text(text)
+    else:
+        print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
