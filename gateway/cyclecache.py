@@ -2,18 +2,20 @@
 
 Owns, for the span of one cycle (one instant `now`, one policy, one usage snapshot): the index of free cards,
 the sites' offers and leases, what each job *shape* may use, the shapes found to fit nowhere, and the
-placement itself: exactly the decision `gateway.placement.place_in_windows` makes (`place` over the best-fit
-candidate windows (`CANDIDATE_WINDOW` tightest fits per class, a wider window only when every site of the last one was
-refused), with the same tie-breaks, computed from numbers instead of rebuilt `SiteView`s.
+placement itself: exactly the decision of `gateway.placement.place_in_windows` (`place` over the
+`CANDIDATE_WINDOW` tightest fits per class, a wider window only when every site of the last one was refused),
+with the same scores and tie-breaks, computed from the index's numbers instead of rebuilt `SiteView`s.
 
 A job's shape is every field of its spec but its name, environment and commands (so tenant, project, classes,
-resources, priority class, labels, runtime, data classification and region, the image per stack, topology, and
-any field added later); jobs of one shape get the same verdicts. So, within a cycle:
-- the policy's standing word (a centre's own terms, residency, rules at `now`) is asked once per (shape, site,
-  class); the quota word once per (tenant, project, cards, class) until usage in that tenant or project grows;
+resources, priority class, labels, runtime, data classification and region, the image per stack, topology, a
+named reservation, and any field added later); jobs of one shape get the same verdicts. So, within a cycle:
+- the policy's standing word (a centre's own terms, residency, rules at `now`) is asked once per (shape,
+  site); the quota word once per (shape, class) until a dispatch in the same tenant or project (never again,
+  for a shape no quota covers);
 - a shape that found nowhere is skipped whole for the rest of the cycle: a cycle only takes cards and adds
-  held usage, so what fit nowhere still fits nowhere. A hook that frees cards mid-cycle must call
-  `capacity_freed`, which forgets those verdicts.
+  held usage, so what fit nowhere still fits nowhere. A hook that gives cards back mid-cycle calls `release`
+  (or `capacity_freed`), which forgets those verdicts.
+`current()` is every site as placement sees it now, for hooks that place over views (reservations).
 It does not order jobs, touch the store, send anything or build reasons for refusals (`place` does that when
 someone asks why a job waits). Pure: no I/O, no clock.
 """
