@@ -12,17 +12,18 @@ named reservation, and any field added later); jobs of one shape get the same ve
 - the policy's standing word (a centre's own terms, residency, rules at `now`) is asked once per (shape,
   site); the quota word once per (shape, class) until a dispatch in the same tenant or project (never again,
   for a shape no quota covers);
-- a shape that found nowhere is skipped whole for the rest of the cycle: a cycle only takes cards and adds
-  held usage, so what fit nowhere still fits nowhere. A hook that gives cards back mid-cycle calls `release`
-  (or `capacity_freed`), which forgets those verdicts.
-`current()` is every site as placement sees it now, for hooks that place over views (reservations).
+- a shape that found nowhere is skipped until cards come back: placing only takes cards and adds held usage,
+  so what fit nowhere still fits nowhere. Cards come back when the index sees a site's free cards grow (the
+  cycle's holds let go of a pool: `gateway.cycleplan` updates the shared index) or a hook calls `release`.
+The index is shared: a hook may cut and restore sites' free cards in it (the backfill and preemption holds do);
+placement reads whatever it holds.
 It does not order jobs, touch the store, send anything or build reasons for refusals (`place` does that when
 someone asks why a job waits). Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from datetime import datetime
 
@@ -81,6 +82,7 @@ class CycleCache:
         self._shapes: dict[Shape, int] = {}
         self._specs: list[JobSpec] = []  # one spec per shape id, to ask the policy with
         self._hopeless: set[int] = set()
+        self._grown = self.index.grown
         self._standing: dict[tuple[int, str], tuple[Option, ...]] = {}
         # shape -> class -> room under its quotas: shapes some quota covers (a dispatch may change their word),
         # and shapes none covers (their word holds for the whole cycle).
@@ -145,6 +147,9 @@ class CycleCache:
         if not self.index.fits_somewhere(classes, cards):
             return None
         shape = self._shape_id(spec, classes)
+        if self.index.grown != self._grown:  # a hook gave cards back through the index (a hold let go)
+            self._grown = self.index.grown
+            self._hopeless.clear()
         if shape in self._hopeless:
             return None
         offset = 0
@@ -262,26 +267,3 @@ class CycleCache:
             leased = tuple(sorted((cls, n) for cls, n in self._leases.get(site, {}).items()))
             current = self._views[site] = replace(self._base[site], leased=leased)
         return current
-
-    def views(self) -> list[SiteView]:
-        return [self.view(site) for site in self._base]
-
-    def current(self) -> Mapping[str, SiteView]:
-        """Every site as placement sees it now, by name, each view built only when looked up."""
-        return _CurrentViews(self)
-
-
-class _CurrentViews(Mapping[str, SiteView]):
-    def __init__(self, cycle: CycleCache) -> None:
-        self._cycle = cycle
-
-    def __getitem__(self, site: str) -> SiteView:
-        if site not in self._cycle._base:
-            raise KeyError(site)
-        return self._cycle.view(site)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._cycle._base)
-
-    def __len__(self) -> int:
-        return len(self._cycle._base)

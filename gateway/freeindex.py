@@ -22,6 +22,9 @@ class FreeIndex:
     def __init__(self, views: Iterable[SiteView]) -> None:
         self._free: dict[str, dict[str, int]] = defaultdict(dict)  # class -> site -> free cards
         self._sorted: dict[str, list[tuple[int, str]]] = defaultdict(list)  # class -> [(free, site)] ascending
+        # How many times `update` has seen a site's free cards of a class grow (or appear): a reader that
+        # concluded "fits nowhere" knows when to look again. `set_free` (a dispatch) never counts.
+        self.grown = 0
         for view in views:
             self.update(view)
 
@@ -37,6 +40,8 @@ class FreeIndex:
             if cls in pools:
                 self._free[cls][view.name] = pools[cls]
                 bisect.insort(self._sorted[cls], (pools[cls], view.name))
+                if old is None or pools[cls] > old:
+                    self.grown += 1
 
     def set_free(self, site: str, cls: str, free: int) -> None:
         """Take in one (site, class)'s free cards, for a site already indexed with that class (a dispatch)."""

@@ -1,13 +1,15 @@
 """The fast scheduling cycle (`gateway.cyclecache`: verdicts per job shape, shapes that fit nowhere skipped,
 placement from numbers) makes exactly the placements of the straightforward cycle it replaced: every job
 sorted by `queue_key`, every job judged by `place_in_windows` (`place` over the best-fit windows) with
-`Scheduling.allows` (the full policy verdict) on every option, site views rebuilt after each dispatch.
+`Scheduling.allows` (the full policy verdict) on every option, site views rebuilt after each dispatch, with the
+cycle's reservation, backfill and preemption hooks as they are.
 Random federations with rules, residency, quotas of every kind and none, site terms, draining and offline
 sites, busy cards and capability requests, over two cycles (the second after more jobs arrive and some cards
 come back)."""
 
 from __future__ import annotations
 
+import copy
 import gc
 import random
 from collections import defaultdict
@@ -19,6 +21,7 @@ import pytest
 
 from gateway.config import REPO_POLICIES
 from gateway.cyclecache import shape_of
+from gateway.cycleplan import CyclePlan
 from gateway.fairshare import dominant_shares, queue_key
 from gateway.federation import Federation
 from gateway.freeindex import FreeIndex
@@ -36,7 +39,7 @@ from gateway.model import (
     StackRun,
     Topology,
 )
-from gateway.placement import place_in_windows
+from gateway.placement import place, place_in_windows
 from gateway.policy import load_catalogue
 from gateway.policy.holder import PolicyHolder
 from gateway.store import open_store
@@ -69,7 +72,7 @@ projects:
 priority_classes:
   - {name: high, priority: 100}
   - {name: normal, priority: 50, default: true}
-  - {name: low, priority: 10}
+  - {name: low, priority: 10, preemptible: true}
 sites:
   - {name: s00, region: cn-east}
   - {name: s01, region: cn-north}
@@ -165,14 +168,17 @@ def _queue(federation: Federation, rng: random.Random, count: int, first: int) -
 
 
 def _reference_cycle(federation: Federation) -> dict[str, Placement]:
-    """The cycle as it was written before `gateway.cyclecache`, decisions only (nothing is dispatched)."""
-    leases = federation.leases()
+    """The cycle as it was written before `gateway.cyclecache` (reservations, backfill and preemption holds
+    included), decisions only: nothing is dispatched, and the holds are worked out on a copy of the book."""
+    book = copy.deepcopy(federation.queue_holds)
+    queued = book.revisit(list(federation._queued), federation._queued)
+    hold = federation.reservations.hold(federation._holding.values())
+    leases = hold.withhold(federation.leases())
     views: dict[str, SiteView] = {view.name: view for view in federation.registry.views(leases)}
     index = FreeIndex(views.values())
     usage = federation.usage(list(views.values()))
     policy = federation.policy.policy
     shares = dominant_shares(usage, policy)
-    queued = list(federation._queued)
     queued.sort(
         key=lambda j: queue_key(
             federation.active[j], federation._priority(federation.active[j].spec), shares, policy, NOW
@@ -180,19 +186,32 @@ def _reference_cycle(federation: Federation) -> dict[str, Placement]:
     )
     held = usage.held
     assert isinstance(held, dict)
+    holding = federation._holding.values()
+    plan = CyclePlan(book, NOW, policy, views, index, holding, federation._queued, federation.active)
     chosen: dict[str, Placement] = {}
     for job_id in queued:
         job, classes = federation.active[job_id], federation._queued[job_id]
         cards = job.spec.resources.cards
-        decision = place_in_windows(classes, cards, index, views.__getitem__, federation.allows(job.spec, usage))
+        decision = None
+        allows = federation.allows(job.spec, usage)
+        if hold.concerns(job.spec):
+            if hold.over(job.spec):
+                continue
+            decision = place(classes, cards, hold.reserved_views(job.spec, views), hold.allows(job.spec, allows))
+        if decision is None or (decision.placement is None and not job.spec.reservation):
+            decision = None
+            if index.fits_somewhere(classes, cards):
+                decision = place_in_windows(classes, cards, index, views.__getitem__, allows)
+            if decision is None or decision.placement is None:
+                decision = plan.blocked(job, classes, allows)
         if decision is None or decision.placement is None:
             continue
         placement = decision.placement
         chosen[job_id] = placement
+        hold.took(job.spec, placement)
         held[(job.spec.tenant, job.spec.project, placement.accelerator_class)] += cards
         leases[placement.site][placement.accelerator_class] += cards
-        views[placement.site] = federation.registry.view(placement.site, leases[placement.site])
-        index.update(views[placement.site])
+        plan.placed(job, placement, federation.registry.view(placement.site, leases[placement.site]))
     return chosen
 
 

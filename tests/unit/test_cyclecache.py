@@ -4,11 +4,12 @@ fit nowhere is looked at again only after cards come back."""
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from gateway.config import REPO_POLICIES
 from gateway.cyclecache import CycleCache
-from gateway.model import JobSpec, Placement, Pool, Resources, SiteView, StackRun
+from gateway.model import JobSpec, Placement, Pool, Resources, SiteTerms, SiteView, StackRun
 from gateway.policy import load_catalogue, load_policy
 from gateway.policy.quotas import Usage
 
@@ -51,3 +52,32 @@ def test_a_shape_that_fit_nowhere_is_looked_at_again_once_cards_come_back() -> N
     assert cycle.place(job(4), H100) is None  # both sites full: this shape now fits nowhere this cycle
     cycle.release(job(4), first)  # a hook gives cards back mid-cycle
     assert cycle.place(job(4), H100) == first
+
+
+def test_a_shape_that_fit_nowhere_is_looked_at_again_when_a_hold_lets_go_of_a_pool() -> None:
+    cycle, _, _ = cache(8, 4)
+    refusing = replace(cycle.view("s0"), terms=SiteTerms(max_job_cards=2))  # 8 free, but not for this job
+    cycle = CycleCache(
+        {"s0": refusing, "s1": cycle.view("s1")},
+        defaultdict(lambda: defaultdict(int)),
+        Usage(defaultdict(int), {}, {"nvidia-h100": 12}),
+        load_policy(REPO_POLICIES / "federation.yaml"),
+        load_catalogue(REPO_POLICIES / "accelerators.yaml"),
+        NOW,
+    )
+    site = cycle.view("s1")
+    cycle.index.update(replace(site, pools=(replace(site.pools[0], free=0),)))  # a hold keeps s1's pool
+    assert cycle.place(job(4), H100) is None  # s0 refuses it, s1 is held: its shape fits nowhere now
+    cycle.index.update(site)  # the hold's job went elsewhere: gateway.cycleplan gives the pool back
+    assert cycle.place(job(4), H100) == Placement("s1", "nvidia-h100", 4)
+
+
+def test_the_free_index_counts_only_growth() -> None:
+    cycle, _, _ = cache(4)
+    index, site = cycle.index, cycle.view("s0")
+    before = index.grown
+    index.update(replace(site, pools=(replace(site.pools[0], free=1),)))
+    index.set_free("s0", "nvidia-h100", 0)
+    assert index.grown == before  # shrinking, and a dispatch, are not growth
+    index.update(site)
+    assert index.grown == before + 1
