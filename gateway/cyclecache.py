@@ -24,7 +24,7 @@ someone asks why a job waits). Pure: no I/O, no clock.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import fields, replace
+from dataclasses import fields
 from datetime import datetime
 
 from gateway.catalogue import Catalogue
@@ -265,5 +265,13 @@ class CycleCache:
         current = self._views.get(site)
         if current is None:
             leased = tuple(sorted((cls, n) for cls, n in self._leases.get(site, {}).items()))
-            current = self._views[site] = replace(self._base[site], leased=leased)
+            current = self._views[site] = _with_leases(self._base[site], leased)
         return current
+
+
+def _with_leases(view: SiteView, leased: tuple[tuple[str, int], ...]) -> SiteView:
+    """`dataclasses.replace(view, leased=leased)` without re-running the frozen `__init__` (once per dispatch)."""
+    new = object.__new__(SiteView)
+    new.__dict__.update(view.__dict__)
+    new.__dict__["leased"] = leased
+    return new

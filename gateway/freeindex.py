@@ -33,6 +33,8 @@ class FreeIndex:
         placeable = view.connected and not view.draining
         pools = {pool.accelerator_class: view.free_cards(pool) for pool in view.pools} if placeable else {}
         for cls in set(pools) | {c for c, sites in self._free.items() if view.name in sites}:
+            if cls in pools and self._free[cls].get(view.name) == pools[cls]:
+                continue  # unchanged (a dispatch already told the index): nothing to move
             old = self._free[cls].pop(view.name, None)
             if old is not None:
                 entries = self._sorted[cls]
