@@ -39,13 +39,16 @@ Shape = tuple[object, ...]
 Option = tuple[str, int, int]  # (class, cards offered, rank of the class in the job's list)
 
 
-def site_terms_reason(site: SiteView, spec: JobSpec, cls: str, catalogue: Catalogue) -> Reason | None:
-    """The centre's own veto on this job for `cls`, as its agent reported its terms; None when it accepts."""
+def site_terms_reason(
+    site: SiteView, spec: JobSpec, cls: str, catalogue: Catalogue, judged: JobSpec | None = None
+) -> Reason | None:
+    """The centre's own veto on this job for `cls`, as its agent reported its terms; None when it accepts.
+    `judged` (default: `spec`) is what the terms weigh, e.g. one part of a gang; the run is `spec`'s."""
     if site.terms is None:
         return None
     accelerator = catalogue.get(cls)
     run = spec.run_for(accelerator.stack if accelerator else "")
-    refusal = site.terms.refusal(spec, run.image if run else "")
+    refusal = site.terms.refusal(judged or spec, run.image if run else "")
     return Reason("offers", "SITE_TERMS", f"{site.name}'s own policy: {refusal}", site.name) if refusal else None
 
 
@@ -232,6 +235,13 @@ class CycleCache:
         self._refresh(site, cls)
         for shape in [s for s in self._quota if self._shares_a_scope(s, spec)]:
             del self._quota[shape]  # a tenant's or a joint project's quota may cover this job's usage
+
+    def note_taken(self, spec: JobSpec, placement: Placement) -> None:
+        """A hook placed `placement` itself (a gang's part), added it to the leases and held usage and told the
+        index: forget the site's view and the quota words that usage covers."""
+        self._views.pop(placement.site, None)
+        for shape in [s for s in self._quota if self._shares_a_scope(s, spec)]:
+            del self._quota[shape]
 
     def release(self, spec: JobSpec, placement: Placement) -> None:
         """The reverse of `take`, for a hook that gives cards back mid-cycle (a preemption, a shrunk lease):
