@@ -10,8 +10,9 @@ best-fit windows of a `FreeIndex`), over `SiteView`s built from the books, with 
 narrows which sites the job may see:
 - siloed: only its home site;
 - federated: every site (the default placement: best fit over all sites, no policy engine);
-- pooled: one ideal site holding every card of each class (cards_per_node = the largest), the bound no
-  federation can beat.
+- pooled: one ideal site holding every card of each class (cards_per_node = the largest): the reference a
+  federation is measured against. Under this greedy FIFO (no reservations, no lookahead) it is not a strict
+  lower bound: list scheduling has anomalies, and a federated run can come out slightly ahead of it.
 A job asking for more cards than any site it may use could ever hold is reported unschedulable, not queued.
 
 What it deliberately leaves out: nodes (a pool's cards are fungible; `cards_per_node` is not enforced),
