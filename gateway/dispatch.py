@@ -16,7 +16,7 @@ from datetime import datetime
 
 from gateway.errors import GatewayError, InvalidArgument, PermissionDenied, StaleEpoch
 from gateway.federation import Federation
-from gateway.gangparts import PartBook, part_reported
+from gateway.gangparts import part_reported
 from gateway.model import Job, JobState, Placement, Pool, Reason, SiteTerms, can_transition
 from gateway.receipts import RECEIPT_STATES, Countersigner, ReceiptInvalid, SettledReceipt, SiteReceipt, check_receipt
 from gateway.reservationmodel import is_booking
@@ -65,7 +65,6 @@ class Dispatcher:
         self.countersigner = countersigner
         """Settles usage receipts; without one, receipts are checked but not kept."""
         self._cursors: dict[str, int] = {}
-        self._parts = PartBook()
 
     def hello(self, site: str, agent_version: str, running: list[RunningAttempt]) -> Session:
         fed = self.federation
@@ -164,17 +163,16 @@ class Dispatcher:
             fed.requeue(updated, message)
 
     def _gang_update(self, site: str, job: Job, update: SiteUpdate, cursor: tuple[str, int]) -> None:
-        """One part of a gang reported: the job moves only when the parts add up (`gateway.gangparts`)."""
+        """One part of a gang reported: the job moves only when the parts add up (`gateway.gangparts`). The part's
+        state is saved in its placement by the same transition, so what the parts add up to survives a restart."""
         fed = self.federation
-        finished = self._parts.finished(job.job_id, job.epoch)
-        outcome = part_reported(job, site, update.state, update.device_indices, finished, update.message)
+        outcome = part_reported(job, site, update.state, update.device_indices, update.message)
         if outcome.state != job.state and not can_transition(job.state, outcome.state):
             raise GatewayError(
                 f"job {job.job_id} cannot go from {job.state.value} to {outcome.state.value}",
                 reason="ILLEGAL_TRANSITION",
             )
         receipts = self._settle(site, job, update)  # each part's site signs its own; checked before any write
-        self._parts.record(job.job_id, job.epoch, site, update.state)
         changes: dict[str, object] = {"placements": outcome.placements}
         if outcome.state == JobState.RUNNING and job.state != JobState.RUNNING:
             changes["start_time"] = update.time
@@ -184,20 +182,21 @@ class Dispatcher:
         self._cursors[site] = update.sequence
         for other in outcome.cancel_sites:
             fed.registry.send(other, CancelCommand(job.job_id, job.epoch, outcome.message))
-        if outcome.state.terminal or outcome.state in {JobState.PREEMPTED, JobState.LOST}:
-            self._parts.forget(job.job_id, job.epoch)
         if outcome.state in {JobState.PREEMPTED, JobState.LOST}:
             fed.requeue(updated, outcome.message)
 
-    def reserve_reply(self, site: str, reservation_id: str, accepted: bool, reason: str) -> None:
-        """A site's answer to a Reserve, routed by the reservation id's prefix (the one place that does)."""
+    def reserve_reply(
+        self, site: str, reservation_id: str, accepted: bool, reason: str, free: int | None = None
+    ) -> None:
+        """A site's answer to a Reserve, routed by the reservation id's prefix (the one place that does). `free`
+        is the site's free cards of the class when it replied (None when not known)."""
         fed = self.federation
         fed.registry.touch(site, fed.clock())
         if is_booking(reservation_id):
             fed.reservations.site_replied(site, reservation_id, accepted, reason)
             return
         if reservation_id.startswith(GANG_PREFIX):
-            fed.gangs.reply(site, reservation_id, accepted, reason)
+            fed.gangs.reply(site, reservation_id, accepted, reason, free)
             return
         raise InvalidArgument(
             f"reservation {reservation_id[:80]!r} is not one this gateway made", reason="UNKNOWN_RESERVATION"

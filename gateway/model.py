@@ -138,6 +138,9 @@ class Placement:
     accelerator_class: str
     cards: int
     device_indices: tuple[int, ...] = ()
+    state: JobState | None = None
+    """The last state this part's site reported for the current attempt (None until it reports). Kept for
+    gangs, where the job's state is how its parts add up (`gateway.gangparts`); stored, not sent on the wire."""
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ being nominated again for the same job for a while. The protocol, per gang:
   Reserve part 0; on accept, Reserve part 1; ... (incrementally, never all at once), each with a timeout;
   all accepted: Commit each, DISPATCHED with all parts (one epoch), Launch each (the Launch consumes the hold);
   any refusal, timeout or disconnect: Abort every part asked so far, back to QUEUED with the site's reason.
-A gateway restart forgets the gangs being reserved: `requeue_interrupted` puts them back in the queue, and
-the agents' holds expire by themselves. It does not plan (`gateway.gangs`) nor speak gRPC: commands go out
-through the site registry, and replies come in through `gateway.dispatch`.
+A refusal carries the site's free cards of the class, which lowers (never raises) the registry's view of the
+site until its next capacity report. A gateway restart forgets the gangs being reserved: `requeue_interrupted`
+puts them back in the queue, and the agents' holds expire by themselves. It does not plan (`gateway.gangs`) nor
+speak gRPC: commands go out through the site registry, and replies come in through `gateway.dispatch`.
 """
 
 from __future__ import annotations
@@ -117,8 +118,10 @@ class GangCoordinator:
         return len(stuck)
 
     # ---- what the sites say -----------------------------------------------------------------------------------
-    def reply(self, site: str, reservation_id: str, accepted: bool, reason: str) -> None:
-        """A site's answer to one Reserve. A late or unknown acceptance is aborted so its hold is released."""
+    def reply(self, site: str, reservation_id: str, accepted: bool, reason: str, free: int | None = None) -> None:
+        """A site's answer to one Reserve. A late or unknown acceptance is aborted so its hold is released. A
+        refusal's `free` (the site's free cards of the part's class when it replied) lowers the registry's view
+        of the site, so that the next plan does not count on cards it no longer has; it never raises it."""
         parsed = parse_reservation_id(reservation_id)
         gang = self._reserving.get(parsed[0]) if parsed else None
         if gang is None or parsed is None or (gang.epoch, gang.asking) != parsed[1:] or self._asked(gang) != site:
@@ -130,6 +133,8 @@ class GangCoordinator:
             self._release(gang, "the job is no longer reserving")
             return
         if not accepted:
+            if free is not None:
+                self.host.registry.lower_free(site, gang.parts[gang.asking].accelerator_class, free)
             self._fail(gang, job, site, "SITE_REFUSED_RESERVE", f"{site} refused: {reason or 'no reason given'}")
             return
         gang.asking += 1

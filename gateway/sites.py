@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from gateway.errors import NotFound
@@ -176,6 +176,17 @@ class SiteRegistry:
         for pool in pools:
             record.pools[pool.accelerator_class] = pool
         record.last_seen = now
+
+    def lower_free(self, site: str, accelerator_class: str, free: int) -> bool:
+        """Take a site's later word that only `free` cards of a class are free (a refused Reserve says so) until
+        its next capacity report. Only ever lowers: a reply cannot raise free above the site's last report, so
+        a site cannot talk itself into more work this way. True when the view changed."""
+        record = self._sites.get(site)
+        pool = record.pools.get(accelerator_class) if record is not None else None
+        if record is None or pool is None or free >= pool.free:
+            return False
+        record.pools[accelerator_class] = replace(pool, free=max(0, free))
+        return True
 
     def touch(self, site: str, now: datetime) -> None:
         self.get(site).last_seen = now

@@ -69,6 +69,18 @@ def spec_from_json(data: dict[str, Any]) -> JobSpec:
     )
 
 
+def _placement_to_json(placement: Placement) -> list[Any]:
+    state = placement.state.value if placement.state is not None else None
+    return [placement.site, placement.accelerator_class, placement.cards, list(placement.device_indices), state]
+
+
+def _placement_from_json(data: list[Any]) -> Placement:
+    """Rows written before parts kept their state have four fields: such a part has not reported yet."""
+    site, cls, cards, devices = data[:4]
+    state = data[4] if len(data) > 4 else None
+    return Placement(site, cls, cards, tuple(devices), JobState(state) if state is not None else None)
+
+
 def job_to_json(job: Job) -> str:
     body = json.dumps(
         {
@@ -77,7 +89,7 @@ def job_to_json(job: Job) -> str:
             "owner": job.owner,
             "attempt": job.attempt,
             "epoch": job.epoch,
-            "placements": [[p.site, p.accelerator_class, p.cards, list(p.device_indices)] for p in job.placements],
+            "placements": [_placement_to_json(p) for p in job.placements],
             "reasons": [[r.stage, r.code, r.message, r.site] for r in job.reasons],
             "exit_code": job.exit_code,
             "create_time": _time(job.create_time),
@@ -112,7 +124,7 @@ def job_from_json(text: str) -> Job:
         owner=data["owner"],
         attempt=data["attempt"],
         epoch=data["epoch"],
-        placements=tuple(Placement(s, c, n, tuple(d)) for s, c, n, d in data["placements"]),
+        placements=tuple(_placement_from_json(p) for p in data["placements"]),
         reasons=tuple(Reason(*r) for r in data["reasons"]),
         exit_code=data["exit_code"],
         start_time=_parse_time(data["start_time"]),

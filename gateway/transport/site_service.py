@@ -271,7 +271,9 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
         if kind == "reserve_reply":  # a gang part's or an advance booking's: the dispatcher routes by id
             answer = message.reserve_reply
             try:
-                self.dispatcher.reserve_reply(site, answer.reservation_id[:128], answer.accepted, answer.reason[:1024])
+                self.dispatcher.reserve_reply(
+                    site, answer.reservation_id[:128], answer.accepted, answer.reason[:1024], answer.free
+                )
             except GatewayError as exc:
                 return rejection(exc)
             return None

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from gateway.config import REPO_POLICIES
-from gateway.dispatch import Dispatcher
+from gateway.dispatch import Dispatcher, RunningAttempt
 from gateway.federation import Federation
 from gateway.identity.principal import Principal
 from gateway.model import Job, JobSpec, JobState, Pool, Resources, StackRun, Topology
@@ -59,18 +59,32 @@ class FakeSite:
 
 
 class GangWorld:
-    def __init__(self, sites: list[FakeSite], cls: str = "nvidia-h100") -> None:
+    def __init__(self, sites: list[FakeSite], cls: str = "nvidia-h100", store_url: str = "sqlite://:memory:") -> None:
         self.clock = Clock()
         catalogue = load_catalogue(REPO_POLICIES / "accelerators.yaml")
-        policy = PolicyHolder(REPO_POLICIES / "federation.yaml", catalogue, self.clock())
-        self.store = open_store("sqlite://:memory:")
-        self.fed = Federation(self.store, policy, self.clock)
+        self.policy = PolicyHolder(REPO_POLICIES / "federation.yaml", catalogue, self.clock())
+        self.store_url = store_url
+        self.store = open_store(store_url)
+        self.fed = Federation(self.store, self.policy, self.clock)
         self.dispatcher = Dispatcher(self.fed)
         self.cls = cls
         self.sites = {s.name: s for s in sites}
         self.sessions = {s.name: self.dispatcher.hello(s.name, "fake", []) for s in sites}
         for s in sites:
             self.report(s.name)
+
+    def restart(self, running: dict[str, list[RunningAttempt]] | None = None) -> None:
+        """A new gateway process over the same store file (nothing kept in memory); every site reconnects, saying
+        which attempts it still runs (`running`), and reports its capacity again."""
+        if not self.store_url.endswith(":memory:"):  # a memory store cannot be reopened: keep the one there is
+            self.store.close()
+            self.store = open_store(self.store_url)
+        self.fed = Federation(self.store, self.policy, self.clock)
+        self.dispatcher = Dispatcher(self.fed)
+        said = running or {}
+        self.sessions = {name: self.dispatcher.hello(name, "fake", said.get(name, [])) for name in self.sites}
+        for name in self.sites:
+            self.report(name)
 
     def report(self, name: str) -> None:
         site = self.sites[name]
@@ -149,12 +163,12 @@ class GangWorld:
     def _reserve(self, site: FakeSite, command: ReserveCommand) -> None:
         if site.refuse or command.cards > site.free:
             reason = site.refuse or f"only {site.free} free"
-            self.dispatcher.reserve_reply(site.name, command.reservation_id, False, reason)
+            self.dispatcher.reserve_reply(site.name, command.reservation_id, False, reason, site.free)
             return
         site.free -= command.cards
         site.holds[command.reservation_id] = (command.job_id, command.epoch, command.cards)
         site.expires[command.reservation_id] = self.clock() + command.timeout
-        self.dispatcher.reserve_reply(site.name, command.reservation_id, True, "")
+        self.dispatcher.reserve_reply(site.name, command.reservation_id, True, "", site.free)
 
     @staticmethod
     def _release(site: FakeSite, rid: str) -> None:

@@ -162,3 +162,39 @@ def test_reservation_ids_name_job_epoch_and_part() -> None:
     assert parse_reservation_id("gang:job-1:7:2") == ("job-1", 7, 2)
     assert parse_reservation_id("book:x") is None
     assert parse_reservation_id("gang:job-1:x:2") is None
+
+
+def free_at(w: GangWorld, site: str) -> int:
+    (pool,) = w.fed.registry.view(site).pools
+    return pool.free
+
+
+async def test_a_refusal_for_capacity_lowers_the_sites_free_cards_until_its_next_report() -> None:
+    w = world()
+    w.sites["b"].free = 2  # others took six of b's cards since its last capacity report, which still says 8
+    first = await w.submit(12)
+    w.run()
+    assert w.state(first.job_id) is JobState.QUEUED
+    assert free_at(w, "b") == 2  # the refusal's word, not the stale report
+    # Another job, for which b is not backing off, is not planned on b's stale 8 cards: b is not asked again.
+    asked = len([c for c in w.sites["b"].received if isinstance(c, ReserveCommand)])
+    second = await w.submit(12)
+    w.run()
+    assert w.state(second.job_id) is JobState.QUEUED
+    assert len([c for c in w.sites["b"].received if isinstance(c, ReserveCommand)]) == asked
+    # b's next capacity report is its word again.
+    w.sites["b"].free = 8
+    w.report("b")
+    assert free_at(w, "b") == 8
+    w.run()
+    assert JobState.DISPATCHED in {w.state(first.job_id), w.state(second.job_id)}
+
+
+async def test_a_refusal_never_raises_the_sites_free_cards_above_its_last_report() -> None:
+    w = world(FakeSite("a", 8), FakeSite("b", 8, free=4, refuse="site policy: not now"))
+    w.sites["b"].free = 8  # what b's refusal will claim: more than it reported
+    job = await w.submit(12)
+    w.run()
+    assert w.state(job.job_id) is JobState.QUEUED
+    assert any(isinstance(c, ReserveCommand) for c in w.sites["b"].received)
+    assert free_at(w, "b") == 4
