@@ -2,7 +2,8 @@
 
 Owns: the bookkeeping that makes launches idempotent and stale epochs detectable: live attempts, a
 bounded memory of ended ones (so a repeated Launch re-reports instead of running twice), and each job's
-highest epoch. It does not start or stop anything (the runtime does, through a backend).
+highest epoch, and the JobUpdate that reports an attempt's state (`update_of`). It does not start or stop
+anything (the runtime does, through a backend) and does not number or journal updates (the runtime does).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import datetime
 
 from agents.backends.base import JobHandle
 from agents.commands import Launch
-from agents.model import JobState
+from agents.model import JobState, JobUpdate
 
 # Enough to cover any resend window the gateway could have; old entries only matter for a Launch the
 # gateway repeats long after the attempt ended, which it has no reason to do.
@@ -52,6 +53,23 @@ class Attempt:
     @property
     def key(self) -> tuple[str, int]:
         return (self.launch.job_id, self.launch.epoch)
+
+
+def update_of(attempt: Attempt, sequence: int, time: datetime) -> JobUpdate:
+    """The update reporting `attempt` as it is now (with its receipt, if one was made), numbered `sequence`."""
+    return JobUpdate(
+        job_id=attempt.launch.job_id,
+        epoch=attempt.launch.epoch,
+        state=attempt.state,
+        sequence=sequence,
+        time=time,
+        exit_code=attempt.exit_code,
+        message=attempt.message,
+        device_indices=attempt.devices,
+        lease_returned=attempt.lease_returned,
+        receipt_record=attempt.receipt[0] if attempt.receipt else b"",
+        receipt_signature=attempt.receipt[1] if attempt.receipt else b"",
+    )
 
 
 class AttemptTable:

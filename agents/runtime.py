@@ -1,24 +1,24 @@
 """The agent's core: turns gateway commands into backend calls and job updates. No gRPC here.
 
-Owns: the attempts running at this site (by job and epoch), device allocation per pool, the capacity to
-report (each pool's offer as the centre's policy sets it at this instant), enforcing the centre's terms on
-every launch (`agents.terms` judges; a refusal hands the lease back), idempotent launches and stale-epoch
-refusal, stopping attempts (cancel, preempt, max runtime, shutdown), and numbering job updates into the
-journal. A window that shrinks an offer never stops a running job: free capacity goes to 0 and the offer
-shrinks as jobs end. It does not own the connection: the transport asks it for Hello contents, capacity
-and terms, hands it commands, and sends what it puts in the journal, re-sending after a reconnect until
-acknowledged. Jobs keep running whether or not a gateway is connected. Started attempts are journaled so a
-restarted agent re-attaches them (`restore`), and each one's end carries a signed usage receipt, made once.
+Owns: the attempts running at this site (by job and epoch), device allocation per pool, idempotent launches
+and stale-epoch refusal (a refusal by `agents.admission` hands the lease back), stopping attempts (cancel,
+preempt, max runtime, shutdown), numbering job updates into the journal, and routing each gateway command to
+its owner. A window that shrinks an offer never stops a running job. It does not own the connection: the
+transport asks it for Hello contents, capacity and terms, hands it commands, and sends what it puts in the
+journal, re-sending after a reconnect until acknowledged. Jobs keep running whether or not a gateway is
+connected. Delegated: capacity and offers (`agents.offers`), gang holds (`agents.holds`), advance bookings
+(`agents.bookings`), the backend's LaunchSpec (`agents.launchspec`), re-attaching journaled attempts after a
+restart (`agents.recovery`) and each started attempt's signed usage receipt, made once (`agents.usage`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime
 
-from agents.attempts import Attempt, AttemptTable
+from agents.admission import admit
+from agents.attempts import Attempt, AttemptTable, update_of
 from agents.backends.base import Backend, JobHandle, LaunchSpec
 from agents.bookings import Bookings, is_booking
 from agents.commands import (
@@ -35,28 +35,21 @@ from agents.commands import (
 )
 from agents.config import AgentConfig
 from agents.devices import DevicePool
-from agents.errors import BackendError, LaunchRefused, SiteDraining, SiteTermsRefused, UnknownAcceleratorClass
+from agents.errors import BackendError, LaunchRefused
 from agents.holds import HoldBook
 from agents.journal import StartedAttempt, UpdateJournal
+from agents.launchspec import PREEMPT_GRACE_ENV, launch_spec
 from agents.model import JobState, JobUpdate, PoolCapacity, ReserveReply, RunningJob, SiteTerms
+from agents.offers import current_offers, pool_capacities, seconds_until_change
+from agents.recovery import reattach
 from agents.supervisor import AttemptSupervisor
-from agents.terms import LaunchRequest, effective_offer, judge_launch, next_offer_change
-from agents.usage import ReceiptSigner, usage_record
+from agents.usage import ReceiptSigner, needs_resend_without_receipt, sign_usage, without_receipt
+
+__all__ = ["PREEMPT_GRACE_ENV", "SHUTDOWN_MESSAGE", "SiteRuntime"]  # PREEMPT_GRACE_ENV: callers import it here
 
 log = logging.getLogger(__name__)
 
-RECEIPT_INVALID = "RECEIPT_INVALID"
-"""The gateway's reason for refusing a receipt; the update it rode on is sent again without one."""
 SHUTDOWN_MESSAGE = "the site agent is shutting down"
-PREEMPT_GRACE_ENV = "FEDGATE_PREEMPT_GRACE_S"
-"""Every job finds here how many seconds it has, after SIGTERM, to checkpoint before it is killed when
-preempted: the gateway sets it from the job's priority class; without it the agent's own cancel grace."""
-LOST_TRACK_MESSAGE = (
-    "the site agent lost track of this attempt: it was running when the agent stopped, and after the restart "
-    "the {backend} backend no longer knows it"
-)
-MIN_OFFER_WAIT_S = 0.05
-"""Shortest wait `refresh_offers` suggests, so a clock that stands still (tests) cannot make a busy loop."""
 
 
 def _utc_now() -> datetime:
@@ -113,23 +106,7 @@ class SiteRuntime:
 
     def capacity(self) -> list[PoolCapacity]:
         """Each pool as it is now: the offer the centre's policy sets at this instant, and what of it is free."""
-        now = self._clock()
-        pools = []
-        for pool in self._pools.values():
-            offered = effective_offer(self._policy, pool.spec, now)
-            free = 0 if self._draining else max(0, offered - pool.used_count)  # a draining site takes nothing new
-            pools.append(
-                PoolCapacity(
-                    accelerator_class=pool.spec.accelerator_class,
-                    total=pool.spec.cards,
-                    offered=offered,
-                    free=free,
-                    cards_per_node=pool.spec.cards_per_node,
-                    interconnect=pool.spec.interconnect,
-                    labels=dict(pool.spec.labels),
-                )
-            )
-        return pools
+        return pool_capacities(self._policy, self._pools.values(), self._clock(), draining=self._draining)
 
     def terms(self) -> SiteTerms:
         """What the centre accepts, reported with every capacity report."""
@@ -146,9 +123,7 @@ class SiteRuntime:
             self._capacity_changed()
         if self._holds.expire():  # gang holds nobody committed or aborted in time
             self._capacity_changed()
-        now = self._clock()
-        changes = [t for t in (next_offer_change(self._policy, now), self._holds.next_expiry()) if t is not None]
-        return None if not changes else max(MIN_OFFER_WAIT_S, (min(changes) - now).total_seconds())
+        return seconds_until_change(self._policy, self._clock(), self._holds.next_expiry())
 
     def unacknowledged_updates(self, after: int = 0) -> list[JobUpdate]:
         """Updates the gateway has not acknowledged, with sequence > `after`, oldest first."""
@@ -206,23 +181,20 @@ class SiteRuntime:
                 self._journal.acknowledge(command.sequence)
                 self._notify()
             case UpdateRejected():
-                # Retrying cannot help (the gateway says the message changed nothing), so it is dropped.
-                log.warning(
-                    "gateway refused update %d: %s (%s)", command.update_sequence, command.message, command.reason
-                )
-                if command.update_sequence:
-                    refused = next((u for u in self._journal.pending() if u.sequence == command.update_sequence), None)
-                    self._journal.discard(command.update_sequence)
-                    if refused is not None and refused.receipt_record and command.reason == RECEIPT_INVALID:
-                        self._resend_without_receipt(refused)
-                    self._notify()
+                self._update_rejected(command)
         return None
 
-    def _resend_without_receipt(self, refused: JobUpdate) -> None:
-        """The gateway would not settle this end's receipt (e.g. signed with a key renewed since): the end
-        itself must still be heard, so it goes again without the receipt."""
-        self._last_sequence += 1
-        self._journal.append(replace(refused, sequence=self._last_sequence, receipt_record=b"", receipt_signature=b""))
+    def _update_rejected(self, command: UpdateRejected) -> None:
+        """Retrying cannot help (the gateway says the message changed nothing), so the update is dropped; an end
+        refused for its receipt goes again without it (`agents.usage`)."""
+        log.warning("gateway refused update %d: %s (%s)", command.update_sequence, command.message, command.reason)
+        if command.update_sequence:
+            refused = next((u for u in self._journal.pending() if u.sequence == command.update_sequence), None)
+            self._journal.discard(command.update_sequence)
+            if refused is not None and needs_resend_without_receipt(refused, command.reason):
+                self._last_sequence += 1
+                self._journal.append(without_receipt(refused, self._last_sequence))
+            self._notify()
 
     # -- commands ----------------------------------------------------------------------------------
 
@@ -243,7 +215,7 @@ class SiteRuntime:
             # A job never runs under two live attempts: the newer lease wins.
             self._supervisor.stop(older, JobState.CANCELLED, f"superseded by epoch {command.epoch}")
         try:
-            pool = self._admit(command)
+            pool = admit(self.site, command, self._pools, self._policy, self._clock, draining=self._draining)
             devices = pool.allocate(command.cards)
         except LaunchRefused as exc:
             # The site's own reasons (draining, its terms, full, no such pool): hand the lease back, the job
@@ -298,21 +270,11 @@ class SiteRuntime:
         """Re-attach the attempts a previous run of this agent started and did not see end, through
         `backend.adopt`; an attempt the backend no longer knows is reported FAILED (with its receipt), never
         silently forgotten. Call once, before the first connection, so Hello lists the re-attached ones."""
-        for started in self._journal.started():
-            launch = started.launch
-            self._attempts.note_epoch(launch.job_id, launch.epoch)
-            pool = self._pools.get(launch.accelerator_class)
-            devices = pool.claim(started.devices) if pool is not None else ()
-            attempt = Attempt(launch=launch, devices=devices, started_at=started.start_time)
-            try:
-                attempt.handle = None if pool is None else await self._backend.adopt(self._spec(launch, pool, devices))
-            except Exception:  # a backend that cannot look must not stop the agent; the attempt is reported lost
-                log.exception("job %s epoch %d: the backend failed to look for the attempt", *attempt.key)
+        async for attempt in reattach(self._journal.started(), self._pools, self._backend, self._spec):
+            self._attempts.note_epoch(*attempt.key)
             if attempt.handle is None:
-                attempt.state, attempt.message = JobState.FAILED, LOST_TRACK_MESSAGE.format(backend=self.backend_name)
-                self._ended(attempt)
+                self._ended(attempt)  # lost: reported FAILED, with its receipt
                 continue
-            log.info("job %s epoch %d: re-attached after a restart", *attempt.key)
             self._attempts.add_live(attempt)
             self._supervisor.watch(attempt)
         self._capacity_changed()
@@ -335,44 +297,11 @@ class SiteRuntime:
 
     # -- internals ---------------------------------------------------------------------------------
 
-    def _admit(self, command: Launch) -> DevicePool:
-        """The pool the launch may take its cards from, or LaunchRefused saying why not."""
-        if self._draining:
-            raise SiteDraining("site is draining")
-        pool = self._pools.get(command.accelerator_class)
-        if pool is None:
-            wanted = command.accelerator_class or "(no class)"
-            offered = ", ".join(sorted(self._pools)) or "nothing"
-            raise UnknownAcceleratorClass(f"site {self.site} has no pool of {wanted}; it offers {offered}")
-        request = LaunchRequest(
-            command.tenant, command.project, command.accelerator_class, command.cards, command.image
-        )
-        refusal = judge_launch(self._policy, pool.spec, request, self._clock(), pool.used_count)
-        if refusal is not None:
-            raise SiteTermsRefused(refusal.message, term=refusal.term)
-        return pool
-
     def _current_offers(self) -> dict[str, int]:
-        now = self._clock()
-        return {cls: effective_offer(self._policy, pool.spec, now) for cls, pool in self._pools.items()}
+        return current_offers(self._policy, self._pools, self._clock())
 
     def _spec(self, command: Launch, pool: DevicePool, devices: tuple[int, ...]) -> LaunchSpec:
-        return LaunchSpec(
-            site=self.site,
-            job_id=command.job_id,
-            epoch=command.epoch,
-            attempt=command.attempt,
-            accelerator_class=command.accelerator_class,
-            stack=command.stack or pool.spec.stack,
-            command=command.command,
-            devices=devices,
-            image=command.image,
-            tenant=command.tenant,
-            project=command.project,
-            env={PREEMPT_GRACE_ENV: f"{self._grace_s:g}", **command.env},
-            max_runtime_s=command.max_runtime_s,
-            labels=command.labels,
-        )
+        return launch_spec(self.site, command, pool, devices, grace_s=self._grace_s)
 
     def _refuse(self, command: Launch, message: str, *, lease_returned: bool = False) -> None:
         log.warning("job %s epoch %d: refused: %s", command.job_id, command.epoch, message)
@@ -384,12 +313,9 @@ class SiteRuntime:
         pool = self._pools.get(attempt.launch.accelerator_class)
         if pool is not None:
             pool.release(attempt.devices)
-        if attempt.started_at is not None and self._signer is not None:
-            try:
-                signed = self._signer.sign(usage_record(self.site, attempt, self._clock()))
-                attempt.receipt = (signed.record, signed.signature)
-            except Exception:  # the end must still be reported; the gateway then settles no receipt for it
-                log.exception("job %s epoch %d: could not sign the usage receipt", *attempt.key)
+        receipt = sign_usage(self._signer, self.site, attempt, self._clock)
+        if receipt is not None:
+            attempt.receipt = receipt
         self._attempts.add_ended(attempt)
         self._report(attempt)
         self._journal.record_ended(*attempt.key)
@@ -397,19 +323,7 @@ class SiteRuntime:
 
     def _report(self, attempt: Attempt) -> None:
         self._last_sequence += 1
-        update = JobUpdate(
-            job_id=attempt.launch.job_id,
-            epoch=attempt.launch.epoch,
-            state=attempt.state,
-            sequence=self._last_sequence,
-            time=self._clock(),
-            exit_code=attempt.exit_code,
-            message=attempt.message,
-            device_indices=attempt.devices,
-            lease_returned=attempt.lease_returned,
-            receipt_record=attempt.receipt[0] if attempt.receipt else b"",
-            receipt_signature=attempt.receipt[1] if attempt.receipt else b"",
-        )
+        update = update_of(attempt, self._last_sequence, self._clock())
         self._journal.append(update)
         where = ",".join(map(str, attempt.devices)) or "none"
         detail = f": {update.message}" if update.message else ""

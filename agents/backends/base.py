@@ -114,11 +114,17 @@ class Backend(Protocol):
       launch retried after a lost reply, or re-attached after an agent restart, never runs the job twice.
     - `read_output` MUST return the attempt's combined stdout/stderr bytes from `offset`, at most `limit`
       of them, and b"" at the current end (also after the attempt ended); it MUST NOT block for new output.
-    - A backend whose engine keeps attempts running without the agent (Slurm, Kubernetes) SHOULD say so with a
-      class attribute `keeps_jobs = True` (read with getattr, default False): a stopping agent then leaves its
-      jobs running and the next start re-attaches them with `adopt`; otherwise it stops them first.
     - A backend MUST keep each attempt's files apart (`<workdir>/<job_id>/<epoch>/` for local) and MUST
       confine the attempt to the devices in `LaunchSpec.devices`.
+
+    Two optional hooks, read with getattr because most backends have neither:
+    - `async def discover(self) -> None`: a backend that must look at its scheduler before it knows its pools
+      (slurm's sinfo, kubernetes' node list) does that I/O here, never in `pools()`. `open_backend` awaits it
+      once, before the runtime is built and calls `pools()`; it MUST raise BackendError naming the fix when the
+      scheduler cannot be read, and `pools()` MUST raise BackendError if called before it ran.
+    - `keeps_jobs: bool` (class attribute, default False): True when the engine keeps attempts running without
+      the agent (Slurm, Kubernetes). A stopping agent then leaves its jobs running, journaled, and the next
+      start re-attaches them with `adopt`; otherwise it stops them first.
     """
 
     @property
@@ -130,7 +136,8 @@ class Backend(Protocol):
         """The pools this backend can serve, given what the config declares.
 
         MUST return only classes from `declared` and MUST NOT raise `offered` above what is declared
-        (the centre's own share is the upper bound). A backend that discovers hardware may lower numbers.
+        (the centre's own share is the upper bound). A backend that discovers hardware may lower numbers,
+        from what its `discover()` found: `pools()` itself does no I/O.
         """
         ...
 

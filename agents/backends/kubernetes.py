@@ -7,8 +7,9 @@ into each attempt's exit status, deleting Jobs on cancel, and reading the pod's 
 `agents.backends.kubemanifest`'s, the class rules `agents.backends.kubeclasses`', every API call
 `agents.backends.kubeapi`'s; all blocking calls run in threads, never on the event loop.
 
-`pools()` is the one synchronous call: the runtime asks it once, when the agent starts and before it dials
-the gateway, so it lists the nodes there and then.
+Node discovery is the async `discover()`, which `agents.backends.registry.open_backend` awaits before the
+runtime is built (listing the nodes in a thread); the synchronous `pools()` then only lowers the declared pools
+to what it found, without I/O, and raises BackendError if `discover()` has not run.
 """
 
 from __future__ import annotations
@@ -86,8 +87,15 @@ class KubernetesBackend:
     def name(self) -> str:
         return "kubernetes"
 
+    async def discover(self) -> None:
+        """List the cluster's nodes (in a thread) and count each class's capacity. Raises BackendError naming
+        the fix when the API server does not answer or forbids listing nodes."""
+        await asyncio.to_thread(self._discover)
+
     def pools(self, declared: Sequence[PoolSpec]) -> Sequence[PoolSpec]:
-        return lower_pools(declared, self._discover())
+        if self._found is None:
+            raise BackendError("the kubernetes backend has not looked at its cluster yet; await discover() first")
+        return lower_pools(declared, self._found)
 
     async def launch(self, spec: LaunchSpec) -> KubeHandle:
         if not spec.command or not spec.command[0]:

@@ -127,8 +127,8 @@ def create_backend(settings: BackendSettings) -> Backend:
 
 async def open_backend(settings: BackendSettings) -> Backend:
     """Build the backend and, if it has an `async discover()` (a scheduler it must first look at, like
-    slurm's sinfo), await it, so that the synchronous `pools()` the runtime calls next has its answer
-    without blocking the event loop."""
+    slurm's sinfo or kubernetes' node list), await it, so that the synchronous `pools()` the runtime calls
+    next has its answer without blocking the event loop."""
     backend = create_backend(settings)
     discover = getattr(backend, "discover", None)
     if discover is not None:

@@ -162,7 +162,8 @@ async def test_discovery_counts_ready_nodes_by_class_and_lowers_declared_pools(m
         PoolSpec("ascend-910c", cards=16, offered=4, cards_per_node=32),
         PoolSpec("hygon-k100", cards=8, offered=8, cards_per_node=8),
     ]
-    pools = {p.accelerator_class: p for p in await asyncio.to_thread(backend.pools, declared)}
+    await backend.discover()  # as open_backend does before the runtime asks for pools
+    pools = {p.accelerator_class: p for p in backend.pools(declared)}
     # Two Ready H100 nodes count; the NotReady and the cordoned one do not.
     assert pools["nvidia-h100"] == PoolSpec("nvidia-h100", cards=16, offered=16, cards_per_node=8)
     assert pools["ascend-910b"] == PoolSpec("ascend-910b", cards=8, offered=8, cards_per_node=8)
@@ -369,7 +370,7 @@ async def test_an_unreachable_or_forbidding_api_server_stops_discovery_with_a_cl
     )
     backend = await make_backend()
     with pytest.raises(BackendError, match=r"cannot list nodes: .*403: nodes is forbidden.*kubernetes-rbac.md"):
-        await asyncio.to_thread(backend.pools, [PoolSpec("nvidia-h100", 8, 8, 8)])
+        await backend.discover()
 
 
 async def test_kueue_gang_creates_a_suspended_job_in_the_queue(make_backend: Any, cluster: Any) -> None:
@@ -384,7 +385,7 @@ async def test_kueue_gang_creates_a_suspended_job_in_the_queue(make_backend: Any
 
 async def test_every_api_call_the_backend_made_is_in_its_permission_table(make_backend: Any, cluster: Any) -> None:
     backend = await make_backend(gang="volcano")
-    await asyncio.to_thread(backend.pools, [PoolSpec("nvidia-h100", 8, 8, 8)])
+    await backend.discover()  # lists nodes, as the agent's start does
     s = spec()
     handle = await backend.launch(s)
     await backend.adopt(s)
@@ -427,8 +428,9 @@ async def test_the_agent_runtime_runs_reports_and_cancels_jobs_through_the_backe
         pools=(PoolSpec("nvidia-h100", cards=64, offered=32, cards_per_node=8, stack="cuda"),),
         cancel_grace_s=0.2,
     )
-    # The runtime asks for pools once, synchronously, as the agent does at start; kmock shares this loop.
-    runtime = await asyncio.to_thread(SiteRuntime, config, backend, MemoryJournal())
+    # As the agent's start does (open_backend): discover first, then the runtime's pools() does no I/O.
+    await backend.discover()
+    runtime = SiteRuntime(config, backend, MemoryJournal())
     assert [(c.total, c.offered) for c in runtime.capacity()] == [(16, 16)]
     image = "registry.example/train:1"
     await runtime.handle(Launch("done", 1, 1, "nvidia-h100", 2, ("train",), image=image, max_runtime_s=60))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
@@ -164,4 +165,6 @@ def test_discovery_against_an_api_server_that_does_not_answer_says_so(tmp_path: 
     )
     backend = create_backend(BackendSettings("kubernetes", tmp_path, KubernetesOptions("ns", kubeconfig=config)))
     with pytest.raises(BackendError, match="cannot list nodes: the API server did not answer"):
-        backend.pools([PoolSpec("nvidia-h100", 8, 8, 8)])
+        asyncio.run(backend.discover())  # discovery is where the nodes are listed; pools() does no I/O
+    with pytest.raises(BackendError, match=r"await discover\(\) first"):
+        backend.pools([PoolSpec("nvidia-h100", 8, 8, 8)])  # nothing was found, so it cannot guess
