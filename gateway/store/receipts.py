@@ -16,6 +16,7 @@ from datetime import datetime
 
 from gateway.model import JobState
 from gateway.receipts import SettledReceipt, SiteReceipt, UsageRecord
+from gateway.store.scope import scope_clauses
 
 RECEIPT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS receipts (
@@ -102,16 +103,9 @@ class ReceiptTables:
         tenant; `or_projects` adds these (joint) projects' receipts whichever tenant ran them."""
         clauses: list[str] = ["id > ?", "end_time >= ?", "end_time < ?"]
         params: list[object] = [int(page_token or 0), start.isoformat(), end.isoformat()]
-        if tenants is not None:
-            scope = f"tenant IN ({','.join('?' * len(tenants))})"
-            params.extend(tenants)
-            if or_projects:
-                scope = f"({scope} OR project IN ({','.join('?' * len(or_projects))}))"
-                params.extend(or_projects)
-            clauses.append(scope)
-        if project:
-            clauses.append("project = ?")
-            params.append(project)
+        scoped, scope_params = scope_clauses(tenants, project, or_projects)
+        clauses.extend(scoped)
+        params.extend(scope_params)
         sql = f"SELECT {_COLUMNS} FROM receipts WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?"
         with self._lock:
             rows = self._db.execute(sql, (*params, page_size + 1)).fetchall()

@@ -17,6 +17,7 @@ from typing import Any
 
 from gateway.model import Capability, Reason, Resources
 from gateway.reservationmodel import Reservation, ReservationPart, ReservationRequest, ReservationState
+from gateway.store.scope import scope_clauses
 
 RESERVATION_SCHEMA = """
 CREATE TABLE IF NOT EXISTS reservations (
@@ -171,17 +172,10 @@ class ReservationTables:
         page_token: str = "",
         or_projects: Collection[str] = (),
     ) -> ReservationPage:
-        clauses, params = ["reservation_id > ?"], [page_token]
-        if tenants is not None:
-            scope = f"tenant IN ({','.join('?' * len(tenants))})"
-            params.extend(tenants)
-            if or_projects:
-                scope = f"({scope} OR project IN ({','.join('?' * len(or_projects))}))"
-                params.extend(or_projects)
-            clauses.append(scope)
-        if project:
-            clauses.append("project = ?")
-            params.append(project)
+        clauses, params = ["reservation_id > ?"], list[object]([page_token])
+        scoped, scope_params = scope_clauses(tenants, project, or_projects)
+        clauses.extend(scoped)
+        params.extend(scope_params)
         where = " AND ".join(clauses)
         sql = f"SELECT reservation_id, body FROM reservations WHERE {where} ORDER BY reservation_id LIMIT ?"
         with self._lock:

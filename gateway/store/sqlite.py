@@ -17,6 +17,7 @@ from gateway.store.base import JobPage
 from gateway.store.codec import job_from_json, job_to_json
 from gateway.store.receipts import RECEIPT_SCHEMA, ReceiptTables
 from gateway.store.reservations import RESERVATION_SCHEMA, ReservationTables
+from gateway.store.scope import scope_clauses
 from gateway.store.security import SECURITY_SCHEMA, SecurityTables
 
 SCHEMA = """
@@ -143,17 +144,10 @@ class SqliteStore(SecurityTables, ReservationTables, ReceiptTables):
         page_token: str = "",
         or_projects: Collection[str] = (),
     ) -> JobPage:
-        clauses, params = ["job_id > ?"], [page_token]
-        if tenants is not None:
-            scope = f"tenant IN ({','.join('?' * len(tenants))})"
-            params.extend(tenants)
-            if or_projects:
-                scope = f"({scope} OR project IN ({','.join('?' * len(or_projects))}))"
-                params.extend(or_projects)
-            clauses.append(scope)
-        if project:
-            clauses.append("project = ?")
-            params.append(project)
+        clauses, params = ["job_id > ?"], list[object]([page_token])
+        scoped, scope_params = scope_clauses(tenants, project, or_projects)
+        clauses.extend(scoped)
+        params.extend(scope_params)
         if states:
             clauses.append(f"state IN ({','.join('?' * len(states))})")
             params.extend(s.value for s in states)

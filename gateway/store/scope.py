@@ -1,0 +1,34 @@
+"""Who may see which rows: the one SQL filter every listing of the store shares (jobs, reservations, receipts).
+
+Owns: turning a caller's visible tenants, joint projects and an optional project filter into WHERE clauses
+and their parameters. It does not decide who may see what (`gateway.access` does) nor run any query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+
+def _marks(values: Collection[str]) -> str:
+    return ",".join("?" * len(values))
+
+
+def scope_clauses(
+    tenants: Collection[str] | None, project: str = "", or_projects: Collection[str] = ()
+) -> tuple[list[str], list[object]]:
+    """Clauses (to AND together) and their parameters: rows of `tenants` (None: every tenant) or of the joint
+    `or_projects` whichever tenant owns them, and of `project` only when it is given. Each table filtered
+    this way has `tenant` and `project` columns."""
+    clauses: list[str] = []
+    params: list[object] = []
+    if tenants is not None:
+        scope = f"tenant IN ({_marks(tenants)})"
+        params.extend(tenants)
+        if or_projects:
+            scope = f"({scope} OR project IN ({_marks(or_projects)}))"
+            params.extend(or_projects)
+        clauses.append(scope)
+    if project:
+        clauses.append("project = ?")
+        params.append(project)
+    return clauses, params
