@@ -1,9 +1,12 @@
-"""Scheduling: which queued job goes where, now, and what the quotas see while deciding it.
+"""Scheduling: which queued job goes where, now, and why a waiting job waits.
 
 Owns: the scheduling cycle (aged priority, then fair share, then age; `place`'s decision over an index of free
 capacity with the policy's word on every option, remembered per job shape for the cycle by
-`gateway.cyclecache`; the cycle's dispatches made durable in one transaction before the launches go out), live
-usage for quotas, leases, and the reason chain of a waiting job.
+`gateway.cyclecache`; reservations, backfill and preemption holds through `gateway.cycleplan`; gangs started
+when no one site fits), the scheduler loop, and the reason chain of a waiting job.
+It does not own live usage, leases or the policy's verdict on an option (`gateway.liveusage`), nor turning a
+placement into a lease and a launch (`gateway.launching`, which makes a cycle's dispatches durable in one
+transaction before the launches go out); both are mixed in here.
 It is a part of `Federation` (mixed in), split out so that each file says one thing; it relies on the
 Federation's books (`active`, `_queued`, `_holding`, ...) and on its `transition` for every state change.
 """
@@ -13,34 +16,27 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import ParamSpec, TypeVar
 
-from gateway.cyclecache import CycleCache, site_terms_reason
+from gateway.cyclecache import CycleCache
 from gateway.cycleplan import CyclePlan
-from gateway.errors import FailedPrecondition
 from gateway.fairshare import dominant_shares, queue_keys
 from gateway.freeindex import FreeIndex
 from gateway.gangs import GangPlan, plan_gang
 from gateway.holds import HoldBook
-from gateway.model import Job, JobSpec, JobState, Placement, Reason, SiteView, StackRun
+from gateway.launching import Launching, Move
+from gateway.liveusage import LiveUsage
+from gateway.model import Job, JobSpec, JobState, Placement, Reason, SiteView
 from gateway.placement import OptionFilter, place, placed_reason
 from gateway.policy import FederationPolicy
-from gateway.policy.engine import option_verdict
 from gateway.policy.holder import PolicyHolder
-from gateway.policy.quotas import Usage, period_start
-from gateway.preemption import grace_period_s
+from gateway.policy.quotas import Usage
 from gateway.reservations import ReservationBook
 from gateway.reserving import GangCoordinator
-from gateway.sites import LaunchCommand, PreemptCommand, SiteRegistry
-from gateway.store import Store
+from gateway.sites import PreemptCommand, SiteRegistry
 
-# (job, new state, message, site, site cursor, field changes): one state change, as Federation.transitions takes
-Move = tuple[Job, JobState, str, str, tuple[str, int] | None, dict[str, object]]
-PREEMPT_GRACE_ENV = "FEDGATE_PREEMPT_GRACE_S"  # tells every job how long it has to checkpoint when preempted
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -63,8 +59,7 @@ def _collector_paused(cycle: Callable[P, R]) -> Callable[P, R]:
     return paused
 
 
-class Scheduling:
-    store: Store
+class Scheduling(LiveUsage, Launching):
     policy: PolicyHolder
     clock: Callable[[], datetime]
     registry: SiteRegistry
@@ -74,7 +69,6 @@ class Scheduling:
     _fresh: list[str]
     _capacity_grew: bool
     _holding: dict[str, Job]
-    _hours_cache: dict[str, tuple[datetime, dict[tuple[str, str], float]]]
     reservations: ReservationBook
     queue_holds: HoldBook
     gangs: GangCoordinator
@@ -94,67 +88,7 @@ class Scheduling:
     def _priority(self, spec: JobSpec) -> int:
         raise NotImplementedError  # the Federation's
 
-    def transitions(self, moves: list[Move]) -> list[Job]:
-        raise NotImplementedError  # the Federation's
-
-    # ---- live usage, for quotas -----------------------------------------------------------------------------
-    def usage(self, views: list[SiteView] | None = None) -> Usage:
-        """What is held now (leases), used this period (card-hours) and offered (live sites), per scope."""
-        held: dict[tuple[str, str, str], int] = defaultdict(int)
-        now = self.clock()
-        hours: dict[tuple[str, str, str], float] = defaultdict(float)
-        for job in self._holding.values():
-            for p in job.placements:
-                held[(job.spec.tenant, job.spec.project, p.accelerator_class)] += p.cards
-        for period in ("day", "week", "month"):
-            start = period_start(period, now)
-            for (tenant, project), used in self._ended_hours(period, start).items():
-                hours[(tenant, project, period)] += used
-            for job in self._holding.values():
-                if job.start_time is not None:
-                    elapsed = (now - max(job.start_time, start)).total_seconds() / 3600
-                    cards = sum(p.cards for p in job.placements)
-                    hours[(job.spec.tenant, job.spec.project, period)] += max(0.0, elapsed) * cards
-        offered: dict[str, int] = defaultdict(int)
-        for view in views if views is not None else self.registry.views(self.leases()):
-            if view.connected and not view.draining:
-                for pool in view.pools:
-                    offered[pool.accelerator_class] += pool.offered
-        return Usage(held, hours, offered)
-
-    def _ended_hours(self, period: str, start: datetime) -> dict[tuple[str, str], float]:
-        """Card-hours of ended attempts since `start`, cached until a job ends or the period turns."""
-        cached = self._hours_cache.get(period)
-        if cached is None or cached[0] != start:
-            cached = (start, self.store.card_hours_since(start))
-            self._hours_cache[period] = cached
-        return cached[1]
-
-    def allows(
-        self, spec: JobSpec, usage: Usage, policy: FederationPolicy | None = None, part_cards: int = 0
-    ) -> OptionFilter:
-        """The policy's word on each (site, class) option for this job, as placement asks for it. With
-        `part_cards` (a gang's smallest part) the centres' size limit judges that part, not the whole job."""
-        policy, catalogue, now = policy or self.policy.policy, self.policy.catalogue, self.clock()
-        part = replace(spec, resources=replace(spec.resources, cards=part_cards)) if part_cards else spec
-
-        def allows(site: SiteView, cls: str) -> Reason | None:
-            refusal = site_terms_reason(site, spec, cls, catalogue, part)  # the centre's own veto, as reported
-            if refusal is not None:
-                return refusal
-            return option_verdict(policy, catalogue, spec, now, usage, site.name, cls)
-
-        return allows
-
     # ---- scheduling -----------------------------------------------------------------------------------------
-    def leases(self) -> dict[str, dict[str, int]]:
-        """Cards this gateway has leased per site and class (jobs dispatched or running)."""
-        leased: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for job in self._holding.values():
-            for p in job.placements:
-                leased[p.site][p.accelerator_class] += p.cards
-        return leased
-
     @_collector_paused
     def schedule(self) -> int:
         """One scheduling cycle: place queued jobs in fair order and dispatch them. Returns how many.
@@ -303,55 +237,6 @@ class Scheduling:
         checked against."""
         views = self.registry.views(self.reservations.hold(self._holding.values()).withhold(self.leases()))
         return views, self.usage(views)
-
-    def launch_command(self, job: Job, placement: Placement) -> LaunchCommand | None:
-        """What a site is told to run for its part of the job's current lease; None when no run fits."""
-        run = self._run(job, placement)
-        if run is None:
-            return None
-        spec = job.spec
-        grace = grace_period_s(self.policy.policy, spec)
-        return LaunchCommand(
-            job.job_id,
-            job.epoch,
-            job.attempt,
-            spec.tenant,
-            spec.project,
-            placement.accelerator_class,
-            placement.cards,
-            run,
-            spec.max_runtime,
-            (*((k, v) for k, v in spec.env if k != PREEMPT_GRACE_ENV), (PREEMPT_GRACE_ENV, str(grace))),
-            spec.labels,
-        )
-
-    def _run(self, job: Job, placement: Placement) -> StackRun | None:
-        accelerator = self.policy.catalogue.get(placement.accelerator_class)
-        return job.spec.run_for(accelerator.stack if accelerator else "")
-
-    def _dispatch_move(self, job: Job, placement: Placement, reasons: tuple[Reason, ...]) -> Move:
-        """The DISPATCHED state change for a new lease of `job` on `placement` (not yet durable)."""
-        if self._run(job, placement) is None:  # admission guarantees a run; a catalogue change may not
-            raise FailedPrecondition(f"job {job.job_id} has no run for {placement.accelerator_class}")
-        changes: dict[str, object] = {
-            "epoch": job.epoch + 1,
-            "attempt": job.attempt + 1,
-            "placements": (placement,),
-            "reasons": reasons,
-            "start_time": None,  # the new attempt's own, once it runs: never the last attempt's
-            "end_time": None,
-        }
-        return (job, JobState.DISPATCHED, reasons[0].message, placement.site, None, changes)
-
-    def _launch(self, moves: list[Move]) -> None:
-        """Make a cycle's dispatches durable in one transaction, then (only then) tell the sites."""
-        if not moves:
-            return
-        for job in self.transitions(moves):
-            placement = job.placements[0]
-            command = self.launch_command(job, placement)
-            assert command is not None
-            self.registry.send(placement.site, command)
 
     async def run_scheduler(self, period: float = 1.0, batch_window: float = 0.02) -> None:
         """Schedule on wake-ups (new job, freed cards, new capacity) and at least every `period` s.

@@ -1,0 +1,130 @@
+"""The client's job calls: submit, read, list, cancel, watch, stream logs, explain, usage, receipts and sites.
+
+Owns: one method per JobService RPC, plain dataclasses in and out (paging followed for the caller). It does not
+own the channel or the translation of a refused call (`gateway.transport.client_channel`), and it does not print
+or exit. Users import it as part of `gateway.transport.client.FederationClient`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Generator, Iterator
+from datetime import datetime
+
+import grpc
+
+from fedgate.v1 import job_service_pb2 as job_pb
+from gateway.logs import LogPiece
+from gateway.model import Job, JobEvent, JobSpec, JobState, SiteView, UsageRow
+from gateway.placement import Explanation
+from gateway.receipts import SettledReceipt
+from gateway.transport import convert
+from gateway.transport.client_channel import ClientChannel, error_from_rpc
+from gateway.transport.receipts import settled_from_proto
+
+
+class JobCalls(ClientChannel):
+    """The JobService half of `FederationClient`."""
+
+    def create_job(self, spec: JobSpec, request_id: str | None = None) -> Job:
+        """Submit a job. Reusing a request_id returns the job the first call created (safe to retry)."""
+        request = job_pb.CreateJobRequest(request_id=request_id or uuid.uuid4().hex, spec=convert.spec_to_proto(spec))
+        return convert.job_from_proto(self._call(self._jobs.CreateJob, request).job)
+
+    def get_job(self, job_id: str) -> Job:
+        return convert.job_from_proto(self._call(self._jobs.GetJob, job_pb.GetJobRequest(job_id=job_id)).job)
+
+    def list_jobs(
+        self, tenant: str = "", project: str = "", states: tuple[JobState, ...] = (), limit: int = 1000
+    ) -> list[Job]:
+        """Jobs the caller may see, oldest first, following pages up to `limit` jobs."""
+        jobs: list[Job] = []
+        token = ""
+        while len(jobs) < limit:
+            request = job_pb.ListJobsRequest(
+                tenant=tenant,
+                project=project,
+                states=[convert.state_to_proto(s) for s in states],
+                page_size=min(500, limit - len(jobs)),
+                page_token=token,
+            )
+            page = self._call(self._jobs.ListJobs, request)
+            jobs.extend(convert.job_from_proto(j) for j in page.jobs)
+            token = page.next_page_token
+            if not token:
+                break
+        return jobs
+
+    def cancel_job(self, job_id: str, reason: str = "") -> Job:
+        request = job_pb.CancelJobRequest(job_id=job_id, reason=reason)
+        return convert.job_from_proto(self._call(self._jobs.CancelJob, request).job)
+
+    def watch_job(self, job_id: str, timeout: float | None = None) -> Iterator[tuple[JobEvent, Job]]:
+        """Yield (event, job) from the current state until the job ends (or `timeout` seconds pass)."""
+        try:
+            for response in self._jobs.WatchJob(job_pb.WatchJobRequest(job_id=job_id), timeout=timeout):
+                yield convert.event_from_proto(response.event), convert.job_from_proto(response.job)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from None
+
+    def stream_job_logs(
+        self, job_id: str, *, follow: bool = False, tail_bytes: int = 0, timeout: float | None = None
+    ) -> Generator[LogPiece, None, None]:
+        """The output of the job's current attempt, in order, as the site sends it: everything written so far
+        (or the last `tail_bytes` of it), and with `follow` what it writes until it ends. Leaving the loop early
+        cancels the stream at the gateway and the site."""
+        request = job_pb.StreamJobLogsRequest(job_id=job_id, follow=follow, tail_bytes=tail_bytes)
+        responses = self._jobs.StreamJobLogs(request, timeout=timeout)
+        try:
+            for response in responses:
+                yield LogPiece(response.data, response.site, response.epoch)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from None
+        finally:
+            responses.cancel()
+
+    def explain_job(self, job_id: str = "", spec: JobSpec | None = None) -> Explanation:
+        if spec is not None:
+            request = job_pb.ExplainJobRequest(spec=convert.spec_to_proto(spec))
+        else:
+            request = job_pb.ExplainJobRequest(job_id=job_id)
+        response = self._call(self._jobs.ExplainJob, request)
+        return Explanation(
+            response.admitted,
+            tuple(convert.reason_from_proto(r) for r in response.reasons),
+            tuple(convert.candidate_from_proto(c) for c in response.candidates),
+            response.policy_version,
+        )
+
+    def usage(self, start: datetime, end: datetime | None = None, project: str = "") -> list[UsageRow]:
+        request = job_pb.GetUsageRequest(start_time=convert.time_to_proto(start), project=project)
+        if end is not None:
+            request.end_time.FromDatetime(end)
+        response = self._call(self._jobs.GetUsage, request)
+        return [
+            UsageRow(r.tenant, r.project, r.accelerator_class, r.card_hours, r.normalised_pflops_hours, r.attempts)
+            for r in response.rows
+        ]
+
+    def list_usage_receipts(
+        self, start: datetime, end: datetime | None = None, project: str = ""
+    ) -> list[SettledReceipt]:
+        """Every settled receipt the caller may read of attempts that ended in [start, end), following pages.
+        Each record is parsed from the signed bytes; verify them with `gateway.receipts.settled_problems`."""
+        receipts: list[SettledReceipt] = []
+        token = ""
+        while True:
+            request = job_pb.ListUsageReceiptsRequest(
+                start_time=convert.time_to_proto(start), project=project, page_size=500, page_token=token
+            )
+            if end is not None:
+                request.end_time.FromDatetime(end)
+            page = self._call(self._jobs.ListUsageReceipts, request)
+            receipts.extend(settled_from_proto(r) for r in page.receipts)
+            token = page.next_page_token
+            if not token:
+                return receipts
+
+    def list_sites(self) -> list[SiteView]:
+        response = self._call(self._jobs.ListSites, job_pb.ListSitesRequest())
+        return [convert.site_from_proto(s) for s in response.sites]
