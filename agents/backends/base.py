@@ -54,6 +54,21 @@ class LaunchSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     """The job's labels from its spec (free-form; a backend may read hints such as the simulated duration)."""
 
+    def job_environment(self) -> dict[str, str]:
+        """The job's own env, then the attempt's FEDGATE_* identity, which the job cannot override. Backends add
+        how the devices are named where they run (FEDGATE_DEVICES, FEDGATE_CARDS, visible-devices variables)."""
+        env = dict(self.env)
+        env.update(
+            {
+                "FEDGATE_JOB_ID": self.job_id,
+                "FEDGATE_ATTEMPT": str(self.attempt),
+                "FEDGATE_EPOCH": str(self.epoch),
+                "FEDGATE_SITE": self.site,
+                "FEDGATE_ACCELERATOR_CLASS": self.accelerator_class,
+            }
+        )
+        return env
+
 
 @dataclass(frozen=True)
 class ExitStatus:
@@ -160,3 +175,14 @@ class Backend(Protocol):
     async def cancel(self, handle: JobHandle, grace_s: float) -> None:
         """Stop the attempt: polite signal, then force after `grace_s` seconds. Returns when it is gone."""
         ...
+
+
+def read_output_file(path: Path, offset: int, limit: int) -> bytes:
+    """`read_output` for backends whose attempts write one output file: up to `limit` bytes from `offset`,
+    b"" at the end or when the file does not exist yet. Blocking: call it through `asyncio.to_thread`."""
+    try:
+        with path.open("rb") as output:
+            output.seek(max(offset, 0))
+            return output.read(max(limit, 0))
+    except FileNotFoundError:
+        return b""

@@ -71,18 +71,9 @@ def job_labels(spec: LaunchSpec) -> dict[str, str]:
 
 def job_environment(spec: LaunchSpec) -> dict[str, str]:
     """The job's env, then ours. The agent's own environment is never copied into a pod."""
-    env = dict(spec.env)
-    env.update(
-        {
-            "FEDGATE_JOB_ID": spec.job_id,
-            "FEDGATE_ATTEMPT": str(spec.attempt),
-            "FEDGATE_EPOCH": str(spec.epoch),
-            "FEDGATE_SITE": spec.site,
-            "FEDGATE_ACCELERATOR_CLASS": spec.accelerator_class,
-            # The device plugin picks the physical cards; only their number is meaningful inside the pod.
-            "FEDGATE_CARDS": str(len(spec.devices)),
-        }
-    )
+    env = spec.job_environment()
+    # The device plugin picks the physical cards; only their number is meaningful inside the pod.
+    env["FEDGATE_CARDS"] = str(len(spec.devices))
     return env
 
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents.backends.base import BackendSettings, ExitStatus, JobHandle, LaunchSpec
+from agents.backends.base import BackendSettings, ExitStatus, JobHandle, LaunchSpec, read_output_file
 from agents.backends.stacks import visible_devices_env
 from agents.errors import BackendError, LaunchFailed
 from agents.model import PoolSpec
@@ -104,7 +104,7 @@ class LocalBackend:
 
     async def read_output(self, handle: JobHandle, offset: int, limit: int) -> bytes:
         path = _local(handle).directory / LOG_FILE
-        return await asyncio.to_thread(_read_slice, path, offset, limit)
+        return await asyncio.to_thread(read_output_file, path, offset, limit)
 
     async def wait(self, handle: JobHandle) -> ExitStatus:
         process = _local(handle).process
@@ -126,17 +126,8 @@ class LocalBackend:
     def _environment(self, spec: LaunchSpec) -> dict[str, str]:
         # The agent's own FEDGATE_* settings (credentials paths, tokens) never reach a job.
         env = {k: v for k, v in os.environ.items() if not k.startswith("FEDGATE_")}
-        env.update(spec.env)
-        env.update(
-            {
-                "FEDGATE_JOB_ID": spec.job_id,
-                "FEDGATE_ATTEMPT": str(spec.attempt),
-                "FEDGATE_EPOCH": str(spec.epoch),
-                "FEDGATE_SITE": spec.site,
-                "FEDGATE_ACCELERATOR_CLASS": spec.accelerator_class,
-                "FEDGATE_DEVICES": ",".join(str(d) for d in spec.devices),
-            }
-        )
+        env.update(spec.job_environment())
+        env["FEDGATE_DEVICES"] = ",".join(str(d) for d in spec.devices)
         env.update(visible_devices_env(spec.stack, spec.devices))
         return env
 
@@ -153,15 +144,6 @@ def _resolve_executable(program: str, search_path: str, cwd: Path) -> str:
     if found is None:
         raise LaunchFailed(f"executable {program!r} was not found on this site's PATH")
     return found
-
-
-def _read_slice(path: Path, offset: int, limit: int) -> bytes:
-    try:
-        with path.open("rb") as output:
-            output.seek(max(offset, 0))
-            return output.read(max(limit, 0))
-    except FileNotFoundError:
-        return b""
 
 
 def _signal_group(group: int, signum: signal.Signals) -> None:

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from agents.backends.base import BackendSettings, ExitStatus, JobHandle, LaunchSpec
+from agents.backends.base import BackendSettings, ExitStatus, JobHandle, LaunchSpec, read_output_file
 from agents.backends.slurmcmd import SlurmCommands, SlurmTimeout
 from agents.backends.slurmconfig import SlurmOptions
 from agents.backends.slurmjob import LOG_FILE, SCRIPT_FILE, batch_script, job_name, sbatch_arguments, unusable_env_names
@@ -206,7 +206,7 @@ class SlurmBackend:
         return self._follow(spec, chosen.slurm_id, self._workdir / spec.job_id / str(spec.epoch))
 
     async def read_output(self, handle: JobHandle, offset: int, limit: int) -> bytes:
-        return await asyncio.to_thread(_read_slice, _slurm(handle).log_path, offset, limit)
+        return await asyncio.to_thread(read_output_file, _slurm(handle).log_path, offset, limit)
 
     async def wait(self, handle: JobHandle) -> ExitStatus:
         slurm_id = _slurm(handle).slurm_id
@@ -280,15 +280,6 @@ class SlurmBackend:
         if not result.ok:
             log.debug("scancel %s %s: %s", " ".join(flags), slurm_id, result.problem())
         return result.ok
-
-
-def _read_slice(path: Path, offset: int, limit: int) -> bytes:
-    try:
-        with path.open("rb") as output:
-            output.seek(max(offset, 0))
-            return output.read(max(limit, 0))
-    except FileNotFoundError:
-        return b""
 
 
 def _slurm(handle: JobHandle) -> SlurmHandle:

@@ -55,17 +55,8 @@ def sbatch_arguments(spec: LaunchSpec, options: SlurmOptions, gres: str, directo
 def batch_script(spec: LaunchSpec) -> str:
     """The attempt's batch script: the job's environment, then FEDGATE_* (which the job cannot override),
     then the command exec'd without a shell in between, so its exit code and signals are the job's own."""
-    env = dict(spec.env)
-    env.update(
-        {
-            "FEDGATE_JOB_ID": spec.job_id,
-            "FEDGATE_ATTEMPT": str(spec.attempt),
-            "FEDGATE_EPOCH": str(spec.epoch),
-            "FEDGATE_SITE": spec.site,
-            "FEDGATE_ACCELERATOR_CLASS": spec.accelerator_class,
-            "FEDGATE_DEVICES": ",".join(str(d) for d in spec.devices),
-        }
-    )
+    env = spec.job_environment()
+    env["FEDGATE_DEVICES"] = ",".join(str(d) for d in spec.devices)
     program = shlex.quote(spec.command[0])
     lines = [
         "#!/bin/sh",
