@@ -48,9 +48,6 @@ class HoldBook:
         self._clock = clock
         self._holds: dict[str, Hold] = {}
 
-    def held_cards(self, accelerator_class: str) -> int:
-        return sum(len(h.devices) for h in self._holds.values() if h.accelerator_class == accelerator_class)
-
     def reserve(self, command: Reserve, draining: bool) -> ReserveReply:
         """Hold the part's devices, or refuse saying why. A repeated Reserve of a held id is accepted again."""
         rid = command.reservation_id

@@ -51,10 +51,19 @@ def queue_key(
     job: Job, priority: int, shares: Mapping[tuple[str, str], float], policy: FederationPolicy, now: datetime
 ) -> tuple[int, float, float, str]:
     """Sort key: higher (aged) priority first, then the lower weighted share, then the older job."""
-    aged = priority + min(MAX_AGING_BONUS, int((now - job.create_time) / AGING_PERIOD))
     spec = job.spec
+    owner_share, project_share = _shares_of(spec, shares, policy)
+    return (-_aged(priority, job, now), owner_share, project_share, job.job_id)
+
+
+def _aged(priority: int, job: Job, now: datetime) -> int:
+    return priority + min(MAX_AGING_BONUS, int((now - job.create_time) / AGING_PERIOD))
+
+
+def _shares_of(spec: JobSpec, shares: Mapping[tuple[str, str], float], policy: FederationPolicy) -> tuple[float, float]:
+    """The share of the job's owner (its tenant, or its joint project across tenants), then of its project."""
     owner = ("*", spec.project) if spec.project in policy.joint else (spec.tenant, "*")
-    return (-aged, shares.get(owner, 0.0), shares.get((spec.tenant, spec.project), 0.0), job.job_id)
+    return shares.get(owner, 0.0), shares.get((spec.tenant, spec.project), 0.0)
 
 
 def queue_keys(
@@ -73,12 +82,6 @@ def queue_keys(
         scope = (spec.tenant, spec.project, spec.priority_class)
         part = scoped.get(scope)
         if part is None:
-            owner = ("*", spec.project) if spec.project in policy.joint else (spec.tenant, "*")
-            part = scoped[scope] = (
-                priority_of(spec),
-                shares.get(owner, 0.0),
-                shares.get((spec.tenant, spec.project), 0.0),
-            )
-        aged = part[0] + min(MAX_AGING_BONUS, int((now - job.create_time) / AGING_PERIOD))
-        keys.append((-aged, part[1], part[2], job.job_id))
+            part = scoped[scope] = (priority_of(spec), *_shares_of(spec, shares, policy))
+        keys.append((-_aged(part[0], job, now), part[1], part[2], job.job_id))
     return keys

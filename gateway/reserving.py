@@ -95,9 +95,6 @@ class GangCoordinator:
             self._backing_off.pop(job_id, None)
         return frozenset(sites)
 
-    def reserving(self) -> list[GangReservation]:
-        return list(self._reserving.values())
-
     def start(self, job: Job, parts: tuple[Placement, ...], reasons: tuple[Reason, ...]) -> Job:
         """Move a queued job to RESERVING on `parts` (durable) and ask the first part's site."""
         epoch = job.epoch + 1
