@@ -85,15 +85,7 @@ def load_job_spec(path: str | Path, *, default_tenant: str = "") -> JobSpec:
 def parse_job_spec(source: str | bytes | Path, source_name: str | None = None, *, default_tenant: str = "") -> JobSpec:
     """Parse job YAML (text, bytes or a Path). Raises ConfigError naming file, line, field and fix."""
     fields = FieldReader(load_yaml(source, source_name or "<job>"))
-    if fields.doc.data is None:
-        raise fields.error((), "the file is empty", "start from an example in examples/jobs/")
-    fields.mapping((), allowed=_TOP)
-    api_version = fields.string(("apiVersion",), hint=f"add apiVersion: {API_VERSION}")
-    if api_version != API_VERSION:
-        raise fields.error(("apiVersion",), f"unsupported apiVersion {api_version!r}", f"use {API_VERSION}")
-    kind = fields.string(("kind",), hint=f"add kind: {KIND}")
-    if kind != KIND:
-        raise fields.error(("kind",), f"this file is a {kind!r}, not a {KIND}", f"use kind: {KIND}")
+    fields.document(API_VERSION, KIND, _TOP, "start from an example in examples/jobs/")
     # Read in file order, so the first mistake reported is the first one in the file.
     metadata_required = ("project",) if default_tenant else ("tenant", "project")
     fields.mapping(("metadata",), allowed=_METADATA, required=metadata_required)

@@ -56,15 +56,7 @@ def parse_reservation(
 ) -> ReservationRequest:
     """Parse reservation YAML. Relative times count from `now` (start) and from the start (end)."""
     fields = FieldReader(load_yaml(source, source_name or "<reservation>"))
-    if fields.doc.data is None:
-        raise fields.error((), "the file is empty", "start from the example in `fedgate reservation create --help`")
-    fields.mapping((), allowed=_TOP)
-    api_version = fields.string(("apiVersion",), hint=f"add apiVersion: {API_VERSION}")
-    if api_version != API_VERSION:
-        raise fields.error(("apiVersion",), f"unsupported apiVersion {api_version!r}", f"use {API_VERSION}")
-    kind = fields.string(("kind",), hint=f"add kind: {KIND}")
-    if kind != KIND:
-        raise fields.error(("kind",), f"this file is a {kind!r}, not a {KIND}", f"use kind: {KIND}")
+    fields.document(API_VERSION, KIND, _TOP, "start from the example in `fedgate reservation create --help`")
     fields.mapping(("metadata",), allowed=_METADATA, required=("project",))
     tenant = fields.string(("metadata", "tenant"), default=default_tenant, pattern=NAME, hint=NAME_HINT)
     project = fields.string(("metadata", "project"), pattern=NAME, hint=NAME_HINT)

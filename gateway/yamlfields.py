@@ -54,6 +54,19 @@ class FieldReader:
     def error(self, path: KeyPath, problem: str, fix: str = "") -> ConfigError:
         return self.doc.error(path, problem, fix)
 
+    def document(self, api_version: str, kind: str, allowed: Collection[str], when_empty: str) -> None:
+        """Check a file's frame: not empty (`when_empty` says where to start), only `allowed` top-level keys,
+        then `apiVersion` and `kind` as given, in file order so the first mistake reported is the first one."""
+        if self.doc.data is None:
+            raise self.error((), "the file is empty", when_empty)
+        self.mapping((), allowed=allowed)
+        found = self.string(("apiVersion",), hint=f"add apiVersion: {api_version}")
+        if found != api_version:
+            raise self.error(("apiVersion",), f"unsupported apiVersion {found!r}", f"use {api_version}")
+        found = self.string(("kind",), hint=f"add kind: {kind}")
+        if found != kind:
+            raise self.error(("kind",), f"this file is a {found!r}, not a {kind}", f"use kind: {kind}")
+
     def value(self, path: KeyPath) -> Any:
         """The raw value at `path`, or MISSING."""
         current: Any = self.doc.data
