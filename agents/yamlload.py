@@ -4,7 +4,7 @@ Owns: parsing YAML with `yaml.SafeLoader`'s safety plus these rules: duplicate k
 `<<` merge keys are plain keys (and so rejected as unknown), only `true`/`false` are booleans (`NO`, `on`
 stay strings), only plain decimal numbers are numbers (`010`, `1:30`, dates stay strings). Every mapping
 and list remembers its line so later validation can point at it. `Section` reads typed fields from one
-mapping and rejects keys nobody asked for. It does not know what an agent config means (`agents.config`).
+mapping and rejects keys nobody asked for. It does not know what an agent config means (`agents.core.config`).
 """
 
 from __future__ import annotations

@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.config import REPO_POLICIES
-from gateway.federation import Federation
-from gateway.model import Job, JobEvent, JobSpec, JobState, Pool, Resources, StackRun
+from gateway.app.config import REPO_POLICIES
+from gateway.jobs.federation import Federation
+from gateway.jobs.model import Job, JobEvent, JobSpec, JobState, Resources, StackRun
 from gateway.policy import load_catalogue
 from gateway.policy.holder import PolicyHolder
+from gateway.sites.model import Pool
 from gateway.store import open_store
 
 TARGET_SECONDS = 1.0

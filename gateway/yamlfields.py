@@ -2,7 +2,7 @@
 
 Owns: checking that a value at a key path has the expected type, range and shape, that a mapping holds only
 known keys (suggesting the nearest valid one) and all required ones, and raising ConfigError that names file,
-line, field and fix. It does not know any particular schema (`gateway.jobspec` and the policy loader do) and
+line, field and fix. It does not know any particular schema (`gateway.jobs.specfile` and the policy loader do) and
 never coerces: `cards: "4"` is a string, not an integer.
 """
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from agents.model import PoolSpec
+from agents.core.model import PoolSpec
 
 
 @dataclass(frozen=True)

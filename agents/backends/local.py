@@ -21,8 +21,8 @@ from pathlib import Path
 
 from agents.backends.base import BackendSettings, ExitStatus, JobHandle, LaunchSpec, read_output_file
 from agents.backends.stacks import visible_devices_env
+from agents.core.model import PoolSpec
 from agents.errors import BackendError, LaunchFailed
-from agents.model import PoolSpec
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Chooses a backend by the `type:` key of the agent config's `backend:` section.
 
 Owns: the table of backend types, the option keys each accepts, and building one. The error for an
-unknown type lists the valid ones. It does not validate option values: `agents.config` does that.
+unknown type lists the valid ones. It does not validate option values: `agents.core.config` does that.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ class BackendType:
 
 
 def _slurm(settings: BackendSettings) -> Backend:
-    from agents.backends.slurm import SlurmBackend
+    from agents.backends.slurm.backend import SlurmBackend
 
     return SlurmBackend(settings)
 
 
 def _read_slurm_options(section: Section, base: Path) -> object:
-    from agents.backends.slurmconfig import read_slurm_options
+    from agents.backends.slurm.config import read_slurm_options
 
     return read_slurm_options(section, base)
 
@@ -48,13 +48,13 @@ def _local(settings: BackendSettings) -> Backend:
 
 
 def _kubernetes(settings: BackendSettings) -> Backend:
-    from agents.backends.kubernetes import KubernetesBackend  # imports the `kubernetes` client package
+    from agents.backends.kubernetes.backend import KubernetesBackend  # imports the `kubernetes` client package
 
     return KubernetesBackend(settings)
 
 
 def _kubernetes_options(section: Section, base: Path) -> object:
-    from agents.backends.kubeoptions import read_kubernetes_options
+    from agents.backends.kubernetes.options import read_kubernetes_options
 
     return read_kubernetes_options(section, base)
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agents.backends.base import BackendSettings, ExitStatus, JobHandle, LaunchSpec
+from agents.core.model import PoolSpec
 from agents.errors import BackendError, LaunchFailed
-from agents.model import PoolSpec
 from agents.yamlload import Section
 
 DURATION_ENV = "FEDGATE_SIM_DURATION_S"

@@ -22,14 +22,14 @@ from cryptography import x509
 
 from agents.backends.base import Backend
 from agents.backends.registry import open_backend
-from agents.backoff import Backoff
-from agents.config import AgentConfig
-from agents.credentials import utc_now
+from agents.core.config import AgentConfig
+from agents.core.runtime import SiteRuntime
 from agents.errors import GatewayRefused
-from agents.journal import MemoryJournal, UpdateJournal
-from agents.journal_sqlite import SqliteJournal
-from agents.renewal import RenewalSettings
-from agents.runtime import SiteRuntime
+from agents.identity.credentials import utc_now
+from agents.identity.renewal import RenewalSettings
+from agents.journal.base import MemoryJournal, UpdateJournal
+from agents.journal.sqlite import SqliteJournal
+from agents.transport.backoff import Backoff
 from agents.transport.receipts import KeyFileSigner
 from agents.transport.renewal import CertificateKeeper
 from agents.transport.session import ConnectCall, Session

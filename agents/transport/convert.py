@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from agents.commands import (
+from agents.core.commands import (
     Abort,
     Cancel,
     Commit,
@@ -28,9 +28,9 @@ from agents.commands import (
     UpdatesAcknowledged,
     Welcome,
 )
+from agents.core.logs import LogChunk
+from agents.core.model import JobState, JobUpdate, PoolCapacity, ReserveReply, RunningJob, SiteTerms
 from agents.errors import ProtocolError
-from agents.logs import LogChunk
-from agents.model import JobState, JobUpdate, PoolCapacity, ReserveReply, RunningJob, SiteTerms
 from fedgate.v1 import job_pb2, site_pb2, usage_pb2
 
 _STATE_TO_PROTO: dict[JobState, job_pb2.JobState] = {

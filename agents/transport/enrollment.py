@@ -3,7 +3,8 @@
 Owns: the gRPC calls, protobuf <-> `IssuedCertificate`, and turning a failed call into the agent's errors
 with the gateway's ErrorInfo reason (from the google.rpc.Status in the `grpc-status-details-bin` trailer):
 UNAVAILABLE and DEADLINE_EXCEEDED become GatewayUnreachable, every other status EnrollmentRefused. It does
-not decide whom to trust (`agents.pinning`) nor what to write (`agents.enrollment`, `agents.credentials`).
+not decide whom to trust (`agents.identity.pinning`) nor what to write (`agents.identity.enrollment`,
+`agents.identity.credentials`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import grpc
 import grpc.aio
 from google.rpc import error_details_pb2, status_pb2
 
-from agents.credentials import IssuedCertificate
 from agents.errors import AgentError, EnrollmentRefused, GatewayUnreachable
+from agents.identity.credentials import IssuedCertificate
 from agents.transport import tls_probe
 from fedgate.v1 import enrollment_service_pb2 as pb
 from fedgate.v1 import enrollment_service_pb2_grpc
@@ -28,7 +29,7 @@ UNREACHABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEAD
 
 
 class GrpcEnrollmentGateway:
-    """`agents.enrollment.EnrollmentGateway` over a TLS probe and a gRPC channel (no client certificate)."""
+    """`agents.identity.enrollment.EnrollmentGateway` over a TLS probe and a gRPC channel (no client certificate)."""
 
     def __init__(self, timeout_s: float = ENROLL_TIMEOUT_S) -> None:
         self._timeout_s = timeout_s

@@ -13,9 +13,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from agents.core.usage import SignedReceipt, UsageRecord
 from agents.errors import AgentError
 from agents.transport.convert import state_to_proto, time_to_proto
-from agents.usage import SignedReceipt, UsageRecord
 from fedgate.v1 import usage_pb2
 
 

@@ -1,7 +1,7 @@
 """Keeping the running agent's certificate fresh, over the connection it already has.
 
 Owns: the loop that runs beside each welcomed stream: on connect and then every check interval it asks
-`agents.renewal` whether the certificate this connection uses is due; when it is, it makes a new key and
+`agents.identity.renewal` whether the certificate this connection uses is due; when it is, it makes a new key and
 CSR, calls RenewCertificate on the same mTLS channel, checks the answer and replaces the key, certificate
 and CA files atomically. A failure is logged and retried with backoff; the files in use are never touched
 until a complete, checked replacement is ready. It does not reconnect: it tells the link, which re-dials
@@ -18,11 +18,11 @@ from datetime import datetime
 import grpc.aio
 from cryptography import x509
 
-from agents.backoff import Backoff
-from agents.config import TlsFiles
-from agents.credentials import CredentialFiles, check_issued, install_credentials, new_site_key
+from agents.core.config import TlsFiles
 from agents.errors import AgentError
-from agents.renewal import RenewalSettings, renewal_due, renewal_time, seconds_until_renewal
+from agents.identity.credentials import CredentialFiles, check_issued, install_credentials, new_site_key
+from agents.identity.renewal import RenewalSettings, renewal_due, renewal_time, seconds_until_renewal
+from agents.transport.backoff import Backoff
 from agents.transport.enrollment import renew_certificate
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,10 @@ from collections import deque
 import grpc.aio
 
 from agents import AGENT_VERSION
-from agents.commands import Welcome
+from agents.core.commands import Welcome
+from agents.core.logs import LogServer
+from agents.core.runtime import SiteRuntime
 from agents.errors import ProtocolError
-from agents.logs import LogServer
-from agents.runtime import SiteRuntime
 from agents.transport.convert import (
     capacity_to_proto,
     command_from_proto,

@@ -1,7 +1,7 @@
 """Looking at the certificates a server presents, before trusting it with anything.
 
 Owns: one plain TLS handshake with verification switched off, whose only purpose is to read the chain the
-server sent so that `agents.pinning` can find the pinned CA in it. Nothing of ours is sent: no client
+server sent so that `agents.identity.pinning` can find the pinned CA in it. Nothing of ours is sent: no client
 certificate, no application data, the connection is closed right after the handshake. It never decides
 whether the chain is trustworthy.
 """

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli import output
-from gateway.credentials import Credentials
 from gateway.errors import GatewayError
 from gateway.identity.ca import CA_CERT, CA_KEY, CERT, DEFAULT_HOSTS, KEY, CertificateAuthority, init_ca
 from gateway.identity.principal import Principal, gateway_uri
+from gateway.trust.credentials import Credentials
 
 EXIT_OK, EXIT_IO, EXIT_USAGE = 0, 1, 2
 PRINCIPAL_DAYS, SERVER_DAYS, CA_DAYS = 90, 365, 3650

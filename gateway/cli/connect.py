@@ -12,9 +12,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.credentials import Credentials
 from gateway.errors import ClientError, GatewayError
 from gateway.transport.client import FederationClient
+from gateway.trust.credentials import Credentials
 
 # Exit codes, documented in the README: scripts may rely on them.
 EXIT_OK = 0

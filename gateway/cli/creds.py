@@ -9,10 +9,10 @@ from pathlib import Path
 
 from gateway.cli import output
 from gateway.cli.connect import EPILOG, EXIT_OK, add_connection_flags, client_from_args, run_command
-from gateway.credentials import Credentials
 from gateway.errors import GatewayError
 from gateway.identity.principal import load_certificate, spiffe_uri_of
 from gateway.identity.renewal import renewal_due
+from gateway.trust.credentials import Credentials
 
 
 def main(argv: Sequence[str]) -> int:

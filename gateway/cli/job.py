@@ -19,8 +19,8 @@ from gateway.cli.connect import (
     run_command,
 )
 from gateway.cli.logs import add_logs_parser, print_logs
-from gateway.jobspec import load_job_spec, parse_duration
-from gateway.model import Job, JobState
+from gateway.jobs.model import Job, JobState
+from gateway.jobs.specfile import load_job_spec, parse_duration
 from gateway.transport.client import FederationClient
 
 USAGE_COLUMNS = [

@@ -16,9 +16,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from gateway.jobspec import format_duration
-from gateway.model import Job, JobSpec, Reason, SiteView
-from gateway.placement import Candidate
+from gateway.jobs.model import Job, JobSpec, Reason
+from gateway.jobs.specfile import format_duration
+from gateway.placement.place import Candidate
+from gateway.sites.model import SiteView
 from gateway.yamlload import dump_yaml
 
 FORMATS = ("table", "json", "yaml")

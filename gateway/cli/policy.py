@@ -18,12 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gateway.app.config import REPO_POLICIES
 from gateway.cli import output
 from gateway.cli.connect import EXIT_FAILED, EXIT_OK, run_command
-from gateway.config import REPO_POLICIES
 from gateway.errors import ConfigError, GatewayError
 from gateway.identity.principal import Principal
-from gateway.jobspec import load_job_spec
+from gateway.jobs.specfile import load_job_spec
 from gateway.policy import load_catalogue, load_policy
 from gateway.policy.cases import DEFAULT_TIME, find_cases, load_cases, run_cases
 from gateway.policy.diff import diff_documents

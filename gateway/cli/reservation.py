@@ -14,9 +14,9 @@ from typing import Any
 from gateway.cli import output
 from gateway.cli.connect import EPILOG, EXIT_FAILED, EXIT_OK, add_connection_flags, client_from_args, run_command
 from gateway.errors import GatewayError
-from gateway.model import Capability, Resources
-from gateway.reservationfile import parse_reservation, parse_time
-from gateway.reservationmodel import Reservation, ReservationRequest, ReservationState
+from gateway.jobs.model import Capability, Resources
+from gateway.reservations.file import parse_reservation, parse_time
+from gateway.reservations.model import Reservation, ReservationRequest, ReservationState
 from gateway.transport.client import FederationClient
 
 COLUMNS = [

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.config import GatewayConfig, load_gateway_config
+from gateway.app.config import GatewayConfig, load_gateway_config
 from gateway.errors import GatewayError
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gateway.cli import output
 from gateway.cli.connect import EXIT_FAILED, EXIT_OK, client_from_args
-from gateway.jobspec import parse_duration
+from gateway.jobs.specfile import parse_duration
 
 
 def add_trust_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> list[argparse.ArgumentParser]:
@@ -117,7 +117,7 @@ def _verify_offline(args: argparse.Namespace) -> int:
     from gateway.errors import GatewayError
     from gateway.identity.authority import Authority
     from gateway.store import open_store
-    from gateway.trust import verify_audit_store
+    from gateway.trust.service import verify_audit_store
 
     if args.authority is None:
         raise GatewayError("--store needs --authority DIR (the directory with audit-key.pem and ca.pem)")

@@ -1,7 +1,7 @@
 """`fedgate usage`: fetch every settled usage receipt the caller may read, verify each one, and total them.
 
 Owns: the command's flags, trusting the federation CA bundle the caller already trusts (`--ca`, else the
-credentials' `ca.pem`), verifying every receipt offline (`gateway.receipts.settled_problems`: both
+credentials' `ca.pem`), verifying every receipt offline (`gateway.usage.receipts.settled_problems`: both
 signatures, both certificates issued by that CA and naming the right SPIFFE URI), and the report of
 card-hours and normalised compute (card-hours x the class's dense BF16 PFLOPS from the catalogue) per
 tenant, project, site and class. Exit codes: 0 every receipt verified; 1 a receipt did not (each is named on
@@ -19,14 +19,14 @@ from typing import Any
 
 from cryptography import x509
 
-from gateway.catalogue import Catalogue
+from gateway.app.config import REPO_POLICIES
 from gateway.cli import output
 from gateway.cli.connect import EPILOG, EXIT_FAILED, EXIT_OK, add_connection_flags, client_from_args, run_command
-from gateway.config import REPO_POLICIES
 from gateway.errors import ConfigError, IdentityError
 from gateway.identity.principal import spiffe_uri_of
 from gateway.policy import load_catalogue
-from gateway.receipts import SettledReceipt, settled_problems
+from gateway.policy.catalogue import Catalogue
+from gateway.usage.receipts import SettledReceipt, settled_problems
 
 COLUMNS = [
     ("tenant", "TENANT"),

@@ -17,12 +17,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.credentials import Credentials
 from gateway.demo.layout import ENROLLING_SITE, SITES, DemoLayout, point_agents_at
 from gateway.errors import GatewayError
-from gateway.jobspec import load_job_spec
-from gateway.model import Job, JobSpec, JobState
+from gateway.jobs.model import Job, JobSpec, JobState
+from gateway.jobs.specfile import load_job_spec
 from gateway.transport.client import FederationClient
+from gateway.trust.credentials import Credentials
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "jobs"
 # (example file, copies): a mix over both tenants that oversubscribes the H100 centre, so some jobs queue.

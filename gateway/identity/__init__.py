@@ -1,7 +1,7 @@
 """Identity: who a caller is (`Principal`, from a SPIFFE URI or a peer certificate) and the federation CA.
 
 Owns: principals, their URIs and naming rules, and issuing the certificates that carry them. It does not
-decide what a principal may do (`gateway.access`), check revocation, or speak gRPC (`gateway.transport` turns
+decide what a principal may do (`gateway.trust.access`), check revocation, or speak gRPC (`gateway.transport` turns
 the peer's certificate bytes into a call to `principal_from_certificate`).
 """
 

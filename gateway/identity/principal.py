@@ -4,7 +4,7 @@ Owns: the three principal kinds (site, user, admin), their URI shapes
 (`spiffe://<federation>/site/<site>`, `spiffe://<federation>/tenant/<tenant>/user/<name>`,
 `spiffe://<federation>/admin/<name>`), the naming rules, and the fingerprint-keyed cache that makes reading a
 peer certificate cheap on every RPC. It does not verify certificate chains or validity periods (the TLS
-handshake does), check revocation, or decide what a principal may do (`gateway.access` does).
+handshake does), check revocation, or decide what a principal may do (`gateway.trust.access` does).
 """
 
 from __future__ import annotations

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway.catalogue import Catalogue
-from gateway.config import REPO_POLICIES
+from gateway.app.config import REPO_POLICIES
 from gateway.errors import ConfigError, GatewayError
 from gateway.identity.principal import Principal
-from gateway.jobspec import load_job_spec, parse_job_spec
-from gateway.model import JobSpec, Reason
+from gateway.jobs.model import JobSpec, Reason
+from gateway.jobs.specfile import load_job_spec, parse_job_spec
+from gateway.policy.catalogue import Catalogue
 from gateway.policy.document import NAME, NAME_HINT, FederationPolicy, load_catalogue, load_policy
 from gateway.policy.engine import option_verdict
 from gateway.policy.quotas import Usage

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.catalogue import Accelerator, Catalogue
 from gateway.errors import ConfigError
+from gateway.policy.catalogue import Accelerator, Catalogue
 from gateway.policy.model import (
     FederationDocument,
     JointProject,

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from gateway.catalogue import Catalogue
-from gateway.model import JobSpec, Reason
+from gateway.jobs.model import JobSpec, Reason
+from gateway.policy.catalogue import Catalogue
 from gateway.policy.document import FederationPolicy
 from gateway.policy.model import Match, Rule
 from gateway.policy.quotas import Usage, quota_never_fits, quota_verdict, quotas_for

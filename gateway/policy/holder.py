@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from gateway.catalogue import Catalogue
 from gateway.errors import ConfigError, GatewayError
+from gateway.policy.catalogue import Catalogue
 from gateway.policy.document import FederationPolicy, load_policy
 
 log = logging.getLogger("fedgate.gateway.policy")

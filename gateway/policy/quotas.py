@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from gateway.catalogue import Catalogue
-from gateway.model import JobSpec, Reason
+from gateway.jobs.model import JobSpec, Reason
+from gateway.policy.catalogue import Catalogue
 from gateway.policy.document import FederationPolicy
 from gateway.policy.model import Quota
 

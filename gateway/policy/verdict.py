@@ -2,7 +2,7 @@
 `fedgate policy test` both ask `judge`.
 
 Owns: putting together the checks a submission meets in the gateway, in the gateway's order: the caller's
-access (as `Federation.create_job` checks it), admission (`gateway.admission.admit`, which asks the policy
+access (as `Federation.create_job` checks it), admission (`gateway.jobs.admission.admit`, which asks the policy
 engine), and then each site of the policy, per class (`option_verdict`: residency, region rules, quotas
 against the usage given). It is pure: no I/O, the clock and the usage are passed in.
 """
@@ -12,15 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from gateway import access
-from gateway.admission import admit
-from gateway.catalogue import Catalogue
 from gateway.errors import PermissionDenied
 from gateway.identity.principal import Principal
-from gateway.model import JobSpec, Reason
+from gateway.jobs.admission import admit
+from gateway.jobs.model import JobSpec, Reason
+from gateway.policy.catalogue import Catalogue
 from gateway.policy.document import FederationPolicy
 from gateway.policy.engine import option_verdict
 from gateway.policy.quotas import Usage
+from gateway.trust import access
 
 DEFAULT_USER = "policy-test"
 

@@ -5,7 +5,7 @@ after every instant at which something happened, one scheduling pass looks at th
 (submit time, then trace order) and starts every job that fits, skipping those that do not (greedy, no
 reservations: `Federation.schedule` also holds a backfill reservation per class, which this leaves out; for a
 trace of one tenant at one priority its order, aged priority then fair share then age, is this FIFO). Where a
-job goes is the scheduling cycle's own decision, `gateway.placement.place_in_windows` (`place` over the
+job goes is the scheduling cycle's own decision, `gateway.placement.place.place_in_windows` (`place` over the
 best-fit windows of a `FreeIndex`), over `SiteView`s built from the books, with no policy; the engine only
 narrows which sites the job may see:
 - siloed: only its home site;
@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gateway.errors import ConfigError
-from gateway.freeindex import FreeIndex
-from gateway.model import Pool, SiteView
-from gateway.placement import place_in_windows
+from gateway.placement.freeindex import FreeIndex
+from gateway.placement.place import place_in_windows
 from gateway.simulate.sites import PoolSpec, SiteSpec
 from gateway.simulate.trace import TraceJob
+from gateway.sites.model import Pool, SiteView
 
 Mode = Literal["siloed", "federated", "pooled"]
 MODES: tuple[Mode, ...] = ("siloed", "federated", "pooled")

@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from gateway.audit import AuditEntry
 from gateway.errors import ConfigError
 from gateway.identity.join import JoinTokenRecord
 from gateway.identity.revocation import Revocation
-from gateway.model import Job, JobEvent, JobState
-from gateway.receipts import SettledReceipt
-from gateway.reservationmodel import Reservation
+from gateway.jobs.model import Job, JobEvent, JobState
+from gateway.reservations.model import Reservation
 from gateway.store.receipts import ReceiptPage
 from gateway.store.reservations import ReservationPage
+from gateway.trust.audit import AuditEntry
+from gateway.usage.receipts import SettledReceipt
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from gateway.model import Capability, Job, JobSpec, JobState, Placement, Reason, Resources, StackRun, Topology
+from gateway.jobs.model import Capability, Job, JobSpec, JobState, Placement, Reason, Resources, StackRun, Topology
 
 
 def _time(value: datetime | None) -> str | None:

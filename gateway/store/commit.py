@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.model import Job, JobEvent
+from gateway.jobs.model import Job, JobEvent
 from gateway.store.base import Store
 
 MAX_BATCH = 512

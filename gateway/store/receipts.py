@@ -14,9 +14,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from gateway.model import JobState
-from gateway.receipts import SettledReceipt, SiteReceipt, UsageRecord
+from gateway.jobs.model import JobState
 from gateway.store.scope import scope_clauses
+from gateway.usage.receipts import SettledReceipt, SiteReceipt, UsageRecord
 
 RECEIPT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS receipts (

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway.model import Capability, Reason, Resources
-from gateway.reservationmodel import Reservation, ReservationPart, ReservationRequest, ReservationState
+from gateway.jobs.model import Capability, Reason, Resources
+from gateway.reservations.model import Reservation, ReservationPart, ReservationRequest, ReservationState
 from gateway.store.scope import scope_clauses
 
 RESERVATION_SCHEMA = """

@@ -1,7 +1,7 @@
 """Who may see which rows: the one SQL filter every listing of the store shares (jobs, reservations, receipts).
 
 Owns: turning a caller's visible tenants, joint projects and an optional project filter into WHERE clauses
-and their parameters. It does not decide who may see what (`gateway.access` does) nor run any query.
+and their parameters. It does not decide who may see what (`gateway.trust.access` does) nor run any query.
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ import sqlite3
 import threading
 from datetime import datetime
 
-from gateway.audit import AuditEntry
 from gateway.identity.join import JoinTokenRecord
 from gateway.identity.revocation import Revocation
+from gateway.trust.audit import AuditEntry
 
 SECURITY_SCHEMA = """
 CREATE TABLE IF NOT EXISTS join_tokens (

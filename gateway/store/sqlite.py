@@ -11,14 +11,14 @@ import threading
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from gateway.model import ATTEMPT_ENDS, Job, JobEvent, JobState
-from gateway.receipts import SettledReceipt
+from gateway.jobs.model import ATTEMPT_ENDS, Job, JobEvent, JobState
 from gateway.store.base import JobPage
 from gateway.store.codec import job_from_json, job_to_json
 from gateway.store.receipts import RECEIPT_SCHEMA, ReceiptTables
 from gateway.store.reservations import RESERVATION_SCHEMA, ReservationTables
 from gateway.store.scope import scope_clauses
 from gateway.store.security import SECURITY_SCHEMA, SecurityTables
+from gateway.usage.receipts import SettledReceipt
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

@@ -10,14 +10,14 @@ import grpc
 
 from fedgate.v1 import admin_service_pb2 as pb
 from fedgate.v1 import admin_service_pb2_grpc
-from gateway import access
-from gateway.audit import AuditEntry
 from gateway.errors import ConfigError, InvalidArgument
-from gateway.federation import Federation
 from gateway.identity.revocation import Revocation
+from gateway.jobs.federation import Federation
 from gateway.transport import convert
 from gateway.transport.auth import Authenticator, Guarded
 from gateway.transport.errors import translate_errors
+from gateway.trust import access
+from gateway.trust.audit import AuditEntry
 
 Context = grpc.aio.ServicerContext[Any, Any]
 

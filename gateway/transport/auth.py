@@ -3,7 +3,7 @@ public port, and never from anything else a caller says (request metadata cannot
 
 Owns: the two authenticators (certificate on the mTLS port, bearer token on the public port), the re-check of
 an open stream's credential, and reporting refusals to the audit log. The rules themselves live in
-`gateway.trust` and `gateway.access`.
+`gateway.trust.service` and `gateway.trust.access`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import grpc
 from gateway.errors import GatewayError, Unauthenticated
 from gateway.identity.principal import Principal
 from gateway.identity.revocation import Credential
-from gateway.trust import Trust
+from gateway.trust.service import Trust
 
 Context = grpc.aio.ServicerContext[Any, Any]
 T = TypeVar("T")

@@ -1,6 +1,6 @@
 """The client library that the CLI and Python users import: plain dataclasses in and out, gRPC inside.
 
-    from gateway.credentials import Credentials
+    from gateway.trust.credentials import Credentials
     from gateway.transport.client import FederationClient
     with FederationClient("gw.example:7443", Credentials.from_dir("~/.fedgate")) as client:
         job = client.create_job(spec)

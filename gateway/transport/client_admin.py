@@ -15,14 +15,14 @@ from pathlib import Path
 
 from fedgate.v1 import admin_service_pb2 as admin_pb
 from fedgate.v1 import enrollment_service_pb2 as enroll_pb
-from gateway.audit import AuditEntry
-from gateway.credentials import Credentials
 from gateway.identity.principal import load_certificate, spiffe_uri_of
 from gateway.identity.renewal import install, new_key_and_csr
 from gateway.identity.revocation import Revocation
-from gateway.model import SiteView
+from gateway.sites.model import SiteView
 from gateway.transport import convert
 from gateway.transport.client_channel import ClientChannel
+from gateway.trust.audit import AuditEntry
+from gateway.trust.credentials import Credentials
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from fedgate.v1 import (
     job_service_pb2_grpc,
     reservation_service_pb2_grpc,
 )
-from gateway.credentials import Credentials
 from gateway.errors import ClientError
+from gateway.trust.credentials import Credentials
 
 T = TypeVar("T")
 

@@ -14,13 +14,15 @@ from datetime import datetime
 import grpc
 
 from fedgate.v1 import job_service_pb2 as job_pb
-from gateway.logs import LogPiece
-from gateway.model import Job, JobEvent, JobSpec, JobState, SiteView, UsageRow
-from gateway.placement import Explanation
-from gateway.receipts import SettledReceipt
+from gateway.jobs.model import Job, JobEvent, JobSpec, JobState
+from gateway.placement.place import Explanation
+from gateway.sites.logs import LogPiece
+from gateway.sites.model import SiteView
 from gateway.transport import convert
 from gateway.transport.client_channel import ClientChannel, error_from_rpc
 from gateway.transport.receipts import settled_from_proto
+from gateway.usage.model import UsageRow
+from gateway.usage.receipts import SettledReceipt
 
 
 class JobCalls(ClientChannel):
@@ -110,7 +112,7 @@ class JobCalls(ClientChannel):
         self, start: datetime, end: datetime | None = None, project: str = ""
     ) -> list[SettledReceipt]:
         """Every settled receipt the caller may read of attempts that ended in [start, end), following pages.
-        Each record is parsed from the signed bytes; verify them with `gateway.receipts.settled_problems`."""
+        Each record is parsed from the signed bytes; verify them with `gateway.usage.receipts.settled_problems`."""
         receipts: list[SettledReceipt] = []
         token = ""
         while True:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 
 from fedgate.v1 import reservation_service_pb2 as reservation_pb
-from gateway.reservationmodel import Reservation, ReservationRequest
+from gateway.reservations.model import Reservation, ReservationRequest
 from gateway.transport.client_channel import ClientChannel
 from gateway.transport.reservation_convert import request_to_proto, reservation_from_proto
 

@@ -8,22 +8,21 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from fedgate.v1 import job_pb2, job_service_pb2, site_pb2
 from gateway.errors import InvalidArgument
-from gateway.model import (
+from gateway.jobs.model import (
     Capability,
     Job,
     JobEvent,
     JobSpec,
     JobState,
     Placement,
-    Pool,
     Reason,
     Resources,
-    SiteView,
     StackRun,
     Topology,
 )
-from gateway.placement import Candidate
-from gateway.sites import ReserveCommand
+from gateway.placement.place import Candidate
+from gateway.sites.model import Pool, SiteView
+from gateway.sites.registry import ReserveCommand
 
 MAX_RUNS = 16
 MAX_MAP_ENTRIES = 64

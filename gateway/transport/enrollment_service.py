@@ -13,7 +13,7 @@ from gateway.errors import InvalidArgument
 from gateway.transport import convert
 from gateway.transport.auth import Authenticator, Guarded
 from gateway.transport.errors import translate_errors
-from gateway.trust import IssuedCertificate
+from gateway.trust.service import IssuedCertificate
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_CSR_BYTES = 16 * 1024

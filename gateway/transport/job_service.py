@@ -11,12 +11,12 @@ import grpc
 from fedgate.v1 import job_service_pb2 as pb
 from fedgate.v1 import job_service_pb2_grpc
 from gateway.errors import InvalidArgument
-from gateway.federation import Federation
-from gateway.settlement import list_receipts
+from gateway.jobs.federation import Federation
 from gateway.transport import convert
 from gateway.transport.auth import Authenticator, Guarded, while_valid
 from gateway.transport.errors import translate_errors, translate_stream_errors
 from gateway.transport.receipts import settled_to_proto
+from gateway.usage.settlement import list_receipts
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_REQUEST_ID = 128

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from collections import Counter
 
-from gateway.federation import Federation
+from gateway.jobs.federation import Federation
 
 MAX_REQUEST_BYTES = 8192
 

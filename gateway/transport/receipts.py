@@ -2,7 +2,7 @@
 
 Owns: `record_from_bytes` (the only place the gateway reads a `fedgate.v1.UsageRecord`; bytes that do not
 parse give a receipt without a record, which never verifies) and the `SettledReceipt` conversions in pairs.
-It checks nothing: `gateway.receipts` does.
+It checks nothing: `gateway.usage.receipts` does.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from google.protobuf.message import DecodeError
 
 from fedgate.v1 import usage_pb2
 from gateway.errors import InvalidArgument
-from gateway.receipts import SettledReceipt, SiteReceipt, UsageRecord
 from gateway.transport import convert
+from gateway.usage.receipts import SettledReceipt, SiteReceipt, UsageRecord
 
 
 def record_from_bytes(data: bytes) -> UsageRecord | None:

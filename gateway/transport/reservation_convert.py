@@ -1,13 +1,13 @@
 """Conversions for advance reservations: the ReservationService messages and the booking commands sent to
-sites, one pair per noun. Field mapping and size limits only; the rules live in `gateway.reservations`."""
+sites, one pair per noun. Field mapping and size limits only; the rules live in `gateway.reservations.book`."""
 
 from __future__ import annotations
 
 from fedgate.v1 import job_pb2, site_pb2
 from fedgate.v1 import reservation_service_pb2 as pb
 from gateway.errors import InvalidArgument
-from gateway.model import Capability, Resources
-from gateway.reservationmodel import (
+from gateway.jobs.model import Capability, Resources
+from gateway.reservations.model import (
     BookCommand,
     ReleaseCommand,
     Reservation,

@@ -10,7 +10,7 @@ import grpc
 from fedgate.v1 import reservation_service_pb2 as pb
 from fedgate.v1 import reservation_service_pb2_grpc
 from gateway.errors import InvalidArgument
-from gateway.reservations import ReservationBook
+from gateway.reservations.book import ReservationBook
 from gateway.transport.auth import Authenticator, Guarded
 from gateway.transport.errors import translate_errors
 from gateway.transport.reservation_convert import request_from_proto, reservation_to_proto

@@ -28,14 +28,13 @@ from fedgate.v1 import (
     site_pb2,
     site_pb2_grpc,
 )
-from gateway.config import GatewayConfig
-from gateway.dispatch import Dispatcher
+from gateway.app.config import GatewayConfig
 from gateway.errors import ConfigError
-from gateway.federation import Federation, utc_now
 from gateway.identity.authority import Authority
+from gateway.jobs.federation import Federation, utc_now
 from gateway.policy import load_catalogue
 from gateway.policy.holder import PolicyHolder
-from gateway.receipts import Countersigner
+from gateway.sites.dispatcher import Dispatcher
 from gateway.store import open_store
 from gateway.transport.admin_service import AdminServicer
 from gateway.transport.auth import CertificateAuthenticator, CredentialGuard, TokenAuthenticator
@@ -44,7 +43,8 @@ from gateway.transport.job_service import JobServicer
 from gateway.transport.metrics import serve_metrics
 from gateway.transport.reservation_service import ReservationServicer
 from gateway.transport.site_service import SiteServicer
-from gateway.trust import Trust
+from gateway.trust.service import Trust
+from gateway.usage.receipts import Countersigner
 
 log = logging.getLogger("fedgate.gateway")
 

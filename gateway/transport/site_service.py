@@ -19,13 +19,12 @@ from cryptography.hazmat.primitives import serialization
 
 from fedgate.v1 import job_pb2, site_pb2_grpc
 from fedgate.v1 import site_pb2 as pb
-from gateway import access
-from gateway.dispatch import Dispatcher, RunningAttempt, SiteUpdate
 from gateway.errors import GatewayError, InvalidArgument, PermissionDenied
 from gateway.identity.revocation import Credential
-from gateway.model import Pool, SiteTerms
-from gateway.reservationmodel import BookCommand, ReleaseCommand
-from gateway.sites import (
+from gateway.reservations.model import BookCommand, ReleaseCommand
+from gateway.sites.dispatcher import Dispatcher, RunningAttempt, SiteUpdate
+from gateway.sites.model import Pool, SiteTerms
+from gateway.sites.registry import (
     AbortCommand,
     CancelCommand,
     Command,
@@ -41,6 +40,7 @@ from gateway.transport.auth import Authenticator, Guarded
 from gateway.transport.errors import translate_stream_errors
 from gateway.transport.receipts import receipt_from_proto
 from gateway.transport.reservation_convert import booking_command_to_proto
+from gateway.trust import access
 
 log = logging.getLogger("fedgate.gateway.sites")
 Context = grpc.aio.ServicerContext[Any, Any]

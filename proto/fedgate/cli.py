@@ -24,7 +24,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "usage": ("gateway.cli.usage", "verify signed usage receipts and total card-hours and compute"),
     "demo": ("gateway.cli.demo", "run a whole federation on loopback and submit a mix of jobs"),
     "simulate": ("gateway.cli.simulate", "replay a GPU-cluster trace: siloed vs federated vs pooled"),
-    "agent": ("agents.cli", "run a site agent next to a centre's scheduler"),
+    "agent": ("agents.cli.main", "run a site agent next to a centre's scheduler"),
 }
 
 

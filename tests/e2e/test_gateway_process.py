@@ -9,11 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-from gateway.config import REPO_POLICIES
-from gateway.credentials import Credentials
+from gateway.app.config import REPO_POLICIES
 from gateway.identity.ca import init_ca
 from gateway.identity.principal import Principal
 from gateway.transport.client import FederationClient
+from gateway.trust.credentials import Credentials
 from gateway.yamlload import dump_yaml
 
 

@@ -14,11 +14,11 @@ import pytest
 
 from agents.backends.base import BackendSettings, ExitStatus, LaunchSpec
 from agents.backends.registry import open_backend
-from agents.backends.slurm import SlurmBackend, SlurmHandle
-from agents.backends.slurmconfig import SlurmOptions
-from agents.backends.slurmjob import job_name
+from agents.backends.slurm.backend import SlurmBackend, SlurmHandle
+from agents.backends.slurm.config import SlurmOptions
+from agents.backends.slurm.job import job_name
+from agents.core.model import PoolSpec
 from agents.errors import BackendError, LaunchFailed
-from agents.model import PoolSpec
 from tests.slurmcluster import SHORT_PARTITION, SlurmCluster
 
 _serial = itertools.count(1)

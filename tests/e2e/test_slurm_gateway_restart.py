@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import REPO_POLICIES
-from gateway.credentials import Credentials
+from gateway.app.config import REPO_POLICIES
 from gateway.identity.ca import init_ca
 from gateway.identity.principal import Principal
-from gateway.model import JobSpec, JobState, Resources, StackRun
+from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
 from gateway.store import open_store
 from gateway.transport.client import FederationClient
+from gateway.trust.credentials import Credentials
 from gateway.yamlload import dump_yaml
 from tests.slurmcluster import SlurmCluster
 

@@ -13,12 +13,12 @@ from typing import Any, TypeVar
 
 import yaml
 
-from gateway.config import REPO_POLICIES, load_gateway_config
-from gateway.credentials import Credentials
+from gateway.app.config import REPO_POLICIES, load_gateway_config
 from gateway.identity.ca import CertificateAuthority, init_ca
 from gateway.identity.principal import Principal
 from gateway.transport.client import FederationClient
 from gateway.transport.server import RunningGateway, start_gateway
+from gateway.trust.credentials import Credentials
 
 T = TypeVar("T")
 FEDERATION = "itest"
@@ -138,7 +138,7 @@ def start_test_agent(
     gateway: GatewayHandle, site: str, pools: list[dict[str, object]], workdir: Path, **extra: object
 ) -> AgentHandle:
     """Run a real site agent (local backend, real processes) in the gateway's loop thread."""
-    from agents.config import load_agent_config
+    from agents.core.config import load_agent_config
     from agents.transport.connection import run_agent
 
     creds = gateway.pki.site(site)

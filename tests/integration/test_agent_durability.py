@@ -13,10 +13,10 @@ from pathlib import Path
 
 import yaml
 
-from agents.config import load_agent_config
-from agents.journal_sqlite import SqliteJournal
+from agents.core.config import load_agent_config
+from agents.journal.sqlite import SqliteJournal
 from agents.transport.connection import run_agent
-from gateway.model import JobSpec, JobState, Resources, StackRun
+from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
 from tests.integration.harness import (
     GatewayHandle,
     LoopThread,

@@ -7,7 +7,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fedgate.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
-from gateway.credentials import Credentials
+from gateway.trust.credentials import Credentials
 from tests.integration.harness import GatewayHandle
 
 

@@ -17,13 +17,13 @@ import pytest
 import yaml
 from cryptography import x509
 
-from agents import cli
-from agents.config import load_agent_config
-from agents.pinning import fingerprint_of
-from agents.renewal import RenewalSettings
+from agents.cli import main as cli
+from agents.core.config import load_agent_config
+from agents.identity.pinning import fingerprint_of
+from agents.identity.renewal import RenewalSettings
 from agents.transport.connection import run_agent
 from gateway.identity.principal import Principal
-from gateway.model import JobSpec, JobState, Resources, StackRun
+from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
 from tests.integration.harness import FEDERATION, GatewayHandle, eventually, wait_for_capacity
 
 POOLS = [{"class": "ascend-910b", "cards": 8, "offered": 4, "cards_per_node": 8}]

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import job as job_cli
-from gateway.federation import Federation
-from gateway.model import JobSpec, JobState, Reason, Resources, SiteView, StackRun, Topology
-from gateway.placement import OptionFilter
+from gateway.jobs.federation import Federation
+from gateway.jobs.model import JobSpec, JobState, Reason, Resources, StackRun, Topology
+from gateway.placement.place import OptionFilter
 from gateway.policy.quotas import Usage
+from gateway.sites.model import SiteView
 from tests.integration.harness import AgentHandle, GatewayHandle, eventually, start_test_agent, wait_for_capacity
 from tests.security.support import SiteStream
 

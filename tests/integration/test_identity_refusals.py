@@ -10,9 +10,9 @@ import grpc
 import pytest
 
 from fedgate.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc, site_pb2, site_pb2_grpc
-from gateway.credentials import Credentials
 from gateway.errors import ClientError
-from gateway.model import JobSpec, JobState, Resources, StackRun
+from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
+from gateway.trust.credentials import Credentials
 from tests.integration.harness import GatewayHandle
 
 SPEC = JobSpec(

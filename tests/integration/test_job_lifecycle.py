@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ClientError
-from gateway.model import Capability, JobSpec, JobState, Resources, StackRun
+from gateway.jobs.model import Capability, JobSpec, JobState, Resources, StackRun
 from tests.integration.harness import AgentHandle, GatewayHandle, eventually, start_test_agent, wait_for_capacity
 
 PRINT_ENV = (

@@ -15,8 +15,8 @@ import pytest
 
 from gateway.cli import job as job_cli
 from gateway.errors import ClientError
-from gateway.logs import LogPiece
-from gateway.model import Job, JobSpec, JobState, Resources, StackRun
+from gateway.jobs.model import Job, JobSpec, JobState, Resources, StackRun
+from gateway.sites.logs import LogPiece
 from gateway.transport.client import FederationClient
 from tests.integration.harness import AgentHandle, GatewayHandle, eventually, start_test_agent, wait_for_capacity
 
@@ -121,7 +121,7 @@ def test_a_reader_leaving_early_ends_the_stream_at_the_gateway_and_the_site(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="agents.logs")
+    caplog.set_level(logging.INFO, logger="agents.core.logs")
     gate = tmp_path / "gate"
     job = bob.create_job(spec(sys.executable, "-c", WAIT_FOR_GATE, str(gate)))
     wait_until_running(bob, job)

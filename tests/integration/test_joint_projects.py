@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ClientError
-from gateway.model import JobSpec, JobState, Resources, StackRun
+from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
 from tests.integration.harness import GatewayHandle, LoopThread, Pki
 from tests.integration.test_policy_reload import start_gateway_with_policy
 
@@ -125,7 +125,7 @@ def test_usage_of_a_joint_project_is_visible_to_every_member_and_no_one_else(
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from gateway.model import JobSpec, JobState, Resources, StackRun
+    from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
     from tests.integration.harness import eventually, start_test_agent, wait_for_capacity
 
     pools = [{"class": "ascend-910b", "cards": 8, "offered": 8, "cards_per_node": 8}]

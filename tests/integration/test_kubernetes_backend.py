@@ -25,17 +25,17 @@ import kmock as kmocklib
 import pytest
 
 from agents.backends.base import BackendSettings, LaunchSpec
-from agents.backends.kubeapi import API_PERMISSIONS
-from agents.backends.kubeclasses import DEFAULT_RULES, discover
-from agents.backends.kubemanifest import job_name
-from agents.backends.kubeoptions import KubernetesOptions
-from agents.backends.kubernetes import KubernetesBackend
-from agents.commands import Cancel, Launch
-from agents.config import AgentConfig, TlsFiles
+from agents.backends.kubernetes.api import API_PERMISSIONS
+from agents.backends.kubernetes.backend import KubernetesBackend
+from agents.backends.kubernetes.classes import DEFAULT_RULES, discover
+from agents.backends.kubernetes.manifest import job_name
+from agents.backends.kubernetes.options import KubernetesOptions
+from agents.core.commands import Cancel, Launch
+from agents.core.config import AgentConfig, TlsFiles
+from agents.core.model import JobState, JobUpdate, PoolSpec
+from agents.core.runtime import SiteRuntime
 from agents.errors import BackendError, LaunchFailed
-from agents.journal import MemoryJournal
-from agents.model import JobState, JobUpdate, PoolSpec
-from agents.runtime import SiteRuntime
+from agents.journal.base import MemoryJournal
 
 NS = "fedgate-jobs"
 SITE = "site-a"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import load_gateway_config
+from gateway.app.config import load_gateway_config
 from gateway.errors import ConfigError
 from tests.integration.harness import GatewayHandle
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway.config import REPO_POLICIES, load_gateway_config
+from gateway.app.config import REPO_POLICIES, load_gateway_config
 from gateway.errors import ClientError
-from gateway.model import Capability, JobSpec, JobState, Resources, StackRun
+from gateway.jobs.model import Capability, JobSpec, JobState, Resources, StackRun
 from gateway.transport.server import start_gateway
 from tests.integration.harness import FEDERATION, GatewayHandle, LoopThread, Pki, eventually
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.model import JobSpec, JobState, Resources, StackRun
+from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
 from tests.integration.harness import GatewayHandle, eventually, start_test_agent, wait_for_capacity
 
 # Attempt 1 runs until stopped; on SIGTERM it checkpoints (noting the grace it was told) and exits at once.

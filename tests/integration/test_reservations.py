@@ -14,8 +14,8 @@ import pytest
 
 from gateway.cli import reservation as reservation_cli
 from gateway.errors import ClientError
-from gateway.model import JobSpec, JobState, Resources, StackRun
-from gateway.reservationmodel import ReservationRequest, ReservationState
+from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
+from gateway.reservations.model import ReservationRequest, ReservationState
 from gateway.transport.client import FederationClient
 from tests.integration.harness import AgentHandle, GatewayHandle, eventually, start_test_agent, wait_for_capacity
 

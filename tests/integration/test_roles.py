@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import ClientError
-from gateway.model import JobSpec, JobState, Resources, StackRun
+from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
 from tests.integration.harness import GatewayHandle
 
 EVAL = JobSpec(

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import creds as creds_cli
-from gateway.credentials import Credentials
 from gateway.errors import ClientError
 from gateway.identity.principal import load_certificate
+from gateway.trust.credentials import Credentials
 from tests.integration.harness import GatewayHandle
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.model import JobSpec, JobState, Resources, StackRun
+from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
 from tests.integration.harness import AgentHandle, GatewayHandle, eventually, start_test_agent, wait_for_capacity
 
 POLICY = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.model import JobSpec, JobState, Resources, StackRun
+from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
 from tests.integration.harness import GatewayHandle, start_test_agent, wait_for_capacity
 from tests.slurmcluster import SlurmCluster
 

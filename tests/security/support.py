@@ -22,15 +22,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from fedgate.v1 import enrollment_service_pb2, enrollment_service_pb2_grpc, job_pb2, site_pb2, site_pb2_grpc
-from gateway.audit import AuditEntry
-from gateway.credentials import Credentials
 from gateway.errors import ClientError
 from gateway.identity.principal import load_certificate
 from gateway.identity.revocation import Revocation
 from gateway.identity.tokens import TokenClaims, issue_token, new_token_id
-from gateway.model import Job, JobEvent, JobSpec, Resources, StackRun
+from gateway.jobs.model import Job, JobEvent, JobSpec, Resources, StackRun
 from gateway.transport.client import FederationClient, error_from_rpc
-from gateway.trust import verify_audit_store
+from gateway.trust.audit import AuditEntry
+from gateway.trust.credentials import Credentials
+from gateway.trust.service import verify_audit_store
 from tests.integration.harness import FEDERATION, GatewayHandle
 
 CALL_TIMEOUT_S = 5.0

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.audit import seal
 from gateway.cli import admin as admin_cli
 from gateway.transport.client import FederationClient
+from gateway.trust.audit import seal
 from tests.integration.harness import GatewayHandle
 from tests.security.support import ALICE, assert_refused, audited
 

@@ -19,8 +19,7 @@ import pytest
 import yaml
 from cryptography.exceptions import InvalidSignature
 
-from gateway.config import REPO_POLICIES, load_gateway_config
-from gateway.credentials import Credentials
+from gateway.app.config import REPO_POLICIES, load_gateway_config
 from gateway.errors import ConfigError
 from gateway.identity.authority import AUDIT_KEY, TOKEN_KEY, Authority, ca_fingerprint
 from gateway.identity.ca import CertificateAuthority, init_ca
@@ -28,7 +27,8 @@ from gateway.identity.principal import Principal, load_certificate
 from gateway.store import open_store
 from gateway.transport.client import FederationClient
 from gateway.transport.server import RunningGateway, start_gateway
-from gateway.trust import verify_audit_store
+from gateway.trust.credentials import Credentials
+from gateway.trust.service import verify_audit_store
 from tests.integration.harness import FEDERATION, LoopThread, Pki
 from tests.security.support import ALICE, BOB, CALL_TIMEOUT_S, assert_refused, spec_for
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agents.model import JobState as AgentState
+from agents.core.model import JobState as AgentState
+from agents.core.usage import UsageRecord
 from agents.transport.receipts import KeyFileSigner
-from agents.usage import UsageRecord
 from fedgate.v1 import job_pb2, site_pb2, usage_pb2
-from gateway.model import JobState
+from gateway.jobs.model import JobState
 from tests.integration.harness import GatewayHandle
 from tests.security.support import (
     ALICE,

@@ -18,7 +18,7 @@ from fedgate.v1 import (
     site_pb2,
     site_pb2_grpc,
 )
-from gateway.model import Job
+from gateway.jobs.model import Job
 from gateway.transport import convert
 from gateway.transport.client import FederationClient
 from tests.integration.harness import FEDERATION, GatewayHandle

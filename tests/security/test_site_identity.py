@@ -7,7 +7,7 @@ import grpc
 import pytest
 
 from fedgate.v1 import job_pb2, site_pb2
-from gateway.model import JobState
+from gateway.jobs.model import JobState
 from gateway.transport.client import FederationClient
 from tests.integration.harness import GatewayHandle, eventually
 from tests.security.support import (

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.model import Job, JobState
+from gateway.jobs.model import Job, JobState
 from gateway.transport.client import FederationClient
 from tests.integration.harness import GatewayHandle
 from tests.security.support import ALICE, BOB, assert_refused, spec_for, store_state

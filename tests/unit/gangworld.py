@@ -10,14 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from gateway.config import REPO_POLICIES
-from gateway.dispatch import Dispatcher, RunningAttempt
-from gateway.federation import Federation
+from gateway.app.config import REPO_POLICIES
 from gateway.identity.principal import Principal
-from gateway.model import Job, JobSpec, JobState, Pool, Resources, StackRun, Topology
+from gateway.jobs.federation import Federation
+from gateway.jobs.model import Job, JobSpec, JobState, Resources, StackRun, Topology
 from gateway.policy import load_catalogue
 from gateway.policy.holder import PolicyHolder
-from gateway.sites import AbortCommand, CancelCommand, CommitCommand, LaunchCommand, ReserveCommand
+from gateway.sites.dispatcher import Dispatcher, RunningAttempt
+from gateway.sites.model import Pool
+from gateway.sites.registry import AbortCommand, CancelCommand, CommitCommand, LaunchCommand, ReserveCommand
 from gateway.store import open_store
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

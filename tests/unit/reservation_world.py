@@ -8,14 +8,15 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from gateway.config import REPO_POLICIES
-from gateway.federation import Federation
+from gateway.app.config import REPO_POLICIES
 from gateway.identity.principal import Principal
-from gateway.model import Capability, Job, JobSpec, Pool, Resources, SiteTerms, StackRun
+from gateway.jobs.federation import Federation
+from gateway.jobs.model import Capability, Job, JobSpec, Resources, StackRun
 from gateway.policy import load_catalogue
 from gateway.policy.holder import PolicyHolder
-from gateway.reservationmodel import ReservationRequest
-from gateway.sites import Command, Outbox
+from gateway.reservations.model import ReservationRequest
+from gateway.sites.model import Pool, SiteTerms
+from gateway.sites.registry import Command, Outbox
 from gateway.store.sqlite import SqliteStore
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)

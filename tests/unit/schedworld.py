@@ -8,14 +8,15 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from gateway.config import REPO_POLICIES
-from gateway.dispatch import Dispatcher, SiteUpdate
-from gateway.federation import Federation
+from gateway.app.config import REPO_POLICIES
 from gateway.identity.principal import Principal
-from gateway.model import Job, JobEvent, JobSpec, JobState, Pool, Resources, SiteTerms, StackRun
+from gateway.jobs.federation import Federation
+from gateway.jobs.model import Job, JobEvent, JobSpec, JobState, Resources, StackRun
 from gateway.policy import load_catalogue
 from gateway.policy.holder import PolicyHolder
-from gateway.sites import Command, Outbox
+from gateway.sites.dispatcher import Dispatcher, SiteUpdate
+from gateway.sites.model import Pool, SiteTerms
+from gateway.sites.registry import Command, Outbox
 from gateway.store import open_store
 
 START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

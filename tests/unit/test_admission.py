@@ -6,10 +6,10 @@ from datetime import timedelta
 
 import pytest
 
-from gateway.admission import admit
-from gateway.config import REPO_POLICIES
+from gateway.app.config import REPO_POLICIES
 from gateway.identity.principal import Principal
-from gateway.model import Capability, JobSpec, Resources, StackRun
+from gateway.jobs.admission import admit
+from gateway.jobs.model import Capability, JobSpec, Resources, StackRun
 from gateway.policy import load_catalogue, load_policy
 
 POLICY = load_policy(REPO_POLICIES / "federation.yaml")
@@ -84,7 +84,7 @@ def test_capability_no_class_can_meet_is_refused_with_reason() -> None:
 
 
 def test_member_lists_give_roles_and_project_scopes() -> None:
-    from gateway import access
+    from gateway.trust import access
 
     bob = Principal.user("demo", "panda-lm", "bob")
     carol = Principal.user("demo", "panda-lm", "carol")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from gateway.backfill import END_SLACK, Release, earliest_start, latest_end
-from gateway.model import JobState
+from gateway.jobs.model import JobState
+from gateway.placement.backfill import END_SLACK, Release, earliest_start, latest_end
 from tests.unit.schedworld import START, World
 
 HOUR = timedelta(hours=1)

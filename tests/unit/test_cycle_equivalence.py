@@ -1,4 +1,4 @@
-"""The fast scheduling cycle (`gateway.cyclecache`: verdicts per job shape, shapes that fit nowhere skipped,
+"""The fast scheduling cycle (`gateway.scheduler.cyclecache`: verdicts per job shape, shapes that fit nowhere skipped,
 placement from numbers) makes exactly the placements of the straightforward cycle it replaced: every job
 sorted by `queue_key`, every job judged by `place_in_windows` (`place` over the best-fit windows) with
 `Scheduling.allows` (the full policy verdict) on every option, site views rebuilt after each dispatch, with the
@@ -19,29 +19,17 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import REPO_POLICIES
-from gateway.cyclecache import shape_of
-from gateway.cycleplan import CyclePlan
-from gateway.fairshare import dominant_shares, queue_key
-from gateway.federation import Federation
-from gateway.freeindex import FreeIndex
-from gateway.model import (
-    Capability,
-    Job,
-    JobEvent,
-    JobSpec,
-    JobState,
-    Placement,
-    Pool,
-    Resources,
-    SiteTerms,
-    SiteView,
-    StackRun,
-    Topology,
-)
-from gateway.placement import place, place_in_windows
+from gateway.app.config import REPO_POLICIES
+from gateway.jobs.federation import Federation
+from gateway.jobs.model import Capability, Job, JobEvent, JobSpec, JobState, Placement, Resources, StackRun, Topology
+from gateway.placement.fairshare import dominant_shares, queue_key
+from gateway.placement.freeindex import FreeIndex
+from gateway.placement.place import place, place_in_windows
 from gateway.policy import load_catalogue
 from gateway.policy.holder import PolicyHolder
+from gateway.scheduler.cyclecache import shape_of
+from gateway.scheduler.cycleplan import CyclePlan
+from gateway.sites.model import Pool, SiteTerms, SiteView
 from gateway.store import open_store
 
 NOW = datetime(2026, 3, 4, 10, 30, tzinfo=UTC)  # a Wednesday morning: the weekday rules apply
@@ -168,7 +156,7 @@ def _queue(federation: Federation, rng: random.Random, count: int, first: int) -
 
 
 def _reference_cycle(federation: Federation) -> dict[str, Placement]:
-    """The cycle as it was written before `gateway.cyclecache` (reservations, backfill and preemption holds
+    """The cycle as it was written before `gateway.scheduler.cyclecache` (reservations, backfill and preemption holds
     included), decisions only: nothing is dispatched, and the holds are worked out on a copy of the book."""
     book = copy.deepcopy(federation.queue_holds)
     queued = book.revisit(list(federation._queued), federation._queued)

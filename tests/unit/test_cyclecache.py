@@ -7,11 +7,12 @@ from collections import defaultdict
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from gateway.config import REPO_POLICIES
-from gateway.cyclecache import CycleCache
-from gateway.model import JobSpec, Placement, Pool, Resources, SiteTerms, SiteView, StackRun
+from gateway.app.config import REPO_POLICIES
+from gateway.jobs.model import JobSpec, Placement, Resources, StackRun
 from gateway.policy import load_catalogue, load_policy
 from gateway.policy.quotas import Usage
+from gateway.scheduler.cyclecache import CycleCache
+from gateway.sites.model import Pool, SiteTerms, SiteView
 
 NOW = datetime(2026, 3, 4, 10, 30, tzinfo=UTC)
 H100 = ("nvidia-h100",)
@@ -68,7 +69,7 @@ def test_a_shape_that_fit_nowhere_is_looked_at_again_when_a_hold_lets_go_of_a_po
     site = cycle.view("s1")
     cycle.index.update(replace(site, pools=(replace(site.pools[0], free=0),)))  # a hold keeps s1's pool
     assert cycle.place(job(4), H100) is None  # s0 refuses it, s1 is held: its shape fits nowhere now
-    cycle.index.update(site)  # the hold's job went elsewhere: gateway.cycleplan gives the pool back
+    cycle.index.update(site)  # the hold's job went elsewhere: gateway.scheduler.cycleplan gives the pool back
     assert cycle.place(job(4), H100) == Placement("s1", "nvidia-h100", 4)
 
 

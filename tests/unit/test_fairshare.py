@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from gateway.config import REPO_POLICIES
-from gateway.fairshare import AGING_PERIOD, dominant_shares, queue_key
-from gateway.model import Job, JobSpec, JobState, Resources, StackRun
+from gateway.app.config import REPO_POLICIES
+from gateway.jobs.model import Job, JobSpec, JobState, Resources, StackRun
+from gateway.placement.fairshare import AGING_PERIOD, dominant_shares, queue_key
 from gateway.policy import parse_policy
 from gateway.policy.quotas import Usage
 

@@ -4,8 +4,9 @@ pending reasons of a queued job and `explain` both carry it."""
 
 from __future__ import annotations
 
-from gateway.model import Pool, Reason, SiteView
-from gateway.placement import fragmentation, place
+from gateway.jobs.model import Reason
+from gateway.placement.place import fragmentation, place
+from gateway.sites.model import Pool, SiteView
 
 H100 = "nvidia-h100"
 

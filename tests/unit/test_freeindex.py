@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.freeindex import FreeIndex
-from gateway.model import Pool, SiteView
+from gateway.placement.freeindex import FreeIndex
+from gateway.sites.model import Pool, SiteView
 
 
 def view(name: str, free: int, cls: str = "nvidia-h100", *, connected: bool = True, leased: int = 0) -> SiteView:

@@ -9,10 +9,11 @@ import asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.gangs import plan_gang
-from gateway.model import JobState, Pool, Reason, SiteView, Topology
-from gateway.placement import place
-from gateway.reserving import RESERVE_TIMEOUT
+from gateway.gangs.coordinator import RESERVE_TIMEOUT
+from gateway.gangs.plan import plan_gang
+from gateway.jobs.model import JobState, Reason, Topology
+from gateway.placement.place import place
+from gateway.sites.model import Pool, SiteView
 
 from .gangworld import FakeSite, GangWorld
 

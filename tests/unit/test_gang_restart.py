@@ -11,9 +11,9 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from gateway.dispatch import RunningAttempt, SiteUpdate
-from gateway.model import JobState, Placement
-from gateway.sites import CancelCommand
+from gateway.jobs.model import JobState, Placement
+from gateway.sites.dispatcher import RunningAttempt, SiteUpdate
+from gateway.sites.registry import CancelCommand
 from gateway.store.codec import job_from_json, job_to_json
 
 from .gangworld import FakeSite, GangWorld

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.gangs import plan_gang
-from gateway.model import Reason, SiteTerms, SiteView, Topology
+from gateway.gangs.plan import plan_gang
+from gateway.jobs.model import Reason, Topology
+from gateway.sites.model import SiteTerms, SiteView
 
 from .test_placement import pool, site
 

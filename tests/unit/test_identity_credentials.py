@@ -10,9 +10,9 @@ import pytest
 from cryptography import x509
 
 from gateway.cli import ca as ca_cli
-from gateway.credentials import Credentials
 from gateway.errors import ConfigError
 from gateway.identity import CertificateAuthority, Principal, init_ca
+from gateway.trust.credentials import Credentials
 
 FED = "demo"
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from gateway.errors import FailedPrecondition, GatewayError, Unavailable
-from gateway.logs import CHUNK_BYTES, LogPiece, LogRelay
-from gateway.model import Job, JobSpec, JobState, Placement, Resources, StackRun
-from gateway.sites import Command, LogCancelCommand, LogRequestCommand, Outbox, SiteRegistry
+from gateway.jobs.model import Job, JobSpec, JobState, Placement, Resources, StackRun
+from gateway.sites.logs import CHUNK_BYTES, LogPiece, LogRelay
+from gateway.sites.registry import Command, LogCancelCommand, LogRequestCommand, Outbox, SiteRegistry
 
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
 SPEC = JobSpec("panda-lm", "eval", Resources("nvidia-h20", None, 2), (StackRun("", "", ("train",)),))

@@ -11,19 +11,9 @@ import pytest
 import yaml
 
 from gateway.cli import output
-from gateway.model import (
-    Capability,
-    Job,
-    JobSpec,
-    JobState,
-    Placement,
-    Pool,
-    Reason,
-    Resources,
-    SiteView,
-    StackRun,
-)
-from gateway.placement import Candidate
+from gateway.jobs.model import Capability, Job, JobSpec, JobState, Placement, Reason, Resources, StackRun
+from gateway.placement.place import Candidate
+from gateway.sites.model import Pool, SiteView
 
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
 COLUMNS = [("name", "NAME"), ("cards", "CARDS"), ("sites", "SITES")]

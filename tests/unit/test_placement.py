@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.model import Pool, SiteView
-from gateway.placement import place
+from gateway.placement.place import place
+from gateway.sites.model import Pool, SiteView
 
 
 def site(
@@ -93,7 +93,8 @@ def test_placement_never_exceeds_free_capacity() -> None:
 
 
 def test_a_centres_own_terms_remove_it_as_an_option() -> None:
-    from gateway.model import JobSpec, Reason, Resources, SiteTerms, StackRun
+    from gateway.jobs.model import JobSpec, Reason, Resources, StackRun
+    from gateway.sites.model import SiteTerms
 
     spec = JobSpec("panda-lm", "eval", Resources("nvidia-h100", None, 4), (StackRun("cuda", "reg.evil/x", ("t",)),))
     picky = SiteView("a", True, False, (pool("nvidia-h100", 8),), terms=SiteTerms(tenants=("deepsea-ai",)))
@@ -110,7 +111,8 @@ def test_a_centres_own_terms_remove_it_as_an_option() -> None:
 
 
 def test_site_terms_name_each_refusal() -> None:
-    from gateway.model import JobSpec, Resources, SiteTerms, StackRun
+    from gateway.jobs.model import JobSpec, Resources, StackRun
+    from gateway.sites.model import SiteTerms
 
     spec = JobSpec("panda-lm", "eval", Resources("nvidia-h100", None, 4), (StackRun("cuda", "", ("t",)),))
     assert SiteTerms().refusal(spec, "") == ""

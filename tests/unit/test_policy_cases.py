@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.app.config import REPO_POLICIES
 from gateway.cli.policy import check_file, main
-from gateway.config import REPO_POLICIES
 from gateway.policy.cases import find_cases, load_cases, run_cases
 
 REPO = REPO_POLICIES.parent

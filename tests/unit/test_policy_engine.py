@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from gateway.config import REPO_POLICIES
+from gateway.app.config import REPO_POLICIES
 from gateway.identity.principal import Principal
-from gateway.model import Capability, JobSpec, Resources, StackRun
+from gateway.jobs.model import Capability, JobSpec, Resources, StackRun
 from gateway.policy import FederationPolicy, engine, load_catalogue, parse_policy
 from gateway.policy.engine import evaluate, option_verdict
 from gateway.policy.quotas import Usage, period_start

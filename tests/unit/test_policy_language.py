@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.app.config import REPO_POLICIES
 from gateway.cli.policy import check_file, main
-from gateway.config import REPO_POLICIES
 from gateway.errors import ConfigError
 from gateway.policy import load_policy, parse_policy
 from gateway.policy.diff import Change, diff_documents

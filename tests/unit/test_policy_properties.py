@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.config import REPO_POLICIES
+from gateway.app.config import REPO_POLICIES
 from gateway.errors import ConfigError
 from gateway.policy import parse_policy
 from gateway.policy.model import (

@@ -7,10 +7,11 @@ import random
 from datetime import timedelta
 from pathlib import Path
 
-from gateway.config import REPO_POLICIES
-from gateway.model import JobState, SiteTerms
-from gateway.preemption import Victim, select_victims
-from gateway.sites import LaunchCommand, PreemptCommand
+from gateway.app.config import REPO_POLICIES
+from gateway.jobs.model import JobState
+from gateway.placement.preemption import Victim, select_victims
+from gateway.sites.model import SiteTerms
+from gateway.sites.registry import LaunchCommand, PreemptCommand
 from tests.unit.schedworld import START, World
 
 HOUR = timedelta(hours=1)

@@ -12,14 +12,21 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from agents.model import JobState as AgentState
+from agents.core.model import JobState as AgentState
+from agents.core.usage import UsageRecord as AgentRecord
 from agents.transport.receipts import KeyFileSigner
-from agents.usage import UsageRecord as AgentRecord
 from gateway.identity.ca import CertificateAuthority, init_ca
 from gateway.identity.principal import Principal
-from gateway.model import Job, JobSpec, JobState, Placement, Resources, StackRun
-from gateway.receipts import Countersigner, ReceiptInvalid, SettledReceipt, SiteReceipt, check_receipt, settled_problems
+from gateway.jobs.model import Job, JobSpec, JobState, Placement, Resources, StackRun
 from gateway.transport.receipts import record_from_bytes
+from gateway.usage.receipts import (
+    Countersigner,
+    ReceiptInvalid,
+    SettledReceipt,
+    SiteReceipt,
+    check_receipt,
+    settled_problems,
+)
 
 FED = "unit"
 NOW = datetime.now(UTC).replace(microsecond=0)  # the certificates below are valid from about now

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import AdmissionRejected, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from gateway.model import SiteTerms
-from gateway.reservationmodel import BookCommand, ReleaseCommand, ReservationState
-from gateway.reservationrounds import CONFIRM_TIMEOUT
+from gateway.reservations.model import BookCommand, ReleaseCommand, ReservationState
+from gateway.reservations.rounds import CONFIRM_TIMEOUT
+from gateway.sites.model import SiteTerms
 from gateway.store.sqlite import SqliteStore
 from tests.unit.reservation_world import (
     ADMIN,

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConfigError, InvalidArgument
-from gateway.jobspec import parse_job_spec, spec_to_dict
-from gateway.model import Capability, Reason, Resources
-from gateway.reservationfile import parse_reservation, parse_time, request_to_dict
-from gateway.reservationmodel import Reservation, ReservationPart, ReservationRequest, ReservationState
+from gateway.jobs.model import Capability, Reason, Resources
+from gateway.jobs.specfile import parse_job_spec, spec_to_dict
+from gateway.reservations.file import parse_reservation, parse_time, request_to_dict
+from gateway.reservations.model import Reservation, ReservationPart, ReservationRequest, ReservationState
 from gateway.transport.convert import spec_from_proto, spec_to_proto
 from gateway.transport.reservation_convert import reservation_from_proto, reservation_to_proto
 from gateway.yamlload import dump_yaml

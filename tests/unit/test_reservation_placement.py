@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import AdmissionRejected
-from gateway.federation import Federation
-from gateway.model import JobState
-from gateway.reservationmodel import Reservation, ReservationState
+from gateway.jobs.federation import Federation
+from gateway.jobs.model import JobState
+from gateway.reservations.model import Reservation, ReservationState
 from tests.unit.reservation_world import ALICE, BOB, FakeClock, connect, federation, job, pool, request
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from gateway.config import REPO_POLICIES
-from gateway.model import Capability, JobSpec, Pool, Reason, Resources, SiteView, StackRun
+from gateway.app.config import REPO_POLICIES
+from gateway.jobs.model import Capability, JobSpec, Reason, Resources, StackRun
 from gateway.policy import load_catalogue
-from gateway.reservationmodel import Reservation, ReservationPart, ReservationRequest, ReservationState
-from gateway.reservationplan import booked_cards, plan_booking
+from gateway.reservations.model import Reservation, ReservationPart, ReservationRequest, ReservationState
+from gateway.reservations.plan import booked_cards, plan_booking
+from gateway.sites.model import Pool, SiteView
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 CATALOGUE = load_catalogue(REPO_POLICIES / "accelerators.yaml")

@@ -4,11 +4,11 @@ disconnect releases every hold and queues the job again with the site's word."""
 
 from __future__ import annotations
 
-from gateway.dispatch import SiteUpdate
-from gateway.federation import Federation
-from gateway.model import JobState
-from gateway.reserving import RESERVE_TIMEOUT, parse_reservation_id
-from gateway.sites import CancelCommand, ReserveCommand
+from gateway.gangs.coordinator import RESERVE_TIMEOUT, parse_reservation_id
+from gateway.jobs.federation import Federation
+from gateway.jobs.model import JobState
+from gateway.sites.dispatcher import SiteUpdate
+from gateway.sites.registry import CancelCommand, ReserveCommand
 
 from .gangworld import ALICE, FakeSite, GangWorld
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from agents.backends.base import Backend
-from agents.backoff import Backoff
-from agents.config import AgentConfig, load_agent_config
+from agents.core.config import AgentConfig, load_agent_config
+from agents.transport.backoff import Backoff
 from agents.transport.connection import run_agent
 
 from .fake_gateway import FakeGateway, start_fake_gateway

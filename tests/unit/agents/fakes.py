@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agents.backends.base import ExitStatus, JobHandle, LaunchSpec
+from agents.core.model import PoolSpec
 from agents.errors import LaunchFailed
-from agents.model import PoolSpec
 
 
 def _future() -> asyncio.Future[ExitStatus]:

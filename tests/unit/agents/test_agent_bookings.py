@@ -9,13 +9,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agents import bookings
-from agents.bookings import Bookings
-from agents.commands import Abort, Reserve
-from agents.journal import MemoryJournal
-from agents.model import PoolSpec
-from agents.runtime import SiteRuntime
-from agents.terms import Hours, OfferWindow, SitePolicy
+from agents.core import reservations as bookings
+from agents.core.commands import Abort, Reserve
+from agents.core.model import PoolSpec
+from agents.core.reservations import Bookings
+from agents.core.runtime import SiteRuntime
+from agents.journal.base import MemoryJournal
+from agents.policy.terms import Hours, OfferWindow, SitePolicy
 
 from .fakes import FakeBackend
 from .test_agent_runtime import make_config

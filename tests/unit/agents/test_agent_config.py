@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agents.backends.registry import BACKEND_TYPES
-from agents.config import AgentConfig, load_agent_config
+from agents.core.config import AgentConfig, load_agent_config
 from agents.errors import ConfigError
 
 from .conftest import agent_yaml

@@ -20,9 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from agents import cli
-from agents.credentials import IssuedCertificate, new_site_key
-from agents.enrollment import EnrollmentRequest, enroll_site
+from agents.cli import main as cli
 from agents.errors import (
     AgentError,
     CaPinMismatch,
@@ -31,7 +29,9 @@ from agents.errors import (
     EnrollmentRefused,
     UsageError,
 )
-from agents.pinning import CaPin
+from agents.identity.credentials import IssuedCertificate, new_site_key
+from agents.identity.enrollment import EnrollmentRequest, enroll_site
+from agents.identity.pinning import CaPin
 
 from .fake_gateway import FakeEnrollment, Refusal, start_public_port
 from .pki import MintedPki, make_pki, sign_csr

@@ -8,11 +8,11 @@ from datetime import timedelta
 
 import pytest
 
-from agents.commands import Abort, Cancel, Commit, Launch, Reserve
-from agents.journal import MemoryJournal
-from agents.model import JobState, PoolSpec
-from agents.runtime import SiteRuntime
-from agents.terms import SitePolicy
+from agents.core.commands import Abort, Cancel, Commit, Launch, Reserve
+from agents.core.model import JobState, PoolSpec
+from agents.core.runtime import SiteRuntime
+from agents.journal.base import MemoryJournal
+from agents.policy.terms import SitePolicy
 
 from .fakes import FakeBackend
 from .test_agent_runtime import make_config

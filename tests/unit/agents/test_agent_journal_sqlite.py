@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from agents.commands import Launch
-from agents.config import AgentConfig
-from agents.journal import MemoryJournal, StartedAttempt, UpdateJournal
-from agents.journal_sqlite import SqliteJournal
-from agents.model import JobState, JobUpdate
+from agents.core.commands import Launch
+from agents.core.config import AgentConfig
+from agents.core.model import JobState, JobUpdate
+from agents.journal.base import MemoryJournal, StartedAttempt, UpdateJournal
+from agents.journal.sqlite import SqliteJournal
 
 T0 = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
 

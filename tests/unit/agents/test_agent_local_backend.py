@@ -12,12 +12,12 @@ import pytest
 from agents.backends.base import BackendSettings, LaunchSpec
 from agents.backends.local import LocalBackend, LocalHandle
 from agents.backends.registry import create_backend
-from agents.commands import Cancel, Launch
-from agents.config import AgentConfig, TlsFiles
+from agents.core.commands import Cancel, Launch
+from agents.core.config import AgentConfig, TlsFiles
+from agents.core.model import JobState, JobUpdate, PoolSpec
+from agents.core.runtime import SiteRuntime
 from agents.errors import LaunchFailed
-from agents.journal import MemoryJournal
-from agents.model import JobState, JobUpdate, PoolSpec
-from agents.runtime import SiteRuntime
+from agents.journal.base import MemoryJournal
 
 from .waiting import eventually
 

@@ -10,12 +10,12 @@ from collections.abc import Callable
 import pytest
 
 from agents.backends.base import JobHandle
-from agents.commands import Launch, LogCancel, LogRequest
-from agents.config import AgentConfig
+from agents.core.commands import Launch, LogCancel, LogRequest
+from agents.core.config import AgentConfig
+from agents.core.logs import CHUNK_BYTES, LogChunk, LogServer
+from agents.core.runtime import SiteRuntime
 from agents.errors import BackendError
-from agents.journal import MemoryJournal
-from agents.logs import CHUNK_BYTES, LogChunk, LogServer
-from agents.runtime import SiteRuntime
+from agents.journal.base import MemoryJournal
 from agents.transport.convert import launch_to_proto
 from fedgate.v1 import job_pb2, site_pb2
 

@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from agents.errors import BadFingerprint, CaPinMismatch
-from agents.pinning import CaPin, fingerprint_of, pinned_ca
+from agents.identity.pinning import CaPin, fingerprint_of, pinned_ca
 
 from .pki import MintedPki, make_pki
 

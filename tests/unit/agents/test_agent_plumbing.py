@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from agents import cli
-from agents.backoff import Backoff
-from agents.commands import Cancel, Drain, Launch, Preempt, UpdateRejected, UpdatesAcknowledged
-from agents.devices import DevicePool
+from agents.cli import main as cli
+from agents.core.commands import Cancel, Drain, Launch, Preempt, UpdateRejected, UpdatesAcknowledged
+from agents.core.devices import DevicePool
+from agents.core.model import JobState, JobUpdate, PoolCapacity, PoolSpec
+from agents.core.supervisor import describe_seconds
 from agents.errors import InsufficientCapacity
-from agents.journal import MemoryJournal
-from agents.model import JobState, JobUpdate, PoolCapacity, PoolSpec
-from agents.supervisor import describe_seconds
+from agents.journal.base import MemoryJournal
+from agents.transport.backoff import Backoff
 from agents.transport.convert import (
     command_from_proto,
     job_update_from_proto,

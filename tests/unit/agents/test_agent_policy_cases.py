@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agents import cli
-from agents.policycases import load_cases, run_cases_file
+from agents.cli import main as cli
+from agents.policy.cases import load_cases, run_cases_file
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "policies" / "examples" / "centre-offers.cases.yaml"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.config import load_agent_config
+from agents.core.config import load_agent_config
 from agents.errors import ConfigError
-from agents.terms import Hours, OfferWindow
+from agents.policy.terms import Hours, OfferWindow
 
 from .conftest import agent_yaml
 from .pki import MintedPki

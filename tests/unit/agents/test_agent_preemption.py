@@ -7,11 +7,11 @@ from pathlib import Path
 
 from agents.backends.base import BackendSettings
 from agents.backends.registry import create_backend
-from agents.commands import Launch, Preempt
-from agents.config import AgentConfig, TlsFiles
-from agents.journal import MemoryJournal
-from agents.model import JobState, JobUpdate, PoolSpec
-from agents.runtime import PREEMPT_GRACE_ENV, SiteRuntime
+from agents.core.commands import Launch, Preempt
+from agents.core.config import AgentConfig, TlsFiles
+from agents.core.model import JobState, JobUpdate, PoolSpec
+from agents.core.runtime import PREEMPT_GRACE_ENV, SiteRuntime
+from agents.journal.base import MemoryJournal
 
 from .waiting import eventually
 

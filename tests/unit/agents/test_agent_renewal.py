@@ -18,11 +18,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from agents.commands import Launch
-from agents.config import AgentConfig, load_agent_config
-from agents.credentials import CredentialFiles, install_credentials, write_atomically
+from agents.core.commands import Launch
+from agents.core.config import AgentConfig, load_agent_config
 from agents.errors import GatewayRefused
-from agents.renewal import RenewalSettings, renewal_due, renewal_time, seconds_until_renewal
+from agents.identity.credentials import CredentialFiles, install_credentials, write_atomically
+from agents.identity.renewal import RenewalSettings, renewal_due, renewal_time, seconds_until_renewal
 from agents.transport.convert import launch_to_proto
 from fedgate.v1 import job_pb2
 

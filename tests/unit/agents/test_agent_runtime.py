@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from agents.backends.base import BackendSettings
-from agents.commands import Cancel, Drain, Launch, Preempt, Reserve, UpdateRejected, UpdatesAcknowledged
-from agents.config import AgentConfig, TlsFiles
-from agents.journal import MemoryJournal
-from agents.model import JobState, PoolSpec
-from agents.runtime import SiteRuntime
+from agents.core.commands import Cancel, Drain, Launch, Preempt, Reserve, UpdateRejected, UpdatesAcknowledged
+from agents.core.config import AgentConfig, TlsFiles
+from agents.core.model import JobState, PoolSpec
+from agents.core.runtime import SiteRuntime
+from agents.journal.base import MemoryJournal
 
 from .fakes import FakeBackend
 

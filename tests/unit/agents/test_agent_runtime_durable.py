@@ -10,10 +10,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from agents.commands import Launch, UpdateRejected
-from agents.journal_sqlite import SqliteJournal
-from agents.model import JobState, JobUpdate
-from agents.runtime import SiteRuntime
+from agents.core.commands import Launch, UpdateRejected
+from agents.core.model import JobState, JobUpdate
+from agents.core.runtime import SiteRuntime
+from agents.journal.sqlite import SqliteJournal
 from agents.transport.receipts import KeyFileSigner
 from fedgate.v1 import job_pb2, usage_pb2
 

@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agents.commands import Launch
-from agents.journal import MemoryJournal
-from agents.model import JobState, PoolSpec, SiteTerms
-from agents.runtime import SiteRuntime
-from agents.terms import Hours, OfferWindow, SitePolicy
+from agents.core.commands import Launch
+from agents.core.model import JobState, PoolSpec, SiteTerms
+from agents.core.runtime import SiteRuntime
+from agents.journal.base import MemoryJournal
+from agents.policy.terms import Hours, OfferWindow, SitePolicy
 
 from .fakes import FakeBackend
 from .test_agent_runtime import make_config

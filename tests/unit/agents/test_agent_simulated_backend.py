@@ -10,12 +10,12 @@ import pytest
 from agents.backends.base import BackendSettings, LaunchSpec
 from agents.backends.registry import create_backend
 from agents.backends.simulated import SimulatedBackend, SimulatedOptions
-from agents.commands import Cancel, Launch
-from agents.config import AgentConfig, TlsFiles, load_agent_config
+from agents.core.commands import Cancel, Launch
+from agents.core.config import AgentConfig, TlsFiles, load_agent_config
+from agents.core.model import JobState, JobUpdate, PoolSpec
+from agents.core.runtime import SiteRuntime
 from agents.errors import ConfigError, LaunchFailed
-from agents.journal import MemoryJournal
-from agents.model import JobState, JobUpdate, PoolSpec
-from agents.runtime import SiteRuntime
+from agents.journal.base import MemoryJournal
 
 from .conftest import POOLS_YAML
 from .pki import MintedPki

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agents.model import PoolSpec, SiteTerms
-from agents.terms import (
+from agents.core.model import PoolSpec, SiteTerms
+from agents.policy.terms import (
     Hours,
     LaunchRequest,
     OfferWindow,

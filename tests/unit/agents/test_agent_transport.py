@@ -11,9 +11,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from agents import cli
-from agents.commands import Launch
-from agents.config import AgentConfig
+from agents.cli import main as cli
+from agents.core.commands import Launch
+from agents.core.config import AgentConfig
 from agents.errors import GatewayRefused
 from agents.transport.convert import launch_to_proto
 from fedgate.v1 import job_pb2, site_pb2

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from agents.commands import Launch
-from agents.config import AgentConfig
-from agents.model import SiteTerms
+from agents.core.commands import Launch
+from agents.core.config import AgentConfig
+from agents.core.model import SiteTerms
 from agents.transport.convert import launch_to_proto, terms_from_proto
 from fedgate.v1 import job_pb2, site_pb2
 

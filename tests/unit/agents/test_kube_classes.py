@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from agents.backends.kubeclasses import DEFAULT_RULES, ClassRule, classify, discover, lower_pools, merge_rules
-from agents.model import PoolSpec
+from agents.backends.kubernetes.classes import DEFAULT_RULES, ClassRule, classify, discover, lower_pools, merge_rules
+from agents.core.model import PoolSpec
 
 CATALOGUE = Path(__file__).resolve().parents[3] / "policies" / "accelerators.yaml"
 

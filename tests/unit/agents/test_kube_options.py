@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from agents.backends.base import BackendSettings, LaunchSpec
-from agents.backends.kubeclasses import ClassRule
-from agents.backends.kubemanifest import Placement, job_name, label_value, podgroup_manifest
-from agents.backends.kubeoptions import KubernetesOptions
+from agents.backends.kubernetes.classes import ClassRule
+from agents.backends.kubernetes.manifest import Placement, job_name, label_value, podgroup_manifest
+from agents.backends.kubernetes.options import KubernetesOptions
 from agents.backends.registry import create_backend
-from agents.config import load_agent_config
+from agents.core.config import load_agent_config
+from agents.core.model import PoolSpec
 from agents.errors import BackendError, ConfigError
-from agents.model import PoolSpec
 
 from .conftest import POOLS_YAML
 from .pki import MintedPki

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from agents.backends.kubeapi import API_PERMISSIONS
+from agents.backends.kubernetes.api import API_PERMISSIONS
 
 ROLE = Path(__file__).resolve().parents[3] / "docs" / "rbac" / "agent-role.yaml"
 CLUSTER_SCOPED = {("", "nodes")}

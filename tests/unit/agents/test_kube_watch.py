@@ -10,8 +10,8 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from agents.backends.kubeapi import KubeApiError
-from agents.backends.kubewatch import JobWatch
+from agents.backends.kubernetes.api import KubeApiError
+from agents.backends.kubernetes.watch import JobWatch
 
 from .waiting import eventually
 

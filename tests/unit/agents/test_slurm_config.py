@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from agents.backends.base import LaunchSpec
-from agents.backends.slurmconfig import DEFAULT_GRES_CLASSES, SlurmOptions
-from agents.backends.slurmjob import batch_script, job_name, sbatch_arguments
-from agents.config import AgentConfig, parse_agent_config
+from agents.backends.slurm.config import DEFAULT_GRES_CLASSES, SlurmOptions
+from agents.backends.slurm.job import batch_script, job_name, sbatch_arguments
+from agents.core.config import AgentConfig, parse_agent_config
 from agents.errors import ConfigError
 from agents.yamlload import load_yaml_text
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import signal
 
 from agents.backends.base import ExitStatus
-from agents.backends.slurmconfig import DEFAULT_GRES_CLASSES
-from agents.backends.slurmparse import (
+from agents.backends.slurm.config import DEFAULT_GRES_CLASSES
+from agents.backends.slurm.parse import (
     ClassCapacity,
     Gres,
     JobRow,

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from agents.backends.base import ExitStatus
-from agents.backends.slurmcmd import CommandResult
-from agents.backends.slurmwatch import LOST_AFTER_TICKS, EndRecords, JobWatch
+from agents.backends.slurm.commands import CommandResult
+from agents.backends.slurm.watch import LOST_AFTER_TICKS, EndRecords, JobWatch
 from agents.errors import BackendError
 
 DISABLED = "Slurm accounting storage is disabled\n"

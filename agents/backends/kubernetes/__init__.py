@@ -1,0 +1,1 @@
+"""The `kubernetes` backend: one batch/v1 Job per attempt, through the official client."""

@@ -1,0 +1,1 @@
+"""The `slurm` backend: one Slurm batch job per attempt."""

@@ -1,0 +1,1 @@
+"""`fedgate agent ...`: the site operator's command line."""

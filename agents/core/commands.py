@@ -1,0 +1,146 @@
+"""What the gateway asks of the agent, as plain dataclasses.
+
+Owns: the gateway -> agent nouns (`Welcome`, `Launch`, `Cancel`, `Preempt`, `Reserve`, `Commit`, `Abort`,
+`Drain`, `UpdatesAcknowledged`, `UpdateRejected`) and the `GatewayCommand` union the runtime dispatches on,
+plus the log relay's `LogRequest` and `LogCancel` (the `LogCommand` union, served by `agents.core.logs`).
+Durations are seconds as floats (0 = not set). It does not own the wire format: `agents.transport.convert`
+builds these from protobuf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Welcome:
+    """The gateway's reply to Hello."""
+
+    last_update_sequence: int
+    """Highest update sequence the gateway has made durable; the agent replays what follows."""
+    report_interval_s: float
+    """How often to send a full capacity report; 0 = use the agent's configured interval."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Run one attempt of a job. Idempotent by (job_id, epoch)."""
+
+    job_id: str
+    epoch: int
+    attempt: int
+    accelerator_class: str
+    cards: int
+    command: tuple[str, ...]
+    """The program and its arguments; no shell is involved unless the command names one."""
+    stack: str = ""
+    """Software stack the run was built for (cuda, cann, ...); empty = any."""
+    image: str = ""
+    tenant: str = ""
+    project: str = ""
+    max_runtime_s: float = 0.0
+    """Kill the attempt and report FAILED after this long; 0 = no limit."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Cancel:
+    job_id: str
+    epoch: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Preempt:
+    job_id: str
+    epoch: int
+    grace_s: float = 0.0
+    """Time between SIGTERM and SIGKILL; 0 = the agent's configured grace."""
+
+
+@dataclass(frozen=True)
+class Reserve:
+    """Hold cards: a gang part (no window: held `timeout_s` awaiting Commit or Abort, consumed by the Launch
+    of `job_id` at `epoch`), or an advance booking (`start_time` and `end_time` set)."""
+
+    reservation_id: str
+    job_id: str
+    accelerator_class: str
+    cards: int
+    timeout_s: float = 0.0
+    tenant: str = ""
+    project: str = ""
+    start: datetime | None = None
+    """With `end`: an advance booking of the window [start, end) (aware UTC); None for a gang part's hold."""
+    end: datetime | None = None
+    image: str = ""
+    """The image that would run (a gang part), for the centre's registry terms."""
+    stack: str = ""
+    command: tuple[str, ...] = ()
+    epoch: int = 0
+    """The epoch of the Launch that will consume a gang part's hold."""
+
+
+@dataclass(frozen=True)
+class Commit:
+    reservation_id: str
+
+
+@dataclass(frozen=True)
+class Abort:
+    reservation_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Drain:
+    draining: bool
+
+
+@dataclass(frozen=True)
+class UpdatesAcknowledged:
+    """The gateway made every job update up to `sequence` durable; the journal may drop them."""
+
+    sequence: int
+
+
+@dataclass(frozen=True)
+class UpdateRejected:
+    """The gateway refused one of the agent's messages for good; a refused job update leaves the journal."""
+
+    update_sequence: int
+    """Sequence of the refused job update; 0 when the refused message was not a job update."""
+    reason: str
+    """Stable code, e.g. STALE_EPOCH or JOB_NOT_LEASED_TO_SITE."""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class LogRequest:
+    """Send the output of attempt (job_id, epoch) as log chunks tagged `stream_id`. Best effort: never
+    journaled nor replayed after a reconnect."""
+
+    stream_id: int
+    job_id: str
+    epoch: int
+    follow: bool = False
+    """Keep sending as the attempt writes, until it ends or a LogCancel comes."""
+    tail_bytes: int = 0
+    """Start this many bytes before the current end; 0 = from the beginning."""
+
+
+@dataclass(frozen=True)
+class LogCancel:
+    """Stop log stream `stream_id` (its reader went away)."""
+
+    stream_id: int
+
+
+LogCommand = LogRequest | LogCancel
+"""What the log server (`agents.core.logs`) handles; the runtime never sees these."""
+
+GatewayCommand = Launch | Cancel | Preempt | Reserve | Commit | Abort | Drain | UpdatesAcknowledged | UpdateRejected
+"""Everything the runtime handles after Welcome."""

@@ -1,0 +1,68 @@
+"""Which device indices of a pool are free, and handing them out without ever over-committing.
+
+Owns: allocation and release of the federated share of one pool. Federated jobs get indices
+0..offered-1; the rest (offered..cards-1) stay with the centre. A job that fits on one node gets its
+cards from one node, the fullest one that still fits (best fit), to keep whole nodes free for big jobs.
+It does not know about jobs, epochs or backends.
+"""
+
+from __future__ import annotations
+
+from agents.core.model import PoolSpec
+from agents.errors import InsufficientCapacity
+
+
+class DevicePool:
+    """The federated share of one accelerator pool."""
+
+    def __init__(self, spec: PoolSpec) -> None:
+        self.spec = spec
+        self._free: set[int] = set(range(spec.offered))
+
+    @property
+    def free_count(self) -> int:
+        return len(self._free)
+
+    @property
+    def used_count(self) -> int:
+        return self.spec.offered - len(self._free)
+
+    def allocate(self, cards: int) -> tuple[int, ...]:
+        """Take `cards` free device indices, or raise InsufficientCapacity and take none."""
+        if cards < 0:
+            raise ValueError(f"cannot allocate {cards} cards")
+        if cards > len(self._free):
+            raise InsufficientCapacity(
+                f"the launch needs {cards} cards of {self.spec.accelerator_class} but only "
+                f"{len(self._free)} of the {self.spec.offered} offered are free"
+            )
+        chosen = self._one_node(cards) or sorted(self._free)[:cards]
+        self._free.difference_update(chosen)
+        return tuple(chosen)
+
+    def claim(self, indices: tuple[int, ...]) -> tuple[int, ...]:
+        """Take exactly these indices (an attempt re-attached after a restart holds them); returns those that
+        were free and offered, which are all of them unless the config shrank the offer meanwhile."""
+        taken = tuple(i for i in indices if i in self._free)
+        self._free.difference_update(taken)
+        return taken
+
+    def release(self, indices: tuple[int, ...]) -> None:
+        """Give indices back. Releasing an index twice or one never handed out is a bug, so it raises."""
+        bad = [i for i in indices if i in self._free or not 0 <= i < self.spec.offered]
+        if bad:
+            raise ValueError(f"device indices {bad} of {self.spec.accelerator_class} were not allocated")
+        self._free.update(indices)
+
+    def _one_node(self, cards: int) -> list[int] | None:
+        per_node = self.spec.cards_per_node
+        if cards == 0 or cards > per_node:
+            return None
+        by_node: dict[int, list[int]] = {}
+        for index in sorted(self._free):
+            by_node.setdefault(index // per_node, []).append(index)
+        fitting = [free for free in by_node.values() if len(free) >= cards]
+        if not fitting:
+            return None
+        best = min(fitting, key=len)  # fullest node that fits; ties go to the lowest node (dict order)
+        return best[:cards]

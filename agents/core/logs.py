@@ -1,0 +1,200 @@
+"""Serving job output to the gateway's log relay: one task per log stream, reading an attempt's output
+through the backend and handing it out as chunks for the stream's sender to write.
+
+Owns: finding the attempt (live, or ended and still remembered by the runtime, whose attempt table keeps the
+last `agents.core.attempts.ENDED_MEMORY` ended attempts with their handles), the start position (the beginning,
+or `tail_bytes` before the current end), chunks of at most 64 KiB, following a running attempt by polling
+until it has ended and all of its output is sent, cancelling, a bound on concurrent streams, and a bounded
+queue of chunks waiting to be written: a stream stops reading while its chunk waits, so a slow link holds
+back the reads, not the agent's memory. Chunks are best effort: never journaled, never resent after a
+reconnect (a new stream drops every log stream of the old one; the gateway ends their readers).
+It does not speak gRPC (the session converts and writes chunks), nor start or stop attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from agents.backends.base import JobHandle
+from agents.core.attempts import Attempt
+from agents.core.commands import LogCancel, LogCommand, LogRequest
+from agents.errors import AgentError
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 64 * 1024
+"""Most output bytes in one chunk (the contract's limit)."""
+MAX_STREAMS = 8
+"""Log streams one agent serves at once; more are refused with an error the reader sees."""
+POLL_INTERVAL_S = 0.25
+"""How often a followed attempt's output is read again once everything written so far is sent."""
+OUTGOING_CHUNKS = 8
+"""Chunks read but not yet written to the gateway, across all streams (at most 512 KiB)."""
+TAIL_PROBE_BYTES = CHUNK_BYTES
+"""First offset probed when looking for the end of the output (it then doubles)."""
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """Agent -> gateway: part of a log stream's output, in order."""
+
+    stream_id: int
+    data: bytes = b""
+    end: bool = False
+    """The last chunk of the stream: the attempt ended (or follow was not asked for), or `error` says why not."""
+    error: str = ""
+    """Why the site cannot serve this log; set only with `end`."""
+
+
+class AttemptOutput(Protocol):
+    """Where the log server finds attempts and reads their output: the runtime."""
+
+    def attempt(self, job_id: str, epoch: int) -> Attempt | None: ...
+
+    async def read_output(self, handle: JobHandle, offset: int, limit: int) -> bytes: ...
+
+
+class LogServer:
+    """The log streams of one connection. Every method must be called on the agent's event loop."""
+
+    def __init__(
+        self,
+        source: AttemptOutput,
+        wake: Callable[[], None],
+        *,
+        max_streams: int = MAX_STREAMS,
+        poll_interval_s: float = POLL_INTERVAL_S,
+        outgoing_chunks: int = OUTGOING_CHUNKS,
+    ) -> None:
+        self._source = source
+        self._wake = wake
+        self._max_streams = max_streams
+        self._poll_s = poll_interval_s
+        self._streams: dict[int, asyncio.Task[None]] = {}
+        self._ready: asyncio.Queue[LogChunk] = asyncio.Queue(maxsize=outgoing_chunks)
+        # Refusals are answered at once without a task; each is one small message per request the gateway made.
+        self._refusals: deque[LogChunk] = deque()
+
+    @property
+    def active(self) -> int:
+        """Streams being served now."""
+        return len(self._streams)
+
+    def handle(self, command: LogCommand) -> None:
+        """Start serving a LogRequest, or stop the stream a LogCancel names (unknown ids are ignored)."""
+        if isinstance(command, LogCancel):
+            task = self._streams.pop(command.stream_id, None)
+            if task is not None:
+                log.info("log stream %d cancelled by the gateway", command.stream_id)
+                task.cancel()
+            return
+        self._start(command)
+
+    def take(self, limit: int) -> list[LogChunk]:
+        """Up to `limit` chunks ready to be written, oldest first; taking them lets their streams read on."""
+        chunks: list[LogChunk] = []
+        while self._refusals and len(chunks) < limit:
+            chunks.append(self._refusals.popleft())
+        while len(chunks) < limit:
+            try:
+                chunks.append(self._ready.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        if self._refusals or not self._ready.empty():
+            self._wake()  # the sender comes back for the rest
+        return chunks
+
+    def close(self) -> None:
+        """Stop every stream (the connection is gone); chunks not yet written are dropped."""
+        for task in self._streams.values():
+            task.cancel()
+        self._streams.clear()
+        self._refusals.clear()
+        while not self._ready.empty():
+            self._ready.get_nowait()
+
+    def _start(self, request: LogRequest) -> None:
+        if request.stream_id in self._streams:
+            self._refuse(request, f"log stream {request.stream_id} is already open on this site")
+            return
+        if len(self._streams) >= self._max_streams:
+            self._refuse(request, f"the site serves at most {self._max_streams} log streams at once; try again later")
+            return
+        attempt = self._source.attempt(request.job_id, request.epoch)
+        if attempt is None:
+            self._refuse(
+                request,
+                f"the site has no attempt of job {request.job_id} at epoch {request.epoch}: it never ran here, "
+                "or it ended too long ago (or before the agent restarted) for its output to be kept",
+            )
+            return
+        if attempt.handle is None:
+            why = f": {attempt.message}" if attempt.message else ""
+            self._refuse(request, f"epoch {request.epoch} of job {request.job_id} never started here{why}")
+            return
+        task = asyncio.create_task(self._serve(request, attempt, attempt.handle), name=f"log-{request.stream_id}")
+        self._streams[request.stream_id] = task
+        task.add_done_callback(lambda done: self._forget(request.stream_id, done))
+
+    def _forget(self, stream_id: int, task: asyncio.Task[None]) -> None:
+        if self._streams.get(stream_id) is task:
+            del self._streams[stream_id]
+
+    def _refuse(self, request: LogRequest, error: str) -> None:
+        log.info(
+            "log stream %d for job %s epoch %d refused: %s", request.stream_id, request.job_id, request.epoch, error
+        )
+        self._refusals.append(LogChunk(request.stream_id, end=True, error=error))
+        self._wake()
+
+    async def _serve(self, request: LogRequest, attempt: Attempt, handle: JobHandle) -> None:
+        stream = request.stream_id
+        try:
+            offset = 0
+            if request.tail_bytes:
+                offset = max(0, await self._end_offset(handle) - request.tail_bytes)
+            while True:
+                # Read the state before the output: once an ended attempt's output reads empty, nothing is left.
+                ended = attempt.state.is_final
+                data = (await self._source.read_output(handle, offset, CHUNK_BYTES))[:CHUNK_BYTES]
+                if data:
+                    offset += len(data)
+                    await self._emit(LogChunk(stream, data))
+                    continue
+                if ended or not request.follow:
+                    break
+                await asyncio.sleep(self._poll_s)
+            final = LogChunk(stream, end=True)
+        except AgentError as exc:
+            final = LogChunk(stream, end=True, error=f"the site could not read the output: {exc.message}")
+        except Exception as exc:  # a backend bug must end this stream, never the agent's connection
+            log.exception("log stream %d: reading job %s epoch %d failed", stream, request.job_id, request.epoch)
+            final = LogChunk(stream, end=True, error=f"the site could not read the output ({type(exc).__name__})")
+        await self._emit(final)
+
+    async def _emit(self, chunk: LogChunk) -> None:
+        await self._ready.put(chunk)
+        self._wake()
+
+    async def _end_offset(self, handle: JobHandle) -> int:
+        """The current size of the output. The backend contract has no size call, so probe: the end is the
+        first offset at which a 1-byte read comes back empty (about 2 log2(size) small reads)."""
+
+        async def has_byte(offset: int) -> bool:
+            return bool(await self._source.read_output(handle, offset, 1))
+
+        low, high = 0, TAIL_PROBE_BYTES
+        while await has_byte(high):
+            low, high = high + 1, high * 2
+        while low < high:  # the end lies in [low, high]
+            middle = (low + high) // 2
+            if await has_byte(middle):
+                low = middle + 1
+            else:
+                high = middle
+        return low

@@ -1,0 +1,1 @@
+"""The site's identity: its key and certificate, enrolment, pinning the gateway's CA, renewal."""

@@ -1,0 +1,1 @@
+"""The agent's journal of unacknowledged updates and started attempts (memory and SQLite)."""

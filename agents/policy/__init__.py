@@ -1,0 +1,1 @@
+"""The centre's own policy: its terms (the veto), how they are read, and their tables of cases."""

@@ -1,0 +1,1 @@
+"""The gateway as a process: its settings and the composition root that wires its parts."""

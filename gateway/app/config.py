@@ -1,0 +1,161 @@
+"""The gateway's settings: checked-in defaults, then the operator's YAML, then validation.
+
+Owns: `GatewayConfig` (frozen, one comment per field on what it is and why) and loading it strictly.
+Relative paths in the file resolve against the file's folder, so a config directory can move as a whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from gateway.errors import ConfigError
+from gateway.yamlload import YamlDocument, load_yaml
+
+REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path  # the federation CA bundle clients must chain to
+    cert: Path  # the gateway's server certificate (SAN: its host names and IPs)
+    key: Path  # its private key, mode 0600
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    federation: str  # federation name: the trust domain of every spiffe:// identity accepted
+    listen: str  # host:port; port 0 picks a free port (reported in the ready file)
+    tls: TlsFiles
+    store: str = "sqlite:///fedgate-gateway.db"  # store URL; see gateway.store.open_store
+    policy: Path = REPO_POLICIES / "federation.yaml"  # the federation policy (tenants, projects, ...)
+    catalogue: Path = REPO_POLICIES / "accelerators.yaml"  # the accelerator catalogue
+    report_interval: timedelta = timedelta(seconds=2)  # how often agents send capacity reports
+    schedule_period: timedelta = timedelta(seconds=1)  # the scheduler also runs at least this often
+    max_message_bytes: int = 4 * 1024 * 1024  # larger gRPC messages are refused before parsing
+    # The federation CA directory (ca.pem, ca-key.pem); the gateway signs enrolments and renewals with it and
+    # keeps its token and audit signing keys there (made on first start, mode 0600).
+    authority: Path = Path("ca")
+    # Optional second port: TLS without client certificates, serving only Enroll (join tokens) and the
+    # JobService for bearer tokens. Everything else exists on `listen` only.
+    public_listen: str = ""
+    certificate_lifetime: timedelta = timedelta(days=90)  # of certificates the gateway signs
+    credential_check: timedelta = timedelta(seconds=1)  # open streams are cut this soon after a revocation
+    policy_watch: timedelta = timedelta(seconds=2)  # how often the policy file is checked for changes; 0: never
+    metrics_listen: str = ""  # loopback host:port for Prometheus text metrics; empty: none. Never public.
+
+
+KEYS = {
+    "apiVersion",
+    "kind",
+    "federation",
+    "listen",
+    "tls",
+    "store",
+    "policy",
+    "catalogue",
+    "report_interval_s",
+    "schedule_period_s",
+    "max_message_bytes",
+    "authority",
+    "public_listen",
+    "certificate_days",
+    "credential_check_s",
+    "policy_watch_s",
+    "metrics_listen",
+}
+
+
+def load_gateway_config(path: Path) -> GatewayConfig:
+    doc = load_yaml(path)
+    data = doc.data
+    if not isinstance(data, dict):
+        raise doc.error((), "a gateway config must be a mapping")
+    for key in data:
+        if key not in KEYS:
+            raise doc.error((key,), "unknown key", f"valid keys: {', '.join(sorted(KEYS))}")
+    if data.get("apiVersion") != "fedgate.io/v1" or data.get("kind") != "Gateway":
+        raise doc.error((), "expected apiVersion: fedgate.io/v1 and kind: Gateway")
+    base = path.resolve().parent
+
+    def text(key: str, default: str | None = None) -> str:
+        value = data.get(key, default)
+        if not isinstance(value, str) or not value:
+            raise doc.error((key,), "must be a non-empty string")
+        return value
+
+    def file(value: object, where: tuple[str, ...]) -> Path:
+        if not isinstance(value, str):
+            raise doc.error(where, "must be a path")
+        resolved = base / value
+        if not resolved.is_file():
+            raise doc.error(where, f"file {resolved} does not exist", "check the path (relative to the config file)")
+        return resolved
+
+    def seconds(key: str, default: float) -> timedelta:
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise doc.error((key,), "must be a positive number of seconds")
+        return timedelta(seconds=value)
+
+    tls = data.get("tls")
+    if not isinstance(tls, dict) or set(tls) != {"ca", "cert", "key"}:
+        raise doc.error(("tls",), "needs exactly ca, cert and key", "make them with `fedgate ca issue --server`")
+    store = text("store", "sqlite:///fedgate-gateway.db")
+    if store.startswith("sqlite:///") and not store.startswith("sqlite:///:memory:"):
+        store = f"sqlite:///{base / store.removeprefix('sqlite:///')}"
+    max_bytes = data.get("max_message_bytes", 4 * 1024 * 1024)
+    if not isinstance(max_bytes, int) or not 1024 <= max_bytes <= 64 * 1024 * 1024:
+        raise doc.error(("max_message_bytes",), "must be an integer between 1024 and 67108864")
+    return GatewayConfig(
+        federation=text("federation"),
+        listen=text("listen"),
+        tls=TlsFiles(*(file(tls[k], ("tls", k)) for k in ("ca", "cert", "key"))),
+        store=store,
+        policy=file(data["policy"], ("policy",)) if "policy" in data else REPO_POLICIES / "federation.yaml",
+        catalogue=file(data["catalogue"], ("catalogue",))
+        if "catalogue" in data
+        else REPO_POLICIES / "accelerators.yaml",
+        report_interval=seconds("report_interval_s", 2),
+        schedule_period=seconds("schedule_period_s", 1),
+        max_message_bytes=max_bytes,
+        authority=_directory(doc, base, data.get("authority")),
+        public_listen=text("public_listen") if "public_listen" in data else "",
+        certificate_lifetime=timedelta(days=seconds("certificate_days", 90).total_seconds()),
+        credential_check=seconds("credential_check_s", 1),
+        policy_watch=timedelta(0) if data.get("policy_watch_s") == 0 else seconds("policy_watch_s", 2),
+        metrics_listen=_loopback(doc, data.get("metrics_listen", "")),
+    )
+
+
+def _directory(doc: YamlDocument, base: Path, value: object) -> Path:
+    if value is None:
+        raise doc.error(
+            ("authority",), "missing", "add `authority: DIR`, the federation CA directory made by `fedgate ca init`"
+        )
+    if not isinstance(value, str) or not (base / value).is_dir():
+        raise doc.error(
+            ("authority",), f"{value!r} is not a directory", "point it at the CA directory (fedgate ca init)"
+        )
+    return base / value
+
+
+def check_exists(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+    return path
+
+
+def _loopback(doc: YamlDocument, value: object) -> str:
+    """Metrics are unauthenticated, so they are served on loopback only."""
+    if value == "":
+        return ""
+    host = str(value).rsplit(":", 1)[0].strip("[]") if isinstance(value, str) and ":" in value else ""
+    if host not in {"127.0.0.1", "::1", "localhost"}:
+        raise doc.error(
+            ("metrics_listen",),
+            f"{value!r} is not a loopback address",
+            "metrics are unauthenticated: use 127.0.0.1:PORT or [::1]:PORT and let the node's scraper read them",
+        )
+    return str(value)

@@ -1,0 +1,215 @@
+"""Two-phase reservation of a gang's parts: Reserve one site at a time, then Commit and Launch all, or Abort all.
+
+Owns: the gangs being reserved (job, epoch, parts, which part is being asked, until when), their reservation
+ids (`gang:<job>:<epoch>:<part>`), timeouts, and the backoff that keeps a site that refused or timed out from
+being nominated again for the same job for a while. The protocol, per gang:
+  QUEUED -> RESERVING (durable; the parts count as leased, so nothing else takes their cards)
+  Reserve part 0; on accept, Reserve part 1; ... (incrementally, never all at once), each with a timeout;
+  all accepted: Commit each, DISPATCHED with all parts (one epoch), Launch each (the Launch consumes the hold);
+  any refusal, timeout or disconnect: Abort every part asked so far, back to QUEUED with the site's reason.
+A refusal carries the site's free cards of the class, which lowers (never raises) the registry's view of the
+site until its next capacity report. A gateway restart forgets the gangs being reserved: `requeue_interrupted`
+puts them back in the queue, and the agents' holds expire by themselves. It does not plan (`gateway.gangs.plan`) nor
+speak gRPC: commands go out through the site registry, and replies come in through `gateway.sites.dispatcher`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from gateway.jobs.model import Job, JobState, Placement, Reason
+from gateway.sites.registry import AbortCommand, CommitCommand, LaunchCommand, ReserveCommand, SiteRegistry
+
+PREFIX = "gang:"
+RESERVE_TIMEOUT = timedelta(seconds=5)
+"""How long a site has to answer one Reserve, and how long it holds the cards without a Commit or Abort."""
+SITE_BACKOFF = timedelta(seconds=60)
+"""How long a site that refused (or did not answer) is not nominated again for the same job."""
+
+
+class GangHost(Protocol):
+    """What the coordinator needs of the Federation (a fake in tests)."""
+
+    active: dict[str, Job]
+    registry: SiteRegistry
+    clock: Callable[[], datetime]
+
+    def transition(
+        self,
+        job: Job,
+        state: JobState,
+        message: str,
+        *,
+        site: str = "",
+        cursor: tuple[str, int] | None = None,
+        **changes: object,
+    ) -> Job: ...  # pragma: no cover
+
+    def launch_command(self, job: Job, placement: Placement) -> LaunchCommand | None: ...  # pragma: no cover
+
+
+@dataclass
+class GangReservation:
+    """One gang being reserved: parts[:asking] are held; parts[asking] has been asked until `deadline`."""
+
+    job_id: str
+    epoch: int
+    parts: tuple[Placement, ...]
+    asking: int
+    deadline: datetime
+
+    def reservation_id(self, index: int) -> str:
+        return f"{PREFIX}{self.job_id}:{self.epoch}:{index}"
+
+
+def parse_reservation_id(reservation_id: str) -> tuple[str, int, int] | None:
+    """(job id, epoch, part) of a gang reservation id; None when it is not one."""
+    if not reservation_id.startswith(PREFIX):
+        return None
+    job_id, _, rest = reservation_id[len(PREFIX) :].partition(":")
+    epoch, _, index = rest.partition(":")
+    if not job_id or not epoch.isdigit() or not index.isdigit():
+        return None
+    return job_id, int(epoch), int(index)
+
+
+class GangCoordinator:
+    def __init__(self, host: GangHost, timeout: timedelta = RESERVE_TIMEOUT, backoff: timedelta = SITE_BACKOFF) -> None:
+        self.host = host
+        self.timeout = timeout
+        self.backoff = backoff
+        self._reserving: dict[str, GangReservation] = {}
+        self._backing_off: dict[str, dict[str, datetime]] = {}  # job -> site -> until
+
+    # ---- what the scheduler asks ------------------------------------------------------------------------------
+    def backing_off(self, job_id: str) -> frozenset[str]:
+        """Sites not to nominate for this job now."""
+        now = self.host.clock()
+        sites = self._backing_off.get(job_id, {})
+        for site in [s for s, until in sites.items() if until <= now]:
+            del sites[site]
+        if not sites:
+            self._backing_off.pop(job_id, None)
+        return frozenset(sites)
+
+    def start(self, job: Job, parts: tuple[Placement, ...], reasons: tuple[Reason, ...]) -> Job:
+        """Move a queued job to RESERVING on `parts` (durable) and ask the first part's site."""
+        epoch = job.epoch + 1
+        where = ", ".join(f"{p.cards} x {p.accelerator_class} on {p.site}" for p in parts)
+        message = f"reserving a gang of {len(parts)} sites: {where}"
+        job = self.host.transition(job, JobState.RESERVING, message, placements=parts, epoch=epoch, reasons=reasons)
+        gang = GangReservation(job.job_id, epoch, parts, 0, self.host.clock())
+        self._reserving[job.job_id] = gang
+        self._ask(gang, job)
+        return job
+
+    def requeue_interrupted(self) -> int:
+        """After a restart: every job found RESERVING goes back to the queue. Returns how many."""
+        stuck = [j for j in self.host.active.values() if j.state == JobState.RESERVING]
+        for job in stuck:
+            reason = Reason("site", "RESERVE_INTERRUPTED", "the gateway restarted while reserving the gang")
+            self.host.transition(job, JobState.QUEUED, reason.message, placements=(), reasons=(reason,))
+        return len(stuck)
+
+    # ---- what the sites say -----------------------------------------------------------------------------------
+    def reply(self, site: str, reservation_id: str, accepted: bool, reason: str, free: int | None = None) -> None:
+        """A site's answer to one Reserve. A late or unknown acceptance is aborted so its hold is released. A
+        refusal's `free` (the site's free cards of the part's class when it replied) lowers the registry's view
+        of the site, so that the next plan does not count on cards it no longer has; it never raises it."""
+        parsed = parse_reservation_id(reservation_id)
+        gang = self._reserving.get(parsed[0]) if parsed else None
+        if gang is None or parsed is None or (gang.epoch, gang.asking) != parsed[1:] or self._asked(gang) != site:
+            if accepted:
+                self.host.registry.send(site, AbortCommand(reservation_id, "no longer wanted"))
+            return
+        job = self.host.active.get(gang.job_id)
+        if job is None or job.state != JobState.RESERVING or job.epoch != gang.epoch:
+            self._release(gang, "the job is no longer reserving")
+            return
+        if not accepted:
+            if free is not None:
+                self.host.registry.lower_free(site, gang.parts[gang.asking].accelerator_class, free)
+            self._fail(gang, job, site, "SITE_REFUSED_RESERVE", f"{site} refused: {reason or 'no reason given'}")
+            return
+        gang.asking += 1
+        if gang.asking < len(gang.parts):
+            self._ask(gang, job)
+        else:
+            self._commit(gang, job)
+
+    def site_lost(self, site: str) -> None:
+        """A site's stream ended: every gang being reserved with a part there fails (counted as a refusal)."""
+        for gang in list(self._reserving.values()):
+            if any(p.site == site for p in gang.parts[: gang.asking + 1]):
+                job = self.host.active.get(gang.job_id)
+                if job is None or job.state != JobState.RESERVING:
+                    self._release(gang, "the job is no longer reserving")
+                    continue
+                self._fail(gang, job, site, "SITE_DISCONNECTED", f"{site} disconnected while reserving")
+
+    def tick(self) -> None:
+        """Fail the gangs whose asked site has not answered in time; drop those whose job moved on."""
+        now = self.host.clock()
+        for gang in list(self._reserving.values()):
+            job = self.host.active.get(gang.job_id)
+            if job is None or job.state != JobState.RESERVING or job.epoch != gang.epoch:
+                self._release(gang, "the job is no longer reserving")
+            elif gang.deadline <= now:
+                site = self._asked(gang)
+                seconds = f"{self.timeout.total_seconds():g}"
+                self._fail(gang, job, site, "RESERVE_TIMEOUT", f"{site} did not answer within {seconds} s")
+
+    # ---- internals --------------------------------------------------------------------------------------------
+    @staticmethod
+    def _asked(gang: GangReservation) -> str:
+        return gang.parts[gang.asking].site
+
+    def _ask(self, gang: GangReservation, job: Job) -> None:
+        part = gang.parts[gang.asking]
+        gang.deadline = self.host.clock() + self.timeout
+        command = self.host.launch_command(job, part)
+        reserve = ReserveCommand(
+            gang.reservation_id(gang.asking),
+            job.job_id,
+            part.accelerator_class,
+            part.cards,
+            self.timeout,
+            job.spec.tenant,
+            job.spec.project,
+            command.run if command is not None else None,
+            gang.epoch,
+        )
+        if not self.host.registry.send(part.site, reserve):
+            self._fail(gang, job, part.site, "SITE_DISCONNECTED", f"{part.site} is not connected")
+
+    def _commit(self, gang: GangReservation, job: Job) -> None:
+        del self._reserving[gang.job_id]
+        for index, part in enumerate(gang.parts):
+            self.host.registry.send(part.site, CommitCommand(gang.reservation_id(index)))
+        where = ", ".join(p.site for p in gang.parts)
+        reason = Reason("capacity", "GANG_RESERVED", f"every part of the gang is held ({where}); launching")
+        job = self.host.transition(
+            job, JobState.DISPATCHED, reason.message, site=where, attempt=job.attempt + 1, reasons=(reason,)
+        )
+        for part in gang.parts:
+            command = self.host.launch_command(job, part)
+            if command is not None:  # admission guarantees a run for every admitted class
+                self.host.registry.send(part.site, command)
+
+    def _release(self, gang: GangReservation, why: str) -> None:
+        """Abort every part asked so far (held, or perhaps held: the asked one may answer late)."""
+        self._reserving.pop(gang.job_id, None)
+        for index, part in enumerate(gang.parts[: gang.asking + 1]):
+            self.host.registry.send(part.site, AbortCommand(gang.reservation_id(index), why))
+
+    def _fail(self, gang: GangReservation, job: Job, site: str, code: str, message: str) -> None:
+        self._release(gang, message)
+        until = self.host.clock() + self.backoff
+        self._backing_off.setdefault(gang.job_id, {})[site] = until
+        reason = Reason("site", code, message, site)
+        kept = tuple(r for r in job.reasons if r.stage == "policy")
+        text = f"gang not reserved: {message}; every hold released"
+        self.host.transition(job, JobState.QUEUED, text, site=site, placements=(), reasons=(*kept, reason))

@@ -1,0 +1,150 @@
+"""Gang planning: how a job that may span sites splits its cards over a few of them, now.
+
+Owns: the pure choice of a gang's parts from a snapshot of sites. One site first (the plain `place`); when no
+single site fits and the job allows `max_sites > 1`, the fewest sites (at most `max_sites`) of one class that
+together hold the job, each part at least `min_cards_per_site` (never below 1), packed tightly (the chosen
+sites leave the fewest offered cards idle, and the cards fill the tightest sites first, so big blocks stay
+free). Every site the policy refuses, or that is backing off for this job, is left out with its reason. Ties
+go by class order, then site names: the same inputs always give the same plan.
+It does not reserve anything (the coordinator in `gateway.gangs.coordinator` does) and does no I/O; no clock needed.
+All parts of a gang are of one accelerator class: a gang is one training run, and mixing card types in one
+collective is not something this planner offers.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from gateway.jobs.model import Placement, Reason, Topology
+from gateway.placement.place import Candidate, OptionFilter, place
+from gateway.sites.model import SiteView
+
+MAX_GANG_CANDIDATES = 16
+"""Sites per class weighed for a gang (the largest free blocks): bounds the search to C(16, k) sets."""
+
+
+@dataclass(frozen=True)
+class GangPlan:
+    """Parts to reserve (empty when the job cannot start now) and the reasons for the verdict."""
+
+    parts: tuple[Placement, ...]
+    reasons: tuple[Reason, ...]
+    candidates: tuple[Candidate, ...] = ()
+
+    @property
+    def spans_sites(self) -> bool:
+        return len(self.parts) > 1
+
+
+def plan_gang(
+    classes: Sequence[str],
+    cards: int,
+    topology: Topology,
+    sites: Sequence[SiteView],
+    allows: OptionFilter | None = None,
+    backing_off: Collection[str] = (),
+    part_allows: OptionFilter | None = None,
+) -> GangPlan:
+    """Parts for `cards` cards of one of `classes` (in preference order) over `sites`.
+
+    `allows(site, class)` is the policy's word on each option (None: allowed); `part_allows` the same for a
+    part of a gang (a centre's size limit judges the part, not the whole job; default: `allows`), and each
+    centre's part is kept within that limit. `backing_off` names sites not to nominate for this job for now
+    (they refused or timed out recently).
+    """
+    usable = [s for s in sites if s.name not in backing_off]
+    single = place(classes, cards, usable, allows, max_sites=topology.max_sites)  # FRAGMENTED for one site only
+    if single.placement is not None:
+        return GangPlan((single.placement,), single.reasons, single.candidates)
+    backoff = tuple(
+        Reason("site", "SITE_BACKOFF", f"{name} refused or timed out recently; not asked again yet", name)
+        for name in sorted(backing_off)
+        if any(s.name == name for s in sites)
+    )
+    reasons = backoff + single.reasons
+    if topology.max_sites <= 1:
+        return GangPlan((), reasons, single.candidates)
+    minimum = max(1, topology.min_cards_per_site)
+    best: tuple[tuple[int, int, int, tuple[str, ...]], tuple[Placement, ...]] | None = None
+    shortfalls: list[Reason] = []
+    for rank, cls in enumerate(classes):
+        free = _free_blocks(cls, usable, part_allows or allows)
+        plan = _split(cls, cards, topology.max_sites, minimum, free)
+        if plan is None:
+            total = sum(free.values())
+            if total >= cards:
+                shortfalls.append(_fragmentation(cls, cards, topology, minimum, free))
+            continue
+        idle = sum(free[p.site] for p in plan) - cards
+        key = (len(plan), idle, rank, tuple(p.site for p in plan))
+        if best is None or key < best[0]:
+            best = (key, plan)
+    if best is None:
+        return GangPlan((), tuple(shortfalls) + reasons, single.candidates)
+    parts = best[1]
+    where = ", ".join(f"{p.cards} on {p.site}" for p in parts)
+    placed = Reason(
+        "capacity",
+        "GANG_PLANNED",
+        f"no single site fits {cards} cards; gang of {len(parts)} sites ({where} x {parts[0].accelerator_class})",
+    )
+    return GangPlan(parts, (placed,), single.candidates)
+
+
+def _free_blocks(cls: str, sites: Sequence[SiteView], allows: OptionFilter | None) -> dict[str, int]:
+    """Free offered cards of `cls` per site the gang may use (connected, not draining, allowed)."""
+    free: dict[str, int] = {}
+    for site in sites:
+        if not site.connected or site.draining:
+            continue
+        for pool in site.pools:
+            if pool.accelerator_class != cls:
+                continue
+            if allows is not None and allows(site, cls) is not None:
+                continue
+            n = site.free_cards(pool)
+            if site.terms is not None and site.terms.max_job_cards:
+                n = min(n, site.terms.max_job_cards)  # the centre takes no bigger part than this
+            if n > 0:
+                free[site.name] = n
+    return free
+
+
+def _split(cls: str, cards: int, max_sites: int, minimum: int, free: dict[str, int]) -> tuple[Placement, ...] | None:
+    """The tightest set of the fewest sites (2..max_sites) that holds `cards` with `minimum` per part."""
+    eligible = sorted(((n, name) for name, n in free.items() if n >= minimum), key=lambda e: (-e[0], e[1]))
+    eligible = eligible[:MAX_GANG_CANDIDATES]
+    for size in range(2, min(max_sites, len(eligible)) + 1):
+        if size * minimum > cards:
+            return None  # more sites only make each part smaller
+        fitting = [c for c in itertools.combinations(eligible, size) if sum(n for n, _ in c) >= cards]
+        if not fitting:
+            continue
+        # Tightest: fewest cards left idle at the chosen sites; then names, for determinism.
+        chosen = min(fitting, key=lambda c: (sum(n for n, _ in c), sorted(name for _, name in c)))
+        return _assign(cls, cards, minimum, chosen)
+    return None
+
+
+def _assign(cls: str, cards: int, minimum: int, chosen: tuple[tuple[int, str], ...]) -> tuple[Placement, ...]:
+    """Each part its minimum, then the rest filling the tightest sites first (the largest block stays free)."""
+    sizes = {name: minimum for _, name in chosen}
+    left = cards - minimum * len(chosen)
+    for n, name in sorted(chosen):
+        more = min(left, n - minimum)
+        sizes[name] += more
+        left -= more
+    assert left == 0, "the chosen sites hold the job"
+    return tuple(Placement(name, cls, sizes[name]) for name in sorted(sizes))
+
+
+def _fragmentation(cls: str, cards: int, topology: Topology, minimum: int, free: dict[str, int]) -> Reason:
+    blocks = ", ".join(f"{name} {n}" for name, n in sorted(free.items(), key=lambda e: (-e[1], e[0])))
+    return Reason(
+        "capacity",
+        "FRAGMENTATION",
+        f"{sum(free.values())} {cls} cards are free in total ({blocks}) but not {cards} in at most "
+        f"{topology.max_sites} sites with at least {minimum} each",
+    )

@@ -1,0 +1,1 @@
+"""Pure placement algorithms: where a job fits now, fair share, backfill and preemption."""

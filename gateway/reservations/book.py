@@ -1,0 +1,188 @@
+"""The reservation book: advance reservations as vendors see them, from request to release.
+
+Owns: the book (live reservations in memory over the store), create (idempotent by request id; members of
+the project's tenant or joint project; the policy's word, then a plan over the sites), get, list and cancel
+with the same access rules as jobs, and whether a job may name a reservation. The confirmation round with
+the sites and the clock's changes are mixed in from `gateway.reservations.rounds`; planning is
+`gateway.reservations.plan` and what placement keeps is `gateway.reservations.capacity`, both pure. It never speaks
+gRPC and reads time only from the injected clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import datetime
+
+from gateway.errors import AdmissionRejected, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from gateway.identity.principal import Principal
+from gateway.jobs.admission import admit
+from gateway.jobs.model import Job, JobSpec, Reason
+from gateway.policy.holder import PolicyHolder
+from gateway.reservations.capacity import ReservationHold, at, owns
+from gateway.reservations.model import (
+    Reservation,
+    ReservationRequest,
+    ReservationState,
+    check_request,
+    new_reservation_id,
+)
+from gateway.reservations.plan import booked_cards, booking_allows, booking_spec, offered_usage, plan_booking
+from gateway.reservations.rounds import ReservationRounds
+from gateway.sites.registry import SiteRegistry
+from gateway.store import Store
+from gateway.store.reservations import ReservationPage
+from gateway.trust import access
+
+log = logging.getLogger("fedgate.gateway.reservations")
+MAX_PAGE_SIZE = 500
+
+
+class ReservationBook(ReservationRounds):
+    def __init__(
+        self,
+        store: Store,
+        policy: PolicyHolder,
+        registry: SiteRegistry,
+        clock: Callable[[], datetime],
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.registry = registry
+        self.clock = clock
+        self.on_change = on_change  # cards kept for a project changed: placement should look again
+        self.live: dict[str, Reservation] = {r.reservation_id: r for r in store.live_reservations()}
+        self._finished: dict[str, Reservation] = {}
+        self._asked: dict[tuple[str, str], datetime] = {}  # (reservation, site) -> when the site was asked
+
+    def lookup(self, reservation_id: str) -> Reservation | None:
+        found = self.live.get(reservation_id) or self._finished.get(reservation_id)
+        return found or self.store.get_reservation(reservation_id)
+
+    def hold(self, holding: Iterable[Job]) -> ReservationHold:
+        """What placement keeps for the active reservations now, given the jobs holding cards."""
+        return ReservationHold(self.live.values(), holding, self.lookup, self.policy.policy.joint)
+
+    # ---- vendors --------------------------------------------------------------------------------------------
+    def create(self, caller: Principal, request: ReservationRequest, request_id: str = "") -> Reservation:
+        policy, now = self.policy.policy, self.clock()
+        if caller.kind == "user" and not request.tenant:
+            request = replace(request, tenant=caller.tenant)
+        if not request.tenant:
+            raise InvalidArgument("an admin must name the tenant the reservation is for", reason="BAD_RESERVATION")
+        if caller.kind == "user" and caller.tenant == request.tenant and request.tenant in policy.tenants:
+            access.require_member(caller, policy, request.tenant, request.project)
+        if request_id:
+            existing = self.store.reservation_by_request(request.tenant, request_id)
+            if existing is not None:
+                return existing
+        request = replace(request, max_sites=request.max_sites or 1)
+        check_request(request, now)
+        views = self.registry.views({})
+        spec = booking_spec(request)
+        usage = offered_usage(views)
+        decision = admit(spec, caller, policy, self.policy.catalogue, request.start, usage)
+        if not decision.admitted:
+            reason = decision.reasons[0]
+            raise AdmissionRejected(reason.message, reason=reason.code)
+        plan = plan_booking(
+            request.resources.cards,
+            decision.classes,
+            views,
+            booked_cards(self.live.values(), request.start, request.end),
+            booking_allows(policy, self.policy.catalogue, spec, request.start, usage),
+            sites=request.sites,
+            max_sites=request.max_sites,
+        )
+        if not plan.parts:
+            why = "; ".join(r.message for r in plan.reasons)
+            raise FailedPrecondition(
+                f"no site can book {request.resources.cards} cards for {at(request.start)}-{at(request.end)}: {why}",
+                reason="NO_CAPACITY_FOR_RESERVATION",
+            )
+        reservation = Reservation(
+            new_reservation_id(now),
+            request,
+            ReservationState.PENDING,
+            now,
+            now,
+            parts=plan.parts,
+            reasons=decision.reasons,
+            request_id=request_id,
+            owner=caller.uri,
+            classes=decision.classes,
+        )
+        stored, created = self.store.create_reservation(reservation)
+        if created:
+            self.live[stored.reservation_id] = stored
+            log.info(
+                "reservation %s of %s/%s: asking %s",
+                stored.reservation_id,
+                stored.tenant,
+                stored.project,
+                ", ".join(f"{p.site} ({p.cards} x {p.accelerator_class})" for p in stored.parts),
+            )
+            stored = self._chase(stored, now)
+        return stored
+
+    def get(self, caller: Principal, reservation_id: str) -> Reservation:
+        return self._visible(caller, reservation_id)[0]
+
+    def _visible(self, caller: Principal, reservation_id: str) -> tuple[Reservation, str]:
+        """The reservation and the caller's role for its project; not found (as for other tenants) without one."""
+        reservation = self.lookup(reservation_id)
+        role = None
+        if reservation is not None:
+            role = access.role_in(caller, self.policy.policy, reservation.tenant, reservation.project)
+        if reservation is None or role is None:
+            raise NotFound(f"reservation {reservation_id} not found", reason="RESERVATION_NOT_FOUND")
+        return reservation, role
+
+    def list(self, caller: Principal, project: str = "", page_size: int = 100, page_token: str = "") -> ReservationPage:
+        if page_size < 0:
+            raise InvalidArgument("page_size must not be negative")
+        policy = self.policy.policy
+        tenants = access.visible_tenants(caller, "")
+        joint = access.joint_projects_of(caller, policy) if tenants is not None else ()
+        size = min(page_size or 100, MAX_PAGE_SIZE)
+        page = self.store.list_reservations(tenants, project, size, page_token, or_projects=joint)
+        visible = tuple(
+            self.live.get(r.reservation_id, r)
+            for r in page.reservations
+            if access.role_in(caller, policy, r.tenant, r.project) is not None
+        )
+        return ReservationPage(visible, page.next_page_token)
+
+    def cancel(self, caller: Principal, reservation_id: str, reason: str = "") -> Reservation:
+        reservation, role = self._visible(caller, reservation_id)
+        if role not in access.ACTING_ROLES:
+            raise PermissionDenied(
+                f"{caller.uri} may read reservation {reservation_id} but not cancel it", reason="READ_ONLY"
+            )
+        if not reservation.state.live:
+            return reservation
+        why = f"cancelled by {caller.uri}" + (f": {reason}" if reason else "")
+        return self._finish(reservation, ReservationState.CANCELLED, (Reason("reservation", "CANCELLED", why),))
+
+    def check_job(self, spec: JobSpec) -> None:
+        """A job may name only a reservation of its own project that is not over, and only one large enough."""
+        if not spec.reservation:
+            return
+        reservation = self.lookup(spec.reservation)
+        if reservation is None or not owns(reservation, spec, self.policy.policy.joint):
+            raise AdmissionRejected(
+                f"reservation {spec.reservation} does not exist for project {spec.tenant}/{spec.project}",
+                reason="RESERVATION_NOT_FOUND",
+            )
+        over = self.hold(()).over(spec)
+        if over:
+            raise AdmissionRejected(f"{over}; submit the job without it", reason="RESERVATION_OVER")
+        largest = max((p.cards for p in reservation.held_parts), default=0)
+        if spec.resources.cards > largest:
+            raise AdmissionRejected(
+                f"the job needs {spec.resources.cards} cards; the largest part of reservation {spec.reservation} "
+                f"holds {largest}",
+                reason="RESERVATION_TOO_SMALL",
+            )

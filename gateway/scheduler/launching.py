@@ -1,0 +1,78 @@
+"""Launching: turning a placement into a lease and telling the site what to run.
+
+Owns: the DISPATCHED state change for a new lease (`Move`, `_dispatch_move`: next epoch and attempt, the
+attempt's own times), the site's `LaunchCommand` for its part (the run for the class's stack, the job's
+environment with the preemption grace period added as `PREEMPT_GRACE_ENV`), and `_launch`, which makes a
+cycle's dispatches durable in one transaction before any site hears of them. It is a part of `Federation`
+(mixed in through `gateway.scheduler.cycle`) and relies on its `transitions` for the state changes. It does not
+choose where a job goes (`gateway.scheduler.cycle`) nor judge quotas (`gateway.scheduler.liveusage`).
+"""
+
+from __future__ import annotations
+
+from gateway.errors import FailedPrecondition
+from gateway.jobs.model import Job, JobState, Placement, Reason, StackRun
+from gateway.placement.preemption import grace_period_s
+from gateway.policy.holder import PolicyHolder
+from gateway.sites.registry import LaunchCommand, SiteRegistry
+
+# (job, new state, message, site, site cursor, field changes): one state change, as Federation.transitions takes
+Move = tuple[Job, JobState, str, str, tuple[str, int] | None, dict[str, object]]
+PREEMPT_GRACE_ENV = "FEDGATE_PREEMPT_GRACE_S"  # tells every job how long it has to checkpoint when preempted
+
+
+class Launching:
+    policy: PolicyHolder
+    registry: SiteRegistry
+
+    def transitions(self, moves: list[Move]) -> list[Job]:
+        raise NotImplementedError  # the Federation's
+
+    def launch_command(self, job: Job, placement: Placement) -> LaunchCommand | None:
+        """What a site is told to run for its part of the job's current lease; None when no run fits."""
+        run = self._run(job, placement)
+        if run is None:
+            return None
+        spec = job.spec
+        grace = grace_period_s(self.policy.policy, spec)
+        return LaunchCommand(
+            job.job_id,
+            job.epoch,
+            job.attempt,
+            spec.tenant,
+            spec.project,
+            placement.accelerator_class,
+            placement.cards,
+            run,
+            spec.max_runtime,
+            (*((k, v) for k, v in spec.env if k != PREEMPT_GRACE_ENV), (PREEMPT_GRACE_ENV, str(grace))),
+            spec.labels,
+        )
+
+    def _run(self, job: Job, placement: Placement) -> StackRun | None:
+        accelerator = self.policy.catalogue.get(placement.accelerator_class)
+        return job.spec.run_for(accelerator.stack if accelerator else "")
+
+    def _dispatch_move(self, job: Job, placement: Placement, reasons: tuple[Reason, ...]) -> Move:
+        """The DISPATCHED state change for a new lease of `job` on `placement` (not yet durable)."""
+        if self._run(job, placement) is None:  # admission guarantees a run; a catalogue change may not
+            raise FailedPrecondition(f"job {job.job_id} has no run for {placement.accelerator_class}")
+        changes: dict[str, object] = {
+            "epoch": job.epoch + 1,
+            "attempt": job.attempt + 1,
+            "placements": (placement,),
+            "reasons": reasons,
+            "start_time": None,  # the new attempt's own, once it runs: never the last attempt's
+            "end_time": None,
+        }
+        return (job, JobState.DISPATCHED, reasons[0].message, placement.site, None, changes)
+
+    def _launch(self, moves: list[Move]) -> None:
+        """Make a cycle's dispatches durable in one transaction, then (only then) tell the sites."""
+        if not moves:
+            return
+        for job in self.transitions(moves):
+            placement = job.placements[0]
+            command = self.launch_command(job, placement)
+            assert command is not None
+            self.registry.send(placement.site, command)

@@ -1,0 +1,92 @@
+"""Live usage: what this gateway holds, has used and is offered now, and the policy's word on each option.
+
+Owns: the leases (cards dispatched or running, per site and class), the live `Usage` quotas are checked
+against (held cards, card-hours this day/week/month with ended attempts cached per period, live offered
+capacity), and `allows`, the per-(site, class) verdict placement asks for (the centre's own terms, then the
+policy). It is a part of `Federation` (mixed in through `gateway.scheduler.cycle`); it reads the Federation's books
+(`_holding`, `_hours_cache`) and never changes a job. It does not decide where jobs go (`gateway.scheduler.cycle`)
+or tell sites anything (`gateway.scheduler.launching`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+
+from gateway.jobs.model import Job, JobSpec, Reason
+from gateway.placement.place import OptionFilter
+from gateway.policy import FederationPolicy
+from gateway.policy.engine import option_verdict
+from gateway.policy.holder import PolicyHolder
+from gateway.policy.quotas import Usage, period_start
+from gateway.scheduler.cyclecache import site_terms_reason
+from gateway.sites.model import SiteView
+from gateway.sites.registry import SiteRegistry
+from gateway.store import Store
+
+
+class LiveUsage:
+    store: Store
+    policy: PolicyHolder
+    clock: Callable[[], datetime]
+    registry: SiteRegistry
+    _holding: dict[str, Job]
+    _hours_cache: dict[str, tuple[datetime, dict[tuple[str, str], float]]]
+
+    def leases(self) -> dict[str, dict[str, int]]:
+        """Cards this gateway has leased per site and class (jobs dispatched or running)."""
+        leased: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for job in self._holding.values():
+            for p in job.placements:
+                leased[p.site][p.accelerator_class] += p.cards
+        return leased
+
+    def usage(self, views: list[SiteView] | None = None) -> Usage:
+        """What is held now (leases), used this period (card-hours) and offered (live sites), per scope."""
+        held: dict[tuple[str, str, str], int] = defaultdict(int)
+        now = self.clock()
+        hours: dict[tuple[str, str, str], float] = defaultdict(float)
+        for job in self._holding.values():
+            for p in job.placements:
+                held[(job.spec.tenant, job.spec.project, p.accelerator_class)] += p.cards
+        for period in ("day", "week", "month"):
+            start = period_start(period, now)
+            for (tenant, project), used in self._ended_hours(period, start).items():
+                hours[(tenant, project, period)] += used
+            for job in self._holding.values():
+                if job.start_time is not None:
+                    elapsed = (now - max(job.start_time, start)).total_seconds() / 3600
+                    cards = sum(p.cards for p in job.placements)
+                    hours[(job.spec.tenant, job.spec.project, period)] += max(0.0, elapsed) * cards
+        offered: dict[str, int] = defaultdict(int)
+        for view in views if views is not None else self.registry.views(self.leases()):
+            if view.connected and not view.draining:
+                for pool in view.pools:
+                    offered[pool.accelerator_class] += pool.offered
+        return Usage(held, hours, offered)
+
+    def _ended_hours(self, period: str, start: datetime) -> dict[tuple[str, str], float]:
+        """Card-hours of ended attempts since `start`, cached until a job ends or the period turns."""
+        cached = self._hours_cache.get(period)
+        if cached is None or cached[0] != start:
+            cached = (start, self.store.card_hours_since(start))
+            self._hours_cache[period] = cached
+        return cached[1]
+
+    def allows(
+        self, spec: JobSpec, usage: Usage, policy: FederationPolicy | None = None, part_cards: int = 0
+    ) -> OptionFilter:
+        """The policy's word on each (site, class) option for this job, as placement asks for it. With
+        `part_cards` (a gang's smallest part) the centres' size limit judges that part, not the whole job."""
+        policy, catalogue, now = policy or self.policy.policy, self.policy.catalogue, self.clock()
+        part = replace(spec, resources=replace(spec.resources, cards=part_cards)) if part_cards else spec
+
+        def allows(site: SiteView, cls: str) -> Reason | None:
+            refusal = site_terms_reason(site, spec, cls, catalogue, part)  # the centre's own veto, as reported
+            if refusal is not None:
+                return refusal
+            return option_verdict(policy, catalogue, spec, now, usage, site.name, cls)
+
+        return allows

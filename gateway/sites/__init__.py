@@ -1,0 +1,1 @@
+"""The member sites: who is connected, what they offer, the site side of the protocol, their logs."""

@@ -1,0 +1,254 @@
+"""The site side of the protocol: hello, capacity, job updates, and reconciliation on reconnect.
+
+Owns: the checks a site's word must pass before it changes anything (the job is leased to this site, the
+epoch is current, the update is new, the transition is legal) and the resend of launches a reconnecting
+agent may have missed. A refused update changes nothing in the store. Identity is already verified by the
+transport layer: `site` here is the name from the caller's certificate. A usage receipt on an update that ends
+an attempt is checked (`gateway.usage.receipts`) before anything is written and settled in the same transaction as
+the transition; a bad receipt refuses the whole update.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from gateway.errors import GatewayError, InvalidArgument, PermissionDenied, StaleEpoch
+from gateway.gangs.coordinator import PREFIX as GANG_PREFIX
+from gateway.gangs.parts import part_reported
+from gateway.jobs.federation import Federation
+from gateway.jobs.model import Job, JobState, Placement, Reason, can_transition
+from gateway.reservations.model import is_booking
+from gateway.sites.model import Pool, SiteTerms
+from gateway.sites.registry import CancelCommand, Outbox
+from gateway.usage.receipts import (
+    RECEIPT_STATES,
+    Countersigner,
+    ReceiptInvalid,
+    SettledReceipt,
+    SiteReceipt,
+    check_receipt,
+)
+
+log = logging.getLogger("fedgate.gateway.sites")
+
+
+@dataclass(frozen=True)
+class SiteUpdate:
+    job_id: str
+    epoch: int
+    state: JobState
+    sequence: int
+    time: datetime
+    exit_code: int = 0
+    message: str = ""
+    device_indices: tuple[int, ...] = ()
+    lease_returned: bool = False
+    receipt: SiteReceipt | None = None
+    site_certificate: bytes = b""
+    """DER of the certificate the site presented on the connection this update came in on."""
+
+
+@dataclass(frozen=True)
+class RunningAttempt:
+    job_id: str
+    epoch: int
+    state: JobState
+
+
+@dataclass(frozen=True)
+class Session:
+    site: str
+    connection_id: int
+    outbox: Outbox
+    last_update_sequence: int
+    cancelled: tuple[tuple[RunningAttempt, str], ...] = ()
+    """Attempts the agent said it runs that the gateway cancelled on reconnect, each with why."""
+
+
+class Dispatcher:
+    def __init__(self, federation: Federation, countersigner: Countersigner | None = None) -> None:
+        self.federation = federation
+        self.countersigner = countersigner
+        """Settles usage receipts; without one, receipts are checked but not kept."""
+        self._cursors: dict[str, int] = {}
+
+    def hello(self, site: str, agent_version: str, running: list[RunningAttempt]) -> Session:
+        fed = self.federation
+        connection_id, outbox = fed.registry.connect(site, agent_version, fed.clock())
+        cursor = self._cursors.get(site)
+        if cursor is None:
+            cursor = self._cursors[site] = fed.store.site_cursor(site)
+        cancelled = self._reconcile(site, running)
+        fed.reservations.site_connected(site)
+        return Session(site, connection_id, outbox, cursor, cancelled)
+
+    def _reconcile(self, site: str, running: list[RunningAttempt]) -> tuple[tuple[RunningAttempt, str], ...]:
+        """The gateway's view wins: stale or unknown attempts are cancelled (and returned, with why, for the
+        audit log), missed launches resent."""
+        fed = self.federation
+        reported = {(r.job_id, r.epoch) for r in running}
+        cancelled = []
+        for attempt in running:
+            job = fed.active.get(attempt.job_id)
+            if job is None or job.epoch != attempt.epoch or site not in job.sites:
+                why = (
+                    "the job is not active at the gateway"
+                    if job is None
+                    else f"the current lease is epoch {job.epoch} at {','.join(job.sites) or 'no site'}"
+                )
+                log.warning("site %s runs job %s epoch %d: cancelled, %s", site, attempt.job_id, attempt.epoch, why)
+                fed.registry.send(site, CancelCommand(attempt.job_id, attempt.epoch, "not leased to this site"))
+                cancelled.append((attempt, why))
+        for job in list(fed.active.values()):
+            if job.state == JobState.DISPATCHED and site in job.sites and (job.job_id, job.epoch) not in reported:
+                placement = next(p for p in job.placements if p.site == site)
+                self._resend_launch(site, job.job_id, placement)
+        return tuple(cancelled)
+
+    def _resend_launch(self, site: str, job_id: str, placement: Placement) -> None:
+        fed = self.federation
+        command = fed.launch_command(fed.active[job_id], placement)
+        if command is not None:
+            fed.registry.send(site, command)
+
+    def capacity(self, site: str, pools: list[Pool], full: bool, terms: SiteTerms | None = None) -> None:
+        fed = self.federation
+        fed.registry.report(site, pools, full, fed.clock(), terms)
+        fed.capacity_changed()
+
+    def update(self, site: str, update: SiteUpdate) -> None:
+        """Apply one job update from `site`. Raises (and changes nothing) when the site may not say this.
+
+        Replays of an update already applied are accepted silently, so that an agent's journal drains.
+        """
+        fed = self.federation
+        fed.registry.touch(site, fed.clock())
+        if update.sequence <= self._cursors.get(site, 0):
+            return
+        job = fed.active.get(update.job_id) or fed.store.get_job(update.job_id)
+        if job is None or site not in job.sites:
+            raise PermissionDenied(f"job {update.job_id} is not leased to site {site}", reason="JOB_NOT_LEASED_TO_SITE")
+        if update.epoch != job.epoch:
+            raise StaleEpoch(
+                f"update for job {job.job_id} carries epoch {update.epoch}; the current lease is epoch {job.epoch}"
+            )
+        cursor = (site, update.sequence)
+        if job.state == update.state or job.state.terminal:
+            # Nothing new (a replay, or the gateway already ended the job, e.g. a user cancel). The attempt's
+            # receipt still counts: it is settled on its own, once.
+            receipts = self._settle(site, job, update)
+            if receipts:
+                fed.store.save_transitions([], receipts)
+            self._cursors[site] = update.sequence
+            return
+        if update.lease_returned:
+            self._return_lease(site, job, update)
+            return
+        if len(job.placements) > 1:
+            self._gang_update(site, job, update, cursor)
+            return
+        if not can_transition(job.state, update.state):
+            raise GatewayError(
+                f"job {job.job_id} cannot go from {job.state.value} to {update.state.value}",
+                reason="ILLEGAL_TRANSITION",
+            )
+        receipts = self._settle(site, job, update)  # checked before anything is written
+        changes: dict[str, object] = {}
+        if update.state == JobState.RUNNING:
+            changes["start_time"] = update.time
+            changes["placements"] = tuple(
+                Placement(p.site, p.accelerator_class, p.cards, update.device_indices) if p.site == site else p
+                for p in job.placements
+            )
+        if update.state.terminal:
+            changes["exit_code"] = update.exit_code
+        message = update.message or f"{update.state.value.lower()} at {site}"
+        (updated,) = fed.transitions([(job, update.state, message, site, cursor, changes)], receipts)
+        self._cursors[site] = update.sequence
+        if update.state in {JobState.PREEMPTED, JobState.LOST}:
+            fed.requeue(updated, message)
+
+    def _gang_update(self, site: str, job: Job, update: SiteUpdate, cursor: tuple[str, int]) -> None:
+        """One part of a gang reported: the job moves only when the parts add up (`gateway.gangs.parts`). The part's
+        state is saved in its placement by the same transition, so what the parts add up to survives a restart."""
+        fed = self.federation
+        outcome = part_reported(job, site, update.state, update.device_indices, update.message)
+        if outcome.state != job.state and not can_transition(job.state, outcome.state):
+            raise GatewayError(
+                f"job {job.job_id} cannot go from {job.state.value} to {outcome.state.value}",
+                reason="ILLEGAL_TRANSITION",
+            )
+        receipts = self._settle(site, job, update)  # each part's site signs its own; checked before any write
+        changes: dict[str, object] = {"placements": outcome.placements}
+        if outcome.state == JobState.RUNNING and job.state != JobState.RUNNING:
+            changes["start_time"] = update.time
+        if outcome.state.terminal:
+            changes["exit_code"] = update.exit_code
+        (updated,) = fed.transitions([(job, outcome.state, outcome.message, site, cursor, changes)], receipts)
+        self._cursors[site] = update.sequence
+        for other in outcome.cancel_sites:
+            fed.registry.send(other, CancelCommand(job.job_id, job.epoch, outcome.message))
+        if outcome.state in {JobState.PREEMPTED, JobState.LOST}:
+            fed.requeue(updated, outcome.message)
+
+    def reserve_reply(
+        self, site: str, reservation_id: str, accepted: bool, reason: str, free: int | None = None
+    ) -> None:
+        """A site's answer to a Reserve, routed by the reservation id's prefix (the one place that does). `free`
+        is the site's free cards of the class when it replied (None when not known)."""
+        fed = self.federation
+        fed.registry.touch(site, fed.clock())
+        if is_booking(reservation_id):
+            fed.reservations.site_replied(site, reservation_id, accepted, reason)
+            return
+        if reservation_id.startswith(GANG_PREFIX):
+            fed.gangs.reply(site, reservation_id, accepted, reason, free)
+            return
+        raise InvalidArgument(
+            f"reservation {reservation_id[:80]!r} is not one this gateway made", reason="UNKNOWN_RESERVATION"
+        )
+
+    def _settle(self, site: str, job: Job, update: SiteUpdate) -> tuple[SettledReceipt, ...]:
+        """The update's receipt, checked and countersigned (empty when it carries none); ReceiptInvalid when it
+        does not hold, so that the whole update is refused."""
+        if update.receipt is None:
+            return ()
+        if update.state not in RECEIPT_STATES:
+            raise ReceiptInvalid(f"a receipt rides only on the update that ends an attempt, not {update.state.value}")
+        now = self.federation.clock()
+        check_receipt(update.receipt, update.site_certificate, site, job, update.state, now)
+        if self.countersigner is None:
+            return ()
+        return (self.countersigner.settle(update.receipt, update.site_certificate, now),)
+
+    def _return_lease(self, site: str, job: Job, update: SiteUpdate) -> None:
+        """The site declined to start the attempt: queue the job again; the attempt does not count."""
+        if job.state != JobState.DISPATCHED:
+            raise GatewayError(
+                f"job {job.job_id} is {job.state.value}; only a dispatched job's lease can be returned",
+                reason="ILLEGAL_TRANSITION",
+            )
+        why = update.message or "no reason given"
+        for other in job.placements:  # the rest of a gang does not run without this part
+            if other.site != site:
+                self.federation.registry.send(
+                    other.site, CancelCommand(job.job_id, job.epoch, f"{site} returned its part")
+                )
+        self.federation.transition(
+            job,
+            JobState.QUEUED,
+            f"{site} returned the lease: {why}",
+            site=site,
+            cursor=(site, update.sequence),
+            placements=(),
+            attempt=job.attempt - 1,
+            reasons=(Reason("site", "LEASE_RETURNED", f"{site} declined to start it: {why}", site),),
+        )
+        self._cursors[site] = update.sequence
+
+    def goodbye(self, site: str, connection_id: int) -> None:
+        if self.federation.registry.is_current(site, connection_id):
+            self.federation.gangs.site_lost(site)  # a site gone mid-reservation counts as a refusal
+        self.federation.registry.disconnect(site, connection_id)

@@ -1,0 +1,205 @@
+"""The log relay: a job's output, streamed from the site that runs it, through the gateway, to one reader.
+
+Owns: which attempt's output is read (the job's current epoch at its first placement; for a gang spread over
+several sites that is the first site's part only), stream ids, asking that site with a LogRequest through the
+site registry's outbox, routing the site's chunks to the stream's bounded buffer (a chunk for a stream that
+site did not open is dropped, so no site can write into another site's stream), dropping a reader that falls
+more than `BUFFER_BYTES` behind with an error that says so (the site link has no flow control per log
+stream, and one slow reader must neither grow the gateway's memory nor stall the site's stream), a LogCancel
+when the reader goes away first, and ending the readers of a site whose stream ends with an error naming it.
+It does not decide who may read a job (`gateway.trust.access`, through `Federation.get_job`, before `stream` is
+called) and does not speak gRPC (`gateway.transport` turns chunks and errors into messages and statuses).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+
+from gateway.errors import FailedPrecondition, GatewayError, NotFound, Unavailable
+from gateway.jobs.model import Job, JobState
+from gateway.sites.registry import LogCancelCommand, LogRequestCommand, SiteRegistry
+
+log = logging.getLogger("fedgate.gateway.logs")
+
+CHUNK_BYTES = 64 * 1024
+"""Most output bytes handed to a reader at once (the contract's limit per message)."""
+BUFFER_BYTES = 4 * 1024 * 1024
+"""Output a reader may fall behind its site before its stream is dropped."""
+MAX_STREAMS = 256
+"""Log streams the gateway relays at once (so at most MAX_STREAMS x BUFFER_BYTES of buffers)."""
+MAX_SITE_ERROR = 500
+"""Characters of a site's error text passed on to the reader."""
+NOT_STARTED_STATES = frozenset({JobState.QUEUED, JobState.RESERVING, JobState.REJECTED})
+
+
+@dataclass(frozen=True)
+class LogPiece:
+    """Part of an attempt's output, in order, and where it comes from."""
+
+    data: bytes
+    site: str
+    epoch: int
+
+
+@dataclass
+class _Stream:
+    stream_id: int
+    site: str
+    connection_id: int
+    job_id: str
+    epoch: int
+    chunks: deque[bytes] = field(default_factory=deque)
+    buffered: int = 0
+    ended: bool = False
+    """The site sent its last chunk: nothing more comes, no LogCancel is needed."""
+    error: GatewayError | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def finish(self, error: GatewayError | None = None) -> None:
+        self.ended = True
+        self.error = self.error or error
+        self.wake.set()
+
+
+def log_source(job: Job) -> tuple[str, int]:
+    """The site and epoch whose output `stream` reads for `job`, or FailedPrecondition saying when there
+    will be some. A gang's parts share the epoch; the first placement's site is read."""
+    if job.state in NOT_STARTED_STATES or not job.placements:
+        if job.state == JobState.REJECTED:
+            why = "was rejected at admission and never ran, so it has no output"
+        elif job.state.terminal:
+            why = f"ended ({job.state.value}) before any site started it, so it has no output"
+        elif job.attempt:
+            why = f"is {job.state.value} for attempt {job.attempt + 1}; its output appears once a site starts it"
+        else:
+            why = f"has not started yet ({job.state.value}); its output appears once a site starts it"
+        raise FailedPrecondition(
+            f"job {job.job_id} {why} (`fedgate job watch {job.job_id}` shows when)", reason="JOB_NOT_STARTED"
+        )
+    return job.placements[0].site, job.epoch
+
+
+class LogRelay:
+    """Every log stream the gateway relays. All methods must be called on the gateway's event loop."""
+
+    def __init__(
+        self, registry: SiteRegistry, *, buffer_bytes: int = BUFFER_BYTES, max_streams: int = MAX_STREAMS
+    ) -> None:
+        self._registry = registry
+        self._buffer_bytes = buffer_bytes
+        self._max_streams = max_streams
+        self._streams: dict[int, _Stream] = {}
+        self._ids = itertools.count(1)
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._streams)
+
+    async def stream(self, job: Job, *, follow: bool = False, tail_bytes: int = 0) -> AsyncGenerator[LogPiece, None]:
+        """The output of the job's current attempt, from its start (or `tail_bytes` before its end), until the
+        site has sent it all (with `follow`: until the attempt has also ended). Raises FailedPrecondition when
+        the job has no attempt yet or the site cannot serve the log, Unavailable when the site is offline or
+        goes away, and TOO_MANY_LOG_STREAMS or LOG_READER_TOO_SLOW when the gateway or this reader is over a bound."""
+        site, epoch = log_source(job)
+        connection_id = self._connection_of(site, job.job_id)
+        if len(self._streams) >= self._max_streams:
+            raise GatewayError(
+                f"the gateway relays at most {self._max_streams} log streams at once; try again shortly",
+                reason="TOO_MANY_LOG_STREAMS",
+            )
+        stream = _Stream(next(self._ids), site, connection_id, job.job_id, epoch)
+        self._streams[stream.stream_id] = stream
+        try:
+            request = LogRequestCommand(stream.stream_id, job.job_id, epoch, follow=follow, tail_bytes=tail_bytes)
+            if not self._registry.send(site, request):
+                raise _offline(site, job.job_id)
+            while True:
+                if stream.chunks:
+                    data = stream.chunks.popleft()
+                    stream.buffered -= len(data)
+                    yield LogPiece(data, site, epoch)
+                elif stream.error is not None:
+                    raise stream.error
+                elif stream.ended:
+                    return
+                else:
+                    stream.wake.clear()
+                    await stream.wake.wait()
+        finally:
+            self._streams.pop(stream.stream_id, None)
+            if not stream.ended and self._registry.is_current(site, connection_id):
+                self._registry.send(site, LogCancelCommand(stream.stream_id))  # the reader left first
+
+    def deliver(self, site: str, stream_id: int, data: bytes, *, end: bool = False, error: str = "") -> bool:
+        """A chunk from `site`. Returns False (and changes nothing) for a stream that site did not open or that
+        has already ended."""
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.site != site or stream.ended:
+            if stream is not None and stream.site != site:
+                log.warning("site %s sent a log chunk for stream %d of site %s; ignored", site, stream_id, stream.site)
+            return False
+        if data:
+            if stream.buffered + len(data) > self._buffer_bytes:
+                self._drop_slow_reader(stream)
+                return True
+            for start in range(0, len(data), CHUNK_BYTES):
+                stream.chunks.append(data[start : start + CHUNK_BYTES])
+            stream.buffered += len(data)
+        if end:
+            failure = None
+            if error:
+                failure = FailedPrecondition(
+                    f"site {site} cannot serve the output of job {stream.job_id} epoch {stream.epoch}: "
+                    f"{error[:MAX_SITE_ERROR]}",
+                    reason="SITE_CANNOT_SERVE_LOG",
+                )
+            stream.finish(failure)
+        stream.wake.set()
+        return True
+
+    def site_gone(self, site: str, connection_id: int) -> None:
+        """`site`'s stream `connection_id` ended: every log stream it was serving ends with an error."""
+        for stream in list(self._streams.values()):
+            if stream.site == site and stream.connection_id == connection_id and not stream.ended:
+                stream.finish(
+                    Unavailable(
+                        f"site {site} disconnected while sending the output of job {stream.job_id}; "
+                        "run the command again once it is back",
+                        reason="SITE_DISCONNECTED",
+                    )
+                )
+
+    def _connection_of(self, site: str, job_id: str) -> int:
+        try:
+            record = self._registry.get(site)
+        except NotFound:
+            raise _offline(site, job_id) from None
+        if not record.connected:
+            raise _offline(site, job_id)
+        return record.connection_id
+
+    def _drop_slow_reader(self, stream: _Stream) -> None:
+        log.info("log stream %d of job %s: reader fell behind; dropped", stream.stream_id, stream.job_id)
+        stream.chunks.clear()  # the reader learns at once, not after reading what is buffered
+        stream.buffered = 0
+        # Stop the site now rather than when the reader next looks: it is still sending.
+        self._registry.send(stream.site, LogCancelCommand(stream.stream_id))
+        stream.finish(
+            GatewayError(
+                f"the reader fell more than {self._buffer_bytes // 1024} KiB behind site {stream.site} and the "
+                f"log stream of job {stream.job_id} was dropped; read faster, or ask for less with a tail",
+                reason="LOG_READER_TOO_SLOW",
+            )
+        )
+
+
+def _offline(site: str, job_id: str) -> Unavailable:
+    return Unavailable(
+        f"site {site}, which holds job {job_id}, is offline; its output can be read once the site reconnects",
+        reason="SITE_OFFLINE",
+    )

@@ -1,0 +1,224 @@
+"""The gateway's trust services: who a caller is, whether that still holds, and the record of it all.
+
+Owns: authenticating certificates and tokens into `Credential`s (with revocation, expiry and replay checks),
+enrolment with join tokens, certificate renewal, token issuance, revocation, and the audit log. Every
+security-relevant act and every refusal is audited. It never speaks gRPC; the transport layer calls one
+method per RPC and hands in only what the TLS layer has already verified.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from gateway.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from gateway.identity.authority import Authority
+from gateway.identity.join import check_join_token, new_join_token, parse_join_token
+from gateway.identity.principal import Principal, load_certificate, peer_certificate
+from gateway.identity.profiles import BACKDATE
+from gateway.identity.revocation import Credential, Revocation, RevocationList
+from gateway.identity.tokens import ROLES, TokenClaims, issue_token, new_token_id, principal_of, verify_token
+from gateway.store import Store
+from gateway.trust import access
+from gateway.trust.audit import AuditEntry, AuditVerdict, seal, verify_chain
+
+log = logging.getLogger("fedgate.gateway.trust")
+MAX_JOIN_TOKEN_TTL = timedelta(days=7)
+MAX_TOKEN_TTL = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    certificate_pem: bytes
+    bundle_pem: bytes
+    expire_time: datetime
+
+
+class Trust:
+    def __init__(
+        self,
+        store: Store,
+        authority: Authority,
+        federation: str,
+        clock: Callable[[], datetime],
+        *,
+        audience: str = "",
+        certificate_lifetime: timedelta = timedelta(days=90),
+    ) -> None:
+        self.store = store
+        self.authority = authority
+        self.federation = federation
+        self.clock = clock
+        self.audience = audience or f"fedgate://{federation}"
+        self.certificate_lifetime = certificate_lifetime
+        self.revocations = RevocationList(store.revocations())
+        self._last_audit = store.last_audit()
+
+    # ---- audit ----------------------------------------------------------------------------------------------
+    def audit(self, kind: str, principal: str, details: Mapping[str, str] | None = None) -> AuditEntry:
+        entry = seal(self._last_audit, self.clock(), kind, principal, details or {}, self.authority.audit_key)
+        self.store.append_audit(entry)
+        self._last_audit = entry
+        return entry
+
+    def audit_page(self, caller: Principal, after: int, limit: int) -> tuple[AuditEntry, ...]:
+        access.require_role(caller, "admin")
+        return self.store.audit_entries(after, min(max(limit, 1), 1000))
+
+    def verify_audit(self, caller: Principal) -> AuditVerdict:
+        access.require_role(caller, "admin")
+        return verify_audit_store(self.store, self.authority)
+
+    def denied(self, principal: str, method: str, reason: str, message: str) -> None:
+        self.audit("call.denied", principal, {"method": method, "reason": reason, "message": message[:300]})
+
+    # ---- authentication ------------------------------------------------------------------------------------
+    def authenticate_certificate(self, cert_pem: bytes) -> Credential:
+        peer = peer_certificate(cert_pem, self.federation)
+        credential = Credential(peer.principal, "certificate", f"{peer.serial:x}", peer.not_before, peer.not_after)
+        self.revocations.check(credential, self.clock())
+        return credential
+
+    def authenticate_token(self, token: str) -> Credential:
+        now = self.clock()
+        claims = verify_token(token, self.authority.token_key.public_key(), self.audience, now)
+        principal = principal_of(claims, self.federation)
+        credential = Credential(principal, "token", claims.token_id, claims.issued_at, claims.expires_at)
+        self.revocations.check(credential, now)
+        if claims.single_use and not self.store.record_token_use(claims.token_id, now):
+            raise Unauthenticated("token refused: this single-use token was already used", reason="TOKEN_REPLAYED")
+        return credential
+
+    def check(self, credential: Credential) -> None:
+        """Re-check a credential an open stream was opened with (revoked or expired since?)."""
+        self.revocations.check(credential, self.clock())
+
+    # ---- enrolment and renewal -----------------------------------------------------------------------------
+    def create_join_token(self, caller: Principal, site: str, ttl: timedelta) -> tuple[str, datetime, str]:
+        access.require_role(caller, "admin")
+        if not timedelta(0) < ttl <= MAX_JOIN_TOKEN_TTL:
+            raise InvalidArgument(f"a join token lives more than 0 and at most {MAX_JOIN_TOKEN_TTL.days} days")
+        Principal.site(self.federation, site)  # validates the site name
+        now = self.clock()
+        token, record = new_join_token(site, caller.uri, now, now + ttl)
+        self.store.add_join_token(record)
+        self.audit(
+            "join_token.created",
+            caller.uri,
+            {"site": site, "token_id": record.token_id, "expire_time": record.expire_time.isoformat()},
+        )
+        return token, record.expire_time, self.authority.ca_fingerprint
+
+    def enroll(self, token: str, csr_pem: bytes, site: str) -> IssuedCertificate:
+        """Sign a site's CSR if its one-time token allows it. A refusal leaves the token as it was."""
+        now = self.clock()
+        try:
+            token_id, secret = parse_join_token(token)
+            record = check_join_token(self.store.join_token(token_id), secret, site, now)
+            principal = Principal.site(self.federation, site)
+            certificate = self._sign(csr_pem, principal, now)
+            if not self.store.consume_join_token(record.token_id, now):
+                raise PermissionDenied("this join token was just used by another enrolment", reason="JOIN_TOKEN_USED")
+        except (Unauthenticated, PermissionDenied) as exc:
+            self.audit("enrolment.refused", "anonymous", {"site": site[:64], "reason": exc.reason})
+            raise
+        issued = self._issued(certificate)
+        self.audit("enrolment", principal.uri, {"token_id": record.token_id, "serial": _serial(certificate)})
+        return issued
+
+    def renew(self, credential: Credential, csr_pem: bytes) -> IssuedCertificate:
+        if credential.kind != "certificate":
+            raise PermissionDenied("only a certificate can be renewed, not a token", reason="WRONG_CREDENTIAL")
+        self.check(credential)
+        certificate = self._sign(csr_pem, credential.principal, self.clock())
+        self.audit(
+            "certificate.renewed",
+            credential.principal.uri,
+            {"old_serial": credential.credential_id, "serial": _serial(certificate)},
+        )
+        return self._issued(certificate)
+
+    def _sign(self, csr_pem: bytes, principal: Principal, now: datetime) -> bytes:
+        """Sign for `principal`. Certificates are backdated a little against clock skew, but never to before a
+        revocation of the principal: a site re-enrolled after one must not be caught by it."""
+        not_before = None
+        revoked_at = self.revocations.principal_revoked_at(principal.uri)
+        if revoked_at is not None and now - BACKDATE <= revoked_at:
+            not_before = revoked_at.replace(microsecond=0) + timedelta(seconds=1)
+        return self.authority.ca.sign_csr(
+            csr_pem, principal, not_before=not_before, not_after=now + self.certificate_lifetime
+        )
+
+    def _issued(self, certificate_pem: bytes) -> IssuedCertificate:
+        expires = load_certificate(certificate_pem).not_valid_after_utc
+        return IssuedCertificate(certificate_pem, self.authority.bundle_pem, expires)
+
+    # ---- tokens and revocation -----------------------------------------------------------------------------
+    def issue_token(
+        self, caller: Principal, tenant: str, user: str, role: str, ttl: timedelta, single_use: bool
+    ) -> tuple[str, TokenClaims]:
+        access.require_role(caller, "admin")
+        if role not in ROLES:
+            raise InvalidArgument(f"role must be one of {', '.join(ROLES)}")
+        if not timedelta(0) < ttl <= MAX_TOKEN_TTL:
+            raise InvalidArgument(f"a token lives more than 0 and at most {MAX_TOKEN_TTL}")
+        subject = Principal.user(self.federation, tenant, user)
+        now = self.clock()
+        claims = TokenClaims(
+            issuer=f"spiffe://{self.federation}/gateway",
+            subject=subject.uri,
+            audience=self.audience,
+            issued_at=now.replace(microsecond=0),
+            expires_at=(now + ttl).replace(microsecond=0),
+            token_id=new_token_id(),
+            role=role,
+            single_use=single_use,
+        )
+        token = issue_token(self.authority.token_key, claims)
+        self.audit(
+            "token.issued",
+            caller.uri,
+            {
+                "subject": subject.uri,
+                "token_id": claims.token_id,
+                "role": role,
+                "single_use": str(single_use).lower(),
+                "expire_time": claims.expires_at.isoformat(),
+            },
+        )
+        return token, claims
+
+    def revoke(self, caller: Principal, kind: str, value: str, reason: str) -> Revocation:
+        access.require_role(caller, "admin")
+        if kind == "principal":
+            from gateway.identity.principal import principal_from_uri
+
+            value = principal_from_uri(value, self.federation).uri
+        if kind == "serial":
+            value = value.lower().removeprefix("0x")
+            if not value or any(c not in "0123456789abcdef" for c in value):
+                raise InvalidArgument("a certificate serial is hexadecimal")
+        revocation = Revocation(kind, value, self.clock(), reason[:300], caller.uri)
+        self.store.add_revocation(revocation)
+        self.revocations.add(revocation)
+        self.audit("credential.revoked", caller.uri, {"kind": kind, "value": value, "reason": reason[:300]})
+        log.warning("revoked %s %s: %s", kind, value, reason)
+        return revocation
+
+
+def verify_audit_store(store: Store, authority: Authority) -> AuditVerdict:
+    """Verify the whole audit chain in the store, in pages."""
+
+    def entries() -> Iterator[AuditEntry]:
+        after = 0
+        while page := store.audit_entries(after, 1000):
+            yield from page
+            after = page[-1].sequence
+
+    return verify_chain(entries(), authority.audit_key.public_key())
+
+
+def _serial(certificate_pem: bytes) -> str:
+    return f"{load_certificate(certificate_pem).serial_number:x}"

@@ -1,0 +1,1 @@
+"""Signed usage: receipts checked and countersigned, and who may read them."""
