@@ -74,9 +74,7 @@ class Federation(Scheduling):
         self._holding: dict[str, Job] = {}  # jobs holding cards at a site: what leases() adds up
         self._hours_cache: dict[str, tuple[datetime, dict[tuple[str, str], float]]] = {}
         self.reservations = ReservationBook(store, policy, self.registry, clock, self.capacity_changed)
-        self.queue_holds = (
-            HoldBook()
-        )  # backfill and preemption earmarks between cycles
+        self.queue_holds = HoldBook()  # backfill and preemption earmarks between cycles
         for job in store.active_jobs():
             self._remember(job)
         self.gangs = GangCoordinator(self)
