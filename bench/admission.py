@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import sqlite3
 import sys
 import uuid
@@ -115,7 +116,7 @@ async def _load(address: str, creds: Path, mode: Mode, plan: Plan, tag: str) -> 
     return first.SerializeToString(), result
 
 
-def _write_gateway_config(pki: Pki, workdir: Path) -> tuple[Path, Path]:
+def _write_gateway_config(pki: Pki, workdir: Path, policy: Path = POLICY) -> tuple[Path, Path]:
     db = workdir / "gw.db"
     config = workdir / "gateway.yaml"
     config.write_text(
@@ -127,7 +128,7 @@ def _write_gateway_config(pki: Pki, workdir: Path) -> tuple[Path, Path]:
                 "listen": "127.0.0.1:0",
                 "tls": {k: str(pki.server / f"{k}.pem") for k in ("ca", "cert", "key")},
                 "store": f"sqlite:///{db}",
-                "policy": str(POLICY),
+                "policy": str(policy),
                 "authority": str(pki.server.parent / "ca"),
             }
         )
@@ -141,13 +142,17 @@ def count_jobs(db: Path) -> int:
     return int(count)
 
 
-def run_admission(pki: Pki, workdir: Path, mode: Mode, plan: Plan) -> AdmissionRun:
-    """A fresh gateway (empty store) in its own process, loaded in `mode`, stopped, then its store counted."""
+def run_admission(pki: Pki, workdir: Path, mode: Mode, plan: Plan, tree: Path | None = None) -> AdmissionRun:
+    """A fresh gateway (empty store) in its own process, loaded in `mode`, stopped, then its store counted.
+    With `tree` (a fedgate source tree), the gateway runs that tree's code and policy (`bench.pair`); the load
+    generator is always this one."""
     workdir.mkdir(parents=True)
-    config, db = _write_gateway_config(pki, workdir)
+    root = tree or REPO
+    config, db = _write_gateway_config(pki, workdir, root / "policies" / "federation.yaml")
     command = [sys.executable, "-m", "fedgate.cli", "gateway", "run", "--config", str(config)]
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{root / 'proto'}"} if tree is not None else None
     tag = f"bench-{uuid.uuid4().hex[:8]}"
-    with ServerProcess(command, workdir, "gateway") as gateway:
+    with ServerProcess(command, workdir, "gateway", env=env, cwd=root) as gateway:
         response, result = asyncio.run(_load(gateway.address, pki.user, mode, plan, tag))
     expected = plan.warmup + result.requests  # every call made, warm-up included, must be one stored job
     return AdmissionRun(result, StoreCheck(expected, count_jobs(db)), response)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -25,8 +25,12 @@ class ServerFailed(RuntimeError):
 class ServerProcess:
     """`with ServerProcess(cmd, workdir) as server:` runs `cmd --ready-file R`; `server.address` is host:port."""
 
-    def __init__(self, command: Sequence[str], workdir: Path, name: str) -> None:
+    def __init__(
+        self, command: Sequence[str], workdir: Path, name: str, env: Mapping[str, str] | None = None, cwd: Path = REPO
+    ) -> None:
         self.name = name
+        self._env = dict(env) if env is not None else None
+        self._cwd = cwd
         self.ready_file = workdir / f"{name}.ready"
         self.log_file = workdir / f"{name}.log"
         self._command = [*command, "--ready-file", str(self.ready_file)]
@@ -35,7 +39,9 @@ class ServerProcess:
 
     def __enter__(self) -> ServerProcess:
         with self.log_file.open("wb") as log:
-            self._proc = subprocess.Popen(self._command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+            self._proc = subprocess.Popen(
+                self._command, cwd=self._cwd, env=self._env, stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not self.ready_file.exists():
             if self._proc.poll() is not None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -14,6 +16,23 @@ def _generator() -> object:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _locked_version(package: str) -> str:
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    (version,) = [p["version"] for p in lock["package"] if p["name"] == package]
+    return str(version)
+
+
+def test_the_generator_is_the_locked_one() -> None:
+    """The stubs are compared with what the locked grpcio-tools makes: a venv that is not the lock's would
+    report drift that is not there (or hide drift that is)."""
+    locked = _locked_version("grpcio-tools")
+    installed = importlib.metadata.version("grpcio-tools")
+    assert installed == locked, (
+        f"grpcio-tools {installed} is installed but uv.lock pins {locked}: "
+        "rebuild the venv from the lock (`rm .venv/.installed && make venv`)"
+    )
 
 
 def test_generated_code_matches_the_protos(tmp_path: Path) -> None:
