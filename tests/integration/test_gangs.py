@@ -80,7 +80,7 @@ def ignore_site_terms(fed: Core, monkeypatch: pytest.MonkeyPatch) -> None:
 
         return verdict
 
-    monkeypatch.setattr(fed, "allows", allows)
+    monkeypatch.setattr(fed.usage, "allows", allows)
 
 
 def test_a_two_site_gang_runs_at_both_with_one_epoch_and_succeeds(
