@@ -25,7 +25,7 @@ from gateway.policy.engine import evaluate
 from gateway.policy.holder import PolicyHolder
 from gateway.reservations.book import ReservationBook
 from gateway.scheduler.cycle import Scheduler
-from gateway.scheduler.earmarks import HoldBook
+from gateway.scheduler.earmarks import EarmarkBook
 from gateway.scheduler.launcher import Launcher
 from gateway.scheduler.liveusage import LiveUsage
 from gateway.scheduler.outlook import Outlook
@@ -52,7 +52,7 @@ class Core:
     usage: LiveUsage
     launcher: Launcher
     reservations: ReservationBook
-    earmarks: HoldBook
+    earmarks: EarmarkBook
     gangs: GangCoordinator
     outlook: Outlook
     scheduler: Scheduler
@@ -87,7 +87,7 @@ def compose(
     book.listen(queue.job_changed)
     book.listen(usage.job_changed)
     reservations = ReservationBook(store, policy, registry, clock, queue.capacity_changed)
-    earmarks = HoldBook()  # backfill and preemption earmarks between cycles
+    earmarks = EarmarkBook()  # backfill and preemption earmarks between cycles
     launcher = Launcher(book, registry, policy)
     book.load()
     gangs = GangCoordinator(book, launcher, registry, clock)

@@ -33,7 +33,7 @@ from gateway.policy.quotas import Usage
 from gateway.reservations.book import ReservationBook
 from gateway.scheduler.cyclecache import CycleCache
 from gateway.scheduler.cycleplan import CyclePlan
-from gateway.scheduler.earmarks import HoldBook
+from gateway.scheduler.earmarks import EarmarkBook
 from gateway.scheduler.launcher import Launcher
 from gateway.scheduler.liveusage import LiveUsage
 from gateway.scheduler.outlook import Outlook
@@ -76,7 +76,7 @@ class Scheduler:
         policy: PolicyHolder,
         reservations: ReservationBook,
         gangs: GangCoordinator,
-        earmarks: HoldBook,
+        earmarks: EarmarkBook,
         clock: Callable[[], datetime],
     ) -> None:
         self.book = book  # the active jobs, read; and the cycle's failures, written

@@ -19,7 +19,7 @@ from gateway.policy import FederationPolicy
 from gateway.policy.holder import PolicyHolder
 from gateway.policy.quotas import Usage
 from gateway.reservations.book import ReservationBook
-from gateway.scheduler.earmarks import HoldBook
+from gateway.scheduler.earmarks import EarmarkBook
 from gateway.scheduler.liveusage import LiveUsage
 from gateway.scheduler.queue import JobQueue
 from gateway.sites.model import SiteView
@@ -35,7 +35,7 @@ class Outlook:
         policy: PolicyHolder,
         reservations: ReservationBook,
         gangs: GangCoordinator,
-        earmarks: HoldBook,
+        earmarks: EarmarkBook,
     ) -> None:
         self.queue = queue
         self.usage = usage
