@@ -1,7 +1,7 @@
 """One real scheduling cycle (`Scheduler.schedule`) over 10,000 queued jobs and 1,000 sites, timed.
 
 Owns: building that federation synthetically with a fixed seed and timing the cycle. Each repetition gets a
-fresh Federation: an in-memory SQLite store, `policies/federation.yaml`, the catalogue's first 10 classes,
+fresh core: an in-memory SQLite store, `policies/federation.yaml`, the catalogue's first 10 classes,
 1,000 sites connected and reporting full offers over 1-3 of those classes (8, 16 or 32 cards, all free), and
 10,000 QUEUED jobs of deepsea-ai/llama-sft (1, 2, 4 or 8 cards of one class). Jobs enter as admission leaves
 them (`store.create_jobs` then `JobBook.remember`, which works out each job's classes under the policy,

@@ -40,7 +40,7 @@ class Preemption:
 
 
 class EarmarkBook:
-    """The holds' memory across scheduling cycles (one per Federation; the scheduler's task only)."""
+    """The earmarks' memory across scheduling cycles (one per gateway core; the scheduler's task only)."""
 
     def __init__(self) -> None:
         self.preemptions: dict[str, Preemption] = {}  # preemptor job id -> its preemption in flight

@@ -1,6 +1,6 @@
 """A federation with fake sites and a hand-moved clock, for driving the gang coordinator without a network.
 
-The gateway side is real (Federation over an in-memory SQLite store, its site registry, its Dispatcher); the
+The gateway side is real (a core over an in-memory SQLite store, its site registry, its Dispatcher); the
 sites are `FakeSite`s that read their outbox and answer Reserve / Commit / Abort / Launch / Cancel the way an
 agent does (holding cards, refusing, or staying silent), so that tests can check who holds what.
 """

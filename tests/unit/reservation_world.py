@@ -1,4 +1,4 @@
-"""A real Federation over an in-memory SQLite store with a clock the test turns, and sites connected straight
+"""A real gateway core over an in-memory SQLite store with a clock the test turns, and sites connected straight
 to its registry (no gRPC): what the reservation tests drive. Commands a site would receive are read from its
 outbox; its replies are made by calling the book as the site service would."""
 

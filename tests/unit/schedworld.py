@@ -1,4 +1,4 @@
-"""A small federation for scheduling tests: a real Federation over an in-memory store, sites in the registry,
+"""A small federation for scheduling tests: a real gateway core over an in-memory store, sites in the registry,
 a clock the test moves, and the site side driven through the real Dispatcher (no gRPC, no agents)."""
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class World:
         return self.fed.scheduler.schedule()
 
     def periodic_cycle(self) -> int:
-        """The cycle `run_scheduler` runs every period even when nothing woke it: every queued job is looked at."""
+        """The cycle `Scheduler.run` runs every period even when nothing woke it: every queued job is looked at."""
         self.fed.queue.capacity_changed()
         return self.fed.scheduler.schedule()
 

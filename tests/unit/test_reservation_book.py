@@ -1,4 +1,4 @@
-"""The reservation book over a real Federation and store, with a clock the test turns: the state machine,
+"""The reservation book over a real gateway core and store, with a clock the test turns: the state machine,
 the confirmation round with the sites, validation, access, idempotency and restarts."""
 
 from __future__ import annotations
