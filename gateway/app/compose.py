@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from gateway.app.admin import AdminService
 from gateway.gangs.coordinator import GangCoordinator
 from gateway.jobs.book import JobBook
 from gateway.jobs.events import EventBus
 from gateway.jobs.model import JobSpec
-from gateway.jobs.service import JobService, utc_now
+from gateway.jobs.service import JobService
 from gateway.policy.engine import evaluate
 from gateway.policy.holder import PolicyHolder
 from gateway.reservations.book import ReservationBook
@@ -36,6 +36,11 @@ from gateway.sites.registry import SiteRegistry
 from gateway.store import Store
 from gateway.store.commit import GroupCommitter
 from gateway.usage.receipts import Countersigner
+
+
+def utc_now() -> datetime:
+    """The gateway's clock (tests, the simulator and the benchmarks pass their own)."""
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

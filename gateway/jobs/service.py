@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import secrets
 from collections.abc import AsyncIterator, Callable, Collection
-from datetime import UTC, datetime
+from datetime import datetime
 
 from gateway.errors import AdmissionRejected, GatewayError, InvalidArgument, NotFound
 from gateway.identity.principal import Principal, principal_from_uri
@@ -39,10 +39,6 @@ from gateway.usage.settlement import list_receipts
 Clock = Callable[[], datetime]
 MAX_PAGE_SIZE = 500
 _sequence = itertools.count()
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_job_id(now: datetime) -> str:

@@ -30,11 +30,10 @@ from fedgate.v1 import (
     site_pb2,
     site_pb2_grpc,
 )
-from gateway.app.compose import Core, compose
+from gateway.app.compose import Core, compose, utc_now
 from gateway.app.config import GatewayConfig
 from gateway.errors import ConfigError
 from gateway.identity.authority import Authority
-from gateway.jobs.service import utc_now
 from gateway.policy import load_catalogue
 from gateway.policy.holder import PolicyHolder
 from gateway.store import open_store
