@@ -1,10 +1,10 @@
-"""One real scheduling cycle (`Federation.schedule`) over 10,000 queued jobs and 1,000 sites, timed.
+"""One real scheduling cycle (`Scheduler.schedule`) over 10,000 queued jobs and 1,000 sites, timed.
 
 Owns: building that federation synthetically with a fixed seed and timing the cycle. Each repetition gets a
-fresh Federation: an in-memory SQLite store, `policies/federation.yaml`, the catalogue's first 10 classes,
+fresh core: an in-memory SQLite store, `policies/federation.yaml`, the catalogue's first 10 classes,
 1,000 sites connected and reporting full offers over 1-3 of those classes (8, 16 or 32 cards, all free), and
 10,000 QUEUED jobs of deepsea-ai/llama-sft (1, 2, 4 or 8 cards of one class). Jobs enter as admission leaves
-them (`store.create_jobs` then `Federation._remember`, which works out each job's classes under the policy,
+them (`store.create_jobs` then `JobBook.remember`, which works out each job's classes under the policy,
 as `create_job` does): that part is setup and is not timed. Timed: `schedule()` alone, which places every job
 that fits (each dispatch is a durable store transition and a Launch queued to the site) and skips the rest.
 DESIGN.md ("Budgets"): a cycle over 10,000 queued jobs and 1,000 sites in under 1 s.
@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gateway.app.compose import compose
 from gateway.app.config import REPO_POLICIES
-from gateway.jobs.federation import Federation
 from gateway.jobs.model import Job, JobEvent, JobSpec, JobState, Resources, StackRun
 from gateway.policy import load_catalogue
 from gateway.policy.holder import PolicyHolder
+from gateway.scheduler.cycle import Scheduler
 from gateway.sites.model import Pool
 from gateway.store import open_store
 
@@ -76,13 +77,13 @@ class CycleResult:
         }
 
 
-def build(jobs_queued: int = JOBS) -> tuple[Federation, int, int]:
-    """A fresh federation with the sites and queued jobs; returns it with cards offered and asked for."""
+def build(jobs_queued: int = JOBS) -> tuple[Scheduler, int, int]:
+    """A fresh federation with the sites and queued jobs; returns its scheduler with cards offered and asked for."""
     catalogue = load_catalogue(REPO_POLICIES / "accelerators.yaml")
     classes = sorted(catalogue.ids)[:CLASSES]
     assert len(classes) == CLASSES, f"the catalogue has only {len(classes)} classes"
     clock = iter(START + timedelta(microseconds=i) for i in range(10**9))
-    federation = Federation(
+    core = compose(
         open_store("sqlite://:memory:"),
         PolicyHolder(REPO_POLICIES / "federation.yaml", catalogue, START),
         clock=lambda: next(clock),
@@ -91,13 +92,13 @@ def build(jobs_queued: int = JOBS) -> tuple[Federation, int, int]:
     offered = 0
     for i in range(SITES):
         name = f"site-{i:04d}"
-        federation.registry.connect(name, "bench", START)
+        core.registry.connect(name, "bench", START)
         pools = []
         for cls in rng.sample(classes, rng.randint(1, 3)):
             cards = rng.choice((8, 16, 32))
             pools.append(Pool(cls, cards, cards, cards, 8))
             offered += cards
-        federation.registry.report(name, pools, True, START)
+        core.registry.report(name, pools, True, START)
     jobs, asked = [], 0
     for i in range(jobs_queued):
         cls, cards = rng.choice(classes), rng.choice((1, 2, 4, 8))
@@ -112,26 +113,26 @@ def build(jobs_queued: int = JOBS) -> tuple[Federation, int, int]:
         now = START + timedelta(milliseconds=i)
         job = Job(f"job-{i:06d}", spec, JobState.QUEUED, now, now, request_id=f"r{i}", owner="bench")
         jobs.append((job, JobEvent(job.job_id, JobState.QUEUED, now, 0, "", "admitted")))
-    for job, _ in federation.store.create_jobs(jobs):
-        federation._remember(job)
-    return federation, offered, asked
+    for job, _ in core.store.create_jobs(jobs):
+        core.book.remember(job)
+    return core.scheduler, offered, asked
 
 
 def run_cycle_benchmark(repetitions: int = 3) -> CycleResult:
     seconds, cpu, dispatched, offered, asked = [], [], 0, 0, 0
     for _ in range(repetitions):
-        federation, offered, asked = build()
+        scheduler, offered, asked = build()
         started, cpu_started = time.perf_counter(), time.process_time()
-        dispatched = federation.schedule()
+        dispatched = scheduler.schedule()
         seconds.append(time.perf_counter() - started)
         cpu.append(time.process_time() - cpu_started)
         if seconds[-1] > HOPELESS * TARGET_SECONDS:
             break
     profile = ""
     if statistics.median(seconds) >= TARGET_SECONDS:
-        federation, _, _ = build(PROFILE_JOBS)
+        scheduler, _, _ = build(PROFILE_JOBS)
         profiler = cProfile.Profile()
-        profiler.runcall(federation.schedule)
+        profiler.runcall(scheduler.schedule)
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(15)
         profile = out.getvalue()

@@ -26,9 +26,9 @@ HERE = Path(__file__).resolve().parents[1]
 ONE_CYCLE = (
     "import json, time\n"
     "from bench.cycle import build\n"
-    "federation, _, _ = build()\n"
+    "scheduler, _, _ = build()\n"
     "wall, cpu = time.perf_counter(), time.process_time()\n"
-    "dispatched = federation.schedule()\n"
+    "dispatched = scheduler.schedule()\n"
     "print(json.dumps({'wall': time.perf_counter() - wall, 'cpu': time.process_time() - cpu,"
     " 'dispatched': dispatched}))\n"
 )

@@ -1,4 +1,9 @@
-"""`fedgate gateway run --config FILE`: run the federation gateway until SIGTERM or Ctrl-C."""
+"""`fedgate gateway run --config FILE`: run the federation gateway until SIGTERM or Ctrl-C.
+
+Owns: the command's flags, the signal handlers, and the exit code: 0 after a signal, 1 when one of the
+gateway's long-lived tasks died (logged with its traceback by the supervisor, then a line saying the gateway
+stops), so that the process supervisor (systemd, Kubernetes) restarts it; 2 for a bad config.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,15 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.app.config import GatewayConfig, load_gateway_config
 from gateway.errors import GatewayError
+
+if TYPE_CHECKING:
+    from gateway.transport.server import RunningGateway
+
+log = logging.getLogger("fedgate.gateway")
 
 
 def main(argv: Sequence[str]) -> int:
@@ -39,7 +50,7 @@ def main(argv: Sequence[str]) -> int:
 
 
 async def _serve(config: GatewayConfig, ready_file: Path | None) -> int:
-    from gateway.transport.server import start_gateway
+    from gateway.transport.server import start_gateway  # grpc only once the config is good
 
     running = await start_gateway(config)
     stop = asyncio.Event()
@@ -60,6 +71,22 @@ async def _serve(config: GatewayConfig, ready_file: Path | None) -> int:
         file=sys.stderr,
         flush=True,
     )
-    await stop.wait()
+    return await serve_until_stopped(running, stop)
+
+
+async def serve_until_stopped(running: RunningGateway, stop: asyncio.Event) -> int:
+    """Wait for `stop` (a signal) or for a supervised task to die; stop the gateway either way. Returns the
+    exit code: 0 on `stop`, 1 on a dead task."""
+    stopped = asyncio.create_task(stop.wait(), name="signal")
+    failed = asyncio.create_task(running.wait_failure(), name="failure")
+    try:
+        await asyncio.wait((stopped, failed), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (stopped, failed):
+            task.cancel()
+    failure = running.supervisor.failure
     await running.stop()
+    if failure is not None:
+        log.critical("the gateway stops with exit code 1: %s", failure.describe())
+        return 1
     return 0

@@ -11,11 +11,13 @@ A refusal carries the site's free cards of the class, which lowers (never raises
 site until its next capacity report. A gateway restart forgets the gangs being reserved: `requeue_interrupted`
 puts them back in the queue, and the agents' holds expire by themselves. It does not plan (`gateway.gangs.plan`) nor
 speak gRPC: commands go out through the site registry, and replies come in through `gateway.sites.dispatcher`.
+It sees the rest of the gateway through two narrow interfaces: `GangJobs` (the job book) and `GangLaunches`
+(the launcher).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -30,12 +32,11 @@ SITE_BACKOFF = timedelta(seconds=60)
 """How long a site that refused (or did not answer) is not nominated again for the same job."""
 
 
-class GangHost(Protocol):
-    """What the coordinator needs of the Federation (a fake in tests)."""
+class GangJobs(Protocol):
+    """What the coordinator needs of the job book (a fake in tests): the active jobs, and state changes."""
 
-    active: dict[str, Job]
-    registry: SiteRegistry
-    clock: Callable[[], datetime]
+    @property
+    def active(self) -> Mapping[str, Job]: ...  # pragma: no cover
 
     def transition(
         self,
@@ -48,11 +49,15 @@ class GangHost(Protocol):
         **changes: object,
     ) -> Job: ...  # pragma: no cover
 
+
+class GangLaunches(Protocol):
+    """What the coordinator needs of the launcher: the run each part's site is told."""
+
     def launch_command(self, job: Job, placement: Placement) -> LaunchCommand | None: ...  # pragma: no cover
 
 
 @dataclass
-class GangReservation:
+class PendingGang:
     """One gang being reserved: parts[:asking] are held; parts[asking] has been asked until `deadline`."""
 
     job_id: str
@@ -77,17 +82,28 @@ def parse_reservation_id(reservation_id: str) -> tuple[str, int, int] | None:
 
 
 class GangCoordinator:
-    def __init__(self, host: GangHost, timeout: timedelta = RESERVE_TIMEOUT, backoff: timedelta = SITE_BACKOFF) -> None:
-        self.host = host
+    def __init__(
+        self,
+        jobs: GangJobs,
+        launches: GangLaunches,
+        registry: SiteRegistry,
+        clock: Callable[[], datetime],
+        timeout: timedelta = RESERVE_TIMEOUT,
+        backoff: timedelta = SITE_BACKOFF,
+    ) -> None:
+        self.jobs = jobs
+        self.launches = launches
+        self.registry = registry
+        self.clock = clock
         self.timeout = timeout
         self.backoff = backoff
-        self._reserving: dict[str, GangReservation] = {}
+        self._reserving: dict[str, PendingGang] = {}
         self._backing_off: dict[str, dict[str, datetime]] = {}  # job -> site -> until
 
     # ---- what the scheduler asks ------------------------------------------------------------------------------
     def backing_off(self, job_id: str) -> frozenset[str]:
         """Sites not to nominate for this job now."""
-        now = self.host.clock()
+        now = self.clock()
         sites = self._backing_off.get(job_id, {})
         for site in [s for s, until in sites.items() if until <= now]:
             del sites[site]
@@ -100,18 +116,18 @@ class GangCoordinator:
         epoch = job.epoch + 1
         where = ", ".join(f"{p.cards} x {p.accelerator_class} on {p.site}" for p in parts)
         message = f"reserving a gang of {len(parts)} sites: {where}"
-        job = self.host.transition(job, JobState.RESERVING, message, placements=parts, epoch=epoch, reasons=reasons)
-        gang = GangReservation(job.job_id, epoch, parts, 0, self.host.clock())
+        job = self.jobs.transition(job, JobState.RESERVING, message, placements=parts, epoch=epoch, reasons=reasons)
+        gang = PendingGang(job.job_id, epoch, parts, 0, self.clock())
         self._reserving[job.job_id] = gang
         self._ask(gang, job)
         return job
 
     def requeue_interrupted(self) -> int:
         """After a restart: every job found RESERVING goes back to the queue. Returns how many."""
-        stuck = [j for j in self.host.active.values() if j.state == JobState.RESERVING]
+        stuck = [j for j in self.jobs.active.values() if j.state == JobState.RESERVING]
         for job in stuck:
             reason = Reason("site", "RESERVE_INTERRUPTED", "the gateway restarted while reserving the gang")
-            self.host.transition(job, JobState.QUEUED, reason.message, placements=(), reasons=(reason,))
+            self.jobs.transition(job, JobState.QUEUED, reason.message, placements=(), reasons=(reason,))
         return len(stuck)
 
     # ---- what the sites say -----------------------------------------------------------------------------------
@@ -123,15 +139,15 @@ class GangCoordinator:
         gang = self._reserving.get(parsed[0]) if parsed else None
         if gang is None or parsed is None or (gang.epoch, gang.asking) != parsed[1:] or self._asked(gang) != site:
             if accepted:
-                self.host.registry.send(site, AbortCommand(reservation_id, "no longer wanted"))
+                self.registry.send(site, AbortCommand(reservation_id, "no longer wanted"))
             return
-        job = self.host.active.get(gang.job_id)
+        job = self.jobs.active.get(gang.job_id)
         if job is None or job.state != JobState.RESERVING or job.epoch != gang.epoch:
             self._release(gang, "the job is no longer reserving")
             return
         if not accepted:
             if free is not None:
-                self.host.registry.lower_free(site, gang.parts[gang.asking].accelerator_class, free)
+                self.registry.lower_free(site, gang.parts[gang.asking].accelerator_class, free)
             self._fail(gang, job, site, "SITE_REFUSED_RESERVE", f"{site} refused: {reason or 'no reason given'}")
             return
         gang.asking += 1
@@ -144,7 +160,7 @@ class GangCoordinator:
         """A site's stream ended: every gang being reserved with a part there fails (counted as a refusal)."""
         for gang in list(self._reserving.values()):
             if any(p.site == site for p in gang.parts[: gang.asking + 1]):
-                job = self.host.active.get(gang.job_id)
+                job = self.jobs.active.get(gang.job_id)
                 if job is None or job.state != JobState.RESERVING:
                     self._release(gang, "the job is no longer reserving")
                     continue
@@ -152,9 +168,9 @@ class GangCoordinator:
 
     def tick(self) -> None:
         """Fail the gangs whose asked site has not answered in time; drop those whose job moved on."""
-        now = self.host.clock()
+        now = self.clock()
         for gang in list(self._reserving.values()):
-            job = self.host.active.get(gang.job_id)
+            job = self.jobs.active.get(gang.job_id)
             if job is None or job.state != JobState.RESERVING or job.epoch != gang.epoch:
                 self._release(gang, "the job is no longer reserving")
             elif gang.deadline <= now:
@@ -164,13 +180,13 @@ class GangCoordinator:
 
     # ---- internals --------------------------------------------------------------------------------------------
     @staticmethod
-    def _asked(gang: GangReservation) -> str:
+    def _asked(gang: PendingGang) -> str:
         return gang.parts[gang.asking].site
 
-    def _ask(self, gang: GangReservation, job: Job) -> None:
+    def _ask(self, gang: PendingGang, job: Job) -> None:
         part = gang.parts[gang.asking]
-        gang.deadline = self.host.clock() + self.timeout
-        command = self.host.launch_command(job, part)
+        gang.deadline = self.clock() + self.timeout
+        command = self.launches.launch_command(job, part)
         reserve = ReserveCommand(
             gang.reservation_id(gang.asking),
             job.job_id,
@@ -182,34 +198,34 @@ class GangCoordinator:
             command.run if command is not None else None,
             gang.epoch,
         )
-        if not self.host.registry.send(part.site, reserve):
+        if not self.registry.send(part.site, reserve):
             self._fail(gang, job, part.site, "SITE_DISCONNECTED", f"{part.site} is not connected")
 
-    def _commit(self, gang: GangReservation, job: Job) -> None:
+    def _commit(self, gang: PendingGang, job: Job) -> None:
         del self._reserving[gang.job_id]
         for index, part in enumerate(gang.parts):
-            self.host.registry.send(part.site, CommitCommand(gang.reservation_id(index)))
+            self.registry.send(part.site, CommitCommand(gang.reservation_id(index)))
         where = ", ".join(p.site for p in gang.parts)
         reason = Reason("capacity", "GANG_RESERVED", f"every part of the gang is held ({where}); launching")
-        job = self.host.transition(
+        job = self.jobs.transition(
             job, JobState.DISPATCHED, reason.message, site=where, attempt=job.attempt + 1, reasons=(reason,)
         )
         for part in gang.parts:
-            command = self.host.launch_command(job, part)
+            command = self.launches.launch_command(job, part)
             if command is not None:  # admission guarantees a run for every admitted class
-                self.host.registry.send(part.site, command)
+                self.registry.send(part.site, command)
 
-    def _release(self, gang: GangReservation, why: str) -> None:
+    def _release(self, gang: PendingGang, why: str) -> None:
         """Abort every part asked so far (held, or perhaps held: the asked one may answer late)."""
         self._reserving.pop(gang.job_id, None)
         for index, part in enumerate(gang.parts[: gang.asking + 1]):
-            self.host.registry.send(part.site, AbortCommand(gang.reservation_id(index), why))
+            self.registry.send(part.site, AbortCommand(gang.reservation_id(index), why))
 
-    def _fail(self, gang: GangReservation, job: Job, site: str, code: str, message: str) -> None:
+    def _fail(self, gang: PendingGang, job: Job, site: str, code: str, message: str) -> None:
         self._release(gang, message)
-        until = self.host.clock() + self.backoff
+        until = self.clock() + self.backoff
         self._backing_off.setdefault(gang.job_id, {})[site] = until
         reason = Reason("site", code, message, site)
         kept = tuple(r for r in job.reasons if r.stage == "policy")
         text = f"gang not reserved: {message}; every hold released"
-        self.host.transition(job, JobState.QUEUED, text, site=site, placements=(), reasons=(*kept, reason))
+        self.jobs.transition(job, JobState.QUEUED, text, site=site, placements=(), reasons=(*kept, reason))

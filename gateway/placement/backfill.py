@@ -3,7 +3,7 @@ without starving it (DESIGN: "big jobs hold a reservation so that backfill canno
 
 Owns: the pure arithmetic of one pool (a site's cards of one class) over time: when a blocked job could start
 there at the earliest, given the cards free now and the latest end of every attempt holding cards there (its
-start plus its max runtime; an attempt without a max runtime is taken to run for ever); the `Hold` that keeps
+start plus its max runtime; an attempt without a max runtime is taken to run for ever); the `Earmark` that keeps
 those cards for it from then on; how many of a held pool's cards another job may still take (all the free ones
 if it is certain to end before the hold starts, else only the spare ones the hold leaves over); and the view of
 a site that every other job places against. Which jobs hold reservations and how the cycle uses them is
@@ -61,13 +61,13 @@ def earliest_start(
     return None
 
 
-class HoldKind(enum.StrEnum):
+class EarmarkKind(enum.StrEnum):
     RESERVATION = "reservation"  # backfill: the head of a class's queue, from when it could start
     PREEMPTION = "preemption"  # the cards that preempted jobs are giving back, kept for the job they stop for
 
 
 @dataclass
-class Hold:
+class Earmark:
     """Cards of one pool kept for one queued job from `start` on. Mutable within a cycle: `spare` shrinks as
     other jobs that will still be running at `start` are placed on the pool."""
 
@@ -77,11 +77,11 @@ class Hold:
     cards: int
     start: datetime
     spare: int
-    kind: HoldKind
+    kind: EarmarkKind
 
     def ends_before(self, end: datetime | None) -> bool:
         """A job ending by `end` is gone before the hold starts (never so for preemption: its cards are due now)."""
-        return self.kind is HoldKind.RESERVATION and end is not None and end <= self.start
+        return self.kind is EarmarkKind.RESERVATION and end is not None and end <= self.start
 
     def room_for(self, free_now: int, end: datetime | None) -> int:
         """Cards of the pool a job ending by `end` may take now without delaying the holder."""
@@ -93,7 +93,7 @@ class Hold:
             self.spare -= cards
 
 
-def held_view(view: SiteView, holds: Iterable[Hold]) -> SiteView:
+def earmarked_view(view: SiteView, holds: Iterable[Earmark]) -> SiteView:
     """The site as a job still running when its holds start sees it: each held pool free only to its spare.
     (A pool's `free` is cut, so `free_cards` and everything placement does with it follow.)"""
     by_class = {hold.accelerator_class: hold for hold in holds}

@@ -2,7 +2,7 @@
 `fedgate policy test` both ask `judge`.
 
 Owns: putting together the checks a submission meets in the gateway, in the gateway's order: the caller's
-access (as `Federation.create_job` checks it), admission (`gateway.jobs.admission.admit`, which asks the policy
+access (as `JobService.create_job` checks it), admission (`gateway.jobs.admission.admit`, which asks the policy
 engine), and then each site of the policy, per class (`option_verdict`: residency, region rules, quotas
 against the usage given). It is pure: no I/O, the clock and the usage are passed in.
 """
@@ -95,7 +95,7 @@ def judge(
 
 
 def access_refusal(policy: FederationPolicy, spec: JobSpec, caller: Principal) -> Reason | None:
-    """The check `Federation.create_job` makes before admission: members act, viewers and outsiders do not."""
+    """The check `JobService.create_job` makes before admission: members act, viewers and outsiders do not."""
     if caller.kind == "user" and caller.tenant == spec.tenant and spec.tenant in policy.tenants:
         try:
             access.require_member(caller, policy, spec.tenant, spec.project)

@@ -20,7 +20,7 @@ from gateway.identity.principal import Principal
 from gateway.jobs.admission import admit
 from gateway.jobs.model import Job, JobSpec, Reason
 from gateway.policy.holder import PolicyHolder
-from gateway.reservations.capacity import ReservationHold, at, owns
+from gateway.reservations.capacity import ReservedCapacity, at, owns
 from gateway.reservations.model import (
     Reservation,
     ReservationRequest,
@@ -61,9 +61,9 @@ class ReservationBook(ReservationRounds):
         found = self.live.get(reservation_id) or self._finished.get(reservation_id)
         return found or self.store.get_reservation(reservation_id)
 
-    def hold(self, holding: Iterable[Job]) -> ReservationHold:
+    def hold(self, holding: Iterable[Job]) -> ReservedCapacity:
         """What placement keeps for the active reservations now, given the jobs holding cards."""
-        return ReservationHold(self.live.values(), holding, self.lookup, self.policy.policy.joint)
+        return ReservedCapacity(self.live.values(), holding, self.lookup, self.policy.policy.joint)
 
     # ---- vendors --------------------------------------------------------------------------------------------
     def create(self, caller: Principal, request: ReservationRequest, request_id: str = "") -> Reservation:

@@ -6,7 +6,7 @@ site with the part's unused cards withheld (added to the leases); jobs of the ow
 that names a reservation runs only on its parts, only while it is ACTIVE and only within the part's cards,
 and waits with a reason ("reservation R starts at T") before. It also says why a job naming a
 reservation can never run (it ended, was cancelled or refused). No I/O and no clock: the scheduler builds
-one `ReservationHold` per cycle (or per explanation) from the book and the jobs holding cards.
+one `ReservedCapacity` per cycle (or per explanation) from the book and the jobs holding cards.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def owns(reservation: Reservation, spec: JobSpec, joint: Collection[str]) -> boo
     return spec.tenant == reservation.tenant or reservation.project in joint
 
 
-class ReservationHold:
+class ReservedCapacity:
     """The reservations as placement sees them at one instant."""
 
     def __init__(

@@ -1,1 +1,2 @@
-"""The scheduler: the cycle, its working memory, earmarks between cycles, live usage, launching."""
+"""The scheduler: the queue, the cycle and its loop, its working memory, earmarks between cycles, live usage, the
+launcher, and the outlook (why a job waits)."""

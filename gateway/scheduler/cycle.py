@@ -1,15 +1,14 @@
-"""Scheduling: which queued job goes where, now, and why a waiting job waits.
+"""The scheduler: which queued job goes where, now, and the loop that keeps asking.
 
 Owns: the scheduling cycle (aged priority, then fair share, then age; `place`'s decision over an index of free
 capacity with the policy's word on every option, remembered per job shape for the cycle by
-`gateway.scheduler.cyclecache`; reservations, backfill and preemption holds through
-`gateway.scheduler.cycleplan`; gangs started when no one site fits), the scheduler loop, and the
-reason chain of a waiting job.
-It does not own live usage, leases or the policy's verdict on an option (`gateway.scheduler.liveusage`), nor turning a
-placement into a lease and a launch (`gateway.scheduler.launching`, which makes a cycle's dispatches durable in one
-transaction before the launches go out); both are mixed in here.
-It is a part of `Federation` (mixed in), split out so that each file says one thing; it relies on the
-Federation's books (`active`, `_queued`, `_holding`, ...) and on its `transition` for every state change.
+`gateway.scheduler.cyclecache`; reservations, backfill and preemption earmarks through
+`gateway.scheduler.cycleplan`; gangs started when no one site fits) and the scheduler loop, which survives a
+bad cycle: the exception is logged with its traceback and counted (`cycles`), and the next cycle runs.
+It is given only what it uses: the job book (the active jobs; the cycle's failures), the queue (who waits),
+live usage (leases, usage, the policy's word on an option), the launcher (dispatches made durable, then sent),
+the outlook (gang plans), the site registry, the policy, the reservation book, the gang coordinator, the
+earmarks and the clock. Why a waiting job waits is `gateway.scheduler.outlook`.
 """
 
 from __future__ import annotations
@@ -17,30 +16,34 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-from collections.abc import Callable, Collection, Sequence
+import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import ParamSpec, TypeVar
 
+from fedgate.common.supervise import Cycles
 from gateway.gangs.coordinator import GangCoordinator
-from gateway.gangs.plan import GangPlan, plan_gang
+from gateway.jobs.book import JobBook, Move
 from gateway.jobs.model import Job, JobSpec, JobState, Placement, Reason
 from gateway.placement.fairshare import dominant_shares, queue_keys
 from gateway.placement.freeindex import FreeIndex
-from gateway.placement.place import OptionFilter, place, placed_reason
-from gateway.policy import FederationPolicy
+from gateway.placement.place import place, placed_reason
 from gateway.policy.holder import PolicyHolder
 from gateway.policy.quotas import Usage
 from gateway.reservations.book import ReservationBook
 from gateway.scheduler.cyclecache import CycleCache
 from gateway.scheduler.cycleplan import CyclePlan
-from gateway.scheduler.earmarks import HoldBook
-from gateway.scheduler.launching import Launching, Move
+from gateway.scheduler.earmarks import EarmarkBook
+from gateway.scheduler.launcher import Launcher
 from gateway.scheduler.liveusage import LiveUsage
+from gateway.scheduler.outlook import Outlook
+from gateway.scheduler.queue import JobQueue
 from gateway.sites.model import SiteView
 from gateway.sites.registry import PreemptCommand, SiteRegistry
 
 P = ParamSpec("P")
 R = TypeVar("R")
+log = logging.getLogger("fedgate.gateway.scheduler")
 
 
 def _collector_paused(cycle: Callable[P, R]) -> Callable[P, R]:
@@ -61,34 +64,39 @@ def _collector_paused(cycle: Callable[P, R]) -> Callable[P, R]:
     return paused
 
 
-class Scheduling(LiveUsage, Launching):
-    policy: PolicyHolder
-    clock: Callable[[], datetime]
-    registry: SiteRegistry
-    wakeup: asyncio.Event
-    active: dict[str, Job]
-    _queued: dict[str, tuple[str, ...]]
-    _fresh: list[str]
-    _capacity_grew: bool
-    _holding: dict[str, Job]
-    reservations: ReservationBook
-    queue_holds: HoldBook
-    gangs: GangCoordinator
-
-    def transition(
+class Scheduler:
+    def __init__(
         self,
-        job: Job,
-        state: JobState,
-        message: str,
-        *,
-        site: str = "",
-        cursor: tuple[str, int] | None = None,
-        **changes: object,
-    ) -> Job:
-        raise NotImplementedError  # the Federation's
+        book: JobBook,
+        queue: JobQueue,
+        usage: LiveUsage,
+        launcher: Launcher,
+        outlook: Outlook,
+        registry: SiteRegistry,
+        policy: PolicyHolder,
+        reservations: ReservationBook,
+        gangs: GangCoordinator,
+        earmarks: EarmarkBook,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.book = book  # the active jobs, read; and the cycle's failures, written
+        self.queue = queue
+        self.usage = usage
+        self.launcher = launcher
+        self.outlook = outlook
+        self.registry = registry
+        self.policy = policy
+        self.reservations = reservations
+        self.gangs = gangs
+        self.earmarks = earmarks
+        self.clock = clock
+        self.cycles = Cycles(log, "scheduling cycle")
+        """The loop's cycles, completed and failed (a test waits on it instead of sleeping)."""
 
     def _priority(self, spec: JobSpec) -> int:
-        raise NotImplementedError  # the Federation's
+        policy = self.policy.policy
+        found = policy.priorities.get(spec.priority_class) if spec.priority_class else policy.default_priority
+        return found.priority if found is not None else 0
 
     # ---- scheduling -----------------------------------------------------------------------------------------
     @_collector_paused
@@ -104,25 +112,24 @@ class Scheduling(LiveUsage, Launching):
         candidates = self._candidates()
         if not candidates:
             return 0
-        candidates = self.queue_holds.revisit(candidates, self._queued)  # reservations and preemptions bind first
+        candidates = self.earmarks.revisit(candidates, self.queue.queued)  # reservations and preemptions bind first
         # Higher priority first, then oldest first (job ids sort by creation time).
-        hold = self.reservations.hold(self._holding.values())
-        leases = hold.withhold(self.leases())  # others do not see the cards reservations keep
+        hold = self.reservations.hold(self.usage.holding())
+        leases = hold.withhold(self.usage.leases())  # others do not see the cards reservations keep
         views = {view.name: view for view in self.registry.views(leases)}
-        usage = self.usage(list(views.values()))
+        usage = self.usage.usage(list(views.values()))
         # Priority (aged), then weighted dominant-resource fair share among tenants and projects, then age.
         policy, now = self.policy.policy, self.clock()  # one instant and one policy for the whole cycle
         shares = dominant_shares(usage, policy)
-        jobs = [self.active[job_id] for job_id in candidates]
+        active, queued = self.book.active, self.queue.queued
+        jobs = [active[job_id] for job_id in candidates]
         ordered = [job_id for *_, job_id in sorted(queue_keys(jobs, self._priority, shares, policy, now))]
         # `place` over the tightest-fitting sites first, a window at a time, each verdict asked once per shape.
         cycle = CycleCache(views, leases, usage, policy, self.policy.catalogue, now)
         dispatched = 0
         moves: list[Move] = []
         # Backfill and preemption earmarks (gateway.scheduler.cycleplan): it cuts held pools in `views`/`index`.
-        plan = CyclePlan(
-            self.queue_holds, now, policy, views, cycle.index, self._holding.values(), self._queued, self.active
-        )
+        plan = CyclePlan(self.earmarks, now, policy, views, cycle.index, self.usage.holding(), queued, active)
         over: list[Move] = []
 
         def gang_placed(job: Job, part: Placement, view: SiteView) -> None:
@@ -130,10 +137,10 @@ class Scheduling(LiveUsage, Launching):
             plan.placed(job, part, view)
 
         for job_id in ordered:
-            job, classes = self.active[job_id], self._queued[job_id]
+            job, classes = active[job_id], queued[job_id]
             placement: Placement | None = None
             reasons: tuple[Reason, ...] = ()
-            allows = self.allows(job.spec, usage)
+            allows = self.usage.allows(job.spec, usage)
             if hold.concerns(job.spec):  # reserved cards first: its reservation's, or its project's
                 if why := hold.over(job.spec):
                     over.append((job, JobState.FAILED, f"{why}; the job named it and cannot run", "", None, {}))
@@ -149,30 +156,21 @@ class Scheduling(LiveUsage, Launching):
             if placement is None:
                 self._start_gang(job, classes, views, cycle.index, leases, usage, gang_placed)  # when it may span sites
                 continue
-            moves.append(self._dispatch_move(job, placement, reasons or (placed_reason(placement),)))
+            moves.append(self.launcher.dispatch_move(job, placement, reasons or (placed_reason(placement),)))
             hold.took(job.spec, placement)
             cycle.take(job.spec, placement)
             plan.placed(job, placement, cycle.view(placement.site))  # the site's own view, holds not cut
             dispatched += 1
         if over:
-            self.transitions(over)
-        self._launch(moves)
+            self.book.transitions(over)
+        self.launcher.launch(moves)
         for order in plan.finish():
             self.registry.send(order.site, PreemptCommand(order.job_id, order.epoch, order.grace_s))
         return dispatched
 
     def _candidates(self) -> list[str]:
         """The queued jobs this cycle looks at: all of them when capacity may have grown, else the new ones."""
-        if self.queue_holds.lapsed(self._queued):
-            self._capacity_grew = True  # a job that held cards left the queue: what it held is free for all
-        if self._capacity_grew:
-            # Capacity may have grown: every queued job gets a look.
-            candidates = list(self._queued)
-        else:
-            # Nothing freed since the last full pass: jobs that did not fit then still do not; only new ones.
-            candidates = [job_id for job_id in self._fresh if job_id in self._queued]
-        self._capacity_grew, self._fresh = False, []
-        return candidates
+        return self.queue.candidates(lapsed=self.earmarks.lapsed(self.queue.queued))
 
     def _start_gang(
         self,
@@ -191,7 +189,7 @@ class Scheduling(LiveUsage, Launching):
             return
         if sum(index.total(cls) for cls in classes) < cards:
             return  # not enough free cards anywhere, however they are split
-        plan = self.plan(job.spec, classes, list(views.values()), usage, self.gangs.backing_off(job.job_id))
+        plan = self.outlook.plan(job.spec, classes, list(views.values()), usage, self.gangs.backing_off(job.job_id))
         if not plan.spans_sites:
             return
         self.gangs.start(job, plan.parts, plan.reasons)
@@ -201,59 +199,14 @@ class Scheduling(LiveUsage, Launching):
             leases[part.site][part.accelerator_class] += part.cards
             placed(job, part, self.registry.view(part.site, leases[part.site]))  # the views and index see it
 
-    def plan(
-        self,
-        spec: JobSpec,
-        classes: Sequence[str],
-        views: list[SiteView],
-        usage: Usage,
-        backing_off: Collection[str] = (),
-        policy: FederationPolicy | None = None,
-        narrow: Callable[[OptionFilter], OptionFilter] = lambda allows: allows,
-    ) -> GangPlan:
-        """Where the job would go now: one site, or a gang over several when it allows that. `narrow` adds a
-        word of its own to the policy's on each option (what reservations keep)."""
-        allows = narrow(self.allows(spec, usage, policy))
-        part = max(1, spec.topology.min_cards_per_site) if spec.topology.max_sites > 1 else 0
-        part_allows = narrow(self.allows(spec, usage, policy, part)) if part else None
-        return plan_gang(classes, spec.resources.cards, spec.topology, views, allows, backing_off, part_allows)
-
-    def with_pending_reasons(self, job: Job, snapshot: tuple[list[SiteView], Usage] | None = None) -> Job:
-        """A queued job with the live reason chain of why it waits (policy, then each site's answer).
-        `snapshot` (sites and usage) lets a listing take one snapshot for all its jobs."""
-        if job.state != JobState.QUEUED:
-            return job
-        classes = self._queued.get(job.job_id) or self.policy.catalogue.classes_for(job.spec)
-        views, usage = snapshot or self.snapshot()
-        spec = job.spec
-        hold = self.reservations.hold(self._holding.values())
-        backing_off = self.gangs.backing_off(job.job_id) if spec.topology.max_sites > 1 else ()
-        views = hold.views_for(spec, views)
-        outcome = self.plan(spec, classes, views, usage, backing_off, narrow=lambda allows: hold.allows(spec, allows))
-        kept = tuple(r for r in job.reasons if r.stage in {"policy", "site"})
-        notes = () if outcome.parts else hold.notes(spec)
-        return job.evolve(reasons=kept + outcome.reasons + notes + self.queue_holds.reasons_for(job.job_id, classes))
-
-    def snapshot(self) -> tuple[list[SiteView], Usage]:
-        """The sites as placement sees them now (less what reservations keep), and the live usage quotas are
-        checked against."""
-        views = self.registry.views(self.reservations.hold(self._holding.values()).withhold(self.leases()))
-        return views, self.usage(views)
-
-    async def run_scheduler(self, period: float = 1.0, batch_window: float = 0.02) -> None:
-        """Schedule on wake-ups (new job, freed cards, new capacity) and at least every `period` s.
+    async def run(self, period: float = 1.0, batch_window: float = 0.02) -> None:
+        """Schedule on wake-ups (new job, freed cards, new capacity) and at least every `period` s, until
+        cancelled. A cycle that raises is logged with its traceback and counted, and the next one runs.
 
         After each cycle it waits `batch_window` s, so that a burst of submissions costs one cycle, not one
         cycle per job in front of every waiting request.
         """
         while True:
-            try:
-                # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancel that lands as the event
-                # fires, and the cancelled scheduler then runs on for ever (a gateway that never stops).
-                async with asyncio.timeout(period):
-                    await self.wakeup.wait()
-            except TimeoutError:
-                self._capacity_grew = True  # the periodic full pass: a safety net for anything missed
-            self.wakeup.clear()
-            self.schedule()
+            await self.queue.wait(period)
+            self.cycles.run(self.schedule)
             await asyncio.sleep(batch_window)

@@ -1,8 +1,9 @@
-"""One scheduling cycle's holds: what every job sees of a held pool, and what a job that fits nowhere may do.
+"""One scheduling cycle's earmarks: what every job sees of an earmarked pool, and what a job that fits nowhere
+may do.
 
-Owns: `CyclePlan`, built at the start of a cycle over the cycle's site views and free index. It cuts every held
-pool down to what other jobs may take (`gateway.placement.backfill.held_view`), keeps that true as the cycle places jobs
-(`placed`), and answers for a job that fits nowhere (`blocked`), in this order:
+Owns: `CyclePlan`, built at the start of a cycle over the cycle's site views and free index. It cuts every
+earmarked pool down to what other jobs may take (`gateway.placement.backfill.earmarked_view`), keeps that true
+as the cycle places jobs (`placed`), and answers for a job that fits nowhere (`blocked`), in this order:
 1. a job with cards held for it (its victims are stopping) takes them once they are free, else waits;
 2. a job certain to end before a reservation starts may use that reservation's free cards (backfill);
 3. a job may preempt preemptible jobs of lower priority on one pool (`gateway.placement.preemption`); the cards they
@@ -28,7 +29,7 @@ from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
 
 from gateway.jobs.model import Job, JobState, Placement, Reason
-from gateway.placement.backfill import Hold, HoldKind, Release, earliest_start, held_view, latest_end
+from gateway.placement.backfill import Earmark, EarmarkKind, Release, earliest_start, earmarked_view, latest_end
 from gateway.placement.freeindex import FreeIndex
 from gateway.placement.place import OptionFilter, PlacementDecision, place
 from gateway.placement.preemption import (
@@ -42,7 +43,7 @@ from gateway.placement.preemption import (
     select_victims,
 )
 from gateway.policy import FederationPolicy
-from gateway.scheduler.earmarks import PREEMPTION_SLACK, HoldBook, Preemption
+from gateway.scheduler.earmarks import PREEMPTION_SLACK, EarmarkBook, Preemption
 from gateway.sites.model import Pool, SiteView
 
 Pool_ = tuple[str, str]  # (site, class)
@@ -57,7 +58,7 @@ class CyclePlan:
 
     def __init__(
         self,
-        book: HoldBook,
+        book: EarmarkBook,
         now: datetime,
         policy: FederationPolicy,
         views: dict[str, SiteView],
@@ -71,9 +72,9 @@ class CyclePlan:
         self._views, self._index = views, index
         self._holding = {job.job_id: job for job in holding}
         self._raw: dict[str, SiteView] = {}  # sites with holds: their uncut views
-        self._holds: dict[Pool_, Hold] = {}
-        self._by_job: dict[str, Hold] = {}
-        self._by_class: dict[str, list[Hold]] = defaultdict(list)
+        self._holds: dict[Pool_, Earmark] = {}
+        self._by_job: dict[str, Earmark] = {}
+        self._by_class: dict[str, list[Earmark]] = defaultdict(list)
         self._heads: dict[str, str] = {}  # class -> the job holding its reservation this cycle
         self._unreachable: dict[str, int] = {}  # class -> fewest cards no pool of it is known to ever free
         self._releases: dict[Pool_, list[Release]] | None = None  # built on first need
@@ -115,7 +116,7 @@ class CyclePlan:
         preemption or a reservation may have been made for it)."""
         cards = job.spec.resources.cards
         own = self._by_job.get(job.job_id)
-        if own is not None and own.kind is HoldKind.PREEMPTION:
+        if own is not None and own.kind is EarmarkKind.PREEMPTION:
             return self._take_own(own, cards, allows)
         if job.job_id in self._book.preemptions:
             return None  # its victims' site is not placeable now: it waits for them, never preempts twice
@@ -134,13 +135,15 @@ class CyclePlan:
         return self._orders
 
     # ---- 1 and 2: held cards ----------------------------------------------------------------------------------
-    def _take_own(self, hold: Hold, cards: int, allows: OptionFilter) -> PlacementDecision | None:
-        view = held_view(self._raw[hold.site], self._site_holds(hold.site, but=hold))
+    def _take_own(self, hold: Earmark, cards: int, allows: OptionFilter) -> PlacementDecision | None:
+        view = earmarked_view(self._raw[hold.site], self._site_holds(hold.site, but=hold))
         decision = place((hold.accelerator_class,), cards, [view], allows)
         return decision if decision.placement is not None else None
 
-    def _backfill(self, hold: Hold, cards: int, allows: OptionFilter, end: datetime | None) -> PlacementDecision | None:
-        view = held_view(self._raw[hold.site], self._site_holds(hold.site, but=hold))
+    def _backfill(
+        self, hold: Earmark, cards: int, allows: OptionFilter, end: datetime | None
+    ) -> PlacementDecision | None:
+        view = earmarked_view(self._raw[hold.site], self._site_holds(hold.site, but=hold))
         decision = place((hold.accelerator_class,), cards, [view], allows)
         if decision.placement is None or end is None:
             return None
@@ -252,7 +255,7 @@ class CyclePlan:
         for start, spare, site, cls in sorted(found):  # earliest, then tightest, then by name
             if allows(self._views[site], cls) is None:
                 self._heads[cls] = job.job_id
-                self._add(Hold(job.job_id, site, cls, cards, start, spare, HoldKind.RESERVATION))
+                self._add(Earmark(job.job_id, site, cls, cards, start, spare, EarmarkKind.RESERVATION))
                 return
 
     def _index_sites(self, cls: str) -> list[str]:
@@ -289,22 +292,22 @@ class CyclePlan:
             if (p.site, p.accelerator_class) == key
         )
         spare = view.free_cards(pool) + stopping - preemption.cards
-        self._add(Hold(preemption.preemptor, *key, preemption.cards, self._now, spare, HoldKind.PREEMPTION))
+        self._add(Earmark(preemption.preemptor, *key, preemption.cards, self._now, spare, EarmarkKind.PREEMPTION))
 
-    def _add(self, hold: Hold) -> None:
+    def _add(self, hold: Earmark) -> None:
         self._raw.setdefault(hold.site, self._views[hold.site])
         self._holds[(hold.site, hold.accelerator_class)] = hold
         self._by_job[hold.job_id] = hold
         self._by_class[hold.accelerator_class].append(hold)
         self._refresh(hold.site)
 
-    def _drop(self, hold: Hold) -> None:
+    def _drop(self, hold: Earmark) -> None:
         del self._holds[(hold.site, hold.accelerator_class)]
         del self._by_job[hold.job_id]
         self._by_class[hold.accelerator_class].remove(hold)
         self._refresh(hold.site)
 
-    def _site_holds(self, site: str, but: Hold | None = None) -> list[Hold]:
+    def _site_holds(self, site: str, but: Earmark | None = None) -> list[Earmark]:
         view = self._raw.get(site)
         pools = view.pools if view is not None else ()
         found = (self._holds.get((site, p.accelerator_class)) for p in pools)
@@ -317,7 +320,7 @@ class CyclePlan:
             self._index.update(self._views[site])
             return
         holds = self._site_holds(site)
-        self._views[site] = held_view(raw, holds)
+        self._views[site] = earmarked_view(raw, holds)
         if not holds:
             del self._raw[site]
         self._index.update(self._views[site])

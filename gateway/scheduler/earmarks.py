@@ -1,7 +1,7 @@
 """What the scheduler remembers between cycles about held cards, and the reasons a waiting job gets from them.
 
 Owns: `Preemption` (a job that preempted others: its pool, its victims, when the hold on the freed cards
-lapses), `HoldBook` (the preemptions in flight, who preempted whom while the victim lives, the last cycle's
+lapses), `EarmarkBook` (the preemptions in flight, who preempted whom while the victim lives, the last cycle's
 holds and heads) and the reason chain links they give (`reasons_for`). It decides nothing: each cycle
 `gateway.scheduler.cycleplan` reads it, decides, and records here. In memory only: after a gateway restart the victims
 still stop (their agents have the Preempt) and the preemptor competes for the freed cards like any job.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from gateway.jobs.model import Reason
-from gateway.placement.backfill import Hold, HoldKind
+from gateway.placement.backfill import Earmark, EarmarkKind
 
 PREEMPTION_SLACK = timedelta(seconds=60)
 """How long past the victims' grace the freed cards stay held for the preemptor: long enough for the kill and
@@ -39,13 +39,13 @@ class Preemption:
     deadline: datetime  # the hold lapses then, whether or not the victims reported stopping
 
 
-class HoldBook:
-    """The holds' memory across scheduling cycles (one per Federation; the scheduler's task only)."""
+class EarmarkBook:
+    """The earmarks' memory across scheduling cycles (one per gateway core; the scheduler's task only)."""
 
     def __init__(self) -> None:
         self.preemptions: dict[str, Preemption] = {}  # preemptor job id -> its preemption in flight
         self.preempted_by: dict[str, str] = {}  # victim job id -> its preemptor, while the victim is active
-        self.holds: tuple[Hold, ...] = ()  # the last cycle's holds, for the reason chains
+        self.holds: tuple[Earmark, ...] = ()  # the last cycle's holds, for the reason chains
         self._heads: tuple[str, ...] = ()
 
     def begin(self, now: datetime, queued: Collection[str], active: Collection[str]) -> None:
@@ -66,10 +66,10 @@ class HoldBook:
         for victim in preemption.victims:
             self.preempted_by[victim] = preemption.preemptor
 
-    def finish(self, holds: Sequence[Hold]) -> None:
+    def finish(self, holds: Sequence[Earmark]) -> None:
         """The cycle's holds as it ended: its reservations' holders are looked at again next cycle."""
         self.holds = tuple(holds)
-        self._heads = tuple(h.job_id for h in holds if h.kind is HoldKind.RESERVATION)
+        self._heads = tuple(h.job_id for h in holds if h.kind is EarmarkKind.RESERVATION)
 
     def lapsed(self, queued: Collection[str]) -> bool:
         """Whether a job that held cards last cycle has left the queue (dispatched or cancelled)."""
@@ -97,7 +97,7 @@ class HoldBook:
                     preemption.site,
                 ),
             )
-        own = [h for h in self.holds if h.job_id == job_id and h.kind is HoldKind.RESERVATION]
+        own = [h for h in self.holds if h.job_id == job_id and h.kind is EarmarkKind.RESERVATION]
         if own:
             hold = own[0]
             return (
@@ -113,8 +113,8 @@ class HoldBook:
         return tuple(_behind(hold) for hold in behind[:MAX_BEHIND_REASONS])
 
 
-def _behind(hold: Hold) -> Reason:
-    if hold.kind is HoldKind.PREEMPTION:
+def _behind(hold: Earmark) -> Reason:
+    if hold.kind is EarmarkKind.PREEMPTION:
         message = (
             f"{hold.cards} x {hold.accelerator_class} on {hold.site} are held for {hold.job_id}, which preempted"
             " lower-priority jobs there"

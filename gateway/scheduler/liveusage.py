@@ -3,15 +3,16 @@
 Owns: the leases (cards dispatched or running, per site and class), the live `Usage` quotas are checked
 against (held cards, card-hours this day/week/month with ended attempts cached per period, live offered
 capacity), and `allows`, the per-(site, class) verdict placement asks for (the centre's own terms, then the
-policy). It is a part of `Federation` (mixed in through `gateway.scheduler.cycle`); it reads the Federation's books
-(`_holding`, `_hours_cache`) and never changes a job. It does not decide where jobs go (`gateway.scheduler.cycle`)
-or tell sites anything (`gateway.scheduler.launching`).
+policy). It follows the job book as one of its listeners (`job_changed`): the jobs holding cards at a site, and
+the card-hours of ended attempts (read from the store, cached per period until an attempt ends). It never changes
+a job. It does not decide where jobs go (`gateway.scheduler.cycle`) or tell sites anything
+(`gateway.scheduler.launcher`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from datetime import datetime
 
@@ -28,12 +29,37 @@ from gateway.store import Store
 
 
 class LiveUsage:
-    store: Store
-    policy: PolicyHolder
-    clock: Callable[[], datetime]
-    registry: SiteRegistry
-    _holding: dict[str, Job]
-    _hours_cache: dict[str, tuple[datetime, dict[tuple[str, str], float]]]
+    def __init__(
+        self,
+        store: Store,
+        policy: PolicyHolder,
+        registry: SiteRegistry,
+        clock: Callable[[], datetime],
+        on_freed: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.registry = registry
+        self.clock = clock
+        self.on_freed = on_freed
+        """Called when an attempt stops holding cards: they came free."""
+        self._holding: dict[str, Job] = {}  # jobs holding cards at a site: what leases() adds up
+        self._hours_cache: dict[str, tuple[datetime, dict[tuple[str, str], float]]] = {}
+
+    def job_changed(self, job: Job) -> None:
+        """The job book's listener: follow which jobs hold cards."""
+        if job.state.holds_capacity:
+            self._holding[job.job_id] = job
+        elif self._holding.pop(job.job_id, None) is not None:
+            self._hours_cache.clear()  # an attempt ended: its card-hours are now in the store
+            self.on_freed()
+
+    def holding(self) -> Collection[Job]:
+        """The jobs holding cards at a site now (dispatched, reserving or running)."""
+        return self._holding.values()
+
+    def holding_job(self, job_id: str) -> Job | None:
+        return self._holding.get(job_id)
 
     def leases(self) -> dict[str, dict[str, int]]:
         """Cards this gateway has leased per site and class (jobs dispatched or running)."""

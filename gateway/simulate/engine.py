@@ -3,7 +3,7 @@
 Owns: the simulated clock and the books of free cards per site and class. Events are submits and finishes;
 after every instant at which something happened, one scheduling pass looks at the queue in FIFO order
 (submit time, then trace order) and starts every job that fits, skipping those that do not (greedy, no
-reservations: `Federation.schedule` also holds a backfill reservation per class, which this leaves out; for a
+reservations: `Scheduler.schedule` also holds a backfill earmark per class, which this leaves out; for a
 trace of one tenant at one priority its order, aged priority then fair share then age, is this FIFO). Where a
 job goes is the scheduling cycle's own decision, `gateway.placement.place.place_in_windows` (`place` over the
 best-fit windows of a `FreeIndex`), over `SiteView`s built from the books, with no policy; the engine only

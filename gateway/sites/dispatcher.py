@@ -5,23 +5,32 @@ epoch is current, the update is new, the transition is legal) and the resend of 
 agent may have missed. A refused update changes nothing in the store. Identity is already verified by the
 transport layer: `site` here is the name from the caller's certificate. A usage receipt on an update that ends
 an attempt is checked (`gateway.usage.receipts`) before anything is written and settled in the same transaction as
-the transition; a bad receipt refuses the whole update.
+the transition; a bad receipt refuses the whole update. A site's word on a job is written only through the job
+book; launches come from the launcher, gang replies go to the gang coordinator, booking replies to the
+reservation book, log chunks to the log relay: each a collaborator given to the constructor.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from gateway.errors import GatewayError, InvalidArgument, PermissionDenied, StaleEpoch
 from gateway.gangs.coordinator import PREFIX as GANG_PREFIX
+from gateway.gangs.coordinator import GangCoordinator
 from gateway.gangs.parts import part_reported
-from gateway.jobs.federation import Federation
+from gateway.jobs.book import JobBook
 from gateway.jobs.model import Job, JobState, Placement, Reason, can_transition
+from gateway.policy.holder import PolicyHolder
+from gateway.reservations.book import ReservationBook
 from gateway.reservations.model import is_booking
+from gateway.scheduler.launcher import Launcher
+from gateway.sites.logs import LogRelay
 from gateway.sites.model import Pool, SiteTerms
-from gateway.sites.registry import CancelCommand, Outbox
+from gateway.sites.registry import CancelCommand, Outbox, SiteRegistry
+from gateway.store import Store
 from gateway.usage.receipts import (
     RECEIPT_STATES,
     Countersigner,
@@ -58,7 +67,7 @@ class RunningAttempt:
 
 
 @dataclass(frozen=True)
-class Session:
+class SiteSession:
     site: str
     connection_id: int
     outbox: Outbox
@@ -68,30 +77,51 @@ class Session:
 
 
 class Dispatcher:
-    def __init__(self, federation: Federation, countersigner: Countersigner | None = None) -> None:
-        self.federation = federation
+    def __init__(
+        self,
+        book: JobBook,
+        store: Store,
+        registry: SiteRegistry,
+        launcher: Launcher,
+        gangs: GangCoordinator,
+        reservations: ReservationBook,
+        logs: LogRelay,
+        policy: PolicyHolder,
+        clock: Callable[[], datetime],
+        on_capacity: Callable[[], None],
+        countersigner: Countersigner | None = None,
+    ) -> None:
+        self.book = book
+        self.store = store  # read only: the sites' durable update cursors
+        self.registry = registry
+        self.launcher = launcher
+        self.gangs = gangs
+        self.reservations = reservations
+        self.logs = logs
+        self.policy = policy
+        self.clock = clock
+        self.on_capacity = on_capacity
+        """Called after a capacity report: cards may have come (the scheduler's queue looks at every job)."""
         self.countersigner = countersigner
         """Settles usage receipts; without one, receipts are checked but not kept."""
         self._cursors: dict[str, int] = {}
 
-    def hello(self, site: str, agent_version: str, running: list[RunningAttempt]) -> Session:
-        fed = self.federation
-        connection_id, outbox = fed.registry.connect(site, agent_version, fed.clock())
+    def hello(self, site: str, agent_version: str, running: list[RunningAttempt]) -> SiteSession:
+        connection_id, outbox = self.registry.connect(site, agent_version, self.clock())
         cursor = self._cursors.get(site)
         if cursor is None:
-            cursor = self._cursors[site] = fed.store.site_cursor(site)
+            cursor = self._cursors[site] = self.store.site_cursor(site)
         cancelled = self._reconcile(site, running)
-        fed.reservations.site_connected(site)
-        return Session(site, connection_id, outbox, cursor, cancelled)
+        self.reservations.site_connected(site)
+        return SiteSession(site, connection_id, outbox, cursor, cancelled)
 
     def _reconcile(self, site: str, running: list[RunningAttempt]) -> tuple[tuple[RunningAttempt, str], ...]:
         """The gateway's view wins: stale or unknown attempts are cancelled (and returned, with why, for the
         audit log), missed launches resent."""
-        fed = self.federation
         reported = {(r.job_id, r.epoch) for r in running}
         cancelled = []
         for attempt in running:
-            job = fed.active.get(attempt.job_id)
+            job = self.book.active.get(attempt.job_id)
             if job is None or job.epoch != attempt.epoch or site not in job.sites:
                 why = (
                     "the job is not active at the gateway"
@@ -99,35 +129,32 @@ class Dispatcher:
                     else f"the current lease is epoch {job.epoch} at {','.join(job.sites) or 'no site'}"
                 )
                 log.warning("site %s runs job %s epoch %d: cancelled, %s", site, attempt.job_id, attempt.epoch, why)
-                fed.registry.send(site, CancelCommand(attempt.job_id, attempt.epoch, "not leased to this site"))
+                self.registry.send(site, CancelCommand(attempt.job_id, attempt.epoch, "not leased to this site"))
                 cancelled.append((attempt, why))
-        for job in list(fed.active.values()):
+        for job in list(self.book.active.values()):
             if job.state == JobState.DISPATCHED and site in job.sites and (job.job_id, job.epoch) not in reported:
                 placement = next(p for p in job.placements if p.site == site)
                 self._resend_launch(site, job.job_id, placement)
         return tuple(cancelled)
 
     def _resend_launch(self, site: str, job_id: str, placement: Placement) -> None:
-        fed = self.federation
-        command = fed.launch_command(fed.active[job_id], placement)
+        command = self.launcher.launch_command(self.book.active[job_id], placement)
         if command is not None:
-            fed.registry.send(site, command)
+            self.registry.send(site, command)
 
     def capacity(self, site: str, pools: list[Pool], full: bool, terms: SiteTerms | None = None) -> None:
-        fed = self.federation
-        fed.registry.report(site, pools, full, fed.clock(), terms)
-        fed.capacity_changed()
+        self.registry.report(site, pools, full, self.clock(), terms)
+        self.on_capacity()
 
     def update(self, site: str, update: SiteUpdate) -> None:
         """Apply one job update from `site`. Raises (and changes nothing) when the site may not say this.
 
         Replays of an update already applied are accepted silently, so that an agent's journal drains.
         """
-        fed = self.federation
-        fed.registry.touch(site, fed.clock())
+        self.registry.touch(site, self.clock())
         if update.sequence <= self._cursors.get(site, 0):
             return
-        job = fed.active.get(update.job_id) or fed.store.get_job(update.job_id)
+        job = self.book.find(update.job_id)
         if job is None or site not in job.sites:
             raise PermissionDenied(f"job {update.job_id} is not leased to site {site}", reason="JOB_NOT_LEASED_TO_SITE")
         if update.epoch != job.epoch:
@@ -140,7 +167,7 @@ class Dispatcher:
             # receipt still counts: it is settled on its own, once.
             receipts = self._settle(site, job, update)
             if receipts:
-                fed.store.save_transitions([], receipts)
+                self.book.settle(receipts)
             self._cursors[site] = update.sequence
             return
         if update.lease_returned:
@@ -165,15 +192,14 @@ class Dispatcher:
         if update.state.terminal:
             changes["exit_code"] = update.exit_code
         message = update.message or f"{update.state.value.lower()} at {site}"
-        (updated,) = fed.transitions([(job, update.state, message, site, cursor, changes)], receipts)
+        (updated,) = self.book.transitions([(job, update.state, message, site, cursor, changes)], receipts)
         self._cursors[site] = update.sequence
         if update.state in {JobState.PREEMPTED, JobState.LOST}:
-            fed.requeue(updated, message)
+            self.book.requeue(updated, message)
 
     def _gang_update(self, site: str, job: Job, update: SiteUpdate, cursor: tuple[str, int]) -> None:
         """One part of a gang reported: the job moves only when the parts add up (`gateway.gangs.parts`). The part's
         state is saved in its placement by the same transition, so what the parts add up to survives a restart."""
-        fed = self.federation
         outcome = part_reported(job, site, update.state, update.device_indices, update.message)
         if outcome.state != job.state and not can_transition(job.state, outcome.state):
             raise GatewayError(
@@ -186,25 +212,24 @@ class Dispatcher:
             changes["start_time"] = update.time
         if outcome.state.terminal:
             changes["exit_code"] = update.exit_code
-        (updated,) = fed.transitions([(job, outcome.state, outcome.message, site, cursor, changes)], receipts)
+        (updated,) = self.book.transitions([(job, outcome.state, outcome.message, site, cursor, changes)], receipts)
         self._cursors[site] = update.sequence
         for other in outcome.cancel_sites:
-            fed.registry.send(other, CancelCommand(job.job_id, job.epoch, outcome.message))
+            self.registry.send(other, CancelCommand(job.job_id, job.epoch, outcome.message))
         if outcome.state in {JobState.PREEMPTED, JobState.LOST}:
-            fed.requeue(updated, outcome.message)
+            self.book.requeue(updated, outcome.message)
 
     def reserve_reply(
         self, site: str, reservation_id: str, accepted: bool, reason: str, free: int | None = None
     ) -> None:
         """A site's answer to a Reserve, routed by the reservation id's prefix (the one place that does). `free`
         is the site's free cards of the class when it replied (None when not known)."""
-        fed = self.federation
-        fed.registry.touch(site, fed.clock())
+        self.registry.touch(site, self.clock())
         if is_booking(reservation_id):
-            fed.reservations.site_replied(site, reservation_id, accepted, reason)
+            self.reservations.site_replied(site, reservation_id, accepted, reason)
             return
         if reservation_id.startswith(GANG_PREFIX):
-            fed.gangs.reply(site, reservation_id, accepted, reason, free)
+            self.gangs.reply(site, reservation_id, accepted, reason, free)
             return
         raise InvalidArgument(
             f"reservation {reservation_id[:80]!r} is not one this gateway made", reason="UNKNOWN_RESERVATION"
@@ -217,7 +242,7 @@ class Dispatcher:
             return ()
         if update.state not in RECEIPT_STATES:
             raise ReceiptInvalid(f"a receipt rides only on the update that ends an attempt, not {update.state.value}")
-        now = self.federation.clock()
+        now = self.clock()
         check_receipt(update.receipt, update.site_certificate, site, job, update.state, now)
         if self.countersigner is None:
             return ()
@@ -233,10 +258,8 @@ class Dispatcher:
         why = update.message or "no reason given"
         for other in job.placements:  # the rest of a gang does not run without this part
             if other.site != site:
-                self.federation.registry.send(
-                    other.site, CancelCommand(job.job_id, job.epoch, f"{site} returned its part")
-                )
-        self.federation.transition(
+                self.registry.send(other.site, CancelCommand(job.job_id, job.epoch, f"{site} returned its part"))
+        self.book.transition(
             job,
             JobState.QUEUED,
             f"{site} returned the lease: {why}",
@@ -249,6 +272,21 @@ class Dispatcher:
         self._cursors[site] = update.sequence
 
     def goodbye(self, site: str, connection_id: int) -> None:
-        if self.federation.registry.is_current(site, connection_id):
-            self.federation.gangs.site_lost(site)  # a site gone mid-reservation counts as a refusal
-        self.federation.registry.disconnect(site, connection_id)
+        if self.registry.is_current(site, connection_id):
+            self.gangs.site_lost(site)  # a site gone mid-reservation counts as a refusal
+        self.registry.disconnect(site, connection_id)
+        self.logs.site_gone(site, connection_id)
+
+    def deliver_log(self, site: str, stream_id: int, data: bytes, *, end: bool = False, error: str = "") -> None:
+        """A chunk of job output from `site` (best effort: a chunk for a stream it did not open is dropped)."""
+        self.logs.deliver(site, stream_id, data, end=end, error=error)
+
+    def check_classes(self, pools: list[Pool]) -> None:
+        """Refuse a capacity report that names a class the federation's catalogue does not know."""
+        catalogue = self.policy.catalogue
+        for pool in pools:
+            if pool.accelerator_class not in catalogue:
+                raise InvalidArgument(
+                    f"pool class {pool.accelerator_class!r} is not in the federation's catalogue",
+                    reason="UNKNOWN_ACCELERATOR_CLASS",
+                )

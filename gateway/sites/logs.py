@@ -7,7 +7,7 @@ site did not open is dropped, so no site can write into another site's stream), 
 more than `BUFFER_BYTES` behind with an error that says so (the site link has no flow control per log
 stream, and one slow reader must neither grow the gateway's memory nor stall the site's stream), a LogCancel
 when the reader goes away first, and ending the readers of a site whose stream ends with an error naming it.
-It does not decide who may read a job (`gateway.trust.access`, through `Federation.get_job`, before `stream` is
+It does not decide who may read a job (`gateway.trust.access`, through `JobService.get_job`, before `stream` is
 called) and does not speak gRPC (`gateway.transport` turns chunks and errors into messages and statuses).
 """
 

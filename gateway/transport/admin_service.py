@@ -10,9 +10,9 @@ import grpc
 
 from fedgate.v1 import admin_service_pb2 as pb
 from fedgate.v1 import admin_service_pb2_grpc
+from gateway.app.admin import AdminService
 from gateway.errors import ConfigError, InvalidArgument
 from gateway.identity.revocation import Revocation
-from gateway.jobs.federation import Federation
 from gateway.transport import convert
 from gateway.transport.auth import Authenticator, Guarded
 from gateway.transport.errors import translate_errors
@@ -47,15 +47,15 @@ def _ttl(has: bool, value: Any, default: timedelta) -> timedelta:
 
 
 class AdminServicer(Guarded, admin_service_pb2_grpc.AdminServiceServicer):
-    def __init__(self, federation: Federation, auth: Authenticator) -> None:
-        self.federation = federation
+    def __init__(self, admin: AdminService, auth: Authenticator) -> None:
+        self.admin = admin
         self.auth = auth
         self.trust = auth.trust
 
     @translate_errors
     async def GetPolicyStatus(self, request: pb.GetPolicyStatusRequest, context: Context) -> pb.GetPolicyStatusResponse:
         access.require_role(self.auth.principal(context), "admin")
-        status = self.federation.policy.status()
+        status = self.admin.policy_status()
         return pb.GetPolicyStatusResponse(
             version=status.policy.version,
             path=status.policy.path,
@@ -70,7 +70,7 @@ class AdminServicer(Guarded, admin_service_pb2_grpc.AdminServiceServicer):
         caller = self.auth.principal(context)
         access.require_role(caller, "admin")
         try:
-            policy, changed = self.federation.reload_policy()
+            policy, changed = self.admin.reload_policy()
         except ConfigError as exc:
             self.trust.audit("policy.reload_refused", caller.uri, {"error": exc.message[:300]})
             raise
@@ -80,7 +80,7 @@ class AdminServicer(Guarded, admin_service_pb2_grpc.AdminServiceServicer):
     @translate_errors
     async def DrainSite(self, request: pb.DrainSiteRequest, context: Context) -> pb.DrainSiteResponse:
         caller = self.auth.principal(context)
-        site = self.federation.drain_site(caller, request.site, request.draining)
+        site = self.admin.drain_site(caller, request.site, request.draining)
         self.trust.audit("site.drained" if request.draining else "site.resumed", caller.uri, {"site": request.site})
         return pb.DrainSiteResponse(site=convert.site_to_proto(site))
 

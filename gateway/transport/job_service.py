@@ -1,5 +1,5 @@
 """JobService: model vendors submit, read, watch, cancel and explain jobs. Each method translates, calls one
-domain method of `Federation`, and translates back."""
+domain method of `gateway.jobs.service.JobService` (job output: of the log relay), and translates back."""
 
 from __future__ import annotations
 
@@ -11,20 +11,21 @@ import grpc
 from fedgate.v1 import job_service_pb2 as pb
 from fedgate.v1 import job_service_pb2_grpc
 from gateway.errors import InvalidArgument
-from gateway.jobs.federation import Federation
+from gateway.jobs.service import JobService
+from gateway.sites.logs import LogRelay
 from gateway.transport import convert
 from gateway.transport.auth import Authenticator, Guarded, while_valid
 from gateway.transport.errors import translate_errors, translate_stream_errors
 from gateway.transport.receipts import settled_to_proto
-from gateway.usage.settlement import list_receipts
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_REQUEST_ID = 128
 
 
 class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
-    def __init__(self, federation: Federation, auth: Authenticator, check_period: float = 1.0) -> None:
-        self.federation = federation
+    def __init__(self, jobs: JobService, logs: LogRelay, auth: Authenticator, check_period: float = 1.0) -> None:
+        self.jobs = jobs
+        self.logs = logs
         self.auth = auth
         self.check_period = check_period
 
@@ -33,17 +34,17 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
         caller = self.auth.principal(context)
         if len(request.request_id) > MAX_REQUEST_ID:
             raise InvalidArgument(f"request_id is longer than {MAX_REQUEST_ID} characters")
-        job = await self.federation.create_job(caller, convert.spec_from_proto(request.spec), request.request_id)
+        job = await self.jobs.create_job(caller, convert.spec_from_proto(request.spec), request.request_id)
         return pb.CreateJobResponse(job=convert.job_to_proto(job))
 
     @translate_errors
     async def GetJob(self, request: pb.GetJobRequest, context: Context) -> pb.GetJobResponse:
-        job = self.federation.get_job(self.auth.principal(context), request.job_id)
+        job = self.jobs.get_job(self.auth.principal(context), request.job_id)
         return pb.GetJobResponse(job=convert.job_to_proto(job))
 
     @translate_errors
     async def ListJobs(self, request: pb.ListJobsRequest, context: Context) -> pb.ListJobsResponse:
-        page = self.federation.list_jobs(
+        page = self.jobs.list_jobs(
             self.auth.principal(context),
             request.tenant,
             request.project,
@@ -57,13 +58,13 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
 
     @translate_errors
     async def CancelJob(self, request: pb.CancelJobRequest, context: Context) -> pb.CancelJobResponse:
-        job = self.federation.cancel_job(self.auth.principal(context), request.job_id, request.reason)
+        job = self.jobs.cancel_job(self.auth.principal(context), request.job_id, request.reason)
         return pb.CancelJobResponse(job=convert.job_to_proto(job))
 
     @translate_stream_errors
     async def WatchJob(self, request: pb.WatchJobRequest, context: Context) -> AsyncIterator[pb.WatchJobResponse]:
         credential = self.auth.credential(context)
-        events = self.federation.watch_job(credential.principal, request.job_id)
+        events = self.jobs.watch_job(credential.principal, request.job_id)
         async for event, job in while_valid(events, lambda: self.auth.trust.check(credential), self.check_period):
             yield pb.WatchJobResponse(event=convert.event_to_proto(event), job=convert.job_to_proto(job))
 
@@ -72,8 +73,8 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
         self, request: pb.StreamJobLogsRequest, context: Context
     ) -> AsyncIterator[pb.StreamJobLogsResponse]:
         credential = self.auth.credential(context)
-        job = self.federation.get_job(credential.principal, request.job_id)  # who may read it: as GetJob
-        pieces = self.federation.logs.stream(job, follow=request.follow, tail_bytes=request.tail_bytes)
+        job = self.jobs.get_job(credential.principal, request.job_id)  # who may read it: as GetJob
+        pieces = self.logs.stream(job, follow=request.follow, tail_bytes=request.tail_bytes)
         async for piece in while_valid(pieces, lambda: self.auth.trust.check(credential), self.check_period):
             yield pb.StreamJobLogsResponse(data=piece.data, site=piece.site, epoch=piece.epoch)
 
@@ -81,9 +82,9 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
     async def ExplainJob(self, request: pb.ExplainJobRequest, context: Context) -> pb.ExplainJobResponse:
         caller = self.auth.principal(context)
         if request.WhichOneof("target") == "spec":
-            explanation = self.federation.explain(caller, spec=convert.spec_from_proto(request.spec))
+            explanation = self.jobs.explain(caller, spec=convert.spec_from_proto(request.spec))
         else:
-            explanation = self.federation.explain(caller, job_id=request.job_id)
+            explanation = self.jobs.explain(caller, job_id=request.job_id)
         return pb.ExplainJobResponse(
             admitted=explanation.admitted,
             reasons=[convert.reason_to_proto(r) for r in explanation.reasons],
@@ -95,7 +96,7 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
     async def GetUsage(self, request: pb.GetUsageRequest, context: Context) -> pb.GetUsageResponse:
         start = convert.time_from_proto(request.start_time)
         end = convert.time_from_proto(request.end_time) if request.HasField("end_time") else None
-        rows = self.federation.usage_report(self.auth.principal(context), start, end, request.project)
+        rows = self.jobs.usage_report(self.auth.principal(context), start, end, request.project)
         return pb.GetUsageResponse(
             rows=[
                 pb.UsageRow(
@@ -114,11 +115,8 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
     async def ListUsageReceipts(
         self, request: pb.ListUsageReceiptsRequest, context: Context
     ) -> pb.ListUsageReceiptsResponse:
-        fed = self.federation
-        end = convert.time_from_proto(request.end_time) if request.HasField("end_time") else fed.clock()
-        page = list_receipts(
-            fed.store,
-            fed.policy.policy,
+        end = convert.time_from_proto(request.end_time) if request.HasField("end_time") else None
+        page = self.jobs.usage_receipts(
             self.auth.principal(context),
             convert.time_from_proto(request.start_time),
             end,
@@ -132,5 +130,5 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
 
     @translate_errors
     async def ListSites(self, request: pb.ListSitesRequest, context: Context) -> pb.ListSitesResponse:
-        sites = self.federation.list_sites(self.auth.principal(context))
+        sites = self.jobs.list_sites(self.auth.principal(context))
         return pb.ListSitesResponse(sites=[convert.site_to_proto(s) for s in sites])

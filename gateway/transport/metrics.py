@@ -11,15 +11,15 @@ import asyncio
 import contextlib
 from collections import Counter
 
-from gateway.jobs.federation import Federation
+from gateway.app.compose import Core
 
 MAX_REQUEST_BYTES = 8192
 
 
-def render_metrics(federation: Federation) -> str:
-    status = federation.policy.status()
-    states = Counter(job.state.value for job in federation.active.values())
-    sites = federation.registry.views({})
+def render_metrics(core: Core) -> str:
+    status = core.admin.policy_status()
+    states = Counter(job.state.value for job in core.book.active.values())
+    sites = core.registry.views({})
     lines = [
         "# HELP fedgate_policy_info The policy in force (sha256 version).",
         "# TYPE fedgate_policy_info gauge",
@@ -43,13 +43,13 @@ def render_metrics(federation: Federation) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def serve_metrics(federation: Federation, host: str, port: int) -> asyncio.Server:
+async def serve_metrics(core: Core, host: str, port: int) -> asyncio.Server:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(Exception):
             request = await asyncio.wait_for(reader.read(MAX_REQUEST_BYTES), 5)
             path = request.split(b" ", 2)[1] if request.count(b" ") >= 2 else b""
             if path in (b"/metrics", b"/"):
-                body, status = render_metrics(federation).encode(), b"200 OK"
+                body, status = render_metrics(core).encode(), b"200 OK"
             else:
                 body, status = b"not found: try /metrics\n", b"404 Not Found"
             writer.write(

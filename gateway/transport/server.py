@@ -1,21 +1,23 @@
 """The gateway's gRPC server: every service on one mTLS port, health and reflection included.
 
 Owns: building the grpc.aio server from a `GatewayConfig` (credentials that require and verify a client
-certificate, message size limits, keepalive), wiring the servicers to one `Federation`, and the serve loop
-with a graceful stop. Nothing is served without TLS, and nothing but Enroll without a client certificate.
+certificate, message size limits, keepalive), wiring the servicers to the parts of one `Core` (built by the
+composition root, `gateway.app.compose`), and the running gateway: its long-lived tasks (the scheduler loop, the
+policy watcher) started under one `Supervisor`, so that a task that dies stops the process (`wait_failure`), and
+a graceful stop. Nothing is served without TLS, and nothing but Enroll without a client certificate.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from fedgate.common.supervise import Cycles, Failure, Supervisor
 from fedgate.v1 import (
     admin_service_pb2,
     admin_service_pb2_grpc,
@@ -28,13 +30,12 @@ from fedgate.v1 import (
     site_pb2,
     site_pb2_grpc,
 )
+from gateway.app.compose import Core, compose, utc_now
 from gateway.app.config import GatewayConfig
 from gateway.errors import ConfigError
 from gateway.identity.authority import Authority
-from gateway.jobs.federation import Federation, utc_now
 from gateway.policy import load_catalogue
 from gateway.policy.holder import PolicyHolder
-from gateway.sites.dispatcher import Dispatcher
 from gateway.store import open_store
 from gateway.transport.admin_service import AdminServicer
 from gateway.transport.auth import CertificateAuthenticator, CredentialGuard, TokenAuthenticator
@@ -61,20 +62,21 @@ SERVICE_NAMES = (
 class RunningGateway:
     server: grpc.aio.Server
     port: int
-    federation: Federation
+    core: Core
     trust: Trust
-    scheduler: asyncio.Task[None]
+    supervisor: Supervisor
     public_server: grpc.aio.Server | None = None
     public_port: int = 0
-    background: tuple[asyncio.Task[None], ...] = ()
     metrics: asyncio.Server | None = None
     metrics_port: int = 0
+    policy_looks: Cycles = field(default_factory=lambda: Cycles(log, "policy file check"))
+    """The policy watcher's looks at the file, completed and failed."""
 
     def reload_policy(self, by: str) -> None:
         """Reload the policy file (SIGHUP, a file change): audited either way; a bad file changes nothing."""
         who = f"spiffe://{self.trust.federation}/gateway"
         try:
-            policy, changed = self.federation.reload_policy()
+            policy, changed = self.core.admin.reload_policy()
         except ConfigError as exc:
             log.error("%s", exc.message)
             self.trust.audit("policy.reload_refused", who, {"trigger": by, "error": exc.message[:300]})
@@ -83,24 +85,29 @@ class RunningGateway:
             log.info("policy reloaded (%s): version %s", by, policy.version[:12])
             self.trust.audit("policy.reloaded", who, {"trigger": by, "version": policy.version})
 
-    async def _watch_policy(self, period: float) -> None:
+    def _look_at_policy(self) -> None:
+        if self.core.admin.policy_changed_on_disk():
+            self.reload_policy("file change")
+
+    async def watch_policy(self, period: float) -> None:
+        """Look at the policy file every `period` s until cancelled; a look that fails (an unreadable file, a
+        store error while auditing) is logged with its traceback and counted, and the next look runs."""
         while True:
             await asyncio.sleep(period)
-            if self.federation.policy.changed_on_disk():
-                self.reload_policy("file change")
+            self.policy_looks.run(self._look_at_policy)
+
+    async def wait_failure(self) -> Failure:
+        """Return when a long-lived task has died: the process must stop with a non-zero exit."""
+        return await self.supervisor.wait_failure()
 
     async def stop(self, grace: float = 2.0) -> None:
         if self.metrics is not None:
             self.metrics.close()
-        for task in (self.scheduler, *self.background):
-            task.cancel()
-        for task in (self.scheduler, *self.background):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.supervisor.stop()
         if self.public_server is not None:
             await self.public_server.stop(grace)
         await self.server.stop(grace)
-        self.federation.store.close()
+        self.core.store.close()
 
 
 def server_options(config: GatewayConfig) -> list[tuple[str, int]]:
@@ -137,23 +144,23 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     policy = PolicyHolder(config.policy, catalogue, utc_now())
     authority = Authority.load(config.authority, config.tls.ca)  # before the store: a refusal leaves nothing open
     store = open_store(config.store)
-    federation = Federation(store, policy)
-    trust = Trust(
-        store, authority, config.federation, federation.clock, certificate_lifetime=config.certificate_lifetime
-    )
+    countersigner = Countersigner.load(config.tls.key, config.tls.cert)  # settles usage receipts
+    core = compose(store, policy, countersigner=countersigner)
+    trust = Trust(store, authority, config.federation, core.clock, certificate_lifetime=config.certificate_lifetime)
     check = config.credential_check.total_seconds()
     certificates = CertificateAuthenticator(trust)
-    countersigner = Countersigner.load(config.tls.key, config.tls.cert)  # settles usage receipts
 
     server = grpc.aio.server(options=server_options(config), interceptors=[CredentialGuard(certificates)])
-    job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(federation, certificates, check), server)
-    site_pb2_grpc.add_SiteServiceServicer_to_server(
-        SiteServicer(Dispatcher(federation, countersigner), certificates, config.report_interval, check), server
+    job_service_pb2_grpc.add_JobServiceServicer_to_server(
+        JobServicer(core.jobs, core.logs, certificates, check), server
     )
-    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(federation, certificates), server)
+    site_pb2_grpc.add_SiteServiceServicer_to_server(
+        SiteServicer(core.dispatcher, certificates, config.report_interval, check), server
+    )
+    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(core.admin, certificates), server)
     enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(EnrollmentServicer(certificates), server)
     reservation_service_pb2_grpc.add_ReservationServiceServicer_to_server(
-        ReservationServicer(federation.reservations, certificates), server
+        ReservationServicer(core.reservations, certificates), server
     )
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -165,9 +172,11 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         # No client certificate here, so only what a token or a join token can authenticate is served.
         tokens = TokenAuthenticator(trust)
         public_server = grpc.aio.server(options=server_options(config))
-        job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(federation, tokens, check), public_server)
+        job_service_pb2_grpc.add_JobServiceServicer_to_server(
+            JobServicer(core.jobs, core.logs, tokens, check), public_server
+        )
         reservation_service_pb2_grpc.add_ReservationServiceServicer_to_server(
-            ReservationServicer(federation.reservations, tokens), public_server
+            ReservationServicer(core.reservations, tokens), public_server
         )
         enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(EnrollmentServicer(tokens), public_server)
         public_port = _bind(public_server, config.public_listen, server_credentials(config, require_client_auth=False))
@@ -176,16 +185,17 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    scheduler = asyncio.create_task(federation.run_scheduler(config.schedule_period.total_seconds()))
     trust.audit("gateway.started", f"spiffe://{config.federation}/gateway", {"policy": policy.policy.version})
     log.info("gateway of federation %s listening on %s (port %d)", config.federation, config.listen, port)
     if public_server is not None:
         log.info("public port (join tokens, bearer tokens) on %s (port %d)", config.public_listen, public_port)
-    running = RunningGateway(server, port, federation, trust, scheduler, public_server, public_port)
+    supervisor = Supervisor(log)
+    running = RunningGateway(server, port, core, trust, supervisor, public_server, public_port)
+    supervisor.spawn(core.scheduler.run(config.schedule_period.total_seconds()), "scheduler")
     if config.policy_watch.total_seconds() > 0:
-        running.background = (asyncio.create_task(running._watch_policy(config.policy_watch.total_seconds())),)
+        supervisor.spawn(running.watch_policy(config.policy_watch.total_seconds()), "policy watcher")
     if config.metrics_listen:
         host, _, metrics_port = config.metrics_listen.rpartition(":")
-        running.metrics = await serve_metrics(federation, host.strip("[]"), int(metrics_port))
+        running.metrics = await serve_metrics(core, host.strip("[]"), int(metrics_port))
         running.metrics_port = running.metrics.sockets[0].getsockname()[1]
     return running

@@ -23,7 +23,7 @@ from gateway.errors import GatewayError, InvalidArgument, PermissionDenied
 from gateway.identity.revocation import Credential
 from gateway.reservations.model import BookCommand, ReleaseCommand
 from gateway.sites.dispatcher import Dispatcher, RunningAttempt, SiteUpdate
-from gateway.sites.model import Pool, SiteTerms
+from gateway.sites.model import SiteTerms
 from gateway.sites.registry import (
     AbortCommand,
     CancelCommand,
@@ -191,7 +191,6 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
             for task in tasks:
                 task.cancel()
             self.dispatcher.goodbye(session.site, session.connection_id)
-            self.dispatcher.federation.logs.site_gone(session.site, session.connection_id)
             log.info("site %s disconnected", session.site)
 
     async def _recheck(self, credential: Credential, out: asyncio.Queue[Outgoing]) -> None:
@@ -256,7 +255,7 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
         if kind == "capacity":
             try:
                 pools = [convert.pool_from_proto(p) for p in message.capacity.pools]
-                self._check_classes(pools)
+                self.dispatcher.check_classes(pools)
             except GatewayError as exc:
                 log.warning("site %s: capacity report refused: %s", site, exc.message)
                 return rejection(exc)
@@ -281,22 +280,13 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
             return None
         if kind == "log_chunk":  # best effort: a chunk for a stream this site did not open is dropped
             chunk = message.log_chunk
-            self.dispatcher.federation.logs.deliver(site, chunk.stream_id, chunk.data, end=chunk.end, error=chunk.error)
+            self.dispatcher.deliver_log(site, chunk.stream_id, chunk.data, end=chunk.end, error=chunk.error)
             return None
         if kind == "hello":
             raise InvalidArgument("Hello may only be sent once per stream", reason="DUPLICATE_HELLO")
         return rejection(
             GatewayError(f"{kind or 'empty'} messages are not supported by this gateway", reason="UNSUPPORTED_MESSAGE")
         )
-
-    def _check_classes(self, pools: list[Pool]) -> None:
-        catalogue = self.dispatcher.federation.policy.catalogue
-        for pool in pools:
-            if pool.accelerator_class not in catalogue:
-                raise InvalidArgument(
-                    f"pool class {pool.accelerator_class!r} is not in the federation's catalogue",
-                    reason="UNKNOWN_ACCELERATOR_CLASS",
-                )
 
 
 def _presented_certificate(context: Context) -> bytes:

@@ -97,6 +97,12 @@ class GatewayHandle:
 
 def start_test_gateway(pki: Pki, workdir: Path, loop: LoopThread, port: int = 0) -> GatewayHandle:
     """A gateway on `port` (0: any free one) over the store in `workdir`; a restart reuses both."""
+    running = loop.run(start_gateway(load_gateway_config(write_gateway_config(pki, workdir, port))))
+    return GatewayHandle(loop, running, pki)
+
+
+def write_gateway_config(pki: Pki, workdir: Path, port: int = 0) -> Path:
+    """The test gateway's config file in `workdir` (listening on `port`, its store in `workdir`)."""
     config_path = workdir / "gateway.yaml"
     gateway_dir = pki.root / "gateway"
     config_path.write_text(
@@ -118,8 +124,7 @@ def start_test_gateway(pki: Pki, workdir: Path, loop: LoopThread, port: int = 0)
             }
         )
     )
-    running = loop.run(start_gateway(load_gateway_config(config_path)))
-    return GatewayHandle(loop, running, pki)
+    return config_path
 
 
 @dataclass

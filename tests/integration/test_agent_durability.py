@@ -65,7 +65,7 @@ def test_restarted_agent_replays_updates_the_gateway_never_acknowledged(
             eventually(lambda: alice.get_job(job.job_id).state == JobState.SUCCEEDED, what="the replayed end")
         eventually(lambda: SqliteJournal(journal_path).pending() == [], what="the journal acknowledged")
         assert receipts(gateway, pki) == [(job.job_id, JobState.SUCCEEDED)]
-        states = [e.state for e in gateway.running.federation.store.events(job.job_id)]
+        states = [e.state for e in gateway.running.core.store.events(job.job_id)]
         assert states == [JobState.QUEUED, JobState.DISPATCHED, JobState.RUNNING, JobState.SUCCEEDED]
     finally:
         agent.stop()
@@ -148,7 +148,7 @@ def test_sigterm_drains_the_agent_flushes_its_journal_and_exits_zero(gateway: Ga
         assert "received SIGTERM" in err
         assert SqliteJournal(workdir / "state" / "journal.db").pending() == []
         assert receipts(gateway, gateway.pki) == [(job.job_id, JobState.PREEMPTED)]
-        events = [e.state for e in gateway.running.federation.store.events(job.job_id)]
+        events = [e.state for e in gateway.running.core.store.events(job.job_id)]
         assert JobState.PREEMPTED in events
     finally:
         if agent.poll() is None:

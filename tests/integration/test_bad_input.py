@@ -37,7 +37,7 @@ def test_oversized_message_is_refused_before_parsing(gateway: GatewayHandle) -> 
     with channel, pytest.raises(grpc.RpcError) as refused:
         jobs.CreateJob(job_service_pb2.CreateJobRequest(spec=spec), timeout=10)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert gateway.running.federation.store.list_jobs(None).jobs == ()
+    assert gateway.running.core.store.list_jobs(None).jobs == ()
 
 
 def test_unknown_enum_value_is_invalid_argument(gateway: GatewayHandle) -> None:
@@ -59,7 +59,7 @@ def test_garbage_bytes_are_refused_as_a_bad_message(gateway: GatewayHandle) -> N
     # grpc.aio decodes before any servicer code runs and answers UNKNOWN; the detail names the problem.
     assert refused.value.code() == grpc.StatusCode.UNKNOWN
     assert "Error parsing message" in (refused.value.details() or "")
-    assert gateway.running.federation.store.list_jobs(None).jobs == ()
+    assert gateway.running.core.store.list_jobs(None).jobs == ()
 
 
 def test_too_many_env_entries_and_long_request_ids_are_refused(gateway: GatewayHandle) -> None:
@@ -75,7 +75,7 @@ def test_too_many_env_entries_and_long_request_ids_are_refused(gateway: GatewayH
             with pytest.raises(grpc.RpcError) as refused:
                 jobs.CreateJob(request, timeout=5)
             assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert gateway.running.federation.store.list_jobs(None).jobs == ()
+    assert gateway.running.core.store.list_jobs(None).jobs == ()
 
 
 def test_health_needs_a_client_certificate_too(gateway: GatewayHandle) -> None:

@@ -140,7 +140,7 @@ def test_enrolled_site_connects_with_its_new_credentials_and_runs_a_job(
         final = alice.get_job(job.job_id)
     assert final.state == JobState.SUCCEEDED, final.reasons
     assert final.placements[0].site == "centre-new"
-    kinds = [e.kind for e in gateway.running.federation.store.audit_entries()]
+    kinds = [e.kind for e in gateway.running.core.store.audit_entries()]
     assert "enrolment" in kinds
 
 
@@ -155,7 +155,7 @@ def test_wrong_fingerprint_sends_nothing_and_leaves_the_token_for_a_correct_atte
     assert f"did not present the CA with fingerprint {wrong}" in err
     assert "check the fingerprint the admin gave you" in err
     assert not (tmp_path / "first").exists()
-    assert not [e for e in gateway.running.federation.store.audit_entries() if e.kind.startswith("enrolment")]
+    assert not [e for e in gateway.running.core.store.audit_entries() if e.kind.startswith("enrolment")]
 
     colons = ":".join(join.ca_fingerprint[i : i + 2] for i in range(0, 64, 2)).upper()
     assert enroll(gateway, "centre-pin", join.token, f"sha256:{colons}", tmp_path / "second") == 0
@@ -196,7 +196,7 @@ def test_running_agent_renews_at_two_thirds_of_its_certificates_life_and_keeps_i
     script = f"import pathlib, time\nwhile not pathlib.Path({str(marker)!r}).exists():\n    time.sleep(0.05)"
     agent = start_agent(gateway, agents, "centre-r", creds, tmp_path / "agent", clock)
     wait_for_capacity(gateway, "centre-r")
-    site = gateway.running.federation.registry.get("centre-r")
+    site = gateway.running.core.registry.get("centre-r")
     first_connection = site.connection_id
     with gateway.client(gateway.pki.user("deepsea-ai", "alice")) as alice:
         job = alice.create_job(spec((sys.executable, "-c", script)))
@@ -209,7 +209,7 @@ def test_running_agent_renews_at_two_thirds_of_its_certificates_life_and_keeps_i
         new = x509.load_pem_x509_certificate((creds / "cert.pem").read_bytes())
         assert new.not_valid_after_utc > now + timedelta(days=30)
         assert (creds / "key.pem").stat().st_mode & 0o777 == 0o600
-        renewed = [e for e in gateway.running.federation.store.audit_entries() if e.kind == "certificate.renewed"]
+        renewed = [e for e in gateway.running.core.store.audit_entries() if e.kind == "certificate.renewed"]
         assert renewed and renewed[-1].principal == f"spiffe://{FEDERATION}/site/centre-r"
         eventually(lambda: site.connected and site.connection_id != first_connection, what="the agent to re-dial")
         running = alice.get_job(job.job_id)
@@ -225,5 +225,5 @@ def test_running_agent_renews_at_two_thirds_of_its_certificates_life_and_keeps_i
     assert not agent.task.done(), "the agent stopped: it was still using the revoked certificate"
     assert site.connected
     assert (final.state, final.attempt, final.exit_code) == (JobState.SUCCEEDED, 1, 0)
-    states = [e.state for e in gateway.running.federation.store.events(job.job_id)]
+    states = [e.state for e in gateway.running.core.store.events(job.job_id)]
     assert states == [JobState.QUEUED, JobState.DISPATCHED, JobState.RUNNING, JobState.SUCCEEDED]

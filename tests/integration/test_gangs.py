@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.app.compose import Core
 from gateway.cli import job as job_cli
-from gateway.jobs.federation import Federation
 from gateway.jobs.model import JobSpec, JobState, Reason, Resources, StackRun, Topology
 from gateway.placement.place import OptionFilter
 from gateway.policy.quotas import Usage
@@ -62,14 +62,14 @@ def agents(gateway: GatewayHandle, tmp_path: Path) -> Iterator[Callable[..., Age
         agent.stop()
 
 
-def federation(gateway: GatewayHandle) -> Federation:
-    return gateway.running.federation
+def federation(gateway: GatewayHandle) -> Core:
+    return gateway.running.core
 
 
-def ignore_site_terms(fed: Federation, monkeypatch: pytest.MonkeyPatch) -> None:
+def ignore_site_terms(fed: Core, monkeypatch: pytest.MonkeyPatch) -> None:
     """The gateway's copy of the centres' terms is stale (as after an agent's config changed and before it
     reported): it nominates a site whose own policy will refuse at Reserve time."""
-    original = fed.allows
+    original = fed.usage.allows
 
     def allows(spec: JobSpec, usage: Usage, policy: object = None, part_cards: int = 0) -> OptionFilter:
         inner = original(spec, usage, policy, part_cards)  # type: ignore[arg-type]
@@ -80,7 +80,7 @@ def ignore_site_terms(fed: Federation, monkeypatch: pytest.MonkeyPatch) -> None:
 
         return verdict
 
-    monkeypatch.setattr(fed, "allows", allows)
+    monkeypatch.setattr(fed.usage, "allows", allows)
 
 
 def test_a_two_site_gang_runs_at_both_with_one_epoch_and_succeeds(

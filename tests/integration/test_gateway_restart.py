@@ -41,7 +41,7 @@ def test_a_job_running_while_the_gateway_restarts_ends_once_and_is_recorded(
             eventually(lambda: alice.get_job(job.job_id).state == JobState.SUCCEEDED, timeout=30, what="the job's end")
             final = alice.get_job(job.job_id)
         assert (final.attempt, final.epoch, final.exit_code) == (1, 1, 0)
-        states = [e.state for e in gateway.running.federation.store.events(job.job_id)]
+        states = [e.state for e in gateway.running.core.store.events(job.job_id)]
         assert states == [JobState.QUEUED, JobState.DISPATCHED, JobState.RUNNING, JobState.SUCCEEDED]
         with gateway.client(pki.user("deepsea-ai", "alice")) as alice:
             receipts = alice.list_usage_receipts(datetime(1970, 1, 1, tzinfo=UTC))

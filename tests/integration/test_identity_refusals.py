@@ -35,7 +35,7 @@ def test_client_without_certificate_is_refused(gateway: GatewayHandle) -> None:
         with pytest.raises(grpc.RpcError) as refused:
             stub.ListJobs(job_service_pb2.ListJobsRequest(), timeout=5)
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE  # the TLS handshake itself fails
-    assert gateway.running.federation.store.list_jobs(None).jobs == ()
+    assert gateway.running.core.store.list_jobs(None).jobs == ()
 
 
 def test_client_with_certificate_from_another_ca_is_refused(gateway: GatewayHandle) -> None:
@@ -51,7 +51,7 @@ def test_client_with_certificate_from_another_ca_is_refused(gateway: GatewayHand
         with pytest.raises(grpc.RpcError) as refused:
             stub.CreateJob(job_service_pb2.CreateJobRequest(spec=job_pb2.JobSpec(tenant="deepsea-ai")), timeout=5)
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert gateway.running.federation.store.list_jobs(None).jobs == ()
+    assert gateway.running.core.store.list_jobs(None).jobs == ()
 
 
 def test_tenant_cannot_read_cancel_watch_or_list_another_tenants_job(gateway: GatewayHandle) -> None:
@@ -81,7 +81,7 @@ def test_tenant_cannot_submit_for_another_tenant(gateway: GatewayHandle) -> None
     with gateway.client(gateway.pki.user("panda-lm", "bob")) as bob, pytest.raises(ClientError) as refused:
         bob.create_job(SPEC)
     assert refused.value.code == "PERMISSION_DENIED" and refused.value.reason == "TENANT_MISMATCH"
-    assert gateway.running.federation.store.list_jobs(None).jobs == ()
+    assert gateway.running.core.store.list_jobs(None).jobs == ()
 
 
 def test_site_certificate_cannot_use_the_vendor_api(gateway: GatewayHandle) -> None:
@@ -131,11 +131,11 @@ def test_site_cannot_say_hello_as_another_site(gateway: GatewayHandle) -> None:
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     finally:
         stream.close()
-    assert "centre-b" not in gateway.running.federation.registry.names()
+    assert "centre-b" not in gateway.running.core.registry.names()
 
 
 def test_site_cannot_update_a_job_leased_to_another_site(gateway: GatewayHandle) -> None:
-    fed = gateway.running.federation
+    fed = gateway.running.core
     owner = SiteStream(gateway, gateway.pki.site("centre-b"))
     intruder = SiteStream(gateway, gateway.pki.site("centre-a"))
     try:
@@ -177,7 +177,7 @@ def test_site_cannot_update_a_job_leased_to_another_site(gateway: GatewayHandle)
 
 def test_a_site_lying_about_its_capacity_is_refused_and_changes_nothing(gateway: GatewayHandle) -> None:
     stream = SiteStream(gateway, gateway.pki.site("centre-a"))
-    registry = gateway.running.federation.registry
+    registry = gateway.running.core.registry
     try:
         stream.send(hello=site_pb2.Hello(site="centre-a", agent_version="t"))
         assert stream.next().HasField("welcome")

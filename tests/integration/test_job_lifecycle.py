@@ -51,7 +51,7 @@ def test_submitted_job_runs_on_the_agent_and_succeeds(gateway: GatewayHandle, as
     assert final.placements[0].site == "centre-a" and len(final.placements[0].device_indices) == 2
     log = ascend_site.workdir / "jobs" / job.job_id / "1" / "output.log"
     assert f"job {job.job_id} attempt 1 devices" in log.read_text()
-    events = gateway.running.federation.store.events(job.job_id)
+    events = gateway.running.core.store.events(job.job_id)
     assert [e.state for e in events] == [JobState.QUEUED, JobState.DISPATCHED, JobState.RUNNING, JobState.SUCCEEDED]
 
 
@@ -142,7 +142,7 @@ def test_job_preempted_by_a_stopping_agent_runs_again_as_a_new_attempt(gateway: 
             second.stop()
     assert final.state == JobState.SUCCEEDED
     assert (final.attempt, final.epoch) == (2, 2)
-    states = [e.state for e in gateway.running.federation.store.events(job.job_id)]
+    states = [e.state for e in gateway.running.core.store.events(job.job_id)]
     assert states == [
         JobState.QUEUED,
         JobState.DISPATCHED,

@@ -78,7 +78,7 @@ def open_gate_while_followed(gateway: GatewayHandle, gate: Path) -> threading.Th
     """Create `gate` once a reader follows the job's log: what comes after it can only arrive by following."""
 
     def watch() -> None:
-        eventually(lambda: gateway.running.federation.logs.open_streams > 0, what="a reader to follow the log")
+        eventually(lambda: gateway.running.core.logs.open_streams > 0, what="a reader to follow the log")
         gate.touch()
 
     thread = threading.Thread(target=watch, daemon=True)
@@ -96,7 +96,7 @@ def test_logs_of_a_finished_job_are_its_output_from_its_site_and_epoch(
     assert {(p.site, p.epoch) for p in pieces} == {(SITE, job.epoch)}
     tail = b"".join(p.data for p in bob.stream_job_logs(job.job_id, tail_bytes=17, timeout=20))
     assert tail == b"step 3 loss 2.41\n"
-    assert gateway.running.federation.logs.open_streams == 0
+    assert gateway.running.core.logs.open_streams == 0
 
 
 def test_follow_streams_the_output_as_it_is_written_until_the_job_ends(
@@ -127,7 +127,7 @@ def test_a_reader_leaving_early_ends_the_stream_at_the_gateway_and_the_site(
     wait_until_running(bob, job)
     pieces = bob.stream_job_logs(job.job_id, follow=True, timeout=30)
     assert read_until(pieces, b"started\n") == b"started\n"
-    relay = gateway.running.federation.logs
+    relay = gateway.running.core.logs
     assert relay.open_streams == 1
     pieces.close()  # the reader goes away while the job still runs
     eventually(lambda: relay.open_streams == 0, what="the gateway to drop the stream")
@@ -168,7 +168,7 @@ def test_a_job_that_never_started_says_when_logs_appear(
 def test_an_offline_site_is_named(gateway: GatewayHandle, h20_site: AgentHandle, bob: FederationClient) -> None:
     job = run_to_end(bob, spec(sys.executable, "-c", PRINT_LINES))
     h20_site.stop()
-    eventually(lambda: not gateway.running.federation.registry.get(SITE).connected, what=f"{SITE} to disconnect")
+    eventually(lambda: not gateway.running.core.registry.get(SITE).connected, what=f"{SITE} to disconnect")
     with pytest.raises(ClientError) as refused:
         list(bob.stream_job_logs(job.job_id, timeout=20))
     assert (refused.value.code, refused.value.reason) == ("UNAVAILABLE", "SITE_OFFLINE")
@@ -204,7 +204,7 @@ def test_cli_prints_the_output_raw_or_as_json_with_exit_codes_scripts_can_trust(
     assert usage.value.code == 2 and "not a byte count" in capsys.readouterr().err
 
     h20_site.stop()
-    eventually(lambda: not gateway.running.federation.registry.get(SITE).connected, what=f"{SITE} to disconnect")
+    eventually(lambda: not gateway.running.core.registry.get(SITE).connected, what=f"{SITE} to disconnect")
     assert job_cli.main(["logs", job.job_id, *as_bob]) == 1
     err = capsys.readouterr().err
     assert f"site {SITE}" in err and "is the gateway running" not in err

@@ -19,14 +19,14 @@ def scrape(gateway: GatewayHandle) -> str:
 
 def test_metrics_show_policy_version_jobs_and_sites(gateway: GatewayHandle) -> None:
     text = scrape(gateway)
-    version = gateway.running.federation.policy.policy.version
+    version = gateway.running.core.policy.policy.version
     assert f'fedgate_policy_info{{version="{version}"}} 1' in text
     assert "fedgate_policy_reload_failures_total 0" in text
     assert "fedgate_sites_connected 0" in text
 
 
 def test_a_refused_reload_shows_in_the_metrics(gateway: GatewayHandle, tmp_path: Path) -> None:
-    holder = gateway.running.federation.policy
+    holder = gateway.running.core.policy
     broken = tmp_path / "broken.yaml"
     broken.write_text("apiVersion: fedgate.io/v1\nkind: Federation\nmetadata: {name: itest}\ntenants: [{nmae: x}]\n")
     holder.path = broken

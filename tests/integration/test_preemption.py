@@ -58,7 +58,7 @@ def test_a_high_priority_job_preempts_a_low_one_which_checkpoints_and_runs_again
     assert (folder / "resumed").read_text() == "checkpoint-1"
     assert final_low.state == JobState.SUCCEEDED, final_low.reasons
     assert (final_low.attempt, final_low.epoch) == (2, 2)
-    store = gateway.running.federation.store
+    store = gateway.running.core.store
     assert [e.state for e in store.events(low.job_id)] == [
         JobState.QUEUED,
         JobState.DISPATCHED,

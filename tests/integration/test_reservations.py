@@ -80,7 +80,7 @@ def test_a_job_waits_for_its_reservation_runs_inside_it_and_others_stay_off_the_
         assert waiting.state == JobState.QUEUED
         assert any(r.code == "RESERVATION_NOT_STARTED" for r in waiting.reasons), waiting.reasons
         eventually(lambda: alice.get_job(named.job_id).state == JobState.SUCCEEDED, timeout=40, what="the named job")
-        events = gateway.running.federation.store.events(named.job_id)
+        events = gateway.running.core.store.events(named.job_id)
         dispatched = [e for e in events if e.state == JobState.DISPATCHED]
         assert dispatched and dispatched[0].time >= start and dispatched[0].site == "centre-a"
         assert alice.get_reservation(reservation.reservation_id).state == S.ACTIVE

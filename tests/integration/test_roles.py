@@ -35,7 +35,7 @@ def test_user_missing_from_the_member_list_is_refused(gateway: GatewayHandle) ->
     with gateway.client(gateway.pki.user("panda-lm", "mallory")) as mallory, pytest.raises(ClientError) as refused:
         mallory.create_job(EVAL)
     assert refused.value.reason == "NOT_A_MEMBER"
-    assert gateway.running.federation.store.list_jobs(None).jobs == ()
+    assert gateway.running.core.store.list_jobs(None).jobs == ()
 
 
 def test_viewer_token_reads_but_cannot_act(gateway: GatewayHandle) -> None:
@@ -55,7 +55,7 @@ def test_member_token_submits_on_the_public_port(gateway: GatewayHandle) -> None
     with gateway.token_client(token) as ci:
         job = ci.create_job(EVAL)
         assert ci.get_job(job.job_id).state == JobState.QUEUED
-    kinds = [e.kind for e in gateway.running.federation.store.audit_entries()]
+    kinds = [e.kind for e in gateway.running.core.store.audit_entries()]
     assert "token.issued" in kinds
 
 

@@ -28,7 +28,7 @@ def test_user_renews_its_certificate_and_keeps_working(gateway: GatewayHandle, t
     assert (mine / "key.pem").stat().st_mode & 0o777 == 0o600
     with gateway.client(mine) as alice:
         assert alice.list_jobs() == []
-    entries = gateway.running.federation.store.audit_entries()
+    entries = gateway.running.core.store.audit_entries()
     renewed = [e for e in entries if e.kind == "certificate.renewed"]
     assert renewed and renewed[-1].principal.endswith("/tenant/deepsea-ai/user/alice")
 

@@ -63,7 +63,7 @@ def test_a_job_of_a_tenant_the_site_refuses_waits_queued_and_never_runs_there(
     assert waiting.state == JobState.QUEUED, waiting.reasons
     reason = next(r for r in waiting.reasons if r.code == "SITE_TERMS")
     assert reason.site == "centre-a" and "deepsea-ai" in reason.message, reason
-    states = [e.state for e in gateway.running.federation.store.events(refused.job_id)]
+    states = [e.state for e in gateway.running.core.store.events(refused.job_id)]
     assert JobState.RUNNING not in states and JobState.DISPATCHED not in states, states
 
     with gateway.client(gateway.pki.user("panda-lm", "bob")) as bob:  # the site still takes whom it accepts
@@ -78,5 +78,5 @@ def test_a_job_larger_than_the_site_takes_waits_queued_with_the_site_terms(
         big = bob.create_job(spec("panda-lm", "eval", cards=6))
         eventually(lambda: any(r.code == "SITE_TERMS" for r in bob.get_job(big.job_id).reasons), what="SITE_TERMS")
         assert bob.get_job(big.job_id).state == JobState.QUEUED
-    states = [e.state for e in gateway.running.federation.store.events(big.job_id)]
+    states = [e.state for e in gateway.running.core.store.events(big.job_id)]
     assert JobState.RUNNING not in states, states

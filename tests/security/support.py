@@ -63,7 +63,7 @@ class StoreState:
 
 
 def store_state(gateway: GatewayHandle) -> StoreState:
-    store = gateway.running.federation.store
+    store = gateway.running.core.store
     jobs = store.list_jobs(None, page_size=1000).jobs
     return StoreState(jobs, {j.job_id: store.events(j.job_id) for j in jobs}, store.revocations())
 
@@ -298,11 +298,11 @@ def audited(gateway: GatewayHandle, kind: str, **details: str) -> list[AuditEntr
     """Audit entries of `kind` whose details include `details`."""
     return [
         e
-        for e in gateway.running.federation.store.audit_entries(0, 1000)
+        for e in gateway.running.core.store.audit_entries(0, 1000)
         if e.kind == kind and all(e.details.get(k) == v for k, v in details.items())
     ]
 
 
 def assert_audit_intact(gateway: GatewayHandle) -> None:
-    verdict = verify_audit_store(gateway.running.federation.store, gateway.running.trust.authority)
+    verdict = verify_audit_store(gateway.running.core.store, gateway.running.trust.authority)
     assert verdict.intact, verdict.problem

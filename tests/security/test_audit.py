@@ -104,7 +104,7 @@ def test_audit_entry_rewritten_without_the_audit_key_is_detected(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # A consistent chain (every hash recomputed) is not enough: each entry is signed with the audit key.
-    store = gateway.running.federation.store
+    store = gateway.running.core.store
     last = store.last_audit()
     assert last is not None
     previous = store.audit_entries(last.sequence - 2, 1)[0] if last.sequence > 1 else None  # after is exclusive

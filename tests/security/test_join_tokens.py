@@ -32,7 +32,7 @@ from tests.security.support import (
 
 
 def record_of(gateway: GatewayHandle, join_token: str) -> JoinTokenRecord:
-    record = gateway.running.federation.store.join_token(parse_join_token(join_token)[0])
+    record = gateway.running.core.store.join_token(parse_join_token(join_token)[0])
     assert record is not None
     return record
 

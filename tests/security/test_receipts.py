@@ -52,7 +52,7 @@ def running_job(gateway: GatewayHandle, stream: SiteStream) -> tuple[str, int]:
 
 
 def receipts_of(gateway: GatewayHandle) -> int:
-    store = gateway.running.federation.store
+    store = gateway.running.core.store
     return len(store.list_receipts(None, BEGINNING, datetime.now(UTC) + timedelta(days=1)).receipts)
 
 
@@ -100,7 +100,7 @@ def test_a_valid_receipt_settles_once_even_when_replayed(gateway: GatewayHandle)
     finally:
         stream.close()
     assert receipts_of(gateway) == 1
-    (settled,) = gateway.running.federation.store.list_receipts(None, BEGINNING, datetime.now(UTC)).receipts
+    (settled,) = gateway.running.core.store.list_receipts(None, BEGINNING, datetime.now(UTC)).receipts
     assert settled.receipt.record_bytes == good.record and settled.gateway_signature
 
 

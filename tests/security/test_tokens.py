@@ -45,7 +45,7 @@ def test_token_signed_here_for_this_audience_is_accepted(gateway: GatewayHandle)
     with gateway.token_client(signed_token(gateway, claims(gateway))) as ci:
         job = ci.create_job(spec_for())
         assert [j.job_id for j in ci.list_jobs()] == [job.job_id]
-    stored = gateway.running.federation.store.get_job(job.job_id)
+    stored = gateway.running.core.store.get_job(job.job_id)
     assert stored is not None and stored.owner == f"spiffe://{FEDERATION}/tenant/deepsea-ai/user/ci-bot"
 
 

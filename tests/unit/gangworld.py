@@ -1,6 +1,6 @@
 """A federation with fake sites and a hand-moved clock, for driving the gang coordinator without a network.
 
-The gateway side is real (Federation over an in-memory SQLite store, its site registry, its Dispatcher); the
+The gateway side is real (a core over an in-memory SQLite store, its site registry, its Dispatcher); the
 sites are `FakeSite`s that read their outbox and answer Reserve / Commit / Abort / Launch / Cancel the way an
 agent does (holding cards, refusing, or staying silent), so that tests can check who holds what.
 """
@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from gateway.app.compose import compose
 from gateway.app.config import REPO_POLICIES
 from gateway.identity.principal import Principal
-from gateway.jobs.federation import Federation
 from gateway.jobs.model import Job, JobSpec, JobState, Resources, StackRun, Topology
 from gateway.policy import load_catalogue
 from gateway.policy.holder import PolicyHolder
-from gateway.sites.dispatcher import Dispatcher, RunningAttempt
+from gateway.sites.dispatcher import RunningAttempt
 from gateway.sites.model import Pool
 from gateway.sites.registry import AbortCommand, CancelCommand, CommitCommand, LaunchCommand, ReserveCommand
 from gateway.store import open_store
@@ -66,8 +66,8 @@ class GangWorld:
         self.policy = PolicyHolder(REPO_POLICIES / "federation.yaml", catalogue, self.clock())
         self.store_url = store_url
         self.store = open_store(store_url)
-        self.fed = Federation(self.store, self.policy, self.clock)
-        self.dispatcher = Dispatcher(self.fed)
+        self.fed = compose(self.store, self.policy, self.clock)
+        self.dispatcher = self.fed.dispatcher
         self.cls = cls
         self.sites = {s.name: s for s in sites}
         self.sessions = {s.name: self.dispatcher.hello(s.name, "fake", []) for s in sites}
@@ -80,8 +80,8 @@ class GangWorld:
         if not self.store_url.endswith(":memory:"):  # a memory store cannot be reopened: keep the one there is
             self.store.close()
             self.store = open_store(self.store_url)
-        self.fed = Federation(self.store, self.policy, self.clock)
-        self.dispatcher = Dispatcher(self.fed)
+        self.fed = compose(self.store, self.policy, self.clock)
+        self.dispatcher = self.fed.dispatcher
         said = running or {}
         self.sessions = {name: self.dispatcher.hello(name, "fake", said.get(name, [])) for name in self.sites}
         for name in self.sites:
@@ -100,10 +100,10 @@ class GangWorld:
             (StackRun("", "registry.example/train:1", ("train",)),),
             topology=Topology(max_sites, min_per_site),
         )
-        return await self.fed.create_job(ALICE, spec)
+        return await self.fed.jobs.create_job(ALICE, spec)
 
     def job(self, job_id: str) -> Job:
-        job = self.fed.active.get(job_id) or self.store.get_job(job_id)
+        job = self.fed.book.active.get(job_id) or self.store.get_job(job_id)
         assert job is not None
         return job
 
@@ -120,7 +120,7 @@ class GangWorld:
         """Schedule, then let every site answer what it was sent, until nothing more happens (bounded)."""
         for _ in range(rounds):
             self._expire()
-            self.fed.schedule()
+            self.fed.scheduler.schedule()
             if not any(self._answer(name) for name in self.sites):
                 return
 

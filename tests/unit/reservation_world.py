@@ -1,4 +1,4 @@
-"""A real Federation over an in-memory SQLite store with a clock the test turns, and sites connected straight
+"""A real gateway core over an in-memory SQLite store with a clock the test turns, and sites connected straight
 to its registry (no gRPC): what the reservation tests drive. Commands a site would receive are read from its
 outbox; its replies are made by calling the book as the site service would."""
 
@@ -8,9 +8,9 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from gateway.app.compose import Core, compose
 from gateway.app.config import REPO_POLICIES
 from gateway.identity.principal import Principal
-from gateway.jobs.federation import Federation
 from gateway.jobs.model import Capability, Job, JobSpec, Resources, StackRun
 from gateway.policy import load_catalogue
 from gateway.policy.holder import PolicyHolder
@@ -65,20 +65,20 @@ class FakeClock:
         self.now += timedelta(**delta)
 
 
-def federation(tmp_path: Path, clock: FakeClock, store: SqliteStore | None = None) -> Federation:
+def federation(tmp_path: Path, clock: FakeClock, store: SqliteStore | None = None) -> Core:
     policy_path = tmp_path / "federation.yaml"
     if not policy_path.exists():
         policy_path.write_text(POLICY)
     catalogue = load_catalogue(REPO_POLICIES / "accelerators.yaml")
     holder = PolicyHolder(policy_path, catalogue, clock())
-    return Federation(store or SqliteStore(":memory:"), holder, clock)
+    return compose(store or SqliteStore(":memory:"), holder, clock)
 
 
 def pool(cls: str, offered: int, free: int | None = None) -> Pool:
     return Pool(cls, offered, offered, offered if free is None else free, 8)
 
 
-def connect(fed: Federation, site: str, *pools: Pool, terms: SiteTerms | None = None) -> Outbox:
+def connect(fed: Core, site: str, *pools: Pool, terms: SiteTerms | None = None) -> Outbox:
     _, outbox = fed.registry.connect(site, "test", fed.clock())
     fed.registry.report(site, pools, True, fed.clock(), terms)
     return outbox
@@ -117,9 +117,7 @@ def request(
     )
 
 
-def job(
-    fed: Federation, caller: Principal, project: str, cards: int, reservation: str = "", cls: str = "ascend-910b"
-) -> Job:
+def job(fed: Core, caller: Principal, project: str, cards: int, reservation: str = "", cls: str = "ascend-910b") -> Job:
     spec = JobSpec(
         tenant=caller.tenant,
         project=project,
@@ -127,4 +125,4 @@ def job(
         runs=(StackRun(command=("python3", "train.py")),),
         reservation=reservation,
     )
-    return asyncio.run(fed.create_job(caller, spec))
+    return asyncio.run(fed.jobs.create_job(caller, spec))

@@ -1,4 +1,4 @@
-"""A small federation for scheduling tests: a real Federation over an in-memory store, sites in the registry,
+"""A small federation for scheduling tests: a real gateway core over an in-memory store, sites in the registry,
 a clock the test moves, and the site side driven through the real Dispatcher (no gRPC, no agents)."""
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from gateway.app.compose import compose
 from gateway.app.config import REPO_POLICIES
 from gateway.identity.principal import Principal
-from gateway.jobs.federation import Federation
 from gateway.jobs.model import Job, JobEvent, JobSpec, JobState, Resources, StackRun
 from gateway.policy import load_catalogue
 from gateway.policy.holder import PolicyHolder
-from gateway.sites.dispatcher import Dispatcher, SiteUpdate
+from gateway.sites.dispatcher import SiteUpdate
 from gateway.sites.model import Pool, SiteTerms
 from gateway.sites.registry import Command, Outbox
 from gateway.store import open_store
@@ -28,8 +28,8 @@ class World:
         self.now = START
         catalogue = load_catalogue(REPO_POLICIES / "accelerators.yaml")
         holder = PolicyHolder(policy, catalogue, START)
-        self.fed = Federation(open_store("sqlite://:memory:"), holder, clock=lambda: self.now)
-        self.dispatcher = Dispatcher(self.fed)
+        self.fed = compose(open_store("sqlite://:memory:"), holder, clock=lambda: self.now)
+        self.dispatcher = self.fed.dispatcher
         self._outboxes: dict[str, Outbox] = {}
         self._sequences: dict[str, itertools.count[int]] = defaultdict(lambda: itertools.count(1))
         self._ids = itertools.count(1)
@@ -57,22 +57,22 @@ class World:
         job_id = f"job-{next(self._ids):05d}"
         job = Job(job_id, spec, JobState.QUEUED, self.now, self.now, request_id=job_id, owner="test")
         for stored, _ in self.fed.store.create_jobs([(job, JobEvent(job.job_id, JobState.QUEUED, self.now))]):
-            self.fed._remember(stored)
+            self.fed.book.remember(stored)
         return job.job_id
 
     def cancel(self, job_id: str) -> None:
-        self.fed.cancel_job(Principal.admin("demo", "root"), job_id)
+        self.fed.jobs.cancel_job(Principal.admin("demo", "root"), job_id)
 
     def cycle(self) -> int:
-        return self.fed.schedule()
+        return self.fed.scheduler.schedule()
 
     def periodic_cycle(self) -> int:
-        """The cycle `run_scheduler` runs every period even when nothing woke it: every queued job is looked at."""
-        self.fed._capacity_grew = True
-        return self.fed.schedule()
+        """The cycle `Scheduler.run` runs every period even when nothing woke it: every queued job is looked at."""
+        self.fed.queue.capacity_changed()
+        return self.fed.scheduler.schedule()
 
     def job(self, job_id: str) -> Job:
-        found = self.fed.active.get(job_id) or self.fed.store.get_job(job_id)
+        found = self.fed.book.active.get(job_id) or self.fed.store.get_job(job_id)
         assert found is not None, job_id
         return found
 
@@ -101,10 +101,10 @@ class World:
 
     def explained(self, job_id: str) -> dict[str, str]:
         """What ExplainJob says of the job, code -> stage."""
-        explanation = self.fed.explain(Principal.admin("demo", "root"), job_id)
+        explanation = self.fed.jobs.explain(Principal.admin("demo", "root"), job_id)
         return {r.code: r.stage for r in explanation.reasons}
 
     def reasons(self, job_id: str) -> dict[str, str]:
         """The live reason chain of a queued job, code -> message."""
-        job = self.fed.with_pending_reasons(self.job(job_id))
+        job = self.fed.outlook.with_pending_reasons(self.job(job_id))
         return {r.code: r.message for r in job.reasons}

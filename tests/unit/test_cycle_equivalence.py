@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.app.compose import Core, compose
 from gateway.app.config import REPO_POLICIES
-from gateway.jobs.federation import Federation
 from gateway.jobs.model import Capability, Job, JobEvent, JobSpec, JobState, Placement, Resources, StackRun, Topology
 from gateway.placement.fairshare import dominant_shares, queue_key
 from gateway.placement.freeindex import FreeIndex
@@ -100,15 +100,15 @@ OWNERS = [
 ]
 
 
-def _federation(tmp_path: Path) -> Federation:
+def _federation(tmp_path: Path) -> Core:
     policy_file = tmp_path / "federation.yaml"
     policy_file.write_text(POLICY, encoding="utf-8")
     catalogue = load_catalogue(REPO_POLICIES / "accelerators.yaml")
     holder = PolicyHolder(policy_file, catalogue, NOW)
-    return Federation(open_store("sqlite://:memory:"), holder, clock=lambda: NOW)
+    return compose(open_store("sqlite://:memory:"), holder, clock=lambda: NOW)
 
 
-def _sites(federation: Federation, rng: random.Random) -> None:
+def _sites(federation: Core, rng: random.Random) -> None:
     for i in range(rng.randint(3, 40)):
         name = f"s{i:02d}"
         federation.registry.connect(name, "test", NOW)
@@ -145,43 +145,47 @@ def _spec(rng: random.Random, i: int) -> JobSpec:
     )
 
 
-def _queue(federation: Federation, rng: random.Random, count: int, first: int) -> None:
+def _queue(federation: Core, rng: random.Random, count: int, first: int) -> None:
     jobs = []
     for i in range(first, first + count):
         created = NOW - timedelta(minutes=rng.randint(0, 120))  # aging reorders some
         job = Job(f"job-{i:05d}", _spec(rng, i), JobState.QUEUED, created, created, request_id=f"r{i}", owner="t")
         jobs.append((job, JobEvent(job.job_id, JobState.QUEUED, created, 0, "", "admitted")))
     for job, _ in federation.store.create_jobs(jobs):
-        federation._remember(job)
+        federation.book.remember(job)
 
 
-def _reference_cycle(federation: Federation) -> dict[str, Placement]:
+def _reference_cycle(federation: Core) -> dict[str, Placement]:
     """The cycle as it was written before `gateway.scheduler.cyclecache` (reservations, backfill and preemption holds
     included), decisions only: nothing is dispatched, and the holds are worked out on a copy of the book."""
-    book = copy.deepcopy(federation.queue_holds)
-    queued = book.revisit(list(federation._queued), federation._queued)
-    hold = federation.reservations.hold(federation._holding.values())
-    leases = hold.withhold(federation.leases())
+    book = copy.deepcopy(federation.earmarks)
+    queued = book.revisit(list(federation.queue.queued), federation.queue.queued)
+    hold = federation.reservations.hold(federation.usage.holding())
+    leases = hold.withhold(federation.usage.leases())
     views: dict[str, SiteView] = {view.name: view for view in federation.registry.views(leases)}
     index = FreeIndex(views.values())
-    usage = federation.usage(list(views.values()))
+    usage = federation.usage.usage(list(views.values()))
     policy = federation.policy.policy
     shares = dominant_shares(usage, policy)
     queued.sort(
         key=lambda j: queue_key(
-            federation.active[j], federation._priority(federation.active[j].spec), shares, policy, NOW
+            federation.book.active[j],
+            federation.scheduler._priority(federation.book.active[j].spec),
+            shares,
+            policy,
+            NOW,
         )
     )
     held = usage.held
     assert isinstance(held, dict)
-    holding = federation._holding.values()
-    plan = CyclePlan(book, NOW, policy, views, index, holding, federation._queued, federation.active)
+    holding = federation.usage.holding()
+    plan = CyclePlan(book, NOW, policy, views, index, holding, federation.queue.queued, federation.book.active)
     chosen: dict[str, Placement] = {}
     for job_id in queued:
-        job, classes = federation.active[job_id], federation._queued[job_id]
+        job, classes = federation.book.active[job_id], federation.queue.queued[job_id]
         cards = job.spec.resources.cards
         decision = None
-        allows = federation.allows(job.spec, usage)
+        allows = federation.usage.allows(job.spec, usage)
         if hold.concerns(job.spec):
             if hold.over(job.spec):
                 continue
@@ -203,19 +207,19 @@ def _reference_cycle(federation: Federation) -> dict[str, Placement]:
     return chosen
 
 
-def _dispatched(federation: Federation, before: set[str]) -> dict[str, Placement]:
+def _dispatched(federation: Core, before: set[str]) -> dict[str, Placement]:
     return {
         job.job_id: job.placements[0]
-        for job in federation.active.values()
+        for job in federation.book.active.values()
         if job.state == JobState.DISPATCHED and job.job_id not in before
     }
 
 
-def _finish_some(federation: Federation, rng: random.Random) -> None:
+def _finish_some(federation: Core, rng: random.Random) -> None:
     """Some dispatched jobs end, so that the second cycle sees cards come back and usage fall."""
-    for job in list(federation.active.values()):
+    for job in list(federation.book.active.values()):
         if job.state == JobState.DISPATCHED and rng.random() < 0.3:
-            federation.transition(job, JobState.SUCCEEDED, "done")
+            federation.book.transition(job, JobState.SUCCEEDED, "done")
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -227,8 +231,8 @@ def test_fast_cycle_places_every_job_where_the_straightforward_cycle_would(tmp_p
     state = rng.getstate()
     for cycle in range(2):
         expected = _reference_cycle(federation)
-        before = {j.job_id for j in federation.active.values() if j.state == JobState.DISPATCHED}
-        dispatched = federation.schedule()
+        before = {j.job_id for j in federation.book.active.values() if j.state == JobState.DISPATCHED}
+        dispatched = federation.scheduler.schedule()
         got = _dispatched(federation, before)
         assert got == expected, f"seed {seed}, cycle {cycle}"
         assert dispatched == len(expected)
@@ -246,11 +250,11 @@ def test_the_random_federations_do_exercise_refusals_and_full_sites(tmp_path: Pa
         federation = _federation(tmp_path)
         _sites(federation, rng)
         _queue(federation, rng, 300, 0)
-        federation.schedule()
-        snapshot = federation.snapshot()
-        for job in list(federation.active.values()):
+        federation.scheduler.schedule()
+        snapshot = federation.outlook.snapshot()
+        for job in list(federation.book.active.values()):
             if job.state == JobState.QUEUED:
-                for reason in federation.with_pending_reasons(job, snapshot).reasons:
+                for reason in federation.outlook.with_pending_reasons(job, snapshot).reasons:
                     seen[reason.code] += 1
     for code in ("QUOTA", "RULE_DENY", "RULE_REQUIRE", "RESIDENCY", "SITE_TERMS", "NO_FREE_CAPACITY"):
         assert seen[code] > 0, f"no job ever waited for {code}: {dict(seen)}"
@@ -278,12 +282,12 @@ def test_a_cycle_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path) -> 
     _sites(federation, random.Random(1))
     _queue(federation, random.Random(1), 50, 0)
     assert gc.isenabled()
-    federation.schedule()
+    federation.scheduler.schedule()
     assert gc.isenabled()
     gc.disable()
     try:
         _queue(federation, random.Random(2), 50, 100)
-        federation.schedule()
+        federation.scheduler.schedule()
         assert not gc.isenabled()  # paused by someone else: the cycle does not turn it back on
     finally:
         gc.enable()

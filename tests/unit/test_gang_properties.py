@@ -162,7 +162,7 @@ def _check_queued_gangs_hold_nothing(w: GangWorld, ids: list[str]) -> None:
 
 
 def _check_no_overcommit(w: GangWorld) -> None:
-    for name, leased in w.fed.leases().items():
+    for name, leased in w.fed.usage.leases().items():
         assert sum(leased.values()) <= w.sites[name].cards
     for site in w.sites.values():
         assert site.held() + sum(site.launched.values()) <= site.cards

@@ -1,6 +1,6 @@
 """A gang's part outcomes are durable: what its parts reported before a gateway restart still adds up after it.
 
-The gateway is real (Federation over a SQLite file, Dispatcher); a restart is a new Federation and Dispatcher
+The gateway is real (a core over a SQLite file, its Dispatcher); a restart is a new core and Dispatcher
 over the same file, with the sites reconnecting. The agents' updates acknowledged before the restart are not
 replayed (their cursor is durable), so the gateway must know from the store which parts already finished.
 """

@@ -213,7 +213,7 @@ def test_a_preempted_job_never_preempts_its_preemptor(tmp_path: Path) -> None:
     world.start(preemptor)
     world.commands("centre-a")
     path.write_text(head + classes % 30)
-    world.fed.reload_policy()  # b now outranks a, and a is preemptible: only the history stops it
+    world.fed.admin.reload_policy()  # b now outranks a, and a is preemptible: only the history stops it
     world.now += HOUR
     world.cycle()
     assert preempted(world) == {}

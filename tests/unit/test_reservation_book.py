@@ -1,4 +1,4 @@
-"""The reservation book over a real Federation and store, with a clock the test turns: the state machine,
+"""The reservation book over a real gateway core and store, with a clock the test turns: the state machine,
 the confirmation round with the sites, validation, access, idempotency and restarts."""
 
 from __future__ import annotations
@@ -53,15 +53,15 @@ def test_a_reservation_is_confirmed_by_its_site_active_in_its_window_and_release
     assert confirmed.state == S.CONFIRMED and [p.state for p in confirmed.parts] == [S.CONFIRMED]
 
     clock.advance(minutes=59)
-    fed.schedule()
+    fed.scheduler.schedule()
     assert fed.reservations.get(ALICE, reservation.reservation_id).state == S.CONFIRMED
     clock.advance(minutes=1)
-    fed.schedule()
+    fed.scheduler.schedule()
     assert fed.reservations.get(ALICE, reservation.reservation_id).state == S.ACTIVE
     assert sent(outbox) == []
 
     clock.advance(hours=2)
-    fed.schedule()
+    fed.scheduler.schedule()
     ended = fed.reservations.get(ALICE, reservation.reservation_id)
     assert ended.state == S.ENDED and ended.reasons[-1].code == "ENDED"
     (release,) = sent(outbox)
@@ -129,10 +129,10 @@ def test_a_silent_site_is_taken_to_refuse_after_the_timeout(tmp_path: Path) -> N
     connect(fed, "centre-a", pool("ascend-910b", 8))
     reservation = fed.reservations.create(ALICE, request(8))
     clock.advance(seconds=CONFIRM_TIMEOUT.total_seconds() - 1)
-    fed.schedule()
+    fed.scheduler.schedule()
     assert fed.reservations.get(ALICE, reservation.reservation_id).state == S.PENDING
     clock.advance(seconds=1)
-    fed.schedule()
+    fed.scheduler.schedule()
     refused = fed.reservations.get(ALICE, reservation.reservation_id)
     assert refused.state == S.REFUSED and "no reply within" in refused.parts[0].reason
 
@@ -247,11 +247,11 @@ def test_a_restarted_gateway_keeps_its_reservations_and_asks_again_what_was_unan
     again = federation(tmp_path, clock, SqliteStore(db))
     assert set(again.reservations.live) == {pending.reservation_id, confirmed.reservation_id}
     outbox = connect(again, "centre-a", pool("ascend-910b", 8))
-    again.schedule()
+    again.scheduler.schedule()
     asked = sent(outbox)
     assert [(type(c), c.reservation_id) for c in asked] == [(BookCommand, pending.reservation_id)]
     clock.advance(hours=1)
-    again.schedule()
+    again.scheduler.schedule()
     assert again.reservations.get(ALICE, confirmed.reservation_id).state == S.ACTIVE
 
 

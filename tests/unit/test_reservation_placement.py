@@ -8,20 +8,20 @@ from pathlib import Path
 
 import pytest
 
+from gateway.app.compose import Core
 from gateway.errors import AdmissionRejected
-from gateway.jobs.federation import Federation
 from gateway.jobs.model import JobState
 from gateway.reservations.model import Reservation, ReservationState
 from tests.unit.reservation_world import ALICE, BOB, FakeClock, connect, federation, job, pool, request
 
 
-def active(fed: Federation, clock: FakeClock, cards: int, **changes: object) -> Reservation:
+def active(fed: Core, clock: FakeClock, cards: int, **changes: object) -> Reservation:
     """deepsea-ai/llama-sft's reservation of `cards` ascend-910b cards, confirmed by its site and started."""
     reservation = fed.reservations.create(ALICE, request(cards, **changes))  # type: ignore[arg-type]
     for part in reservation.parts:
         fed.reservations.site_replied(part.site, reservation.reservation_id, True, "")
     clock.advance(hours=1)
-    fed.schedule()
+    fed.scheduler.schedule()
     started = fed.reservations.get(ALICE, reservation.reservation_id)
     assert started.state == ReservationState.ACTIVE
     return started
@@ -33,48 +33,48 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def fed(tmp_path: Path, clock: FakeClock) -> Federation:
+def fed(tmp_path: Path, clock: FakeClock) -> Core:
     federation_ = federation(tmp_path, clock)
     connect(federation_, "centre-a", pool("ascend-910b", 8))
     return federation_
 
 
-def test_another_project_cannot_take_the_reserved_cards_inside_the_window(fed: Federation, clock: FakeClock) -> None:
+def test_another_project_cannot_take_the_reserved_cards_inside_the_window(fed: Core, clock: FakeClock) -> None:
     reservation = active(fed, clock, 6)
     big = job(fed, BOB, "eval", 4)
     small = job(fed, BOB, "eval", 2)
-    fed.schedule()
-    assert fed.get_job(BOB, big.job_id).state == JobState.QUEUED
-    assert fed.get_job(BOB, small.job_id).state == JobState.DISPATCHED  # the 2 cards nobody reserved
-    why = fed.get_job(BOB, big.job_id).reasons
+    fed.scheduler.schedule()
+    assert fed.jobs.get_job(BOB, big.job_id).state == JobState.QUEUED
+    assert fed.jobs.get_job(BOB, small.job_id).state == JobState.DISPATCHED  # the 2 cards nobody reserved
+    why = fed.jobs.get_job(BOB, big.job_id).reasons
     assert any(r.code == "RESERVED" and reservation.reservation_id in r.message for r in why), why
-    explained = fed.explain(BOB, job_id=big.job_id)
+    explained = fed.jobs.explain(BOB, job_id=big.job_id)
     assert any(r.code == "RESERVED" for r in explained.reasons)
 
 
-def test_the_owning_project_may_use_the_reserved_cards_without_naming_them(fed: Federation, clock: FakeClock) -> None:
+def test_the_owning_project_may_use_the_reserved_cards_without_naming_them(fed: Core, clock: FakeClock) -> None:
     active(fed, clock, 6)
     mine = job(fed, ALICE, "llama-sft", 8)
-    fed.schedule()
-    assert fed.get_job(ALICE, mine.job_id).state == JobState.DISPATCHED
+    fed.scheduler.schedule()
+    assert fed.jobs.get_job(ALICE, mine.job_id).state == JobState.DISPATCHED
 
 
-def test_after_the_window_everyone_can_use_the_cards(fed: Federation, clock: FakeClock) -> None:
+def test_after_the_window_everyone_can_use_the_cards(fed: Core, clock: FakeClock) -> None:
     active(fed, clock, 8)
     theirs = job(fed, BOB, "eval", 8)
-    fed.schedule()
-    assert fed.get_job(BOB, theirs.job_id).state == JobState.QUEUED
+    fed.scheduler.schedule()
+    assert fed.jobs.get_job(BOB, theirs.job_id).state == JobState.QUEUED
     clock.advance(hours=2)
-    fed.schedule()
-    assert fed.get_job(BOB, theirs.job_id).state == JobState.DISPATCHED
+    fed.scheduler.schedule()
+    assert fed.jobs.get_job(BOB, theirs.job_id).state == JobState.DISPATCHED
 
 
-def test_before_the_window_the_cards_are_not_kept(fed: Federation, clock: FakeClock) -> None:
+def test_before_the_window_the_cards_are_not_kept(fed: Core, clock: FakeClock) -> None:
     reservation = fed.reservations.create(ALICE, request(8))
     fed.reservations.site_replied("centre-a", reservation.reservation_id, True, "")
     theirs = job(fed, BOB, "eval", 8)
-    fed.schedule()
-    assert fed.get_job(BOB, theirs.job_id).state == JobState.DISPATCHED
+    fed.scheduler.schedule()
+    assert fed.jobs.get_job(BOB, theirs.job_id).state == JobState.DISPATCHED
 
 
 def test_a_job_naming_a_reservation_waits_for_its_window_then_runs_inside_it(tmp_path: Path, clock: FakeClock) -> None:
@@ -84,38 +84,38 @@ def test_a_job_naming_a_reservation_waits_for_its_window_then_runs_inside_it(tmp
     reservation = fed.reservations.create(ALICE, request(4, sites=("centre-a",)))
     fed.reservations.site_replied("centre-a", reservation.reservation_id, True, "")
     named = job(fed, ALICE, "llama-sft", 4, reservation=reservation.reservation_id)
-    fed.schedule()
-    waiting = fed.get_job(ALICE, named.job_id)
+    fed.scheduler.schedule()
+    waiting = fed.jobs.get_job(ALICE, named.job_id)
     assert waiting.state == JobState.QUEUED
     assert any(
         r.code == "RESERVATION_NOT_STARTED" and "starts at 2026-12-01T09:00:00Z" in r.message for r in waiting.reasons
     ), waiting.reasons
     clock.advance(hours=1)
-    fed.schedule()
-    running = fed.get_job(ALICE, named.job_id)
+    fed.scheduler.schedule()
+    running = fed.jobs.get_job(ALICE, named.job_id)
     assert running.state == JobState.DISPATCHED and running.sites == ("centre-a",)
 
 
-def test_a_job_naming_a_reservation_gets_no_more_than_its_parts_hold(fed: Federation, clock: FakeClock) -> None:
+def test_a_job_naming_a_reservation_gets_no_more_than_its_parts_hold(fed: Core, clock: FakeClock) -> None:
     reservation = active(fed, clock, 4)
     first = job(fed, ALICE, "llama-sft", 4, reservation=reservation.reservation_id)
     second = job(fed, ALICE, "llama-sft", 2, reservation=reservation.reservation_id)
-    fed.schedule()
-    assert fed.get_job(ALICE, first.job_id).state == JobState.DISPATCHED
-    waiting = fed.get_job(ALICE, second.job_id)
+    fed.scheduler.schedule()
+    assert fed.jobs.get_job(ALICE, first.job_id).state == JobState.DISPATCHED
+    waiting = fed.jobs.get_job(ALICE, second.job_id)
     assert waiting.state == JobState.QUEUED
     assert any(r.code == "RESERVATION_FULL" for r in waiting.reasons), waiting.reasons
 
 
-def test_a_job_whose_reservation_ended_fails_saying_so(fed: Federation, clock: FakeClock) -> None:
+def test_a_job_whose_reservation_ended_fails_saying_so(fed: Core, clock: FakeClock) -> None:
     reservation = active(fed, clock, 8)
     theirs = job(fed, BOB, "eval", 8)  # takes the cards the moment the window closes
-    fed.schedule()
+    fed.scheduler.schedule()
     named = job(fed, ALICE, "llama-sft", 8, reservation=reservation.reservation_id)
     clock.advance(hours=2)
-    fed.schedule()
-    assert fed.get_job(BOB, theirs.job_id).state == JobState.DISPATCHED
-    failed = fed.get_job(ALICE, named.job_id)
+    fed.scheduler.schedule()
+    assert fed.jobs.get_job(BOB, theirs.job_id).state == JobState.DISPATCHED
+    failed = fed.jobs.get_job(ALICE, named.job_id)
     assert failed.state == JobState.FAILED
     events = fed.store.events(named.job_id)
     assert f"reservation {reservation.reservation_id} ended at" in events[-1].message
@@ -124,7 +124,7 @@ def test_a_job_whose_reservation_ended_fails_saying_so(fed: Federation, clock: F
     assert late.value.reason == "RESERVATION_OVER"
 
 
-def test_only_the_owning_project_may_name_a_reservation(fed: Federation, clock: FakeClock) -> None:
+def test_only_the_owning_project_may_name_a_reservation(fed: Core, clock: FakeClock) -> None:
     reservation = active(fed, clock, 4)
     with pytest.raises(AdmissionRejected) as other:
         job(fed, BOB, "eval", 2, reservation=reservation.reservation_id)
@@ -136,16 +136,16 @@ def test_only_the_owning_project_may_name_a_reservation(fed: Federation, clock: 
         job(fed, ALICE, "llama-sft", 2, reservation="book:nothing")
 
 
-def test_cards_the_owner_uses_are_no_longer_withheld_twice(fed: Federation, clock: FakeClock) -> None:
+def test_cards_the_owner_uses_are_no_longer_withheld_twice(fed: Core, clock: FakeClock) -> None:
     # 6 reserved; the owner runs 4 of them: others see 8 - 4 used - 2 still reserved = 2 cards.
     active(fed, clock, 6, start=timedelta(hours=1))
     job(fed, ALICE, "llama-sft", 4)
-    fed.schedule()
+    fed.scheduler.schedule()
     two = job(fed, BOB, "eval", 2)
     three = job(fed, BOB, "eval", 3)
-    fed.schedule()
-    assert fed.get_job(BOB, two.job_id).state == JobState.DISPATCHED
-    assert fed.get_job(BOB, three.job_id).state == JobState.QUEUED
+    fed.scheduler.schedule()
+    assert fed.jobs.get_job(BOB, two.job_id).state == JobState.DISPATCHED
+    assert fed.jobs.get_job(BOB, three.job_id).state == JobState.QUEUED
 
 
 def test_the_owner_uses_its_reserved_cards_first_and_other_sites_when_they_are_full(
@@ -156,22 +156,20 @@ def test_the_owner_uses_its_reserved_cards_first_and_other_sites_when_they_are_f
     connect(fed, "centre-b", pool("ascend-910b", 2))  # the best fit for 2 cards, were nothing reserved
     active(fed, clock, 2, sites=("centre-a",))
     first = job(fed, ALICE, "llama-sft", 2)
-    fed.schedule()
-    assert fed.get_job(ALICE, first.job_id).sites == ("centre-a",)
+    fed.scheduler.schedule()
+    assert fed.jobs.get_job(ALICE, first.job_id).sites == ("centre-a",)
     second = job(fed, ALICE, "llama-sft", 2)
-    fed.schedule()
-    assert fed.get_job(ALICE, second.job_id).sites == ("centre-b",)
+    fed.scheduler.schedule()
+    assert fed.jobs.get_job(ALICE, second.job_id).sites == ("centre-b",)
 
 
-def test_a_job_waiting_for_a_reservation_that_is_cancelled_fails_at_the_next_cycle(
-    fed: Federation, clock: FakeClock
-) -> None:
+def test_a_job_waiting_for_a_reservation_that_is_cancelled_fails_at_the_next_cycle(fed: Core, clock: FakeClock) -> None:
     reservation = fed.reservations.create(ALICE, request(4))
     fed.reservations.site_replied("centre-a", reservation.reservation_id, True, "")
     named = job(fed, ALICE, "llama-sft", 4, reservation=reservation.reservation_id)
-    fed.schedule()
-    assert fed.get_job(ALICE, named.job_id).state == JobState.QUEUED
+    fed.scheduler.schedule()
+    assert fed.jobs.get_job(ALICE, named.job_id).state == JobState.QUEUED
     fed.reservations.cancel(ALICE, reservation.reservation_id)
-    fed.schedule()
-    assert fed.get_job(ALICE, named.job_id).state == JobState.FAILED
+    fed.scheduler.schedule()
+    assert fed.jobs.get_job(ALICE, named.job_id).state == JobState.FAILED
     assert "was cancelled" in fed.store.events(named.job_id)[-1].message

@@ -4,8 +4,8 @@ disconnect releases every hold and queues the job again with the site's word."""
 
 from __future__ import annotations
 
+from gateway.app.compose import compose
 from gateway.gangs.coordinator import RESERVE_TIMEOUT, parse_reservation_id
-from gateway.jobs.federation import Federation
 from gateway.jobs.model import JobState
 from gateway.sites.dispatcher import SiteUpdate
 from gateway.sites.registry import CancelCommand, ReserveCommand
@@ -25,7 +25,7 @@ def pending(w: GangWorld, name: str) -> list[object]:
 async def test_sites_are_asked_one_at_a_time_then_committed_and_launched_with_one_epoch() -> None:
     w = world()
     job = await w.submit(12)
-    w.fed.schedule()
+    w.fed.scheduler.schedule()
     assert w.state(job.job_id) is JobState.RESERVING
     asked = {name: [c for c in pending(w, name) if isinstance(c, ReserveCommand)] for name in w.sites}
     assert sorted(len(v) for v in asked.values()) == [0, 1]  # only the first part's site so far
@@ -40,9 +40,9 @@ async def test_sites_are_asked_one_at_a_time_then_committed_and_launched_with_on
 async def test_while_reserving_the_parts_count_as_leased_so_nothing_else_takes_them() -> None:
     w = world()
     gang = await w.submit(12)
-    w.fed.schedule()
+    w.fed.scheduler.schedule()
     other = await w.submit(6, max_sites=1)
-    w.fed.schedule()
+    w.fed.scheduler.schedule()
     assert w.state(gang.job_id) is JobState.RESERVING
     assert w.state(other.job_id) is JobState.QUEUED
 
@@ -61,7 +61,7 @@ async def test_a_refusal_releases_every_hold_and_queues_the_job_with_the_sites_r
     before = len(w.sites["b"].received)
     w.run()
     assert len(w.sites["b"].received) == before and w.state(job.job_id) is JobState.QUEUED
-    reasons = {r.code for r in w.fed.with_pending_reasons(w.job(job.job_id)).reasons}
+    reasons = {r.code for r in w.fed.outlook.with_pending_reasons(w.job(job.job_id)).reasons}
     assert {"SITE_REFUSED_RESERVE", "SITE_BACKOFF"} <= reasons
 
 
@@ -110,7 +110,7 @@ async def test_cancelling_a_reserving_job_releases_its_holds() -> None:
     job = await w.submit(12)
     w.run()
     assert w.holders(job.job_id)
-    w.fed.cancel_job(ALICE, job.job_id)
+    w.fed.jobs.cancel_job(ALICE, job.job_id)
     w.run()
     assert w.state(job.job_id) is JobState.CANCELLED and w.holders(job.job_id) == {}
 
@@ -119,8 +119,8 @@ async def test_a_restart_while_reserving_queues_the_job_again() -> None:
     w = world(FakeSite("a", 8), FakeSite("b", 8, silent=True))
     job = await w.submit(12)
     w.run()
-    restarted = Federation(w.store, w.fed.policy, w.clock)
-    again = restarted.active[job.job_id]
+    restarted = compose(w.store, w.fed.policy, w.clock)
+    again = restarted.book.active[job.job_id]
     assert again.state is JobState.QUEUED and again.placements == ()
     assert any(r.code == "RESERVE_INTERRUPTED" for r in again.reasons)
 

@@ -1,32 +1,29 @@
-"""Launching: turning a placement into a lease and telling the site what to run.
+"""The launcher: turning a placement into a lease and telling the site what to run.
 
-Owns: the DISPATCHED state change for a new lease (`Move`, `_dispatch_move`: next epoch and attempt, the
-attempt's own times), the site's `LaunchCommand` for its part (the run for the class's stack, the job's
-environment with the preemption grace period added as `PREEMPT_GRACE_ENV`), and `_launch`, which makes a
-cycle's dispatches durable in one transaction before any site hears of them. It is a part of `Federation`
-(mixed in through `gateway.scheduler.cycle`) and relies on its `transitions` for the state changes. It does not
+Owns: the DISPATCHED state change for a new lease (`dispatch_move`: next epoch and attempt, the attempt's own
+times), the site's `LaunchCommand` for its part (the run for the class's stack, the job's environment with the
+preemption grace period added as `PREEMPT_GRACE_ENV`), and `launch`, which makes a cycle's dispatches durable in
+one transaction (through the job book) before any site hears of them (through the site registry). It does not
 choose where a job goes (`gateway.scheduler.cycle`) nor judge quotas (`gateway.scheduler.liveusage`).
 """
 
 from __future__ import annotations
 
 from gateway.errors import FailedPrecondition
+from gateway.jobs.book import JobBook, Move
 from gateway.jobs.model import Job, JobState, Placement, Reason, StackRun
 from gateway.placement.preemption import grace_period_s
 from gateway.policy.holder import PolicyHolder
 from gateway.sites.registry import LaunchCommand, SiteRegistry
 
-# (job, new state, message, site, site cursor, field changes): one state change, as Federation.transitions takes
-Move = tuple[Job, JobState, str, str, tuple[str, int] | None, dict[str, object]]
 PREEMPT_GRACE_ENV = "FEDGATE_PREEMPT_GRACE_S"  # tells every job how long it has to checkpoint when preempted
 
 
-class Launching:
-    policy: PolicyHolder
-    registry: SiteRegistry
-
-    def transitions(self, moves: list[Move]) -> list[Job]:
-        raise NotImplementedError  # the Federation's
+class Launcher:
+    def __init__(self, book: JobBook, registry: SiteRegistry, policy: PolicyHolder) -> None:
+        self.book = book
+        self.registry = registry
+        self.policy = policy
 
     def launch_command(self, job: Job, placement: Placement) -> LaunchCommand | None:
         """What a site is told to run for its part of the job's current lease; None when no run fits."""
@@ -53,7 +50,7 @@ class Launching:
         accelerator = self.policy.catalogue.get(placement.accelerator_class)
         return job.spec.run_for(accelerator.stack if accelerator else "")
 
-    def _dispatch_move(self, job: Job, placement: Placement, reasons: tuple[Reason, ...]) -> Move:
+    def dispatch_move(self, job: Job, placement: Placement, reasons: tuple[Reason, ...]) -> Move:
         """The DISPATCHED state change for a new lease of `job` on `placement` (not yet durable)."""
         if self._run(job, placement) is None:  # admission guarantees a run; a catalogue change may not
             raise FailedPrecondition(f"job {job.job_id} has no run for {placement.accelerator_class}")
@@ -67,11 +64,11 @@ class Launching:
         }
         return (job, JobState.DISPATCHED, reasons[0].message, placement.site, None, changes)
 
-    def _launch(self, moves: list[Move]) -> None:
+    def launch(self, moves: list[Move]) -> None:
         """Make a cycle's dispatches durable in one transaction, then (only then) tell the sites."""
         if not moves:
             return
-        for job in self.transitions(moves):
+        for job in self.book.transitions(moves):
             placement = job.placements[0]
             command = self.launch_command(job, placement)
             assert command is not None

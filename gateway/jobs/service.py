@@ -1,0 +1,221 @@
+"""The vendors' side of the gateway: jobs as the people who submit them see them.
+
+Owns: admission of a new job (members act, viewers and outsiders do not; the policy's verdict with live usage;
+a named reservation checked), its creation (idempotent by request id, durable through the group committer
+before it is acknowledged, then remembered by the job book), get, list, cancel, watch and explain with the
+access rules of `gateway.trust.access`, the usage report and the site list a principal may see. It never
+speaks gRPC: the transport calls one method per RPC. It changes a job only through the job book.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import secrets
+from collections.abc import AsyncIterator, Callable, Collection
+from datetime import datetime
+
+from gateway.errors import AdmissionRejected, GatewayError, InvalidArgument, NotFound
+from gateway.identity.principal import Principal, principal_from_uri
+from gateway.jobs.admission import AdmissionDecision, admit
+from gateway.jobs.book import JobBook
+from gateway.jobs.events import EventBus
+from gateway.jobs.model import Job, JobEvent, JobSpec, JobState
+from gateway.placement.place import Explanation
+from gateway.policy import FederationPolicy
+from gateway.policy.holder import PolicyHolder
+from gateway.reservations.book import ReservationBook
+from gateway.scheduler.liveusage import LiveUsage
+from gateway.scheduler.outlook import Outlook
+from gateway.sites.model import SiteView
+from gateway.sites.registry import CancelCommand, SiteRegistry
+from gateway.store import JobPage, Store
+from gateway.store.commit import GroupCommitter
+from gateway.store.receipts import ReceiptPage
+from gateway.trust import access
+from gateway.usage.model import UsageRow
+from gateway.usage.settlement import list_receipts
+
+Clock = Callable[[], datetime]
+MAX_PAGE_SIZE = 500
+_sequence = itertools.count()
+
+
+def new_job_id(now: datetime) -> str:
+    """Time-sortable id: listing by id is listing by creation time."""
+    millis = int(now.timestamp() * 1000)
+    return f"job-{millis:011x}{next(_sequence) % 4096:03x}{secrets.token_hex(2)}"
+
+
+class JobService:
+    def __init__(
+        self,
+        book: JobBook,
+        store: Store,
+        commits: GroupCommitter,
+        bus: EventBus,
+        policy: PolicyHolder,
+        usage: LiveUsage,
+        outlook: Outlook,
+        registry: SiteRegistry,
+        reservations: ReservationBook,
+        clock: Clock,
+    ) -> None:
+        self.book = book
+        self.store = store  # read only: listings, usage rows
+        self.commits = commits
+        self.bus = bus
+        self.policy = policy
+        self.usage = usage
+        self.outlook = outlook
+        self.registry = registry
+        self.reservations = reservations
+        self.clock = clock
+
+    # ---- vendors --------------------------------------------------------------------------------------------
+    def admit(self, caller: Principal, spec: JobSpec, policy: FederationPolicy | None = None) -> AdmissionDecision:
+        """Admission under `policy` (default: the one in force, read once for the whole decision)."""
+        policy = policy or self.policy.policy
+        return admit(spec, caller, policy, self.policy.catalogue, self.clock(), self.usage.usage())
+
+    async def create_job(self, caller: Principal, spec: JobSpec, request_id: str = "") -> Job:
+        policy = self.policy.policy  # one policy for the whole decision, even if a reload swaps it meanwhile
+        if caller.kind == "user" and caller.tenant == spec.tenant and spec.tenant in policy.tenants:
+            # Members act, viewers and outsiders do not (in a joint project: its members, from any tenant).
+            access.require_member(caller, policy, spec.tenant, spec.project)
+        decision = self.admit(caller, spec, policy)
+        if not decision.admitted:
+            reason = decision.reasons[0]
+            raise AdmissionRejected(reason.message, reason=reason.code)
+        self.reservations.check_job(spec)
+        now = self.clock()
+        job = Job(
+            job_id=new_job_id(now),
+            spec=spec,
+            state=JobState.QUEUED,
+            create_time=now,
+            update_time=now,
+            request_id=request_id,
+            owner=caller.uri,
+            reasons=decision.reasons,
+        )
+        event = JobEvent(job.job_id, JobState.QUEUED, now, 0, "", decision.reasons[0].message)
+        stored, created = await self.commits.create_job(job, event)
+        if created:
+            self.book.remember(job)
+        return stored
+
+    def get_job(self, caller: Principal, job_id: str) -> Job:
+        job = self.book.find(job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} not found", reason="JOB_NOT_FOUND")
+        access.require_job_access(caller, job, self.policy.policy)
+        return self.outlook.with_pending_reasons(job)
+
+    def list_jobs(
+        self,
+        caller: Principal,
+        tenant: str = "",
+        project: str = "",
+        states: Collection[JobState] = (),
+        page_size: int = 100,
+        page_token: str = "",
+    ) -> JobPage:
+        if page_size < 0:
+            raise InvalidArgument("page_size must not be negative")
+        tenants = access.visible_tenants(caller, tenant)
+        joint = access.joint_projects_of(caller, self.policy.policy) if tenants is not None and not tenant else ()
+        size = min(page_size or 100, MAX_PAGE_SIZE)
+        page = self.store.list_jobs(tenants, project, states, size, page_token, or_projects=joint)
+        # Why a job waits changes with every capacity report: show the live reasons, not stored ones.
+        policy = self.policy.policy
+        snapshot = self.outlook.snapshot() if any(j.state == JobState.QUEUED for j in page.jobs) else None
+        jobs = tuple(
+            self.outlook.with_pending_reasons(self.book.active.get(j.job_id, j), snapshot)
+            for j in page.jobs
+            if access.can_see_job(caller, j, policy)  # a member scoped to some projects sees only those
+        )
+        return JobPage(jobs, page.next_page_token)
+
+    def cancel_job(self, caller: Principal, job_id: str, reason: str = "") -> Job:
+        job = self.get_job(caller, job_id)
+        access.require_job_access(caller, job, self.policy.policy, act=True)
+        if job.state.terminal:
+            return job
+        message = f"cancelled by {caller.uri}" + (f": {reason}" if reason else "")
+        for placement in job.placements if job.state.holds_capacity else ():
+            self.registry.send(placement.site, CancelCommand(job.job_id, job.epoch, message))
+        return self.book.transition(job, JobState.CANCELLED, message)
+
+    async def watch_job(self, caller: Principal, job_id: str) -> AsyncIterator[tuple[JobEvent, Job]]:
+        self.get_job(caller, job_id)  # access check before subscribing
+        queue = self.bus.subscribe(job_id)
+        try:
+            job = self.get_job(caller, job_id)
+            yield (
+                JobEvent(job_id, job.state, job.update_time, job.attempt, ",".join(job.sites), "current state"),
+                job,
+            )
+            while not job.state.terminal:
+                item = await queue.get()
+                if item is None:  # missed events: resync from the source of truth
+                    job = self.get_job(caller, job_id)
+                    yield JobEvent(job_id, job.state, job.update_time, job.attempt, "", "resync"), job
+                    continue
+                event, job = item
+                yield event, job
+        finally:
+            self.bus.unsubscribe(job_id, queue)
+
+    def explain(self, caller: Principal, job_id: str = "", spec: JobSpec | None = None) -> Explanation:
+        """Why a job is where it is, or where a spec would go now. An existing job is judged as its submitter
+        would be (a fellow member of a joint project may ask about a job another tenant submitted)."""
+        job = self.get_job(caller, job_id) if job_id else None
+        submitter = caller
+        if job is not None:
+            spec = job.spec
+            with contextlib.suppress(GatewayError):
+                submitter = principal_from_uri(job.owner, caller.federation) if job.owner else caller
+        if spec is None:
+            raise InvalidArgument("explain needs a job id or a job spec")
+        policy = self.policy.policy
+        decision = self.admit(submitter, spec, policy)
+        if not decision.admitted:
+            return Explanation(False, decision.reasons, (), decision.policy_version)
+        if job is not None and job.state != JobState.QUEUED:
+            return Explanation(True, job.reasons, (), decision.policy_version)
+        site_said = tuple(r for r in job.reasons if r.stage == "site") if job is not None else ()
+        where, candidates = self.outlook.explain_placement(spec, decision.classes, job, policy)
+        return Explanation(True, decision.reasons + site_said + where, candidates, decision.policy_version)
+
+    def usage_report(
+        self, caller: Principal, start: datetime, end: datetime | None = None, project: str = ""
+    ) -> list[UsageRow]:
+        """Usage the caller may see: its tenant's projects and the joint projects it is in (admins: all)."""
+        access.require_role(caller, "user", "admin")
+        policy, catalogue = self.policy.policy, self.policy.catalogue
+        rows = []
+        for tenant, proj, cls, hours, attempts in self.store.usage_between(start, end or self.clock()):
+            if project and proj != project:
+                continue
+            if access.role_in(caller, policy, tenant, proj) is None:
+                continue
+            rows.append(UsageRow(tenant, proj, cls, hours, catalogue.normalised_compute(cls, hours), attempts))
+        return rows
+
+    def usage_receipts(
+        self,
+        caller: Principal,
+        start: datetime,
+        end: datetime | None,
+        project: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> ReceiptPage:
+        """Settled usage receipts the caller may see, from `start` to `end` (default: now)."""
+        policy = self.policy.policy
+        return list_receipts(self.store, policy, caller, start, end or self.clock(), project, page_size, page_token)
+
+    def list_sites(self, caller: Principal) -> list[SiteView]:
+        access.require_role(caller, "user", "admin")
+        return sorted(self.registry.views(self.usage.leases()), key=lambda s: s.name)
