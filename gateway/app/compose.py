@@ -24,6 +24,8 @@ from gateway.jobs.service import JobService
 from gateway.policy.engine import evaluate
 from gateway.policy.holder import PolicyHolder
 from gateway.reservations.book import ReservationBook
+from gateway.reservations.ledger import ReservationLedger
+from gateway.reservations.rounds import ReservationRounds
 from gateway.scheduler.cycle import Scheduler
 from gateway.scheduler.earmarks import EarmarkBook
 from gateway.scheduler.launcher import Launcher
@@ -57,6 +59,8 @@ class Core:
     usage: LiveUsage
     launcher: Launcher
     reservations: ReservationBook
+    reservation_ledger: ReservationLedger
+    reservation_rounds: ReservationRounds
     earmarks: EarmarkBook
     gangs: GangCoordinator
     outlook: Outlook
@@ -91,18 +95,43 @@ def compose(
     usage = LiveUsage(store, policy, registry, clock, on_freed=queue.capacity_changed)
     book.listen(queue.job_changed)
     book.listen(usage.job_changed)
-    reservations = ReservationBook(store, policy, registry, clock, queue.capacity_changed)
+    reservation_ledger = ReservationLedger(store, policy, clock)
+    reservation_rounds = ReservationRounds(reservation_ledger, registry, policy, clock, queue.capacity_changed)
+    reservations = ReservationBook(reservation_ledger, reservation_rounds, store, policy, registry, clock)
     earmarks = EarmarkBook()  # backfill and preemption earmarks between cycles
     launcher = Launcher(book, registry, policy)
     book.load()
     gangs = GangCoordinator(book, launcher, registry, clock)
     gangs.requeue_interrupted()
-    outlook = Outlook(queue, usage, registry, policy, reservations, gangs, earmarks)
-    scheduler = Scheduler(book, queue, usage, launcher, outlook, registry, policy, reservations, gangs, earmarks, clock)
+    outlook = Outlook(queue, usage, registry, policy, reservation_ledger, gangs, earmarks)
+    scheduler = Scheduler(
+        book,
+        queue,
+        usage,
+        launcher,
+        outlook,
+        registry,
+        policy,
+        reservation_ledger,
+        reservation_rounds,
+        gangs,
+        earmarks,
+        clock,
+    )
     jobs = JobService(book, store, GroupCommitter(store), bus, policy, usage, outlook, registry, reservations, clock)
     admin = AdminService(policy, book.active, queue, usage, registry, clock)
     dispatcher = Dispatcher(
-        book, store, registry, launcher, gangs, reservations, logs, policy, clock, queue.capacity_changed, countersigner
+        book,
+        store,
+        registry,
+        launcher,
+        gangs,
+        reservation_rounds,
+        logs,
+        policy,
+        clock,
+        queue.capacity_changed,
+        countersigner,
     )
     return Core(
         store,
@@ -115,6 +144,8 @@ def compose(
         usage,
         launcher,
         reservations,
+        reservation_ledger,
+        reservation_rounds,
         earmarks,
         gangs,
         outlook,

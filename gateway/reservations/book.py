@@ -1,26 +1,28 @@
 """The reservation book: advance reservations as vendors see them, from request to release.
 
-Owns: the book (live reservations in memory over the store), create (idempotent by request id; members of
-the project's tenant or joint project; the policy's word, then a plan over the sites), get, list and cancel
-with the same access rules as jobs, and whether a job may name a reservation. The confirmation round with
-the sites and the clock's changes are mixed in from `gateway.reservations.rounds`; planning is
-`gateway.reservations.plan` and what placement keeps is `gateway.reservations.capacity`, both pure. It never speaks
-gRPC and reads time only from the injected clock.
+Owns: the vendors' operations: create (idempotent by request id; members of the project's tenant or joint
+project; the policy's word, then a plan over the sites), get, list and cancel with the same access rules as
+jobs, and whether a job may name a reservation. The live reservations and their one writer are the ledger
+(`gateway.reservations.ledger`); the confirmation round with the sites and the clock's changes are the rounds
+(`gateway.reservations.rounds`), which this book asks to chase a new reservation and to finish a cancelled one;
+planning is `gateway.reservations.plan` and what placement keeps is `gateway.reservations.capacity`, both pure.
+It never speaks gRPC and reads time only from the injected clock.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
 from gateway.errors import AdmissionRejected, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from gateway.identity.principal import Principal
 from gateway.jobs.admission import admit
-from gateway.jobs.model import Job, JobSpec, Reason
+from gateway.jobs.model import JobSpec, Reason
 from gateway.policy.holder import PolicyHolder
-from gateway.reservations.capacity import ReservedCapacity, at, owns
+from gateway.reservations.capacity import at, owns
+from gateway.reservations.ledger import ReservationLedger
 from gateway.reservations.model import (
     Reservation,
     ReservationRequest,
@@ -39,35 +41,26 @@ log = logging.getLogger("fedgate.gateway.reservations")
 MAX_PAGE_SIZE = 500
 
 
-class ReservationBook(ReservationRounds):
+class ReservationBook:
     def __init__(
         self,
+        ledger: ReservationLedger,
+        rounds: ReservationRounds,
         store: Store,
         policy: PolicyHolder,
         registry: SiteRegistry,
         clock: Callable[[], datetime],
-        on_change: Callable[[], None] = lambda: None,
     ) -> None:
-        self.store = store
-        self.policy = policy
-        self.registry = registry
-        self.clock = clock
-        self.on_change = on_change  # cards kept for a project changed: placement should look again
-        self.live: dict[str, Reservation] = {r.reservation_id: r for r in store.live_reservations()}
-        self._finished: dict[str, Reservation] = {}
-        self._asked: dict[tuple[str, str], datetime] = {}  # (reservation, site) -> when the site was asked
-
-    def lookup(self, reservation_id: str) -> Reservation | None:
-        found = self.live.get(reservation_id) or self._finished.get(reservation_id)
-        return found or self.store.get_reservation(reservation_id)
-
-    def hold(self, holding: Iterable[Job]) -> ReservedCapacity:
-        """What placement keeps for the active reservations now, given the jobs holding cards."""
-        return ReservedCapacity(self.live.values(), holding, self.lookup, self.policy.policy.joint)
+        self._ledger = ledger
+        self._rounds = rounds
+        self._store = store
+        self._policy = policy
+        self._registry = registry
+        self._clock = clock
 
     # ---- vendors --------------------------------------------------------------------------------------------
     def create(self, caller: Principal, request: ReservationRequest, request_id: str = "") -> Reservation:
-        policy, now = self.policy.policy, self.clock()
+        policy, now = self._policy.policy, self._clock()
         if caller.kind == "user" and not request.tenant:
             request = replace(request, tenant=caller.tenant)
         if not request.tenant:
@@ -75,15 +68,15 @@ class ReservationBook(ReservationRounds):
         if caller.kind == "user" and caller.tenant == request.tenant and request.tenant in policy.tenants:
             access.require_member(caller, policy, request.tenant, request.project)
         if request_id:
-            existing = self.store.reservation_by_request(request.tenant, request_id)
+            existing = self._store.reservation_by_request(request.tenant, request_id)
             if existing is not None:
                 return existing
         request = replace(request, max_sites=request.max_sites or 1)
         check_request(request, now)
-        views = self.registry.views({})
+        views = self._registry.views({})
         spec = booking_spec(request)
         usage = offered_usage(views)
-        decision = admit(spec, caller, policy, self.policy.catalogue, request.start, usage)
+        decision = admit(spec, caller, policy, self._policy.catalogue, request.start, usage)
         if not decision.admitted:
             reason = decision.reasons[0]
             raise AdmissionRejected(reason.message, reason=reason.code)
@@ -91,8 +84,8 @@ class ReservationBook(ReservationRounds):
             request.resources.cards,
             decision.classes,
             views,
-            booked_cards(self.live.values(), request.start, request.end),
-            booking_allows(policy, self.policy.catalogue, spec, request.start, usage),
+            booked_cards(self._ledger.live.values(), request.start, request.end),
+            booking_allows(policy, self._policy.catalogue, spec, request.start, usage),
             sites=request.sites,
             max_sites=request.max_sites,
         )
@@ -114,9 +107,9 @@ class ReservationBook(ReservationRounds):
             owner=caller.uri,
             classes=decision.classes,
         )
-        stored, created = self.store.create_reservation(reservation)
+        stored, created = self._store.create_reservation(reservation)
         if created:
-            self.live[stored.reservation_id] = stored
+            self._ledger.live[stored.reservation_id] = stored
             log.info(
                 "reservation %s of %s/%s: asking %s",
                 stored.reservation_id,
@@ -124,7 +117,7 @@ class ReservationBook(ReservationRounds):
                 stored.project,
                 ", ".join(f"{p.site} ({p.cards} x {p.accelerator_class})" for p in stored.parts),
             )
-            stored = self._chase(stored, now)
+            stored = self._rounds.chase(stored, now)
         return stored
 
     def get(self, caller: Principal, reservation_id: str) -> Reservation:
@@ -132,10 +125,10 @@ class ReservationBook(ReservationRounds):
 
     def _visible(self, caller: Principal, reservation_id: str) -> tuple[Reservation, str]:
         """The reservation and the caller's role for its project; not found (as for other tenants) without one."""
-        reservation = self.lookup(reservation_id)
+        reservation = self._ledger.lookup(reservation_id)
         role = None
         if reservation is not None:
-            role = access.role_in(caller, self.policy.policy, reservation.tenant, reservation.project)
+            role = access.role_in(caller, self._policy.policy, reservation.tenant, reservation.project)
         if reservation is None or role is None:
             raise NotFound(f"reservation {reservation_id} not found", reason="RESERVATION_NOT_FOUND")
         return reservation, role
@@ -143,13 +136,13 @@ class ReservationBook(ReservationRounds):
     def list(self, caller: Principal, project: str = "", page_size: int = 100, page_token: str = "") -> ReservationPage:
         if page_size < 0:
             raise InvalidArgument("page_size must not be negative")
-        policy = self.policy.policy
+        policy = self._policy.policy
         tenants = access.visible_tenants(caller, "")
         joint = access.joint_projects_of(caller, policy) if tenants is not None else ()
         size = min(page_size or 100, MAX_PAGE_SIZE)
-        page = self.store.list_reservations(tenants, project, size, page_token, or_projects=joint)
+        page = self._store.list_reservations(tenants, project, size, page_token, or_projects=joint)
         visible = tuple(
-            self.live.get(r.reservation_id, r)
+            self._ledger.live.get(r.reservation_id, r)
             for r in page.reservations
             if access.role_in(caller, policy, r.tenant, r.project) is not None
         )
@@ -164,19 +157,19 @@ class ReservationBook(ReservationRounds):
         if not reservation.state.live:
             return reservation
         why = f"cancelled by {caller.uri}" + (f": {reason}" if reason else "")
-        return self._finish(reservation, ReservationState.CANCELLED, (Reason("reservation", "CANCELLED", why),))
+        return self._rounds.finish(reservation, ReservationState.CANCELLED, (Reason("reservation", "CANCELLED", why),))
 
     def check_job(self, spec: JobSpec) -> None:
         """A job may name only a reservation of its own project that is not over, and only one large enough."""
         if not spec.reservation:
             return
-        reservation = self.lookup(spec.reservation)
-        if reservation is None or not owns(reservation, spec, self.policy.policy.joint):
+        reservation = self._ledger.lookup(spec.reservation)
+        if reservation is None or not owns(reservation, spec, self._policy.policy.joint):
             raise AdmissionRejected(
                 f"reservation {spec.reservation} does not exist for project {spec.tenant}/{spec.project}",
                 reason="RESERVATION_NOT_FOUND",
             )
-        over = self.hold(()).over(spec)
+        over = self._ledger.kept(()).over(spec)
         if over:
             raise AdmissionRejected(f"{over}; submit the job without it", reason="RESERVATION_OVER")
         largest = max((p.cards for p in reservation.held_parts), default=0)

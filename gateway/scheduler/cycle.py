@@ -30,7 +30,8 @@ from gateway.placement.freeindex import FreeIndex
 from gateway.placement.place import place, placed_reason
 from gateway.policy.holder import PolicyHolder
 from gateway.policy.quotas import Usage
-from gateway.reservations.book import ReservationBook
+from gateway.reservations.ledger import ReservationLedger
+from gateway.reservations.rounds import ReservationRounds
 from gateway.scheduler.cyclecache import CycleCache
 from gateway.scheduler.cycleplan import CyclePlan
 from gateway.scheduler.earmarks import EarmarkBook
@@ -74,7 +75,8 @@ class Scheduler:
         outlook: Outlook,
         registry: SiteRegistry,
         policy: PolicyHolder,
-        reservations: ReservationBook,
+        reservations: ReservationLedger,
+        rounds: ReservationRounds,
         gangs: GangCoordinator,
         earmarks: EarmarkBook,
         clock: Callable[[], datetime],
@@ -87,6 +89,7 @@ class Scheduler:
         self.registry = registry
         self.policy = policy
         self.reservations = reservations
+        self.rounds = rounds
         self.gangs = gangs
         self.earmarks = earmarks
         self.clock = clock
@@ -107,14 +110,14 @@ class Scheduler:
         class, or its shape already found nowhere this cycle), so a cycle over a long queue with no room costs
         little; why it waits is worked out only when someone asks (`with_pending_reasons`).
         """
-        self.reservations.tick()  # windows opening or closing change what is kept for whom
+        self.rounds.tick()  # windows opening or closing change what is kept for whom
         self.gangs.tick()  # gangs whose site did not answer in time release their holds and queue again
         candidates = self._candidates()
         if not candidates:
             return 0
         candidates = self.earmarks.revisit(candidates, self.queue.queued)  # reservations and preemptions bind first
         # Higher priority first, then oldest first (job ids sort by creation time).
-        hold = self.reservations.hold(self.usage.holding())
+        hold = self.reservations.kept(self.usage.holding())
         leases = hold.withhold(self.usage.leases())  # others do not see the cards reservations keep
         views = {view.name: view for view in self.registry.views(leases)}
         usage = self.usage.usage(list(views.values()))

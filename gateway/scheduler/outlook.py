@@ -18,7 +18,7 @@ from gateway.placement.place import Candidate, OptionFilter
 from gateway.policy import FederationPolicy
 from gateway.policy.holder import PolicyHolder
 from gateway.policy.quotas import Usage
-from gateway.reservations.book import ReservationBook
+from gateway.reservations.ledger import ReservationLedger
 from gateway.scheduler.earmarks import EarmarkBook
 from gateway.scheduler.liveusage import LiveUsage
 from gateway.scheduler.queue import JobQueue
@@ -33,7 +33,7 @@ class Outlook:
         usage: LiveUsage,
         registry: SiteRegistry,
         policy: PolicyHolder,
-        reservations: ReservationBook,
+        reservations: ReservationLedger,
         gangs: GangCoordinator,
         earmarks: EarmarkBook,
     ) -> None:
@@ -70,7 +70,7 @@ class Outlook:
         classes = self.queue.classes(job.job_id) or self.policy.catalogue.classes_for(job.spec)
         views, usage = snapshot or self.snapshot()
         spec = job.spec
-        hold = self.reservations.hold(self.usage.holding())
+        hold = self.reservations.kept(self.usage.holding())
         backing_off = self.gangs.backing_off(job.job_id) if spec.topology.max_sites > 1 else ()
         views = hold.views_for(spec, views)
         outcome = self.plan(spec, classes, views, usage, backing_off, narrow=lambda allows: hold.allows(spec, allows))
@@ -81,7 +81,7 @@ class Outlook:
     def snapshot(self) -> tuple[list[SiteView], Usage]:
         """The sites as placement sees them now (less what reservations keep), and the live usage quotas are
         checked against."""
-        views = self.registry.views(self.reservations.hold(self.usage.holding()).withhold(self.usage.leases()))
+        views = self.registry.views(self.reservations.kept(self.usage.holding()).withhold(self.usage.leases()))
         return views, self.usage.usage(views)
 
     def explain_placement(
@@ -89,7 +89,7 @@ class Outlook:
     ) -> tuple[tuple[Reason, ...], tuple[Candidate, ...]]:
         """Where `spec` (of `job`, when it exists) would go now under `policy`: each site's answer, what
         reservations keep, and for a job the earmarks it holds or waits behind; and the candidate sites."""
-        hold = self.reservations.hold(self.usage.holding())
+        hold = self.reservations.kept(self.usage.holding())
         views = hold.views_for(spec, self.registry.views(hold.withhold(self.usage.leases())))
         backing_off = self.gangs.backing_off(job.job_id) if job is not None else frozenset()
         outcome = self.plan(

@@ -24,8 +24,8 @@ from gateway.gangs.parts import part_reported
 from gateway.jobs.book import JobBook
 from gateway.jobs.model import Job, JobState, Placement, Reason, can_transition
 from gateway.policy.holder import PolicyHolder
-from gateway.reservations.book import ReservationBook
 from gateway.reservations.model import is_booking
+from gateway.reservations.rounds import ReservationRounds
 from gateway.scheduler.launcher import Launcher
 from gateway.sites.logs import LogRelay
 from gateway.sites.model import Pool, SiteTerms
@@ -84,7 +84,7 @@ class Dispatcher:
         registry: SiteRegistry,
         launcher: Launcher,
         gangs: GangCoordinator,
-        reservations: ReservationBook,
+        reservations: ReservationRounds,
         logs: LogRelay,
         policy: PolicyHolder,
         clock: Callable[[], datetime],

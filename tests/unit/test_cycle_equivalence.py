@@ -160,7 +160,7 @@ def _reference_cycle(federation: Core) -> dict[str, Placement]:
     included), decisions only: nothing is dispatched, and the holds are worked out on a copy of the book."""
     book = copy.deepcopy(federation.earmarks)
     queued = book.revisit(list(federation.queue.queued), federation.queue.queued)
-    hold = federation.reservations.hold(federation.usage.holding())
+    hold = federation.reservation_ledger.kept(federation.usage.holding())
     leases = hold.withhold(federation.usage.leases())
     views: dict[str, SiteView] = {view.name: view for view in federation.registry.views(leases)}
     index = FreeIndex(views.values())

@@ -48,7 +48,7 @@ def test_a_reservation_is_confirmed_by_its_site_active_in_its_window_and_release
     )
     assert (asked.start, asked.end) == (T0 + timedelta(hours=1), T0 + timedelta(hours=3))
 
-    fed.reservations.site_replied("centre-a", reservation.reservation_id, True, "")
+    fed.reservation_rounds.site_replied("centre-a", reservation.reservation_id, True, "")
     confirmed = fed.reservations.get(ALICE, reservation.reservation_id)
     assert confirmed.state == S.CONFIRMED and [p.state for p in confirmed.parts] == [S.CONFIRMED]
 
@@ -72,7 +72,7 @@ def test_cancel_ends_it_at_once_and_releases_the_site(tmp_path: Path) -> None:
     fed = federation(tmp_path, FakeClock())
     outbox = connect(fed, "centre-a", pool("ascend-910b", 8))
     reservation = fed.reservations.create(ALICE, request(8))
-    fed.reservations.site_replied("centre-a", reservation.reservation_id, True, "")
+    fed.reservation_rounds.site_replied("centre-a", reservation.reservation_id, True, "")
     sent(outbox)
     cancelled = fed.reservations.cancel(ALICE, reservation.reservation_id, "plans changed")
     assert cancelled.state == S.CANCELLED and "plans changed" in cancelled.reasons[-1].message
@@ -87,12 +87,12 @@ def test_a_site_that_refuses_hands_its_part_to_another_site(tmp_path: Path) -> N
     reservation = fed.reservations.create(ALICE, request(8))
     assert [p.site for p in reservation.parts] == ["centre-a"]  # best fit first
     assert len(sent(snug)) == 1 and sent(roomy) == []
-    fed.reservations.site_replied("centre-a", reservation.reservation_id, False, "site policy: offer 0 at night")
+    fed.reservation_rounds.site_replied("centre-a", reservation.reservation_id, False, "site policy: offer 0 at night")
     moved = fed.reservations.get(ALICE, reservation.reservation_id)
     assert [(p.site, p.state) for p in moved.parts] == [("centre-a", S.REFUSED), ("centre-b", S.PENDING)]
     assert moved.parts[0].reason == "site policy: offer 0 at night"
     assert [type(c) for c in sent(roomy)] == [BookCommand]
-    fed.reservations.site_replied("centre-b", reservation.reservation_id, True, "")
+    fed.reservation_rounds.site_replied("centre-b", reservation.reservation_id, True, "")
     assert fed.reservations.get(ALICE, reservation.reservation_id).state == S.CONFIRMED
 
 
@@ -100,7 +100,9 @@ def test_when_no_site_is_left_the_reservation_is_refused_with_the_sites_reasons(
     fed = federation(tmp_path, FakeClock())
     connect(fed, "centre-a", pool("ascend-910b", 8))
     reservation = fed.reservations.create(ALICE, request(8))
-    fed.reservations.site_replied("centre-a", reservation.reservation_id, False, "site policy: tenant not accepted")
+    fed.reservation_rounds.site_replied(
+        "centre-a", reservation.reservation_id, False, "site policy: tenant not accepted"
+    )
     refused = fed.reservations.get(ALICE, reservation.reservation_id)
     assert refused.state == S.REFUSED
     assert any(r.code == "SITE_REFUSED" and "tenant not accepted" in r.message for r in refused.reasons)
@@ -114,10 +116,10 @@ def test_a_split_reservation_confirms_only_when_every_part_does_and_a_refusal_re
     b = connect(fed, "centre-b", pool("ascend-910b", 8))
     reservation = fed.reservations.create(ALICE, request(12, max_sites=2))
     assert sorted((p.site, p.cards) for p in reservation.parts) == [("centre-a", 8), ("centre-b", 4)]
-    fed.reservations.site_replied("centre-a", reservation.reservation_id, True, "")
+    fed.reservation_rounds.site_replied("centre-a", reservation.reservation_id, True, "")
     assert fed.reservations.get(ALICE, reservation.reservation_id).state == S.PENDING
     sent(a), sent(b)
-    fed.reservations.site_replied("centre-b", reservation.reservation_id, False, "booked out")
+    fed.reservation_rounds.site_replied("centre-b", reservation.reservation_id, False, "booked out")
     refused = fed.reservations.get(ALICE, reservation.reservation_id)
     assert refused.state == S.REFUSED
     assert [type(c) for c in sent(a)] == [ReleaseCommand]  # the part centre-a confirmed is let go
@@ -143,7 +145,7 @@ def test_a_late_confirmation_of_a_reservation_no_longer_wanted_is_released(tmp_p
     reservation = fed.reservations.create(ALICE, request(8))
     fed.reservations.cancel(ALICE, reservation.reservation_id)
     sent(outbox)
-    fed.reservations.site_replied("centre-a", reservation.reservation_id, True, "")
+    fed.reservation_rounds.site_replied("centre-a", reservation.reservation_id, True, "")
     assert [type(c) for c in sent(outbox)] == [ReleaseCommand]
     assert fed.reservations.get(ALICE, reservation.reservation_id).state == S.CANCELLED
 
@@ -241,11 +243,11 @@ def test_a_restarted_gateway_keeps_its_reservations_and_asks_again_what_was_unan
     connect(fed, "centre-a", pool("ascend-910b", 8))
     pending = fed.reservations.create(ALICE, request(4))
     confirmed = fed.reservations.create(ALICE, request(4))
-    fed.reservations.site_replied("centre-a", confirmed.reservation_id, True, "")
+    fed.reservation_rounds.site_replied("centre-a", confirmed.reservation_id, True, "")
     fed.store.close()
 
     again = federation(tmp_path, clock, SqliteStore(db))
-    assert set(again.reservations.live) == {pending.reservation_id, confirmed.reservation_id}
+    assert set(again.reservation_ledger.live) == {pending.reservation_id, confirmed.reservation_id}
     outbox = connect(again, "centre-a", pool("ascend-910b", 8))
     again.scheduler.schedule()
     asked = sent(outbox)
@@ -261,14 +263,14 @@ def test_a_reconnecting_site_is_told_again_of_its_bookings_and_asked_again_what_
     fed = federation(tmp_path, FakeClock())
     connect(fed, "centre-a", pool("ascend-910b", 8))
     confirmed = fed.reservations.create(ALICE, request(4))
-    fed.reservations.site_replied("centre-a", confirmed.reservation_id, True, "")
+    fed.reservation_rounds.site_replied("centre-a", confirmed.reservation_id, True, "")
     unanswered = fed.reservations.create(ALICE, request(4))
     outbox = connect(fed, "centre-a", pool("ascend-910b", 8))  # the agent restarted: a new stream
-    fed.reservations.site_connected("centre-a")
+    fed.reservation_rounds.site_connected("centre-a")
     again = sent(outbox)
     assert all(isinstance(c, BookCommand) for c in again)
     assert sorted(c.reservation_id for c in again) == sorted([confirmed.reservation_id, unanswered.reservation_id])
-    fed.reservations.site_replied("centre-a", confirmed.reservation_id, False, "changed its mind")
+    fed.reservation_rounds.site_replied("centre-a", confirmed.reservation_id, False, "changed its mind")
     assert fed.reservations.get(ALICE, confirmed.reservation_id).state == S.CONFIRMED  # the gateway's books hold
 
 

@@ -19,7 +19,7 @@ def active(fed: Core, clock: FakeClock, cards: int, **changes: object) -> Reserv
     """deepsea-ai/llama-sft's reservation of `cards` ascend-910b cards, confirmed by its site and started."""
     reservation = fed.reservations.create(ALICE, request(cards, **changes))  # type: ignore[arg-type]
     for part in reservation.parts:
-        fed.reservations.site_replied(part.site, reservation.reservation_id, True, "")
+        fed.reservation_rounds.site_replied(part.site, reservation.reservation_id, True, "")
     clock.advance(hours=1)
     fed.scheduler.schedule()
     started = fed.reservations.get(ALICE, reservation.reservation_id)
@@ -71,7 +71,7 @@ def test_after_the_window_everyone_can_use_the_cards(fed: Core, clock: FakeClock
 
 def test_before_the_window_the_cards_are_not_kept(fed: Core, clock: FakeClock) -> None:
     reservation = fed.reservations.create(ALICE, request(8))
-    fed.reservations.site_replied("centre-a", reservation.reservation_id, True, "")
+    fed.reservation_rounds.site_replied("centre-a", reservation.reservation_id, True, "")
     theirs = job(fed, BOB, "eval", 8)
     fed.scheduler.schedule()
     assert fed.jobs.get_job(BOB, theirs.job_id).state == JobState.DISPATCHED
@@ -82,7 +82,7 @@ def test_a_job_naming_a_reservation_waits_for_its_window_then_runs_inside_it(tmp
     connect(fed, "centre-a", pool("ascend-910b", 16))  # roomier: best fit alone would pick centre-b
     connect(fed, "centre-b", pool("ascend-910b", 4))
     reservation = fed.reservations.create(ALICE, request(4, sites=("centre-a",)))
-    fed.reservations.site_replied("centre-a", reservation.reservation_id, True, "")
+    fed.reservation_rounds.site_replied("centre-a", reservation.reservation_id, True, "")
     named = job(fed, ALICE, "llama-sft", 4, reservation=reservation.reservation_id)
     fed.scheduler.schedule()
     waiting = fed.jobs.get_job(ALICE, named.job_id)
@@ -165,7 +165,7 @@ def test_the_owner_uses_its_reserved_cards_first_and_other_sites_when_they_are_f
 
 def test_a_job_waiting_for_a_reservation_that_is_cancelled_fails_at_the_next_cycle(fed: Core, clock: FakeClock) -> None:
     reservation = fed.reservations.create(ALICE, request(4))
-    fed.reservations.site_replied("centre-a", reservation.reservation_id, True, "")
+    fed.reservation_rounds.site_replied("centre-a", reservation.reservation_id, True, "")
     named = job(fed, ALICE, "llama-sft", 4, reservation=reservation.reservation_id)
     fed.scheduler.schedule()
     assert fed.jobs.get_job(ALICE, named.job_id).state == JobState.QUEUED

@@ -34,8 +34,8 @@ async def test_a_failing_cycle_is_logged_counted_and_the_next_job_is_placed(
     w = World()
     w.site("centre-a", 16)
     scheduler = w.fed.scheduler
-    broken = FailsOnce(w.fed.reservations.tick)
-    monkeypatch.setattr(w.fed.reservations, "tick", broken)
+    broken = FailsOnce(w.fed.reservation_rounds.tick)
+    monkeypatch.setattr(w.fed.reservation_rounds, "tick", broken)
     caplog.set_level(logging.ERROR, logger="fedgate.gateway.scheduler")
     loop = asyncio.create_task(scheduler.run(period=60, batch_window=0))  # only wake-ups drive it here
     try:
@@ -64,7 +64,7 @@ async def test_without_the_guard_the_same_failure_would_end_the_loop(monkeypatch
     """The double above really breaks a cycle: called bare, `schedule` raises (so the test above can fail)."""
     w = World()
     w.site("centre-a", 16)
-    monkeypatch.setattr(w.fed.reservations, "tick", FailsOnce(w.fed.reservations.tick))
+    monkeypatch.setattr(w.fed.reservation_rounds, "tick", FailsOnce(w.fed.reservation_rounds.tick))
     w.submit(4)
     with pytest.raises(RuntimeError, match="injected"):
         w.fed.scheduler.schedule()
