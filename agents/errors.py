@@ -13,11 +13,13 @@ class AgentError(Exception):
 
     reason = "AGENT_ERROR"
 
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
+    def __init__(self, message: str, *, reason: str | None = None, metadata: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         if reason is not None:
             self.reason = reason
+        self.metadata = dict(metadata or {})
+        """Facts for tools, e.g. `file` and `line` of a config error."""
 
 
 class ConfigError(AgentError):
