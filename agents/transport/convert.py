@@ -29,8 +29,9 @@ from agents.core.commands import (
     Welcome,
 )
 from agents.core.logs import LogChunk
-from agents.core.model import JobState, JobUpdate, PoolCapacity, ReserveReply, RunningJob, SiteTerms
+from agents.core.model import JobState, JobUpdate, PoolCapacity, ReserveReply, RunningJob
 from agents.errors import ProtocolError
+from fedgate.common.terms import SiteTerms
 from fedgate.v1 import job_pb2, site_pb2, usage_pb2
 
 _STATE_TO_PROTO: dict[JobState, job_pb2.JobState] = {

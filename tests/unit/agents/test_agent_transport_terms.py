@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 from agents.core.commands import Launch
 from agents.core.config import AgentConfig
-from agents.core.model import SiteTerms
 from agents.transport.convert import launch_to_proto, terms_from_proto
+from fedgate.common.terms import SiteTerms
 from fedgate.v1 import job_pb2, site_pb2
 
 from .conftest import GatewayUnderTest, running_agent

@@ -203,6 +203,7 @@ def test_lines_of_key_paths_and_nearest_ancestor() -> None:
 def test_error_reads_file_line_field_problem_and_fix() -> None:
     doc = load_yaml("spec:\n  cards: 0\n", "job.yaml")
     error = doc.error(("spec", "cards"), "must be at least 1", "set the number of cards")
+    assert isinstance(error, ConfigError)
     assert error.message == "job.yaml:2: spec.cards: must be at least 1. Set the number of cards"
     assert error.metadata == {"file": "job.yaml", "line": "2", "field": "spec.cards"}
 
