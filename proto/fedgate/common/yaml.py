@@ -312,11 +312,13 @@ _NON_STRING = (
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "'" if value == "" or any(p.match(value) for p in _NON_STRING) else None
-    return dumper.represent_scalar(_TAG + "str", value, style=style)
+    text = str.__str__(value)  # a str subclass (a reason code, a StrEnum) is written as its text
+    style = "'" if text == "" or any(p.match(text) for p in _NON_STRING) else None
+    return dumper.represent_scalar(_TAG + "str", text, style=style)
 
 
 _Dumper.add_representer(str, _represent_str)
+_Dumper.add_multi_representer(str, _represent_str)
 
 
 def dump_yaml(data: Any) -> str:
