@@ -7,48 +7,52 @@ job updates whose message is the error's text.
 
 from __future__ import annotations
 
+from fedgate.common.reasons import ReasonCode
+
 
 class AgentError(Exception):
     """Base of every error the agent raises on purpose. `reason` is stable; `message` is for humans."""
 
-    reason = "AGENT_ERROR"
+    reason: str = ReasonCode.AGENT_ERROR
 
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
+    def __init__(self, message: str, *, reason: str | None = None, metadata: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         if reason is not None:
             self.reason = reason
+        self.metadata = dict(metadata or {})
+        """Facts for tools, e.g. `file` and `line` of a config error."""
 
 
 class ConfigError(AgentError):
     """The agent's YAML is invalid. The message names the file, the line when known, and the fix."""
 
-    reason = "INVALID_CONFIG"
+    reason: str = ReasonCode.INVALID_CONFIG
 
 
 class LaunchRefused(AgentError):
     """The agent will not start this attempt; it is reported to the gateway as FAILED with the message."""
 
-    reason = "LAUNCH_REFUSED"
+    reason: str = ReasonCode.LAUNCH_REFUSED
 
 
 class UnknownAcceleratorClass(LaunchRefused):
-    reason = "UNKNOWN_ACCELERATOR_CLASS"
+    reason: str = ReasonCode.UNKNOWN_ACCELERATOR_CLASS
 
 
 class InsufficientCapacity(LaunchRefused):
-    reason = "NO_FREE_CAPACITY"
+    reason: str = ReasonCode.NO_FREE_CAPACITY
 
 
 class SiteDraining(LaunchRefused):
-    reason = "SITE_DRAINING"
+    reason: str = ReasonCode.SITE_DRAINING
 
 
 class SiteTermsRefused(LaunchRefused):
     """The centre's own policy refuses the launch (tenant, project, size, image, or the current offer).
     `term` names the policy key that refused it."""
 
-    reason = "SITE_TERMS"
+    reason: str = ReasonCode.SITE_TERMS
 
     def __init__(self, message: str, *, term: str) -> None:
         super().__init__(message)
@@ -58,19 +62,19 @@ class SiteTermsRefused(LaunchRefused):
 class BackendError(AgentError):
     """A backend could not do what it was asked (start, watch or stop a job)."""
 
-    reason = "BACKEND_ERROR"
+    reason: str = ReasonCode.BACKEND_ERROR
 
 
 class LaunchFailed(BackendError):
     """The backend could not start the job's command: empty command, missing executable, bad job id."""
 
-    reason = "LAUNCH_FAILED"
+    reason: str = ReasonCode.LAUNCH_FAILED
 
 
 class ProtocolError(AgentError):
     """The gateway broke the SiteService protocol (e.g. its first message was not Welcome)."""
 
-    reason = "PROTOCOL_ERROR"
+    reason: str = ReasonCode.PROTOCOL_ERROR
 
 
 class GatewayRefused(AgentError):
@@ -80,7 +84,7 @@ class GatewayRefused(AgentError):
     needs grpc to read it.
     """
 
-    reason = "GATEWAY_REFUSED"
+    reason: str = ReasonCode.GATEWAY_REFUSED
 
     def __init__(self, message: str, *, code: str) -> None:
         super().__init__(message)
@@ -90,26 +94,26 @@ class GatewayRefused(AgentError):
 class GatewayUnreachable(AgentError):
     """The gateway could not be reached (connection refused, timeout, not speaking TLS)."""
 
-    reason = "GATEWAY_UNREACHABLE"
+    reason: str = ReasonCode.GATEWAY_UNREACHABLE
 
 
 class CaPinMismatch(AgentError):
     """The gateway did not present the CA the operator pinned; nothing was sent to it."""
 
-    reason = "CA_FINGERPRINT_MISMATCH"
+    reason: str = ReasonCode.CA_FINGERPRINT_MISMATCH
 
 
 class CredentialsError(AgentError):
     """A key, certificate or CA bundle is unusable: unreadable, not matching, or not issued by the CA."""
 
-    reason = "BAD_CREDENTIALS"
+    reason: str = ReasonCode.BAD_CREDENTIALS
 
 
 class EnrollmentRefused(AgentError):
     """The gateway refused to enrol or renew. `reason` is the gateway's ErrorInfo reason (e.g.
     JOIN_TOKEN_USED) when it sent one, else the gRPC status name; `code` is the gRPC status name."""
 
-    reason = "ENROLLMENT_REFUSED"
+    reason: str = ReasonCode.ENROLLMENT_REFUSED
 
     def __init__(self, message: str, *, reason: str, code: str) -> None:
         super().__init__(message, reason=reason)
@@ -119,14 +123,14 @@ class EnrollmentRefused(AgentError):
 class UsageError(AgentError):
     """A command was asked for something it cannot do as given; the message says what to change."""
 
-    reason = "BAD_USAGE"
+    reason: str = ReasonCode.BAD_USAGE
 
 
 class BadFingerprint(UsageError):
-    reason = "BAD_FINGERPRINT"
+    reason: str = ReasonCode.BAD_FINGERPRINT
 
 
 class CredentialsExist(UsageError):
     """`enroll` would overwrite a site's existing certificate; it needs --force for that."""
 
-    reason = "CREDENTIALS_EXIST"
+    reason: str = ReasonCode.CREDENTIALS_EXIST

@@ -6,11 +6,13 @@ status and a public message; nothing else decides how an error looks on the wire
 
 from __future__ import annotations
 
+from fedgate.common.reasons import ReasonCode
+
 
 class GatewayError(Exception):
     """Base of every error the gateway raises on purpose. `reason` is stable and machine-readable."""
 
-    reason = "GATEWAY_ERROR"
+    reason: str = ReasonCode.GATEWAY_ERROR
 
     def __init__(self, message: str, *, reason: str | None = None, metadata: dict[str, str] | None = None):
         super().__init__(message)
@@ -21,61 +23,61 @@ class GatewayError(Exception):
 
 
 class InvalidArgument(GatewayError):
-    reason = "INVALID_ARGUMENT"
+    reason: str = ReasonCode.INVALID_ARGUMENT
 
 
 class ConfigError(GatewayError):
     """A configuration, policy or job file is invalid. The message names the file, the line and the fix."""
 
-    reason = "INVALID_CONFIG"
+    reason: str = ReasonCode.INVALID_CONFIG
 
 
 class NotFound(GatewayError):
-    reason = "NOT_FOUND"
+    reason: str = ReasonCode.NOT_FOUND
 
 
 class AlreadyExists(GatewayError):
-    reason = "ALREADY_EXISTS"
+    reason: str = ReasonCode.ALREADY_EXISTS
 
 
 class Unauthenticated(GatewayError):
-    reason = "UNAUTHENTICATED"
+    reason: str = ReasonCode.UNAUTHENTICATED
 
 
 class PermissionDenied(GatewayError):
-    reason = "PERMISSION_DENIED"
+    reason: str = ReasonCode.PERMISSION_DENIED
 
 
 class AdmissionRejected(GatewayError):
     """Admission refused a job. The reasons list the policy steps that decided it."""
 
-    reason = "ADMISSION_REJECTED"
+    reason: str = ReasonCode.ADMISSION_REJECTED
 
 
 class FailedPrecondition(GatewayError):
-    reason = "FAILED_PRECONDITION"
+    reason: str = ReasonCode.FAILED_PRECONDITION
 
 
 class StaleEpoch(GatewayError):
     """A site spoke about an attempt that is no longer the job's current lease."""
 
-    reason = "STALE_EPOCH"
+    reason: str = ReasonCode.STALE_EPOCH
 
 
 class IdentityError(GatewayError):
     """A certificate or principal is malformed or belongs to another federation."""
 
-    reason = "BAD_IDENTITY"
+    reason: str = ReasonCode.BAD_IDENTITY
 
 
 class Unavailable(GatewayError):
-    reason = "UNAVAILABLE"
+    reason: str = ReasonCode.UNAVAILABLE
 
 
 class ClientError(GatewayError):
     """Raised by the client library for a refused call; `code` is the gRPC status name (e.g. NOT_FOUND)."""
 
-    reason = "CALL_FAILED"
+    reason: str = ReasonCode.CALL_FAILED
 
     def __init__(self, message: str, *, code: str, reason: str | None = None):
         super().__init__(message, reason=reason)

@@ -21,7 +21,7 @@ from pathlib import Path
 from agents.backends.base import BackendSettings, ExitStatus, JobHandle, LaunchSpec
 from agents.core.model import PoolSpec
 from agents.errors import BackendError, LaunchFailed
-from agents.yamlload import Section
+from fedgate.common.fields import Section
 
 DURATION_ENV = "FEDGATE_SIM_DURATION_S"
 DURATION_LABEL = "fedgate.io/sim-duration-s"

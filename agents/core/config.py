@@ -26,7 +26,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from agents.backends.base import BackendSettings
 from agents.backends.registry import backend_type
@@ -34,7 +33,8 @@ from agents.core.model import PoolSpec
 from agents.errors import ConfigError
 from agents.policy.reader import parse_site_policy
 from agents.policy.terms import SitePolicy
-from agents.yamlload import Section, load_yaml_file
+from fedgate.common.fields import Section
+from fedgate.common.yaml import YamlDocument, load_yaml
 
 API_VERSION = "fedgate.io/v1"
 KIND = "Agent"
@@ -88,12 +88,13 @@ def load_agent_config(path: str | Path, *, validate_files: bool = True) -> Agent
     `validate_files=False` skips checking that the TLS files exist, for tools that only read the config
     (`fedgate agent policy test` on an example config); the agent itself always checks them."""
     source = Path(path).expanduser().absolute()
-    return parse_agent_config(load_yaml_file(source), source=source, validate_files=validate_files)
+    return parse_agent_config(load_yaml(source, error=ConfigError), validate_files=validate_files)
 
 
-def parse_agent_config(data: Any, *, source: Path, validate_files: bool = True) -> AgentConfig:
-    """Validate already-parsed YAML; `source` names the file in errors and anchors relative paths."""
-    root = Section(data, source=source)
+def parse_agent_config(doc: YamlDocument, *, validate_files: bool = True) -> AgentConfig:
+    """Validate a loaded document; its source names the file in errors and anchors relative paths."""
+    root = Section(doc)
+    source = Path(doc.source)
     base = source.parent
     _expect(root, "apiVersion", API_VERSION)
     _expect(root, "kind", KIND)

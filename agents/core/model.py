@@ -1,8 +1,9 @@
 """What the agent tells the gateway, as plain dataclasses: job states, job updates, pools and capacity.
 
-Owns: the agent -> gateway nouns (`JobUpdate`, `PoolCapacity`, `SiteTerms`, `RunningJob`, `ReserveReply`) and
-the pool a centre declares (`PoolSpec`). It does not own the wire format (`agents.transport.convert` maps these to
-and from protobuf) nor the gateway -> agent commands (`agents.core.commands`).
+Owns: the agent -> gateway nouns (`JobUpdate`, `PoolCapacity`, `RunningJob`, `ReserveReply`) and the pool a
+centre declares (`PoolSpec`); the terms it reports are `fedgate.common.terms.SiteTerms`, shared with the
+gateway. It does not own the wire format (`agents.transport.convert` maps these to and from protobuf) nor the
+gateway -> agent commands (`agents.core.commands`).
 """
 
 from __future__ import annotations
@@ -60,22 +61,6 @@ class PoolCapacity:
     cards_per_node: int
     interconnect: str
     labels: Mapping[str, str]
-
-
-@dataclass(frozen=True)
-class SiteTerms:
-    """What the centre accepts from the federation, reported with capacity so the gateway can avoid sending
-    work the agent would refuse. Empty tuples accept everything; the agent enforces these on every launch."""
-
-    tenants: tuple[str, ...] = ()
-    """Accepted tenants; empty: every tenant."""
-    projects: tuple[str, ...] = ()
-    """`tenant/project` pairs. A tenant named here is limited to the projects listed for it; accepted
-    tenants not named here bring all their projects."""
-    max_job_cards: int = 0
-    """The largest job, in cards, the centre takes; 0: no limit beyond the offer."""
-    image_registries: tuple[str, ...] = ()
-    """Allowed image prefixes (`host[:port][/path]`); empty: any image."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from datetime import datetime
 
 from agents.core.commands import Reserve
 from agents.core.model import PoolSpec, ReserveReply
-from agents.policy.terms import PREFIX, SitePolicy, effective_offer, next_offer_change, project_accepted
+from agents.policy.terms import PREFIX, SitePolicy, effective_offer, next_offer_change
+from fedgate.common.terms import project_accepted
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from agents.core.config import AgentConfig
 from agents.core.devices import DevicePool
 from agents.core.gangholds import HoldBook
 from agents.core.launchspec import PREEMPT_GRACE_ENV, launch_spec
-from agents.core.model import JobState, JobUpdate, PoolCapacity, ReserveReply, RunningJob, SiteTerms
+from agents.core.model import JobState, JobUpdate, PoolCapacity, ReserveReply, RunningJob
 from agents.core.offers import current_offers, pool_capacities, seconds_until_change
 from agents.core.recovery import reattach
 from agents.core.reservations import Bookings, is_booking
@@ -45,6 +45,7 @@ from agents.core.supervisor import AttemptSupervisor
 from agents.core.usage import ReceiptSigner, needs_resend_without_receipt, sign_usage, without_receipt
 from agents.errors import BackendError, LaunchRefused
 from agents.journal.base import StartedAttempt, UpdateJournal
+from fedgate.common.terms import SiteTerms
 
 __all__ = ["PREEMPT_GRACE_ENV", "SHUTDOWN_MESSAGE", "SiteRuntime"]  # PREEMPT_GRACE_ENV: callers import it here
 

@@ -32,7 +32,8 @@ from agents.core.devices import DevicePool
 from agents.core.model import PoolSpec
 from agents.errors import ConfigError, InsufficientCapacity
 from agents.policy.terms import LaunchRequest, effective_offer, judge_launch
-from agents.yamlload import Section, load_yaml_file
+from fedgate.common.fields import Section
+from fedgate.common.yaml import load_yaml
 
 API_VERSION = "fedgate.io/v1"
 KIND = "AgentPolicyCases"
@@ -135,7 +136,7 @@ def decide_launch(
 def load_cases(path: Path) -> tuple[AgentConfig, tuple[AgentPolicyCase, ...]]:
     """Read a cases file and the agent config it names. Raises ConfigError naming file, line and the fix."""
     source = path.expanduser().absolute()
-    root = Section(load_yaml_file(source), source=source)
+    root = Section(load_yaml(source, error=ConfigError))
     for key, wanted in (("apiVersion", API_VERSION), ("kind", KIND)):
         if (value := root.text(key)) != wanted:
             root.fail(f"{key} must be {wanted!r}, got {value!r}", key)

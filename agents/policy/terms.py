@@ -1,10 +1,11 @@
 """The centre's terms (its veto over federated work) as pure functions of the policy and an instant.
 
 Owns: `SitePolicy` (the validated `policy:` section of the agent config), offer windows, which window holds
-at an instant, the effective offer of a pool, when the offers may next change, image-prefix matching, and
-whether a launch is acceptable and, if not, which term refuses it and why. Time is always passed in as an
-aware datetime; nothing here reads a clock, a file or a socket. It does not read YAML (`agents.policy.reader`)
-nor allocate devices (`agents.core.devices`): the runtime asks here first, then allocates.
+at an instant, the effective offer of a pool, when the offers may next change, and whether a launch is
+acceptable and, if not, which term refuses it and why. The terms the gateway also applies (tenants, projects,
+job size, image registries) are judged by `fedgate.common.terms`, the one rule both sides use. Time is always
+passed in as an aware datetime; nothing here reads a clock, a file or a socket. It does not read YAML
+(`agents.policy.reader`) nor allocate devices (`agents.core.devices`): the runtime asks here first, then allocates.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from agents.core.model import PoolSpec, SiteTerms
+from agents.core.model import PoolSpec
+from fedgate.common.terms import SiteTerms
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 """Day names as the config writes them, in `datetime.weekday()` order."""
@@ -189,19 +191,11 @@ def judge_launch(
     federated jobs; otherwise the first term (in the order of `Refusal.term`) that refuses it. The offers
     term applies to pools with a schedule; a pool without one is limited by its `offered` alone, which the
     device allocator enforces."""
-    tenant, project = request.tenant, f"{request.tenant}/{request.project}"
-    if policy.tenants and tenant not in policy.tenants:
-        return Refusal("tenants", f"{PREFIX}tenant {tenant or '(none)'} is not accepted here")
-    if not project_accepted(policy.projects, request.tenant, request.project):
-        return Refusal("projects", f"{PREFIX}project {project} is not accepted here")
-    if policy.max_job_cards is not None and request.cards > policy.max_job_cards:
-        return Refusal(
-            "max_job_cards",
-            f"{PREFIX}jobs of at most {policy.max_job_cards} cards are accepted here; this one needs {request.cards}",
-        )
-    if not image_allowed(request.image, policy.image_registries):
-        allowed = ", ".join(policy.image_registries)
-        return Refusal("image_registries", f"{PREFIX}image {request.image} is not from an allowed registry ({allowed})")
+    refused = policy.terms.judge(
+        tenant=request.tenant, project=request.project, cards=request.cards, image=request.image
+    )
+    if refused is not None:
+        return Refusal(refused.term, PREFIX + refused.message)
     window = policy.window(pool.accelerator_class, at)
     if window is None:
         return None  # no schedule: the pool's `offered` is the limit, and the device allocator enforces it
@@ -214,32 +208,6 @@ def judge_launch(
             f"({_describe_share(window, pool, policy)}){held}; this job needs {request.cards}",
         )
     return None
-
-
-def project_accepted(projects: tuple[str, ...], tenant: str, project: str) -> bool:
-    """A tenant named in `projects` may run only its listed projects; other tenants are not limited here."""
-    limited = [p for p in projects if p.partition("/")[0] == tenant]
-    return not limited or f"{tenant}/{project}" in limited
-
-
-def image_allowed(image: str, registries: tuple[str, ...]) -> bool:
-    """Is `image` under one of `registries`? Empty `registries` allow any image, and a launch without an
-    image (a bare command) is not subject to them. A host prefix (`registry.example.org`, `host:5000`)
-    matches images below it (`registry.example.org/team/app:1`), never another host or port
-    (`registry.example.org.evil`, `registry.example.org:5001/x`); a prefix with a path
-    (`harbor.centre-a.cn/ai`) also matches that repository itself with a tag or digest (`.../ai:1`)."""
-    if not registries or not image:
-        return True
-    return any(_under(image, registry) for registry in registries)
-
-
-def _under(image: str, registry: str) -> bool:
-    if not image.startswith(registry):
-        return False
-    rest = image[len(registry) :]
-    if "/" not in registry:  # a host: only images below it; `host:` would be another port
-        return rest.startswith("/") and len(rest) > 1
-    return rest == "" or (rest[0] in "/:@" and len(rest) > 1)
 
 
 def _describe_share(window: OfferWindow, pool: PoolSpec, policy: SitePolicy) -> str:

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from agents.core.usage import SignedReceipt, UsageRecord
 from agents.errors import AgentError
-from agents.transport.convert import state_to_proto, time_to_proto
+from fedgate.common import wire
 from fedgate.v1 import usage_pb2
 
 
@@ -29,10 +29,10 @@ def usage_record_to_proto(record: UsageRecord) -> usage_pb2.UsageRecord:
         project=record.project,
         accelerator_class=record.accelerator_class,
         cards=record.cards,
-        start_time=time_to_proto(record.start_time),
-        end_time=time_to_proto(record.end_time),
+        start_time=wire.time_to_proto(record.start_time),
+        end_time=wire.time_to_proto(record.end_time),
         exit_code=record.exit_code,
-        state=state_to_proto(record.state),
+        state=wire.state_to_proto(record.state.value),
     )
 
 

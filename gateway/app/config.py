@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from fedgate.common.yaml import YamlDocument, load_yaml
 from gateway.errors import ConfigError
-from gateway.yamlload import YamlDocument, load_yaml
 
 REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
@@ -68,7 +68,7 @@ KEYS = {
 
 
 def load_gateway_config(path: Path) -> GatewayConfig:
-    doc = load_yaml(path)
+    doc = load_yaml(path, error=ConfigError)
     data = doc.data
     if not isinstance(data, dict):
         raise doc.error((), "a gateway config must be a mapping")

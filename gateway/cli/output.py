@@ -16,11 +16,11 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from fedgate.common.yaml import dump_yaml
 from gateway.jobs.model import Job, JobSpec, Reason
 from gateway.jobs.specfile import format_duration
 from gateway.placement.place import Candidate
 from gateway.sites.model import SiteView
-from gateway.yamlload import dump_yaml
 
 FORMATS = ("table", "json", "yaml")
 Column = tuple[str, str]

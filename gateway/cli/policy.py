@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fedgate.common.yaml import load_yaml
 from gateway.app.config import REPO_POLICIES
 from gateway.cli import output
 from gateway.cli.connect import EXIT_FAILED, EXIT_OK, run_command
@@ -29,7 +30,6 @@ from gateway.policy.cases import DEFAULT_TIME, find_cases, load_cases, run_cases
 from gateway.policy.diff import diff_documents
 from gateway.policy.reference import reference_text, schema_text
 from gateway.policy.verdict import default_caller, judge
-from gateway.yamlload import load_yaml
 
 EPILOG = "exit codes: 0 ok (valid, all cases pass, allowed); 1 invalid, a case failed or denied; 2 bad usage or input"
 CHECKERS: Mapping[str, Callable[[Path], object]] = {
@@ -99,7 +99,7 @@ def check_file(path: Path) -> tuple[str, str]:
     """(kind, problem) of one file; problem is "" when it is valid, else `FILE:LINE: message`."""
     kind = ""
     try:
-        doc = load_yaml(path)
+        doc = load_yaml(path, error=ConfigError)
         kind = str(doc.data.get("kind", "")) if isinstance(doc.data, dict) else ""
         checker = CHECKERS.get(kind)
         if checker is None and kind not in FOREIGN:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fedgate.common.yaml import dump_yaml
 from gateway.app.config import REPO_POLICIES
 from gateway.identity.ca import init_ca
 from gateway.identity.principal import Principal
-from gateway.yamlload import dump_yaml
 
 FEDERATION = "demo"
 

@@ -17,6 +17,7 @@ import itertools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from fedgate.common.reasons import ReasonCode
 from gateway.jobs.model import Placement, Reason, Topology
 from gateway.placement.place import Candidate, OptionFilter, place
 from gateway.sites.model import SiteView
@@ -59,7 +60,7 @@ def plan_gang(
     if single.placement is not None:
         return GangPlan((single.placement,), single.reasons, single.candidates)
     backoff = tuple(
-        Reason("site", "SITE_BACKOFF", f"{name} refused or timed out recently; not asked again yet", name)
+        Reason("site", ReasonCode.SITE_BACKOFF, f"{name} refused or timed out recently; not asked again yet", name)
         for name in sorted(backing_off)
         if any(s.name == name for s in sites)
     )
@@ -87,7 +88,7 @@ def plan_gang(
     where = ", ".join(f"{p.cards} on {p.site}" for p in parts)
     placed = Reason(
         "capacity",
-        "GANG_PLANNED",
+        ReasonCode.GANG_PLANNED,
         f"no single site fits {cards} cards; gang of {len(parts)} sites ({where} x {parts[0].accelerator_class})",
     )
     return GangPlan(parts, (placed,), single.candidates)
@@ -144,7 +145,7 @@ def _fragmentation(cls: str, cards: int, topology: Topology, minimum: int, free:
     blocks = ", ".join(f"{name} {n}" for name, n in sorted(free.items(), key=lambda e: (-e[1], e[0])))
     return Reason(
         "capacity",
-        "FRAGMENTATION",
+        ReasonCode.FRAGMENTATION,
         f"{sum(free.values())} {cls} cards are free in total ({blocks}) but not {cards} in at most "
         f"{topology.max_sites} sites with at least {minimum} each",
     )

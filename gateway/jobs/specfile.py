@@ -13,10 +13,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import InvalidArgument
+from fedgate.common.fields import MISSING, FieldReader
+from fedgate.common.yaml import KeyPath, load_yaml
+from gateway.errors import ConfigError, InvalidArgument
 from gateway.jobs.model import Capability, JobSpec, Resources, StackRun, Topology
-from gateway.yamlfields import MISSING, FieldReader
-from gateway.yamlload import KeyPath, load_yaml
 
 API_VERSION = "fedgate.io/v1"
 KIND = "Job"
@@ -84,7 +84,7 @@ def load_job_spec(path: str | Path, *, default_tenant: str = "") -> JobSpec:
 
 def parse_job_spec(source: str | bytes | Path, source_name: str | None = None, *, default_tenant: str = "") -> JobSpec:
     """Parse job YAML (text, bytes or a Path). Raises ConfigError naming file, line, field and fix."""
-    fields = FieldReader(load_yaml(source, source_name or "<job>"))
+    fields = FieldReader(load_yaml(source, source_name or "<job>", error=ConfigError))
     fields.document(API_VERSION, KIND, _TOP, "start from an example in examples/jobs/")
     # Read in file order, so the first mistake reported is the first one in the file.
     metadata_required = ("project",) if default_tenant else ("tenant", "project")

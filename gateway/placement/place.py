@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from fedgate.common.reasons import ReasonCode
 from gateway.jobs.model import Placement, Reason
 from gateway.placement.freeindex import FreeIndex
 from gateway.sites.model import Pool, SiteView
@@ -53,20 +54,20 @@ def _judge_pool(site: SiteView, pool: Pool, cards: int) -> tuple[float | None, R
     if pool.offered < cards:
         return None, Reason(
             "offers",
-            "OFFER_TOO_SMALL",
+            ReasonCode.OFFER_TOO_SMALL,
             f"{site.name} offers {pool.offered} {cls} cards to the federation; the job needs {cards}",
             site.name,
         )
     if free < cards:
         return None, Reason(
             "capacity",
-            "NO_FREE_CAPACITY",
+            ReasonCode.NO_FREE_CAPACITY,
             f"{site.name} has {free} of {pool.offered} offered {cls} cards free; the job needs {cards}",
             site.name,
         )
     # Best fit: the fewer offered cards left idle after this job, the better; keeps big blocks free.
     score = 1.0 - (free - cards) / max(pool.offered, 1)
-    return score, Reason("capacity", "FITS", f"{site.name} has {free} {cls} cards free", site.name)
+    return score, Reason("capacity", ReasonCode.FITS, f"{site.name} has {free} {cls} cards free", site.name)
 
 
 OptionFilter = Callable[[SiteView, str], Reason | None]
@@ -75,14 +76,16 @@ OptionFilter = Callable[[SiteView, str], Reason | None]
 def judge_site(site: SiteView, classes: Sequence[str], cards: int, allows: OptionFilter | None = None) -> Candidate:
     if not site.connected:
         return Candidate(
-            site.name, False, reasons=(Reason("offers", "SITE_OFFLINE", "agent not connected", site.name),)
+            site.name, False, reasons=(Reason("offers", ReasonCode.SITE_OFFLINE, "agent not connected", site.name),)
         )
     if site.draining:
-        return Candidate(site.name, False, reasons=(Reason("offers", "SITE_DRAINING", "site is draining", site.name),))
+        return Candidate(
+            site.name, False, reasons=(Reason("offers", ReasonCode.SITE_DRAINING, "site is draining", site.name),)
+        )
     pools = [p for p in site.pools if p.accelerator_class in classes]
     if not pools:
         offered = ", ".join(sorted({p.accelerator_class for p in site.pools})) or "nothing"
-        reason = Reason("offers", "NO_MATCHING_POOL", f"{site.name} offers {offered}", site.name)
+        reason = Reason("offers", ReasonCode.NO_MATCHING_POOL, f"{site.name} offers {offered}", site.name)
         return Candidate(site.name, False, reasons=(reason,))
     best: Candidate | None = None
     refusals: list[Reason] = []
@@ -118,7 +121,7 @@ def place(
     feasible = [c for c in candidates if c.feasible]
     if not feasible:
         reasons = tuple(r for c in candidates for r in c.reasons) or (
-            Reason("offers", "NO_SITES", "no site has joined the federation yet"),
+            Reason("offers", ReasonCode.NO_SITES, "no site has joined the federation yet"),
         )
         split = fragmentation(classes, cards, sites, allows) if max_sites <= 1 else None
         return PlacementDecision(None, candidates, reasons + ((split,) if split else ()))
@@ -153,7 +156,10 @@ def placed_reason(placement: Placement) -> Reason:
     """The reason a job carries for the best-fit placement `place` chose."""
     site, cls, cards = placement.site, placement.accelerator_class, placement.cards
     return Reason(
-        "capacity", "PLACED", f"placed on {site} ({cards} x {cls}: best fit, fewest offered cards left idle)", site
+        "capacity",
+        ReasonCode.PLACED,
+        f"placed on {site} ({cards} x {cls}: best fit, fewest offered cards left idle)",
+        site,
     )
 
 
@@ -177,7 +183,7 @@ def fragmentation(
             holding = sum(1 for n in free.values() if n)
             return Reason(
                 "capacity",
-                "FRAGMENTED",
+                ReasonCode.FRAGMENTED,
                 f"{total} {cls} cards are free across {holding} sites, at most {largest} at one; the job needs"
                 f" {cards} at one site and may not span sites (topology.max_sites 1)",
             )

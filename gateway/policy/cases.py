@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from fedgate.common.fields import MISSING, FieldReader
+from fedgate.common.yaml import KeyPath, dump_yaml, format_path, load_yaml
 from gateway.app.config import REPO_POLICIES
 from gateway.errors import ConfigError, GatewayError
 from gateway.identity.principal import Principal
@@ -23,8 +25,6 @@ from gateway.policy.document import NAME, NAME_HINT, FederationPolicy, load_cata
 from gateway.policy.engine import option_verdict
 from gateway.policy.quotas import Usage
 from gateway.policy.verdict import Verdict, default_caller, judge
-from gateway.yamlfields import MISSING, FieldReader
-from gateway.yamlload import KeyPath, dump_yaml, format_path, load_yaml
 
 API_VERSION = "fedgate.io/v1"
 KIND = "PolicyCases"
@@ -143,7 +143,7 @@ def run_case(table: PolicyCases, case: PolicyCase) -> CaseResult:
 
 def load_cases(path: Path) -> PolicyCases:
     """A cases file with its policy, catalogue and jobs loaded; ConfigError naming file and line otherwise."""
-    fields = FieldReader(load_yaml(path))
+    fields = FieldReader(load_yaml(path, error=ConfigError))
     top = {"apiVersion", "kind", "policy", "catalogue", "time", "cases"}
     fields.mapping((), allowed=top, required={"apiVersion", "kind", "policy", "cases"})
     if fields.string(("apiVersion",)) != API_VERSION:
@@ -231,7 +231,7 @@ def _inline_job(fields: FieldReader, at: KeyPath, default_tenant: str) -> JobSpe
     except ConfigError as exc:
         # Map the line in the re-written job back to the key path, and that to the line in this file.
         line = int(exc.metadata.get("line") or 0)
-        inner = load_yaml(text, _INLINE).lines
+        inner = load_yaml(text, _INLINE, error=ConfigError).lines
         path = max((p for p, n in inner.items() if n == line), key=len, default=())
         problem = re.sub(rf"^{re.escape(_INLINE)}(:\d+)?: ", "", exc.message)
         where = (*at, *path)

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fedgate.common.fields import FieldReader
+from fedgate.common.yaml import KeyPath, YamlDocument, load_yaml
 from gateway.errors import ConfigError
 from gateway.policy.catalogue import Accelerator, Catalogue
 from gateway.policy.model import (
@@ -28,8 +30,6 @@ from gateway.policy.model import (
     TenantSpec,
 )
 from gateway.policy.schema import read
-from gateway.yamlfields import FieldReader
-from gateway.yamlload import KeyPath, YamlDocument, load_yaml
 
 API_VERSION = "fedgate.io/v1"
 NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
@@ -95,7 +95,7 @@ def _header(fields: FieldReader, kind: str, allowed: set[str]) -> None:
 
 
 def load_catalogue(path: Path) -> Catalogue:
-    fields = FieldReader(load_yaml(path))
+    fields = FieldReader(load_yaml(path, error=ConfigError))
     _header(fields, "AcceleratorCatalogue", {"accelerators"})
     keys = {
         "id",
@@ -141,7 +141,7 @@ def load_policy(path: Path) -> FederationPolicy:
 
 def parse_policy(raw: bytes, source: str) -> FederationPolicy:
     """A policy from the bytes of a `kind: Federation` document; ConfigError with file:line otherwise."""
-    doc = load_yaml(raw, source)
+    doc = load_yaml(raw, source, error=ConfigError)
     fields = FieldReader(doc)
     if isinstance(doc.data, dict) and doc.data.get("kind") not in (None, "Federation"):
         raise doc.error(("kind",), f"this is a {doc.data.get('kind')!r} document", "a policy file has kind: Federation")

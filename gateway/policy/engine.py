@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from fedgate.common.reasons import ReasonCode
 from gateway.jobs.model import JobSpec, Reason
 from gateway.policy.catalogue import Catalogue
 from gateway.policy.document import FederationPolicy
@@ -115,7 +116,7 @@ def _evaluate(policy: FederationPolicy, catalogue: Catalogue, spec: JobSpec, now
         why += f" (rules: {', '.join(matched)})"
     return Decision(
         True,
-        (Reason("policy", "ADMITTED", why),),
+        (Reason("policy", ReasonCode.ADMITTED, why),),
         tuple(classes),
         policy.version,
         tuple(matched),
@@ -191,12 +192,12 @@ def option_rules(
         if rule.effect == "require":
             unmet = _unmet(rule, spec, policy)
             if unmet:
-                return Reason("policy", "RULE_REQUIRE", f"rule {rule.name}: {rule.message} ({unmet})", site), tuple(
-                    matched
-                )
+                return Reason(
+                    "policy", ReasonCode.RULE_REQUIRE, f"rule {rule.name}: {rule.message} ({unmet})", site
+                ), tuple(matched)
             continue
         if rule.effect == "deny":
-            return Reason("policy", "RULE_DENY", f"rule {rule.name}: {rule.message}", site), tuple(matched)
+            return Reason("policy", ReasonCode.RULE_DENY, f"rule {rule.name}: {rule.message}", site), tuple(matched)
         return None, tuple(matched)  # the first matching allow decides
     return None, tuple(matched)
 
@@ -216,7 +217,9 @@ def option_verdict(
     try:
         return _option_verdict(policy, catalogue, spec, now, usage, site, cls)
     except Exception as exc:
-        return Reason("policy", "EVALUATION_ERROR", f"the policy could not be evaluated ({type(exc).__name__})", site)
+        return Reason(
+            "policy", ReasonCode.EVALUATION_ERROR, f"the policy could not be evaluated ({type(exc).__name__})", site
+        )
 
 
 def _option_verdict(
@@ -234,7 +237,9 @@ def standing_verdict(policy: FederationPolicy, spec: JobSpec, now: datetime, sit
     try:
         return _standing_verdict(policy, spec, now, site, cls)
     except Exception as exc:
-        return Reason("policy", "EVALUATION_ERROR", f"the policy could not be evaluated ({type(exc).__name__})", site)
+        return Reason(
+            "policy", ReasonCode.EVALUATION_ERROR, f"the policy could not be evaluated ({type(exc).__name__})", site
+        )
 
 
 def usage_verdict(
@@ -244,7 +249,9 @@ def usage_verdict(
     try:
         return quota_verdict(policy, catalogue, spec, usage, site, cls)
     except Exception as exc:
-        return Reason("policy", "EVALUATION_ERROR", f"the policy could not be evaluated ({type(exc).__name__})", site)
+        return Reason(
+            "policy", ReasonCode.EVALUATION_ERROR, f"the policy could not be evaluated ({type(exc).__name__})", site
+        )
 
 
 def _standing_verdict(policy: FederationPolicy, spec: JobSpec, now: datetime, site: str, cls: str) -> Reason | None:
@@ -256,7 +263,7 @@ def _standing_verdict(policy: FederationPolicy, spec: JobSpec, now: datetime, si
         message = (
             entry.message or f"{spec.data_classification} data may only go to regions {', '.join(allowed_regions)}"
         )
-        return Reason("policy", "RESIDENCY", f"{site} is in region {region or 'unknown'}: {message}", site)
+        return Reason("policy", ReasonCode.RESIDENCY, f"{site} is in region {region or 'unknown'}: {message}", site)
     # Rules again at placement time: time windows may have turned since admission, and a site in the policy
     # has a region that region rules match (an unlisted site has none, so they do not).
     reason, _ = option_rules(policy, spec, now, cls, region, site)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from fedgate.common.reasons import ReasonCode
 from gateway.jobs.model import JobSpec, Reason
 from gateway.policy.catalogue import Catalogue
 from gateway.policy.document import FederationPolicy
@@ -90,13 +91,15 @@ def quota_never_fits(
     where = _scope_name(scope)
     if quota.card_hours is not None and _hours(usage, scope, quota.period) >= quota.card_hours:
         return Reason(
-            "policy", "QUOTA_EXHAUSTED", f"{where} has used its {quota.card_hours:g} card-hours this {quota.period}"
+            "policy",
+            ReasonCode.QUOTA_EXHAUSTED,
+            f"{where} has used its {quota.card_hours:g} card-hours this {quota.period}",
         )
     limits = [quota.concurrent_cards.get(c, quota.concurrent_cards.get("*")) for c in classes]
     if quota.concurrent_cards and all(limit is not None and cards > limit for limit in limits):
         return Reason(
             "policy",
-            "QUOTA_TOO_SMALL",
+            ReasonCode.QUOTA_TOO_SMALL,
             f"the job asks for {cards} cards; {where} may hold at most {max(limit or 0 for limit in limits)}",
         )
     if quota.concurrent_pflops is not None:
@@ -104,7 +107,7 @@ def quota_never_fits(
         if smallest > quota.concurrent_pflops:
             return Reason(
                 "policy",
-                "QUOTA_TOO_SMALL",
+                ReasonCode.QUOTA_TOO_SMALL,
                 f"the job needs {smallest:g} PFLOPS; {where} may hold at most {quota.concurrent_pflops:g}",
             )
     return None
@@ -121,7 +124,9 @@ def quota_verdict(
             if limit is not None and _held(usage, scope, key) + cards > limit:
                 held = _held(usage, scope, key)
                 what = "cards" if key == "*" else f"{key} cards"
-                return Reason("policy", "QUOTA", f"{_scope_name(scope)} holds {held} of its {limit} {what}", site)
+                return Reason(
+                    "policy", ReasonCode.QUOTA, f"{_scope_name(scope)} holds {held} of its {limit} {what}", site
+                )
         if quota.concurrent_pflops is not None:
             held_pflops = sum(
                 catalogue.normalised_compute(c, n)
@@ -131,7 +136,7 @@ def quota_verdict(
             if held_pflops + catalogue.normalised_compute(cls, cards) > quota.concurrent_pflops:
                 return Reason(
                     "policy",
-                    "QUOTA",
+                    ReasonCode.QUOTA,
                     f"{_scope_name(scope)} holds {held_pflops:g} of its {quota.concurrent_pflops:g} PFLOPS",
                     site,
                 )

@@ -15,8 +15,8 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
-from gateway.yamlfields import MISSING, FieldReader, describe
-from gateway.yamlload import KeyPath
+from fedgate.common.fields import MISSING, FieldReader, describe
+from fedgate.common.yaml import KeyPath
 
 T = TypeVar("T")
 

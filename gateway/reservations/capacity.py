@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from fedgate.common.reasons import ReasonCode
 from gateway.jobs.model import Job, JobSpec, Placement, Reason
 from gateway.placement.place import OptionFilter
 from gateway.reservations.model import Reservation, ReservationState
@@ -147,7 +148,7 @@ class ReservedCapacity:
             if part is None:
                 return Reason(
                     "reservation",
-                    "OUTSIDE_RESERVATION",
+                    ReasonCode.OUTSIDE_RESERVATION,
                     f"{cls} at {site.name} is not part of reservation {reservation.reservation_id}",
                     site.name,
                 )
@@ -155,7 +156,7 @@ class ReservedCapacity:
             if spec.resources.cards > left:
                 return Reason(
                     "reservation",
-                    "RESERVATION_FULL",
+                    ReasonCode.RESERVATION_FULL,
                     f"reservation {reservation.reservation_id} holds {part.cards} {cls} cards at {site.name}, "
                     f"{left} of them free of its jobs; the job needs {spec.resources.cards}",
                     site.name,
@@ -168,13 +169,15 @@ class ReservedCapacity:
         """Why a job naming a reservation that is not ACTIVE waits (or can never run)."""
         name = spec.reservation
         if reservation is None:
-            return Reason("reservation", "RESERVATION_NOT_FOUND", f"reservation {name} does not exist", site)
+            return Reason("reservation", ReasonCode.RESERVATION_NOT_FOUND, f"reservation {name} does not exist", site)
         if reservation.state in (ReservationState.PENDING, ReservationState.CONFIRMED):
             pending = reservation.state == ReservationState.PENDING
             unconfirmed = " (its sites have not all confirmed yet)" if pending else ""
             message = f"reservation {name} starts at {at(reservation.start)}{unconfirmed}"
-            return Reason("reservation", "RESERVATION_NOT_STARTED", message, site)
-        return Reason("reservation", "RESERVATION_OVER", self.over(spec) or f"reservation {name} is over", site)
+            return Reason("reservation", ReasonCode.RESERVATION_NOT_STARTED, message, site)
+        return Reason(
+            "reservation", ReasonCode.RESERVATION_OVER, self.over(spec) or f"reservation {name} is over", site
+        )
 
     def over(self, spec: JobSpec) -> str:
         """Why a job naming a reservation can never run there ('' when it still may)."""
@@ -196,7 +199,7 @@ class ReservedCapacity:
         return tuple(
             Reason(
                 "reservation",
-                "RESERVED",
+                ReasonCode.RESERVED,
                 f"{w.site} keeps {w.cards} {w.accelerator_class} cards for reservation "
                 f"{w.reservation.reservation_id} of {w.reservation.tenant}/{w.reservation.project} until "
                 f"{at(w.reservation.end)}",

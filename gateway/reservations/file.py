@@ -21,12 +21,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import InvalidArgument
+from fedgate.common.fields import FieldReader
+from fedgate.common.yaml import load_yaml
+from gateway.errors import ConfigError, InvalidArgument
 from gateway.jobs.model import JobSpec
 from gateway.jobs.specfile import API_VERSION, NAME, NAME_HINT, parse_duration, read_resources, spec_to_dict
 from gateway.reservations.model import MAX_SITES, ReservationRequest
-from gateway.yamlfields import FieldReader
-from gateway.yamlload import load_yaml
 
 KIND = "Reservation"
 TIME_HINT = "write an ISO-8601 time with a zone (2026-12-01T08:00:00Z) or +DURATION (+2h, +1d)"
@@ -55,7 +55,7 @@ def parse_reservation(
     source: str | bytes | Path, source_name: str | None = None, *, default_tenant: str = "", now: datetime
 ) -> ReservationRequest:
     """Parse reservation YAML. Relative times count from `now` (start) and from the start (end)."""
-    fields = FieldReader(load_yaml(source, source_name or "<reservation>"))
+    fields = FieldReader(load_yaml(source, source_name or "<reservation>", error=ConfigError))
     fields.document(API_VERSION, KIND, _TOP, "start from the example in `fedgate reservation create --help`")
     fields.mapping(("metadata",), allowed=_METADATA, required=("project",))
     tenant = fields.string(("metadata", "tenant"), default=default_tenant, pattern=NAME, hint=NAME_HINT)

@@ -16,6 +16,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from fedgate.common.reasons import ReasonCode
 from gateway.jobs.model import JobSpec, Reason, StackRun
 from gateway.placement.place import OptionFilter
 from gateway.policy import FederationPolicy
@@ -78,7 +79,7 @@ def booking_allows(
         if site.terms is not None:
             refusal = replace(site.terms, max_job_cards=0).refusal(spec, "")
             if refusal:
-                return Reason("offers", "SITE_TERMS", f"{site.name}'s own policy: {refusal}", site.name)
+                return Reason("offers", ReasonCode.SITE_TERMS, f"{site.name}'s own policy: {refusal}", site.name)
         return option_verdict(policy, catalogue, spec, start, usage, site.name, cls)
 
     return allows
@@ -104,13 +105,13 @@ def _judge(
     """A site's usable options (class and cards available), or the reasons it has none."""
     name = view.name
     if not view.connected:
-        return [], [Reason("offers", "SITE_OFFLINE", "agent not connected", name)]
+        return [], [Reason("offers", ReasonCode.SITE_OFFLINE, "agent not connected", name)]
     if view.draining:
-        return [], [Reason("offers", "SITE_DRAINING", "site is draining", name)]
+        return [], [Reason("offers", ReasonCode.SITE_DRAINING, "site is draining", name)]
     pools = [p for p in view.pools if p.accelerator_class in classes]
     if not pools:
         offered = ", ".join(sorted({p.accelerator_class for p in view.pools})) or "nothing"
-        return [], [Reason("offers", "NO_MATCHING_POOL", f"{name} offers {offered}", name)]
+        return [], [Reason("offers", ReasonCode.NO_MATCHING_POOL, f"{name} offers {offered}", name)]
     options: list[_Option] = []
     reasons: list[Reason] = []
     for pool in pools:
@@ -132,7 +133,9 @@ def _judge(
 
 def _short(site: str, cls: str, offered: int, taken: int, cards: int) -> Reason:
     booked = f"; {taken} of them are booked by other reservations in the window" if taken else ""
-    return Reason("capacity", "BOOKED_OUT", f"{site} offers {offered} {cls} cards{booked}; {cards} needed", site)
+    return Reason(
+        "capacity", ReasonCode.BOOKED_OUT, f"{site} offers {offered} {cls} cards{booked}; {cards} needed", site
+    )
 
 
 def plan_booking(
@@ -166,7 +169,7 @@ def plan_booking(
         return Plan((ReservationPart(best.site, best.accelerator_class, cards),), ())
     if not considered:
         where = f"none of the sites named ({', '.join(sorted(sites))}) is" if sites else "no site is"
-        return Plan((), (Reason("offers", "NO_SITES", f"{where} left to ask"),))
+        return Plan((), (Reason("offers", ReasonCode.NO_SITES, f"{where} left to ask"),))
     if max_sites > 1 and options:
         parts = _split(cards, options, max_sites)
         if parts:
@@ -175,7 +178,7 @@ def plan_booking(
         reasons.append(
             Reason(
                 "capacity",
-                "SPLIT_TOO_SMALL",
+                ReasonCode.SPLIT_TOO_SMALL,
                 f"the {len(largest)} largest site(s) can book {sum(o.available for o in largest)} of the "
                 f"{cards} cards asked for, split over at most {max_sites} sites",
             )

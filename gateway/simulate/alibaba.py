@@ -39,10 +39,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fedgate.common.yaml import dump_yaml
 from gateway.errors import ConfigError
 from gateway.simulate.sites import PoolSpec, SiteSpec
 from gateway.simulate.trace import TRACE_HEADER, TraceJob
-from gateway.yamlload import dump_yaml
 
 POD_COLUMNS = ("name", "num_gpu", "gpu_milli", "gpu_spec", "creation_time", "deletion_time", "scheduled_time")
 NODE_COLUMNS = ("sn", "gpu", "model")

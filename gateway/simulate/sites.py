@@ -12,8 +12,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.yamlfields import FieldReader
-from gateway.yamlload import YamlDocument, load_yaml
+from fedgate.common.fields import FieldReader
+from fedgate.common.yaml import YamlDocument, load_yaml
+from gateway.errors import ConfigError
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 NAME_HINT = "use letters, digits, '.', '_' and '-', starting with a letter or digit (at most 63)"
@@ -40,7 +41,7 @@ class SiteSpec:
 
 
 def load_sites(path: Path) -> tuple[SiteSpec, ...]:
-    return parse_sites(load_yaml(path, max_bytes=MAX_SITES_BYTES))
+    return parse_sites(load_yaml(path, max_bytes=MAX_SITES_BYTES, error=ConfigError))
 
 
 def parse_sites(doc: YamlDocument) -> tuple[SiteSpec, ...]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from fedgate.common.terms import SiteTerms as CentreTerms
 from gateway.jobs.model import JobSpec
 
 
@@ -25,38 +26,14 @@ class Pool:
 
 
 @dataclass(frozen=True)
-class SiteTerms:
-    """What a centre accepts from the federation (its veto), as its agent reports it. Empty accepts all."""
-
-    tenants: tuple[str, ...] = ()
-    projects: tuple[str, ...] = ()  # "tenant/project"
-    max_job_cards: int = 0  # 0: no limit beyond the offer
-    image_registries: tuple[str, ...] = ()
+class SiteTerms(CentreTerms):
+    """The centre's terms as its agent reports them (`fedgate.common.terms`: the rule the agent enforces),
+    read by placement for a job spec. Empty accepts all."""
 
     def refusal(self, spec: JobSpec, image: str) -> str:
         """Why the centre would refuse this job ('' when it would take it)."""
-        if self.tenants and spec.tenant not in self.tenants:
-            return f"tenant {spec.tenant} is not accepted"
-        # Projects limit only the tenants they name: `deepsea-ai/llama-sft` says nothing about panda-lm.
-        limited = [p for p in self.projects if p.partition("/")[0] == spec.tenant]
-        if limited and f"{spec.tenant}/{spec.project}" not in limited:
-            return f"project {spec.tenant}/{spec.project} is not accepted"
-        if self.max_job_cards and spec.resources.cards > self.max_job_cards:
-            return f"it takes jobs of at most {self.max_job_cards} cards"
-        if image and self.image_registries and not any(_under(image, r) for r in self.image_registries):
-            return f"image {image} is not from an allowed registry"
-        return ""
-
-
-def _under(image: str, registry: str) -> bool:
-    """The agents' rule, exactly (they enforce it): a bare host matches only images below it (`host:5001`
-    is another registry); a prefix with a path also matches itself and what follows it after `/`, `:`, `@`."""
-    if not image.startswith(registry):
-        return False
-    rest = image[len(registry) :]
-    if "/" not in registry:
-        return rest.startswith("/") and len(rest) > 1
-    return rest == "" or (rest[0] in "/:@" and len(rest) > 1)
+        refused = self.judge(tenant=spec.tenant, project=spec.project, cards=spec.resources.cards, image=image)
+        return refused.message if refused is not None else ""
 
 
 @dataclass(frozen=True)

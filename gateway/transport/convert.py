@@ -1,11 +1,15 @@
-"""Conversions between the contract's messages and the gateway's dataclasses, one pair per noun."""
+"""Conversions between the contract's messages and the gateway's dataclasses, one pair per noun.
+
+Times, durations, job-state numbers, pools sent and site terms are the shared wire conversions of
+`fedgate.common.wire` (what the agent encodes is what the gateway decodes), re-exported here for the servicers.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from google.protobuf import duration_pb2, timestamp_pb2
-
+from fedgate.common import wire
+from fedgate.common.wire import duration_from_proto, duration_to_proto, pool_to_proto, time_from_proto, time_to_proto
 from fedgate.v1 import job_pb2, job_service_pb2, site_pb2
 from gateway.errors import InvalidArgument
 from gateway.jobs.model import (
@@ -24,38 +28,22 @@ from gateway.placement.place import Candidate
 from gateway.sites.model import Pool, SiteView
 from gateway.sites.registry import ReserveCommand
 
+# The shared conversions, named here too so that the servicers keep one `convert` to call.
+__all__ = ["duration_from_proto", "duration_to_proto", "pool_to_proto", "time_from_proto", "time_to_proto"]
 MAX_RUNS = 16
 MAX_MAP_ENTRIES = 64
 MAX_STRING = 4096
 
 
 def state_to_proto(state: JobState) -> job_pb2.JobState:
-    return job_pb2.JobState.Value(f"JOB_STATE_{state.value}")  # type: ignore[return-value]
+    return wire.state_to_proto(state.value)
 
 
 def state_from_proto(value: int) -> JobState:
-    name = job_pb2.JobState.Name(value) if value in job_pb2.JobState.values() else "JOB_STATE_UNSPECIFIED"
-    if name == "JOB_STATE_UNSPECIFIED":
+    name = wire.state_from_proto(value)
+    if name is None:
         raise InvalidArgument(f"job state {value} is not a valid JobState")
-    return JobState(name.removeprefix("JOB_STATE_"))
-
-
-def time_to_proto(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
-def time_from_proto(stamp: timestamp_pb2.Timestamp) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC)
-
-
-def duration_to_proto(value: timedelta) -> duration_pb2.Duration:
-    duration = duration_pb2.Duration()
-    duration.FromTimedelta(value)
-    return duration
+    return JobState(name)
 
 
 def _pairs(mapping: object, what: str) -> tuple[tuple[str, str], ...]:
@@ -199,18 +187,6 @@ def event_from_proto(msg: job_pb2.JobEvent) -> JobEvent:
         msg.site,
         msg.message,
         msg.sequence,
-    )
-
-
-def pool_to_proto(pool: Pool) -> site_pb2.Pool:
-    return site_pb2.Pool(
-        accelerator_class=pool.accelerator_class,
-        total=pool.total,
-        offered=pool.offered,
-        free=pool.free,
-        cards_per_node=pool.cards_per_node,
-        interconnect=pool.interconnect,
-        labels=dict(pool.labels),
     )
 
 

@@ -17,6 +17,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from fedgate.common.reasons import ReasonCode
 from gateway import errors
 
 log = logging.getLogger("fedgate.gateway")
@@ -39,18 +40,18 @@ STATUS_BY_CLASS: tuple[tuple[type[errors.GatewayError], grpc.StatusCode], ...] =
 
 # Reasons that say more precisely than their class what went wrong.
 STATUS_BY_REASON: dict[str, grpc.StatusCode] = {
-    "TENANT_MISMATCH": grpc.StatusCode.PERMISSION_DENIED,
-    "NOT_A_MEMBER": grpc.StatusCode.PERMISSION_DENIED,
-    "READ_ONLY": grpc.StatusCode.PERMISSION_DENIED,
-    "ROLE_CANNOT_SUBMIT": grpc.StatusCode.PERMISSION_DENIED,
-    "BAD_CARD_COUNT": grpc.StatusCode.INVALID_ARGUMENT,
-    "BAD_RESOURCES": grpc.StatusCode.INVALID_ARGUMENT,
-    "UNKNOWN_ACCELERATOR_CLASS": grpc.StatusCode.INVALID_ARGUMENT,
-    "NO_RUN": grpc.StatusCode.INVALID_ARGUMENT,
-    "BAD_MAX_RUNTIME": grpc.StatusCode.INVALID_ARGUMENT,
-    "TOO_MANY_LOG_STREAMS": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    "LOG_READER_TOO_SLOW": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    "RECEIPT_INVALID": grpc.StatusCode.INVALID_ARGUMENT,  # on a site stream it travels as a Rejection
+    ReasonCode.TENANT_MISMATCH: grpc.StatusCode.PERMISSION_DENIED,
+    ReasonCode.NOT_A_MEMBER: grpc.StatusCode.PERMISSION_DENIED,
+    ReasonCode.READ_ONLY: grpc.StatusCode.PERMISSION_DENIED,
+    ReasonCode.ROLE_CANNOT_SUBMIT: grpc.StatusCode.PERMISSION_DENIED,
+    ReasonCode.BAD_CARD_COUNT: grpc.StatusCode.INVALID_ARGUMENT,
+    ReasonCode.BAD_RESOURCES: grpc.StatusCode.INVALID_ARGUMENT,
+    ReasonCode.UNKNOWN_ACCELERATOR_CLASS: grpc.StatusCode.INVALID_ARGUMENT,
+    ReasonCode.NO_RUN: grpc.StatusCode.INVALID_ARGUMENT,
+    ReasonCode.BAD_MAX_RUNTIME: grpc.StatusCode.INVALID_ARGUMENT,
+    ReasonCode.TOO_MANY_LOG_STREAMS: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ReasonCode.LOG_READER_TOO_SLOW: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ReasonCode.RECEIPT_INVALID: grpc.StatusCode.INVALID_ARGUMENT,  # on a site stream it travels as a Rejection
 }
 
 
@@ -82,7 +83,9 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], error: errors.Gatew
 async def abort_internal(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> NoReturn:
     ref = secrets.token_hex(4)
     log.error("internal error ref=%s", ref, exc_info=exc)
-    error = errors.GatewayError(f"internal error; the gateway log has the details under ref={ref}", reason="INTERNAL")
+    error = errors.GatewayError(
+        f"internal error; the gateway log has the details under ref={ref}", reason=ReasonCode.INTERNAL
+    )
     status = rich_status(grpc.StatusCode.INTERNAL, error.message, error.reason, {"ref": ref})
     await context.abort(
         grpc.StatusCode.INTERNAL,

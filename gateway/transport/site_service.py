@@ -17,6 +17,7 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from fedgate.common import wire
 from fedgate.v1 import job_pb2, site_pb2_grpc
 from fedgate.v1 import site_pb2 as pb
 from gateway.errors import GatewayError, InvalidArgument, PermissionDenied
@@ -261,10 +262,7 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
                 return rejection(exc)
             terms = None
             if message.capacity.HasField("terms"):
-                t = message.capacity.terms
-                terms = SiteTerms(
-                    tuple(t.tenants)[:256], tuple(t.projects)[:1024], t.max_job_cards, tuple(t.image_registries)[:64]
-                )
+                terms = wire.terms_from_proto(message.capacity.terms, SiteTerms)
             self.dispatcher.capacity(site, pools, message.capacity.full, terms)
             return None
         if kind == "reserve_reply":  # a gang part's or an advance booking's: the dispatcher routes by id

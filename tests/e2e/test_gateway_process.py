@@ -9,12 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+from fedgate.common.yaml import dump_yaml
 from gateway.app.config import REPO_POLICIES
 from gateway.identity.ca import init_ca
 from gateway.identity.principal import Principal
 from gateway.transport.client import FederationClient
 from gateway.trust.credentials import Credentials
-from gateway.yamlload import dump_yaml
 
 
 def test_sighup_reloads_the_policy_and_sigterm_stops_the_gateway(tmp_path: Path) -> None:

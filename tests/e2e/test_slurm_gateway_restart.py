@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from fedgate.common.yaml import dump_yaml
 from gateway.app.config import REPO_POLICIES
 from gateway.identity.ca import init_ca
 from gateway.identity.principal import Principal
@@ -29,7 +30,6 @@ from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
 from gateway.store import open_store
 from gateway.transport.client import FederationClient
 from gateway.trust.credentials import Credentials
-from gateway.yamlload import dump_yaml
 from tests.slurmcluster import SlurmCluster
 
 FEDERATION = "e2e"

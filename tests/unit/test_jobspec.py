@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fedgate.common.yaml import dump_yaml
 from gateway.errors import ConfigError, InvalidArgument
 from gateway.jobs.model import Capability, JobSpec, Resources, StackRun, Topology
 from gateway.jobs.specfile import format_duration, load_job_spec, parse_duration, parse_job_spec, spec_to_dict
-from gateway.yamlload import dump_yaml
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples" / "jobs").glob("*.yaml"))
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from fedgate.common.yaml import DEFAULT_MAX_BYTES
 from gateway.app.config import REPO_POLICIES
 from gateway.cli.policy import check_file, main
 from gateway.errors import ConfigError
@@ -17,7 +18,6 @@ from gateway.policy import load_policy, parse_policy
 from gateway.policy.diff import Change, diff_documents
 from gateway.policy.model import FederationDocument, Quota
 from gateway.policy.reference import reference_text, schema_text
-from gateway.yamlload import DEFAULT_MAX_BYTES
 
 SOURCE = "policy.yaml"
 HEADER = "apiVersion: fedgate.io/v1\nkind: Federation\nmetadata:\n  name: lang\n"

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fedgate.common.yaml import dump_yaml
 from gateway.app.config import REPO_POLICIES
 from gateway.errors import ConfigError
 from gateway.policy import parse_policy
@@ -31,7 +32,6 @@ from gateway.policy.model import (
     TenantSpec,
 )
 from gateway.policy.schema import to_data
-from gateway.yamlload import dump_yaml
 
 SETTINGS = settings(max_examples=50, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 SOURCE = "fuzzed.yaml"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fedgate.common.yaml import dump_yaml
 from gateway.errors import ConfigError, InvalidArgument
 from gateway.jobs.model import Capability, Reason, Resources
 from gateway.jobs.specfile import parse_job_spec, spec_to_dict
@@ -14,7 +15,6 @@ from gateway.reservations.file import parse_reservation, parse_time, request_to_
 from gateway.reservations.model import Reservation, ReservationPart, ReservationRequest, ReservationState
 from gateway.transport.convert import spec_from_proto, spec_to_proto
 from gateway.transport.reservation_convert import reservation_from_proto, reservation_to_proto
-from gateway.yamlload import dump_yaml
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 FILE = """\

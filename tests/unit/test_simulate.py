@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from fedgate.common.yaml import load_yaml
 from gateway.cli.simulate import main
 from gateway.errors import ConfigError
 from gateway.simulate import PoolSpec, SiteSpec, TraceJob, parse_sites, parse_trace, simulate, summarise
 from gateway.simulate.engine import check_trace
-from gateway.yamlload import load_yaml
 
 HEADER = "job_id,submit_s,duration_s,cards,accelerator,home_site\n"
 
@@ -145,7 +145,7 @@ def test_a_home_site_missing_from_the_sites_file_names_the_line() -> None:
 )
 def test_bad_sites_files_are_refused_with_their_line(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=f"^sites.yaml{message}"):
-        parse_sites(load_yaml(text, "sites.yaml"))
+        parse_sites(load_yaml(text, "sites.yaml", error=ConfigError))
 
 
 def test_the_command_prints_every_mode_as_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

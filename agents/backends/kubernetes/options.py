@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agents.backends.kubernetes.classes import ClassRule
-from agents.yamlload import Section
+from fedgate.common.fields import Section
 
 GANGS = ("none", "volcano", "kueue")
 

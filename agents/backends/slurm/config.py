@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from agents.yamlload import Section
+from fedgate.common.fields import Section
 
 DEFAULT_GRES_CLASSES: Mapping[str, str] = MappingProxyType(
     {

@@ -16,11 +16,11 @@ from agents.core.logs import CHUNK_BYTES, LogChunk, LogServer
 from agents.core.runtime import SiteRuntime
 from agents.errors import BackendError
 from agents.journal.base import MemoryJournal
-from agents.transport.convert import launch_to_proto
 from fedgate.v1 import job_pb2, site_pb2
 
 from .conftest import GatewayUnderTest, running_agent
 from .fakes import FakeBackend
+from .gateway_wire import launch_message
 from .test_agent_runtime import launch, make_config, settle
 
 KEY = ("j1", 1)
@@ -225,7 +225,7 @@ async def test_log_request_over_the_stream_is_answered_with_chunks_and_not_ackno
         stream = await gateway.fake.next_stream()
         command = (PY, "-c", "print('step 1'); print('step 2')")
         run = Launch("j1", 1, 1, "nvidia-h100", cards=1, command=command, stack="cuda")
-        stream.send(launch=launch_to_proto(run))
+        stream.send(launch=launch_message(run))
         await stream.update(job_pb2.JOB_STATE_SUCCEEDED)
         stream.send_unsequenced(log_request=site_pb2.LogRequest(stream_id=5, job_id="j1", epoch=1, follow=True))
         data = b""

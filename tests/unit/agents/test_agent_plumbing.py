@@ -15,21 +15,17 @@ from agents.core.supervisor import describe_seconds
 from agents.errors import InsufficientCapacity
 from agents.journal.base import MemoryJournal
 from agents.transport.backoff import Backoff
-from agents.transport.convert import (
-    command_from_proto,
-    job_update_from_proto,
-    job_update_to_proto,
-    launch_from_proto,
-    launch_to_proto,
-    pool_from_proto,
-    pool_to_proto,
-    seconds_to_duration,
-    state_from_proto,
-    state_to_proto,
-)
+from agents.transport.convert import command_from_proto, job_update_to_proto, launch_from_proto
+from fedgate.common import wire
 from fedgate.v1 import job_pb2, site_pb2
+from gateway.sites.dispatcher import SiteUpdate
+from gateway.sites.model import Pool
+from gateway.sites.registry import PreemptCommand
+from gateway.transport import convert as gateway_convert
+from gateway.transport.site_service import update_from_proto
 
 from .conftest import agent_yaml
+from .gateway_wire import gateway_message, launch_message
 from .pki import MintedPki
 
 
@@ -104,23 +100,28 @@ def test_device_pool_prefers_the_fullest_node_that_fits() -> None:
 # -- conversions ---------------------------------------------------------------------------------------
 
 
-def test_every_agent_state_round_trips_through_protobuf() -> None:
+def test_every_agent_state_reads_as_the_same_state_at_the_gateway() -> None:
     for state in JobState:
-        assert state_from_proto(state_to_proto(state)) is state
-    assert state_to_proto(JobState.PREEMPTED) == job_pb2.JOB_STATE_PREEMPTED
+        assert gateway_convert.state_from_proto(wire.state_to_proto(state.value)).value == state.value
+    assert wire.state_to_proto(JobState.PREEMPTED.value) == job_pb2.JOB_STATE_PREEMPTED
 
 
-def test_job_update_round_trips_with_time_and_devices() -> None:
+def test_job_update_reads_at_the_gateway_with_time_and_devices() -> None:
     original = JobUpdate("j", 3, JobState.FAILED, 17, update(1).time, 137, "killed", (4, 5))
-    assert job_update_from_proto(job_update_to_proto(original)) == original
+    read = update_from_proto(job_update_to_proto(original))
+    assert read == SiteUpdate(
+        "j", 3, gateway_convert.state_from_proto(job_pb2.JOB_STATE_FAILED), 17, original.time, 137, "killed", (4, 5)
+    )
 
 
-def test_launch_and_pool_round_trip() -> None:
+def test_the_gateways_launch_and_the_agents_pool_read_back_equal() -> None:
     launch = Launch("j", 2, 1, "ascend-910b", 4, ("python", "train.py"), stack="cann", image="img", tenant="t",
                     project="p", max_runtime_s=90.5, env={"A": "1"}, labels={"l": "v"})  # fmt: skip
-    assert launch_from_proto(launch_to_proto(launch)) == launch
+    assert launch_from_proto(launch_message(launch)) == launch
     pool = PoolCapacity("ascend-910b", 8, 6, 2, 8, "hccs", {"zone": "a"})
-    assert pool_from_proto(pool_to_proto(pool)) == pool
+    assert gateway_convert.pool_from_proto(wire.pool_to_proto(pool)) == Pool(
+        "ascend-910b", 8, 6, 2, 8, "hccs", (("zone", "a"),)
+    )
 
 
 def test_gateway_messages_become_commands() -> None:
@@ -128,8 +129,7 @@ def test_gateway_messages_become_commands() -> None:
         return command_from_proto(site_pb2.ConnectResponse(sequence=1, **kind))  # type: ignore[arg-type]
 
     assert command(cancel=site_pb2.Cancel(job_id="j", epoch=2, reason="r")) == Cancel("j", 2, "r")
-    preempt = site_pb2.Preempt(job_id="j", epoch=2, grace_period=seconds_to_duration(1.5))
-    assert command(preempt=preempt) == Preempt("j", 2, 1.5)
+    assert command_from_proto(gateway_message(PreemptCommand("j", 2, 30))) == Preempt("j", 2, 30.0)
     assert command(drain=site_pb2.Drain(draining=True)) == Drain(True)
     assert command(ack=site_pb2.Ack(sequence=9)) == UpdatesAcknowledged(9)
     rejection = site_pb2.Rejection(update_sequence=4, reason="STALE_EPOCH", message="m")

@@ -77,7 +77,7 @@ def test_without_a_policy_section_everything_is_accepted_and_offered_as_declared
         ("policy:\n  tenants: deepsea-ai\n", "tenants:", "policy.tenants must be a list of strings"),
         ("policy:\n  tenants:\n    - deepsea-ai\n    - Panda_LM\n", "Panda_LM", "'Panda_LM' is not a tenant name"),
         ("policy:\n  tenants: [a, b, a]\n", "tenants:", "lists 'a' twice"),
-        ("policy:\n  tenants: [7]\n", "tenants:", "policy.tenants[0] must be a string, got the number 7"),
+        ("policy:\n  tenants: [7]\n", "tenants:", "policy.tenants[0] must be a string, got an integer (7)"),
         ("policy:\n  projects: [llama-sft]\n", "projects:", "must be tenant/project"),
         (
             "policy:\n  tenants: [panda-lm]\n  projects: [deepsea-ai/llama-sft]\n",
@@ -85,7 +85,7 @@ def test_without_a_policy_section_everything_is_accepted_and_offered_as_declared
             "names tenant 'deepsea-ai', which policy.tenants does not accept; add deepsea-ai to policy.tenants",
         ),
         ("policy:\n  max_job_cards: 0\n", "max_job_cards", "policy.max_job_cards must be at least 1, got 0"),
-        ("policy:\n  max_job_cards: '16'\n", "max_job_cards", "must be a whole number, got the string '16'"),
+        ("policy:\n  max_job_cards: '16'\n", "max_job_cards", "must be a whole number, got a string ('16')"),
         (
             "policy:\n  image_registries: ['https://registry.example.org']\n",
             "image_registries",
@@ -111,7 +111,7 @@ def test_bad_terms_are_refused_at_their_line_with_the_fix(
         ("    tpu-v5: [{share: 0.5}]\n", "tpu-v5", "which no pool declares; declared pools: nvidia-h100"),
         ("    ascend-910b: []\n", "ascend-910b", "policy.offers.ascend-910b is empty"),
         ("    ascend-910b: [{share: 1.5}]\n", "ascend-910b", "share must be between 0 and 1 (0.3 = 30 %), got 1.5"),
-        ("    ascend-910b: [{share: 30%}]\n", "ascend-910b", "share must be a number, got the string '30%'"),
+        ("    ascend-910b: [{share: 30%}]\n", "ascend-910b", "share must be a number, got a string ('30%')"),
         ("    ascend-910b: [{share: 0.5, hour: '08:00-20:00'}]\n", "ascend-910b", "did you mean 'hours'?"),
         ("    ascend-910b: [{share: 0.5, hours: '8-20'}]\n", "ascend-910b", "must be HH:MM-HH:MM on a 24-hour clock"),
         (

@@ -23,11 +23,11 @@ from agents.core.config import AgentConfig, load_agent_config
 from agents.errors import GatewayRefused
 from agents.identity.credentials import CredentialFiles, install_credentials, write_atomically
 from agents.identity.renewal import RenewalSettings, renewal_due, renewal_time, seconds_until_renewal
-from agents.transport.convert import launch_to_proto
 from fedgate.v1 import job_pb2
 
 from .conftest import POOLS_YAML, running_agent
 from .fake_gateway import FakeEnrollment, FakeGateway, FakeStream, Refusal, start_fake_gateway
+from .gateway_wire import launch_message
 from .pki import MintedPki, site_certificate
 
 FAST = RenewalSettings(check_interval_s=0.05, retry_base_s=0.05, retry_cap_s=0.2, rpc_timeout_s=5)
@@ -165,7 +165,7 @@ async def test_agent_renews_at_two_thirds_over_its_connection_and_keeps_its_job_
     old = snapshot(site.tls)
     async with running_agent(site.config, renewal=FAST, clock=site.clock):
         first = await site.fake.next_stream()
-        first.send(launch=launch_to_proto(launch_waiting_for(marker)))
+        first.send(launch=launch_message(launch_waiting_for(marker)))
         running = await first.update(job_pb2.JOB_STATE_RUNNING)
         await asyncio.sleep(0.2)  # several checks: not due yet
         assert site.enrollment.renew_requests == []

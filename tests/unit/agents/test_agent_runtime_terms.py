@@ -11,10 +11,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agents.core.commands import Launch
-from agents.core.model import JobState, PoolSpec, SiteTerms
+from agents.core.model import JobState, PoolSpec
 from agents.core.runtime import SiteRuntime
 from agents.journal.base import MemoryJournal
 from agents.policy.terms import Hours, OfferWindow, SitePolicy
+from fedgate.common.terms import SiteTerms
 
 from .fakes import FakeBackend
 from .test_agent_runtime import make_config

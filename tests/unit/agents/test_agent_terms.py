@@ -7,17 +7,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agents.core.model import PoolSpec, SiteTerms
+from agents.core.model import PoolSpec
 from agents.policy.terms import (
     Hours,
     LaunchRequest,
     OfferWindow,
     SitePolicy,
     effective_offer,
-    image_allowed,
     judge_launch,
     next_offer_change,
 )
+from fedgate.common.terms import SiteTerms, image_allowed
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")

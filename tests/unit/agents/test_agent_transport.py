@@ -15,11 +15,11 @@ from agents.cli import main as cli
 from agents.core.commands import Launch
 from agents.core.config import AgentConfig
 from agents.errors import GatewayRefused
-from agents.transport.convert import launch_to_proto
 from fedgate.v1 import job_pb2, site_pb2
 
 from .conftest import GatewayUnderTest, agent_yaml, running_agent
 from .fake_gateway import FakeGateway, start_fake_gateway
+from .gateway_wire import launch_message
 from .pki import MintedPki
 from .waiting import eventually
 
@@ -28,7 +28,7 @@ MakeConfig = Callable[..., AgentConfig]
 
 
 def launch(*command: str, job: str = "j1", epoch: int = 1, cards: int = 2) -> site_pb2.Launch:
-    return launch_to_proto(Launch(job, epoch, 1, "nvidia-h100", cards=cards, command=command, stack="cuda"))
+    return launch_message(Launch(job, epoch, 1, "nvidia-h100", cards=cards, command=command, stack="cuda"))
 
 
 async def test_agent_says_hello_then_reports_full_capacity_right_after_welcome(

@@ -11,11 +11,12 @@ from zoneinfo import ZoneInfo
 
 from agents.core.commands import Launch
 from agents.core.config import AgentConfig
-from agents.core.model import SiteTerms
-from agents.transport.convert import launch_to_proto, terms_from_proto
+from fedgate.common.terms import SiteTerms
+from fedgate.common.wire import terms_from_proto
 from fedgate.v1 import job_pb2, site_pb2
 
 from .conftest import GatewayUnderTest, running_agent
+from .gateway_wire import launch_message
 
 MakeConfig = Callable[..., AgentConfig]
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -90,7 +91,7 @@ async def test_a_launch_the_terms_refuse_is_answered_failed_with_the_lease_retur
     async with running_agent(make_config(gateway=gateway.target, extra=POLICY), clock=Clock(NIGHT)):
         stream = await gateway.fake.next_stream()
         command = Launch("j1", 1, 1, "ascend-910b", 2, ("true",), tenant="panda-lm", project="eval")
-        stream.send(launch=launch_to_proto(command))
+        stream.send(launch=launch_message(command))
         update = await stream.update()
         assert (update.job_id, update.state, update.lease_returned) == ("j1", job_pb2.JOB_STATE_FAILED, True)
         assert update.message == "site policy: tenant panda-lm is not accepted here"

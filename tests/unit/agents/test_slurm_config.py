@@ -14,7 +14,7 @@ from agents.backends.slurm.config import DEFAULT_GRES_CLASSES, SlurmOptions
 from agents.backends.slurm.job import batch_script, job_name, sbatch_arguments
 from agents.core.config import AgentConfig, parse_agent_config
 from agents.errors import ConfigError
-from agents.yamlload import load_yaml_text
+from fedgate.common.yaml import load_yaml
 
 CATALOGUE = Path(__file__).resolve().parents[3] / "policies" / "accelerators.yaml"
 
@@ -33,8 +33,8 @@ backend:
 
 def load(backend_lines: str, tmp_path: Path) -> AgentConfig:
     source = tmp_path / "agent.yaml"
-    data = load_yaml_text(HEAD + backend_lines, source=source)
-    return parse_agent_config(data, source=source, validate_files=False)
+    source.write_text(HEAD + backend_lines)
+    return parse_agent_config(load_yaml(source, error=ConfigError), validate_files=False)
 
 
 def error(backend_lines: str, tmp_path: Path) -> str:

@@ -1,20 +1,29 @@
-"""A strict, small YAML loader for every file the gateway reads: job specs, policies, the catalogue.
+"""The one YAML dialect of fedgate: every file the gateway and the agent read goes through `load_yaml`.
 
-Owns: turning YAML text into plain Python data (dict, list, str, int, float, bool, None) with a YAML 1.2-like
-resolver (only true/false are booleans, so `NO`, `yes`, `on` stay strings; no timestamps, no sexagesimal
-numbers, no octal surprises), refusing what a hand-written config never needs (anchors and aliases, duplicate
-keys, non-string keys, custom tags, several documents, files over a size limit), and remembering the line of
-every key so that schema errors can name file, line and fix. Typed reading of fields lives in
-`gateway.yamlfields`. It does not know any schema: callers turn the data into frozen dataclasses.
+Owns: turning YAML text into plain Python data (dict, list, str, int, float, bool, None) under one strict
+dialect, the same on both sides of the federation, and remembering the line of every key so that schema errors
+can name file, line and fix. The dialect:
+- only `true` and `false` are booleans; `True`, `NO`, `yes`, `on`, `y` stay strings (YAML 1.1 surprises);
+- only `~`, `null` (any case) and an empty value are null;
+- integers are plain decimal without leading zeros (`0`, `12`, `-3`); `010`, `0o17`, `0x1F`, `1_000` and `1:30`
+  stay strings, so `zone: 0700` is the text an operator wrote and a typed reader refuses `cards: 0x10` naming
+  file and line;
+- floats have a decimal point (`1.5`, `.5`, `2.`, `1.0e3`); `1e3`, `.inf`, `.nan` stay strings;
+- no timestamps, no sexagesimal numbers, no `<<` merges (a plain key);
+- refused with file and line: anchors and aliases, duplicate keys, non-string keys, tags beyond the core
+  schema, several documents, integers of more than MAX_INT_DIGITS characters, nesting deeper than Python's
+  recursion limit, text that is not UTF-8, files over `max_bytes` (1 MiB by default, read bounded).
+Errors are raised as the caller's own config error class (`error=`), so each package keeps one error base.
+Typed reading of fields lives in `fedgate.common.fields`. It knows no schema and imports neither side.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Protocol, cast
 
 import yaml
 import yaml.reader
@@ -27,28 +36,33 @@ from yaml.reader import Reader
 from yaml.resolver import BaseResolver
 from yaml.scanner import Scanner
 
-from gateway.errors import ConfigError
-
 KeyPath = tuple[str | int, ...]
+
+
+class ConfigErrorType(Protocol):
+    """The caller's config error class: `gateway.errors.ConfigError` or `agents.errors.ConfigError`."""
+
+    def __call__(self, message: str, *, metadata: dict[str, str]) -> Exception: ...
+
 
 DEFAULT_MAX_BYTES = 1 << 20
 MAX_INT_DIGITS = 30  # no count, size or duration in a config needs more; int() of thousands of digits is refused
 
 _TAG = "tag:yaml.org,2002:"
-_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
-_FLOAT = re.compile(
-    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
-)
+_INT = re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$")
+_FLOAT = re.compile(r"^[-+]?(?:(?:0|[1-9][0-9]*)\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$")
+_BOOL = re.compile(r"^(?:true|false)$")
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
 
 
 class _Resolver(BaseResolver):
-    """YAML 1.2 core schema: null, true/false, decimal/0o/0x integers, floats. Everything else is a string."""
+    """null, true/false, plain decimal integers, floats with a decimal point. Everything else is a string."""
 
     yaml_implicit_resolvers: dict[Any, Any] = {}
 
 
-_Resolver.add_implicit_resolver(_TAG + "null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""])
-_Resolver.add_implicit_resolver(_TAG + "bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_Resolver.add_implicit_resolver(_TAG + "null", _NULL, ["~", "n", "N", ""])
+_Resolver.add_implicit_resolver(_TAG + "bool", _BOOL, list("tf"))
 # Integers before floats: the resolver takes the first pattern that matches.
 _Resolver.add_implicit_resolver(_TAG + "int", _INT, list("-+0123456789"))
 _Resolver.add_implicit_resolver(_TAG + "float", _FLOAT, list("-+.0123456789"))
@@ -82,26 +96,30 @@ class _StrictLoader(Reader, Scanner, Parser, Composer, BaseConstructor, _Resolve
         return None
 
     def construct_bool(self, node: ScalarNode) -> bool:
-        return self.construct_scalar(node).lower() == "true"
+        value = self.construct_scalar(node)
+        if not _BOOL.match(value):
+            raise ConstructorError(None, None, f"{value!r} is not a boolean: write true or false", node.start_mark)
+        return value == "true"
 
     def construct_int(self, node: ScalarNode) -> int:
         value = self.construct_scalar(node)
         if not _INT.match(value):
-            raise ConstructorError(None, None, f"{value!r} is not an integer", node.start_mark)
+            raise ConstructorError(
+                None, None, f"{value!r} is not an integer: write it in plain decimal digits", node.start_mark
+            )
         if len(value) > MAX_INT_DIGITS:
             raise ConstructorError(
                 None, None, f"an integer of {len(value)} digits is not a sensible value", node.start_mark
             )
-        return int(value, 0) if value[:2] in {"0o", "0x"} else int(value, 10)
+        return int(value, 10)
 
     def construct_float(self, node: ScalarNode) -> float:
         value = self.construct_scalar(node)
         if not _FLOAT.match(value):
-            raise ConstructorError(None, None, f"{value!r} is not a number", node.start_mark)
-        lowered = value.lower()
-        if lowered.endswith(".inf"):
-            return float("-inf") if lowered.startswith("-") else float("inf")
-        return float("nan") if lowered == ".nan" else float(value)
+            raise ConstructorError(
+                None, None, f"{value!r} is not a number: write digits with a decimal point", node.start_mark
+            )
+        return float(value)
 
     def construct_seq(self, node: SequenceNode) -> list[Any]:
         return [self.construct_object(child, deep=True) for child in node.value]
@@ -163,6 +181,8 @@ class YamlDocument:
     data: Any
     source: str
     lines: Mapping[KeyPath, int]
+    error_type: ConfigErrorType = field(compare=False, repr=False, kw_only=True)
+    """The caller's config error class; `error` builds one."""
 
     def line(self, path: Sequence[str | int]) -> int:
         """The line of `path`, or of its nearest existing ancestor (a missing key points at its parent)."""
@@ -176,14 +196,14 @@ class YamlDocument:
     def where(self, path: Sequence[str | int]) -> str:
         return f"{self.source}:{self.line(path)}"
 
-    def error(self, path: Sequence[str | int], problem: str, fix: str = "") -> ConfigError:
-        """A ConfigError reading `file:line: field: problem. Fix.`, with the same facts in its metadata."""
-        field = format_path(tuple(path)) if path else ""
-        message = f"{self.where(path)}: {field + ': ' if field else ''}{problem}"
+    def error(self, path: Sequence[str | int], problem: str, fix: str = "") -> Exception:
+        """A config error reading `file:line: field: problem. Fix.`, with the same facts in its metadata."""
+        name = format_path(tuple(path)) if path else ""
+        message = f"{self.where(path)}: {name + ': ' if name else ''}{problem}"
         if fix:
             message += f". {fix[:1].upper()}{fix[1:]}"
-        metadata = {"file": self.source, "line": str(self.line(path)), "field": field}
-        return ConfigError(message, metadata=metadata)
+        metadata = {"file": self.source, "line": str(self.line(path)), "field": name}
+        return self.error_type(message, metadata=metadata)
 
 
 def _index_lines(node: Node, path: KeyPath, line: int, out: dict[KeyPath, int]) -> None:
@@ -197,50 +217,54 @@ def _index_lines(node: Node, path: KeyPath, line: int, out: dict[KeyPath, int]) 
             _index_lines(item, (*path, index), item.start_mark.line + 1, out)
 
 
-def _read(source: str | bytes | Path, name: str, max_bytes: int) -> str:
+def _read(source: str | bytes | Path, name: str, max_bytes: int, error: ConfigErrorType) -> str:
     if isinstance(source, Path):
         try:
             with source.open("rb") as handle:
                 raw = handle.read(max_bytes + 1)
         except OSError as exc:
-            raise ConfigError(
+            raise error(
                 f"{name}: cannot read: {exc.strerror or exc}. Check the path and its permissions",
                 metadata={"file": name},
             ) from exc
     else:
         raw = source.encode() if isinstance(source, str) else source
     if len(raw) > max_bytes:
-        raise ConfigError(
+        raise error(
             f"{name}: file is larger than the limit of {max_bytes} bytes; split it or remove unused entries",
             metadata={"file": name},
         )
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(
+        raise error(
             f"{name}: not UTF-8 text (byte {exc.start}): save the file as UTF-8", metadata={"file": name}
         ) from exc
 
 
 def load_yaml(
-    source: str | bytes | Path, source_name: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+    source: str | bytes | Path,
+    source_name: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    *,
+    error: ConfigErrorType,
 ) -> YamlDocument:
     """Load one YAML document strictly.
 
     `source` is YAML text (str or bytes) or a `Path` to read; `source_name` names it in errors (default: the
-    path, or `<yaml>`). Raises ConfigError naming file and line for any refused input. An empty document
-    loads as `data=None`.
+    path, or `<yaml>`). Raises `error` (the caller's config error class) naming file and line for any refused
+    input; the document's own `error()` builds the same class. An empty document loads as `data=None`.
     """
     name = source_name or (str(source) if isinstance(source, Path) else "<yaml>")
-    text = _read(source, name, max_bytes)
+    text = _read(source, name, max_bytes, error)
     try:
         loader = _StrictLoader(text)
     except yaml.reader.ReaderError as exc:
-        raise _unreadable(name, text, exc) from exc
+        raise _unreadable(name, text, exc, error) from exc
     try:
         node = loader.get_single_node()
         if node is None:
-            return YamlDocument(data=None, source=name, lines={(): 1})
+            return YamlDocument(data=None, source=name, lines={(): 1}, error_type=error)
         lines: dict[KeyPath, int] = {}
         _index_lines(node, (), node.start_mark.line + 1, lines)
         data = loader.construct_document(node)
@@ -250,40 +274,51 @@ def load_yaml(
         problem = exc.problem or exc.context or "invalid YAML"
         if "expected a single document" in (exc.context or ""):
             problem = "several YAML documents (---) found; put one document in each file"
-        raise ConfigError(f"{name}:{line}: {problem}", metadata={"file": name, "line": str(line)}) from exc
+        raise error(f"{name}:{line}: {problem}", metadata={"file": name, "line": str(line)}) from exc
     except yaml.reader.ReaderError as exc:
-        raise _unreadable(name, text, exc) from exc
+        raise _unreadable(name, text, exc, error) from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{name}: invalid YAML: {exc}", metadata={"file": name}) from exc
+        raise error(f"{name}: invalid YAML: {exc}", metadata={"file": name}) from exc
     except RecursionError as exc:
-        raise ConfigError(f"{name}: nested too deeply; flatten the structure", metadata={"file": name}) from exc
+        raise error(f"{name}: nested too deeply; flatten the structure", metadata={"file": name}) from exc
     finally:
         loader.dispose()
-    return YamlDocument(data=data, source=name, lines=lines)
+    return YamlDocument(data=data, source=name, lines=lines, error_type=error)
 
 
-def _unreadable(name: str, text: str, exc: yaml.reader.ReaderError) -> ConfigError:
+def _unreadable(name: str, text: str, exc: yaml.reader.ReaderError, error: ConfigErrorType) -> Exception:
     """A character YAML does not allow (a control character, say), located by line."""
     line = text.count("\n", 0, max(0, int(exc.position))) + 1
-    return ConfigError(
+    return error(
         f"{name}:{line}: character {exc.character!r} is not allowed in YAML; remove it or quote it as an escape",
         metadata={"file": name, "line": str(line)},
     )
 
 
 class _Dumper(yaml.SafeDumper):
-    """Quotes every string that this module's resolver would read back as something else (`0e0`, `null`)."""
+    """Quotes every string that a YAML reader could read back as something else (`0e0`, `null`, `0x10`, `True`):
+    this dialect's resolver, the YAML 1.2 core schema's, and (through SafeDumper itself) YAML 1.1's."""
 
 
-_NON_STRING = (_INT, _FLOAT, re.compile(r"^(?:~|null|Null|NULL|true|True|TRUE|false|False|FALSE)$"))
+_NON_STRING = (
+    _INT,
+    _FLOAT,
+    _BOOL,
+    _NULL,
+    re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+    re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$"),
+    re.compile(r"^(?:[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)|True|TRUE|False|FALSE)$"),
+)
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "'" if value == "" or any(p.match(value) for p in _NON_STRING) else None
-    return dumper.represent_scalar(_TAG + "str", value, style=style)
+    text = str.__str__(value)  # a str subclass (a reason code, a StrEnum) is written as its text
+    style = "'" if text == "" or any(p.match(text) for p in _NON_STRING) else None
+    return dumper.represent_scalar(_TAG + "str", text, style=style)
 
 
 _Dumper.add_representer(str, _represent_str)
+_Dumper.add_multi_representer(str, _represent_str)
 
 
 def dump_yaml(data: Any) -> str:

@@ -1,0 +1,599 @@
+"""The reason codes of fedgate, one enum for the gateway and the agent: the stable words users and scripts read.
+
+Owns: `ReasonCode`, every code the gateway or an agent gives for a refusal (an error's `reason`, the gRPC
+ErrorInfo reason) or for a step of a job's or reservation's reason chain (`fedgate job explain`), each with what
+it means and what the user can do; and `render_markdown`, which writes `docs/reasons.md` from it. A member's
+value is its code string, so the wire and stored records do not change. Run
+`python -m fedgate.common.reasons > docs/reasons.md` after adding a code; a test checks the file is current and
+that every code string in `gateway/` and `agents/` is a member. It imports neither side.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Literal
+
+Kind = Literal["error", "chain"]
+"""`error`: a refused call, command or launch; `chain`: a step of a job's or reservation's reason chain."""
+
+
+class ReasonCode(enum.StrEnum):
+    """A stable reason code. `doc` says what it means and what the user can do; `kind` where it is seen."""
+
+    _value_: str
+    doc: str
+    kind: Kind
+
+    def __new__(cls, code: str, kind: Kind, doc: str) -> ReasonCode:
+        member = str.__new__(cls, code)
+        member._value_ = code
+        member.kind = kind
+        member.doc = doc
+        return member
+
+    GATEWAY_ERROR = (
+        "GATEWAY_ERROR",
+        "error",
+        "The gateway refused the call for a reason it did not classify further. Read the message; report it "
+        "if it does not say what to change.",
+    )
+    INVALID_ARGUMENT = (
+        "INVALID_ARGUMENT",
+        "error",
+        "The request is malformed. The message names the field; fix it and send again.",
+    )
+    INVALID_CONFIG = (
+        "INVALID_CONFIG",
+        "error",
+        "A configuration, policy, job or agent YAML file is invalid. The message names file, line, field and fix.",
+    )
+    NOT_FOUND = (
+        "NOT_FOUND",
+        "error",
+        "The named object does not exist, or you may not see it. Check the id and your tenant.",
+    )
+    ALREADY_EXISTS = (
+        "ALREADY_EXISTS",
+        "error",
+        "An object with this name or id already exists. Pick another name, or use the existing one.",
+    )
+    UNAUTHENTICATED = (
+        "UNAUTHENTICATED",
+        "error",
+        "The caller could not be identified. Present a valid certificate or token.",
+    )
+    PERMISSION_DENIED = (
+        "PERMISSION_DENIED",
+        "error",
+        "The caller is known but may not do this. Ask a federation admin for the role or membership.",
+    )
+    ADMISSION_REJECTED = (
+        "ADMISSION_REJECTED",
+        "error",
+        "The federation policy refused the job. `fedgate job explain` shows the policy step that decided.",
+    )
+    FAILED_PRECONDITION = (
+        "FAILED_PRECONDITION",
+        "error",
+        "The object is not in a state that allows this. Wait for it to change state, or act on it differently.",
+    )
+    STALE_EPOCH = (
+        "STALE_EPOCH",
+        "error",
+        "A site spoke about an attempt that is no longer the job's current lease; the agent drops the old attempt.",
+    )
+    BAD_IDENTITY = (
+        "BAD_IDENTITY",
+        "error",
+        "A certificate or principal is malformed or belongs to another federation. Re-enrol, or use this "
+        "federation's credentials.",
+    )
+    UNAVAILABLE = (
+        "UNAVAILABLE",
+        "error",
+        "The gateway cannot serve this now (for example a standby without the lease). Retry, or connect to "
+        "another gateway address.",
+    )
+    CALL_FAILED = (
+        "CALL_FAILED",
+        "error",
+        "The client library's call was refused; the gRPC status and the message say why.",
+    )
+    INTERNAL = (
+        "INTERNAL",
+        "error",
+        "An unexpected error in the gateway. The message carries a ref= that the gateway log has the details under.",
+    )
+    USAGE = (
+        "USAGE",
+        "error",
+        "A CLI command was missing what it needs (gateway address, credentials, a class). The message says "
+        "which flag to add.",
+    )
+    BAD_CARD_COUNT = (
+        "BAD_CARD_COUNT",
+        "error",
+        "A job asks for a number of cards that is not allowed (below 1, or above a limit). Ask for a valid count.",
+    )
+    BAD_RESOURCES = (
+        "BAD_RESOURCES",
+        "error",
+        "A job's resources are inconsistent (a class and a capability at once, or neither). Give one of them.",
+    )
+    BAD_MAX_RUNTIME = (
+        "BAD_MAX_RUNTIME",
+        "error",
+        "A job's max_runtime is not a positive duration within the limit. Give a valid duration.",
+    )
+    BAD_DURATION = (
+        "BAD_DURATION",
+        "error",
+        "A duration is not written as the job file expects (e.g. 2h30m). Write it as the message shows.",
+    )
+    BAD_TIME = "BAD_TIME", "error", "A time is not an ISO 8601 instant with a time zone. Write it as the message shows."
+    BAD_NAME = (
+        "BAD_NAME",
+        "error",
+        "A tenant, project, site or user name breaks the naming rule. Use lowercase letters, digits and '-'.",
+    )
+    NO_RUN = "NO_RUN", "error", "A job carries no run (image and command per stack). Add at least one run."
+    UNKNOWN_ACCELERATOR_CLASS = (
+        "UNKNOWN_ACCELERATOR_CLASS",
+        "error",
+        "The accelerator class is not in the federation's catalogue (or the site's pools). Use a class from "
+        "`fedgate job sites` or policies/accelerators.yaml.",
+    )
+    UNKNOWN_STORE = (
+        "UNKNOWN_STORE",
+        "error",
+        "The gateway config names a store it does not know. Use one of the stores the message lists.",
+    )
+    CA_EXISTS = (
+        "CA_EXISTS",
+        "error",
+        "`fedgate gateway init` would overwrite an existing federation CA. Point at the existing CA or pick "
+        "an empty folder.",
+    )
+    MISSING_CREDENTIALS = (
+        "MISSING_CREDENTIALS",
+        "error",
+        "A certificate, key or CA file the command needs does not exist. Issue or enrol credentials first.",
+    )
+    NO_CLIENT_CERTIFICATE = (
+        "NO_CLIENT_CERTIFICATE",
+        "error",
+        "The call came without a client certificate on the mTLS port. Enrol, or get a certificate from your admin.",
+    )
+    NO_TOKEN = (
+        "NO_TOKEN",
+        "error",
+        "The call on the token port carried no bearer token. Issue one with `fedgate admin token issue`, or use mTLS.",
+    )
+    FOREIGN_FEDERATION = (
+        "FOREIGN_FEDERATION",
+        "error",
+        "The certificate or name belongs to another federation. Use credentials issued by this federation's CA.",
+    )
+    EXPIRED = (
+        "EXPIRED",
+        "error",
+        "The certificate or token has expired. Renew the certificate (the agent does it itself) or issue a new token.",
+    )
+    NOT_YET_VALID = (
+        "NOT_YET_VALID",
+        "error",
+        "The certificate or token is not valid yet. Check the clocks of the caller and the gateway.",
+    )
+    REVOKED = "REVOKED", "error", "The certificate or token has been revoked by an admin. Ask for new credentials."
+    TOKEN_REPLAYED = (
+        "TOKEN_REPLAYED",
+        "error",
+        "A single-use token was presented a second time. Issue a new token for each use.",
+    )
+    WRONG_CREDENTIAL = (
+        "WRONG_CREDENTIAL",
+        "error",
+        "Only a certificate can be renewed, not a token. Renew with the site's certificate.",
+    )
+    WRONG_ROLE = (
+        "WRONG_ROLE",
+        "error",
+        "The call needs another kind of principal (user, admin or site). Call it with the right credentials.",
+    )
+    JOIN_TOKEN_MALFORMED = (
+        "JOIN_TOKEN_MALFORMED",
+        "error",
+        "The join token is not of the form fgj_<id>.<secret>. Copy it again from the admin.",
+    )
+    JOIN_TOKEN_UNKNOWN = (
+        "JOIN_TOKEN_UNKNOWN",
+        "error",
+        "The gateway does not know this join token. Ask the admin for a new one.",
+    )
+    JOIN_TOKEN_USED = (
+        "JOIN_TOKEN_USED",
+        "error",
+        "The join token was already used; each enrols once. Ask the admin for a new one.",
+    )
+    JOIN_TOKEN_EXPIRED = "JOIN_TOKEN_EXPIRED", "error", "The join token has expired. Ask the admin for a new one."
+    JOIN_TOKEN_WRONG_SITE = (
+        "JOIN_TOKEN_WRONG_SITE",
+        "error",
+        "The join token enrols another site. Enrol under the site name the token was made for.",
+    )
+    TENANT_MISMATCH = (
+        "TENANT_MISMATCH",
+        "error",
+        "The caller acts for a tenant other than its own. Submit and read only your own tenant's jobs.",
+    )
+    NOT_A_MEMBER = (
+        "NOT_A_MEMBER",
+        "error",
+        "The caller is not a member of the project. Ask the admin to add you to the project.",
+    )
+    READ_ONLY = "READ_ONLY", "error", "The caller may read this object but not change it. Ask its owner or an admin."
+    ROLE_CANNOT_SUBMIT = (
+        "ROLE_CANNOT_SUBMIT",
+        "error",
+        "The caller's role may not submit jobs (e.g. a viewer). Ask for the member role.",
+    )
+    ROLE_CANNOT_LIST = (
+        "ROLE_CANNOT_LIST",
+        "error",
+        "This kind of principal cannot list jobs. List with a user's credentials.",
+    )
+    JOB_NOT_FOUND = "JOB_NOT_FOUND", "error", "No such job, or not one you may see. Check the id and your tenant."
+    SITE_NOT_FOUND = (
+        "SITE_NOT_FOUND",
+        "error",
+        "The site has never connected to this gateway. Check the name; the agent must connect once.",
+    )
+    JOB_NOT_STARTED = (
+        "JOB_NOT_STARTED",
+        "error",
+        "The job has no running attempt yet, so it has no logs. `fedgate job watch` shows when it starts.",
+    )
+    NO_HELLO = "NO_HELLO", "error", "An agent did not send Hello first, in time. Upgrade or restart the agent."
+    DUPLICATE_HELLO = (
+        "DUPLICATE_HELLO",
+        "error",
+        "An agent sent Hello twice on one stream. Upgrade or restart the agent.",
+    )
+    SITE_MISMATCH = (
+        "SITE_MISMATCH",
+        "error",
+        "An agent's certificate names another site than its Hello. Use the site's own certificate.",
+    )
+    MISSING_SEQUENCE = "MISSING_SEQUENCE", "error", "A job update came without a sequence number. Upgrade the agent."
+    UNSUPPORTED_MESSAGE = (
+        "UNSUPPORTED_MESSAGE",
+        "error",
+        "The gateway does not know this kind of agent message. Match the agent and gateway versions.",
+    )
+    INCONSISTENT_CAPACITY = (
+        "INCONSISTENT_CAPACITY",
+        "error",
+        "A site reported a pool with free > offered or offered > total. Fix the agent's pool config.",
+    )
+    ILLEGAL_TRANSITION = (
+        "ILLEGAL_TRANSITION",
+        "error",
+        "A site reported a state change the job's lifecycle does not allow; the update is refused.",
+    )
+    JOB_NOT_LEASED_TO_SITE = (
+        "JOB_NOT_LEASED_TO_SITE",
+        "error",
+        "A site reported on a job that is not leased to it; the update is refused.",
+    )
+    UNKNOWN_RESERVATION = (
+        "UNKNOWN_RESERVATION",
+        "error",
+        "A site answered a reservation this gateway did not make; the reply is refused.",
+    )
+    RECEIPT_INVALID = (
+        "RECEIPT_INVALID",
+        "error",
+        "A usage receipt does not verify under the site's certificate; the update is refused.",
+    )
+    TOO_MANY_LOG_STREAMS = (
+        "TOO_MANY_LOG_STREAMS",
+        "error",
+        "The gateway relays its maximum of log streams. Try again shortly.",
+    )
+    LOG_READER_TOO_SLOW = (
+        "LOG_READER_TOO_SLOW",
+        "error",
+        "The log stream was dropped because the reader fell behind. Read faster, or ask for a tail.",
+    )
+    SITE_DISCONNECTED = (
+        "SITE_DISCONNECTED",
+        "error",
+        "The job's site went away while its logs were read. Run the command again once it is back.",
+    )
+    SITE_CANNOT_SERVE_LOG = (
+        "SITE_CANNOT_SERVE_LOG",
+        "error",
+        "The site could not read the job's log. The message carries the site's own error.",
+    )
+    BAD_RESERVATION = (
+        "BAD_RESERVATION",
+        "error",
+        "The reservation request is invalid (window, tenant, size). The message says what to change.",
+    )
+    RESERVATION_NOT_FOUND = (
+        "RESERVATION_NOT_FOUND",
+        "error",
+        "No such reservation, or not one you may see. Check the id.",
+    )
+    NO_CAPACITY_FOR_RESERVATION = (
+        "NO_CAPACITY_FOR_RESERVATION",
+        "error",
+        "No set of sites can book the cards for the window. Book fewer cards, another class or another window.",
+    )
+    RESERVATION_TOO_SMALL = (
+        "RESERVATION_TOO_SMALL",
+        "error",
+        "The job needs more cards than the reservation holds at one site. Submit a smaller job or book more.",
+    )
+    RESERVATION_OVER = (
+        "RESERVATION_OVER",
+        "chain",
+        "The reservation's window has ended or it was cancelled. Submit the job without it.",
+    )
+    RESERVATION_NOT_STARTED = (
+        "RESERVATION_NOT_STARTED",
+        "chain",
+        "The reservation's window has not opened yet; the job waits for it.",
+    )
+    RESERVATION_FULL = (
+        "RESERVATION_FULL",
+        "chain",
+        "The reservation's cards at the site are all used by its other jobs; the job waits for one to end.",
+    )
+    OUTSIDE_RESERVATION = (
+        "OUTSIDE_RESERVATION",
+        "chain",
+        "The class or site is not part of the job's reservation, so it is not considered.",
+    )
+    RESERVED = (
+        "RESERVED",
+        "chain",
+        "A site keeps cards for a reservation in this window, so they are not free for other jobs.",
+    )
+    BOOKED_OUT = "BOOKED_OUT", "chain", "The site's offered cards are booked by other reservations in the window."
+    SPLIT_TOO_SMALL = (
+        "SPLIT_TOO_SMALL",
+        "chain",
+        "Even split across the allowed number of sites, the booking does not fit. Allow more sites or book "
+        "fewer cards.",
+    )
+    CONFIRMED = "CONFIRMED", "chain", "Every site confirmed its part of the reservation."
+    ACTIVE = "ACTIVE", "chain", "The reservation's window opened; its cards are held for its jobs."
+    ENDED = "ENDED", "chain", "The reservation's window closed."
+    CANCELLED = "CANCELLED", "chain", "The reservation was cancelled (by whom is in the message)."
+    WINDOW_PASSED = (
+        "WINDOW_PASSED",
+        "chain",
+        "The window closed before every site confirmed; the reservation was refused.",
+    )
+    NO_SITES_LEFT = (
+        "NO_SITES_LEFT",
+        "chain",
+        "Every site the reservation may use refused; it was refused. Book fewer cards or another window.",
+    )
+    SITE_REFUSED = (
+        "SITE_REFUSED",
+        "chain",
+        "A site refused its part of a reservation or gang; the message carries the site's reason.",
+    )
+    ADMITTED = (
+        "ADMITTED",
+        "chain",
+        "The policy admitted the job; the message names the rule or default that allowed it.",
+    )
+    RULE_DENY = (
+        "RULE_DENY",
+        "chain",
+        "A policy rule denies the job; its message says why. Change the job or ask an admin about the rule.",
+    )
+    RULE_REQUIRE = (
+        "RULE_REQUIRE",
+        "chain",
+        "A policy rule requires something the job lacks (a label, a region). Add it to the job.",
+    )
+    RESIDENCY = (
+        "RESIDENCY",
+        "chain",
+        "The job's data classification or region does not allow the site or the job. Change the data location"
+        " or ask an admin.",
+    )
+    QUOTA = (
+        "QUOTA",
+        "chain",
+        "The tenant or project holds its concurrent quota of cards; the job waits until some are freed.",
+    )
+    QUOTA_EXHAUSTED = (
+        "QUOTA_EXHAUSTED",
+        "chain",
+        "The tenant or project has used its card-hours for the period; the job waits for the next period.",
+    )
+    QUOTA_TOO_SMALL = (
+        "QUOTA_TOO_SMALL",
+        "chain",
+        "The job is larger than the quota could ever hold. Ask for fewer cards or a larger quota.",
+    )
+    EVALUATION_ERROR = (
+        "EVALUATION_ERROR",
+        "chain",
+        "The policy could not be evaluated for the job, so it was denied. Report it to the federation admin.",
+    )
+    NONE = "NONE", "chain", "A decision came without a reason (only in policy test tables)."
+    NO_SITES = "NO_SITES", "chain", "No site has joined the federation yet; the job waits."
+    SITE_OFFLINE = "SITE_OFFLINE", "chain", "The site's agent is not connected, so the site is not considered."
+    SITE_DRAINING = (
+        "SITE_DRAINING",
+        "chain",
+        "The site is draining (by its operator or an admin) and takes no new work.",
+    )
+    SITE_TERMS = (
+        "SITE_TERMS",
+        "chain",
+        "The centre's own terms refuse the job (tenant, project, size, image registry). Ask the centre, or "
+        "let the job go elsewhere.",
+    )
+    NO_MATCHING_POOL = (
+        "NO_MATCHING_POOL",
+        "chain",
+        "The site offers no pool of the class or capability the job asks for.",
+    )
+    OFFER_TOO_SMALL = "OFFER_TOO_SMALL", "chain", "The site offers fewer cards to the federation than the job needs."
+    NO_FREE_CAPACITY = (
+        "NO_FREE_CAPACITY",
+        "chain",
+        "Not enough free cards right now; the job waits (or the agent refused a launch it cannot fit).",
+    )
+    FRAGMENTED = (
+        "FRAGMENTED",
+        "chain",
+        "Enough cards are free in total but not at one site. Allow a gang across sites (topology.max_sites) or wait.",
+    )
+    FRAGMENTATION = (
+        "FRAGMENTATION",
+        "chain",
+        "Enough cards are free but not in blocks the gang's per-site minimum allows.",
+    )
+    FITS = "FITS", "chain", "The site has enough free cards for the job (a candidate, with its score)."
+    PLACED = "PLACED", "chain", "The job was placed on the site (best fit)."
+    GANG_PLANNED = "GANG_PLANNED", "chain", "No single site fits; the job was planned as a gang across several sites."
+    GANG_RESERVED = "GANG_RESERVED", "chain", "Every part of the gang is held; the gang is launching."
+    SITE_BACKOFF = "SITE_BACKOFF", "chain", "The site refused or timed out recently and is not asked again yet."
+    RESERVE_INTERRUPTED = (
+        "RESERVE_INTERRUPTED",
+        "chain",
+        "The gateway restarted while reserving the gang; the job is queued again.",
+    )
+    LEASE_RETURNED = (
+        "LEASE_RETURNED",
+        "chain",
+        "The site declined to start the attempt; the job is queued again (the message says why).",
+    )
+    RESERVATION_HELD = (
+        "RESERVATION_HELD",
+        "chain",
+        "The job holds a reservation of cards so that backfill cannot starve it.",
+    )
+    BEHIND_RESERVATION = (
+        "BEHIND_RESERVATION",
+        "chain",
+        "The cards are held for a larger job ahead in the queue; this job waits behind it.",
+    )
+    BACKFILLED = (
+        "BACKFILLED",
+        "chain",
+        "The job runs in cards held for a larger job, and ends before that job needs them.",
+    )
+    HELD_FOR_PREEMPTOR = (
+        "HELD_FOR_PREEMPTOR",
+        "chain",
+        "The cards are kept for a more urgent job that is preempting others.",
+    )
+    WAITING_FOR_PREEMPTION = (
+        "WAITING_FOR_PREEMPTION",
+        "chain",
+        "Lower-priority jobs are being preempted to make room for this one.",
+    )
+    AGENT_ERROR = "AGENT_ERROR", "error", "The agent failed for a reason it did not classify further. Read the message."
+    LAUNCH_REFUSED = (
+        "LAUNCH_REFUSED",
+        "error",
+        "The agent will not start this attempt; it reports it FAILED with the message.",
+    )
+    BACKEND_ERROR = (
+        "BACKEND_ERROR",
+        "error",
+        "The site's backend (local, Slurm, Kubernetes) could not start, watch or stop a job. Check the backend.",
+    )
+    LAUNCH_FAILED = (
+        "LAUNCH_FAILED",
+        "error",
+        "The backend could not start the job's command (empty command, missing executable). Fix the job's run.",
+    )
+    KUBERNETES_API = (
+        "KUBERNETES_API",
+        "error",
+        "The Kubernetes API refused or failed a call. Check the agent's kubeconfig and RBAC.",
+    )
+    SLURM_TIMEOUT = "SLURM_TIMEOUT", "error", "A Slurm command did not answer in time. Check slurmctld."
+    PROTOCOL_ERROR = (
+        "PROTOCOL_ERROR",
+        "error",
+        "The gateway broke the site protocol. Match the agent and gateway versions.",
+    )
+    GATEWAY_REFUSED = (
+        "GATEWAY_REFUSED",
+        "error",
+        "The gateway refused this agent for good (revoked or unknown). Re-enrol the site.",
+    )
+    GATEWAY_UNREACHABLE = (
+        "GATEWAY_UNREACHABLE",
+        "error",
+        "The gateway could not be reached. Check the address, the network and the gateway.",
+    )
+    CA_FINGERPRINT_MISMATCH = (
+        "CA_FINGERPRINT_MISMATCH",
+        "error",
+        "The gateway did not present the CA the operator pinned; nothing was sent. Check the fingerprint.",
+    )
+    BAD_CREDENTIALS = (
+        "BAD_CREDENTIALS",
+        "error",
+        "A key, certificate or CA bundle is unusable. Re-enrol, or fix the files the agent config names.",
+    )
+    ENROLLMENT_REFUSED = (
+        "ENROLLMENT_REFUSED",
+        "error",
+        "The gateway refused to enrol or renew; the message carries the gateway's reason.",
+    )
+    BAD_USAGE = (
+        "BAD_USAGE",
+        "error",
+        "An agent command was asked for something it cannot do as given. The message says what to change.",
+    )
+    BAD_FINGERPRINT = (
+        "BAD_FINGERPRINT",
+        "error",
+        "The CA fingerprint given is not a SHA-256 fingerprint. Copy it again from the admin.",
+    )
+    CREDENTIALS_EXIST = (
+        "CREDENTIALS_EXIST",
+        "error",
+        "`fedgate agent enroll` would overwrite the site's certificate. Pass --force to replace it.",
+    )
+
+
+_TITLES: dict[Kind, str] = {
+    "error": "Refusals: errors of calls, commands and launches",
+    "chain": "Reason chains: why a job or reservation waits, goes where it goes, or was refused",
+}
+
+
+def render_markdown() -> str:
+    """`docs/reasons.md`: every code, where it is seen, what it means and what to do."""
+    lines = [
+        "# Reason codes",
+        "",
+        "Every refusal and every step of a job's or reservation's reason chain carries one of these stable codes:",
+        "in the `reason` of a gRPC error's `google.rpc.ErrorInfo` (domain `fedgate.io`), in `fedgate job explain`",
+        "and `fedgate job get -o json`, in the agent's errors and in the FAILED update of a refused launch.",
+        "Scripts may rely on them; messages are for people and may change.",
+        "",
+        "Generated from `fedgate.common.reasons.ReasonCode` by `python -m fedgate.common.reasons`; do not edit.",
+    ]
+    for kind, title in _TITLES.items():
+        lines += ["", f"## {title}", "", "| code | meaning and what to do |", "|---|---|"]
+        lines += [f"| `{code.value}` | {code.doc} |" for code in ReasonCode if code.kind == kind]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_markdown(), end="")
