@@ -32,7 +32,7 @@ from agents.journal.sqlite import SqliteJournal
 from agents.transport.backoff import Backoff
 from agents.transport.receipts import KeyFileSigner
 from agents.transport.renewal import CertificateKeeper
-from agents.transport.session import ConnectCall, Session
+from agents.transport.session import ConnectCall, GatewaySession
 from fedgate.v1 import site_pb2
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class GatewayLink:
         self._runtime = runtime
         self._backoff = backoff or Backoff()
         self._closing = asyncio.Event()
-        self._session: Session | None = None
+        self._session: GatewaySession | None = None
         self._keeper = CertificateKeeper(config.site, config.tls, renewal or RenewalSettings(), clock)
         self._renewed = False
 
@@ -132,7 +132,7 @@ class GatewayLink:
             request_serializer=site_pb2.ConnectRequest.SerializeToString,
             response_deserializer=site_pb2.ConnectResponse.FromString,
         )(None)  # requests are written with call.write
-        session = Session(call, self._runtime, report_interval_s=self._config.report_interval_s)
+        session = GatewaySession(call, self._runtime, report_interval_s=self._config.report_interval_s)
         self._session = session
         if self._closing.is_set():
             session.finish()
@@ -156,7 +156,7 @@ class GatewayLink:
             await channel.close(grace=None)
 
     async def _keep_fresh(
-        self, channel: grpc.aio.Channel, certificate: x509.Certificate | None, session: Session
+        self, channel: grpc.aio.Channel, certificate: x509.Certificate | None, session: GatewaySession
     ) -> None:
         if certificate is None:
             return

@@ -51,8 +51,8 @@ class StreamEnded(Exception):
     """The gateway ended the stream without an error status; the agent reconnects."""
 
 
-class Session:
-    """Runs one stream for a runtime. Create a new Session for every new stream."""
+class GatewaySession:
+    """Runs one stream for a runtime. Create a new GatewaySession for every new stream."""
 
     def __init__(self, call: ConnectCall, runtime: SiteRuntime, *, report_interval_s: float) -> None:
         self._call = call
