@@ -1,0 +1,51 @@
+"""Supervision inside the agent: a per-attempt task that fails is logged and its attempt reported, and the agent
+goes on; a failing stream loop ends that stream only, and the link re-dials."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agents.backends.base import ExitStatus, JobHandle
+from agents.core.model import JobState
+from agents.core.runtime import SiteRuntime
+from agents.journal.base import MemoryJournal
+
+from .fakes import FakeBackend, FakeHandle
+from .test_agent_runtime import launch, make_config
+from .waiting import eventually
+
+
+class BrokenWaitBackend(FakeBackend):
+    """`wait` of job `broken` raises what no backend should (a bug); other jobs are watched as usual."""
+
+    async def wait(self, handle: JobHandle) -> ExitStatus:
+        assert isinstance(handle, FakeHandle)
+        if handle.job_id == "broken":
+            raise RuntimeError("the backend's wait is broken")
+        return await super().wait(handle)
+
+
+async def test_a_failing_attempt_watcher_is_logged_and_reported_and_the_agent_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend = BrokenWaitBackend()
+    runtime = SiteRuntime(make_config(), backend, MemoryJournal())
+    await runtime.handle(launch("broken", cards=1))
+    await runtime.handle(launch("fine", cards=1))
+
+    def final(job: str) -> JobState | None:
+        states = [u.state for u in runtime.unacknowledged_updates() if u.job_id == job]
+        return states[-1] if states and states[-1].is_final else None
+
+    await eventually(lambda: final("broken") is not None, what="the broken attempt's final update")
+    (lost,) = [u for u in runtime.unacknowledged_updates() if u.job_id == "broken" and u.state.is_final]
+    assert lost.state is JobState.FAILED
+    assert lost.message == "the site lost track of the job (the backend's wait is broken)"
+    assert "job broken epoch 1: lost track of the job" in caplog.text
+    assert "RuntimeError: the backend's wait is broken" in caplog.text  # with its traceback
+    assert [r.job_id for r in runtime.running()] == ["fine"]  # its devices are free again, the other runs on
+    backend.finish("fine", 1)
+    await eventually(lambda: final("fine") is JobState.SUCCEEDED, what="the other attempt's success")
+    await asyncio.wait_for(runtime.shutdown(timeout_s=1.0), 5)
