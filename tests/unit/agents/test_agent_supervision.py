@@ -4,14 +4,19 @@ goes on; a failing stream loop ends that stream only, and the link re-dials."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
 from agents.backends.base import ExitStatus, JobHandle
+from agents.core.commands import Drain
+from agents.core.config import AgentConfig
 from agents.core.model import JobState
 from agents.core.runtime import SiteRuntime
 from agents.journal.base import MemoryJournal
+from fedgate.v1 import site_pb2
 
+from .conftest import GatewayUnderTest, running_agent
 from .fakes import FakeBackend, FakeHandle
 from .test_agent_runtime import launch, make_config
 from .waiting import eventually
@@ -49,3 +54,31 @@ async def test_a_failing_attempt_watcher_is_logged_and_reported_and_the_agent_go
     backend.finish("fine", 1)
     await eventually(lambda: final("fine") is JobState.SUCCEEDED, what="the other attempt's success")
     await asyncio.wait_for(runtime.shutdown(timeout_s=1.0), 5)
+
+
+async def test_a_failing_stream_loop_ends_that_stream_and_the_link_re_dials(
+    gateway: GatewayUnderTest,
+    make_config: Callable[..., AgentConfig],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    real_handle = SiteRuntime.handle
+    broke: list[object] = []
+
+    async def handle(self: SiteRuntime, command: object) -> object:
+        if isinstance(command, Drain) and not broke:  # the first Drain meets a bug in the receive loop's path
+            broke.append(command)
+            raise RuntimeError("a bug while handling a command")
+        return await real_handle(self, command)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SiteRuntime, "handle", handle)
+    async with running_agent(make_config(gateway=gateway.target)) as agent:
+        first = await gateway.fake.next_stream()
+        first.send(drain=site_pb2.Drain(draining=True))
+        second = await gateway.fake.next_stream()  # the receive loop failed, the send loop was cancelled with it
+        sequence = second.send(drain=site_pb2.Drain(draining=True))
+        assert (await second.next("ack")).ack.sequence == sequence  # the new stream works
+        assert not agent.task.done(), "one stream failing is not the agent failing"
+    assert len(broke) == 1 and len(gateway.fake.hellos) == 2
+    assert "the stream failed unexpectedly" in caplog.text
+    assert "RuntimeError: a bug while handling a command" in caplog.text  # with its traceback
