@@ -134,3 +134,10 @@ class CredentialsExist(UsageError):
     """`enroll` would overwrite a site's existing certificate; it needs --force for that."""
 
     reason: str = ReasonCode.CREDENTIALS_EXIST
+
+
+class AgentTaskDied(AgentError):
+    """A task that must run as long as the agent (the gateway link, a backend's watch) ended. The agent drains
+    and stops with a non-zero exit, so that its own supervisor (systemd, Kubernetes) restarts it."""
+
+    reason: str = ReasonCode.TASK_DIED

@@ -132,7 +132,7 @@ class Backend(Protocol):
     - A backend MUST keep each attempt's files apart (`<workdir>/<job_id>/<epoch>/` for local) and MUST
       confine the attempt to the devices in `LaunchSpec.devices`.
 
-    Two optional hooks, read with getattr because most backends have neither:
+    Three optional hooks, read with getattr because most backends have none:
     - `async def discover(self) -> None`: a backend that must look at its scheduler before it knows its pools
       (slurm's sinfo, kubernetes' node list) does that I/O here, never in `pools()`. `open_backend` awaits it
       once, before the runtime is built and calls `pools()`; it MUST raise BackendError naming the fix when the
@@ -140,6 +140,10 @@ class Backend(Protocol):
     - `keeps_jobs: bool` (class attribute, default False): True when the engine keeps attempts running without
       the agent (Slurm, Kubernetes). A stopping agent then leaves its jobs running, journaled, and the next
       start re-attaches them with `adopt`; otherwise it stops them first.
+    - `async def watch(self) -> None`: a backend with a loop of its own that must run as long as the agent
+      (slurm's poll over every followed job, kubernetes' Jobs watch) runs it here; the agent owns it as a
+      supervised task and cancels it when it stops. It MUST NOT return or raise before that: one failing step
+      is logged and the next runs, and a watch that ends anyway stops the agent with a non-zero exit.
     """
 
     @property

@@ -2,8 +2,9 @@
 
 Owns: argument parsing, logging to stderr as `agent[<site>]: message`, turning SIGTERM/SIGINT into a
 graceful stop, printing results, and exit codes scripts can trust:
-  run:    0 clean stop, 2 bad usage or config, 3 the gateway refused this site (PERMISSION_DENIED /
-          UNAUTHENTICATED: revoked, expired or foreign certificate).
+  run:    0 clean stop, 1 a task that must run as long as the agent died (logged with its traceback; the agent
+          drained first, like on SIGTERM), 2 bad usage or config, 3 the gateway refused this site
+          (PERMISSION_DENIED / UNAUTHENTICATED: revoked, expired or foreign certificate).
   enroll: 0 enrolled, 1 refused (by the gateway, or the gateway failed the CA fingerprint check), 2 bad
           usage (including a certificate already in --out without --force), 3 gateway unreachable.
   policy test: 0 every case passed, 1 a case failed or a file could not be read, 2 bad usage
@@ -30,6 +31,7 @@ from agents.cli.policy import add_policy_commands, run_policy_command
 from agents.core.config import AgentConfig, load_agent_config
 from agents.errors import (
     AgentError,
+    AgentTaskDied,
     BackendError,
     ConfigError,
     EnrollmentRefused,
@@ -114,6 +116,9 @@ def main(argv: list[str]) -> int:
         except GatewayRefused as exc:
             log.error("%s", exc.message)
             return EXIT_REFUSED
+        except AgentTaskDied as exc:  # already logged with its traceback when it died
+            log.error("%s; exit %d so that the agent's supervisor restarts it", exc.message, EXIT_FAILED)
+            return EXIT_FAILED
         except BackendError as exc:  # the backend's scheduler could not be read at start (e.g. no such partition)
             log.error("%s", exc.message)
             return EXIT_FAILED

@@ -64,7 +64,7 @@ class Preempt:
 @dataclass(frozen=True)
 class Reserve:
     """Hold cards: a gang part (no window: held `timeout_s` awaiting Commit or Abort, consumed by the Launch
-    of `job_id` at `epoch`), or an advance booking (`start_time` and `end_time` set)."""
+    of `job_id` at `epoch`), or an advance reservation (`start_time` and `end_time` set)."""
 
     reservation_id: str
     job_id: str
@@ -74,7 +74,7 @@ class Reserve:
     tenant: str = ""
     project: str = ""
     start: datetime | None = None
-    """With `end`: an advance booking of the window [start, end) (aware UTC); None for a gang part's hold."""
+    """With `end`: an advance reservation of the window [start, end) (aware UTC); None for a gang part's hold."""
     end: datetime | None = None
     image: str = ""
     """The image that would run (a gang part), for the centre's registry terms."""

@@ -5,7 +5,7 @@ capacity: offered minus running minus other holds), taking its devices from the 
 them, releasing them on Abort, on a Cancel of that attempt or when the hold expires (no Commit or Abort within
 its timeout; a Commit extends it once by the same timeout, for the Launch to arrive), and handing them over to
 the Launch of the same job and epoch. Time is read from the clock given; expiry happens when `expire` is
-called (the runtime calls it whenever it refreshes offers). It does not own advance bookings (a Reserve with a
+called (the runtime calls it whenever it refreshes offers). It does not own advance reservations (a Reserve with a
 window), does not launch anything and does not know the wire format.
 """
 
@@ -28,7 +28,7 @@ DEFAULT_HOLD_S = 10.0
 
 
 @dataclass
-class Hold:
+class GangHold:
     reservation_id: str
     job_id: str
     epoch: int
@@ -39,14 +39,14 @@ class Hold:
     committed: bool = False
 
 
-class HoldBook:
+class GangHolds:
     """The gang-part holds of one site, over the runtime's device pools."""
 
     def __init__(self, pools: Mapping[str, DevicePool], policy: SitePolicy, clock: Callable[[], datetime]) -> None:
         self._pools = pools
         self._policy = policy
         self._clock = clock
-        self._holds: dict[str, Hold] = {}
+        self._holds: dict[str, GangHold] = {}
 
     def reserve(self, command: Reserve, draining: bool) -> ReserveReply:
         """Hold the part's devices, or refuse saying why. A repeated Reserve of a held id is accepted again."""
@@ -60,7 +60,7 @@ class HoldBook:
         pool = self._pools[command.accelerator_class]
         devices = pool.allocate(command.cards)  # checked just above: there is room
         timeout = timedelta(seconds=command.timeout_s if command.timeout_s > 0 else DEFAULT_HOLD_S)
-        self._holds[rid] = Hold(
+        self._holds[rid] = GangHold(
             rid, command.job_id, command.epoch, command.accelerator_class, devices, timeout, self._clock() + timeout
         )
         log.info(

@@ -2,12 +2,14 @@
 through the backend and handing it out as chunks for the stream's sender to write.
 
 Owns: finding the attempt (live, or ended and still remembered by the runtime, whose attempt table keeps the
-last `agents.core.attempts.ENDED_MEMORY` ended attempts with their handles), the start position (the beginning,
-or `tail_bytes` before the current end), chunks of at most 64 KiB, following a running attempt by polling
-until it has ended and all of its output is sent, cancelling, a bound on concurrent streams, and a bounded
-queue of chunks waiting to be written: a stream stops reading while its chunk waits, so a slow link holds
-back the reads, not the agent's memory. Chunks are best effort: never journaled, never resent after a
-reconnect (a new stream drops every log stream of the old one; the gateway ends their readers).
+last `agents.core.attempts.ENDED_MEMORY` ended attempts with their handles), the start position (the
+beginning, or `tail_bytes` before the current end), chunks of at most 64 KiB, following a running attempt by
+polling until it has ended and all of its output is sent, cancelling, a bound on concurrent streams (their
+tasks are owned here, one per request, cancelled with the connection; a failure ends that log stream only and
+is logged with its traceback), and a bounded queue of chunks waiting to be written: a stream stops reading
+while its chunk waits, so a slow link holds back the reads, not the agent's memory. Chunks are best effort:
+never journaled, never resent after a reconnect (a new stream drops every log stream of the old one; the
+gateway ends their readers).
 It does not speak gRPC (the session converts and writes chunks), nor start or stop attempts.
 """
 
@@ -144,6 +146,8 @@ class LogServer:
     def _forget(self, stream_id: int, task: asyncio.Task[None]) -> None:
         if self._streams.get(stream_id) is task:
             del self._streams[stream_id]
+        if not task.cancelled() and (error := task.exception()) is not None:  # `_serve` ends each stream itself;
+            log.error("log stream %d failed", stream_id, exc_info=error)  # what escapes it is a bug: say so
 
     def _refuse(self, request: LogRequest, error: str) -> None:
         log.info(

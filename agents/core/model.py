@@ -102,4 +102,5 @@ class ReserveReply:
     accepted: bool
     reason: str = ""
     free: int = 0
-    """Cards of the class still free for the federation (for a booking: in its window) after this answer."""
+    """Cards of the class still free for the federation after this answer (for an advance reservation: in its
+    window)."""

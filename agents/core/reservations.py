@@ -1,13 +1,13 @@
-"""Advance bookings at this centre: the gateway asks whether the centre will keep N cards of a class for a
+"""Advance reservations at this centre: the gateway asks whether the centre will keep N cards of a class for a
 project in a future window; the centre says yes or no, by its own terms.
 
-Owns: judging a booking (the centre accepts the tenant and project; the pool exists; the cards fit in what
-the pool offers across the whole window, following its offer schedule, less the cards of the other bookings
-it confirmed for overlapping windows), keeping the confirmed bookings in memory (idempotent by reservation
+Owns: judging a reservation (the centre accepts the tenant and project; the pool exists; the cards fit in what
+the pool offers across the whole window, following its offer schedule, less the cards of the other reservations
+it confirmed for overlapping windows), keeping the confirmed reservations in memory (idempotent by reservation
 id, each one logged), and releasing them on Abort. It does not hold devices: during the window the gateway
 keeps the cards for the project and launches its jobs as usual, and the agent checks each launch as always.
-Bookings live in memory only: after a restart of the agent the gateway's books still hold, but this agent
-no longer counts them against new bookings.
+SiteReservations live in memory only: after a restart of the agent the gateway's books still hold, but this agent
+no longer counts them against new reservations.
 """
 
 from __future__ import annotations
@@ -24,18 +24,18 @@ from fedgate.common.terms import project_accepted
 
 log = logging.getLogger(__name__)
 
-BOOKING_PREFIX = "book:"
-"""Reservation ids of advance bookings start with this; gang holds use other ids."""
+RESERVATION_PREFIX = "book:"
+"""Reservation ids of advance reservations start with this; gang holds use other ids."""
 MAX_OFFER_STEPS = 2000
 """Offer changes followed across a window (a month of hourly windows fits); past this the offer now decides."""
 
 
-def is_booking(reservation_id: str) -> bool:
-    return reservation_id.startswith(BOOKING_PREFIX)
+def is_advance_reservation(reservation_id: str) -> bool:
+    return reservation_id.startswith(RESERVATION_PREFIX)
 
 
 @dataclass(frozen=True)
-class Booking:
+class SiteReservation:
     reservation_id: str
     tenant: str
     project: str
@@ -63,89 +63,89 @@ def window_offer(policy: SitePolicy, pool: PoolSpec, start: datetime, end: datet
     return lowest, "offered through the whole window by its offer schedule"
 
 
-class Bookings:
-    """The bookings this centre confirmed, by reservation id."""
+class SiteReservations:
+    """The advance reservations this centre confirmed, by reservation id."""
 
     def __init__(self, site: str, policy: SitePolicy, pools: Mapping[str, PoolSpec]) -> None:
         self._site = site
         self._policy = policy
         self._pools = dict(pools)
-        self._booked: dict[str, Booking] = {}
+        self._confirmed: dict[str, SiteReservation] = {}
 
-    def all(self) -> list[Booking]:
-        return sorted(self._booked.values(), key=lambda b: (b.start, b.reservation_id))
+    def all(self) -> list[SiteReservation]:
+        return sorted(self._confirmed.values(), key=lambda b: (b.start, b.reservation_id))
 
-    def book(self, command: Reserve, now: datetime) -> ReserveReply:
-        """Confirm or refuse one booking. A repeated request for a booking already confirmed confirms again."""
+    def reserve(self, command: Reserve, now: datetime) -> ReserveReply:
+        """Confirm or refuse one reservation. A repeated request for a reservation already confirmed confirms again."""
         assert command.start is not None and command.end is not None
         # Windows that have closed hold nothing any more (their Abort may have been lost).
-        self._booked = {k: b for k, b in self._booked.items() if b.end > now}
+        self._confirmed = {k: b for k, b in self._confirmed.items() if b.end > now}
         rid = command.reservation_id
-        if rid in self._booked:
-            return ReserveReply(rid, accepted=True, free=self._room(self._booked[rid], now, skip=rid)[0])
-        booking = Booking(
+        if rid in self._confirmed:
+            return ReserveReply(rid, accepted=True, free=self._room(self._confirmed[rid], now, skip=rid)[0])
+        reservation = SiteReservation(
             rid, command.tenant, command.project, command.accelerator_class, command.cards, command.start, command.end
         )
-        refusal, free = self._judge(booking, now)
+        refusal, free = self._judge(reservation, now)
         if refusal:
-            log.info("booking %s refused: %s", rid, refusal)
+            log.info("reservation %s refused: %s", rid, refusal)
             return ReserveReply(rid, accepted=False, reason=refusal, free=max(free, 0))
-        self._booked[rid] = booking
+        self._confirmed[rid] = reservation
         log.info(
-            "booking %s confirmed: %d x %s for %s/%s from %s to %s",
+            "reservation %s confirmed: %d x %s for %s/%s from %s to %s",
             rid,
-            booking.cards,
-            booking.accelerator_class,
-            booking.tenant,
-            booking.project,
-            booking.start.isoformat(),
-            booking.end.isoformat(),
+            reservation.cards,
+            reservation.accelerator_class,
+            reservation.tenant,
+            reservation.project,
+            reservation.start.isoformat(),
+            reservation.end.isoformat(),
         )
         self._log_all()
-        return ReserveReply(rid, accepted=True, free=free - booking.cards)
+        return ReserveReply(rid, accepted=True, free=free - reservation.cards)
 
-    def release(self, reservation_id: str, reason: str = "") -> Booking | None:
-        """Forget a booking (Abort); None when there was none."""
-        booking = self._booked.pop(reservation_id, None)
-        if booking is None:
-            log.info("booking %s: release ignored, not booked here", reservation_id)
+    def release(self, reservation_id: str, reason: str = "") -> SiteReservation | None:
+        """Forget a reservation (Abort); None when there was none."""
+        reservation = self._confirmed.pop(reservation_id, None)
+        if reservation is None:
+            log.info("reservation %s: release ignored, not booked here", reservation_id)
             return None
-        log.info("booking %s released%s", reservation_id, f": {reason}" if reason else "")
+        log.info("reservation %s released%s", reservation_id, f": {reason}" if reason else "")
         self._log_all()
-        return booking
+        return reservation
 
-    def _judge(self, booking: Booking, now: datetime) -> tuple[str, int]:
+    def _judge(self, reservation: SiteReservation, now: datetime) -> tuple[str, int]:
         """('' , cards free for it) when the centre takes it; otherwise why not (starting `site policy: `)."""
-        policy, cls = self._policy, booking.accelerator_class
-        if policy.tenants and booking.tenant not in policy.tenants:
-            return f"{PREFIX}tenant {booking.tenant or '(none)'} is not accepted here", 0
-        if not project_accepted(policy.projects, booking.tenant, booking.project):
-            return f"{PREFIX}project {booking.tenant}/{booking.project} is not accepted here", 0
+        policy, cls = self._policy, reservation.accelerator_class
+        if policy.tenants and reservation.tenant not in policy.tenants:
+            return f"{PREFIX}tenant {reservation.tenant or '(none)'} is not accepted here", 0
+        if not project_accepted(policy.projects, reservation.tenant, reservation.project):
+            return f"{PREFIX}project {reservation.tenant}/{reservation.project} is not accepted here", 0
         if cls not in self._pools:
             offered = ", ".join(sorted(self._pools)) or "nothing"
             return f"site {self._site} has no pool of {cls or '(no class)'}; it offers {offered}", 0
-        free, offer, how = self._room(booking, now)
-        if booking.cards > free:
+        free, offer, how = self._room(reservation, now)
+        if reservation.cards > free:
             taken = offer - free
             others = f"; {taken} of them are booked for overlapping windows" if taken else ""
-            return f"{PREFIX}{cls}: {offer} cards are {how}{others}; this booking needs {booking.cards}", free
+            return f"{PREFIX}{cls}: {offer} cards are {how}{others}; this reservation needs {reservation.cards}", free
         return "", free
 
-    def _room(self, booking: Booking, now: datetime, skip: str = "") -> tuple[int, int, str]:
-        """(cards left for `booking`, the lowest offer in its window, how that offer was worked out): the
-        offer less the overlapping bookings, added up (never over-books, though two disjoint bookings that
+    def _room(self, reservation: SiteReservation, now: datetime, skip: str = "") -> tuple[int, int, str]:
+        """(cards left for `reservation`, the lowest offer in its window, how that offer was worked out): the
+        offer less the overlapping reservations, added up (never over-books, though two disjoint ones that
         both overlap this one both count)."""
-        pool = self._pools[booking.accelerator_class]
-        offer, how = window_offer(self._policy, pool, booking.start, booking.end, now)
+        pool = self._pools[reservation.accelerator_class]
+        offer, how = window_offer(self._policy, pool, reservation.start, reservation.end, now)
         taken = sum(
             b.cards
-            for b in self._booked.values()
+            for b in self._confirmed.values()
             if b.reservation_id != skip
-            and b.accelerator_class == booking.accelerator_class
-            and b.overlaps(booking.start, booking.end)
+            and b.accelerator_class == reservation.accelerator_class
+            and b.overlaps(reservation.start, reservation.end)
         )
         return offer - taken, offer, how
 
     def _log_all(self) -> None:
         held = ", ".join(f"{b.reservation_id} ({b.cards} x {b.accelerator_class})" for b in self.all()) or "none"
-        log.info("bookings at %s: %s", self._site, held)
+        log.info("advance reservations at %s: %s", self._site, held)

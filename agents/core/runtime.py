@@ -7,7 +7,7 @@ its owner. A window that shrinks an offer never stops a running job. It does not
 transport asks it for Hello contents, capacity and terms, hands it commands, and sends what it puts in the
 journal, re-sending after a reconnect until acknowledged. Jobs keep running whether or not a gateway is
 connected. Delegated: capacity and offers (`agents.core.offers`), gang holds (`agents.core.gangholds`),
-advance bookings (`agents.core.reservations`), the backend's LaunchSpec (`agents.core.launchspec`), re-attaching
+advance reservations (`agents.core.reservations`), the backend's LaunchSpec (`agents.core.launchspec`), re-attaching
 journaled attempts after a restart (`agents.core.recovery`) and each started attempt's signed usage receipt, made
 once (`agents.core.usage`).
 """
@@ -35,12 +35,12 @@ from agents.core.commands import (
 )
 from agents.core.config import AgentConfig
 from agents.core.devices import DevicePool
-from agents.core.gangholds import HoldBook
+from agents.core.gangholds import GangHolds
 from agents.core.launchspec import PREEMPT_GRACE_ENV, launch_spec
 from agents.core.model import JobState, JobUpdate, PoolCapacity, ReserveReply, RunningJob
 from agents.core.offers import current_offers, pool_capacities, seconds_until_change
 from agents.core.recovery import reattach
-from agents.core.reservations import Bookings, is_booking
+from agents.core.reservations import SiteReservations, is_advance_reservation
 from agents.core.supervisor import AttemptSupervisor
 from agents.core.usage import ReceiptSigner, needs_resend_without_receipt, sign_usage, without_receipt
 from agents.errors import BackendError, LaunchRefused
@@ -78,13 +78,13 @@ class SiteRuntime:
         self._journal = journal
         self._clock = clock
         self._pools = {p.accelerator_class: DevicePool(p) for p in backend.pools(config.pools)}
-        self.bookings = Bookings(self.site, config.policy, {c: p.spec for c, p in self._pools.items()})
+        self.reservations = SiteReservations(self.site, config.policy, {c: p.spec for c, p in self._pools.items()})
         self._attempts = AttemptTable()
         self._last_sequence = journal.last_sequence()
         self._draining = False
         self._closing = False
         self._listeners: list[Callable[[], None]] = []
-        self._holds = HoldBook(self._pools, config.policy, clock)
+        self._gang_holds = GangHolds(self._pools, config.policy, clock)
         self._supervisor = AttemptSupervisor(backend, grace_s=config.cancel_grace_s, on_end=self._ended)
         self.capacity_version = 0
         """Bumped whenever free capacity, an offer (or drain state) changes, so senders know to report."""
@@ -123,9 +123,9 @@ class SiteRuntime:
             self._offers = offers
             log.info("offers now %s", ", ".join(f"{cls} {n}" for cls, n in offers.items()))
             self._capacity_changed()
-        if self._holds.expire():  # gang holds nobody committed or aborted in time
+        if self._gang_holds.expire():  # gang holds nobody committed or aborted in time
             self._capacity_changed()
-        return seconds_until_change(self._policy, self._clock(), self._holds.next_expiry())
+        return seconds_until_change(self._policy, self._clock(), self._gang_holds.next_expiry())
 
     def unacknowledged_updates(self, after: int = 0) -> list[JobUpdate]:
         """Updates the gateway has not acknowledged, with sequence > `after`, oldest first."""
@@ -164,18 +164,18 @@ class SiteRuntime:
                 self.cancel(command)
             case Preempt():
                 self.preempt(command)
-            case Reserve() if command.start is not None and command.end is not None:  # an advance booking
-                return self.bookings.book(command, self._clock())
-            case Abort() if is_booking(command.reservation_id):
-                self.bookings.release(command.reservation_id, command.reason)
+            case Reserve() if command.start is not None and command.end is not None:  # an advance reservation
+                return self.reservations.reserve(command, self._clock())
+            case Abort() if is_advance_reservation(command.reservation_id):
+                self.reservations.release(command.reservation_id, command.reason)
             case Reserve():  # a gang part: hold the devices until Commit + Launch, Abort or timeout
-                reply = self._holds.reserve(command, self._draining)
+                reply = self._gang_holds.reserve(command, self._draining)
                 self._capacity_changed()
                 return reply
             case Commit():
-                self._holds.commit(command.reservation_id)
+                self._gang_holds.commit(command.reservation_id)
             case Abort():
-                if self._holds.abort(command.reservation_id, command.reason):
+                if self._gang_holds.abort(command.reservation_id, command.reason):
                     self._capacity_changed()
             case Drain():
                 self.drain(command.draining)
@@ -212,7 +212,7 @@ class SiteRuntime:
             log.warning("job %s: launch of stale epoch %d ignored", command.job_id, command.epoch)
             return
         self._attempts.note_epoch(command.job_id, command.epoch)
-        self._holds.take(command.job_id, command.epoch)  # a gang part's hold becomes this launch's devices
+        self._gang_holds.take(command.job_id, command.epoch)  # a gang part's hold becomes this launch's devices
         for older in self._attempts.live_of_job(command.job_id):
             # A job never runs under two live attempts: the newer lease wins.
             self._supervisor.stop(older, JobState.CANCELLED, f"superseded by epoch {command.epoch}")
@@ -245,7 +245,7 @@ class SiteRuntime:
             self._supervisor.stop(attempt, JobState.PREEMPTED, SHUTDOWN_MESSAGE)
 
     def cancel(self, command: Cancel) -> None:
-        if self._holds.release_job(command.job_id, command.epoch):
+        if self._gang_holds.release_job(command.job_id, command.epoch):
             self._capacity_changed()
         attempt = self._attempts.live(command.job_id, command.epoch)
         if attempt is None:

@@ -2,7 +2,9 @@
 
 Owns: one watcher task per live attempt (enforcing its max runtime), the stop requests (cancel, preempt,
 max runtime, shutdown; the first reason wins), deciding the final state from the exit status, and
-waiting for all of that at shutdown. It does not allocate devices, check epochs or write updates: it
+waiting for all of that at shutdown. These tasks are per attempt, not per agent: one that fails is logged
+with its traceback and its attempt is reported FAILED ("the site lost track of the job"); the agent and
+the other attempts go on. It does not allocate devices, check epochs or write updates: it
 hands each ended attempt to the `on_end` callback the runtime gives it.
 """
 
@@ -32,7 +34,7 @@ class AttemptSupervisor:
 
     def watch(self, attempt: Attempt) -> None:
         """Follow a started attempt until it ends, then call `on_end` with its final state set."""
-        self._spawn(self._watch(attempt))
+        self._spawn(self._watch(attempt), f"watching job {attempt.key[0]} epoch {attempt.key[1]}")
 
     def stop(self, attempt: Attempt, state: JobState, message: str, grace_s: float | None = None) -> None:
         """Ask the backend to stop the attempt; once it is gone it is reported as `state` with `message`."""
@@ -41,7 +43,9 @@ class AttemptSupervisor:
         attempt.stop = StopRequest(state, message)
         log.info("job %s epoch %d: stopping (%s)", *attempt.key, message)
         grace = self._grace_s if grace_s is None else grace_s
-        self._spawn(self._backend.cancel(attempt.handle, grace))
+        self._spawn(
+            self._backend.cancel(attempt.handle, grace), f"stopping job {attempt.key[0]} epoch {attempt.key[1]}"
+        )
 
     async def wait_all(self, timeout_s: float) -> None:
         """Wait until every watcher and stop has finished, at most `timeout_s`; cancel the stragglers."""
@@ -74,7 +78,10 @@ class AttemptSupervisor:
         except Exception as exc:  # losing track of one job must not take the agent down
             log.exception("job %s epoch %d: lost track of the job", *attempt.key)
             attempt.state, attempt.message = JobState.FAILED, f"the site lost track of the job ({exc})"
-        self._on_end(attempt)
+        try:
+            self._on_end(attempt)
+        except Exception:  # the journal or the update could not be written: say so, with the cause
+            log.exception("job %s epoch %d: recording its end (%s) failed", *attempt.key, attempt.state.name)
 
     async def _wait(self, attempt: Attempt) -> ExitStatus:
         assert attempt.handle is not None, "only started attempts are watched"
@@ -89,19 +96,19 @@ class AttemptSupervisor:
         finally:
             waiter.cancel()
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.create_task(_logged(work))
+    def _spawn(self, work: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(_logged(work, what), name=what)
         self._tasks.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._tasks.discard)
         return task
 
 
-async def _logged(work: Coroutine[Any, Any, None]) -> None:
+async def _logged(work: Coroutine[Any, Any, None], what: str) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         try:
             await work
         except Exception:
-            log.exception("a background job task failed")
+            log.exception("%s failed", what)
 
 
 def describe_seconds(seconds: float) -> str:

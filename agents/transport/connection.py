@@ -4,8 +4,10 @@ Owns: the channel (certificates re-read on every dial so rotated files are picke
 messages), the reconnect loop with jittered exponential backoff, telling fatal refusals
 (PERMISSION_DENIED, UNAUTHENTICATED -> `GatewayRefused`) from transient failures, re-dialling at once when
 the certificate keeper has installed renewed credentials, and `run_agent`, which ties a runtime, a
-backend, a journal and the link together until a stop is requested. It does not decide about jobs (the
-runtime), run a single stream (the session) nor renew certificates (`agents.transport.renewal`).
+backend, a journal and the link together until a stop is requested, owning the agent's long-lived tasks
+(the link, the backend's watch) with a `Supervisor`: one that ends drains the agent and stops it with
+`AgentTaskDied`. It does not decide about jobs (the runtime), run a single stream (the session) nor renew
+certificates (`agents.transport.renewal`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from agents.backends.base import Backend
 from agents.backends.registry import open_backend
 from agents.core.config import AgentConfig
 from agents.core.runtime import SiteRuntime
-from agents.errors import GatewayRefused
+from agents.errors import AgentTaskDied, GatewayRefused, ProtocolError
 from agents.identity.credentials import utc_now
 from agents.identity.renewal import RenewalSettings
 from agents.journal.base import MemoryJournal, UpdateJournal
@@ -32,7 +34,8 @@ from agents.journal.sqlite import SqliteJournal
 from agents.transport.backoff import Backoff
 from agents.transport.receipts import KeyFileSigner
 from agents.transport.renewal import CertificateKeeper
-from agents.transport.session import ConnectCall, Session
+from agents.transport.session import ConnectCall, GatewaySession, StreamEnded, explaining_error
+from fedgate.common.supervise import Supervisor
 from fedgate.v1 import site_pb2
 
 log = logging.getLogger(__name__)
@@ -75,23 +78,33 @@ class GatewayLink:
         self._runtime = runtime
         self._backoff = backoff or Backoff()
         self._closing = asyncio.Event()
-        self._session: Session | None = None
+        self._session: GatewaySession | None = None
         self._keeper = CertificateKeeper(config.site, config.tls, renewal or RenewalSettings(), clock)
         self._renewed = False
+        self.refusal: GatewayRefused | None = None
+        """Why the gateway refused this site for good; set together with `refused`."""
+        self.refused = asyncio.Event()
 
     @property
     def connected(self) -> bool:
         return self._session is not None and self._session.welcomed
 
     async def run(self) -> None:
-        """Connect, and reconnect after every failure, until `close()`. Raises GatewayRefused if refused."""
+        """Connect, and reconnect after every failure, until `close()`. When the gateway refuses this site for
+        good, stop dialling, record it in `refusal`, set `refused` and wait for `close()`: a refusal is the
+        gateway's answer, not a failure of this task (which must not end before `close()`)."""
         while not self._closing.is_set():
             try:
                 await self._connect_once()
-            except GatewayRefused:
-                raise
-            except Exception as exc:  # any other failure is transient for an agent: jobs keep running
+            except GatewayRefused as exc:
+                self.refusal = exc
+                self.refused.set()
+                await self._closing.wait()
+                return
+            except (grpc.RpcError, StreamEnded, ProtocolError, TimeoutError, asyncio.InvalidStateError, OSError) as exc:
                 log.warning("gateway %s: %s", self._config.gateway, _describe(exc))
+            except Exception:  # a bug in one stream ends that stream; jobs keep running and the link re-dials
+                log.exception("gateway %s: the stream failed unexpectedly", self._config.gateway)
             if self._closing.is_set():
                 return
             if self._renewed:  # fresh credentials are on disk: use them now, not after a backoff
@@ -132,31 +145,35 @@ class GatewayLink:
             request_serializer=site_pb2.ConnectRequest.SerializeToString,
             response_deserializer=site_pb2.ConnectResponse.FromString,
         )(None)  # requests are written with call.write
-        session = Session(call, self._runtime, report_interval_s=self._config.report_interval_s)
+        session = GatewaySession(call, self._runtime, report_interval_s=self._config.report_interval_s)
         self._session = session
         if self._closing.is_set():
             session.finish()
-        keeper = asyncio.create_task(self._keep_fresh(channel, certificate, session), name="agent-certificate")
         try:
-            await session.run()
-        except grpc.aio.AioRpcError as exc:
-            _raise_if_fatal(exc.code(), exc.details(), self._config.site)
-            raise
-        except Exception:
+            # The certificate keeper lives and dies with this stream: if it fails, the stream ends (and is
+            # re-dialled) with its error, rather than running on without renewal.
+            async with asyncio.TaskGroup() as stream_tasks:
+                keeper = stream_tasks.create_task(
+                    self._keep_fresh(channel, certificate, session), name="agent-certificate"
+                )
+                await session.run()
+                keeper.cancel()
+        except BaseExceptionGroup as group:
+            error = explaining_error(group)
+            if isinstance(error, grpc.aio.AioRpcError):
+                _raise_if_fatal(error.code(), error.details(), self._config.site)
             # A failed write surfaces as InvalidStateError; the call's status holds the real reason.
-            if call.done():
+            elif call.done():
                 _raise_if_fatal(await call.code(), await call.details(), self._config.site)
-            raise
+            raise error from None
         finally:
-            keeper.cancel()
-            await asyncio.gather(keeper, return_exceptions=True)
             if session.welcomed:
                 self._backoff.reset()
             self._session = None
             await channel.close(grace=None)
 
     async def _keep_fresh(
-        self, channel: grpc.aio.Channel, certificate: x509.Certificate | None, session: Session
+        self, channel: grpc.aio.Channel, certificate: x509.Certificate | None, session: GatewaySession
     ) -> None:
         if certificate is None:
             return
@@ -228,23 +245,36 @@ async def run_agent(
     runtime = SiteRuntime(config, backend, journal, clock=clock, signer=signer)
     await runtime.restore()
     link = GatewayLink(config, runtime, backoff=backoff, renewal=renewal, clock=clock)
-    link_task = asyncio.create_task(link.run(), name="agent-link")
-    stop_task = asyncio.create_task(stop_event.wait(), name="agent-stop")
+    tasks = Supervisor(log)
+    link_task = tasks.spawn(link.run(), "gateway link")
+    watch = getattr(backend, "watch", None)  # optional hook: a backend's own loop (slurm's poll, kubernetes' watch)
+    if watch is not None:
+        tasks.spawn(watch(), f"{backend.name} watch")
+    waits = {
+        asyncio.create_task(stop_event.wait(), name="agent-stop"),
+        asyncio.create_task(tasks.wait_failure(), name="agent-task-failure"),
+        asyncio.create_task(link.refused.wait(), name="agent-refused"),
+    }
     try:
-        await asyncio.wait({link_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        stop_task.cancel()
+        for wait in waits:
+            wait.cancel()
+        tasks.begin_stop()
         log.info("stopping: refusing launches, then stopping running jobs unless the engine keeps them")
-        # Jobs stop while the stream is still up, so their final updates reach the gateway.
+        # Jobs stop while the stream is still up, so their final updates reach the gateway (those that cannot
+        # stay in the journal, and are sent by the next start).
         await runtime.shutdown(timeout_s=config.cancel_grace_s + 1.0)
         await link.flush()
         link.close()
         await asyncio.wait({link_task}, timeout=CLOSE_TIMEOUT_S)
-        link_task.cancel()
         try:
-            with contextlib.suppress(asyncio.CancelledError):
-                await link_task  # re-raises GatewayRefused
+            await tasks.stop()
         finally:
             if owned is not None:
                 owned.close()
+    if link.refusal is not None:
+        raise link.refusal
+    if tasks.failure is not None:
+        raise AgentTaskDied(f"stopped because {tasks.failure.describe()}")
     log.info("stopped")

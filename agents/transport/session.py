@@ -51,8 +51,8 @@ class StreamEnded(Exception):
     """The gateway ended the stream without an error status; the agent reconnects."""
 
 
-class Session:
-    """Runs one stream for a runtime. Create a new Session for every new stream."""
+class GatewaySession:
+    """Runs one stream for a runtime. Create a new GatewaySession for every new stream."""
 
     def __init__(self, call: ConnectCall, runtime: SiteRuntime, *, report_interval_s: float) -> None:
         self._call = call
@@ -63,6 +63,7 @@ class Session:
         self._sent_up_to = 0
         self._finishing = False
         self._logs = LogServer(runtime, self._wake.set)  # log streams live and die with this stream
+        self._sender: asyncio.Task[None] | None = None
         self.welcomed = False
         """True once the gateway answered Hello; until then nothing but Hello is sent."""
         self.ready = asyncio.Event()
@@ -78,22 +79,17 @@ class Session:
         interval = welcome.report_interval_s or self._default_interval_s
         log.info("connected; gateway holds updates up to %d", welcome.last_update_sequence)
         unsubscribe = self._runtime.subscribe(self._wake.set)
-        sender = asyncio.create_task(self._send_loop(interval), name="agent-send")
-        receiver = asyncio.create_task(self._receive_loop(), name="agent-receive")
         try:
-            done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-            if sender in done and not sender.exception() and not receiver.done():
-                # We half-closed on purpose; the gateway ends its side once it has read everything.
-                await asyncio.wait({receiver}, timeout=HALF_CLOSE_TIMEOUT_S)
-            for task in (receiver, sender):  # the receiver's error (a status) explains the sender's
-                if task.done() and (error := task.exception()) is not None:
-                    raise error
+            # The two loops live and die together: when one fails the other is cancelled and the stream ends
+            # with the error (the link logs it and re-dials); the log streams of this stream end with it.
+            async with asyncio.TaskGroup() as loops:
+                receiver = loops.create_task(self._receive_loop(), name="agent-receive")
+                self._sender = loops.create_task(self._send_then_wait(interval, receiver), name="agent-send")
+        except BaseExceptionGroup as group:
+            raise explaining_error(group) from None
         finally:
             unsubscribe()
             self._logs.close()
-            for task in (sender, receiver):
-                task.cancel()
-            await asyncio.gather(sender, receiver, return_exceptions=True)
 
     def finish(self) -> None:
         """Send what is pending, then half-close the stream; `run` returns once the gateway ends it."""
@@ -124,7 +120,9 @@ class Session:
         while True:
             message = await self._call.read()
             if not isinstance(message, site_pb2.ConnectResponse):
-                if self._finishing:
+                if self._finishing:  # the gateway ended a stream we were closing: nothing more can be sent
+                    if self._sender is not None:
+                        self._sender.cancel()
                     return
                 raise StreamEnded("the gateway ended the stream")
             await self._process(message)
@@ -144,6 +142,13 @@ class Session:
             self._runtime.mark_processed(message.sequence)
             self._outbox.append(site_pb2.ConnectRequest(ack=site_pb2.Ack(sequence=message.sequence)))
         self._wake.set()
+
+    async def _send_then_wait(self, interval_s: float, receiver: asyncio.Task[None]) -> None:
+        await self._send_loop(interval_s)
+        # We half-closed on purpose; the gateway ends its side once it has read everything.
+        done, _ = await asyncio.wait({receiver}, timeout=HALF_CLOSE_TIMEOUT_S)
+        if not done:
+            receiver.cancel()  # the stream ends here; a cancelled loop is not a failure of the group
 
     async def _send_loop(self, interval_s: float) -> None:
         loop = asyncio.get_running_loop()
@@ -177,3 +182,17 @@ class Session:
             if self._finishing and self.all_sent():
                 await self._call.done_writing()
                 return
+
+
+def explaining_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that ends a stream whose loops failed: the gateway's status (read by the receiver) explains a
+    failed write, so it comes first; otherwise the first error raised."""
+    errors: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop(0)
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(error.exceptions)
+        else:
+            errors.append(error)
+    return next((e for e in errors if isinstance(e, grpc.aio.AioRpcError)), errors[0])

@@ -1,8 +1,11 @@
 """SiteService.Connect: the agent's one long-lived stream, bound to the site named in its certificate.
 
-Owns: the stream's life (Hello first, then a reader task applying the agent's messages and a writer merging
-commands and replies), per-message refusals (a `Rejection`, never a silent drop), and the translation of
-commands to messages. Decisions are made by `Dispatcher`; one asyncio task pair per stream, no threads.
+Owns: the stream's life (Hello first, then three tasks in one TaskGroup: a reader applying the agent's
+messages, a forwarder turning the site's commands into messages, and a credential re-check; the response
+generator writes what they queue), per-message refusals (a `Rejection`, never a silent drop), and the
+translation of commands to messages. When one of the three fails, the others are cancelled and that stream
+alone ends with INTERNAL, its traceback logged; the gateway and other sites' streams go on, and the agent
+re-dials. Decisions are made by `Dispatcher`; a few asyncio tasks per stream, no threads.
 """
 
 from __future__ import annotations
@@ -169,11 +172,10 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
             )
         certificate = _presented_certificate(context)
         out: asyncio.Queue[Outgoing] = asyncio.Queue()
-        tasks = [
-            asyncio.create_task(self._read(session.site, request_iterator, out, certificate)),
-            asyncio.create_task(self._forward(session.outbox, out)),
-            asyncio.create_task(self._recheck(credential, out)),
-        ]
+        tasks = asyncio.create_task(
+            self._run_tasks(session.site, out, request_iterator, session.outbox, credential, certificate),
+            name=f"site-{session.site}",
+        )
         try:
             yield pb.ConnectResponse(
                 welcome=pb.Welcome(
@@ -189,10 +191,34 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
                     raise item
                 yield item
         finally:
-            for task in tasks:
-                task.cancel()
+            tasks.cancel()
+            await asyncio.gather(tasks, return_exceptions=True)
             self.dispatcher.goodbye(session.site, session.connection_id)
             log.info("site %s disconnected", session.site)
+
+    async def _run_tasks(
+        self,
+        site: str,
+        out: asyncio.Queue[Outgoing],
+        requests: AsyncIterator[pb.ConnectRequest],
+        outbox: asyncio.Queue[tuple[int, Command] | None],
+        credential: Credential,
+        certificate: bytes,
+    ) -> None:
+        """The stream's three tasks, as one group: each ends the stream by queueing its last item (None or an
+        error) and returning; the response generator then cancels the group. One that raises cancels the
+        others and ends this stream (INTERNAL), logged with its traceback; it never reaches the gateway."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._read(site, requests, out, certificate), name=f"site-{site}-read")
+                group.create_task(self._forward(outbox, out), name=f"site-{site}-forward")
+                group.create_task(self._recheck(credential, out), name=f"site-{site}-recheck")
+        except* grpc.RpcError as failed:  # the agent's side of the call broke: nothing more to say to it
+            log.info("site %s: the stream broke: %s", site, failed.exceptions[0])
+            await out.put(None)
+        except* Exception as failed:  # a bug must end this stream, not the gateway
+            log.error("site %s: a stream task failed; ending this stream", site, exc_info=failed.exceptions[0])
+            await out.put(GatewayError("internal error on the site stream", reason="INTERNAL"))
 
     async def _recheck(self, credential: Credential, out: asyncio.Queue[Outgoing]) -> None:
         """Cut the stream within `check_period` s of its certificate being revoked or expiring."""
@@ -229,12 +255,6 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
                     await out.put(reply)
         except GatewayError as exc:
             await out.put(exc)
-            return
-        except (grpc.RpcError, asyncio.CancelledError):
-            raise
-        except Exception:  # a bug must end this stream, not the gateway
-            log.exception("site %s: stream reader failed", site)
-            await out.put(GatewayError("internal error while reading the stream", reason="INTERNAL"))
             return
         await out.put(None)
 

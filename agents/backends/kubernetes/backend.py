@@ -89,6 +89,7 @@ class KubernetesBackend:
         self._handles: dict[str, KubeHandle] = {}
         self._watch: JobWatch | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._watching = asyncio.Event()
 
     @property
     def name(self) -> str:
@@ -166,6 +167,15 @@ class KubernetesBackend:
         # Background propagation removes the Job at once and its pods after their grace period.
         self._resolve(job, TERMINATED)
 
+    async def watch(self) -> None:
+        """The optional hook the agent owns as a supervised task: follows the Jobs watch thread (started with the
+        first launch or adoption) and raises if it ends, which stops the agent instead of leaving every Job
+        unwatched. The thread itself retries every failed list or watch; it ends only when stopped or broken."""
+        await self._watching.wait()
+        assert self._watch is not None
+        await self._watch.wait_ended()
+        raise BackendError("the Kubernetes Jobs watch thread ended; no Job's end would be seen any more")
+
     async def aclose(self) -> None:
         """Stop the watch thread. Attempts keep running on the cluster; a new agent adopts them."""
         if self._watch is not None:
@@ -229,6 +239,7 @@ class KubernetesBackend:
             selector = f"{LABEL_SITE}={label_value(site)}"
             self._watch = JobWatch(self._api, selector, on_job=self._on_job, on_listed=self._on_listed)
             self._watch.start()
+            self._watching.set()
 
     def _on_job(self, kind: str, job: Mapping[str, Any]) -> None:
         name = str((job.get("metadata") or {}).get("name", ""))
@@ -257,6 +268,9 @@ class KubernetesBackend:
             pod = await self._pod_of(handle.name)
         except KubeApiError as exc:
             log.warning("job %s: cannot read its pod's exit code: %s", handle.job_id, exc.message)
+            pod = None
+        except Exception:  # a bug must not leave the attempt unresolved: it ends failed, without its exit code
+            log.exception("job %s: reading its pod's exit code failed", handle.job_id)
             pod = None
         self._resolve(handle, exit_status_of(False, pod))
 

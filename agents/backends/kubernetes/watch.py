@@ -48,6 +48,7 @@ class JobWatch:
         self._watcher: Any = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._ended = asyncio.Event()
 
     @property
     def running(self) -> bool:
@@ -59,7 +60,7 @@ class JobWatch:
             return
         self._loop = asyncio.get_running_loop()
         # A daemon thread: a blocked read must never keep the agent's process alive.
-        self._thread = threading.Thread(target=self._run, name="fedgate-kube-watch", daemon=True)
+        self._thread = threading.Thread(target=self._run_then_tell, name="fedgate-kube-watch", daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -70,6 +71,21 @@ class JobWatch:
             watcher.stop()  # shuts the socket down, which unblocks the read
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout_s)
+
+    async def wait_ended(self) -> None:
+        """Return when the watch thread has ended (after `stop`, or because it died); call after `start`."""
+        await self._ended.wait()
+
+    def _run_then_tell(self) -> None:
+        try:
+            self._run()
+        except BaseException:  # the thread ends here; the loop learns it through `wait_ended`
+            log.exception("the Jobs watch thread died")
+        finally:
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # the loop closed between the check and the call
+                    loop.call_soon_threadsafe(self._ended.set)
 
     def _run(self) -> None:
         delay = RETRY_MIN_S

@@ -239,6 +239,11 @@ class SlurmBackend:
             await self._scancel(slurm_id)  # and release the allocation, whatever state it is in
         await self._until_ended(ended, None)
 
+    async def watch(self) -> None:
+        """The backend's own loop, for the agent to own (the optional `watch` hook): polls every followed job
+        for as long as the agent runs. A failing poll is logged and the next one runs; it never returns."""
+        await self._watch.run()
+
     async def close(self) -> None:
         """Stop polling (the jobs keep running in Slurm)."""
         await self._watch.close()

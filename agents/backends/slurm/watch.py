@@ -4,8 +4,9 @@ Owns: the set of followed Slurm job ids with a future per job that resolves to i
 state seen of each, and the loop that per tick runs one `squeue` for all of them and, for those that ended
 or vanished, one `sacct` (falling back to `sacct --completion` where accounting is off, and to
 `scontrol show job` for records sacct does not have yet). A job that neither squeue nor the end records know
-for several ticks is lost: its future fails. Also finding jobs by name (for adoption) in the same places.
-It does not start or stop jobs (`agents.backends.slurm.backend`).
+for several ticks is lost: its future fails. The loop runs as the agent's supervised task (`run`), or on
+demand while jobs are followed when nothing owns it. Also finding jobs by name (for adoption) in the same
+places. It does not start or stop jobs (`agents.backends.slurm.backend`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from agents.backends.slurm.parse import (
     parse_squeue,
 )
 from agents.errors import BackendError
+from fedgate.common.supervise import Cycles
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,11 @@ class JobWatch:
         self._missing: dict[str, int] = {}
         self._records: EndRecords | None = None
         self._wake = asyncio.Event()
+        self._has_work = asyncio.Event()
+        self._owned = False
         self._task: asyncio.Task[None] | None = None
+        self.ticks = Cycles(log, "Slurm poll")
+        """Polls run (completed, failed); tests wait on it instead of sleeping."""
 
     def follow(self, slurm_id: str) -> asyncio.Future[ExitStatus]:
         """The future of `slurm_id`'s end; following the same job twice gives the same future."""
@@ -68,8 +74,9 @@ class JobWatch:
             future = asyncio.get_running_loop().create_future()
             self._ends[slurm_id] = future
             self._missing[slurm_id] = 0
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="slurm-watch")
+            self._has_work.set()
+        if not self._owned and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self._poll_while_pending(), name="slurm-watch")
         return future
 
     def state(self, slurm_id: str) -> str:
@@ -80,28 +87,45 @@ class JobWatch:
         """Poll now instead of at the next tick (after a cancel, to notice the end sooner)."""
         self._wake.set()
 
+    async def run(self) -> None:
+        """The poll loop for as long as the agent runs, as the task its supervisor owns: idle while no job is
+        followed, a tick per interval (or poke) while some are. A failing tick is logged and counted in
+        `ticks` and the next one runs; it returns only when cancelled. Without an owner, `follow` starts a
+        loop of its own that ends when no job is left."""
+        self._owned = True
+        await self.close()  # a loop started on demand before the owner took over
+        while True:
+            if not self._pending():
+                self._has_work.clear()
+                await self._has_work.wait()
+            await self._tick_then_wait()
+
     async def close(self) -> None:
-        """Stop polling. Futures of unfinished jobs stay unresolved: their jobs keep running in Slurm."""
+        """Stop the loop started on demand. Futures of unfinished jobs stay unresolved: their jobs keep running in
+        Slurm."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
 
-    async def _run(self) -> None:
+    async def _poll_while_pending(self) -> None:
         while self._pending():
-            self._wake.clear()  # before the tick: a poke during it asks for the next one at once
-            try:
-                await self.poll_once()
-            except BackendError as exc:  # slurmctld down or slow: keep the jobs, ask again next tick
-                log.warning("could not poll Slurm for job states: %s", exc.message)
-            except Exception:  # a parsing bug must not leave every job unwatched for good
-                log.exception("polling Slurm for job states failed")
-            if not self._pending():
-                break
+            await self._tick_then_wait()
+
+    async def _tick_then_wait(self) -> None:
+        self._wake.clear()  # before the tick: a poke during it asks for the next one at once
+        await self.ticks.run_async(self._tick)  # a parsing bug must not leave every job unwatched for good
+        if self._pending():
             with contextlib.suppress(TimeoutError):  # asyncio.timeout: 3.11's wait_for can lose a cancel
                 async with asyncio.timeout(self._interval_s):
                     await self._wake.wait()
+
+    async def _tick(self) -> None:
+        try:
+            await self.poll_once()
+        except BackendError as exc:  # slurmctld down or slow: keep the jobs, ask again next tick
+            log.warning("could not poll Slurm for job states: %s", exc.message)
 
     def _pending(self) -> list[str]:
         return [slurm_id for slurm_id, future in self._ends.items() if not future.done()]

@@ -569,6 +569,12 @@ class ReasonCode(enum.StrEnum):
         "error",
         "`fedgate agent enroll` would overwrite the site's certificate. Pass --force to replace it.",
     )
+    TASK_DIED = (
+        "TASK_DIED",
+        "error",
+        "A task that must run as long as the process (the agent's link to the gateway, a backend's watch) ended; "
+        "the process drained and exited 1 so that its supervisor restarts it. The log line before says why.",
+    )
 
 
 _TITLES: dict[Kind, str] = {

@@ -79,6 +79,11 @@ class Supervisor:
         assert self.failure is not None
         return self.failure
 
+    def begin_stop(self) -> None:
+        """The process has begun a graceful stop: from now on a task that ends (a link closed on purpose, in
+        its own time) is not a failure. `stop()` still cancels what has not ended."""
+        self._stopping = True
+
     async def stop(self) -> None:
         """Cancel every task and wait for them; what ends now is not a failure."""
         self._stopping = True

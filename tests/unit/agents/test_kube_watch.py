@@ -76,3 +76,21 @@ async def test_the_watch_resumes_from_its_version_and_lists_again_after_410() ->
     assert seen == [("LISTED", "10"), ("MODIFIED", "11")]
     assert listed == [{"a"}, set()]
     assert not watch.running
+
+
+class Unrecoverable(BaseException):
+    """Something the watch's retry loop does not catch (its retries cover Exception only)."""
+
+
+class DyingApi(ScriptedApi):
+    def list_jobs(self, selector: str) -> tuple[list[dict[str, Any]], str]:
+        raise Unrecoverable("the client library broke")
+
+
+async def test_a_watch_thread_that_dies_is_noticed_on_the_loop() -> None:
+    watch = JobWatch(DyingApi([], []), "fedgate.io/site=a", on_job=lambda *_: None, on_listed=lambda *_: None)  # type: ignore[arg-type]
+    watch.start()
+    # The backend's watch hook awaits this; the agent's supervisor then stops the agent with a non-zero exit.
+    await asyncio.wait_for(watch.wait_ended(), 5)
+    await asyncio.to_thread(watch.stop)
+    assert not watch.running

@@ -95,3 +95,40 @@ async def test_one_squeue_per_tick_serves_every_followed_job() -> None:
         slurm.controller[slurm_id] = "JobState=COMPLETED ExitCode=0:0"
     assert await asyncio.wait_for(asyncio.gather(*futures), 5) == [ExitStatus(0)] * 3
     await watch.close()
+
+
+@dataclass
+class FlakySlurm(FakeSlurm):
+    """Raises an unexpected error (a bug, not a Slurm refusal) on the first `failures` squeue calls."""
+
+    failures: int = 1
+
+    async def run(self, program: str, *args: str) -> CommandResult:
+        if program == "squeue" and self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("squeue output nobody expected")
+        return await super().run(program, *args)
+
+
+async def test_the_owned_loop_survives_a_failing_poll_and_outlives_its_jobs(caplog: pytest.LogCaptureFixture) -> None:
+    slurm = FlakySlurm(queue={"5": "RUNNING"})
+    watch = watch_over(slurm)
+    ended = watch.follow("5")  # before the owner runs (re-attaching at start): a loop of its own for now
+    owner = asyncio.create_task(watch.run())
+    try:
+        await watch.ticks.wait_for(2)
+        assert not any(t.get_name() == "slurm-watch" for t in asyncio.all_tasks()), "the owner took over"
+        assert watch.ticks.failed == 1 and "Slurm poll 1 failed" in caplog.text and "RuntimeError" in caplog.text
+        slurm.queue["5"] = "COMPLETED"
+        slurm.controller["5"] = "JobState=COMPLETED ExitCode=0:0"
+        assert await asyncio.wait_for(ended, 5) == ExitStatus(0)
+        assert not owner.done(), "with no job left the loop idles; it never returns"
+        slurm.queue["6"] = "RUNNING"
+        before = watch.ticks.total
+        watch.follow("6")  # a new job wakes the idle loop
+        await watch.ticks.wait_for(before + 1)
+        assert watch.state("6") == "RUNNING"
+    finally:
+        owner.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await owner

@@ -74,3 +74,18 @@ async def test_stop_cancels_every_task_and_is_not_a_failure() -> None:
     task = supervisor.spawn(asyncio.sleep(3600), "sleeper")
     await supervisor.stop()
     assert task.cancelled() and not supervisor.failed
+
+
+async def test_a_task_that_ends_after_begin_stop_is_not_a_failure() -> None:
+    supervisor = Supervisor(log)
+    closing = asyncio.Event()
+
+    async def link() -> None:
+        await closing.wait()  # a connection loop that returns once it is closed on purpose
+
+    task = supervisor.spawn(link(), "link")
+    supervisor.begin_stop()
+    closing.set()
+    await task
+    assert not supervisor.failed
+    await supervisor.stop()
