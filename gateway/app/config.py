@@ -12,8 +12,7 @@ from pathlib import Path
 
 from fedgate.common.yaml import YamlDocument, load_yaml
 from gateway.errors import ConfigError
-
-REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
+from gateway.policy.document import REPO_POLICIES
 
 
 @dataclass(frozen=True)

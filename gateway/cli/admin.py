@@ -1,4 +1,7 @@
-"""`fedgate admin policy status|reload` and `fedgate admin site drain|resume`: federation admin commands."""
+"""`fedgate admin policy status|reload` and `fedgate admin site drain|resume`: federation admin commands.
+
+Owns: the arguments and the printing of the admin's policy and site commands; the calls are the client library's.
+"""
 
 from __future__ import annotations
 

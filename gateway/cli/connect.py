@@ -2,6 +2,8 @@
 
 Flags win over environment variables: --gateway / FEDGATE_GATEWAY (host:port) and --creds / FEDGATE_CREDS (a
 credentials directory with ca.pem, cert.pem and key.pem, as written by `fedgate ca issue`).
+
+Owns: finding the gateway address and credentials directory for a command, and the exit codes every command uses.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""`fedgate creds renew|show`: a user's or admin's own credentials directory, renewed before it expires."""
+"""`fedgate creds renew|show`: a user's or admin's own credentials directory, renewed before it expires.
+
+Owns: the arguments and printing of `fedgate creds`; renewal itself is `gateway.identity.renewal`.
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 The last line is always `demo: <succeeded>/<total> jobs succeeded across <sites> sites in <seconds>s` when
 the jobs ran; the exit code is 0 only when every job succeeded. Every process started is stopped on exit.
+
+Owns: the `fedgate demo` command line and its exit code; the federation and its processes are `gateway.demo`.
 """
 
 from __future__ import annotations

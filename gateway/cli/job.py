@@ -1,5 +1,8 @@
 """`fedgate job submit|get|list|cancel|watch|explain|logs`: the model vendor's commands, a thin shell over
-`FederationClient`. Each prints table, JSON or YAML (`-o`) and exits with a code from `gateway.cli.connect`."""
+`FederationClient`. Each prints table, JSON or YAML (`-o`) and exits with a code from `gateway.cli.connect`.
+
+Owns: the arguments and printing of the vendor's job commands.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@
 Nothing here talks to a gateway: each command reads files, asks the pure policy code (`gateway.policy`:
 loaders, `cases`, `diff`, `verdict`) and prints table, JSON or YAML. `fedgate admin policy status|reload`
 are the online counterparts.
+
+Owns: the arguments and printing of the offline policy tools.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """`fedgate reservation create|get|list|cancel`: book cards ahead for a project, a thin shell over
 `FederationClient`. Each prints table, JSON or YAML (`-o`) and exits with a code from `gateway.cli.connect`;
-`create --wait` exits 0 only once every site confirmed."""
+`create --wait` exits 0 only once every site confirmed.
+
+Owns: the arguments and printing of the reservation commands, and waiting for confirmation with `--wait`.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@
 A thin shell over `gateway.simulate`: read the two files, run the modes, print table, JSON or YAML. Nothing
 here talks to a gateway. Exit codes: 0 done, 2 bad usage or a bad input file (the message names file and
 line).
+
+Owns: the arguments and printing of the simulator's commands.
 """
 
 from __future__ import annotations

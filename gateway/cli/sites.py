@@ -1,4 +1,7 @@
-"""`fedgate sites`: the member sites and the capacity they offer, as the caller may see them."""
+"""`fedgate sites`: the member sites and the capacity they offer, as the caller may see them.
+
+Owns: the arguments and printing of `fedgate sites`.
+"""
 
 from __future__ import annotations
 

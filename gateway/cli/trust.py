@@ -2,6 +2,8 @@
 
 `audit verify --store URL --authority DIR` checks the log offline, straight from the database, so that the
 verdict does not depend on the gateway being honest about itself.
+
+Owns: the arguments and printing of the admin's trust commands, and the offline audit check.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """In-memory fan-out of job events to watchers (WatchJob). Lossy by design for slow watchers: a watcher that
-falls `MAX_BACKLOG` events behind is told to resync from the store instead of holding gateway memory."""
+falls `MAX_BACKLOG` events behind is told to resync from the store instead of holding gateway memory.
+
+Owns: the per-job subscriber queues of watchers and their backlog bound; events are published by the job book.
+"""
 
 from __future__ import annotations
 

@@ -15,13 +15,12 @@ from pathlib import Path
 
 from fedgate.common.fields import MISSING, FieldReader
 from fedgate.common.yaml import KeyPath, dump_yaml, format_path, load_yaml
-from gateway.app.config import REPO_POLICIES
 from gateway.errors import ConfigError, GatewayError
 from gateway.identity.principal import Principal
 from gateway.jobs.model import JobSpec, Reason
 from gateway.jobs.specfile import load_job_spec, parse_job_spec
 from gateway.policy.catalogue import Catalogue
-from gateway.policy.document import NAME, NAME_HINT, FederationPolicy, load_catalogue, load_policy
+from gateway.policy.document import NAME, NAME_HINT, REPO_POLICIES, FederationPolicy, load_catalogue, load_policy
 from gateway.policy.engine import option_verdict
 from gateway.policy.quotas import Usage
 from gateway.policy.verdict import Verdict, default_caller, judge

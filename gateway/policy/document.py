@@ -31,6 +31,9 @@ from gateway.policy.model import (
 )
 from gateway.policy.schema import read
 
+REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
+"""The policies shipped with fedgate: the demo federation, the accelerator catalogue, examples (the defaults)."""
+
 API_VERSION = "fedgate.io/v1"
 NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 NAME_HINT = "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit"

@@ -1,5 +1,8 @@
 """The policy language described from its own model: the JSON Schema file and the key reference table that
-policies/README.md embeds. Tests fail when either drifts from `gateway.policy.model`."""
+policies/README.md embeds. Tests fail when either drifts from `gateway.policy.model`.
+
+Owns: rendering the JSON Schema and the key reference from the policy model.
+"""
 
 from __future__ import annotations
 

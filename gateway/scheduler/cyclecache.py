@@ -1,6 +1,6 @@
 """One scheduling cycle's working memory, so that a cycle over 10,000 queued jobs costs little per job.
 
-Owns, for the span of one cycle (one instant `now`, one policy, one usage snapshot): the index of free cards,
+Owns: for the span of one cycle (one instant `now`, one policy, one usage snapshot), the index of free cards,
 the sites' offers and leases, what each job *shape* may use, the shapes found to fit nowhere, and the
 placement itself: exactly the decision of `gateway.placement.place.place_in_windows` (`place` over the
 `CANDIDATE_WINDOW` tightest fits per class, a wider window only when every site of the last one was refused),

@@ -1,4 +1,7 @@
-"""JSON encoding of jobs for the store's body column. Pure functions, one pair per noun."""
+"""JSON encoding of jobs for the store's body column. Pure functions, one pair per noun.
+
+Owns: the JSON body of a job row, in pairs (`job_to_json` / `job_from_json` and their parts).
+"""
 
 from __future__ import annotations
 

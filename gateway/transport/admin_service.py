@@ -1,5 +1,8 @@
 """AdminService: policy status and reload, site drain, join tokens, tokens, revocation, audit. Every method
-needs an admin principal; each translates, calls one domain method, and translates back."""
+needs an admin principal; each translates, calls one domain method, and translates back.
+
+Owns: the AdminService servicer: admin-only translation, no decision.
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 Times, durations, job-state numbers, pools sent and site terms are the shared wire conversions of
 `fedgate.common.wire` (what the agent encodes is what the gateway decodes), re-exported here for the servicers.
+
+Owns: the gateway-side protobuf conversions of jobs, specs, reasons, events, sites and usage.
 """
 
 from __future__ import annotations

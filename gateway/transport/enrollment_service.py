@@ -1,5 +1,8 @@
 """EnrollmentService: getting a certificate with a one-time join token (public port, no client certificate),
-and renewing one's own certificate before it expires (mTLS port)."""
+and renewing one's own certificate before it expires (mTLS port).
+
+Owns: the EnrollmentService servicer: translation only; the CA decides (`gateway.trust`).
+"""
 
 from __future__ import annotations
 

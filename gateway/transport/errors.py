@@ -3,6 +3,8 @@
 Every servicer method runs inside `translate_errors`. A `GatewayError` becomes its mapped status with a
 google.rpc.Status carrying an ErrorInfo (reason, domain, metadata); anything unexpected becomes INTERNAL with
 a reference to the log line, never the exception text.
+
+Owns: the reason -> gRPC status table and `translate_errors` / `translate_stream_errors`.
 """
 
 from __future__ import annotations

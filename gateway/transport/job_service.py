@@ -1,5 +1,8 @@
 """JobService: model vendors submit, read, watch, cancel and explain jobs. Each method translates, calls one
-domain method of `gateway.jobs.service.JobService` (job output: of the log relay), and translates back."""
+domain method of `gateway.jobs.service.JobService` (job output: of the log relay), and translates back.
+
+Owns: the JobService servicer: translation only.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Conversions for advance reservations: the ReservationService messages and the booking commands sent to
-sites, one pair per noun. Field mapping and size limits only; the rules live in `gateway.reservations.book`."""
+sites, one pair per noun. Field mapping and size limits only; the rules live in `gateway.reservations.book`.
+
+Owns: the protobuf conversions of reservations and booking commands.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """ReservationService: members of a project book cards ahead, read, list and cancel their reservations. Each
-method translates, calls one method of the reservation book, and translates back, inside the error translator."""
+method translates, calls one method of the reservation book, and translates back, inside the error translator.
+
+Owns: the ReservationService servicer: translation only.
+"""
 
 from __future__ import annotations
 

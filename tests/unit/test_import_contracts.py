@@ -47,13 +47,18 @@ def test_the_tree_as_it_is_keeps_every_contract(tree: Path) -> None:
     ("module", "source", "contract"),
     [
         ("gateway/scheduler/probe.py", "import grpc\n", "gateway: only transport speaks gRPC and protobuf"),
-        ("gateway/probe.py", "from fedgate.v1 import job_pb2\n", "gateway: only transport speaks gRPC and protobuf"),
+        ("gateway/jobs/probe.py", "from fedgate.v1 import job_pb2\n", "gateway: only transport speaks gRPC"),
         ("agents/core/probe.py", "import grpc\n", "agents: only transport speaks gRPC and protobuf"),
         ("gateway/placement/probe.py", "import sqlite3\n", "are pure: no I/O, no other layers"),
         ("gateway/placement/probe.py", "from gateway.store import open_store\n", "are pure: no I/O, no other layers"),
         ("agents/core/probe.py", "from gateway.jobs.model import Job\n", "gateway and agents never import each other"),
         ("proto/fedgate/common/probe.py", "import agents\n", "the shared rules (fedgate.common) belong to neither"),
         ("agents/policy/probe.py", "import kubernetes\n", "only the kubernetes backend's API layer"),
+        ("proto/fedgate/common/probe.py", "import grpc\n", "fedgate.common's rules are plain Python"),
+        ("gateway/jobs/probe.py", "from gateway.app import compose\n", "gateway: layers by folder"),
+        ("gateway/probe.py", "", "gateway: layers by folder"),  # a new top-level module must be placed
+        ("agents/core/probe.py", "from agents.transport import session\n", "agents: layers by folder"),
+        ("agents/probe.py", "", "agents: layers by folder"),
     ],
 )
 def test_a_new_module_that_breaks_a_rule_fails_lint(tree: Path, module: str, source: str, contract: str) -> None:
