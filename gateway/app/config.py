@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fedgate.common.yaml import YamlDocument, load_yaml
 from gateway.errors import ConfigError
-from gateway.policy.document import REPO_POLICIES
+from gateway.policy.document import REPO_POLICIES as REPO_POLICIES  # noqa: PLC0414 (re-exported for callers)
 
 
 @dataclass(frozen=True)
