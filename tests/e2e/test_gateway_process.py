@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -64,3 +65,64 @@ def test_sighup_reloads_the_policy_and_sigterm_stops_the_gateway(tmp_path: Path)
     finally:
         gateway.send_signal(signal.SIGTERM)
         assert gateway.wait(timeout=20) == 0
+
+
+SCHEDULER_DIES = '''
+"""Loaded by this test's gateway process only (PYTHONPATH): its scheduler loop dies once it has started."""
+import asyncio
+
+from gateway.scheduler import cycle
+
+
+async def _dies(self, *args, **kwargs):
+    await asyncio.sleep(0.2)
+    raise RuntimeError("injected by the test: the scheduler loop broke")
+
+
+cycle.Scheduler.run = _dies
+'''
+
+
+def test_a_dead_scheduler_loop_stops_the_gateway_process_with_exit_1(tmp_path: Path) -> None:
+    """A long-lived task that dies must not leave a gateway that accepts jobs it will never run: the process
+    logs which task died and why, and exits 1 for its supervisor to restart it. The fault is injected from
+    outside the product (a sitecustomize on this process's PYTHONPATH replaces the loop), not by a hook in it."""
+    ca = init_ca(tmp_path / "ca", "demo")
+    ca.issue_server(tmp_path / "gw")
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        dump_yaml(
+            {
+                "apiVersion": "fedgate.io/v1",
+                "kind": "Gateway",
+                "federation": "demo",
+                "listen": "127.0.0.1:0",
+                "tls": {"ca": "gw/ca.pem", "cert": "gw/cert.pem", "key": "gw/key.pem"},
+                "authority": "ca",
+                "store": "sqlite:///gw.db",
+                "policy": str(REPO_POLICIES / "federation.yaml"),
+            }
+        )
+    )
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(SCHEDULER_DIES)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(inject), os.environ.get("PYTHONPATH", "")])}
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "fedgate.cli", "gateway", "run", "--config", str(config)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _, stderr = gateway.communicate(timeout=60)
+    finally:
+        if gateway.poll() is None:
+            gateway.kill()
+            gateway.wait()
+    assert "serving federation demo" in stderr, stderr  # it had started: the task died under a live gateway
+    assert gateway.returncode == 1, stderr
+    assert "task 'scheduler' died: RuntimeError: injected by the test" in stderr, stderr
+    assert "Traceback" in stderr and "the gateway stops with exit code 1" in stderr, stderr
