@@ -4,6 +4,7 @@ of its own thread, so that tests can use the same synchronous client library a u
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -126,7 +127,7 @@ def start_test_gateway(pki: Pki, workdir: Path, loop: LoopThread, port: int = 0)
 class AgentHandle:
     loop: LoopThread
     stop_event: asyncio.Event
-    task: asyncio.Future[None]
+    task: concurrent.futures.Future[None]
     workdir: Path
 
     def stop(self, timeout: float = 15) -> None:

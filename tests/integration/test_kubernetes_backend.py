@@ -42,7 +42,9 @@ SITE = "site-a"
 JOBS = "batch/v1/jobs"
 
 
-def node(name: str, resource: str, cards: int, labels: dict[str, str], *, ready: bool = True, cordoned: bool = False):
+def node(
+    name: str, resource: str, cards: int, labels: dict[str, str], *, ready: bool = True, cordoned: bool = False
+) -> dict[str, object]:
     return {
         "apiVersion": "v1",
         "kind": "Node",
