@@ -17,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import logging
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import ParamSpec, TypeVar
 
+from fedgate.common.supervise import Cycles
 from gateway.gangs.coordinator import GangCoordinator
 from gateway.gangs.plan import GangPlan, plan_gang
 from gateway.jobs.model import Job, JobSpec, JobState, Placement, Reason
@@ -39,6 +41,7 @@ from gateway.scheduler.liveusage import LiveUsage
 from gateway.sites.model import SiteView
 from gateway.sites.registry import PreemptCommand, SiteRegistry
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -240,6 +243,11 @@ class Scheduling(LiveUsage, Launching):
         views = self.registry.views(self.reservations.hold(self._holding.values()).withhold(self.leases()))
         return views, self.usage(views)
 
+    @functools.cached_property
+    def cycles(self) -> Cycles:
+        """The scheduler loop's cycles, counted (and guarded): tests wait on `cycles.wait_for` instead of sleeping."""
+        return Cycles(log, "scheduling cycle")
+
     async def run_scheduler(self, period: float = 1.0, batch_window: float = 0.02) -> None:
         """Schedule on wake-ups (new job, freed cards, new capacity) and at least every `period` s.
 
@@ -255,5 +263,5 @@ class Scheduling(LiveUsage, Launching):
             except TimeoutError:
                 self._capacity_grew = True  # the periodic full pass: a safety net for anything missed
             self.wakeup.clear()
-            self.schedule()
+            self.cycles.run(self.schedule)
             await asyncio.sleep(batch_window)

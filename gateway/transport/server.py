@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from fedgate.common.supervise import Cycles
 from fedgate.v1 import (
     admin_service_pb2,
     admin_service_pb2_grpc,
@@ -82,6 +83,11 @@ class RunningGateway:
         if changed:
             log.info("policy reloaded (%s): version %s", by, policy.version[:12])
             self.trust.audit("policy.reloaded", who, {"trigger": by, "version": policy.version})
+
+    @property
+    def cycles(self) -> Cycles:
+        """The scheduler loop's cycle counter."""
+        return self.federation.cycles
 
     async def _watch_policy(self, period: float) -> None:
         while True:

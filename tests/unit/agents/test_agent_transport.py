@@ -17,11 +17,11 @@ from agents.core.config import AgentConfig
 from agents.errors import GatewayRefused
 from agents.transport.convert import launch_to_proto
 from fedgate.v1 import job_pb2, site_pb2
+from tests.waiting import eventually_async
 
 from .conftest import GatewayUnderTest, agent_yaml, running_agent
 from .fake_gateway import FakeGateway, start_fake_gateway
 from .pki import MintedPki
-from .waiting import eventually
 
 PY = sys.executable
 MakeConfig = Callable[..., AgentConfig]
@@ -66,7 +66,7 @@ async def test_launch_runs_the_job_reports_running_then_succeeded_and_acks_it(
             return any(p.accelerator_class == "nvidia-h100" and p.free == 4 for p in report.capacity.pools)
 
         assert any(m.WhichOneof("kind") == "capacity" and not freed(m) for m in stream.history)
-        await eventually(lambda: freed(stream.history[-1]) or None, within_s=3, what="capacity freed")
+        await eventually_async(lambda: freed(stream.history[-1]) or None, timeout=3, what="capacity freed")
 
 
 async def test_updates_made_while_disconnected_are_replayed_after_reconnect(
@@ -81,7 +81,7 @@ async def test_updates_made_while_disconnected_are_replayed_after_reconnect(
         gateway.fake.admit.clear()  # the agent's next stream gets no Welcome until we say so
         gateway.fake.last_update_sequence = 1  # the gateway made RUNNING durable before the cut
         stream.abort(grpc.StatusCode.UNAVAILABLE, "gateway restarting")
-        await eventually(finished.exists, what="the job's end")
+        await eventually_async(finished.exists, what="the job's end")
         await asyncio.sleep(0.2)
         gateway.fake.admit.set()
         again = await gateway.fake.next_stream()
