@@ -26,13 +26,20 @@ POLL_S = 0.02
 """How often a condition is looked at again: often enough that a test does not wait for nothing."""
 
 
-def eventually(check: Callable[[], object], timeout: float = 15, what: str = "condition") -> None:
-    """Return once `check()` is truthy; fail naming `what` after `timeout` seconds (from a thread that does not
-    run the event loop it waits on)."""
+def eventually(
+    check: Callable[[], object],
+    timeout: float = 15,
+    what: str = "condition",
+    *,
+    detail: Callable[[], str] | None = None,
+) -> None:
+    """Return once `check()` is truthy; fail naming `what` (and `detail()`, e.g. the tails of the logs of the
+    processes under test) after `timeout` seconds. For a thread that does not run the event loop it waits on."""
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            more = f"\n{detail()}" if detail is not None else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{more}")
         time.sleep(POLL_S)
 
 
