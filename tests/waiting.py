@@ -11,6 +11,7 @@ It does not start servers (tests/integration/harness.py does).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,10 @@ if TYPE_CHECKING:
     from tests.integration.harness import GatewayHandle
 
 POLL_S = 0.02
-"""How often a condition is looked at again: often enough that a test does not wait for nothing."""
+"""How often a look inside the event loop is repeated: often enough that a test does not wait for nothing."""
+CALL_POLL_S = 0.05
+"""How often a look from a test's thread is repeated: such a look is usually a call to a real server (a look
+that costs a subprocess, such as asking Slurm, passes a longer `poll_s`)."""
 
 
 def eventually(
@@ -32,6 +36,7 @@ def eventually(
     what: str = "condition",
     *,
     detail: Callable[[], str] | None = None,
+    poll_s: float = CALL_POLL_S,
 ) -> None:
     """Return once `check()` is truthy; fail naming `what` (and `detail()`, e.g. the tails of the logs of the
     processes under test) after `timeout` seconds. For a thread that does not run the event loop it waits on."""
@@ -40,20 +45,27 @@ def eventually(
         if time.monotonic() > deadline:
             more = f"\n{detail()}" if detail is not None else ""
             raise AssertionError(f"timed out after {timeout}s waiting for {what}{more}")
-        time.sleep(POLL_S)
+        time.sleep(poll_s)
 
 
 async def eventually_async(
     check: Callable[[], object],
     timeout: float = 10,  # noqa: ASYNC109 (a bound is the point)
     what: str = "condition",
+    *,
+    poll_s: float = POLL_S,
 ) -> None:
-    """`eventually` inside an event loop: the loop runs on between looks."""
+    """`eventually` inside an event loop: the loop runs on between looks. `check` may be a coroutine function
+    (a look that itself awaits, such as asking a scheduler)."""
     deadline = time.monotonic() + timeout
-    while not check():
+    while not await _truthy(check()):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(POLL_S)
+        await asyncio.sleep(poll_s)
+
+
+async def _truthy(result: object) -> bool:
+    return bool(await result) if inspect.isawaitable(result) else bool(result)
 
 
 def alive(pid: int) -> bool:

@@ -60,7 +60,7 @@ def _until(check: Callable[[], object], timeout: float, what: str, logs: Path) -
     def tails() -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(logs.glob("*.log")))
 
-    eventually(check, timeout, what, detail=tails)
+    eventually(check, timeout, what, detail=tails, poll_s=0.2)
 
 
 class Federation:
