@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from fedgate.common.yaml import dump_yaml
@@ -16,6 +15,7 @@ from gateway.identity.ca import init_ca
 from gateway.identity.principal import Principal
 from gateway.transport.client import FederationClient
 from gateway.trust.credentials import Credentials
+from tests.waiting import eventually
 
 
 def test_sighup_reloads_the_policy_and_sigterm_stops_the_gateway(tmp_path: Path) -> None:
@@ -48,18 +48,15 @@ def test_sighup_reloads_the_policy_and_sigterm_stops_the_gateway(tmp_path: Path)
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while not ready.exists() and time.monotonic() < deadline and gateway.poll() is None:
-            time.sleep(0.05)
+        eventually(lambda: ready.exists() or gateway.poll() is not None, timeout=30, what="the gateway to listen")
         assert ready.exists(), gateway.stderr.read() if gateway.stderr else ""
         with FederationClient(ready.read_text().split()[0], Credentials.from_dir(admin), timeout=10) as client:
             before = client.policy_status()
             policy.write_text(policy.read_text() + "\n# an edit the admin made\n")
             gateway.send_signal(signal.SIGHUP)
-            deadline = time.monotonic() + 10
-            while client.policy_status().version == before.version and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert client.policy_status().version != before.version
+            eventually(
+                lambda: client.policy_status().version != before.version, timeout=10, what="the policy to reload"
+            )
             kinds = [e.kind for e in client.audit_events()]
             assert "policy.reloaded" in kinds
     finally:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from agents.backends.slurm.job import job_name
 from agents.core.model import PoolSpec
 from agents.errors import BackendError, LaunchFailed
 from tests.slurmcluster import SHORT_PARTITION, SlurmCluster
+from tests.waiting import eventually_async
 
 _serial = itertools.count(1)
 END_TIMEOUT_S = 60.0
@@ -69,13 +70,8 @@ async def output_of(backend: SlurmBackend, handle: SlurmHandle) -> str:
     return (await backend.read_output(handle, 0, 1 << 20)).decode()
 
 
-async def until(check: object, what: str) -> None:
-    assert callable(check)
-    for _ in range(int(END_TIMEOUT_S / 0.1)):
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    await eventually_async(check, END_TIMEOUT_S, what, poll_s=0.1)  # each look may run squeue
 
 
 async def test_discovery_maps_typed_gres_to_catalogue_classes(backend: SlurmBackend) -> None:

@@ -16,12 +16,12 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from agents.journal.sqlite import SqliteJournal
 from fedgate.common.yaml import dump_yaml
 from gateway.app.config import REPO_POLICIES
 from gateway.identity.ca import init_ca
@@ -31,6 +31,7 @@ from gateway.store import open_store
 from gateway.transport.client import FederationClient
 from gateway.trust.credentials import Credentials
 from tests.slurmcluster import SlurmCluster
+from tests.waiting import eventually
 
 FEDERATION = "e2e"
 SITE = "centre-s"
@@ -55,14 +56,11 @@ def _fedgate(*args: str, log: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def _until(check: object, timeout: float, what: str, logs: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    tails = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(logs.glob("*.log")))
-    raise AssertionError(f"timed out waiting for {what}\n{tails}")
+def _until(check: Callable[[], object], timeout: float, what: str, logs: Path) -> None:
+    def tails() -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(logs.glob("*.log")))
+
+    eventually(check, timeout, what, detail=tails, poll_s=0.2)
 
 
 class Federation:
@@ -202,7 +200,12 @@ def test_jobs_on_slurm_survive_a_gateway_crash_each_reported_once_with_one_verif
 
     # The jobs end while no gateway is up: their ends wait in the agent's journal and are replayed.
     _until(all_done_under_slurm, 60, "the jobs to end under Slurm while the gateway is down", federation.logs)
-    time.sleep(1.0)  # a few of the agent's Slurm polls, so it has journaled every end
+    journal = SqliteJournal.in_directory(federation.agent_config.parent / "state")  # the agent's, read beside it
+
+    def all_ends_journaled() -> bool:
+        return {u.job_id for u in journal.pending() if u.state.is_final} >= set(job_ids)
+
+    _until(all_ends_journaled, 30, "the agent to journal every end", federation.logs)
     federation.start_gateway()
 
     with federation.client(federation.alice) as alice:

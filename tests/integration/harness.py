@@ -4,9 +4,9 @@ of its own thread, so that tests can use the same synchronous client library a u
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
-import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +19,7 @@ from gateway.identity.principal import Principal
 from gateway.transport.client import FederationClient
 from gateway.transport.server import RunningGateway, start_gateway
 from gateway.trust.credentials import Credentials
+from tests.waiting import eventually
 
 T = TypeVar("T")
 FEDERATION = "itest"
@@ -131,7 +132,7 @@ def write_gateway_config(pki: Pki, workdir: Path, port: int = 0) -> Path:
 class AgentHandle:
     loop: LoopThread
     stop_event: asyncio.Event
-    task: asyncio.Future[None]
+    task: concurrent.futures.Future[None]
     workdir: Path
 
     def stop(self, timeout: float = 15) -> None:
@@ -172,16 +173,6 @@ def start_test_agent(
     stop_event = gateway.loop.run(make_event())
     task = asyncio.run_coroutine_threadsafe(run_agent(config, stop_event), gateway.loop.loop)
     return AgentHandle(gateway.loop, stop_event, task, workdir)
-
-
-def eventually(check: Callable[[], bool], timeout: float = 15, what: str = "condition") -> None:
-    """Poll `check` until it holds; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def wait_for_capacity(gateway: GatewayHandle, site: str) -> None:

@@ -21,12 +21,12 @@ from tests.integration.harness import (
     GatewayHandle,
     LoopThread,
     Pki,
-    eventually,
     start_test_agent,
     start_test_gateway,
     wait_for_capacity,
 )
 from tests.unit.agents.fakes import FakeBackend, KeepingBackend
+from tests.waiting import eventually
 
 BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 POOLS = [{"class": "ascend-910b", "cards": 8, "offered": 8, "cards_per_node": 8}]

@@ -13,7 +13,8 @@ from pathlib import Path
 import yaml
 
 from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
-from tests.integration.harness import GatewayHandle, eventually
+from tests.integration.harness import GatewayHandle
+from tests.waiting import eventually
 
 # Runs the agent's own command line (`agents.cli.main.main`, what `fedgate agent run` calls) after registering a
 # backend type whose watch hook raises once it has launched a job.

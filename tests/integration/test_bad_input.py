@@ -53,7 +53,9 @@ def test_unknown_enum_value_is_invalid_argument(gateway: GatewayHandle) -> None:
 def test_garbage_bytes_are_refused_as_a_bad_message(gateway: GatewayHandle) -> None:
     channel, _ = stub(gateway)
     with channel:
-        raw = channel.unary_unary("/fedgate.v1.JobService/CreateJob")
+        raw = channel.unary_unary(
+            "/fedgate.v1.JobService/CreateJob", request_serializer=None, response_deserializer=None
+        )
         with pytest.raises(grpc.RpcError) as refused:
             raw(b"\xff\xff\xff\xff\x0f\x08", timeout=5)
     # grpc.aio decodes before any servicer code runs and answers UNKNOWN; the detail names the problem.

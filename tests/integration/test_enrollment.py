@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,8 +22,10 @@ from agents.identity.pinning import fingerprint_of
 from agents.identity.renewal import RenewalSettings
 from agents.transport.connection import run_agent
 from gateway.identity.principal import Principal
+from gateway.identity.revocation import Credential
 from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
-from tests.integration.harness import FEDERATION, GatewayHandle, eventually, wait_for_capacity
+from tests.integration.harness import FEDERATION, GatewayHandle, wait_for_capacity
+from tests.waiting import eventually
 
 POOLS = [{"class": "ascend-910b", "cards": 8, "offered": 4, "cards_per_node": 8}]
 
@@ -177,8 +178,22 @@ def test_token_for_another_site_is_refused_with_its_reason(
     assert enroll(gateway, "centre-x", join.token, join.ca_fingerprint, tmp_path / "x") == 0
 
 
+def count_rechecks(gateway: GatewayHandle, monkeypatch: pytest.MonkeyPatch, principal_uri: str) -> list[str]:
+    """From now on, note every re-check of an open stream's credential held by `principal_uri`."""
+    rechecks: list[str] = []
+    check = gateway.running.trust.check
+
+    def counting(credential: Credential) -> None:
+        if credential.principal.uri == principal_uri:
+            rechecks.append(credential.credential_id)
+        check(credential)
+
+    monkeypatch.setattr(gateway.running.trust, "check", counting)
+    return rechecks
+
+
 def test_running_agent_renews_at_two_thirds_of_its_certificates_life_and_keeps_its_job(
-    gateway: GatewayHandle, agents: list[RunningAgent], tmp_path: Path
+    gateway: GatewayHandle, agents: list[RunningAgent], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = datetime.now(UTC)
     creds = tmp_path / "centre-r-tls"
@@ -218,10 +233,13 @@ def test_running_agent_renews_at_two_thirds_of_its_certificates_life_and_keeps_i
         # The new stream stands on the new certificate: revoking the old one does not cut it.
         with gateway.client(gateway.pki.admin()) as admin:
             admin.revoke(serial=f"{old_serial:x}", reason="superseded by renewal")
+        rechecks = count_rechecks(gateway, monkeypatch, f"spiffe://{FEDERATION}/site/centre-r")
         marker.touch()
         eventually(lambda: alice.get_job(job.job_id).state.terminal, timeout=20, what="the job to finish")
         final = alice.get_job(job.job_id)
-    time.sleep(0.6)  # three of the gateway's 0.2 s credential checks: a stream on the old certificate is cut by now
+        # The gateway re-checks the stream's credential every 0.2 s: once it has done so three times after the
+        # revocation, a stream still on the old certificate would have been cut.
+        eventually(lambda: len(rechecks) >= 3, what="three re-checks of centre-r's stream after the revocation")
     assert not agent.task.done(), "the agent stopped: it was still using the revoked certificate"
     assert site.connected
     assert (final.state, final.attempt, final.exit_code) == (JobState.SUCCEEDED, 1, 0)

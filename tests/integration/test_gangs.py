@@ -20,8 +20,9 @@ from gateway.jobs.model import JobSpec, JobState, Reason, Resources, StackRun, T
 from gateway.placement.place import OptionFilter
 from gateway.policy.quotas import Usage
 from gateway.sites.model import SiteView
-from tests.integration.harness import AgentHandle, GatewayHandle, eventually, start_test_agent, wait_for_capacity
+from tests.integration.harness import AgentHandle, GatewayHandle, start_test_agent, wait_for_capacity
 from tests.security.support import SiteStream
+from tests.waiting import eventually
 
 ASCEND = "ascend-910b"
 PRINT_EPOCH = "import os; print(os.environ['FEDGATE_SITE'], os.environ['FEDGATE_EPOCH'])"

@@ -6,14 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
-from tests.integration.harness import (
-    LoopThread,
-    Pki,
-    eventually,
-    start_test_agent,
-    start_test_gateway,
-    wait_for_capacity,
-)
+from tests.integration.harness import LoopThread, Pki, start_test_agent, start_test_gateway, wait_for_capacity
+from tests.waiting import eventually
 
 SLEEPER = JobSpec(
     tenant="deepsea-ai",

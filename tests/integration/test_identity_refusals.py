@@ -105,7 +105,9 @@ class SiteStream:
         creds = Credentials.from_dir(creds_dir)  # type: ignore[arg-type]
         self.channel = raw_channel(gateway, creds.ca_pem, creds.cert_pem, creds.key_pem)
         self.outgoing: queue.Queue[site_pb2.ConnectRequest | None] = queue.Queue()
-        self.responses = site_pb2_grpc.SiteServiceStub(self.channel).Connect(self._requests(), timeout=10)
+        self.responses: Iterator[site_pb2.ConnectResponse] = site_pb2_grpc.SiteServiceStub(self.channel).Connect(
+            self._requests(), timeout=10
+        )
 
     def _requests(self) -> Iterator[site_pb2.ConnectRequest]:
         while (item := self.outgoing.get()) is not None:

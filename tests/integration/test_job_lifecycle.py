@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +9,8 @@ import pytest
 
 from gateway.errors import ClientError
 from gateway.jobs.model import Capability, JobSpec, JobState, Resources, StackRun
-from tests.integration.harness import AgentHandle, GatewayHandle, eventually, start_test_agent, wait_for_capacity
+from tests.integration.harness import AgentHandle, GatewayHandle, start_test_agent, wait_for_capacity
+from tests.waiting import alive, eventually
 
 PRINT_ENV = (
     "import os; print('job', os.environ['FEDGATE_JOB_ID'], 'attempt', os.environ['FEDGATE_ATTEMPT'],"
@@ -42,17 +42,35 @@ def ascend_site(gateway: GatewayHandle, tmp_path: Path) -> Iterator[AgentHandle]
 def test_submitted_job_runs_on_the_agent_and_succeeds(gateway: GatewayHandle, ascend_site: AgentHandle) -> None:
     with gateway.client(gateway.pki.user("deepsea-ai", "alice")) as alice:
         job = alice.create_job(spec(("python3", "-c", PRINT_ENV)))
-        states = [event.state for event, _ in alice.watch_job(job.job_id, timeout=20)]
+        # The watch starts after the submission: a job this quick may have ended by then, so the watch shows a
+        # tail of its history (at least the current state), and the stored history shows all of it.
+        watched = [event.state for event, _ in alice.watch_job(job.job_id, timeout=20)]
         final = alice.get_job(job.job_id)
     assert final.state == JobState.SUCCEEDED, final.reasons
-    assert states[-1] == JobState.SUCCEEDED
-    assert JobState.RUNNING in states or JobState.DISPATCHED in states
+    assert watched[-1] == JobState.SUCCEEDED
     assert final.attempt == 1 and final.epoch == 1 and final.exit_code == 0
     assert final.placements[0].site == "centre-a" and len(final.placements[0].device_indices) == 2
     log = ascend_site.workdir / "jobs" / job.job_id / "1" / "output.log"
     assert f"job {job.job_id} attempt 1 devices" in log.read_text()
-    events = gateway.running.core.store.events(job.job_id)
-    assert [e.state for e in events] == [JobState.QUEUED, JobState.DISPATCHED, JobState.RUNNING, JobState.SUCCEEDED]
+    history = [e.state for e in gateway.running.core.store.events(job.job_id)]
+    assert history == [JobState.QUEUED, JobState.DISPATCHED, JobState.RUNNING, JobState.SUCCEEDED]
+    assert in_order_within(watched, history), (watched, history)
+
+
+def in_order_within(part: list[JobState], whole: list[JobState]) -> bool:
+    """Is `part` a subsequence of `whole` (each element found after the previous one)? A state seen twice in a
+    row counts once: the watch's "current state" may also arrive as the event that made it current."""
+    rest = iter(whole)
+    return all(state in rest for i, state in enumerate(part) if i == 0 or state != part[i - 1])
+
+
+def held_until(release: Path) -> tuple[str, ...]:
+    """A job that runs until the file `release` exists (the test says when it ends, not a timer)."""
+    return (
+        "python3",
+        "-c",
+        f"import pathlib, time\nwhile not pathlib.Path({str(release)!r}).exists():\n    time.sleep(0.05)",
+    )
 
 
 def test_failing_command_ends_failed_with_its_exit_code(gateway: GatewayHandle, ascend_site: AgentHandle) -> None:
@@ -65,16 +83,20 @@ def test_failing_command_ends_failed_with_its_exit_code(gateway: GatewayHandle, 
 
 
 def test_cancel_stops_a_running_job_at_the_site(gateway: GatewayHandle, ascend_site: AgentHandle) -> None:
-    marker = ascend_site.workdir / "still-running"
-    script = f"import time, pathlib\nwhile True:\n    pathlib.Path({str(marker)!r}).touch(); time.sleep(0.05)"
+    pid_file = ascend_site.workdir / "job.pid"
+    script = (  # says its pid (whole: written aside, then renamed), then runs until stopped
+        f"import os, pathlib, time\np = pathlib.Path({str(pid_file)!r})\n"
+        "p.with_suffix('.tmp').write_text(str(os.getpid())); p.with_suffix('.tmp').rename(p)\ntime.sleep(120)"
+    )
     with gateway.client(gateway.pki.user("deepsea-ai", "alice")) as alice:
         job = alice.create_job(spec(("python3", "-c", script)))
         eventually(lambda: alice.get_job(job.job_id).state == JobState.RUNNING, what="the job to run")
+        eventually(pid_file.exists, what="the job to say its pid")
+        pid = int(pid_file.read_text())
+        assert alive(pid)
         assert alice.cancel_job(job.job_id, "changed my mind").state == JobState.CANCELLED
+        eventually(lambda: not alive(pid), what="the job's process to end after the cancel")
         eventually(lambda: ascend_site_free(gateway) == 4, what="the site to report its cards free again")
-        marker.unlink(missing_ok=True)
-        time.sleep(0.3)
-        assert not marker.exists(), "the job's process kept running after cancel"
 
 
 def ascend_site_free(gateway: GatewayHandle) -> int:
@@ -83,16 +105,19 @@ def ascend_site_free(gateway: GatewayHandle) -> int:
 
 
 def test_jobs_beyond_the_offer_wait_with_a_reason_then_run(gateway: GatewayHandle, ascend_site: AgentHandle) -> None:
-    sleeper = ("python3", "-c", "import time; time.sleep(1)")
+    release = ascend_site.workdir / "release"
     with gateway.client(gateway.pki.user("deepsea-ai", "alice")) as alice:
-        first = alice.create_job(spec(sleeper, resources=Resources("ascend-910b", None, 4)))
-        second = alice.create_job(spec(sleeper, resources=Resources("ascend-910b", None, 4)))
+        # The first job holds the whole offer until the test releases it: however slow this machine, the
+        # second cannot have started by the time it is looked at.
+        first = alice.create_job(spec(held_until(release), resources=Resources("ascend-910b", None, 4)))
+        second = alice.create_job(spec(held_until(release), resources=Resources("ascend-910b", None, 4)))
         eventually(lambda: alice.get_job(first.job_id).state == JobState.RUNNING, what="the first job to run")
         waiting = alice.get_job(second.job_id)
         assert waiting.state == JobState.QUEUED
         assert any(r.code == "NO_FREE_CAPACITY" for r in waiting.reasons), waiting.reasons
         explanation = alice.explain_job(second.job_id)
         assert explanation.admitted and not any(c.feasible for c in explanation.candidates)
+        release.touch()
         eventually(lambda: alice.get_job(second.job_id).state == JobState.SUCCEEDED, timeout=20, what="second job")
 
 

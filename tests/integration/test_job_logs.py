@@ -18,7 +18,8 @@ from gateway.errors import ClientError
 from gateway.jobs.model import Job, JobSpec, JobState, Resources, StackRun
 from gateway.sites.logs import LogPiece
 from gateway.transport.client import FederationClient
-from tests.integration.harness import AgentHandle, GatewayHandle, eventually, start_test_agent, wait_for_capacity
+from tests.integration.harness import AgentHandle, GatewayHandle, start_test_agent, wait_for_capacity
+from tests.waiting import eventually
 
 SITE = "centre-c"
 LINES = b"step 1 loss 3.20\nstep 2 loss 2.75\nstep 3 loss 2.41\n"

@@ -126,7 +126,8 @@ def test_usage_of_a_joint_project_is_visible_to_every_member_and_no_one_else(
     from datetime import UTC, datetime, timedelta
 
     from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
-    from tests.integration.harness import eventually, start_test_agent, wait_for_capacity
+    from tests.integration.harness import start_test_agent, wait_for_capacity
+    from tests.waiting import eventually
 
     pools = [{"class": "ascend-910b", "cards": 8, "offered": 8, "cards_per_node": 8}]
     agent = start_test_agent(gateway, "centre-a", pools, tmp_path / "a")

@@ -36,13 +36,16 @@ from agents.core.model import JobState, JobUpdate, PoolSpec
 from agents.core.runtime import SiteRuntime
 from agents.errors import BackendError, LaunchFailed
 from agents.journal.base import MemoryJournal
+from tests.waiting import eventually_async
 
 NS = "fedgate-jobs"
 SITE = "site-a"
 JOBS = "batch/v1/jobs"
 
 
-def node(name: str, resource: str, cards: int, labels: dict[str, str], *, ready: bool = True, cordoned: bool = False):
+def node(
+    name: str, resource: str, cards: int, labels: dict[str, str], *, ready: bool = True, cordoned: bool = False
+) -> dict[str, object]:
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -444,10 +447,7 @@ async def test_the_agent_runtime_runs_reports_and_cancels_jobs_through_the_backe
     def finals() -> dict[str, JobUpdate]:
         return {u.job_id: u for u in runtime.unacknowledged_updates() if u.state.is_final}
 
-    for _ in range(500):
-        if len(finals()) == 4:
-            break
-        await asyncio.sleep(0.02)
+    await eventually_async(lambda: len(finals()) == 4, what="all four attempts to end")
     ended = finals()
     assert (ended["done"].state, ended["done"].exit_code) == (JobState.SUCCEEDED, 0)
     assert (ended["broken"].state, ended["broken"].exit_code) == (JobState.FAILED, 4)

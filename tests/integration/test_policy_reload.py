@@ -17,7 +17,8 @@ from gateway.app.config import REPO_POLICIES, load_gateway_config
 from gateway.errors import ClientError
 from gateway.jobs.model import Capability, JobSpec, JobState, Resources, StackRun
 from gateway.transport.server import start_gateway
-from tests.integration.harness import FEDERATION, GatewayHandle, LoopThread, Pki, eventually
+from tests.integration.harness import FEDERATION, GatewayHandle, LoopThread, Pki
+from tests.waiting import eventually
 
 BASE = (REPO_POLICIES / "federation.yaml").read_text()
 NEWCO = BASE.replace("tenants:\n", "tenants:\n  - name: newco\n    projects: [{name: launch}]\n", 1)

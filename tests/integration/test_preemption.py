@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
-from tests.integration.harness import GatewayHandle, eventually, start_test_agent, wait_for_capacity
+from tests.integration.harness import GatewayHandle, start_test_agent, wait_for_capacity
+from tests.waiting import eventually
 
 # Attempt 1 runs until stopped; on SIGTERM it checkpoints (noting the grace it was told) and exits at once.
 # A later attempt finds the checkpoint and finishes.

@@ -5,7 +5,6 @@ the reserved cards, and a cancel that releases the booking at the site."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +16,8 @@ from gateway.errors import ClientError
 from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
 from gateway.reservations.model import ReservationRequest, ReservationState
 from gateway.transport.client import FederationClient
-from tests.integration.harness import AgentHandle, GatewayHandle, eventually, start_test_agent, wait_for_capacity
+from tests.integration.harness import AgentHandle, GatewayHandle, start_test_agent, wait_for_capacity
+from tests.waiting import eventually, wait_cycles
 
 S = ReservationState
 
@@ -89,7 +89,7 @@ def test_a_job_waits_for_its_reservation_runs_inside_it_and_others_stay_off_the_
         eventually(
             lambda: any(r.code == "RESERVED" for r in bob.get_job(theirs.job_id).reasons), what="a RESERVED reason"
         )
-        time.sleep(1.0)  # several scheduling cycles (0.2 s each): it must still not be placed on reserved cards
+        wait_cycles(gateway, 5)  # five more scheduling cycles: it must still not be placed on reserved cards
         assert bob.get_job(theirs.job_id).state == JobState.QUEUED
 
         alice.cancel_reservation(reservation.reservation_id, "done early")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from gateway.errors import ClientError
@@ -24,7 +26,8 @@ def test_viewer_reads_but_cannot_submit_or_cancel(gateway: GatewayHandle) -> Non
         job = bob.create_job(EVAL)
         assert carol.get_job(job.job_id).job_id == job.job_id
         assert [j.job_id for j in carol.list_jobs()] == [job.job_id]
-        for act in (lambda: carol.create_job(EVAL), lambda: carol.cancel_job(job.job_id)):
+        acts: tuple[Callable[[], object], ...] = (lambda: carol.create_job(EVAL), lambda: carol.cancel_job(job.job_id))
+        for act in acts:
             with pytest.raises(ClientError) as refused:
                 act()
             assert refused.value.code == "PERMISSION_DENIED" and refused.value.reason == "READ_ONLY"

@@ -7,14 +7,14 @@ runs there, while the tenants the centre accepts run as usual.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
-from tests.integration.harness import AgentHandle, GatewayHandle, eventually, start_test_agent, wait_for_capacity
+from tests.integration.harness import AgentHandle, GatewayHandle, start_test_agent, wait_for_capacity
+from tests.waiting import eventually, wait_cycles
 
 POLICY = {
     "tenants": ["panda-lm"],
@@ -58,7 +58,7 @@ def test_a_job_of_a_tenant_the_site_refuses_waits_queued_and_never_runs_there(
             lambda: any(r.code == "SITE_TERMS" for r in alice.get_job(refused.job_id).reasons),
             what="a reason naming the site's terms",
         )
-        time.sleep(1.0)  # several scheduling cycles (0.2 s each): it must still not be placed there
+        wait_cycles(gateway, 5)  # five more scheduling cycles: it must still not be placed there
         waiting = alice.get_job(refused.job_id)
     assert waiting.state == JobState.QUEUED, waiting.reasons
     reason = next(r for r in waiting.reasons if r.code == "SITE_TERMS")

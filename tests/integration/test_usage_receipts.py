@@ -16,7 +16,8 @@ import pytest
 from fedgate.v1 import usage_pb2
 from gateway.cli import usage as usage_cli
 from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
-from tests.integration.harness import AgentHandle, GatewayHandle, eventually, start_test_agent, wait_for_capacity
+from tests.integration.harness import AgentHandle, GatewayHandle, start_test_agent, wait_for_capacity
+from tests.waiting import eventually
 
 BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 

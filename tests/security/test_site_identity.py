@@ -9,7 +9,7 @@ import pytest
 from fedgate.v1 import job_pb2, site_pb2
 from gateway.jobs.model import JobState
 from gateway.transport.client import FederationClient
-from tests.integration.harness import GatewayHandle, eventually
+from tests.integration.harness import GatewayHandle
 from tests.security.support import (
     ALICE,
     SiteStream,
@@ -19,6 +19,7 @@ from tests.security.support import (
     spec_for,
     store_state,
 )
+from tests.waiting import eventually
 
 
 def alice_client(gateway: GatewayHandle) -> FederationClient:

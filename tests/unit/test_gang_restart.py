@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gateway.jobs.model import JobState, Placement
 from gateway.sites.dispatcher import RunningAttempt, SiteUpdate
-from gateway.sites.registry import CancelCommand
+from gateway.sites.registry import CancelCommand, Command
 from gateway.store.codec import job_from_json, job_to_json
 
 from .gangworld import FakeSite, GangWorld
@@ -81,7 +81,7 @@ async def test_a_part_that_failed_before_a_restart_keeps_the_job_failed_after_a_
     assert JobState.SUCCEEDED not in parts.states() and parts.states().count(JobState.FAILED) == 1
 
 
-def _sent(w: GangWorld, site: str) -> list[object]:
+def _sent(w: GangWorld, site: str) -> list[Command]:
     outbox, sent = w.sessions[site].outbox, []
     while not outbox.empty():
         item = outbox.get_nowait()

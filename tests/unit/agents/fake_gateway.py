@@ -212,9 +212,9 @@ async def start_fake_gateway(
     gateway: FakeGateway, pki: MintedPki, port: int = 0, *, enrollment: FakeEnrollment | None = None
 ) -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server()
-    site_pb2_grpc.add_SiteServiceServicer_to_server(gateway, server)  # type: ignore[no-untyped-call]
+    site_pb2_grpc.add_SiteServiceServicer_to_server(gateway, server)
     if enrollment is not None:
-        enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(enrollment, server)  # type: ignore[no-untyped-call]
+        enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(enrollment, server)
     credentials = grpc.ssl_server_credentials(
         [(pki.server_key.read_bytes(), pki.server_cert.read_bytes())],
         root_certificates=pki.ca.read_bytes(),
@@ -229,7 +229,7 @@ async def start_public_port(enrollment: FakeEnrollment, pki: MintedPki) -> tuple
     """The gateway's public port: TLS without client certificates, presenting its certificate AND the CA,
     so that `fedgate agent enroll` can check the pinned fingerprint."""
     server = grpc.aio.server()
-    enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(enrollment, server)  # type: ignore[no-untyped-call]
+    enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(enrollment, server)
     chain = pki.server_cert.read_bytes() + pki.ca.read_bytes()
     credentials = grpc.ssl_server_credentials([(pki.server_key.read_bytes(), chain)], require_client_auth=False)
     bound = server.add_secure_port("127.0.0.1:0", credentials)

@@ -39,7 +39,7 @@ def runtime(backend: FakeBackend, clock: Clock) -> SiteRuntime:
 
 
 def reserve(rid: str = "gang:j1:1:0", cards: int = 6, tenant: str = "deepsea-ai", timeout_s: float = 5.0) -> Reserve:
-    return Reserve(rid, "j1", "ascend-910b", cards, timeout_s, tenant, "llm", IMAGE, epoch=1)
+    return Reserve(rid, "j1", "ascend-910b", cards, timeout_s, tenant, "llm", image=IMAGE, epoch=1)
 
 
 def launch(job: str = "j1", epoch: int = 1, cards: int = 6) -> Launch:
@@ -61,6 +61,13 @@ async def test_a_reserve_the_centre_refuses_names_its_term_and_holds_nothing(run
     reply = await runtime.handle(reserve(tenant="panda-lm"))
     assert reply is not None and not reply.accepted
     assert reply.reason == "site policy: tenant panda-lm is not accepted here"
+    assert free(runtime) == 8
+
+
+async def test_a_reserve_for_an_image_from_another_registry_is_refused_naming_the_term(runtime: SiteRuntime) -> None:
+    reply = await runtime.handle(replace(reserve(), image="docker.io/someone/train:1"))
+    assert reply is not None and not reply.accepted
+    assert reply.reason.startswith("site policy: image docker.io/someone/train:1 is not from an allowed registry")
     assert free(runtime) == 8
 
 

@@ -18,8 +18,7 @@ from agents.core.model import JobState, JobUpdate, PoolSpec
 from agents.core.runtime import SiteRuntime
 from agents.errors import LaunchFailed
 from agents.journal.base import MemoryJournal
-
-from .waiting import eventually
+from tests.waiting import alive, eventually_async
 
 PY = sys.executable
 
@@ -43,15 +42,6 @@ def backend(tmp_path: Path) -> LocalBackend:
     made = create_backend(BackendSettings(type="local", workdir=tmp_path / "work"))
     assert isinstance(made, LocalBackend)
     return made
-
-
-def alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie waiting for a reaper."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state not in {"Z", "X"}
 
 
 async def test_job_runs_in_its_folder_with_fedgate_env_and_a_log(backend: LocalBackend, tmp_path: Path) -> None:
@@ -119,13 +109,13 @@ async def test_cancel_kills_the_whole_process_group(backend: LocalBackend, tmp_p
         f"open({str(pids)!r}, 'w').write(f'{{child.pid}}'); time.sleep(60)"
     )
     handle = await backend.launch(spec(PY, "-c", script))
-    await eventually(lambda: pids.exists() and pids.read_text(), what="the child's pid file")
+    await eventually_async(lambda: pids.exists() and pids.read_text(), what="the child's pid file")
     child = int(pids.read_text())
     assert alive(child)
     await asyncio.wait_for(backend.cancel(handle, grace_s=0.2), 5)  # both ignore SIGTERM: SIGKILL after grace
     status = await asyncio.wait_for(backend.wait(handle), 5)
     assert status.describe() == "killed by SIGKILL" and status.exit_code == 137
-    await eventually(lambda: not alive(child), within_s=5, what="the child's death")
+    await eventually_async(lambda: not alive(child), timeout=5, what="the child's death")
 
 
 async def test_cancel_of_an_ended_job_is_harmless(backend: LocalBackend) -> None:
@@ -172,7 +162,7 @@ async def final_update(runtime: SiteRuntime) -> JobUpdate:
         updates = runtime.unacknowledged_updates()
         return bool(updates) and updates[-1].state.is_final
 
-    await eventually(ended, what="the job's final update")
+    await eventually_async(ended, what="the job's final update")
     return runtime.unacknowledged_updates()[-1]
 
 

@@ -17,6 +17,7 @@ from agents.core.runtime import SiteRuntime
 from agents.errors import BackendError
 from agents.journal.base import MemoryJournal
 from fedgate.v1 import job_pb2, site_pb2
+from tests.waiting import eventually_async
 
 from .conftest import GatewayUnderTest, running_agent
 from .fakes import FakeBackend
@@ -55,15 +56,16 @@ def server(runtime: SiteRuntime, **bounds: int) -> LogServer:
     return LogServer(runtime, lambda: None, poll_interval_s=0.01, **bounds)
 
 
-async def drain(logs: LogServer, stream_id: int = 1, steps: int = 2000) -> list[LogChunk]:
+async def drain(logs: LogServer, stream_id: int = 1) -> list[LogChunk]:
     """Take chunks of one stream until its end chunk; fails instead of hanging."""
     chunks: list[LogChunk] = []
-    for _ in range(steps):
-        chunks += [c for c in logs.take(16) if c.stream_id == stream_id]
-        if chunks and chunks[-1].end:
-            return chunks
-        await asyncio.sleep(0.002)
-    raise AssertionError(f"stream {stream_id} did not end; got {len(chunks)} chunks")
+
+    def ended() -> bool:
+        chunks.extend(c for c in logs.take(16) if c.stream_id == stream_id)
+        return bool(chunks) and chunks[-1].end
+
+    await eventually_async(ended, what=f"stream {stream_id} to end")
+    return chunks
 
 
 def data_of(chunks: list[LogChunk]) -> bytes:
@@ -103,11 +105,12 @@ async def test_follow_sends_new_output_until_the_attempt_has_ended(
     logs = server(runtime)
     logs.handle(LogRequest(1, "j1", 1, follow=True))
     seen: list[LogChunk] = []
-    for _ in range(500):
-        seen += logs.take(16)
-        if seen:
-            break
-        await asyncio.sleep(0.002)
+
+    def some() -> bool:
+        seen.extend(logs.take(16))
+        return bool(seen)
+
+    await eventually_async(some, what="the first chunk")
     assert data_of(seen) == b"epoch 1 loss 3.2\n" and not seen[-1].end
     backend.output[KEY] += b"epoch 2 loss 2.9\n"
     backend.finish("j1", 1)  # written before it ended: must still be sent
@@ -146,13 +149,13 @@ async def test_cancel_stops_a_followed_stream_without_an_end_chunk(
     await runtime.handle(launch())
     logs = server(runtime)
     logs.handle(LogRequest(7, "j1", 1, follow=True))
-    await asyncio.sleep(0.05)
+    await eventually_async(lambda: backend.reads >= 2, what="the stream to poll the output")
     assert logs.active == 1
+    (stream,) = [t for t in asyncio.all_tasks() if t.get_name() == "log-7"]
     logs.handle(LogCancel(7))
-    await settle()
-    reads = backend.reads
-    await asyncio.sleep(0.05)
-    assert logs.active == 0 and backend.reads == reads  # no more polling
+    await asyncio.wait([stream], timeout=5)
+    assert stream.cancelled(), "the stream's task still runs: it would poll on"
+    assert logs.active == 0
     assert logs.take(16) == []
     logs.handle(LogCancel(99))  # an unknown stream is ignored
 
@@ -209,8 +212,9 @@ async def test_a_stream_does_not_read_ahead_of_what_the_link_has_taken(
     backend.output[KEY] = b"x" * (20 * CHUNK_BYTES)
     logs = server(runtime, outgoing_chunks=2)
     logs.handle(LogRequest(1, "j1", 1))
-    await asyncio.sleep(0.05)
-    assert backend.reads <= 3  # two chunks wait, the third read waits for room: not 20 chunks in memory
+    await eventually_async(lambda: backend.reads >= 3, what="the stream to read three chunks")
+    await settle()  # the fake's reads do no I/O: a stream that read on would have done so by now
+    assert backend.reads == 3  # two chunks wait, the third read waits for room: not 20 chunks in memory
     assert len(data_of(await drain(logs))) == 20 * CHUNK_BYTES
 
 

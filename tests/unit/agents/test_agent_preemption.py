@@ -12,8 +12,7 @@ from agents.core.config import AgentConfig, TlsFiles
 from agents.core.model import JobState, JobUpdate, PoolSpec
 from agents.core.runtime import PREEMPT_GRACE_ENV, SiteRuntime
 from agents.journal.base import MemoryJournal
-
-from .waiting import eventually
+from tests.waiting import eventually_async
 
 PY = sys.executable
 # Announces itself once its SIGTERM handler is in place, then checkpoints on SIGTERM and exits.
@@ -51,7 +50,7 @@ async def final_update(runtime: SiteRuntime) -> JobUpdate:
         updates = runtime.unacknowledged_updates()
         return bool(updates) and updates[-1].state.is_final
 
-    await eventually(ended, what="the job's final update")
+    await eventually_async(ended, what="the job's final update")
     return runtime.unacknowledged_updates()[-1]
 
 
@@ -59,7 +58,7 @@ async def test_a_preempted_job_checkpoints_on_sigterm_and_is_reported_preempted(
     runtime = runtime_on(tmp_path)
     await runtime.handle(run(CHECKPOINTING, {PREEMPT_GRACE_ENV: "7"}))
     folder = tmp_path / "work" / "j1" / "1"
-    await eventually((folder / "ready").exists, what="the job to install its SIGTERM handler")
+    await eventually_async((folder / "ready").exists, what="the job to install its SIGTERM handler")
     await runtime.handle(Preempt("j1", 1, grace_s=7))
     final = await final_update(runtime)
     assert (final.state, final.exit_code) == (JobState.PREEMPTED, 0)
@@ -71,7 +70,7 @@ async def test_a_job_that_ignores_sigterm_is_killed_after_its_grace(tmp_path: Pa
     runtime = runtime_on(tmp_path)
     await runtime.handle(run(STUBBORN))
     folder = tmp_path / "work" / "j1" / "1"
-    await eventually((folder / "ready").exists, what="the job to ignore SIGTERM")
+    await eventually_async((folder / "ready").exists, what="the job to ignore SIGTERM")
     await runtime.handle(Preempt("j1", 1, grace_s=0.3))
     final = await final_update(runtime)
     assert (final.state, final.exit_code) == (JobState.PREEMPTED, 128 + 9)

@@ -24,6 +24,7 @@ from agents.errors import GatewayRefused
 from agents.identity.credentials import CredentialFiles, install_credentials, write_atomically
 from agents.identity.renewal import RenewalSettings, renewal_due, renewal_time, seconds_until_renewal
 from fedgate.v1 import job_pb2
+from tests.waiting import eventually_async
 
 from .conftest import POOLS_YAML, running_agent
 from .fake_gateway import FakeEnrollment, FakeGateway, FakeStream, Refusal, start_fake_gateway
@@ -107,13 +108,21 @@ def test_a_replacement_that_cannot_be_staged_changes_nothing(files: CredentialFi
 
 
 class FakeClock:
-    """Aware UTC time that a test moves forward; the agent's renewal reads it, nothing else does."""
+    """Aware UTC time that a test moves forward; the agent's renewal reads it, nothing else does, once per check:
+    `reads` counts the checks."""
 
     def __init__(self) -> None:
         self.offset = timedelta(0)
+        self.reads = 0
 
     def __call__(self) -> datetime:
+        self.reads += 1
         return datetime.now(UTC) + self.offset
+
+    async def checks(self, more: int) -> None:
+        """Wait until the renewal loop has looked at the time `more` more times."""
+        target = self.reads + more
+        await eventually_async(lambda: self.reads >= target, what=f"{more} more renewal checks")
 
 
 @dataclass
@@ -167,7 +176,7 @@ async def test_agent_renews_at_two_thirds_over_its_connection_and_keeps_its_job_
         first = await site.fake.next_stream()
         first.send(launch=launch_message(launch_waiting_for(marker)))
         running = await first.update(job_pb2.JOB_STATE_RUNNING)
-        await asyncio.sleep(0.2)  # several checks: not due yet
+        await site.clock.checks(3)  # not due yet
         assert site.enrollment.renew_requests == []
 
         site.clock.offset = timedelta(hours=17)  # past 2/3 of the 24 h 5 min validity
@@ -188,7 +197,7 @@ async def test_agent_renews_at_two_thirds_over_its_connection_and_keeps_its_job_
         done = await second.update(job_pb2.JOB_STATE_SUCCEEDED)
         assert (done.job_id, done.epoch, done.exit_code) == ("j1", 1, 0)
         assert done.sequence > running.sequence
-        await asyncio.sleep(0.3)
+        await site.clock.checks(3)
         assert len(site.enrollment.renew_requests) == 1, "the renewed certificate is not due again"
 
 
@@ -210,11 +219,7 @@ async def test_failed_renewal_keeps_the_working_credentials_and_retries(
     async with running_agent(site.config, renewal=FAST, clock=site.clock):
         stream = await site.fake.next_stream()
         site.clock.offset = timedelta(hours=17)
-        for _ in range(200):
-            if len(site.enrollment.renew_requests) >= 3:
-                break
-            await asyncio.sleep(0.02)
-        assert len(site.enrollment.renew_requests) >= 3, "the agent did not retry the renewal"
+        await eventually_async(lambda: len(site.enrollment.renew_requests) >= 3, what="the agent to retry the renewal")
         assert snapshot(site.tls) == old
         assert "certificate renewal failed" in caplog.text and "signer is down" in caplog.text
         assert site.fake.streams.empty(), "a failed renewal must not cost the stream"

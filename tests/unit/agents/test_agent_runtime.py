@@ -14,6 +14,7 @@ from agents.core.config import AgentConfig, TlsFiles
 from agents.core.model import JobState, PoolSpec
 from agents.core.runtime import SiteRuntime
 from agents.journal.base import MemoryJournal
+from tests.waiting import eventually_async
 
 from .fakes import FakeBackend
 
@@ -208,8 +209,7 @@ async def test_preempt_uses_its_grace_and_reports_preempted(runtime: SiteRuntime
 
 async def test_max_runtime_exceeded_is_killed_and_failed(runtime: SiteRuntime, backend: FakeBackend) -> None:
     await runtime.handle(launch(max_runtime_s=0.05))
-    await asyncio.sleep(0.1)
-    await settle()
+    await eventually_async(lambda: runtime.unacknowledged_updates()[-1].state.is_final, what="the attempt to end")
     final = runtime.unacknowledged_updates()[-1]
     assert (final.state, final.message) == (JobState.FAILED, "exceeded max runtime of 0.05s")
     assert backend.handles[("j1", 1)].cancel_graces == [0.5]

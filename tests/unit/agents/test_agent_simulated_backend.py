@@ -16,10 +16,10 @@ from agents.core.model import JobState, JobUpdate, PoolSpec
 from agents.core.runtime import SiteRuntime
 from agents.errors import ConfigError, LaunchFailed
 from agents.journal.base import MemoryJournal
+from tests.waiting import eventually_async
 
 from .conftest import POOLS_YAML
 from .pki import MintedPki
-from .waiting import eventually
 
 
 def backend(default_s: float = 60.0) -> SimulatedBackend:
@@ -144,7 +144,7 @@ async def test_the_runtime_reports_simulated_jobs_like_real_ones() -> None:
     def finals() -> dict[str, JobUpdate]:
         return {u.job_id: u for u in runtime.unacknowledged_updates() if u.state.is_final}
 
-    await eventually(lambda: len(finals()) == 3, what="three final updates")
+    await eventually_async(lambda: len(finals()) == 3, what="three final updates")
     ended = finals()
     assert (ended["ok"].state, ended["ok"].exit_code) == (JobState.SUCCEEDED, 0)
     assert (ended["bad"].state, ended["bad"].exit_code) == (JobState.FAILED, 2)

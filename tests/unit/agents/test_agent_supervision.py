@@ -15,11 +15,11 @@ from agents.core.model import JobState
 from agents.core.runtime import SiteRuntime
 from agents.journal.base import MemoryJournal
 from fedgate.v1 import site_pb2
+from tests.waiting import eventually_async
 
 from .conftest import GatewayUnderTest, running_agent
 from .fakes import FakeBackend, FakeHandle
 from .test_agent_runtime import launch, make_config
-from .waiting import eventually
 
 
 class BrokenWaitBackend(FakeBackend):
@@ -44,7 +44,7 @@ async def test_a_failing_attempt_watcher_is_logged_and_reported_and_the_agent_go
         states = [u.state for u in runtime.unacknowledged_updates() if u.job_id == job]
         return states[-1] if states and states[-1].is_final else None
 
-    await eventually(lambda: final("broken") is not None, what="the broken attempt's final update")
+    await eventually_async(lambda: final("broken") is not None, what="the broken attempt's final update")
     (lost,) = [u for u in runtime.unacknowledged_updates() if u.job_id == "broken" and u.state.is_final]
     assert lost.state is JobState.FAILED
     assert lost.message == "the site lost track of the job (the backend's wait is broken)"
@@ -52,7 +52,7 @@ async def test_a_failing_attempt_watcher_is_logged_and_reported_and_the_agent_go
     assert "RuntimeError: the backend's wait is broken" in caplog.text  # with its traceback
     assert [r.job_id for r in runtime.running()] == ["fine"]  # its devices are free again, the other runs on
     backend.finish("fine", 1)
-    await eventually(lambda: final("fine") is JobState.SUCCEEDED, what="the other attempt's success")
+    await eventually_async(lambda: final("fine") is JobState.SUCCEEDED, what="the other attempt's success")
     await asyncio.wait_for(runtime.shutdown(timeout_s=1.0), 5)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import sys
 from collections.abc import Callable
@@ -15,13 +16,14 @@ from agents.cli import main as cli
 from agents.core.commands import Launch
 from agents.core.config import AgentConfig
 from agents.errors import GatewayRefused
+from agents.journal.sqlite import SqliteJournal
 from fedgate.v1 import job_pb2, site_pb2
+from tests.waiting import eventually_async
 
 from .conftest import GatewayUnderTest, agent_yaml, running_agent
 from .fake_gateway import FakeGateway, start_fake_gateway
 from .gateway_wire import launch_message
 from .pki import MintedPki
-from .waiting import eventually
 
 PY = sys.executable
 MakeConfig = Callable[..., AgentConfig]
@@ -66,7 +68,7 @@ async def test_launch_runs_the_job_reports_running_then_succeeded_and_acks_it(
             return any(p.accelerator_class == "nvidia-h100" and p.free == 4 for p in report.capacity.pools)
 
         assert any(m.WhichOneof("kind") == "capacity" and not freed(m) for m in stream.history)
-        await eventually(lambda: freed(stream.history[-1]) or None, within_s=3, what="capacity freed")
+        await eventually_async(lambda: freed(stream.history[-1]) or None, timeout=3, what="capacity freed")
 
 
 async def test_updates_made_while_disconnected_are_replayed_after_reconnect(
@@ -74,15 +76,19 @@ async def test_updates_made_while_disconnected_are_replayed_after_reconnect(
 ) -> None:
     finished = tmp_path / "finished"
     script = f"import time, pathlib; time.sleep(0.3); pathlib.Path({str(finished)!r}).touch()"
-    async with running_agent(make_config(gateway=gateway.target)):
+    config = make_config(gateway=gateway.target)
+    assert config.state_dir is not None
+    journal = SqliteJournal.in_directory(config.state_dir)  # the agent's own journal, read beside it
+    async with running_agent(config):
         stream = await gateway.fake.next_stream()
         sequence = stream.send(launch=launch(PY, "-c", script))
         assert (await stream.update(job_pb2.JOB_STATE_RUNNING)).sequence == 1
         gateway.fake.admit.clear()  # the agent's next stream gets no Welcome until we say so
         gateway.fake.last_update_sequence = 1  # the gateway made RUNNING durable before the cut
         stream.abort(grpc.StatusCode.UNAVAILABLE, "gateway restarting")
-        await eventually(finished.exists, what="the job's end")
-        await asyncio.sleep(0.2)
+        await eventually_async(
+            lambda: any(u.state.is_final for u in journal.pending()), what="the agent to journal the job's end"
+        )
         gateway.fake.admit.set()
         again = await gateway.fake.next_stream()
         assert again.hello.resume_cursor == sequence
@@ -173,12 +179,19 @@ async def test_cli_exits_3_and_says_why_when_the_gateway_refuses_the_site(
     assert "agent[centre-a]: the gateway refused site 'centre-a' (PERMISSION_DENIED" in capsys.readouterr().err
 
 
-async def test_agent_keeps_retrying_until_the_gateway_comes_up(pki: MintedPki, make_config: MakeConfig) -> None:
+async def test_agent_keeps_retrying_until_the_gateway_comes_up(
+    pki: MintedPki, make_config: MakeConfig, caplog: pytest.LogCaptureFixture
+) -> None:
     with socket.socket() as probe:  # a port nobody listens on, until the gateway takes it below
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    caplog.set_level(logging.WARNING, logger="agents")
+
+    def refused_dials() -> int:
+        return sum(r.levelno >= logging.WARNING and f"127.0.0.1:{port}" in r.getMessage() for r in caplog.records)
+
     async with running_agent(make_config(gateway=f"127.0.0.1:{port}")):
-        await asyncio.sleep(0.5)  # several refused dials
+        await eventually_async(lambda: refused_dials() >= 3, what="three refused dials")
         fake = FakeGateway()
         server, bound = await start_fake_gateway(fake, pki, port=port)
         try:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from agents.backends.base import BackendSettings, LaunchSpec
+from agents.backends.kubernetes.backend import KubernetesBackend
 from agents.backends.kubernetes.classes import ClassRule
 from agents.backends.kubernetes.manifest import Placement, job_name, label_value, podgroup_manifest
 from agents.backends.kubernetes.options import KubernetesOptions
@@ -164,6 +165,7 @@ def test_discovery_against_an_api_server_that_does_not_answer_says_so(tmp_path: 
         )
     )
     backend = create_backend(BackendSettings("kubernetes", tmp_path, KubernetesOptions("ns", kubeconfig=config)))
+    assert isinstance(backend, KubernetesBackend)
     with pytest.raises(BackendError, match="cannot list nodes: the API server did not answer"):
         asyncio.run(backend.discover())  # discovery is where the nodes are listed; pools() does no I/O
     with pytest.raises(BackendError, match=r"await discover\(\) first"):

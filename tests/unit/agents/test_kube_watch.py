@@ -12,8 +12,7 @@ from typing import Any
 
 from agents.backends.kubernetes.api import KubeApiError
 from agents.backends.kubernetes.watch import JobWatch
-
-from .waiting import eventually
+from tests.waiting import eventually_async
 
 
 def job(name: str, version: str) -> dict[str, Any]:
@@ -61,7 +60,7 @@ async def test_the_watch_resumes_from_its_version_and_lists_again_after_410() ->
     watch = JobWatch(api, "fedgate.io/site=a", on_job=on_job, on_listed=lambda names, _: listed.append(names))  # type: ignore[arg-type]
     watch.start()
     try:
-        await eventually(lambda: len(api.calls) == 5, what="list, watch, resume, relist, watch")
+        await eventually_async(lambda: len(api.calls) == 5, what="list, watch, resume, relist, watch")
     finally:
         api.release.set()
         await asyncio.to_thread(watch.stop)
@@ -72,7 +71,7 @@ async def test_the_watch_resumes_from_its_version_and_lists_again_after_410() ->
         ("list", "fedgate.io/site=a"),  # 410: the version expired, so list again
         ("watch", "20"),
     ]
-    await eventually(lambda: len(listed) == 2, what="both lists delivered")
+    await eventually_async(lambda: len(listed) == 2, what="both lists delivered")
     assert seen == [("LISTED", "10"), ("MODIFIED", "11")]
     assert listed == [{"a"}, set()]
     assert not watch.running

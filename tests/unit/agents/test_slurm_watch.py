@@ -13,6 +13,7 @@ from agents.backends.base import ExitStatus
 from agents.backends.slurm.commands import CommandResult
 from agents.backends.slurm.watch import LOST_AFTER_TICKS, EndRecords, JobWatch
 from agents.errors import BackendError
+from tests.waiting import eventually_async
 
 DISABLED = "Slurm accounting storage is disabled\n"
 
@@ -56,11 +57,16 @@ def watch_over(slurm: FakeSlurm) -> JobWatch:
     return JobWatch(slurm, interval_s=0.01)  # type: ignore[arg-type]
 
 
+async def ticks(slurm: FakeSlurm, count: int) -> None:
+    """Wait until the watch has polled squeue `count` times (a dead poll loop fails the test)."""
+    await eventually_async(lambda: slurm.calls["squeue"] >= count, what=f"{count} squeue polls")
+
+
 async def test_without_accounting_the_controller_gives_the_exit_code() -> None:
     slurm = FakeSlurm(queue={"7": "RUNNING"})
     watch = watch_over(slurm)
     ended = watch.follow("7")
-    await asyncio.sleep(0.05)
+    await ticks(slurm, 3)
     assert not ended.done() and watch.state("7") == "RUNNING"
     slurm.queue["7"] = "FAILED"
     slurm.controller["7"] = "JobState=FAILED Reason=NonZeroExitCode ExitCode=3:0"
@@ -73,7 +79,7 @@ async def test_a_job_slurm_forgets_without_a_record_is_lost_after_some_ticks() -
     slurm = FakeSlurm(queue={"8": "RUNNING"}, completion=True)
     watch = watch_over(slurm)
     ended = watch.follow("8")
-    await asyncio.sleep(0.05)
+    await ticks(slurm, 1)  # seen RUNNING
     del slurm.queue["8"]  # purged from the controller, and no completion record either
     with pytest.raises(BackendError) as lost:
         await asyncio.wait_for(ended, 5)
@@ -87,7 +93,7 @@ async def test_one_squeue_per_tick_serves_every_followed_job() -> None:
     watch = watch_over(slurm)
     futures = [watch.follow(i) for i in ("1", "2", "3")]
     assert watch.follow("2") is futures[1], "following twice gives the same future"
-    await asyncio.sleep(0.05)
+    await ticks(slurm, 3)
     assert slurm.asked and all(sorted(ids) == ["1", "2", "3"] for ids in slurm.asked), "one call asks for all"
     assert slurm.calls["scontrol"] == 0 and slurm.calls["sacct"] == 0, "nothing ended: no end records read"
     for slurm_id in ("1", "2", "3"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 
 import pytest
 
@@ -14,7 +15,7 @@ log = logging.getLogger("test.supervise")
 
 async def test_a_failing_step_is_logged_counted_and_the_next_step_runs(caplog: pytest.LogCaptureFixture) -> None:
     cycles = Cycles(log, "cycle")
-    calls = iter([ValueError("boom"), 3])
+    calls: Iterator[Exception | int] = iter([ValueError("boom"), 3])
 
     def step() -> int:
         value = next(calls)
