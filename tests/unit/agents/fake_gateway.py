@@ -18,7 +18,9 @@ from google.rpc import error_details_pb2, status_pb2
 
 from fedgate.v1 import enrollment_service_pb2 as enrollment_pb
 from fedgate.v1 import enrollment_service_pb2_grpc, site_pb2, site_pb2_grpc
+from gateway.sites.registry import Command
 
+from .gateway_wire import gateway_message
 from .pki import MintedPki, sign_csr
 
 TIMEOUT_S = 5.0
@@ -71,6 +73,15 @@ class FakeStream:
         self._sequence += 1
         self.outgoing.put_nowait(site_pb2.ConnectResponse(sequence=self._sequence, **kind))
         return self._sequence
+
+    def send_command(self, command: Command, *, sequenced: bool = True) -> int:
+        """Send what the gateway itself sends for `command` (its own encoder), numbered unless `sequenced` is
+        False (log requests and replies ride outside the sequence); returns the number (0 when unnumbered)."""
+        if sequenced:
+            self._sequence += 1
+        sequence = self._sequence if sequenced else 0
+        self.outgoing.put_nowait(gateway_message(command, sequence))
+        return sequence
 
     def send_unsequenced(self, **kind: Any) -> None:
         self.outgoing.put_nowait(site_pb2.ConnectResponse(**kind))

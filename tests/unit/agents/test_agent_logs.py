@@ -16,7 +16,8 @@ from agents.core.logs import CHUNK_BYTES, LogChunk, LogServer
 from agents.core.runtime import SiteRuntime
 from agents.errors import BackendError
 from agents.journal.base import MemoryJournal
-from fedgate.v1 import job_pb2, site_pb2
+from fedgate.v1 import job_pb2
+from gateway.sites.registry import LogRequestCommand
 from tests.waiting import eventually_async
 
 from .conftest import GatewayUnderTest, running_agent
@@ -231,7 +232,7 @@ async def test_log_request_over_the_stream_is_answered_with_chunks_and_not_ackno
         run = Launch("j1", 1, 1, "nvidia-h100", cards=1, command=command, stack="cuda")
         stream.send(launch=launch_message(run))
         await stream.update(job_pb2.JOB_STATE_SUCCEEDED)
-        stream.send_unsequenced(log_request=site_pb2.LogRequest(stream_id=5, job_id="j1", epoch=1, follow=True))
+        stream.send_command(LogRequestCommand(5, "j1", 1, follow=True), sequenced=False)
         data = b""
         while True:
             chunk = (await stream.next("log_chunk")).log_chunk
@@ -240,7 +241,7 @@ async def test_log_request_over_the_stream_is_answered_with_chunks_and_not_ackno
             if chunk.end:
                 break
         assert data == b"step 1\nstep 2\n" and not chunk.error
-        stream.send_unsequenced(log_request=site_pb2.LogRequest(stream_id=6, job_id="nope", epoch=1))
+        stream.send_command(LogRequestCommand(6, "nope", 1), sequenced=False)
         refused = (await stream.next("log_chunk")).log_chunk
         assert refused.stream_id == 6 and refused.end and "no attempt of job nope" in refused.error
         acks = [m.ack.sequence for m in stream.history if m.WhichOneof("kind") == "ack"]

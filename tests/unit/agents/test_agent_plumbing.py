@@ -20,7 +20,7 @@ from fedgate.common import wire
 from fedgate.v1 import job_pb2, site_pb2
 from gateway.sites.dispatcher import SiteUpdate
 from gateway.sites.model import Pool
-from gateway.sites.registry import PreemptCommand
+from gateway.sites.registry import CancelCommand, DrainCommand, PreemptCommand
 from gateway.transport import convert as gateway_convert
 from gateway.transport.site_service import update_from_proto
 
@@ -128,9 +128,9 @@ def test_gateway_messages_become_commands() -> None:
     def command(**kind: object) -> object:
         return command_from_proto(site_pb2.ConnectResponse(sequence=1, **kind))  # type: ignore[arg-type]
 
-    assert command(cancel=site_pb2.Cancel(job_id="j", epoch=2, reason="r")) == Cancel("j", 2, "r")
+    assert command_from_proto(gateway_message(CancelCommand("j", 2, "r"))) == Cancel("j", 2, "r")
     assert command_from_proto(gateway_message(PreemptCommand("j", 2, 30))) == Preempt("j", 2, 30.0)
-    assert command(drain=site_pb2.Drain(draining=True)) == Drain(True)
+    assert command_from_proto(gateway_message(DrainCommand(True))) == Drain(True)
     assert command(ack=site_pb2.Ack(sequence=9)) == UpdatesAcknowledged(9)
     rejection = site_pb2.Rejection(update_sequence=4, reason="STALE_EPOCH", message="m")
     assert command(rejection=rejection) == UpdateRejected(4, "STALE_EPOCH", "m")

@@ -14,7 +14,7 @@ from agents.core.config import AgentConfig
 from agents.core.model import JobState
 from agents.core.runtime import SiteRuntime
 from agents.journal.base import MemoryJournal
-from fedgate.v1 import site_pb2
+from gateway.sites.registry import DrainCommand
 from tests.waiting import eventually_async
 
 from .conftest import GatewayUnderTest, running_agent
@@ -74,9 +74,9 @@ async def test_a_failing_stream_loop_ends_that_stream_and_the_link_re_dials(
     monkeypatch.setattr(SiteRuntime, "handle", handle)
     async with running_agent(make_config(gateway=gateway.target)) as agent:
         first = await gateway.fake.next_stream()
-        first.send(drain=site_pb2.Drain(draining=True))
+        first.send_command(DrainCommand(True))
         second = await gateway.fake.next_stream()  # the receive loop failed, the send loop was cancelled with it
-        sequence = second.send(drain=site_pb2.Drain(draining=True))
+        sequence = second.send_command(DrainCommand(True))
         assert (await second.next("ack")).ack.sequence == sequence  # the new stream works
         assert not agent.task.done(), "one stream failing is not the agent failing"
     assert len(broke) == 1 and len(gateway.fake.hellos) == 2

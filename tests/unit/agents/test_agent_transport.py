@@ -7,6 +7,7 @@ import logging
 import socket
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -18,6 +19,7 @@ from agents.core.config import AgentConfig
 from agents.errors import GatewayRefused
 from agents.journal.sqlite import SqliteJournal
 from fedgate.v1 import job_pb2, site_pb2
+from gateway.sites.registry import CancelCommand, ReserveCommand
 from tests.waiting import eventually_async
 
 from .conftest import GatewayUnderTest, agent_yaml, running_agent
@@ -119,7 +121,7 @@ async def test_cancel_from_the_gateway_stops_the_job_and_reports_cancelled(
         stream = await gateway.fake.next_stream()
         stream.send(launch=launch(PY, "-c", "import time; time.sleep(30)"))
         await stream.update(job_pb2.JOB_STATE_RUNNING)
-        stream.send(cancel=site_pb2.Cancel(job_id="j1", epoch=1, reason="vendor asked"))
+        stream.send_command(CancelCommand("j1", 1, "vendor asked"))
         cancelled = await stream.update()
         assert (cancelled.state, cancelled.message) == (
             job_pb2.JOB_STATE_CANCELLED,
@@ -132,7 +134,7 @@ async def test_a_reserve_the_site_cannot_hold_is_declined_with_a_reason(
 ) -> None:
     async with running_agent(make_config(gateway=gateway.target)):
         stream = await gateway.fake.next_stream()
-        stream.send(reserve=site_pb2.Reserve(reservation_id="r1", job_id="j1", accelerator_class="x", cards=1))
+        stream.send_command(ReserveCommand("r1", "j1", "x", 1, timedelta(seconds=5)))
         reply = (await stream.next("reserve_reply")).reserve_reply
         assert (reply.reservation_id, reply.accepted) == ("r1", False)
         assert reply.reason.startswith("no pool of x; it offers ")
