@@ -18,28 +18,31 @@ from gateway.trust.credentials import Credentials
 from tests.waiting import eventually
 
 
+def gateway_config(workdir: Path, **extra: object) -> Path:
+    """A gateway config in `workdir` (CA in ca/, server credentials in gw/, the policy in federation.yaml)."""
+    config = workdir / "gateway.yaml"
+    settings = {
+        "apiVersion": "fedgate.io/v1",
+        "kind": "Gateway",
+        "federation": "demo",
+        "listen": "127.0.0.1:0",
+        "tls": {"ca": "gw/ca.pem", "cert": "gw/cert.pem", "key": "gw/key.pem"},
+        "authority": "ca",
+        "store": "sqlite:///gw.db",
+        "policy": "federation.yaml",
+        **extra,
+    }
+    config.write_text(dump_yaml(settings))
+    return config
+
+
 def test_sighup_reloads_the_policy_and_sigterm_stops_the_gateway(tmp_path: Path) -> None:
     ca = init_ca(tmp_path / "ca", "demo")
     ca.issue_server(tmp_path / "gw")
     admin = ca.issue(Principal.admin("demo", "root"), tmp_path / "admin")
     policy = tmp_path / "federation.yaml"
     shutil.copy(REPO_POLICIES / "federation.yaml", policy)
-    config = tmp_path / "gateway.yaml"
-    config.write_text(
-        dump_yaml(
-            {
-                "apiVersion": "fedgate.io/v1",
-                "kind": "Gateway",
-                "federation": "demo",
-                "listen": "127.0.0.1:0",
-                "tls": {"ca": "gw/ca.pem", "cert": "gw/cert.pem", "key": "gw/key.pem"},
-                "authority": "ca",
-                "store": "sqlite:///gw.db",
-                "policy": "federation.yaml",
-                "policy_watch_s": 0,  # only SIGHUP may reload here
-            }
-        )
-    )
+    config = gateway_config(tmp_path, policy_watch_s=0)  # only SIGHUP may reload here
     ready = tmp_path / "ready"
     gateway = subprocess.Popen(
         [sys.executable, "-m", "fedgate.cli", "gateway", "run", "--config", str(config), "--ready-file", str(ready)],
@@ -86,21 +89,8 @@ def test_a_dead_scheduler_loop_stops_the_gateway_process_with_exit_1(tmp_path: P
     outside the product (a sitecustomize on this process's PYTHONPATH replaces the loop), not by a hook in it."""
     ca = init_ca(tmp_path / "ca", "demo")
     ca.issue_server(tmp_path / "gw")
-    config = tmp_path / "gateway.yaml"
-    config.write_text(
-        dump_yaml(
-            {
-                "apiVersion": "fedgate.io/v1",
-                "kind": "Gateway",
-                "federation": "demo",
-                "listen": "127.0.0.1:0",
-                "tls": {"ca": "gw/ca.pem", "cert": "gw/cert.pem", "key": "gw/key.pem"},
-                "authority": "ca",
-                "store": "sqlite:///gw.db",
-                "policy": str(REPO_POLICIES / "federation.yaml"),
-            }
-        )
-    )
+    shutil.copy(REPO_POLICIES / "federation.yaml", tmp_path / "federation.yaml")
+    config = gateway_config(tmp_path)
     inject = tmp_path / "inject"
     inject.mkdir()
     (inject / "sitecustomize.py").write_text(SCHEDULER_DIES)

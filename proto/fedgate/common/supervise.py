@@ -113,26 +113,29 @@ class Cycles:
         try:
             result = step()
         except Exception:
-            self.failed += 1
-            self.log.exception("%s %d failed (%d so far); the next one runs", self.what, self.total, self.failed)
-            result = None
-        else:
-            self.completed += 1
-        self._notify()
-        return result
+            self._failed_step()
+            return None
+        return self._completed_step(result)
 
     async def run_async(self, step: Callable[[], Awaitable[T]]) -> T | None:
         """`run` for a coroutine step."""
         try:
-            result: T | None = await step()
+            result = await step()
         except Exception:
-            self.failed += 1
-            self.log.exception("%s %d failed (%d so far); the next one runs", self.what, self.total, self.failed)
-            result = None
-        else:
-            self.completed += 1
+            self._failed_step()
+            return None
+        return self._completed_step(result)
+
+    def _completed_step(self, result: T) -> T:
+        self.completed += 1
         self._notify()
         return result
+
+    def _failed_step(self) -> None:
+        """Called inside the `except`: logs the exception being handled, with its traceback."""
+        self.failed += 1
+        self.log.exception("%s %d failed (%d so far); the next one runs", self.what, self.total, self.failed)
+        self._notify()
 
     @property
     def total(self) -> int:
