@@ -1,8 +1,9 @@
-"""Two-phase reservation of a gang's parts: Reserve one site at a time, then Commit and Launch all, or Abort all.
+"""Two-phase gang holds: hold a gang's parts one site at a time (the contract's Reserve), then Commit and Launch
+all, or Abort all.
 
-Owns: the gangs being reserved (job, epoch, parts, which part is being asked, until when), their reservation
-ids (`gang:<job>:<epoch>:<part>`), timeouts, and the backoff that keeps a site that refused or timed out from
-being nominated again for the same job for a while. The protocol, per gang:
+Owns: the gangs being held (job, epoch, parts, which part is being asked, until when), their hold ids
+(`gang:<job>:<epoch>:<part>`, sent in the contract's `reservation_id` field), timeouts, and the backoff that
+keeps a site that refused or timed out from being nominated again for the same job for a while. The protocol, per gang:
   QUEUED -> RESERVING (durable; the parts count as leased, so nothing else takes their cards)
   Reserve part 0; on accept, Reserve part 1; ... (incrementally, never all at once), each with a timeout;
   all accepted: Commit each, DISPATCHED with all parts (one epoch), Launch each (the Launch consumes the hold);
@@ -66,11 +67,11 @@ class PendingGang:
     asking: int
     deadline: datetime
 
-    def reservation_id(self, index: int) -> str:
+    def hold_id(self, index: int) -> str:
         return f"{PREFIX}{self.job_id}:{self.epoch}:{index}"
 
 
-def parse_reservation_id(reservation_id: str) -> tuple[str, int, int] | None:
+def parse_hold_id(reservation_id: str) -> tuple[str, int, int] | None:
     """(job id, epoch, part) of a gang reservation id; None when it is not one."""
     if not reservation_id.startswith(PREFIX):
         return None
@@ -97,7 +98,7 @@ class GangCoordinator:
         self.clock = clock
         self.timeout = timeout
         self.backoff = backoff
-        self._reserving: dict[str, PendingGang] = {}
+        self._pending: dict[str, PendingGang] = {}
         self._backing_off: dict[str, dict[str, datetime]] = {}  # job -> site -> until
 
     # ---- what the scheduler asks ------------------------------------------------------------------------------
@@ -118,7 +119,7 @@ class GangCoordinator:
         message = f"reserving a gang of {len(parts)} sites: {where}"
         job = self.jobs.transition(job, JobState.RESERVING, message, placements=parts, epoch=epoch, reasons=reasons)
         gang = PendingGang(job.job_id, epoch, parts, 0, self.clock())
-        self._reserving[job.job_id] = gang
+        self._pending[job.job_id] = gang
         self._ask(gang, job)
         return job
 
@@ -135,8 +136,8 @@ class GangCoordinator:
         """A site's answer to one Reserve. A late or unknown acceptance is aborted so its hold is released. A
         refusal's `free` (the site's free cards of the part's class when it replied) lowers the registry's view
         of the site, so that the next plan does not count on cards it no longer has; it never raises it."""
-        parsed = parse_reservation_id(reservation_id)
-        gang = self._reserving.get(parsed[0]) if parsed else None
+        parsed = parse_hold_id(reservation_id)
+        gang = self._pending.get(parsed[0]) if parsed else None
         if gang is None or parsed is None or (gang.epoch, gang.asking) != parsed[1:] or self._asked(gang) != site:
             if accepted:
                 self.registry.send(site, AbortCommand(reservation_id, "no longer wanted"))
@@ -158,7 +159,7 @@ class GangCoordinator:
 
     def site_lost(self, site: str) -> None:
         """A site's stream ended: every gang being reserved with a part there fails (counted as a refusal)."""
-        for gang in list(self._reserving.values()):
+        for gang in list(self._pending.values()):
             if any(p.site == site for p in gang.parts[: gang.asking + 1]):
                 job = self.jobs.active.get(gang.job_id)
                 if job is None or job.state != JobState.RESERVING:
@@ -169,7 +170,7 @@ class GangCoordinator:
     def tick(self) -> None:
         """Fail the gangs whose asked site has not answered in time; drop those whose job moved on."""
         now = self.clock()
-        for gang in list(self._reserving.values()):
+        for gang in list(self._pending.values()):
             job = self.jobs.active.get(gang.job_id)
             if job is None or job.state != JobState.RESERVING or job.epoch != gang.epoch:
                 self._release(gang, "the job is no longer reserving")
@@ -188,7 +189,7 @@ class GangCoordinator:
         gang.deadline = self.clock() + self.timeout
         command = self.launches.launch_command(job, part)
         reserve = ReserveCommand(
-            gang.reservation_id(gang.asking),
+            gang.hold_id(gang.asking),
             job.job_id,
             part.accelerator_class,
             part.cards,
@@ -202,9 +203,9 @@ class GangCoordinator:
             self._fail(gang, job, part.site, "SITE_DISCONNECTED", f"{part.site} is not connected")
 
     def _commit(self, gang: PendingGang, job: Job) -> None:
-        del self._reserving[gang.job_id]
+        del self._pending[gang.job_id]
         for index, part in enumerate(gang.parts):
-            self.registry.send(part.site, CommitCommand(gang.reservation_id(index)))
+            self.registry.send(part.site, CommitCommand(gang.hold_id(index)))
         where = ", ".join(p.site for p in gang.parts)
         reason = Reason("capacity", "GANG_RESERVED", f"every part of the gang is held ({where}); launching")
         job = self.jobs.transition(
@@ -217,9 +218,9 @@ class GangCoordinator:
 
     def _release(self, gang: PendingGang, why: str) -> None:
         """Abort every part asked so far (held, or perhaps held: the asked one may answer late)."""
-        self._reserving.pop(gang.job_id, None)
+        self._pending.pop(gang.job_id, None)
         for index, part in enumerate(gang.parts[: gang.asking + 1]):
-            self.registry.send(part.site, AbortCommand(gang.reservation_id(index), why))
+            self.registry.send(part.site, AbortCommand(gang.hold_id(index), why))
 
     def _fail(self, gang: PendingGang, job: Job, site: str, code: str, message: str) -> None:
         self._release(gang, message)

@@ -1,12 +1,13 @@
-"""Backfill: a reservation for the job at the head of the queue, so that smaller jobs fill the gaps around it
-without starving it (DESIGN: "big jobs hold a reservation so that backfill cannot starve them").
+"""Backfill: an earmark for the job at the head of the queue, so that smaller jobs fill the gaps around it
+without starving it (DESIGN: "big jobs hold a reservation so that backfill cannot starve them"; here that is an
+earmark, since "reservation" means an advance booking).
 
 Owns: the pure arithmetic of one pool (a site's cards of one class) over time: when a blocked job could start
 there at the earliest, given the cards free now and the latest end of every attempt holding cards there (its
 start plus its max runtime; an attempt without a max runtime is taken to run for ever); the `Earmark` that keeps
 those cards for it from then on; how many of a held pool's cards another job may still take (all the free ones
 if it is certain to end before the hold starts, else only the spare ones the hold leaves over); and the view of
-a site that every other job places against. Which jobs hold reservations and how the cycle uses them is
+a site that every other job places against. Which jobs hold earmarks and how the cycle uses them is
 `gateway.scheduler.cycleplan`'s. No I/O; the clock is passed in.
 """
 
@@ -21,7 +22,7 @@ from gateway.sites.model import SiteView
 
 END_SLACK = timedelta(seconds=60)
 """Added to every latest end: the dispatch latency before an attempt starts, and the stop grace its agent gives
-it at its max runtime. A reservation starts this much later than the arithmetic alone says; a backfilled job
+it at its max runtime. An earmark starts this much later than the arithmetic alone says; a backfilled job
 must end this much earlier."""
 
 
@@ -62,7 +63,7 @@ def earliest_start(
 
 
 class EarmarkKind(enum.StrEnum):
-    RESERVATION = "reservation"  # backfill: the head of a class's queue, from when it could start
+    BACKFILL = "backfill"  # the head of a class's queue, from when it could start: backfill fills around it
     PREEMPTION = "preemption"  # the cards that preempted jobs are giving back, kept for the job they stop for
 
 
@@ -81,7 +82,7 @@ class Earmark:
 
     def ends_before(self, end: datetime | None) -> bool:
         """A job ending by `end` is gone before the hold starts (never so for preemption: its cards are due now)."""
-        return self.kind is EarmarkKind.RESERVATION and end is not None and end <= self.start
+        return self.kind is EarmarkKind.BACKFILL and end is not None and end <= self.start
 
     def room_for(self, free_now: int, end: datetime | None) -> int:
         """Cards of the pool a job ending by `end` may take now without delaying the holder."""

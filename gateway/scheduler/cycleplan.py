@@ -255,7 +255,7 @@ class CyclePlan:
         for start, spare, site, cls in sorted(found):  # earliest, then tightest, then by name
             if allows(self._views[site], cls) is None:
                 self._heads[cls] = job.job_id
-                self._add(Earmark(job.job_id, site, cls, cards, start, spare, EarmarkKind.RESERVATION))
+                self._add(Earmark(job.job_id, site, cls, cards, start, spare, EarmarkKind.BACKFILL))
                 return
 
     def _index_sites(self, cls: str) -> list[str]:

@@ -67,9 +67,9 @@ class EarmarkBook:
             self.preempted_by[victim] = preemption.preemptor
 
     def finish(self, holds: Sequence[Earmark]) -> None:
-        """The cycle's holds as it ended: its reservations' holders are looked at again next cycle."""
+        """The cycle's holds as it ended: its backfill earmarks' holders are looked at again next cycle."""
         self.holds = tuple(holds)
-        self._heads = tuple(h.job_id for h in holds if h.kind is EarmarkKind.RESERVATION)
+        self._heads = tuple(h.job_id for h in holds if h.kind is EarmarkKind.BACKFILL)
 
     def lapsed(self, queued: Collection[str]) -> bool:
         """Whether a job that held cards last cycle has left the queue (dispatched or cancelled)."""
@@ -97,7 +97,7 @@ class EarmarkBook:
                     preemption.site,
                 ),
             )
-        own = [h for h in self.holds if h.job_id == job_id and h.kind is EarmarkKind.RESERVATION]
+        own = [h for h in self.holds if h.job_id == job_id and h.kind is EarmarkKind.BACKFILL]
         if own:
             hold = own[0]
             return (

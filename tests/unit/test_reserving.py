@@ -5,7 +5,7 @@ disconnect releases every hold and queues the job again with the site's word."""
 from __future__ import annotations
 
 from gateway.app.compose import compose
-from gateway.gangs.coordinator import RESERVE_TIMEOUT, parse_reservation_id
+from gateway.gangs.coordinator import RESERVE_TIMEOUT, parse_hold_id
 from gateway.jobs.model import JobState
 from gateway.sites.dispatcher import SiteUpdate
 from gateway.sites.registry import CancelCommand, ReserveCommand
@@ -159,9 +159,9 @@ async def test_a_failing_part_fails_the_attempt_and_cancels_the_other_parts() ->
 
 
 def test_reservation_ids_name_job_epoch_and_part() -> None:
-    assert parse_reservation_id("gang:job-1:7:2") == ("job-1", 7, 2)
-    assert parse_reservation_id("book:x") is None
-    assert parse_reservation_id("gang:job-1:x:2") is None
+    assert parse_hold_id("gang:job-1:7:2") == ("job-1", 7, 2)
+    assert parse_hold_id("book:x") is None
+    assert parse_hold_id("gang:job-1:x:2") is None
 
 
 def free_at(w: GangWorld, site: str) -> int:
