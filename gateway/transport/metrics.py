@@ -1,8 +1,8 @@
 """A Prometheus text endpoint on loopback only: the gateway's health in numbers, for the node's own scraper.
 
 Owns: the few figures an operator alerts on (policy version and reload failures, jobs by state, connected
-sites) and a minimal HTTP/1.0 server for them. It binds to loopback addresses only: nothing is served
-unauthenticated on any other interface (the config loader refuses anything else).
+sites, scheduling cycles that failed) and a minimal HTTP/1.0 server for them. It binds to loopback addresses
+only: nothing is served unauthenticated on any other interface (the config loader refuses anything else).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ def render_metrics(core: Core) -> str:
     status = core.admin.policy_status()
     states = Counter(job.state.value for job in core.book.active.values())
     sites = core.registry.views({})
+    cycles = core.scheduler.cycles
     lines = [
         "# HELP fedgate_policy_info The policy in force (sha256 version).",
         "# TYPE fedgate_policy_info gauge",
@@ -39,6 +40,11 @@ def render_metrics(core: Core) -> str:
         "# HELP fedgate_sites_connected Sites with a live agent stream.",
         "# TYPE fedgate_sites_connected gauge",
         f"fedgate_sites_connected {sum(1 for s in sites if s.connected)}",
+        "# HELP fedgate_scheduling_cycles_total Scheduling cycles run, by outcome (a failed one is logged with its"
+        " traceback and the next one runs).",
+        "# TYPE fedgate_scheduling_cycles_total counter",
+        f'fedgate_scheduling_cycles_total{{outcome="completed"}} {cycles.completed}',
+        f'fedgate_scheduling_cycles_total{{outcome="failed"}} {cycles.failed}',
     ]
     return "\n".join(lines) + "\n"
 

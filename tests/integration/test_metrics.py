@@ -10,6 +10,7 @@ import pytest
 from gateway.app.config import load_gateway_config
 from gateway.errors import ConfigError
 from tests.integration.harness import GatewayHandle
+from tests.waiting import wait_cycles
 
 
 def scrape(gateway: GatewayHandle) -> str:
@@ -23,6 +24,27 @@ def test_metrics_show_policy_version_jobs_and_sites(gateway: GatewayHandle) -> N
     assert f'fedgate_policy_info{{version="{version}"}} 1' in text
     assert "fedgate_policy_reload_failures_total 0" in text
     assert "fedgate_sites_connected 0" in text
+
+
+def test_a_failed_scheduling_cycle_shows_in_the_metrics(
+    gateway: GatewayHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop goes on after a failed cycle: the operator sees the failures counted, and completed ones after."""
+    scheduler = gateway.running.core.scheduler
+    real = scheduler.schedule
+    calls = iter([True])
+
+    def fails_once() -> int:
+        if next(calls, False):
+            raise RuntimeError("a bug in one cycle")
+        return real()
+
+    monkeypatch.setattr(scheduler, "schedule", fails_once)
+    wait_cycles(gateway, 3)
+    text = scrape(gateway)
+    assert 'fedgate_scheduling_cycles_total{outcome="failed"} 1' in text
+    completed = next(line for line in text.splitlines() if 'outcome="completed"' in line)
+    assert int(completed.rsplit(" ", 1)[1]) >= 2
 
 
 def test_a_refused_reload_shows_in_the_metrics(gateway: GatewayHandle, tmp_path: Path) -> None:
