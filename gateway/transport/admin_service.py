@@ -21,6 +21,7 @@ from gateway.transport.auth import Authenticator, Guarded
 from gateway.transport.errors import translate_errors
 from gateway.trust import access
 from gateway.trust.audit import AuditEntry
+from gateway.trust.service import Trust
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -50,10 +51,10 @@ def _ttl(has: bool, value: Any, default: timedelta) -> timedelta:
 
 
 class AdminServicer(Guarded, admin_service_pb2_grpc.AdminServiceServicer):
-    def __init__(self, admin: AdminService, auth: Authenticator) -> None:
+    def __init__(self, admin: AdminService, auth: Authenticator, trust: Trust) -> None:
         self.admin = admin
         self.auth = auth
-        self.trust = auth.trust
+        self.trust = trust
 
     @translate_errors
     async def GetPolicyStatus(self, request: pb.GetPolicyStatusRequest, context: Context) -> pb.GetPolicyStatusResponse:

@@ -25,8 +25,6 @@ T = TypeVar("T")
 
 
 class Authenticator(Protocol):
-    trust: Trust
-
     def credential(self, context: Context) -> Credential:
         """The caller's verified credential, or Unauthenticated. MUST NOT trust request metadata for identity
         (the token authenticator reads exactly one header, `authorization: Bearer <token>`, and verifies it)."""
@@ -43,7 +41,7 @@ class CertificateAuthenticator:
     """The mTLS port: gRPC's TLS layer has verified the chain; we read the principal and check revocation."""
 
     def __init__(self, trust: Trust) -> None:
-        self.trust = trust
+        self._trust = trust
 
     def credential(self, context: Context) -> Credential:
         certs = list(context.auth_context().get("x509_pem_cert") or ())
@@ -53,7 +51,7 @@ class CertificateAuthenticator:
                 " (get one with `fedgate agent enroll` or from your federation admin)",
                 reason="NO_CLIENT_CERTIFICATE",
             )
-        return self.trust.authenticate_certificate(certs[0])
+        return self._trust.authenticate_certificate(certs[0])
 
     def principal(self, context: Context) -> Principal:
         return self.credential(context).principal
@@ -69,7 +67,7 @@ class TokenAuthenticator:
     """The public port (TLS, no client certificate): a short-lived signed bearer token, for CI systems."""
 
     def __init__(self, trust: Trust) -> None:
-        self.trust = trust
+        self._trust = trust
 
     def _token(self, context: Context) -> str:
         values = [v for k, v in (context.invocation_metadata() or ()) if k == "authorization"]
@@ -82,7 +80,7 @@ class TokenAuthenticator:
         return values[0].removeprefix("Bearer ").strip()
 
     def credential(self, context: Context) -> Credential:
-        return self.trust.authenticate_token(self._token(context))
+        return self._trust.authenticate_token(self._token(context))
 
     def principal(self, context: Context) -> Principal:
         return self.credential(context).principal
@@ -93,12 +91,14 @@ class TokenAuthenticator:
 
 
 class Guarded:
-    """Mixed into every servicer: refusals of identity or permission are written to the audit log."""
+    """Mixed into every servicer: refusals of identity or permission are written to the audit log. Each servicer
+    is given its authenticator and the trust service in its constructor."""
 
     auth: Authenticator
+    trust: Trust
 
     def on_denied(self, context: Context, method: str, error: GatewayError) -> None:
-        self.auth.trust.denied(self.auth.caller_uri(context), method, error.reason, error.message)
+        self.trust.denied(self.auth.caller_uri(context), method, error.reason, error.message)
 
 
 async def while_valid(items: AsyncIterator[T], check: Callable[[], None], period: float) -> AsyncIterator[T]:
@@ -137,8 +137,9 @@ class CredentialGuard(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
     PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 
-    def __init__(self, auth: Authenticator) -> None:
+    def __init__(self, auth: Authenticator, trust: Trust) -> None:
         self.auth = auth
+        self.trust = trust
 
     async def intercept_service(
         self,
@@ -149,13 +150,13 @@ class CredentialGuard(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         handler: Any = await continuation(details)
         if handler is None or not str(details.method).startswith(self.PREFIXES):
             return handler
-        auth = self.auth
+        auth, trust = self.auth, self.trust
 
         async def admit(context: Context) -> None:
             try:
                 auth.credential(context)
             except GatewayError as exc:
-                auth.trust.denied(auth.caller_uri(context), str(details.method), exc.reason, exc.message)
+                trust.denied(auth.caller_uri(context), str(details.method), exc.reason, exc.message)
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
 
         if handler.unary_unary is not None:

@@ -16,7 +16,7 @@ from gateway.errors import InvalidArgument
 from gateway.transport import convert
 from gateway.transport.auth import Authenticator, Guarded
 from gateway.transport.errors import translate_errors
-from gateway.trust.service import IssuedCertificate
+from gateway.trust.service import IssuedCertificate, Trust
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_CSR_BYTES = 16 * 1024
@@ -37,17 +37,18 @@ def _issued(issued: IssuedCertificate) -> dict[str, Any]:
 
 
 class EnrollmentServicer(Guarded, enrollment_service_pb2_grpc.EnrollmentServiceServicer):
-    def __init__(self, auth: Authenticator) -> None:
+    def __init__(self, auth: Authenticator, trust: Trust) -> None:
         self.auth = auth
+        self.trust = trust
 
     @translate_errors
     async def Enroll(self, request: pb.EnrollRequest, context: Context) -> pb.EnrollResponse:
-        issued = self.auth.trust.enroll(request.join_token, _csr(request.csr_pem), request.site)
+        issued = self.trust.enroll(request.join_token, _csr(request.csr_pem), request.site)
         return pb.EnrollResponse(**_issued(issued))
 
     @translate_errors
     async def RenewCertificate(
         self, request: pb.RenewCertificateRequest, context: Context
     ) -> pb.RenewCertificateResponse:
-        issued = self.auth.trust.renew(self.auth.credential(context), _csr(request.csr_pem))
+        issued = self.trust.renew(self.auth.credential(context), _csr(request.csr_pem))
         return pb.RenewCertificateResponse(**_issued(issued))

@@ -20,16 +20,20 @@ from gateway.transport import convert
 from gateway.transport.auth import Authenticator, Guarded, while_valid
 from gateway.transport.errors import translate_errors, translate_stream_errors
 from gateway.transport.receipts import settled_to_proto
+from gateway.trust.service import Trust
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_REQUEST_ID = 128
 
 
 class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
-    def __init__(self, jobs: JobService, logs: LogRelay, auth: Authenticator, check_period: float = 1.0) -> None:
+    def __init__(
+        self, jobs: JobService, logs: LogRelay, auth: Authenticator, trust: Trust, check_period: float = 1.0
+    ) -> None:
         self.jobs = jobs
         self.logs = logs
         self.auth = auth
+        self.trust = trust
         self.check_period = check_period
 
     @translate_errors
@@ -68,7 +72,7 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
     async def WatchJob(self, request: pb.WatchJobRequest, context: Context) -> AsyncIterator[pb.WatchJobResponse]:
         credential = self.auth.credential(context)
         events = self.jobs.watch_job(credential.principal, request.job_id)
-        async for event, job in while_valid(events, lambda: self.auth.trust.check(credential), self.check_period):
+        async for event, job in while_valid(events, lambda: self.trust.check(credential), self.check_period):
             yield pb.WatchJobResponse(event=convert.event_to_proto(event), job=convert.job_to_proto(job))
 
     @translate_stream_errors
@@ -78,7 +82,7 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
         credential = self.auth.credential(context)
         job = self.jobs.get_job(credential.principal, request.job_id)  # who may read it: as GetJob
         pieces = self.logs.stream(job, follow=request.follow, tail_bytes=request.tail_bytes)
-        async for piece in while_valid(pieces, lambda: self.auth.trust.check(credential), self.check_period):
+        async for piece in while_valid(pieces, lambda: self.trust.check(credential), self.check_period):
             yield pb.StreamJobLogsResponse(data=piece.data, site=piece.site, epoch=piece.epoch)
 
     @translate_errors

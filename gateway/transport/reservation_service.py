@@ -17,15 +17,17 @@ from gateway.reservations.book import ReservationBook
 from gateway.transport.auth import Authenticator, Guarded
 from gateway.transport.errors import translate_errors
 from gateway.transport.reservation_convert import request_from_proto, reservation_to_proto
+from gateway.trust.service import Trust
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_REQUEST_ID = 128
 
 
 class ReservationServicer(Guarded, reservation_service_pb2_grpc.ReservationServiceServicer):
-    def __init__(self, book: ReservationBook, auth: Authenticator) -> None:
+    def __init__(self, book: ReservationBook, auth: Authenticator, trust: Trust) -> None:
         self.book = book
         self.auth = auth
+        self.trust = trust
 
     @translate_errors
     async def CreateReservation(

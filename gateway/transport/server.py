@@ -150,17 +150,17 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     check = config.credential_check.total_seconds()
     certificates = CertificateAuthenticator(trust)
 
-    server = grpc.aio.server(options=server_options(config), interceptors=[CredentialGuard(certificates)])
+    server = grpc.aio.server(options=server_options(config), interceptors=[CredentialGuard(certificates, trust)])
     job_service_pb2_grpc.add_JobServiceServicer_to_server(
-        JobServicer(core.jobs, core.logs, certificates, check), server
+        JobServicer(core.jobs, core.logs, certificates, trust, check), server
     )
     site_pb2_grpc.add_SiteServiceServicer_to_server(
-        SiteServicer(core.dispatcher, certificates, config.report_interval, check), server
+        SiteServicer(core.dispatcher, certificates, trust, config.report_interval, check), server
     )
-    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(core.admin, certificates), server)
-    enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(EnrollmentServicer(certificates), server)
+    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(core.admin, certificates, trust), server)
+    enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(EnrollmentServicer(certificates, trust), server)
     reservation_service_pb2_grpc.add_ReservationServiceServicer_to_server(
-        ReservationServicer(core.reservations, certificates), server
+        ReservationServicer(core.reservations, certificates, trust), server
     )
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -173,12 +173,14 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         tokens = TokenAuthenticator(trust)
         public_server = grpc.aio.server(options=server_options(config))
         job_service_pb2_grpc.add_JobServiceServicer_to_server(
-            JobServicer(core.jobs, core.logs, tokens, check), public_server
+            JobServicer(core.jobs, core.logs, tokens, trust, check), public_server
         )
         reservation_service_pb2_grpc.add_ReservationServiceServicer_to_server(
-            ReservationServicer(core.reservations, tokens), public_server
+            ReservationServicer(core.reservations, tokens, trust), public_server
         )
-        enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(EnrollmentServicer(tokens), public_server)
+        enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(
+            EnrollmentServicer(tokens, trust), public_server
+        )
         public_port = _bind(public_server, config.public_listen, server_credentials(config, require_client_auth=False))
         await public_server.start()
 

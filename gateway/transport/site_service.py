@@ -45,6 +45,7 @@ from gateway.transport.errors import translate_stream_errors
 from gateway.transport.receipts import receipt_from_proto
 from gateway.transport.reservation_convert import booking_command_to_proto
 from gateway.trust import access
+from gateway.trust.service import Trust
 
 log = logging.getLogger("fedgate.gateway.sites")
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -133,10 +134,16 @@ def rejection(error: GatewayError, update_sequence: int = 0) -> pb.ConnectRespon
 
 class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
     def __init__(
-        self, dispatcher: Dispatcher, auth: Authenticator, report_interval: timedelta, check_period: float = 1.0
+        self,
+        dispatcher: Dispatcher,
+        auth: Authenticator,
+        trust: Trust,
+        report_interval: timedelta,
+        check_period: float = 1.0,
     ) -> None:
         self.dispatcher = dispatcher
         self.auth = auth
+        self.trust = trust
         self.report_interval = report_interval
         self.check_period = check_period
 
@@ -165,7 +172,7 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
         session = self.dispatcher.hello(principal.name, hello.agent_version[:64], running)
         log.info("site %s connected (agent %s)", session.site, hello.agent_version[:64])
         for attempt, why in session.cancelled:
-            self.auth.trust.audit(
+            self.trust.audit(
                 "site.attempt_cancelled",
                 principal.uri,
                 {"job_id": attempt.job_id[:64], "epoch": str(attempt.epoch), "message": why[:300]},
@@ -225,9 +232,9 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
         while True:
             await asyncio.sleep(self.check_period)
             try:
-                self.auth.trust.check(credential)
+                self.trust.check(credential)
             except GatewayError as exc:
-                self.auth.trust.audit(
+                self.trust.audit(
                     "stream.cut", credential.principal.uri, {"reason": exc.reason, "message": exc.message[:300]}
                 )
                 await out.put(exc)
@@ -266,9 +273,9 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
                 self.dispatcher.update(site, update_from_proto(message.job_update, certificate))
             except GatewayError as exc:
                 log.warning("site %s: update %d refused: %s (%s)", site, sequence, exc.message, exc.reason)
-                self.auth.trust.audit(
+                self.trust.audit(
                     "site.update_refused",
-                    f"spiffe://{self.auth.trust.federation}/site/{site}",
+                    f"spiffe://{self.trust.federation}/site/{site}",
                     {"job_id": message.job_update.job_id[:64], "reason": exc.reason, "message": exc.message[:300]},
                 )
                 return rejection(exc, sequence)
