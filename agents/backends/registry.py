@@ -12,7 +12,7 @@ from pathlib import Path
 
 from agents.backends.base import Backend, BackendSettings
 from agents.errors import ConfigError
-from fedgate.common.fields import Section
+from fedgate.common.sections import Section
 
 
 @dataclass(frozen=True)

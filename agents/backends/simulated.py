@@ -21,7 +21,7 @@ from pathlib import Path
 from agents.backends.base import BackendSettings, ExitStatus, JobHandle, LaunchSpec
 from agents.core.model import PoolSpec
 from agents.errors import BackendError, LaunchFailed
-from fedgate.common.fields import Section
+from fedgate.common.sections import Section
 
 DURATION_ENV = "FEDGATE_SIM_DURATION_S"
 DURATION_LABEL = "fedgate.io/sim-duration-s"

@@ -33,7 +33,7 @@ from agents.core.model import PoolSpec
 from agents.errors import ConfigError
 from agents.policy.reader import parse_site_policy
 from agents.policy.terms import SitePolicy
-from fedgate.common.fields import Section
+from fedgate.common.sections import Section
 from fedgate.common.yaml import YamlDocument, load_yaml
 
 API_VERSION = "fedgate.io/v1"

@@ -32,7 +32,7 @@ from agents.core.devices import DevicePool
 from agents.core.model import PoolSpec
 from agents.errors import ConfigError, InsufficientCapacity
 from agents.policy.terms import LaunchRequest, effective_offer, judge_launch
-from fedgate.common.fields import Section
+from fedgate.common.sections import Section
 from fedgate.common.yaml import load_yaml
 
 API_VERSION = "fedgate.io/v1"

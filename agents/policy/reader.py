@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agents.core.model import PoolSpec
 from agents.policy.terms import DAYS, Hours, OfferWindow, SitePolicy
-from fedgate.common.fields import Section
+from fedgate.common.sections import Section
 
 NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 NAME_HINT = "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit"

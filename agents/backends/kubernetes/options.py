@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agents.backends.kubernetes.classes import ClassRule
-from fedgate.common.fields import Section
+from fedgate.common.sections import Section
 
 GANGS = ("none", "volcano", "kueue")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from fedgate.common.fields import Section
+from fedgate.common.sections import Section
 
 DEFAULT_GRES_CLASSES: Mapping[str, str] = MappingProxyType(
     {

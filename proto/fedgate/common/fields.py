@@ -2,10 +2,10 @@
 
 Owns: checking that a value has the expected type, range and shape, that a mapping holds only known keys
 (suggesting the nearest valid one) and all required ones, and raising the document's config error class with
-file, line, field and fix. Two faces of the same reads: `FieldReader` addresses any value of the document by
-key path (the gateway's job specs, policies, reservation files), `Section` is one mapping that remembers which
-keys were read and refuses the rest in `finish()` (the agent's config and site policy). It never coerces:
-`cards: "4"` is a string, not an integer. It knows no schema and imports neither side.
+file, line, field and fix, for `FieldReader`, which addresses any value of the document by key path (the
+gateway's job specs, policies, reservation files); its other face, `fedgate.common.sections.Section` (the
+agent's config and site policy), shares the wording helpers here (`describe`, `integer_fix`, `finite`). It
+never coerces: `cards: "4"` is a string, not an integer. It knows no schema and imports neither side.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import difflib
 import math
 import re
 from collections.abc import Collection
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
-from fedgate.common.yaml import KeyPath, YamlDocument, format_path
+from fedgate.common.yaml import KeyPath, YamlDocument
 
 # Spellings of a number that the dialect keeps as strings (fedgate.common.yaml): a typed read says how to fix them.
 _NOT_DECIMAL = re.compile(r"^[-+]?(?:0[0-9]+|0[oO][0-7]+|0[xX][0-9a-fA-F]+|[0-9][0-9_]*_[0-9_]*|[0-9]+(?::[0-9]+)+)$")
@@ -164,7 +164,7 @@ class FieldReader:
             if default is None:
                 raise self._required(path, f"add {path[-1]}: <number>")
             return default
-        if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not finite(value):
             raise self.error(path, f"must be a finite number, got {describe(value)}", "write a number, unquoted")
         self._check_range(path, value, minimum, maximum)
         return float(value)
@@ -210,135 +210,11 @@ class FieldReader:
         return tuple(sorted(pairs))
 
 
-def _finite(value: float) -> bool:
+def finite(value: float) -> bool:
     try:
         return math.isfinite(value)
     except OverflowError:  # an int too large for a float
         return False
-
-
-class Section:
-    """Typed, strict access to one mapping of a document. Call `finish()` last: it refuses keys nobody read.
-
-    Messages read `file:line: problem; fix`, the line being the key's own (or the mapping's when absent)."""
-
-    def __init__(self, doc: YamlDocument, path: KeyPath = ()) -> None:
-        self.doc = doc
-        self.source = doc.source
-        self.where = format_path(path) if path else ""
-        """Dotted path of this mapping in the file (`pools[0]`); empty for the top level."""
-        self.line = doc.line(path)
-        self._path = path
-        self._data: dict[str, Any] = {}
-        self._read: set[str] = set()
-        data = FieldReader(doc).value(path)
-        if not isinstance(data, dict):
-            self.fail(f"{self.where or 'the file'} must be a mapping of keys to values, got {describe(data)}")
-        self._data = data
-
-    def location(self, key: str | None = None) -> str:
-        line = self._line(key) if key is not None else self.line
-        return f"{self.source}:{line}"
-
-    def fail(self, problem: str, key: str | None = None) -> NoReturn:
-        line = self._line(key) if key is not None else self.line
-        raise self._error(line, problem)
-
-    def has(self, key: str) -> bool:
-        return key in self._data
-
-    def raw(self, key: str, default: Any = MISSING) -> Any:
-        self._read.add(key)
-        if key not in self._data or self._data[key] is None:
-            if default is MISSING:
-                self.fail(f"missing key {self.path(key)!r}; add it")
-            return default
-        return self._data[key]
-
-    def text(self, key: str, default: Any = MISSING) -> str:
-        value = self.raw(key, default)
-        if not isinstance(value, str):
-            self.fail(f"{self.path(key)} must be a string, got {describe(value)}; quote it", key)
-        return value
-
-    def integer(self, key: str, default: Any = MISSING, *, minimum: int | None = None) -> int:
-        value = self.raw(key, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(f"{self.path(key)} must be a whole number, got {describe(value)}; {integer_fix(value)}", key)
-        if minimum is not None and value < minimum:
-            self.fail(f"{self.path(key)} must be at least {minimum}, got {value}", key)
-        return value
-
-    def number(self, key: str, default: Any = MISSING, *, positive: bool = False) -> float:
-        value = self.raw(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
-            self.fail(f"{self.path(key)} must be a number, got {describe(value)}", key)
-        if positive and not value > 0:
-            self.fail(f"{self.path(key)} must be greater than 0, got {value}", key)
-        return float(value)
-
-    def section(self, key: str) -> Section:
-        self.raw(key)
-        return Section(self.doc, (*self._path, key))
-
-    def sections(self, key: str) -> list[Section]:
-        """A list of mappings, e.g. `pools:`. Each item's errors name its index and line."""
-        items = self.raw(key)
-        if not isinstance(items, list):
-            self.fail(f"{self.path(key)} must be a list, got {describe(items)}", key)
-        return [Section(self.doc, (*self._path, key, i)) for i in range(len(items))]
-
-    def strings(self, key: str) -> tuple[str, ...]:
-        """A list of strings, e.g. `tenants: [a, b]`; absent or null gives (). Duplicates are refused."""
-        items = self.raw(key, [])
-        if not isinstance(items, list):
-            self.fail(f"{self.path(key)} must be a list of strings, got {describe(items)}; write [a, b]", key)
-        for i, item in enumerate(items):
-            if not isinstance(item, str):
-                self.fail_item(key, i, f"{self.path(key)}[{i}] must be a string, got {describe(item)}; quote it")
-            if item in items[:i]:
-                self.fail_item(key, i, f"{self.path(key)} lists {item!r} twice; keep one")
-        return tuple(items)
-
-    def fail_item(self, key: str, index: int, problem: str) -> NoReturn:
-        """Fail pointing at the line of item `index` of the list under `key`."""
-        raise self._error(self.doc.line((*self._path, key, index)), problem)
-
-    def key_names(self) -> list[str]:
-        """The keys of this mapping, in file order (the loader admits only string keys)."""
-        return list(self._data)
-
-    def string_map(self, key: str) -> dict[str, str]:
-        value = self.raw(key, {})
-        if not isinstance(value, dict):
-            self.fail(f"{self.path(key)} must be a mapping of strings, got {describe(value)}", key)
-        for k, v in value.items():
-            if not isinstance(v, str):
-                self.fail(f"{self.path(key)}.{k} must map a string to a string; quote numbers", key)
-        return dict(value)
-
-    def finish(self) -> None:
-        """Refuse every key that was not read, suggesting the closest valid one."""
-        for key in self._data:
-            if key in self._read:
-                continue
-            valid = sorted(self._read)
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            self.fail(
-                f"unknown key {key!r} in {self.where or 'the top level'}; {hint}valid keys: {', '.join(valid)}", key
-            )
-
-    def path(self, key: str) -> str:
-        """The dotted path of `key` in this mapping, for messages: `pools[0].cards`."""
-        return f"{self.where}.{key}" if self.where else key
-
-    def _line(self, key: str) -> int:
-        return self.doc.line((*self._path, key))
-
-    def _error(self, line: int, problem: str) -> Exception:
-        metadata = {"file": self.source, "line": str(line), "field": self.where}
-        return self.doc.error_type(f"{self.source}:{line}: {problem}", metadata=metadata)
 
 
 def integer_fix(value: object) -> str:

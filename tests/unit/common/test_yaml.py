@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from fedgate.common import yaml as dialect
-from fedgate.common.fields import MISSING, FieldReader, Section
+from fedgate.common.fields import MISSING, FieldReader
+from fedgate.common.sections import Section
 from fedgate.common.yaml import DEFAULT_MAX_BYTES, YamlDocument, dump_yaml, format_path
 
 
