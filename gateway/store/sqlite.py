@@ -23,7 +23,7 @@ from gateway.store.receipts import RECEIPT_SCHEMA, ReceiptTables
 from gateway.store.reservations import RESERVATION_SCHEMA, ReservationTables
 from gateway.store.scope import scope_clauses
 from gateway.store.security import SECURITY_SCHEMA, SecurityTables
-from gateway.store.sqlite_open import StoreLock, open_database, store_error
+from gateway.store.sqlite_open import StoreLock, open_database, plain_path, store_error
 from gateway.usage.receipts import SettledReceipt
 
 SCHEMA = """
@@ -77,7 +77,7 @@ class SqliteStore(SecurityTables, ReservationTables, ReceiptTables):
         store's lock until `close`, so a second writing process is refused (`StoreRefused`, STORE_IN_USE);
         `read_only` takes no lock and never writes, for offline tools beside a running gateway."""
         self._lock = threading.Lock()
-        self._path = path
+        self._path = plain_path(path)
         self._holder: StoreLock | None = None
         if path == ":memory:":
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -286,10 +286,11 @@ def _translating(method: Method) -> Method:
         try:
             return method(self, *args, **kwargs)
         except sqlite3.Error as exc:
-            error = store_error(exc, self._path)
-            if error is None:
+            translated = store_error(exc)
+            if translated is None:
                 raise  # a bug (bad SQL, a broken constraint): INTERNAL, with its traceback
-            log.error("store %s: %s failed: %s: %s", self._path, method.__name__, type(exc).__name__, exc)
+            error, cause = translated
+            log.error("store %s: %s failed: %s", self._path, method.__name__, cause)
             raise error from exc
 
     return wrapper  # type: ignore[return-value]

@@ -89,6 +89,11 @@ def _read_pid(fd: int) -> int:
     return int(text) if text.isdigit() else 0
 
 
+def plain_path(path: str) -> str:
+    """`//x/y` (from `sqlite:///` + an absolute path) as `/x/y`: one file, named plainly in messages."""
+    return "/" + path.lstrip("/") if path.startswith("//") else path
+
+
 def open_database(path: str, schema: str, *, read_only: bool = False) -> tuple[sqlite3.Connection, StoreLock | None]:
     """Open the fedgate database at `path`, creating it (schema and marks, atomically) when there is no file.
 
@@ -96,6 +101,7 @@ def open_database(path: str, schema: str, *, read_only: bool = False) -> tuple[s
     none, never creates nor changes the file, and refuses a missing one. Raises `StoreRefused` naming the file,
     what is wrong and what to do; never starts on a file that is empty, foreign, damaged or too new.
     """
+    path = plain_path(path)
     lock = None if read_only else StoreLock.acquire(path)
     try:
         if not os.path.lexists(path):
@@ -128,8 +134,7 @@ def open_database(path: str, schema: str, *, read_only: bool = False) -> tuple[s
 
 def _connect(path: str, read_only: bool) -> sqlite3.Connection:
     if read_only:
-        absolute = "/" + os.path.abspath(path).lstrip("/")  # "//x" would read as a URI authority
-        uri = f"file:{urllib.parse.quote(absolute)}?mode=ro"
+        uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro"
         return sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
     return sqlite3.connect(path, check_same_thread=False, isolation_level=None)
 
@@ -297,20 +302,23 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
-def store_error(exc: BaseException, path: str) -> StoreError | None:
-    """The `StoreError` for a SQLite error met while the store runs, or None for one that is a bug (bad SQL, a
-    constraint) and must stay INTERNAL. The chain is searched: SQLite rolls a transaction back by itself on a
-    full disk, so the ROLLBACK that follows fails too, and the disk is the cause worth reporting."""
+def store_error(exc: BaseException) -> tuple[StoreError, BaseException] | None:
+    """The `StoreError` for a SQLite error met while the store runs, with the error in the chain that caused
+    it (for the log), or None for one that is a bug (bad SQL, a constraint) and must stay INTERNAL. The chain
+    is searched: SQLite rolls a transaction back by itself on a full disk, so the ROLLBACK that follows fails
+    too, and the disk is the cause worth reporting."""
     for link in _chain(exc):
         code = _primary(link)
         if code == _FULL:
-            return StoreFull(
+            full = StoreFull(
                 "the gateway's store is full: new work is refused until an operator frees space; "
                 "reads go on and nothing acknowledged before is lost",
             )
+            return full, link
         if code in _UNAVAILABLE:
-            return StoreUnavailable(
+            unavailable = StoreUnavailable(
                 "the gateway cannot use its store now (see the gateway log); nothing acknowledged before is "
                 "lost; retry later",
             )
+            return unavailable, link
     return None
