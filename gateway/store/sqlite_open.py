@@ -69,8 +69,11 @@ class StoreLock:
                 reason=ReasonCode.STORE_IN_USE,
                 metadata={"path": db_path, "holder_pid": str(holder or "")},
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:  # the pid is for the message a second gateway prints; a full disk must not stop the holder here
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass
         return cls(fd, path)
 
     def release(self) -> None:
