@@ -74,6 +74,31 @@ class Unavailable(GatewayError):
     reason: str = ReasonCode.UNAVAILABLE
 
 
+class StoreError(GatewayError):
+    """The store cannot serve: raised by a store, never by callers. Subclasses say whether the caller should
+    come back later (`StoreUnavailable`, `StoreFull`) or the process cannot start on this store (`StoreRefused`).
+    The message names no SQL; the log line written where it was raised has the engine's own words."""
+
+    reason: str = ReasonCode.STORE_UNAVAILABLE
+
+
+class StoreUnavailable(StoreError):
+    """An I/O error, a read-only or vanished file, a lock another program holds: retry later."""
+
+    reason: str = ReasonCode.STORE_UNAVAILABLE
+
+
+class StoreFull(StoreError):
+    """The store's disk (or its configured size limit) is full: new writes are refused, reads go on."""
+
+    reason: str = ReasonCode.STORE_FULL
+
+
+class StoreRefused(StoreError):
+    """The store cannot be opened as asked (in use by another gateway, damaged, too new, not writable). The
+    message names the file, what is wrong and what to do; the process exits 2 without a traceback."""
+
+
 class ClientError(GatewayError):
     """Raised by the client library for a refused call; `code` is the gRPC status name (e.g. NOT_FOUND)."""
 

@@ -124,7 +124,7 @@ def _verify_offline(args: argparse.Namespace) -> int:
     if args.authority is None:
         raise GatewayError("--store needs --authority DIR (the directory with audit-key.pem and ca.pem)")
     authority = Authority.load(args.authority, args.authority / "ca.pem")
-    store = open_store(args.store)
+    store = open_store(args.store, read_only=True)  # beside a running gateway: no lock, no write
     try:
         verdict = verify_audit_store(store, authority)
     finally:

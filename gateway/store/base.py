@@ -169,13 +169,17 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str) -> Store:
-    """Open a store by URL: `sqlite:///path/to/db`, `sqlite://:memory:`."""
+def open_store(url: str, *, read_only: bool = False) -> Store:
+    """Open a store by URL: `sqlite:///path/to/db`, `sqlite://:memory:`.
+
+    A writing store is held by one process: a second one is refused with `StoreRefused` (STORE_IN_USE), as is
+    a damaged, foreign or too new file (the message names the file and the fix). `read_only` is for offline
+    tools (an audit check) beside a running gateway: no lock, no write, no file created."""
     if url.startswith("sqlite://"):
         from gateway.store.sqlite import SqliteStore
 
         path = url.removeprefix("sqlite://")
-        return SqliteStore(path.removeprefix("/") if path.startswith("/:memory:") else path)
+        return SqliteStore(path.removeprefix("/") if path.startswith("/:memory:") else path, read_only=read_only)
     scheme = url.split("://", 1)[0] if "://" in url else url
     raise ConfigError(
         f"unknown store {scheme!r}: valid stores are sqlite:///PATH (embedded default)",

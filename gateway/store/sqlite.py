@@ -1,23 +1,29 @@
 """The embedded store: SQLite in WAL mode, one connection, synchronous=FULL so a commit is durable.
 
 Owns: the schema and the SQL of the `Store` contract. Jobs are kept as a JSON body plus the columns that
-queries filter on. It does not decide anything about jobs.
+queries filter on. Every method of the contract raises a `StoreError` (full disk, I/O error, read-only file)
+instead of SQLite's own errors, and logs the cause. It does not decide anything about jobs; opening the file
+(the one-writer lock, refusing a damaged file) is `gateway.store.sqlite_open`.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import sqlite3
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
+from typing import Any, TypeVar
 
 from gateway.jobs.model import ATTEMPT_ENDS, Job, JobEvent, JobState
-from gateway.store.base import JobPage
+from gateway.store.base import JobPage, Store
 from gateway.store.codec import job_from_json, job_to_json
 from gateway.store.receipts import RECEIPT_SCHEMA, ReceiptTables
 from gateway.store.reservations import RESERVATION_SCHEMA, ReservationTables
 from gateway.store.scope import scope_clauses
 from gateway.store.security import SECURITY_SCHEMA, SecurityTables
+from gateway.store.sqlite_open import StoreLock, open_database, plain_path, store_error
 from gateway.usage.receipts import SettledReceipt
 
 SCHEMA = """
@@ -66,16 +72,19 @@ TERMINAL = tuple(s.value for s in JobState if s.terminal)
 
 
 class SqliteStore(SecurityTables, ReservationTables, ReceiptTables):
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, read_only: bool = False) -> None:
+        """Open (or create) the database at `path`, or an in-memory one for ":memory:". A writer holds the
+        store's lock until `close`, so a second writing process is refused (`StoreRefused`, STORE_IN_USE);
+        `read_only` takes no lock and never writes, for offline tools beside a running gateway."""
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
-        self._db.executescript(SECURITY_SCHEMA)
-        self._db.executescript(RESERVATION_SCHEMA)
-        self._db.executescript(RECEIPT_SCHEMA)
+        self._path = plain_path(path)
+        self._holder: StoreLock | None = None
+        if path == ":memory:":
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(FULL_SCHEMA)
+        else:
+            self._db, self._holder = open_database(path, FULL_SCHEMA, read_only=read_only)
 
     def _insert_event(self, event: JobEvent) -> JobEvent:
         cursor = self._db.execute(
@@ -255,4 +264,38 @@ class SqliteStore(SecurityTables, ReservationTables, ReceiptTables):
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            try:
+                self._db.close()
+            finally:
+                if self._holder is not None:
+                    self._holder.release()  # after the connection: the next writer finds the file at rest
+                    self._holder = None
+
+
+FULL_SCHEMA = "\n".join((SCHEMA, SECURITY_SCHEMA, RESERVATION_SCHEMA, RECEIPT_SCHEMA))
+
+log = logging.getLogger("fedgate.gateway")
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def _translating(method: Method) -> Method:
+    """Run a store method with SQLite's disk errors turned into the `StoreError` family (the cause logged)."""
+
+    @functools.wraps(method)
+    def wrapper(self: SqliteStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            translated = store_error(exc)
+            if translated is None:
+                raise  # a bug (bad SQL, a broken constraint): INTERNAL, with its traceback
+            error, cause = translated
+            log.error("store %s: %s failed: %s", self._path, method.__name__, cause)
+            raise error from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+# The store boundary is the contract: every method of `Store`, whichever mixin defines it, translates.
+for _name in sorted(n for n, v in vars(Store).items() if callable(v) and not n.startswith("_")):
+    setattr(SqliteStore, _name, _translating(getattr(SqliteStore, _name)))

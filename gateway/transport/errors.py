@@ -38,6 +38,8 @@ STATUS_BY_CLASS: tuple[tuple[type[errors.GatewayError], grpc.StatusCode], ...] =
     (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.StaleEpoch, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.StoreFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.StoreError, grpc.StatusCode.UNAVAILABLE),
 )
 
 # Reasons that say more precisely than their class what went wrong.

@@ -10,6 +10,7 @@ a graceful stop. Nothing is served without TLS, and nothing but Enroll without a
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from dataclasses import dataclass, field
 
@@ -36,7 +37,7 @@ from gateway.errors import ConfigError
 from gateway.identity.authority import Authority
 from gateway.policy import load_catalogue
 from gateway.policy.holder import PolicyHolder
-from gateway.store import open_store
+from gateway.store import Store, open_store
 from gateway.transport.admin_service import AdminServicer
 from gateway.transport.auth import CertificateAuthenticator, CredentialGuard, TokenAuthenticator
 from gateway.transport.enrollment_service import EnrollmentServicer
@@ -118,6 +119,9 @@ def server_options(config: GatewayConfig) -> list[tuple[str, int]]:
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.keepalive_permit_without_calls", 1),
+        # gRPC sets SO_REUSEPORT by default, so a second gateway on the same port would bind too and the kernel
+        # would split the agents between the two: each would dispatch. One process per port.
+        ("grpc.so_reuseport", 0),
     ]
 
 
@@ -132,9 +136,16 @@ def server_credentials(config: GatewayConfig, *, require_client_auth: bool = Tru
 
 
 def _bind(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials) -> int:
-    port = server.add_secure_port(address, credentials)
+    try:
+        port = server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpcio raises where older versions returned 0
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {address}: the address is in use or not local")
+        raise OSError(
+            errno.EADDRINUSE,
+            f"cannot listen on {address}: the address is in use (is another gateway running?) or not local; "
+            "stop the other process or change `listen`/`public_listen` in the config",
+        )
     return port
 
 
@@ -143,7 +154,15 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     catalogue = load_catalogue(config.catalogue)
     policy = PolicyHolder(config.policy, catalogue, utc_now())
     authority = Authority.load(config.authority, config.tls.ca)  # before the store: a refusal leaves nothing open
-    store = open_store(config.store)
+    store = open_store(config.store)  # holds the store's lock: a second gateway on the file is refused here
+    try:
+        return await _start_on(config, policy, authority, store)
+    except BaseException:
+        store.close()  # releases the lock, so that a gateway that could not bind leaves the file free
+        raise
+
+
+async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Authority, store: Store) -> RunningGateway:
     countersigner = Countersigner.load(config.tls.key, config.tls.cert)  # settles usage receipts
     core = compose(store, policy, countersigner=countersigner)
     trust = Trust(store, authority, config.federation, core.clock, certificate_lifetime=config.certificate_lifetime)

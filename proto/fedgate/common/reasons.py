@@ -94,6 +94,47 @@ class ReasonCode(enum.StrEnum):
         "The gateway cannot serve this now (for example a standby without the lease). Retry, or connect to "
         "another gateway address.",
     )
+    STORE_UNAVAILABLE = (
+        "STORE_UNAVAILABLE",
+        "error",
+        "The gateway cannot read or write its store now (an I/O error, a read-only or lost disk). Nothing the "
+        "gateway acknowledged before is lost; retry later. Operators: the gateway log names the cause.",
+    )
+    STORE_FULL = (
+        "STORE_FULL",
+        "error",
+        "The disk under the gateway's store is full, so new work is refused; reads still work and nothing "
+        "acknowledged before is lost. Retry later. Operators: free space on the store's disk.",
+    )
+    STORE_IN_USE = (
+        "STORE_IN_USE",
+        "error",
+        "Another gateway process already runs on this SQLite store, and two would both dispatch. Stop the other "
+        "one (the message gives its pid), or give this gateway its own store; several gateways need PostgreSQL.",
+    )
+    STORE_DAMAGED = (
+        "STORE_DAMAGED",
+        "error",
+        "The store file exists but is not a sound fedgate database (empty, not SQLite, corrupted, or another "
+        "program's). The gateway refuses to start rather than start empty. Restore the file from a backup.",
+    )
+    STORE_TOO_NEW = (
+        "STORE_TOO_NEW",
+        "error",
+        "The store was written by a newer fedgate (a higher schema version). Run that version, or restore a "
+        "backup taken before the upgrade.",
+    )
+    STORE_NOT_WRITABLE = (
+        "STORE_NOT_WRITABLE",
+        "error",
+        "The store file or its directory cannot be written (permissions, a read-only mount). Fix the "
+        "permissions or the mount; the gateway needs to write the file, its -wal and -shm files and its .lock.",
+    )
+    STORE_MISSING = (
+        "STORE_MISSING",
+        "error",
+        "A read-only look at a store (an offline audit check) found no database file there. Check the path.",
+    )
     CALL_FAILED = (
         "CALL_FAILED",
         "error",
