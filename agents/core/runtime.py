@@ -236,7 +236,11 @@ class SiteRuntime:
             self._refuse(command, f"the site's backend could not start the job ({type(exc).__name__})")
             return
         attempt = Attempt(launch=command, devices=devices, handle=handle, started_at=self._clock())
-        self._journal.record_started(StartedAttempt(command, devices, attempt.started_at or self._clock()))
+        record = getattr(self._backend, "journal_record", None)
+        started = StartedAttempt(
+            command, devices, attempt.started_at or self._clock(), record(handle) if record else {}
+        )
+        self._journal.record_started(started)
         self._attempts.add_live(attempt)
         self._report(attempt)
         self._capacity_changed()
@@ -270,12 +274,13 @@ class SiteRuntime:
 
     async def restore(self) -> None:
         """Re-attach the attempts a previous run of this agent started and did not see end, through
-        `backend.adopt`; an attempt the backend no longer knows is reported FAILED (with its receipt), never
-        silently forgotten. Call once, before the first connection, so Hello lists the re-attached ones."""
+        `backend.adopt`; an attempt the backend no longer knows is reported LOST (the gateway queues it again),
+        never silently forgotten. Call once, before the first connection and before any launch, so Hello lists
+        the re-attached ones and their devices are taken before anything new is placed on them."""
         async for attempt in reattach(self._journal.started(), self._pools, self._backend, self._spec):
             self._attempts.note_epoch(*attempt.key)
             if attempt.handle is None:
-                self._ended(attempt)  # lost: reported FAILED, with its receipt
+                self._ended(attempt)  # lost: reported LOST
                 continue
             self._attempts.add_live(attempt)
             self._supervisor.watch(attempt)
