@@ -147,7 +147,8 @@ async def until_ended(identity: ProcessIdentity) -> None:
         with contextlib.suppress(OSError):
             fd = pidfd_open(identity.pid)
     if fd < 0:
-        while running(identity):
+        # Without a pidfd, a process that is not our child gives no event to wait on: look at it.
+        while running(identity):  # noqa: ASYNC110
             await asyncio.sleep(POLL_S)
         return
     try:
@@ -155,6 +156,7 @@ async def until_ended(identity: ProcessIdentity) -> None:
             return
         loop = asyncio.get_running_loop()
         ended: asyncio.Future[None] = loop.create_future()
+
         def readable() -> None:
             if not ended.done():
                 ended.set_result(None)
