@@ -138,7 +138,7 @@ class Backend(Protocol):
     - A backend MUST keep each attempt's files apart (`<workdir>/<job_id>/<epoch>/` for local) and MUST
       confine the attempt to the devices in `LaunchSpec.devices`.
 
-    Four optional hooks, read with getattr because most backends have none:
+    Five optional hooks, read with getattr because most backends have none:
     - `async def discover(self) -> None`: a backend that must look at its scheduler before it knows its pools
       (slurm's sinfo, kubernetes' node list) does that I/O here, never in `pools()`. `open_backend` awaits it
       once, before the runtime is built and calls `pools()`; it MUST raise BackendError naming the fix when the
@@ -150,6 +150,11 @@ class Backend(Protocol):
       the attempt again after the agent was killed, beyond its (job_id, epoch) (local: its process group's
       identity). JSON-serialisable; the runtime journals it with the started attempt and gives it back to
       `adopt` as `recorded`.
+    - `async def sweep(self, kept: Collection[tuple[str, int]]) -> None`: after a restart, once every journaled
+      attempt was adopted or reported lost, stop whatever attempt of this site still runs that is not in `kept`
+      (the journaled (job_id, epoch) pairs): one the agent started and was killed before it journaled it. Its
+      devices are free in the agent's count, so it MUST have been forced to stop (SIGKILL or equivalent) before
+      this returns.
     - `async def watch(self) -> None`: a backend with a loop of its own that must run as long as the agent
       (slurm's poll over every followed job, kubernetes' Jobs watch) runs it here; the agent owns it as a
       supervised task and cancels it when it stops. It MUST NOT return or raise before that: one failing step

@@ -20,7 +20,7 @@ import re
 import shutil
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +34,9 @@ from agents.errors import AttemptLost, BackendError, LaunchFailed
 log = logging.getLogger(__name__)
 
 LOG_FILE = "output.log"
+SWEEP_WAIT_S = 5.0
+"""How long `sweep` waits for a group it killed to be gone (SIGKILL cannot be ignored: only a hung kernel call
+makes it wait that long)."""
 
 # A job id becomes a folder name: refuse anything that could climb out of the workdir.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -118,6 +121,8 @@ class LocalBackend:
         finally:
             output.close()  # the child holds its own copy of the descriptor
         leader = localproc.identify(process.pid)
+        with contextlib.suppress(OSError):  # only `sweep` reads it; the journal record is what adopt uses
+            localproc.write_leader(directory, leader)
         log.debug("job %s epoch %d: started group %d in %s", spec.job_id, spec.epoch, process.pid, directory)
         return LocalHandle(spec.job_id, spec.epoch, leader, directory, process=process)
 
@@ -142,6 +147,28 @@ class LocalBackend:
             return None
         log.info("job %s epoch %d: it ended while the agent was away (%s)", spec.job_id, spec.epoch, ended.describe())
         return LocalHandle(spec.job_id, spec.epoch, leader or ProcessIdentity(0, 0, ""), directory)
+
+    async def sweep(self, kept: Collection[tuple[str, int]]) -> None:
+        """Kill every attempt still running in the workdir that the journal does not hold (`kept`): the agent
+        was killed after starting it and before journaling it, so nobody would watch it or count its devices;
+        the gateway, never told it runs, sends its Launch again."""
+        for directory, leader in await asyncio.to_thread(self._running_leaders):
+            key = (directory.parent.name, int(directory.name))
+            if key not in kept and localproc.running(leader):
+                log.warning("job %s epoch %d: killing process group %d, started but never journaled", *key, leader.pid)
+                _signal_group(leader.pid, signal.SIGKILL)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(localproc.until_ended(leader), SWEEP_WAIT_S)
+
+    def _running_leaders(self) -> list[tuple[Path, ProcessIdentity]]:
+        found = []
+        for path in self._workdir.glob(f"*/*/{localproc.LEADER_FILE}"):
+            directory = path.parent
+            if directory.name.isdigit() and not (directory / localproc.EXIT_FILE).exists():
+                leader = localproc.read_leader(directory)
+                if leader is not None and localproc.running(leader):
+                    found.append((directory, leader))
+        return found
 
     async def read_output(self, handle: JobHandle, offset: int, limit: int) -> bytes:
         path = _local(handle).directory / LOG_FILE

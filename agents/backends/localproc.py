@@ -22,6 +22,9 @@ from pathlib import Path
 from agents.backends.base import ExitStatus
 
 EXIT_FILE = "exit_code"
+LEADER_FILE = "leader.json"
+"""The wrapper's identity, written in the attempt's folder as soon as it started: it finds an attempt the agent
+started but was killed before it could journal (`agents.backends.local.LocalBackend.sweep`)."""
 POLL_S = 0.25
 """How often a process is looked at where the kernel offers no pidfd to wait on."""
 
@@ -168,6 +171,19 @@ async def until_ended(identity: ProcessIdentity) -> None:
             loop.remove_reader(fd)
     finally:
         os.close(fd)
+
+
+def write_leader(directory: Path, identity: ProcessIdentity) -> None:
+    partial = directory / (LEADER_FILE + ".partial")
+    partial.write_text(json.dumps(identity.to_record()))
+    os.replace(partial, directory / LEADER_FILE)
+
+
+def read_leader(directory: Path) -> ProcessIdentity | None:
+    try:
+        return ProcessIdentity.from_record(json.loads((directory / LEADER_FILE).read_text()))
+    except (OSError, ValueError):
+        return None
 
 
 def read_exit(directory: Path) -> ExitStatus | None:

@@ -277,13 +277,20 @@ class SiteRuntime:
         `backend.adopt`; an attempt the backend no longer knows is reported LOST (the gateway queues it again),
         never silently forgotten. Call once, before the first connection and before any launch, so Hello lists
         the re-attached ones and their devices are taken before anything new is placed on them."""
-        async for attempt in reattach(self._journal.started(), self._pools, self._backend, self._spec):
+        journaled = self._journal.started()
+        async for attempt in reattach(journaled, self._pools, self._backend, self._spec):
             self._attempts.note_epoch(*attempt.key)
             if attempt.handle is None:
                 self._ended(attempt)  # lost: reported LOST
                 continue
             self._attempts.add_live(attempt)
             self._supervisor.watch(attempt)
+        sweep = getattr(self._backend, "sweep", None)
+        if sweep is not None:  # attempts started but never journaled hold devices nobody counts: end them
+            try:
+                await sweep({entry.key for entry in journaled})
+            except Exception:
+                log.exception("the backend could not look for attempts it started but never journaled")
         self._capacity_changed()
 
     async def shutdown(self, timeout_s: float) -> None:

@@ -23,6 +23,8 @@ from agents.errors import AttemptLost
 from agents.journal.sqlite import SqliteJournal
 from tests.waiting import alive, eventually, eventually_async
 
+from .test_agent_local_backend import runtime_on
+
 PY = sys.executable
 # Waits for its release file (argv[1]), then exits with argv[2]; writes its pid first, and starts a child in its
 # group that outlives it unless the group is killed (its pid goes to the file named by argv[3], if given).
@@ -170,6 +172,27 @@ async def test_without_a_record_only_the_exit_file_counts(tmp_path: Path, groups
     assert adopted is not None
     assert (await asyncio.wait_for(restarted.wait(adopted), 5)).exit_code == 5
     assert await restarted.adopt(spec("never-started", PY), {}) is None
+
+
+async def test_sweep_kills_attempts_started_but_never_journaled_and_spares_journaled_ones(
+    tmp_path: Path, groups: list[int]
+) -> None:
+    first = backend_in(tmp_path / "work")
+    journaled, _ = await launched(first, groups, "j1", str(tmp_path / "never"), "0")
+    unjournaled, folder = await launched(first, groups, "j2", str(tmp_path / "never"), "0")
+    command = int((folder / "pid").read_text())
+    await backend_in(tmp_path / "work").sweep({("j1", 1)})  # the agent died before journaling j2
+    assert not alive(unjournaled.group)  # the wrapper is gone when sweep returns; its group dies of SIGKILL
+    await eventually_async(lambda: not alive(command), what="the unjournaled command's death")
+    assert alive(journaled.group)
+
+
+async def test_a_restarted_runtime_sweeps_before_it_takes_work(tmp_path: Path, groups: list[int]) -> None:
+    unjournaled, _ = await launched(backend_in(tmp_path / "work"), groups, "j1", str(tmp_path / "never"), "0")
+    restarted = runtime_on(tmp_path)  # same workdir, and a journal that never heard of j1
+    await restarted.restore()
+    assert not alive(unjournaled.group)
+    assert restarted.capacity()[0].free == 4
 
 
 def test_a_journal_from_before_backend_records_opens_and_keeps_its_attempts(tmp_path: Path) -> None:
