@@ -65,6 +65,11 @@ class BackendError(AgentError):
     reason: str = ReasonCode.BACKEND_ERROR
 
 
+class AttemptLost(BackendError):
+    """A backend's `wait` cannot say how an attempt ended: it ended unobserved and left no record of its outcome
+    (the site lost track of it). The attempt is reported LOST, so the gateway queues the job again."""
+
+
 class LaunchFailed(BackendError):
     """The backend could not start the job's command: empty command, missing executable, bad job id."""
 

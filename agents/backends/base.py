@@ -125,14 +125,20 @@ class Backend(Protocol):
       (SIGKILL or equivalent), stopping every process the attempt started. It MUST be safe to call more
       than once and on an attempt that has already ended.
     - `adopt` MUST find an attempt this site's agent started earlier for the same (job_id, epoch) (by the
-      labels or job name the backend put on it) and return a handle to it without starting anything, so a
-      launch retried after a lost reply, or re-attached after an agent restart, never runs the job twice.
+      labels or job name the backend put on it, or by `recorded`: what `journal_record` said of it when it
+      started, empty when the journal has nothing) and return a handle to it without starting anything, so a
+      launch retried after a lost reply, or re-attached after an agent restart, never runs the job twice. A
+      handle to an attempt that ended meanwhile is fine: `wait` then returns how it ended. It MUST return None
+      only when the attempt cannot be running any more (then its devices are handed out again), and it is
+      then reported LOST: the gateway queues the job again.
+    - `wait` MAY raise `AttemptLost` when the attempt ended unobserved and left no record of how: it is
+      reported LOST, not FAILED.
     - `read_output` MUST return the attempt's combined stdout/stderr bytes from `offset`, at most `limit`
       of them, and b"" at the current end (also after the attempt ended); it MUST NOT block for new output.
     - A backend MUST keep each attempt's files apart (`<workdir>/<job_id>/<epoch>/` for local) and MUST
       confine the attempt to the devices in `LaunchSpec.devices`.
 
-    Three optional hooks, read with getattr because most backends have none:
+    Five optional hooks, read with getattr because most backends have none:
     - `async def discover(self) -> None`: a backend that must look at its scheduler before it knows its pools
       (slurm's sinfo, kubernetes' node list) does that I/O here, never in `pools()`. `open_backend` awaits it
       once, before the runtime is built and calls `pools()`; it MUST raise BackendError naming the fix when the
@@ -140,6 +146,15 @@ class Backend(Protocol):
     - `keeps_jobs: bool` (class attribute, default False): True when the engine keeps attempts running without
       the agent (Slurm, Kubernetes). A stopping agent then leaves its jobs running, journaled, and the next
       start re-attaches them with `adopt`; otherwise it stops them first.
+    - `def journal_record(self, handle: JobHandle) -> Mapping[str, object]`: what the backend needs to find
+      the attempt again after the agent was killed, beyond its (job_id, epoch) (local: its process group's
+      identity). JSON-serialisable; the runtime journals it with the started attempt and gives it back to
+      `adopt` as `recorded`.
+    - `async def sweep(self, kept: Collection[tuple[str, int]]) -> None`: after a restart, once every journaled
+      attempt was adopted or reported lost, stop whatever attempt of this site still runs that is not in `kept`
+      (the journaled (job_id, epoch) pairs): one the agent started and was killed before it journaled it. Its
+      devices are free in the agent's count, so it MUST have been forced to stop (SIGKILL or equivalent) before
+      this returns.
     - `async def watch(self) -> None`: a backend with a loop of its own that must run as long as the agent
       (slurm's poll over every followed job, kubernetes' Jobs watch) runs it here; the agent owns it as a
       supervised task and cancels it when it stops. It MUST NOT return or raise before that: one failing step
@@ -164,7 +179,7 @@ class Backend(Protocol):
         """Start one attempt. See the class rules."""
         ...
 
-    async def adopt(self, spec: LaunchSpec) -> JobHandle | None:
+    async def adopt(self, spec: LaunchSpec, recorded: Mapping[str, object] | None = None) -> JobHandle | None:
         """The handle of an attempt already started for (spec.job_id, spec.epoch), or None. Starts nothing."""
         ...
 

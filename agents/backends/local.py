@@ -1,9 +1,13 @@
 """The `local` backend: runs each attempt as a subprocess of the agent, on the agent's own machine.
 
 Owns: the attempt's working directory `<workdir>/<job_id>/<epoch>/` with its `output.log` (stdout and
-stderr), the process environment (the agent's, the job's, then FEDGATE_* and the stack's visible-devices
-variable, which the job cannot override), running the command without a shell in its own process group,
-and stopping that whole group. It does not check capacity, epochs or runtimes: the runtime does.
+stderr) and `exit_code`, the process environment (the agent's, the job's, then FEDGATE_* and the stack's
+visible-devices variable, which the job cannot override), running the command without a shell under a small
+wrapper (`agents.backends.localproc`) in its own process group, stopping that whole group, and finding an
+attempt again after the agent was killed: the journal keeps the group's identity (`journal_record`), and
+`adopt` follows it if it still runs, reports how it ended if its wrapper recorded that, and otherwise ends
+whatever is left of its group and reports it gone, so its devices are never handed out while it lives. It
+does not check capacity, epochs or runtimes: the runtime does.
 """
 
 from __future__ import annotations
@@ -15,18 +19,24 @@ import os
 import re
 import shutil
 import signal
-from collections.abc import Sequence
+import sys
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agents.backends import localproc
 from agents.backends.base import BackendSettings, ExitStatus, JobHandle, LaunchSpec, read_output_file
+from agents.backends.localproc import ProcessIdentity
 from agents.backends.stacks import visible_devices_env
 from agents.core.model import PoolSpec
-from agents.errors import BackendError, LaunchFailed
+from agents.errors import AttemptLost, BackendError, LaunchFailed
 
 log = logging.getLogger(__name__)
 
 LOG_FILE = "output.log"
+SWEEP_WAIT_S = 5.0
+"""How long `sweep` waits for a group it killed to be gone (SIGKILL cannot be ignored: only a hung kernel call
+makes it wait that long)."""
 
 # A job id becomes a folder name: refuse anything that could climb out of the workdir.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -34,17 +44,26 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 @dataclass
 class LocalHandle:
-    """One attempt started by the local backend."""
+    """One attempt started by the local backend (by this agent run, or adopted from an earlier one)."""
 
     job_id: str
     epoch: int
-    process: asyncio.subprocess.Process
+    leader: ProcessIdentity
+    """The attempt's wrapper, leader of its process group (the group id is its pid)."""
     directory: Path
-    """The attempt's working directory; `output.log` is inside it."""
+    """The attempt's working directory; `output.log` and, once the command ended, `exit_code` are inside."""
+    process: asyncio.subprocess.Process | None = None
+    """The wrapper as this agent's child; None when adopted after a restart (it is nobody's child of ours)."""
+    forced: bool = False
+    """Set once `cancel` sent SIGKILL to the group, which may leave no exit file behind."""
 
     @property
     def log_path(self) -> Path:
         return self.directory / LOG_FILE
+
+    @property
+    def group(self) -> int:
+        return self.leader.pid
 
 
 class LocalBackend:
@@ -52,7 +71,8 @@ class LocalBackend:
 
     keeps_jobs = False
     """Its jobs are the agent's child processes: a stopping agent stops them (reported PREEMPTED) rather than
-    leave orphans that no restarted agent could wait for, and a crashed agent's jobs are reported lost."""
+    leave them without anyone watching. An agent killed outright cannot stop them: the restarted agent adopts
+    them from the journal (`adopt`)."""
 
     def __init__(self, settings: BackendSettings) -> None:
         self._workdir = settings.workdir
@@ -75,11 +95,17 @@ class LocalBackend:
         executable = _resolve_executable(spec.command[0], env.get("PATH", os.defpath), directory)
         try:
             directory.mkdir(parents=True, exist_ok=True)
+            localproc.clear_exit(directory)
             output = (directory / LOG_FILE).open("ab")
         except OSError as exc:
             raise LaunchFailed(f"cannot create the job folder {directory}: {exc.strerror}") from exc
         try:
             process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-I",  # the job's PYTHONPATH and site packages are for the job, not for the wrapper
+                "-c",
+                localproc.WRAPPER,
+                str(directory / localproc.EXIT_FILE),
                 executable,
                 *spec.command[1:],
                 stdin=asyncio.subprocess.DEVNULL,
@@ -94,34 +120,99 @@ class LocalBackend:
             raise LaunchFailed(f"cannot start {spec.command[0]!r}: {exc.strerror or exc}") from exc
         finally:
             output.close()  # the child holds its own copy of the descriptor
-        log.debug("job %s epoch %d: started pid %d in %s", spec.job_id, spec.epoch, process.pid, directory)
-        return LocalHandle(job_id=spec.job_id, epoch=spec.epoch, process=process, directory=directory)
+        leader = localproc.identify(process.pid)
+        with contextlib.suppress(OSError):  # only `sweep` reads it; the journal record is what adopt uses
+            localproc.write_leader(directory, leader)
+        log.debug("job %s epoch %d: started group %d in %s", spec.job_id, spec.epoch, process.pid, directory)
+        return LocalHandle(spec.job_id, spec.epoch, leader, directory, process=process)
 
-    async def adopt(self, spec: LaunchSpec) -> LocalHandle | None:
-        # A child process does not survive as our child across an agent restart, and within one agent run the
-        # runtime's attempt table already makes launches idempotent: there is never anything to adopt here.
-        return None
+    def journal_record(self, handle: JobHandle) -> Mapping[str, object]:
+        """What finds the attempt's process group again after the agent was killed: the wrapper's identity."""
+        return _local(handle).leader.to_record()
+
+    async def adopt(self, spec: LaunchSpec, recorded: Mapping[str, object] | None = None) -> LocalHandle | None:
+        """After a restart: the attempt's group if its wrapper still runs (same pid, same start time), or an
+        ended handle if the wrapper recorded how the command ended; None when neither (then whatever is left
+        of its group is killed first, so that the devices the caller frees are really free). Within one agent
+        run the runtime's attempt table makes launches idempotent, so this is only called for journaled ones."""
+        directory = self._workdir / spec.job_id / str(spec.epoch)
+        leader = ProcessIdentity.from_record(dict(recorded or {}))
+        if leader is not None and localproc.running(leader):
+            log.info("job %s epoch %d: adopted its running process group %d", spec.job_id, spec.epoch, leader.pid)
+            return LocalHandle(spec.job_id, spec.epoch, leader, directory)
+        if leader is not None and localproc.group_may_remain(leader):
+            _end_leftovers(leader)
+        ended = await asyncio.to_thread(localproc.read_exit, directory)
+        if ended is None:
+            return None
+        log.info("job %s epoch %d: it ended while the agent was away (%s)", spec.job_id, spec.epoch, ended.describe())
+        return LocalHandle(spec.job_id, spec.epoch, leader or ProcessIdentity(0, 0, ""), directory)
+
+    async def sweep(self, kept: Collection[tuple[str, int]]) -> None:
+        """Kill every attempt still running in the workdir that the journal does not hold (`kept`): the agent
+        was killed after starting it and before journaling it, so nobody would watch it or count its devices;
+        the gateway, never told it runs, sends its Launch again."""
+        for directory, leader in await asyncio.to_thread(self._running_leaders):
+            key = (directory.parent.name, int(directory.name))
+            if key not in kept and localproc.running(leader):
+                log.warning("job %s epoch %d: killing process group %d, started but never journaled", *key, leader.pid)
+                _signal_group(leader.pid, signal.SIGKILL)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(localproc.until_ended(leader), SWEEP_WAIT_S)
+
+    def _running_leaders(self) -> list[tuple[Path, ProcessIdentity]]:
+        found = []
+        for path in self._workdir.glob(f"*/*/{localproc.LEADER_FILE}"):
+            directory = path.parent
+            if directory.name.isdigit() and not (directory / localproc.EXIT_FILE).exists():
+                leader = localproc.read_leader(directory)
+                if leader is not None and localproc.running(leader):
+                    found.append((directory, leader))
+        return found
 
     async def read_output(self, handle: JobHandle, offset: int, limit: int) -> bytes:
         path = _local(handle).directory / LOG_FILE
         return await asyncio.to_thread(read_output_file, path, offset, limit)
 
     async def wait(self, handle: JobHandle) -> ExitStatus:
-        process = _local(handle).process
-        return ExitStatus.from_returncode(await process.wait())
+        """The command's own outcome from the wrapper's exit file; the wrapper's when it left none (it was
+        killed with its group). An adopted attempt whose wrapper left none was lost: `AttemptLost`."""
+        local = _local(handle)
+        returncode = await local.process.wait() if local.process is not None else None
+        if local.process is None:
+            await localproc.until_ended(local.leader)
+        recorded = await asyncio.to_thread(localproc.read_exit, local.directory)
+        if recorded is not None:
+            return recorded
+        if returncode is not None:
+            return ExitStatus.from_returncode(returncode)
+        if local.forced:
+            return ExitStatus.from_returncode(-signal.SIGKILL)
+        raise AttemptLost(
+            f"its process group {local.group} ended while the site agent was away without recording how; "
+            "it was most likely killed with its wrapper"
+        )
 
     async def cancel(self, handle: JobHandle, grace_s: float) -> None:
-        process = _local(handle).process
+        local = _local(handle)
+        if local.process is None and not localproc.running(local.leader):
+            return  # adopted and ended: nothing of it to stop, and its pid may be another process's by now
         # With start_new_session the group id is the leader's pid, and the kernel does not reuse a pid
         # while its group has members, so these signals reach only what the job started.
-        group = process.pid
-        _signal_group(group, signal.SIGTERM)
-        if process.returncode is None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(process.wait()), timeout=max(grace_s, 0.0))
+        _signal_group(local.group, signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._leader_ended(local)), timeout=max(grace_s, 0.0))
         # Children may outlive the leader or ignore SIGTERM; the grace is over for all of them.
-        _signal_group(group, signal.SIGKILL)
-        await process.wait()
+        local.forced = True
+        _signal_group(local.group, signal.SIGKILL)
+        await self._leader_ended(local)
+
+    @staticmethod
+    async def _leader_ended(local: LocalHandle) -> None:
+        if local.process is not None:
+            await local.process.wait()
+        else:
+            await localproc.until_ended(local.leader)
 
     def _environment(self, spec: LaunchSpec) -> dict[str, str]:
         # The agent's own FEDGATE_* settings (credentials paths, tokens) never reach a job.
@@ -144,6 +235,14 @@ def _resolve_executable(program: str, search_path: str, cwd: Path) -> str:
     if found is None:
         raise LaunchFailed(f"executable {program!r} was not found on this site's PATH")
     return found
+
+
+def _end_leftovers(leader: ProcessIdentity) -> None:
+    """The wrapper has ended: processes its command started may still hold the attempt's devices in its group.
+    Kill them before the devices go to anyone else."""
+    if localproc.group_has_members(leader.pid):
+        log.warning("process group %d outlived its wrapper: killing what is left of it", leader.pid)
+        _signal_group(leader.pid, signal.SIGKILL)
 
 
 def _signal_group(group: int, signum: signal.Signals) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +84,7 @@ class SimulatedBackend:
         self._live[(spec.job_id, spec.epoch)] = handle
         return handle
 
-    async def adopt(self, spec: LaunchSpec) -> SimulatedHandle | None:
+    async def adopt(self, spec: LaunchSpec, recorded: Mapping[str, object] | None = None) -> SimulatedHandle | None:
         return self._live.get((spec.job_id, spec.epoch))
 
     async def read_output(self, handle: JobHandle, offset: int, limit: int) -> bytes:

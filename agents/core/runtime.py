@@ -236,7 +236,11 @@ class SiteRuntime:
             self._refuse(command, f"the site's backend could not start the job ({type(exc).__name__})")
             return
         attempt = Attempt(launch=command, devices=devices, handle=handle, started_at=self._clock())
-        self._journal.record_started(StartedAttempt(command, devices, attempt.started_at or self._clock()))
+        record = getattr(self._backend, "journal_record", None)
+        started = StartedAttempt(
+            command, devices, attempt.started_at or self._clock(), record(handle) if record else {}
+        )
+        self._journal.record_started(started)
         self._attempts.add_live(attempt)
         self._report(attempt)
         self._capacity_changed()
@@ -270,15 +274,23 @@ class SiteRuntime:
 
     async def restore(self) -> None:
         """Re-attach the attempts a previous run of this agent started and did not see end, through
-        `backend.adopt`; an attempt the backend no longer knows is reported FAILED (with its receipt), never
-        silently forgotten. Call once, before the first connection, so Hello lists the re-attached ones."""
-        async for attempt in reattach(self._journal.started(), self._pools, self._backend, self._spec):
+        `backend.adopt`; an attempt the backend no longer knows is reported LOST (the gateway queues it again),
+        never silently forgotten. Call once, before the first connection and before any launch, so Hello lists
+        the re-attached ones and their devices are taken before anything new is placed on them."""
+        journaled = self._journal.started()
+        async for attempt in reattach(journaled, self._pools, self._backend, self._spec):
             self._attempts.note_epoch(*attempt.key)
             if attempt.handle is None:
-                self._ended(attempt)  # lost: reported FAILED, with its receipt
+                self._ended(attempt)  # lost: reported LOST
                 continue
             self._attempts.add_live(attempt)
             self._supervisor.watch(attempt)
+        sweep = getattr(self._backend, "sweep", None)
+        if sweep is not None:  # attempts started but never journaled hold devices nobody counts: end them
+            try:
+                await sweep({entry.key for entry in journaled})
+            except Exception:
+                log.exception("the backend could not look for attempts it started but never journaled")
         self._capacity_changed()
 
     async def shutdown(self, timeout_s: float) -> None:

@@ -3,8 +3,10 @@
 Owns: one watcher task per live attempt (enforcing its max runtime), the stop requests (cancel, preempt,
 max runtime, shutdown; the first reason wins), deciding the final state from the exit status, and
 waiting for all of that at shutdown. These tasks are per attempt, not per agent: one that fails is logged
-with its traceback and its attempt is reported FAILED ("the site lost track of the job"); the agent and
-the other attempts go on. It does not allocate devices, check epochs or write updates: it
+with its traceback and its attempt is reported LOST ("the site lost track of the job"), after a bounded attempt
+to stop it, so the gateway queues the job again; the agent and the other attempts go on. A backend that
+knows the attempt ended unobserved says so with `AttemptLost`: LOST too, unless the agent itself was
+stopping it (then the stop's state). It does not allocate devices, check epochs or write updates: it
 hands each ended attempt to the `on_end` callback the runtime gives it.
 """
 
@@ -19,8 +21,12 @@ from typing import Any
 from agents.backends.base import Backend, ExitStatus
 from agents.core.attempts import Attempt, StopRequest
 from agents.core.model import JobState
+from agents.errors import AttemptLost
 
 log = logging.getLogger(__name__)
+
+LOST_STOP_TIMEOUT_S = 10.0
+"""How long stopping an attempt whose watch broke may take before it is reported LOST anyway."""
 
 
 class AttemptSupervisor:
@@ -75,13 +81,28 @@ class AttemptSupervisor:
                 attempt.state, attempt.message = JobState.SUCCEEDED, status.describe()
             else:
                 attempt.state, attempt.message = JobState.FAILED, status.describe()
+        except AttemptLost as exc:
+            log.warning("job %s epoch %d: lost: %s", *attempt.key, exc.message)
+            attempt.state, attempt.message = JobState.LOST, f"the site lost track of the job: {exc.message}"
+            if attempt.stop is not None:
+                attempt.state, attempt.message = attempt.stop.state, attempt.stop.message
         except Exception as exc:  # losing track of one job must not take the agent down
             log.exception("job %s epoch %d: lost track of the job", *attempt.key)
-            attempt.state, attempt.message = JobState.FAILED, f"the site lost track of the job ({exc})"
+            await self._stop_lost(attempt)
+            attempt.state, attempt.message = JobState.LOST, f"the site lost track of the job ({exc})"
         try:
             self._on_end(attempt)
         except Exception:  # the journal or the update could not be written: say so, with the cause
             log.exception("job %s epoch %d: recording its end (%s) failed", *attempt.key, attempt.state.name)
+
+    async def _stop_lost(self, attempt: Attempt) -> None:
+        """Best effort, bounded: a job whose watch broke may still run, and the gateway will start it again
+        elsewhere, so ask the backend to stop it before its devices are freed."""
+        assert attempt.handle is not None, "only started attempts are watched"
+        try:
+            await asyncio.wait_for(self._backend.cancel(attempt.handle, 0.0), timeout=LOST_STOP_TIMEOUT_S)
+        except Exception:
+            log.exception("job %s epoch %d: could not stop the attempt it lost track of", *attempt.key)
 
     async def _wait(self, attempt: Attempt) -> ExitStatus:
         assert attempt.handle is not None, "only started attempts are watched"

@@ -87,9 +87,11 @@ def sign_usage(
     signer: ReceiptSigner | None, site: str, attempt: Attempt, clock: Callable[[], datetime]
 ) -> tuple[bytes, bytes] | None:
     """The (record, signature) receipt of an ended attempt, or None: no signer, the attempt never started (it
-    consumed nothing), or signing failed (logged; the end must still be reported, and the gateway then settles
-    no receipt for it). `clock` is read only when there is a receipt to make."""
-    if attempt.started_at is None or signer is None:
+    consumed nothing), it was LOST (the site did not see it end, so it cannot vouch for how long it ran; the
+    gateway accounts a lost attempt from its own times), or signing failed (logged; the end must still be
+    reported, and the gateway then settles no receipt for it). `clock` is read only when there is a receipt
+    to make."""
+    if attempt.started_at is None or signer is None or attempt.state is JobState.LOST:
         return None
     try:
         signed = signer.sign(usage_record(site, attempt, clock()))

@@ -13,7 +13,8 @@ transport session does) nor assign sequences (the runtime does).
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -31,6 +32,8 @@ class StartedAttempt:
     """Device indices of the pool the attempt holds."""
     start_time: datetime
     """When it started (aware UTC)."""
+    backend_record: Mapping[str, object] = field(default_factory=dict)
+    """What the backend needs to find it again (its `journal_record`, JSON-serialisable; empty if none)."""
 
     @property
     def key(self) -> tuple[str, int]:

@@ -5,8 +5,10 @@ in WAL mode with synchronous=FULL, so that every `append`, `advance_cursor`, `ac
 `record_started` has reached the disk before it returns. Updates come back in sequence order; the highest
 sequence ever used is kept in its own row, so numbering never goes backwards across restarts even after every
 update was acknowledged. Appending the final update of an attempt forgets that attempt in the same
-transaction, so a crash can never leave an ended attempt to be re-attached. It does not decide what to send,
-sign receipts, nor re-attach attempts (the runtime does).
+transaction, so a crash can never leave an ended attempt to be re-attached. Each started attempt keeps its
+backend's record (e.g. the local backend's process group); a journal written before that column existed is
+migrated in place when opened, its attempts with an empty record. It does not decide what to send, sign
+receipts, nor re-attach attempts (the runtime does).
 """
 
 from __future__ import annotations
@@ -47,9 +49,12 @@ CREATE TABLE IF NOT EXISTS attempts (
     launch      TEXT NOT NULL,
     devices     TEXT NOT NULL,
     start_time  TEXT NOT NULL,
+    backend     TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (job_id, epoch)
 );
 """
+# Columns added since the first schema, each with the statement that adds it to an older journal.
+_MIGRATIONS = (("attempts", "backend", "ALTER TABLE attempts ADD COLUMN backend TEXT NOT NULL DEFAULT '{}'"),)
 _RAISE = (
     "INSERT INTO counters (name, value) VALUES (?, ?) "
     "ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)"
@@ -66,6 +71,7 @@ class SqliteJournal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            _migrate(self._db)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(
                 f"cannot open the agent journal {path}: {exc}; check that state_dir is writable by the agent"
@@ -146,13 +152,15 @@ class SqliteJournal:
     def record_started(self, attempt: StartedAttempt) -> None:
         self._write(
             (
-                "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO attempts (job_id, epoch, launch, devices, start_time, backend) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     attempt.launch.job_id,
                     attempt.launch.epoch,
                     json.dumps(_launch_to_json(attempt.launch)),
                     json.dumps(list(attempt.devices)),
                     attempt.start_time.isoformat(),
+                    json.dumps(dict(attempt.backend_record)),
                 ),
             )
         )
@@ -163,16 +171,32 @@ class SqliteJournal:
     def started(self) -> list[StartedAttempt]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT launch, devices, start_time FROM attempts ORDER BY start_time, job_id"
+                "SELECT launch, devices, start_time, backend FROM attempts ORDER BY start_time, job_id"
             ).fetchall()
         return [
-            StartedAttempt(_launch_from_json(json.loads(launch)), tuple(json.loads(devices)), datetime.fromisoformat(t))
-            for launch, devices, t in rows
+            StartedAttempt(
+                _launch_from_json(json.loads(launch)),
+                tuple(json.loads(devices)),
+                datetime.fromisoformat(t),
+                _record(json.loads(backend)),
+            )
+            for launch, devices, t, backend in rows
         ]
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Add the columns an older journal lacks; a journal that has them is left as it is."""
+    for table, column, statement in _MIGRATIONS:
+        if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(statement)
+
+
+def _record(value: object) -> dict[str, object]:
+    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else {}
 
 
 def _update(

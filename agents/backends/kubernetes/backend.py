@@ -129,7 +129,7 @@ class KubernetesBackend:
         log.debug("job %s epoch %d: Job %s", spec.job_id, spec.epoch, handle.name)
         return handle
 
-    async def adopt(self, spec: LaunchSpec) -> KubeHandle | None:
+    async def adopt(self, spec: LaunchSpec, recorded: Mapping[str, object] | None = None) -> KubeHandle | None:
         job = await self._find(spec)
         if job is None:
             return None

@@ -31,7 +31,7 @@ import asyncio
 import logging
 import re
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -202,7 +202,7 @@ class SlurmBackend:
         log.debug("job %s epoch %d: Slurm job %s in %s", spec.job_id, spec.epoch, slurm_id, directory)
         return self._follow(spec, slurm_id, directory)
 
-    async def adopt(self, spec: LaunchSpec) -> SlurmHandle | None:
+    async def adopt(self, spec: LaunchSpec, recorded: Mapping[str, object] | None = None) -> SlurmHandle | None:
         name = job_name(spec.job_id, spec.epoch)
         found = await self._watch.jobs_named(name, self._options.partition)
         if not found:

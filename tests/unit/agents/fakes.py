@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from agents.backends.base import ExitStatus, JobHandle, LaunchSpec
@@ -47,7 +47,7 @@ class FakeBackend:
         self.handles[(spec.job_id, spec.epoch)] = handle
         return handle
 
-    async def adopt(self, spec: LaunchSpec) -> FakeHandle | None:
+    async def adopt(self, spec: LaunchSpec, recorded: Mapping[str, object] | None = None) -> FakeHandle | None:
         return self.handles.get((spec.job_id, spec.epoch))
 
     async def read_output(self, handle: JobHandle, offset: int, limit: int) -> bytes:

@@ -1,0 +1,202 @@
+"""What lets a local attempt outlive its agent: the wrapper every attempt runs under, the exit file it leaves,
+and telling a process apart from a later one that reuses its pid.
+
+Owns: the wrapper script (it runs the job's command as its child, forwards nothing, and when the command ends
+writes the command's return code to `exit_code` in the attempt's folder atomically, so the outcome survives the
+agent's death), reading that file back, a process's identity (pid, start time in clock ticks since boot from
+`/proc/<pid>/stat`, and the boot id: together they defeat pid reuse, also across a reboot), and waiting for a
+process that is not the agent's child to end (a pidfd where the kernel has one, else polling `/proc`). Linux
+only, as the local backend's process groups are. It does not start or stop anything: `agents.backends.local`
+does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from agents.backends.base import ExitStatus
+
+EXIT_FILE = "exit_code"
+LEADER_FILE = "leader.json"
+"""The wrapper's identity, written in the attempt's folder as soon as it started: it finds an attempt the agent
+started but was killed before it could journal (`agents.backends.local.LocalBackend.sweep`)."""
+POLL_S = 0.25
+"""How often a process is looked at where the kernel offers no pidfd to wait on."""
+
+# Run with `python -I -c WRAPPER <exit file> <executable> <args...>` in the attempt's own process group. The
+# wrapper ignores the polite signals sent to the whole group (a Python handler, not SIG_IGN, so that the command
+# gets the default dispositions back at exec), so that it outlives the command and can record how it ended; a
+# SIGKILL of the group ends it too, and then no exit file says so. It exits with the command's code (128+N for
+# signal N), so an agent that is still its parent reads the same outcome from either.
+WRAPPER = r"""
+import json, os, signal, subprocess, sys
+
+def _polite(signum, frame):
+    pass
+
+for _s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(_s, _polite)
+exit_file = sys.argv[1]
+try:
+    child = subprocess.Popen(sys.argv[2:])
+    code = child.wait()
+except OSError as exc:
+    sys.stderr.write(f"fedgate: cannot start {sys.argv[2]!r}: {exc}\n")
+    code = 127
+partial = exit_file + ".partial"
+with open(partial, "w") as out:
+    json.dump({"returncode": code}, out)
+    out.flush()
+    os.fsync(out.fileno())
+os.replace(partial, exit_file)
+folder = os.open(os.path.dirname(exit_file) or ".", os.O_RDONLY)
+try:
+    os.fsync(folder)
+finally:
+    os.close(folder)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """One process, told apart from any later process with the same pid."""
+
+    pid: int
+    start_ticks: int
+    """Field 22 of `/proc/<pid>/stat`: when it started, in clock ticks since boot (0 = not known)."""
+    boot_id: str
+    """The kernel's boot id when it was read: a start time means nothing after a reboot."""
+
+    def to_record(self) -> dict[str, object]:
+        return {"pid": self.pid, "start_ticks": self.start_ticks, "boot_id": self.boot_id}
+
+    @classmethod
+    def from_record(cls, record: object) -> ProcessIdentity | None:
+        """The identity in a journaled record, or None when the record has none (an older journal)."""
+        if not isinstance(record, dict):
+            return None
+        try:
+            return cls(int(record["pid"]), int(record["start_ticks"]), str(record["boot_id"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start ticks) of `pid`, or None when there is no such process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name in parentheses may itself hold spaces and parentheses: fields follow the last ')'.
+    fields = text[text.rindex(")") + 2 :].split()
+    return fields[0], int(fields[19])
+
+
+def identify(pid: int) -> ProcessIdentity:
+    """The identity of the process `pid` as it is now (start 0 if it is already gone)."""
+    found = _stat(pid)
+    return ProcessIdentity(pid, found[1] if found else 0, boot_id())
+
+
+def running(identity: ProcessIdentity) -> bool:
+    """True while that very process exists and has not ended (a zombie has ended)."""
+    if not identity.start_ticks or identity.boot_id != boot_id():
+        return False
+    found = _stat(identity.pid)
+    return found is not None and found[1] == identity.start_ticks and found[0] not in ("Z", "X")
+
+
+def group_may_remain(leader: ProcessIdentity) -> bool:
+    """True when `leader` has ended but processes of its group may live on: its pid is free or still its own
+    zombie. A pid that is a live group's id is never reused by the kernel, so a pid taken by another process
+    (or a reboot) means that nothing of the group is left, and it must not be signalled."""
+    if leader.pid <= 1 or not leader.start_ticks or leader.boot_id != boot_id():
+        return False
+    found = _stat(leader.pid)
+    return found is None or (found[1] == leader.start_ticks and found[0] in ("Z", "X"))
+
+
+def group_has_members(pgid: int) -> bool:
+    """True when some process is still in process group `pgid` (signal 0 only checks)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def until_ended(identity: ProcessIdentity) -> None:
+    """Return once the process has ended. It need not be our child: nothing here reaps it."""
+    if not running(identity):
+        return
+    pidfd_open = getattr(os, "pidfd_open", None)
+    fd = -1
+    if pidfd_open is not None:
+        with contextlib.suppress(OSError):
+            fd = pidfd_open(identity.pid)
+    if fd < 0:
+        # Without a pidfd, a process that is not our child gives no event to wait on: look at it.
+        while running(identity):  # noqa: ASYNC110
+            await asyncio.sleep(POLL_S)
+        return
+    try:
+        if not running(identity):  # the pid may have been reused before the pidfd was opened
+            return
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        loop.add_reader(fd, readable)
+        try:
+            await ended
+        finally:
+            loop.remove_reader(fd)
+    finally:
+        os.close(fd)
+
+
+def write_leader(directory: Path, identity: ProcessIdentity) -> None:
+    partial = directory / (LEADER_FILE + ".partial")
+    partial.write_text(json.dumps(identity.to_record()))
+    os.replace(partial, directory / LEADER_FILE)
+
+
+def read_leader(directory: Path) -> ProcessIdentity | None:
+    try:
+        return ProcessIdentity.from_record(json.loads((directory / LEADER_FILE).read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def read_exit(directory: Path) -> ExitStatus | None:
+    """How the command ended, from the exit file its wrapper wrote; None when there is none (yet)."""
+    try:
+        data = json.loads((directory / EXIT_FILE).read_text())
+        return ExitStatus.from_returncode(int(data["returncode"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def clear_exit(directory: Path) -> None:
+    """Remove an exit file left by an earlier start in the same folder, so it cannot be taken for this one's."""
+    for name in (EXIT_FILE, EXIT_FILE + ".partial"):
+        with contextlib.suppress(FileNotFoundError):
+            (directory / name).unlink()
