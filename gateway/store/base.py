@@ -159,7 +159,8 @@ class Store(Protocol):
     def revocations(self) -> tuple[Revocation, ...]: ...
 
     def append_audit(self, entry: AuditEntry) -> None:
-        """Append one audit entry. MUST refuse a sequence number that already exists (append-only)."""
+        """Append one audit entry. MUST refuse a sequence number that already exists (append-only), raising
+        `AlreadyExists`."""
         ...
 
     def audit_entries(self, after: int = 0, limit: int = 1000) -> tuple[AuditEntry, ...]: ...
@@ -170,14 +171,20 @@ class Store(Protocol):
 
 
 def open_store(url: str) -> Store:
-    """Open a store by URL: `sqlite:///path/to/db`, `sqlite://:memory:`."""
+    """Open a store by URL: `sqlite:///path/to/db`, `sqlite://:memory:`, or `postgresql://user@host:port/dbname`
+    (any libpq URL; its schema is migrated on open)."""
     if url.startswith("sqlite://"):
         from gateway.store.sqlite import SqliteStore
 
         path = url.removeprefix("sqlite://")
         return SqliteStore(path.removeprefix("/") if path.startswith("/:memory:") else path)
+    if url.startswith(("postgresql://", "postgres://")):
+        from gateway.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     scheme = url.split("://", 1)[0] if "://" in url else url
     raise ConfigError(
-        f"unknown store {scheme!r}: valid stores are sqlite:///PATH (embedded default)",
+        f"unknown store {scheme!r}: valid stores are sqlite:///PATH (embedded default) and "
+        "postgresql://USER@HOST:PORT/DBNAME",
         reason="UNKNOWN_STORE",
     )
