@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Collection
 
 
-def _marks(values: Collection[str], mark: str) -> str:
-    return ",".join([mark] * len(values))
+def _in(column: str, values: Collection[str], mark: str) -> str:
+    """`column IN (...)`; for no values a clause that is false in both engines (PostgreSQL refuses `IN ()`)."""
+    return f"{column} IN ({','.join([mark] * len(values))})" if values else "1 = 0"
 
 
 def scope_clauses(
@@ -23,10 +24,10 @@ def scope_clauses(
     clauses: list[str] = []
     params: list[object] = []
     if tenants is not None:
-        scope = f"tenant IN ({_marks(tenants, mark)})"
+        scope = _in("tenant", tenants, mark)
         params.extend(tenants)
         if or_projects:
-            scope = f"({scope} OR project IN ({_marks(or_projects, mark)}))"
+            scope = f"({scope} OR {_in('project', or_projects, mark)})"
             params.extend(or_projects)
         clauses.append(scope)
     if project:
