@@ -35,7 +35,7 @@ def versions(url: str) -> list[tuple[int, str]]:
 
 
 def test_migrations_are_numbered_from_one_without_gaps() -> None:
-    assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1)) and LATEST == len(MIGRATIONS)
+    assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1)) and len(MIGRATIONS) == LATEST
 
 
 def test_an_empty_database_is_migrated_once_and_reopened_as_is(pg_url: str, opened: list[Store]) -> None:
