@@ -1,6 +1,6 @@
 """Shared by every test: hygiene (no test may leak environment variables it did not own), and the real
 servers of the integration and security suites: certificates minted once per session, an event loop thread,
-and a fresh gateway (real mTLS on loopback, port 0) per test."""
+and a fresh gateway (real mTLS on loopback, port 0) per test; the real services: Slurm and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import GatewayHandle, LoopThread, Pki, make_pki, start_test_gateway
+from tests.pgserver import PgServer, PostgresUnavailable, start_server
 from tests.slurmcluster import ClusterUnavailable, SlurmCluster, start_cluster
 
 
@@ -66,3 +67,24 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
         require_service("Slurm", str(exc))
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A real PostgreSQL (initdb into a temp dir, pg_ctl on a free loopback port) for the whole session,
+    stopped and removed at the end. Skips where it is not installed, fails there under
+    FEDGATE_REQUIRE_SERVICES=1."""
+    try:
+        server = start_server()
+    except PostgresUnavailable as exc:
+        require_service("PostgreSQL", str(exc))
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """The URL of a fresh, empty database on the session's PostgreSQL, dropped after the test."""
+    url = pg_server.create_database()
+    yield url
+    pg_server.drop_database(url)

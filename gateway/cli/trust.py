@@ -46,7 +46,7 @@ def add_trust_commands(groups: argparse._SubParsersAction[argparse.ArgumentParse
     listing = audit_cmds.add_parser("list", help="show audit entries")
     listing.add_argument("--limit", type=int, default=200)
     verify = audit_cmds.add_parser("verify", help="check that no entry was edited, removed or inserted")
-    verify.add_argument("--store", help="verify offline from this store URL (sqlite:///PATH) instead")
+    verify.add_argument("--store", help="verify offline from this store URL (sqlite:///PATH, postgresql://...)")
     verify.add_argument("--authority", type=Path, help="with --store: the authority directory (audit key)")
     return [create, issue, revoke, listing, verify]
 

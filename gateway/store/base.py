@@ -159,7 +159,8 @@ class Store(Protocol):
     def revocations(self) -> tuple[Revocation, ...]: ...
 
     def append_audit(self, entry: AuditEntry) -> None:
-        """Append one audit entry. MUST refuse a sequence number that already exists (append-only)."""
+        """Append one audit entry. MUST refuse a sequence number that already exists (append-only), raising
+        `AlreadyExists`."""
         ...
 
     def audit_entries(self, after: int = 0, limit: int = 1000) -> tuple[AuditEntry, ...]: ...
@@ -170,18 +171,25 @@ class Store(Protocol):
 
 
 def open_store(url: str, *, read_only: bool = False) -> Store:
-    """Open a store by URL: `sqlite:///path/to/db`, `sqlite://:memory:`.
+    """Open a store by URL: `sqlite:///path/to/db`, `sqlite://:memory:`, or `postgresql://user@host:port/dbname`
+    (any libpq URL; its schema is migrated on open).
 
-    A writing store is held by one process: a second one is refused with `StoreRefused` (STORE_IN_USE), as is
-    a damaged, foreign or too new file (the message names the file and the fix). `read_only` is for offline
-    tools (an audit check) beside a running gateway: no lock, no write, no file created."""
+    A writing SQLite store is held by one process: a second one is refused with `StoreRefused` (STORE_IN_USE),
+    as is a damaged, foreign or too new file (the message names the file and the fix). `read_only` is for
+    offline tools (an audit check) beside a running gateway: no lock, no write, no file created. On PostgreSQL
+    there is no lock to take, and `read_only` changes nothing."""
     if url.startswith("sqlite://"):
         from gateway.store.sqlite import SqliteStore
 
         path = url.removeprefix("sqlite://")
         return SqliteStore(path.removeprefix("/") if path.startswith("/:memory:") else path, read_only=read_only)
+    if url.startswith(("postgresql://", "postgres://")):
+        from gateway.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     scheme = url.split("://", 1)[0] if "://" in url else url
     raise ConfigError(
-        f"unknown store {scheme!r}: valid stores are sqlite:///PATH (embedded default)",
+        f"unknown store {scheme!r}: valid stores are sqlite:///PATH (embedded default) and "
+        "postgresql://USER@HOST:PORT/DBNAME",
         reason="UNKNOWN_STORE",
     )

@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS receipts (
 );
 CREATE INDEX IF NOT EXISTS receipts_end ON receipts (end_time);
 """
-_COLUMNS = (
+RECEIPT_COLUMNS = (
     "id, site, job_id, epoch, attempt, tenant, project, class, cards, start_time, end_time, exit_code, state, "
     "record, site_signature, site_certificate, gateway_signature, gateway_certificate, settle_time"
 )
@@ -65,7 +65,7 @@ class ReceiptTables:
             r = settled.record
             assert r is not None, "only checked receipts are settled"
             self._db.execute(
-                f"INSERT OR IGNORE INTO receipts ({_COLUMNS.removeprefix('id, ')}) "
+                f"INSERT OR IGNORE INTO receipts ({RECEIPT_COLUMNS.removeprefix('id, ')}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     r.site,
@@ -106,15 +106,16 @@ class ReceiptTables:
         scoped, scope_params = scope_clauses(tenants, project, or_projects)
         clauses.extend(scoped)
         params.extend(scope_params)
-        sql = f"SELECT {_COLUMNS} FROM receipts WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?"
+        sql = f"SELECT {RECEIPT_COLUMNS} FROM receipts WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?"
         with self._lock:
             rows = self._db.execute(sql, (*params, page_size + 1)).fetchall()
-        receipts = tuple(_settled(row) for row in rows[:page_size])
+        receipts = tuple(settled_from_row(row) for row in rows[:page_size])
         token = str(rows[page_size - 1][0]) if len(rows) > page_size else ""
         return ReceiptPage(receipts, token)
 
 
-def _settled(row: tuple[object, ...]) -> SettledReceipt:
+def settled_from_row(row: tuple[object, ...]) -> SettledReceipt:
+    """A receipt from a row of RECEIPT_COLUMNS (either engine's)."""
     (_, site, job_id, epoch, attempt, tenant, project, cls, cards, start, end, exit_code, state) = row[:13]
     record_bytes, site_signature, site_certificate, gateway_signature, gateway_certificate, settle = row[13:]
     record = UsageRecord(

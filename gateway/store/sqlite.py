@@ -16,11 +16,12 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from gateway.jobs.model import ATTEMPT_ENDS, Job, JobEvent, JobState
+from gateway.jobs.model import Job, JobEvent, JobState
 from gateway.store.base import JobPage, Store
 from gateway.store.codec import job_from_json, job_to_json
 from gateway.store.receipts import RECEIPT_SCHEMA, ReceiptTables
 from gateway.store.reservations import RESERVATION_SCHEMA, ReservationTables
+from gateway.store.rows import event_row, usage_rows
 from gateway.store.scope import scope_clauses
 from gateway.store.security import SECURITY_SCHEMA, SecurityTables
 from gateway.store.sqlite_open import StoreLock, open_database, plain_path, store_error
@@ -89,14 +90,7 @@ class SqliteStore(SecurityTables, ReservationTables, ReceiptTables):
     def _insert_event(self, event: JobEvent) -> JobEvent:
         cursor = self._db.execute(
             "INSERT INTO events (job_id, state, time, attempt, site, message) VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                event.job_id,
-                event.state.value,
-                event.time.isoformat(),
-                event.attempt,
-                event.site,
-                event.message,
-            ),
+            event_row(event),
         )
         return JobEvent(
             event.job_id,
@@ -185,9 +179,8 @@ class SqliteStore(SecurityTables, ReservationTables, ReceiptTables):
                         (job.state.value, job_to_json(job), job.job_id),
                     )
                     stored.append(self._insert_event(event))
-                    ended = job.state.terminal or job.state in ATTEMPT_ENDS  # a preempted attempt's hours count too
-                    if ended and job.start_time is not None and job.end_time is not None:
-                        self._insert_usage(job)
+                    if usage := usage_rows(job):  # an attempt ended: its card-hours, a preempted one's too
+                        self._db.executemany("INSERT OR IGNORE INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", usage)
                     if site_cursor is not None:
                         self._db.execute(
                             "INSERT INTO site_cursors (site, sequence) VALUES (?, ?) "
@@ -200,25 +193,6 @@ class SqliteStore(SecurityTables, ReservationTables, ReceiptTables):
                 self._db.execute("ROLLBACK")
                 raise
         return stored
-
-    def _insert_usage(self, job: Job) -> None:
-        assert job.start_time is not None and job.end_time is not None
-        hours = max(0.0, (job.end_time - job.start_time).total_seconds() / 3600)
-        for p in job.placements:
-            self._db.execute(
-                "INSERT OR IGNORE INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job.job_id,
-                    job.attempt,
-                    job.spec.tenant,
-                    job.spec.project,
-                    p.accelerator_class,
-                    p.cards,
-                    job.start_time.isoformat(),
-                    job.end_time.isoformat(),
-                    hours * p.cards,
-                ),
-            )
 
     def usage_between(self, start: datetime, end: datetime) -> list[tuple[str, str, str, float, int]]:
         """(tenant, project, class, card-hours, attempts) of attempts that ended in [start, end)."""

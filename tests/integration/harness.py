@@ -96,14 +96,16 @@ class GatewayHandle:
         self.loop.run(self.running.stop(0.5))
 
 
-def start_test_gateway(pki: Pki, workdir: Path, loop: LoopThread, port: int = 0) -> GatewayHandle:
-    """A gateway on `port` (0: any free one) over the store in `workdir`; a restart reuses both."""
-    running = loop.run(start_gateway(load_gateway_config(write_gateway_config(pki, workdir, port))))
+def start_test_gateway(pki: Pki, workdir: Path, loop: LoopThread, port: int = 0, store: str = "") -> GatewayHandle:
+    """A gateway on `port` (0: any free one) over the store in `workdir` (or the `store` URL given); a restart
+    reuses both."""
+    running = loop.run(start_gateway(load_gateway_config(write_gateway_config(pki, workdir, port, store))))
     return GatewayHandle(loop, running, pki)
 
 
-def write_gateway_config(pki: Pki, workdir: Path, port: int = 0) -> Path:
-    """The test gateway's config file in `workdir` (listening on `port`, its store in `workdir`)."""
+def write_gateway_config(pki: Pki, workdir: Path, port: int = 0, store: str = "") -> Path:
+    """The test gateway's config file in `workdir` (listening on `port`, its store in `workdir` unless a
+    `store` URL is given)."""
     config_path = workdir / "gateway.yaml"
     gateway_dir = pki.root / "gateway"
     config_path.write_text(
@@ -114,7 +116,7 @@ def write_gateway_config(pki: Pki, workdir: Path, port: int = 0) -> Path:
                 "federation": FEDERATION,
                 "listen": f"127.0.0.1:{port}",
                 "tls": {k: str(gateway_dir / f"{k}.pem") for k in ("ca", "cert", "key")},
-                "store": f"sqlite:///{workdir / 'gateway.db'}",
+                "store": store or f"sqlite:///{workdir / 'gateway.db'}",
                 "policy": str(REPO_POLICIES / "federation.yaml"),
                 "authority": str(pki.root / "ca"),
                 "public_listen": "127.0.0.1:0",

@@ -189,6 +189,18 @@ class ReasonCode(enum.StrEnum):
         "error",
         "The gateway config names a store it does not know. Use one of the stores the message lists.",
     )
+    STORE_SCHEMA_TOO_NEW = (
+        "STORE_SCHEMA_TOO_NEW",
+        "error",
+        "The store's database was written by a newer fedgate (its schema version is above this release's); "
+        "the gateway leaves it unchanged and does not start. Run the release that wrote it, or a newer one.",
+    )
+    STORE_UNREACHABLE = (
+        "STORE_UNREACHABLE",
+        "error",
+        "The gateway cannot reach its PostgreSQL store (down, restarting, or refusing the connection). Retry "
+        "(a submission retried with the same request id is admitted once); operators check the server named.",
+    )
     CA_EXISTS = (
         "CA_EXISTS",
         "error",
