@@ -94,10 +94,15 @@ def test_a_dead_long_lived_task_stops_the_agent_process_with_a_non_zero_exit(
             job = alice.create_job(spec)
             code = agent.wait(timeout=30)
             _, stderr = agent.communicate(timeout=5)
+
             # The drain stopped the job and reported it before the process went: the gateway does not wait
-            # for a lease to expire to know the attempt is over.
-            eventually(lambda: alice.get_job(job.job_id).state != JobState.RUNNING, what="the attempt reported")
-            after = alice.get_job(job.job_id)
+            # for a lease to expire to know the attempt is over. (The job is then queued again and may already
+            # be dispatched anew, so the stored history is what tells, not the job's state of the moment.)
+            def first_attempt_ended() -> bool:
+                events = gateway.running.core.store.events(job.job_id)
+                return any(e.attempt == 1 and e.state == JobState.PREEMPTED for e in events)
+
+            eventually(first_attempt_ended, what="the drained attempt reported PREEMPTED")
     finally:
         if agent.poll() is None:
             agent.kill()
@@ -109,4 +114,7 @@ def test_a_dead_long_lived_task_stops_the_agent_process_with_a_non_zero_exit(
     )
     assert "Traceback" in stderr
     assert "exit 1 so that the agent's supervisor restarts it" in stderr
-    assert after.attempt >= 1 and after.state in (JobState.QUEUED, JobState.PREEMPTED), after
+    history = [(e.attempt, e.state) for e in gateway.running.core.store.events(job.job_id)]
+    assert (1, JobState.RUNNING) in history and history.index((1, JobState.RUNNING)) < history.index(
+        (1, JobState.PREEMPTED)
+    ), history

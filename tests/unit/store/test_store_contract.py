@@ -49,6 +49,12 @@ class Engine:
         self.opened.remove(store)
         return self.open()
 
+    def other_writer(self, store: Store) -> Store:
+        """What a second writer racing `store` is on this engine: on PostgreSQL another store on the same
+        database (a second gateway); on SQLite, where a second writing process is refused by design
+        (`tests/unit/test_sqlite_store_safety.py`), the same store from other threads."""
+        return store if self.name == "sqlite" else self.open()
+
     def close_all(self) -> None:
         for store in self.opened:
             store.close()
@@ -401,7 +407,7 @@ def test_a_join_token_is_consumed_by_exactly_one_of_racing_callers(engine: Engin
     record = JoinTokenRecord("tok1", "centre-a", "ab" * 32, "admin", T0, T0 + timedelta(hours=1))
     store.add_join_token(record)
     assert store.join_token("tok1") == record and store.join_token("nope") is None
-    other = engine.open()  # a second connection to the same database: a second gateway
+    other = engine.other_writer(store)
     stores = [store, other]
     answers = race(8, lambda i: stores[i % 2].consume_join_token("tok1", T0 + timedelta(minutes=1)))
     assert sorted(answers) == [False] * 7 + [True]
@@ -413,7 +419,7 @@ def test_a_join_token_is_consumed_by_exactly_one_of_racing_callers(engine: Engin
 
 
 def test_a_single_use_token_is_used_once_ever(engine: Engine, store: Store) -> None:
-    other = engine.open()
+    other = engine.other_writer(store)
     stores = [store, other]
     answers = race(8, lambda i: stores[i % 2].record_token_use("jti-1", T0))
     assert sorted(answers) == [False] * 7 + [True]
