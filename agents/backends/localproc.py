@@ -8,8 +8,8 @@ deadline pass, so that an agent stopped or hung past the gateway's site lease le
 its replacement), the fence file, reading the exit file back, a process's identity (pid, start time in clock
 ticks since boot from `/proc/<pid>/stat`, and the boot id: together they defeat pid reuse, also across a
 reboot), and waiting for a process that is not the agent's child to end (a pidfd where the kernel has one,
-else polling `/proc`). Linux only, as the local backend's process groups are. It does not start or stop anything: `agents.backends.local`
-does.
+else polling `/proc`). Linux only, as the local backend's process groups are. It does not start or stop
+anything: `agents.backends.local` does.
 """
 
 from __future__ import annotations
