@@ -97,11 +97,13 @@ class GatewayHandle:
 
 
 def start_test_gateway(
-    pki: Pki, workdir: Path, loop: LoopThread, port: int = 0, store: str = "", **extra: object
+    pki: Pki, workdir: Path, loop: LoopThread, port: int = 0, store: str = "", extra: dict[str, object] | None = None
 ) -> GatewayHandle:
     """A gateway on `port` (0: any free one) over the store in `workdir` (or the `store` URL given); a restart
     reuses both. `extra`: more config keys (e.g. a short `site_lease_s`)."""
-    running = loop.run(start_gateway(load_gateway_config(write_gateway_config(pki, workdir, port, store, **extra))))
+    running = loop.run(
+        start_gateway(load_gateway_config(write_gateway_config(pki, workdir, port, store, **(extra or {}))))
+    )
     return GatewayHandle(loop, running, pki)
 
 

@@ -24,7 +24,7 @@ from tests.integration.harness import GatewayHandle, LoopThread, Pki, start_test
 from tests.waiting import eventually
 
 LEASE_S = 1.5
-LEASE = {"site_lease_s": LEASE_S, "report_interval_s": 0.3, "restart_grace_s": 0.5}
+LEASE: dict[str, object] = {"site_lease_s": LEASE_S, "report_interval_s": 0.3, "restart_grace_s": 0.5}
 POOLS = [{"class": "ascend-910b", "cards": 1, "offered": 1, "cards_per_node": 1}]
 # The job: appends a heartbeat (CLOCK_MONOTONIC, shared by every process of the machine) every 20 ms, forever.
 JOB = (
@@ -107,7 +107,7 @@ def _state(pid: int) -> str:
 
 @pytest.fixture
 def leased(pki: Pki, loop: LoopThread, tmp_path: Path) -> Iterator[GatewayHandle]:
-    handle = start_test_gateway(pki, tmp_path, loop, **LEASE)
+    handle = start_test_gateway(pki, tmp_path, loop, extra=LEASE)
     yield handle
     handle.stop()
 
@@ -179,7 +179,7 @@ def test_a_restarted_gateway_declares_nothing_lost_before_its_grace_period(
     pki: Pki, loop: LoopThread, tmp_path: Path
 ) -> None:
     grace = 4.0
-    gateway = start_test_gateway(pki, tmp_path, loop, **LEASE)
+    gateway = start_test_gateway(pki, tmp_path, loop, extra=LEASE)
     a = Agent(gateway, tmp_path / "centre-a", "centre-a")
     try:
         a.start()
@@ -190,7 +190,7 @@ def test_a_restarted_gateway_declares_nothing_lost_before_its_grace_period(
         gateway.stop()
         a.end()  # the site never comes back
         before = datetime.now(UTC)
-        gateway = start_test_gateway(pki, tmp_path, loop, **{**LEASE, "restart_grace_s": grace})
+        gateway = start_test_gateway(pki, tmp_path, loop, extra={**LEASE, "restart_grace_s": grace})
         store = gateway.running.core.store
         eventually(
             lambda: any(e.state == JobState.LOST for e in store.events(job_id)), timeout=30, what="the attempt LOST"
