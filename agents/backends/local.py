@@ -76,6 +76,33 @@ class LocalBackend:
 
     def __init__(self, settings: BackendSettings) -> None:
         self._workdir = settings.workdir
+        self._fence_s = localproc.read_fence_s(self._workdir)
+        """Half the gateway's site lease (from Welcome): how far ahead the fence's deadline is kept. A previous
+        run's value is kept until the gateway says again, so that a restarted agent renews at once."""
+        self.fence_renewals = 0
+
+    def set_lease(self, lease_s: float) -> None:
+        """The gateway's site lease (Welcome): every wrapper kills its attempt once the agent has not renewed the
+        fence for half of it (0: no fence)."""
+        self._fence_s = lease_s / 2
+        self._renew_fence()
+
+    def _renew_fence(self) -> None:
+        if self._fence_s <= 0:
+            return
+        try:
+            self._workdir.mkdir(parents=True, exist_ok=True)
+            localproc.write_fence(self._workdir, self._fence_s)
+            self.fence_renewals += 1
+        except OSError as exc:  # the wrappers fence on the old deadline: the attempts stop, none runs twice
+            log.warning("cannot renew the fence in %s: %s", self._workdir, exc)
+
+    async def watch(self) -> None:
+        """Keep the fence's deadline ahead while the agent runs, whether or not the gateway can be reached:
+        attempts run on through a gateway outage; they stop only when this agent stops (or hangs)."""
+        while True:
+            self._renew_fence()
+            await asyncio.sleep(max(0.05, min(1.0, self._fence_s / 8)) if self._fence_s > 0 else 0.5)
 
     @property
     def name(self) -> str:
@@ -93,6 +120,7 @@ class LocalBackend:
         directory = self._workdir / spec.job_id / str(spec.epoch)
         env = self._environment(spec)
         executable = _resolve_executable(spec.command[0], env.get("PATH", os.defpath), directory)
+        wrapper_env = {**env, localproc.FENCE_ENV: str(self._workdir / localproc.FENCE_FILE)}  # the wrapper's only
         try:
             directory.mkdir(parents=True, exist_ok=True)
             localproc.clear_exit(directory)
@@ -112,7 +140,7 @@ class LocalBackend:
                 stdout=output,
                 stderr=asyncio.subprocess.STDOUT,
                 cwd=directory,
-                env=env,
+                env=wrapper_env,
                 # Own session = own process group, so cancel can stop everything the job started.
                 start_new_session=True,
             )
@@ -184,6 +212,11 @@ class LocalBackend:
         recorded = await asyncio.to_thread(localproc.read_exit, local.directory)
         if recorded is not None:
             return recorded
+        if localproc.was_fenced(local.directory):
+            raise AttemptLost(
+                "its wrapper stopped it: the site agent had not renewed its fence within half the gateway's site "
+                "lease (stopped or hung), so the gateway may already run a replacement"
+            )
         if returncode is not None:
             return ExitStatus.from_returncode(returncode)
         if local.forced:

@@ -3,11 +3,13 @@ and telling a process apart from a later one that reuses its pid.
 
 Owns: the wrapper script (it runs the job's command as its child, forwards nothing, and when the command ends
 writes the command's return code to `exit_code` in the attempt's folder atomically, so the outcome survives the
-agent's death), reading that file back, a process's identity (pid, start time in clock ticks since boot from
-`/proc/<pid>/stat`, and the boot id: together they defeat pid reuse, also across a reboot), and waiting for a
-process that is not the agent's child to end (a pidfd where the kernel has one, else polling `/proc`). Linux
-only, as the local backend's process groups are. It does not start or stop anything: `agents.backends.local`
-does.
+agent's death; and it fences the attempt: it kills its whole group once the agent has let the fence file's
+deadline pass, so that an agent stopped or hung past the gateway's site lease leaves no attempt running beside
+its replacement), the fence file, reading the exit file back, a process's identity (pid, start time in clock
+ticks since boot from `/proc/<pid>/stat`, and the boot id: together they defeat pid reuse, also across a
+reboot), and waiting for a process that is not the agent's child to end (a pidfd where the kernel has one,
+else polling `/proc`). Linux only, as the local backend's process groups are. It does not start or stop
+anything: `agents.backends.local` does.
 """
 
 from __future__ import annotations
@@ -16,12 +18,19 @@ import asyncio
 import contextlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from agents.backends.base import ExitStatus
 
 EXIT_FILE = "exit_code"
+FENCED_FILE = "fenced"
+"""Left in the attempt's folder by a wrapper that killed its attempt because the fence's deadline passed."""
+FENCE_FILE = "fence"
+"""In the workdir: {"until": CLOCK_BOOTTIME seconds, "fence_s": s}. The agent moves `until` forward while it
+runs; every wrapper whose environment names the file kills its group once the clock passes it."""
+FENCE_ENV = "FEDGATE_FENCE_FILE"
 LEADER_FILE = "leader.json"
 """The wrapper's identity, written in the attempt's folder as soon as it started: it finds an attempt the agent
 started but was killed before it could journal (`agents.backends.local.LocalBackend.sweep`)."""
@@ -34,7 +43,7 @@ POLL_S = 0.25
 # SIGKILL of the group ends it too, and then no exit file says so. It exits with the command's code (128+N for
 # signal N), so an agent that is still its parent reads the same outcome from either.
 WRAPPER = r"""
-import json, os, signal, subprocess, sys
+import json, os, signal, subprocess, sys, time
 
 def _polite(signum, frame):
     pass
@@ -42,9 +51,26 @@ def _polite(signum, frame):
 for _s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
     signal.signal(_s, _polite)
 exit_file = sys.argv[1]
+fence = os.environ.pop("FEDGATE_FENCE_FILE", "")
+
+def _fenced():
+    try:
+        with open(fence) as f:
+            until = float(json.load(f)["until"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return time.clock_gettime(time.CLOCK_BOOTTIME) > until
+
 try:
     child = subprocess.Popen(sys.argv[2:])
-    code = child.wait()
+    while True:
+        try:
+            code = child.wait(timeout=0.1 if fence else None)
+            break
+        except subprocess.TimeoutExpired:
+            if _fenced():
+                open(os.path.join(os.path.dirname(exit_file) or ".", "fenced"), "w").close()
+                os.killpg(0, signal.SIGKILL)
 except OSError as exc:
     sys.stderr.write(f"fedgate: cannot start {sys.argv[2]!r}: {exc}\n")
     code = 127
@@ -195,8 +221,32 @@ def read_exit(directory: Path) -> ExitStatus | None:
         return None
 
 
+def boottime() -> float:
+    """Seconds since boot, counting time suspended and time the agent was stopped: the fence's clock."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def write_fence(workdir: Path, fence_s: float) -> None:
+    """Move the fence's deadline to `fence_s` from now (atomically: a wrapper never reads half a file)."""
+    partial = workdir / (FENCE_FILE + ".partial")
+    partial.write_text(json.dumps({"until": boottime() + fence_s, "fence_s": fence_s}))
+    os.replace(partial, workdir / FENCE_FILE)
+
+
+def read_fence_s(workdir: Path) -> float:
+    """The fence period a previous run of the agent kept (0 when none), so a restarted agent renews at once."""
+    try:
+        return float(json.loads((workdir / FENCE_FILE).read_text())["fence_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def was_fenced(directory: Path) -> bool:
+    return (directory / FENCED_FILE).exists()
+
+
 def clear_exit(directory: Path) -> None:
     """Remove an exit file left by an earlier start in the same folder, so it cannot be taken for this one's."""
-    for name in (EXIT_FILE, EXIT_FILE + ".partial"):
+    for name in (EXIT_FILE, EXIT_FILE + ".partial", FENCED_FILE):
         with contextlib.suppress(FileNotFoundError):
             (directory / name).unlink()

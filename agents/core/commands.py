@@ -22,6 +22,8 @@ class Welcome:
     """Highest update sequence the gateway has made durable; the agent replays what follows."""
     report_interval_s: float
     """How often to send a full capacity report; 0 = use the agent's configured interval."""
+    site_lease_s: float = 0.0
+    """The gateway's site lease: past it, a silent site's attempts are declared LOST (0 = none said)."""
 
 
 @dataclass(frozen=True)

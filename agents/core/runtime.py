@@ -151,6 +151,14 @@ class SiteRuntime:
         self._journal.acknowledge(last_update_sequence)
         self._last_sequence = max(self._last_sequence, last_update_sequence)
 
+    def accept_lease(self, lease_s: float) -> None:
+        """The gateway's site lease (Welcome). A backend whose attempts would run on without the agent (`local`)
+        fences them within it (`set_lease`); engines that keep jobs do not: the gateway cancels on reconnect
+        whatever it replaced meanwhile."""
+        set_lease = getattr(self._backend, "set_lease", None)
+        if set_lease is not None and lease_s > 0:
+            set_lease(lease_s)
+
     def mark_processed(self, sequence: int) -> None:
         """A gateway message was handled; a reconnect resumes after the highest such sequence."""
         self._journal.advance_cursor(sequence)

@@ -87,6 +87,7 @@ def welcome_from_proto(message: site_pb2.Welcome) -> Welcome:
     return Welcome(
         last_update_sequence=message.last_update_sequence,
         report_interval_s=wire.seconds_from_proto(message.report_interval),
+        site_lease_s=wire.seconds_from_proto(message.site_lease) if message.HasField("site_lease") else 0.0,
     )
 
 

@@ -75,6 +75,7 @@ class GatewaySession:
         self.welcomed = True
         self.ready.set()
         self._runtime.accept_welcome(welcome.last_update_sequence)
+        self._runtime.accept_lease(welcome.site_lease_s)
         self._sent_up_to = welcome.last_update_sequence  # everything after it is replayed, oldest first
         interval = welcome.report_interval_s or self._default_interval_s
         log.info("connected; gateway holds updates up to %d", welcome.last_update_sequence)

@@ -43,6 +43,20 @@ class GatewayConfig:
     credential_check: timedelta = timedelta(seconds=1)  # open streams are cut this soon after a revocation
     policy_watch: timedelta = timedelta(seconds=2)  # how often the policy file is checked for changes; 0: never
     metrics_listen: str = ""  # loopback host:port for Prometheus text metrics; empty: none. Never public.
+    # A site the gateway has not heard from (a capacity report, an update, a reply) for this long is declared
+    # lost: its attempts become LOST and are queued again by their policy. Agents fence (stop) their local
+    # attempts well within it (docs/reliability.md), so a replacement never runs beside the old attempt.
+    site_lease: timedelta = timedelta(seconds=30)
+    # After the gateway starts, no site is declared lost before this much time has passed, whatever it last
+    # heard before the restart: every site gets the whole period to reconnect.
+    restart_grace: timedelta = timedelta(seconds=60)
+    # On SIGTERM, how long in-flight calls get to finish before the gateway stops anyway.
+    shutdown_grace: timedelta = timedelta(seconds=5)
+
+    @property
+    def suspect_after(self) -> timedelta:
+        """A site silent this long (two report intervals and a half: heartbeats missed) is shown as suspect."""
+        return min(self.report_interval * 2.5, self.site_lease / 2)
 
 
 KEYS = {
@@ -63,6 +77,9 @@ KEYS = {
     "credential_check_s",
     "policy_watch_s",
     "metrics_listen",
+    "site_lease_s",
+    "restart_grace_s",
+    "shutdown_grace_s",
 }
 
 
@@ -107,6 +124,14 @@ def load_gateway_config(path: Path) -> GatewayConfig:
     max_bytes = data.get("max_message_bytes", 4 * 1024 * 1024)
     if not isinstance(max_bytes, int) or not 1024 <= max_bytes <= 64 * 1024 * 1024:
         raise doc.error(("max_message_bytes",), "must be an integer between 1024 and 67108864")
+    report_interval = seconds("report_interval_s", 2)
+    site_lease = seconds("site_lease_s", 30)
+    if site_lease < report_interval * 3:
+        raise doc.error(
+            ("site_lease_s",),
+            f"must be at least three report intervals ({3 * report_interval.total_seconds():g} s)",
+            "a site sends a capacity report every report interval; the lease must outlast a few missed ones",
+        )
     return GatewayConfig(
         federation=text("federation"),
         listen=text("listen"),
@@ -116,7 +141,7 @@ def load_gateway_config(path: Path) -> GatewayConfig:
         catalogue=file(data["catalogue"], ("catalogue",))
         if "catalogue" in data
         else REPO_POLICIES / "accelerators.yaml",
-        report_interval=seconds("report_interval_s", 2),
+        report_interval=report_interval,
         schedule_period=seconds("schedule_period_s", 1),
         max_message_bytes=max_bytes,
         authority=_directory(doc, base, data.get("authority")),
@@ -125,6 +150,9 @@ def load_gateway_config(path: Path) -> GatewayConfig:
         credential_check=seconds("credential_check_s", 1),
         policy_watch=timedelta(0) if data.get("policy_watch_s") == 0 else seconds("policy_watch_s", 2),
         metrics_listen=_loopback(doc, data.get("metrics_listen", "")),
+        site_lease=site_lease,
+        restart_grace=seconds("restart_grace_s", 60),
+        shutdown_grace=seconds("shutdown_grace_s", 5),
     )
 
 

@@ -169,6 +169,9 @@ def job_row(job: Job, now: datetime | None = None) -> dict[str, Any]:
 
 
 def site_state(site: SiteView) -> str:
+    """ready, draining, offline; suspect (heartbeats missed) or lost (past its lease), with why."""
+    if site.liveness in {"suspect", "lost"}:
+        return f"{site.liveness} ({site.liveness_reason})" if site.liveness_reason else site.liveness
     if not site.connected:
         return "offline"
     return "draining" if site.draining else "ready"

@@ -85,7 +85,7 @@ async def serve_until_stopped(running: RunningGateway, stop: asyncio.Event) -> i
         for task in (stopped, failed):
             task.cancel()
     failure = running.supervisor.failure
-    await running.stop()
+    await running.stop(running.shutdown_grace)
     if failure is not None:
         log.critical("the gateway stops with exit code 1: %s", failure.describe())
         return 1

@@ -15,7 +15,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Collection
 from datetime import datetime
 
-from gateway.errors import AdmissionRejected, GatewayError, InvalidArgument, NotFound
+from gateway.errors import AdmissionRejected, GatewayError, InvalidArgument, NotFound, Unavailable
 from gateway.identity.principal import Principal, principal_from_uri
 from gateway.jobs.admission import AdmissionDecision, admit
 from gateway.jobs.book import JobBook
@@ -71,6 +71,8 @@ class JobService:
         self.registry = registry
         self.reservations = reservations
         self.clock = clock
+        self.closing = ""
+        """Set (to why) when the gateway stops: new jobs are refused with UNAVAILABLE, in-flight ones finish."""
 
     # ---- vendors --------------------------------------------------------------------------------------------
     def admit(self, caller: Principal, spec: JobSpec, policy: FederationPolicy | None = None) -> AdmissionDecision:
@@ -79,6 +81,8 @@ class JobService:
         return admit(spec, caller, policy, self.policy.catalogue, self.clock(), self.usage.usage())
 
     async def create_job(self, caller: Principal, spec: JobSpec, request_id: str = "") -> Job:
+        if self.closing:
+            raise Unavailable(self.closing, reason="GATEWAY_SHUTTING_DOWN")
         policy = self.policy.policy  # one policy for the whole decision, even if a reload swaps it meanwhile
         if caller.kind == "user" and caller.tenant == spec.tenant and spec.tenant in policy.tenants:
             # Members act, viewers and outsiders do not (in a joint project: its members, from any tenant).

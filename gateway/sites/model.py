@@ -49,6 +49,9 @@ class SiteView:
     agent_version: str = ""
     last_seen: datetime | None = None
     terms: SiteTerms | None = None
+    liveness: str = "live"
+    """live, suspect (heartbeats missed) or lost (silent past its lease); `gateway.sites.liveness`."""
+    liveness_reason: str = ""
 
     def leased_cards(self, accelerator_class: str) -> int:
         return sum(n for cls, n in self.leased if cls == accelerator_class)

@@ -1,15 +1,17 @@
 """The site registry: which agents are connected, what they offer, and the outbound queue to each.
 
-Owns: per-site liveness, pools (full reports and deltas), drain state, and the gateway->agent command
-sequence. It does not decide placement and does not know gRPC: commands are plain dataclasses that the
-transport layer turns into messages.
+Owns: per-site liveness (when the gateway last heard from each site, on its own monotonic clock, and the
+site's state: live, suspect, lost; `gateway.sites.liveness` judges it), pools (full reports and deltas),
+drain state, and the gateway->agent command sequence. It does not decide placement and does not know gRPC:
+commands are plain dataclasses that the transport layer turns into messages.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -111,10 +113,26 @@ Command = (
     | BookCommand
     | ReleaseCommand
 )
-# None on an outbox closes the stream that reads it (the connection was replaced or the site revoked).
-Outbox = asyncio.Queue[tuple[int, Command] | None]
+
+
+@dataclass(frozen=True)
+class StreamClosed:
+    """Ends the stream that reads it with a status that says why (UNAVAILABLE and `reason`): the site is past its
+    lease, or the gateway is stopping. The agent re-dials."""
+
+    reason: str
+    message: str
+
+
+# None on an outbox closes the stream that reads it (the connection was replaced); a StreamClosed ends it with
+# a status and a reason.
+Outbox = asyncio.Queue[tuple[int, Command] | StreamClosed | None]
 
 _connection_ids = itertools.count(1)
+
+LIVE, SUSPECT, LOST = "live", "suspect", "lost"
+"""A site's liveness as the gateway judges it: heard from within its heartbeats, silent for a few of them,
+silent past its lease (its attempts were declared LOST)."""
 
 
 @dataclass
@@ -129,11 +147,22 @@ class SiteRecord:
     terms: SiteTerms | None = None
     connection_id: int = 0
     next_sequence: int = 1
+    heard_at: float | None = None
+    """When the gateway last heard from the site, on its monotonic clock (None: not since it started)."""
+    liveness: str = LIVE
+    liveness_reason: str = ""
 
 
 class SiteRegistry:
-    def __init__(self) -> None:
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._sites: dict[str, SiteRecord] = {}
+        self.monotonic = monotonic
+
+    def _heard(self, record: SiteRecord, now: datetime) -> None:
+        record.last_seen = now
+        record.heard_at = self.monotonic()
+        if record.liveness != LIVE:
+            record.liveness, record.liveness_reason = LIVE, ""
 
     def get(self, site: str) -> SiteRecord:
         record = self._sites.get(site)
@@ -150,7 +179,7 @@ class SiteRegistry:
         record.connection_id = next(_connection_ids)
         record.connected = True
         record.agent_version = agent_version
-        record.last_seen = now
+        self._heard(record, now)
         record.pools = {}
         if record.draining:
             self._enqueue(record, DrainCommand(True))
@@ -176,7 +205,7 @@ class SiteRegistry:
             record.pools = {}
         for pool in pools:
             record.pools[pool.accelerator_class] = pool
-        record.last_seen = now
+        self._heard(record, now)
 
     def lower_free(self, site: str, accelerator_class: str, free: int) -> bool:
         """Take a site's later word that only `free` cards of a class are free (a refused Reserve says so) until
@@ -190,7 +219,39 @@ class SiteRegistry:
         return True
 
     def touch(self, site: str, now: datetime) -> None:
-        self.get(site).last_seen = now
+        self._heard(self.get(site), now)
+
+    def heard_at(self, site: str) -> float | None:
+        record = self._sites.get(site)
+        return record.heard_at if record is not None else None
+
+    def liveness(self, site: str) -> str:
+        record = self._sites.get(site)
+        return record.liveness if record is not None else LIVE
+
+    def suspect(self, site: str, reason: str) -> None:
+        record = self._sites.get(site)
+        if record is not None and record.liveness == LIVE:
+            record.liveness, record.liveness_reason = SUSPECT, reason
+
+    def mark_lost(self, site: str, reason: str) -> None:
+        """The site is past its lease: shown as lost, its stream (if one is still open) closed, its pools no
+        longer offered. It becomes live again when it is next heard from (a new stream's Hello)."""
+        record = self._sites.setdefault(site, SiteRecord(site))
+        record.liveness, record.liveness_reason = LOST, reason
+        if record.outbox is not None:
+            record.outbox.put_nowait(
+                StreamClosed("SITE_LEASE_EXPIRED", f"the gateway declared this site lost: {reason}")
+            )
+        record.outbox = None
+        record.connected = False
+        record.pools = {}
+
+    def close_all(self, message: str) -> None:
+        """End every open stream with GATEWAY_SHUTTING_DOWN and `message` (the gateway is stopping)."""
+        for record in self._sites.values():
+            if record.outbox is not None:
+                record.outbox.put_nowait(StreamClosed("GATEWAY_SHUTTING_DOWN", message))
 
     def send(self, site: str, command: Command) -> bool:
         """Queue a command for the site's stream; False when the site is not connected."""
@@ -230,6 +291,8 @@ class SiteRegistry:
             agent_version=record.agent_version,
             last_seen=record.last_seen,
             terms=record.terms,
+            liveness=record.liveness,
+            liveness_reason=record.liveness_reason,
         )
 
     def names(self) -> list[str]:

@@ -28,6 +28,11 @@ class GroupCommitter:
             self._writer = asyncio.create_task(self._drain())
         return await future
 
+    async def settle(self) -> None:
+        """Wait until every write handed to it has been made (or failed): the gateway stops after this."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
+
     async def _drain(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]

@@ -218,6 +218,8 @@ def site_to_proto(site: SiteView) -> site_pb2.Site:
         pools=[pool_to_proto(p) for p in site.pools],
         agent_version=site.agent_version,
         last_seen_time=time_to_proto(site.last_seen),
+        liveness=site.liveness,
+        liveness_reason=site.liveness_reason,
     )
 
 
@@ -229,6 +231,8 @@ def site_from_proto(msg: site_pb2.Site) -> SiteView:
         pools=tuple(pool_from_proto(p) for p in msg.pools),
         agent_version=msg.agent_version,
         last_seen=time_from_proto(msg.last_seen_time) if msg.HasField("last_seen_time") else None,
+        liveness=msg.liveness or "live",
+        liveness_reason=msg.liveness_reason,
     )
 
 

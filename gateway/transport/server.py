@@ -3,8 +3,10 @@
 Owns: building the grpc.aio server from a `GatewayConfig` (credentials that require and verify a client
 certificate, message size limits, keepalive), wiring the servicers to the parts of one `Core` (built by the
 composition root, `gateway.app.compose`), and the running gateway: its long-lived tasks (the scheduler loop, the
-policy watcher) started under one `Supervisor`, so that a task that dies stops the process (`wait_failure`), and
-a graceful stop. Nothing is served without TLS, and nothing but Enroll without a client certificate.
+policy watcher, the site lease check) started under one `Supervisor`, so that a task that dies stops the process
+(`wait_failure`), and a graceful stop: no new jobs (UNAVAILABLE, GATEWAY_SHUTTING_DOWN), no more scheduling,
+every agent stream ended with a status that says why, in-flight calls and store writes finished, all within a
+bounded time (`shutdown_grace`). Nothing is served without TLS, and nothing but Enroll without a client certificate.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from gateway.errors import ConfigError
 from gateway.identity.authority import Authority
 from gateway.policy import load_catalogue
 from gateway.policy.holder import PolicyHolder
+from gateway.sites.liveness import SiteLeases
 from gateway.store import Store, open_store
 from gateway.transport.admin_service import AdminServicer
 from gateway.transport.auth import CertificateAuthenticator, CredentialGuard, TokenAuthenticator
@@ -66,10 +69,13 @@ class RunningGateway:
     core: Core
     trust: Trust
     supervisor: Supervisor
+    leases: SiteLeases
     public_server: grpc.aio.Server | None = None
     public_port: int = 0
     metrics: asyncio.Server | None = None
     metrics_port: int = 0
+    shutdown_grace: float = 5.0
+    """On SIGTERM, how long in-flight calls get to finish (`GatewayConfig.shutdown_grace`)."""
     policy_looks: Cycles = field(default_factory=lambda: Cycles(log, "policy file check"))
     """The policy watcher's looks at the file, completed and failed."""
 
@@ -102,21 +108,34 @@ class RunningGateway:
         return await self.supervisor.wait_failure()
 
     async def stop(self, grace: float = 2.0) -> None:
+        """Stop gracefully, in this order: refuse new jobs (UNAVAILABLE with GATEWAY_SHUTTING_DOWN, so that
+        clients retry elsewhere or later), stop scheduling and the lease check (nothing is declared lost by a
+        gateway on its way out), end every agent stream with a status that says why (the agents re-dial, their
+        jobs run on), let in-flight calls finish for at most `grace` s, wait for the store writes they made,
+        close the store. Leadership is not handed over: there is none yet (one gateway per store)."""
+        why = "the gateway is shutting down; retry shortly (the jobs already accepted are kept)"
+        self.core.jobs.closing = why
         if self.metrics is not None:
             self.metrics.close()
         await self.supervisor.stop()
-        if self.public_server is not None:
-            await self.public_server.stop(grace)
-        await self.server.stop(grace)
+        self.core.registry.close_all(why)
+        await asyncio.gather(*(s.stop(grace) for s in (self.public_server, self.server) if s is not None))
+        await self.core.jobs.commits.settle()
         self.core.store.close()
 
 
 def server_options(config: GatewayConfig) -> list[tuple[str, int]]:
+    # Keepalive pings find a dead or stopped peer within the site lease: a ping every third of it, an answer due
+    # within a sixth, and pings go on on a quiet stream (gRPC's default stops after two pings without data,
+    # which is why a stopped agent was once noticed only after about 79 s). The lease check
+    # (`gateway.sites.liveness`) is what declares a site lost; keepalive only ends the dead connection.
+    lease_ms = int(config.site_lease.total_seconds() * 1000)
     return [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
-        ("grpc.keepalive_time_ms", 20_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_time_ms", max(1_000, min(20_000, lease_ms // 3))),
+        ("grpc.keepalive_timeout_ms", max(1_000, min(10_000, lease_ms // 6))),
+        ("grpc.http2.max_pings_without_data", 0),
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.keepalive_permit_without_calls", 1),
         # gRPC sets SO_REUSEPORT by default, so a second gateway on the same port would bind too and the kernel
@@ -174,7 +193,7 @@ async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Auth
         JobServicer(core.jobs, core.logs, certificates, trust, check), server
     )
     site_pb2_grpc.add_SiteServiceServicer_to_server(
-        SiteServicer(core.dispatcher, certificates, trust, config.report_interval, check), server
+        SiteServicer(core.dispatcher, certificates, trust, config.report_interval, check, config.site_lease), server
     )
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(core.admin, certificates, trust), server)
     enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(EnrollmentServicer(certificates, trust), server)
@@ -211,8 +230,18 @@ async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Auth
     if public_server is not None:
         log.info("public port (join tokens, bearer tokens) on %s (port %d)", config.public_listen, public_port)
     supervisor = Supervisor(log)
-    running = RunningGateway(server, port, core, trust, supervisor, public_server, public_port)
+    leases = SiteLeases(
+        core.registry,
+        core.book,
+        core.gangs,
+        lease=config.site_lease,
+        suspect_after=config.suspect_after,
+        restart_grace=config.restart_grace,
+    )
+    running = RunningGateway(server, port, core, trust, supervisor, leases, public_server, public_port)
     supervisor.spawn(core.scheduler.run(config.schedule_period.total_seconds()), "scheduler")
+    running.shutdown_grace = config.shutdown_grace.total_seconds()
+    supervisor.spawn(leases.run(min(1.0, config.site_lease.total_seconds() / 10)), "site lease check")
     if config.policy_watch.total_seconds() > 0:
         supervisor.spawn(running.watch_policy(config.policy_watch.total_seconds()), "policy watcher")
     if config.metrics_listen:

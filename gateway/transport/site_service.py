@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from fedgate.common import wire
 from fedgate.v1 import job_pb2, site_pb2_grpc
 from fedgate.v1 import site_pb2 as pb
-from gateway.errors import GatewayError, InvalidArgument, PermissionDenied
+from gateway.errors import GatewayError, InvalidArgument, PermissionDenied, Unavailable
 from gateway.identity.revocation import Credential
 from gateway.reservations.model import BookCommand, ReleaseCommand
 from gateway.sites.dispatcher import Dispatcher, RunningAttempt, SiteUpdate
@@ -38,6 +38,7 @@ from gateway.sites.registry import (
     LogRequestCommand,
     PreemptCommand,
     ReserveCommand,
+    StreamClosed,
 )
 from gateway.transport import convert
 from gateway.transport.auth import Authenticator, Guarded
@@ -140,7 +141,10 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
         trust: Trust,
         report_interval: timedelta,
         check_period: float = 1.0,
+        site_lease: timedelta | None = None,
     ) -> None:
+        self.site_lease = site_lease
+        """Told to every agent in Welcome, so that it fences its attempts within it."""
         self.dispatcher = dispatcher
         self.auth = auth
         self.trust = trust
@@ -188,6 +192,7 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
                 welcome=pb.Welcome(
                     last_update_sequence=session.last_update_sequence,
                     report_interval=convert.duration_to_proto(self.report_interval),
+                    site_lease=convert.duration_to_proto(self.site_lease) if self.site_lease else None,
                 )
             )
             while True:
@@ -208,7 +213,7 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
         site: str,
         out: asyncio.Queue[Outgoing],
         requests: AsyncIterator[pb.ConnectRequest],
-        outbox: asyncio.Queue[tuple[int, Command] | None],
+        outbox: asyncio.Queue[tuple[int, Command] | StreamClosed | None],
         credential: Credential,
         certificate: bytes,
     ) -> None:
@@ -240,11 +245,16 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
                 await out.put(exc)
                 return
 
-    async def _forward(self, outbox: asyncio.Queue[tuple[int, Command] | None], out: asyncio.Queue[Outgoing]) -> None:
+    async def _forward(
+        self, outbox: asyncio.Queue[tuple[int, Command] | StreamClosed | None], out: asyncio.Queue[Outgoing]
+    ) -> None:
         while True:
             item = await outbox.get()
             if item is None:  # a newer stream of the same site replaced this one
                 await out.put(None)
+                return
+            if isinstance(item, StreamClosed):  # the site is lost, or the gateway stops: say why
+                await out.put(Unavailable(item.message, reason=item.reason))
                 return
             await out.put(command_to_proto(*item))
 

@@ -96,14 +96,18 @@ class GatewayHandle:
         self.loop.run(self.running.stop(0.5))
 
 
-def start_test_gateway(pki: Pki, workdir: Path, loop: LoopThread, port: int = 0, store: str = "") -> GatewayHandle:
+def start_test_gateway(
+    pki: Pki, workdir: Path, loop: LoopThread, port: int = 0, store: str = "", extra: dict[str, object] | None = None
+) -> GatewayHandle:
     """A gateway on `port` (0: any free one) over the store in `workdir` (or the `store` URL given); a restart
-    reuses both."""
-    running = loop.run(start_gateway(load_gateway_config(write_gateway_config(pki, workdir, port, store))))
+    reuses both. `extra`: more config keys (e.g. a short `site_lease_s`)."""
+    running = loop.run(
+        start_gateway(load_gateway_config(write_gateway_config(pki, workdir, port, store, **(extra or {}))))
+    )
     return GatewayHandle(loop, running, pki)
 
 
-def write_gateway_config(pki: Pki, workdir: Path, port: int = 0, store: str = "") -> Path:
+def write_gateway_config(pki: Pki, workdir: Path, port: int = 0, store: str = "", **extra: object) -> Path:
     """The test gateway's config file in `workdir` (listening on `port`, its store in `workdir` unless a
     `store` URL is given)."""
     config_path = workdir / "gateway.yaml"
@@ -124,6 +128,7 @@ def write_gateway_config(pki: Pki, workdir: Path, port: int = 0, store: str = ""
                 "metrics_listen": "127.0.0.1:0",
                 "report_interval_s": 0.5,
                 "schedule_period_s": 0.2,
+                **extra,
             }
         )
     )

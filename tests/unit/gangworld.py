@@ -138,7 +138,7 @@ class GangWorld:
         acted = False
         while not session.outbox.empty():
             item = session.outbox.get_nowait()
-            if item is None:
+            if not isinstance(item, tuple):
                 return acted
             acted = True
             command = item[1]

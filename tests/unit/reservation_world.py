@@ -89,7 +89,7 @@ def sent(outbox: Outbox) -> list[Command]:
     commands = []
     while not outbox.empty():
         item = outbox.get_nowait()
-        if item is not None:
+        if isinstance(item, tuple):
             commands.append(item[1])
     return commands
 

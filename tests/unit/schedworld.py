@@ -95,7 +95,7 @@ class World:
         outbox, sent = self._outboxes[site], []
         while not outbox.empty():
             item = outbox.get_nowait()
-            assert item is not None
+            assert isinstance(item, tuple)
             sent.append(item[1])
         return sent
 

@@ -85,7 +85,7 @@ def _sent(w: GangWorld, site: str) -> list[Command]:
     outbox, sent = w.sessions[site].outbox, []
     while not outbox.empty():
         item = outbox.get_nowait()
-        if item is not None:
+        if isinstance(item, tuple):
             sent.append(item[1])
     return sent
 

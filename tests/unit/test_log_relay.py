@@ -40,7 +40,7 @@ class Sites:
         outbox = self.outboxes[name]
         while not outbox.empty():
             item = outbox.get_nowait()
-            assert item is not None
+            assert isinstance(item, tuple)
             commands.append(item)
         return commands
 

@@ -525,6 +525,17 @@ class ReasonCode(enum.StrEnum):
         "chain",
         "The gateway restarted while reserving the gang; the job is queued again.",
     )
+    SITE_LEASE_EXPIRED = (
+        "SITE_LEASE_EXPIRED",
+        "chain",
+        "The gateway heard nothing from the job's site for longer than its lease (`site_lease_s`): the attempt is "
+        "LOST and the job queued again by its policy. The site's agent stops it on its side within the lease.",
+    )
+    GATEWAY_SHUTTING_DOWN = (
+        "GATEWAY_SHUTTING_DOWN",
+        "error",
+        "The gateway is stopping (SIGTERM) and takes no new work; retry against it once it is back, or another one.",
+    )
     LEASE_RETURNED = (
         "LEASE_RETURNED",
         "chain",

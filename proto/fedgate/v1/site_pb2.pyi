@@ -38,20 +38,24 @@ class Pool(_message.Message):
     def __init__(self, accelerator_class: _Optional[str] = ..., total: _Optional[int] = ..., offered: _Optional[int] = ..., free: _Optional[int] = ..., cards_per_node: _Optional[int] = ..., interconnect: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Site(_message.Message):
-    __slots__ = ("name", "connected", "draining", "pools", "agent_version", "last_seen_time")
+    __slots__ = ("name", "connected", "draining", "pools", "agent_version", "last_seen_time", "liveness", "liveness_reason")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_FIELD_NUMBER: _ClassVar[int]
     DRAINING_FIELD_NUMBER: _ClassVar[int]
     POOLS_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     LAST_SEEN_TIME_FIELD_NUMBER: _ClassVar[int]
+    LIVENESS_FIELD_NUMBER: _ClassVar[int]
+    LIVENESS_REASON_FIELD_NUMBER: _ClassVar[int]
     name: str
     connected: bool
     draining: bool
     pools: _containers.RepeatedCompositeFieldContainer[Pool]
     agent_version: str
     last_seen_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., connected: _Optional[bool] = ..., draining: _Optional[bool] = ..., pools: _Optional[_Iterable[_Union[Pool, _Mapping]]] = ..., agent_version: _Optional[str] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    liveness: str
+    liveness_reason: str
+    def __init__(self, name: _Optional[str] = ..., connected: _Optional[bool] = ..., draining: _Optional[bool] = ..., pools: _Optional[_Iterable[_Union[Pool, _Mapping]]] = ..., agent_version: _Optional[str] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., liveness: _Optional[str] = ..., liveness_reason: _Optional[str] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("site", "agent_version", "resume_cursor", "backend", "running")
@@ -170,12 +174,14 @@ class ConnectRequest(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., capacity: _Optional[_Union[CapacityReport, _Mapping]] = ..., job_update: _Optional[_Union[JobUpdate, _Mapping]] = ..., reserve_reply: _Optional[_Union[ReserveReply, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., log_chunk: _Optional[_Union[LogChunk, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("last_update_sequence", "report_interval")
+    __slots__ = ("last_update_sequence", "report_interval", "site_lease")
     LAST_UPDATE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     REPORT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    SITE_LEASE_FIELD_NUMBER: _ClassVar[int]
     last_update_sequence: int
     report_interval: _duration_pb2.Duration
-    def __init__(self, last_update_sequence: _Optional[int] = ..., report_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    site_lease: _duration_pb2.Duration
+    def __init__(self, last_update_sequence: _Optional[int] = ..., report_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., site_lease: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Launch(_message.Message):
     __slots__ = ("job_id", "epoch", "attempt", "tenant", "project", "accelerator_class", "cards", "run", "max_runtime", "env", "labels")
