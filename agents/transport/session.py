@@ -125,8 +125,16 @@ class GatewaySession:
                     if self._sender is not None:
                         self._sender.cancel()
                     return
-                raise StreamEnded("the gateway ended the stream")
+                raise StreamEnded(f"the gateway ended the stream: {await self._status()}")
             await self._process(message)
+
+    async def _status(self) -> str:
+        """The status the gateway ended the stream with (its code and why), for the log line that says so."""
+        try:
+            code, details = await self._call.code(), await self._call.details()
+        except Exception as exc:  # the call failed in a way that carries no status: say what we know
+            return f"no status ({type(exc).__name__})"
+        return f"{code.name}: {details}" if details else code.name
 
     async def _process(self, message: site_pb2.ConnectResponse) -> None:
         if (log_command := log_command_from_proto(message)) is not None:
@@ -186,8 +194,9 @@ class GatewaySession:
 
 
 def explaining_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error that ends a stream whose loops failed: the gateway's status (read by the receiver) explains a
-    failed write, so it comes first; otherwise the first error raised."""
+    """The error that ends a stream whose loops failed: the gateway's status (read by the receiver, as an RPC
+    error or as the end of the stream with its status) explains a failed write, so it comes first; otherwise
+    the first error raised."""
     errors: list[BaseException] = []
     pending: list[BaseException] = [group]
     while pending:
@@ -196,4 +205,8 @@ def explaining_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
             pending.extend(error.exceptions)
         else:
             errors.append(error)
-    return next((e for e in errors if isinstance(e, grpc.aio.AioRpcError)), errors[0])
+    for kind in (grpc.aio.AioRpcError, StreamEnded):
+        found = next((e for e in errors if isinstance(e, kind)), None)
+        if found is not None:
+            return found
+    return errors[0]

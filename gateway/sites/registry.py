@@ -253,6 +253,17 @@ class SiteRegistry:
             if record.outbox is not None:
                 record.outbox.put_nowait(StreamClosed("GATEWAY_SHUTTING_DOWN", message))
 
+    async def wait_closed(self, within: float) -> bool:
+        """Wait (at most `within` s) until no site stream is open; True when all ended. After `close_all`, this
+        lets each stream send its closing status before the server stops, so that an agent reads the reason
+        instead of a connection cut mid-stream."""
+        deadline = time.monotonic() + within
+        while any(record.outbox is not None for record in self._sites.values()):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
     def send(self, site: str, command: Command) -> bool:
         """Queue a command for the site's stream; False when the site is not connected."""
         record = self._sites.get(site)

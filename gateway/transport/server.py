@@ -119,6 +119,7 @@ class RunningGateway:
             self.metrics.close()
         await self.supervisor.stop()
         self.core.registry.close_all(why)
+        await self.core.registry.wait_closed(grace)  # each stream sends its status before the server stops
         await asyncio.gather(*(s.stop(grace) for s in (self.public_server, self.server) if s is not None))
         await self.core.jobs.commits.settle()
         self.core.store.close()

@@ -108,7 +108,11 @@ def test_sigterm_drains_the_gateway_keeps_every_acknowledged_job_and_agents_reco
         stop.set()
         for thread in threads:
             thread.join(20)
-        eventually(lambda: "shutting down" in agent_log.read_text(), what="the agent to be told why")
+        eventually(
+            lambda: "shutting down" in agent_log.read_text(),
+            what="the agent to be told why",
+            detail=lambda: agent_log.read_text()[-3000:],
+        )
         gateway = _start(config, ready)
         with FederationClient(address, user, timeout=10) as client:
             for job_id in acknowledged:
