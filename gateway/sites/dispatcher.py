@@ -6,12 +6,13 @@ durable update cursor and the replay rule (an update numbered at or below it is 
 change nothing, and refused with SEQUENCE_REUSED otherwise: the agent's numbering went back), and the
 reconciliation on every Hello: stale attempts cancelled, missed launches resent, and jobs the gateway holds
 RUNNING here that the agent no longer knows declared LOST (a wiped or rolled-back agent journal). The rules are
-written for agent authors in `proto/fedgate/v1/site.proto`. A refused update changes nothing in the store. Identity is already verified by the
-transport layer: `site` here is the name from the caller's certificate. A usage receipt on an update that ends
-an attempt is checked (`gateway.usage.receipts`) before anything is written and settled in the same transaction as
-the transition; a bad receipt refuses the whole update. A site's word on a job is written only through the job
-book; launches come from the launcher, gang replies go to the gang coordinator, booking replies to the
-reservation book, log chunks to the log relay: each a collaborator given to the constructor.
+written for agent authors in `proto/fedgate/v1/site.proto`. A refused update changes nothing in the store.
+Identity is already verified by the transport layer: `site` here is the name from the caller's certificate. A
+usage receipt on an update that ends an attempt is checked (`gateway.usage.receipts`) before anything is
+written and settled in the same transaction as the transition; a bad receipt refuses the whole update. A site's
+word on a job is written only through the job book; launches come from the launcher, gang replies go to the
+gang coordinator, booking replies to the reservation book, log chunks to the log relay: each a collaborator
+given to the constructor.
 """
 
 from __future__ import annotations

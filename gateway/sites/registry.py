@@ -121,6 +121,8 @@ _connection_ids = itertools.count(1)
 
 SEQUENCE_BLOCK = 1024
 """Message sequence numbers reserved in the store at a time (one durable write per block, not per message)."""
+MAX_UNACKED = 4096
+"""Unacknowledged commands kept per site (the oldest go first): an agent that never acks cannot grow memory."""
 RESENT_UNTIL_ACKED = (CancelCommand, PreemptCommand)
 """Commands kept until the site acknowledges them and sent again on its next stream. The rest are re-derived
 on reconnect from durable state (launches, drain, bookings) or are void once a stream ends (gang phases)."""
@@ -247,6 +249,8 @@ class SiteRegistry:
         record.next_sequence += 1
         if isinstance(command, RESENT_UNTIL_ACKED):
             record.unacked[sequence] = command
+            if len(record.unacked) > MAX_UNACKED:
+                del record.unacked[min(record.unacked)]
         record.outbox.put_nowait((sequence, command))
 
     def set_draining(self, site: str, draining: bool) -> SiteRecord:

@@ -1,8 +1,9 @@
 """The store contract and its registry.
 
 Owns: what the gateway needs to keep across restarts (jobs, their events, each site's update cursor and the
-high mark of the gateway's message sequence to it) and the MUST-level rules every implementation follows. The SQLite implementation is the embedded default; a
-PostgreSQL one follows the same contract and the same contract tests.
+high mark of the gateway's message sequence to it) and the MUST-level rules every implementation follows. The
+SQLite implementation is the embedded default; a PostgreSQL one follows the same contract and the same contract
+tests.
 """
 
 from __future__ import annotations
