@@ -118,6 +118,8 @@ class UpdateRejected:
     reason: str
     """Stable code, e.g. STALE_EPOCH or JOB_NOT_LEASED_TO_SITE."""
     message: str = ""
+    last_update_sequence: int = 0
+    """With SEQUENCE_REUSED: the gateway's cursor for this site; the update is sent again numbered above it."""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from agents.backends.base import Backend, JobHandle, LaunchSpec
@@ -45,6 +46,7 @@ from agents.core.supervisor import AttemptSupervisor
 from agents.core.usage import ReceiptSigner, needs_resend_without_receipt, sign_usage, without_receipt
 from agents.errors import BackendError, LaunchRefused
 from agents.journal.base import StartedAttempt, UpdateJournal
+from fedgate.common.reasons import ReasonCode
 from fedgate.common.terms import SiteTerms
 
 __all__ = ["PREEMPT_GRACE_ENV", "SHUTDOWN_MESSAGE", "SiteRuntime"]  # PREEMPT_GRACE_ENV: callers import it here
@@ -104,7 +106,19 @@ class SiteRuntime:
         return self._journal.cursor()
 
     def running(self) -> list[RunningJob]:
+        """The live attempts, with their state."""
         return [RunningJob(a.launch.job_id, a.launch.epoch, a.state) for a in self._attempts.all_live()]
+
+    def unsettled(self) -> list[RunningJob]:
+        """What Hello lists (site.proto, rule 13): the live attempts, then the ended ones whose final update the
+        gateway has not acknowledged yet, with that final state (so the gateway waits for it, not declares the
+        attempt lost)."""
+        listed = {(r.job_id, r.epoch): r for r in self.running()}
+        for update in self._journal.pending():
+            key = (update.job_id, update.epoch)
+            if key not in listed and update.state != JobState.RUNNING:
+                listed[key] = RunningJob(update.job_id, update.epoch, update.state)
+        return list(listed.values())
 
     def capacity(self) -> list[PoolCapacity]:
         """Each pool as it is now: the offer the centre's policy sets at this instant, and what of it is free."""
@@ -147,8 +161,9 @@ class SiteRuntime:
     # -- what the transport tells ------------------------------------------------------------------
 
     def accept_welcome(self, last_update_sequence: int) -> None:
-        """The gateway holds every update up to `last_update_sequence`; number new ones after it."""
-        self._journal.acknowledge(last_update_sequence)
+        """The gateway's cursor for this site: number new updates after it. Journaled updates at or below it are
+        not dropped here but sent again: the gateway acks a true replay and refuses, as SEQUENCE_REUSED, one
+        our journal numbered again after going back in time (which is then renumbered above the cursor)."""
         self._last_sequence = max(self._last_sequence, last_update_sequence)
 
     def accept_lease(self, lease_s: float) -> None:
@@ -201,7 +216,11 @@ class SiteRuntime:
         if command.update_sequence:
             refused = next((u for u in self._journal.pending() if u.sequence == command.update_sequence), None)
             self._journal.discard(command.update_sequence)
-            if refused is not None and needs_resend_without_receipt(refused, command.reason):
+            if refused is not None and command.reason == ReasonCode.SEQUENCE_REUSED:
+                # Our numbering went back (a restored journal): the same word again, above the gateway's cursor.
+                self._last_sequence = max(self._last_sequence, command.last_update_sequence) + 1
+                self._journal.append(replace(refused, sequence=self._last_sequence))
+            elif refused is not None and needs_resend_without_receipt(refused, command.reason):
                 self._last_sequence += 1
                 self._journal.append(without_receipt(refused, self._last_sequence))
             self._notify()

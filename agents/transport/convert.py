@@ -148,7 +148,12 @@ def command_from_proto(message: site_pb2.ConnectResponse) -> GatewayCommand | No
         return UpdatesAcknowledged(sequence=message.ack.sequence)
     if kind == "rejection":
         refused = message.rejection
-        return UpdateRejected(refused.update_sequence, reason=refused.reason, message=refused.message)
+        return UpdateRejected(
+            refused.update_sequence,
+            reason=refused.reason,
+            message=refused.message,
+            last_update_sequence=refused.last_update_sequence,
+        )
     return None
 
 

@@ -1,7 +1,7 @@
 """One SiteService.Connect stream, from Hello to its end.
 
-Owns: the handshake (Hello out, Welcome in), replaying unacknowledged job updates after the gateway's
-`last_update_sequence`, the send loop (capacity and the centre's terms right after Welcome, then every
+Owns: the handshake (Hello out, Welcome in), replaying every unacknowledged job update (the gateway acks those
+it already holds), the send loop (capacity and the centre's terms right after Welcome, then every
 report interval, on every change, and as soon as an offer window opens or closes; new job updates; acks and
 replies) and the receive loop (convert, hand to the runtime, acknowledge). Only the send loop writes to the
 stream, because gRPC allows one write at a time. It does not dial, reconnect or back off
@@ -76,7 +76,7 @@ class GatewaySession:
         self.ready.set()
         self._runtime.accept_welcome(welcome.last_update_sequence)
         self._runtime.accept_lease(welcome.site_lease_s)
-        self._sent_up_to = welcome.last_update_sequence  # everything after it is replayed, oldest first
+        self._sent_up_to = 0  # every unacknowledged update is sent again, oldest first (site.proto, rule 7)
         interval = welcome.report_interval_s or self._default_interval_s
         log.info("connected; gateway holds updates up to %d", welcome.last_update_sequence)
         unsubscribe = self._runtime.subscribe(self._wake.set)
@@ -107,7 +107,7 @@ class GatewaySession:
             agent_version=AGENT_VERSION,
             resume_cursor=runtime.resume_cursor(),
             backend=runtime.backend_name,
-            running=runtime.running(),
+            running=runtime.unsettled(),
         )
         await self._call.write(site_pb2.ConnectRequest(hello=hello))
         first = await asyncio.wait_for(self._call.read(), timeout=WELCOME_TIMEOUT_S)

@@ -87,7 +87,7 @@ def compose(
 ) -> Core:
     """Build the core over `store`: its active jobs are loaded, and gangs a restart interrupted queued again
     (their holds at the sites expire by themselves). `countersigner` settles usage receipts (None: checked only)."""
-    registry = SiteRegistry()
+    registry = SiteRegistry(store.reserve_site_messages)  # sequences that only increase, across restarts
     logs = LogRelay(registry)  # job output from the sites to readers (access checked by the job service)
     bus = EventBus()
     book = JobBook(store, clock, bus)

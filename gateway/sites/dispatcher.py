@@ -1,13 +1,18 @@
 """The site side of the protocol: hello, capacity, job updates, and reconciliation on reconnect.
 
-Owns: the checks a site's word must pass before it changes anything (the job is leased to this site, the
-epoch is current, the update is new, the transition is legal) and the resend of launches a reconnecting
-agent may have missed. A refused update changes nothing in the store. Identity is already verified by the
-transport layer: `site` here is the name from the caller's certificate. A usage receipt on an update that ends
-an attempt is checked (`gateway.usage.receipts`) before anything is written and settled in the same transaction as
-the transition; a bad receipt refuses the whole update. A site's word on a job is written only through the job
-book; launches come from the launcher, gang replies go to the gang coordinator, booking replies to the
-reservation book, log chunks to the log relay: each a collaborator given to the constructor.
+Owns: the checks a site's word must pass before it changes anything (the state is one a site may send, the
+job is leased to this site, the epoch is current, the update is new, the transition is legal), each site's
+durable update cursor and the replay rule (an update numbered at or below it is acknowledged only when it would
+change nothing, and refused with SEQUENCE_REUSED otherwise: the agent's numbering went back), and the
+reconciliation on every Hello: stale attempts cancelled, missed launches resent, and jobs the gateway holds
+RUNNING here that the agent no longer knows declared LOST (a wiped or rolled-back agent journal). The rules are
+written for agent authors in `proto/fedgate/v1/site.proto`. A refused update changes nothing in the store.
+Identity is already verified by the transport layer: `site` here is the name from the caller's certificate. A
+usage receipt on an update that ends an attempt is checked (`gateway.usage.receipts`) before anything is
+written and settled in the same transaction as the transition; a bad receipt refuses the whole update. A site's
+word on a job is written only through the job book; launches come from the launcher, gang replies go to the
+gang coordinator, booking replies to the reservation book, log chunks to the log relay: each a collaborator
+given to the constructor.
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from fedgate.common.reasons import ReasonCode
 from gateway.errors import GatewayError, InvalidArgument, PermissionDenied, StaleEpoch
 from gateway.gangs.coordinator import PREFIX as GANG_PREFIX
 from gateway.gangs.coordinator import GangCoordinator
 from gateway.gangs.parts import part_reported
 from gateway.jobs.book import JobBook
-from gateway.jobs.model import Job, JobState, Placement, Reason, can_transition
+from gateway.jobs.model import ATTEMPT_ENDS, Job, JobState, Placement, Reason, can_transition
 from gateway.policy.holder import PolicyHolder
 from gateway.reservations.model import is_booking
 from gateway.reservations.rounds import ReservationRounds
@@ -41,6 +47,12 @@ from gateway.usage.receipts import (
 )
 
 log = logging.getLogger("fedgate.gateway.sites")
+
+SITE_STATES = frozenset(
+    {JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PREEMPTED, JobState.LOST}
+)
+"""The states a site may report. QUEUED, RESERVING, DISPATCHED and REJECTED are the gateway's alone; a site hands
+a lease back with FAILED and `lease_returned` (QUEUED is accepted in its place only with the flag)."""
 
 
 @dataclass(frozen=True)
@@ -106,21 +118,45 @@ class Dispatcher:
         """Settles usage receipts; without one, receipts are checked but not kept."""
         self._cursors: dict[str, int] = {}
 
-    def hello(self, site: str, agent_version: str, running: list[RunningAttempt]) -> SiteSession:
-        connection_id, outbox = self.registry.connect(site, agent_version, self.clock())
-        cursor = self._cursors.get(site)
-        if cursor is None:
-            cursor = self._cursors[site] = self.store.site_cursor(site)
+    def hello(
+        self, site: str, agent_version: str, running: list[RunningAttempt], resume_cursor: int = 0
+    ) -> SiteSession:
+        """A site's new stream. `running`: the attempts the agent holds whose end the gateway has not
+        acknowledged (live ones with their state, ended ones with their final state); `resume_cursor`: the
+        highest gateway message sequence it processed."""
+        connection_id, outbox = self.registry.connect(site, agent_version, self.clock(), resume_cursor)
+        cursor = self._cursor(site)
         cancelled = self._reconcile(site, running)
         self.reservations.site_connected(site)
         return SiteSession(site, connection_id, outbox, cursor, cancelled)
 
+    def acknowledged(self, site: str, sequence: int) -> None:
+        """The site's Ack: it processed every gateway message up to `sequence`."""
+        self.registry.touch(site, self.clock())
+        self.registry.acknowledge(site, sequence)
+
+    def _cursor(self, site: str) -> int:
+        cursor = self._cursors.get(site)
+        if cursor is None:
+            cursor = self._cursors[site] = self.store.site_cursor(site)
+        return cursor
+
+    def _advance(self, site: str, sequence: int) -> None:
+        """Move the site's cursor to `sequence` durably, for an update acknowledged without a transition (a
+        transition writes the cursor in its own transaction)."""
+        if sequence > self._cursor(site):
+            self.store.advance_site_cursor(site, sequence)
+            self._cursors[site] = sequence
+
     def _reconcile(self, site: str, running: list[RunningAttempt]) -> tuple[tuple[RunningAttempt, str], ...]:
         """The gateway's view wins: stale or unknown attempts are cancelled (and returned, with why, for the
-        audit log), missed launches resent."""
+        audit log), missed launches resent, and attempts the gateway holds RUNNING here that the agent does
+        not list are LOST (its journal was wiped or rolled back: nothing will ever report their end)."""
         reported = {(r.job_id, r.epoch) for r in running}
         cancelled = []
         for attempt in running:
+            if attempt.state.terminal or attempt.state in {JobState.PREEMPTED, JobState.LOST}:
+                continue  # ended at the site; its final update follows this Hello
             job = self.book.active.get(attempt.job_id)
             if job is None or job.epoch != attempt.epoch or site not in job.sites:
                 why = (
@@ -135,6 +171,16 @@ class Dispatcher:
             if job.state == JobState.DISPATCHED and site in job.sites and (job.job_id, job.epoch) not in reported:
                 placement = next(p for p in job.placements if p.site == site)
                 self._resend_launch(site, job.job_id, placement)
+        for job in list(self.book.active.values()):
+            if job.state != JobState.RUNNING or site not in job.sites or (job.job_id, job.epoch) in reported:
+                continue
+            part = next(p for p in job.placements if p.site == site)
+            if part.state is not None and (part.state.terminal or part.state in ATTEMPT_ENDS):
+                continue  # a gang part that already ended here: the gateway holds its end
+            why = f"{site} reconnected without attempt {job.epoch}: its agent lost track of it"
+            log.warning("job %s epoch %d: lost at %s (not in the agent's Hello)", job.job_id, job.epoch, site)
+            lost = SiteUpdate(job.job_id, job.epoch, JobState.LOST, 0, self.clock(), message=why)
+            self._apply(site, job, lost, None)
         return tuple(cancelled)
 
     def _resend_launch(self, site: str, job_id: str, placement: Placement) -> None:
@@ -149,30 +195,46 @@ class Dispatcher:
     def update(self, site: str, update: SiteUpdate) -> None:
         """Apply one job update from `site`. Raises (and changes nothing) when the site may not say this.
 
-        Replays of an update already applied are accepted silently, so that an agent's journal drains.
+        An update numbered at or below the site's cursor is a replay when it would change nothing (the job is
+        no longer leased to the site under that epoch, or already holds that state or a later one): accepted
+        without effect, so that an agent's journal drains. Otherwise the agent's numbering went back in time
+        (a restored or wiped journal): refused with SEQUENCE_REUSED, naming the cursor, never dropped silently.
         """
         self.registry.touch(site, self.clock())
-        if update.sequence <= self._cursors.get(site, 0):
-            return
+        _check_site_state(update)
         job = self.book.find(update.job_id)
+        cursor = self._cursor(site)
+        if update.sequence <= cursor:
+            if _changes_nothing(site, job, update):
+                return
+            raise GatewayError(
+                f"update {update.sequence} is numbered at or below {cursor}, the last update of site {site} the "
+                f"gateway applied, but it is not one it applied: number updates above {cursor} (a restored or "
+                "wiped journal must continue after Welcome.last_update_sequence) and send it again",
+                reason=ReasonCode.SEQUENCE_REUSED,
+                metadata={"last_update_sequence": str(cursor)},
+            )
         if job is None or site not in job.sites:
             raise PermissionDenied(f"job {update.job_id} is not leased to site {site}", reason="JOB_NOT_LEASED_TO_SITE")
         if update.epoch != job.epoch:
             raise StaleEpoch(
                 f"update for job {job.job_id} carries epoch {update.epoch}; the current lease is epoch {job.epoch}"
             )
-        cursor = (site, update.sequence)
         if job.state == update.state or job.state.terminal:
             # Nothing new (a replay, or the gateway already ended the job, e.g. a user cancel). The attempt's
             # receipt still counts: it is settled on its own, once.
             receipts = self._settle(site, job, update)
             if receipts:
                 self.book.settle(receipts)
-            self._cursors[site] = update.sequence
+            self._advance(site, update.sequence)
             return
         if update.lease_returned:
             self._return_lease(site, job, update)
             return
+        self._apply(site, job, update, (site, update.sequence))
+
+    def _apply(self, site: str, job: Job, update: SiteUpdate, cursor: tuple[str, int] | None) -> None:
+        """Make the site's word on a job it leases durable, with the cursor (None: the gateway's own finding)."""
         if len(job.placements) > 1:
             self._gang_update(site, job, update, cursor)
             return
@@ -193,11 +255,12 @@ class Dispatcher:
             changes["exit_code"] = update.exit_code
         message = update.message or f"{update.state.value.lower()} at {site}"
         (updated,) = self.book.transitions([(job, update.state, message, site, cursor, changes)], receipts)
-        self._cursors[site] = update.sequence
+        if cursor is not None:
+            self._cursors[site] = max(self._cursor(site), update.sequence)
         if update.state in {JobState.PREEMPTED, JobState.LOST}:
             self.book.requeue(updated, message)
 
-    def _gang_update(self, site: str, job: Job, update: SiteUpdate, cursor: tuple[str, int]) -> None:
+    def _gang_update(self, site: str, job: Job, update: SiteUpdate, cursor: tuple[str, int] | None) -> None:
         """One part of a gang reported: the job moves only when the parts add up (`gateway.gangs.parts`). The part's
         state is saved in its placement by the same transition, so what the parts add up to survives a restart."""
         outcome = part_reported(job, site, update.state, update.device_indices, update.message)
@@ -213,7 +276,8 @@ class Dispatcher:
         if outcome.state.terminal:
             changes["exit_code"] = update.exit_code
         (updated,) = self.book.transitions([(job, outcome.state, outcome.message, site, cursor, changes)], receipts)
-        self._cursors[site] = update.sequence
+        if cursor is not None:
+            self._cursors[site] = max(self._cursor(site), update.sequence)
         for other in outcome.cancel_sites:
             self.registry.send(other, CancelCommand(job.job_id, job.epoch, outcome.message))
         if outcome.state in {JobState.PREEMPTED, JobState.LOST}:
@@ -269,7 +333,7 @@ class Dispatcher:
             attempt=job.attempt - 1,
             reasons=(Reason("site", "LEASE_RETURNED", f"{site} declined to start it: {why}", site),),
         )
-        self._cursors[site] = update.sequence
+        self._cursors[site] = max(self._cursor(site), update.sequence)
 
     def goodbye(self, site: str, connection_id: int) -> None:
         if self.registry.is_current(site, connection_id):
@@ -290,3 +354,37 @@ class Dispatcher:
                     f"pool class {pool.accelerator_class!r} is not in the federation's catalogue",
                     reason="UNKNOWN_ACCELERATOR_CLASS",
                 )
+
+
+def _check_site_state(update: SiteUpdate) -> None:
+    """Refuse a state a site may not send (QUEUED without the lease-returned flag would put the job back in the
+    queue without the lease being handed back)."""
+    if update.lease_returned:
+        if update.state not in {JobState.FAILED, JobState.QUEUED}:
+            raise GatewayError(
+                f"a returned lease is reported as FAILED with lease_returned, not {update.state.value}",
+                reason=ReasonCode.ILLEGAL_SITE_STATE,
+            )
+        return
+    if update.state not in SITE_STATES:
+        allowed = ", ".join(sorted(s.value for s in SITE_STATES))
+        raise GatewayError(
+            f"a site may not report {update.state.value} (it may report {allowed}; a site that will not start "
+            "an attempt sends FAILED with lease_returned)",
+            reason=ReasonCode.ILLEGAL_SITE_STATE,
+        )
+
+
+def _changes_nothing(site: str, job: Job | None, update: SiteUpdate) -> bool:
+    """True when applying `update` now would change nothing: the lease moved on (another epoch, another site,
+    an unknown job), or the gateway already holds the attempt in this state or past it."""
+    if job is None or site not in job.sites or job.epoch != update.epoch:
+        return True
+    if job.state.terminal or job.state == update.state:
+        return True
+    if update.lease_returned:
+        return False  # still DISPATCHED here: the lease was not handed back under this number
+    part = next((p for p in job.placements if p.site == site), None)
+    if part is not None and part.state == update.state:
+        return True
+    return update.state == JobState.RUNNING and job.state != JobState.DISPATCHED

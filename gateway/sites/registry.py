@@ -1,9 +1,13 @@
 """The site registry: which agents are connected, what they offer, and the outbound queue to each.
 
 Owns: per-site liveness (when the gateway last heard from each site, on its own monotonic clock, and the
-site's state: live, suspect, lost; `gateway.sites.liveness` judges it), pools (full reports and deltas),
-drain state, and the gateway->agent command sequence. It does not decide placement and does not know gRPC:
-commands are plain dataclasses that the transport layer turns into messages.
+site's state: live, suspect, lost; `gateway.sites.liveness` judges it), pools (full reports and deltas), drain
+state, and the gateway->agent command sequence: numbered from blocks reserved in the store
+(`Store.reserve_site_messages`), so that it only increases across restarts and takeovers, with gaps. It keeps
+the Cancel and Preempt commands a site has not acknowledged and sends them again on the site's next stream (a
+Launch is resent from the job book instead, by `Dispatcher.hello`, so it survives a restart). It does not
+decide placement and does not know gRPC: commands are plain dataclasses that the transport layer turns into
+messages.
 """
 
 from __future__ import annotations
@@ -133,6 +137,13 @@ _connection_ids = itertools.count(1)
 LIVE, SUSPECT, LOST = "live", "suspect", "lost"
 """A site's liveness as the gateway judges it: heard from within its heartbeats, silent for a few of them,
 silent past its lease (its attempts were declared LOST)."""
+SEQUENCE_BLOCK = 1024
+"""Message sequence numbers reserved in the store at a time (one durable write per block, not per message)."""
+MAX_UNACKED = 4096
+"""Unacknowledged commands kept per site (the oldest go first): an agent that never acks cannot grow memory."""
+RESENT_UNTIL_ACKED = (CancelCommand, PreemptCommand)
+"""Commands kept until the site acknowledges them and sent again on its next stream. The rest are re-derived
+on reconnect from durable state (launches, drain, bookings) or are void once a stream ends (gang phases)."""
 
 
 @dataclass
@@ -152,10 +163,25 @@ class SiteRecord:
     liveness: str = LIVE
     liveness_reason: str = ""
 
+    sequence_limit: int = 1
+    """Exclusive end of the block of sequence numbers reserved for this site."""
+    unacked: dict[int, Command] = field(default_factory=dict)
+    """Commands of `RESENT_UNTIL_ACKED` sent and not yet acknowledged, by sequence."""
+    acked: int = 0
+    """Highest message sequence the site acknowledged (in this process)."""
+
 
 class SiteRegistry:
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        reserve_sequences: Callable[[str, int], int] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`reserve_sequences(site, count)` returns the first of `count` fresh message sequence numbers for the
+        site (`Store.reserve_site_messages`); None numbers in memory from 1 (tests of one process only).
+        `monotonic` is the clock liveness is judged by."""
         self._sites: dict[str, SiteRecord] = {}
+        self._reserve = reserve_sequences or _counting()
         self.monotonic = monotonic
 
     def _heard(self, record: SiteRecord, now: datetime) -> None:
@@ -170,8 +196,10 @@ class SiteRegistry:
             raise NotFound(f"site {site!r} has never connected", reason="SITE_NOT_FOUND")
         return record
 
-    def connect(self, site: str, agent_version: str, now: datetime) -> tuple[int, Outbox]:
-        """Register a new stream for `site`; a previous stream of the same site is closed (last one wins)."""
+    def connect(self, site: str, agent_version: str, now: datetime, resume_cursor: int = 0) -> tuple[int, Outbox]:
+        """Register a new stream for `site`; a previous stream of the same site is closed (last one wins).
+        `resume_cursor` is the highest message sequence the agent says it processed (Hello.resume_cursor):
+        unacknowledged Cancels and Preempts above it are queued again, under new sequence numbers."""
         record = self._sites.setdefault(site, SiteRecord(site))
         if record.outbox is not None:
             record.outbox.put_nowait(None)
@@ -183,7 +211,22 @@ class SiteRegistry:
         record.pools = {}
         if record.draining:
             self._enqueue(record, DrainCommand(True))
+        self._acknowledge(record, resume_cursor)
+        again, record.unacked = list(record.unacked.values()), {}
+        for command in again:
+            self._enqueue(record, command)
         return record.connection_id, record.outbox
+
+    def acknowledge(self, site: str, sequence: int) -> None:
+        """The site processed every message up to `sequence` (its Ack): nothing up to it is sent again."""
+        record = self._sites.get(site)
+        if record is not None:
+            self._acknowledge(record, sequence)
+
+    def _acknowledge(self, record: SiteRecord, sequence: int) -> None:
+        record.acked = max(record.acked, sequence)
+        for done in [s for s in record.unacked if s <= sequence]:
+            del record.unacked[done]
 
     def disconnect(self, site: str, connection_id: int) -> None:
         record = self._sites.get(site)
@@ -277,8 +320,16 @@ class SiteRegistry:
         if isinstance(command, LogRequestCommand | LogCancelCommand):
             record.outbox.put_nowait((0, command))  # best effort: not part of the resume sequence
             return
-        record.outbox.put_nowait((record.next_sequence, command))
+        if record.next_sequence >= record.sequence_limit:
+            record.next_sequence = self._reserve(record.name, SEQUENCE_BLOCK)
+            record.sequence_limit = record.next_sequence + SEQUENCE_BLOCK
+        sequence = record.next_sequence
         record.next_sequence += 1
+        if isinstance(command, RESENT_UNTIL_ACKED):
+            record.unacked[sequence] = command
+            if len(record.unacked) > MAX_UNACKED:
+                del record.unacked[min(record.unacked)]
+        record.outbox.put_nowait((sequence, command))
 
     def set_draining(self, site: str, draining: bool) -> SiteRecord:
         record = self._sites.setdefault(site, SiteRecord(site))
@@ -308,3 +359,15 @@ class SiteRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._sites)
+
+
+def _counting() -> Callable[[str, int], int]:
+    """An in-memory `reserve_sequences`: each site's numbers from 1, lost with the process."""
+    marks: dict[str, int] = {}
+
+    def reserve(site: str, count: int) -> int:
+        first = marks.get(site, 0) + 1
+        marks[site] = first + count - 1
+        return first
+
+    return reserve

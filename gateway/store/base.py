@@ -1,8 +1,9 @@
 """The store contract and its registry.
 
-Owns: what the gateway needs to keep across restarts (jobs, their events, each site's update cursor) and the
-MUST-level rules every implementation follows. The SQLite implementation is the embedded default; a
-PostgreSQL one follows the same contract and the same contract tests.
+Owns: what the gateway needs to keep across restarts (jobs, their events, each site's update cursor and the
+high mark of the gateway's message sequence to it) and the MUST-level rules every implementation follows. The
+SQLite implementation is the embedded default; a PostgreSQL one follows the same contract and the same contract
+tests.
 """
 
 from __future__ import annotations
@@ -110,6 +111,19 @@ class Store(Protocol):
 
     def site_cursor(self, site: str) -> int:
         """The highest update sequence from `site` made durable; 0 for a site never heard from."""
+        ...
+
+    def advance_site_cursor(self, site: str, sequence: int) -> None:
+        """Raise `site`'s update cursor to `sequence` (an update acknowledged without a transition: a replay, or
+        news about a job the gateway already ended). MUST only move the cursor forward (a lower value changes
+        nothing) and MUST be durable before it returns, so that a Welcome never reports less than was acked."""
+        ...
+
+    def reserve_site_messages(self, site: str, count: int) -> int:
+        """Reserve `count` (>= 1) sequence numbers for the gateway's messages to `site` and return the first;
+        the block is [first, first + count). MUST return a first number above every number any earlier call
+        for this site returned (across restarts, and across gateways on one database: atomic), starting at 1,
+        and MUST be durable before it returns. Numbers reserved and never sent are simply skipped."""
         ...
 
     # ---- advance reservations --------------------------------------------------------------------------

@@ -67,6 +67,10 @@ CREATE TABLE IF NOT EXISTS site_cursors (
     site        TEXT PRIMARY KEY,
     sequence    INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS site_messages (
+    site        TEXT PRIMARY KEY,
+    reserved    INTEGER NOT NULL
+);
 """
 
 TERMINAL = tuple(s.value for s in JobState if s.terminal)
@@ -235,6 +239,23 @@ class SqliteStore(SecurityTables, ReservationTables, ReceiptTables):
         with self._lock:
             row = self._db.execute("SELECT sequence FROM site_cursors WHERE site = ?", (site,)).fetchone()
         return int(row[0]) if row else 0
+
+    def advance_site_cursor(self, site: str, sequence: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO site_cursors (site, sequence) VALUES (?, ?) "
+                "ON CONFLICT (site) DO UPDATE SET sequence = MAX(sequence, excluded.sequence)",
+                (site, sequence),
+            )
+
+    def reserve_site_messages(self, site: str, count: int) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "INSERT INTO site_messages (site, reserved) VALUES (?, ?) "
+                "ON CONFLICT (site) DO UPDATE SET reserved = reserved + excluded.reserved RETURNING reserved",
+                (site, count),
+            ).fetchone()
+        return int(row[0]) - count + 1
 
     def close(self) -> None:
         with self._lock:

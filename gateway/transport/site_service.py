@@ -51,6 +51,10 @@ from gateway.trust.service import Trust
 log = logging.getLogger("fedgate.gateway.sites")
 Context = grpc.aio.ServicerContext[Any, Any]
 HELLO_TIMEOUT_S = 10.0
+"""An agent's Hello must arrive within this of the stream opening (site.proto states it)."""
+MAX_SEQUENCE = 2**63 - 1
+"""The largest sequence number the protocol admits: the fields are uint64 on the wire, but the stores keep
+signed 64-bit integers. A larger one is refused as SEQUENCE_OUT_OF_RANGE, never an INTERNAL end of the stream."""
 Outgoing: TypeAlias = pb.ConnectResponse | GatewayError | None
 
 
@@ -112,6 +116,7 @@ def update_from_proto(msg: pb.JobUpdate, certificate: bytes = b"") -> SiteUpdate
     """`certificate`: DER of the certificate the site presented on this stream (receipts must verify under it)."""
     if msg.sequence == 0:
         raise InvalidArgument("a job update needs a sequence number above 0", reason="MISSING_SEQUENCE")
+    check_sequence(msg.sequence, "JobUpdate.sequence")
     return SiteUpdate(
         job_id=msg.job_id,
         epoch=msg.epoch,
@@ -127,9 +132,23 @@ def update_from_proto(msg: pb.JobUpdate, certificate: bytes = b"") -> SiteUpdate
     )
 
 
+def check_sequence(value: int, field: str) -> None:
+    if value > MAX_SEQUENCE:
+        raise InvalidArgument(
+            f"{field} {value} is above 2^63-1, the largest sequence number the protocol admits",
+            reason="SEQUENCE_OUT_OF_RANGE",
+        )
+
+
 def rejection(error: GatewayError, update_sequence: int = 0) -> pb.ConnectResponse:
+    cursor = int(error.metadata.get("last_update_sequence", "0"))
     return pb.ConnectResponse(
-        rejection=pb.Rejection(update_sequence=update_sequence, reason=error.reason, message=error.message)
+        rejection=pb.Rejection(
+            update_sequence=update_sequence,
+            reason=error.reason,
+            message=error.message,
+            last_update_sequence=cursor,
+        )
     )
 
 
@@ -172,8 +191,9 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
                 f"certificate of site {principal.name!r} cannot speak for site {hello.site!r}",
                 reason="SITE_MISMATCH",
             )
+        check_sequence(hello.resume_cursor, "Hello.resume_cursor")
         running = [RunningAttempt(r.job_id, r.epoch, convert.state_from_proto(r.state)) for r in hello.running]
-        session = self.dispatcher.hello(principal.name, hello.agent_version[:64], running)
+        session = self.dispatcher.hello(principal.name, hello.agent_version[:64], running, hello.resume_cursor)
         log.info("site %s connected (agent %s)", session.site, hello.agent_version[:64])
         for attempt, why in session.cancelled:
             self.trust.audit(
@@ -311,7 +331,12 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
             except GatewayError as exc:
                 return rejection(exc)
             return None
-        if kind == "ack":
+        if kind == "ack":  # the agent processed our messages up to here: they are not sent again
+            try:
+                check_sequence(message.ack.sequence, "Ack.sequence")
+            except GatewayError as exc:
+                return rejection(exc)
+            self.dispatcher.acknowledged(site, message.ack.sequence)
             return None
         if kind == "log_chunk":  # best effort: a chunk for a stream this site did not open is dropped
             chunk = message.log_chunk

@@ -139,8 +139,16 @@ CREATE TABLE audit (
 );
 """
 
+_SITE_MESSAGES = """
+CREATE TABLE site_messages (
+    site        TEXT PRIMARY KEY,
+    reserved    BIGINT NOT NULL
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "jobs, events, usage, site cursors, reservations, receipts and the trust tables", _FIRST),
+    Migration(2, "the high mark of the gateway's message sequence to each site", _SITE_MESSAGES),
 )
 """Version N is MIGRATIONS[N - 1]. Append only: a database keeps the migrations it applied."""
 

@@ -199,3 +199,21 @@ class PostgresStore(PgSecurityTables, PgReservationTables, PgReceiptTables):
         with self._read() as conn:
             row = conn.execute("SELECT sequence FROM site_cursors WHERE site = %s", (site,)).fetchone()
         return int(str(row[0])) if row else 0
+
+    def advance_site_cursor(self, site: str, sequence: int) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO site_cursors (site, sequence) VALUES (%s, %s) ON CONFLICT (site) "
+                "DO UPDATE SET sequence = GREATEST(site_cursors.sequence, excluded.sequence)",
+                (site, sequence),
+            )
+
+    def reserve_site_messages(self, site: str, count: int) -> int:
+        with self._write() as conn:  # one statement: a racing gateway waits on the row, then adds its block
+            row = conn.execute(
+                "INSERT INTO site_messages (site, reserved) VALUES (%s, %s) ON CONFLICT (site) "
+                "DO UPDATE SET reserved = site_messages.reserved + excluded.reserved RETURNING reserved",
+                (site, count),
+            ).fetchone()
+        assert row is not None
+        return int(str(row[0])) - count + 1

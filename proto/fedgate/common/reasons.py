@@ -318,6 +318,25 @@ class ReasonCode(enum.StrEnum):
         "An agent's certificate names another site than its Hello. Use the site's own certificate.",
     )
     MISSING_SEQUENCE = "MISSING_SEQUENCE", "error", "A job update came without a sequence number. Upgrade the agent."
+    SEQUENCE_OUT_OF_RANGE = (
+        "SEQUENCE_OUT_OF_RANGE",
+        "error",
+        "An agent sent a sequence number above 2^63-1, the largest the protocol admits; the message is refused. "
+        "Number updates 1, 2, 3... as site.proto says.",
+    )
+    SEQUENCE_REUSED = (
+        "SEQUENCE_REUSED",
+        "error",
+        "A job update was numbered at or below the last update the gateway applied for the site but is not one "
+        "it applied: the agent's journal went back (a snapshot, a lost disk). The agent sends it again numbered "
+        "above Rejection.last_update_sequence.",
+    )
+    ILLEGAL_SITE_STATE = (
+        "ILLEGAL_SITE_STATE",
+        "error",
+        "A site reported a state only the gateway sets (QUEUED, DISPATCHED, ...), or a returned lease not as "
+        "FAILED; the update is refused and the job is not queued again.",
+    )
     UNSUPPORTED_MESSAGE = (
         "UNSUPPORTED_MESSAGE",
         "error",

@@ -310,14 +310,16 @@ class LogCancel(_message.Message):
     def __init__(self, stream_id: _Optional[int] = ...) -> None: ...
 
 class Rejection(_message.Message):
-    __slots__ = ("update_sequence", "reason", "message")
+    __slots__ = ("update_sequence", "reason", "message", "last_update_sequence")
     UPDATE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    LAST_UPDATE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     update_sequence: int
     reason: str
     message: str
-    def __init__(self, update_sequence: _Optional[int] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    last_update_sequence: int
+    def __init__(self, update_sequence: _Optional[int] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., last_update_sequence: _Optional[int] = ...) -> None: ...
 
 class ConnectResponse(_message.Message):
     __slots__ = ("sequence", "welcome", "launch", "cancel", "preempt", "reserve", "commit", "abort", "drain", "ack", "rejection", "log_request", "log_cancel")

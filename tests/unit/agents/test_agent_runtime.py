@@ -258,6 +258,25 @@ async def test_update_refused_by_the_gateway_is_dropped_not_retried(
     assert [u.job_id for u in journal.pending()] == ["b"]
 
 
+async def test_an_update_the_gateway_says_reuses_a_number_is_sent_again_above_its_cursor(
+    runtime: SiteRuntime, journal: MemoryJournal
+) -> None:
+    await runtime.handle(launch(job="a"))
+    (sent,) = journal.pending()
+    await runtime.handle(UpdateRejected(sent.sequence, reason="SEQUENCE_REUSED", last_update_sequence=9))
+    (again,) = journal.pending()
+    assert (again.job_id, again.state, again.sequence) == ("a", sent.state, 10)
+
+
+async def test_hello_lists_an_ended_attempt_until_its_end_is_acknowledged(journal: MemoryJournal) -> None:
+    runtime = SiteRuntime(make_config(), FakeBackend(refuse="executable 'x' was not found"), journal)
+    await runtime.handle(launch(job="a"))
+    assert runtime.running() == []
+    assert [(r.job_id, r.state) for r in runtime.unsettled()] == [("a", JobState.FAILED)]
+    await runtime.handle(UpdatesAcknowledged(sequence=journal.last_sequence()))
+    assert runtime.unsettled() == []
+
+
 async def test_welcome_moves_numbering_past_the_gateways_last_sequence(runtime: SiteRuntime) -> None:
     runtime.accept_welcome(41)
     await runtime.handle(launch())

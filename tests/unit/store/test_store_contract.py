@@ -237,6 +237,46 @@ def test_a_site_cursor_never_goes_back(store: Store) -> None:
     assert store.site_cursor("a") == 11
 
 
+def test_a_site_cursor_advanced_without_a_transition_never_goes_back_and_survives_a_reopen(
+    engine: Engine, store: Store
+) -> None:
+    store.advance_site_cursor("a", 5)
+    store.advance_site_cursor("a", 3)
+    assert store.site_cursor("a") == 5 and store.site_cursor("b") == 0
+    j = job(1)
+    store.create_job(j, queued(j))
+    store.save_transition(j, event(j), ("a", 4))
+    assert store.site_cursor("a") == 5
+    store.advance_site_cursor("a", 2**63 - 1)  # the largest sequence the protocol admits
+    assert engine.reopen(store).site_cursor("a") == 2**63 - 1
+
+
+def test_message_sequences_to_a_site_only_increase_across_reopens(engine: Engine, store: Store) -> None:
+    first = store.reserve_site_messages("a", 100)
+    assert first == 1
+    assert store.reserve_site_messages("b", 1) == 1  # each site has its own sequence
+    second = store.reserve_site_messages("a", 10)
+    assert second == 101
+    reopened = engine.reopen(store)
+    assert reopened.reserve_site_messages("a", 1) == 111
+
+
+def test_racing_writers_reserve_disjoint_blocks_of_message_sequences(engine: Engine, store: Store) -> None:
+    other = engine.other_writer(store)
+    firsts: list[int] = []
+
+    def reserve(on: Store) -> None:
+        for _ in range(20):
+            firsts.append(on.reserve_site_messages("a", 5))
+
+    threads = [threading.Thread(target=reserve, args=(on,)) for on in (store, other)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(firsts) == list(range(1, 200, 5))
+
+
 def test_save_transitions_is_all_or_nothing(store: Store) -> None:
     a, b = job(1), job(2)
     store.create_jobs([(a, queued(a)), (b, queued(b))])
