@@ -137,6 +137,9 @@ class GatewaySession:
         return f"{code.name}: {details}" if details else code.name
 
     async def _process(self, message: site_pb2.ConnectResponse) -> None:
+        if message.WhichOneof("kind") == "closing":  # the stream's status follows; this says why in band
+            log.warning("the gateway is ending this stream (%s): %s", message.closing.reason, message.closing.message)
+            return
         if (log_command := log_command_from_proto(message)) is not None:
             self._logs.handle(log_command)  # best effort: no sequence, no ack
             return

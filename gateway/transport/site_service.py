@@ -273,7 +273,8 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
             if item is None:  # a newer stream of the same site replaced this one
                 await out.put(None)
                 return
-            if isinstance(item, StreamClosed):  # the site is lost, or the gateway stops: say why
+            if isinstance(item, StreamClosed):  # the site is lost, or the gateway stops: say why, in band first
+                await out.put(pb.ConnectResponse(closing=pb.Closing(reason=item.reason, message=item.message)))
                 await out.put(Unavailable(item.message, reason=item.reason))
                 return
             await out.put(command_to_proto(*item))
