@@ -62,31 +62,10 @@ class ReceiptTables:
     def _insert_receipts(self, receipts: Sequence[SettledReceipt]) -> None:
         """Inside an open transaction: keep each receipt unless one for its job, epoch and site exists."""
         for settled in receipts:
-            r = settled.record
-            assert r is not None, "only checked receipts are settled"
             self._db.execute(
                 f"INSERT OR IGNORE INTO receipts ({RECEIPT_COLUMNS.removeprefix('id, ')}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    r.site,
-                    r.job_id,
-                    r.epoch,
-                    r.attempt,
-                    r.tenant,
-                    r.project,
-                    r.accelerator_class,
-                    r.cards,
-                    r.start_time.isoformat(),
-                    r.end_time.isoformat(),
-                    r.exit_code,
-                    r.state.value,
-                    settled.receipt.record_bytes,
-                    settled.receipt.signature,
-                    settled.site_certificate,
-                    settled.gateway_signature,
-                    settled.gateway_certificate,
-                    settled.settle_time.isoformat(),
-                ),
+                receipt_to_row(settled),
             )
 
     def list_receipts(
@@ -112,6 +91,32 @@ class ReceiptTables:
         receipts = tuple(settled_from_row(row) for row in rows[:page_size])
         token = str(rows[page_size - 1][0]) if len(rows) > page_size else ""
         return ReceiptPage(receipts, token)
+
+
+def receipt_to_row(settled: SettledReceipt) -> tuple[object, ...]:
+    """A settled receipt as the values of RECEIPT_COLUMNS without `id` (either engine's insert)."""
+    r = settled.record
+    assert r is not None, "only checked receipts are settled"
+    return (
+        r.site,
+        r.job_id,
+        r.epoch,
+        r.attempt,
+        r.tenant,
+        r.project,
+        r.accelerator_class,
+        r.cards,
+        r.start_time.isoformat(),
+        r.end_time.isoformat(),
+        r.exit_code,
+        r.state.value,
+        settled.receipt.record_bytes,
+        settled.receipt.signature,
+        settled.site_certificate,
+        settled.gateway_signature,
+        settled.gateway_certificate,
+        settled.settle_time.isoformat(),
+    )
 
 
 def settled_from_row(row: tuple[object, ...]) -> SettledReceipt:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import subprocess
+import sys
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -187,3 +189,51 @@ def wait_for_capacity(gateway: GatewayHandle, site: str) -> None:
         eventually(
             lambda: any(s.name == site and s.pools for s in admin.list_sites()), what=f"{site}'s capacity report"
         )
+
+
+class AgentProcess:
+    """One site agent as its own `fedgate agent run` process on the `local` backend, which a test may start,
+    signal (SIGSTOP, SIGCONT) and kill with -9, then start again on the same state and jobs folders."""
+
+    def __init__(
+        self, gateway: GatewayHandle, root: Path, site: str, pools: list[dict[str, Any]], report_interval_s: float
+    ) -> None:
+        creds = gateway.pki.site(site)
+        self.site = site
+        self.jobs = root / "jobs"
+        self.config = root / "agent.yaml"
+        root.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "fedgate.io/v1",
+                    "kind": "Agent",
+                    "site": site,
+                    "gateway": gateway.address,
+                    "tls": {k: str(creds / f"{k}.pem") for k in ("ca", "cert", "key")},
+                    "backend": {"type": "local", "workdir": str(self.jobs)},
+                    "state_dir": str(root / "state"),
+                    "report_interval_s": report_interval_s,
+                    "cancel_grace_s": 1,
+                    "pools": pools,
+                }
+            )
+        )
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "fedgate.cli", "agent", "run", "--config", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)

@@ -9,16 +9,13 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from gateway.jobs.model import Job, JobSpec, JobState, Resources, StackRun
-from tests.integration.harness import GatewayHandle, wait_for_capacity
+from tests.integration.harness import AgentProcess, GatewayHandle, wait_for_capacity
 from tests.waiting import alive, eventually
 
 CARDS = 4
@@ -37,44 +34,11 @@ JOB = (
 )
 
 
-class Site:
-    """One site agent as its own process, which the test may kill with -9 and start again."""
+class Site(AgentProcess):
+    """centre-a's agent as its own process, which the test may kill with -9 and start again."""
 
     def __init__(self, gateway: GatewayHandle, root: Path) -> None:
-        creds = gateway.pki.site("centre-a")
-        self.jobs = root / "jobs"
-        self.config = root / "agent.yaml"
-        root.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "fedgate.io/v1",
-                    "kind": "Agent",
-                    "site": "centre-a",
-                    "gateway": gateway.address,
-                    "tls": {k: str(creds / f"{k}.pem") for k in ("ca", "cert", "key")},
-                    "backend": {"type": "local", "workdir": str(self.jobs)},
-                    "state_dir": str(root / "state"),
-                    "report_interval_s": 0.5,
-                    "cancel_grace_s": 1,
-                    "pools": POOLS,
-                }
-            )
-        )
-        self.process: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "fedgate.cli", "agent", "run", "--config", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(10)
+        super().__init__(gateway, root, "centre-a", POOLS, report_interval_s=0.5)
 
     def identity(self, job_id: str, epoch: int) -> dict[str, object] | None:
         path = self.jobs / job_id / str(epoch) / "identity.json"

@@ -10,17 +10,21 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import yaml
 
 from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
-from tests.integration.harness import GatewayHandle, LoopThread, Pki, start_test_gateway, wait_for_capacity
+from tests.integration.harness import (
+    AgentProcess,
+    GatewayHandle,
+    LoopThread,
+    Pki,
+    start_test_gateway,
+    wait_for_capacity,
+)
 from tests.waiting import eventually
 
 LEASE_S = 1.5
@@ -35,44 +39,11 @@ JOB = (
 )
 
 
-class Agent:
+class Agent(AgentProcess):
     """One site agent as its own process (local backend), which the test kills, stops and resumes."""
 
     def __init__(self, gateway: GatewayHandle, root: Path, site: str) -> None:
-        creds = gateway.pki.site(site)
-        self.site = site
-        self.jobs = root / "jobs"
-        self.config = root / "agent.yaml"
-        root.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "fedgate.io/v1",
-                    "kind": "Agent",
-                    "site": site,
-                    "gateway": gateway.address,
-                    "tls": {k: str(creds / f"{k}.pem") for k in ("ca", "cert", "key")},
-                    "backend": {"type": "local", "workdir": str(self.jobs)},
-                    "state_dir": str(root / "state"),
-                    "report_interval_s": 0.3,
-                    "cancel_grace_s": 1,
-                    "pools": POOLS,
-                }
-            )
-        )
-        self.process: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "fedgate.cli", "agent", "run", "--config", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-
-    def signal(self, signum: int) -> None:
-        assert self.process is not None
-        self.process.send_signal(signum)
+        super().__init__(gateway, root, site, POOLS, report_interval_s=0.3)
 
     def beats(self, job_id: str, epoch: int) -> list[float]:
         path = self.jobs / job_id / str(epoch) / "beats"

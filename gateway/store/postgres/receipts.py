@@ -13,7 +13,7 @@ from datetime import datetime
 import psycopg
 
 from gateway.store.postgres.connection import PgConnection
-from gateway.store.receipts import RECEIPT_COLUMNS, ReceiptPage, settled_from_row
+from gateway.store.receipts import RECEIPT_COLUMNS, ReceiptPage, receipt_to_row, settled_from_row
 from gateway.store.scope import scope_clauses
 from gateway.usage.receipts import SettledReceipt
 
@@ -26,32 +26,7 @@ _INSERT = (
 class PgReceiptTables(PgConnection):
     def _insert_receipts(self, cursor: psycopg.Cursor[tuple[object, ...]], receipts: Sequence[SettledReceipt]) -> None:
         """Inside an open transaction: keep each receipt unless one for its job, epoch and site exists."""
-        rows = []
-        for settled in receipts:
-            r = settled.record
-            assert r is not None, "only checked receipts are settled"
-            rows.append(
-                (
-                    r.site,
-                    r.job_id,
-                    r.epoch,
-                    r.attempt,
-                    r.tenant,
-                    r.project,
-                    r.accelerator_class,
-                    r.cards,
-                    r.start_time.isoformat(),
-                    r.end_time.isoformat(),
-                    r.exit_code,
-                    r.state.value,
-                    settled.receipt.record_bytes,
-                    settled.receipt.signature,
-                    settled.site_certificate,
-                    settled.gateway_signature,
-                    settled.gateway_certificate,
-                    settled.settle_time.isoformat(),
-                )
-            )
+        rows = [receipt_to_row(settled) for settled in receipts]
         if rows:
             cursor.executemany(_INSERT, rows)
 
