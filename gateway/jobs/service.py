@@ -71,8 +71,15 @@ class JobService:
         self.registry = registry
         self.reservations = reservations
         self.clock = clock
-        self.closing = ""
-        """Set (to why) when the gateway stops: new jobs are refused with UNAVAILABLE, in-flight ones finish."""
+        self._closing = ""  # why new jobs are refused (the gateway stops); empty while it serves
+
+    def refuse_new_jobs(self, why: str) -> None:
+        """The gateway stops: from now on CreateJob answers UNAVAILABLE (GATEWAY_SHUTTING_DOWN) with `why`."""
+        self._closing = why
+
+    async def settle(self) -> None:
+        """Return once every job creation already accepted is durable (the group committer has drained)."""
+        await self.commits.settle()
 
     # ---- vendors --------------------------------------------------------------------------------------------
     def admit(self, caller: Principal, spec: JobSpec, policy: FederationPolicy | None = None) -> AdmissionDecision:
@@ -81,8 +88,8 @@ class JobService:
         return admit(spec, caller, policy, self.policy.catalogue, self.clock(), self.usage.usage())
 
     async def create_job(self, caller: Principal, spec: JobSpec, request_id: str = "") -> Job:
-        if self.closing:
-            raise Unavailable(self.closing, reason="GATEWAY_SHUTTING_DOWN")
+        if self._closing:
+            raise Unavailable(self._closing, reason="GATEWAY_SHUTTING_DOWN")
         policy = self.policy.policy  # one policy for the whole decision, even if a reload swaps it meanwhile
         if caller.kind == "user" and caller.tenant == spec.tenant and spec.tenant in policy.tenants:
             # Members act, viewers and outsiders do not (in a joint project: its members, from any tenant).

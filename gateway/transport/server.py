@@ -114,14 +114,14 @@ class RunningGateway:
         jobs run on), let in-flight calls finish for at most `grace` s, wait for the store writes they made,
         close the store. Leadership is not handed over: there is none yet (one gateway per store)."""
         why = "the gateway is shutting down; retry shortly (the jobs already accepted are kept)"
-        self.core.jobs.closing = why
+        self.core.jobs.refuse_new_jobs(why)
         if self.metrics is not None:
             self.metrics.close()
         await self.supervisor.stop()
         self.core.registry.close_all(why)
         await self.core.registry.wait_closed(grace)  # each stream sends its status before the server stops
         await asyncio.gather(*(s.stop(grace) for s in (self.public_server, self.server) if s is not None))
-        await self.core.jobs.commits.settle()
+        await self.core.jobs.settle()  # the job creations already accepted are durable
         self.core.store.close()
 
 
