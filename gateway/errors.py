@@ -74,6 +74,14 @@ class Unavailable(GatewayError):
     reason: str = ReasonCode.UNAVAILABLE
 
 
+class NotLeader(Unavailable):
+    """This gateway may not act: it is a standby, or its leader lease was taken over (a write it tried carried
+    an epoch that is no longer the leader's, and was refused by the store). `metadata["leader"]` is the
+    leader's address when known."""
+
+    reason: str = ReasonCode.NOT_LEADER
+
+
 class StoreError(GatewayError):
     """The store cannot serve: raised by a store, never by callers. Subclasses say whether the caller should
     come back later (`StoreUnavailable`, `StoreFull`) or the process cannot start on this store (`StoreRefused`).

@@ -64,7 +64,7 @@ class AgentConfig:
     site: str
     """This site's name; the gateway checks it against the client certificate."""
     gateway: str
-    """The gateway's address as `host:port` (IPv6 as `[::1]:7443`)."""
+    """The gateway's address as `host:port` (IPv6 as `[::1]:7443`); with several, the first one given."""
     tls: TlsFiles
     backend: BackendSettings
     pools: tuple[PoolSpec, ...]
@@ -73,6 +73,15 @@ class AgentConfig:
     """Seconds between full capacity reports when the gateway's Welcome does not set one."""
     cancel_grace_s: float = 5.0
     """Seconds between SIGTERM and SIGKILL when a job is cancelled or the agent stops."""
+    other_gateways: tuple[str, ...] = ()
+    """More addresses of the same federation (standby gateways on one PostgreSQL store): the agent dials them
+    in turn, and goes straight to the leader a standby names."""
+
+    @property
+    def gateways(self) -> tuple[str, ...]:
+        """Every gateway address, in the order given."""
+        return (self.gateway, *self.other_gateways)
+
     policy: SitePolicy = field(default_factory=SitePolicy)
     """The centre's terms: whom it serves, the largest job, allowed images, offer windows. Default: all."""
     source: Path | None = None
@@ -105,15 +114,15 @@ def parse_agent_config(doc: YamlDocument, *, validate_files: bool = True) -> Age
             "starting and ending with a letter or digit",
             "site",
         )
-    gateway = root.text("gateway")
-    _check_target(root, gateway)
+    gateways = _gateways(root)
     tls = _tls(root.section("tls"), base, validate_files)
     backend = _backend(root.section("backend"), base)
     pools = _pools(root, base)
     policy = SitePolicy() if root.raw("policy", None) is None else parse_site_policy(root.section("policy"), pools)
     config = AgentConfig(
         site=site,
-        gateway=gateway,
+        gateway=gateways[0],
+        other_gateways=gateways[1:],
         tls=tls,
         backend=backend,
         pools=pools,
@@ -139,9 +148,15 @@ def valid_target(target: str) -> bool:
     return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
 
 
-def _check_target(section: Section, target: str) -> None:
-    if not valid_target(target):
-        section.fail(f"gateway {target!r} must be host:port, e.g. gateway.example.org:7443", "gateway")
+def _gateways(root: Section) -> tuple[str, ...]:
+    """`gateway: host:port`, or a list of the addresses of several gateways on one store."""
+    targets = root.strings("gateway") if isinstance(root.raw("gateway"), list) else (root.text("gateway"),)
+    if not targets:
+        root.fail("gateway must name at least one address, e.g. gateway.example.org:7443", "gateway")
+    for target in targets:
+        if not valid_target(target):
+            root.fail(f"gateway {target!r} must be host:port, e.g. gateway.example.org:7443", "gateway")
+    return targets
 
 
 def _tls(section: Section, base: Path, validate_files: bool) -> TlsFiles:

@@ -35,6 +35,7 @@ from agents.transport.backoff import Backoff
 from agents.transport.receipts import KeyFileSigner
 from agents.transport.renewal import CertificateKeeper
 from agents.transport.session import ConnectCall, GatewaySession, StreamEnded, explaining_error
+from agents.transport.targets import GatewayTargets
 from fedgate.common.supervise import Supervisor
 from fedgate.v1 import site_pb2
 
@@ -79,6 +80,7 @@ class GatewayLink:
         self._backoff = backoff or Backoff()
         self._closing = asyncio.Event()
         self._session: GatewaySession | None = None
+        self._targets = GatewayTargets(config.gateways)
         self._keeper = CertificateKeeper(config.site, config.tls, renewal or RenewalSettings(), clock)
         self._renewed = False
         self.refusal: GatewayRefused | None = None
@@ -102,16 +104,19 @@ class GatewayLink:
                 await self._closing.wait()
                 return
             except (grpc.RpcError, StreamEnded, ProtocolError, TimeoutError, asyncio.InvalidStateError, OSError) as exc:
-                log.warning("gateway %s: %s", self._config.gateway, _describe(exc))
+                log.warning("gateway %s: %s", self._targets.current, _describe(exc))
+                if self._targets.follow(exc):  # a standby named the leader: go there now
+                    continue
             except Exception:  # a bug in one stream ends that stream; jobs keep running and the link re-dials
-                log.exception("gateway %s: the stream failed unexpectedly", self._config.gateway)
+                log.exception("gateway %s: the stream failed unexpectedly", self._targets.current)
             if self._closing.is_set():
                 return
             if self._renewed:  # fresh credentials are on disk: use them now, not after a backoff
                 self._renewed = False
                 continue
+            self._targets.next()
             delay = self._backoff.next_delay()
-            log.info("reconnecting to %s in %.1fs", self._config.gateway, delay)
+            log.info("reconnecting to %s in %.1fs", self._targets.current, delay)
             with contextlib.suppress(TimeoutError):  # asyncio.timeout: 3.11's wait_for can lose a cancel
                 async with asyncio.timeout(delay):
                     await self._closing.wait()
@@ -139,7 +144,7 @@ class GatewayLink:
 
     async def _connect_once(self) -> None:
         credentials, certificate = self._credentials()
-        channel = grpc.aio.secure_channel(self._config.gateway, credentials, options=CHANNEL_OPTIONS)
+        channel = grpc.aio.secure_channel(self._targets.current, credentials, options=CHANNEL_OPTIONS)
         call: ConnectCall = channel.stream_stream(
             CONNECT_METHOD,
             request_serializer=site_pb2.ConnectRequest.SerializeToString,
@@ -169,6 +174,7 @@ class GatewayLink:
         finally:
             if session.welcomed:
                 self._backoff.reset()
+                self._targets.connected()
             self._session = None
             await channel.close(grace=None)
 

@@ -52,6 +52,13 @@ class GatewayConfig:
     restart_grace: timedelta = timedelta(seconds=60)
     # On SIGTERM, how long in-flight calls get to finish before the gateway stops anyway.
     shutdown_grace: timedelta = timedelta(seconds=5)
+    # Several gateways on one PostgreSQL store elect a leader with a lease of this length in the database: the
+    # leader renews it every third of it; a standby looks every sixth and takes over once it has expired. A
+    # leader killed with -9 is replaced after about this long plus a second or two (docs/reliability.md).
+    leader_lease: timedelta = timedelta(seconds=6)
+    # The address clients and agents are sent to when this gateway leads (host:port, in NOT_LEADER answers of
+    # the standbys). Empty: `listen` with its bound port, right when `listen` names a host others can reach.
+    advertise: str = ""
 
     @property
     def suspect_after(self) -> timedelta:
@@ -80,6 +87,8 @@ KEYS = {
     "site_lease_s",
     "restart_grace_s",
     "shutdown_grace_s",
+    "leader_lease_s",
+    "advertise",
 }
 
 
@@ -153,6 +162,8 @@ def load_gateway_config(path: Path) -> GatewayConfig:
         site_lease=site_lease,
         restart_grace=seconds("restart_grace_s", 60),
         shutdown_grace=seconds("shutdown_grace_s", 5),
+        leader_lease=seconds("leader_lease_s", 6),
+        advertise=text("advertise") if "advertise" in data else "",
     )
 
 

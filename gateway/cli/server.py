@@ -14,13 +14,9 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from gateway.app.config import GatewayConfig, load_gateway_config
 from gateway.errors import GatewayError
-
-if TYPE_CHECKING:
-    from gateway.transport.server import RunningGateway
 
 log = logging.getLogger("fedgate.gateway")
 
@@ -50,43 +46,26 @@ def main(argv: Sequence[str]) -> int:
 
 
 async def _serve(config: GatewayConfig, ready_file: Path | None) -> int:
+    from gateway.transport.replica import serve_replica, serve_until_stopped, shares_store
     from gateway.transport.server import start_gateway  # grpc only once the config is good
 
-    running = await start_gateway(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, running.reload_policy, "SIGHUP")
     host = config.listen.rsplit(":", 1)[0]
-    if ready_file is not None:
-        tmp = ready_file.with_suffix(".tmp")
-        public = (
-            f"public={config.public_listen.rsplit(':', 1)[0]}:{running.public_port}\n" if running.public_port else ""
-        )
-        tmp.write_text(f"{host}:{running.port}\n{public}")
-        tmp.replace(ready_file)
-    print(
-        f"gateway: serving federation {config.federation} on {host}:{running.port}",
-        file=sys.stderr,
-        flush=True,
-    )
+
+    def ready(port: int, public_port: int) -> None:
+        if ready_file is not None:
+            tmp = ready_file.with_suffix(".tmp")
+            public = f"public={config.public_listen.rsplit(':', 1)[0]}:{public_port}\n" if public_port else ""
+            tmp.write_text(f"{host}:{port}\n{public}")
+            tmp.replace(ready_file)
+        print(f"gateway: serving federation {config.federation} on {host}:{port}", file=sys.stderr, flush=True)
+
+    if shares_store(config):  # one of several gateways on the database: stand by, lead when elected
+        return await serve_replica(config, stop, ready)
+    running = await start_gateway(config)
+    loop.add_signal_handler(signal.SIGHUP, running.reload_policy, "SIGHUP")
+    ready(running.port, running.public_port)
     return await serve_until_stopped(running, stop)
-
-
-async def serve_until_stopped(running: RunningGateway, stop: asyncio.Event) -> int:
-    """Wait for `stop` (a signal) or for a supervised task to die; stop the gateway either way. Returns the
-    exit code: 0 on `stop`, 1 on a dead task."""
-    stopped = asyncio.create_task(stop.wait(), name="signal")
-    failed = asyncio.create_task(running.wait_failure(), name="failure")
-    try:
-        await asyncio.wait((stopped, failed), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (stopped, failed):
-            task.cancel()
-    failure = running.supervisor.failure
-    await running.stop(running.shutdown_grace)
-    if failure is not None:
-        log.critical("the gateway stops with exit code 1: %s", failure.describe())
-        return 1
-    return 0

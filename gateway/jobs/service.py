@@ -15,12 +15,13 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Collection
 from datetime import datetime
 
-from gateway.errors import AdmissionRejected, GatewayError, InvalidArgument, NotFound, Unavailable
+from gateway.errors import AdmissionRejected, GatewayError, InvalidArgument, Unavailable
 from gateway.identity.principal import Principal, principal_from_uri
 from gateway.jobs.admission import AdmissionDecision, admit
 from gateway.jobs.book import JobBook
 from gateway.jobs.events import EventBus
 from gateway.jobs.model import Job, JobEvent, JobSpec, JobState
+from gateway.jobs.reads import visible_job, visible_jobs
 from gateway.placement.place import Explanation
 from gateway.policy import FederationPolicy
 from gateway.policy.holder import PolicyHolder
@@ -37,7 +38,6 @@ from gateway.usage.model import UsageRow
 from gateway.usage.settlement import list_receipts
 
 Clock = Callable[[], datetime]
-MAX_PAGE_SIZE = 500
 _sequence = itertools.count()
 
 
@@ -117,10 +117,7 @@ class JobService:
         return stored
 
     def get_job(self, caller: Principal, job_id: str) -> Job:
-        job = self.book.find(job_id)
-        if job is None:
-            raise NotFound(f"job {job_id} not found", reason="JOB_NOT_FOUND")
-        access.require_job_access(caller, job, self.policy.policy)
+        job = visible_job(caller, job_id, self.book.find(job_id), self.policy.policy)
         return self.outlook.with_pending_reasons(job)
 
     def list_jobs(
@@ -132,20 +129,11 @@ class JobService:
         page_size: int = 100,
         page_token: str = "",
     ) -> JobPage:
-        if page_size < 0:
-            raise InvalidArgument("page_size must not be negative")
-        tenants = access.visible_tenants(caller, tenant)
-        joint = access.joint_projects_of(caller, self.policy.policy) if tenants is not None and not tenant else ()
-        size = min(page_size or 100, MAX_PAGE_SIZE)
-        page = self.store.list_jobs(tenants, project, states, size, page_token, or_projects=joint)
-        # Why a job waits changes with every capacity report: show the live reasons, not stored ones.
         policy = self.policy.policy
+        page = visible_jobs(self.store, policy, caller, tenant, project, states, page_size, page_token)
+        # Why a job waits changes with every capacity report: show the live reasons, not stored ones.
         snapshot = self.outlook.snapshot() if any(j.state == JobState.QUEUED for j in page.jobs) else None
-        jobs = tuple(
-            self.outlook.with_pending_reasons(self.book.active.get(j.job_id, j), snapshot)
-            for j in page.jobs
-            if access.can_see_job(caller, j, policy)  # a member scoped to some projects sees only those
-        )
+        jobs = tuple(self.outlook.with_pending_reasons(self.book.active.get(j.job_id, j), snapshot) for j in page.jobs)
         return JobPage(jobs, page.next_page_token)
 
     def cancel_job(self, caller: Principal, job_id: str, reason: str = "") -> Job:

@@ -1,5 +1,6 @@
-"""Durable state of the gateway behind one narrow contract (`Store`), chosen by URL with `open_store`."""
+"""Durable state of the gateway behind one narrow contract (`Store`), chosen by URL with `open_store`; and the
+leader lease of gateways that share a store (`open_leader_lease`)."""
 
-from gateway.store.base import JobPage, Store, open_store
+from gateway.store.base import STANDBY, JobPage, LeaderLease, LeaderRecord, Store, open_leader_lease, open_store
 
-__all__ = ["JobPage", "Store", "open_store"]
+__all__ = ["STANDBY", "JobPage", "LeaderLease", "LeaderRecord", "Store", "open_leader_lease", "open_store"]

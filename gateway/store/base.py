@@ -3,14 +3,14 @@
 Owns: what the gateway needs to keep across restarts (jobs, their events, each site's update cursor and the
 high mark of the gateway's message sequence to it) and the MUST-level rules every implementation follows. The
 SQLite implementation is the embedded default; a PostgreSQL one follows the same contract and the same contract
-tests.
+tests. The leader lease (`LeaderLease`) lets several gateways share a PostgreSQL store: one leads, the others stand by.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from gateway.errors import ConfigError
@@ -184,14 +184,59 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str, *, read_only: bool = False) -> Store:
+STANDBY = -1
+"""The fence of a standby gateway's store: no epoch is ever -1, so every write is refused (NotLeader)."""
+
+
+@dataclass(frozen=True)
+class LeaderRecord:
+    """The leader lease as the database has it now."""
+
+    epoch: int  # bumped at every takeover; the fence every write of the leader carries
+    holder: str  # the gateway process that holds it ("" before the first leader)
+    address: str  # where clients reach that leader (host:port)
+    live: bool  # not expired nor released
+    remaining_s: float  # seconds until it expires, by the database's clock
+
+
+class LeaderLease(Protocol):
+    """The lease that makes one of several gateways on a shared store the leader. Blocking calls."""
+
+    def current(self) -> LeaderRecord: ...
+
+    def acquire(self, holder: str, address: str, lease: timedelta) -> LeaderRecord:
+        """Take the lease unless another holder's is live; returns the row afterwards (won: holder is ours)."""
+        ...
+
+    def renew(self, epoch: int, holder: str, lease: timedelta) -> bool:
+        """Extend our lease; False once another gateway has taken it (our epoch is over)."""
+        ...
+
+    def release(self, epoch: int, holder: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def open_leader_lease(url: str) -> LeaderLease | None:
+    """The leader lease of a shared store (PostgreSQL), or None for SQLite, where the file's lock already
+    makes the one gateway on it the leader. Open the store first: it migrates the schema."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from gateway.store.postgres.leader import PgLeaderLease
+
+        return PgLeaderLease(url)
+    return None
+
+
+def open_store(url: str, *, read_only: bool = False, fence: int | None = None) -> Store:
     """Open a store by URL: `sqlite:///path/to/db`, `sqlite://:memory:`, or `postgresql://user@host:port/dbname`
     (any libpq URL; its schema is migrated on open).
 
     A writing SQLite store is held by one process: a second one is refused with `StoreRefused` (STORE_IN_USE),
     as is a damaged, foreign or too new file (the message names the file and the fix). `read_only` is for
     offline tools (an audit check) beside a running gateway: no lock, no write, no file created. On PostgreSQL
-    there is no lock to take, and `read_only` changes nothing."""
+    there is no lock to take, and `read_only` changes nothing; `fence` is the leader's epoch that every write
+    must still hold (`STANDBY`: no write at all), see `open_leader_lease`. SQLite takes no fence: its lock is
+    its leadership."""
     if url.startswith("sqlite://"):
         from gateway.store.sqlite import SqliteStore
 
@@ -200,7 +245,9 @@ def open_store(url: str, *, read_only: bool = False) -> Store:
     if url.startswith(("postgresql://", "postgres://")):
         from gateway.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        store = PostgresStore(url)
+        store.fence(fence)
+        return store
     scheme = url.split("://", 1)[0] if "://" in url else url
     raise ConfigError(
         f"unknown store {scheme!r}: valid stores are sqlite:///PATH (embedded default) and "

@@ -2,8 +2,11 @@
 
 Owns: the channel (mTLS or a bearer token, keepalive, message limits), the service stubs on it, `_call` (every
 unary call, with the client's timeout) and `error_from_rpc`, which turns a refused call into `ClientError` with
-the gRPC code, the server's reason code and its message. It owns no RPC of its own: those are in
-`client_jobs`, `client_reservations` and `client_admin`, put together in `gateway.transport.client`.
+the gRPC code, the server's reason code and its message; and following the leader among several gateways on
+one store: the target may list several addresses (`host:port,host:port`), a call refused UNAVAILABLE is tried
+on the leader a standby names (NOT_LEADER), else on the next address, at most twice round the list. Every
+call the client makes is safe to repeat (job and reservation creation carry a request id). It owns no RPC of its
+own: those are in `client_jobs`, `client_reservations` and `client_admin`, put together in `gateway.transport.client`.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from collections.abc import Callable
 from typing import Any, Self, TypeVar
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
 
+from fedgate.common import wire
 from fedgate.v1 import (
     admin_service_pb2_grpc,
     enrollment_service_pb2_grpc,
@@ -29,16 +32,26 @@ T = TypeVar("T")
 def error_from_rpc(error: grpc.RpcError) -> ClientError:
     code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
     message = (error.details() if isinstance(error, grpc.Call) else str(error)) or code.name
-    reason = code.name
-    if isinstance(error, grpc.Call):
-        for key, value in error.trailing_metadata() or ():
-            if key == "grpc-status-details-bin" and isinstance(value, bytes):
-                status = status_pb2.Status.FromString(value)
-                for detail in status.details:
-                    info = error_details_pb2.ErrorInfo()
-                    if detail.Unpack(info):
-                        reason = info.reason
-    return ClientError(message, code=code.name, reason=reason)
+    info = wire.error_info(error.trailing_metadata()) if isinstance(error, grpc.Call) else None
+    return ClientError(message, code=code.name, reason=info.reason if info is not None else code.name)
+
+
+class _Stubs:
+    """A service's stub that resolves the channel in use at each call, so a retry goes where the leader is."""
+
+    def __init__(self, owner: ClientChannel, make: Callable[[grpc.Channel], Any]) -> None:
+        self._owner = owner
+        self._make = make
+        self._by_target: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            target = self._owner.target
+            if target not in self._by_target:
+                self._by_target[target] = self._make(self._owner.channel_to(target))
+            return getattr(self._by_target[target], name)(*args, **kwargs)
+
+        return call
 
 
 class ClientChannel:
@@ -67,18 +80,16 @@ class ClientChannel:
             )
         else:
             raise ValueError("a client needs credentials (mTLS) or a token")
-        self._channel = grpc.secure_channel(
-            target,
-            channel_credentials,
-            options=[
-                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-                ("grpc.keepalive_time_ms", 30_000),
-            ],
-        )
-        self._jobs = job_service_pb2_grpc.JobServiceStub(self._channel)
-        self._admin = admin_service_pb2_grpc.AdminServiceStub(self._channel)
-        self._enrollment = enrollment_service_pb2_grpc.EnrollmentServiceStub(self._channel)
-        self._reservations = reservation_service_pb2_grpc.ReservationServiceStub(self._channel)
+        self._credentials = channel_credentials
+        self._targets = [t.strip() for t in target.split(",") if t.strip()]
+        if not self._targets:
+            raise ValueError("a client needs a gateway address")
+        self.target = self._targets[0]
+        self._channels: dict[str, grpc.Channel] = {}
+        self._jobs: Any = _Stubs(self, job_service_pb2_grpc.JobServiceStub)
+        self._admin: Any = _Stubs(self, admin_service_pb2_grpc.AdminServiceStub)
+        self._enrollment: Any = _Stubs(self, enrollment_service_pb2_grpc.EnrollmentServiceStub)
+        self._reservations: Any = _Stubs(self, reservation_service_pb2_grpc.ReservationServiceStub)
         self.timeout = timeout
 
     def __enter__(self) -> Self:
@@ -87,11 +98,44 @@ class ClientChannel:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def channel_to(self, target: str) -> grpc.Channel:
+        if target not in self._channels:
+            self._channels[target] = grpc.secure_channel(
+                target,
+                self._credentials,
+                options=[
+                    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                    ("grpc.keepalive_time_ms", 30_000),
+                ],
+            )
+        return self._channels[target]
+
     def close(self) -> None:
-        self._channel.close()
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
 
     def _call(self, method: Callable[..., T], request: Any) -> T:
-        try:
-            return method(request, timeout=self.timeout)
-        except grpc.RpcError as exc:
-            raise error_from_rpc(exc) from None
+        tries = 2 * len(self._targets) + 1
+        while True:
+            tries -= 1
+            try:
+                return method(request, timeout=self.timeout)
+            except grpc.RpcError as exc:
+                if tries <= 0 or not self._move_on(exc):
+                    raise error_from_rpc(exc) from None
+
+    def _move_on(self, error: grpc.RpcError) -> bool:
+        """After an UNAVAILABLE: point at the leader named, else at the next address. False: nowhere to go."""
+        if not isinstance(error, grpc.Call) or error.code() != grpc.StatusCode.UNAVAILABLE:
+            return False
+        leader = wire.leader_named(error.trailing_metadata())
+        if leader and leader != self.target:
+            if leader not in self._targets:
+                self._targets.append(leader)
+            self.target = leader
+            return True
+        if len(self._targets) < 2:
+            return False
+        self.target = self._targets[(self._targets.index(self.target) + 1) % len(self._targets)]
+        return True

@@ -35,6 +35,7 @@ from fedgate.v1 import (
 )
 from gateway.app.compose import Core, compose, utc_now
 from gateway.app.config import GatewayConfig
+from gateway.app.leadership import Leadership, LeaderTerm
 from gateway.errors import ConfigError
 from gateway.identity.authority import Authority
 from gateway.policy import load_catalogue
@@ -78,6 +79,9 @@ class RunningGateway:
     """On SIGTERM, how long in-flight calls get to finish (`GatewayConfig.shutdown_grace`)."""
     policy_looks: Cycles = field(default_factory=lambda: Cycles(log, "policy file check"))
     """The policy watcher's looks at the file, completed and failed."""
+    leadership: Leadership | None = None
+    term: LeaderTerm | None = None
+    """The leader lease this gateway holds, on a store shared with standby gateways (None: the only one)."""
 
     def reload_policy(self, by: str) -> None:
         """Reload the policy file (SIGHUP, a file change): audited either way; a bad file changes nothing."""
@@ -112,7 +116,7 @@ class RunningGateway:
         clients retry elsewhere or later), stop scheduling and the lease check (nothing is declared lost by a
         gateway on its way out), end every agent stream with a status that says why (the agents re-dial, their
         jobs run on), let in-flight calls finish for at most `grace` s, wait for the store writes they made,
-        close the store. Leadership is not handed over: there is none yet (one gateway per store)."""
+        hand the leader lease over (a standby takes over at once rather than after the lease), close the store."""
         why = "the gateway is shutting down; retry shortly (the jobs already accepted are kept)"
         self.core.jobs.refuse_new_jobs(why)
         if self.metrics is not None:
@@ -122,6 +126,8 @@ class RunningGateway:
         await self.core.registry.wait_closed(grace)  # each stream sends its status before the server stops
         await asyncio.gather(*(s.stop(grace) for s in (self.public_server, self.server) if s is not None))
         await self.core.jobs.settle()  # the job creations already accepted are durable
+        if self.leadership is not None and self.term is not None:
+            await asyncio.to_thread(self.leadership.release, self.term)  # a standby takes over at its next look
         self.core.store.close()
 
 
@@ -155,7 +161,7 @@ def server_credentials(config: GatewayConfig, *, require_client_auth: bool = Tru
     )
 
 
-def _bind(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials) -> int:
+def bind_port(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials) -> int:
     try:
         port = server.add_secure_port(address, credentials)
     except RuntimeError:  # grpcio raises where older versions returned 0
@@ -169,17 +175,26 @@ def _bind(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredent
     return port
 
 
-async def start_gateway(config: GatewayConfig) -> RunningGateway:
-    """Build and start the gateway; returns once it listens. Port 0 in `listen` picks a free port."""
+async def start_gateway(
+    config: GatewayConfig, *, leadership: Leadership | None = None, term: LeaderTerm | None = None
+) -> RunningGateway:
+    """Build and start the gateway; returns once it listens. Port 0 in `listen` picks a free port. On a shared
+    store, `term` is the leader lease won by `leadership`: every write carries its epoch, and the lease is
+    renewed by a supervised task (its loss stops the gateway, see `gateway.transport.replica`)."""
     catalogue = load_catalogue(config.catalogue)
     policy = PolicyHolder(config.policy, catalogue, utc_now())
     authority = Authority.load(config.authority, config.tls.ca)  # before the store: a refusal leaves nothing open
-    store = open_store(config.store)  # holds the store's lock: a second gateway on the file is refused here
+    # SQLite: holds the store's lock, so a second gateway on the file is refused here. PostgreSQL: fenced.
+    store = open_store(config.store, fence=term.epoch if term is not None else None)
     try:
-        return await _start_on(config, policy, authority, store)
+        running = await _start_on(config, policy, authority, store)
     except BaseException:
         store.close()  # releases the lock, so that a gateway that could not bind leaves the file free
         raise
+    if leadership is not None and term is not None:
+        running.leadership, running.term = leadership, term
+        running.supervisor.spawn(leadership.keep(term), "leadership")
+    return running
 
 
 async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Authority, store: Store) -> RunningGateway:
@@ -204,7 +219,7 @@ async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Auth
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, reflection.SERVICE_NAME, health.SERVICE_NAME), server)
-    port = _bind(server, config.listen, server_credentials(config))
+    port = bind_port(server, config.listen, server_credentials(config))
 
     public_server, public_port = None, 0
     if config.public_listen:
@@ -220,7 +235,8 @@ async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Auth
         enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(
             EnrollmentServicer(tokens, trust), public_server
         )
-        public_port = _bind(public_server, config.public_listen, server_credentials(config, require_client_auth=False))
+        public_credentials = server_credentials(config, require_client_auth=False)
+        public_port = bind_port(public_server, config.public_listen, public_credentials)
         await public_server.start()
 
     await server.start()

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from gateway.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from gateway.errors import InvalidArgument, NotLeader, PermissionDenied, Unauthenticated
 from gateway.identity.authority import Authority
 from gateway.identity.join import check_join_token, new_join_token, parse_join_token
 from gateway.identity.principal import Principal, load_certificate, peer_certificate
@@ -72,7 +72,14 @@ class Trust:
         return verify_audit_store(self.store, self.authority)
 
     def denied(self, principal: str, method: str, reason: str, message: str) -> None:
-        self.audit("call.denied", principal, {"method": method, "reason": reason, "message": message[:300]})
+        try:
+            self.audit("call.denied", principal, {"method": method, "reason": reason, "message": message[:300]})
+        except NotLeader:  # a standby writes no audit (the leader's chain is the one log); it logs instead
+            log.warning("refused %s on %s: %s (%s)", principal, method, reason, message[:300])
+
+    def reload_revocations(self) -> None:
+        """Read the revocations again: a standby sees those the leader records (the leader holds its own)."""
+        self.revocations = RevocationList(self.store.revocations())
 
     # ---- authentication ------------------------------------------------------------------------------------
     def authenticate_certificate(self, cert_pem: bytes) -> Credential:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway.app.config import load_gateway_config
-from gateway.cli.server import serve_until_stopped
+from gateway.transport.replica import serve_until_stopped
 from gateway.transport.server import RunningGateway, start_gateway
 from tests.integration.harness import Pki, write_gateway_config
 

@@ -3,8 +3,11 @@
 Owns: opening the connection (autocommit, so each statement outside a transaction commits on its own, and
 `synchronous_commit` never `off`, so a commit is durable before it returns), reconnecting on the next call
 after the server went away, serialising callers (the event loop and the group committer's thread) with one
-lock, and turning a lost or refused connection into `Unavailable` that names the server but never the
-password. It knows no table.
+lock, turning a lost or refused connection into `Unavailable` that names the server but never the
+password, and a full disk (SQLSTATE 53100) into `StoreFull`; and the fence: once `fence(epoch)` is set, every
+write transaction first reads the leader lease's epoch under a key-share lock and refuses itself (`NotLeader`)
+when the epoch is not ours. The lock makes a takeover (which locks the row for update) wait for our writes in
+flight, so each write of a deposed leader either commits before the takeover or is refused after it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from fedgate.common.reasons import ReasonCode
-from gateway.errors import Unavailable
+from gateway.errors import GatewayError, NotLeader, StoreFull, Unavailable
+from gateway.store.base import STANDBY
 
 CONNECT_TIMEOUT_S = 10
 
@@ -42,6 +46,7 @@ class PgConnection:
         self.where = describe(url)
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+        self._fence: int | None = None
         with self._lock:
             self._connection()
 
@@ -66,6 +71,25 @@ class PgConnection:
         self._conn = conn
         return conn
 
+    def fence(self, epoch: int | None) -> None:
+        """From now on, refuse every write unless the leader lease's epoch is `epoch` (STANDBY: refuse all;
+        None: no fence, for a store opened outside an election: the offline tools and the tests)."""
+        self._fence = epoch
+
+    def _check_fence(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        if self._fence is None:
+            return
+        row = conn.execute("SELECT epoch, address FROM gateway_leader WHERE id = 1 FOR KEY SHARE").fetchone()
+        if row is None or int(str(row[0])) != self._fence:
+            leader = str(row[1]) if row else ""
+            raise NotLeader(
+                "this gateway is not the leader"
+                + (f" (epoch {self._fence} was taken over)" if self._fence != STANDBY else " (it is a standby)")
+                + (f"; the leader is at {leader}" if leader else "")
+                + ": retry there, or give the client every gateway address",
+                metadata={"leader": leader} if leader else None,
+            )
+
     @contextmanager
     def _read(self) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
         """The connection for statements that commit on their own (reads, single-statement writes)."""
@@ -84,11 +108,17 @@ class PgConnection:
             conn = self._connection()
             try:
                 with conn.transaction():
+                    self._check_fence(conn)
                     yield conn
             except psycopg.OperationalError as exc:
                 raise self._lost(exc) from exc
 
-    def _lost(self, exc: BaseException) -> Unavailable:
+    def _lost(self, exc: BaseException) -> GatewayError:
+        if isinstance(exc, psycopg.errors.DiskFull):  # SQLSTATE 53100: the server's disk, not the network
+            return StoreFull(
+                f"the PostgreSQL store {self.where} is out of disk space: {_first_line(exc)}; new work is "
+                "refused until space is freed on the database server"
+            )
         return Unavailable(
             f"the PostgreSQL store {self.where} failed: {_first_line(exc)}", reason=ReasonCode.STORE_UNREACHABLE
         )

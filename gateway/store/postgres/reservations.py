@@ -42,7 +42,7 @@ class PgReservationTables(PgConnection):
         return reservation_from_json(str(stored[0])), False
 
     def save_reservation(self, reservation: Reservation) -> None:
-        with self._read() as conn:
+        with self._write() as conn:
             conn.execute(
                 "UPDATE reservations SET state = %s, body = %s WHERE reservation_id = %s",
                 (reservation.state.value, reservation_to_json(reservation), reservation.reservation_id),

@@ -146,9 +146,22 @@ CREATE TABLE site_messages (
 );
 """
 
+_LEADER = """
+CREATE TABLE gateway_leader (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    epoch       BIGINT NOT NULL,
+    holder      TEXT NOT NULL,
+    address     TEXT NOT NULL,
+    expire_time TIMESTAMPTZ NOT NULL
+);
+INSERT INTO gateway_leader (id, epoch, holder, address, expire_time)
+    VALUES (1, 0, '', '', '1970-01-01T00:00:00Z');
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "jobs, events, usage, site cursors, reservations, receipts and the trust tables", _FIRST),
     Migration(2, "the high mark of the gateway's message sequence to each site", _SITE_MESSAGES),
+    Migration(3, "the leader lease of the gateways on this database, with its fencing epoch", _LEADER),
 )
 """Version N is MIGRATIONS[N - 1]. Append only: a database keeps the migrations it applied."""
 

@@ -23,7 +23,7 @@ _AUDIT_COLUMNS = "sequence, time, kind, principal, details, prev_hash, hash, sig
 
 class PgSecurityTables(PgConnection):
     def add_join_token(self, record: JoinTokenRecord) -> None:
-        with self._read() as conn:
+        with self._write() as conn:
             conn.execute(
                 "INSERT INTO join_tokens VALUES (%s, %s, %s, %s, %s, %s, NULL)",
                 (
@@ -46,7 +46,7 @@ class PgSecurityTables(PgConnection):
         return join_token_from_row(row) if row else None
 
     def consume_join_token(self, token_id: str, now: datetime) -> bool:
-        with self._read() as conn:
+        with self._write() as conn:
             cursor = conn.execute(
                 "UPDATE join_tokens SET used_time = %s WHERE token_id = %s AND used_time IS NULL",
                 (now.isoformat(), token_id),
@@ -54,14 +54,14 @@ class PgSecurityTables(PgConnection):
         return cursor.rowcount == 1
 
     def record_token_use(self, token_id: str, now: datetime) -> bool:
-        with self._read() as conn:
+        with self._write() as conn:
             cursor = conn.execute(
                 "INSERT INTO token_uses VALUES (%s, %s) ON CONFLICT DO NOTHING", (token_id, now.isoformat())
             )
         return cursor.rowcount == 1
 
     def add_revocation(self, revocation: Revocation) -> None:
-        with self._read() as conn:
+        with self._write() as conn:
             conn.execute(
                 "INSERT INTO revocations (kind, value, time, reason, revoked_by) VALUES (%s, %s, %s, %s, %s)",
                 (revocation.kind, revocation.value, revocation.time.isoformat(), revocation.reason, revocation.by),
@@ -76,7 +76,7 @@ class PgSecurityTables(PgConnection):
 
     def append_audit(self, entry: AuditEntry) -> None:
         try:
-            with self._read() as conn:
+            with self._write() as conn:
                 conn.execute(
                     f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES ({', '.join(['%s'] * 8)})", audit_to_row(entry)
                 )

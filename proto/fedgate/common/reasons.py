@@ -94,6 +94,13 @@ class ReasonCode(enum.StrEnum):
         "The gateway cannot serve this now (for example a standby without the lease). Retry, or connect to "
         "another gateway address.",
     )
+    NOT_LEADER = (
+        "NOT_LEADER",
+        "error",
+        "This gateway is a standby (or was the leader and lost its lease): only the leader takes work and "
+        "serves agents. ErrorInfo metadata `leader` names the leader's address when one is known; retry "
+        "there, or give clients every gateway address (they follow the leader by themselves).",
+    )
     STORE_UNAVAILABLE = (
         "STORE_UNAVAILABLE",
         "error",

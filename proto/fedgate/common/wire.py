@@ -2,19 +2,22 @@
 
 Owns: the mapping of each shared noun to and from `fedgate.v1` in pairs (`x_to_proto` / `x_from_proto`), so
 that what the agent encodes is exactly what the gateway decodes. Job states travel by name (`RUNNING`), and
-each side turns the name into its own enum. It validates nothing beyond the wire's own bounds (an unknown enum
-number, over-long lists of terms); each side checks its business rules. Only `gateway.transport` and
-`agents.transport` import it (an import-linter contract): the rest of fedgate.common stays free of protobuf.
+each side turns the name into its own enum. Also the reading of a refusal's ErrorInfo, and of the leader a
+standby gateway names in it, which the agent and the CLI both follow. It validates nothing beyond the wire's
+own bounds (an unknown enum number, over-long lists of terms); each side checks its business rules. Only
+`gateway.transport` and `agents.transport` import it (an import-linter contract): the rest of fedgate.common
+stays free of protobuf.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2, status_pb2
 
 from fedgate.common.terms import SiteTerms
 from fedgate.v1 import job_pb2, site_pb2
@@ -140,3 +143,20 @@ def terms_from_proto(message: site_pb2.SiteTerms, terms_type: type[T] = SiteTerm
         max_job_cards=message.max_job_cards,
         image_registries=tuple(message.image_registries)[:MAX_TERMS_REGISTRIES],
     )
+
+
+def error_info(trailing_metadata: Iterable[Any] | None) -> error_details_pb2.ErrorInfo | None:
+    """The ErrorInfo of a refused call's google.rpc.Status (trailing `grpc-status-details-bin`), or None."""
+    for key, value in trailing_metadata or ():
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
+            for detail in status_pb2.Status.FromString(value).details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    return info
+    return None
+
+
+def leader_named(trailing_metadata: Iterable[Any] | None) -> str:
+    """The leader's address a standby gateway's refusal names (reason NOT_LEADER, metadata `leader`), or ""."""
+    info = error_info(trailing_metadata)
+    return info.metadata.get("leader", "") if info is not None and info.reason == "NOT_LEADER" else ""

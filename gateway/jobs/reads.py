@@ -1,0 +1,50 @@
+"""Reading jobs as a caller may see them, from the store: the rules the leader's job service and a standby
+gateway share.
+
+Owns: `visible_job` (not found, or found and the caller may see it) and `visible_jobs` (one page of the jobs a
+caller may list: its tenants, its joint projects, the states asked for, the page size clamped to the maximum).
+Neither adds live pending reasons: only the leader knows them (`gateway.jobs.service`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from gateway.errors import InvalidArgument, NotFound
+from gateway.identity.principal import Principal
+from gateway.jobs.model import Job, JobState
+from gateway.policy import FederationPolicy
+from gateway.store import JobPage, Store
+from gateway.trust import access
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 500
+
+
+def visible_job(caller: Principal, job_id: str, job: Job | None, policy: FederationPolicy) -> Job:
+    """`job` (found under `job_id`) if `caller` may see it; NotFound when there is none."""
+    if job is None:
+        raise NotFound(f"job {job_id} not found", reason="JOB_NOT_FOUND")
+    access.require_job_access(caller, job, policy)
+    return job
+
+
+def visible_jobs(
+    store: Store,
+    policy: FederationPolicy,
+    caller: Principal,
+    tenant: str = "",
+    project: str = "",
+    states: Collection[JobState] = (),
+    page_size: int = 0,
+    page_token: str = "",
+) -> JobPage:
+    """One page of the stored jobs `caller` may see, in job id order."""
+    if page_size < 0:
+        raise InvalidArgument("page_size must not be negative")
+    tenants = access.visible_tenants(caller, tenant)
+    joint = access.joint_projects_of(caller, policy) if tenants is not None and not tenant else ()
+    size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    page = store.list_jobs(tenants, project, states, size, page_token, or_projects=joint)
+    # A member scoped to some projects sees only those.
+    return JobPage(tuple(j for j in page.jobs if access.can_see_job(caller, j, policy)), page.next_page_token)

@@ -1,0 +1,102 @@
+"""One gateway process among several on a shared PostgreSQL store: stand by, lead when elected, step down when
+the lease is lost, and do it again, until stopped.
+
+Owns: the roles of the process over time and their order. It binds the addresses once as a standby (so a
+port 0 is fixed for the life of the process and its advertised address is known before it campaigns),
+campaigns (`gateway.app.leadership`), and on winning stops the standby servers and starts the whole gateway
+on the same addresses with the store fenced at the won epoch (`start_gateway`): the core is built from the
+store as after a restart, so running jobs are re-attached when their agents dial in, and every site has the
+whole restart grace. When the lease is lost the gateway stops (streams ended with a reason, the store closed)
+and the process stands by again. SIGTERM stops either role; a leader hands its lease over as it goes.
+Also `serve_until_stopped`, which both the single gateway and the replicas use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable
+
+from gateway.app.compose import utc_now
+from gateway.app.config import GatewayConfig
+from gateway.app.leadership import Leadership, LeadershipLost
+from gateway.identity.authority import Authority
+from gateway.policy import load_catalogue
+from gateway.policy.holder import PolicyHolder
+from gateway.store import STANDBY, open_leader_lease, open_store
+from gateway.transport.server import RunningGateway, start_gateway
+from gateway.transport.standby import start_standby
+from gateway.trust.service import Trust
+
+log = logging.getLogger("fedgate.gateway")
+
+Ready = Callable[[int, int], None]
+"""Called once the process listens, with its main and public ports (0: no public port)."""
+
+
+def shares_store(config: GatewayConfig) -> bool:
+    """Whether this gateway's store can be shared by several gateways (then they elect a leader)."""
+    return config.store.startswith(("postgresql://", "postgres://"))
+
+
+async def serve_until_stopped(running: RunningGateway, stop: asyncio.Event) -> int:
+    """Wait for `stop` (a signal) or for a supervised task to die; stop the gateway either way. Returns the
+    exit code: 0 on `stop`, 1 on a dead task (a lost lease included: the caller may stand by instead)."""
+    stopped = asyncio.create_task(stop.wait(), name="signal")
+    failed = asyncio.create_task(running.wait_failure(), name="failure")
+    try:
+        await asyncio.wait((stopped, failed), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (stopped, failed):
+            task.cancel()
+    failure = running.supervisor.failure
+    await running.stop(running.shutdown_grace)
+    if failure is not None:
+        if isinstance(failure.error, LeadershipLost):
+            log.warning("stepped down: %s", failure.error)
+        else:
+            log.critical("the gateway stops with exit code 1: %s", failure.describe())
+        return 1
+    return 0
+
+
+async def serve_replica(config: GatewayConfig, stop: asyncio.Event, ready: Ready) -> int:
+    """Run as one of the gateways on `config.store` until `stop`; returns the exit code (0 after `stop`)."""
+    catalogue = load_catalogue(config.catalogue)
+    authority = Authority.load(config.authority, config.tls.ca)
+    store = open_store(config.store, fence=STANDBY)  # migrates the schema before the lease is read
+    lease = open_leader_lease(config.store)
+    assert lease is not None, "serve_replica needs a store that can be shared"
+    leadership = Leadership(lease, config.advertise, config.leader_lease)
+    first = True
+    try:
+        while True:
+            policy = PolicyHolder(config.policy, catalogue, utc_now())
+            lifetime = config.certificate_lifetime
+            trust = Trust(store, authority, config.federation, utc_now, certificate_lifetime=lifetime)
+            standby, port, public_port = await start_standby(config, store, policy, trust, leadership)
+            if first:
+                first = False
+                config = _bound(config, port, public_port)  # the same ports in every role from now on
+                leadership.address = config.advertise or config.listen
+                ready(port, public_port)
+                log.info("gateway process %s on %s, standing by", leadership.holder, leadership.address)
+            term = await leadership.campaign(stop)
+            await standby.stop()
+            if term is None:
+                return 0
+            running = await start_gateway(config, leadership=leadership, term=term)
+            code = await serve_until_stopped(running, stop)
+            failure = running.supervisor.failure
+            if stop.is_set() or failure is None or not isinstance(failure.error, LeadershipLost):
+                return code
+            store = open_store(config.store, fence=STANDBY)
+    finally:
+        leadership.close()
+
+
+def _bound(config: GatewayConfig, port: int, public_port: int) -> GatewayConfig:
+    listen = f"{config.listen.rsplit(':', 1)[0]}:{port}"
+    public = f"{config.public_listen.rsplit(':', 1)[0]}:{public_port}" if config.public_listen else ""
+    return dataclasses.replace(config, listen=listen, public_listen=public)
