@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml uv.lock
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/fedgate demo
+	$(BIN)/fedgate demo $(DEMO_FLAGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

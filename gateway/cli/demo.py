@@ -20,6 +20,16 @@ def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="fedgate demo", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (CA, logs, database)")
     parser.add_argument("--timeout", type=float, default=45.0, help="seconds to wait for the jobs")
+    parser.add_argument(
+        "--standby",
+        action="store_true",
+        help="run two gateways on one PostgreSQL (a leader and a standby) and kill the leader with -9 mid-run",
+    )
+    parser.add_argument(
+        "--store",
+        default="",
+        help="with --standby: the PostgreSQL URL to use (default: a throw-away cluster on this machine's PostgreSQL)",
+    )
     args = parser.parse_args(argv)
 
     from gateway.demo.layout import write_layout
@@ -28,8 +38,23 @@ def main(argv: Sequence[str]) -> int:
 
     root = Path(tempfile.mkdtemp(prefix="fedgate-demo-"))
     keep = args.keep
+    cluster = None
     try:
-        layout = write_layout(root)
+        if args.standby:
+            store = args.store
+            if not store:
+                from gateway.demo.pgcluster import PgCluster, PostgresUnavailable, start_cluster
+
+                try:
+                    cluster = start_cluster(PgCluster)
+                except (PostgresUnavailable, RuntimeError) as exc:
+                    print(f"demo: --standby needs PostgreSQL: {exc}; or pass --store postgresql://...", file=sys.stderr)
+                    return 2
+                store = cluster.url()
+                print(f"demo: a throw-away PostgreSQL on 127.0.0.1:{cluster.port}", file=sys.stderr)
+            layout = write_layout(root, store=store, gateways=2)
+        else:
+            layout = write_layout(root)
         return run_demo(layout, args.timeout)
     except (DemoFailed, GatewayError) as exc:
         print(f"demo: failed: {exc}; logs kept in {root / 'logs'}", file=sys.stderr)
@@ -39,6 +64,8 @@ def main(argv: Sequence[str]) -> int:
         print("demo: interrupted; every process it started has been stopped", file=sys.stderr)
         return 130
     finally:
+        if cluster is not None:
+            cluster.destroy()
         if keep:
             print(f"demo: files kept in {root}", file=sys.stderr)
         else:

@@ -44,14 +44,15 @@ ENROLLING_SITE = "centre-c"
 @dataclass(frozen=True)
 class DemoLayout:
     root: Path
-    gateway_config: Path
-    ready_file: Path
+    gateway_configs: tuple[Path, ...]  # one gateway, or a leader and a standby on one PostgreSQL
+    ready_files: tuple[Path, ...]
     agent_configs: dict[str, Path]
     user_creds: dict[str, Path]  # tenant -> credentials directory
     admin_creds: Path
 
 
-def write_layout(root: Path) -> DemoLayout:
+def write_layout(root: Path, store: str = "sqlite:///gateway.db", gateways: int = 1) -> DemoLayout:
+    """The demo's files under `root`; `gateways` processes share `store` (more than one needs PostgreSQL)."""
     ca = init_ca(root / "ca", FEDERATION)
     ca.issue_server(root / "gateway", hosts=("localhost", "127.0.0.1", "::1"))
     user_creds = {
@@ -59,24 +60,25 @@ def write_layout(root: Path) -> DemoLayout:
         for tenant, name in USERS
     }
     admin_creds = ca.issue(Principal.admin(FEDERATION, "root"), root / "users" / "admin")
-    gateway_config = root / "gateway" / "gateway.yaml"
-    _dump(
-        gateway_config,
-        {
-            "apiVersion": "fedgate.io/v1",
-            "kind": "Gateway",
-            "federation": FEDERATION,
-            "listen": "127.0.0.1:0",
-            "public_listen": "127.0.0.1:0",
-            "tls": {"ca": "ca.pem", "cert": "cert.pem", "key": "key.pem"},
-            "store": "sqlite:///gateway.db",
-            "policy": str(REPO_POLICIES / "federation.yaml"),
-            "catalogue": str(REPO_POLICIES / "accelerators.yaml"),
-            "authority": str(root / "ca"),
-            "report_interval_s": 1,
-            "schedule_period_s": 0.5,
-        },
-    )
+    names = ["gateway"] if gateways == 1 else [f"gateway-{chr(ord('a') + i)}" for i in range(gateways)]
+    for name in names:
+        _dump(
+            root / "gateway" / f"{name}.yaml",
+            {
+                "apiVersion": "fedgate.io/v1",
+                "kind": "Gateway",
+                "federation": FEDERATION,
+                "listen": "127.0.0.1:0",
+                "public_listen": "127.0.0.1:0",
+                "tls": {"ca": "ca.pem", "cert": "cert.pem", "key": "key.pem"},
+                "store": store,
+                "policy": str(REPO_POLICIES / "federation.yaml"),
+                "catalogue": str(REPO_POLICIES / "accelerators.yaml"),
+                "authority": str(root / "ca"),
+                "report_interval_s": 1,
+                "schedule_period_s": 0.5,
+            },
+        )
     agent_configs = {}
     for site in SITES:
         creds = root / "sites" / site.name
@@ -107,12 +109,21 @@ def write_layout(root: Path) -> DemoLayout:
             },
         )
         agent_configs[site.name] = config
-    return DemoLayout(root, gateway_config, root / "gateway" / "ready", agent_configs, user_creds, admin_creds)
+    return DemoLayout(
+        root,
+        tuple(root / "gateway" / f"{name}.yaml" for name in names),
+        tuple(root / "gateway" / f"{name}.ready" for name in names),
+        agent_configs,
+        user_creds,
+        admin_creds,
+    )
 
 
-def point_agents_at(layout: DemoLayout, address: str) -> None:
+def point_agents_at(layout: DemoLayout, addresses: list[str]) -> None:
+    """Write the gateways' addresses into every agent's config (a list when there are several)."""
+    value = addresses[0] if len(addresses) == 1 else "[" + ", ".join(f'"{a}"' for a in addresses) + "]"
     for config in layout.agent_configs.values():
-        config.write_text(config.read_text().replace("GATEWAY_ADDRESS", address))
+        config.write_text(config.read_text().replace("GATEWAY_ADDRESS", value))
 
 
 def _dump(path: Path, data: object) -> None:

@@ -12,13 +12,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.demo.layout import ENROLLING_SITE, SITES, DemoLayout, point_agents_at
-from gateway.errors import GatewayError
+from gateway.errors import ClientError, GatewayError
 from gateway.jobs.model import Job, JobSpec, JobState
 from gateway.jobs.specfile import load_job_spec
 from gateway.transport.client import FederationClient
@@ -60,9 +60,15 @@ class Processes:
             if child.poll() is not None:
                 raise DemoFailed(f"{name} exited with code {child.returncode}; see {self.logs / (name + '.log')}")
 
+    def kill(self, name: str) -> None:
+        """kill -9 one child (the demo's leader), and stop supervising it."""
+        child = self.children.pop(name)
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+
     def stop_all(self, grace: float = 8.0) -> None:
-        # Agents first so that they say goodbye to a live gateway, then the gateway.
-        order = sorted(self.children, key=lambda n: n == "gateway")
+        # Agents first so that they say goodbye to a live gateway, then the gateways.
+        order = sorted(self.children, key=lambda n: n.startswith("gateway"))
         for name in order:
             child = self.children[name]
             if child.poll() is None:
@@ -104,19 +110,36 @@ def wait_for(what: str, check: object, timeout: float, processes: Processes) -> 
     raise DemoFailed(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def start_federation(layout: DemoLayout, processes: Processes) -> str:
-    processes.start(
-        "gateway", "gateway", "run", "--config", str(layout.gateway_config), "--ready-file", str(layout.ready_file)
-    )
-    wait_for("the gateway to listen", layout.ready_file.exists, 30, processes)
-    lines = layout.ready_file.read_text().split()
-    address = lines[0]
-    public = next(line.removeprefix("public=") for line in lines if line.startswith("public="))
-    point_agents_at(layout, address)
-    enroll(layout, address, public)
+def start_federation(layout: DemoLayout, processes: Processes) -> list[str]:
+    """Start the gateways (the first one leads: the others start once it does), enrol the joining centre, start
+    the agents. Returns the gateways' addresses, the leader's first."""
+    addresses: list[str] = []
+    publics: list[str] = []
+    for config, ready in zip(layout.gateway_configs, layout.ready_files, strict=True):
+        processes.start(config.stem, "gateway", "run", "--config", str(config), "--ready-file", str(ready))
+        wait_for(f"{config.stem} to listen", ready.exists, 30, processes)
+        lines = ready.read_text().split()
+        addresses.append(lines[0])
+        publics.append(next(line.removeprefix("public=") for line in lines if line.startswith("public=")))
+        if len(addresses) == 1:
+            with FederationClient(addresses[0], Credentials.from_dir(layout.admin_creds), timeout=5) as admin:
+                wait_for(f"{config.stem} to lead", lambda: answers(admin), 30, processes)
+    point_agents_at(layout, addresses)
+    enroll(layout, addresses[0], publics[0])
     for site, config in layout.agent_configs.items():
         processes.start(site, "agent", "run", "--config", str(config))
-    return address
+    return addresses
+
+
+def answers(client: FederationClient) -> bool:
+    """Whether a gateway (the leader, when there are several) answers now."""
+    try:
+        client.policy_status()
+    except ClientError as exc:
+        if exc.code == "UNAVAILABLE":
+            return False
+        raise
+    return True
 
 
 def enroll(layout: DemoLayout, address: str, public: str) -> None:
@@ -167,6 +190,48 @@ def sites_ready(admin: FederationClient) -> bool:
     return ready >= {s.name for s in SITES}
 
 
+def follow(
+    jobs: list[Job],
+    admin: FederationClient,
+    layout: DemoLayout,
+    processes: Processes,
+    deadline: float,
+    started: float,
+    say: Callable[[str], None],
+) -> list[Job]:
+    """Print progress until every job has ended. With several gateways, kill -9 the leader once jobs run, and
+    say when the standby leads (the reads go on meanwhile: a standby answers them from the shared store)."""
+    last = ""
+    killed_at: float | None = None
+    while True:
+        processes.check_alive()
+        try:
+            current = [admin.get_job(j.job_id) for j in jobs]
+        except ClientError as exc:
+            if exc.code != "UNAVAILABLE" or killed_at is None:
+                raise
+            time.sleep(0.25)  # the standby is switching to lead: its port closes for a moment
+            continue
+        line = progress_line(current, time.monotonic() - started)
+        if line.split("] ", 1)[1] != last:
+            say(line)
+            last = line.split("] ", 1)[1]
+        if all(j.state.terminal for j in current):
+            return current
+        if killed_at is not None and answers(admin):
+            say(f"the standby took over: it leads {time.monotonic() - killed_at:.1f}s after the kill")
+            killed_at = None
+        if killed_at is None and len(layout.gateway_configs) > 1 and any(j.state == JobState.RUNNING for j in current):
+            leader = layout.gateway_configs[0].stem
+            if leader in processes.children:
+                processes.kill(leader)
+                killed_at = time.monotonic()
+                say(f"killed the leader ({leader}) with SIGKILL while jobs run; the standby answers reads meanwhile")
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"jobs still running after {time.monotonic() - started:.0f} s")
+        time.sleep(0.25)
+
+
 def progress_line(jobs: list[Job], elapsed: float) -> str:
     counts = Counter(j.state.value for j in jobs)
     order = [s.value for s in JobState]
@@ -183,8 +248,15 @@ def run_demo(layout: DemoLayout, timeout: float, out: object = sys.stdout) -> in
     from gateway.cli import output
 
     with supervised(layout.root / "logs") as processes:
-        address = start_federation(layout, processes)
-        say(f"gateway of federation 'demo' on {address} (mTLS); CA and certificates in {layout.root}")
+        addresses = start_federation(layout, processes)
+        address = ",".join(addresses)  # the clients follow the leader among them
+        if len(addresses) == 1:
+            say(f"gateway of federation 'demo' on {address} (mTLS); CA and certificates in {layout.root}")
+        else:
+            say(
+                f"{len(addresses)} gateways of federation 'demo' on one PostgreSQL: {addresses[0]} leads, "
+                f"{', '.join(addresses[1:])} stands by; CA and certificates in {layout.root}"
+            )
         say(f"{ENROLLING_SITE} enrolled with a one-time join token; its key never left it")
         admin = FederationClient(address, Credentials.from_dir(layout.admin_creds), timeout=10)
         clients = {
@@ -208,20 +280,7 @@ def run_demo(layout: DemoLayout, timeout: float, out: object = sys.stdout) -> in
             )
             jobs = [clients[spec.tenant].create_job(spec) for spec in workload()]
             say(f"submitted {len(jobs)} jobs from {len({j.spec.tenant for j in jobs})} tenants")
-            last = ""
-            deadline = time.monotonic() + timeout
-            while True:
-                processes.check_alive()
-                current = [admin.get_job(j.job_id) for j in jobs]
-                line = progress_line(current, time.monotonic() - started)
-                if line.split("] ", 1)[1] != last:
-                    say(line)
-                    last = line.split("] ", 1)[1]
-                if all(j.state.terminal for j in current):
-                    break
-                if time.monotonic() > deadline:
-                    raise DemoFailed(f"jobs still running after {timeout:.0f} s")
-                time.sleep(0.25)
+            current = follow(jobs, admin, layout, processes, time.monotonic() + timeout, started, say)
             say("")
             say(output.render([demo_row(j) for j in current], DEMO_COLUMNS, "table"))
         finally:

@@ -66,7 +66,7 @@ def not_leader(leadership: Leadership) -> NotLeader:
     )
 
 
-class NotLeaderHandler(grpc.GenericRpcHandler[Any, Any]):
+class NotLeaderHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     """Answers every method of fedgate's services with UNAVAILABLE / NOT_LEADER (raw bytes: nothing parsed)."""
 
     def __init__(self, leadership: Leadership) -> None:

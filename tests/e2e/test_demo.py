@@ -11,6 +11,9 @@ import threading
 from pathlib import Path
 from typing import IO
 
+import pytest
+
+from tests.pgserver import PgServer
 from tests.waiting import alive
 
 LAST_LINE = re.compile(r"^demo: (\d+)/(\d+) jobs succeeded across (\d+) sites in (\d+(?:\.\d+)?)s$")
@@ -42,6 +45,28 @@ def test_demo_runs_every_job_to_success_across_three_sites() -> None:
     assert succeeded == total and int(total) >= 8
     assert sites == "3"
     assert "RAN AT" in result.stdout  # the table of where each job ran and why
+
+
+@pytest.mark.services
+def test_demo_with_a_standby_survives_kill_9_of_its_leader(pg_server: PgServer) -> None:
+    """`fedgate demo --standby`: two gateways on one PostgreSQL (here the session's test server), the leader
+    killed with -9 while jobs run; the standby takes over and every job still succeeds."""
+    result = subprocess.run(
+        fedgate("demo", "--standby", "--store", pg_server.create_database(), "--timeout", "90"),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    lines = result.stdout.strip().splitlines()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert any(line.startswith("2 gateways of federation 'demo' on one PostgreSQL") for line in lines)
+    assert any(line.startswith("killed the leader (gateway-a) with SIGKILL") for line in lines)
+    assert any(line.startswith("the standby took over: it leads") for line in lines)
+    match = LAST_LINE.match(lines[-1])
+    assert match, f"last line was {lines[-1]!r}"
+    succeeded, total, sites, _ = match.groups()
+    assert succeeded == total and int(total) >= 8 and sites == "3"
 
 
 def test_demo_stops_every_process_it_started_on_interrupt() -> None:
