@@ -4,7 +4,8 @@ Owns: the channel (mTLS or a bearer token, keepalive, message limits), the servi
 unary call, with the client's timeout) and `error_from_rpc`, which turns a refused call into `ClientError` with
 the gRPC code, the server's reason code and its message; and following the leader among several gateways on
 one store: the target may list several addresses (`host:port,host:port`), a call refused UNAVAILABLE is tried
-on the leader a standby names (NOT_LEADER), else on the next address, at most twice round the list. Every
+on the leader a standby names (NOT_LEADER), else on the next address (so is one that missed its deadline),
+at most twice round the list. Every
 call the client makes is safe to repeat (job and reservation creation carry a request id). It owns no RPC of its
 own: those are in `client_jobs`, `client_reservations` and `client_admin`, put together in `gateway.transport.client`.
 """
@@ -126,8 +127,15 @@ class ClientChannel:
                     raise error_from_rpc(exc) from None
 
     def _move_on(self, error: grpc.RpcError) -> bool:
-        """After an UNAVAILABLE: point at the leader named, else at the next address. False: nowhere to go."""
-        if not isinstance(error, grpc.Call) or error.code() != grpc.StatusCode.UNAVAILABLE:
+        """After an UNAVAILABLE: point at the leader named, else at the next address. After a deadline missed
+        (a gateway paused or cut off: it accepts but does not answer), the next address too. False: nowhere to
+        go, the error stands."""
+        if not isinstance(error, grpc.Call):
+            return False
+        if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED and len(self._targets) > 1:
+            self.target = self._targets[(self._targets.index(self.target) + 1) % len(self._targets)]
+            return True
+        if error.code() != grpc.StatusCode.UNAVAILABLE:
             return False
         leader = wire.leader_named(error.trailing_metadata())
         if leader and leader != self.target:

@@ -132,7 +132,9 @@ class StandbyReads(Guarded):
         return pb.ListJobsResponse(jobs=jobs, next_page_token=page.next_page_token)
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
-        def unary(method: Callable[..., Any], request: type[Any], response: type[Any]) -> grpc.RpcMethodHandler[Any, Any]:
+        def unary(
+            method: Callable[..., Any], request: type[Any], response: type[Any]
+        ) -> grpc.RpcMethodHandler[Any, Any]:
             return grpc.unary_unary_rpc_method_handler(
                 method, request_deserializer=request.FromString, response_serializer=response.SerializeToString
             )

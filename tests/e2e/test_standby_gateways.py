@@ -239,3 +239,47 @@ def test_a_standby_takes_over_from_a_killed_leader_and_nothing_acknowledged_is_l
         for gateway in (first, second):
             if gateway.process is not None:
                 gateway.stop()
+
+
+def test_a_leader_paused_past_its_lease_is_deposed_and_stands_by_when_it_resumes(tmp_path: Path, pg_url: str) -> None:
+    """SIGSTOP of the leader (a VM pause, a long GC): the standby takes over after the lease; when the old
+    leader resumes, its next renewal finds the epoch moved on, it steps down without writing anything (its
+    store is fenced at the old epoch) and stands by; every job is there once, with one epoch."""
+    ca = init_ca(tmp_path / "ca", "demo")
+    ca.issue_server(tmp_path / "gw")
+    admin = Credentials.from_dir(ca.issue(Principal.admin("demo", "root"), tmp_path / "admin"))
+    alice = Credentials.from_dir(ca.issue(Principal.user("demo", "deepsea-ai", "alice"), tmp_path / "alice"))
+    (tmp_path / "federation.yaml").write_text((REPO_POLICIES / "federation.yaml").read_text())
+    first = Gateway(tmp_path, "first", pg_url, leader_lease_s=2)
+    second = Gateway(tmp_path, "second", pg_url, leader_lease_s=2)
+    spec = JobSpec("deepsea-ai", "llama-sft", Resources("ascend-910b", None, 1), (StackRun("cann", "", ("true",)),))
+    try:
+        first.start()
+        eventually(lambda: first.serving(admin), timeout=30, what="the first gateway to lead")
+        second.start()
+        with FederationClient(f"{first.address},{second.address}", alice, timeout=3) as client:
+            before = [client.create_job(spec, request_id=f"before-{i}").job_id for i in range(5)]
+            assert first.process is not None
+            first.process.send_signal(signal.SIGSTOP)
+            try:
+                eventually(lambda: second.serving(admin), timeout=TAKEOVER_BOUND_S, what="the standby to take over")
+                during = [client.create_job(spec, request_id=f"during-{i}").job_id for i in range(5)]
+            finally:
+                first.process.send_signal(signal.SIGCONT)
+            eventually(
+                lambda: "stepped down" in first.log.read_text(),
+                timeout=15,
+                what="the resumed leader to step down",
+                detail=lambda: first.log.read_text()[-2000:],
+            )
+            eventually(lambda: not first.serving(admin), timeout=15, what="the old leader to stand by")
+            assert second.serving(admin) and first.process.poll() is None
+            after = [client.create_job(spec, request_id=f"before-{i}").job_id for i in range(5)]
+            assert after == before, "a request id retried after the takeover finds the job it made"
+            listed = [j.job_id for j in client.list_jobs(limit=10_000)]
+            assert sorted(listed) == sorted(before + during)
+    finally:
+        for gateway in (first, second):
+            if gateway.process is not None:
+                gateway.process.send_signal(signal.SIGCONT)
+                gateway.stop()
