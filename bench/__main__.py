@@ -22,10 +22,12 @@ from bench.process import ServerFailed
 from bench.report import carry_over, render_notes, render_table, row_to_json, write_json
 from bench.simulation import render as render_simulation
 from bench.simulation import run_simulation_benchmark
+from bench.takeover import render as render_takeover
+from bench.takeover import run_takeover_benchmark
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 QUICK_JOBS, QUICK_WARMUP, QUICK_MAX_SECONDS = 300, 50, 5.0
-BENCHMARKS = ("admission", "cycle", "simulation")
+BENCHMARKS = ("admission", "cycle", "simulation", "takeover")
 NOISY_SHARE = 0.05  # other processes took more than this share of the machine's CPU: say so
 
 
@@ -90,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress("one scheduling cycle, 10,000 queued jobs over 1,000 sites (minutes while it is slow)")
                 cycle = run_cycle_benchmark()
                 extra["cycle"] = cycle.to_json()
+            if "takeover" not in args.skip:
+                progress("leader takeover: two gateway processes on a throw-away PostgreSQL, kill -9 and SIGTERM")
+                takeover = run_takeover_benchmark(Path(tmp) / "takeover")
+                extra["takeover"] = takeover.to_json()
     except (ServerFailed, LoadFailed) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
@@ -101,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(render_simulation(simulated))
     if "cycle" in extra:
         print(render_cycle(cycle))
+    if "takeover" in extra:
+        print(render_takeover(takeover))
     if (audit.foreign_share or 0.0) > NOISY_SHARE or (audit.stolen_share or 0.0) > NOISY_SHARE:
         print(
             f"! other processes used {audit.foreign_share:.0%} of this machine's CPU and the hypervisor "

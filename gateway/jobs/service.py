@@ -142,9 +142,10 @@ class JobService:
         if job.state.terminal:
             return job
         message = f"cancelled by {caller.uri}" + (f": {reason}" if reason else "")
+        cancelled = self.book.transition(job, JobState.CANCELLED, message)  # durable (and fenced) before any site hears
         for placement in job.placements if job.state.holds_capacity else ():
             self.registry.send(placement.site, CancelCommand(job.job_id, job.epoch, message))
-        return self.book.transition(job, JobState.CANCELLED, message)
+        return cancelled
 
     async def watch_job(self, caller: Principal, job_id: str) -> AsyncIterator[tuple[JobEvent, Job]]:
         self.get_job(caller, job_id)  # access check before subscribing
