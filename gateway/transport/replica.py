@@ -14,8 +14,10 @@ Also `serve_until_stopped`, which both the single gateway and the replicas use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import signal
 from collections.abc import Callable
 
 from gateway.app.compose import utc_now
@@ -70,6 +72,14 @@ async def serve_replica(config: GatewayConfig, stop: asyncio.Event, ready: Ready
     assert lease is not None, "serve_replica needs a store that can be shared"
     leadership = Leadership(lease, config.advertise, config.leader_lease)
     first = True
+    leading: list[RunningGateway] = []  # the gateway while this process leads
+
+    def reload_policy() -> None:  # SIGHUP: the leader reloads its policy; a standby reads it when it leads
+        for running in leading:
+            running.reload_policy("SIGHUP")
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_policy)
     try:
         while True:
             policy = PolicyHolder(config.policy, catalogue, utc_now())
@@ -87,7 +97,11 @@ async def serve_replica(config: GatewayConfig, stop: asyncio.Event, ready: Ready
             if term is None:
                 return 0
             running = await start_gateway(config, leadership=leadership, term=term)
-            code = await serve_until_stopped(running, stop)
+            leading.append(running)
+            try:
+                code = await serve_until_stopped(running, stop)
+            finally:
+                leading.clear()
             failure = running.supervisor.failure
             if stop.is_set() or failure is None or not isinstance(failure.error, LeadershipLost):
                 return code

@@ -147,3 +147,23 @@ def test_wrong_kind_and_unreadable_file_are_clear(write: Write, pki: MintedPki, 
 def test_duplicate_pool_class_is_rejected(write: Write, pki: MintedPki) -> None:
     text = agent_yaml(pki).replace("class: ascend-910b", "class: nvidia-h100")
     assert "class 'nvidia-h100' is declared twice" in load_error(write(text))
+
+
+def test_several_gateway_addresses_are_dialled_in_turn(write: Write, pki: MintedPki) -> None:
+    path = write(agent_yaml(pki).replace("gateway: 127.0.0.1:7443", "gateway: [127.0.0.1:7443, '[::1]:7444']"))
+    config = load_agent_config(path)
+    assert config.gateway == "127.0.0.1:7443" and config.gateways == ("127.0.0.1:7443", "[::1]:7444")
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("[]", "at least one address"),
+        ("[127.0.0.1:7443, gw]", "'gw' must be host:port"),
+        ("[127.0.0.1:7443, 127.0.0.1:7443]", "twice"),
+        ("[127.0.0.1:7443, 7]", "must be a string"),
+    ],
+)
+def test_a_bad_list_of_gateways_names_the_entry(write: Write, pki: MintedPki, value: str, problem: str) -> None:
+    path = write(agent_yaml(pki).replace("gateway: 127.0.0.1:7443", f"gateway: {value}"))
+    assert problem in load_error(path)
