@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from fedgate.common.reasons import ReasonCode
-from gateway.errors import FailedPrecondition, Unavailable
+from gateway.errors import FailedPrecondition, StoreFull, Unavailable
 from gateway.jobs.model import JobState
 from gateway.store import Store, open_store
 from gateway.store.postgres.schema import LATEST, MIGRATIONS
@@ -113,3 +113,17 @@ def test_a_restarted_server_fails_the_call_in_the_outage_and_serves_the_next(
     store.create_job(job(3), queued(job(3)))
     assert [j.state for j in store.active_jobs()] == [JobState.QUEUED, JobState.QUEUED]
     assert store.get_job("job-0002") is None  # the call that failed wrote nothing
+
+
+def test_a_full_disk_on_the_server_is_store_full_and_the_store_goes_on(pg_url: str, opened: list[Store]) -> None:
+    """SQLSTATE 53100 (disk_full) is the server's disk, not the network: RESOURCE_EXHAUSTED / STORE_FULL, like
+    SQLite's full disk. The server's disk cannot be filled here without root over its mounts, so the error is
+    raised inside a real transaction on a real connection, where psycopg would raise it."""
+    store = open_store(pg_url)
+    opened.append(store)
+    with pytest.raises(StoreFull) as full, store._write():  # type: ignore[attr-defined]
+        raise psycopg.errors.DiskFull("could not extend file: No space left on device")
+    assert full.value.reason == ReasonCode.STORE_FULL and "out of disk space" in full.value.message
+    one = job(1)
+    store.create_job(one, queued(one))  # the connection is still good
+    assert store.get_job(one.job_id) is not None
