@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from agents.core.model import PoolSpec
 from agents.policy.terms import DAYS, Hours, OfferWindow, SitePolicy
 from fedgate.common.sections import Section
+from fedgate.common.terms import parse_registry
 
 NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 NAME_HINT = "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit"
@@ -58,12 +59,13 @@ def parse_site_policy(section: Section, pools: tuple[PoolSpec, ...]) -> SitePoli
     max_job_cards = None if limit is None else section.integer("max_job_cards", minimum=1)
     registries = section.strings("image_registries")
     for i, registry in enumerate(registries):
-        if not REGISTRY.match(registry):
+        if not REGISTRY.match(registry) or parse_registry(registry) is None:
             section.fail_item(
                 "image_registries",
                 i,
                 f"policy.image_registries[{i}] {registry!r} is not an image prefix; write host[:port][/path] in "
-                "lowercase without https:// or a tag, e.g. registry.example.org or harbor.centre-a.cn/ai",
+                "lowercase without https:// or a tag, the host with a dot or a port (or localhost), e.g. "
+                "registry.example.org or harbor.centre-a.cn/ai",
             )
     timezone = _timezone(section)
     offers = {} if section.raw("offers", None) is None else _offers(section, pools)

@@ -9,6 +9,7 @@ know offer windows or the clock (the agent's `agents.policy.terms`), nor jobs (c
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -35,12 +36,13 @@ class SiteTerms:
     max_job_cards: int = 0
     """The largest job, in cards, the centre takes; 0: no limit beyond the offer."""
     image_registries: tuple[str, ...] = ()
-    """Allowed image prefixes (`host[:port][/path]`); empty: any image."""
+    """Allowed registries (`host[:port][/path]`); empty: any image, and bare commands. Once set, a run must
+    name an image from one of them (a bare command runs whatever the machine has, so it is refused)."""
 
     def judge(self, *, tenant: str, project: str, cards: int, image: str) -> TermsRefusal | None:
         """None when the terms take a job of `tenant`/`project` needing `cards` cards that runs `image`
-        (empty: a bare command, not subject to the registries); otherwise the first term that refuses it, in
-        the order tenants, projects, max_job_cards, image_registries."""
+        (empty: a bare command); otherwise the first term that refuses it, in the order tenants, projects,
+        max_job_cards, image_registries."""
         if self.tenants and tenant not in self.tenants:
             return TermsRefusal("tenants", f"tenant {tenant or '(none)'} is not accepted here")
         if not project_accepted(self.projects, tenant, project):
@@ -52,6 +54,10 @@ class SiteTerms:
             )
         if not image_allowed(image, self.image_registries):
             allowed = ", ".join(self.image_registries)
+            if not image:
+                return TermsRefusal(
+                    "image_registries", f"only images from {allowed} run here; give the run an image from one of them"
+                )
             return TermsRefusal("image_registries", f"image {image} is not from an allowed registry ({allowed})")
         return None
 
@@ -63,21 +69,55 @@ def project_accepted(projects: tuple[str, ...], tenant: str, project: str) -> bo
     return not limited or f"{tenant}/{project}" in limited
 
 
+# Image references as the distribution spec writes them: a registry host (with a dot or a port, or localhost),
+# then path components of lowercase letters and digits joined by single separators, then a tag or a digest.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOST = rf"{_LABEL}(?:\.{_LABEL})*(?::[0-9]{{1,5}})?"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9A-Fa-f]{32,}"
+_IMAGE = re.compile(rf"(?P<host>{_HOST})/(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)(?::{_TAG})?(?:@{_DIGEST})?")
+_REGISTRY = re.compile(rf"(?P<host>{_HOST})(?:/(?P<path>{_COMPONENT}(?:/{_COMPONENT})*))?")
+
+
+def parse_image(image: str) -> tuple[str, tuple[str, ...]] | None:
+    """(registry host, repository path components) of a full image reference, or None when `image` is not one
+    (no registry host, `..` or empty components, uppercase paths, spaces, a trailing newline)."""
+    match = _IMAGE.fullmatch(image)
+    if not match or not _is_host(match["host"]):
+        return None
+    return match["host"].lower(), tuple(match["path"].split("/"))
+
+
+def parse_registry(registry: str) -> tuple[str, tuple[str, ...]] | None:
+    """(host, path components) of an allowed registry `host[:port][/path]`, or None when it is not one."""
+    match = _REGISTRY.fullmatch(registry)
+    if not match or not _is_host(match["host"]):
+        return None
+    return match["host"].lower(), tuple(match["path"].split("/")) if match["path"] else ()
+
+
+def _is_host(first: str) -> bool:
+    """The first part names a registry only with a dot or a port, or as localhost (else `team/app` would read
+    as a host `team`: engines take such references from their default registry)."""
+    return "." in first or ":" in first or first.lower() == "localhost"
+
+
 def image_allowed(image: str, registries: tuple[str, ...]) -> bool:
-    """Is `image` under one of `registries`? Empty `registries` allow any image, and a launch without an
-    image (a bare command) is not subject to them. A host prefix (`registry.example.org`, `host:5000`)
-    matches images below it (`registry.example.org/team/app:1`), never another host or port
-    (`registry.example.org.evil`, `registry.example.org:5001/x`); a prefix with a path
-    (`harbor.centre-a.cn/ai`) also matches that repository itself with a tag or digest (`.../ai:1`)."""
-    if not registries or not image:
+    """Is `image` from one of `registries`? Empty `registries` allow anything, bare commands included. Both
+    are parsed as references and compared by parts: the same host and port (`registry.example.org` never
+    matches `registry.example.org.evil` nor `registry.example.org:5001`), and the registry's path as the first
+    components of the image's (`harbor.centre-a.cn/ai` matches `harbor.centre-a.cn/ai:1` and
+    `harbor.centre-a.cn/ai/llama`, never `harbor.centre-a.cn/aix`). An image that is not a well-formed
+    reference (`registry.example.org/../evil.io/x`) and a bare command are refused once registries are set."""
+    if not registries:
         return True
-    return any(_under(image, registry) for registry in registries)
-
-
-def _under(image: str, registry: str) -> bool:
-    if not image.startswith(registry):
+    parsed = parse_image(image)
+    if parsed is None:
         return False
-    rest = image[len(registry) :]
-    if "/" not in registry:  # a host: only images below it; `host:` would be another port
-        return rest.startswith("/") and len(rest) > 1
-    return rest == "" or (rest[0] in "/:@" and len(rest) > 1)
+    host, path = parsed
+    for registry in registries:
+        allowed = parse_registry(registry)
+        if allowed is not None and allowed[0] == host and path[: len(allowed[1])] == allowed[1]:
+            return True
+    return False

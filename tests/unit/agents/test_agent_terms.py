@@ -183,7 +183,8 @@ def test_an_image_from_another_registry_is_refused_naming_the_allowed_ones() -> 
     ("image", "allowed"),
     [
         ("registry.example.org/team/app:1", True),
-        ("registry.example.org/app@sha256:abc", True),
+        ("registry.example.org/app@sha256:" + "ab" * 32, True),
+        ("registry.example.org/app@sha256:abc", False),  # not a digest: references are parsed, not prefixed
         ("registry.example.org", False),
         ("registry.example.org/", False),
         ("registry.example.org.evil.example/app:1", False),
@@ -195,7 +196,9 @@ def test_an_image_from_another_registry_is_refused_naming_the_allowed_ones() -> 
         ("harbor.centre-a.cn/aix/eval:2", False),
         ("harbor.centre-a.cn/other/eval:2", False),
         ("host:5000/app", True),
-        ("", True),  # a bare command: no image to judge
+        ("", False),  # a bare command runs whatever the machine has: refused once registries are named
+        ("registry.example.org/../evil.io/x", False),  # climbs out of the registry
+        ("registry.example.org/team/app:1\n", False),
     ],
 )
 def test_image_prefixes_match_whole_path_components(image: str, allowed: bool) -> None:

@@ -23,7 +23,9 @@ TERMS = SiteTerms(
 CASES = [
     ("deepsea-ai", "llama-sft", 8, "harbor.centre-a.cn/ai:1", ""),
     ("panda-lm", "anything", 1, "registry.example.org/team/app:2", ""),  # projects limit only the tenants named
-    ("panda-lm", "eval", 4, "", ""),  # a bare command is not subject to the registries
+    ("panda-lm", "eval", 4, "", "image_registries"),  # a bare command runs whatever the machine has: refused
+    ("panda-lm", "eval", 1, "harbor.centre-a.cn/ai/llama@sha256:" + "a" * 64, ""),  # below the path, by digest
+    ("panda-lm", "eval", 1, "REGISTRY.example.org/team/app", ""),  # host names are case-insensitive
     ("orca-labs", "eval", 1, "", "tenants"),
     ("", "eval", 1, "", "tenants"),
     ("deepsea-ai", "moe-pretrain", 1, "", "projects"),
@@ -33,6 +35,15 @@ CASES = [
     ("panda-lm", "eval", 1, "registry.example.org.evil/x", "image_registries"),
     ("panda-lm", "eval", 1, "registry.example.org:5001/x", "image_registries"),
     ("panda-lm", "eval", 1, "registry.example.org", "image_registries"),
+    # What a string-prefix test let through: parsed as references, these are not from an allowed registry.
+    ("panda-lm", "eval", 1, "registry.example.org/../evil.io/x", "image_registries"),
+    ("panda-lm", "eval", 1, "registry.example.org/team/../../evil.io/x:1", "image_registries"),
+    ("panda-lm", "eval", 1, "registry.example.org//evil.io/x", "image_registries"),
+    ("panda-lm", "eval", 1, "registry.example.org/x\n", "image_registries"),
+    ("panda-lm", "eval", 1, "registry.example.org/x y", "image_registries"),
+    ("panda-lm", "eval", 1, "registry.example.org/Team/app", "image_registries"),  # paths are lowercase
+    ("panda-lm", "eval", 1, "harbor.centre-a.cn/ai/../../evil", "image_registries"),
+    ("panda-lm", "eval", 1, "registry.example.org@evil.io/x", "image_registries"),
 ]
 
 
@@ -64,9 +75,14 @@ def test_gateway_and_agent_apply_the_same_rule(tenant: str, project: str, cards:
 
 def test_no_terms_accept_everything() -> None:
     assert SiteTerms().judge(tenant="", project="", cards=10**6, image="anything/at:all") is None
+    assert SiteTerms().judge(tenant="", project="", cards=1, image="") is None  # and bare commands
 
 
 def test_refusals_say_what_the_centre_takes() -> None:
     assert TERMS.judge(tenant="panda-lm", project="x", cards=9, image="") == TermsRefusal(
         "max_job_cards", "jobs of at most 8 cards are accepted here; this one needs 9"
+    )
+    assert TERMS.judge(tenant="panda-lm", project="x", cards=1, image="") == TermsRefusal(
+        "image_registries",
+        "only images from harbor.centre-a.cn/ai, registry.example.org run here; give the run an image from one of them",
     )
