@@ -2,7 +2,7 @@
 
 Owns: the gateway -> agent nouns (`Welcome`, `Launch`, `Cancel`, `Preempt`, `Reserve`, `Commit`, `Abort`,
 `Drain`, `UpdatesAcknowledged`, `UpdateRejected`) and the `GatewayCommand` union the runtime dispatches on,
-plus the log relay's `LogRequest` and `LogCancel` (the `LogCommand` union, served by `agents.core.logs`).
+plus the log relay's `LogRequest`, `LogCancel` and `LogCredit` (the `LogCommand` union, served by `agents.core.logs`).
 Durations are seconds as floats (0 = not set). It does not own the wire format: `agents.transport.convert`
 builds these from protobuf.
 """
@@ -134,6 +134,9 @@ class LogRequest:
     """Keep sending as the attempt writes, until it ends or a LogCancel comes."""
     tail_bytes: int = 0
     """Start this many bytes before the current end; 0 = from the beginning."""
+    window_bytes: int = 0
+    """The stream's first credit: bytes of output that may be sent before a LogCredit grants more; 0 (a gateway
+    older than credit) = no limit."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,15 @@ class LogCancel:
     stream_id: int
 
 
-LogCommand = LogRequest | LogCancel
+@dataclass(frozen=True)
+class LogCredit:
+    """The reader of log stream `stream_id` consumed output: `bytes` more may be sent on it."""
+
+    stream_id: int
+    bytes: int
+
+
+LogCommand = LogRequest | LogCancel | LogCredit
 """What the log server (`agents.core.logs`) handles; the runtime never sees these."""
 
 GatewayCommand = Launch | Cancel | Preempt | Reserve | Commit | Abort | Drain | UpdatesAcknowledged | UpdateRejected

@@ -4,7 +4,9 @@ through the backend and handing it out as chunks for the stream's sender to writ
 Owns: finding the attempt (live, or ended and still remembered by the runtime, whose attempt table keeps the
 last `agents.core.attempts.ENDED_MEMORY` ended attempts with their handles), the start position (the
 beginning, or `tail_bytes` before the current end), chunks of at most 64 KiB, following a running attempt by
-polling until it has ended and all of its output is sent, cancelling, a bound on concurrent streams (their
+polling until it has ended and all of its output is sent, flow control by credit (site.proto rule 15: a
+stream sends no more output than the gateway granted it, and waits for a LogCredit when it has used it up,
+without holding back any other stream), cancelling, a bound on concurrent streams (their
 tasks are owned here, one per request, cancelled with the connection; a failure ends that log stream only and
 is logged with its traceback), and a bounded queue of chunks waiting to be written: a stream stops reading
 while its chunk waits, so a slow link holds back the reads, not the agent's memory. Chunks are best effort:
@@ -24,7 +26,7 @@ from typing import Protocol
 
 from agents.backends.base import JobHandle
 from agents.core.attempts import Attempt
-from agents.core.commands import LogCancel, LogCommand, LogRequest
+from agents.core.commands import LogCancel, LogCommand, LogCredit, LogRequest
 from agents.errors import AgentError
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,38 @@ class LogChunk:
     """Why the site cannot serve this log; set only with `end`."""
 
 
+class _Credit:
+    """What one stream may still send, in bytes of output (site.proto rule 15); unlimited when the gateway
+    granted no window (one older than credit, rule 17)."""
+
+    def __init__(self, window_bytes: int) -> None:
+        self.left: int | None = window_bytes or None
+        self._more = asyncio.Event()
+
+    def grant(self, size: int) -> None:
+        if self.left is not None:
+            self.left += size
+            self._more.set()
+
+    @property
+    def used_up(self) -> bool:
+        return self.left is not None and self.left <= 0
+
+    async def wait(self) -> None:
+        """Until the gateway grants more."""
+        while self.used_up:
+            self._more.clear()
+            await self._more.wait()
+
+    def allowance(self) -> int:
+        """The most output the stream may send now."""
+        return CHUNK_BYTES if self.left is None else max(0, min(CHUNK_BYTES, self.left))
+
+    def spend(self, size: int) -> None:
+        if self.left is not None:
+            self.left -= size
+
+
 class AttemptOutput(Protocol):
     """Where the log server finds attempts and reads their output: the runtime."""
 
@@ -78,6 +112,7 @@ class LogServer:
         self._max_streams = max_streams
         self._poll_s = poll_interval_s
         self._streams: dict[int, asyncio.Task[None]] = {}
+        self._credits: dict[int, _Credit] = {}
         self._ready: asyncio.Queue[LogChunk] = asyncio.Queue(maxsize=outgoing_chunks)
         # Refusals are answered at once without a task; each is one small message per request the gateway made.
         self._refusals: deque[LogChunk] = deque()
@@ -88,8 +123,14 @@ class LogServer:
         return len(self._streams)
 
     def handle(self, command: LogCommand) -> None:
-        """Start serving a LogRequest, or stop the stream a LogCancel names (unknown ids are ignored)."""
+        """Start serving a LogRequest, stop the stream a LogCancel names, or add a LogCredit's bytes to its
+        stream's credit (unknown ids are ignored)."""
+        if isinstance(command, LogCredit):
+            if (credit := self._credits.get(command.stream_id)) is not None:
+                credit.grant(command.bytes)
+            return
         if isinstance(command, LogCancel):
+            self._credits.pop(command.stream_id, None)
             task = self._streams.pop(command.stream_id, None)
             if task is not None:
                 log.info("log stream %d cancelled by the gateway", command.stream_id)
@@ -116,6 +157,7 @@ class LogServer:
         for task in self._streams.values():
             task.cancel()
         self._streams.clear()
+        self._credits.clear()
         self._refusals.clear()
         while not self._ready.empty():
             self._ready.get_nowait()
@@ -139,13 +181,18 @@ class LogServer:
             why = f": {attempt.message}" if attempt.message else ""
             self._refuse(request, f"epoch {request.epoch} of job {request.job_id} never started here{why}")
             return
-        task = asyncio.create_task(self._serve(request, attempt, attempt.handle), name=f"log-{request.stream_id}")
+        credit = _Credit(request.window_bytes)
+        task = asyncio.create_task(
+            self._serve(request, attempt, attempt.handle, credit), name=f"log-{request.stream_id}"
+        )
         self._streams[request.stream_id] = task
+        self._credits[request.stream_id] = credit
         task.add_done_callback(lambda done: self._forget(request.stream_id, done))
 
     def _forget(self, stream_id: int, task: asyncio.Task[None]) -> None:
         if self._streams.get(stream_id) is task:
             del self._streams[stream_id]
+            self._credits.pop(stream_id, None)
         if not task.cancelled() and (error := task.exception()) is not None:  # `_serve` ends each stream itself;
             log.error("log stream %d failed", stream_id, exc_info=error)  # what escapes it is a bug: say so
 
@@ -156,7 +203,7 @@ class LogServer:
         self._refusals.append(LogChunk(request.stream_id, end=True, error=error))
         self._wake()
 
-    async def _serve(self, request: LogRequest, attempt: Attempt, handle: JobHandle) -> None:
+    async def _serve(self, request: LogRequest, attempt: Attempt, handle: JobHandle, credit: _Credit) -> None:
         stream = request.stream_id
         try:
             offset = 0
@@ -165,9 +212,16 @@ class LogServer:
             while True:
                 # Read the state before the output: once an ended attempt's output reads empty, nothing is left.
                 ended = attempt.state.is_final
-                data = (await self._source.read_output(handle, offset, CHUNK_BYTES))[:CHUNK_BYTES]
+                if credit.used_up:  # nothing is read ahead of what may be sent; the end chunk needs no credit
+                    if (ended or not request.follow) and not await self._source.read_output(handle, offset, 1):
+                        break
+                    await credit.wait()
+                    continue
+                allowed = credit.allowance()
+                data = (await self._source.read_output(handle, offset, allowed))[:allowed]
                 if data:
                     offset += len(data)
+                    credit.spend(len(data))
                     await self._emit(LogChunk(stream, data))
                     continue
                 if ended or not request.follow:

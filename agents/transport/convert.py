@@ -20,6 +20,7 @@ from agents.core.commands import (
     Launch,
     LogCancel,
     LogCommand,
+    LogCredit,
     LogRequest,
     Preempt,
     Reserve,
@@ -162,9 +163,13 @@ def log_command_from_proto(message: site_pb2.ConnectResponse) -> LogCommand | No
     kind = message.WhichOneof("kind")
     if kind == "log_request":
         r = message.log_request
-        return LogRequest(r.stream_id, r.job_id, r.epoch, follow=r.follow, tail_bytes=r.tail_bytes)
+        return LogRequest(
+            r.stream_id, r.job_id, r.epoch, follow=r.follow, tail_bytes=r.tail_bytes, window_bytes=r.window_bytes
+        )
     if kind == "log_cancel":
         return LogCancel(stream_id=message.log_cancel.stream_id)
+    if kind == "log_credit":
+        return LogCredit(stream_id=message.log_credit.stream_id, bytes=message.log_credit.bytes)
     return None
 
 

@@ -2,11 +2,13 @@
 
 Owns: which attempt's output is read (the job's current epoch at its first placement; for a gang spread over
 several sites that is the first site's part only), stream ids, asking that site with a LogRequest through the
-site registry's outbox, routing the site's chunks to the stream's bounded buffer (a chunk for a stream that
-site did not open is dropped, so no site can write into another site's stream), dropping a reader that falls
-more than `BUFFER_BYTES` behind with an error that says so (the site link has no flow control per log
-stream, and one slow reader must neither grow the gateway's memory nor stall the site's stream), a LogCancel
-when the reader goes away first, and ending the readers of a site whose stream ends with an error naming it.
+site registry's outbox, routing the site's chunks to the stream's buffer (a chunk for a stream that site did not
+open is dropped, so no site can write into another site's stream), flow control by credit (site.proto rules
+15-17: the site starts with `WINDOW_BYTES` of credit and is granted more only as the reader consumes, so the
+gateway holds at most that much per stream whatever the reader's speed, and a slow reader slows only its own
+stream), ending a stream whose site sends beyond its credit (an agent that ignores credit) with an error that
+says so, a LogCancel when the reader goes away first, and ending the readers of a site whose stream ends with
+an error naming it.
 It does not decide who may read a job (`gateway.trust.access`, through `JobService.get_job`, before `stream` is
 called) and does not speak gRPC (`gateway.transport` turns chunks and errors into messages and statuses).
 """
@@ -22,16 +24,19 @@ from dataclasses import dataclass, field
 
 from gateway.errors import FailedPrecondition, GatewayError, NotFound, Unavailable
 from gateway.jobs.model import Job, JobState
-from gateway.sites.registry import LogCancelCommand, LogRequestCommand, SiteRegistry
+from gateway.sites.registry import LogCancelCommand, LogCreditCommand, LogRequestCommand, SiteRegistry
 
 log = logging.getLogger("fedgate.gateway.logs")
 
 CHUNK_BYTES = 64 * 1024
 """Most output bytes handed to a reader at once (the contract's limit per message)."""
-BUFFER_BYTES = 4 * 1024 * 1024
-"""Output a reader may fall behind its site before its stream is dropped."""
+WINDOW_BYTES = 1024 * 1024
+"""Output the gateway holds per log stream at most: the site's first credit, and the most it is ever owed
+(what waits for the reader plus what the site may still send). 1 MiB keeps a loopback reader near 100 MB/s."""
+GRANT_BYTES = WINDOW_BYTES // 4
+"""Output the reader consumes before it is granted back to the site as credit (fewer, larger LogCredits)."""
 MAX_STREAMS = 256
-"""Log streams the gateway relays at once (so at most MAX_STREAMS x BUFFER_BYTES of buffers)."""
+"""Log streams the gateway relays at once (so at most MAX_STREAMS x WINDOW_BYTES held for readers)."""
 MAX_SITE_ERROR = 500
 """Characters of a site's error text passed on to the reader."""
 NOT_STARTED_STATES = frozenset({JobState.QUEUED, JobState.RESERVING, JobState.REJECTED})
@@ -55,6 +60,13 @@ class _Stream:
     epoch: int
     chunks: deque[bytes] = field(default_factory=deque)
     buffered: int = 0
+    """Bytes received and not yet handed to the reader."""
+    granted: int = 0
+    """Credit granted to the site on this stream so far, in bytes (site.proto rule 15)."""
+    received: int = 0
+    """Bytes of output the site has sent on this stream so far."""
+    consumed: int = 0
+    """Bytes the reader consumed that are not yet granted back to the site."""
     ended: bool = False
     """The site sent its last chunk: nothing more comes, no LogCancel is needed."""
     error: GatewayError | None = None
@@ -88,10 +100,18 @@ class LogRelay:
     """Every log stream the gateway relays. All methods must be called on the gateway's event loop."""
 
     def __init__(
-        self, registry: SiteRegistry, *, buffer_bytes: int = BUFFER_BYTES, max_streams: int = MAX_STREAMS
+        self,
+        registry: SiteRegistry,
+        *,
+        window_bytes: int = WINDOW_BYTES,
+        grant_bytes: int = GRANT_BYTES,
+        max_streams: int = MAX_STREAMS,
     ) -> None:
+        if not 0 < grant_bytes <= window_bytes:
+            raise ValueError("grant_bytes must be above 0 and at most window_bytes")
         self._registry = registry
-        self._buffer_bytes = buffer_bytes
+        self._window_bytes = window_bytes
+        self._grant_bytes = grant_bytes
         self._max_streams = max_streams
         self._streams: dict[int, _Stream] = {}
         self._ids = itertools.count(1)
@@ -100,11 +120,17 @@ class LogRelay:
     def open_streams(self) -> int:
         return len(self._streams)
 
+    @property
+    def held_bytes(self) -> int:
+        """Output received from sites and not yet handed to readers, over all streams."""
+        return sum(stream.buffered for stream in self._streams.values())
+
     async def stream(self, job: Job, *, follow: bool = False, tail_bytes: int = 0) -> AsyncGenerator[LogPiece, None]:
         """The output of the job's current attempt, from its start (or `tail_bytes` before its end), until the
         site has sent it all (with `follow`: until the attempt has also ended). Raises FailedPrecondition when
         the job has no attempt yet or the site cannot serve the log, Unavailable when the site is offline or
-        goes away, and TOO_MANY_LOG_STREAMS or LOG_READER_TOO_SLOW when the gateway or this reader is over a bound."""
+        goes away, TOO_MANY_LOG_STREAMS when the gateway relays its most, and LOG_CREDIT_EXCEEDED when the site
+        sends beyond its credit."""
         site, epoch = log_source(job)
         connection_id = self._connection_of(site, job.job_id)
         if len(self._streams) >= self._max_streams:
@@ -112,10 +138,17 @@ class LogRelay:
                 f"the gateway relays at most {self._max_streams} log streams at once; try again shortly",
                 reason="TOO_MANY_LOG_STREAMS",
             )
-        stream = _Stream(next(self._ids), site, connection_id, job.job_id, epoch)
+        stream = _Stream(next(self._ids), site, connection_id, job.job_id, epoch, granted=self._window_bytes)
         self._streams[stream.stream_id] = stream
         try:
-            request = LogRequestCommand(stream.stream_id, job.job_id, epoch, follow=follow, tail_bytes=tail_bytes)
+            request = LogRequestCommand(
+                stream.stream_id,
+                job.job_id,
+                epoch,
+                follow=follow,
+                tail_bytes=tail_bytes,
+                window_bytes=self._window_bytes,
+            )
             if not self._registry.send(site, request):
                 raise _offline(site, job.job_id)
             while True:
@@ -123,6 +156,8 @@ class LogRelay:
                     data = stream.chunks.popleft()
                     stream.buffered -= len(data)
                     yield LogPiece(data, site, epoch)
+                    # Back here, the reader's transport has taken the piece: the site may send that much more.
+                    self._consumed(stream, len(data))
                 elif stream.error is not None:
                     raise stream.error
                 elif stream.ended:
@@ -144,9 +179,10 @@ class LogRelay:
                 log.warning("site %s sent a log chunk for stream %d of site %s; ignored", site, stream_id, stream.site)
             return False
         if data:
-            if stream.buffered + len(data) > self._buffer_bytes:
-                self._drop_slow_reader(stream)
+            if stream.received + len(data) > stream.granted:
+                self._end_over_credit(stream, len(data))
                 return True
+            stream.received += len(data)
             for start in range(0, len(data), CHUNK_BYTES):
                 stream.chunks.append(data[start : start + CHUNK_BYTES])
             stream.buffered += len(data)
@@ -183,17 +219,32 @@ class LogRelay:
             raise _offline(site, job_id)
         return record.connection_id
 
-    def _drop_slow_reader(self, stream: _Stream) -> None:
-        log.info("log stream %d of job %s: reader fell behind; dropped", stream.stream_id, stream.job_id)
-        stream.chunks.clear()  # the reader learns at once, not after reading what is buffered
+    def _consumed(self, stream: _Stream, size: int) -> None:
+        stream.consumed += size
+        grant = LogCreditCommand(stream.stream_id, stream.consumed)
+        if stream.consumed >= self._grant_bytes and not stream.ended and self._registry.send(stream.site, grant):
+            stream.granted += stream.consumed
+            stream.consumed = 0
+
+    def _end_over_credit(self, stream: _Stream, size: int) -> None:
+        over = stream.received + size - stream.granted
+        log.warning(
+            "site %s sent %d bytes beyond its credit on log stream %d (job %s); the stream was ended",
+            stream.site,
+            over,
+            stream.stream_id,
+            stream.job_id,
+        )
+        stream.chunks.clear()  # the reader learns at once, not after reading what is held
         stream.buffered = 0
         # Stop the site now rather than when the reader next looks: it is still sending.
         self._registry.send(stream.site, LogCancelCommand(stream.stream_id))
         stream.finish(
             GatewayError(
-                f"the reader fell more than {self._buffer_bytes // 1024} KiB behind site {stream.site} and the "
-                f"log stream of job {stream.job_id} was dropped; read faster, or ask for less with a tail",
-                reason="LOG_READER_TOO_SLOW",
+                f"site {stream.site} sent the output of job {stream.job_id} faster than the gateway's flow control "
+                f"allows ({over} bytes beyond its credit; its agent may predate log credit), so the log stream was "
+                "ended rather than held without bound; ask for less with a tail, or have the site upgrade its agent",
+                reason="LOG_CREDIT_EXCEEDED",
             )
         )
 

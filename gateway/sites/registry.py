@@ -70,11 +70,21 @@ class LogRequestCommand:
     epoch: int
     follow: bool = False
     tail_bytes: int = 0
+    window_bytes: int = 0
+    """The site's first credit on the stream (bytes of output it may send before a LogCreditCommand)."""
 
 
 @dataclass(frozen=True)
 class LogCancelCommand:
     stream_id: int
+
+
+@dataclass(frozen=True)
+class LogCreditCommand:
+    """Let the site send `bytes` more bytes of output on log stream `stream_id` (its reader consumed them)."""
+
+    stream_id: int
+    bytes: int
 
 
 @dataclass(frozen=True)
@@ -111,6 +121,7 @@ Command = (
     | DrainCommand
     | LogRequestCommand
     | LogCancelCommand
+    | LogCreditCommand
     | ReserveCommand
     | CommitCommand
     | AbortCommand
@@ -317,7 +328,7 @@ class SiteRegistry:
 
     def _enqueue(self, record: SiteRecord, command: Command) -> None:
         assert record.outbox is not None
-        if isinstance(command, LogRequestCommand | LogCancelCommand):
+        if isinstance(command, LogRequestCommand | LogCancelCommand | LogCreditCommand):
             record.outbox.put_nowait((0, command))  # best effort: not part of the resume sequence
             return
         if record.next_sequence >= record.sequence_limit:

@@ -1,6 +1,7 @@
 """The SQLite table of settled usage receipts, as a mixin over `SqliteStore`'s connection and lock.
 
-Owns: the schema (one receipt per job, epoch and site: a replay settles nothing new) and its SQL. The signed
+Owns: its SQL (the table, one receipt per job, epoch and site so that a replay settles nothing new, is in
+`gateway.store.sqlite_schema`). The signed
 bytes are kept exactly as received; the record's fields are copied into columns only so that listings can
 filter (time, tenant, project) and be authorised without parsing protobuf. Whoever verifies a receipt must
 parse the signed bytes, never trust the columns. Inserts run inside the caller's transaction.
@@ -18,31 +19,6 @@ from gateway.jobs.model import JobState
 from gateway.store.scope import scope_clauses
 from gateway.usage.receipts import SettledReceipt, SiteReceipt, UsageRecord
 
-RECEIPT_SCHEMA = """
-CREATE TABLE IF NOT EXISTS receipts (
-    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
-    site                TEXT NOT NULL,
-    job_id              TEXT NOT NULL,
-    epoch               INTEGER NOT NULL,
-    attempt             INTEGER NOT NULL,
-    tenant              TEXT NOT NULL,
-    project             TEXT NOT NULL,
-    class               TEXT NOT NULL,
-    cards               INTEGER NOT NULL,
-    start_time          TEXT NOT NULL,
-    end_time            TEXT NOT NULL,
-    exit_code           INTEGER NOT NULL,
-    state               TEXT NOT NULL,
-    record              BLOB NOT NULL,
-    site_signature      BLOB NOT NULL,
-    site_certificate    BLOB NOT NULL,
-    gateway_signature   BLOB NOT NULL,
-    gateway_certificate BLOB NOT NULL,
-    settle_time         TEXT NOT NULL,
-    UNIQUE (job_id, epoch, site)
-);
-CREATE INDEX IF NOT EXISTS receipts_end ON receipts (end_time);
-"""
 RECEIPT_COLUMNS = (
     "id, site, job_id, epoch, attempt, tenant, project, class, cards, start_time, end_time, exit_code, state, "
     "record, site_signature, site_certificate, gateway_signature, gateway_certificate, settle_time"

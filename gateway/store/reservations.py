@@ -1,8 +1,9 @@
 """The SQLite table of advance reservations, and their JSON encoding.
 
-Owns: the schema and SQL of the reservation part of the `Store` contract, as a mixin over `SqliteStore`'s
-connection and lock (like `gateway.store.security`), and `reservation_to_json` / `reservation_from_json`.
-Reservations are kept as a JSON body plus the columns that queries filter on. It decides nothing.
+Owns: the SQL (the table is in `gateway.store.sqlite_schema`) of the reservation part of the `Store` contract, as a
+mixin over `SqliteStore`'s connection and lock (like `gateway.store.security`), and `reservation_to_json` /
+`reservation_from_json`. Reservations are kept as a JSON body plus the columns that queries filter on. It decides
+nothing.
 """
 
 from __future__ import annotations
@@ -19,20 +20,6 @@ from gateway.jobs.model import Capability, Reason, Resources
 from gateway.reservations.model import Reservation, ReservationPart, ReservationRequest, ReservationState
 from gateway.store.scope import scope_clauses
 
-RESERVATION_SCHEMA = """
-CREATE TABLE IF NOT EXISTS reservations (
-    reservation_id  TEXT PRIMARY KEY,
-    tenant          TEXT NOT NULL,
-    project         TEXT NOT NULL,
-    state           TEXT NOT NULL,
-    request_id      TEXT,
-    body            TEXT NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS reservations_request ON reservations (tenant, request_id)
-    WHERE request_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS reservations_live ON reservations (state)
-    WHERE state IN ('PENDING', 'CONFIRMED', 'ACTIVE');
-"""
 LIVE = tuple(s.value for s in ReservationState if s.live)
 
 

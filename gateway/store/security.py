@@ -1,8 +1,9 @@
 """The SQLite tables of the trust layer: join tokens, used single-use tokens, revocations, the audit log.
 
-Owns: their schema and SQL, as a mixin over `SqliteStore`'s connection and lock, and the row conversions the
-PostgreSQL store shares (`join_token_from_row`, `audit_to_row`, `audit_from_row`). Marking a join token used
-and recording a token's first use are single atomic statements, so two racing callers cannot both win.
+Owns: their SQL (the tables are in `gateway.store.sqlite_schema`), as a mixin over `SqliteStore`'s connection and
+lock, and the row conversions the PostgreSQL store shares (`join_token_from_row`, `audit_to_row`, `audit_from_row`).
+Marking a join token used and recording a token's first use are single atomic statements, so two racing callers
+cannot both win.
 """
 
 from __future__ import annotations
@@ -16,39 +17,6 @@ from gateway.errors import AlreadyExists
 from gateway.identity.join import JoinTokenRecord
 from gateway.identity.revocation import Revocation
 from gateway.trust.audit import AuditEntry
-
-SECURITY_SCHEMA = """
-CREATE TABLE IF NOT EXISTS join_tokens (
-    token_id      TEXT PRIMARY KEY,
-    site          TEXT NOT NULL,
-    secret_sha256 TEXT NOT NULL,
-    created_by    TEXT NOT NULL,
-    create_time   TEXT NOT NULL,
-    expire_time   TEXT NOT NULL,
-    used_time     TEXT
-);
-CREATE TABLE IF NOT EXISTS token_uses (
-    token_id    TEXT PRIMARY KEY,
-    use_time    TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS revocations (
-    kind        TEXT NOT NULL,
-    value       TEXT NOT NULL,
-    time        TEXT NOT NULL,
-    reason      TEXT NOT NULL,
-    revoked_by  TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit (
-    sequence    INTEGER PRIMARY KEY,
-    time        TEXT NOT NULL,
-    kind        TEXT NOT NULL,
-    principal   TEXT NOT NULL,
-    details     TEXT NOT NULL,
-    prev_hash   TEXT NOT NULL,
-    hash        TEXT NOT NULL,
-    signature   TEXT NOT NULL
-);
-"""
 
 
 def _time(value: str | None) -> datetime | None:

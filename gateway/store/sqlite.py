@@ -1,9 +1,9 @@
 """The embedded store: SQLite in WAL mode, one connection, synchronous=FULL so a commit is durable.
 
-Owns: the schema and the SQL of the `Store` contract. Jobs are kept as a JSON body plus the columns that
-queries filter on. Every method of the contract raises a `StoreError` (full disk, I/O error, read-only file)
-instead of SQLite's own errors, and logs the cause. It does not decide anything about jobs; opening the file
-(the one-writer lock, refusing a damaged file) is `gateway.store.sqlite_open`.
+Owns: the SQL of the `Store` contract (the tables are `gateway.store.sqlite_schema`'s numbered migrations). Jobs are
+kept as a JSON body plus the columns that queries filter on. Every method of the contract raises a `StoreError` (full
+disk, I/O error, read-only file) instead of SQLite's own errors, and logs the cause. It does not decide anything
+about jobs; opening the file (the one-writer lock, refusing a damaged file) is `gateway.store.sqlite_open`.
 """
 
 from __future__ import annotations
@@ -19,61 +19,18 @@ from typing import Any, TypeVar
 from gateway.jobs.model import Job, JobEvent, JobState
 from gateway.store.base import JobPage, Store
 from gateway.store.codec import job_from_json, job_to_json
-from gateway.store.receipts import RECEIPT_SCHEMA, ReceiptTables
-from gateway.store.reservations import RESERVATION_SCHEMA, ReservationTables
+from gateway.store.receipts import ReceiptTables
+from gateway.store.reservations import ReservationTables
 from gateway.store.rows import event_row, usage_rows
 from gateway.store.scope import scope_clauses
-from gateway.store.security import SECURITY_SCHEMA, SecurityTables
+from gateway.store.security import SecurityTables
 from gateway.store.sqlite_open import StoreLock, open_database, plain_path, store_error
+from gateway.store.sqlite_schema import MIGRATIONS
 from gateway.usage.receipts import SettledReceipt
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    job_id      TEXT PRIMARY KEY,
-    tenant      TEXT NOT NULL,
-    project     TEXT NOT NULL,
-    state       TEXT NOT NULL,
-    request_id  TEXT,
-    body        TEXT NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS jobs_request ON jobs (tenant, request_id) WHERE request_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs (tenant, job_id);
-CREATE INDEX IF NOT EXISTS jobs_active ON jobs (state) WHERE state NOT IN
-    ('SUCCEEDED', 'FAILED', 'CANCELLED', 'REJECTED');
-CREATE TABLE IF NOT EXISTS events (
-    sequence    INTEGER PRIMARY KEY AUTOINCREMENT,
-    job_id      TEXT NOT NULL,
-    state       TEXT NOT NULL,
-    time        TEXT NOT NULL,
-    attempt     INTEGER NOT NULL,
-    site        TEXT NOT NULL,
-    message     TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_job ON events (job_id, sequence);
-CREATE TABLE IF NOT EXISTS usage (
-    job_id      TEXT NOT NULL,
-    attempt     INTEGER NOT NULL,
-    tenant      TEXT NOT NULL,
-    project     TEXT NOT NULL,
-    class       TEXT NOT NULL,
-    cards       INTEGER NOT NULL,
-    start_time  TEXT NOT NULL,
-    end_time    TEXT NOT NULL,
-    card_hours  REAL NOT NULL,
-    PRIMARY KEY (job_id, attempt, class)
-);
-CREATE INDEX IF NOT EXISTS usage_end ON usage (end_time);
-CREATE TABLE IF NOT EXISTS site_cursors (
-    site        TEXT PRIMARY KEY,
-    sequence    INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS site_messages (
-    site        TEXT PRIMARY KEY,
-    reserved    INTEGER NOT NULL
-);
-"""
-
 TERMINAL = tuple(s.value for s in JobState if s.terminal)
+SCRIPTS = tuple(migration.sql for migration in MIGRATIONS)
+"""The schema's migrations, version N being SCRIPTS[N - 1]."""
 
 
 class SqliteStore(SecurityTables, ReservationTables, ReceiptTables):
@@ -87,9 +44,9 @@ class SqliteStore(SecurityTables, ReservationTables, ReceiptTables):
         if path == ":memory:":
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(FULL_SCHEMA)
+            self._db.executescript("\n".join(SCRIPTS))
         else:
-            self._db, self._holder = open_database(path, FULL_SCHEMA, read_only=read_only)
+            self._db, self._holder = open_database(path, SCRIPTS, read_only=read_only)
 
     def _insert_event(self, event: JobEvent) -> JobEvent:
         cursor = self._db.execute(
@@ -266,8 +223,6 @@ class SqliteStore(SecurityTables, ReservationTables, ReceiptTables):
                     self._holder.release()  # after the connection: the next writer finds the file at rest
                     self._holder = None
 
-
-FULL_SCHEMA = "\n".join((SCHEMA, SECURITY_SCHEMA, RESERVATION_SCHEMA, RECEIPT_SCHEMA))
 
 log = logging.getLogger("fedgate.gateway")
 Method = TypeVar("Method", bound=Callable[..., Any])

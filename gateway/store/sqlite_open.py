@@ -4,9 +4,10 @@ Owns: the exclusive lock that a writing process holds on `<db>.lock` for as long
 holder's pid written in it, for the refusal message); the checks an existing file passes before the gateway
 trusts it (not empty, a SQLite header, `PRAGMA quick_check`, fedgate's application id, a schema version this
 code knows, writable); creating a new database atomically, so that a file at the path is always one that
-fedgate wrote whole and marked; and `store_error`, the one translation of SQLite's error codes into the
-`StoreError` family. It does not know the tables (the schema script is given by `gateway.store.sqlite`) and
-does not run queries for the gateway.
+fedgate wrote whole and marked; bringing a file to the latest schema (the migrations above its
+`PRAGMA user_version`, in one write transaction, then the new version recorded there); and `store_error`, the one
+translation of SQLite's error codes into the `StoreError` family. It does not know the tables (the migrations
+are given by `gateway.store.sqlite`, from `gateway.store.sqlite_schema`) and does not run queries for the gateway.
 
 Why a lock file and not SQLite's own `locking_mode=EXCLUSIVE`: in WAL mode the exclusive mode shuts out every
 other connection, readers included, so `fedgate admin audit verify --store` could not look at the file of a
@@ -23,7 +24,7 @@ import logging
 import os
 import sqlite3
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from fedgate.common.reasons import ReasonCode
 from gateway.errors import StoreError, StoreFull, StoreRefused, StoreUnavailable
@@ -32,8 +33,6 @@ log = logging.getLogger("fedgate.gateway")
 
 APPLICATION_ID = 0x66656467
 """`PRAGMA application_id` of every database fedgate creates ("fedg"): a file without it is not ours."""
-SCHEMA_VERSION = 1
-"""`PRAGMA user_version` this code writes and understands; a file with a higher one came from a newer fedgate."""
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 # Primary SQLite result codes (the low byte of an extended code).
@@ -97,8 +96,12 @@ def plain_path(path: str) -> str:
     return "/" + path.lstrip("/") if path.startswith("//") else path
 
 
-def open_database(path: str, schema: str, *, read_only: bool = False) -> tuple[sqlite3.Connection, StoreLock | None]:
-    """Open the fedgate database at `path`, creating it (schema and marks, atomically) when there is no file.
+def open_database(
+    path: str, migrations: Sequence[str], *, read_only: bool = False
+) -> tuple[sqlite3.Connection, StoreLock | None]:
+    """Open the fedgate database at `path`, creating it (schema and marks, atomically) when there is no file, and
+    bring a writer's file to the latest schema. `migrations`: the scripts of the numbered migrations, version N
+    being migrations[N - 1]; `PRAGMA user_version` holds how many a file has, so its latest is len(migrations).
 
     A writer takes the store lock first and keeps it until `StoreLock.release`; a reader (`read_only`) takes
     none, never creates nor changes the file, and refuses a missing one. Raises `StoreRefused` naming the file,
@@ -114,13 +117,13 @@ def open_database(path: str, schema: str, *, read_only: bool = False) -> tuple[s
                     reason=ReasonCode.STORE_MISSING,
                     metadata={"path": path},
                 )
-            _create(path, schema)
+            _create(path, migrations)
         _check_file(path)
         db = _connect(path, read_only)
         try:
-            _check_contents(db, path, adopt=not read_only)
+            _check_contents(db, path, len(migrations), adopt=not read_only)
             if not read_only:
-                _prepare(db, schema)
+                _prepare(db, path, migrations)
         except BaseException:
             db.close()
             raise
@@ -142,7 +145,7 @@ def _connect(path: str, read_only: bool) -> sqlite3.Connection:
     return sqlite3.connect(path, check_same_thread=False, isolation_level=None)
 
 
-def _create(path: str, schema: str) -> None:
+def _create(path: str, migrations: Sequence[str]) -> None:
     """Write a new, marked database beside `path` and link it into place: a crash leaves no file or a whole
     one, so a file that is there and unmarked was not created by this code."""
     directory, name = os.path.split(os.path.abspath(path))
@@ -154,10 +157,7 @@ def _create(path: str, schema: str) -> None:
         db = sqlite3.connect(temporary, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(
-                f"BEGIN IMMEDIATE;\n{schema}\nPRAGMA application_id = {APPLICATION_ID};\n"
-                f"PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
-            )
+            _migrate(db, migrations, 0)
         finally:
             db.close()  # the last connection checkpoints the WAL into the file and removes it
         fd = os.open(temporary, os.O_RDONLY)
@@ -180,7 +180,7 @@ def _create(path: str, schema: str) -> None:
         if os.path.lexists(temporary):
             os.unlink(temporary)
         raise
-    log.info("created a new store at %s (schema version %d)", path, SCHEMA_VERSION)
+    log.info("created a new store at %s (schema version %d)", path, len(migrations))
 
 
 def _check_file(path: str) -> None:
@@ -205,7 +205,7 @@ def _check_file(path: str) -> None:
         raise _damaged(path, f"is cut short ({size} bytes, less than a SQLite header)")
 
 
-def _check_contents(db: sqlite3.Connection, path: str, *, adopt: bool) -> None:
+def _check_contents(db: sqlite3.Connection, path: str, latest: int, *, adopt: bool) -> None:
     problems = [row[0] for row in db.execute("PRAGMA quick_check(5)").fetchall()]
     if problems != ["ok"]:
         raise _damaged(path, f"is corrupted (SQLite's quick_check: {'; '.join(map(str, problems))[:300]})")
@@ -216,29 +216,45 @@ def _check_contents(db: sqlite3.Connection, path: str, *, adopt: bool) -> None:
         if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'").fetchone() is None:
             raise _damaged(path, "is a SQLite database without fedgate's mark or tables: not a fedgate store")
         if adopt:
-            log.info("marking the store %s as a fedgate database (schema version %d)", path, SCHEMA_VERSION)
+            log.info("marking the store %s as a fedgate database (schema version %d)", path, latest)
         return
     if application_id != APPLICATION_ID:
         raise _damaged(path, f"belongs to another program (SQLite application id {application_id:#x})")
-    if version > SCHEMA_VERSION:
+    if version > latest:
         raise StoreRefused(
             f"the store {path} has schema version {version}, written by a newer fedgate (this one knows up to "
-            f"{SCHEMA_VERSION}). Run the newer fedgate, or restore a backup taken before the upgrade.",
+            f"{latest}). Run the newer fedgate, or restore a backup taken before the upgrade.",
             reason=ReasonCode.STORE_TOO_NEW,
             metadata={"path": path, "version": str(version)},
         )
 
 
-def _prepare(db: sqlite3.Connection, schema: str) -> None:
-    """WAL and durable commits, then the tables and the marks in one write transaction: this is also where a
-    read-only file or directory is found, before the gateway accepts anything."""
+def _prepare(db: sqlite3.Connection, path: str, migrations: Sequence[str]) -> None:
+    """WAL and durable commits, then the missing migrations and the marks in one write transaction (always
+    written, even with nothing to migrate: this is also where a read-only file or directory is found, before the
+    gateway accepts anything). A file without the mark (from before it) counts as version 0."""
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     db.execute("PRAGMA foreign_keys=ON")
-    db.executescript(
-        f"BEGIN IMMEDIATE;\n{schema}\nPRAGMA application_id = {APPLICATION_ID};\n"
-        f"PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
-    )
+    found = db.execute("PRAGMA user_version").fetchone()[0]
+    _migrate(db, migrations, found)
+    if found < len(migrations):
+        log.info("migrated the store %s from schema version %d to %d", path, found, len(migrations))
+
+
+def _migrate(db: sqlite3.Connection, migrations: Sequence[str], found: int) -> None:
+    """Apply migrations[found:] and write the marks, all in one write transaction: a failure (a full disk, a
+    crash) leaves the file at its old version with none of them."""
+    script = "\n".join(migrations[found:])
+    try:
+        db.executescript(
+            f"BEGIN IMMEDIATE;\n{script}\nPRAGMA application_id = {APPLICATION_ID};\n"
+            f"PRAGMA user_version = {len(migrations)};\nCOMMIT;"
+        )
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 def _damaged(path: str, what: str, *, extra: str = "") -> StoreRefused:

@@ -54,7 +54,7 @@ STATUS_BY_REASON: dict[str, grpc.StatusCode] = {
     ReasonCode.NO_RUN: grpc.StatusCode.INVALID_ARGUMENT,
     ReasonCode.BAD_MAX_RUNTIME: grpc.StatusCode.INVALID_ARGUMENT,
     ReasonCode.TOO_MANY_LOG_STREAMS: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    ReasonCode.LOG_READER_TOO_SLOW: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ReasonCode.LOG_CREDIT_EXCEEDED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ReasonCode.RECEIPT_INVALID: grpc.StatusCode.INVALID_ARGUMENT,  # on a site stream it travels as a Rejection
 }
 

@@ -35,6 +35,7 @@ from gateway.sites.registry import (
     CommitCommand,
     LaunchCommand,
     LogCancelCommand,
+    LogCreditCommand,
     LogRequestCommand,
     PreemptCommand,
     ReserveCommand,
@@ -90,10 +91,14 @@ def command_to_proto(sequence: int, command: Command) -> pb.ConnectResponse:
             epoch=command.epoch,
             follow=command.follow,
             tail_bytes=command.tail_bytes,
+            window_bytes=command.window_bytes,
         )
         return pb.ConnectResponse(sequence=sequence, log_request=request)
     if isinstance(command, LogCancelCommand):
         return pb.ConnectResponse(sequence=sequence, log_cancel=pb.LogCancel(stream_id=command.stream_id))
+    if isinstance(command, LogCreditCommand):
+        credit = pb.LogCredit(stream_id=command.stream_id, bytes=command.bytes)
+        return pb.ConnectResponse(sequence=sequence, log_credit=credit)
     if isinstance(command, BookCommand | ReleaseCommand):
         return booking_command_to_proto(sequence, command)
     if isinstance(command, PreemptCommand):

@@ -4,19 +4,25 @@ its output over the agent's stream, and the vendor reads it with the client libr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from agents.core.commands import LogCommand, LogCredit, LogRequest
+from agents.transport import session
+from agents.transport.convert import log_command_from_proto
+from fedgate.v1 import site_pb2
 from gateway.cli import job as job_cli
 from gateway.errors import ClientError
 from gateway.jobs.model import Job, JobSpec, JobState, Resources, StackRun
-from gateway.sites.logs import LogPiece
+from gateway.sites.logs import WINDOW_BYTES, LogPiece
 from gateway.transport.client import FederationClient
 from tests.integration.harness import AgentHandle, GatewayHandle, start_test_agent, wait_for_capacity
 from tests.waiting import eventually
@@ -226,3 +232,85 @@ def test_cli_follow_prints_until_the_job_ends(
     opener.join(timeout=20)
     assert capsys.readouterr().out == "started\nfinished\n"
     assert bob.get_job(job.job_id).state == JobState.SUCCEEDED
+
+
+# Writes `size` MiB of deterministic, non-repeating lines to stdout (about 20 bytes each).
+WRITE_MIB = (
+    "import sys\n"
+    "out, size, i = sys.stdout.buffer, int(sys.argv[1]) << 20, 0\n"
+    "while size > 0:\n"
+    "    line = b'line %09d %s\\n' % (i, b'x' * (i % 7))\n"
+    "    out.write(line[:size]); size -= len(line); i += 1\n"
+)
+
+
+def expected_output(mib: int) -> bytes:
+    out, size, i = bytearray(), mib << 20, 0
+    while size > 0:
+        line = b"line %09d %s\n" % (i, b"x" * (i % 7))
+        out += line[:size]
+        size -= len(line)
+        i += 1
+    return bytes(out)
+
+
+@pytest.mark.parametrize("mib", [20, 50])
+def test_a_large_output_arrives_complete_and_in_order_for_a_reader_that_is_not_slow(
+    gateway: GatewayHandle, h20_site: AgentHandle, bob: FederationClient, mib: int
+) -> None:
+    job = run_to_end(bob, spec(sys.executable, "-c", WRITE_MIB, str(mib)))
+    assert job.state == JobState.SUCCEEDED
+    digest, size = hashlib.sha256(), 0
+    for piece in bob.stream_job_logs(job.job_id, timeout=60):
+        digest.update(piece.data)
+        size += len(piece.data)
+    assert size == mib << 20
+    assert digest.hexdigest() == hashlib.sha256(expected_output(mib)).hexdigest()
+    assert gateway.running.core.logs.open_streams == 0
+
+
+def test_a_stalled_reader_holds_back_neither_job_updates_nor_other_readers_and_bounds_what_the_gateway_holds(
+    gateway: GatewayHandle, h20_site: AgentHandle, bob: FederationClient
+) -> None:
+    big = run_to_end(bob, spec(sys.executable, "-c", WRITE_MIB, "20"))
+    relay = gateway.running.core.logs
+    stalled = bob.stream_job_logs(big.job_id, timeout=60)
+    head = next(stalled).data  # the reader takes one piece, then reads no more
+    eventually(lambda: relay.held_bytes >= WINDOW_BYTES // 2, what="the site to fill the stalled stream's window")
+    # Updates of another job on the same site still flow, and another reader reads to the end.
+    small = run_to_end(bob, spec(sys.executable, "-c", PRINT_LINES))
+    assert small.state == JobState.SUCCEEDED
+    assert b"".join(p.data for p in bob.stream_job_logs(small.job_id, timeout=20)) == LINES
+    assert relay.open_streams == 1 and relay.held_bytes <= WINDOW_BYTES  # the site waits for credit
+    rest = b"".join(p.data for p in stalled)  # the reader comes back: nothing was lost meanwhile
+    assert hashlib.sha256(head + rest).digest() == hashlib.sha256(expected_output(20)).digest()
+    assert relay.open_streams == 0
+
+
+def test_an_agent_that_ignores_credit_has_the_log_stream_ended_with_a_clear_reason_and_the_site_goes_on(
+    gateway: GatewayHandle,
+    h20_site: AgentHandle,
+    bob: FederationClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="fedgate.gateway.logs")
+    job = run_to_end(bob, spec(sys.executable, "-c", WRITE_MIB, "20"))
+
+    def without_credit(message: site_pb2.ConnectResponse) -> LogCommand | None:  # as an agent before credit
+        command = log_command_from_proto(message)
+        if isinstance(command, LogCredit):
+            return None
+        return replace(command, window_bytes=0) if isinstance(command, LogRequest) else command
+
+    monkeypatch.setattr(session, "log_command_from_proto", without_credit)
+    pieces = bob.stream_job_logs(job.job_id, timeout=60)
+    next(pieces)  # then the reader pauses while the site sends on
+    eventually(lambda: "beyond its credit" in caplog.text, what="the gateway to end the stream")
+    with pytest.raises(ClientError) as ended:
+        list(pieces)  # what the transport already holds, then the reason
+    assert gateway.running.core.logs.open_streams == 0
+    assert (ended.value.code, ended.value.reason) == ("RESOURCE_EXHAUSTED", "LOG_CREDIT_EXCEEDED")
+    assert f"site {SITE}" in ended.value.message and "beyond its credit" in ended.value.message
+    small = run_to_end(bob, spec(sys.executable, "-c", PRINT_LINES))  # the site's stream goes on
+    assert b"".join(p.data for p in bob.stream_job_logs(small.job_id, timeout=20)) == LINES

@@ -1,10 +1,11 @@
 """The agent protocol as a second implementation reads it from site.proto: a hand-written agent (the generated
 stubs over real mTLS, no fedgate agent code) holds the gateway to each rule: replays acked without effect, a
 journal that went back in time caught and reconciled, the gateway's message sequence increasing across a restart,
-sequences above 2^63-1 and site-forbidden states refused clearly."""
+sequences above 2^63-1 and site-forbidden states refused clearly, and a log stream sent within its credit."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -192,5 +193,37 @@ def test_queued_without_the_lease_returned_flag_is_refused_not_redispatched(gate
             stream.send(job_update=returned)
             assert answer(stream).ack.sequence == 3
             eventually(lambda: alice.get_job(job.job_id).epoch > launch.epoch, timeout=5, what="a new lease")
+    finally:
+        stream.close()
+
+
+def test_a_log_stream_is_sent_within_the_credit_the_gateway_grants_as_the_reader_consumes(
+    gateway: GatewayHandle,
+) -> None:
+    stream, _ = connect(gateway)
+    try:
+        with alice_client(gateway) as alice:
+            job = alice.create_job(spec_for())
+            launch = stream.next_of("launch").launch
+            stream.send(job_update=job_update(job.job_id, launch.epoch, job_pb2.JOB_STATE_RUNNING, 1))
+            assert answer(stream).ack.sequence == 1
+            output = bytes(i % 251 for i in range(3 * 1024 * 1024 + 12_345))
+            with ThreadPoolExecutor(1) as reader:
+                read = reader.submit(lambda: b"".join(p.data for p in alice.stream_job_logs(job.job_id, timeout=30)))
+                request = stream.next_of("log_request")
+                assert request.sequence == 0 and request.log_request.job_id == job.job_id  # rule 14: not sequenced
+                credit, sent = request.log_request.window_bytes, 0  # rule 15: the first credit
+                assert credit == 1024 * 1024
+                while sent < len(output):
+                    if credit == 0:  # wait for the reader to consume: the gateway grants more (and only then)
+                        granted = stream.next_of("log_credit")
+                        assert granted.sequence == 0 and granted.log_credit.stream_id == request.log_request.stream_id
+                        credit += granted.log_credit.bytes
+                        continue
+                    data = output[sent : sent + min(credit, 64 * 1024)]
+                    stream.send(log_chunk=site_pb2.LogChunk(stream_id=request.log_request.stream_id, data=data))
+                    credit, sent = credit - len(data), sent + len(data)
+                stream.send(log_chunk=site_pb2.LogChunk(stream_id=request.log_request.stream_id, end=True))
+                assert read.result(30) == output
     finally:
         stream.close()

@@ -1,5 +1,6 @@
 """The gateway's log relay on a real site registry: which site is asked, routing of chunks, a site that writes
-into another's stream, a slow reader, a site that goes away, and jobs that have no output yet."""
+into another's stream, flow control by credit (and a site that ignores it), a site that goes away, and jobs that
+have no output yet."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ import pytest
 from gateway.errors import FailedPrecondition, GatewayError, Unavailable
 from gateway.jobs.model import Job, JobSpec, JobState, Placement, Resources, StackRun
 from gateway.sites.logs import CHUNK_BYTES, LogPiece, LogRelay
-from gateway.sites.registry import Command, LogCancelCommand, LogRequestCommand, Outbox, SiteRegistry
+from gateway.sites.registry import (
+    Command,
+    LogCancelCommand,
+    LogCreditCommand,
+    LogRequestCommand,
+    Outbox,
+    SiteRegistry,
+)
 
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
 SPEC = JobSpec("panda-lm", "eval", Resources("nvidia-h20", None, 2), (StackRun("", "", ("train",)),))
@@ -122,23 +130,48 @@ async def test_a_reader_that_leaves_early_cancels_the_stream_at_the_site() -> No
     assert not relay.deliver("centre-a", request.stream_id, b"late\n")
 
 
-async def test_a_slow_reader_is_dropped_with_a_clear_error_instead_of_growing_memory() -> None:
+async def test_credit_is_granted_back_as_the_reader_consumes_so_the_gateway_holds_at_most_the_window() -> None:
     sites = Sites("centre-a")
-    relay = LogRelay(sites.registry, buffer_bytes=4 * CHUNK_BYTES)
+    relay = LogRelay(sites.registry, window_bytes=4 * CHUNK_BYTES, grant_bytes=2 * CHUNK_BYTES)
+    pieces = relay.stream(job(), follow=True)
+    first = asyncio.ensure_future(anext(pieces))
+    request = await opened(sites)
+    assert request.window_bytes == 4 * CHUNK_BYTES  # the site's first credit
+    chunk = b"x" * CHUNK_BYTES
+    for _ in range(4):  # the whole window, before the reader takes anything
+        assert relay.deliver("centre-a", request.stream_id, chunk)
+    await asyncio.wait_for(first, 5)
+    assert relay.held_bytes == 3 * CHUNK_BYTES
+    await asyncio.wait_for(anext(pieces), 5)  # the reader came back for more: the first piece is consumed
+    assert sites.sent("centre-a") == []  # one chunk consumed: below the grant step
+    await asyncio.wait_for(anext(pieces), 5)
+    assert sites.sent("centre-a") == [(0, LogCreditCommand(request.stream_id, 2 * CHUNK_BYTES))]
+    for _ in range(2):  # exactly the credit granted back
+        assert relay.deliver("centre-a", request.stream_id, chunk)
+    assert relay.held_bytes == 3 * CHUNK_BYTES
+    await pieces.aclose()
+    assert sites.sent("centre-a") == [(0, LogCancelCommand(request.stream_id))]
+
+
+async def test_a_site_that_sends_beyond_its_credit_has_the_log_stream_ended_with_a_clear_error() -> None:
+    sites = Sites("centre-a")
+    relay = LogRelay(sites.registry, window_bytes=4 * CHUNK_BYTES, grant_bytes=CHUNK_BYTES)
     pieces = relay.stream(job(), follow=True)
     first = asyncio.ensure_future(anext(pieces))
     request = await opened(sites)
     chunk = b"x" * CHUNK_BYTES
-    relay.deliver("centre-a", request.stream_id, chunk)
-    await asyncio.wait_for(first, 5)
-    for _ in range(4):  # the reader takes nothing more: the buffer fills up
+    for _ in range(4):  # an agent older than credit sends as fast as the link takes it
         relay.deliver("centre-a", request.stream_id, chunk)
-    relay.deliver("centre-a", request.stream_id, chunk)  # one too many
+    await asyncio.wait_for(first, 5)
+    assert relay.deliver("centre-a", request.stream_id, b"!")  # one byte beyond the credit
     assert sites.sent("centre-a") == [(0, LogCancelCommand(request.stream_id))]
-    with pytest.raises(GatewayError) as dropped:
+    assert relay.held_bytes == 0  # nothing more is held for it
+    with pytest.raises(GatewayError) as ended:
         await asyncio.wait_for(anext(pieces), 5)
-    assert dropped.value.reason == "LOG_READER_TOO_SLOW" and "256 KiB behind" in dropped.value.message
-    assert not relay.deliver("centre-a", request.stream_id, chunk)  # nothing more is kept for it
+    assert ended.value.reason == "LOG_CREDIT_EXCEEDED"
+    assert "1 bytes beyond its credit" in ended.value.message and "site centre-a" in ended.value.message
+    assert not relay.deliver("centre-a", request.stream_id, chunk)
+    assert relay.open_streams == 0
 
 
 async def test_an_oversized_chunk_is_handed_out_in_pieces_of_at_most_64_kib() -> None:

@@ -19,7 +19,7 @@ import pytest
 from gateway.errors import StoreFull, StoreRefused, StoreUnavailable
 from gateway.jobs.model import Job, JobEvent, JobSpec, JobState, Resources, StackRun
 from gateway.store import open_store
-from gateway.store.sqlite import FULL_SCHEMA, SqliteStore
+from gateway.store.sqlite import SCRIPTS, SqliteStore
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -127,7 +127,7 @@ def test_a_store_from_before_the_mark_is_adopted(tmp_path: Path) -> None:
     path = tmp_path / "gw.db"
     old = sqlite3.connect(path, isolation_level=None)
     old.execute("PRAGMA journal_mode=WAL")
-    old.executescript(FULL_SCHEMA)
+    old.executescript("\n".join(SCRIPTS))  # the tables of version 2, without the mark
     old.close()
     store = open_store(f"sqlite:///{path}")
     store.create_jobs([job(1)])

@@ -12,23 +12,15 @@ compared or ordered is `COLLATE "C"` (byte order, SQLite's), whatever the databa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import psycopg
 
 from fedgate.common.reasons import ReasonCode
 from gateway.errors import FailedPrecondition
 from gateway.jobs.model import JobState
 from gateway.reservations.model import ReservationState
+from gateway.store.migration import Migration
 
 LOCK_KEY = 0x66656467617465  # "fedgate": the advisory lock that serialises migrations across gateways
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
 
 
 _TERMINAL = ", ".join(f"'{s.value}'" for s in JobState if s.terminal)

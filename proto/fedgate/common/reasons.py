@@ -379,10 +379,11 @@ class ReasonCode(enum.StrEnum):
         "error",
         "The gateway relays its maximum of log streams. Try again shortly.",
     )
-    LOG_READER_TOO_SLOW = (
-        "LOG_READER_TOO_SLOW",
+    LOG_CREDIT_EXCEEDED = (
+        "LOG_CREDIT_EXCEEDED",
         "error",
-        "The log stream was dropped because the reader fell behind. Read faster, or ask for a tail.",
+        "The site sent job output beyond the gateway's flow-control credit (an agent that predates it); the log "
+        "stream was ended. Ask for a tail, or have the site upgrade its agent.",
     )
     SITE_DISCONNECTED = (
         "SITE_DISCONNECTED",

@@ -298,18 +298,28 @@ class Closing(_message.Message):
     def __init__(self, reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class LogRequest(_message.Message):
-    __slots__ = ("stream_id", "job_id", "epoch", "follow", "tail_bytes")
+    __slots__ = ("stream_id", "job_id", "epoch", "follow", "tail_bytes", "window_bytes")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     TAIL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_BYTES_FIELD_NUMBER: _ClassVar[int]
     stream_id: int
     job_id: str
     epoch: int
     follow: bool
     tail_bytes: int
-    def __init__(self, stream_id: _Optional[int] = ..., job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., follow: _Optional[bool] = ..., tail_bytes: _Optional[int] = ...) -> None: ...
+    window_bytes: int
+    def __init__(self, stream_id: _Optional[int] = ..., job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., follow: _Optional[bool] = ..., tail_bytes: _Optional[int] = ..., window_bytes: _Optional[int] = ...) -> None: ...
+
+class LogCredit(_message.Message):
+    __slots__ = ("stream_id", "bytes")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    stream_id: int
+    bytes: int
+    def __init__(self, stream_id: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
 
 class LogCancel(_message.Message):
     __slots__ = ("stream_id",)
@@ -330,7 +340,7 @@ class Rejection(_message.Message):
     def __init__(self, update_sequence: _Optional[int] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., last_update_sequence: _Optional[int] = ...) -> None: ...
 
 class ConnectResponse(_message.Message):
-    __slots__ = ("sequence", "welcome", "launch", "cancel", "preempt", "reserve", "commit", "abort", "drain", "ack", "rejection", "log_request", "log_cancel", "closing")
+    __slots__ = ("sequence", "welcome", "launch", "cancel", "preempt", "reserve", "commit", "abort", "drain", "ack", "rejection", "log_request", "log_cancel", "closing", "log_credit")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     LAUNCH_FIELD_NUMBER: _ClassVar[int]
@@ -345,6 +355,7 @@ class ConnectResponse(_message.Message):
     LOG_REQUEST_FIELD_NUMBER: _ClassVar[int]
     LOG_CANCEL_FIELD_NUMBER: _ClassVar[int]
     CLOSING_FIELD_NUMBER: _ClassVar[int]
+    LOG_CREDIT_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     welcome: Welcome
     launch: Launch
@@ -359,4 +370,5 @@ class ConnectResponse(_message.Message):
     log_request: LogRequest
     log_cancel: LogCancel
     closing: Closing
-    def __init__(self, sequence: _Optional[int] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., launch: _Optional[_Union[Launch, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., preempt: _Optional[_Union[Preempt, _Mapping]] = ..., reserve: _Optional[_Union[Reserve, _Mapping]] = ..., commit: _Optional[_Union[Commit, _Mapping]] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., rejection: _Optional[_Union[Rejection, _Mapping]] = ..., log_request: _Optional[_Union[LogRequest, _Mapping]] = ..., log_cancel: _Optional[_Union[LogCancel, _Mapping]] = ..., closing: _Optional[_Union[Closing, _Mapping]] = ...) -> None: ...
+    log_credit: LogCredit
+    def __init__(self, sequence: _Optional[int] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., launch: _Optional[_Union[Launch, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., preempt: _Optional[_Union[Preempt, _Mapping]] = ..., reserve: _Optional[_Union[Reserve, _Mapping]] = ..., commit: _Optional[_Union[Commit, _Mapping]] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., rejection: _Optional[_Union[Rejection, _Mapping]] = ..., log_request: _Optional[_Union[LogRequest, _Mapping]] = ..., log_cancel: _Optional[_Union[LogCancel, _Mapping]] = ..., closing: _Optional[_Union[Closing, _Mapping]] = ..., log_credit: _Optional[_Union[LogCredit, _Mapping]] = ...) -> None: ...

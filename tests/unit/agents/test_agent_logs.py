@@ -1,5 +1,5 @@
 """The agent's log server on a real runtime with the fake backend, and over a real stream to a fake gateway:
-chunking, tails, following until the end, cancelling, unknown attempts and the bounds."""
+chunking, tails, following until the end, cancelling, unknown attempts, credit and the bounds."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from agents.backends.base import JobHandle
-from agents.core.commands import Launch, LogCancel, LogRequest
+from agents.core.commands import Launch, LogCancel, LogCredit, LogRequest
 from agents.core.config import AgentConfig
 from agents.core.logs import CHUNK_BYTES, LogChunk, LogServer
 from agents.core.runtime import SiteRuntime
@@ -217,6 +217,43 @@ async def test_a_stream_does_not_read_ahead_of_what_the_link_has_taken(
     await settle()  # the fake's reads do no I/O: a stream that read on would have done so by now
     assert backend.reads == 3  # two chunks wait, the third read waits for room: not 20 chunks in memory
     assert len(data_of(await drain(logs))) == 20 * CHUNK_BYTES
+
+
+async def test_a_stream_sends_no_more_than_its_credit_and_waits_for_more_without_holding_back_others(
+    runtime: SiteRuntime, backend: CountingBackend
+) -> None:
+    await runtime.handle(launch())
+    await runtime.handle(Launch("j2", 1, 1, "ascend-910b", cards=1, command=("x",)))
+    backend.output[KEY] = bytes(i % 253 for i in range(300_000))
+    backend.output[("j2", 1)] = b"other job\n" * 20_000
+    logs = server(runtime)
+    logs.handle(LogRequest(1, "j1", 1, window_bytes=100_000))
+    chunks: list[LogChunk] = []
+
+    def taken(stream_id: int, size: int) -> bool:
+        chunks.extend(logs.take(16))
+        return len(data_of([c for c in chunks if c.stream_id == stream_id])) >= size
+
+    await eventually_async(lambda: taken(1, 100_000), what="the stream to use its credit")
+    reads = backend.reads
+    logs.handle(LogRequest(2, "j2", 1))  # no window: a gateway older than credit
+    await eventually_async(lambda: taken(2, 200_000), what="another stream to send while the first waits")
+    assert backend.reads > reads
+    first = [c for c in chunks if c.stream_id == 1]
+    assert [len(c.data) for c in first] == [CHUNK_BYTES, 100_000 - CHUNK_BYTES]  # cut to the credit left
+    assert not first[-1].end and logs.active == 1  # it waits for credit: it has not ended
+    logs.handle(LogCredit(1, 150_000))
+    logs.handle(LogCredit(99, 1_000_000))  # a stream it does not serve: ignored
+    await eventually_async(lambda: taken(1, 250_000), what="the stream to use its new credit")
+    logs.handle(LogCredit(1, 50_000))
+
+    def ended() -> bool:
+        chunks.extend(logs.take(16))
+        return any(c.stream_id == 1 and c.end for c in chunks)
+
+    await eventually_async(ended, what="the stream to end")
+    first = [c for c in chunks if c.stream_id == 1]
+    assert data_of(first) == backend.output[KEY] and first[-1].end and not first[-1].error
 
 
 PY = sys.executable
