@@ -133,7 +133,7 @@ def test_a_store_written_before_numbered_migrations_opens_with_its_tables_and_ro
     after_schema, after_rows = contents(before_migrations)
     added = [line for line in after_schema if line not in schema]
     assert set(schema) <= set(after_schema) and set(rows) <= set(after_rows)
-    assert [line.split("(")[0] for line in added] == ['CREATE TABLE gateway_leader ']
+    assert [line.split("(")[0] for line in added] == ["CREATE TABLE gateway_leader "]
     assert [line for line in after_rows if line not in rows] == [
         "INSERT INTO \"gateway_leader\" VALUES(1,0,'','','1970-01-01T00:00:00Z');"
     ]
