@@ -8,7 +8,6 @@ the agents reconnect, and the shared invariants are checked (acknowledged = the 
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,6 @@ from tests.chaos.invariants import check_federation
 from tests.chaos.sites import TENANT, ChaosAgent, Submitters, beating_job
 from tests.integration.harness import Pki
 from tests.waiting import eventually
-
-
-@pytest.fixture
-def fleet(pki: Pki, tmp_path: Path) -> Iterator[GatewayFleet]:
-    made = GatewayFleet(pki, tmp_path / "fleet", f"sqlite:///{tmp_path / 'gateway.db'}")
-    yield made
-    made.close()
 
 
 @pytest.mark.parametrize("point", POINTS)
