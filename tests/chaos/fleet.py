@@ -53,8 +53,18 @@ class GatewayProcess:
         self.log = log
         with log.open("a") as err:
             self.process = subprocess.Popen(
-                [*prefix, sys.executable, "-m", "fedgate.cli", "gateway", "run", "--config", str(config)]
-                + ["--ready-file", str(self.ready)],
+                [
+                    *prefix,
+                    sys.executable,
+                    "-m",
+                    "fedgate.cli",
+                    "gateway",
+                    "run",
+                    "--config",
+                    str(config),
+                    "--ready-file",
+                    str(self.ready),
+                ],
                 cwd=config.parent,
                 env=env,
                 stdout=subprocess.DEVNULL,
@@ -98,9 +108,7 @@ class GatewayFleet:
     """Gateway processes over one store URL, in `root`, with the test PKI. `settings` are config keys added to
     (and overriding) `CHAOS_SETTINGS`; `prefix` runs every member inside another command (a mount namespace)."""
 
-    def __init__(
-        self, pki: Pki, root: Path, store_url: str, prefix: Sequence[str] = (), **settings: object
-    ) -> None:
+    def __init__(self, pki: Pki, root: Path, store_url: str, prefix: Sequence[str] = (), **settings: object) -> None:
         self.pki = pki
         self.root = root
         self.store_url = store_url
@@ -128,7 +136,9 @@ class GatewayFleet:
         workdir.mkdir(exist_ok=True)
         return write_gateway_config(self.pki, workdir, port, self.store_url, **self.settings)
 
-    def start(self, crash: str = "", crash_after: int = 1, port: int | None = None, wait: bool = True) -> GatewayProcess:
+    def start(
+        self, crash: str = "", crash_after: int = 1, port: int | None = None, wait: bool = True
+    ) -> GatewayProcess:
         """Start a member on the fleet's port (or `port`; 0 for a free one), armed to kill itself with -9 at the
         named crash point (the `crash_after`-th time it is reached); waits until it serves unless `wait` is false."""
         assert not crash or crash in POINTS, f"unknown crash point {crash!r}; known: {POINTS}"
@@ -151,8 +161,9 @@ class GatewayFleet:
     def wait_crashed(self, point: str, timeout: float = 30) -> None:
         """Wait until the current member killed itself at `point` (SIGKILL, and the mark names the point)."""
         member = self.current
-        eventually(lambda: not member.alive(), timeout=timeout, what=f"the gateway to crash at {point}",
-                   detail=member.tail)
+        eventually(
+            lambda: not member.alive(), timeout=timeout, what=f"the gateway to crash at {point}", detail=member.tail
+        )
         assert member.process.returncode == -signal.SIGKILL, member.tail()
         assert self.crash_mark.exists() and self.crash_mark.read_text() == point, member.tail()
 

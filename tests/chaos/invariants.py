@@ -15,6 +15,7 @@ It does not make faults (the fault modules do) nor start processes (`tests.chaos
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -52,8 +53,12 @@ def check_federation(
     folders to read for overlapping attempts. Waits up to `settle_s` for jobs to end and capacity to come back."""
     store = open_store(store_url, read_only=True)
     try:
-        eventually(lambda: not _unfinished(store), timeout=settle_s, what="every job to be terminal",
-                   detail=lambda: f"not terminal: {_unfinished(store)}")
+        eventually(
+            lambda: not _unfinished(store),
+            timeout=settle_s,
+            what="every job to be terminal",
+            detail=lambda: f"not terminal: {_unfinished(store)}",
+        )
         jobs = {job.job_id: job for job in _all_jobs(store)}
         events = {job_id: store.events(job_id) for job_id in jobs}
         receipts = _all_receipts(store)
@@ -112,8 +117,10 @@ def _one_attempt_at_a_time(job_id: str, events: tuple[JobEvent, ...]) -> None:
         if event.state in (JobState.DISPATCHED, JobState.RESERVING):
             # A gang's reservation opens its attempt and the dispatch that follows continues it; a gang's parts
             # each add an event of the same attempt.
-            continues = event.state == JobState.DISPATCHED and open_attempt is not None and (
-                open_attempt[1] == JobState.RESERVING or open_attempt[0] == event.attempt
+            continues = (
+                event.state == JobState.DISPATCHED
+                and open_attempt is not None
+                and (open_attempt[1] == JobState.RESERVING or open_attempt[0] == event.attempt)
             )
             assert open_attempt is None or continues, (
                 f"job {job_id}: attempt {event.attempt} dispatched while attempt {open_attempt[0]} was live "
@@ -134,7 +141,7 @@ def _no_overlap_at_sites(agents: Iterable[ChaosAgent]) -> None:
         for span in attempts:
             by_epoch[span[3]].append(span)
         ordered = sorted(by_epoch.items())
-        for (epoch, older), (later_epoch, newer) in zip(ordered, ordered[1:], strict=False):
+        for (epoch, older), (later_epoch, newer) in itertools.pairwise(ordered):
             ended = max(s[1] for s in older)
             began = min(s[0] for s in newer)
             assert ended < began, (
@@ -146,7 +153,7 @@ def _no_overlap_at_sites(agents: Iterable[ChaosAgent]) -> None:
 def _receipts_match(
     jobs: Mapping[str, Job], events: Mapping[str, tuple[JobEvent, ...]], receipts: tuple[SettledReceipt, ...]
 ) -> None:
-    per_site = Counter()
+    per_site: Counter[tuple[str, int, str]] = Counter()
     per_attempt: dict[tuple[str, int], list[str]] = defaultdict(list)
     for settled in receipts:
         record = settled.record
@@ -187,8 +194,11 @@ def _no_capacity_leaked(admin: FederationClient, timeout: float) -> None:
         for site in admin.list_sites():
             found += [f"{site.name} leases {n} {cls} cards" for cls, n in site.leased if n]
             if site.connected:
-                found += [f"{site.name} reports {p.free} of {p.offered} {p.accelerator_class} free"
-                          for p in site.pools if p.free < p.offered]
+                found += [
+                    f"{site.name} reports {p.free} of {p.offered} {p.accelerator_class} free"
+                    for p in site.pools
+                    if p.free < p.offered
+                ]
         return found
 
     eventually(lambda: not leaks(), timeout=timeout, what="every card to be free again", detail=lambda: str(leaks()))

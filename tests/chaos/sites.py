@@ -41,8 +41,13 @@ def beating_job(seconds: float, cards: int = 1, gang: bool = False) -> JobSpec:
         "        out.write(f'{time.monotonic()}\\n'); out.flush(); time.sleep(0.05)\n"
     )
     topology = Topology(max_sites=2, min_cards_per_site=cards // 2) if gang else Topology()
-    return JobSpec(TENANT, PROJECT, Resources(ASCEND, None, cards), (StackRun("cann", "", ("python3", "-c", code)),),
-                   topology=topology)
+    return JobSpec(
+        TENANT,
+        PROJECT,
+        Resources(ASCEND, None, cards),
+        (StackRun("cann", "", ("python3", "-c", code)),),
+        topology=topology,
+    )
 
 
 def pools(cards: int) -> list[dict[str, Any]]:

@@ -40,8 +40,12 @@ def test_an_agent_killed_or_stopped_mid_run_loses_nothing_and_never_runs_a_job_t
                 a.start()
             else:
                 a.signal(signal.SIGKILL if fault.startswith("kill") else signal.SIGSTOP)
-                eventually(lambda: running_at(alice.list_jobs(), "centre-b") == 2, timeout=30,
-                           what="both jobs run again at b", detail=fleet.logs)
+                eventually(
+                    lambda: running_at(alice.list_jobs(), "centre-b") == 2,
+                    timeout=30,
+                    what="both jobs run again at b",
+                    detail=fleet.logs,
+                )
                 if fault.startswith("kill"):
                     a.process.wait(10)  # type: ignore[union-attr]
                     a.start()

@@ -37,8 +37,12 @@ def test_a_gateway_killed_at_a_crash_point_loses_no_acknowledged_job_and_runs_ea
             for agent in agents:
                 agent.start()
             if point == "mid-policy-reload":
-                eventually(lambda: any(j.state == JobState.RUNNING for j in alice.list_jobs()), timeout=30,
-                           what="a job running", detail=fleet.logs)
+                eventually(
+                    lambda: any(j.state == JobState.RUNNING for j in alice.list_jobs()),
+                    timeout=30,
+                    what="a job running",
+                    detail=fleet.logs,
+                )
                 fleet.current.process.send_signal(signal.SIGHUP)
             fleet.wait_crashed(point)
             fleet.restart()

@@ -48,8 +48,12 @@ def test_a_flapping_link_between_agents_and_gateway_loses_nothing_and_runs_each_
             for agent in agents:
                 agent.start()
             work = Submitters(alice, beating_job(2.5), threads=2, per_thread=2).start()
-            eventually(lambda: sum(j.state == JobState.RUNNING for j in alice.list_jobs()) >= 2, timeout=30,
-                       what="jobs running", detail=fleet.logs)
+            eventually(
+                lambda: sum(j.state == JobState.RUNNING for j in alice.list_jobs()) >= 2,
+                timeout=30,
+                what="jobs running",
+                detail=fleet.logs,
+            )
             connections = proxy.connections
             fault(proxy, kind)
             outcome = check_federation(fleet.store_url, work.join(), admin, agents)

@@ -35,8 +35,12 @@ def test_postgresql_restarted_under_load_loses_no_acknowledged_job_and_runs_each
             for agent in agents:
                 agent.start()
             work = Submitters(alice, beating_job(1), threads=2, per_thread=4).start()
-            eventually(lambda: any(j.state == JobState.RUNNING for j in alice.list_jobs()), timeout=30,
-                       what="a job running", detail=fleet.logs)
+            eventually(
+                lambda: any(j.state == JobState.RUNNING for j in alice.list_jobs()),
+                timeout=30,
+                what="a job running",
+                detail=fleet.logs,
+            )
             pg_server.restart("fast")
             outcome = check_federation(fleet.store_url, work.join(), admin, agents)
             assert all(job.state == JobState.SUCCEEDED for job in outcome.jobs.values())
