@@ -11,7 +11,7 @@ import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import yaml
 
@@ -191,12 +191,23 @@ def wait_for_capacity(gateway: GatewayHandle, site: str) -> None:
         )
 
 
+class Dialable(Protocol):
+    """What an agent needs of a gateway: the test PKI and the address to dial (a `GatewayHandle`, a gateway
+    process of the chaos fleet, or a proxy in front of either)."""
+
+    @property
+    def pki(self) -> Pki: ...
+
+    @property
+    def address(self) -> str: ...
+
+
 class AgentProcess:
     """One site agent as its own `fedgate agent run` process on the `local` backend, which a test may start,
     signal (SIGSTOP, SIGCONT) and kill with -9, then start again on the same state and jobs folders."""
 
     def __init__(
-        self, gateway: GatewayHandle, root: Path, site: str, pools: list[dict[str, Any]], report_interval_s: float
+        self, gateway: Dialable, root: Path, site: str, pools: list[dict[str, Any]], report_interval_s: float
     ) -> None:
         creds = gateway.pki.site(site)
         self.site = site
@@ -209,7 +220,8 @@ class AgentProcess:
                     "apiVersion": "fedgate.io/v1",
                     "kind": "Agent",
                     "site": site,
-                    "gateway": gateway.address,
+                    # Several gateways on one store: "a,b" in the address, a list in the agent's config.
+                    "gateway": gateway.address.split(",") if "," in gateway.address else gateway.address,
                     "tls": {k: str(creds / f"{k}.pem") for k in ("ca", "cert", "key")},
                     "backend": {"type": "local", "workdir": str(self.jobs)},
                     "state_dir": str(root / "state"),
