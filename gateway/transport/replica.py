@@ -23,10 +23,11 @@ from collections.abc import Callable
 from gateway.app.compose import utc_now
 from gateway.app.config import GatewayConfig
 from gateway.app.leadership import Leadership, LeadershipLost
+from gateway.errors import Unavailable
 from gateway.identity.authority import Authority
 from gateway.policy import load_catalogue
 from gateway.policy.holder import PolicyHolder
-from gateway.store import STANDBY, open_leader_lease, open_store
+from gateway.store import STANDBY, Store, open_leader_lease, open_store
 from gateway.transport.server import RunningGateway, start_gateway
 from gateway.transport.standby import start_standby
 from gateway.trust.service import Trust
@@ -105,9 +106,26 @@ async def serve_replica(config: GatewayConfig, stop: asyncio.Event, ready: Ready
             failure = running.supervisor.failure
             if stop.is_set() or failure is None or not isinstance(failure.error, LeadershipLost):
                 return code
-            store = open_store(config.store, fence=STANDBY)
+            reopened = await _reopen(config.store, stop)
+            if reopened is None:
+                return 0
+            store = reopened
     finally:
         leadership.close()
+
+
+async def _reopen(url: str, stop: asyncio.Event) -> Store | None:
+    """The standby's store again after stepping down; the database may be the reason (cut off), so keep trying
+    every second until it answers or `stop` is set (None)."""
+    while not stop.is_set():
+        try:
+            return await asyncio.to_thread(open_store, url, fence=STANDBY)
+        except Unavailable as exc:
+            log.warning("standing by needs the store: %s; trying again", exc.message)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await stop.wait()
+    return None
 
 
 def _bound(config: GatewayConfig, port: int, public_port: int) -> GatewayConfig:
