@@ -34,6 +34,7 @@ from gateway.store import JobPage, Store
 from gateway.store.commit import GroupCommitter
 from gateway.store.receipts import ReceiptPage
 from gateway.trust import access
+from gateway.trust.replay import fingerprint, replayed
 from gateway.usage.model import UsageRow
 from gateway.usage.settlement import list_receipts
 
@@ -91,9 +92,9 @@ class JobService:
         if self._closing:
             raise Unavailable(self._closing, reason="GATEWAY_SHUTTING_DOWN")
         policy = self.policy.policy  # one policy for the whole decision, even if a reload swaps it meanwhile
-        if caller.kind == "user" and caller.tenant == spec.tenant and spec.tenant in policy.tenants:
-            # Members act, viewers and outsiders do not (in a joint project: its members, from any tenant).
-            access.require_member(caller, policy, spec.tenant, spec.project)
+        # Members act, viewers, sites and outsiders do not: decided before the store is asked about the request
+        # id (a key the caller chose), so that a refused caller learns nothing from it.
+        access.require_submitter(caller, policy, spec.tenant, spec.project)
         decision = self.admit(caller, spec, policy)
         if not decision.admitted:
             reason = decision.reasons[0]
@@ -109,12 +110,22 @@ class JobService:
             request_id=request_id,
             owner=caller.uri,
             reasons=decision.reasons,
+            request_fingerprint=fingerprint(spec) if request_id else "",
         )
         event = JobEvent(job.job_id, JobState.QUEUED, now, 0, "", decision.reasons[0].message)
-        stored, created = await self.commits.create_job(job, event)
+        stored, created = await self.commits.create_job(job, event)  # request ids are scoped to the spec's tenant
         if created:
             self.book.remember(job)
-        return stored
+            return stored
+        # The tenant already used this request id: a retry of the same spec gets its job, if the caller may see
+        # it (a same-tenant job in a project the caller may not see is never returned); anything else is refused.
+        return replayed(
+            stored,
+            stored.request_fingerprint or fingerprint(stored.spec),
+            job.request_fingerprint,
+            access.can_see_job(caller, stored, policy),
+            request_id,
+        )
 
     def get_job(self, caller: Principal, job_id: str) -> Job:
         job = visible_job(caller, job_id, self.book.find(job_id), self.policy.policy)
