@@ -16,6 +16,7 @@ from gateway.jobs.model import Job, JobState
 from gateway.policy import FederationPolicy
 from gateway.store import JobPage, Store
 from gateway.trust import access
+from gateway.trust.pagetokens import PageTokens
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 500
@@ -38,13 +39,19 @@ def visible_jobs(
     states: Collection[JobState] = (),
     page_size: int = 0,
     page_token: str = "",
+    *,
+    tokens: PageTokens,
 ) -> JobPage:
-    """One page of the stored jobs `caller` may see, in job id order."""
+    """One page of the stored jobs `caller` may see, in job id order. Page tokens are sealed by `tokens` for
+    this caller and these filters: the store's own token (a job id the caller may not see) never leaves."""
     if page_size < 0:
         raise InvalidArgument("page_size must not be negative")
     tenants = access.visible_tenants(caller, tenant)
+    listing = "\n".join(("jobs", caller.uri, tenant, project, ",".join(sorted(states))))
+    after = tokens.open(listing, page_token)
     joint = access.joint_projects_of(caller, policy) if tenants is not None and not tenant else ()
     size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-    page = store.list_jobs(tenants, project, states, size, page_token, or_projects=joint)
+    page = store.list_jobs(tenants, project, states, size, after, or_projects=joint)
     # A member scoped to some projects sees only those.
-    return JobPage(tuple(j for j in page.jobs if access.can_see_job(caller, j, policy)), page.next_page_token)
+    visible = tuple(j for j in page.jobs if access.can_see_job(caller, j, policy))
+    return JobPage(visible, tokens.seal(listing, page.next_page_token))

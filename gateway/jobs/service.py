@@ -34,6 +34,7 @@ from gateway.store import JobPage, Store
 from gateway.store.commit import GroupCommitter
 from gateway.store.receipts import ReceiptPage
 from gateway.trust import access
+from gateway.trust.pagetokens import PageTokens
 from gateway.trust.replay import fingerprint, replayed
 from gateway.usage.model import UsageRow
 from gateway.usage.settlement import list_receipts
@@ -61,6 +62,7 @@ class JobService:
         registry: SiteRegistry,
         reservations: ReservationBook,
         clock: Clock,
+        tokens: PageTokens,
     ) -> None:
         self.book = book
         self.store = store  # read only: listings, usage rows
@@ -72,6 +74,7 @@ class JobService:
         self.registry = registry
         self.reservations = reservations
         self.clock = clock
+        self.tokens = tokens  # seals page tokens
         self._closing = ""  # why new jobs are refused (the gateway stops); empty while it serves
 
     def refuse_new_jobs(self, why: str) -> None:
@@ -141,7 +144,9 @@ class JobService:
         page_token: str = "",
     ) -> JobPage:
         policy = self.policy.policy
-        page = visible_jobs(self.store, policy, caller, tenant, project, states, page_size, page_token)
+        page = visible_jobs(
+            self.store, policy, caller, tenant, project, states, page_size, page_token, tokens=self.tokens
+        )
         # Why a job waits changes with every capacity report: show the live reasons, not stored ones.
         snapshot = self.outlook.snapshot() if any(j.state == JobState.QUEUED for j in page.jobs) else None
         jobs = tuple(self.outlook.with_pending_reasons(self.book.active.get(j.job_id, j), snapshot) for j in page.jobs)
@@ -225,7 +230,8 @@ class JobService:
     ) -> ReceiptPage:
         """Settled usage receipts the caller may see, from `start` to `end` (default: now)."""
         policy = self.policy.policy
-        return list_receipts(self.store, policy, caller, start, end or self.clock(), project, page_size, page_token)
+        end = end or self.clock()
+        return list_receipts(self.store, policy, caller, start, end, project, page_size, page_token, tokens=self.tokens)
 
     def list_sites(self, caller: Principal) -> list[SiteView]:
         access.require_role(caller, "user", "admin")

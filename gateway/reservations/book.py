@@ -36,6 +36,7 @@ from gateway.sites.registry import SiteRegistry
 from gateway.store import Store
 from gateway.store.reservations import ReservationPage
 from gateway.trust import access
+from gateway.trust.pagetokens import PageTokens
 from gateway.trust.replay import fingerprint, replayed
 
 log = logging.getLogger("fedgate.gateway.reservations")
@@ -51,6 +52,7 @@ class ReservationBook:
         policy: PolicyHolder,
         registry: SiteRegistry,
         clock: Callable[[], datetime],
+        tokens: PageTokens,
     ) -> None:
         self._ledger = ledger
         self._rounds = rounds
@@ -58,6 +60,7 @@ class ReservationBook:
         self._policy = policy
         self._registry = registry
         self._clock = clock
+        self._tokens = tokens  # seals page tokens
 
     # ---- vendors --------------------------------------------------------------------------------------------
     def create(self, caller: Principal, request: ReservationRequest, request_id: str = "") -> Reservation:
@@ -151,15 +154,17 @@ class ReservationBook:
             raise InvalidArgument("page_size must not be negative")
         policy = self._policy.policy
         tenants = access.visible_tenants(caller, "")
+        listing = "\n".join(("reservations", caller.uri, project))
+        after = self._tokens.open(listing, page_token)  # sealed for this caller and filter: BAD_PAGE_TOKEN else
         joint = access.joint_projects_of(caller, policy) if tenants is not None else ()
         size = min(page_size or 100, MAX_PAGE_SIZE)
-        page = self._store.list_reservations(tenants, project, size, page_token, or_projects=joint)
+        page = self._store.list_reservations(tenants, project, size, after, or_projects=joint)
         visible = tuple(
             self._ledger.live.get(r.reservation_id, r)
             for r in page.reservations
             if access.role_in(caller, policy, r.tenant, r.project) is not None
         )
-        return ReservationPage(visible, page.next_page_token)
+        return ReservationPage(visible, self._tokens.seal(listing, page.next_page_token))
 
     def cancel(self, caller: Principal, reservation_id: str, reason: str = "") -> Reservation:
         reservation, role = self._visible(caller, reservation_id)

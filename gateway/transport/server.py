@@ -49,6 +49,7 @@ from gateway.transport.job_service import JobServicer
 from gateway.transport.metrics import serve_metrics
 from gateway.transport.reservation_service import ReservationServicer
 from gateway.transport.site_service import SiteServicer
+from gateway.trust.pagetokens import PageTokens
 from gateway.trust.service import Trust
 from gateway.usage.receipts import Countersigner
 
@@ -199,7 +200,7 @@ async def start_gateway(
 
 async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Authority, store: Store) -> RunningGateway:
     countersigner = Countersigner.load(config.tls.key, config.tls.cert)  # settles usage receipts
-    core = compose(store, policy, countersigner=countersigner)
+    core = compose(store, policy, countersigner=countersigner, page_tokens=PageTokens.derived(authority.token_key))
     trust = Trust(store, authority, config.federation, core.clock, certificate_lifetime=config.certificate_lifetime)
     check = config.credential_check.total_seconds()
     certificates = CertificateAuthenticator(trust)

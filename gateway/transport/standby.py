@@ -40,6 +40,7 @@ from gateway.transport import convert
 from gateway.transport.auth import CertificateAuthenticator, CredentialGuard, Guarded
 from gateway.transport.errors import abort, translate_errors
 from gateway.transport.server import SERVICE_NAMES, bind_port, server_credentials, server_options
+from gateway.trust.pagetokens import PageTokens
 from gateway.trust.service import Trust
 
 log = logging.getLogger("fedgate.gateway")
@@ -106,6 +107,7 @@ class StandbyReads(Guarded):
         self.policy = policy
         self.trust = trust
         self.auth = CertificateAuthenticator(trust)
+        self.tokens = PageTokens.derived(trust.authority.token_key)  # the leader's key: its tokens carry over
 
     @translate_errors
     async def GetJob(self, request: pb.GetJobRequest, context: Context) -> pb.GetJobResponse:
@@ -127,6 +129,7 @@ class StandbyReads(Guarded):
             states,
             request.page_size,
             request.page_token,
+            tokens=self.tokens,
         )
         jobs = [convert.job_to_proto(j) for j in page.jobs]
         return pb.ListJobsResponse(jobs=jobs, next_page_token=page.next_page_token)
