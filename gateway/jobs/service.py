@@ -21,7 +21,8 @@ from gateway.jobs.admission import AdmissionDecision, admit
 from gateway.jobs.book import JobBook
 from gateway.jobs.events import EventBus
 from gateway.jobs.model import Job, JobEvent, JobSpec, JobState
-from gateway.jobs.reads import visible_job, visible_jobs
+from gateway.jobs.reads import job_listing, visible_job, visible_jobs, within_bytes
+from gateway.jobs.validate import check_spec
 from gateway.placement.place import Explanation
 from gateway.policy import FederationPolicy
 from gateway.policy.holder import PolicyHolder
@@ -94,6 +95,7 @@ class JobService:
     async def create_job(self, caller: Principal, spec: JobSpec, request_id: str = "") -> Job:
         if self._closing:
             raise Unavailable(self._closing, reason="GATEWAY_SHUTTING_DOWN")
+        check_spec(spec)  # the one validation every entry point shares (the job file loader makes it too)
         policy = self.policy.policy  # one policy for the whole decision, even if a reload swaps it meanwhile
         # Members act, viewers, sites and outsiders do not: decided before the store is asked about the request
         # id (a key the caller chose), so that a refused caller learns nothing from it.
@@ -142,7 +144,12 @@ class JobService:
         states: Collection[JobState] = (),
         page_size: int = 100,
         page_token: str = "",
+        *,
+        size_of: Callable[[Job], int] = lambda job: 0,
+        budget: int = 0,
     ) -> JobPage:
+        """One page of the jobs `caller` may see, with live reasons; with a `budget`, at most that many bytes of
+        jobs as `size_of` (the transport's encoded size) counts them."""
         policy = self.policy.policy
         page = visible_jobs(
             self.store, policy, caller, tenant, project, states, page_size, page_token, tokens=self.tokens
@@ -150,7 +157,10 @@ class JobService:
         # Why a job waits changes with every capacity report: show the live reasons, not stored ones.
         snapshot = self.outlook.snapshot() if any(j.state == JobState.QUEUED for j in page.jobs) else None
         jobs = tuple(self.outlook.with_pending_reasons(self.book.active.get(j.job_id, j), snapshot) for j in page.jobs)
-        return JobPage(jobs, page.next_page_token)
+        if not budget:
+            return JobPage(jobs, page.next_page_token)
+        listing = job_listing(caller, tenant, project, states)
+        return within_bytes(JobPage(jobs, page.next_page_token), listing, self.tokens, size_of, budget)
 
     def cancel_job(self, caller: Principal, job_id: str, reason: str = "") -> Job:
         job = self.get_job(caller, job_id)
@@ -194,6 +204,8 @@ class JobService:
                 submitter = principal_from_uri(job.owner, caller.federation) if job.owner else caller
         if spec is None:
             raise InvalidArgument("explain needs a job id or a job spec")
+        if job is None:
+            check_spec(spec)  # a dry run is judged like a submission
         policy = self.policy.policy
         decision = self.admit(submitter, spec, policy)
         if not decision.admitted:

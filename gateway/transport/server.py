@@ -207,7 +207,7 @@ async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Auth
 
     server = grpc.aio.server(options=server_options(config), interceptors=[CredentialGuard(certificates, trust)])
     job_service_pb2_grpc.add_JobServiceServicer_to_server(
-        JobServicer(core.jobs, core.logs, certificates, trust, check), server
+        JobServicer(core.jobs, core.logs, certificates, trust, check, config.max_message_bytes), server
     )
     site_pb2_grpc.add_SiteServiceServicer_to_server(
         SiteServicer(core.dispatcher, certificates, trust, config.report_interval, check, config.site_lease), server
@@ -228,7 +228,7 @@ async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Auth
         tokens = TokenAuthenticator(trust)
         public_server = grpc.aio.server(options=server_options(config))
         job_service_pb2_grpc.add_JobServiceServicer_to_server(
-            JobServicer(core.jobs, core.logs, tokens, trust, check), public_server
+            JobServicer(core.jobs, core.logs, tokens, trust, check, config.max_message_bytes), public_server
         )
         reservation_service_pb2_grpc.add_ReservationServiceServicer_to_server(
             ReservationServicer(core.reservations, tokens, trust), public_server

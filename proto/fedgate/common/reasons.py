@@ -298,6 +298,12 @@ class ReasonCode(enum.StrEnum):
         "The page token is not one this gateway gave for this listing (or it was changed). Send the "
         "next_page_token of the previous page unchanged, or none for the first page.",
     )
+    JOB_TOO_LARGE_TO_LIST = (
+        "JOB_TOO_LARGE_TO_LIST",
+        "chain",
+        "The job (stored before job specs were bounded) is too large for a listing: it is listed without its "
+        "command, env and labels. Read it whole with `fedgate job get`.",
+    )
     JOB_SPEC_INVALID = (
         "JOB_SPEC_INVALID",
         "error",
