@@ -39,7 +39,7 @@ SWEEP_WAIT_S = 5.0
 makes it wait that long)."""
 
 # A job id becomes a folder name: refuse anything that could climb out of the workdir.
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
 @dataclass
@@ -115,7 +115,7 @@ class LocalBackend:
     async def launch(self, spec: LaunchSpec) -> LocalHandle:
         if not spec.command or not spec.command[0]:
             raise LaunchFailed(f"job {spec.job_id} has an empty command; give the run a command to execute")
-        if not _SAFE_ID.match(spec.job_id):
+        if not _SAFE_ID.fullmatch(spec.job_id):
             raise LaunchFailed(f"job id {spec.job_id!r} cannot be used as a folder name on this site")
         directory = self._workdir / spec.job_id / str(spec.epoch)
         env = self._environment(spec)

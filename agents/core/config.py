@@ -41,8 +41,8 @@ KIND = "Agent"
 
 # The site name ends up in certificate SANs (spiffe://<federation>/site/<site>), DNS names and folder
 # names, so it follows the strictest of those: an RFC 1123 label.
-SITE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-_CLASS_ID = re.compile(r"^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?$")
+SITE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_CLASS_ID = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def parse_agent_config(doc: YamlDocument, *, validate_files: bool = True) -> Age
     _expect(root, "apiVersion", API_VERSION)
     _expect(root, "kind", KIND)
     site = root.text("site")
-    if not SITE_NAME.match(site):
+    if not SITE_NAME.fullmatch(site):
         root.fail(
             f"site {site!r} is not a valid site name; use 1-63 lowercase letters, digits and '-', "
             "starting and ending with a letter or digit",
@@ -202,7 +202,7 @@ def _pools(root: Section, base: Path) -> tuple[PoolSpec, ...]:
 
 def _pool(section: Section) -> PoolSpec:
     name = section.text("class")
-    if not _CLASS_ID.match(name):
+    if not _CLASS_ID.fullmatch(name):
         section.fail(f"class {name!r} is not a catalogue id like 'ascend-910b' or 'nvidia-h100'", "class")
     cards = section.integer("cards", minimum=1)
     offered = section.integer("offered", cards, minimum=0)

@@ -94,7 +94,7 @@ def credential_files(out_dir: Path) -> CredentialFiles:
 
 def check_request(request: EnrollmentRequest) -> None:
     """UsageError (nothing touched, nothing sent) when the request cannot be carried out as given."""
-    if not SITE_NAME.match(request.site):
+    if not SITE_NAME.fullmatch(request.site):
         raise UsageError(
             f"site {request.site!r} is not a valid site name; use 1-63 lowercase letters, digits and '-', "
             "the name the admin created the join token for"

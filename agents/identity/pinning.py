@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from agents.errors import BadFingerprint, CaPinMismatch
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class CaPin:
                 )
             value = rest
         value = value.replace(":", "")
-        if not _HEX64.match(value):
+        if not _HEX64.fullmatch(value):
             raise BadFingerprint(
                 f"fingerprint {text!r} is not a sha256 fingerprint: expected 64 hex digits (colons optional, "
                 f"e.g. sha256:AB:CD:...), got {len(value)} characters; copy it again from the admin"

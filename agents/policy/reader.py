@@ -27,23 +27,23 @@ from agents.policy.terms import DAYS, Hours, OfferWindow, SitePolicy
 from fedgate.common.sections import Section
 from fedgate.common.terms import parse_registry
 
-NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 NAME_HINT = "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit"
 # host[:port][/path], lowercase as image references are: no scheme, no tag, no digest, no trailing slash.
 _COMPONENT = r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?"
-REGISTRY = re.compile(rf"^{_COMPONENT}(?::[0-9]{{1,5}})?(?:/{_COMPONENT})*$")
+REGISTRY = re.compile(rf"{_COMPONENT}(?::[0-9]{{1,5}})?(?:/{_COMPONENT})*")
 
 
 def parse_site_policy(section: Section, pools: tuple[PoolSpec, ...]) -> SitePolicy:
     """Validate the `policy:` mapping against the declared pools. Raises ConfigError naming file and line."""
     tenants = section.strings("tenants")
     for i, tenant in enumerate(tenants):
-        if not NAME.match(tenant):
+        if not NAME.fullmatch(tenant):
             section.fail_item("tenants", i, f"policy.tenants[{i}] {tenant!r} is not a tenant name; {NAME_HINT}")
     projects = section.strings("projects")
     for i, pair in enumerate(projects):
         tenant, slash, project = pair.partition("/")
-        if not (slash and NAME.match(tenant) and NAME.match(project)):
+        if not (slash and NAME.fullmatch(tenant) and NAME.fullmatch(project)):
             section.fail_item(
                 "projects", i, f"policy.projects[{i}] {pair!r} must be tenant/project, e.g. deepsea-ai/llama-sft"
             )
@@ -59,7 +59,7 @@ def parse_site_policy(section: Section, pools: tuple[PoolSpec, ...]) -> SitePoli
     max_job_cards = None if limit is None else section.integer("max_job_cards", minimum=1)
     registries = section.strings("image_registries")
     for i, registry in enumerate(registries):
-        if not REGISTRY.match(registry) or parse_registry(registry) is None:
+        if not REGISTRY.fullmatch(registry) or parse_registry(registry) is None:
             section.fail_item(
                 "image_registries",
                 i,

@@ -26,7 +26,7 @@ MINUTES_PER_DAY = 24 * 60
 PREFIX = "site policy: "
 """Every refusal's message starts with this, so the job's owner sees that the centre, not the job, said no."""
 
-_HOURS = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]|24):([0-5][0-9])$")
+_HOURS = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]|24):([0-5][0-9])")
 # Floating point makes 0.29 * 100 = 28.999999999999996; a share written with a few decimals must not lose
 # a card to that, so products within this of a whole number count as that number.
 _EPSILON = 1e-9
@@ -43,7 +43,7 @@ class Hours:
     @classmethod
     def parse(cls, text: str) -> Hours:
         """`HH:MM-HH:MM` on a 24-hour clock; the end may be 24:00. Raises ValueError saying what to write."""
-        match = _HOURS.match(text)
+        match = _HOURS.fullmatch(text)
         if match is None:
             raise ValueError(
                 f"hours {text!r} must be HH:MM-HH:MM on a 24-hour clock, e.g. 08:00-20:00; a window may wrap "

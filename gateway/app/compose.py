@@ -37,6 +37,7 @@ from gateway.sites.logs import LogRelay
 from gateway.sites.registry import SiteRegistry
 from gateway.store import Store
 from gateway.store.commit import GroupCommitter
+from gateway.trust.pagetokens import PageTokens
 from gateway.usage.receipts import Countersigner
 
 
@@ -84,9 +85,12 @@ def compose(
     policy: PolicyHolder,
     clock: Callable[[], datetime] = utc_now,
     countersigner: Countersigner | None = None,
+    page_tokens: PageTokens | None = None,
 ) -> Core:
     """Build the core over `store`: its active jobs are loaded, and gangs a restart interrupted queued again
-    (their holds at the sites expire by themselves). `countersigner` settles usage receipts (None: checked only)."""
+    (their holds at the sites expire by themselves). `countersigner` settles usage receipts (None: checked only);
+    `page_tokens` seals list page tokens (None: a key of this process only)."""
+    page_tokens = page_tokens or PageTokens.ephemeral()
     registry = SiteRegistry(store.reserve_site_messages)  # sequences that only increase, across restarts
     logs = LogRelay(registry)  # job output from the sites to readers (access checked by the job service)
     bus = EventBus()
@@ -97,7 +101,7 @@ def compose(
     book.listen(usage.job_changed)
     reservation_ledger = ReservationLedger(store, policy, clock)
     reservation_rounds = ReservationRounds(reservation_ledger, registry, policy, clock, queue.capacity_changed)
-    reservations = ReservationBook(reservation_ledger, reservation_rounds, store, policy, registry, clock)
+    reservations = ReservationBook(reservation_ledger, reservation_rounds, store, policy, registry, clock, page_tokens)
     earmarks = EarmarkBook()  # backfill and preemption earmarks between cycles
     launcher = Launcher(book, registry, policy)
     book.load()
@@ -118,7 +122,9 @@ def compose(
         earmarks,
         clock,
     )
-    jobs = JobService(book, store, GroupCommitter(store), bus, policy, usage, outlook, registry, reservations, clock)
+    jobs = JobService(
+        book, store, GroupCommitter(store), bus, policy, usage, outlook, registry, reservations, clock, page_tokens
+    )
     admin = AdminService(policy, book.active, queue, usage, registry, clock)
     dispatcher = Dispatcher(
         book,

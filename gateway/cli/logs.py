@@ -22,7 +22,7 @@ from gateway.cli.connect import EXIT_FAILED, EXIT_OK
 from gateway.errors import ClientError
 from gateway.transport.client import FederationClient
 
-_SIZE = re.compile(r"^(\d+)([KMG]i?B?)?$", re.IGNORECASE)
+_SIZE = re.compile(r"(\d+)([KMG]i?B?)?", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 SITE_REASONS = frozenset({"SITE_OFFLINE", "SITE_DISCONNECTED"})
 """UNAVAILABLE for these means the job's site, not the gateway: exit 1 with the gateway's message, not 3."""
@@ -30,7 +30,7 @@ SITE_REASONS = frozenset({"SITE_OFFLINE", "SITE_DISCONNECTED"})
 
 def byte_count(text: str) -> int:
     """'4096', '64K', '1MiB' -> bytes (units are powers of 1024)."""
-    match = _SIZE.match(text.strip())
+    match = _SIZE.fullmatch(text.strip())
     if match is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a byte count; use e.g. 4096, 64K or 1M")
     unit = (match.group(2) or "")[:1].upper()

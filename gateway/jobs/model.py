@@ -159,6 +159,9 @@ class Job:
     exit_code: int = 0
     start_time: datetime | None = None
     end_time: datetime | None = None
+    # The canonical digest of the spec it was created from (`gateway.trust.replay`): a retry with the same
+    # request id must send the same spec. Stored with the job, so that this holds across restarts.
+    request_fingerprint: str = ""
 
     def evolve(self, **changes: object) -> Job:
         """A copy with `changes` (Job field names only). What `dataclasses.replace` does without re-running

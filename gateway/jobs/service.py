@@ -21,7 +21,8 @@ from gateway.jobs.admission import AdmissionDecision, admit
 from gateway.jobs.book import JobBook
 from gateway.jobs.events import EventBus
 from gateway.jobs.model import Job, JobEvent, JobSpec, JobState
-from gateway.jobs.reads import visible_job, visible_jobs
+from gateway.jobs.reads import job_listing, visible_job, visible_jobs, within_bytes
+from gateway.jobs.validate import check_spec
 from gateway.placement.place import Explanation
 from gateway.policy import FederationPolicy
 from gateway.policy.holder import PolicyHolder
@@ -34,6 +35,8 @@ from gateway.store import JobPage, Store
 from gateway.store.commit import GroupCommitter
 from gateway.store.receipts import ReceiptPage
 from gateway.trust import access
+from gateway.trust.pagetokens import PageTokens
+from gateway.trust.replay import fingerprint, replayed
 from gateway.usage.model import UsageRow
 from gateway.usage.settlement import list_receipts
 
@@ -60,6 +63,7 @@ class JobService:
         registry: SiteRegistry,
         reservations: ReservationBook,
         clock: Clock,
+        tokens: PageTokens,
     ) -> None:
         self.book = book
         self.store = store  # read only: listings, usage rows
@@ -71,6 +75,7 @@ class JobService:
         self.registry = registry
         self.reservations = reservations
         self.clock = clock
+        self.tokens = tokens  # seals page tokens
         self._closing = ""  # why new jobs are refused (the gateway stops); empty while it serves
 
     def refuse_new_jobs(self, why: str) -> None:
@@ -90,10 +95,11 @@ class JobService:
     async def create_job(self, caller: Principal, spec: JobSpec, request_id: str = "") -> Job:
         if self._closing:
             raise Unavailable(self._closing, reason="GATEWAY_SHUTTING_DOWN")
+        check_spec(spec)  # the one validation every entry point shares (the job file loader makes it too)
         policy = self.policy.policy  # one policy for the whole decision, even if a reload swaps it meanwhile
-        if caller.kind == "user" and caller.tenant == spec.tenant and spec.tenant in policy.tenants:
-            # Members act, viewers and outsiders do not (in a joint project: its members, from any tenant).
-            access.require_member(caller, policy, spec.tenant, spec.project)
+        # Members act, viewers, sites and outsiders do not: decided before the store is asked about the request
+        # id (a key the caller chose), so that a refused caller learns nothing from it.
+        access.require_submitter(caller, policy, spec.tenant, spec.project)
         decision = self.admit(caller, spec, policy)
         if not decision.admitted:
             reason = decision.reasons[0]
@@ -109,12 +115,22 @@ class JobService:
             request_id=request_id,
             owner=caller.uri,
             reasons=decision.reasons,
+            request_fingerprint=fingerprint(spec) if request_id else "",
         )
         event = JobEvent(job.job_id, JobState.QUEUED, now, 0, "", decision.reasons[0].message)
-        stored, created = await self.commits.create_job(job, event)
+        stored, created = await self.commits.create_job(job, event)  # request ids are scoped to the spec's tenant
         if created:
             self.book.remember(job)
-        return stored
+            return stored
+        # The tenant already used this request id: a retry of the same spec gets its job, if the caller may see
+        # it (a same-tenant job in a project the caller may not see is never returned); anything else is refused.
+        return replayed(
+            stored,
+            stored.request_fingerprint or fingerprint(stored.spec),
+            job.request_fingerprint,
+            access.can_see_job(caller, stored, policy),
+            request_id,
+        )
 
     def get_job(self, caller: Principal, job_id: str) -> Job:
         job = visible_job(caller, job_id, self.book.find(job_id), self.policy.policy)
@@ -128,13 +144,23 @@ class JobService:
         states: Collection[JobState] = (),
         page_size: int = 100,
         page_token: str = "",
+        *,
+        size_of: Callable[[Job], int] = lambda job: 0,
+        budget: int = 0,
     ) -> JobPage:
+        """One page of the jobs `caller` may see, with live reasons; with a `budget`, at most that many bytes of
+        jobs as `size_of` (the transport's encoded size) counts them."""
         policy = self.policy.policy
-        page = visible_jobs(self.store, policy, caller, tenant, project, states, page_size, page_token)
+        page = visible_jobs(
+            self.store, policy, caller, tenant, project, states, page_size, page_token, tokens=self.tokens
+        )
         # Why a job waits changes with every capacity report: show the live reasons, not stored ones.
         snapshot = self.outlook.snapshot() if any(j.state == JobState.QUEUED for j in page.jobs) else None
         jobs = tuple(self.outlook.with_pending_reasons(self.book.active.get(j.job_id, j), snapshot) for j in page.jobs)
-        return JobPage(jobs, page.next_page_token)
+        if not budget:
+            return JobPage(jobs, page.next_page_token)
+        listing = job_listing(caller, tenant, project, states)
+        return within_bytes(JobPage(jobs, page.next_page_token), listing, self.tokens, size_of, budget)
 
     def cancel_job(self, caller: Principal, job_id: str, reason: str = "") -> Job:
         job = self.get_job(caller, job_id)
@@ -178,6 +204,8 @@ class JobService:
                 submitter = principal_from_uri(job.owner, caller.federation) if job.owner else caller
         if spec is None:
             raise InvalidArgument("explain needs a job id or a job spec")
+        if job is None:
+            check_spec(spec)  # a dry run is judged like a submission
         policy = self.policy.policy
         decision = self.admit(submitter, spec, policy)
         if not decision.admitted:
@@ -214,7 +242,8 @@ class JobService:
     ) -> ReceiptPage:
         """Settled usage receipts the caller may see, from `start` to `end` (default: now)."""
         policy = self.policy.policy
-        return list_receipts(self.store, policy, caller, start, end or self.clock(), project, page_size, page_token)
+        end = end or self.clock()
+        return list_receipts(self.store, policy, caller, start, end, project, page_size, page_token, tokens=self.tokens)
 
     def list_sites(self, caller: Principal) -> list[SiteView]:
         access.require_role(caller, "user", "admin")

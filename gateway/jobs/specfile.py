@@ -17,27 +17,31 @@ from fedgate.common.fields import MISSING, FieldReader
 from fedgate.common.yaml import KeyPath, load_yaml
 from gateway.errors import ConfigError, InvalidArgument
 from gateway.jobs.model import Capability, JobSpec, Resources, StackRun, Topology
+from gateway.jobs.validate import (
+    ENV_HINT,
+    ENV_NAME,
+    IMAGE,
+    IMAGE_HINT,
+    LABEL_HINT,
+    LABEL_KEY,
+    MAX_CARDS,
+    NAME,
+    NAME_HINT,
+    RESERVATION_ID,
+    TAG_HINT,
+    TAG_VALUE,
+    spec_problem,
+)
 
 API_VERSION = "fedgate.io/v1"
 KIND = "Job"
 DEFAULT_MAX_RUNTIME = timedelta(hours=1)
 MAX_RUNTIME_LIMIT = timedelta(days=30)
-MAX_CARDS = 1_000_000
-
-NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
-NAME_HINT = "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit"
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-LABEL_KEY = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._/-]{0,126}[A-Za-z0-9])?")
-LABEL_HINT = "use 1-128 letters, digits, '.', '_', '/' and '-', starting and ending with a letter or digit"
-IMAGE = re.compile(r"\S+")
 
 _TOP = ("apiVersion", "kind", "metadata", "spec")
 _METADATA = ("name", "tenant", "project", "labels")
 _SPEC = ("resources", "runs", "maxRuntime", "env", "priorityClass", "topology", "data", "reservation")
-RESERVATION_ID = re.compile(r"book:[a-z0-9-]{1,64}")
 _DATA = ("classification", "region")
-_TAG_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_TAG_HINT = "use up to 64 letters, digits, '.', '_' and '-' (quote codes such as NO)"
 _RESOURCES = ("class", "capability", "cards")
 _CAPABILITY = ("min_memory_gib", "min_bf16_tflops", "stacks")
 _RUN = ("stack", "image", "command")
@@ -103,7 +107,7 @@ def parse_job_spec(source: str | bytes | Path, source_name: str | None = None, *
         resources=resources,
         runs=_runs(fields, ("spec", "runs")),
         max_runtime=_max_runtime(fields, ("spec", "maxRuntime")),
-        env=fields.string_map(("spec", "env"), key_pattern=ENV_NAME, key_hint="use letters, digits and '_'"),
+        env=fields.string_map(("spec", "env"), key_pattern=ENV_NAME, key_hint=ENV_HINT),
         priority_class=fields.string(("spec", "priorityClass"), default="", pattern=NAME, hint=NAME_HINT),
         topology=_topology(fields, ("spec", "topology"), resources.cards),
         **_data(fields, ("spec", "data")),
@@ -122,6 +126,10 @@ def parse_job_spec(source: str | bytes | Path, source_name: str | None = None, *
                     f"the job accepts stack {stack!r} but has no run for it",
                     f"add a run with stack: {stack} (or one without a stack), or drop {stack} from stacks",
                 )
+    # The limits every entry point shares (sizes in bytes, counts): the same check CreateJob makes.
+    problem = spec_problem(spec)
+    if problem is not None:
+        raise fields.error(problem.path, problem.problem, problem.fix)
     return spec
 
 
@@ -131,8 +139,8 @@ def _data(fields: FieldReader, path: KeyPath) -> dict[str, str]:
     if fields.value(path) is MISSING:
         return {}
     return {
-        "data_classification": fields.string((*path, "classification"), pattern=_TAG_VALUE, hint=_TAG_HINT),
-        "data_region": fields.string((*path, "region"), default="", pattern=_TAG_VALUE, hint=_TAG_HINT),
+        "data_classification": fields.string((*path, "classification"), pattern=TAG_VALUE, hint=TAG_HINT),
+        "data_region": fields.string((*path, "region"), default="", pattern=TAG_VALUE, hint=TAG_HINT),
     }
 
 
@@ -181,7 +189,7 @@ def _runs(fields: FieldReader, path: KeyPath) -> tuple[StackRun, ...]:
         if any(run.stack == stack for run in runs):
             what = f"stack {stack!r}" if stack else "a run without a stack"
             raise fields.error((*item, "stack"), f"{what} appears twice", "keep one run per stack")
-        image = fields.string((*item, "image"), default="", pattern=IMAGE, hint="an image reference has no spaces")
+        image = fields.string((*item, "image"), default="", pattern=IMAGE, hint=IMAGE_HINT)
         command = fields.strings((*item, "command"))
         if fields.value((*item, "command")) is not MISSING and (not command or not command[0]):
             raise fields.error((*item, "command"), "is empty", "give the program and its arguments: [python, train.py]")

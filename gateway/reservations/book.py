@@ -36,6 +36,8 @@ from gateway.sites.registry import SiteRegistry
 from gateway.store import Store
 from gateway.store.reservations import ReservationPage
 from gateway.trust import access
+from gateway.trust.pagetokens import PageTokens
+from gateway.trust.replay import fingerprint, replayed
 
 log = logging.getLogger("fedgate.gateway.reservations")
 MAX_PAGE_SIZE = 500
@@ -50,6 +52,7 @@ class ReservationBook:
         policy: PolicyHolder,
         registry: SiteRegistry,
         clock: Callable[[], datetime],
+        tokens: PageTokens,
     ) -> None:
         self._ledger = ledger
         self._rounds = rounds
@@ -57,21 +60,24 @@ class ReservationBook:
         self._policy = policy
         self._registry = registry
         self._clock = clock
+        self._tokens = tokens  # seals page tokens
 
     # ---- vendors --------------------------------------------------------------------------------------------
     def create(self, caller: Principal, request: ReservationRequest, request_id: str = "") -> Reservation:
         policy, now = self._policy.policy, self._clock()
         if caller.kind == "user" and not request.tenant:
             request = replace(request, tenant=caller.tenant)
+        # Authorised before anything is looked up by the request id (a key the caller chose): a site, a viewer
+        # or another tenant's user learns nothing from it.
+        access.require_submitter(caller, policy, request.tenant, request.project)
         if not request.tenant:
             raise InvalidArgument("an admin must name the tenant the reservation is for", reason="BAD_RESERVATION")
-        if caller.kind == "user" and caller.tenant == request.tenant and request.tenant in policy.tenants:
-            access.require_member(caller, policy, request.tenant, request.project)
+        request = replace(request, max_sites=request.max_sites or 1)
+        digest = fingerprint(request) if request_id else ""
         if request_id:
             existing = self._store.reservation_by_request(request.tenant, request_id)
             if existing is not None:
-                return existing
-        request = replace(request, max_sites=request.max_sites or 1)
+                return self._replayed(caller, existing, digest, request_id)
         check_request(request, now)
         views = self._registry.views({})
         spec = booking_spec(request)
@@ -106,19 +112,29 @@ class ReservationBook:
             request_id=request_id,
             owner=caller.uri,
             classes=decision.classes,
+            request_fingerprint=digest,
         )
         stored, created = self._store.create_reservation(reservation)
-        if created:
-            self._ledger.live[stored.reservation_id] = stored
-            log.info(
-                "reservation %s of %s/%s: asking %s",
-                stored.reservation_id,
-                stored.tenant,
-                stored.project,
-                ", ".join(f"{p.site} ({p.cards} x {p.accelerator_class})" for p in stored.parts),
-            )
-            stored = self._rounds.chase(stored, now)
+        if not created:  # another gateway (or call) made one under this request id meanwhile
+            return self._replayed(caller, stored, digest, request_id)
+        self._ledger.live[stored.reservation_id] = stored
+        log.info(
+            "reservation %s of %s/%s: asking %s",
+            stored.reservation_id,
+            stored.tenant,
+            stored.project,
+            ", ".join(f"{p.site} ({p.cards} x {p.accelerator_class})" for p in stored.parts),
+        )
+        stored = self._rounds.chase(stored, now)
         return stored
+
+    def _replayed(self, caller: Principal, stored: Reservation, digest: str, request_id: str) -> Reservation:
+        """AIP-155: the original for a retry of the same request the caller may see, REQUEST_ID_REUSED else."""
+        visible = access.role_in(caller, self._policy.policy, stored.tenant, stored.project) is not None
+        stored_digest = stored.request_fingerprint or fingerprint(stored.request)
+        return replayed(
+            self._ledger.live.get(stored.reservation_id, stored), stored_digest, digest, visible, request_id
+        )
 
     def get(self, caller: Principal, reservation_id: str) -> Reservation:
         return self._visible(caller, reservation_id)[0]
@@ -138,15 +154,17 @@ class ReservationBook:
             raise InvalidArgument("page_size must not be negative")
         policy = self._policy.policy
         tenants = access.visible_tenants(caller, "")
+        listing = "\n".join(("reservations", caller.uri, project))
+        after = self._tokens.open(listing, page_token)  # sealed for this caller and filter: BAD_PAGE_TOKEN else
         joint = access.joint_projects_of(caller, policy) if tenants is not None else ()
         size = min(page_size or 100, MAX_PAGE_SIZE)
-        page = self._store.list_reservations(tenants, project, size, page_token, or_projects=joint)
+        page = self._store.list_reservations(tenants, project, size, after, or_projects=joint)
         visible = tuple(
             self._ledger.live.get(r.reservation_id, r)
             for r in page.reservations
             if access.role_in(caller, policy, r.tenant, r.project) is not None
         )
-        return ReservationPage(visible, page.next_page_token)
+        return ReservationPage(visible, self._tokens.seal(listing, page.next_page_token))
 
     def cancel(self, caller: Principal, reservation_id: str, reason: str = "") -> Reservation:
         reservation, role = self._visible(caller, reservation_id)

@@ -195,16 +195,23 @@ class ReservedCapacity:
         return ""
 
     def notes(self, spec: JobSpec) -> tuple[Reason, ...]:
-        """For a job of another project: which sites keep cards for a reservation, and until when."""
-        return tuple(
-            Reason(
-                "reservation",
-                ReasonCode.RESERVED,
-                f"{w.site} keeps {w.cards} {w.accelerator_class} cards for reservation "
-                f"{w.reservation.reservation_id} of {w.reservation.tenant}/{w.reservation.project} until "
-                f"{at(w.reservation.end)}",
-                w.site,
-            )
-            for w in self.withheld
-            if not owns(w.reservation, spec, self._joint)
+        """For a job of another project: that cards it could use are kept for other projects' reservations.
+
+        Only that: a job's reasons are read by everyone who may see the job, and other projects' bookings are
+        theirs, so the note names no reservation, tenant, project, site, card count or window (`docs/security.md`,
+        "What a reason says")."""
+        wanted = spec.resources.accelerator_class
+        kept = sorted(
+            {
+                w.accelerator_class
+                for w in self.withheld
+                if not owns(w.reservation, spec, self._joint) and w.accelerator_class == (wanted or w.accelerator_class)
+            }
         )
+        if not kept:
+            return ()
+        message = (
+            f"some {', '.join(kept)} cards are kept for other projects' reservations; the job waits for other "
+            "capacity or for those windows to end"
+        )
+        return (Reason("reservation", ReasonCode.RESERVED, message),)

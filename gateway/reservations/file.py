@@ -25,7 +25,8 @@ from fedgate.common.fields import FieldReader
 from fedgate.common.yaml import load_yaml
 from gateway.errors import ConfigError, InvalidArgument
 from gateway.jobs.model import JobSpec
-from gateway.jobs.specfile import API_VERSION, NAME, NAME_HINT, parse_duration, read_resources, spec_to_dict
+from gateway.jobs.specfile import API_VERSION, parse_duration, read_resources, spec_to_dict
+from gateway.jobs.validate import NAME, NAME_HINT
 from gateway.reservations.model import MAX_SITES, ReservationRequest
 
 KIND = "Reservation"

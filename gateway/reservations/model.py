@@ -109,6 +109,7 @@ class Reservation:
     request_id: str = ""
     owner: str = ""  # the principal URI that made it
     classes: tuple[str, ...] = ()  # the classes the policy let it use when it was made (re-plans use them)
+    request_fingerprint: str = ""  # digest of the request it was made from (`gateway.trust.replay`)
 
     @property
     def tenant(self) -> str:

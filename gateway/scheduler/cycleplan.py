@@ -150,7 +150,8 @@ class CyclePlan:
         note = Reason(
             "capacity",
             "BACKFILLED",
-            f"backfilled into {hold.job_id}'s reservation on {hold.site}: ends by {end.isoformat(timespec='seconds')},"
+            f"backfilled into a larger waiting job's reservation on {hold.site}:"
+            f" ends by {end.isoformat(timespec='seconds')},"
             f" before it starts at {hold.start.isoformat(timespec='seconds')}",
             hold.site,
         )

@@ -86,12 +86,12 @@ class EarmarkBook:
         """What the holds say about a queued job: the one it holds or waits for, or the ones it waits behind."""
         preemption = self.preemptions.get(job_id)
         if preemption is not None:
-            victims = ", ".join(preemption.victims)
+            # The victims are other jobs, perhaps of other tenants: counted, never named.
             return (
                 Reason(
                     "dispatch",
                     "WAITING_FOR_PREEMPTION",
-                    f"preempting {len(preemption.victims)} lower-priority job(s) on {preemption.site} ({victims}):"
+                    f"preempting {len(preemption.victims)} lower-priority job(s) on {preemption.site}:"
                     f" {preemption.cards} x {preemption.accelerator_class} are held for it until they stop"
                     f" (grace {preemption.grace_s} s; the hold lapses at {_at(preemption.deadline)})",
                     preemption.site,
@@ -114,14 +114,16 @@ class EarmarkBook:
 
 
 def _behind(hold: Earmark) -> Reason:
+    """A hold of another job, perhaps of another tenant: what the waiting job needs to know to fit around it
+    (where, how many, from when), never whose it is (`docs/security.md`, "What a reason says")."""
     if hold.kind is EarmarkKind.PREEMPTION:
         message = (
-            f"{hold.cards} x {hold.accelerator_class} on {hold.site} are held for {hold.job_id}, which preempted"
-            " lower-priority jobs there"
+            f"{hold.cards} x {hold.accelerator_class} on {hold.site} are held for a higher-priority job, which"
+            " preempted lower-priority jobs there"
         )
         return Reason("capacity", "HELD_FOR_PREEMPTOR", message, hold.site)
     message = (
-        f"{hold.cards} x {hold.accelerator_class} on {hold.site} are reserved for {hold.job_id} from"
+        f"{hold.cards} x {hold.accelerator_class} on {hold.site} are reserved for a larger waiting job from"
         f" {_at(hold.start)}: a job may use them only if its maxRuntime ends before then, or within the"
         f" {max(hold.spare, 0)} card(s) the reservation leaves over"
     )

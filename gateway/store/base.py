@@ -58,7 +58,9 @@ class Store(Protocol):
         or_projects: Collection[str] = (),
     ) -> JobPage:
         """Jobs in creation order. tenants=None means every tenant; `or_projects` adds the jobs of these
-        (joint) projects whichever tenant submitted them. page_token is opaque to callers."""
+        (joint) projects whichever tenant submitted them. MUST list the jobs whose id is greater than
+        `page_token`: the next page token is the last job id of the page, so that a caller may end a page early
+        after any job it kept (`gateway.jobs.reads.within_bytes`). Clients never see it: the gateway seals it."""
         ...
 
     def save_transition(self, job: Job, event: JobEvent, site_cursor: tuple[str, int] | None = None) -> JobEvent:

@@ -99,6 +99,7 @@ def job_to_json(job: Job) -> str:
             "update_time": _time(job.update_time),
             "start_time": _time(job.start_time),
             "end_time": _time(job.end_time),
+            "request_fingerprint": job.request_fingerprint,
         },
         separators=(",", ":"),
     )
@@ -132,4 +133,5 @@ def job_from_json(text: str) -> Job:
         exit_code=data["exit_code"],
         start_time=_parse_time(data["start_time"]),
         end_time=_parse_time(data["end_time"]),
+        request_fingerprint=data.get("request_fingerprint", ""),  # absent in rows written before it was kept
     )

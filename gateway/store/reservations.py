@@ -65,6 +65,7 @@ def reservation_to_json(reservation: Reservation) -> str:
             "request_id": reservation.request_id,
             "owner": reservation.owner,
             "classes": list(reservation.classes),
+            "request_fingerprint": reservation.request_fingerprint,
         },
         separators=(",", ":"),
     )
@@ -93,6 +94,7 @@ def reservation_from_json(text: str) -> Reservation:
         request_id=data["request_id"],
         owner=data["owner"],
         classes=tuple(data["classes"]),
+        request_fingerprint=data.get("request_fingerprint", ""),  # absent in rows written before it was kept
     )
 
 

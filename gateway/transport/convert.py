@@ -32,9 +32,6 @@ from gateway.sites.registry import ReserveCommand
 
 # The shared conversions, named here too so that the servicers keep one `convert` to call.
 __all__ = ["duration_from_proto", "duration_to_proto", "pool_to_proto", "time_from_proto", "time_to_proto"]
-MAX_RUNS = 16
-MAX_MAP_ENTRIES = 64
-MAX_STRING = 4096
 
 
 def state_to_proto(state: JobState) -> job_pb2.JobState:
@@ -48,19 +45,29 @@ def state_from_proto(value: int) -> JobState:
     return JobState(name)
 
 
-def _pairs(mapping: object, what: str) -> tuple[tuple[str, str], ...]:
-    items = sorted(dict(mapping).items())  # type: ignore[call-overload]
-    if len(items) > MAX_MAP_ENTRIES:
-        raise InvalidArgument(f"{what} has {len(items)} entries; at most {MAX_MAP_ENTRIES} are allowed")
+def _pairs(mapping: object) -> tuple[tuple[str, str], ...]:
+    """A proto map as sorted pairs. Its limits are the job spec's, checked once for every entry point by
+    `gateway.jobs.validate` (the job service calls it), not here."""
+    return tuple(sorted(dict(mapping).items()))  # type: ignore[call-overload]
+
+
+MAX_POOL_LABELS = 64
+MAX_POOL_LABEL = 4096  # characters of a pool label's key or value
+
+
+def _pool_labels(mapping: object) -> tuple[tuple[str, str], ...]:
+    """A site's pool labels, bounded (a capacity report is the site's word, kept in memory)."""
+    items = _pairs(mapping)
+    if len(items) > MAX_POOL_LABELS:
+        raise InvalidArgument(f"pool labels has {len(items)} entries; at most {MAX_POOL_LABELS} are allowed")
     for key, value in items:
-        if len(key) > MAX_STRING or len(value) > MAX_STRING:
-            raise InvalidArgument(f"{what} entry {key[:40]!r} is longer than {MAX_STRING} characters")
-    return tuple(items)
+        if len(key) > MAX_POOL_LABEL or len(value) > MAX_POOL_LABEL:
+            raise InvalidArgument(f"pool label {key[:40]!r} is longer than {MAX_POOL_LABEL} characters")
+    return items
 
 
 def spec_from_proto(msg: job_pb2.JobSpec) -> JobSpec:
-    if len(msg.runs) > MAX_RUNS:
-        raise InvalidArgument(f"a job may carry at most {MAX_RUNS} runs, got {len(msg.runs)}")
+    """The spec as sent, unchanged (nothing cut short): `gateway.jobs.validate.check_spec` judges it whole."""
     res = msg.resources
     capability = None
     if res.HasField("capability"):
@@ -74,13 +81,13 @@ def spec_from_proto(msg: job_pb2.JobSpec) -> JobSpec:
         resources=Resources(res.accelerator_class, capability, res.cards),
         runs=tuple(StackRun(r.stack, r.image, tuple(r.command)) for r in msg.runs),
         max_runtime=max_runtime,
-        labels=_pairs(msg.labels, "labels"),
-        env=_pairs(msg.env, "env"),
+        labels=_pairs(msg.labels),
+        env=_pairs(msg.env),
         priority_class=msg.priority_class,
         topology=Topology(msg.topology.max_sites or 1, msg.topology.min_cards_per_site),
-        data_classification=msg.data.classification[:64],
-        data_region=msg.data.region[:64],
-        reservation=msg.reservation[:128],
+        data_classification=msg.data.classification,
+        data_region=msg.data.region,
+        reservation=msg.reservation,
     )
 
 
@@ -206,7 +213,7 @@ def pool_from_proto(msg: site_pb2.Pool) -> Pool:
         msg.free,
         msg.cards_per_node,
         msg.interconnect,
-        _pairs(msg.labels, "pool labels"),
+        _pool_labels(msg.labels),
     )
 
 

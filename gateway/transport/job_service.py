@@ -14,6 +14,7 @@ import grpc
 from fedgate.v1 import job_service_pb2 as pb
 from fedgate.v1 import job_service_pb2_grpc
 from gateway.errors import InvalidArgument
+from gateway.jobs.model import Job
 from gateway.jobs.service import JobService
 from gateway.sites.logs import LogRelay
 from gateway.transport import convert
@@ -24,13 +25,41 @@ from gateway.trust.service import Trust
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_REQUEST_ID = 128
+LIST_HEADROOM = 1024  # bytes of a ListJobs response beyond its jobs: the page token and the framing
+
+
+def list_budget(max_message_bytes: int) -> int:
+    """Bytes of jobs one ListJobs response may carry under the gateway's message limit."""
+    return max(max_message_bytes - LIST_HEADROOM, max_message_bytes // 2)
+
+
+def listed_size(job: Job) -> int:
+    """A job's bytes inside a ListJobsResponse: its encoding, its field tag and its length prefix."""
+    size = convert.job_to_proto(job).ByteSize()
+    return size + 1 + len(_varint(size))
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
+        value >>= 7
+        if not value:
+            return bytes(out)
 
 
 class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
     def __init__(
-        self, jobs: JobService, logs: LogRelay, auth: Authenticator, trust: Trust, check_period: float = 1.0
+        self,
+        jobs: JobService,
+        logs: LogRelay,
+        auth: Authenticator,
+        trust: Trust,
+        check_period: float = 1.0,
+        max_message_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self.jobs = jobs
+        self.list_budget = list_budget(max_message_bytes)
         self.logs = logs
         self.auth = auth
         self.trust = trust
@@ -58,6 +87,8 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
             [convert.state_from_proto(s) for s in request.states],
             request.page_size,
             request.page_token,
+            size_of=listed_size,
+            budget=self.list_budget,
         )
         return pb.ListJobsResponse(
             jobs=[convert.job_to_proto(j) for j in page.jobs], next_page_token=page.next_page_token

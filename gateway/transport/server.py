@@ -49,6 +49,7 @@ from gateway.transport.job_service import JobServicer
 from gateway.transport.metrics import serve_metrics
 from gateway.transport.reservation_service import ReservationServicer
 from gateway.transport.site_service import SiteServicer
+from gateway.trust.pagetokens import PageTokens
 from gateway.trust.service import Trust
 from gateway.usage.receipts import Countersigner
 
@@ -199,14 +200,14 @@ async def start_gateway(
 
 async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Authority, store: Store) -> RunningGateway:
     countersigner = Countersigner.load(config.tls.key, config.tls.cert)  # settles usage receipts
-    core = compose(store, policy, countersigner=countersigner)
+    core = compose(store, policy, countersigner=countersigner, page_tokens=PageTokens.derived(authority.token_key))
     trust = Trust(store, authority, config.federation, core.clock, certificate_lifetime=config.certificate_lifetime)
     check = config.credential_check.total_seconds()
     certificates = CertificateAuthenticator(trust)
 
     server = grpc.aio.server(options=server_options(config), interceptors=[CredentialGuard(certificates, trust)])
     job_service_pb2_grpc.add_JobServiceServicer_to_server(
-        JobServicer(core.jobs, core.logs, certificates, trust, check), server
+        JobServicer(core.jobs, core.logs, certificates, trust, check, config.max_message_bytes), server
     )
     site_pb2_grpc.add_SiteServiceServicer_to_server(
         SiteServicer(core.dispatcher, certificates, trust, config.report_interval, check, config.site_lease), server
@@ -227,7 +228,7 @@ async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Auth
         tokens = TokenAuthenticator(trust)
         public_server = grpc.aio.server(options=server_options(config))
         job_service_pb2_grpc.add_JobServiceServicer_to_server(
-            JobServicer(core.jobs, core.logs, tokens, trust, check), public_server
+            JobServicer(core.jobs, core.logs, tokens, trust, check, config.max_message_bytes), public_server
         )
         reservation_service_pb2_grpc.add_ReservationServiceServicer_to_server(
             ReservationServicer(core.reservations, tokens, trust), public_server

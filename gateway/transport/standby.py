@@ -33,13 +33,15 @@ from fedgate.v1 import job_service_pb2 as pb
 from gateway.app.config import GatewayConfig
 from gateway.app.leadership import Leadership
 from gateway.errors import NotLeader
-from gateway.jobs.reads import visible_job, visible_jobs
+from gateway.jobs.reads import job_listing, visible_job, visible_jobs, within_bytes
 from gateway.policy.holder import PolicyHolder
 from gateway.store import Store
 from gateway.transport import convert
 from gateway.transport.auth import CertificateAuthenticator, CredentialGuard, Guarded
 from gateway.transport.errors import abort, translate_errors
+from gateway.transport.job_service import list_budget, listed_size
 from gateway.transport.server import SERVICE_NAMES, bind_port, server_credentials, server_options
+from gateway.trust.pagetokens import PageTokens
 from gateway.trust.service import Trust
 
 log = logging.getLogger("fedgate.gateway")
@@ -101,11 +103,13 @@ class NotLeaderHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
 class StandbyReads(Guarded):
     """`GetJob` and `ListJobs` from the shared store: what a standby may answer."""
 
-    def __init__(self, store: Store, policy: PolicyHolder, trust: Trust) -> None:
+    def __init__(self, store: Store, policy: PolicyHolder, trust: Trust, max_message_bytes: int = 4 << 20) -> None:
         self.store = store
         self.policy = policy
         self.trust = trust
         self.auth = CertificateAuthenticator(trust)
+        self.tokens = PageTokens.derived(trust.authority.token_key)  # the leader's key: its tokens carry over
+        self.list_budget = list_budget(max_message_bytes)
 
     @translate_errors
     async def GetJob(self, request: pb.GetJobRequest, context: Context) -> pb.GetJobResponse:
@@ -127,7 +131,10 @@ class StandbyReads(Guarded):
             states,
             request.page_size,
             request.page_token,
+            tokens=self.tokens,
         )
+        listing = job_listing(caller, request.tenant, request.project, states)
+        page = within_bytes(page, listing, self.tokens, listed_size, self.list_budget)
         jobs = [convert.job_to_proto(j) for j in page.jobs]
         return pb.ListJobsResponse(jobs=jobs, next_page_token=page.next_page_token)
 
@@ -170,7 +177,7 @@ async def start_standby(
 ) -> tuple[StandbyGateway, int, int]:
     """Serve as a standby on `config.listen` (and `public_listen`); returns the gateway and the bound ports."""
     options = server_options(config)
-    reads = StandbyReads(store, policy, trust)
+    reads = StandbyReads(store, policy, trust, config.max_message_bytes)
     server = grpc.aio.server(
         options=options,
         interceptors=[CredentialGuard(reads.auth, trust)],

@@ -79,6 +79,25 @@ def require_member(principal: Principal, policy: FederationPolicy, tenant: str, 
         raise PermissionDenied(f"{principal.uri} may not submit to {tenant}/{project}", reason="READ_ONLY")
 
 
+def require_submitter(principal: Principal, policy: FederationPolicy, tenant: str, project: str) -> None:
+    """May `principal` create an object (a job, a reservation) for `tenant`/`project`? Checked first, before
+    anything is looked up by a key the caller chose (a request id): a site, a viewer or another tenant's user
+    learns nothing from a create call. A tenant the policy does not know is left to admission to name."""
+    if principal.kind not in {"user", "admin"}:
+        raise PermissionDenied(
+            f"a {principal.kind} principal cannot create jobs or reservations", reason="ROLE_CANNOT_SUBMIT"
+        )
+    if principal.kind == "user" and principal.tenant != tenant:
+        raise PermissionDenied(
+            f"{principal.uri} belongs to tenant {principal.tenant!r} and cannot act for tenant {tenant!r}",
+            reason="TENANT_MISMATCH",
+        )
+    if principal.kind == "user" and (tenant in policy.tenants or project in policy.joint):
+        require_member(principal, policy, tenant, project)
+    elif principal.read_only:
+        raise PermissionDenied(f"{principal.uri} is a read-only token", reason="READ_ONLY")
+
+
 def visible_tenants(principal: Principal, requested: str) -> tuple[str, ...] | None:
     """Tenants a listing may cover: None means all (admins); a user only ever gets their own tenant."""
     if principal.kind == "admin":

@@ -47,7 +47,8 @@ def test_another_project_cannot_take_the_reserved_cards_inside_the_window(fed: C
     assert fed.jobs.get_job(BOB, big.job_id).state == JobState.QUEUED
     assert fed.jobs.get_job(BOB, small.job_id).state == JobState.DISPATCHED  # the 2 cards nobody reserved
     why = fed.jobs.get_job(BOB, big.job_id).reasons
-    assert any(r.code == "RESERVED" and reservation.reservation_id in r.message for r in why), why
+    reserved = [r for r in why if r.code == "RESERVED"]
+    assert reserved and all(reservation.reservation_id not in r.message for r in reserved), why
     explained = fed.jobs.explain(BOB, job_id=big.job_id)
     assert any(r.code == "RESERVED" for r in explained.reasons)
 

@@ -31,7 +31,7 @@ CONTAINER = "job"
 DEADLINE_MARGIN_S = 60.0
 """activeDeadlineSeconds is the job's max runtime plus this."""
 
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Placement:
 
 def label_value(value: str) -> str:
     """`value` if it is a valid label value, else a valid one derived from it with a hash that keeps it unique."""
-    if len(value) <= 63 and _LABEL_VALUE.match(value):
+    if len(value) <= 63 and _LABEL_VALUE.fullmatch(value):
         return value
     cleaned = re.sub(r"[^A-Za-z0-9_.-]", "-", value)[:54].strip("-_.")
     return f"{cleaned}-{_digest(value)}" if cleaned else _digest(value)

@@ -30,11 +30,11 @@ from fedgate.common.sections import Section
 GANGS = ("none", "volcano", "kueue")
 
 # DNS-1123 label (namespaces, queue names) and subdomain (service accounts, secrets).
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_RESOURCE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-_CLASS_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+_RESOURCE = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_CLASS_ID = re.compile(r"[a-z0-9][a-z0-9-]*")
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def read_kubernetes_options(section: Section, base: Path) -> KubernetesOptions:
         section.fail("backend.gang kueue needs backend.queue, the name of a Kueue LocalQueue in the namespace", "gang")
     secrets = section.strings("image_pull_secrets")
     for i, secret in enumerate(secrets):
-        if not _SUBDOMAIN.match(secret):
+        if not _SUBDOMAIN.fullmatch(secret):
             section.fail_item("image_pull_secrets", i, f"image pull secret {secret!r} is not a valid Secret name")
     return KubernetesOptions(
         namespace=namespace,
@@ -92,7 +92,7 @@ def read_kubernetes_options(section: Section, base: Path) -> KubernetesOptions:
 
 def _name(section: Section, key: str, pattern: re.Pattern[str], *, required: bool = False) -> str:
     value = section.text(key) if required else section.text(key, "")
-    if value and not pattern.match(value):
+    if value and not pattern.fullmatch(value):
         section.fail(
             f"backend.{key} {value!r} is not a valid Kubernetes name (lower-case letters, digits and '-')", key
         )
@@ -103,13 +103,13 @@ def _rules(section: Section) -> tuple[ClassRule, ...]:
     rules: list[ClassRule] = []
     for item in section.sections("resources"):
         name = item.text("class")
-        if not _CLASS_ID.match(name):
+        if not _CLASS_ID.fullmatch(name):
             item.fail(f"class {name!r} is not a catalogue id like 'ascend-910b'", "class")
         resource = item.text("resource")
-        if not _RESOURCE.match(resource):
+        if not _RESOURCE.fullmatch(resource):
             item.fail(f"resource {resource!r} is not an extended resource name like 'nvidia.com/gpu'", "resource")
         label = item.text("product_label", "")
-        if label and not _LABEL_KEY.match(label):
+        if label and not _LABEL_KEY.fullmatch(label):
             item.fail(f"product_label {label!r} is not a node label key like 'nvidia.com/gpu.product'", "product_label")
         products = item.strings("products")
         if products and not label:

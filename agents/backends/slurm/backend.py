@@ -65,7 +65,7 @@ CANCELLED_WITHOUT_CODE = ExitStatus.from_returncode(-signal.SIGTERM)
 STOPPING_POLL_S = 0.5
 """While an attempt is being stopped, Slurm is polled at least this often, so a cancel returns soon after."""
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
 @dataclass
@@ -174,7 +174,7 @@ class SlurmBackend:
         if not spec.command or not spec.command[0]:
             raise LaunchFailed(f"job {spec.job_id} has an empty command; give the run a command to execute")
         gres = self._gres(spec)
-        if not _SAFE_ID.match(spec.job_id):
+        if not _SAFE_ID.fullmatch(spec.job_id):
             raise LaunchFailed(f"job id {spec.job_id!r} cannot be used as a folder name on this site")
         bad = unusable_env_names(spec.env)
         if bad:

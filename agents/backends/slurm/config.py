@@ -48,9 +48,9 @@ DEFAULT_GRES_CLASSES: Mapping[str, str] = MappingProxyType(
 Operators add or override entries with the `gres:` option; untyped gres (`gpu:8`) name no class."""
 
 # Slurm's own names for partitions and accounts: letters, digits and a few marks, never a shell character.
-_SLURM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_GRES_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_CLASS_ID = re.compile(r"^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?$")
+_SLURM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_GRES_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_CLASS_ID = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -74,10 +74,10 @@ class SlurmOptions:
 def read_slurm_options(section: Section, base: Path) -> SlurmOptions:
     """Read the slurm keys of the `backend:` section; errors name file and line and say what to write."""
     partition = section.text("partition")
-    if not _SLURM_NAME.match(partition):
+    if not _SLURM_NAME.fullmatch(partition):
         section.fail(f"backend.partition {partition!r} is not a Slurm partition name like 'gpu'", "partition")
     account = section.text("account", "")
-    if account and not _SLURM_NAME.match(account):
+    if account and not _SLURM_NAME.fullmatch(account):
         section.fail(f"backend.account {account!r} is not a Slurm account name like 'proj-ai'", "account")
     conf_text = section.text("slurm_conf", "")
     slurm_conf = None
@@ -98,9 +98,9 @@ def _gres_classes(section: Section) -> Mapping[str, str]:
     extra = section.string_map("gres")
     table = dict(DEFAULT_GRES_CLASSES)
     for gres_type, accelerator_class in extra.items():
-        if not _GRES_TYPE.match(gres_type):
+        if not _GRES_TYPE.fullmatch(gres_type):
             section.fail(f"backend.gres key {gres_type!r} is not a gres type like 'h100' (from gpu:h100:8)", "gres")
-        if not _CLASS_ID.match(accelerator_class):
+        if not _CLASS_ID.fullmatch(accelerator_class):
             section.fail(
                 f"backend.gres.{gres_type} is {accelerator_class!r}, not a catalogue class like 'nvidia-h100'", "gres"
             )

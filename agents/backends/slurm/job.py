@@ -20,7 +20,7 @@ LOG_FILE = "output.log"
 SCRIPT_FILE = "job.sh"
 JOB_NAME_PREFIX = "fedgate"
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def job_name(job_id: str, epoch: int) -> str:
@@ -57,6 +57,9 @@ def batch_script(spec: LaunchSpec) -> str:
     then the command exec'd without a shell in between, so its exit code and signals are the job's own."""
     env = spec.job_environment()
     env["FEDGATE_DEVICES"] = ",".join(str(d) for d in spec.devices)
+    bad = unusable_env_names(env)
+    if bad:  # `export NAME=value` lines: a name with a newline would start a line of its own
+        raise ValueError(f"environment variable names {bad} cannot be exported")
     program = shlex.quote(spec.command[0])
     lines = [
         "#!/bin/sh",
@@ -73,4 +76,4 @@ def batch_script(spec: LaunchSpec) -> str:
 
 def unusable_env_names(env: Mapping[str, str]) -> list[str]:
     """Names a shell cannot export (`MY-VAR`, `1X`), sorted; empty when all are fine."""
-    return sorted(k for k in env if not _ENV_NAME.match(k))
+    return sorted(k for k in env if not _ENV_NAME.fullmatch(k))

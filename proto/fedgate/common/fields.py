@@ -219,6 +219,6 @@ def finite(value: float) -> bool:
 
 def integer_fix(value: object) -> str:
     """How to write an integer that was not read as one (`0x10`, `010`, `1_000` stay strings in this dialect)."""
-    if isinstance(value, str) and _NOT_DECIMAL.match(value.strip()):
+    if isinstance(value, str) and _NOT_DECIMAL.fullmatch(value.strip()):
         return f"write {value!r} as a plain decimal number (no leading zero, 0x, 0o, _ or :), unquoted"
     return "write a whole number, unquoted"

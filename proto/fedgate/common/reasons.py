@@ -286,6 +286,30 @@ class ReasonCode(enum.StrEnum):
         "error",
         "The caller acts for a tenant other than its own. Submit and read only your own tenant's jobs.",
     )
+    REQUEST_ID_REUSED = (
+        "REQUEST_ID_REUSED",
+        "error",
+        "The request id was already used for a different request (or for one you may not see). A retry must send "
+        "the same request with the same id; for a new request choose a new request id.",
+    )
+    BAD_PAGE_TOKEN = (
+        "BAD_PAGE_TOKEN",
+        "error",
+        "The page token is not one this gateway gave for this listing (or it was changed). Send the "
+        "next_page_token of the previous page unchanged, or none for the first page.",
+    )
+    JOB_TOO_LARGE_TO_LIST = (
+        "JOB_TOO_LARGE_TO_LIST",
+        "chain",
+        "The job (stored before job specs were bounded) is too large for a listing: it is listed without its "
+        "command, env and labels. Read it whole with `fedgate job get`.",
+    )
+    JOB_SPEC_INVALID = (
+        "JOB_SPEC_INVALID",
+        "error",
+        "A job spec field is malformed or over its limit (name, command, env, labels, image, cards, total size). "
+        "The message names the field and the limit; the limits are in the comments of proto/fedgate/v1/job.proto.",
+    )
     NOT_A_MEMBER = (
         "NOT_A_MEMBER",
         "error",

@@ -97,13 +97,13 @@ class _StrictLoader(Reader, Scanner, Parser, Composer, BaseConstructor, _Resolve
 
     def construct_bool(self, node: ScalarNode) -> bool:
         value = self.construct_scalar(node)
-        if not _BOOL.match(value):
+        if not _BOOL.fullmatch(value):
             raise ConstructorError(None, None, f"{value!r} is not a boolean: write true or false", node.start_mark)
         return value == "true"
 
     def construct_int(self, node: ScalarNode) -> int:
         value = self.construct_scalar(node)
-        if not _INT.match(value):
+        if not _INT.fullmatch(value):
             raise ConstructorError(
                 None, None, f"{value!r} is not an integer: write it in plain decimal digits", node.start_mark
             )
@@ -115,7 +115,7 @@ class _StrictLoader(Reader, Scanner, Parser, Composer, BaseConstructor, _Resolve
 
     def construct_float(self, node: ScalarNode) -> float:
         value = self.construct_scalar(node)
-        if not _FLOAT.match(value):
+        if not _FLOAT.fullmatch(value):
             raise ConstructorError(
                 None, None, f"{value!r} is not a number: write digits with a decimal point", node.start_mark
             )
@@ -313,7 +313,7 @@ _NON_STRING = (
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     text = str.__str__(value)  # a str subclass (a reason code, a StrEnum) is written as its text
-    style = "'" if text == "" or any(p.match(text) for p in _NON_STRING) else None
+    style = "'" if text == "" or any(p.fullmatch(text) for p in _NON_STRING) else None
     return dumper.represent_scalar(_TAG + "str", text, style=style)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
@@ -165,6 +165,19 @@ def test_create_job_is_idempotent_on_tenant_and_request_id(store: Store) -> None
     without, created = store.create_job(job(4), queued(job(4)))
     assert created and store.get_job("job-0004") == without
     assert ids(store.list_jobs(None).jobs) == ["job-0001", "job-0003", "job-0004"]
+
+
+def test_the_request_fingerprint_is_kept_with_the_job_and_the_reservation_across_a_restart(
+    engine: Engine, store: Store
+) -> None:
+    # A retry after a restart must still be told apart from a different request under the same request id.
+    made, _ = store.create_job(replace(job(1, request_id="r1"), request_fingerprint="f" * 64), queued(job(1)))
+    store.create_reservation(replace(reservation(1, request_id="r1"), request_fingerprint="e" * 64))
+    store = engine.reopen(store)
+    stored_job = store.get_job(made.job_id)
+    assert stored_job is not None and stored_job.request_fingerprint == "f" * 64
+    stored_booking = store.reservation_by_request("deepsea-ai", "r1")
+    assert stored_booking is not None and stored_booking.request_fingerprint == "e" * 64
 
 
 def test_create_jobs_answers_in_order_and_a_repeat_inside_a_batch_gets_the_first(store: Store) -> None:
