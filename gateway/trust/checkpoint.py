@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from fedgate.common.reasons import ReasonCode
 
+from fedgate.common.reasons import ReasonCode
 from gateway.errors import GatewayError
 from gateway.identity.revocation import Revocation, canonical_serial
 from gateway.trust.audit import AuditEntry, verify_chain
