@@ -6,6 +6,9 @@ with any key type enrolment accepts (EC P-256, P-384, RSA 2048+) signs receipts 
 
 from __future__ import annotations
 
+import json
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,11 +17,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from fedgate.v1 import job_pb2
+from gateway.cli import usage as usage_cli
 from gateway.jobs.model import JobState
 from gateway.usage.receipts import settled_problems
-from tests.integration.harness import FEDERATION, GatewayHandle
+from tests.integration.harness import FEDERATION, AgentHandle, GatewayHandle
+from tests.integration.test_usage_receipts import ascend_site as ascend_site  # noqa: PLC0414 (a fixture)
+from tests.integration.test_usage_receipts import quick_job, run_to_end, usage_flags
 from tests.security.support import ALICE, SiteStream, assert_audit_intact, audited, enroll_into, job_update, spec_for
 from tests.security.test_receipts import BEGINNING, receipt, receipts_of, running_job
+from tests.waiting import eventually
 
 A_YEAR = timedelta(days=365)
 
@@ -99,3 +106,35 @@ def test_every_key_type_enrolment_accepts_signs_receipts_the_gateway_settles(
     (settled,) = gateway.running.core.store.list_receipts(None, BEGINNING, datetime.now(UTC)).receipts
     authorities = x509.load_pem_x509_certificates((gateway.pki.root / "ca" / "ca.pem").read_bytes())
     assert settled_problems(settled, authorities, FEDERATION) == []  # what `fedgate usage` checks
+
+
+def test_fedgate_usage_counts_a_copied_receipt_once_and_names_a_deleted_one(
+    gateway: GatewayHandle, ascend_site: AgentHandle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copied = run_to_end(gateway, quick_job())
+    deleted = run_to_end(gateway, quick_job())
+    with gateway.client(gateway.pki.admin()) as client:
+        eventually(lambda: len(client.list_usage_receipts(BEGINNING)) == 2, what="both receipts")
+    with closing(sqlite3.connect(tmp_path / "gateway.db", isolation_level=None)) as db:
+        # Someone with the database drops the one-receipt-per-attempt rule, bills one job four times and
+        # removes the receipt of another.
+        db.execute("CREATE TABLE receipts_copy AS SELECT * FROM receipts")
+        db.execute("DROP TABLE receipts")
+        db.execute("ALTER TABLE receipts_copy RENAME TO receipts")
+        for n in (1, 2, 3):
+            db.execute(
+                "INSERT INTO receipts SELECT id + ?, site, job_id, epoch, attempt, tenant, project, class, cards, "
+                "start_time, end_time, exit_code, state, record, site_signature, site_certificate, "
+                "gateway_signature, gateway_certificate, settle_time FROM receipts WHERE job_id = ? AND id < 100",
+                (100 * n, copied),
+            )
+        db.execute("DELETE FROM receipts WHERE job_id = ?", (deleted,))
+    with gateway.client(gateway.pki.admin()) as client:
+        assert len(client.list_usage_receipts(BEGINNING)) == 4  # what the gateway now hands out
+    capsys.readouterr()
+    assert usage_cli.main(["-o", "json", *usage_flags(gateway, gateway.pki.admin())]) == 1
+    out, err = capsys.readouterr()
+    (row,) = json.loads(out)
+    assert row["receipts"] == 1  # counted once
+    assert f"receipt of job {copied} epoch 1 at centre-a appears more than once" in err
+    assert f"job {deleted} epoch 1 ended at centre-a without a settled receipt" in err
