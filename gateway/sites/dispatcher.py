@@ -210,7 +210,7 @@ class Dispatcher:
         cursor = self._cursor(site)
         if update.sequence <= cursor:
             if _changes_nothing(site, job, update):
-                return
+                return None
             raise GatewayError(
                 f"update {update.sequence} is numbered at or below {cursor}, the last update of site {site} the "
                 f"gateway applied, but it is not one it applied: number updates above {cursor} (a restored or "

@@ -18,6 +18,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from fedgate.common import receipt_signature
 from gateway.errors import ConfigError, IdentityError, InvalidArgument
@@ -162,7 +163,7 @@ class Countersigner:
             certificate = x509.load_pem_x509_certificates(cert_path.read_bytes())[0]
         except (OSError, ValueError, IndexError) as exc:
             raise ConfigError(f"cannot load the gateway's key {key_path} and certificate {cert_path}: {exc}") from None
-        if not receipt_signature.supported(key):
+        if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) or not receipt_signature.supported(key):
             raise ConfigError(f"{key_path} is not an EC P-256/P-384 or RSA (2048 bits or more) key")
         return cls(key, certificate.public_bytes(serialization.Encoding.DER))
 

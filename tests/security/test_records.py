@@ -113,7 +113,7 @@ class Federation:
             with closing(sqlite3.connect(self.workdir / "gateway.db", isolation_level=None)) as db:
                 return db.execute(statement, params).fetchall()
         with psycopg.connect(self.url, autocommit=True) as conn:
-            cursor = conn.execute(statement.replace("?", "%s"), params)  # type: ignore[arg-type]
+            cursor = conn.execute(statement.replace("?", "%s"), params)
             return cursor.fetchall() if cursor.description else []
 
     def offline_verify(self, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
