@@ -1,7 +1,8 @@
 """Signing usage receipts with the site's certificate key: the protobuf `UsageRecord`, serialised once.
 
 Owns: turning the runtime's `UsageRecord` into `fedgate.v1.UsageRecord` bytes and signing exactly those bytes
-with ECDSA P-256/SHA-256 (DER) by the key in the agent config's `tls.key`. The key file is read at each
+by the key in the agent config's `tls.key`, whatever key type enrolment accepted (EC P-256/P-384, RSA 2048+:
+`fedgate.common.receipt_signature`). The key file is read at each
 signature, so a certificate renewed meanwhile signs with its new key. It does not decide when a receipt is
 due (the runtime does) nor send it (it rides on the terminal JobUpdate, journaled with it).
 """
@@ -10,12 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from agents.core.usage import SignedReceipt, UsageRecord
 from agents.errors import AgentError
-from fedgate.common import wire
+from fedgate.common import receipt_signature, wire
 from fedgate.v1 import usage_pb2
 
 
@@ -37,20 +38,23 @@ def usage_record_to_proto(record: UsageRecord) -> usage_pb2.UsageRecord:
 
 
 class KeyFileSigner:
-    """A ReceiptSigner over the site's private key file (PEM, ECDSA P-256, as `fedgate agent enroll` makes)."""
+    """A ReceiptSigner over the site's private key file (PEM: EC P-256 as `fedgate agent enroll` makes, or an
+    EC P-384 or RSA key of the site's own CSR)."""
 
     def __init__(self, key_path: Path) -> None:
         self.key_path = key_path
 
     def sign(self, record: UsageRecord) -> SignedReceipt:
         data = usage_record_to_proto(record).SerializeToString(deterministic=True)
-        return SignedReceipt(record=data, signature=self._key().sign(data, ec.ECDSA(hashes.SHA256())))
+        return SignedReceipt(record=data, signature=receipt_signature.sign(self._key(), data))
 
-    def _key(self) -> ec.EllipticCurvePrivateKey:
+    def _key(self) -> receipt_signature.PrivateKey:
         try:
             key = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
         except (OSError, ValueError) as exc:
             raise AgentError(f"cannot read the site key {self.key_path} to sign a usage receipt: {exc}") from exc
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-            raise AgentError(f"the site key {self.key_path} is not an ECDSA P-256 key; re-enrol the site")
+        if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) or not receipt_signature.supported(key):
+            raise AgentError(
+                f"the site key {self.key_path} is not an EC P-256/P-384 or RSA (2048+) key; re-enrol the site"
+            )
         return key

@@ -13,6 +13,7 @@ from pathlib import Path
 from fedgate.common.yaml import YamlDocument, load_yaml
 from gateway.errors import ConfigError
 from gateway.policy.document import REPO_POLICIES as REPO_POLICIES  # noqa: PLC0414 (re-exported for callers)
+from gateway.store import resolve_store_url
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,9 @@ class GatewayConfig:
     federation: str  # federation name: the trust domain of every spiffe:// identity accepted
     listen: str  # host:port; port 0 picks a free port (reported in the ready file)
     tls: TlsFiles
-    store: str = "sqlite:///fedgate-gateway.db"  # store URL; see gateway.store.open_store
+    # Store URL, see gateway.store.open_store: in the config file `sqlite:///RELATIVE` is relative to the config
+    # file's folder, `sqlite:////ABSOLUTE` absolute (on the command line, relative to the current directory).
+    store: str = "sqlite:///fedgate-gateway.db"
     policy: Path = REPO_POLICIES / "federation.yaml"  # the federation policy (tenants, projects, ...)
     catalogue: Path = REPO_POLICIES / "accelerators.yaml"  # the accelerator catalogue
     report_interval: timedelta = timedelta(seconds=2)  # how often agents send capacity reports
@@ -59,6 +62,13 @@ class GatewayConfig:
     # The address clients and agents are sent to when this gateway leads (host:port, in NOT_LEADER answers of
     # the standbys). Empty: `listen` with its bound port, right when `listen` names a host others can reach.
     advertise: str = ""
+    # The signed checkpoint of the audit chain's end and of the revocation list (docs/security.md, The audit
+    # log): a file the database administrator cannot write. Empty: `audit-checkpoint.json` in `authority`.
+    audit_checkpoint: Path | None = None
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.audit_checkpoint or self.authority / "audit-checkpoint.json"
 
     @property
     def suspect_after(self) -> timedelta:
@@ -73,6 +83,7 @@ KEYS = {
     "listen",
     "tls",
     "store",
+    "audit_checkpoint",
     "policy",
     "catalogue",
     "report_interval_s",
@@ -128,8 +139,7 @@ def load_gateway_config(path: Path) -> GatewayConfig:
     if not isinstance(tls, dict) or set(tls) != {"ca", "cert", "key"}:
         raise doc.error(("tls",), "needs exactly ca, cert and key", "make them with `fedgate ca issue --server`")
     store = text("store", "sqlite:///fedgate-gateway.db")
-    if store.startswith("sqlite:///") and not store.startswith("sqlite:///:memory:"):
-        store = f"sqlite:///{base / store.removeprefix('sqlite:///')}"
+    store = resolve_store_url(store, base)  # sqlite:///RELATIVE: relative to this file's folder
     max_bytes = data.get("max_message_bytes", 4 * 1024 * 1024)
     if not isinstance(max_bytes, int) or not 1024 <= max_bytes <= 64 * 1024 * 1024:
         raise doc.error(("max_message_bytes",), "must be an integer between 1024 and 67108864")
@@ -164,6 +174,7 @@ def load_gateway_config(path: Path) -> GatewayConfig:
         shutdown_grace=seconds("shutdown_grace_s", 5),
         leader_lease=seconds("leader_lease_s", 6),
         advertise=text("advertise") if "advertise" in data else "",
+        audit_checkpoint=base / text("audit_checkpoint") if "audit_checkpoint" in data else None,
     )
 
 

@@ -35,7 +35,10 @@ def add_trust_commands(groups: argparse._SubParsersAction[argparse.ArgumentParse
 
     revoke = groups.add_parser("revoke", help="revoke a certificate, a principal or a token")
     target = revoke.add_mutually_exclusive_group(required=True)
-    target.add_argument("--serial", help="certificate serial, hexadecimal")
+    target.add_argument(
+        "--serial",
+        help="certificate serial as OpenSSL prints it (hexadecimal; colons, leading zeros, either case) or dec:N",
+    )
     target.add_argument("--principal", help="principal URI: every certificate issued to it until now")
     target.add_argument("--token-id", help="a token's id (jti)")
     revoke.add_argument("--reason", default="")
@@ -46,8 +49,17 @@ def add_trust_commands(groups: argparse._SubParsersAction[argparse.ArgumentParse
     listing = audit_cmds.add_parser("list", help="show audit entries")
     listing.add_argument("--limit", type=int, default=200)
     verify = audit_cmds.add_parser("verify", help="check that no entry was edited, removed or inserted")
-    verify.add_argument("--store", help="verify offline from this store URL (sqlite:///PATH, postgresql://...)")
+    verify.add_argument(
+        "--store",
+        help="verify offline from this store URL: sqlite:///RELATIVE (to the current directory), "
+        "sqlite:////ABSOLUTE, postgresql://...; a store that does not exist is refused",
+    )
     verify.add_argument("--authority", type=Path, help="with --store: the authority directory (audit key)")
+    verify.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="with --store: the gateway's signed audit checkpoint (default: audit-checkpoint.json in --authority)",
+    )
     return [create, issue, revoke, listing, verify]
 
 
@@ -119,6 +131,7 @@ def _verify_offline(args: argparse.Namespace) -> int:
     from gateway.errors import GatewayError
     from gateway.identity.authority import Authority
     from gateway.store import open_store
+    from gateway.trust.checkpoint import CHECKPOINT_FILE
     from gateway.trust.service import verify_audit_store
 
     if args.authority is None:
@@ -126,7 +139,7 @@ def _verify_offline(args: argparse.Namespace) -> int:
     authority = Authority.load(args.authority, args.authority / "ca.pem")
     store = open_store(args.store, read_only=True)  # beside a running gateway: no lock, no write
     try:
-        verdict = verify_audit_store(store, authority)
+        verdict = verify_audit_store(store, authority, args.checkpoint or args.authority / CHECKPOINT_FILE)
     finally:
         store.close()
     print(output.render_record(vars(verdict), args.output))

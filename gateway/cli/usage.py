@@ -4,8 +4,11 @@ Owns: the command's flags, trusting the federation CA bundle the caller already 
 credentials' `ca.pem`), verifying every receipt offline (`gateway.usage.receipts.settled_problems`: both
 signatures, both certificates issued by that CA and naming the right SPIFFE URI), and the report of
 card-hours and normalised compute (card-hours x the class's dense BF16 PFLOPS from the catalogue) per
-tenant, project, site and class. Exit codes: 0 every receipt verified; 1 a receipt did not (each is named on
-stderr and left out of the totals) or the call was refused; 2 bad usage; 3 gateway unreachable.
+tenant, project, site and class. Each (job, epoch, site) counts once: a receipt copied in the database is
+named and counted once. Ended attempts of the caller's jobs with no receipt are named (a deleted receipt, or
+one the gateway refused: see `receipt.refused` in the audit log). Exit codes: 0 every receipt verified and
+none duplicated; 1 a receipt did not verify or was duplicated (each is named on stderr and left out of the
+totals, or counted once) or the call was refused; 2 bad usage; 3 gateway unreachable.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from gateway.cli import output
 from gateway.cli.connect import EPILOG, EXIT_FAILED, EXIT_OK, add_connection_flags, client_from_args, run_command
 from gateway.errors import ConfigError, IdentityError
 from gateway.identity.principal import spiffe_uri_of
+from gateway.jobs.model import Job
 from gateway.policy import load_catalogue
 from gateway.policy.catalogue import Catalogue
-from gateway.usage.receipts import SettledReceipt, settled_problems
+from gateway.usage.receipts import RECEIPT_STATES, SettledReceipt, settled_problems
 
 COLUMNS = [
     ("tenant", "TENANT"),
@@ -106,6 +110,23 @@ def totals(receipts: Sequence[SettledReceipt], catalogue: Catalogue) -> list[dic
     return [rows[k] for k in sorted(rows)]
 
 
+def missing_receipts(
+    jobs: Sequence[Job], settled: set[tuple[str, int, str]], start: datetime, end: datetime | None
+) -> list[tuple[str, int, str]]:
+    """(job, epoch, site) of the last attempts of `jobs` that ran, ended in [start, end) and have no verified
+    receipt among `settled`. (Earlier attempts of a job, preempted or lost, are not listed to clients.)"""
+    missing = []
+    for job in jobs:
+        if job.start_time is None or job.end_time is None or job.state not in RECEIPT_STATES:
+            continue
+        if job.end_time < start or (end is not None and job.end_time >= end):
+            continue
+        missing += [
+            (job.job_id, job.epoch, p.site) for p in job.placements if (job.job_id, job.epoch, p.site) not in settled
+        ]
+    return missing
+
+
 def main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(argv)
     prog = "fedgate usage"
@@ -117,18 +138,31 @@ def main(argv: Sequence[str]) -> int:
         catalogue = load_catalogue(args.catalogue)
         with client_from_args(args) as client:
             receipts = client.list_usage_receipts(start, end, args.project)
+            jobs = client.list_jobs(project=args.project, states=tuple(RECEIPT_STATES), limit=100_000)
         good: list[tuple[SettledReceipt, list[str]]] = []
         bad: list[tuple[SettledReceipt, list[str]]] = []
+        seen: set[tuple[str, int, str]] = set()
+        duplicates = 0
         for settled in receipts:
             problems = settled_problems(settled, authorities, federation)
+            if not problems and settled.record is not None:
+                key = (settled.record.job_id, settled.record.epoch, settled.record.site)
+                if key in seen:  # one receipt per attempt and site: a copy bills nothing
+                    duplicates += 1
+                    _warn(prog, f"receipt of {settled.describe()} appears more than once; counted once")
+                    continue
+                seen.add(key)
             (bad if problems else good).append((settled, problems))
         print(output.render(totals([s for s, _ in good], catalogue), COLUMNS, args.output))
         for settled, problems in bad:
             _warn(prog, f"receipt of {settled.describe()} does not verify: {'; '.join(problems)}")
+        for job_id, epoch, site in missing_receipts(jobs, seen, start, end):
+            _warn(prog, f"job {job_id} epoch {epoch} ended at {site} without a settled receipt")
         if bad:
             _warn(prog, f"{len(bad)} of {len(receipts)} receipts did not verify and are left out of the totals")
-            return EXIT_FAILED
-        return EXIT_OK
+        if duplicates:
+            _warn(prog, f"{duplicates} duplicate receipts were counted once")
+        return EXIT_FAILED if bad or duplicates else EXIT_OK
 
     return run_command(prog, action)
 

@@ -7,6 +7,7 @@ not), and the `Credential` a caller authenticated with, which the list can re-ch
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,6 +15,36 @@ from gateway.errors import InvalidArgument, Unauthenticated
 from gateway.identity.principal import Principal
 
 KINDS = ("serial", "principal", "token")
+_TEXT_FORM = re.compile(r"^\d+ \(0x([0-9a-fA-F]+)\)$")  # `openssl x509 -text` for short serials: 4660 (0x1234)
+
+
+def parse_serial(text: str) -> int:
+    """A certificate serial in any notation OpenSSL or a person writes, as the integer it is: hexadecimal with or
+    without `0x`, leading zeros, colons or spaces between bytes, either case (`openssl x509 -serial` prints
+    `serial=0A1B...`, `-text` prints `0a:1b:...`, or `4660 (0x1234)` for a short serial). A bare run of digits
+    is read as hexadecimal, as OpenSSL prints it; a decimal serial needs the `dec:` prefix."""
+    value = text.strip()
+    if value.lower().startswith("serial="):
+        value = value[len("serial=") :]
+    if match := _TEXT_FORM.match(value):
+        value = match.group(1)
+    if value.lower().startswith("dec:"):
+        digits = value[4:].strip()
+        if not digits.isdigit():
+            raise InvalidArgument(f"{text!r} is not a decimal certificate serial")
+        return int(digits)
+    value = value.lower().removeprefix("0x").replace(":", "").replace(" ", "")
+    if not value or len(value) > 64 or any(c not in "0123456789abcdef" for c in value):
+        raise InvalidArgument(
+            f"{text[:80]!r} is not a certificate serial: give it as OpenSSL prints it (hexadecimal, "
+            "colons and leading zeros allowed) or as dec:DIGITS"
+        )
+    return int(value, 16)
+
+
+def canonical_serial(text: str) -> str:
+    """The one stored and compared form of a serial: lower-case hexadecimal without leading zeros."""
+    return f"{parse_serial(text):x}"
 
 
 @dataclass(frozen=True)
@@ -51,8 +82,8 @@ class RevocationList:
             self.add(revocation)
 
     def add(self, revocation: Revocation) -> None:
-        if revocation.kind == "serial":
-            self._serials.add(revocation.value.lower())
+        if revocation.kind == "serial":  # rows written before serials were canonical may carry leading zeros
+            self._serials.add(canonical_serial(revocation.value))
         elif revocation.kind == "token":
             self._tokens.add(revocation.value)
         else:
@@ -64,7 +95,7 @@ class RevocationList:
 
     def check(self, credential: Credential, now: datetime) -> None:
         """Raise Unauthenticated when the credential is revoked or no longer (or not yet) valid."""
-        if credential.kind == "certificate" and credential.credential_id.lower() in self._serials:
+        if credential.kind == "certificate" and canonical_serial(credential.credential_id) in self._serials:
             raise Unauthenticated(f"certificate {credential.credential_id} has been revoked", reason="REVOKED")
         if credential.kind == "token" and credential.credential_id in self._tokens:
             raise Unauthenticated(f"token {credential.credential_id} has been revoked", reason="REVOKED")

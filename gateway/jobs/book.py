@@ -113,6 +113,15 @@ class JobBook:
             start_time=None,  # the next attempt's usage starts when it runs, not when this one did
         )
 
+    def dispatched_at(self, job: Job) -> datetime | None:
+        """When the gateway dispatched `job`'s current attempt (its DISPATCHED event), None if it never did."""
+        times = [
+            e.time
+            for e in self._store.events(job.job_id)
+            if e.state == JobState.DISPATCHED and e.attempt == job.attempt
+        ]
+        return times[-1] if times else None
+
     def settle(self, receipts: Sequence[SettledReceipt]) -> None:
         """Keep receipts that change no job (an attempt the gateway had already ended), durably."""
         self._store.save_transitions([], receipts)

@@ -192,8 +192,12 @@ class Dispatcher:
         self.registry.report(site, pools, full, self.clock(), terms)
         self.on_capacity()
 
-    def update(self, site: str, update: SiteUpdate) -> None:
+    def update(self, site: str, update: SiteUpdate) -> ReceiptInvalid | None:
         """Apply one job update from `site`. Raises (and changes nothing) when the site may not say this.
+
+        An end whose receipt does not hold is applied all the same (the site's stream is what vouches for the
+        end; a job must never stay RUNNING for want of a receipt) and its receipt is not settled: the refusal is
+        returned, for the caller to audit. Usage then counts the gateway's own times for that attempt.
 
         An update numbered at or below the site's cursor is a replay when it would change nothing (the job is
         no longer leased to the site under that epoch, or already holds that state or a later one): accepted
@@ -206,7 +210,7 @@ class Dispatcher:
         cursor = self._cursor(site)
         if update.sequence <= cursor:
             if _changes_nothing(site, job, update):
-                return
+                return None
             raise GatewayError(
                 f"update {update.sequence} is numbered at or below {cursor}, the last update of site {site} the "
                 f"gateway applied, but it is not one it applied: number updates above {cursor} (a restored or "
@@ -223,30 +227,29 @@ class Dispatcher:
         if job.state == update.state or job.state.terminal:
             # Nothing new (a replay, or the gateway already ended the job, e.g. a user cancel). The attempt's
             # receipt still counts: it is settled on its own, once.
-            receipts = self._settle(site, job, update)
+            receipts, refused = self._settle(site, job, update)
             if receipts:
                 self.book.settle(receipts)
             self._advance(site, update.sequence)
-            return
+            return refused
         if update.lease_returned:
             self._return_lease(site, job, update)
-            return
-        self._apply(site, job, update, (site, update.sequence))
+            return None
+        return self._apply(site, job, update, (site, update.sequence))
 
-    def _apply(self, site: str, job: Job, update: SiteUpdate, cursor: tuple[str, int] | None) -> None:
+    def _apply(self, site: str, job: Job, update: SiteUpdate, cursor: tuple[str, int] | None) -> ReceiptInvalid | None:
         """Make the site's word on a job it leases durable, with the cursor (None: the gateway's own finding)."""
         if len(job.placements) > 1:
-            self._gang_update(site, job, update, cursor)
-            return
+            return self._gang_update(site, job, update, cursor)
         if not can_transition(job.state, update.state):
             raise GatewayError(
                 f"job {job.job_id} cannot go from {job.state.value} to {update.state.value}",
                 reason="ILLEGAL_TRANSITION",
             )
-        receipts = self._settle(site, job, update)  # checked before anything is written
+        receipts, refused = self._settle(site, job, update)  # checked before anything is written
         changes: dict[str, object] = {}
         if update.state == JobState.RUNNING:
-            changes["start_time"] = update.time
+            changes["start_time"] = self._start_time(job, update)
             changes["placements"] = tuple(
                 Placement(p.site, p.accelerator_class, p.cards, update.device_indices) if p.site == site else p
                 for p in job.placements
@@ -259,8 +262,18 @@ class Dispatcher:
             self._cursors[site] = max(self._cursor(site), update.sequence)
         if update.state in {JobState.PREEMPTED, JobState.LOST}:
             self.book.requeue(updated, message)
+        return refused
 
-    def _gang_update(self, site: str, job: Job, update: SiteUpdate, cursor: tuple[str, int] | None) -> None:
+    def _start_time(self, job: Job, update: SiteUpdate) -> datetime:
+        """When the attempt started, by the gateway's record: the site's word, but never before the gateway
+        dispatched it nor after the gateway heard of it (a backdated RUNNING bills nothing extra)."""
+        dispatched = job.update_time if job.state == JobState.DISPATCHED else self.book.dispatched_at(job)
+        start = max(update.time, dispatched) if dispatched is not None else update.time
+        return min(start, self.clock())
+
+    def _gang_update(
+        self, site: str, job: Job, update: SiteUpdate, cursor: tuple[str, int] | None
+    ) -> ReceiptInvalid | None:
         """One part of a gang reported: the job moves only when the parts add up (`gateway.gangs.parts`). The part's
         state is saved in its placement by the same transition, so what the parts add up to survives a restart."""
         outcome = part_reported(job, site, update.state, update.device_indices, update.message)
@@ -269,10 +282,10 @@ class Dispatcher:
                 f"job {job.job_id} cannot go from {job.state.value} to {outcome.state.value}",
                 reason="ILLEGAL_TRANSITION",
             )
-        receipts = self._settle(site, job, update)  # each part's site signs its own; checked before any write
+        receipts, refused = self._settle(site, job, update)  # each part's site signs its own; checked first
         changes: dict[str, object] = {"placements": outcome.placements}
         if outcome.state == JobState.RUNNING and job.state != JobState.RUNNING:
-            changes["start_time"] = update.time
+            changes["start_time"] = self._start_time(job, update)
         if outcome.state.terminal:
             changes["exit_code"] = update.exit_code
         (updated,) = self.book.transitions([(job, outcome.state, outcome.message, site, cursor, changes)], receipts)
@@ -282,6 +295,7 @@ class Dispatcher:
             self.registry.send(other, CancelCommand(job.job_id, job.epoch, outcome.message))
         if outcome.state in {JobState.PREEMPTED, JobState.LOST}:
             self.book.requeue(updated, outcome.message)
+        return refused
 
     def reserve_reply(
         self, site: str, reservation_id: str, accepted: bool, reason: str, free: int | None = None
@@ -299,18 +313,32 @@ class Dispatcher:
             f"reservation {reservation_id[:80]!r} is not one this gateway made", reason="UNKNOWN_RESERVATION"
         )
 
-    def _settle(self, site: str, job: Job, update: SiteUpdate) -> tuple[SettledReceipt, ...]:
-        """The update's receipt, checked and countersigned (empty when it carries none); ReceiptInvalid when it
-        does not hold, so that the whole update is refused."""
+    def _settle(
+        self, site: str, job: Job, update: SiteUpdate
+    ) -> tuple[tuple[SettledReceipt, ...], ReceiptInvalid | None]:
+        """The update's receipt, checked against the gateway's record and countersigned (empty when it carries
+        none), or, when it does not hold, no receipt and why. A receipt on an update that ends nothing is
+        refused with the whole update (ReceiptInvalid raised)."""
         if update.receipt is None:
-            return ()
+            return (), None
         if update.state not in RECEIPT_STATES:
             raise ReceiptInvalid(f"a receipt rides only on the update that ends an attempt, not {update.state.value}")
         now = self.clock()
-        check_receipt(update.receipt, update.site_certificate, site, job, update.state, now)
+        try:
+            check_receipt(
+                update.receipt,
+                update.site_certificate,
+                site,
+                job,
+                update.state,
+                now,
+                dispatched_at=self.book.dispatched_at(job),
+            )
+        except ReceiptInvalid as refused:
+            return (), refused
         if self.countersigner is None:
-            return ()
-        return (self.countersigner.settle(update.receipt, update.site_certificate, now),)
+            return (), None
+        return (self.countersigner.settle(update.receipt, update.site_certificate, now),), None
 
     def _return_lease(self, site: str, job: Job, update: SiteUpdate) -> None:
         """The site declined to start the attempt: queue the job again; the attempt does not count."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 from gateway.errors import ConfigError
@@ -229,25 +230,45 @@ def open_leader_lease(url: str) -> LeaderLease | None:
     return None
 
 
+def resolve_store_url(url: str, base: Path) -> str:
+    """The one meaning of a store URL: `sqlite:///RELATIVE` (three slashes) is a path relative to `base`,
+    `sqlite:////ABSOLUTE` (four) an absolute one, `sqlite:///:memory:` no file; other stores are unchanged.
+    The command line resolves against the current directory, a gateway config against the config's folder."""
+    path = sqlite_path(url)
+    if path is None or path == ":memory:" or Path(path).is_absolute():
+        return url
+    return f"sqlite:///{base / path}"
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file path of a `sqlite:` URL as written (None for another store): what follows `sqlite:///`."""
+    if not url.startswith("sqlite:"):
+        return None
+    return url.removeprefix("sqlite:").removeprefix("//").removeprefix("/") if url != "sqlite:" else ""
+
+
 def open_store(url: str, *, read_only: bool = False, fence: int | None = None) -> Store:
-    """Open a store by URL: `sqlite:///path/to/db`, `sqlite://:memory:`, or `postgresql://user@host:port/dbname`
+    """Open a store by URL: `sqlite:///path/to/db` (relative to the current directory; see
+    `resolve_store_url`), `sqlite:////abs/path/db`, `sqlite:///:memory:`, or `postgresql://user@host:port/dbname`
     (any libpq URL; its schema is migrated on open).
 
     A writing SQLite store is held by one process: a second one is refused with `StoreRefused` (STORE_IN_USE),
     as is a damaged, foreign or too new file (the message names the file and the fix). `read_only` is for
-    offline tools (an audit check) beside a running gateway: no lock, no write, no file created. On PostgreSQL
-    there is no lock to take, and `read_only` changes nothing; `fence` is the leader's epoch that every write
-    must still hold (`STANDBY`: no write at all), see `open_leader_lease`. SQLite takes no fence: its lock is
-    its leadership."""
-    if url.startswith("sqlite://"):
+    offline tools (an audit check) beside a running gateway: no lock, no write, no file or schema created, and
+    a store that does not exist is refused (STORE_MISSING), on both engines. On PostgreSQL there is no lock to
+    take; `fence` is the leader's epoch that every write must still hold (`STANDBY`: no write at all), see
+    `open_leader_lease`. SQLite takes no fence: its lock is its leadership."""
+    path = sqlite_path(url)
+    if path is not None:
         from gateway.store.sqlite import SqliteStore
 
-        path = url.removeprefix("sqlite://")
-        return SqliteStore(path.removeprefix("/") if path.startswith("/:memory:") else path, read_only=read_only)
+        if not path:
+            raise ConfigError("a sqlite store URL names a file: sqlite:///RELATIVE or sqlite:////ABSOLUTE")
+        return SqliteStore(path if path == ":memory:" else str(Path(path).absolute()), read_only=read_only)
     if url.startswith(("postgresql://", "postgres://")):
         from gateway.store.postgres import PostgresStore
 
-        store = PostgresStore(url)
+        store = PostgresStore(url, read_only=read_only)
         store.fence(fence)
         return store
     scheme = url.split("://", 1)[0] if "://" in url else url

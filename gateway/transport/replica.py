@@ -85,7 +85,14 @@ async def serve_replica(config: GatewayConfig, stop: asyncio.Event, ready: Ready
         while True:
             policy = PolicyHolder(config.policy, catalogue, utc_now())
             lifetime = config.certificate_lifetime
-            trust = Trust(store, authority, config.federation, utc_now, certificate_lifetime=lifetime)
+            trust = Trust(
+                store,
+                authority,
+                config.federation,
+                utc_now,
+                certificate_lifetime=lifetime,
+                checkpoint=config.checkpoint_path,
+            )
             standby, port, public_port = await start_standby(config, store, policy, trust, leadership)
             if first:
                 first = False

@@ -201,7 +201,14 @@ async def start_gateway(
 async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Authority, store: Store) -> RunningGateway:
     countersigner = Countersigner.load(config.tls.key, config.tls.cert)  # settles usage receipts
     core = compose(store, policy, countersigner=countersigner, page_tokens=PageTokens.derived(authority.token_key))
-    trust = Trust(store, authority, config.federation, core.clock, certificate_lifetime=config.certificate_lifetime)
+    trust = Trust(
+        store,
+        authority,
+        config.federation,
+        core.clock,
+        certificate_lifetime=config.certificate_lifetime,
+        checkpoint=config.checkpoint_path,
+    )
     check = config.credential_check.total_seconds()
     certificates = CertificateAuthenticator(trust)
 
@@ -243,7 +250,11 @@ async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Auth
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    trust.audit("gateway.started", f"spiffe://{config.federation}/gateway", {"policy": policy.policy.version})
+    trust.audit(
+        "gateway.started",
+        f"spiffe://{config.federation}/gateway",
+        {"policy": policy.policy.version, "checkpoint": trust.checkpoint_state},
+    )
     log.info("gateway of federation %s listening on %s (port %d)", config.federation, config.listen, port)
     if public_server is not None:
         log.info("public port (join tokens, bearer tokens) on %s (port %d)", config.public_listen, public_port)

@@ -306,7 +306,7 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
         if kind == "job_update":
             sequence = message.job_update.sequence
             try:
-                self.dispatcher.update(site, update_from_proto(message.job_update, certificate))
+                refused = self.dispatcher.update(site, update_from_proto(message.job_update, certificate))
             except GatewayError as exc:
                 log.warning("site %s: update %d refused: %s (%s)", site, sequence, exc.message, exc.reason)
                 self.trust.audit(
@@ -315,6 +315,18 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
                     {"job_id": message.job_update.job_id[:64], "reason": exc.reason, "message": exc.message[:300]},
                 )
                 return rejection(exc, sequence)
+            if refused is not None:  # the end was applied; its receipt was not settled
+                log.warning("site %s: receipt of job %s refused: %s", site, message.job_update.job_id, refused.message)
+                self.trust.audit(
+                    "receipt.refused",
+                    f"spiffe://{self.trust.federation}/site/{site}",
+                    {
+                        "job_id": message.job_update.job_id[:64],
+                        "epoch": str(message.job_update.epoch),
+                        "reason": refused.reason,
+                        "message": refused.message[:300],
+                    },
+                )
             return pb.ConnectResponse(ack=pb.Ack(sequence=sequence))
         if kind == "capacity":
             try:

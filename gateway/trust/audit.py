@@ -2,7 +2,8 @@
 
 Owns: building entries (each hash covers the previous entry's hash and this entry's canonical JSON; each hash
 is signed with the gateway's audit key) and verifying a whole chain, which finds an edited, removed,
-reordered or inserted entry. Writing entries is the store's job; nothing here does I/O.
+reordered or inserted entry, and, given a signed checkpoint's count and head hash (`gateway.trust.checkpoint`),
+entries removed from its end. Writing entries is the store's job; nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -65,9 +66,18 @@ def seal(
     )
 
 
-def verify_chain(entries: Iterable[AuditEntry], key: Ed25519PublicKey) -> AuditVerdict:
-    """Check every link: sequence, previous hash, recomputed hash and signature."""
-    prev_hash, expected, count = GENESIS, 1, 0
+def verify_chain(
+    entries: Iterable[AuditEntry],
+    key: Ed25519PublicKey,
+    *,
+    start: tuple[int, str] = (0, GENESIS),
+    anchor: tuple[int, str] | None = None,
+) -> AuditVerdict:
+    """Check every link: sequence, previous hash, recomputed hash and signature. `start` is (sequence, hash) of
+    the entry just before `entries` (a checkpoint's, to check only what came after it). `anchor` is a signed
+    checkpoint's (count, head): the chain must reach entry `count`, and that entry must have hash `head`, so
+    that removing the newest entries, or rewriting the chain, is found."""
+    prev_hash, expected, count = start[1], start[0] + 1, 0
     for entry in entries:
         count += 1
         problem = ""
@@ -82,7 +92,18 @@ def verify_chain(entries: Iterable[AuditEntry], key: Ed25519PublicKey) -> AuditV
                 key.verify(bytes.fromhex(entry.signature), entry.hash.encode())
             except (InvalidSignature, ValueError):
                 problem = "its signature does not verify (the chain was rewritten without the audit key)"
+        if not problem and anchor is not None and entry.sequence == anchor[0] and entry.hash != anchor[1]:
+            problem = "it is not the entry the signed checkpoint records (the chain was rewritten)"
         if problem:
             return AuditVerdict(False, count, entry.sequence or expected, f"entry {entry.sequence}: {problem}")
         prev_hash, expected = entry.hash, expected + 1
+    last = expected - 1
+    if anchor is not None and last < anchor[0]:
+        return AuditVerdict(
+            False,
+            count,
+            last + 1,
+            f"the log ends at entry {last} but the signed checkpoint records {anchor[0]} entries: "
+            f"entries {last + 1} to {anchor[0]} were removed",
+        )
     return AuditVerdict(True, count)

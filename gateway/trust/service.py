@@ -12,17 +12,28 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
-from gateway.errors import InvalidArgument, NotLeader, PermissionDenied, Unauthenticated
+from gateway.errors import ConfigError, InvalidArgument, NotLeader, PermissionDenied, Unauthenticated
 from gateway.identity.authority import Authority
 from gateway.identity.join import check_join_token, new_join_token, parse_join_token
 from gateway.identity.principal import Principal, load_certificate, peer_certificate
 from gateway.identity.profiles import BACKDATE
-from gateway.identity.revocation import Credential, Revocation, RevocationList
+from gateway.identity.revocation import Credential, Revocation, RevocationList, canonical_serial
 from gateway.identity.tokens import ROLES, TokenClaims, issue_token, new_token_id, principal_of, verify_token
 from gateway.store import Store
 from gateway.trust import access
 from gateway.trust.audit import AuditEntry, AuditVerdict, seal, verify_chain
+from gateway.trust.checkpoint import (
+    RecordsTampered,
+    check_store,
+    checkpoint_now,
+    describe_missing,
+    missing_revocations,
+    read_checkpoint,
+    revocation_key,
+    write_checkpoint,
+)
 
 log = logging.getLogger("fedgate.gateway.trust")
 MAX_JOIN_TOKEN_TTL = timedelta(days=7)
@@ -46,22 +57,52 @@ class Trust:
         *,
         audience: str = "",
         certificate_lifetime: timedelta = timedelta(days=90),
+        checkpoint: Path | None = None,
     ) -> None:
+        """`checkpoint`: where the signed checkpoint of the audit chain's end and of the revocation list lives
+        (`gateway.trust.checkpoint`); the store is checked against it here (RecordsTampered: refuse to start)
+        and it is rewritten after every audit entry. None: no checkpoint (unit tests)."""
         self.store = store
         self.authority = authority
         self.federation = federation
         self.clock = clock
         self.audience = audience or f"fedgate://{federation}"
         self.certificate_lifetime = certificate_lifetime
-        self.revocations = RevocationList(store.revocations())
+        revocations = store.revocations()
+        self.revocations = RevocationList(revocations)
+        self._revocation_keys = {revocation_key(r) for r in revocations}
         self._last_audit = store.last_audit()
+        self._checkpoint = checkpoint
+        self.checkpoint_state = "off"  # off | checked | created (recorded in gateway.started)
+        if checkpoint is not None:
+            found = check_store(store, checkpoint, authority.audit_key.public_key())
+            self.checkpoint_state = "checked" if found is not None else "created"
+            if found is None and self._last_audit is not None:
+                log.warning(
+                    "no audit checkpoint at %s: the log (%d entries) and the revocation list are anchored as they are",
+                    checkpoint,
+                    self._last_audit.sequence,
+                )
 
     # ---- audit ----------------------------------------------------------------------------------------------
     def audit(self, kind: str, principal: str, details: Mapping[str, str] | None = None) -> AuditEntry:
         entry = seal(self._last_audit, self.clock(), kind, principal, details or {}, self.authority.audit_key)
         self.store.append_audit(entry)
         self._last_audit = entry
+        if self._checkpoint is not None:
+            self._write_checkpoint(entry)
         return entry
+
+    def _write_checkpoint(self, entry: AuditEntry) -> None:
+        assert self._checkpoint is not None
+        checkpoint = checkpoint_now(entry.sequence, entry.hash, self._revocation_keys, entry.time)
+        try:
+            write_checkpoint(self._checkpoint, checkpoint, self.authority.audit_key)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write the audit checkpoint {self._checkpoint}: {exc}; the gateway needs a writable "
+                "`audit_checkpoint` (by default in its authority directory)"
+            ) from None
 
     def audit_page(self, caller: Principal, after: int, limit: int) -> tuple[AuditEntry, ...]:
         access.require_role(caller, "admin")
@@ -69,7 +110,7 @@ class Trust:
 
     def verify_audit(self, caller: Principal) -> AuditVerdict:
         access.require_role(caller, "admin")
-        return verify_audit_store(self.store, self.authority)
+        return verify_audit_store(self.store, self.authority, self._checkpoint)
 
     def denied(self, principal: str, method: str, reason: str, message: str) -> None:
         try:
@@ -79,7 +120,9 @@ class Trust:
 
     def reload_revocations(self) -> None:
         """Read the revocations again: a standby sees those the leader records (the leader holds its own)."""
-        self.revocations = RevocationList(self.store.revocations())
+        revocations = self.store.revocations()
+        self.revocations = RevocationList(revocations)
+        self._revocation_keys = {revocation_key(r) for r in revocations}
 
     # ---- authentication ------------------------------------------------------------------------------------
     def authenticate_certificate(self, cert_pem: bytes) -> Credential:
@@ -204,19 +247,37 @@ class Trust:
 
             value = principal_from_uri(value, self.federation).uri
         if kind == "serial":
-            value = value.lower().removeprefix("0x")
-            if not value or any(c not in "0123456789abcdef" for c in value):
-                raise InvalidArgument("a certificate serial is hexadecimal")
+            value = canonical_serial(value)
         revocation = Revocation(kind, value, self.clock(), reason[:300], caller.uri)
         self.store.add_revocation(revocation)
         self.revocations.add(revocation)
+        self._revocation_keys.add(revocation_key(revocation))  # in the checkpoint the audit entry below writes
         self.audit("credential.revoked", caller.uri, {"kind": kind, "value": value, "reason": reason[:300]})
         log.warning("revoked %s %s: %s", kind, value, reason)
         return revocation
 
 
-def verify_audit_store(store: Store, authority: Authority) -> AuditVerdict:
-    """Verify the whole audit chain in the store, in pages."""
+def verify_audit_store(store: Store, authority: Authority, checkpoint: Path | None = None) -> AuditVerdict:
+    """Verify the whole audit chain in the store, in pages; with `checkpoint`, also that the chain still
+    reaches the signed checkpoint's end (nothing removed from the end) and that the revocation list still holds
+    every revocation it records. A missing checkpoint file is itself a finding: nothing anchors the end."""
+    key = authority.audit_key.public_key()
+    anchor = None
+    if checkpoint is not None:
+        try:
+            found = read_checkpoint(checkpoint, key)
+        except RecordsTampered as exc:
+            return AuditVerdict(False, 0, 1, exc.message)
+        if found is None:
+            return AuditVerdict(
+                False,
+                0,
+                1,
+                f"there is no signed checkpoint at {checkpoint}: removed entries at the end cannot be found",
+            )
+        anchor = (found.count, found.head)
+        if missing := missing_revocations(found, store.revocations()):
+            return AuditVerdict(False, 0, 1, describe_missing(missing, checkpoint))
 
     def entries() -> Iterator[AuditEntry]:
         after = 0
@@ -224,7 +285,7 @@ def verify_audit_store(store: Store, authority: Authority) -> AuditVerdict:
             yield from page
             after = page[-1].sequence
 
-    return verify_chain(entries(), authority.audit_key.public_key())
+    return verify_chain(entries(), key, anchor=anchor)
 
 
 def _serial(certificate_pem: bytes) -> str:

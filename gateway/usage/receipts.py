@@ -17,17 +17,20 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from fedgate.common import receipt_signature
 from gateway.errors import ConfigError, IdentityError, InvalidArgument
 from gateway.identity.principal import gateway_uri, load_certificate, spiffe_uri_of
 from gateway.jobs.model import Job, JobState
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
-"""How far in the future a record's end may lie (the site's clock runs ahead of the gateway's)."""
+"""How far certificate validity may be off when a settled receipt is verified later."""
+RECEIPT_CLOCK_SKEW = timedelta(seconds=30)
+"""How far a receipt's start may lie before the gateway dispatched the attempt, and its end after the gateway
+received the end (the site's clock is off from the gateway's): all a site can add to an attempt by lying."""
 RECEIPT_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PREEMPTED})
-_SIGNATURE = ec.ECDSA(hashes.SHA256())
 
 
 class ReceiptInvalid(InvalidArgument):
@@ -89,10 +92,19 @@ class SettledReceipt:
 
 
 def check_receipt(
-    receipt: SiteReceipt, site_certificate: bytes, site: str, job: Job, state: JobState, now: datetime
+    receipt: SiteReceipt,
+    site_certificate: bytes,
+    site: str,
+    job: Job,
+    state: JobState,
+    now: datetime,
+    *,
+    dispatched_at: datetime | None = None,
 ) -> UsageRecord:
-    """The receipt's record if it may be settled for `site`'s update to `state` of `job`'s current lease;
-    ReceiptInvalid naming the first problem otherwise."""
+    """The receipt's record if it may be settled for `site`'s update to `state` of `job`'s current lease,
+    received at `now`, for an attempt the gateway dispatched at `dispatched_at` (the gateway's own record: a
+    receipt may not start before it nor end after `now`, give or take RECEIPT_CLOCK_SKEW); ReceiptInvalid
+    naming the first problem otherwise."""
     record = receipt.record
     if record is None:
         raise ReceiptInvalid("the receipt's record is not a UsageRecord")
@@ -122,15 +134,23 @@ def check_receipt(
         raise ReceiptInvalid(f"a receipt cannot be for a {record.state.value} attempt")
     if record.start_time > record.end_time:
         raise ReceiptInvalid(f"the receipt of job {job.job_id} ends before it starts")
-    if record.end_time > now + MAX_CLOCK_SKEW:
-        raise ReceiptInvalid(f"the receipt of job {job.job_id} ends in the future ({record.end_time.isoformat()})")
+    if record.end_time > now + RECEIPT_CLOCK_SKEW:
+        raise ReceiptInvalid(
+            f"the receipt of job {job.job_id} ends in the future ({record.end_time.isoformat()}), after the gateway "
+            f"heard of the end ({now.isoformat()})"
+        )
+    if dispatched_at is not None and record.start_time < dispatched_at - RECEIPT_CLOCK_SKEW:
+        raise ReceiptInvalid(
+            f"the receipt of job {job.job_id} starts at {record.start_time.isoformat()}, before the gateway "
+            f"dispatched the attempt ({dispatched_at.isoformat()})"
+        )
     return record
 
 
 class Countersigner:
     """The gateway's key and certificate (its serving credentials), countersigning settled receipts."""
 
-    def __init__(self, key: ec.EllipticCurvePrivateKey, certificate: bytes) -> None:
+    def __init__(self, key: receipt_signature.PrivateKey, certificate: bytes) -> None:
         self._key = key
         self.certificate = certificate
         """DER."""
@@ -143,12 +163,12 @@ class Countersigner:
             certificate = x509.load_pem_x509_certificates(cert_path.read_bytes())[0]
         except (OSError, ValueError, IndexError) as exc:
             raise ConfigError(f"cannot load the gateway's key {key_path} and certificate {cert_path}: {exc}") from None
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ConfigError(f"{key_path} is not an ECDSA key; receipts are countersigned with ECDSA P-256")
+        if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) or not receipt_signature.supported(key):
+            raise ConfigError(f"{key_path} is not an EC P-256/P-384 or RSA (2048 bits or more) key")
         return cls(key, certificate.public_bytes(serialization.Encoding.DER))
 
     def settle(self, receipt: SiteReceipt, site_certificate: bytes, now: datetime) -> SettledReceipt:
-        signature = self._key.sign(receipt.record_bytes + receipt.signature, _SIGNATURE)
+        signature = receipt_signature.sign(self._key, receipt.record_bytes + receipt.signature)
         return SettledReceipt(receipt, site_certificate, signature, self.certificate, now)
 
 
@@ -204,11 +224,4 @@ def _issued_by(certificate: x509.Certificate, authority: x509.Certificate) -> bo
 
 
 def _signed_by(certificate: x509.Certificate, data: bytes, signature: bytes) -> bool:
-    key = certificate.public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-        return False
-    try:
-        key.verify(signature, data, _SIGNATURE)
-    except InvalidSignature:
-        return False
-    return True
+    return receipt_signature.verify(certificate.public_key(), data, signature)

@@ -196,8 +196,9 @@ def test_a_second_gateway_on_the_same_port_cannot_bind(workdir: Path, which: str
     split the agents between the two. Two stores, so that only the port is shared."""
     port = free_port()
     fixed = {which: f"127.0.0.1:{port}"}
-    first_config = config_named(workdir, "a.yaml", store="sqlite:///a.db", **fixed)
-    second_config = config_named(workdir, "b.yaml", store="sqlite:///b.db", **fixed)
+    # Each store has its own audit checkpoint: one checkpoint anchors one store's log.
+    first_config = config_named(workdir, "a.yaml", store="sqlite:///a.db", audit_checkpoint="a.json", **fixed)
+    second_config = config_named(workdir, "b.yaml", store="sqlite:///b.db", audit_checkpoint="b.json", **fixed)
     first = Gateway(first_config)
     try:
         address = first.wait_serving()
@@ -208,7 +209,7 @@ def test_a_second_gateway_on_the_same_port_cannot_bind(workdir: Path, which: str
         with FederationClient(address, Credentials.from_dir(workdir / "admin"), timeout=10) as admin:
             assert admin.policy_status().version
         # The refused gateway let its store go: it can start on it once it has a port of its own.
-        retry = Gateway(config_named(workdir, "c.yaml", store="sqlite:///b.db"))
+        retry = Gateway(config_named(workdir, "c.yaml", store="sqlite:///b.db", audit_checkpoint="b.json"))
         try:
             retry.wait_serving()
         finally:

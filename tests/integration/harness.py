@@ -125,6 +125,7 @@ def write_gateway_config(pki: Pki, workdir: Path, port: int = 0, store: str = ""
                 "store": store or f"sqlite:///{workdir / 'gateway.db'}",
                 "policy": str(REPO_POLICIES / "federation.yaml"),
                 "authority": str(pki.root / "ca"),
+                "audit_checkpoint": str(workdir / "audit-checkpoint.json"),  # the CA is shared, each store not
                 "public_listen": "127.0.0.1:0",
                 "credential_check_s": 0.2,
                 "metrics_listen": "127.0.0.1:0",

@@ -46,6 +46,7 @@ def start_gateway_with_policy(
         "store": f"sqlite:///{workdir / 'gateway.db'}",
         "policy": str(policy),
         "authority": str(pki.root / "ca"),
+        "audit_checkpoint": str(workdir / "audit-checkpoint.json"),  # the CA is shared, each store not
         "credential_check_s": 0.2,
         "report_interval_s": 0.5,
         "schedule_period_s": 0.2,

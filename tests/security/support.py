@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from fedgate.v1 import enrollment_service_pb2, enrollment_service_pb2_grpc, job_pb2, site_pb2, site_pb2_grpc
@@ -253,8 +253,9 @@ def token_public_key_pem(gateway: GatewayHandle) -> bytes:
 
 
 # ---- enrolment ------------------------------------------------------------------------------------------------
-def new_csr() -> tuple[ec.EllipticCurvePrivateKey, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
+def new_csr(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | None = None) -> tuple[Any, str]:
+    """A CSR over `key` (default: a fresh EC P-256 key, as `fedgate agent enroll` makes), and the key."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
     csr = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agent")]))
@@ -276,9 +277,16 @@ def enroll(gateway: GatewayHandle, join_token: str, site: str) -> enrollment_ser
     return reply
 
 
-def enroll_into(gateway: GatewayHandle, join_token: str, site: str, out_dir: Path) -> Path:
-    """Enroll and write a credentials directory from the answer, as the agent does."""
-    key, csr = new_csr()
+def enroll_into(
+    gateway: GatewayHandle,
+    join_token: str,
+    site: str,
+    out_dir: Path,
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | None = None,
+) -> Path:
+    """Enroll (with `key`, default a fresh EC P-256 one) and write a credentials directory from the answer, as
+    the agent does."""
+    key, csr = new_csr(key)
     with public_channel(gateway) as channel:
         stub = enrollment_service_pb2_grpc.EnrollmentServiceStub(channel)
         request = enrollment_service_pb2.EnrollRequest(join_token=join_token, csr_pem=csr, site=site)

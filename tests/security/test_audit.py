@@ -42,7 +42,10 @@ def offline_verify(
     gateway: GatewayHandle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> tuple[int, dict[str, Any]]:
     argv = ["audit", "verify", "--store", f"sqlite:///{tmp_path / 'gateway.db'}"]
-    code = admin_cli.main([*argv, "--authority", str(gateway.pki.root / "ca"), "-o", "json"])
+    checkpoint = str(tmp_path / "audit-checkpoint.json")  # where the harness keeps this gateway's checkpoint
+    code = admin_cli.main(
+        [*argv, "--authority", str(gateway.pki.root / "ca"), "--checkpoint", checkpoint, "-o", "json"]
+    )
     return code, json.loads(capsys.readouterr().out)
 
 

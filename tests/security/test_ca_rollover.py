@@ -77,6 +77,7 @@ def start(loop: LoopThread, root: Path, trusted: Path, authority: CertificateAut
                 "store": f"sqlite:///{root / 'gateway.db'}",
                 "policy": str(REPO_POLICIES / "federation.yaml"),
                 "authority": str(authority.directory),
+                "audit_checkpoint": str(root / "audit-checkpoint.json"),  # kept across the CA change
                 "credential_check_s": 0.2,
             }
         )

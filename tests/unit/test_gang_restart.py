@@ -39,7 +39,7 @@ class Parts:
 
 
 async def running_gang(tmp_path: Path) -> tuple[GangWorld, Parts]:
-    w = GangWorld([FakeSite("a", 8), FakeSite("b", 8)], store_url=f"sqlite://{tmp_path / 'gateway.db'}")
+    w = GangWorld([FakeSite("a", 8), FakeSite("b", 8)], store_url=f"sqlite:///{tmp_path / 'gateway.db'}")
     job = await w.submit(12)
     w.run()
     assert w.state(job.job_id) is JobState.DISPATCHED

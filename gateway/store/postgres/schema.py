@@ -15,7 +15,7 @@ from __future__ import annotations
 import psycopg
 
 from fedgate.common.reasons import ReasonCode
-from gateway.errors import FailedPrecondition
+from gateway.errors import FailedPrecondition, StoreRefused
 from gateway.jobs.model import JobState
 from gateway.reservations.model import ReservationState
 from gateway.store.migration import Migration
@@ -166,6 +166,20 @@ CREATE TABLE IF NOT EXISTS schema_version (
     applied_time TIMESTAMPTZ NOT NULL DEFAULT now()
 )
 """
+
+
+def require_store(conn: psycopg.Connection[tuple[object, ...]], where: str) -> None:
+    """Refuse (STORE_MISSING) a database without a fedgate schema, changing nothing: a read-only look."""
+    with conn.transaction():
+        row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+        if row is not None and row[0]:
+            row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
+    if row is None or not row[0]:
+        raise StoreRefused(
+            f"there is no fedgate store in the PostgreSQL database {where}: check the URL (a read-only look "
+            "never creates one)",
+            reason=ReasonCode.STORE_MISSING,
+        )
 
 
 def migrate(conn: psycopg.Connection[tuple[object, ...]], where: str) -> int:

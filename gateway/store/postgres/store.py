@@ -23,7 +23,7 @@ from gateway.store.base import JobPage
 from gateway.store.codec import job_from_json, job_to_json
 from gateway.store.postgres.receipts import PgReceiptTables
 from gateway.store.postgres.reservations import PgReservationTables
-from gateway.store.postgres.schema import migrate
+from gateway.store.postgres.schema import migrate, require_store
 from gateway.store.postgres.security import PgSecurityTables
 from gateway.store.rows import event_row, usage_rows
 from gateway.store.scope import scope_clauses
@@ -44,11 +44,15 @@ _INSERT_EVENT = (
 class PostgresStore(PgSecurityTables, PgReservationTables, PgReceiptTables):
     """`postgresql://user@host:port/dbname` (any libpq URL). The schema is migrated when it opens."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, read_only: bool = False) -> None:
+        """`read_only` (offline tools): never migrate, and refuse a database that holds no fedgate store."""
         super().__init__(url)
         try:
             with self._lock:
-                migrate(self._connection(), self.where)
+                if read_only:
+                    require_store(self._connection(), self.where)
+                else:
+                    migrate(self._connection(), self.where)
         except psycopg.OperationalError as exc:
             self.close()
             raise self._lost(exc) from exc

@@ -142,6 +142,13 @@ class ReasonCode(enum.StrEnum):
         "error",
         "A read-only look at a store (an offline audit check) found no database file there. Check the path.",
     )
+    RECORDS_TAMPERED = (
+        "RECORDS_TAMPERED",
+        "error",
+        "The audit log or the revocation list in the store does not match the gateway's signed checkpoint (entries "
+        "removed from its end, revocations deleted or edited). The gateway refuses to start; restore the store "
+        "from a backup (see docs/security.md).",
+    )
     CALL_FAILED = (
         "CALL_FAILED",
         "error",
