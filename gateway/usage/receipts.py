@@ -26,10 +26,13 @@ from gateway.identity.principal import gateway_uri, load_certificate, spiffe_uri
 from gateway.jobs.model import Job, JobState
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
-"""How far certificate validity may be off when a settled receipt is verified later."""
+"""How far a site's clock may be off from the gateway's: a receipt's times may lie this far outside the window
+the gateway saw (dispatch to the end heard), and certificate validity this far off when verified later."""
 RECEIPT_CLOCK_SKEW = timedelta(seconds=30)
-"""How far a receipt's start may lie before the gateway dispatched the attempt, and its end after the gateway
-received the end (the site's clock is off from the gateway's): all a site can add to an attempt by lying."""
+"""How much longer than the window the gateway saw (dispatch to the end heard) a receipt's attempt may last
+(start-up and delivery jitter): all a site can add to an attempt by lying. A constant offset of the site's clock
+moves both ends alike and adds nothing, so an honest site minutes off still settles (the chaos catalogue's
+clock-skew case); a backdated start or a late end lengthens the attempt and is refused."""
 RECEIPT_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PREEMPTED})
 
 
@@ -103,8 +106,8 @@ def check_receipt(
 ) -> UsageRecord:
     """The receipt's record if it may be settled for `site`'s update to `state` of `job`'s current lease,
     received at `now`, for an attempt the gateway dispatched at `dispatched_at` (the gateway's own record: a
-    receipt may not start before it nor end after `now`, give or take RECEIPT_CLOCK_SKEW); ReceiptInvalid
-    naming the first problem otherwise."""
+    receipt may last no longer than from `dispatched_at` to `now` plus RECEIPT_CLOCK_SKEW, and its times may be
+    off that window by at most MAX_CLOCK_SKEW); ReceiptInvalid naming the first problem otherwise."""
     record = receipt.record
     if record is None:
         raise ReceiptInvalid("the receipt's record is not a UsageRecord")
@@ -134,16 +137,23 @@ def check_receipt(
         raise ReceiptInvalid(f"a receipt cannot be for a {record.state.value} attempt")
     if record.start_time > record.end_time:
         raise ReceiptInvalid(f"the receipt of job {job.job_id} ends before it starts")
-    if record.end_time > now + RECEIPT_CLOCK_SKEW:
+    if record.end_time > now + MAX_CLOCK_SKEW:
         raise ReceiptInvalid(
             f"the receipt of job {job.job_id} ends in the future ({record.end_time.isoformat()}), after the gateway "
-            f"heard of the end ({now.isoformat()})"
+            f"heard of the end ({now.isoformat()}), by more than the {MAX_CLOCK_SKEW} a site's clock may be off"
         )
-    if dispatched_at is not None and record.start_time < dispatched_at - RECEIPT_CLOCK_SKEW:
-        raise ReceiptInvalid(
-            f"the receipt of job {job.job_id} starts at {record.start_time.isoformat()}, before the gateway "
-            f"dispatched the attempt ({dispatched_at.isoformat()})"
-        )
+    if dispatched_at is not None:
+        if record.start_time < dispatched_at - MAX_CLOCK_SKEW:
+            raise ReceiptInvalid(
+                f"the receipt of job {job.job_id} starts at {record.start_time.isoformat()}, before the gateway "
+                f"dispatched the attempt ({dispatched_at.isoformat()}), by more than a site's clock may be off"
+            )
+        seen = now - dispatched_at
+        if record.end_time - record.start_time > seen + RECEIPT_CLOCK_SKEW:
+            raise ReceiptInvalid(
+                f"the receipt of job {job.job_id} lasts {record.end_time - record.start_time}, longer than the "
+                f"gateway saw the attempt ({seen}, from dispatch to the end heard)"
+            )
     return record
 
 
