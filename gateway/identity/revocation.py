@@ -15,7 +15,7 @@ from gateway.errors import InvalidArgument, Unauthenticated
 from gateway.identity.principal import Principal
 
 KINDS = ("serial", "principal", "token")
-_TEXT_FORM = re.compile(r"^\d+ \(0x([0-9a-fA-F]+)\)$")  # `openssl x509 -text` for short serials: 4660 (0x1234)
+_TEXT_FORM = re.compile(r"\d+ \(0x([0-9a-fA-F]+)\)")  # `openssl x509 -text` for short serials: 4660 (0x1234)
 
 
 def parse_serial(text: str) -> int:
@@ -26,7 +26,7 @@ def parse_serial(text: str) -> int:
     value = text.strip()
     if value.lower().startswith("serial="):
         value = value[len("serial=") :]
-    if match := _TEXT_FORM.match(value):
+    if match := _TEXT_FORM.fullmatch(value):
         value = match.group(1)
     if value.lower().startswith("dec:"):
         digits = value[4:].strip()

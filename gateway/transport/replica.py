@@ -84,27 +84,30 @@ async def serve_replica(config: GatewayConfig, stop: asyncio.Event, ready: Ready
     try:
         while True:
             policy = PolicyHolder(config.policy, catalogue, utc_now())
-            lifetime = config.certificate_lifetime
-            trust = Trust(
-                store,
-                authority,
-                config.federation,
-                utc_now,
-                certificate_lifetime=lifetime,
-                checkpoint=config.checkpoint_path,
-            )
+            trust = _standby_trust(config, store, authority)
             standby, port, public_port = await start_standby(config, store, policy, trust, leadership)
+            announce = first
             if first:
                 first = False
                 config = _bound(config, port, public_port)  # the same ports in every role from now on
                 leadership.address = config.advertise or config.listen
-                ready(port, public_port)
-                log.info("gateway process %s on %s, standing by", leadership.holder, leadership.address)
-            term = await leadership.campaign(stop)
+                # One look before saying "ready": a gateway that leads at once is announced once it leads, so
+                # its callers never meet the moment its ports close to change roles.
+                term = await leadership.try_acquire()
+                if term is None:
+                    ready(port, public_port)
+                    announce = False
+                    log.info("gateway process %s on %s, standing by", leadership.holder, leadership.address)
+            else:
+                term = None
+            if term is None:
+                term = await leadership.campaign(stop)
             await standby.stop()
             if term is None:
                 return 0
             running = await start_gateway(config, leadership=leadership, term=term)
+            if announce:
+                ready(running.port, running.public_port)
             leading.append(running)
             try:
                 code = await serve_until_stopped(running, stop)
@@ -119,6 +122,18 @@ async def serve_replica(config: GatewayConfig, stop: asyncio.Event, ready: Ready
             store = reopened
     finally:
         leadership.close()
+
+
+def _standby_trust(config: GatewayConfig, store: Store, authority: Authority) -> Trust:
+    """The trust service of a standby: it authenticates callers; its store is fenced, so it records nothing."""
+    return Trust(
+        store,
+        authority,
+        config.federation,
+        utc_now,
+        certificate_lifetime=config.certificate_lifetime,
+        checkpoint=config.checkpoint_path,
+    )
 
 
 async def _reopen(url: str, stop: asyncio.Event) -> Store | None:
