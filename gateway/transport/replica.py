@@ -74,13 +74,7 @@ async def serve_replica(config: GatewayConfig, stop: asyncio.Event, ready: Ready
     leadership = Leadership(lease, config.advertise, config.leader_lease)
     first = True
     leading: list[RunningGateway] = []  # the gateway while this process leads
-
-    def reload_policy() -> None:  # SIGHUP: the leader reloads its policy; a standby reads it when it leads
-        for running in leading:
-            running.reload_policy("SIGHUP")
-
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_policy)
+    _reload_on_sighup(leading)
     try:
         while True:
             policy = PolicyHolder(config.policy, catalogue, utc_now())
@@ -122,6 +116,17 @@ async def serve_replica(config: GatewayConfig, stop: asyncio.Event, ready: Ready
             store = reopened
     finally:
         leadership.close()
+
+
+def _reload_on_sighup(leading: list[RunningGateway]) -> None:
+    """SIGHUP: the leader reloads its policy; a standby reads the file when it comes to lead."""
+
+    def reload_policy() -> None:
+        for running in leading:
+            running.reload_policy("SIGHUP")
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_policy)
 
 
 def _standby_trust(config: GatewayConfig, store: Store, authority: Authority) -> Trust:
