@@ -31,19 +31,32 @@ FENCE_FILE = "fence"
 """In the workdir: {"until": CLOCK_BOOTTIME seconds, "fence_s": s}. The agent moves `until` forward while it
 runs; every wrapper whose environment names the file kills its group once the clock passes it."""
 FENCE_ENV = "FEDGATE_FENCE_FILE"
+RUN_AS_ENV = "FEDGATE_RUN_AS"
+"""`uid:gid` the wrapper switches to before anything else (it is started as the agent's user: a process that
+holds gRPC's threads cannot fork with a user switch, only vfork without one)."""
 LEADER_FILE = "leader.json"
 """The wrapper's identity, written in the attempt's folder as soon as it started: it finds an attempt the agent
 started but was killed before it could journal (`agents.backends.local.LocalBackend.sweep`)."""
 POLL_S = 0.25
 """How often a process is looked at where the kernel offers no pidfd to wait on."""
 
-# Run with `python -I -c WRAPPER <exit file> <executable> <args...>` in the attempt's own process group. The
+# Run with `python -I -c WRAPPER <exit file> <executable> <args...>` in the attempt's own process group. With
+# FEDGATE_RUN_AS=uid:gid in its environment it first becomes that user for good (and exits 126 if it cannot). The
 # wrapper ignores the polite signals sent to the whole group (a Python handler, not SIG_IGN, so that the command
 # gets the default dispositions back at exec), so that it outlives the command and can record how it ended; a
 # SIGKILL of the group ends it too, and then no exit file says so. It exits with the command's code (128+N for
 # signal N), so an agent that is still its parent reads the same outcome from either.
 WRAPPER = r"""
 import json, os, signal, subprocess, sys, time
+
+_run_as = os.environ.pop("FEDGATE_RUN_AS", "")
+if _run_as:  # first of all, and for good: the job user's uid and gid, no supplementary groups
+    _uid, _gid = (int(_part) for _part in _run_as.split(":"))
+    os.setgroups([])
+    os.setgid(_gid)
+    os.setuid(_uid)
+    if os.getuid() != _uid or os.geteuid() != _uid:
+        sys.exit(126)
 
 def _polite(signum, frame):
     pass
