@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from agents.backends import localguard
 from agents.backends.base import BackendSettings
 from agents.backends.local import LocalBackend
-from agents.backends import localguard
 from agents.backends.localguard import LocalOptions
 from agents.errors import ConfigError
 from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
