@@ -399,6 +399,12 @@ class ReasonCode(enum.StrEnum):
         "Too many calls (or failed authentications) from your address in a short time. Wait the time a "
         "google.rpc.RetryInfo (and metadata `retry_after_ms`) gives, then try again.",
     )
+    BAD_CSR = (
+        "BAD_CSR",
+        "error",
+        "The certificate request cannot be read (a corrupted or unsupported public key). Generate a new key and "
+        "CSR (`fedgate agent enroll` does) and send it again.",
+    )
     CAPACITY_OUT_OF_BOUNDS = (
         "CAPACITY_OUT_OF_BOUNDS",
         "error",
