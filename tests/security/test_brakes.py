@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 from datetime import timedelta
+from typing import Any
 
 import grpc
 from cryptography.hazmat.primitives import serialization
@@ -37,14 +38,14 @@ GUESSES = 200
 SITE = "centre-b"
 
 
-def retry_delay(error: grpc.RpcError) -> float:
+def retry_delay(error: Any) -> float:
     """The RetryInfo's delay in seconds of a refused call's google.rpc.Status (fails if there is none)."""
-    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
+    for key, value in error.trailing_metadata() or ():
         if key == "grpc-status-details-bin":
             for detail in status_pb2.Status.FromString(value).details:
                 info = error_details_pb2.RetryInfo()
                 if detail.Unpack(info):
-                    return info.retry_delay.ToTimedelta().total_seconds()
+                    return float(info.retry_delay.ToTimedelta().total_seconds())
     raise AssertionError("the refusal carries no RetryInfo")
 
 
@@ -61,9 +62,9 @@ def test_guessing_join_tokens_is_slowed_and_writes_a_bounded_number_of_audit_row
             try:
                 stub.Enroll(request, timeout=CALL_TIMEOUT_S)
             except grpc.RpcError as exc:
-                codes.append(exc.code())  # type: ignore[attr-defined]
-                if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:  # type: ignore[attr-defined]
-                    assert "RATE_LIMITED" in str(exc.trailing_metadata())  # type: ignore[attr-defined]
+                codes.append(exc.code())
+                if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    assert "RATE_LIMITED" in str(exc.trailing_metadata())
                     delays.append(retry_delay(exc))
     failures_let_through = sum(1 for c in codes if c != grpc.StatusCode.RESOURCE_EXHAUSTED)
     assert len(codes) == GUESSES  # none of the guesses was taken
@@ -89,7 +90,7 @@ def test_guessing_bearer_tokens_is_rate_limited_per_source(gateway: GatewayHandl
             try:
                 stub.ListJobs(job_service_pb2.ListJobsRequest(), metadata=metadata, timeout=CALL_TIMEOUT_S)
             except grpc.RpcError as exc:
-                limited += exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+                limited += exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert limited >= 100 - BrakeSettings().failure_burst - 10
     assert len(audited(gateway, "call.denied", method="ListJobs")) <= 3
 
@@ -113,7 +114,7 @@ def test_a_csr_with_a_corrupted_key_is_invalid_argument_and_audited(
             stub.Enroll(request, timeout=CALL_TIMEOUT_S)
             raise AssertionError("a corrupted key was signed")
         except grpc.RpcError as exc:
-            assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, exc.details()  # type: ignore[attr-defined]
+            assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, exc.details()
     assert audited(gateway, "enrolment.refused", site=SITE, reason="BAD_CSR")
     # The token was not spent: the site enrols with a sound CSR.
     with public_channel(gateway) as channel:
