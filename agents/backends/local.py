@@ -145,7 +145,8 @@ class LocalBackend:
         try:
             directory.mkdir(parents=True, exist_ok=True)
             localproc.clear_exit(directory)
-            output = (directory / LOG_FILE).open("ab")
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+            output = os.fdopen(localproc.open_in_attempt(directory / LOG_FILE, flags), "ab")
             if self._user is not None:  # the job (and its wrapper, which writes exit_code) own their folder only
                 os.chown(directory, self._user.uid, self._user.gid)
                 directory.chmod(0o700)
@@ -221,9 +222,19 @@ class LocalBackend:
             directory = path.parent
             if directory.name.isdigit() and not (directory / localproc.EXIT_FILE).exists():
                 leader = localproc.read_leader(directory)
-                if leader is not None and localproc.running(leader):
+                if leader is not None and localproc.running(leader) and self._may_signal(leader):
                     found.append((directory, leader))
         return found
+
+    def _may_signal(self, leader: ProcessIdentity) -> bool:
+        """A leader.json lies in a folder the job's user may write: it must name a process of that user, or a
+        job could have the agent kill any process group on the machine."""
+        owner = localproc.owner_of(leader.pid)
+        expected = self._user.uid if self._user is not None else os.geteuid()
+        if owner != expected:
+            log.warning("ignoring %d named by a leader file: it runs as uid %s, not the job user", leader.pid, owner)
+            return False
+        return True
 
     async def read_output(self, handle: JobHandle, offset: int, limit: int) -> bytes:
         path = _local(handle).directory / LOG_FILE

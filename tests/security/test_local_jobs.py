@@ -18,6 +18,7 @@ from agents.backends.base import BackendSettings
 from agents.backends.local import LocalBackend
 from agents.backends.localguard import LocalOptions
 from agents.errors import ConfigError
+from gateway.errors import ClientError
 from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
 from tests.integration.harness import AgentHandle, GatewayHandle, start_test_agent, wait_for_capacity
 from tests.jobs import JOB_PYTHON, reachable
@@ -88,6 +89,28 @@ def test_a_local_job_cannot_read_the_agents_key_environment_or_state(
     assert found["wrote"] == [], f"the job wrote into the agent's folders: {found['wrote']}"
     assert found["home"].endswith(f"{job.job_id}/1") or "/jobs/" in found["home"]
     assert not (state / "planted").exists()
+
+
+def test_a_job_cannot_have_the_agent_serve_the_key_as_its_output(gateway: GatewayHandle, agent: AgentHandle) -> None:
+    key = gateway.pki.site(SITE) / "key.pem"
+    swap = (  # replace its own output.log (in a folder it owns) by a link to the key, then end
+        "import os, sys\nprint('swapping', flush=True)\n"
+        "os.remove('output.log')\nos.symlink(sys.argv[1], 'output.log')\n"
+    )
+    spec = JobSpec(
+        "panda-lm",
+        "eval",
+        Resources("nvidia-h20", None, 1),
+        (StackRun("cuda", "", (JOB_PYTHON, "-c", swap, str(key))),),
+    )
+    with gateway.client(gateway.pki.user(*BOB)) as bob:
+        job = bob.create_job(spec)
+        eventually(lambda: bob.get_job(job.job_id).state.terminal, timeout=30, what="the job to end")
+        try:
+            output = b"".join(p.data for p in bob.stream_job_logs(job.job_id, timeout=20))
+        except ClientError as refused:
+            output = refused.message.encode()
+    assert b"PRIVATE KEY" not in output and key.read_bytes()[40:80] not in output
 
 
 def test_the_agent_refuses_to_start_when_its_key_is_open_to_the_job_user(tmp_path: Path) -> None:
