@@ -1,8 +1,8 @@
 """Audit coalescing: a flood of refusals writes a bounded number of audit rows.
 
 Owns: `DenialCoalescer`, which decides for each refusal whether its row is written now (the first of its kind
-from its source and for its reason in a window of `window_s` seconds) or counted, and hands back, once a window
-has ended, one summary per (kind, source, reason) with the number of refusals it did not write; and the bound
+from its source, for its method and reason, in a window of `window_s` seconds) or counted, and hands back, once a
+window has ended, one summary per (kind, source, method, reason) with the number of refusals it did not write; and the bound
 on the keys it tracks per window (`max_keys`; beyond it refusals of any new source are counted together under
 source `*`). So a flood writes at most max_keys + 1 rows and as many summaries per window, whatever its rate.
 Pure: the clock (seconds, monotonic) is passed in. It writes nothing itself (gateway.trust.service does).
@@ -26,6 +26,7 @@ class Summary:
     reason: str
     count: int
     window_s: float
+    method: str = ""
 
 
 class DenialCoalescer:
@@ -34,14 +35,14 @@ class DenialCoalescer:
         self.max_keys = max_keys
         self._clock = clock
         self._started = clock()
-        self._counts: dict[tuple[str, str, str], int] = {}
+        self._counts: dict[tuple[str, str, str, str], int] = {}
 
-    def note(self, kind: str, source: str, reason: str) -> bool:
+    def note(self, kind: str, source: str, reason: str, method: str = "") -> bool:
         """Count one refusal; True when its row should be written now (the first of its key in this window).
         Call `ended` first to close a window that has passed."""
-        key = (kind, source, reason)
+        key = (kind, source, method, reason)
         if key not in self._counts and len(self._counts) >= self.max_keys:
-            key = (kind, OVERFLOW_SOURCE, reason)
+            key = (kind, OVERFLOW_SOURCE, method, reason)
         first = key not in self._counts
         self._counts[key] = self._counts.get(key, 0) + (0 if first else 1)
         return first
@@ -53,8 +54,8 @@ class DenialCoalescer:
         if not force and now - self._started < self.window_s:
             return []
         summaries = [
-            Summary(kind, source, reason, count, self.window_s)
-            for (kind, source, reason), count in self._counts.items()
+            Summary(kind, source, reason, count, self.window_s, method)
+            for (kind, source, method, reason), count in self._counts.items()
             if count
         ]
         self._counts.clear()

@@ -3,7 +3,7 @@
 Owns: authenticating certificates and tokens into `Credential`s (with revocation, expiry and replay checks),
 enrolment with join tokens, certificate renewal, token issuance, revocation, and the audit log. Every
 security-relevant act and every refusal is audited, refusals coalesced (`gateway.trust.coalesce`: the first of a
-kind from a source for a reason in a window is written, the rest counted into one `audit.coalesced` row), so
+kind from a source for a method and reason in a window is written, the rest counted into one `audit.coalesced` row), so
 that a flood writes a bounded number of rows. It never speaks gRPC; the transport layer calls one
 method per RPC and hands in only what the TLS layer has already verified.
 """
@@ -84,7 +84,7 @@ class Trust:
     def denied(self, principal: str, method: str, reason: str, message: str, source: str = "") -> None:
         """Audit a refused call (coalesced per source and reason: see the module's docstring)."""
         details = {"method": method, "reason": reason, "message": message[:300], "source": source}
-        self._refused("call.denied", principal, source, reason, details)
+        self._refused("call.denied", principal, source, reason, details, method)
 
     def flush_refusals(self, *, force: bool = False) -> None:
         """Write the counts of refusals a window that has ended (or, with `force`, the current one) did not
@@ -98,6 +98,7 @@ class Trust:
                         "refused_kind": summary.kind,
                         "source": summary.source,
                         "reason": summary.reason,
+                        "method": summary.method,
                         "count": str(summary.count),
                         "window_s": f"{summary.window_s:g}",
                     },
@@ -105,10 +106,12 @@ class Trust:
         except NotLeader:
             pass
 
-    def _refused(self, kind: str, principal: str, source: str, reason: str, details: Mapping[str, str]) -> None:
+    def _refused(
+        self, kind: str, principal: str, source: str, reason: str, details: Mapping[str, str], method: str = ""
+    ) -> None:
         try:
             self.flush_refusals()
-            if self._denials.note(kind, source or principal, reason):
+            if self._denials.note(kind, source or principal, reason, method):
                 self.audit(kind, principal, details)
         except NotLeader:  # a standby writes no audit (the leader's chain is the one log); it logs instead
             log.warning("refused %s (%s): %s", principal, source, dict(details))

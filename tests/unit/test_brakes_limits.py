@@ -61,7 +61,7 @@ def test_a_flood_is_written_once_per_key_and_window_and_counted_once_it_ends() -
     assert coalescer.ended() == []  # the window has not ended
     clock.now = 60
     assert sorted(coalescer.ended(), key=lambda s: s.source) == [
-        Summary("call.denied", OVERFLOW_SOURCE, "BAD_TOKEN", 49, 60),
-        Summary("call.denied", "10.0.0.1", "BAD_TOKEN", 999, 60),
+        Summary("call.denied", OVERFLOW_SOURCE, "BAD_TOKEN", 49, 60, ""),
+        Summary("call.denied", "10.0.0.1", "BAD_TOKEN", 999, 60, ""),
     ]
     assert coalescer.note("call.denied", "10.0.0.1", "BAD_TOKEN")  # a new window writes again
