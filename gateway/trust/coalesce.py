@@ -1,11 +1,12 @@
 """Audit coalescing: a flood of refusals writes a bounded number of audit rows.
 
 Owns: `DenialCoalescer`, which decides for each refusal whether its row is written now (the first of its kind
-from its source, for its method and reason, in a window of `window_s` seconds) or counted, and hands back, once a
-window has ended, one summary per (kind, source, method, reason) with the number of refusals it did not write; and the bound
-on the keys it tracks per window (`max_keys`; beyond it refusals of any new source are counted together under
-source `*`). So a flood writes at most max_keys + 1 rows and as many summaries per window, whatever its rate.
-Pure: the clock (seconds, monotonic) is passed in. It writes nothing itself (gateway.trust.service does).
+from its source, for its method and reason, in a window of `window_s` seconds) or counted, and hands back, once
+a window has ended, one summary per (kind, source, method, reason) with the number of refusals it did not
+write; and the bound on the keys it tracks per window (`max_keys`; beyond it refusals of any new source are
+counted together under source `*`). So a flood writes a bounded number of rows and summaries per window,
+whatever its rate. Pure: the clock (seconds, monotonic) is passed in. It writes nothing itself
+(gateway.trust.service does).
 """
 
 from __future__ import annotations
