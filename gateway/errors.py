@@ -58,6 +58,13 @@ class FailedPrecondition(GatewayError):
     reason: str = ReasonCode.FAILED_PRECONDITION
 
 
+class ResourceExhausted(GatewayError):
+    """A bounded resource is used up for this caller (its share, or the whole). `metadata["limit"]` names the
+    limit, and `metadata["retry_after_ms"]`, when set, says when to try again (sent as a google.rpc.RetryInfo)."""
+
+    reason: str = ReasonCode.RESOURCE_EXHAUSTED
+
+
 class StaleEpoch(GatewayError):
     """A site spoke about an attempt that is no longer the job's current lease."""
 
@@ -112,6 +119,6 @@ class ClientError(GatewayError):
 
     reason: str = ReasonCode.CALL_FAILED
 
-    def __init__(self, message: str, *, code: str, reason: str | None = None):
-        super().__init__(message, reason=reason)
+    def __init__(self, message: str, *, code: str, reason: str | None = None, metadata: dict[str, str] | None = None):
+        super().__init__(message, reason=reason, metadata=metadata)
         self.code = code

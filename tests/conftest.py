@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import GatewayHandle, LoopThread, Pki, make_pki, start_test_gateway
+from tests.jobs import reachable
 from tests.pgserver import PgServer, PostgresUnavailable, start_server
 from tests.slurmcluster import ClusterUnavailable, SlurmCluster, start_cluster
 
@@ -27,6 +28,14 @@ def _environment_unchanged() -> Iterator[None]:
         else:
             os.environ.pop(key, None)
     assert not leaked, f"test changed environment variables {sorted(leaked)}; use monkeypatch.setenv"
+
+
+@pytest.fixture(autouse=True)
+def _jobs_reach_tmp_path(request: pytest.FixtureRequest) -> None:
+    """Local-backend jobs run as `nobody` when the tests run as root: let that user traverse (not list) a
+    test's tmp_path, where its agent's workdir is; what a job must not see stays in folders of mode 0700."""
+    if "tmp_path" in request.fixturenames and os.geteuid() == 0:
+        reachable(request.getfixturevalue("tmp_path"))
 
 
 def require_service(name: str, problem: str) -> None:

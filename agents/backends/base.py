@@ -8,13 +8,16 @@ backend only starts, watches and stops processes.
 
 from __future__ import annotations
 
+import os
 import signal
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from agents.core.model import PoolSpec
+from agents.errors import BackendError
 
 
 @dataclass(frozen=True)
@@ -200,8 +203,16 @@ def read_output_file(path: Path, offset: int, limit: int) -> bytes:
     """`read_output` for backends whose attempts write one output file: up to `limit` bytes from `offset`,
     b"" at the end or when the file does not exist yet. Blocking: call it through `asyncio.to_thread`."""
     try:
-        with path.open("rb") as output:
-            output.seek(max(offset, 0))
-            return output.read(max(limit, 0))
+        # The folder may belong to the job's user: never follow a link it put there (to the site's key, say),
+        # never block on a FIFO, and read only a plain file with no other name (a hard link).
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return b""
+    except OSError as exc:
+        raise BackendError(f"the attempt's output file {path.name} cannot be read safely ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as output:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            raise BackendError(f"the attempt's output file {path.name} is not a plain file; it is not read")
+        output.seek(max(offset, 0))
+        return output.read(max(limit, 0))

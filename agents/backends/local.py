@@ -1,9 +1,11 @@
 """The `local` backend: runs each attempt as a subprocess of the agent, on the agent's own machine.
 
 Owns: the attempt's working directory `<workdir>/<job_id>/<epoch>/` with its `output.log` (stdout and
-stderr) and `exit_code`, the process environment (the agent's, the job's, then FEDGATE_* and the stack's
-visible-devices variable, which the job cannot override), running the command without a shell under a small
-wrapper (`agents.backends.localproc`) in its own process group, stopping that whole group, and finding an
+stderr) and `exit_code` (owned by the job user), the process environment (the allowlisted part of the agent's,
+HOME the attempt folder, the job's, then FEDGATE_* and the stack's visible-devices variable, which the job cannot
+override: `agents.backends.localguard`), running the command without a shell under a small wrapper
+(`agents.backends.localproc`) in its own process group, as the job user (`nobody` by default when the agent is
+root: `localguard.job_user`), stopping that whole group, and finding an
 attempt again after the agent was killed: the journal keeps the group's identity (`journal_record`), and
 `adopt` follows it if it still runs, reports how it ended if its wrapper recorded that, and otherwise ends
 whatever is left of its group and reports it gone, so its devices are never handed out while it lives. It
@@ -24,12 +26,12 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents.backends import localproc
+from agents.backends import localguard, localproc
 from agents.backends.base import BackendSettings, ExitStatus, JobHandle, LaunchSpec, read_output_file
 from agents.backends.localproc import ProcessIdentity
 from agents.backends.stacks import visible_devices_env
 from agents.core.model import PoolSpec
-from agents.errors import AttemptLost, BackendError, LaunchFailed
+from agents.errors import AttemptLost, BackendError, ConfigError, LaunchFailed
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,16 @@ class LocalBackend:
 
     def __init__(self, settings: BackendSettings) -> None:
         self._workdir = settings.workdir
+        options = settings.options
+        self._options = options if isinstance(options, localguard.LocalOptions) else localguard.LocalOptions()
+        self._user = localguard.job_user(self._options)
+        """Whom jobs run as; None: the agent's own user (an agent that is not root)."""
+        self._python = localguard.wrapper_python(self._user, sys.executable)
+        if self._user is not None and not localguard.can_reach(self._workdir / "job", self._user):
+            raise ConfigError(
+                f"the local backend runs jobs as {self._user.name!r}, who cannot reach the workdir {self._workdir}; "
+                "make the folders above it traversable (chmod o+x) or choose a workdir elsewhere"
+            )
         self._fence_s = localproc.read_fence_s(self._workdir)
         """Half the gateway's site lease (from Welcome): how far ahead the fence's deadline is kept. A previous
         run's value is kept until the gateway says again, so that a restarted agent renews at once."""
@@ -108,6 +120,15 @@ class LocalBackend:
     def name(self) -> str:
         return "local"
 
+    @property
+    def job_user(self) -> str:
+        """The user jobs run as ("" for the agent's own)."""
+        return self._user.name if self._user is not None else ""
+
+    def guard_secrets(self, key: Path, state_dir: Path | None) -> None:
+        """Refuse to start (ConfigError) when jobs could read the site's key or touch the agent's state."""
+        localguard.guard_secrets(self._user, key, state_dir)
+
     def pools(self, declared: Sequence[PoolSpec]) -> Sequence[PoolSpec]:
         # A plain machine cannot be asked what it has; the operator's declaration is the truth.
         return list(declared)
@@ -118,18 +139,25 @@ class LocalBackend:
         if not _SAFE_ID.fullmatch(spec.job_id):
             raise LaunchFailed(f"job id {spec.job_id!r} cannot be used as a folder name on this site")
         directory = self._workdir / spec.job_id / str(spec.epoch)
-        env = self._environment(spec)
+        env = self._environment(spec, directory)
         executable = _resolve_executable(spec.command[0], env.get("PATH", os.defpath), directory)
         wrapper_env = {**env, localproc.FENCE_ENV: str(self._workdir / localproc.FENCE_FILE)}  # the wrapper's only
         try:
             directory.mkdir(parents=True, exist_ok=True)
             localproc.clear_exit(directory)
-            output = (directory / LOG_FILE).open("ab")
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+            output = os.fdopen(localproc.open_in_attempt(directory / LOG_FILE, flags), "ab")
+            if self._user is not None:  # the job (and its wrapper, which writes exit_code) own their folder only
+                os.chown(directory, self._user.uid, self._user.gid)
+                directory.chmod(0o700)
         except OSError as exc:
             raise LaunchFailed(f"cannot create the job folder {directory}: {exc.strerror}") from exc
+        wrapper_env.pop(localproc.RUN_AS_ENV, None)  # never the job's to say
+        if self._user is not None:
+            wrapper_env[localproc.RUN_AS_ENV] = f"{self._user.uid}:{self._user.gid}"
         try:
             process = await asyncio.create_subprocess_exec(
-                sys.executable,
+                self._python,
                 "-I",  # the job's PYTHONPATH and site packages are for the job, not for the wrapper
                 "-c",
                 localproc.WRAPPER,
@@ -194,9 +222,19 @@ class LocalBackend:
             directory = path.parent
             if directory.name.isdigit() and not (directory / localproc.EXIT_FILE).exists():
                 leader = localproc.read_leader(directory)
-                if leader is not None and localproc.running(leader):
+                if leader is not None and localproc.running(leader) and self._may_signal(leader):
                     found.append((directory, leader))
         return found
+
+    def _may_signal(self, leader: ProcessIdentity) -> bool:
+        """A leader.json lies in a folder the job's user may write: it must name a process of that user, or a
+        job could have the agent kill any process group on the machine."""
+        owner = localproc.owner_of(leader.pid)
+        expected = self._user.uid if self._user is not None else os.geteuid()
+        if owner != expected:
+            log.warning("ignoring %d named by a leader file: it runs as uid %s, not the job user", leader.pid, owner)
+            return False
+        return True
 
     async def read_output(self, handle: JobHandle, offset: int, limit: int) -> bytes:
         path = _local(handle).directory / LOG_FILE
@@ -247,9 +285,9 @@ class LocalBackend:
         else:
             await localproc.until_ended(local.leader)
 
-    def _environment(self, spec: LaunchSpec) -> dict[str, str]:
-        # The agent's own FEDGATE_* settings (credentials paths, tokens) never reach a job.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FEDGATE_")}
+    def _environment(self, spec: LaunchSpec, directory: Path) -> dict[str, str]:
+        # Only an allowlist of the agent's own environment: its secrets and settings never reach a job.
+        env = localguard.job_environment(os.environ, self._options, self._user, directory)
         env.update(spec.job_environment())
         env["FEDGATE_DEVICES"] = ",".join(str(d) for d in spec.devices)
         env.update(visible_devices_env(spec.stack, spec.devices))

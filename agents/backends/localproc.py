@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,19 +32,32 @@ FENCE_FILE = "fence"
 """In the workdir: {"until": CLOCK_BOOTTIME seconds, "fence_s": s}. The agent moves `until` forward while it
 runs; every wrapper whose environment names the file kills its group once the clock passes it."""
 FENCE_ENV = "FEDGATE_FENCE_FILE"
+RUN_AS_ENV = "FEDGATE_RUN_AS"
+"""`uid:gid` the wrapper switches to before anything else (it is started as the agent's user: a process that
+holds gRPC's threads cannot fork with a user switch, only vfork without one)."""
 LEADER_FILE = "leader.json"
 """The wrapper's identity, written in the attempt's folder as soon as it started: it finds an attempt the agent
 started but was killed before it could journal (`agents.backends.local.LocalBackend.sweep`)."""
 POLL_S = 0.25
 """How often a process is looked at where the kernel offers no pidfd to wait on."""
 
-# Run with `python -I -c WRAPPER <exit file> <executable> <args...>` in the attempt's own process group. The
+# Run with `python -I -c WRAPPER <exit file> <executable> <args...>` in the attempt's own process group. With
+# FEDGATE_RUN_AS=uid:gid in its environment it first becomes that user for good (and exits 126 if it cannot). The
 # wrapper ignores the polite signals sent to the whole group (a Python handler, not SIG_IGN, so that the command
 # gets the default dispositions back at exec), so that it outlives the command and can record how it ended; a
 # SIGKILL of the group ends it too, and then no exit file says so. It exits with the command's code (128+N for
 # signal N), so an agent that is still its parent reads the same outcome from either.
 WRAPPER = r"""
 import json, os, signal, subprocess, sys, time
+
+_run_as = os.environ.pop("FEDGATE_RUN_AS", "")
+if _run_as:  # first of all, and for good: the job user's uid and gid, no supplementary groups
+    _uid, _gid = (int(_part) for _part in _run_as.split(":"))
+    os.setgroups([])
+    os.setgid(_gid)
+    os.setuid(_uid)
+    if os.getuid() != _uid or os.geteuid() != _uid:
+        sys.exit(126)
 
 def _polite(signum, frame):
     pass
@@ -199,15 +213,38 @@ async def until_ended(identity: ProcessIdentity) -> None:
         os.close(fd)
 
 
+MAX_RECORD_BYTES = 4096
+"""Most bytes read from a small record file (exit_code, leader.json) in an attempt's folder."""
+
+
+def open_in_attempt(path: Path, flags: int, mode: int = 0o644) -> int:
+    """Open a file of an attempt's folder, which may belong to the job's user: never through a link the job put
+    there (the agent may run as root), never blocking on a FIFO. OSError as os.open's."""
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+
+
+def _read_record(path: Path) -> str:
+    fd = open_in_attempt(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as record:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            raise ValueError(f"{path.name} is not a plain file")
+        return record.read(MAX_RECORD_BYTES).decode("utf-8", errors="replace")
+
+
 def write_leader(directory: Path, identity: ProcessIdentity) -> None:
     partial = directory / (LEADER_FILE + ".partial")
-    partial.write_text(json.dumps(identity.to_record()))
+    with contextlib.suppress(FileNotFoundError):
+        partial.unlink()  # whatever the job may have put there; the new file is made, not followed
+    fd = open_in_attempt(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(identity.to_record()))
     os.replace(partial, directory / LEADER_FILE)
 
 
 def read_leader(directory: Path) -> ProcessIdentity | None:
     try:
-        return ProcessIdentity.from_record(json.loads((directory / LEADER_FILE).read_text()))
+        return ProcessIdentity.from_record(json.loads(_read_record(directory / LEADER_FILE)))
     except (OSError, ValueError):
         return None
 
@@ -215,9 +252,17 @@ def read_leader(directory: Path) -> ProcessIdentity | None:
 def read_exit(directory: Path) -> ExitStatus | None:
     """How the command ended, from the exit file its wrapper wrote; None when there is none (yet)."""
     try:
-        data = json.loads((directory / EXIT_FILE).read_text())
+        data = json.loads(_read_record(directory / EXIT_FILE))
         return ExitStatus.from_returncode(int(data["returncode"]))
     except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def owner_of(pid: int) -> int | None:
+    """The uid a process runs as (None when it is gone)."""
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
         return None
 
 

@@ -47,6 +47,12 @@ def _local(settings: BackendSettings) -> Backend:
     return LocalBackend(settings)
 
 
+def _local_options(section: Section, base: Path) -> object:
+    from agents.backends.localguard import read_local_options
+
+    return read_local_options(section, base)
+
+
 def _kubernetes(settings: BackendSettings) -> Backend:
     from agents.backends.kubernetes.backend import KubernetesBackend  # imports the `kubernetes` client package
 
@@ -74,8 +80,9 @@ def _simulated_options(section: Section, base: Path) -> object:
 BACKEND_TYPES: dict[str, BackendType] = {
     "local": BackendType(
         factory=_local,
-        options=frozenset({"workdir"}),
-        summary="run jobs as subprocesses on this machine (the embedded default)",
+        options=frozenset({"workdir", "pass_env", "run_as"}),
+        summary="run jobs as subprocesses on this machine (the embedded default; as `nobody` when the agent is root)",
+        read_options=_local_options,
     ),
     "kubernetes": BackendType(
         factory=_kubernetes,

@@ -248,6 +248,9 @@ async def run_agent(
     journal = journal or owned or MemoryJournal()
     signer = KeyFileSigner(config.tls.key)
     backend = backend or await open_backend(config.backend)
+    guard = getattr(backend, "guard_secrets", None)  # optional hook: a backend whose jobs share this machine
+    if guard is not None:
+        guard(config.tls.key, config.state_dir)
     runtime = SiteRuntime(config, backend, journal, clock=clock, signer=signer)
     await runtime.restore()
     link = GatewayLink(config, runtime, backoff=backoff, renewal=renewal, clock=clock)

@@ -54,6 +54,9 @@ class DemoLayout:
 def write_layout(root: Path, store: str = "sqlite:///gateway.db", gateways: int = 1) -> DemoLayout:
     """The demo's files under `root`; `gateways` processes share `store` (more than one needs PostgreSQL)."""
     ca = init_ca(root / "ca", FEDERATION)
+    # Jobs of the `local` backend run as `nobody` when the demo runs as root: they must reach their work
+    # folders (root/work/<site>), and nothing else: traverse without listing, every key in a 0700 folder.
+    root.chmod(0o711)
     ca.issue_server(root / "gateway", hosts=("localhost", "127.0.0.1", "::1"))
     user_creds = {
         tenant: ca.issue(Principal.user(FEDERATION, tenant, name), root / "users" / f"{tenant}-{name}")
@@ -93,7 +96,7 @@ def write_layout(root: Path, store: str = "sqlite:///gateway.db", gateways: int 
                 "site": site.name,
                 "gateway": "GATEWAY_ADDRESS",
                 "tls": {"ca": "ca.pem", "cert": "cert.pem", "key": "key.pem"},
-                "backend": {"type": "local", "workdir": "work"},
+                "backend": {"type": "local", "workdir": str(root / "work" / site.name)},
                 "report_interval_s": 1,
                 **({"policy": site.policy} if site.policy else {}),
                 "pools": [

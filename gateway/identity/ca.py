@@ -17,10 +17,11 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.errors import AlreadyExists, ConfigError, IdentityError
+from gateway.errors import AlreadyExists, ConfigError, IdentityError, InvalidArgument
 from gateway.identity import profiles
 from gateway.identity.principal import Principal, federation_uri, gateway_uri, spiffe_uri_of
 
@@ -163,9 +164,16 @@ class CertificateAuthority:
             csr = x509.load_pem_x509_csr(csr_pem)
         except ValueError as exc:
             raise IdentityError(f"not a readable PEM certificate request: {exc}") from None
-        if not csr.is_signature_valid:
+        try:  # a corrupted key (a point off its curve, say) is the caller's fault, not an internal error
+            valid, public = csr.is_signature_valid, csr.public_key()
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise InvalidArgument(
+                f"the certificate request's public key cannot be read ({exc}); generate a new key and CSR",
+                reason="BAD_CSR",
+            ) from None
+        if not valid:
             raise IdentityError("the certificate request's signature does not verify")
-        public_key = profiles.check_csr_key(csr.public_key())
+        public_key = profiles.check_csr_key(public)
         return profiles.cert_pem(
             self.certificate_for(principal, public_key, valid_days, not_before=not_before, not_after=not_after)
         )

@@ -81,6 +81,12 @@ class Principal:
             return f"{base}/tenant/{self.tenant}/user/{self.name}"
         return f"{base}/{self.kind}/{self.name}"
 
+    @property
+    def share(self) -> str:
+        """Whose share of a shared resource (log streams, watches) this principal draws on: its tenant for a
+        user (a tenant's users share one share), its own URI for an admin or a site."""
+        return f"tenant/{self.tenant}" if self.kind == "user" else self.uri
+
     def __str__(self) -> str:
         return self.uri
 

@@ -175,7 +175,7 @@ class JobService:
 
     async def watch_job(self, caller: Principal, job_id: str) -> AsyncIterator[tuple[JobEvent, Job]]:
         self.get_job(caller, job_id)  # access check before subscribing
-        queue = self.bus.subscribe(job_id)
+        queue = self.bus.subscribe(job_id, caller.share)
         try:
             job = self.get_job(caller, job_id)
             yield (

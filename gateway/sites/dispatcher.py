@@ -34,7 +34,7 @@ from gateway.reservations.model import is_booking
 from gateway.reservations.rounds import ReservationRounds
 from gateway.scheduler.launcher import Launcher
 from gateway.sites.logs import LogRelay
-from gateway.sites.model import Pool, SiteTerms
+from gateway.sites.model import Pool, SiteTerms, check_capacity
 from gateway.sites.registry import CancelCommand, Outbox, SiteRegistry
 from gateway.store import Store
 from gateway.usage.receipts import (
@@ -373,8 +373,10 @@ class Dispatcher:
         """A chunk of job output from `site` (best effort: a chunk for a stream it did not open is dropped)."""
         self.logs.deliver(site, stream_id, data, end=end, error=error)
 
-    def check_classes(self, pools: list[Pool]) -> None:
-        """Refuse a capacity report that names a class the federation's catalogue does not know."""
+    def check_pools(self, pools: list[Pool]) -> None:
+        """Refuse a capacity report outside the contract's bounds (`check_capacity`), or that names a class the
+        federation's catalogue does not know."""
+        check_capacity(pools)
         catalogue = self.policy.catalogue
         for pool in pools:
             if pool.accelerator_class not in catalogue:

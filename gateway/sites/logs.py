@@ -6,9 +6,11 @@ site registry's outbox, routing the site's chunks to the stream's buffer (a chun
 open is dropped, so no site can write into another site's stream), flow control by credit (site.proto rules
 15-17: the site starts with `WINDOW_BYTES` of credit and is granted more only as the reader consumes, so the
 gateway holds at most that much per stream whatever the reader's speed, and a slow reader slows only its own
-stream), ending a stream whose site sends beyond its credit (an agent that ignores credit) with an error that
-says so, a LogCancel when the reader goes away first, and ending the readers of a site whose stream ends with
-an error naming it.
+stream), shares of the streams (a tenant holds at most `TENANT_SITE_STREAMS` of a site's `SITE_STREAMS` and
+`TENANT_STREAMS` of the gateway's `MAX_STREAMS`, so one tenant's follow-mode readers never take a site's streams
+from every other tenant), ending a stream whose site sends beyond its credit (an agent that ignores credit)
+with an error that says so, a LogCancel when the reader goes away first, and ending the readers of a site whose
+stream ends with an error naming it.
 It does not decide who may read a job (`gateway.trust.access`, through `JobService.get_job`, before `stream` is
 called) and does not speak gRPC (`gateway.transport` turns chunks and errors into messages and statuses).
 """
@@ -22,7 +24,7 @@ from collections import deque
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
-from gateway.errors import FailedPrecondition, GatewayError, NotFound, Unavailable
+from gateway.errors import FailedPrecondition, GatewayError, NotFound, ResourceExhausted, Unavailable
 from gateway.jobs.model import Job, JobState
 from gateway.sites.registry import LogCancelCommand, LogCreditCommand, LogRequestCommand, SiteRegistry
 
@@ -37,6 +39,14 @@ GRANT_BYTES = WINDOW_BYTES // 4
 """Output the reader consumes before it is granted back to the site as credit (fewer, larger LogCredits)."""
 MAX_STREAMS = 256
 """Log streams the gateway relays at once (so at most MAX_STREAMS x WINDOW_BYTES held for readers)."""
+SITE_STREAMS = 8
+"""Log streams one site serves at once (the agent's own bound, agents.core.logs.MAX_STREAMS): the gateway counts
+them too, so that it can share them out before the site refuses."""
+TENANT_SITE_STREAMS = 2
+"""A tenant's share of one site's log streams: at most 2 of its 8, so at least three other tenants always find
+streams there however many a tenant opens."""
+TENANT_STREAMS = 32
+"""A tenant's share of the gateway's log streams (over all sites)."""
 MAX_SITE_ERROR = 500
 """Characters of a site's error text passed on to the reader."""
 NOT_STARTED_STATES = frozenset({JobState.QUEUED, JobState.RESERVING, JobState.REJECTED})
@@ -54,6 +64,8 @@ class LogPiece:
 @dataclass
 class _Stream:
     stream_id: int
+    holder: str
+    """Whose share the stream draws on (`Principal.share`: the reader's tenant)."""
     site: str
     connection_id: int
     job_id: str
@@ -106,6 +118,9 @@ class LogRelay:
         window_bytes: int = WINDOW_BYTES,
         grant_bytes: int = GRANT_BYTES,
         max_streams: int = MAX_STREAMS,
+        site_streams: int = SITE_STREAMS,
+        tenant_site_streams: int = TENANT_SITE_STREAMS,
+        tenant_streams: int = TENANT_STREAMS,
     ) -> None:
         if not 0 < grant_bytes <= window_bytes:
             raise ValueError("grant_bytes must be above 0 and at most window_bytes")
@@ -113,6 +128,9 @@ class LogRelay:
         self._window_bytes = window_bytes
         self._grant_bytes = grant_bytes
         self._max_streams = max_streams
+        self._site_streams = site_streams
+        self._tenant_site_streams = tenant_site_streams
+        self._tenant_streams = tenant_streams
         self._streams: dict[int, _Stream] = {}
         self._ids = itertools.count(1)
 
@@ -125,20 +143,19 @@ class LogRelay:
         """Output received from sites and not yet handed to readers, over all streams."""
         return sum(stream.buffered for stream in self._streams.values())
 
-    async def stream(self, job: Job, *, follow: bool = False, tail_bytes: int = 0) -> AsyncGenerator[LogPiece, None]:
+    async def stream(
+        self, job: Job, *, reader: str = "", follow: bool = False, tail_bytes: int = 0
+    ) -> AsyncGenerator[LogPiece, None]:
         """The output of the job's current attempt, from its start (or `tail_bytes` before its end), until the
         site has sent it all (with `follow`: until the attempt has also ended). Raises FailedPrecondition when
         the job has no attempt yet or the site cannot serve the log, Unavailable when the site is offline or
-        goes away, TOO_MANY_LOG_STREAMS when the gateway relays its most, and LOG_CREDIT_EXCEEDED when the site
-        sends beyond its credit."""
+        goes away, TOO_MANY_LOG_STREAMS when `reader` (whose share: `Principal.share`) holds its share of the
+        site's or the gateway's streams or either is full, and LOG_CREDIT_EXCEEDED when the site sends beyond
+        its credit."""
         site, epoch = log_source(job)
         connection_id = self._connection_of(site, job.job_id)
-        if len(self._streams) >= self._max_streams:
-            raise GatewayError(
-                f"the gateway relays at most {self._max_streams} log streams at once; try again shortly",
-                reason="TOO_MANY_LOG_STREAMS",
-            )
-        stream = _Stream(next(self._ids), site, connection_id, job.job_id, epoch, granted=self._window_bytes)
+        self._check_shares(reader, site)
+        stream = _Stream(next(self._ids), reader, site, connection_id, job.job_id, epoch, granted=self._window_bytes)
         self._streams[stream.stream_id] = stream
         try:
             request = LogRequestCommand(
@@ -208,6 +225,26 @@ class LogRelay:
                         "run the command again once it is back",
                         reason="SITE_DISCONNECTED",
                     )
+                )
+
+    def _check_shares(self, reader: str, site: str) -> None:
+        """Refuse a new stream when the reader's share or a whole is in use. The reader's shares are checked
+        first, so a tenant at its share hears that, not that the site is busy."""
+        at_site = [s for s in self._streams.values() if s.site == site]
+        mine = sum(1 for s in self._streams.values() if s.holder == reader)
+        mine_at_site = sum(1 for s in at_site if s.holder == reader)
+        for used, most, limit, what in (
+            (mine_at_site, self._tenant_site_streams, "tenant_site_streams", f"your tenant's share at site {site}"),
+            (mine, self._tenant_streams, "tenant_streams", "your tenant's share at the gateway"),
+            (len(at_site), self._site_streams, "site_streams", f"site {site}'s own"),
+            (len(self._streams), self._max_streams, "gateway_streams", "the gateway's"),
+        ):
+            if used >= most:
+                raise ResourceExhausted(
+                    f"{what} of log streams is in use ({most} at once); close a log you no longer read "
+                    "(a --follow) or try again shortly",
+                    reason="TOO_MANY_LOG_STREAMS",
+                    metadata={"limit": limit, "max": str(most)},
                 )
 
     def _connection_of(self, site: str, job_id: str) -> int:

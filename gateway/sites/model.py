@@ -1,6 +1,7 @@
 """What the gateway knows of a site at one instant, as plain dataclasses: pools, the centre's terms, the view.
 
-Owns: the shape of a site's capacity and terms as placement reads them. No I/O, no gRPC.
+Owns: the shape of a site's capacity and terms as placement reads them, and the bounds of a sane capacity
+report (`check_capacity`: site.proto's CapacityReport states them). No I/O, no gRPC.
 """
 
 from __future__ import annotations
@@ -9,7 +10,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fedgate.common.terms import SiteTerms as CentreTerms
+from gateway.errors import InvalidArgument
 from gateway.jobs.model import JobSpec
+
+MAX_POOLS = 64
+"""Pools in one capacity report (one per accelerator class: the catalogue has far fewer classes)."""
+MAX_POOL_CARDS = 1_000_000
+"""Cards in one pool (total; offered and free are at most total). The largest centres hold tens of thousands; a
+count above this is a broken or lying agent (10^12 sent as uint32 arrives as about 3.5e9, and is refused)."""
+MAX_CARDS_PER_NODE = 1024
+"""Cards per node a pool may report (0: not said)."""
 
 
 @dataclass(frozen=True)
@@ -23,6 +33,42 @@ class Pool:
     cards_per_node: int = 0
     interconnect: str = ""
     labels: tuple[tuple[str, str], ...] = ()
+
+
+def check_capacity(pools: list[Pool] | tuple[Pool, ...]) -> None:
+    """Refuse a capacity report outside the contract's bounds (InvalidArgument, reason CAPACITY_OUT_OF_BOUNDS or
+    INCONSISTENT_CAPACITY), naming the pool and the limit. The report is refused whole: nothing of it is believed."""
+    if len(pools) > MAX_POOLS:
+        raise InvalidArgument(
+            f"a capacity report lists {len(pools)} pools; at most {MAX_POOLS} are allowed (limit max_pools)",
+            reason="CAPACITY_OUT_OF_BOUNDS",
+            metadata={"limit": "max_pools", "max": str(MAX_POOLS)},
+        )
+    seen: set[str] = set()
+    for pool in pools:
+        name = pool.accelerator_class[:64]
+        if pool.accelerator_class in seen:
+            raise InvalidArgument(f"pool {name!r} is listed twice in one report", reason="CAPACITY_OUT_OF_BOUNDS")
+        seen.add(pool.accelerator_class)
+        for what, value, most in (
+            ("total", pool.total, MAX_POOL_CARDS),
+            ("offered", pool.offered, MAX_POOL_CARDS),
+            ("free", pool.free, MAX_POOL_CARDS),
+            ("cards_per_node", pool.cards_per_node, MAX_CARDS_PER_NODE),
+        ):
+            if not 0 <= value <= most:
+                limit = "max_cards_per_node" if what == "cards_per_node" else "max_pool_cards"
+                raise InvalidArgument(
+                    f"pool {name!r} reports {what}={value}; at most {most} is allowed (limit {limit})",
+                    reason="CAPACITY_OUT_OF_BOUNDS",
+                    metadata={"limit": limit, "max": str(most)},
+                )
+        if not pool.free <= pool.offered <= pool.total:
+            raise InvalidArgument(
+                f"pool {name!r} reports total={pool.total} offered={pool.offered} free={pool.free}; a site must "
+                "report free <= offered <= total",
+                reason="INCONSISTENT_CAPACITY",
+            )
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import grpc
 from gateway.errors import GatewayError, Unauthenticated
 from gateway.identity.principal import Principal
 from gateway.identity.revocation import Credential
+from gateway.trust.ratelimit import source_of
 from gateway.trust.service import Trust
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -98,7 +99,8 @@ class Guarded:
     trust: Trust
 
     def on_denied(self, context: Context, method: str, error: GatewayError) -> None:
-        self.trust.denied(self.auth.caller_uri(context), method, error.reason, error.message)
+        source = source_of(context.peer() or "")
+        self.trust.denied(self.auth.caller_uri(context), method, error.reason, error.message, source)
 
 
 async def while_valid(items: AsyncIterator[T], check: Callable[[], None], period: float) -> AsyncIterator[T]:
@@ -156,7 +158,8 @@ class CredentialGuard(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             try:
                 auth.credential(context)
             except GatewayError as exc:
-                trust.denied(auth.caller_uri(context), str(details.method), exc.reason, exc.message)
+                source = source_of(context.peer() or "")
+                trust.denied(auth.caller_uri(context), str(details.method), exc.reason, exc.message, source)
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
 
         if handler.unary_unary is not None:

@@ -34,7 +34,9 @@ def error_from_rpc(error: grpc.RpcError) -> ClientError:
     code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
     message = (error.details() if isinstance(error, grpc.Call) else str(error)) or code.name
     info = wire.error_info(error.trailing_metadata()) if isinstance(error, grpc.Call) else None
-    return ClientError(message, code=code.name, reason=info.reason if info is not None else code.name)
+    if info is None:
+        return ClientError(message, code=code.name, reason=code.name)
+    return ClientError(message, code=code.name, reason=info.reason, metadata=dict(info.metadata))
 
 
 class _Stubs:

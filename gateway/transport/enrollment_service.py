@@ -12,10 +12,11 @@ import grpc
 
 from fedgate.v1 import enrollment_service_pb2 as pb
 from fedgate.v1 import enrollment_service_pb2_grpc
-from gateway.errors import InvalidArgument
+from gateway.errors import GatewayError, InvalidArgument
 from gateway.transport import convert
 from gateway.transport.auth import Authenticator, Guarded
 from gateway.transport.errors import translate_errors
+from gateway.trust.ratelimit import source_of
 from gateway.trust.service import IssuedCertificate, Trust
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -41,9 +42,14 @@ class EnrollmentServicer(Guarded, enrollment_service_pb2_grpc.EnrollmentServiceS
         self.auth = auth
         self.trust = trust
 
+    def on_denied(self, context: Context, method: str, error: GatewayError) -> None:
+        if method != "Enroll":  # a refused enrolment is audited once, as enrolment.refused, by the trust service
+            super().on_denied(context, method, error)
+
     @translate_errors
     async def Enroll(self, request: pb.EnrollRequest, context: Context) -> pb.EnrollResponse:
-        issued = self.trust.enroll(request.join_token, _csr(request.csr_pem), request.site)
+        source = source_of(context.peer() or "")
+        issued = self.trust.enroll(request.join_token, _csr(request.csr_pem), request.site, source)
         return pb.EnrollResponse(**_issued(issued))
 
     @translate_errors

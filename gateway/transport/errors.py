@@ -39,6 +39,7 @@ STATUS_BY_CLASS: tuple[tuple[type[errors.GatewayError], grpc.StatusCode], ...] =
     (errors.StaleEpoch, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
     (errors.StoreFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.StoreError, grpc.StatusCode.UNAVAILABLE),
 )
 
@@ -69,10 +70,19 @@ def status_for(error: errors.GatewayError) -> grpc.StatusCode:
 
 
 def rich_status(code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str]) -> status_pb2.Status:
+    """The google.rpc.Status of a refusal: an ErrorInfo, and a RetryInfo when metadata `retry_after_ms` says
+    when to try again."""
     info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata)
     detail = any_pb2.Any()
     detail.Pack(info)
-    return status_pb2.Status(code=code.value[0], message=message, details=[detail])
+    details = [detail]
+    if metadata.get("retry_after_ms", "").isdigit():
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromMilliseconds(int(metadata["retry_after_ms"]))
+        packed = any_pb2.Any()
+        packed.Pack(retry)
+        details.append(packed)
+    return status_pb2.Status(code=code.value[0], message=message, details=details)
 
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], error: errors.GatewayError) -> NoReturn:

@@ -112,7 +112,9 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
     ) -> AsyncIterator[pb.StreamJobLogsResponse]:
         credential = self.auth.credential(context)
         job = self.jobs.get_job(credential.principal, request.job_id)  # who may read it: as GetJob
-        pieces = self.logs.stream(job, follow=request.follow, tail_bytes=request.tail_bytes)
+        pieces = self.logs.stream(
+            job, reader=credential.principal.share, follow=request.follow, tail_bytes=request.tail_bytes
+        )
         async for piece in while_valid(pieces, lambda: self.trust.check(credential), self.check_period):
             yield pb.StreamJobLogsResponse(data=piece.data, site=piece.site, epoch=piece.epoch)
 

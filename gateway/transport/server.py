@@ -12,6 +12,7 @@ bounded time (`shutdown_grace`). Nothing is served without TLS, and nothing but 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 from dataclasses import dataclass, field
@@ -44,13 +45,14 @@ from gateway.sites.liveness import SiteLeases
 from gateway.store import Store, open_store
 from gateway.transport.admin_service import AdminServicer
 from gateway.transport.auth import CertificateAuthenticator, CredentialGuard, TokenAuthenticator
+from gateway.transport.brakes import Brakes, BrakeSettings, limiters
 from gateway.transport.enrollment_service import EnrollmentServicer
 from gateway.transport.job_service import JobServicer
 from gateway.transport.metrics import serve_metrics
 from gateway.transport.reservation_service import ReservationServicer
 from gateway.transport.site_service import SiteServicer
 from gateway.trust.pagetokens import PageTokens
-from gateway.trust.service import Trust
+from gateway.trust.service import DENIAL_WINDOW_S, Trust
 from gateway.usage.receipts import Countersigner
 
 log = logging.getLogger("fedgate.gateway")
@@ -108,6 +110,15 @@ class RunningGateway:
             await asyncio.sleep(period)
             self.policy_looks.run(self._look_at_policy)
 
+    async def flush_refusals(self, period: float) -> None:
+        """Write the counts of coalesced refusals once their window has ended, even when no refusal follows."""
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self.trust.flush_refusals()
+            except Exception:  # a store that cannot write now: the counts wait for the next look
+                log.exception("could not write the coalesced refusals")
+
     async def wait_failure(self) -> Failure:
         """Return when a long-lived task has died: the process must stop with a non-zero exit."""
         return await self.supervisor.wait_failure()
@@ -127,6 +138,8 @@ class RunningGateway:
         await self.core.registry.wait_closed(grace)  # each stream sends its status before the server stops
         await asyncio.gather(*(s.stop(grace) for s in (self.public_server, self.server) if s is not None))
         await self.core.jobs.settle()  # the job creations already accepted are durable
+        with contextlib.suppress(Exception):  # the refusals counted but not yet written
+            self.trust.flush_refusals(force=True)
         if self.leadership is not None and self.term is not None:
             await asyncio.to_thread(self.leadership.release, self.term)  # a standby takes over at its next look
         self.core.store.close()
@@ -212,7 +225,10 @@ async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Auth
     check = config.credential_check.total_seconds()
     certificates = CertificateAuthenticator(trust)
 
-    server = grpc.aio.server(options=server_options(config), interceptors=[CredentialGuard(certificates, trust)])
+    calls, failures = limiters(BrakeSettings())  # per source address; failures counted on both ports
+    server = grpc.aio.server(
+        options=server_options(config), interceptors=[Brakes(failures), CredentialGuard(certificates, trust)]
+    )
     job_service_pb2_grpc.add_JobServiceServicer_to_server(
         JobServicer(core.jobs, core.logs, certificates, trust, check, config.max_message_bytes), server
     )
@@ -233,7 +249,7 @@ async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Auth
     if config.public_listen:
         # No client certificate here, so only what a token or a join token can authenticate is served.
         tokens = TokenAuthenticator(trust)
-        public_server = grpc.aio.server(options=server_options(config))
+        public_server = grpc.aio.server(options=server_options(config), interceptors=[Brakes(failures, calls)])
         job_service_pb2_grpc.add_JobServiceServicer_to_server(
             JobServicer(core.jobs, core.logs, tokens, trust, check, config.max_message_bytes), public_server
         )
@@ -271,6 +287,7 @@ async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Auth
     supervisor.spawn(core.scheduler.run(config.schedule_period.total_seconds()), "scheduler")
     running.shutdown_grace = config.shutdown_grace.total_seconds()
     supervisor.spawn(leases.run(min(1.0, config.site_lease.total_seconds() / 10)), "site lease check")
+    supervisor.spawn(running.flush_refusals(DENIAL_WINDOW_S / 4), "audit coalescing")
     if config.policy_watch.total_seconds() > 0:
         supervisor.spawn(running.watch_policy(config.policy_watch.total_seconds()), "policy watcher")
     if config.metrics_listen:

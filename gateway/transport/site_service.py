@@ -331,7 +331,7 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
         if kind == "capacity":
             try:
                 pools = [convert.pool_from_proto(p) for p in message.capacity.pools]
-                self.dispatcher.check_classes(pools)
+                self.dispatcher.check_pools(pools)
             except GatewayError as exc:
                 log.warning("site %s: capacity report refused: %s", site, exc.message)
                 return rejection(exc)

@@ -2,13 +2,16 @@
 
 Owns: authenticating certificates and tokens into `Credential`s (with revocation, expiry and replay checks),
 enrolment with join tokens, certificate renewal, token issuance, revocation, and the audit log. Every
-security-relevant act and every refusal is audited. It never speaks gRPC; the transport layer calls one
+security-relevant act and every refusal is audited, refusals coalesced (`gateway.trust.coalesce`: the first of a
+kind from a source for a method and reason in a window is written, the rest counted into one `audit.coalesced` row), so
+that a flood writes a bounded number of rows. It never speaks gRPC; the transport layer calls one
 method per RPC and hands in only what the TLS layer has already verified.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,10 +37,15 @@ from gateway.trust.checkpoint import (
     revocation_key,
     write_checkpoint,
 )
+from gateway.trust.coalesce import DenialCoalescer
 
 log = logging.getLogger("fedgate.gateway.trust")
 MAX_JOIN_TOKEN_TTL = timedelta(days=7)
 MAX_TOKEN_TTL = timedelta(hours=24)
+DENIAL_WINDOW_S = 60.0
+"""Refusals of one kind, source and reason within this many seconds are written once and then counted."""
+DENIAL_KEYS = 256
+"""(kind, source, reason) keys a window tracks; refusals of further sources are counted under source `*`."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,7 @@ class Trust:
         audience: str = "",
         certificate_lifetime: timedelta = timedelta(days=90),
         checkpoint: Path | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """`checkpoint`: where the signed checkpoint of the audit chain's end and of the revocation list lives
         (`gateway.trust.checkpoint`); the store is checked against it here (RecordsTampered: refuse to start)
@@ -83,6 +92,7 @@ class Trust:
                     checkpoint,
                     self._last_audit.sequence,
                 )
+        self._denials = DenialCoalescer(window_s=DENIAL_WINDOW_S, max_keys=DENIAL_KEYS, clock=monotonic)
 
     # ---- audit ----------------------------------------------------------------------------------------------
     def audit(self, kind: str, principal: str, details: Mapping[str, str] | None = None) -> AuditEntry:
@@ -112,11 +122,40 @@ class Trust:
         access.require_role(caller, "admin")
         return verify_audit_store(self.store, self.authority, self._checkpoint)
 
-    def denied(self, principal: str, method: str, reason: str, message: str) -> None:
+    def denied(self, principal: str, method: str, reason: str, message: str, source: str = "") -> None:
+        """Audit a refused call (coalesced per source and reason: see the module's docstring)."""
+        details = {"method": method, "reason": reason, "message": message[:300], "source": source}
+        self._refused("call.denied", principal, source, reason, details, method)
+
+    def flush_refusals(self, *, force: bool = False) -> None:
+        """Write the counts of refusals a window that has ended (or, with `force`, the current one) did not
+        write. Called with each refusal, and by the gateway on a period and when it stops."""
         try:
-            self.audit("call.denied", principal, {"method": method, "reason": reason, "message": message[:300]})
+            for summary in self._denials.ended(force=force):
+                self.audit(
+                    "audit.coalesced",
+                    "gateway",
+                    {
+                        "refused_kind": summary.kind,
+                        "source": summary.source,
+                        "reason": summary.reason,
+                        "method": summary.method,
+                        "count": str(summary.count),
+                        "window_s": f"{summary.window_s:g}",
+                    },
+                )
+        except NotLeader:
+            pass
+
+    def _refused(
+        self, kind: str, principal: str, source: str, reason: str, details: Mapping[str, str], method: str = ""
+    ) -> None:
+        try:
+            self.flush_refusals()
+            if self._denials.note(kind, source or principal, reason, method):
+                self.audit(kind, principal, details)
         except NotLeader:  # a standby writes no audit (the leader's chain is the one log); it logs instead
-            log.warning("refused %s on %s: %s (%s)", principal, method, reason, message[:300])
+            log.warning("refused %s (%s): %s", principal, source, dict(details))
 
     def reload_revocations(self) -> None:
         """Read the revocations again: a standby sees those the leader records (the leader holds its own)."""
@@ -161,8 +200,9 @@ class Trust:
         )
         return token, record.expire_time, self.authority.ca_fingerprint
 
-    def enroll(self, token: str, csr_pem: bytes, site: str) -> IssuedCertificate:
-        """Sign a site's CSR if its one-time token allows it. A refusal leaves the token as it was."""
+    def enroll(self, token: str, csr_pem: bytes, site: str, source: str = "") -> IssuedCertificate:
+        """Sign a site's CSR if its one-time token allows it. A refusal leaves the token as it was, and is
+        audited once as `enrolment.refused` (coalesced per `source`, the caller's address)."""
         now = self.clock()
         try:
             token_id, secret = parse_join_token(token)
@@ -171,8 +211,9 @@ class Trust:
             certificate = self._sign(csr_pem, principal, now)
             if not self.store.consume_join_token(record.token_id, now):
                 raise PermissionDenied("this join token was just used by another enrolment", reason="JOIN_TOKEN_USED")
-        except (Unauthenticated, PermissionDenied) as exc:
-            self.audit("enrolment.refused", "anonymous", {"site": site[:64], "reason": exc.reason})
+        except (Unauthenticated, PermissionDenied, InvalidArgument) as exc:
+            details = {"site": site[:64], "reason": exc.reason, "source": source}
+            self._refused("enrolment.refused", "anonymous", source, exc.reason, details)
             raise
         issued = self._issued(certificate)
         self.audit("enrolment", principal.uri, {"token_id": record.token_id, "serial": _serial(certificate)})

@@ -26,6 +26,7 @@ from gateway.identity.principal import Principal
 from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
 from gateway.transport.client import FederationClient
 from gateway.trust.credentials import Credentials
+from tests.jobs import shared_folder
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.services
@@ -110,7 +111,7 @@ def test_a_standby_takes_over_from_a_killed_leader_and_nothing_acknowledged_is_l
     first = Gateway(tmp_path, "first", pg_url, site_lease_s=6, restart_grace_s=10)
     second = Gateway(tmp_path, "second", pg_url, site_lease_s=6, restart_grace_s=10)
     both = f"{first.address},{second.address}"
-    marker = tmp_path / "started"
+    marker = shared_folder(tmp_path / "shared") / "started"  # written by the job, which runs as nobody
     agent_config = tmp_path / "agent.yaml"
     agent_config.write_text(
         dump_yaml(

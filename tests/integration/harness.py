@@ -21,6 +21,7 @@ from gateway.identity.principal import Principal
 from gateway.transport.client import FederationClient
 from gateway.transport.server import RunningGateway, start_gateway
 from gateway.trust.credentials import Credentials
+from tests.jobs import reachable
 from tests.waiting import eventually
 
 T = TypeVar("T")
@@ -158,7 +159,7 @@ def start_test_agent(
     from agents.transport.connection import run_agent
 
     creds = gateway.pki.site(site)
-    workdir.mkdir(parents=True, exist_ok=True)
+    reachable(workdir)  # its jobs run as `nobody` when the tests run as root
     config_path = workdir / "agent.yaml"
     config_path.write_text(
         yaml.safe_dump(

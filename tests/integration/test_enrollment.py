@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,7 @@ from gateway.identity.principal import Principal
 from gateway.identity.revocation import Credential
 from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
 from tests.integration.harness import FEDERATION, GatewayHandle, wait_for_capacity
+from tests.jobs import JOB_PYTHON
 from tests.waiting import eventually
 
 POOLS = [{"class": "ascend-910b", "cards": 8, "offered": 4, "cards_per_node": 8}]
@@ -214,7 +214,7 @@ def test_running_agent_renews_at_two_thirds_of_its_certificates_life_and_keeps_i
     site = gateway.running.core.registry.get("centre-r")
     first_connection = site.connection_id
     with gateway.client(gateway.pki.user("deepsea-ai", "alice")) as alice:
-        job = alice.create_job(spec((sys.executable, "-c", script)))
+        job = alice.create_job(spec((JOB_PYTHON, "-c", script)))
         eventually(lambda: alice.get_job(job.job_id).state == JobState.RUNNING, what="the job to run")
         assert serial(creds / "cert.pem") == old_serial
 

@@ -10,6 +10,7 @@ import pytest
 from gateway.errors import ClientError
 from gateway.jobs.model import Capability, JobSpec, JobState, Resources, StackRun
 from tests.integration.harness import AgentHandle, GatewayHandle, start_test_agent, wait_for_capacity
+from tests.jobs import shared_folder
 from tests.waiting import alive, eventually
 
 PRINT_ENV = (
@@ -83,7 +84,7 @@ def test_failing_command_ends_failed_with_its_exit_code(gateway: GatewayHandle, 
 
 
 def test_cancel_stops_a_running_job_at_the_site(gateway: GatewayHandle, ascend_site: AgentHandle) -> None:
-    pid_file = ascend_site.workdir / "job.pid"
+    pid_file = shared_folder(ascend_site.workdir / "shared") / "job.pid"  # written by the job, run as nobody
     script = (  # says its pid (whole: written aside, then renamed), then runs until stopped
         f"import os, pathlib, time\np = pathlib.Path({str(pid_file)!r})\n"
         "p.with_suffix('.tmp').write_text(str(os.getpid())); p.with_suffix('.tmp').rename(p)\ntime.sleep(120)"

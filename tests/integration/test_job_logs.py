@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -25,6 +24,7 @@ from gateway.jobs.model import Job, JobSpec, JobState, Resources, StackRun
 from gateway.sites.logs import WINDOW_BYTES, LogPiece
 from gateway.transport.client import FederationClient
 from tests.integration.harness import AgentHandle, GatewayHandle, start_test_agent, wait_for_capacity
+from tests.jobs import JOB_PYTHON
 from tests.waiting import eventually
 
 SITE = "centre-c"
@@ -96,7 +96,7 @@ def open_gate_while_followed(gateway: GatewayHandle, gate: Path) -> threading.Th
 def test_logs_of_a_finished_job_are_its_output_from_its_site_and_epoch(
     gateway: GatewayHandle, h20_site: AgentHandle, bob: FederationClient
 ) -> None:
-    job = run_to_end(bob, spec(sys.executable, "-c", PRINT_LINES))
+    job = run_to_end(bob, spec(JOB_PYTHON, "-c", PRINT_LINES))
     assert job.state == JobState.SUCCEEDED
     pieces = list(bob.stream_job_logs(job.job_id, timeout=20))
     assert b"".join(p.data for p in pieces) == LINES
@@ -110,7 +110,7 @@ def test_follow_streams_the_output_as_it_is_written_until_the_job_ends(
     gateway: GatewayHandle, h20_site: AgentHandle, bob: FederationClient, tmp_path: Path
 ) -> None:
     gate = tmp_path / "gate"
-    job = bob.create_job(spec(sys.executable, "-c", WAIT_FOR_GATE, str(gate)))
+    job = bob.create_job(spec(JOB_PYTHON, "-c", WAIT_FOR_GATE, str(gate)))
     wait_until_running(bob, job)
     pieces = bob.stream_job_logs(job.job_id, follow=True, timeout=30)
     first = read_until(pieces, b"started\n")  # read while the job still runs: it waits for the gate
@@ -130,7 +130,7 @@ def test_a_reader_leaving_early_ends_the_stream_at_the_gateway_and_the_site(
 ) -> None:
     caplog.set_level(logging.INFO, logger="agents.core.logs")
     gate = tmp_path / "gate"
-    job = bob.create_job(spec(sys.executable, "-c", WAIT_FOR_GATE, str(gate)))
+    job = bob.create_job(spec(JOB_PYTHON, "-c", WAIT_FOR_GATE, str(gate)))
     wait_until_running(bob, job)
     pieces = bob.stream_job_logs(job.job_id, follow=True, timeout=30)
     assert read_until(pieces, b"started\n") == b"started\n"
@@ -148,7 +148,7 @@ def test_a_reader_leaving_early_ends_the_stream_at_the_gateway_and_the_site(
 def test_logs_are_for_those_who_may_see_the_job_and_refused_to_others_as_not_found(
     gateway: GatewayHandle, h20_site: AgentHandle, bob: FederationClient
 ) -> None:
-    job = run_to_end(bob, spec(sys.executable, "-c", PRINT_LINES))
+    job = run_to_end(bob, spec(JOB_PYTHON, "-c", PRINT_LINES))
     for reader in (gateway.pki.user("panda-lm", "carol"), gateway.pki.admin()):  # a viewer of eval, an admin
         with gateway.client(reader) as client:
             assert b"".join(p.data for p in client.stream_job_logs(job.job_id, timeout=20)) == LINES
@@ -173,7 +173,7 @@ def test_a_job_that_never_started_says_when_logs_appear(
 
 
 def test_an_offline_site_is_named(gateway: GatewayHandle, h20_site: AgentHandle, bob: FederationClient) -> None:
-    job = run_to_end(bob, spec(sys.executable, "-c", PRINT_LINES))
+    job = run_to_end(bob, spec(JOB_PYTHON, "-c", PRINT_LINES))
     h20_site.stop()
     eventually(lambda: not gateway.running.core.registry.get(SITE).connected, what=f"{SITE} to disconnect")
     with pytest.raises(ClientError) as refused:
@@ -190,7 +190,7 @@ def test_cli_prints_the_output_raw_or_as_json_with_exit_codes_scripts_can_trust(
     gateway: GatewayHandle, h20_site: AgentHandle, bob: FederationClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
     as_bob = flags(gateway, gateway.pki.user("panda-lm", "bob"))
-    job = run_to_end(bob, spec(sys.executable, "-c", PRINT_LINES))
+    job = run_to_end(bob, spec(JOB_PYTHON, "-c", PRINT_LINES))
     assert job_cli.main(["logs", job.job_id, *as_bob]) == 0
     assert capsys.readouterr().out == LINES.decode()
     assert job_cli.main(["logs", job.job_id, "--tail", "17", *as_bob]) == 0
@@ -225,7 +225,7 @@ def test_cli_follow_prints_until_the_job_ends(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     gate = tmp_path / "gate"
-    job = bob.create_job(spec(sys.executable, "-c", WAIT_FOR_GATE, str(gate)))
+    job = bob.create_job(spec(JOB_PYTHON, "-c", WAIT_FOR_GATE, str(gate)))
     wait_until_running(bob, job)
     opener = open_gate_while_followed(gateway, gate)
     assert job_cli.main(["logs", job.job_id, "--follow", *flags(gateway, gateway.pki.user("panda-lm", "bob"))]) == 0
@@ -258,7 +258,7 @@ def expected_output(mib: int) -> bytes:
 def test_a_large_output_arrives_complete_and_in_order_for_a_reader_that_is_not_slow(
     gateway: GatewayHandle, h20_site: AgentHandle, bob: FederationClient, mib: int
 ) -> None:
-    job = run_to_end(bob, spec(sys.executable, "-c", WRITE_MIB, str(mib)))
+    job = run_to_end(bob, spec(JOB_PYTHON, "-c", WRITE_MIB, str(mib)))
     assert job.state == JobState.SUCCEEDED
     digest, size = hashlib.sha256(), 0
     for piece in bob.stream_job_logs(job.job_id, timeout=60):
@@ -272,13 +272,13 @@ def test_a_large_output_arrives_complete_and_in_order_for_a_reader_that_is_not_s
 def test_a_stalled_reader_holds_back_neither_job_updates_nor_other_readers_and_bounds_what_the_gateway_holds(
     gateway: GatewayHandle, h20_site: AgentHandle, bob: FederationClient
 ) -> None:
-    big = run_to_end(bob, spec(sys.executable, "-c", WRITE_MIB, "20"))
+    big = run_to_end(bob, spec(JOB_PYTHON, "-c", WRITE_MIB, "20"))
     relay = gateway.running.core.logs
     stalled = bob.stream_job_logs(big.job_id, timeout=60)
     head = next(stalled).data  # the reader takes one piece, then reads no more
     eventually(lambda: relay.held_bytes >= WINDOW_BYTES // 2, what="the site to fill the stalled stream's window")
     # Updates of another job on the same site still flow, and another reader reads to the end.
-    small = run_to_end(bob, spec(sys.executable, "-c", PRINT_LINES))
+    small = run_to_end(bob, spec(JOB_PYTHON, "-c", PRINT_LINES))
     assert small.state == JobState.SUCCEEDED
     assert b"".join(p.data for p in bob.stream_job_logs(small.job_id, timeout=20)) == LINES
     assert relay.open_streams == 1 and relay.held_bytes <= WINDOW_BYTES  # the site waits for credit
@@ -295,7 +295,7 @@ def test_an_agent_that_ignores_credit_has_the_log_stream_ended_with_a_clear_reas
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="fedgate.gateway.logs")
-    job = run_to_end(bob, spec(sys.executable, "-c", WRITE_MIB, "20"))
+    job = run_to_end(bob, spec(JOB_PYTHON, "-c", WRITE_MIB, "20"))
 
     def without_credit(message: site_pb2.ConnectResponse) -> LogCommand | None:  # as an agent before credit
         command = log_command_from_proto(message)
@@ -312,5 +312,5 @@ def test_an_agent_that_ignores_credit_has_the_log_stream_ended_with_a_clear_reas
     assert gateway.running.core.logs.open_streams == 0
     assert (ended.value.code, ended.value.reason) == ("RESOURCE_EXHAUSTED", "LOG_CREDIT_EXCEEDED")
     assert f"site {SITE}" in ended.value.message and "beyond its credit" in ended.value.message
-    small = run_to_end(bob, spec(sys.executable, "-c", PRINT_LINES))  # the site's stream goes on
+    small = run_to_end(bob, spec(JOB_PYTHON, "-c", PRINT_LINES))  # the site's stream goes on
     assert b"".join(p.data for p in bob.stream_job_logs(small.job_id, timeout=20)) == LINES

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from gateway.jobs.model import JobSpec, JobState, Resources, StackRun
 from tests.integration.harness import GatewayHandle, start_test_agent, wait_for_capacity
+from tests.jobs import shared_folder
 from tests.waiting import eventually
 
 # Attempt 1 runs until stopped; on SIGTERM it checkpoints (noting the grace it was told) and exits at once.
@@ -41,8 +42,7 @@ def test_a_high_priority_job_preempts_a_low_one_which_checkpoints_and_runs_again
 ) -> None:
     pools = [{"class": "ascend-910b", "cards": 8, "offered": 4, "cards_per_node": 8}]
     agent = start_test_agent(gateway, "centre-a", pools, tmp_path / "agent")
-    folder = tmp_path / "trainer"
-    folder.mkdir()
+    folder = shared_folder(tmp_path / "trainer")  # the job (run as nobody) writes its checkpoints here
     try:
         wait_for_capacity(gateway, "centre-a")
         with gateway.client(gateway.pki.user("deepsea-ai", "alice")) as alice:

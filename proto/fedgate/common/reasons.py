@@ -408,7 +408,40 @@ class ReasonCode(enum.StrEnum):
     TOO_MANY_LOG_STREAMS = (
         "TOO_MANY_LOG_STREAMS",
         "error",
-        "The gateway relays its maximum of log streams. Try again shortly.",
+        "A log-stream limit is reached: your tenant's share at that site or at the gateway, the site's own, or the "
+        "gateway's (ErrorInfo metadata `limit` names it, `max` gives its size). Close a stream (a `--follow` "
+        "you no longer read) or try again shortly.",
+    )
+    RESOURCE_EXHAUSTED = (
+        "RESOURCE_EXHAUSTED",
+        "error",
+        "A bounded resource is used up for you. The message and ErrorInfo metadata `limit` name it; free some "
+        "of it or try again later.",
+    )
+    TOO_MANY_WATCHES = (
+        "TOO_MANY_WATCHES",
+        "error",
+        "Your share of job watches (WatchJob streams) is in use, or the gateway's whole (metadata `limit`). "
+        "Close a watch you no longer read.",
+    )
+    RATE_LIMITED = (
+        "RATE_LIMITED",
+        "error",
+        "Too many calls (or failed authentications) from your address in a short time. Wait the time a "
+        "google.rpc.RetryInfo (and metadata `retry_after_ms`) gives, then try again.",
+    )
+    BAD_CSR = (
+        "BAD_CSR",
+        "error",
+        "The certificate request cannot be read (a corrupted or unsupported public key). Generate a new key and "
+        "CSR (`fedgate agent enroll` does) and send it again.",
+    )
+    CAPACITY_OUT_OF_BOUNDS = (
+        "CAPACITY_OUT_OF_BOUNDS",
+        "error",
+        "A site's capacity report breaks the contract's bounds (too many pools, too many cards in a pool, or "
+        "free > offered > total; site.proto CapacityReport). The report is refused whole; fix the agent's "
+        "offers or its backend's inventory.",
     )
     LOG_CREDIT_EXCEEDED = (
         "LOG_CREDIT_EXCEEDED",

@@ -10,7 +10,6 @@ import contextlib
 import os
 import signal
 import sqlite3
-import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -21,11 +20,12 @@ from agents.backends.local import LocalBackend, LocalHandle
 from agents.backends.localproc import identify
 from agents.errors import AttemptLost
 from agents.journal.sqlite import SqliteJournal
+from tests.jobs import JOB_PYTHON, shared_folder
 from tests.waiting import alive, eventually, eventually_async
 
 from .test_agent_local_backend import runtime_on
 
-PY = sys.executable
+PY = JOB_PYTHON
 # Waits for its release file (argv[1]), then exits with argv[2]; writes its pid first, and starts a child in its
 # group that outlives it unless the group is killed (its pid goes to the file named by argv[3], if given).
 HOLD = (
@@ -109,7 +109,7 @@ async def test_an_attempt_killed_with_its_wrapper_is_not_adopted_and_its_leftove
     tmp_path: Path, groups: list[int]
 ) -> None:
     first = backend_in(tmp_path / "work")
-    child_pid = tmp_path / "child.pid"
+    child_pid = shared_folder(tmp_path / "shared") / "child.pid"  # written by the job, which runs as nobody
     handle, folder = await launched(first, groups, "j1", str(tmp_path / "never"), "0", str(child_pid))
     await eventually_async(lambda: child_pid.exists() and child_pid.read_text(), what="the job's child")
     command, child = int((folder / "pid").read_text()), int(child_pid.read_text())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,9 +17,10 @@ from agents.core.model import JobState, JobUpdate, PoolSpec
 from agents.core.runtime import SiteRuntime
 from agents.errors import LaunchFailed
 from agents.journal.base import MemoryJournal
+from tests.jobs import JOB_PYTHON, shared_folder
 from tests.waiting import alive, eventually_async
 
-PY = sys.executable
+PY = JOB_PYTHON
 
 
 def spec(*command: str, job: str = "j1", stack: str = "cuda", devices: tuple[int, ...] = (2, 3)) -> LaunchSpec:
@@ -101,7 +101,7 @@ async def test_non_zero_exit_is_reported_with_its_code(backend: LocalBackend) ->
 
 
 async def test_cancel_kills_the_whole_process_group(backend: LocalBackend, tmp_path: Path) -> None:
-    pids = tmp_path / "pids"
+    pids = shared_folder(tmp_path / "shared") / "pids"  # the job runs as nobody: it writes where all may
     script = (
         "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
         f"child = subprocess.Popen([{PY!r}, '-c', 'import signal, time; "

@@ -4,7 +4,6 @@ chunking, tails, following until the end, cancelling, unknown attempts, credit a
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable
 
 import pytest
@@ -18,6 +17,7 @@ from agents.errors import BackendError
 from agents.journal.base import MemoryJournal
 from fedgate.v1 import job_pb2
 from gateway.sites.registry import LogRequestCommand
+from tests.jobs import JOB_PYTHON
 from tests.waiting import eventually_async
 
 from .conftest import GatewayUnderTest, running_agent
@@ -256,7 +256,7 @@ async def test_a_stream_sends_no_more_than_its_credit_and_waits_for_more_without
     assert data_of(first) == backend.output[KEY] and first[-1].end and not first[-1].error
 
 
-PY = sys.executable
+PY = JOB_PYTHON
 MakeConfig = Callable[..., AgentConfig]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from agents.backends.base import BackendSettings
@@ -12,9 +11,10 @@ from agents.core.config import AgentConfig, TlsFiles
 from agents.core.model import JobState, JobUpdate, PoolSpec
 from agents.core.runtime import PREEMPT_GRACE_ENV, SiteRuntime
 from agents.journal.base import MemoryJournal
+from tests.jobs import JOB_PYTHON
 from tests.waiting import eventually_async
 
-PY = sys.executable
+PY = JOB_PYTHON
 # Announces itself once its SIGTERM handler is in place, then checkpoints on SIGTERM and exits.
 CHECKPOINTING = (
     "import os, pathlib, signal, sys, time\n"

@@ -7,7 +7,6 @@ import asyncio
 import logging
 import os
 import stat
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from agents.errors import GatewayRefused
 from agents.identity.credentials import CredentialFiles, install_credentials, write_atomically
 from agents.identity.renewal import RenewalSettings, renewal_due, renewal_time, seconds_until_renewal
 from fedgate.v1 import job_pb2
+from tests.jobs import JOB_PYTHON, shared_folder
 from tests.waiting import eventually_async
 
 from .conftest import POOLS_YAML, running_agent
@@ -160,7 +160,7 @@ async def site(pki: MintedPki, tmp_path: Path) -> AsyncIterator[Site]:
 
 def launch_waiting_for(marker: Path) -> Launch:
     script = f"import pathlib, time\nwhile not pathlib.Path({str(marker)!r}).exists():\n    time.sleep(0.02)"
-    return Launch("j1", 1, 1, "nvidia-h100", cards=2, command=(sys.executable, "-c", script), stack="cuda")
+    return Launch("j1", 1, 1, "nvidia-h100", cards=2, command=(JOB_PYTHON, "-c", script), stack="cuda")
 
 
 def snapshot(files: CredentialFiles) -> dict[str, bytes]:
@@ -170,7 +170,7 @@ def snapshot(files: CredentialFiles) -> dict[str, bytes]:
 async def test_agent_renews_at_two_thirds_over_its_connection_and_keeps_its_job_running(
     site: Site, tmp_path: Path
 ) -> None:
-    marker = tmp_path / "finish"
+    marker = shared_folder(tmp_path / "shared") / "finish"  # the job runs as nobody: it may read it there
     old = snapshot(site.tls)
     async with running_agent(site.config, renewal=FAST, clock=site.clock):
         first = await site.fake.next_stream()

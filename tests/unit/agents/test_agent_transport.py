@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ from agents.errors import GatewayRefused
 from agents.journal.sqlite import SqliteJournal
 from fedgate.v1 import job_pb2, site_pb2
 from gateway.sites.registry import CancelCommand, ReserveCommand
+from tests.jobs import JOB_PYTHON, shared_folder
 from tests.waiting import eventually_async
 
 from .conftest import GatewayUnderTest, agent_yaml, running_agent
@@ -27,7 +27,7 @@ from .fake_gateway import FakeGateway, start_fake_gateway
 from .gateway_wire import launch_message
 from .pki import MintedPki
 
-PY = sys.executable
+PY = JOB_PYTHON
 MakeConfig = Callable[..., AgentConfig]
 
 
@@ -76,7 +76,7 @@ async def test_launch_runs_the_job_reports_running_then_succeeded_and_acks_it(
 async def test_updates_made_while_disconnected_are_replayed_after_reconnect(
     gateway: GatewayUnderTest, make_config: MakeConfig, tmp_path: Path
 ) -> None:
-    finished = tmp_path / "finished"
+    finished = shared_folder(tmp_path / "shared") / "finished"  # written by the job, which runs as nobody
     script = f"import time, pathlib; time.sleep(0.3); pathlib.Path({str(finished)!r}).touch()"
     config = make_config(gateway=gateway.target)
     assert config.state_dir is not None
