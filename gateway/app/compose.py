@@ -39,6 +39,7 @@ from gateway.store import Store
 from gateway.store.commit import GroupCommitter
 from gateway.trust.pagetokens import PageTokens
 from gateway.usage.receipts import Countersigner
+from gateway.usage.settlement import SignedRecord
 
 
 def utc_now() -> datetime:
@@ -86,10 +87,12 @@ def compose(
     clock: Callable[[], datetime] = utc_now,
     countersigner: Countersigner | None = None,
     page_tokens: PageTokens | None = None,
+    signed_record: SignedRecord | None = None,
 ) -> Core:
     """Build the core over `store`: its active jobs are loaded, and gangs a restart interrupted queued again
     (their holds at the sites expire by themselves). `countersigner` settles usage receipts (None: checked only);
-    `page_tokens` seals list page tokens (None: a key of this process only)."""
+    `page_tokens` seals list page tokens (None: a key of this process only). `signed_record` reads the record a
+    receipt's site signed (the transport's parser), against which listed receipts are judged (None: columns)."""
     page_tokens = page_tokens or PageTokens.ephemeral()
     registry = SiteRegistry(store.reserve_site_messages)  # sequences that only increase, across restarts
     logs = LogRelay(registry)  # job output from the sites to readers (access checked by the job service)
@@ -123,7 +126,18 @@ def compose(
         clock,
     )
     jobs = JobService(
-        book, store, GroupCommitter(store), bus, policy, usage, outlook, registry, reservations, clock, page_tokens
+        book,
+        store,
+        GroupCommitter(store),
+        bus,
+        policy,
+        usage,
+        outlook,
+        registry,
+        reservations,
+        clock,
+        page_tokens,
+        signed_record,
     )
     admin = AdminService(policy, book.active, queue, usage, registry, clock)
     dispatcher = Dispatcher(

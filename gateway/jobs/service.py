@@ -38,7 +38,7 @@ from gateway.trust import access
 from gateway.trust.pagetokens import PageTokens
 from gateway.trust.replay import fingerprint, replayed
 from gateway.usage.model import UsageRow
-from gateway.usage.settlement import list_receipts
+from gateway.usage.settlement import SignedRecord, list_receipts
 
 Clock = Callable[[], datetime]
 _sequence = itertools.count()
@@ -64,6 +64,7 @@ class JobService:
         reservations: ReservationBook,
         clock: Clock,
         tokens: PageTokens,
+        signed_record: SignedRecord | None = None,
     ) -> None:
         self.book = book
         self.store = store  # read only: listings, usage rows
@@ -76,6 +77,7 @@ class JobService:
         self.reservations = reservations
         self.clock = clock
         self.tokens = tokens  # seals page tokens
+        self.signed_record = signed_record  # reads a receipt's signed bytes (the transport's parser)
         self._closing = ""  # why new jobs are refused (the gateway stops); empty while it serves
 
     def refuse_new_jobs(self, why: str) -> None:
@@ -243,7 +245,18 @@ class JobService:
         """Settled usage receipts the caller may see, from `start` to `end` (default: now)."""
         policy = self.policy.policy
         end = end or self.clock()
-        return list_receipts(self.store, policy, caller, start, end, project, page_size, page_token, tokens=self.tokens)
+        return list_receipts(
+            self.store,
+            policy,
+            caller,
+            start,
+            end,
+            project,
+            page_size,
+            page_token,
+            tokens=self.tokens,
+            signed=self.signed_record,
+        )
 
     def list_sites(self, caller: Principal) -> list[SiteView]:
         access.require_role(caller, "user", "admin")

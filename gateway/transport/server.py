@@ -49,6 +49,7 @@ from gateway.transport.brakes import Brakes, BrakeSettings, limiters
 from gateway.transport.enrollment_service import EnrollmentServicer
 from gateway.transport.job_service import JobServicer
 from gateway.transport.metrics import serve_metrics
+from gateway.transport.receipts import record_from_bytes
 from gateway.transport.reservation_service import ReservationServicer
 from gateway.transport.site_service import SiteServicer
 from gateway.trust.pagetokens import PageTokens
@@ -213,7 +214,13 @@ async def start_gateway(
 
 async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Authority, store: Store) -> RunningGateway:
     countersigner = Countersigner.load(config.tls.key, config.tls.cert)  # settles usage receipts
-    core = compose(store, policy, countersigner=countersigner, page_tokens=PageTokens.derived(authority.token_key))
+    core = compose(
+        store,
+        policy,
+        countersigner=countersigner,
+        page_tokens=PageTokens.derived(authority.token_key),
+        signed_record=record_from_bytes,  # listed receipts are judged by what the site signed
+    )
     trust = Trust(
         store,
         authority,

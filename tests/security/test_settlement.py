@@ -23,7 +23,16 @@ from gateway.usage.receipts import settled_problems
 from tests.integration.harness import FEDERATION, AgentHandle, GatewayHandle
 from tests.integration.test_usage_receipts import ascend_site as ascend_site  # noqa: PLC0414 (a fixture)
 from tests.integration.test_usage_receipts import quick_job, run_to_end, usage_flags
-from tests.security.support import ALICE, SiteStream, assert_audit_intact, audited, enroll_into, job_update, spec_for
+from tests.security.support import (
+    ALICE,
+    BOB,
+    SiteStream,
+    assert_audit_intact,
+    audited,
+    enroll_into,
+    job_update,
+    spec_for,
+)
 from tests.security.test_receipts import BEGINNING, receipt, receipts_of, running_job
 from tests.waiting import eventually
 
@@ -138,3 +147,29 @@ def test_fedgate_usage_counts_a_copied_receipt_once_and_names_a_deleted_one(
     assert row["receipts"] == 1  # counted once
     assert f"receipt of job {copied} epoch 1 at centre-a appears more than once" in err
     assert f"job {deleted} epoch 1 ended at centre-a without a settled receipt" in err
+
+
+def test_a_receipt_whose_tenant_column_was_changed_is_listed_to_nobody_and_its_owner_is_told(
+    gateway: GatewayHandle, ascend_site: AgentHandle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Someone with the database moves a receipt to another tenant by its columns (the signed record still says
+    deepsea-ai): the other tenant does not get it, the owner's `fedgate usage` names the attempt as ended without
+    a receipt, the admin's totals still count it for the tenant the site signed for, and the gateway logs the
+    row: listings are judged by the signed record, never by the columns."""
+    moved = run_to_end(gateway, quick_job())
+    kept = run_to_end(gateway, quick_job())
+    with gateway.client(gateway.pki.admin()) as client:
+        eventually(lambda: len(client.list_usage_receipts(BEGINNING)) == 2, what="both receipts")
+    with closing(sqlite3.connect(tmp_path / "gateway.db", isolation_level=None)) as db:
+        db.execute("UPDATE receipts SET tenant = 'panda-lm', project = 'eval' WHERE job_id = ?", (moved,))
+    with gateway.client(gateway.pki.user(*BOB)) as bob:
+        assert bob.list_usage_receipts(BEGINNING) == []  # the row names panda-lm; the site signed deepsea-ai
+    with gateway.client(gateway.pki.user(*ALICE)) as alice:
+        assert [r.record.job_id for r in alice.list_usage_receipts(BEGINNING) if r.record] == [kept]
+    capsys.readouterr()
+    usage_cli.main(["-o", "json", *usage_flags(gateway, gateway.pki.user(*ALICE))])
+    _, err = capsys.readouterr()
+    assert f"job {moved} epoch 1 ended at centre-a without a settled receipt" in err
+    assert usage_cli.main(["-o", "json", *usage_flags(gateway, gateway.pki.admin())]) == 0
+    out, _ = capsys.readouterr()
+    assert [(r["tenant"], r["receipts"]) for r in json.loads(out)] == [("deepsea-ai", 2)]  # by what was signed
