@@ -149,7 +149,7 @@ def test_fedgate_usage_counts_a_copied_receipt_once_and_names_a_deleted_one(
     assert f"job {deleted} epoch 1 ended at centre-a without a settled receipt" in err
 
 
-def test_a_receipt_whose_tenant_column_was_changed_is_listed_to_nobody_and_its_owner_is_told(
+def test_a_receipt_whose_tenant_column_was_changed_goes_to_no_other_tenant_and_its_owner_is_told(
     gateway: GatewayHandle, ascend_site: AgentHandle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Someone with the database moves a receipt to another tenant by its columns (the signed record still says
