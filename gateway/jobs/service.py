@@ -102,6 +102,15 @@ class JobService:
         # Members act, viewers, sites and outsiders do not: decided before the store is asked about the request
         # id (a key the caller chose), so that a refused caller learns nothing from it.
         access.require_submitter(caller, policy, spec.tenant, spec.project)
+        if request_id and (earlier := self.store.job_by_request(spec.tenant, request_id)) is not None:
+            # A retry is answered before admission (AIP-155): the original, even once the quota it took is full.
+            return replayed(
+                earlier,
+                earlier.request_fingerprint or fingerprint(earlier.spec),
+                fingerprint(spec),
+                access.can_see_job(caller, earlier, policy),
+                request_id,
+            )
         decision = self.admit(caller, spec, policy)
         if not decision.admitted:
             reason = decision.reasons[0]

@@ -49,6 +49,10 @@ class Store(Protocol):
 
     def get_job(self, job_id: str) -> Job | None: ...
 
+    def job_by_request(self, tenant: str, request_id: str) -> Job | None:
+        """The job `tenant` created with `request_id` (request ids are scoped to a tenant), or None."""
+        ...
+
     def list_jobs(
         self,
         tenants: Collection[str] | None,

@@ -99,6 +99,13 @@ class SqliteStore(SecurityTables, ReservationTables, ReceiptTables):
             row = self._db.execute("SELECT body FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return job_from_json(row[0]) if row else None
 
+    def job_by_request(self, tenant: str, request_id: str) -> Job | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT body FROM jobs WHERE tenant = ? AND request_id = ?", (tenant, request_id)
+            ).fetchone()
+        return job_from_json(row[0]) if row else None
+
     def list_jobs(
         self,
         tenants: Collection[str] | None,

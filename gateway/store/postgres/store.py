@@ -101,6 +101,13 @@ class PostgresStore(PgSecurityTables, PgReservationTables, PgReceiptTables):
             row = conn.execute("SELECT body FROM jobs WHERE job_id = %s", (job_id,)).fetchone()
         return job_from_json(str(row[0])) if row else None
 
+    def job_by_request(self, tenant: str, request_id: str) -> Job | None:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT body FROM jobs WHERE tenant = %s AND request_id = %s", (tenant, request_id)
+            ).fetchone()
+        return job_from_json(str(row[0])) if row else None
+
     def list_jobs(
         self,
         tenants: Collection[str] | None,

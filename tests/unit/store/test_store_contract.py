@@ -165,6 +165,9 @@ def test_create_job_is_idempotent_on_tenant_and_request_id(store: Store) -> None
     without, created = store.create_job(job(4), queued(job(4)))
     assert created and store.get_job("job-0004") == without
     assert ids(store.list_jobs(None).jobs) == ["job-0001", "job-0003", "job-0004"]
+    assert store.job_by_request("deepsea-ai", "r1") == first  # found by the tenant's own key
+    assert store.job_by_request("aurora-lab", "r1") == other
+    assert store.job_by_request("deepsea-ai", "r9") is None and store.job_by_request("panda-lm", "r1") is None
 
 
 def test_the_request_fingerprint_is_kept_with_the_job_and_the_reservation_across_a_restart(
