@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from fedgate.common import wire
 from fedgate.v1 import job_pb2, site_pb2_grpc
 from fedgate.v1 import site_pb2 as pb
-from gateway.errors import GatewayError, InvalidArgument, PermissionDenied, Unavailable
+from gateway.errors import GatewayError, InvalidArgument, PermissionDenied, StoreError, Unavailable
 from gateway.identity.revocation import Credential
 from gateway.reservations.model import BookCommand, ReleaseCommand
 from gateway.sites.dispatcher import Dispatcher, RunningAttempt, SiteUpdate
@@ -307,6 +307,12 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
             sequence = message.job_update.sequence
             try:
                 refused = self.dispatcher.update(site, update_from_proto(message.job_update, certificate))
+            except (StoreError, Unavailable) as exc:
+                # The store could not make it durable (unreachable, full, or this gateway no longer leads): not the
+                # site's fault, and not an answer. The stream ends with UNAVAILABLE; the agent keeps the update
+                # (never acked) and sends it again on its next stream (site.proto, rules 6 and 7).
+                log.warning("site %s: update %d not applied, ending the stream: %s", site, sequence, exc.message)
+                raise
             except GatewayError as exc:
                 log.warning("site %s: update %d refused: %s (%s)", site, sequence, exc.message, exc.reason)
                 self.trust.audit(
