@@ -20,14 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from fedgate.common.yaml import dump_yaml
 from gateway.app.config import REPO_POLICIES
 from gateway.demo.pgcluster import PgCluster, PostgresUnavailable, start_cluster
 from gateway.identity.ca import init_ca
 from gateway.identity.principal import Principal
+from gateway.transport.client import FederationClient
 from gateway.trust.credentials import Credentials
 
 TARGET_S = 10.0
@@ -94,16 +92,8 @@ class _Gateway:
         _until(self.ready.exists, 30, f"{self.config.stem} to listen ({self.log})")
 
     def leads(self) -> bool:
-        creds = self.admin
-        credentials = grpc.ssl_channel_credentials(creds.ca_pem, creds.key_pem, creds.cert_pem)
-        with grpc.secure_channel(self.address, credentials) as channel:
-            try:
-                reply = health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(service="fedgate.v1.JobService"), timeout=1
-                )
-            except grpc.RpcError:
-                return False
-        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+        with FederationClient(self.address, self.admin, timeout=1) as client:
+            return client.leads(timeout=1)
 
     def signal(self, signum: int) -> None:
         assert self.process is not None

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, Self, TypeVar
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fedgate.common import wire
 from fedgate.v1 import (
@@ -28,6 +29,8 @@ from gateway.errors import ClientError
 from gateway.trust.credentials import Credentials
 
 T = TypeVar("T")
+LEADER_SERVICE = "fedgate.v1.JobService"
+"""The service whose health tells the leader (SERVING) from a standby (NOT_SERVING)."""
 
 
 def error_from_rpc(error: grpc.RpcError) -> ClientError:
@@ -100,6 +103,19 @@ class ClientChannel:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def leads(self, timeout: float = 2.0) -> bool:
+        """Whether the gateway at this client's first address leads: its grpc health reports
+        `fedgate.v1.JobService` SERVING (a standby reports NOT_SERVING; an unreachable one is False). Asks that
+        address only: it is how a probe or a test tells the leader among several gateways."""
+        target = self._targets[0]
+        try:
+            reply = health_pb2_grpc.HealthStub(self.channel_to(target)).Check(
+                health_pb2.HealthCheckRequest(service=LEADER_SERVICE), timeout=timeout
+            )
+        except grpc.RpcError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     def channel_to(self, target: str) -> grpc.Channel:
         if target not in self._channels:

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.jobs.model import JobState
 from gateway.transport.client import FederationClient
 from gateway.trust.credentials import Credentials
+from tests.chaos.crashcase import all_succeeded, crash_workload, provoke
 from tests.chaos.crashpoints import POINTS
 from tests.chaos.fleet import GatewayFleet, free_port
 from tests.chaos.invariants import check_federation
-from tests.chaos.sites import TENANT, ChaosAgent, Submitters, beating_job
+from tests.chaos.sites import TENANT, ChaosAgent
 from tests.integration.harness import Pki
 from tests.waiting import eventually
 
@@ -52,30 +52,17 @@ def test_the_leader_killed_at_a_crash_point_is_replaced_by_its_standby_and_nothi
             return FederationClient(pair.address, Credentials.from_dir(creds), timeout=3)
 
         with client(pki.user(TENANT, "alice")) as alice, client(pki.admin()) as admin:
-            if point == "mid-gang-reservation":  # four cards: two at each site, so every gang spans both
-                work = [Submitters(alice, beating_job(0.5, cards=4, gang=True), threads=1, per_thread=2).start()]
-            else:
-                work = [Submitters(alice, beating_job(0.5), threads=2, per_thread=3).start()]
+            work = crash_workload(point, alice)
             for agent in agents:
                 agent.start()
-            if point == "mid-policy-reload":
-                eventually(
-                    lambda: any(j.state == JobState.RUNNING for j in alice.list_jobs()),
-                    timeout=30,
-                    what="a job running",
-                    detail=fleet.logs,
-                )
-                leader.process.send_signal(signal.SIGHUP)
+            provoke(point, leader, alice, fleet.logs)
             eventually(
                 lambda: not leader.alive(), timeout=30, what=f"the leader to crash at {point}", detail=fleet.logs
             )
             assert leader.process.returncode == -signal.SIGKILL and fleet.crash_mark.read_text() == point
             acknowledged = {k: v for w in work for k, v in w.join().items()}
             outcome = check_federation(fleet.store_url, acknowledged, admin, agents)
-            assert len(acknowledged) == sum(w.threads * w.per_thread for w in work)
-            assert all(job.state == JobState.SUCCEEDED for job in outcome.jobs.values()), {
-                j.job_id: j.state.value for j in outcome.jobs.values()
-            }
+            all_succeeded(work, outcome)
             assert fleet.current.alive(), "the standby leads on; nothing was restarted"
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{fleet.logs()}\n" + "\n".join(a.tail() for a in agents)) from None

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fedgate.common import wire
 from fedgate.common.yaml import dump_yaml
@@ -82,15 +81,8 @@ class Gateway:
 
     def serving(self, creds: Credentials) -> bool:
         """Whether this gateway leads: its JobService is SERVING in grpc health (NOT_SERVING on a standby)."""
-        credentials = grpc.ssl_channel_credentials(creds.ca_pem, creds.key_pem, creds.cert_pem)
-        with grpc.secure_channel(self.address, credentials) as channel:
-            try:
-                reply = health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(service="fedgate.v1.JobService"), timeout=2
-                )
-            except grpc.RpcError:
-                return False
-        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+        with FederationClient(self.address, creds, timeout=2) as client:
+            return client.leads()
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
         assert self.process is not None
