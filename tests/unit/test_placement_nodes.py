@@ -9,9 +9,11 @@ from hypothesis import strategies as st
 
 from fedgate.common.reasons import ReasonCode
 from gateway.gangs.plan import plan_gang
-from gateway.jobs.model import Reason, Topology
+from gateway.jobs.model import JobState, Reason, Topology
 from gateway.placement.place import place
 from gateway.sites.model import Pool, SiteView
+
+from .schedworld import World
 
 H100 = "nvidia-h100"
 SETTINGS = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -141,3 +143,24 @@ def test_every_part_of_a_gang_fits_its_sites_node_shape(
     for part in plan.parts:
         per_node, free = shape[part.site]
         assert _fits_on_nodes(part.cards, 0, per_node, free), (part, shape[part.site])
+
+
+# ---- through the gateway's cycle and explain ------------------------------------------------------------------
+
+
+def test_the_cycle_holds_a_job_until_its_nodes_are_free_and_explain_says_node_shape_meanwhile() -> None:
+    world = World()
+    world.site("a", 16)
+    world.fed.registry.report(
+        "a", [Pool(H100, 32, 32, 16, 8, free_nodes=1, largest_partial_free=4)], True, world.now
+    )  # 16 cards free: one whole node and parts of others
+    big = world.submit(16)
+    world.cycle()
+    assert world.state(big) == JobState.QUEUED
+    assert world.explained(big).get(ReasonCode.NODE_SHAPE) == "capacity"
+    message = world.reasons(big)[ReasonCode.NODE_SHAPE]
+    assert message.startswith("a has 16 nvidia-h100 cards free but 1 whole free nodes of 8")
+    assert message.endswith("the job needs 2 whole free nodes (8 cards each)")
+    world.fed.registry.report("a", [Pool(H100, 32, 32, 16, 8, free_nodes=2)], True, world.now)  # nodes freed
+    world.periodic_cycle()
+    assert world.state(big) == JobState.DISPATCHED
