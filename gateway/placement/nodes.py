@@ -41,17 +41,38 @@ class NodeNeed:
 
 
 def room(pool: Pool, free: int) -> NodeRoom:
-    """The pool's node room when the gateway may still place `free` of its cards (its report less leases not
-    yet in it): never more whole nodes than `free` fills. An agent that did not report nodes (None): its free
-    cards lie as whole nodes, then the rest on one node (the assumption before node shapes)."""
+    """The pool's node room when the gateway may still place `free` of its cards. An agent that did not report
+    nodes (None): its free cards lie as whole nodes, then the rest on one node (the assumption before node
+    shapes). One that did: when `free` is below what the reported nodes hold (the gateway placed cards there
+    since the report, or a hold keeps some), the missing cards came off those nodes, and the gateway does not
+    know which: it assumes each spoilt a whole node and they left the least on any one node (`_level`). A
+    function of the report and `free` alone, so every caller that sees the same free sees the same room; the
+    next report says how it really is."""
     per_node = pool.cards_per_node
     if per_node <= 0:
         return NodeRoom(0, free)
     if pool.free_nodes is None:
         whole, partial = free // per_node, free % per_node
-    else:
-        whole, partial = min(pool.free_nodes, free // per_node), min(pool.largest_partial_free, free)
-    return NodeRoom(whole, per_node if whole else partial)
+        return NodeRoom(whole, per_node if whole else partial)
+    taken = max(0, pool.free_nodes * per_node + pool.largest_partial_free - free)
+    whole = max(0, min(pool.free_nodes - taken, free // per_node))
+    if whole:
+        return NodeRoom(whole, per_node)
+    return NodeRoom(0, min(_level(pool.free_nodes, per_node, pool.largest_partial_free, taken), free))
+
+
+def _level(whole: int, per_node: int, partial: int, taken: int) -> int:
+    """The most free cards left on one node after `taken` cards went from `whole` free nodes of `per_node` and
+    one node of `partial` free, taken so as to leave the least on any one node (the smallest L such that the
+    cards above L on those nodes are at most `taken`)."""
+    low, high = 0, per_node if whole else partial
+    while low < high:
+        level = (low + high) // 2
+        if whole * max(0, per_node - level) + max(0, partial - level) <= taken:
+            high = level
+        else:
+            low = level + 1
+    return low
 
 
 def need(cards: int, nodes: int, per_node: int) -> NodeNeed | None:

@@ -164,3 +164,16 @@ def test_the_cycle_holds_a_job_until_its_nodes_are_free_and_explain_says_node_sh
     world.fed.registry.report("a", [Pool(H100, 32, 32, 16, 8, free_nodes=2)], True, world.now)  # nodes freed
     world.periodic_cycle()
     assert world.state(big) == JobState.DISPATCHED
+
+
+def test_cards_placed_since_the_report_leave_the_rest_of_their_node_usable() -> None:
+    pool = Pool(H100, 2, 2, 2, 2, free_nodes=1)  # one node of 2 cards, all free
+    after_one = SiteView("a", True, False, (pool,), ((H100, 1),))  # a 1-card job placed since the report
+    assert place([H100], 1, [after_one]).placement is not None  # the node's other card
+    assert place([H100], 2, [SiteView("a", True, False, (pool,), ((H100, 1),))]).placement is None
+    wide = Pool(H100, 32, 32, 32, 8, free_nodes=4)
+    # 12 cards placed since the report, nodes unknown: at worst each spoilt a whole node, leaving 5 on each of 4
+    after_twelve = SiteView("b", True, False, (wide,), ((H100, 12),))
+    assert place([H100], 5, [after_twelve]).placement is not None
+    assert place([H100], 6, [after_twelve]).placement is None
+    assert place([H100], 16, [SiteView("b", True, False, (wide,), ((H100, 8),))]).placement is None  # until reported
