@@ -33,7 +33,10 @@ def pool_capacities(
         whole, partial = (0, 0) if draining else pool.node_room()
         per_node = pool.spec.cards_per_node
         if per_node:  # an offer the policy's window shrank below the declared one caps what may be placed
-            whole, partial = min(whole, free // per_node), min(partial, free)
+            capped = min(whole, free // per_node)
+            if capped < whole:  # a node the offer no longer covers whole keeps the cards it may still give
+                partial = min(per_node - 1, max(partial, free - capped * per_node))
+            whole, partial = capped, min(partial, free)
         reports.append(
             PoolCapacity(
                 accelerator_class=pool.spec.accelerator_class,

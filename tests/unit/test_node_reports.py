@@ -11,7 +11,7 @@ import pytest
 from agents.core.devices import DevicePool
 from agents.core.model import PoolSpec
 from agents.core.offers import pool_capacities
-from agents.policy.terms import SitePolicy
+from agents.policy.terms import OfferWindow, SitePolicy
 from fedgate.common import wire
 from gateway.errors import ConfigError, InvalidArgument
 from gateway.jobs.model import JobSpec, Resources, StackRun
@@ -124,3 +124,11 @@ def test_the_one_validator_judges_the_shape_of_a_spec_from_any_entry() -> None:
     assert uneven is not None and uneven.reason == "BAD_RESOURCES" and uneven.path[-1] == "nodes"
     too_many = spec_problem(JobSpec("t", "p", Resources("nvidia-h100", None, 2048, 2048), run))
     assert too_many is not None and "2048 nodes" in too_many.problem
+
+
+def test_an_offer_window_below_a_node_leaves_that_many_cards_on_one_node() -> None:
+    pool = DevicePool(PoolSpec("ascend-910b", cards=8, offered=8, cards_per_node=8))
+    half = SitePolicy(offers={"ascend-910b": (OfferWindow(0.5),)})
+    [report] = pool_capacities(half, [pool], NOW, draining=False)
+    assert (report.offered, report.free, report.free_nodes, report.largest_partial_free) == (4, 4, 0, 4)
+    check_capacity([convert.pool_from_proto(wire.pool_to_proto(report))])
