@@ -2,7 +2,8 @@
 
 Owns: allocation and release of the federated share of one pool. Federated jobs get indices
 0..offered-1; the rest (offered..cards-1) stay with the centre. A job that fits on one node gets its
-cards from one node, the fullest one that still fits (best fit), to keep whole nodes free for big jobs.
+cards from one node, the fullest one that still fits (best fit), to keep whole nodes free for big jobs; a
+larger job gets whole free nodes when there are enough. Which nodes are free is reported (`node_room`).
 It does not know about jobs, epochs or backends.
 """
 
@@ -36,7 +37,7 @@ class DevicePool:
                 f"the launch needs {cards} cards of {self.spec.accelerator_class} but only "
                 f"{len(self._free)} of the {self.spec.offered} offered are free"
             )
-        chosen = self._one_node(cards) or sorted(self._free)[:cards]
+        chosen = self._one_node(cards) or self._whole_nodes(cards) or sorted(self._free)[:cards]
         self._free.difference_update(chosen)
         return tuple(chosen)
 
@@ -53,6 +54,33 @@ class DevicePool:
         if bad:
             raise ValueError(f"device indices {bad} of {self.spec.accelerator_class} were not allocated")
         self._free.update(indices)
+
+    def node_room(self) -> tuple[int, int]:
+        """(whole free nodes, the most free cards on one partly used node), nodes by index: devices
+        0..cards_per_node-1 are node 0, and so on. A node the offer cuts short is never whole. (0, 0) when the
+        pool has no node shape (cards_per_node 0)."""
+        per_node = self.spec.cards_per_node
+        if per_node <= 0:
+            return 0, 0
+        by_node: dict[int, int] = {}
+        for index in self._free:
+            by_node[index // per_node] = by_node.get(index // per_node, 0) + 1
+        whole = sum(1 for n in by_node.values() if n == per_node)
+        partial = max((n for n in by_node.values() if n < per_node), default=0)
+        return whole, partial
+
+    def _whole_nodes(self, cards: int) -> list[int] | None:
+        """A job of more than one node's cards: whole free nodes, lowest first (what the gateway placed it on)."""
+        per_node = self.spec.cards_per_node
+        if per_node <= 0 or cards <= per_node:
+            return None
+        nodes = sorted({i // per_node for i in self._free})
+        whole = [n for n in nodes if all(n * per_node + k in self._free for k in range(per_node))]
+        needed = -(-cards // per_node)
+        if len(whole) < needed:
+            return None
+        chosen = [n * per_node + k for n in whole[:needed] for k in range(per_node)]
+        return chosen[:cards]
 
     def _one_node(self, cards: int) -> list[int] | None:
         per_node = self.spec.cards_per_node

@@ -61,6 +61,10 @@ class PoolCapacity:
     cards_per_node: int
     interconnect: str
     labels: Mapping[str, str]
+    free_nodes: int | None = None
+    """Nodes whose cards_per_node cards are all free (None when cards_per_node is 0: no node shape)."""
+    largest_partial_free: int = 0
+    """The most free cards on one partly used node (below cards_per_node)."""
 
 
 @dataclass(frozen=True)

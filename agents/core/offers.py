@@ -2,9 +2,10 @@
 
 Owns: turning the device pools and the centre's policy into `PoolCapacity` reports (offered as the policy's
 windows set it at that instant; free = offered minus used, 0 while draining: a shrinking offer never stops a
-running job, free just goes to 0), the per-class offers the runtime compares to notice a window opening or
-closing, and how long the sender may sleep before an offer or a hold can change. It keeps no state (the runtime
-holds the pools, the drain flag and the last offers) and judges no launch (`agents.policy.terms`) or hold
+running job, free just goes to 0; the free whole nodes and the most free cards on a partly used node from the
+device indices in use, never more than free), the per-class offers the runtime compares to notice a window
+opening or closing, and how long the sender may sleep before an offer or a hold can change. It keeps no state
+(the runtime holds the pools, the drain flag and the last offers) and judges no launch (`agents.policy.terms`) or hold
 (`agents.core.gangholds`).
 """
 
@@ -29,6 +30,13 @@ def pool_capacities(
     for pool in pools:
         offered = effective_offer(policy, pool.spec, now)
         free = 0 if draining else max(0, offered - pool.used_count)  # a draining site takes nothing new
+        whole, partial = (0, 0) if draining else pool.node_room()
+        per_node = pool.spec.cards_per_node
+        if per_node:  # an offer the policy's window shrank below the declared one caps what may be placed
+            capped = min(whole, free // per_node)
+            if capped < whole:  # a node the offer no longer covers whole keeps the cards it may still give
+                partial = min(per_node - 1, max(partial, free - capped * per_node))
+            whole, partial = capped, min(partial, free)
         reports.append(
             PoolCapacity(
                 accelerator_class=pool.spec.accelerator_class,
@@ -38,6 +46,8 @@ def pool_capacities(
                 cards_per_node=pool.spec.cards_per_node,
                 interconnect=pool.spec.interconnect,
                 labels=dict(pool.spec.labels),
+                free_nodes=whole if pool.spec.cards_per_node else None,
+                largest_partial_free=partial,
             )
         )
     return reports

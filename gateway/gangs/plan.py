@@ -4,7 +4,9 @@ Owns: the pure choice of a gang's parts from a snapshot of sites. One site first
 single site fits and the job allows `max_sites > 1`, the fewest sites (at most `max_sites`) of one class that
 together hold the job, each part at least `min_cards_per_site` (never below 1), packed tightly (the chosen
 sites leave the fewest offered cards idle, and the cards fill the tightest sites first, so big blocks stay
-free). Every site the policy refuses, or that is backing off for this job, is left out with its reason. Ties
+free; a part never takes more than its site's free nodes hold: whole free nodes, or one node when none is
+whole, by `gateway.placement.nodes`). Every site the policy refuses, or that is backing off for this job, is
+left out with its reason. Ties
 go by class order, then site names: the same inputs always give the same plan.
 It does not reserve anything (the coordinator in `gateway.gangs.coordinator` does) and does no I/O; no clock needed.
 All parts of a gang are of one accelerator class: a gang is one training run, and mixing card types in one
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 
 from fedgate.common.reasons import ReasonCode
 from gateway.jobs.model import Placement, Reason, Topology
+from gateway.placement import nodes as node_shape
 from gateway.placement.place import Candidate, OptionFilter, place
 from gateway.sites.model import SiteView
 
@@ -47,16 +50,21 @@ def plan_gang(
     allows: OptionFilter | None = None,
     backing_off: Collection[str] = (),
     part_allows: OptionFilter | None = None,
+    nodes: int = 0,
 ) -> GangPlan:
     """Parts for `cards` cards of one of `classes` (in preference order) over `sites`.
 
     `allows(site, class)` is the policy's word on each option (None: allowed); `part_allows` the same for a
     part of a gang (a centre's size limit judges the part, not the whole job; default: `allows`), and each
     centre's part is kept within that limit. `backing_off` names sites not to nominate for this job for now
-    (they refused or timed out recently).
+    (they refused or timed out recently). `nodes` is the job's stated node count (0: the gateway chooses), which
+    a one-site placement honours; each part of a gang takes the nodes the gateway chooses for its cards, and
+    never more than its site's free node room holds (`gateway.placement.nodes.block`).
     """
     usable = [s for s in sites if s.name not in backing_off]
-    single = place(classes, cards, usable, allows, max_sites=topology.max_sites)  # FRAGMENTED for one site only
+    single = place(
+        classes, cards, usable, allows, max_sites=topology.max_sites, nodes=nodes
+    )  # FRAGMENTED for one site only
     if single.placement is not None:
         return GangPlan((single.placement,), single.reasons, single.candidates)
     backoff = tuple(
@@ -105,7 +113,7 @@ def _free_blocks(cls: str, sites: Sequence[SiteView], allows: OptionFilter | Non
                 continue
             if allows is not None and allows(site, cls) is not None:
                 continue
-            n = site.free_cards(pool)
+            n = node_shape.block(pool, site.free_cards(pool))  # a part must fit the site's free nodes
             if site.terms is not None and site.terms.max_job_cards:
                 n = min(n, site.terms.max_job_cards)  # the centre takes no bigger part than this
             if n > 0:

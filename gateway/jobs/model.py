@@ -76,6 +76,9 @@ class Resources:
     accelerator_class: str = ""
     capability: Capability | None = None
     cards: int = 1
+    nodes: int = 0
+    """Nodes the job runs on, cards / nodes each (at most the pool's cards_per_node); 0: the gateway chooses
+    (one node when the cards fit one, else whole free nodes). `gateway.placement.nodes` holds the rule."""
 
 
 @dataclass(frozen=True)

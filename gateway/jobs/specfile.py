@@ -25,6 +25,7 @@ from gateway.jobs.validate import (
     LABEL_HINT,
     LABEL_KEY,
     MAX_CARDS,
+    MAX_NODES,
     NAME,
     NAME_HINT,
     RESERVATION_ID,
@@ -98,7 +99,7 @@ def parse_job_spec(source: str | bytes | Path, source_name: str | None = None, *
     name = fields.string(("metadata", "name"), default="", pattern=NAME, hint=NAME_HINT)
     labels = fields.string_map(("metadata", "labels"), key_pattern=LABEL_KEY, key_hint=LABEL_HINT)
     fields.mapping(("spec",), allowed=_SPEC, required=("resources", "runs"))
-    resources = read_resources(fields, ("spec", "resources"))
+    resources = read_resources(fields, ("spec", "resources"), nodes=True)
     spec = JobSpec(
         tenant=tenant,
         project=project,
@@ -144,9 +145,10 @@ def _data(fields: FieldReader, path: KeyPath) -> dict[str, str]:
     }
 
 
-def read_resources(fields: FieldReader, path: KeyPath) -> Resources:
-    """`resources: {class | capability, cards}` as jobs and reservations write it."""
-    data = fields.mapping(path, allowed=_RESOURCES, required=("cards",))
+def read_resources(fields: FieldReader, path: KeyPath, *, nodes: bool = False) -> Resources:
+    """`resources: {class | capability, cards}` as jobs and reservations write it; a job may add `nodes`
+    (its shape: cards / nodes per node; 0, the default, lets the gateway choose)."""
+    data = fields.mapping(path, allowed=(*_RESOURCES, "nodes") if nodes else _RESOURCES, required=("cards",))
     if ("class" in data) == ("capability" in data):
         raise fields.error(
             path,
@@ -155,9 +157,11 @@ def read_resources(fields: FieldReader, path: KeyPath) -> Resources:
             "(capability: {min_memory_gib: 64, stacks: [cuda]}), not both",
         )
     cards = fields.integer((*path, "cards"), minimum=1, maximum=MAX_CARDS)
+    count = fields.integer((*path, "nodes"), default=0, minimum=0, maximum=MAX_NODES) if nodes else 0
     if "class" in data:
         hint = "use a catalogue id such as ascend-910b or nvidia-h100"
-        return Resources(accelerator_class=fields.string((*path, "class"), pattern=NAME, hint=hint), cards=cards)
+        cls = fields.string((*path, "class"), pattern=NAME, hint=hint)
+        return Resources(accelerator_class=cls, cards=cards, nodes=count)
     cap_path = (*path, "capability")
     cap = fields.mapping(cap_path, allowed=_CAPABILITY)
     if not cap:
@@ -174,7 +178,7 @@ def read_resources(fields: FieldReader, path: KeyPath) -> Resources:
         min_bf16_tflops=fields.number((*cap_path, "min_bf16_tflops"), default=0.0, minimum=0),
         stacks=stacks,
     )
-    return Resources(capability=capability, cards=cards)
+    return Resources(capability=capability, cards=cards, nodes=count)
 
 
 def _runs(fields: FieldReader, path: KeyPath) -> tuple[StackRun, ...]:
@@ -255,6 +259,8 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
             capability["stacks"] = list(cap.stacks)
         resources["capability"] = capability
     resources["cards"] = spec.resources.cards
+    if spec.resources.nodes:
+        resources["nodes"] = spec.resources.nodes
     runs = []
     for run in spec.runs:
         entry: dict[str, Any] = {}

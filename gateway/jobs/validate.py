@@ -33,6 +33,8 @@ TAG_HINT = "use up to 64 letters, digits, '.', '_' and '-' (quote codes such as 
 
 MAX_CARDS = 1_000_000
 MAX_SITES = 64
+MAX_NODES = 1024
+"""Nodes one job may state (resources.nodes): a 1,024-node job is 8,192 cards of 8 per node."""
 MAX_RUNS = 16
 MAX_STACKS = 16
 MAX_LABELS = 64
@@ -118,6 +120,15 @@ def _resources(spec: JobSpec) -> Iterable[SpecProblem | None]:
     if not 1 <= cards <= MAX_CARDS:
         fix = f"ask for 1 to {MAX_CARDS} cards"
         yield SpecProblem((*body, "resources", "cards"), f"{cards} cards", fix, "BAD_CARD_COUNT")
+    nodes = spec.resources.nodes
+    if not 0 <= nodes <= MAX_NODES:
+        fix = f"state 1 to {MAX_NODES} nodes, or 0 to let the gateway choose"
+        yield SpecProblem((*body, "resources", "nodes"), f"{nodes} nodes", fix, "BAD_RESOURCES")
+    elif nodes and cards % nodes:
+        fix = "ask for a number of cards that the nodes share evenly (cards = nodes x cards per node), or nodes 0"
+        yield SpecProblem(
+            (*body, "resources", "nodes"), f"{cards} cards do not split evenly over {nodes} nodes", fix, "BAD_RESOURCES"
+        )
     yield _name((*body, "resources", "class"), spec.resources.accelerator_class)
     capability = spec.resources.capability
     if capability is not None:

@@ -2,7 +2,8 @@
 
 Owns: the pure filter-and-score over a snapshot of sites for one job, returning a decision with a reason for
 every site it turned down, and, when the job fits nowhere although the sites that would take it hold enough
-free cards of a class between them, the FRAGMENTED reason that says so. It does not change any state: the
+free cards of a class between them, the FRAGMENTED reason that says so. A pool whose free cards are not the
+nodes the job needs refuses it with NODE_SHAPE (`gateway.placement.nodes`). It does not change any state: the
 scheduler applies the decision, and it does no I/O. Gangs across sites and reservations build on this in
 their own modules (a job that may span sites gets no FRAGMENTED from here: gangs judge that).
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 from fedgate.common.reasons import ReasonCode
 from gateway.jobs.model import Placement, Reason
+from gateway.placement import nodes as node_shape
 from gateway.placement.freeindex import FreeIndex
 from gateway.sites.model import Pool, SiteView
 
@@ -48,7 +50,7 @@ class PlacementDecision:
     reasons: tuple[Reason, ...]
 
 
-def _judge_pool(site: SiteView, pool: Pool, cards: int) -> tuple[float | None, Reason]:
+def _judge_pool(site: SiteView, pool: Pool, cards: int, nodes: int = 0) -> tuple[float | None, Reason]:
     free = site.free_cards(pool)
     cls = pool.accelerator_class
     if pool.offered < cards:
@@ -65,6 +67,8 @@ def _judge_pool(site: SiteView, pool: Pool, cards: int) -> tuple[float | None, R
             f"{site.name} has {free} of {pool.offered} offered {cls} cards free; the job needs {cards}",
             site.name,
         )
+    if refused := node_shape.refusal(site.name, pool, free, cards, nodes):
+        return None, Reason("capacity", ReasonCode.NODE_SHAPE, refused, site.name)
     # Best fit: the fewer offered cards left idle after this job, the better; keeps big blocks free.
     score = 1.0 - (free - cards) / max(pool.offered, 1)
     return score, Reason("capacity", ReasonCode.FITS, f"{site.name} has {free} {cls} cards free", site.name)
@@ -73,7 +77,9 @@ def _judge_pool(site: SiteView, pool: Pool, cards: int) -> tuple[float | None, R
 OptionFilter = Callable[[SiteView, str], Reason | None]
 
 
-def judge_site(site: SiteView, classes: Sequence[str], cards: int, allows: OptionFilter | None = None) -> Candidate:
+def judge_site(
+    site: SiteView, classes: Sequence[str], cards: int, allows: OptionFilter | None = None, nodes: int = 0
+) -> Candidate:
     if not site.connected:
         return Candidate(
             site.name, False, reasons=(Reason("offers", ReasonCode.SITE_OFFLINE, "agent not connected", site.name),)
@@ -94,7 +100,7 @@ def judge_site(site: SiteView, classes: Sequence[str], cards: int, allows: Optio
         if verdict is not None:  # the policy refuses this site or class for this job (residency, rules, quota)
             refusals.append(verdict)
             continue
-        score, reason = _judge_pool(site, pool, cards)
+        score, reason = _judge_pool(site, pool, cards, nodes)
         if score is None:
             refusals.append(reason)
         elif best is None or score > best.score:
@@ -109,6 +115,7 @@ def place(
     allows: OptionFilter | None = None,
     *,
     max_sites: int = 1,
+    nodes: int = 0,
 ) -> PlacementDecision:
     """Choose the best feasible (site, pool) for `cards` cards of any of `classes`.
 
@@ -116,8 +123,10 @@ def place(
     always give the same decision. `allows(site, class)` is the policy's word on each option (a pure function
     the caller builds from the policy and live usage); None means allowed. `max_sites` is the job's topology
     limit: a job held to one site that fits nowhere is told when its cards are there, only split (FRAGMENTED).
+    `nodes` is the job's stated node count (0: the gateway chooses); a pool whose free cards are not the nodes
+    the job needs (`gateway.placement.nodes`) refuses it with NODE_SHAPE.
     """
-    candidates = tuple(judge_site(site, classes, cards, allows) for site in sites)
+    candidates = tuple(judge_site(site, classes, cards, allows, nodes) for site in sites)
     feasible = [c for c in candidates if c.feasible]
     if not feasible:
         reasons = tuple(r for c in candidates for r in c.reasons) or (
@@ -138,6 +147,7 @@ def place_in_windows(
     view_of: Callable[[str], SiteView],
     allows: OptionFilter | None = None,
     window: int = CANDIDATE_WINDOW,
+    nodes: int = 0,
 ) -> PlacementDecision | None:
     """The scheduling cycle's placement: `place` over the `window` tightest-fitting sites per class from the
     index of free cards, the next window only when every site of the last one was refused; None when no
@@ -145,7 +155,7 @@ def place_in_windows(
     simulator calls this one."""
     offset = 0
     while names := index.candidates(classes, cards, window, offset):
-        decision = place(classes, cards, [view_of(name) for name in names], allows)
+        decision = place(classes, cards, [view_of(name) for name in names], allows, nodes=nodes)
         if decision.placement is not None:
             return decision
         offset += window

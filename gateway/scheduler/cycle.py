@@ -149,7 +149,13 @@ class Scheduler:
                     over.append((job, JobState.FAILED, f"{why}; the job named it and cannot run", "", None, {}))
                     continue
                 reserved = hold.reserved_views(job.spec, views)
-                placement = place(classes, job.spec.resources.cards, reserved, hold.allows(job.spec, allows)).placement
+                placement = place(
+                    classes,
+                    job.spec.resources.cards,
+                    reserved,
+                    hold.allows(job.spec, allows),
+                    nodes=job.spec.resources.nodes,
+                ).placement
             if placement is None and not job.spec.reservation:
                 # The usual way, over the index (a job naming a reservation runs only inside it).
                 placement = cycle.place(job.spec, classes)

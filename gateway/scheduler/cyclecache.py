@@ -4,7 +4,8 @@ Owns: for the span of one cycle (one instant `now`, one policy, one usage snapsh
 the sites' offers and leases, what each job *shape* may use, the shapes found to fit nowhere, and the
 placement itself: exactly the decision of `gateway.placement.place.place_in_windows` (`place` over the
 `CANDIDATE_WINDOW` tightest fits per class, a wider window only when every site of the last one was refused),
-with the same scores and tie-breaks, computed from the index's numbers instead of rebuilt `SiteView`s.
+with the same scores and tie-breaks and the same node-shape rule (`gateway.placement.nodes`), computed from the
+index's numbers instead of rebuilt `SiteView`s.
 
 A job's shape is every field of its spec but its name, environment and commands (so tenant, project, classes,
 resources, priority class, labels, runtime, data classification and region, the image per stack, topology, a
@@ -28,16 +29,17 @@ from dataclasses import fields
 from datetime import datetime
 
 from gateway.jobs.model import JobSpec, Placement, Reason
+from gateway.placement import nodes as node_shape
 from gateway.placement.freeindex import FreeIndex
 from gateway.placement.place import CANDIDATE_WINDOW
 from gateway.policy import FederationPolicy
 from gateway.policy.catalogue import Catalogue
 from gateway.policy.engine import standing_verdict, usage_verdict
 from gateway.policy.quotas import Usage, quotas_for
-from gateway.sites.model import SiteView
+from gateway.sites.model import Pool, SiteView
 
 Shape = tuple[object, ...]
-Option = tuple[str, int, int]  # (class, cards offered, rank of the class in the job's list)
+Option = tuple[str, int, int, Pool]  # (class, cards offered, rank of the class in the job's list, the pool)
 
 
 def site_terms_reason(
@@ -105,13 +107,13 @@ class CycleCache:
 
     def _options(self, shape: int, site: str, classes: tuple[str, ...], cards: int) -> tuple[Option, ...]:
         """The site's pools this shape may use by the standing word (the centre's terms, residency, rules) and
-        whose offer is big enough, in the site's pool order: (class, cards offered, rank of the class)."""
+        whose offer is big enough, in the site's pool order: (class, cards offered, rank of the class, pool)."""
         key = (shape, site)
         found = self._standing.get(key)
         if found is None:
             spec, view = self._specs[shape], self._base[site]
             found = self._standing[key] = tuple(
-                (pool.accelerator_class, pool.offered, classes.index(pool.accelerator_class))
+                (pool.accelerator_class, pool.offered, classes.index(pool.accelerator_class), pool)
                 for pool in view.pools
                 if pool.accelerator_class in classes
                 and pool.offered >= cards
@@ -159,14 +161,14 @@ class CycleCache:
         offset = 0
         if len(classes) == 1:  # the common case, without merging windows of several classes
             while entries := self.index.window(classes[0], cards, CANDIDATE_WINDOW, offset):
-                chosen = self._best_of_one(shape, classes, cards, entries)
+                chosen = self._best_of_one(shape, classes, cards, entries, spec.resources.nodes)
                 if chosen is not None:
                     return Placement(chosen[2], chosen[3], cards)
                 offset += CANDIDATE_WINDOW
             self._hopeless.add(shape)
             return None
         while names := self.index.candidates(classes, cards, CANDIDATE_WINDOW, offset):
-            chosen = self._best(shape, classes, cards, names)
+            chosen = self._best(shape, classes, cards, names, spec.resources.nodes)
             if chosen is not None:
                 return Placement(chosen[2], chosen[3], cards)
             offset += CANDIDATE_WINDOW
@@ -174,7 +176,7 @@ class CycleCache:
         return None
 
     def _best(
-        self, shape: int, classes: tuple[str, ...], cards: int, names: Sequence[str]
+        self, shape: int, classes: tuple[str, ...], cards: int, names: Sequence[str], nodes: int = 0
     ) -> tuple[float, int, str, str] | None:
         """`place`'s choice among `names`: per site its best-scoring pool (the first of equals, in the
         site's pool order), then the highest score, the class listed first, the site name. Returns
@@ -187,9 +189,11 @@ class CycleCache:
             if options is None:
                 options = self._options(shape, name, classes, cards)
             site_best: tuple[float, int, str, str] | None = None
-            for cls, offered, rank in options:
+            for cls, offered, rank, pool in options:
                 free = free_of(cls).get(name, 0)
                 if free < cards:
+                    continue
+                if pool.cards_per_node and not node_shape.fits(pool, free, cards, nodes):
                     continue
                 allowed = room.get(cls)
                 if allowed is None:
@@ -204,7 +208,7 @@ class CycleCache:
         return best
 
     def _best_of_one(
-        self, shape: int, classes: tuple[str, ...], cards: int, entries: Sequence[tuple[int, str]]
+        self, shape: int, classes: tuple[str, ...], cards: int, entries: Sequence[tuple[int, str]], nodes: int = 0
     ) -> tuple[float, int, str, str] | None:
         """`_best` for a job of one class: each site of the window has one pool of it, whose free cards the
         index entry already holds."""
@@ -216,7 +220,9 @@ class CycleCache:
                 options = self._options(shape, name, classes, cards)
             if not options:
                 continue
-            _, offered, _ = options[0]
+            _, offered, _, pool = options[0]
+            if pool.cards_per_node and not node_shape.fits(pool, free, cards, nodes):
+                continue
             allowed = room.get(cls)
             if allowed is None:
                 allowed = self._quota_room(shape, name, cls)

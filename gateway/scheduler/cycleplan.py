@@ -117,13 +117,16 @@ class CyclePlan:
         cards = job.spec.resources.cards
         own = self._by_job.get(job.job_id)
         if own is not None and own.kind is EarmarkKind.PREEMPTION:
-            return self._take_own(own, cards, allows)
+            return self._take_own(own, cards, allows, job.spec.resources.nodes)
         if job.job_id in self._book.preemptions:
             return None  # its victims' site is not placeable now: it waits for them, never preempts twice
         end = latest_end(None, job.spec.max_runtime, self._now)
         for cls in classes:
             for hold in self._by_class.get(cls, ()):
-                if hold.ends_before(end) and (decision := self._backfill(hold, cards, allows, end)) is not None:
+                if (
+                    hold.ends_before(end)
+                    and (decision := self._backfill(hold, cards, allows, end, job.spec.resources.nodes)) is not None
+                ):
                     return decision
         if not self._preempt(job, classes, cards, allows):
             self._reserve(job, classes, cards, allows)
@@ -135,16 +138,16 @@ class CyclePlan:
         return self._orders
 
     # ---- 1 and 2: held cards ----------------------------------------------------------------------------------
-    def _take_own(self, hold: Earmark, cards: int, allows: OptionFilter) -> PlacementDecision | None:
+    def _take_own(self, hold: Earmark, cards: int, allows: OptionFilter, nodes: int = 0) -> PlacementDecision | None:
         view = earmarked_view(self._raw[hold.site], self._site_holds(hold.site, but=hold))
-        decision = place((hold.accelerator_class,), cards, [view], allows)
+        decision = place((hold.accelerator_class,), cards, [view], allows, nodes=nodes)
         return decision if decision.placement is not None else None
 
     def _backfill(
-        self, hold: Earmark, cards: int, allows: OptionFilter, end: datetime | None
+        self, hold: Earmark, cards: int, allows: OptionFilter, end: datetime | None, nodes: int = 0
     ) -> PlacementDecision | None:
         view = earmarked_view(self._raw[hold.site], self._site_holds(hold.site, but=hold))
-        decision = place((hold.accelerator_class,), cards, [view], allows)
+        decision = place((hold.accelerator_class,), cards, [view], allows, nodes=nodes)
         if decision.placement is None or end is None:
             return None
         note = Reason(

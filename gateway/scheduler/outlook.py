@@ -60,7 +60,10 @@ class Outlook:
         allows = narrow(self.usage.allows(spec, usage, policy))
         part = max(1, spec.topology.min_cards_per_site) if spec.topology.max_sites > 1 else 0
         part_allows = narrow(self.usage.allows(spec, usage, policy, part)) if part else None
-        return plan_gang(classes, spec.resources.cards, spec.topology, views, allows, backing_off, part_allows)
+        resources = spec.resources
+        return plan_gang(
+            classes, resources.cards, spec.topology, views, allows, backing_off, part_allows, nodes=resources.nodes
+        )
 
     def with_pending_reasons(self, job: Job, snapshot: tuple[list[SiteView], Usage] | None = None) -> Job:
         """A queued job with the live reason chain of why it waits (policy, then each site's answer).

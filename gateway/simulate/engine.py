@@ -150,8 +150,10 @@ class _Books:
         view = self._views.get(name)
         if view is None:
             free = self.free[name]
+            # No node shape in the views (cards_per_node 0): the simulator leaves nodes out, so placement
+            # judges cards alone, as the module says.
             pools = tuple(
-                Pool(p.accelerator_class, p.cards, p.cards, free[p.accelerator_class], p.cards_per_node)
+                Pool(p.accelerator_class, p.cards, p.cards, free[p.accelerator_class], 0)
                 for p in self.specs[name].pools
             )
             view = self._views[name] = SiteView(name, True, False, pools)

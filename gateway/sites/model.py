@@ -33,6 +33,11 @@ class Pool:
     cards_per_node: int = 0
     interconnect: str = ""
     labels: tuple[tuple[str, str], ...] = ()
+    free_nodes: int | None = None
+    """Nodes with all cards_per_node cards free; None when the agent did not say (an older agent): then the
+    free cards count as whole nodes, free // cards_per_node of them, and the rest on one partly used node."""
+    largest_partial_free: int = 0
+    """The most free cards on one partly used node (read only when free_nodes is said)."""
 
 
 def check_capacity(pools: list[Pool] | tuple[Pool, ...]) -> None:
@@ -63,12 +68,37 @@ def check_capacity(pools: list[Pool] | tuple[Pool, ...]) -> None:
                     reason="CAPACITY_OUT_OF_BOUNDS",
                     metadata={"limit": limit, "max": str(most)},
                 )
+        _check_nodes(pool, name)
         if not pool.free <= pool.offered <= pool.total:
             raise InvalidArgument(
                 f"pool {name!r} reports total={pool.total} offered={pool.offered} free={pool.free}; a site must "
                 "report free <= offered <= total",
                 reason="INCONSISTENT_CAPACITY",
             )
+
+
+def _check_nodes(pool: Pool, name: str) -> None:
+    """free_nodes x cards_per_node <= free, largest_partial_free below cards_per_node and at most free."""
+    if pool.free_nodes is None:
+        return
+    per_node = pool.cards_per_node
+    if per_node == 0 and (pool.free_nodes or pool.largest_partial_free):
+        raise InvalidArgument(
+            f"pool {name!r} reports free nodes without cards_per_node; a node shape needs cards_per_node",
+            reason="INCONSISTENT_CAPACITY",
+        )
+    if pool.free_nodes * per_node > pool.free or pool.largest_partial_free > pool.free:
+        raise InvalidArgument(
+            f"pool {name!r} reports free_nodes={pool.free_nodes} of {per_node} cards and largest_partial_free="
+            f"{pool.largest_partial_free} but free={pool.free}; free nodes cannot hold more than the free cards",
+            reason="INCONSISTENT_CAPACITY",
+        )
+    if per_node and pool.largest_partial_free >= per_node:
+        raise InvalidArgument(
+            f"pool {name!r} reports largest_partial_free={pool.largest_partial_free}; a partly used node has "
+            f"fewer than its {per_node} cards free (a node with all free is a free node)",
+            reason="INCONSISTENT_CAPACITY",
+        )
 
 
 @dataclass(frozen=True)

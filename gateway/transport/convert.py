@@ -78,7 +78,7 @@ def spec_from_proto(msg: job_pb2.JobSpec) -> JobSpec:
         tenant=msg.tenant,
         project=msg.project,
         name=msg.name,
-        resources=Resources(res.accelerator_class, capability, res.cards),
+        resources=Resources(res.accelerator_class, capability, res.cards, res.nodes),
         runs=tuple(StackRun(r.stack, r.image, tuple(r.command)) for r in msg.runs),
         max_runtime=max_runtime,
         labels=_pairs(msg.labels),
@@ -97,7 +97,7 @@ def spec_to_proto(spec: JobSpec) -> job_pb2.JobSpec:
         tenant=spec.tenant,
         project=spec.project,
         name=spec.name,
-        resources=job_pb2.Resources(accelerator_class=res.accelerator_class, cards=res.cards),
+        resources=job_pb2.Resources(accelerator_class=res.accelerator_class, cards=res.cards, nodes=res.nodes),
         runs=[job_pb2.StackRun(stack=r.stack, image=r.image, command=list(r.command)) for r in spec.runs],
         max_runtime=duration_to_proto(spec.max_runtime),
         labels=dict(spec.labels),
@@ -214,6 +214,8 @@ def pool_from_proto(msg: site_pb2.Pool) -> Pool:
         msg.cards_per_node,
         msg.interconnect,
         _pool_labels(msg.labels),
+        msg.free_nodes if msg.HasField("free_nodes") else None,
+        msg.largest_partial_free,
     )
 
 

@@ -115,7 +115,13 @@ def _sites(federation: Core, rng: random.Random) -> None:
         pools = []
         for cls in rng.sample(CLASSES, rng.randint(1, 3)):
             offered = rng.choice((4, 8, 8, 16, 32))
-            pools.append(Pool(cls, offered + rng.choice((0, 8)), offered, rng.randint(offered // 2, offered), 8))
+            free = rng.randint(offered // 2, offered)
+            pool = Pool(cls, offered + rng.choice((0, 8)), offered, free, 8)
+            if rng.random() < 0.5:  # an agent that reports its nodes: fewer whole ones than the cards would make
+                pool = replace(
+                    pool, free_nodes=rng.randint(0, free // 8), largest_partial_free=rng.randint(0, min(7, free))
+                )
+            pools.append(pool)
         terms = rng.choice((None, None, None, *TERMS))
         federation.registry.report(name, pools, True, NOW, terms)
         if rng.random() < 0.1:
@@ -129,7 +135,9 @@ def _spec(rng: random.Random, i: int) -> JobSpec:
     if rng.random() < 0.2:  # a capability: several classes, in the catalogue's order
         resources = Resources(capability=Capability(min_memory_gib=rng.choice((48, 64, 80))), cards=rng.randint(1, 8))
     else:
-        resources = Resources(accelerator_class=rng.choice(CLASSES), cards=rng.choice((1, 1, 2, 4, 8, 12, 16)))
+        cards = rng.choice((1, 1, 2, 4, 8, 12, 16))
+        nodes = rng.choice([0, 0, 0] + [n for n in (1, 2, 4) if cards % n == 0])  # a stated shape, now and then
+        resources = Resources(accelerator_class=rng.choice(CLASSES), cards=cards, nodes=nodes)
     image = rng.choice(("registry.example/train:1", "elsewhere.example/train:1"))
     return JobSpec(
         tenant=tenant,
@@ -189,11 +197,16 @@ def _reference_cycle(federation: Core) -> dict[str, Placement]:
         if hold.concerns(job.spec):
             if hold.over(job.spec):
                 continue
-            decision = place(classes, cards, hold.reserved_views(job.spec, views), hold.allows(job.spec, allows))
+            nodes = job.spec.resources.nodes
+            decision = place(
+                classes, cards, hold.reserved_views(job.spec, views), hold.allows(job.spec, allows), nodes=nodes
+            )
         if decision is None or (decision.placement is None and not job.spec.reservation):
             decision = None
             if index.fits_somewhere(classes, cards):
-                decision = place_in_windows(classes, cards, index, views.__getitem__, allows)
+                decision = place_in_windows(
+                    classes, cards, index, views.__getitem__, allows, nodes=job.spec.resources.nodes
+                )
             if decision is None or decision.placement is None:
                 decision = plan.blocked(job, classes, allows)
         if decision is None or decision.placement is None:

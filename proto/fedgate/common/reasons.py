@@ -173,7 +173,8 @@ class ReasonCode(enum.StrEnum):
     BAD_RESOURCES = (
         "BAD_RESOURCES",
         "error",
-        "A job's resources are inconsistent (a class and a capability at once, or neither). Give one of them.",
+        "A job's resources are inconsistent (a class and a capability at once, or neither; or nodes that its cards"
+        " do not split over evenly). Give one of class and capability, and cards divisible by nodes.",
     )
     BAD_MAX_RUNTIME = (
         "BAD_MAX_RUNTIME",
@@ -605,6 +606,13 @@ class ReasonCode(enum.StrEnum):
         "FRAGMENTATION",
         "chain",
         "Enough cards are free but not in blocks the gang's per-site minimum allows.",
+    )
+    NODE_SHAPE = (
+        "NODE_SHAPE",
+        "chain",
+        "Enough cards are free at the site but not as the nodes the job needs (whole free nodes for a job of more "
+        "than one node's cards, one node with all its cards otherwise); the message names the free whole nodes "
+        "and the job's need. Wait, or ask for fewer cards per node (resources.nodes).",
     )
     FITS = "FITS", "chain", "The site has enough free cards for the job (a candidate, with its score)."
     PLACED = "PLACED", "chain", "The job was placed on the site (best fit)."

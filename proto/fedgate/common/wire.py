@@ -98,6 +98,10 @@ class PoolFields(Protocol):
     def interconnect(self) -> str: ...
     @property
     def labels(self) -> Mapping[str, str] | Iterable[tuple[str, str]]: ...
+    @property
+    def free_nodes(self) -> int | None: ...
+    @property
+    def largest_partial_free(self) -> int: ...
 
 
 def pool_to_proto(pool: PoolFields) -> site_pb2.Pool:
@@ -109,6 +113,8 @@ def pool_to_proto(pool: PoolFields) -> site_pb2.Pool:
         cards_per_node=pool.cards_per_node,
         interconnect=pool.interconnect,
         labels=dict(pool.labels),
+        free_nodes=pool.free_nodes,  # None leaves it unset: no node shape said
+        largest_partial_free=pool.largest_partial_free,
     )
 
 
@@ -123,6 +129,8 @@ def pool_from_proto(message: site_pb2.Pool) -> dict[str, object]:
         "cards_per_node": message.cards_per_node,
         "interconnect": message.interconnect,
         "labels": tuple(sorted(message.labels.items())),
+        "free_nodes": message.free_nodes if message.HasField("free_nodes") else None,
+        "largest_partial_free": message.largest_partial_free,
     }
 
 

@@ -47,14 +47,16 @@ class Capability(_message.Message):
     def __init__(self, min_memory_gib: _Optional[float] = ..., min_bf16_tflops: _Optional[float] = ..., stacks: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Resources(_message.Message):
-    __slots__ = ("accelerator_class", "capability", "cards")
+    __slots__ = ("accelerator_class", "capability", "cards", "nodes")
     ACCELERATOR_CLASS_FIELD_NUMBER: _ClassVar[int]
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     CARDS_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
     accelerator_class: str
     capability: Capability
     cards: int
-    def __init__(self, accelerator_class: _Optional[str] = ..., capability: _Optional[_Union[Capability, _Mapping]] = ..., cards: _Optional[int] = ...) -> None: ...
+    nodes: int
+    def __init__(self, accelerator_class: _Optional[str] = ..., capability: _Optional[_Union[Capability, _Mapping]] = ..., cards: _Optional[int] = ..., nodes: _Optional[int] = ...) -> None: ...
 
 class StackRun(_message.Message):
     __slots__ = ("stack", "image", "command")

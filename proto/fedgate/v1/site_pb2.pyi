@@ -13,7 +13,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Pool(_message.Message):
-    __slots__ = ("accelerator_class", "total", "offered", "free", "cards_per_node", "interconnect", "labels")
+    __slots__ = ("accelerator_class", "total", "offered", "free", "cards_per_node", "interconnect", "labels", "free_nodes", "largest_partial_free")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +28,8 @@ class Pool(_message.Message):
     CARDS_PER_NODE_FIELD_NUMBER: _ClassVar[int]
     INTERCONNECT_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    FREE_NODES_FIELD_NUMBER: _ClassVar[int]
+    LARGEST_PARTIAL_FREE_FIELD_NUMBER: _ClassVar[int]
     accelerator_class: str
     total: int
     offered: int
@@ -35,7 +37,9 @@ class Pool(_message.Message):
     cards_per_node: int
     interconnect: str
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, accelerator_class: _Optional[str] = ..., total: _Optional[int] = ..., offered: _Optional[int] = ..., free: _Optional[int] = ..., cards_per_node: _Optional[int] = ..., interconnect: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    free_nodes: int
+    largest_partial_free: int
+    def __init__(self, accelerator_class: _Optional[str] = ..., total: _Optional[int] = ..., offered: _Optional[int] = ..., free: _Optional[int] = ..., cards_per_node: _Optional[int] = ..., interconnect: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., free_nodes: _Optional[int] = ..., largest_partial_free: _Optional[int] = ...) -> None: ...
 
 class Site(_message.Message):
     __slots__ = ("name", "connected", "draining", "pools", "agent_version", "last_seen_time", "liveness", "liveness_reason")
