@@ -61,7 +61,8 @@ def groups() -> Iterator[list[int]]:
 async def launched(backend: LocalBackend, groups: list[int], job: str, *args: str) -> tuple[LocalHandle, Path]:
     handle = await backend.launch(spec(job, PY, "-c", HOLD, *args))
     groups.append(handle.group)
-    await eventually_async((handle.directory / "pid").exists, what="the job to start")
+    pid = handle.directory / "pid"  # written by the job: wait until it is there whole, not just created
+    await eventually_async(lambda: pid.exists() and pid.read_text().strip().isdigit(), what="the job to start")
     return handle, handle.directory
 
 
