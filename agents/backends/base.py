@@ -18,6 +18,8 @@ from typing import Protocol
 
 from agents.core.model import PoolSpec
 from agents.errors import BackendError
+from fedgate.common import rendezvous
+from fedgate.common.rendezvous import Rendezvous
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,34 @@ class LaunchSpec:
     hand it to its scheduler as a backstop."""
     labels: Mapping[str, str] = field(default_factory=dict)
     """The job's labels from its spec (free-form; a backend may read hints such as the simulated duration)."""
+    node_devices: tuple[tuple[int, ...], ...] = ()
+    """The devices of each node of this part, in node order (node i has node rank rendezvous.first_rank + i);
+    empty: one node with all of `devices`. A backend MUST run one task per node, each confined to its node's
+    devices (a cluster backend, whose engine chooses devices, uses their count)."""
+    rendezvous: Rendezvous = field(default_factory=Rendezvous)
+    """The world the attempt's processes belong to (`fedgate.common.rendezvous`)."""
+
+    @property
+    def nodes(self) -> tuple[tuple[int, ...], ...]:
+        """Each node's devices; one node holding every device when the launch named no node split."""
+        return self.node_devices or (self.devices,)
+
+    def rendezvous_values(self, node: int, master_addr: str, master_port: int | str) -> dict[str, str]:
+        """The rendezvous values of this part's node `node` (0-based) for `fedgate.common.rendezvous.environment`,
+        when rank 0's master is `master_addr`:`master_port` (the gateway's, when it chose them, win)."""
+        world = self.rendezvous
+        return {
+            rendezvous.NNODES: str(max(world.nnodes, len(self.nodes))),
+            rendezvous.NODE_RANK: str(world.first_rank + node),
+            rendezvous.MASTER_ADDR: world.master_addr or master_addr,
+            rendezvous.MASTER_PORT: str(world.master_port or master_port),
+            rendezvous.WORLD_SIZE: str(max(world.world_size, len(self.devices))),
+            rendezvous.NPROC_PER_NODE: str(len(self.nodes[node])),
+        }
+
+    def node_environment(self, node: int, master_addr: str, master_port: int | str) -> dict[str, str]:
+        """Every rendezvous variable of node `node` (see `rendezvous_values`), under the stack's names too."""
+        return rendezvous.environment(self.stack, self.rendezvous_values(node, master_addr, master_port))
 
     def job_environment(self) -> dict[str, str]:
         """The job's own env, then the attempt's FEDGATE_* identity, which the job cannot override. Backends add
@@ -81,19 +111,23 @@ class ExitStatus:
     """The exit code; 128+N when killed by signal N (the shell's convention)."""
     signal_number: int = 0
     """The signal that killed it, 0 if it exited by itself."""
+    node: str = ""
+    """Of a multi-node attempt: the node whose process ended it (the first to fail), e.g. `node 1 (host-b)`;
+    empty for a one-node attempt or when every node succeeded."""
 
     @property
     def succeeded(self) -> bool:
         return self.exit_code == 0 and self.signal_number == 0
 
     def describe(self) -> str:
+        where = f" on {self.node}" if self.node else ""
         if self.signal_number:
             try:
                 name = signal.Signals(self.signal_number).name
             except ValueError:
                 name = f"signal {self.signal_number}"
-            return f"killed by {name}"
-        return f"exited with code {self.exit_code}"
+            return f"killed by {name}{where}"
+        return f"exited with code {self.exit_code}{where}"
 
     @classmethod
     def from_returncode(cls, returncode: int) -> ExitStatus:
@@ -140,6 +174,11 @@ class Backend(Protocol):
       of them, and b"" at the current end (also after the attempt ended); it MUST NOT block for new output.
     - A backend MUST keep each attempt's files apart (`<workdir>/<job_id>/<epoch>/` for local) and MUST
       confine the attempt to the devices in `LaunchSpec.devices`.
+    - A multi-node attempt (`LaunchSpec.nodes` has more than one node) MUST start one task per node, each with
+      its node's rendezvous variables (`LaunchSpec.node_environment`), and is one attempt: the first task to
+      end with a non-zero exit (or a signal) ends every other task, and `wait` returns that task's status once,
+      with `ExitStatus.node` naming the node; it succeeds only when every task succeeded. `cancel` reaches
+      every node.
 
     Five optional hooks, read with getattr because most backends have none:
     - `async def discover(self) -> None`: a backend that must look at its scheduler before it knows its pools

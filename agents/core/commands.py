@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from fedgate.common.rendezvous import Rendezvous
+
 
 @dataclass(frozen=True)
 class Welcome:
@@ -46,6 +48,10 @@ class Launch:
     """Kill the attempt and report FAILED after this long; 0 = no limit."""
     env: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
+    nodes: int = 0
+    """Nodes the gateway placed this part on (0 or 1: one node); the devices come from that many whole nodes."""
+    rendezvous: Rendezvous | None = None
+    """The attempt's world as the gateway stated it; None: a one-site attempt on the nodes allocated."""
 
 
 @dataclass(frozen=True)

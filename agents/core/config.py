@@ -33,6 +33,7 @@ from agents.core.model import PoolSpec
 from agents.errors import ConfigError
 from agents.policy.reader import parse_site_policy
 from agents.policy.terms import SitePolicy
+from fedgate.common.rendezvous import DEFAULT_PORTS, RendezvousPoint
 from fedgate.common.sections import Section
 from fedgate.common.yaml import YamlDocument, load_yaml
 
@@ -86,6 +87,10 @@ class AgentConfig:
     """The centre's terms: whom it serves, the largest job, allowed images, offer windows. Default: all."""
     source: Path | None = None
     """The file this was loaded from, for messages; None when built in code."""
+    rendezvous: RendezvousPoint | None = None
+    """`rendezvous: {host, ports: "29500-29999"}`: where the other centres reach rank 0 of a cross-site gang
+    whose first part runs here (a host leading to the node of rank 0); None: this site masters no cross-site
+    gang (its parts still join gangs mastered elsewhere)."""
     state_dir: Path | None = None
     """Folder of the agent's durable journal (unacknowledged updates, started attempts); a file's default is
     `./state` next to it. None (configs built in code) keeps the journal in memory."""
@@ -131,9 +136,24 @@ def parse_agent_config(doc: YamlDocument, *, validate_files: bool = True) -> Age
         policy=policy,
         source=source,
         state_dir=_resolve(base, root.text("state_dir", "state")),
+        rendezvous=_rendezvous(root.section("rendezvous")) if root.raw("rendezvous", None) is not None else None,
     )
     root.finish()
     return config
+
+
+def _rendezvous(section: Section) -> RendezvousPoint:
+    """`rendezvous: {host: login.centre.example, ports: "29500-29999"}` (ports default 29500-29999)."""
+    host = section.text("host")
+    ports = section.text("ports", f"{DEFAULT_PORTS[0]}-{DEFAULT_PORTS[1]}")
+    first, _, last = ports.partition("-")
+    if not (first.strip().isdigit() and last.strip().isdigit()):
+        section.fail(f"rendezvous ports {ports!r} must be a range like '29500-29999'", "ports")
+    point = RendezvousPoint(host, int(first), int(last))
+    if problem := point.problem():
+        section.fail(problem, "host" if "host" in problem else "ports")
+    section.finish()
+    return point
 
 
 def _expect(section: Section, key: str, wanted: str) -> None:

@@ -28,8 +28,9 @@ class DevicePool:
     def used_count(self) -> int:
         return self.spec.offered - len(self._free)
 
-    def allocate(self, cards: int) -> tuple[int, ...]:
-        """Take `cards` free device indices, or raise InsufficientCapacity and take none."""
+    def allocate(self, cards: int, nodes: int = 0) -> tuple[int, ...]:
+        """Take `cards` free device indices, or raise InsufficientCapacity and take none. `nodes` > 1 (the
+        gateway's placement of a multi-node part): exactly that many whole free nodes, cards / nodes on each."""
         if cards < 0:
             raise ValueError(f"cannot allocate {cards} cards")
         if cards > len(self._free):
@@ -37,9 +38,25 @@ class DevicePool:
                 f"the launch needs {cards} cards of {self.spec.accelerator_class} but only "
                 f"{len(self._free)} of the {self.spec.offered} offered are free"
             )
-        chosen = self._one_node(cards) or self._whole_nodes(cards) or sorted(self._free)[:cards]
+        if nodes > 1 and self.spec.cards_per_node > 0:
+            chosen = self._stated_nodes(cards, nodes)
+        else:
+            chosen = self._one_node(cards) or self._whole_nodes(cards) or sorted(self._free)[:cards]
         self._free.difference_update(chosen)
         return tuple(chosen)
+
+    def by_node(self, devices: tuple[int, ...], nodes: int = 0) -> tuple[tuple[int, ...], ...]:
+        """`devices` split by the node they are on, in node order (devices 0..cards_per_node-1 are node 0); a
+        pool with no node shape splits them into `nodes` equal runs (one when `nodes` is 0 or 1)."""
+        per_node = self.spec.cards_per_node
+        if per_node <= 0:
+            count = max(nodes, 1)
+            size = -(-len(devices) // count) if devices else 0
+            return tuple(devices[i * size : (i + 1) * size] for i in range(count)) if size else (devices,)
+        grouped: dict[int, list[int]] = {}
+        for index in devices:
+            grouped.setdefault(index // per_node, []).append(index)
+        return tuple(tuple(grouped[node]) for node in sorted(grouped))
 
     def claim(self, indices: tuple[int, ...]) -> tuple[int, ...]:
         """Take exactly these indices (an attempt re-attached after a restart holds them); returns those that
@@ -74,13 +91,35 @@ class DevicePool:
         per_node = self.spec.cards_per_node
         if per_node <= 0 or cards <= per_node:
             return None
-        nodes = sorted({i // per_node for i in self._free})
-        whole = [n for n in nodes if all(n * per_node + k in self._free for k in range(per_node))]
+        whole = self._whole_free_nodes()
         needed = -(-cards // per_node)
         if len(whole) < needed:
             return None
         chosen = [n * per_node + k for n in whole[:needed] for k in range(per_node)]
         return chosen[:cards]
+
+    def _stated_nodes(self, cards: int, nodes: int) -> list[int]:
+        """`nodes` whole free nodes, lowest first, the cards spread evenly over them (the first `cards % nodes`
+        take one more): the shape the gateway placed. InsufficientCapacity names what is free as nodes."""
+        per_node = self.spec.cards_per_node
+        each, extra = divmod(cards, nodes)
+        if each == 0 or each + (1 if extra else 0) > per_node:
+            raise InsufficientCapacity(
+                f"{cards} cards cannot be spread over {nodes} nodes of {per_node} {self.spec.accelerator_class} "
+                "cards each"
+            )
+        whole = self._whole_free_nodes()
+        if len(whole) < nodes:
+            raise InsufficientCapacity(
+                f"the launch needs {nodes} whole free nodes of {self.spec.accelerator_class} but {len(whole)} are "
+                "free whole"
+            )
+        return [n * per_node + k for i, n in enumerate(whole[:nodes]) for k in range(each + (1 if i < extra else 0))]
+
+    def _whole_free_nodes(self) -> list[int]:
+        per_node = self.spec.cards_per_node
+        nodes = sorted({i // per_node for i in self._free})
+        return [n for n in nodes if all(n * per_node + k in self._free for k in range(per_node))]
 
     def _one_node(self, cards: int) -> list[int] | None:
         per_node = self.spec.cards_per_node

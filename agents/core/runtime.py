@@ -245,7 +245,7 @@ class SiteRuntime:
             self._supervisor.stop(older, JobState.CANCELLED, f"superseded by epoch {command.epoch}")
         try:
             pool = admit(self.site, command, self._pools, self._policy, self._clock, draining=self._draining)
-            devices = pool.allocate(command.cards)
+            devices = pool.allocate(command.cards, command.nodes)
         except LaunchRefused as exc:
             # The site's own reasons (draining, its terms, full, no such pool): hand the lease back, the job
             # is not at fault.

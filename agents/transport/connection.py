@@ -150,7 +150,9 @@ class GatewayLink:
             request_serializer=site_pb2.ConnectRequest.SerializeToString,
             response_deserializer=site_pb2.ConnectResponse.FromString,
         )(None)  # requests are written with call.write
-        session = GatewaySession(call, self._runtime, report_interval_s=self._config.report_interval_s)
+        session = GatewaySession(
+            call, self._runtime, report_interval_s=self._config.report_interval_s, rendezvous=self._config.rendezvous
+        )
         self._session = session
         if self._closing.is_set():
             session.finish()

@@ -31,6 +31,7 @@ from agents.core.commands import (
 from agents.core.logs import LogChunk
 from agents.core.model import JobUpdate, PoolCapacity, ReserveReply, RunningJob
 from fedgate.common import wire
+from fedgate.common.rendezvous import Rendezvous, RendezvousPoint
 from fedgate.common.terms import SiteTerms
 from fedgate.v1 import site_pb2, usage_pb2
 
@@ -64,9 +65,21 @@ def capacity_to_proto(pools: Iterable[PoolCapacity], terms: SiteTerms) -> site_p
 
 
 def hello_to_proto(
-    *, site: str, agent_version: str, resume_cursor: int, backend: str, running: Iterable[RunningJob]
+    *,
+    site: str,
+    agent_version: str,
+    resume_cursor: int,
+    backend: str,
+    running: Iterable[RunningJob],
+    rendezvous: RendezvousPoint | None = None,
 ) -> site_pb2.Hello:
+    point = None
+    if rendezvous is not None:
+        point = site_pb2.RendezvousPoint(
+            host=rendezvous.host, first_port=rendezvous.first_port, last_port=rendezvous.last_port
+        )
     return site_pb2.Hello(
+        rendezvous=point,
         site=site,
         agent_version=agent_version,
         resume_cursor=resume_cursor,
@@ -107,6 +120,18 @@ def launch_from_proto(message: site_pb2.Launch) -> Launch:
         max_runtime_s=wire.seconds_from_proto(message.max_runtime),
         env=dict(message.env),
         labels=dict(message.labels),
+        nodes=message.nodes,
+        rendezvous=_rendezvous_from_proto(message.rendezvous) if message.HasField("rendezvous") else None,
+    )
+
+
+def _rendezvous_from_proto(message: site_pb2.Rendezvous) -> Rendezvous:
+    return Rendezvous(
+        nnodes=message.nnodes,
+        first_rank=message.first_rank,
+        world_size=message.world_size,
+        master_addr=message.master_addr,
+        master_port=message.master_port,
     )
 
 

@@ -32,6 +32,7 @@ from agents.transport.convert import (
     reserve_reply_to_proto,
     welcome_from_proto,
 )
+from fedgate.common.rendezvous import RendezvousPoint
 from fedgate.v1 import site_pb2
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,16 @@ class StreamEnded(Exception):
 class GatewaySession:
     """Runs one stream for a runtime. Create a new GatewaySession for every new stream."""
 
-    def __init__(self, call: ConnectCall, runtime: SiteRuntime, *, report_interval_s: float) -> None:
+    def __init__(
+        self,
+        call: ConnectCall,
+        runtime: SiteRuntime,
+        *,
+        report_interval_s: float,
+        rendezvous: RendezvousPoint | None = None,
+    ) -> None:
         self._call = call
+        self._rendezvous = rendezvous
         self._runtime = runtime
         self._default_interval_s = report_interval_s
         self._wake = asyncio.Event()
@@ -108,6 +117,7 @@ class GatewaySession:
             resume_cursor=runtime.resume_cursor(),
             backend=runtime.backend_name,
             running=runtime.unsettled(),
+            rendezvous=self._rendezvous,
         )
         await self._call.write(site_pb2.ConnectRequest(hello=hello))
         first = await asyncio.wait_for(self._call.read(), timeout=WELCOME_TIMEOUT_S)

@@ -19,11 +19,12 @@ It sees the rest of the gateway through two narrow interfaces: `GangJobs` (the j
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from gateway.jobs.model import Job, JobState, Placement, Reason
+from gateway.placement.nodes import placed_nodes
 from gateway.sites.registry import AbortCommand, CommitCommand, LaunchCommand, ReserveCommand, SiteRegistry
 
 PREFIX = "gang:"
@@ -115,6 +116,10 @@ class GangCoordinator:
     def start(self, job: Job, parts: tuple[Placement, ...], reasons: tuple[Reason, ...]) -> Job:
         """Move a queued job to RESERVING on `parts` (durable) and ask the first part's site."""
         epoch = job.epoch + 1
+        parts = tuple(
+            replace(p, nodes=placed_nodes(p.cards, 0, self.registry.cards_per_node(p.site, p.accelerator_class)))
+            for p in parts
+        )
         where = ", ".join(f"{p.cards} x {p.accelerator_class} on {p.site}" for p in parts)
         message = f"reserving a gang of {len(parts)} sites: {where}"
         job = self.jobs.transition(job, JobState.RESERVING, message, placements=parts, epoch=epoch, reasons=reasons)

@@ -144,6 +144,8 @@ class Placement:
     state: JobState | None = None
     """The last state this part's site reported for the current attempt (None until it reports). Kept for
     gangs, where the job's state is how its parts add up (`gateway.gangs.parts`); stored, not sent on the wire."""
+    nodes: int = 0
+    """Nodes this part runs on, chosen from the pool's node shape (`gateway.placement.nodes`); 0: one node."""
 
 
 @dataclass(frozen=True)

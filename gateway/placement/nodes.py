@@ -93,6 +93,16 @@ def need(cards: int, nodes: int, per_node: int) -> NodeNeed | None:
     return NodeNeed(nodes, each, True)
 
 
+def placed_nodes(cards: int, stated: int, per_node: int) -> int:
+    """The nodes a placement of `cards` takes on a pool of `per_node` cards per node (`stated`: the job's own
+    node count, 0 for the gateway to choose), as its Launch states them: 0 for one node, and `stated` on a pool
+    that says no node shape (its agent splits the cards evenly)."""
+    if per_node <= 0:
+        return stated if stated > 1 else 0
+    wanted = need(cards, stated, per_node)
+    return wanted.nodes if wanted is not None and wanted.nodes > 1 else 0
+
+
 def fits(pool: Pool, free: int, cards: int, nodes: int = 0) -> bool:
     """Whether `cards` (as `nodes` nodes, 0: chosen) fit the pool's node room when `free` cards may be placed."""
     if free < cards:

@@ -9,11 +9,15 @@ choose where a job goes (`gateway.scheduler.cycle`) nor judge quotas (`gateway.s
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from gateway.errors import FailedPrecondition
 from gateway.jobs.book import JobBook, Move
 from gateway.jobs.model import Job, JobState, Placement, Reason, StackRun
+from gateway.placement.nodes import placed_nodes
 from gateway.placement.preemption import grace_period_s
 from gateway.policy.holder import PolicyHolder
+from gateway.scheduler.rendezvous import world
 from gateway.sites.registry import LaunchCommand, SiteRegistry
 
 PREEMPT_GRACE_ENV = "FEDGATE_PREEMPT_GRACE_S"  # tells every job how long it has to checkpoint when preempted
@@ -44,6 +48,8 @@ class Launcher:
             spec.max_runtime,
             (*((k, v) for k, v in spec.env if k != PREEMPT_GRACE_ENV), (PREEMPT_GRACE_ENV, str(grace))),
             spec.labels,
+            nodes=placement.nodes,
+            rendezvous=world(job, placement, self.registry.rendezvous_point),
         )
 
     def _run(self, job: Job, placement: Placement) -> StackRun | None:
@@ -54,10 +60,12 @@ class Launcher:
         """The DISPATCHED state change for a new lease of `job` on `placement` (not yet durable)."""
         if self._run(job, placement) is None:  # admission guarantees a run; a catalogue change may not
             raise FailedPrecondition(f"job {job.job_id} has no run for {placement.accelerator_class}")
+        per_node = self.registry.cards_per_node(placement.site, placement.accelerator_class)
+        nodes = placed_nodes(placement.cards, job.spec.resources.nodes, per_node)
         changes: dict[str, object] = {
             "epoch": job.epoch + 1,
             "attempt": job.attempt + 1,
-            "placements": (placement,),
+            "placements": (replace(placement, nodes=nodes),),
             "reasons": reasons,
             "start_time": None,  # the new attempt's own, once it runs: never the last attempt's
             "end_time": None,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fedgate.common.reasons import ReasonCode
+from fedgate.common.rendezvous import RendezvousPoint
 from gateway.errors import GatewayError, InvalidArgument, PermissionDenied, StaleEpoch
 from gateway.gangs.coordinator import PREFIX as GANG_PREFIX
 from gateway.gangs.coordinator import GangCoordinator
@@ -119,12 +120,18 @@ class Dispatcher:
         self._cursors: dict[str, int] = {}
 
     def hello(
-        self, site: str, agent_version: str, running: list[RunningAttempt], resume_cursor: int = 0
+        self,
+        site: str,
+        agent_version: str,
+        running: list[RunningAttempt],
+        resume_cursor: int = 0,
+        rendezvous: RendezvousPoint | None = None,
     ) -> SiteSession:
         """A site's new stream. `running`: the attempts the agent holds whose end the gateway has not
         acknowledged (live ones with their state, ended ones with their final state); `resume_cursor`: the
-        highest gateway message sequence it processed."""
+        highest gateway message sequence it processed; `rendezvous`: its point for cross-site gangs."""
         connection_id, outbox = self.registry.connect(site, agent_version, self.clock(), resume_cursor)
+        self.registry.get(site).rendezvous = rendezvous
         cursor = self._cursor(site)
         cancelled = self._reconcile(site, running)
         self.reservations.site_connected(site)

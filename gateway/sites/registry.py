@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from fedgate.common.rendezvous import Rendezvous, RendezvousPoint
 from gateway.errors import NotFound
 from gateway.jobs.model import StackRun
 from gateway.reservations.model import BookCommand, ReleaseCommand
@@ -38,6 +39,10 @@ class LaunchCommand:
     max_runtime: timedelta
     env: tuple[tuple[str, str], ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
+    nodes: int = 0
+    """Nodes of this part (0: one)."""
+    rendezvous: Rendezvous | None = None
+    """The attempt's world (`gateway.scheduler.rendezvous`)."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,8 @@ class SiteRecord:
     """When the gateway last heard from the site, on its monotonic clock (None: not since it started)."""
     liveness: str = LIVE
     liveness_reason: str = ""
+    rendezvous: RendezvousPoint | None = None
+    """Where rank 0 of a cross-site gang mastered here is reached (the agent's Hello); None: not offered."""
 
     sequence_limit: int = 1
     """Exclusive end of the block of sequence numbers reserved for this site."""
@@ -200,6 +207,17 @@ class SiteRegistry:
         record.heard_at = self.monotonic()
         if record.liveness != LIVE:
             record.liveness, record.liveness_reason = LIVE, ""
+
+    def cards_per_node(self, site: str, accelerator_class: str) -> int:
+        """The node shape of the site's pool of the class as last reported (0: not said, or no such pool)."""
+        record = self._sites.get(site)
+        pool = record.pools.get(accelerator_class) if record is not None else None
+        return pool.cards_per_node if pool is not None else 0
+
+    def rendezvous_point(self, site: str) -> RendezvousPoint | None:
+        """The site's rendezvous point as its agent last said in Hello (None: none, or never connected)."""
+        record = self._sites.get(site)
+        return record.rendezvous if record is not None else None
 
     def get(self, site: str) -> SiteRecord:
         record = self._sites.get(site)

@@ -74,14 +74,17 @@ def spec_from_json(data: dict[str, Any]) -> JobSpec:
 
 def _placement_to_json(placement: Placement) -> list[Any]:
     state = placement.state.value if placement.state is not None else None
-    return [placement.site, placement.accelerator_class, placement.cards, list(placement.device_indices), state]
+    row = [placement.site, placement.accelerator_class, placement.cards, list(placement.device_indices), state]
+    return [*row, placement.nodes] if placement.nodes else row
 
 
 def _placement_from_json(data: list[Any]) -> Placement:
-    """Rows written before parts kept their state have four fields: such a part has not reported yet."""
+    """Rows written before parts kept their state have four fields: such a part has not reported yet; rows
+    written before node shapes have five: one node."""
     site, cls, cards, devices = data[:4]
     state = data[4] if len(data) > 4 else None
-    return Placement(site, cls, cards, tuple(devices), JobState(state) if state is not None else None)
+    nodes = int(data[5]) if len(data) > 5 else 0
+    return Placement(site, cls, cards, tuple(devices), JobState(state) if state is not None else None, nodes)
 
 
 def job_to_json(job: Job) -> str:

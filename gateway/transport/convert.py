@@ -142,6 +142,7 @@ def job_to_proto(job: Job) -> job_pb2.Job:
                 accelerator_class=p.accelerator_class,
                 cards=p.cards,
                 device_indices=p.device_indices,
+                nodes=p.nodes,
             )
             for p in job.placements
         ],
@@ -166,7 +167,8 @@ def job_from_proto(msg: job_pb2.Job) -> Job:
         attempt=msg.attempt,
         epoch=msg.epoch,
         placements=tuple(
-            Placement(p.site, p.accelerator_class, p.cards, tuple(p.device_indices)) for p in msg.placements
+            Placement(p.site, p.accelerator_class, p.cards, tuple(p.device_indices), nodes=p.nodes)
+            for p in msg.placements
         ),
         reasons=tuple(reason_from_proto(r) for r in msg.reasons),
         exit_code=msg.exit_code,

@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from fedgate.common import wire
+from fedgate.common.rendezvous import Rendezvous, RendezvousPoint
 from fedgate.v1 import job_pb2, site_pb2_grpc
 from fedgate.v1 import site_pb2 as pb
 from gateway.errors import GatewayError, InvalidArgument, PermissionDenied, StoreError, Unavailable
@@ -59,6 +60,29 @@ signed 64-bit integers. A larger one is refused as SEQUENCE_OUT_OF_RANGE, never 
 Outgoing: TypeAlias = pb.ConnectResponse | GatewayError | None
 
 
+def _rendezvous_point(hello: pb.Hello) -> RendezvousPoint | None:
+    """The site's rendezvous point from its Hello (None: it offers none); INVALID_ARGUMENT when unusable."""
+    if not hello.HasField("rendezvous"):
+        return None
+    given = hello.rendezvous
+    point = RendezvousPoint(given.host, given.first_port, given.last_port)
+    if problem := point.problem():
+        raise InvalidArgument(f"Hello: {problem}; fix rendezvous: in the agent's config", reason="BAD_RENDEZVOUS")
+    return point
+
+
+def _rendezvous_to_proto(world: Rendezvous | None) -> pb.Rendezvous | None:
+    if world is None:
+        return None
+    return pb.Rendezvous(
+        nnodes=world.nnodes,
+        first_rank=world.first_rank,
+        world_size=world.world_size,
+        master_addr=world.master_addr,
+        master_port=world.master_port,
+    )
+
+
 def command_to_proto(sequence: int, command: Command) -> pb.ConnectResponse:
     if isinstance(command, LaunchCommand):
         return pb.ConnectResponse(
@@ -77,6 +101,8 @@ def command_to_proto(sequence: int, command: Command) -> pb.ConnectResponse:
                 max_runtime=convert.duration_to_proto(command.max_runtime),
                 env=dict(command.env),
                 labels=dict(command.labels),
+                nodes=command.nodes,
+                rendezvous=_rendezvous_to_proto(command.rendezvous),
             ),
         )
     if isinstance(command, CancelCommand):
@@ -198,7 +224,8 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
             )
         check_sequence(hello.resume_cursor, "Hello.resume_cursor")
         running = [RunningAttempt(r.job_id, r.epoch, convert.state_from_proto(r.state)) for r in hello.running]
-        session = self.dispatcher.hello(principal.name, hello.agent_version[:64], running, hello.resume_cursor)
+        point = _rendezvous_point(hello)
+        session = self.dispatcher.hello(principal.name, hello.agent_version[:64], running, hello.resume_cursor, point)
         log.info("site %s connected (agent %s)", session.site, hello.agent_version[:64])
         for attempt, why in session.cancelled:
             self.trust.audit(

@@ -221,8 +221,10 @@ def _reference_cycle(federation: Core) -> dict[str, Placement]:
 
 
 def _dispatched(federation: Core, before: set[str]) -> dict[str, Placement]:
+    # Placement decides site, class and cards; the node count the launcher adds follows from them alone
+    # (`placed_nodes`, tested in test_placement_nodes), so the comparison leaves it out.
     return {
-        job.job_id: job.placements[0]
+        job.job_id: replace(job.placements[0], nodes=0)
         for job in federation.book.active.values()
         if job.state == JobState.DISPATCHED and job.job_id not in before
     }

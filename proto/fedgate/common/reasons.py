@@ -346,6 +346,12 @@ class ReasonCode(enum.StrEnum):
         "The job has no running attempt yet, so it has no logs. `fedgate job watch` shows when it starts.",
     )
     NO_HELLO = "NO_HELLO", "error", "An agent did not send Hello first, in time. Upgrade or restart the agent."
+    BAD_RENDEZVOUS = (
+        "BAD_RENDEZVOUS",
+        "error",
+        "An agent's Hello named a rendezvous point that cannot be used (not a host name, or ports outside "
+        "1-65535). Fix `rendezvous:` in the agent's config.",
+    )
     DUPLICATE_HELLO = (
         "DUPLICATE_HELLO",
         "error",

@@ -139,16 +139,18 @@ class Reason(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., site: _Optional[str] = ...) -> None: ...
 
 class Placement(_message.Message):
-    __slots__ = ("site", "accelerator_class", "cards", "device_indices")
+    __slots__ = ("site", "accelerator_class", "cards", "device_indices", "nodes")
     SITE_FIELD_NUMBER: _ClassVar[int]
     ACCELERATOR_CLASS_FIELD_NUMBER: _ClassVar[int]
     CARDS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_INDICES_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
     site: str
     accelerator_class: str
     cards: int
     device_indices: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, site: _Optional[str] = ..., accelerator_class: _Optional[str] = ..., cards: _Optional[int] = ..., device_indices: _Optional[_Iterable[int]] = ...) -> None: ...
+    nodes: int
+    def __init__(self, site: _Optional[str] = ..., accelerator_class: _Optional[str] = ..., cards: _Optional[int] = ..., device_indices: _Optional[_Iterable[int]] = ..., nodes: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("job_id", "spec", "state", "attempt", "epoch", "placements", "reasons", "exit_code", "request_id", "create_time", "update_time", "start_time", "end_time")

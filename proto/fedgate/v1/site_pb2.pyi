@@ -62,18 +62,20 @@ class Site(_message.Message):
     def __init__(self, name: _Optional[str] = ..., connected: _Optional[bool] = ..., draining: _Optional[bool] = ..., pools: _Optional[_Iterable[_Union[Pool, _Mapping]]] = ..., agent_version: _Optional[str] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., liveness: _Optional[str] = ..., liveness_reason: _Optional[str] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("site", "agent_version", "resume_cursor", "backend", "running")
+    __slots__ = ("site", "agent_version", "resume_cursor", "backend", "running", "rendezvous")
     SITE_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     RESUME_CURSOR_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
+    RENDEZVOUS_FIELD_NUMBER: _ClassVar[int]
     site: str
     agent_version: str
     resume_cursor: int
     backend: str
     running: _containers.RepeatedCompositeFieldContainer[RunningJob]
-    def __init__(self, site: _Optional[str] = ..., agent_version: _Optional[str] = ..., resume_cursor: _Optional[int] = ..., backend: _Optional[str] = ..., running: _Optional[_Iterable[_Union[RunningJob, _Mapping]]] = ...) -> None: ...
+    rendezvous: RendezvousPoint
+    def __init__(self, site: _Optional[str] = ..., agent_version: _Optional[str] = ..., resume_cursor: _Optional[int] = ..., backend: _Optional[str] = ..., running: _Optional[_Iterable[_Union[RunningJob, _Mapping]]] = ..., rendezvous: _Optional[_Union[RendezvousPoint, _Mapping]] = ...) -> None: ...
 
 class RunningJob(_message.Message):
     __slots__ = ("job_id", "epoch", "state")
@@ -188,7 +190,7 @@ class Welcome(_message.Message):
     def __init__(self, last_update_sequence: _Optional[int] = ..., report_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., site_lease: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Launch(_message.Message):
-    __slots__ = ("job_id", "epoch", "attempt", "tenant", "project", "accelerator_class", "cards", "run", "max_runtime", "env", "labels")
+    __slots__ = ("job_id", "epoch", "attempt", "tenant", "project", "accelerator_class", "cards", "run", "max_runtime", "env", "labels", "nodes", "rendezvous")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -214,6 +216,8 @@ class Launch(_message.Message):
     MAX_RUNTIME_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    RENDEZVOUS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     epoch: int
     attempt: int
@@ -225,7 +229,33 @@ class Launch(_message.Message):
     max_runtime: _duration_pb2.Duration
     env: _containers.ScalarMap[str, str]
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., attempt: _Optional[int] = ..., tenant: _Optional[str] = ..., project: _Optional[str] = ..., accelerator_class: _Optional[str] = ..., cards: _Optional[int] = ..., run: _Optional[_Union[_job_pb2.StackRun, _Mapping]] = ..., max_runtime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    nodes: int
+    rendezvous: Rendezvous
+    def __init__(self, job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., attempt: _Optional[int] = ..., tenant: _Optional[str] = ..., project: _Optional[str] = ..., accelerator_class: _Optional[str] = ..., cards: _Optional[int] = ..., run: _Optional[_Union[_job_pb2.StackRun, _Mapping]] = ..., max_runtime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., nodes: _Optional[int] = ..., rendezvous: _Optional[_Union[Rendezvous, _Mapping]] = ...) -> None: ...
+
+class Rendezvous(_message.Message):
+    __slots__ = ("nnodes", "first_rank", "world_size", "master_addr", "master_port")
+    NNODES_FIELD_NUMBER: _ClassVar[int]
+    FIRST_RANK_FIELD_NUMBER: _ClassVar[int]
+    WORLD_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MASTER_ADDR_FIELD_NUMBER: _ClassVar[int]
+    MASTER_PORT_FIELD_NUMBER: _ClassVar[int]
+    nnodes: int
+    first_rank: int
+    world_size: int
+    master_addr: str
+    master_port: int
+    def __init__(self, nnodes: _Optional[int] = ..., first_rank: _Optional[int] = ..., world_size: _Optional[int] = ..., master_addr: _Optional[str] = ..., master_port: _Optional[int] = ...) -> None: ...
+
+class RendezvousPoint(_message.Message):
+    __slots__ = ("host", "first_port", "last_port")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    FIRST_PORT_FIELD_NUMBER: _ClassVar[int]
+    LAST_PORT_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    first_port: int
+    last_port: int
+    def __init__(self, host: _Optional[str] = ..., first_port: _Optional[int] = ..., last_port: _Optional[int] = ...) -> None: ...
 
 class Cancel(_message.Message):
     __slots__ = ("job_id", "epoch", "reason")
