@@ -44,6 +44,7 @@ JOB_COLUMNS = [
     ("sites", "SITES"),
     ("class", "CLASS"),
     ("cards", "CARDS"),
+    ("nodes", "NODES"),
     ("reason", "REASON"),
 ]
 

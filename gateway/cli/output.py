@@ -19,8 +19,9 @@ from typing import Any, Protocol
 from fedgate.common.yaml import dump_yaml
 from gateway.jobs.model import Job, JobSpec, Reason
 from gateway.jobs.specfile import format_duration
+from gateway.placement import nodes as node_shape
 from gateway.placement.place import Candidate
-from gateway.sites.model import SiteView
+from gateway.sites.model import Pool, SiteView
 
 FORMATS = ("table", "json", "yaml")
 Column = tuple[str, str]
@@ -157,6 +158,7 @@ def job_row(job: Job, now: datetime | None = None) -> dict[str, Any]:
         "sites": list(job.sites),
         "class": ",".join(classes) or capacity_text(job.spec),
         "cards": job.spec.resources.cards,
+        "nodes": sum(max(p.nodes, 1) for p in job.placements) or job.spec.resources.nodes or "",
         "age": human_age(now - _utc(job.create_time)),
         "duration": human_age(duration) if duration is not None else "",
         "reason": job.reasons[-1].message if job.reasons else "",
@@ -192,12 +194,23 @@ def site_rows(site: SiteView) -> list[dict[str, Any]]:
             "free": site.free_cards(pool),
             "leased": site.leased_cards(pool.accelerator_class),
             "cards_per_node": pool.cards_per_node,
+            **_node_counts(pool, site.free_cards(pool)),
             "interconnect": pool.interconnect,
             "labels": dict(pool.labels),
             **tail,
         }
         for pool in site.pools
     ]
+
+
+def _node_counts(pool: Pool, free: int) -> dict[str, Any]:
+    """The pool's nodes (its cards over cards_per_node), the whole ones free for a multi-node job, and the
+    most cards free on one node, as placement sees them (`gateway.placement.nodes.room`); blank when the pool
+    says no node shape."""
+    if pool.cards_per_node <= 0:
+        return {"nodes": "", "free_nodes": "", "largest_free_on_node": ""}
+    have = node_shape.room(pool, free)
+    return {"nodes": pool.total // pool.cards_per_node, "free_nodes": have.whole, "largest_free_on_node": have.largest}
 
 
 class ExplanationLike(Protocol):

@@ -20,6 +20,9 @@ SITE_COLUMNS = [
     ("free", "FREE"),
     ("leased", "LEASED"),
     ("cards_per_node", "PER-NODE"),
+    ("nodes", "NODES"),
+    ("free_nodes", "FREE-NODES"),
+    ("largest_free_on_node", "MOST-ON-A-NODE"),
     ("interconnect", "INTERCONNECT"),
 ]
 
