@@ -116,10 +116,7 @@ class GangCoordinator:
     def start(self, job: Job, parts: tuple[Placement, ...], reasons: tuple[Reason, ...]) -> Job:
         """Move a queued job to RESERVING on `parts` (durable) and ask the first part's site."""
         epoch = job.epoch + 1
-        parts = tuple(
-            replace(p, nodes=placed_nodes(p.cards, 0, self.registry.cards_per_node(p.site, p.accelerator_class)))
-            for p in parts
-        )
+        parts = tuple(p if p.nodes else replace(p, nodes=self._nodes(p)) for p in parts)  # the planner's, if any
         where = ", ".join(f"{p.cards} x {p.accelerator_class} on {p.site}" for p in parts)
         message = f"reserving a gang of {len(parts)} sites: {where}"
         job = self.jobs.transition(job, JobState.RESERVING, message, placements=parts, epoch=epoch, reasons=reasons)
@@ -127,6 +124,10 @@ class GangCoordinator:
         self._pending[job.job_id] = gang
         self._ask(gang, job)
         return job
+
+    def _nodes(self, part: Placement) -> int:
+        """The nodes a part takes when the planner left it to its cards (a gang of no stated shape)."""
+        return placed_nodes(part.cards, 0, self.registry.cards_per_node(part.site, part.accelerator_class))
 
     def requeue_interrupted(self) -> int:
         """After a restart: every job found RESERVING goes back to the queue. Returns how many."""

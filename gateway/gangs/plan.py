@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fedgate.common.reasons import ReasonCode
 from gateway.jobs.model import Placement, Reason, Topology
 from gateway.placement import nodes as node_shape
 from gateway.placement.place import Candidate, OptionFilter, place
-from gateway.sites.model import SiteView
+from gateway.sites.model import Pool, SiteView
 
 MAX_GANG_CANDIDATES = 16
 """Sites per class weighed for a gang (the largest free blocks): bounds the search to C(16, k) sets."""
@@ -58,8 +58,10 @@ def plan_gang(
     part of a gang (a centre's size limit judges the part, not the whole job; default: `allows`), and each
     centre's part is kept within that limit. `backing_off` names sites not to nominate for this job for now
     (they refused or timed out recently). `nodes` is the job's stated node count (0: the gateway chooses), which
-    a one-site placement honours; each part of a gang takes the nodes the gateway chooses for its cards, and
-    never more than its site's free node room holds (`gateway.placement.nodes.block`).
+    a one-site placement honours. Without it each part of a gang takes the nodes the gateway chooses for its
+    cards, and never more than its site's free node room holds (`gateway.placement.nodes.block`). With it the
+    gang is split in whole nodes of cards / nodes cards each: a part is some of those nodes (its `nodes`), each
+    on a free whole node of its site, at least min_cards_per_site cards (rounded up to whole nodes).
     """
     usable = [s for s in sites if s.name not in backing_off]
     single = place(
@@ -75,25 +77,30 @@ def plan_gang(
     reasons = backoff + single.reasons
     if topology.max_sites <= 1:
         return GangPlan((), reasons, single.candidates)
-    minimum = max(1, topology.min_cards_per_site)
+    unit = cards // nodes if nodes > 1 and cards % nodes == 0 else 0
+    # Without a stated shape the gang is counted in cards; with one, in nodes of `unit` cards.
+    amount = nodes if unit else cards
+    minimum = max(1, -(-topology.min_cards_per_site // unit) if unit else topology.min_cards_per_site)
     best: tuple[tuple[int, int, int, tuple[str, ...]], tuple[Placement, ...]] | None = None
     shortfalls: list[Reason] = []
     for rank, cls in enumerate(classes):
-        free = _free_blocks(cls, usable, part_allows or allows)
-        plan = _split(cls, cards, topology.max_sites, minimum, free)
+        free = _free_blocks(cls, usable, part_allows or allows, unit)
+        plan = _split(cls, amount, topology.max_sites, minimum, free)
         if plan is None:
             total = sum(free.values())
-            if total >= cards:
-                shortfalls.append(_fragmentation(cls, cards, topology, minimum, free))
+            if total >= amount:
+                shortfalls.append(_fragmentation(cls, amount, topology, minimum, free, unit))
             continue
-        idle = sum(free[p.site] for p in plan) - cards
+        if unit:
+            plan = tuple(replace(p, cards=p.cards * unit, nodes=p.cards if p.cards > 1 else 0) for p in plan)
+        idle = sum(free[p.site] * (unit or 1) for p in plan) - cards
         key = (len(plan), idle, rank, tuple(p.site for p in plan))
         if best is None or key < best[0]:
             best = (key, plan)
     if best is None:
         return GangPlan((), tuple(shortfalls) + reasons, single.candidates)
     parts = best[1]
-    where = ", ".join(f"{p.cards} on {p.site}" for p in parts)
+    where = ", ".join(f"{p.cards} on {p.site}" + (f" ({p.nodes} nodes)" if p.nodes > 1 else "") for p in parts)
     placed = Reason(
         "capacity",
         ReasonCode.GANG_PLANNED,
@@ -102,8 +109,9 @@ def plan_gang(
     return GangPlan(parts, (placed,), single.candidates)
 
 
-def _free_blocks(cls: str, sites: Sequence[SiteView], allows: OptionFilter | None) -> dict[str, int]:
-    """Free offered cards of `cls` per site the gang may use (connected, not draining, allowed)."""
+def _free_blocks(cls: str, sites: Sequence[SiteView], allows: OptionFilter | None, unit: int = 0) -> dict[str, int]:
+    """Free offered cards of `cls` per site the gang may use (connected, not draining, allowed); with `unit` (a
+    stated shape's cards per node), the nodes free for it instead (`_free_nodes`)."""
     free: dict[str, int] = {}
     for site in sites:
         if not site.connected or site.draining:
@@ -113,12 +121,27 @@ def _free_blocks(cls: str, sites: Sequence[SiteView], allows: OptionFilter | Non
                 continue
             if allows is not None and allows(site, cls) is not None:
                 continue
-            n = node_shape.block(pool, site.free_cards(pool))  # a part must fit the site's free nodes
+            if unit:
+                n = _free_nodes(pool, site.free_cards(pool), unit)
+            else:
+                n = node_shape.block(pool, site.free_cards(pool))  # a part must fit the site's free nodes
             if site.terms is not None and site.terms.max_job_cards:
-                n = min(n, site.terms.max_job_cards)  # the centre takes no bigger part than this
+                limit = site.terms.max_job_cards
+                n = min(n, limit // unit if unit else limit)  # the centre takes no bigger part than this
             if n > 0:
                 free[site.name] = n
     return free
+
+
+def _free_nodes(pool: Pool, free: int, unit: int) -> int:
+    """The nodes of a pool that can each run one task of `unit` cards for a multi-node part: its free whole
+    nodes (one node with `unit` free on it when none is whole); `free // unit` on a pool without node shape."""
+    if pool.cards_per_node <= 0:
+        return free // unit
+    if unit > pool.cards_per_node:
+        return 0
+    have = node_shape.room(pool, free)
+    return have.whole or (1 if have.largest >= unit else 0)
 
 
 def _split(cls: str, cards: int, max_sites: int, minimum: int, free: dict[str, int]) -> tuple[Placement, ...] | None:
@@ -149,11 +172,14 @@ def _assign(cls: str, cards: int, minimum: int, chosen: tuple[tuple[int, str], .
     return tuple(Placement(name, cls, sizes[name]) for name in sorted(sizes))
 
 
-def _fragmentation(cls: str, cards: int, topology: Topology, minimum: int, free: dict[str, int]) -> Reason:
+def _fragmentation(
+    cls: str, amount: int, topology: Topology, minimum: int, free: dict[str, int], unit: int = 0
+) -> Reason:
     blocks = ", ".join(f"{name} {n}" for name, n in sorted(free.items(), key=lambda e: (-e[1], e[0])))
+    what = f"{cls} nodes for {unit} cards each" if unit else f"{cls} cards"
     return Reason(
         "capacity",
         ReasonCode.FRAGMENTATION,
-        f"{sum(free.values())} {cls} cards are free in total ({blocks}) but not {cards} in at most "
+        f"{sum(free.values())} {what} are free in total ({blocks}) but not {amount} in at most "
         f"{topology.max_sites} sites with at least {minimum} each",
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.gangs.plan import plan_gang
 from gateway.jobs.model import Reason, Topology
-from gateway.sites.model import SiteTerms, SiteView
+from gateway.sites.model import Pool, SiteTerms, SiteView
 
 from .test_placement import pool, site
 
@@ -132,3 +132,27 @@ def test_a_centres_size_limit_caps_its_part_not_the_whole_gang() -> None:
 
     plan = plan_gang([H100], 6, TWO, [limited, site("c", pool(H100, 2))], whole_job, part_allows=lambda v, c: None)
     assert sorted(parts(plan)) == [("b", 4), ("c", 2)]
+
+
+def test_a_stated_shape_splits_the_gang_in_whole_nodes() -> None:
+    # 8 nodes of 4 cards, one task per node: a has 3 whole free nodes of 8 cards, b has 6; neither holds 8.
+    sites = [site("a", pool(H100, 24)), site("b", pool(H100, 48))]
+    plan = plan_gang([H100], 32, Topology(max_sites=2, min_cards_per_site=8), sites, nodes=8)
+    # Each part at least 2 nodes (8 cards), the rest filling the tightest site first.
+    assert [(p.site, p.cards, p.nodes) for p in plan.parts] == [("a", 12, 3), ("b", 20, 5)]
+    assert "20 on b (5 nodes)" in plan.reasons[0].message
+    # Without the stated shape the same cards are 4 whole nodes of 8, which b holds alone.
+    plan = plan_gang([H100], 32, Topology(max_sites=2, min_cards_per_site=8), sites)
+    assert [(p.site, p.cards) for p in plan.parts] == [("b", 32)]
+
+
+def test_a_stated_shape_counts_only_nodes_free_whole_and_explains_in_nodes() -> None:
+    # Each site has 12 cards free but only one whole node of 8 (the other 4 on a partly used node).
+    partly = Pool(H100, 16, 16, 12, 8, free_nodes=1, largest_partial_free=4)
+    sites = [site("a", partly), site("b", partly), site("c", partly)]
+    plan = plan_gang([H100], 24, Topology(max_sites=2), sites, nodes=3)
+    assert plan.parts == ()
+    (fragmentation,) = [r for r in plan.reasons if r.code == "FRAGMENTATION"]
+    assert "3 nvidia-h100 nodes for 8 cards each are free in total" in fragmentation.message
+    plan = plan_gang([H100], 24, Topology(max_sites=3), sites, nodes=3)
+    assert [(p.site, p.cards, p.nodes) for p in plan.parts] == [("a", 8, 0), ("b", 8, 0), ("c", 8, 0)]
