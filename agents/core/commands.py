@@ -90,6 +90,8 @@ class Reserve:
     command: tuple[str, ...] = ()
     epoch: int = 0
     """The epoch of the Launch that will consume a gang part's hold."""
+    nodes: int = 0
+    """A gang part's nodes as its Launch will state them (0: one): the hold takes that many whole nodes."""
 
 
 @dataclass(frozen=True)

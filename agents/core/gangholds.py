@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from agents.core.commands import Reserve
 from agents.core.devices import DevicePool
 from agents.core.model import ReserveReply
+from agents.errors import InsufficientCapacity
 from agents.policy.terms import LaunchRequest, SitePolicy, effective_offer, judge_launch
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,11 @@ class GangHolds:
             log.info("reservation %s for job %s refused: %s", rid, command.job_id, refusal)
             return ReserveReply(rid, accepted=False, reason=refusal, free=self._free(command.accelerator_class))
         pool = self._pools[command.accelerator_class]
-        devices = pool.allocate(command.cards)  # checked just above: there is room
+        try:
+            devices = pool.allocate(command.cards, command.nodes)  # the cards are there (checked): the nodes?
+        except InsufficientCapacity as exc:
+            log.info("reservation %s for job %s refused: %s", rid, command.job_id, exc.message)
+            return ReserveReply(rid, accepted=False, reason=exc.message, free=self._free(command.accelerator_class))
         timeout = timedelta(seconds=command.timeout_s if command.timeout_s > 0 else DEFAULT_HOLD_S)
         self._holds[rid] = GangHold(
             rid, command.job_id, command.epoch, command.accelerator_class, devices, timeout, self._clock() + timeout

@@ -163,6 +163,7 @@ def command_from_proto(message: site_pb2.ConnectResponse) -> GatewayCommand | No
             stack=r.run.stack,
             command=tuple(r.run.command),
             epoch=r.epoch,
+            nodes=r.nodes,
         )
     if kind == "commit":
         return Commit(reservation_id=message.commit.reservation_id)

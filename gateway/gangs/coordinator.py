@@ -204,6 +204,7 @@ class GangCoordinator:
             job.spec.project,
             command.run if command is not None else None,
             gang.epoch,
+            part.nodes,
         )
         if not self.registry.send(part.site, reserve):
             self._fail(gang, job, part.site, "SITE_DISCONNECTED", f"{part.site} is not connected")

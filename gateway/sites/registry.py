@@ -106,6 +106,8 @@ class ReserveCommand:
     project: str = ""
     run: StackRun | None = None
     epoch: int = 0
+    nodes: int = 0
+    """The part's nodes (0: one), so the site holds whole nodes for it."""
 
 
 @dataclass(frozen=True)

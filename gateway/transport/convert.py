@@ -280,4 +280,5 @@ def reserve_to_proto(command: ReserveCommand) -> site_pb2.Reserve:
         project=command.project,
         run=job_pb2.StackRun(stack=run.stack, image=run.image, command=list(run.command)) if run else None,
         epoch=command.epoch,
+        nodes=command.nodes,
     )

@@ -100,9 +100,12 @@ def test_a_cross_site_gang_shares_one_master_and_holds_consecutive_ranks(gateway
         with gateway.client(gateway.pki.user(*ALICE)) as alice:
             job = alice.create_job(ascend_job(24, topology=Topology(max_sites=2, min_cards_per_site=8)))
             launches = {}
-            for _name, stream in (("centre-b", b), ("centre-c", c)):
-                reserve = stream.next_of("reserve").reserve
+            held = {}
+            for name, stream in (("centre-b", b), ("centre-c", c)):
+                reserve = held[name] = stream.next_of("reserve").reserve
                 stream.send(reserve_reply=site_pb2.ReserveReply(reservation_id=reserve.reservation_id, accepted=True))
+            # Each hold names the nodes its part's Launch will, so the site holds whole nodes.
+            assert {name: (r.cards, r.nodes) for name, r in held.items()} == {"centre-b": (8, 0), "centre-c": (16, 2)}
             for name, stream in (("centre-b", b), ("centre-c", c)):
                 launches[name] = stream.next_of("launch").launch
             b_world, c_world = launches["centre-b"].rendezvous, launches["centre-c"].rendezvous

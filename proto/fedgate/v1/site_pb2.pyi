@@ -278,7 +278,7 @@ class Preempt(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Reserve(_message.Message):
-    __slots__ = ("reservation_id", "job_id", "accelerator_class", "cards", "timeout", "tenant", "project", "run", "epoch", "start_time", "end_time")
+    __slots__ = ("reservation_id", "job_id", "accelerator_class", "cards", "timeout", "tenant", "project", "run", "epoch", "start_time", "end_time", "nodes")
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ACCELERATOR_CLASS_FIELD_NUMBER: _ClassVar[int]
@@ -290,6 +290,7 @@ class Reserve(_message.Message):
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
     reservation_id: str
     job_id: str
     accelerator_class: str
@@ -301,7 +302,8 @@ class Reserve(_message.Message):
     epoch: int
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
-    def __init__(self, reservation_id: _Optional[str] = ..., job_id: _Optional[str] = ..., accelerator_class: _Optional[str] = ..., cards: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., tenant: _Optional[str] = ..., project: _Optional[str] = ..., run: _Optional[_Union[_job_pb2.StackRun, _Mapping]] = ..., epoch: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    nodes: int
+    def __init__(self, reservation_id: _Optional[str] = ..., job_id: _Optional[str] = ..., accelerator_class: _Optional[str] = ..., cards: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., tenant: _Optional[str] = ..., project: _Optional[str] = ..., run: _Optional[_Union[_job_pb2.StackRun, _Mapping]] = ..., epoch: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., nodes: _Optional[int] = ...) -> None: ...
 
 class Commit(_message.Message):
     __slots__ = ("reservation_id",)

@@ -139,3 +139,18 @@ async def test_holds_do_not_outlive_a_clock_standing_still(runtime: SiteRuntime,
     clock.now = WEDNESDAY_DAY + timedelta(seconds=11)
     runtime.refresh_offers()
     assert free(runtime) == 8
+
+
+async def test_a_multi_node_parts_hold_takes_whole_nodes_or_is_refused_naming_them(
+    backend: FakeBackend, clock: Clock
+) -> None:
+    two_nodes = replace(ASCEND, offered=16)
+    runtime = SiteRuntime(replace(make_config(two_nodes), policy=POLICY), backend, MemoryJournal(), clock=clock)
+    await runtime.handle(reserve("gang:j0:1:0", cards=1))  # a 1-card hold spoils one of the two nodes
+    reply = await runtime.handle(replace(reserve("gang:j1:1:0", cards=8), nodes=2))
+    assert reply is not None and not reply.accepted and "2 whole free nodes" in reply.reason
+    await runtime.handle(Abort("gang:j0:1:0", "test"))
+    reply = await runtime.handle(replace(reserve("gang:j1:1:0", cards=8), nodes=2))
+    assert reply is not None and reply.accepted
+    (pool,) = runtime.capacity()
+    assert (pool.free, pool.free_nodes, pool.largest_partial_free) == (8, 0, 4)  # 4 held on each node
