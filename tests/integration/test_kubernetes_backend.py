@@ -8,8 +8,11 @@ as the real controller would, and the backend must see that through its one watc
 What kmock (0.8) cannot do, read from its source: it ignores label selectors (the backend checks labels
 again itself, which these tests rely on); it has no `pods/log` endpoint (the tests declare one); it gives
 objects no uid or resourceVersion and never ends a watch nor honours `resourceVersion`/`timeoutSeconds`, so
-the PodGroup's ownerReference is checked on the manifest (tests/unit/agents/test_kube_options.py) and the
-watch's resume and 410 paths against a scripted API (tests/unit/agents/test_kube_watch.py).
+the tests that need a Job's uid (to see the Service made owned by it) have kmock answer the create with one
+(`with_uids`), the PodGroup's ownerReference is checked on the manifest (tests/unit/agents/test_kube_options.py)
+and the watch's resume and 410 paths against a scripted API (tests/unit/agents/test_kube_watch.py). It has no
+garbage collector either: what an owner's deletion would take along is deleted by the backend itself, and the
+tests check that.
 """
 
 from __future__ import annotations
@@ -36,11 +39,14 @@ from agents.core.model import JobState, JobUpdate, PoolSpec
 from agents.core.runtime import SiteRuntime
 from agents.errors import BackendError, LaunchFailed
 from agents.journal.base import MemoryJournal
+from fedgate.common.rendezvous import Rendezvous
 from tests.waiting import eventually_async
 
 NS = "fedgate-jobs"
 SITE = "site-a"
 JOBS = "batch/v1/jobs"
+SERVICES = "v1/services"
+PODGROUPS = "scheduling.volcano.sh/v1beta1/podgroups"
 
 
 def node(
@@ -133,6 +139,54 @@ def spec(
     return LaunchSpec(**fields)
 
 
+def two_node(job_id: str = "big", **extra: Any) -> LaunchSpec:
+    """A part of two whole 8-card nodes, the whole world of its attempt."""
+    nodes = (tuple(range(8)), tuple(range(8, 16)))
+    return spec(job_id, cards=16, node_devices=nodes, rendezvous=Rendezvous.alone(2, 16), **extra)
+
+
+def with_uids(cluster: Any) -> None:
+    """Answer each created Job with a uid, as the API server does (kmock stores the Job as sent, without one)."""
+
+    def created(request: Any) -> dict[str, Any]:
+        job = dict(request.data)
+        job["metadata"] = {**job["metadata"], "uid": f"uid-of-{job['metadata']['name']}"}
+        return job
+
+    cluster["post", kmocklib.resource("batch/v1/jobs")] << created
+
+
+def node_pod(cluster: Any, s: LaunchSpec, index: int, exit_code: int | None, finished: str = "") -> str:
+    """Play the Job controller: pod `index` of the attempt's Indexed Job, running or ended with `exit_code`."""
+    name = job_name(s.site, s.job_id, s.epoch)
+    pod = f"{name}-{index}-x{index}z"
+    status: dict[str, Any] = {"phase": "Running"}
+    if exit_code is not None:
+        terminated = {"exitCode": exit_code, "finishedAt": finished}
+        status = {"phase": "Failed" if exit_code else "Succeeded"}
+        status["containerStatuses"] = [{"name": "job", "state": {"terminated": terminated}}]
+    index_key = "batch.kubernetes.io/job-completion-index"
+    cluster.objects["v1/pods", NS, pod] = {
+        "metadata": {
+            "name": pod,
+            "namespace": NS,
+            "labels": {"batch.kubernetes.io/job-name": name, "job-name": name, index_key: str(index)},
+            "annotations": {index_key: str(index)},
+        },
+        "status": status,
+    }
+    return pod
+
+
+def stored(cluster: Any, resource: str, name: str) -> dict[str, Any] | None:
+    """The live object, None when it was deleted or never made."""
+    try:
+        found = cluster.objects[resource, NS, name]
+    except KeyError:
+        return None
+    return None if found.deleted else dict(found.raw)
+
+
 def stored_job(cluster: Any, s: LaunchSpec) -> dict[str, Any]:
     return dict(cluster.objects[JOBS, NS, job_name(s.site, s.job_id, s.epoch)].raw)
 
@@ -198,7 +252,7 @@ async def test_launch_creates_one_job_with_labels_limits_affinity_and_env(
     assert container["command"] == ["python", "train.py"]
     assert container["resources"]["limits"] == {"nvidia.com/gpu": "2"}
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["LR"] == "0.1"
     assert env["FEDGATE_EPOCH"] == "3"  # ours win over the job's
     assert env["FEDGATE_JOB_ID"] == "Job_With/Odd:Chars"
@@ -387,6 +441,7 @@ async def test_kueue_gang_creates_a_suspended_job_in_the_queue(make_backend: Any
 
 
 async def test_every_api_call_the_backend_made_is_in_its_permission_table(make_backend: Any, cluster: Any) -> None:
+    with_uids(cluster)  # so the multi-node part's Service is made owned by its Job, as on a real cluster
     backend = await make_backend(gang="volcano")
     await backend.discover()  # lists nodes, as the agent's start does
     s = spec()
@@ -400,6 +455,7 @@ async def test_every_api_call_the_backend_made_is_in_its_permission_table(make_b
     await finish(cluster, s, "Failed", exit_code=2)
     assert (await asyncio.wait_for(backend.wait(handle), 10)).exit_code == 2
     await backend.cancel(handle, 0)
+    await backend.cancel(await backend.launch(two_node()), 0)  # its headless Service: create, own, delete
     verbs = {
         "list": "list",
         "watch": "watch",
@@ -461,3 +517,135 @@ def test_discover_ignores_unknown_nvidia_products() -> None:
         [node("rtx", "nvidia.com/gpu", 4, {"nvidia.com/gpu.product": "NVIDIA-GeForce-RTX-4090"})], DEFAULT_RULES
     )
     assert found == {}
+
+
+async def test_a_two_node_part_is_a_headless_service_then_one_indexed_job_of_spread_pods(
+    make_backend: Any, cluster: Any
+) -> None:
+    with_uids(cluster)
+    backend = await make_backend()
+    s = two_node()
+    handle = await backend.launch(s)
+    name = handle.name
+    service = stored(cluster, SERVICES, name)
+    assert service is not None
+    labels = {"fedgate.io/job-id": "big", "fedgate.io/epoch": "1", "fedgate.io/site": SITE}
+    assert service["spec"] == {"clusterIP": "None", "selector": labels, "publishNotReadyAddresses": True}
+    # Owned by the Job once it exists (so the garbage collector takes it with the Job), made before it.
+    assert service["metadata"]["ownerReferences"] == [
+        {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": f"uid-of-{name}"}
+    ]
+    patch = next(r for r in cluster if str(r.method).upper().endswith("PATCH"))
+    assert patch.headers["Content-Type"] == "application/merge-patch+json"  # a dict body is no JSON Patch
+    posts = [r.resource.plural for r in cluster if str(r.method).upper().endswith("POST") and r.resource]
+    assert posts == ["services", "jobs"]
+    assert live_jobs(cluster) == [name]
+    job = stored_job(cluster, s)
+    assert {k: job["spec"].get(k) for k in ("completionMode", "completions", "parallelism", "backoffLimit")} == {
+        "completionMode": "Indexed",
+        "completions": 2,
+        "parallelism": 2,
+        "backoffLimit": 0,
+    }
+    assert job["spec"]["podFailurePolicy"]["rules"][0]["action"] == "FailJob"
+    pod = job["spec"]["template"]["spec"]
+    assert pod["subdomain"] == name
+    assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "8"}
+    assert pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] == [
+        {"labelSelector": {"matchLabels": labels}, "topologyKey": "kubernetes.io/hostname"}
+    ]
+    env = pod["containers"][0]["env"]
+    index_field = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    assert env[0] == {"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {"fieldPath": index_field}}}
+    values = {e["name"]: e.get("value") for e in env}
+    assert values["FEDGATE_NODE_RANK"] == values["NODE_RANK"] == "$(JOB_COMPLETION_INDEX)"
+    assert values["FEDGATE_MASTER_ADDR"] == values["MASTER_ADDR"] == f"{name}-0.{name}.{NS}.svc"
+    assert (values["FEDGATE_MASTER_PORT"], values["FEDGATE_NNODES"], values["FEDGATE_WORLD_SIZE"]) == (
+        "29500",
+        "2",
+        "16",
+    )
+
+
+@pytest.mark.parametrize("gang", ["volcano", "kueue"])
+async def test_a_two_node_part_is_gang_scheduled_as_the_cluster_offers(
+    make_backend: Any, cluster: Any, gang: str
+) -> None:
+    backend = await make_backend(gang=gang, queue="federation")
+    s = two_node()
+    handle = await backend.launch(s)
+    job = stored_job(cluster, s)
+    group = stored(cluster, PODGROUPS, handle.name)
+    if gang == "volcano":  # both pods or none
+        assert group is not None
+        assert group["spec"] == {"minMember": 2, "minResources": {"nvidia.com/gpu": "16"}, "queue": "federation"}
+        assert job["spec"]["template"]["spec"]["schedulerName"] == "volcano"
+    else:  # Kueue admits a suspended Job whole: its pod count is the parallelism
+        assert group is None
+        assert (job["spec"]["suspend"], job["spec"]["parallelism"]) == (True, 2)
+        assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "federation"
+
+
+async def test_one_failed_node_fails_the_attempt_once_and_names_that_node(make_backend: Any, cluster: Any) -> None:
+    backend = await make_backend()
+    await backend.discover()
+    config = AgentConfig(
+        site=SITE,
+        gateway="127.0.0.1:1",
+        tls=TlsFiles(Path("ca"), Path("cert"), Path("key")),
+        backend=BackendSettings("kubernetes", Path("."), KubernetesOptions(namespace=NS)),
+        pools=(PoolSpec("nvidia-h100", cards=64, offered=32, cards_per_node=8, stack="cuda"),),
+        cancel_grace_s=0.2,
+    )
+    runtime = SiteRuntime(config, backend, MemoryJournal())
+    image = "registry.example/train:1"
+    await runtime.handle(Launch("big", 1, 1, "nvidia-h100", 16, ("train",), image=image, nodes=2))
+    s = two_node()
+    name = job_name(SITE, "big", 1)
+    await eventually_async(lambda: stored(cluster, JOBS, name) is not None, what="the Job to be created")
+    # The controller: node 1 exits 3; then it ends node 0 (SIGTERM, later) and marks the Job failed, twice over.
+    failed = node_pod(cluster, s, 1, 3, "2025-01-01T00:00:04Z")
+    node_pod(cluster, s, 0, 143, "2025-01-01T00:00:06Z")
+    await finish(cluster, s, "Failed")
+    await finish(cluster, s, "Failed")
+
+    def finals() -> list[JobUpdate]:
+        return [u for u in runtime.unacknowledged_updates() if u.job_id == "big" and u.state.is_final]
+
+    await eventually_async(lambda: len(finals()) >= 1, what="the attempt to end")
+    await finish(cluster, s, "Failed")  # a late event: already reported
+    ended = finals()
+    assert len(ended) == 1
+    assert (ended[0].state, ended[0].exit_code) == (JobState.FAILED, 3)
+    assert ended[0].message == f"exited with code 3 on node 1 ({failed})"
+
+
+async def test_cancel_deletes_the_job_its_service_and_its_group(make_backend: Any, cluster: Any) -> None:
+    backend = await make_backend(gang="volcano")
+    handle = await backend.launch(two_node())
+    assert stored(cluster, SERVICES, handle.name) is not None
+    await backend.cancel(handle, 5)
+    assert live_jobs(cluster) == []
+    assert stored(cluster, SERVICES, handle.name) is None
+    assert stored(cluster, PODGROUPS, handle.name) is None
+    assert (await asyncio.wait_for(backend.wait(handle), 10)).signal_number == 15
+    await backend.cancel(handle, 5)  # already gone: no error
+
+
+async def test_a_refused_job_takes_its_service_back(make_backend: Any, cluster: Any) -> None:
+    cluster["post", kmocklib.resource("batch/v1/jobs")] << kmocklib.KubernetesError(
+        status=422, reason="Invalid", message="spec.template.spec.subdomain: forbidden by policy"
+    )
+    backend = await make_backend()
+    with pytest.raises(LaunchFailed, match="forbidden by policy"):
+        await backend.launch(two_node())
+    assert stored(cluster, SERVICES, job_name(SITE, "big", 1)) is None
+
+
+async def test_a_part_of_more_nodes_than_the_cluster_has_is_refused(make_backend: Any, cluster: Any) -> None:
+    backend = await make_backend()
+    nodes = tuple(tuple(range(i * 8, i * 8 + 8)) for i in range(3))
+    s = spec("huge", cards=24, node_devices=nodes, rendezvous=Rendezvous.alone(3, 24))
+    with pytest.raises(LaunchFailed, match="needs 3 nodes of nvidia-h100, one pod on each, but this cluster has 2"):
+        await backend.launch(s)
+    assert live_jobs(cluster) == [] and stored(cluster, SERVICES, job_name(SITE, "huge", 1)) is None

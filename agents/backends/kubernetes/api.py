@@ -45,6 +45,9 @@ API_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
         ("batch", "jobs", "delete"),
         ("", "pods", "list"),
         ("", "pods/log", "get"),
+        ("", "services", "create"),
+        ("", "services", "patch"),
+        ("", "services", "delete"),
         (VOLCANO_GROUP, PODGROUPS, "create"),
         (VOLCANO_GROUP, PODGROUPS, "delete"),
     }
@@ -137,6 +140,29 @@ class KubeApi:
             limit_bytes=max(limit_bytes, 1),
         )
         return bytes(response.data)
+
+    def create_service(self, manifest: dict[str, Any]) -> None:
+        body = cast(Any, manifest)
+        self._call("create the Service", self._core.create_namespaced_service, self.namespace, body)
+
+    def set_service_owners(self, name: str, owners: list[dict[str, str]]) -> None:
+        """Make the Service owned by `owners` (a JSON merge patch of its ownerReferences, which it had none of)."""
+        self._call(
+            "make the Service owned by its Job",
+            self._core.patch_namespaced_service,
+            name,
+            self.namespace,
+            {"metadata": {"ownerReferences": owners}},
+            _content_type="application/merge-patch+json",
+        )
+
+    def delete_service(self, name: str) -> None:
+        """Delete a Service; nothing if it was already gone."""
+        try:
+            self._call("delete the Service", self._core.delete_namespaced_service, name, self.namespace)
+        except KubeApiError as exc:
+            if exc.status != 404:
+                raise
 
     def create_podgroup(self, manifest: dict[str, Any]) -> None:
         self._call(

@@ -1,10 +1,12 @@
-"""The `kubernetes` backend: each attempt is one batch/v1 Job in the site's namespace.
+"""The `kubernetes` backend: each attempt is one batch/v1 Job in the site's namespace, with one pod per node.
 
 Owns: what the cluster has (node discovery, lowering the declared pools), refusing specs the cluster cannot
-run (no image, a class it lacks, more cards than one node has, the API's own 4xx), creating the Job (and the
-Volcano PodGroup), adopting a Job already created for the same (job, epoch), turning the site's one Job watch
-into each attempt's exit status, deleting Jobs on cancel, and reading the pod's log. The Job's shape is
-`agents.backends.kubernetes.manifest`'s, the class rules `agents.backends.kubernetes.classes`', every API call
+run (no image, a class it lacks, more cards than one node has, more nodes than it has), launching (through
+`agents.backends.kubernetes.objects`, which creates the Job and the objects beside it), adopting a Job already
+created for the same (job, epoch), turning the site's one Job watch into each attempt's exit status (of a
+multi-node part: the failed pod's, with `ExitStatus.node` naming it), deleting every object on cancel, and
+reading the log of the pod of rank 0 of the part. The Job's shape is `agents.backends.kubernetes.manifest`'s and
+`.world`'s, the class rules `agents.backends.kubernetes.classes`', every API call
 `agents.backends.kubernetes.api`'s; all blocking calls run in threads, never on the event loop.
 
 Node discovery is the async `discover()`, which `agents.backends.registry.open_backend` awaits before the
@@ -19,7 +21,7 @@ import logging
 import signal
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agents.backends.base import BackendSettings, ExitStatus, JobHandle, LaunchSpec
@@ -33,20 +35,19 @@ from agents.backends.kubernetes.classes import (
     merge_rules,
 )
 from agents.backends.kubernetes.manifest import (
-    LABEL_EPOCH,
-    LABEL_JOB_ID,
+    CONTAINER,
     LABEL_SITE,
     Placement,
     exit_status_of,
-    is_ours,
-    job_manifest,
     job_name,
     job_outcome,
     label_value,
-    podgroup_manifest,
+    pod_cards,
 )
+from agents.backends.kubernetes.objects import AttemptObjects
 from agents.backends.kubernetes.options import KubernetesOptions
 from agents.backends.kubernetes.watch import JobWatch
+from agents.backends.kubernetes.world import failing_pod, first_pod, node_name
 from agents.core.model import PoolSpec
 from agents.errors import BackendError, ConfigError, LaunchFailed
 
@@ -69,7 +70,12 @@ class KubeHandle:
     settling: bool = False
     """Its end is being looked up (the failed pod's exit code); later events change nothing."""
     pod: str = ""
-    """The Job's pod once seen (backoffLimit 0: there is only ever one), so log reads skip the pod list."""
+    """The pod whose log is the output once seen (index 0's: backoffLimit 0 never replaces it), so log reads skip
+    the pod list."""
+    nodes: int = 1
+    """Pods of the Job, one per node."""
+    first_rank: int = 0
+    """Node rank of the pod of index 0."""
 
 
 class KubernetesBackend:
@@ -84,6 +90,7 @@ class KubernetesBackend:
             raise ConfigError("the kubernetes backend needs its options (backend.namespace at least)")
         self._options = options
         self._api = api or KubeApi(load_api_client(options.kubeconfig, options.context), options.namespace)
+        self._objects = AttemptObjects(self._api, options)
         self._rules = merge_rules(DEFAULT_RULES, options.resources)
         self._found: dict[str, ClassCapacity] | None = None
         self._handles: dict[str, KubeHandle] = {}
@@ -115,22 +122,14 @@ class KubernetesBackend:
             )
         placement = await self._placement(spec)
         self._start_watch(spec.site)
-        try:
-            job = await asyncio.to_thread(self._api.create_job, job_manifest(spec, self._options, placement))
-        except KubeApiError as exc:
-            found = await self._find(spec) if exc.status == 409 else None
-            if found is None:
-                raise _refusal(spec, exc) from exc
-            job = found  # created by an earlier try whose reply was lost: that one is ours
-        if self._options.gang == "volcano":
-            await self._ensure_podgroup(spec, placement, job)
+        job = await self._objects.create(spec, placement)
         handle = self._register(spec, str(job.get("metadata", {}).get("name") or self._job_name(spec)))
         self._on_job("LISTED", job)  # an adopted Job may have finished already
         log.debug("job %s epoch %d: Job %s", spec.job_id, spec.epoch, handle.name)
         return handle
 
     async def adopt(self, spec: LaunchSpec, recorded: Mapping[str, object] | None = None) -> KubeHandle | None:
-        job = await self._find(spec)
+        job = await self._objects.find(spec)
         if job is None:
             return None
         self._start_watch(spec.site)
@@ -145,7 +144,7 @@ class KubernetesBackend:
             return b""
         try:
             if not job.pod:
-                pod = await self._pod_of(job.name)
+                pod = first_pod(await self._pods_of(job.name))
                 if pod is None:
                     return b""
                 job.pod = str(pod["metadata"]["name"])
@@ -161,9 +160,7 @@ class KubernetesBackend:
 
     async def cancel(self, handle: JobHandle, grace_s: float) -> None:
         job = _kube(handle)
-        await asyncio.to_thread(self._api.delete_job, job.name, grace_s)
-        if self._options.gang == "volcano":
-            await asyncio.to_thread(self._api.delete_podgroup, job.name)
+        await self._objects.remove(job.name, grace_s, multi=job.nodes > 1)
         # Background propagation removes the Job at once and its pods after their grace period.
         self._resolve(job, TERMINATED)
 
@@ -197,31 +194,20 @@ class KubernetesBackend:
             raise LaunchFailed(
                 f"this cluster has no schedulable node with {spec.accelerator_class or '(no class)'}; it has {here}"
             )
-        cards = len(spec.devices)
+        cards, nodes = pod_cards(spec), len(spec.nodes)
         if cards > capacity.largest_node:
             raise LaunchFailed(
                 f"job {spec.job_id} needs {cards} cards of {spec.accelerator_class} in one pod, but the largest "
-                f"node here has {capacity.largest_node}; ask for at most {capacity.largest_node} per site"
+                f"node here has {capacity.largest_node}; ask for at most {capacity.largest_node} per node"
+            )
+        if len({len(devices) for devices in spec.nodes}) > 1:
+            raise LaunchFailed(f"job {spec.job_id}: its nodes were given unequal cards; every pod asks for the same")
+        if nodes > capacity.nodes:
+            raise LaunchFailed(
+                f"job {spec.job_id} needs {nodes} nodes of {spec.accelerator_class}, one pod on each, but this "
+                f"cluster has {capacity.nodes} schedulable"
             )
         return placement_for(capacity, self._rules)
-
-    async def _find(self, spec: LaunchSpec) -> dict[str, Any] | None:
-        selector = f"{LABEL_JOB_ID}={label_value(spec.job_id)},{LABEL_EPOCH}={spec.epoch}"
-        jobs, _ = await asyncio.to_thread(self._api.list_jobs, selector)
-        mine = [job for job in jobs if is_ours(job, spec.site, spec.job_id, spec.epoch)]
-        return mine[0] if mine else None
-
-    async def _ensure_podgroup(self, spec: LaunchSpec, placement: Placement, job: Mapping[str, Any]) -> None:
-        """Volcano's group for the Job, owned by it (so it goes when the Job goes); no Job without its group."""
-        manifest = podgroup_manifest(spec, self._options, placement, owner=job)
-        try:
-            await asyncio.to_thread(self._api.create_podgroup, manifest)
-        except KubeApiError as exc:
-            if exc.status == 409:  # already there from an earlier try: the same group
-                return
-            # The pod would wait for a group that never comes: take the Job back before refusing.
-            await asyncio.to_thread(self._api.delete_job, str(job["metadata"]["name"]), 0)
-            raise _refusal(spec, exc) from exc
 
     def _job_name(self, spec: LaunchSpec) -> str:
         return job_name(spec.site, spec.job_id, spec.epoch)
@@ -231,6 +217,7 @@ class KubernetesBackend:
         if known is not None:
             return known
         handle = KubeHandle(spec.job_id, spec.epoch, name, asyncio.get_running_loop().create_future())
+        handle.nodes, handle.first_rank = len(spec.nodes), spec.rendezvous.first_rank
         self._handles[name] = handle
         return handle
 
@@ -264,20 +251,26 @@ class KubernetesBackend:
                 self._resolve(handle, TERMINATED)
 
     async def _settle_failed(self, handle: KubeHandle) -> None:
+        """The failed Job's status: the exit of the pod that failed first (named, of a multi-node part)."""
+        pod: Mapping[str, Any] | None
         try:
-            pod = await self._pod_of(handle.name)
+            pods = await self._pods_of(handle.name)
+            pod = failing_pod(pods, CONTAINER) or first_pod(pods)
         except KubeApiError as exc:
-            log.warning("job %s: cannot read its pod's exit code: %s", handle.job_id, exc.message)
+            log.warning("job %s: cannot read its pods' exit codes: %s", handle.job_id, exc.message)
             pod = None
         except Exception:  # a bug must not leave the attempt unresolved: it ends failed, without its exit code
-            log.exception("job %s: reading its pod's exit code failed", handle.job_id)
+            log.exception("job %s: reading its pods' exit codes failed", handle.job_id)
             pod = None
-        self._resolve(handle, exit_status_of(False, pod))
+        status = exit_status_of(False, pod)
+        if handle.nodes > 1 and pod is not None:
+            status = replace(status, node=node_name(pod, handle.first_rank))
+        self._resolve(handle, status)
 
-    async def _pod_of(self, name: str) -> dict[str, Any] | None:
-        """The Job's newest pod (the selector is a hint only: labels are checked here too)."""
+    async def _pods_of(self, name: str) -> list[dict[str, Any]]:
+        """The Job's pods (the selector is a hint only: labels are checked here too)."""
         pods = await asyncio.to_thread(self._api.list_pods, f"job-name={name}")
-        own = [
+        return [
             pod
             for pod in pods
             if name
@@ -286,8 +279,6 @@ class KubernetesBackend:
                 (pod.get("metadata", {}).get("labels") or {}).get("batch.kubernetes.io/job-name"),
             }
         ]
-        own.sort(key=lambda pod: str(pod.get("metadata", {}).get("creationTimestamp") or ""))
-        return own[-1] if own else None
 
     def _resolve(self, handle: KubeHandle, status: ExitStatus) -> None:
         if not handle.outcome.done():
@@ -315,13 +306,6 @@ def placement_for(capacity: ClassCapacity, rules: Sequence[ClassRule]) -> Placem
         for product in rule.products
     }
     return Placement(capacity.resource, capacity.product_label, avoid_products=tuple(sorted(others)))
-
-
-def _refusal(spec: LaunchSpec, exc: KubeApiError) -> BackendError:
-    """A 4xx is about this job (LaunchFailed, shown to its vendor); anything else is the site's trouble."""
-    if 400 <= exc.status < 500:
-        return LaunchFailed(f"the cluster refused job {spec.job_id}: {exc.message}")
-    return BackendError(f"could not start job {spec.job_id}: {exc.message}")
 
 
 def _kube(handle: JobHandle) -> KubeHandle:

@@ -1,10 +1,12 @@
 """The Kubernetes objects one attempt becomes: a batch/v1 Job and, with Volcano, its PodGroup.
 
 Owns: the Job's name and labels (values made valid label syntax), its pod template (image, command,
-environment, the class's extended resource, node affinity to the class's product label), the gang variants
-(Volcano: schedulerName and a PodGroup; Kueue: queue label and a suspended Job), and reading a finished Job's
-outcome back. It is pure: dicts in, dicts out. It does not talk to the API server and does not check that the
-cluster has the class (`agents.backends.kubernetes.backend` does).
+environment, the class's extended resource per pod, node affinity to the class's product label), the gang
+variants (Volcano: schedulerName and a PodGroup of every pod; Kueue: queue label and a suspended Job, which Kueue
+admits whole: all its pods or none), and reading a finished Job's outcome back. What a part of several nodes
+adds (an Indexed Job, one pod per node, the headless Service, the rendezvous variables) is
+`agents.backends.kubernetes.world`'s. It is pure: dicts in, dicts out. It does not talk to the API server and
+does not check that the cluster has the class (`agents.backends.kubernetes.backend` does).
 """
 
 from __future__ import annotations
@@ -18,6 +20,15 @@ from typing import Any
 
 from agents.backends.base import ExitStatus, LaunchSpec
 from agents.backends.kubernetes.options import KubernetesOptions
+from agents.backends.kubernetes.world import (
+    indexed_fields,
+    is_multi_node,
+    node_command,
+    owner_reference,
+    pod_environment,
+    service_name,
+    spread,
+)
 
 LABEL_JOB_ID = "fedgate.io/job-id"
 LABEL_EPOCH = "fedgate.io/epoch"
@@ -73,14 +84,20 @@ def job_environment(spec: LaunchSpec) -> dict[str, str]:
     """The job's env, then ours. The agent's own environment is never copied into a pod."""
     env = spec.job_environment()
     # The device plugin picks the physical cards; only their number is meaningful inside the pod.
-    env["FEDGATE_CARDS"] = str(len(spec.devices))
+    env["FEDGATE_CARDS"] = str(pod_cards(spec))
     return env
 
 
+def pod_cards(spec: LaunchSpec) -> int:
+    """Cards of each pod: its node's (every node of a multi-node part is whole, so all have the same)."""
+    return len(spec.nodes[0])
+
+
 def job_manifest(spec: LaunchSpec, options: KubernetesOptions, placement: Placement) -> dict[str, Any]:
-    """The batch/v1 Job for one attempt: one pod, never retried (the gateway decides on new attempts)."""
+    """The batch/v1 Job for one attempt: one pod per node, never retried (the gateway decides on new attempts)."""
     name = job_name(spec.site, spec.job_id, spec.epoch)
     labels = job_labels(spec)
+    multi = is_multi_node(spec)
     job_labels_ = dict(labels)
     pod_annotations: dict[str, str] = {}
     pod: dict[str, Any] = {
@@ -89,16 +106,19 @@ def job_manifest(spec: LaunchSpec, options: KubernetesOptions, placement: Placem
             {
                 "name": CONTAINER,
                 "image": spec.image,
-                "command": list(spec.command),
-                "env": [{"name": k, "value": v} for k, v in sorted(job_environment(spec).items())],
-                "resources": {"limits": {placement.resource: str(len(spec.devices))}},
+                "command": node_command(spec),
+                "env": pod_environment(spec, name, options.namespace, job_environment(spec)),
+                "resources": {"limits": {placement.resource: str(pod_cards(spec))}},
             }
         ],
     }
     # Accelerator nodes are often tainted with their resource's name so that only pods asking for it land
     # there (what the ExtendedResourceToleration admission plugin adds, where it is enabled).
     pod["tolerations"] = [{"key": placement.resource, "operator": "Exists", "effect": "NoSchedule"}]
-    affinity = _node_affinity(placement)
+    affinity = _node_affinity(placement) or {}
+    if multi:
+        affinity.update(spread(labels))
+        pod["subdomain"] = service_name(name)  # with the Job's pod hostnames <job>-<index>: a DNS name per pod
     if affinity:
         pod["affinity"] = affinity
     if options.service_account:
@@ -106,6 +126,8 @@ def job_manifest(spec: LaunchSpec, options: KubernetesOptions, placement: Placem
     if options.image_pull_secrets:
         pod["imagePullSecrets"] = [{"name": secret} for secret in options.image_pull_secrets]
     job_spec: dict[str, Any] = {"backoffLimit": 0}
+    if multi:
+        job_spec.update(indexed_fields(spec, CONTAINER))
     if spec.max_runtime_s > 0:
         # A backstop for when the agent is away. The agent itself stops the attempt at the limit (and reports
         # why); the margin keeps the cluster from racing it to the kill.
@@ -138,11 +160,11 @@ def job_manifest(spec: LaunchSpec, options: KubernetesOptions, placement: Placem
 def podgroup_manifest(
     spec: LaunchSpec, options: KubernetesOptions, placement: Placement, owner: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Volcano's PodGroup for the Job's pod: scheduled all together or not at all. With the created Job as
-    `owner` (when it has a uid), the garbage collector deletes the group with the Job."""
+    """Volcano's PodGroup for the Job's pods (one per node): scheduled all together or not at all. With the
+    created Job as `owner` (when it has a uid), the garbage collector deletes the group with the Job."""
     body: dict[str, Any] = {
-        "minMember": 1,
-        "minResources": {placement.resource: str(len(spec.devices))},
+        "minMember": len(spec.nodes),
+        "minResources": {placement.resource: str(pod_cards(spec) * len(spec.nodes))},
     }
     if options.queue:
         body["queue"] = options.queue
@@ -151,11 +173,9 @@ def podgroup_manifest(
         "namespace": options.namespace,
         "labels": job_labels(spec),
     }
-    owner_meta = (owner or {}).get("metadata") or {}
-    if owner_meta.get("uid"):
-        metadata["ownerReferences"] = [
-            {"apiVersion": "batch/v1", "kind": "Job", "name": owner_meta["name"], "uid": owner_meta["uid"]}
-        ]
+    owners = owner_reference(owner or {})
+    if owners:
+        metadata["ownerReferences"] = owners
     return {"apiVersion": "scheduling.volcano.sh/v1beta1", "kind": "PodGroup", "metadata": metadata, "spec": body}
 
 
