@@ -39,7 +39,11 @@ def main() -> int:
 
 
 def master(nnodes: int, host: str, port: int, deadline: float) -> str:
-    with socket.create_server((host, port), reuse_port=False) as server:
+    try:
+        server = socket.create_server((host, port))
+    except socket.gaierror:  # rank 0's own DNS name may not resolve yet (a Kubernetes pod): every interface
+        server = socket.create_server(("", port))
+    with server:
         peers: dict[int, socket.socket] = {}
         while len(peers) < nnodes - 1:
             server.settimeout(max(0.1, deadline - time.monotonic()))
