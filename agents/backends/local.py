@@ -165,12 +165,14 @@ class LocalBackend:
             directory.mkdir(parents=True, exist_ok=True)
             for _, folder in folders:
                 folder.mkdir(exist_ok=True)
+                if folder.is_symlink():  # a node folder lies in the job user's folder: never follow a link there
+                    raise OSError(0, f"{folder.name} is a link")
                 localproc.clear_exit(folder)
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
             output = os.fdopen(localproc.open_in_attempt(directory / LOG_FILE, flags), "ab")
             if self._user is not None:  # the job (and its wrappers, which write exit_code) own their folders only
                 for folder in {directory, *(folder for _, folder in folders)}:
-                    os.chown(folder, self._user.uid, self._user.gid)
+                    os.chown(folder, self._user.uid, self._user.gid, follow_symlinks=False)
                     folder.chmod(0o700)
         except OSError as exc:
             raise LaunchFailed(f"cannot create the job folder {directory}: {exc.strerror}") from exc

@@ -18,7 +18,7 @@ import pytest
 
 from agents.backends.base import BackendSettings, LaunchSpec
 from agents.backends.local import LocalBackend, LocalHandle
-from agents.errors import AttemptLost
+from agents.errors import AttemptLost, LaunchFailed
 from fedgate.common.rendezvous import Rendezvous
 from tests.jobs import JOB_PYTHON, shared_folder
 from tests.waiting import alive, eventually_async
@@ -277,3 +277,14 @@ async def test_sweep_kills_every_node_of_an_attempt_never_journaled(
     assert not any(alive(node.group) for node in unjournaled.nodes)
     await eventually_async(lambda: not any(alive(pid) for pid in pids(unjournaled)), what="j2's nodes to die")
     assert all(alive(pid) for pid in pids(journaled))
+
+
+async def test_a_node_folder_that_is_a_link_is_refused_not_followed(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    attempt = tmp_path / "work" / "j1" / "1"
+    attempt.mkdir(parents=True)
+    (attempt / "node-1").symlink_to(elsewhere)  # left by a job of the job user in its own folder
+    with pytest.raises(LaunchFailed, match="node-1 is a link"):
+        await backend_in(tmp_path / "work").launch(spec("j1", PY, "-c", "pass"))
+    assert list(elsewhere.iterdir()) == [] and elsewhere.stat().st_uid == os.geteuid()
