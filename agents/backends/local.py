@@ -2,14 +2,16 @@
 
 Owns: the attempt's working directory `<workdir>/<job_id>/<epoch>/` with its `output.log` (stdout and
 stderr) and `exit_code` (owned by the job user), the process environment (the allowlisted part of the agent's,
-HOME the attempt folder, the job's, then FEDGATE_* and the stack's visible-devices variable, which the job cannot
-override: `agents.backends.localguard`), running the command without a shell under a small wrapper
-(`agents.backends.localproc`) in its own process group, as the job user (`nobody` by default when the agent is
-root: `localguard.job_user`), stopping that whole group, and finding an
-attempt again after the agent was killed: the journal keeps the group's identity (`journal_record`), and
-`adopt` follows it if it still runs, reports how it ended if its wrapper recorded that, and otherwise ends
-whatever is left of its group and reports it gone, so its devices are never handed out while it lives. It
-does not check capacity, epochs or runtimes: the runtime does.
+HOME the attempt folder, the job's, then FEDGATE_*, the stack's visible-devices variable and the rendezvous
+variables (`fedgate.common.rendezvous`; master 127.0.0.1 and a free port unless the gateway named them), which
+the job cannot override: `agents.backends.localguard`), running the command without a shell under a small
+wrapper (`agents.backends.localproc`) in its own process group, as the job user (`nobody` by default when the
+agent is root: `localguard.job_user`), stopping that whole group, and finding an attempt again after the agent
+was killed: the journal keeps the group's identity (`journal_record`), and `adopt` follows it if it still runs,
+reports how it ended if its wrapper recorded that, and otherwise ends whatever is left of its group and reports
+it gone, so its devices are never handed out while it lives. A multi-node attempt is one such group per node,
+each confined to its node's devices, in its own folder (`agents.backends.localnodes`, which also owns the rule
+that the first node to fail ends the others). It does not check capacity, epochs or runtimes: the runtime does.
 """
 
 from __future__ import annotations
@@ -17,21 +19,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import re
 import shutil
 import signal
+import socket
 import sys
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents.backends import localguard, localproc
+from agents.backends import localguard, localnodes, localproc
 from agents.backends.base import BackendSettings, ExitStatus, JobHandle, LaunchSpec, read_output_file
+from agents.backends.localnodes import NodeGroup
 from agents.backends.localproc import ProcessIdentity
 from agents.backends.stacks import visible_devices_env
 from agents.core.model import PoolSpec
-from agents.errors import AttemptLost, BackendError, ConfigError, LaunchFailed
+from agents.errors import BackendError, ConfigError, LaunchFailed
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,12 @@ LOG_FILE = "output.log"
 SWEEP_WAIT_S = 5.0
 """How long `sweep` waits for a group it killed to be gone (SIGKILL cannot be ignored: only a hung kernel call
 makes it wait that long)."""
+RENDEZVOUS_HOST = "127.0.0.1"
+"""Rank 0's host when the gateway named none: every node of a local attempt runs on this machine."""
+GRACE_ENV = "FEDGATE_PREEMPT_GRACE_S"
+"""The grace the job was told it has after SIGTERM (`agents.core.launchspec` sets it): also what the other nodes
+of a multi-node attempt get when one node failed."""
+DEFAULT_GRACE_S = 5.0
 
 # A job id becomes a folder name: refuse anything that could climb out of the workdir.
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
@@ -50,22 +61,29 @@ class LocalHandle:
 
     job_id: str
     epoch: int
-    leader: ProcessIdentity
-    """The attempt's wrapper, leader of its process group (the group id is its pid)."""
     directory: Path
-    """The attempt's working directory; `output.log` and, once the command ended, `exit_code` are inside."""
-    process: asyncio.subprocess.Process | None = None
-    """The wrapper as this agent's child; None when adopted after a restart (it is nobody's child of ours)."""
-    forced: bool = False
-    """Set once `cancel` sent SIGKILL to the group, which may leave no exit file behind."""
+    """The attempt's working directory; `output.log` is inside (and, of a one-node attempt, `exit_code`)."""
+    nodes: tuple[NodeGroup, ...]
+    """Every node's process group, in rank order (one for a one-node attempt)."""
+    grace_s: float = DEFAULT_GRACE_S
+    """How long the other nodes get after SIGTERM when one node failed."""
 
     @property
     def log_path(self) -> Path:
         return self.directory / LOG_FILE
 
     @property
+    def leader(self) -> ProcessIdentity:
+        """The first node's wrapper."""
+        return self.nodes[0].leader
+
+    @property
     def group(self) -> int:
-        return self.leader.pid
+        return self.nodes[0].group
+
+    @property
+    def process(self) -> asyncio.subprocess.Process | None:
+        return self.nodes[0].process
 
 
 class LocalBackend:
@@ -139,91 +157,85 @@ class LocalBackend:
         if not _SAFE_ID.fullmatch(spec.job_id):
             raise LaunchFailed(f"job id {spec.job_id!r} cannot be used as a folder name on this site")
         directory = self._workdir / spec.job_id / str(spec.epoch)
-        env = self._environment(spec, directory)
-        executable = _resolve_executable(spec.command[0], env.get("PATH", os.defpath), directory)
-        wrapper_env = {**env, localproc.FENCE_ENV: str(self._workdir / localproc.FENCE_FILE)}  # the wrapper's only
+        folders = localnodes.node_folders(directory, _ranks(spec))
+        port = spec.rendezvous.master_port or _free_port(RENDEZVOUS_HOST)
+        envs = [self._environment(spec, node, folder, port) for node, (_, folder) in enumerate(folders)]
+        executable = _resolve_executable(spec.command[0], envs[0].get("PATH", os.defpath), folders[0][1])
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            localproc.clear_exit(directory)
+            for _, folder in folders:
+                folder.mkdir(exist_ok=True)
+                if folder.is_symlink():  # a node folder lies in the job user's folder: never follow a link there
+                    raise OSError(0, f"{folder.name} is a link")
+                localproc.clear_exit(folder)
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
             output = os.fdopen(localproc.open_in_attempt(directory / LOG_FILE, flags), "ab")
-            if self._user is not None:  # the job (and its wrapper, which writes exit_code) own their folder only
-                os.chown(directory, self._user.uid, self._user.gid)
-                directory.chmod(0o700)
+            if self._user is not None:  # the job (and its wrappers, which write exit_code) own their folders only
+                for folder in {directory, *(folder for _, folder in folders)}:
+                    os.chown(folder, self._user.uid, self._user.gid, follow_symlinks=False)
+                    folder.chmod(0o700)
         except OSError as exc:
             raise LaunchFailed(f"cannot create the job folder {directory}: {exc.strerror}") from exc
-        wrapper_env.pop(localproc.RUN_AS_ENV, None)  # never the job's to say
-        if self._user is not None:
-            wrapper_env[localproc.RUN_AS_ENV] = f"{self._user.uid}:{self._user.gid}"
+        nodes: list[NodeGroup] = []
         try:
-            process = await asyncio.create_subprocess_exec(
-                self._python,
-                "-I",  # the job's PYTHONPATH and site packages are for the job, not for the wrapper
-                "-c",
-                localproc.WRAPPER,
-                str(directory / localproc.EXIT_FILE),
-                executable,
-                *spec.command[1:],
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=output,
-                stderr=asyncio.subprocess.STDOUT,
-                cwd=directory,
-                env=wrapper_env,
-                # Own session = own process group, so cancel can stop everything the job started.
-                start_new_session=True,
-            )
+            for (rank, folder), env in zip(folders, envs, strict=True):
+                argv = (executable, *spec.command[1:])
+                nodes.append(await localnodes.start(rank, self._python, folder, argv, output.fileno(), env))
         except OSError as exc:
+            await localnodes.stop_all(nodes, 0.0)  # one attempt: a node that cannot start ends those that did
             raise LaunchFailed(f"cannot start {spec.command[0]!r}: {exc.strerror or exc}") from exc
         finally:
-            output.close()  # the child holds its own copy of the descriptor
-        leader = localproc.identify(process.pid)
-        with contextlib.suppress(OSError):  # only `sweep` reads it; the journal record is what adopt uses
-            localproc.write_leader(directory, leader)
-        log.debug("job %s epoch %d: started group %d in %s", spec.job_id, spec.epoch, process.pid, directory)
-        return LocalHandle(spec.job_id, spec.epoch, leader, directory, process=process)
+            output.close()  # each child holds its own copy of the descriptor
+        groups = ", ".join(str(node.group) for node in nodes)
+        log.debug("job %s epoch %d: started group(s) %s in %s", spec.job_id, spec.epoch, groups, directory)
+        return LocalHandle(spec.job_id, spec.epoch, directory, tuple(nodes), _grace_s(spec))
 
     def journal_record(self, handle: JobHandle) -> Mapping[str, object]:
-        """What finds the attempt's process group again after the agent was killed: the wrapper's identity."""
-        return _local(handle).leader.to_record()
+        """What finds the attempt's process groups again after the agent was killed: the wrappers' identities."""
+        return localnodes.to_record(_local(handle).nodes)
 
     async def adopt(self, spec: LaunchSpec, recorded: Mapping[str, object] | None = None) -> LocalHandle | None:
-        """After a restart: the attempt's group if its wrapper still runs (same pid, same start time), or an
-        ended handle if the wrapper recorded how the command ended; None when neither (then whatever is left
-        of its group is killed first, so that the devices the caller frees are really free). Within one agent
-        run the runtime's attempt table makes launches idempotent, so this is only called for journaled ones."""
+        """After a restart: each node's group if its wrapper still runs (same pid, same start time), or an
+        ended node if the wrapper recorded how the command ended; None when no node left either (then whatever
+        is left of each group is killed first, so that the devices the caller frees are really free). A node
+        with neither beside others makes the attempt lost, once `wait` stopped the others. Within one agent run
+        the runtime's attempt table makes launches idempotent, so this is only called for journaled ones."""
         directory = self._workdir / spec.job_id / str(spec.epoch)
-        leader = ProcessIdentity.from_record(dict(recorded or {}))
-        if leader is not None and localproc.running(leader):
-            log.info("job %s epoch %d: adopted its running process group %d", spec.job_id, spec.epoch, leader.pid)
-            return LocalHandle(spec.job_id, spec.epoch, leader, directory)
-        if leader is not None and localproc.group_may_remain(leader):
-            _end_leftovers(leader)
-        ended = await asyncio.to_thread(localproc.read_exit, directory)
-        if ended is None:
+        folders = localnodes.node_folders(directory, _ranks(spec))
+        leaders = localnodes.leaders_from_record(recorded, _ranks(spec))
+        found = [await localnodes.adopt(rank, folder, leaders.get(rank)) for rank, folder in folders]
+        if all(node is None for node in found):
             return None
-        log.info("job %s epoch %d: it ended while the agent was away (%s)", spec.job_id, spec.epoch, ended.describe())
-        return LocalHandle(spec.job_id, spec.epoch, leader or ProcessIdentity(0, 0, ""), directory)
+        nodes = tuple(
+            node or localnodes.lost(rank, folder, leaders.get(rank))
+            for node, (rank, folder) in zip(found, folders, strict=True)
+        )
+        running = [node.group for node in nodes if localproc.running(node.leader)]
+        log.info("job %s epoch %d: adopted; running group(s): %s", spec.job_id, spec.epoch, running or "none")
+        return LocalHandle(spec.job_id, spec.epoch, directory, nodes, _grace_s(spec))
 
     async def sweep(self, kept: Collection[tuple[str, int]]) -> None:
         """Kill every attempt still running in the workdir that the journal does not hold (`kept`): the agent
         was killed after starting it and before journaling it, so nobody would watch it or count its devices;
-        the gateway, never told it runs, sends its Launch again."""
-        for directory, leader in await asyncio.to_thread(self._running_leaders):
-            key = (directory.parent.name, int(directory.name))
+        the gateway, never told it runs, sends its Launch again. Every node's group of such an attempt dies."""
+        for key, leader in await asyncio.to_thread(self._running_leaders):
             if key not in kept and localproc.running(leader):
                 log.warning("job %s epoch %d: killing process group %d, started but never journaled", *key, leader.pid)
-                _signal_group(leader.pid, signal.SIGKILL)
+                localnodes.signal_group(leader.pid, signal.SIGKILL)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(localproc.until_ended(leader), SWEEP_WAIT_S)
 
-    def _running_leaders(self) -> list[tuple[Path, ProcessIdentity]]:
+    def _running_leaders(self) -> list[tuple[tuple[str, int], ProcessIdentity]]:
         found = []
-        for path in self._workdir.glob(f"*/*/{localproc.LEADER_FILE}"):
+        node_folder = localnodes.NODE_FOLDER.format(rank="*")
+        leader_files = f"*/*/{localproc.LEADER_FILE}", f"*/*/{node_folder}/{localproc.LEADER_FILE}"
+        for path in (path for pattern in leader_files for path in self._workdir.glob(pattern)):
             directory = path.parent
-            if directory.name.isdigit() and not (directory / localproc.EXIT_FILE).exists():
+            attempt = directory if directory.name.isdigit() else directory.parent
+            if attempt.name.isdigit() and not (directory / localproc.EXIT_FILE).exists():
                 leader = localproc.read_leader(directory)
                 if leader is not None and localproc.running(leader) and self._may_signal(leader):
-                    found.append((directory, leader))
+                    found.append(((attempt.parent.name, int(attempt.name)), leader))
         return found
 
     def _may_signal(self, leader: ProcessIdentity) -> bool:
@@ -242,56 +254,47 @@ class LocalBackend:
 
     async def wait(self, handle: JobHandle) -> ExitStatus:
         """The command's own outcome from the wrapper's exit file; the wrapper's when it left none (it was
-        killed with its group). An adopted attempt whose wrapper left none was lost: `AttemptLost`."""
+        killed with its group). An adopted attempt whose wrapper left none was lost: `AttemptLost`. Of a
+        multi-node attempt: the first node to fail, once the others were stopped (`localnodes.outcome`)."""
         local = _local(handle)
-        returncode = await local.process.wait() if local.process is not None else None
-        if local.process is None:
-            await localproc.until_ended(local.leader)
-        recorded = await asyncio.to_thread(localproc.read_exit, local.directory)
-        if recorded is not None:
-            return recorded
-        if localproc.was_fenced(local.directory):
-            raise AttemptLost(
-                "its wrapper stopped it: the site agent had not renewed its fence within half the gateway's site "
-                "lease (stopped or hung), so the gateway may already run a replacement"
-            )
-        if returncode is not None:
-            return ExitStatus.from_returncode(returncode)
-        if local.forced:
-            return ExitStatus.from_returncode(-signal.SIGKILL)
-        raise AttemptLost(
-            f"its process group {local.group} ended while the site agent was away without recording how; "
-            "it was most likely killed with its wrapper"
-        )
+        return await localnodes.outcome(local.nodes, local.grace_s)
 
     async def cancel(self, handle: JobHandle, grace_s: float) -> None:
-        local = _local(handle)
-        if local.process is None and not localproc.running(local.leader):
-            return  # adopted and ended: nothing of it to stop, and its pid may be another process's by now
-        # With start_new_session the group id is the leader's pid, and the kernel does not reuse a pid
-        # while its group has members, so these signals reach only what the job started.
-        _signal_group(local.group, signal.SIGTERM)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._leader_ended(local)), timeout=max(grace_s, 0.0))
-        # Children may outlive the leader or ignore SIGTERM; the grace is over for all of them.
-        local.forced = True
-        _signal_group(local.group, signal.SIGKILL)
-        await self._leader_ended(local)
+        await localnodes.stop_all(_local(handle).nodes, grace_s)
 
-    @staticmethod
-    async def _leader_ended(local: LocalHandle) -> None:
-        if local.process is not None:
-            await local.process.wait()
-        else:
-            await localproc.until_ended(local.leader)
-
-    def _environment(self, spec: LaunchSpec, directory: Path) -> dict[str, str]:
+    def _environment(self, spec: LaunchSpec, node: int, folder: Path, port: int) -> dict[str, str]:
         # Only an allowlist of the agent's own environment: its secrets and settings never reach a job.
-        env = localguard.job_environment(os.environ, self._options, self._user, directory)
+        env = localguard.job_environment(os.environ, self._options, self._user, folder)
         env.update(spec.job_environment())
-        env["FEDGATE_DEVICES"] = ",".join(str(d) for d in spec.devices)
-        env.update(visible_devices_env(spec.stack, spec.devices))
+        devices = spec.nodes[node]
+        env["FEDGATE_DEVICES"] = ",".join(str(d) for d in devices)
+        env.update(visible_devices_env(spec.stack, devices))
+        env.update(spec.node_environment(node, RENDEZVOUS_HOST, port))
+        env.pop(localproc.RUN_AS_ENV, None)  # never the job's to say
+        env[localproc.FENCE_ENV] = str(self._workdir / localproc.FENCE_FILE)  # the wrapper's alone: it pops it
+        if self._user is not None:
+            env[localproc.RUN_AS_ENV] = f"{self._user.uid}:{self._user.gid}"
         return env
+
+
+def _ranks(spec: LaunchSpec) -> list[int]:
+    """The node ranks of this part, in node order."""
+    return [spec.rendezvous.first_rank + node for node in range(len(spec.nodes))]
+
+
+def _free_port(host: str) -> int:
+    """A port no one listens on now (the kernel's pick for port 0): rank 0's master binds it a moment later."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def _grace_s(spec: LaunchSpec) -> float:
+    try:
+        grace = float(spec.env.get(GRACE_ENV, DEFAULT_GRACE_S))
+    except ValueError:
+        return DEFAULT_GRACE_S
+    return grace if math.isfinite(grace) and grace >= 0 else DEFAULT_GRACE_S
 
 
 def _resolve_executable(program: str, search_path: str, cwd: Path) -> str:
@@ -306,19 +309,6 @@ def _resolve_executable(program: str, search_path: str, cwd: Path) -> str:
     if found is None:
         raise LaunchFailed(f"executable {program!r} was not found on this site's PATH")
     return found
-
-
-def _end_leftovers(leader: ProcessIdentity) -> None:
-    """The wrapper has ended: processes its command started may still hold the attempt's devices in its group.
-    Kill them before the devices go to anyone else."""
-    if localproc.group_has_members(leader.pid):
-        log.warning("process group %d outlived its wrapper: killing what is left of it", leader.pid)
-        _signal_group(leader.pid, signal.SIGKILL)
-
-
-def _signal_group(group: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(group, signum)
 
 
 def _local(handle: JobHandle) -> LocalHandle:

@@ -57,7 +57,10 @@ async def test_job_runs_in_its_folder_with_fedgate_env_and_a_log(backend: LocalB
     folder = tmp_path / "work" / "j1" / "7"
     lines = (folder / "output.log").read_text().splitlines()
     assert lines[0] == "hello from the job"
-    assert json.loads(lines[1]) == {
+    seen = json.loads(lines[1])
+    port = seen.pop("FEDGATE_MASTER_PORT")  # a free port the backend picked: rank 0 could listen on it
+    assert port.isdigit() and 0 < int(port) < 65536
+    assert seen == {
         "FEDGATE_JOB_ID": "j1",
         "FEDGATE_ATTEMPT": "2",
         "FEDGATE_EPOCH": "7",
@@ -66,8 +69,15 @@ async def test_job_runs_in_its_folder_with_fedgate_env_and_a_log(backend: LocalB
         "FEDGATE_DEVICES": "2,3",
         "CUDA_VISIBLE_DEVICES": "2,3",
         "FROM_JOB": "yes",
+        # A one-node attempt is a world of one node too (fedgate.common.rendezvous), its master on this machine.
+        "FEDGATE_NNODES": "1",
+        "FEDGATE_NODE_RANK": "0",
+        "FEDGATE_MASTER_ADDR": "127.0.0.1",
+        "FEDGATE_WORLD_SIZE": "2",
+        "FEDGATE_NPROC_PER_NODE": "2",
     }
     assert Path(lines[2]) == folder
+    assert sorted(p.name for p in folder.iterdir()) == ["exit_code", "leader.json", "output.log"]  # as before nodes
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from agents.core.model import JobState, JobUpdate, PoolSpec
 from agents.core.runtime import SiteRuntime
 from agents.errors import ConfigError, LaunchFailed
 from agents.journal.base import MemoryJournal
+from fedgate.common.rendezvous import Rendezvous
 from tests.waiting import eventually_async
 
 from .conftest import POOLS_YAML
@@ -37,9 +38,8 @@ def spec(job: str = "j1", *, env: dict[str, str] | None = None, **extra: object)
         accelerator_class="nvidia-h100",
         stack="cuda",
         command=("train",),
-        devices=(0,),
         env=env or {},
-        **extra,  # type: ignore[arg-type]
+        **{"devices": (0,), **extra},  # type: ignore[arg-type]
     )
 
 
@@ -149,3 +149,46 @@ async def test_the_runtime_reports_simulated_jobs_like_real_ones() -> None:
     assert (ended["ok"].state, ended["ok"].exit_code) == (JobState.SUCCEEDED, 0)
     assert (ended["bad"].state, ended["bad"].exit_code) == (JobState.FAILED, 2)
     assert (ended["long"].state, ended["long"].exit_code) == (JobState.CANCELLED, 143)
+
+
+# -- multi-node attempts ------------------------------------------------------------------------------------
+
+
+def two_nodes(
+    env: dict[str, str] | None = None, labels: dict[str, str] | None = None, first_rank: int = 0
+) -> LaunchSpec:
+    world = Rendezvous(nnodes=first_rank + 2, first_rank=first_rank, world_size=4)
+    quick = {"FEDGATE_SIM_DURATION_S": "0.01", **(env or {})}
+    return spec(env=quick, labels=labels or {}, devices=(0, 1, 2, 3), node_devices=((0, 1), (2, 3)), rendezvous=world)
+
+
+async def test_a_named_node_fails_the_multi_node_attempt_and_is_named() -> None:
+    sim = backend()
+    handle = await sim.launch(two_nodes({"FEDGATE_SIM_FAIL_NODE": "1", "FEDGATE_SIM_EXIT_CODE": "3"}))
+    status = await asyncio.wait_for(sim.wait(handle), 5)
+    assert (status.exit_code, status.node, status.describe()) == (3, "node 1", "exited with code 3 on node 1")
+    line = await sim.read_output(handle, 0, 1000)
+    assert b" on 2 nodes: " in line and line.endswith(b"exits with code 3 on node 1\n")
+
+
+async def test_the_fail_node_label_fails_with_code_1_and_node_ranks_follow_the_gangs_world() -> None:
+    sim = backend()
+    handle = await sim.launch(two_nodes(labels={"fedgate.io/sim-fail-node": "3"}, first_rank=2))
+    status = await asyncio.wait_for(sim.wait(handle), 5)
+    assert (status.exit_code, status.node) == (1, "node 3")
+    with pytest.raises(LaunchFailed, match=r"FEDGATE_SIM_FAIL_NODE must be a node rank of this part \(0-1\)"):
+        await sim.launch(two_nodes({"FEDGATE_SIM_FAIL_NODE": "2"}))
+
+
+async def test_a_multi_node_attempt_succeeds_unnamed_and_is_cancelled_on_every_node() -> None:
+    sim = backend()
+    ok = await asyncio.wait_for(sim.wait(await sim.launch(two_nodes())), 5)
+    assert (ok.succeeded, ok.node) == (True, "")
+    failing = await asyncio.wait_for(
+        sim.wait(await sim.launch(spec("j2", env={"FEDGATE_SIM_EXIT_CODE": "2", "FEDGATE_SIM_DURATION_S": "0"}))), 5
+    )
+    assert failing.node == ""  # one node: nothing to name
+    long = await sim.launch(two_nodes({"FEDGATE_SIM_DURATION_S": "60"}))
+    await sim.cancel(long, 0)
+    status = await asyncio.wait_for(sim.wait(long), 5)
+    assert (status.exit_code, status.node) == (143, "node 0")
