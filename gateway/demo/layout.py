@@ -27,7 +27,8 @@ class DemoSite:
 
 
 SITES = (
-    DemoSite("centre-a", (("ascend-910b", 16, 8, 8, "hccs"),), {"tenants": ["deepsea-ai"]}),
+    # Four Ascend nodes of eight, two of them offered: the demo's two-node job takes both.
+    DemoSite("centre-a", (("ascend-910b", 32, 16, 8, "hccs"),), {"tenants": ["deepsea-ai"]}),
     DemoSite("centre-b", (("nvidia-h100", 8, 4, 8, "nvlink-900gbs"),), {"max_job_cards": 4}),
     DemoSite(
         "centre-c",

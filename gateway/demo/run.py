@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gateway.demo.layout import ENROLLING_SITE, SITES, DemoLayout, point_agents_at
@@ -33,7 +33,10 @@ WORKLOAD = (
     ("eval-any-64g.yaml", 2),
     ("moe-pretrain-k100.yaml", 2),
     ("smoke-h20.yaml", 1),
+    ("two-node/job.yaml", 1),
 )
+TWO_NODE_PROGRAM = EXAMPLES / "two-node" / "rendezvous.py"
+"""The two-node job's program, run inline (`python3 -c`) so no node needs a shared folder with it."""
 
 
 class DemoFailed(Exception):
@@ -181,6 +184,9 @@ def workload() -> list[JobSpec]:
     specs = []
     for name, copies in WORKLOAD:
         spec = load_job_spec(EXAMPLES / name)
+        if name.startswith("two-node/"):
+            run = replace(spec.runs[0], command=("python3", "-c", TWO_NODE_PROGRAM.read_text()))
+            spec = replace(spec, runs=(run,))
         specs.extend([spec] * copies)
     return specs
 
@@ -312,6 +318,9 @@ def why_there(job: Job) -> str:
     cls = job.placements[0].accelerator_class
     offering = [s.name for s in SITES if any(pool[0] == cls for pool in s.pools)]
     where = f"only {offering[0]} offers {cls}" if len(offering) == 1 else f"best fit among {', '.join(offering)}"
+    nodes = sum(max(p.nodes, 1) for p in job.placements)
+    if len(job.placements) == 1 and nodes > 1:
+        where = f"{where}; {nodes} whole nodes of one centre, one task per node, ranks 0-{nodes - 1}"
     if len(job.placements) > 1:  # a gang: reserved at every site in two phases, launched with one epoch
         where = f"gang over {len(job.placements)} centres: no single one offers {job.spec.resources.cards} x {cls}"
     if not job.spec.resources.accelerator_class:
@@ -334,7 +343,11 @@ def demo_row(job: Job) -> dict[str, object]:
         "tenant": job.spec.tenant,
         "name": job.spec.name,
         "asked": asked,
-        "site": ", ".join(f"{p.site} ({p.cards} x {p.accelerator_class})" for p in job.placements) or "-",
+        "site": ", ".join(
+            f"{p.site} ({p.cards} x {p.accelerator_class}{f' on {p.nodes} nodes' if p.nodes > 1 else ''})"
+            for p in job.placements
+        )
+        or "-",
         "state": job.state.value + (f" (exit {job.exit_code})" if job.state == JobState.FAILED else ""),
         "why": why_there(job),
     }

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from fedgate.common.reasons import ReasonCode
@@ -258,7 +258,7 @@ class Dispatcher:
         if update.state == JobState.RUNNING:
             changes["start_time"] = self._start_time(job, update)
             changes["placements"] = tuple(
-                Placement(p.site, p.accelerator_class, p.cards, update.device_indices) if p.site == site else p
+                replace(p, device_indices=update.device_indices) if p.site == site else p
                 for p in job.placements
             )
         if update.state.terminal:

@@ -70,6 +70,11 @@ def test_a_job_of_two_nodes_cards_is_launched_on_two_whole_nodes_with_its_world(
             assert (world.master_addr, world.master_port) == ("", 0)  # a one-site job: the site names its master
             (placement,) = alice.get_job(job.job_id).placements
             assert placement.nodes == 2
+            running = job_update(job.job_id, launch.epoch, job_pb2.JOB_STATE_RUNNING, 1, device_indices=range(16))
+            stream.send(job_update=running)
+            eventually(lambda: alice.get_job(job.job_id).state.value == "RUNNING", what="the job running")
+            (placement,) = alice.get_job(job.job_id).placements  # the devices reported keep the nodes
+            assert (placement.nodes, len(placement.device_indices)) == (2, 16)
             report(stream, 3, 1)  # as an agent does after a launch: which node is left whole
             small = alice.create_job(ascend_job(4))
             launch = stream.next_of("launch").launch
