@@ -289,6 +289,11 @@ def run_demo(layout: DemoLayout, timeout: float, out: object = sys.stdout) -> in
             current = follow(jobs, admin, layout, processes, time.monotonic() + timeout, started, say)
             say("")
             say(output.render([demo_row(j) for j in current], DEMO_COLUMNS, "table"))
+            for job in current:
+                if job.state == JobState.SUCCEEDED and any(p.nodes > 1 for p in job.placements):
+                    say(f"{job.spec.name} ({job.job_id}), one line per node:")
+                    for line in world_lines(clients[job.spec.tenant], job.job_id):
+                        say(f"  {line}")
         finally:
             admin.close()
             for client in clients.values():
@@ -298,6 +303,12 @@ def run_demo(layout: DemoLayout, timeout: float, out: object = sys.stdout) -> in
     elapsed = time.monotonic() - started
     say(f"demo: {succeeded}/{len(current)} jobs succeeded across {len(used_sites)} sites in {elapsed:.1f}s")
     return 0 if succeeded == len(current) else 1
+
+
+def world_lines(client: FederationClient, job_id: str) -> list[str]:
+    """What each node of a multi-node job said about the world it joined (its logs' `world agreed` lines)."""
+    output = b"".join(piece.data for piece in client.stream_job_logs(job_id, timeout=10)).decode(errors="replace")
+    return sorted(line for line in output.splitlines() if "world agreed" in line)
 
 
 DEMO_COLUMNS = [

@@ -45,6 +45,9 @@ def test_demo_runs_every_job_to_success_across_three_sites() -> None:
     assert succeeded == total and int(total) >= 8
     assert sites == "3"
     assert "RAN AT" in result.stdout  # the table of where each job ran and why
+    # The two-node job ran one task per node, and both met at rank 0's master over TCP.
+    assert "centre-a (16 x ascend-910b on 2 nodes)" in result.stdout
+    assert "node 0 of 2: world agreed" in result.stdout and "node 1 of 2: world agreed" in result.stdout
 
 
 @pytest.mark.services
