@@ -21,16 +21,28 @@ Config (the agent YAML's `backend:` section):
 An attempt of job J, epoch E is the batch job `fedgate.J.E`, submitted with `--gres=<name>:<type>:<cards>`
 on one node, `--time` one minute above the job's max runtime (a backstop: the runtime stops it first, with
 its own message), `--no-requeue` (a retry is a new epoch, decided by the gateway), working directory and
-output file `<workdir>/J/E/{job.sh,output.log}`. The job sees the FEDGATE_* variables the local backend sets;
+output file `<workdir>/J/E/{job.sh,output.log}`. The job sees the FEDGATE_* variables the local backend sets
+and the rendezvous variables (`fedgate.common.rendezvous`; one node: NNODES 1, rank 0, master its own node);
 which physical cards it got is Slurm's to say (CUDA_VISIBLE_DEVICES, SLURM_JOB_GPUS).
+
+A multi-node attempt (N nodes of C cards) is still ONE batch job: `--nodes=N --ntasks-per-node=1
+--gres=<name>:<type>:C` (gres are per node), whose script runs `srun` with one task per node
+(`<workdir>/J/E/task.sh`, with --kill-on-bad-exit: the first task to fail ends the others). Each task sees its
+node's rendezvous variables (`agents.backends.slurm.nodes`: rank `first_rank + $SLURM_NODEID`, master the
+allocation's first node) and, when its command ends, writes `<workdir>/J/E/nodes/node-<i>.exit`; `wait` names
+the node whose record shows the first failure. So multi-node needs the workdir on a filesystem shared by the
+nodes and the agent (as Slurm sites have for home and project folders); output from every node goes to the one
+output.log. Cancel, preemption and adoption work on the one Slurm job, which covers every node.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import signal
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,9 +55,11 @@ from agents.backends.slurm.job import (
     SCRIPT_FILE,
     batch_script,
     job_name,
+    node_task_script,
     sbatch_arguments,
     unusable_env_names,
 )
+from agents.backends.slurm.nodes import NODES_FOLDER, TASK_FILE, NodeExit, first_failure, parse_node_exit
 from agents.backends.slurm.parse import (
     SINFO_NODE_FORMAT,
     ClassCapacity,
@@ -76,7 +90,9 @@ class SlurmHandle:
     epoch: int
     slurm_id: str
     directory: Path
-    """The attempt's folder: job.sh, output.log."""
+    """The attempt's folder: job.sh, output.log (and task.sh, nodes/ of a multi-node attempt)."""
+    nodes: int = 1
+    """Nodes of the attempt: its one Slurm job spans them all."""
 
     @property
     def log_path(self) -> Path:
@@ -182,7 +198,10 @@ class SlurmBackend:
         directory = self._workdir / spec.job_id / str(spec.epoch)
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            (directory / SCRIPT_FILE).write_text(batch_script(spec))
+            (directory / SCRIPT_FILE).write_text(batch_script(spec, directory))
+            if len(spec.nodes) > 1:
+                (directory / TASK_FILE).write_text(node_task_script(spec, directory))
+                (directory / NODES_FOLDER).mkdir(exist_ok=True)
         except OSError as exc:
             raise LaunchFailed(f"cannot create the job folder {directory}: {exc.strerror}") from exc
         try:
@@ -216,11 +235,18 @@ class SlurmBackend:
         return await asyncio.to_thread(read_output_file, _slurm(handle).log_path, offset, limit)
 
     async def wait(self, handle: JobHandle) -> ExitStatus:
-        slurm_id = _slurm(handle).slurm_id
-        status = await asyncio.shield(self._watch.follow(slurm_id))
-        if slurm_id in self._forced and status == CANCELLED_WITHOUT_CODE:
+        slurm = _slurm(handle)
+        status = await asyncio.shield(self._watch.follow(slurm.slurm_id))
+        if slurm.slurm_id in self._forced and status == CANCELLED_WITHOUT_CODE:
             # Slurm records a cancelled job as 0:0 however it died; this one outlived its grace and got KILL.
             return ExitStatus.from_returncode(-signal.SIGKILL)
+        if slurm.nodes > 1 and not status.succeeded and not status.signal_number:
+            # srun ended with the highest code of any task (143 for those it stopped): the failing node's own
+            # record says which node failed first and how. A signal (cancel, preemption, time limit) is the
+            # allocation's, not a node's.
+            failed = first_failure(await asyncio.to_thread(_node_exits, slurm.directory / NODES_FOLDER))
+            if failed is not None:
+                return ExitStatus(exit_code=failed.exit_code, node=failed.describe())
         return status
 
     async def cancel(self, handle: JobHandle, grace_s: float) -> None:
@@ -251,8 +277,14 @@ class SlurmBackend:
     # -- internals ---------------------------------------------------------------------------------
 
     def _gres(self, spec: LaunchSpec) -> str:
-        """The --gres value for the attempt's cards ('' for none), or LaunchFailed if no node could run it."""
-        cards = len(spec.devices)
+        """The --gres value for each node's cards ('' for none), or LaunchFailed if no node could run it."""
+        shapes = {len(devices) for devices in spec.nodes}
+        if len(shapes) > 1:
+            raise LaunchFailed(
+                f"the job's nodes have different numbers of cards ({sorted(shapes)}); Slurm gives every node of a "
+                "job the same cards: ask for whole nodes of one size"
+            )
+        cards = shapes.pop()
         if cards == 0:
             return ""
         partition = self._options.partition
@@ -284,7 +316,9 @@ class SlurmBackend:
 
     def _follow(self, spec: LaunchSpec, slurm_id: str, directory: Path) -> SlurmHandle:
         self._watch.follow(slurm_id)
-        return SlurmHandle(job_id=spec.job_id, epoch=spec.epoch, slurm_id=slurm_id, directory=directory)
+        return SlurmHandle(
+            job_id=spec.job_id, epoch=spec.epoch, slurm_id=slurm_id, directory=directory, nodes=len(spec.nodes)
+        )
 
     async def _scancel(self, slurm_id: str, *flags: str) -> bool:
         # scancel fails harmlessly on a job that has just ended; the poll loop tells how it ended.
@@ -292,6 +326,29 @@ class SlurmBackend:
         if not result.ok:
             log.debug("scancel %s %s: %s", " ".join(flags), slurm_id, result.problem())
         return result.ok
+
+
+def _node_exits(folder: Path) -> list[NodeExit]:
+    """Every readable exit record in a multi-node attempt's `nodes` folder. Blocking: run it in a thread. The
+    folder may belong to the job's user: links and anything but small plain files are skipped."""
+    records = []
+    try:
+        names = sorted(entry.name for entry in os.scandir(folder) if entry.name.endswith(".exit"))
+    except OSError:
+        return []
+    for name in names:
+        try:
+            fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            continue
+        with os.fdopen(fd, "rb") as record:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            parsed = parse_node_exit(record.read(256).decode(errors="replace"), info.st_mtime_ns)
+        if parsed is not None:
+            records.append(parsed)
+    return records
 
 
 def _slurm(handle: JobHandle) -> SlurmHandle:
