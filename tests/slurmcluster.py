@@ -294,9 +294,8 @@ def _answers(cluster: SlurmCluster, *argv: str) -> bool:
 
 
 def _nodes_idle(cluster: SlurmCluster) -> bool:
-    done = subprocess.run(
-        ["sinfo", "--noheader", "--Node", "--format=%N|%T"], env=cluster.env, capture_output=True, text=True, check=False
-    )
+    argv = ["sinfo", "--noheader", "--Node", "--format=%N|%T"]
+    done = subprocess.run(argv, env=cluster.env, capture_output=True, text=True, check=False)
     states = dict(line.split("|", 1) for line in done.stdout.split() if "|" in line)
     return done.returncode == 0 and states == dict.fromkeys(cluster.nodes, "idle")
 

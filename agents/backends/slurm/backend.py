@@ -116,6 +116,8 @@ class SlurmBackend:
         self._capacity: dict[str, ClassCapacity] | None = None
         self._forced: set[str] = set()
         """Slurm ids of attempts that were sent KILL after their grace."""
+        self._stopped: set[str] = set()
+        """Slurm ids of attempts `cancel` was called on."""
 
     @property
     def name(self) -> str:
@@ -240,9 +242,13 @@ class SlurmBackend:
         if slurm.slurm_id in self._forced and status == CANCELLED_WITHOUT_CODE:
             # Slurm records a cancelled job as 0:0 however it died; this one outlived its grace and got KILL.
             return ExitStatus.from_returncode(-signal.SIGKILL)
+        if slurm.nodes > 1 and slurm.slurm_id in self._stopped and not status.succeeded:
+            # The tasks were signalled, not the batch script: it ended with srun's code for the stopped tasks.
+            forced = slurm.slurm_id in self._forced
+            return ExitStatus.from_returncode(-(signal.SIGKILL if forced else signal.SIGTERM))
         if slurm.nodes > 1 and not status.succeeded and not status.signal_number:
             # srun ended with the highest code of any task (143 for those it stopped): the failing node's own
-            # record says which node failed first and how. A signal (cancel, preemption, time limit) is the
+            # record says which node failed first and how. A signal (preemption, time limit) is the
             # allocation's, not a node's.
             failed = first_failure(await asyncio.to_thread(_node_exits, slurm.directory / NODES_FOLDER))
             if failed is not None:
@@ -250,13 +256,17 @@ class SlurmBackend:
         return status
 
     async def cancel(self, handle: JobHandle, grace_s: float) -> None:
-        slurm_id = _slurm(handle).slurm_id
+        slurm = _slurm(handle)
+        slurm_id = slurm.slurm_id
         ended = self._watch.follow(slurm_id)
         if ended.done():
             return
+        self._stopped.add(slurm_id)
         # A pending job cannot be signalled (scancel retries for a long while), so each request names the
-        # state it is meant for: signal what runs, remove what waits.
-        await self._scancel(slurm_id, "--full", "--signal=TERM", "--state=RUNNING")
+        # state it is meant for: signal what runs, remove what waits. Several nodes: TERM goes to every node's
+        # task and not to the batch script, whose srun would answer it by killing the tasks at once.
+        term = ["--signal=TERM"] if slurm.nodes > 1 else ["--full", "--signal=TERM"]
+        await self._scancel(slurm_id, *term, "--state=RUNNING")
         await self._scancel(slurm_id, "--state=PENDING")
         await self._until_ended(ended, grace_s)
         if not ended.done():

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from agents.backends.base import LaunchSpec
 from agents.backends.slurm.config import SlurmOptions
-from fedgate.common import rendezvous
 from agents.backends.slurm.nodes import master_lines, rendezvous_exports, srun_command, task_script
+from fedgate.common import rendezvous
 
 LOG_FILE = "output.log"
 SCRIPT_FILE = "job.sh"

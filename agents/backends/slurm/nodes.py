@@ -56,7 +56,7 @@ def master_lines(spec: LaunchSpec) -> list[str]:
             '  fedgate_master_addr=$(scontrol --oneliner show node "$fedgate_first_node" 2>/dev/null'
             " | tr ' ' '\\n' | sed -n 's/^NodeAddr=//p' | head -n 1)",
             "fi",
-            'fedgate_master_addr=${fedgate_master_addr:-${fedgate_first_node:-$(hostname)}}',
+            "fedgate_master_addr=${fedgate_master_addr:-${fedgate_first_node:-$(hostname)}}",
         ]
     if values[rendezvous.MASTER_PORT] == _PORT:
         first, last = MASTER_PORTS
