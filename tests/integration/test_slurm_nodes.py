@@ -1,9 +1,12 @@
 """Multi-node jobs on a real Slurm of two nodes (tests/slurmcluster.py, partition `multi`: two slurmd, 4 gpu:h100
 each), through a real gateway and agent: one allocation with one task per node, every rank sees its world, one
-failing rank fails the attempt once naming its node, and a cancel reaches both nodes."""
+failing rank fails the attempt once naming its node, a cancel reaches both nodes, and a restarted agent adopts a
+multi-node attempt as it does any other."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shlex
 import shutil
 from collections.abc import Iterator
@@ -11,6 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from agents.backends.base import BackendSettings, ExitStatus, LaunchSpec
+from agents.backends.slurm.backend import SlurmBackend
+from agents.backends.slurm.config import SlurmOptions
+from fedgate.common.rendezvous import Rendezvous
 from gateway.jobs.model import Job, JobSpec, JobState, Resources, StackRun
 from tests.integration.harness import AgentHandle, GatewayHandle, start_test_agent, wait_for_capacity
 from tests.jobs import JOB_PYTHON, reachable, shared_folder
@@ -139,3 +146,34 @@ def test_a_cancel_reaches_the_task_on_every_node(
 
 def _lines(path: Path) -> set[str]:
     return set(path.read_text().splitlines()) if path.exists() else set()
+
+
+async def test_a_restarted_agent_adopts_a_multi_node_attempt_and_still_names_the_failing_node(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    def backend() -> SlurmBackend:
+        options = SlurmOptions(
+            partition=slurm_cluster.multi_partition, slurm_conf=slurm_cluster.conf, poll_interval_s=0.2
+        )
+        return SlurmBackend(BackendSettings(type="slurm", workdir=tmp_path / "work", options=options))
+
+    fails_later = 'echo up; sleep 1; [ "$FEDGATE_NODE_RANK" = 1 ] && exit 4; exec sleep 60'
+    launch = LaunchSpec(
+        *("centre-s", f"adopt-{os.getpid()}", 1, 1, "nvidia-h100", "cuda", ("sh", "-c", fails_later), tuple(range(4))),
+        node_devices=((0, 1), (2, 3)),
+        rendezvous=Rendezvous(nnodes=2, world_size=4),
+    )
+    first, restarted = backend(), backend()
+    try:
+        await first.discover()
+        started = await first.launch(launch)
+        await first.close()  # the agent stops; the job runs on
+        await restarted.discover()
+        adopted = await restarted.adopt(launch)
+        assert adopted is not None and (adopted.slurm_id, adopted.nodes) == (started.slurm_id, 2)
+        status = await asyncio.wait_for(restarted.wait(adopted), END_TIMEOUT_S)
+        assert status == ExitStatus(exit_code=4, node="node 1 (fg2)")
+        assert restarted.commands.calls["sbatch"] == 0
+    finally:
+        await first.close()
+        await restarted.close()

@@ -32,17 +32,17 @@ node's rendezvous variables (`agents.backends.slurm.nodes`: rank `first_rank + $
 allocation's first node) and, when its command ends, writes `<workdir>/J/E/nodes/node-<i>.exit`; `wait` names
 the node whose record shows the first failure. So multi-node needs the workdir on a filesystem shared by the
 nodes and the agent (as Slurm sites have for home and project folders); output from every node goes to the one
-output.log. Cancel, preemption and adoption work on the one Slurm job, which covers every node.
+output.log. Cancel, preemption and adoption work on the one Slurm job, which covers every node; a cancel sends
+TERM to every node's task but not to the batch script (whose srun would kill the tasks at once), so a cancelled
+multi-node job may end in Slurm's records as FAILED with srun's code; the agent reports it as cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import signal
-import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -59,7 +59,7 @@ from agents.backends.slurm.job import (
     sbatch_arguments,
     unusable_env_names,
 )
-from agents.backends.slurm.nodes import NODES_FOLDER, TASK_FILE, NodeExit, first_failure, parse_node_exit
+from agents.backends.slurm.nodes import NODES_FOLDER, TASK_FILE, first_failure, read_node_exits
 from agents.backends.slurm.parse import (
     SINFO_NODE_FORMAT,
     ClassCapacity,
@@ -250,7 +250,7 @@ class SlurmBackend:
             # srun ended with the highest code of any task (143 for those it stopped): the failing node's own
             # record says which node failed first and how. A signal (preemption, time limit) is the
             # allocation's, not a node's.
-            failed = first_failure(await asyncio.to_thread(_node_exits, slurm.directory / NODES_FOLDER))
+            failed = first_failure(await asyncio.to_thread(read_node_exits, slurm.directory / NODES_FOLDER))
             if failed is not None:
                 return ExitStatus(exit_code=failed.exit_code, node=failed.describe())
         return status
@@ -336,29 +336,6 @@ class SlurmBackend:
         if not result.ok:
             log.debug("scancel %s %s: %s", " ".join(flags), slurm_id, result.problem())
         return result.ok
-
-
-def _node_exits(folder: Path) -> list[NodeExit]:
-    """Every readable exit record in a multi-node attempt's `nodes` folder. Blocking: run it in a thread. The
-    folder may belong to the job's user: links and anything but small plain files are skipped."""
-    records = []
-    try:
-        names = sorted(entry.name for entry in os.scandir(folder) if entry.name.endswith(".exit"))
-    except OSError:
-        return []
-    for name in names:
-        try:
-            fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:
-            continue
-        with os.fdopen(fd, "rb") as record:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                continue
-            parsed = parse_node_exit(record.read(256).decode(errors="replace"), info.st_mtime_ns)
-        if parsed is not None:
-            records.append(parsed)
-    return records
 
 
 def _slurm(handle: JobHandle) -> SlurmHandle:

@@ -4,8 +4,8 @@ on every node of a multi-node attempt, and the exit records those tasks leave be
 Owns: the shell lines that find rank 0's master inside the allocation (the NodeAddr of the allocation's first
 node, a port derived from the Slurm job id), the `export` lines of the rendezvous variables
 (`fedgate.common.rendezvous`) with the node rank evaluated per task (`first_rank + $SLURM_NODEID`), the srun
-command line of a multi-node attempt, the task script, and reading one node's exit record. Pure: it builds text
-and parses text; the backend writes and reads the files.
+command line of a multi-node attempt, the task script, and reading the nodes' exit records. Pure but for
+`read_node_exits` (a blocking read of one folder, which the backend runs in a thread): it builds and parses text.
 
 Where the values come from, unless the gateway named the master (then its address and port win, quoted as data):
 - MASTER_ADDR: the NodeAddr of the first host of `scontrol show hostnames "$SLURM_JOB_NODELIST"` (the node the
@@ -19,7 +19,9 @@ so it cannot steer that search (a job that sets SLURM_JOB_NODELIST changes nothi
 
 from __future__ import annotations
 
+import os
 import shlex
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,3 +138,27 @@ def first_failure(records: list[NodeExit]) -> NodeExit | None:
     """The record of the first node whose command failed; None when every recorded node succeeded."""
     failed = [r for r in records if r.exit_code != 0]
     return min(failed, key=lambda r: (r.written_ns, r.node_rank)) if failed else None
+
+
+def read_node_exits(folder: Path) -> list[NodeExit]:
+    """Every readable exit record in a multi-node attempt's `nodes` folder. Blocking: run it in a thread. The
+    folder may belong to the job's user: links and anything but small plain files are skipped."""
+    records = []
+    try:
+        names = sorted(entry.name for entry in os.scandir(folder) if entry.name.endswith(".exit"))
+    except OSError:
+        return []
+    for name in names:
+        try:
+            fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            continue
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            continue
+        with os.fdopen(fd, "rb") as record:
+            parsed = parse_node_exit(record.read(256).decode(errors="replace"), info.st_mtime_ns)
+        if parsed is not None:
+            records.append(parsed)
+    return records

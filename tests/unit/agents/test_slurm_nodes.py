@@ -12,7 +12,14 @@ import pytest
 from agents.backends.base import LaunchSpec
 from agents.backends.slurm.config import SlurmOptions
 from agents.backends.slurm.job import batch_script, node_task_script, sbatch_arguments
-from agents.backends.slurm.nodes import NODES_FOLDER, TASK_FILE, NodeExit, first_failure, parse_node_exit
+from agents.backends.slurm.nodes import (
+    NODES_FOLDER,
+    TASK_FILE,
+    NodeExit,
+    first_failure,
+    parse_node_exit,
+    read_node_exits,
+)
 from fedgate.common.rendezvous import Rendezvous
 
 SHOW = 'echo "NNODES=$FEDGATE_NNODES RANK=$FEDGATE_NODE_RANK/$NODE_RANK/$PET_NODE_RANK '
@@ -114,6 +121,8 @@ def test_every_node_sees_its_rank_and_the_first_nodes_address_and_the_failing_no
     ]
     records = {p.name: p.read_text() for p in (tmp_path / NODES_FOLDER).iterdir()}
     assert records == {"node-0.exit": "0 3 cn07\n", "node-1.exit": "5 4 cn08\n"}
+    failed = first_failure(read_node_exits(tmp_path / NODES_FOLDER))
+    assert failed is not None and (failed.exit_code, failed.describe()) == (5, "node 4 (cn08)")
 
 
 def test_the_gateways_master_wins_and_is_data_not_code(tmp_path: Path, slurm_bin: Path) -> None:
@@ -167,3 +176,13 @@ def test_a_record_that_is_cut_short_or_foreign_is_ignored_and_names_are_cleaned(
     assert parse_node_exit("x 1 cn", 1) is None and parse_node_exit("1 2 3 4", 1) is None
     assert parse_node_exit("3 1 cn08\x1b[31m;rm", 1) == NodeExit(1, "cn0831mrm", 3, 1)
     assert parse_node_exit("3 1", 1) == NodeExit(1, "", 3, 1) and NodeExit(1, "", 3, 1).describe() == "node 1"
+
+
+def test_reading_the_records_skips_links_and_folders_the_jobs_user_may_have_put_there(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").write_text("9 0 fake\n")
+    (tmp_path / "node-0.exit").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "node-1.exit").mkdir()
+    (tmp_path / "node-2.exit").write_text("4 2 cn09\n")
+    (tmp_path / "notes.txt").write_text("1 5 other\n")
+    assert [(r.exit_code, r.describe()) for r in read_node_exits(tmp_path)] == [(4, "node 2 (cn09)")]
+    assert read_node_exits(tmp_path / "missing") == []
