@@ -1,15 +1,19 @@
-"""A real single-node Slurm (Debian's slurm-wlm 22.05) for tests: munged, slurmctld and slurmd in a temp dir.
+"""A real Slurm of several nodes on one machine (Debian's slurm-wlm 22.05) for tests: munged, slurmctld and one
+slurmd per node in a temp dir.
 
 Owns: writing the munge key, slurm.conf and gres.conf of a private cluster (own ports, own munge socket,
-own state and spool dirs, fake GPUs as plain files), starting the three daemons in the foreground as
-children of the test process, waiting until the node is idle, and stopping every daemon it started.
-It does not decide whether a missing Slurm skips or fails a test: `tests.conftest.require_service` does.
+own state and spool dirs, fake GPUs as plain files), starting the daemons in the foreground as children of
+the test process, waiting until every node is idle, and stopping every daemon it started. It does not decide
+whether a missing Slurm skips or fails a test: `tests.conftest.require_service` does.
 
-What the cluster offers: one node named after this host (`hostname -s`) in partitions `fedgate` and
-`short` (jobs of at most 5 minutes; with EnforcePartLimits=ALL sbatch refuses longer ones), with 4 `gpu:h100`
-and 2 `gpu:a100` cards (plain files under `<root>/dev`), 16 CPUs by config (config_overrides, so the 2-core
-machine still takes many one-CPU jobs at once), and job completion records in a text file so that
-`sacct --completion` answers without slurmdbd.
+What the cluster offers: NODE_COUNT nodes (`fg1`, `fg2`, ...), each its own `slurmd -N <name>` on its own port,
+all with this host's name and address 127.0.0.1 (so a job's processes on "different" nodes reach each other on
+loopback), and each with 4 `gpu:h100` and 2 `gpu:a100` cards (plain files under `<root>/dev/<node>/`) and 16
+CPUs by config (config_overrides, so the 2-core machine still takes many one-CPU jobs at once). Partitions:
+`fedgate` (the default) and `short` (jobs of at most 5 minutes; with EnforcePartLimits=ALL sbatch refuses longer
+ones) hold the first node alone, so tests of one-node behaviour see a one-node cluster; `multi` holds every
+node, for multi-node jobs. Job completion records go to a text file so that `sacct --completion` answers
+without slurmdbd.
 """
 
 from __future__ import annotations
@@ -27,12 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PARTITION = "fedgate"
+"""The default partition: the first node alone."""
 SHORT_PARTITION = "short"
 """Same node, jobs of at most SHORT_MAX_MINUTES; with EnforcePartLimits=ALL sbatch refuses longer ones."""
 SHORT_MAX_MINUTES = 5
+MULTI_PARTITION = "multi"
+"""Every node of the cluster, for multi-node jobs."""
+NODE_COUNT = 2
+"""Nodes of the cluster; each is a slurmd of its own (about 0.5 s of start-up each, started side by side)."""
 GPUS = {"h100": 4, "a100": 2}
-"""Gres type -> cards on the one node."""
-DAEMONS = ("munged", "slurmctld", "slurmd")
+"""Gres type -> cards on each node."""
 START_TIMEOUT_S = 60.0
 
 
@@ -46,9 +54,17 @@ class SlurmCluster:
 
     root: Path
     conf: Path
-    node: str
+    nodes: tuple[str, ...]
+    """Every node's name, in order; the first is `partition`'s only node."""
     partition: str = PARTITION
+    multi_partition: str = MULTI_PARTITION
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    """Daemon name (`munged`, `slurmctld`, `slurmd-<node>`) -> its process, in start order."""
+
+    @property
+    def node(self) -> str:
+        """The node of the one-node partitions (`partition`, SHORT_PARTITION)."""
+        return self.nodes[0]
 
     @property
     def env(self) -> dict[str, str]:
@@ -85,27 +101,33 @@ class SlurmCluster:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
-        """Stop every daemon this cluster started (slurmd first, munged last) and remove its files."""
+        """Stop every daemon this cluster started (the slurmds first, munged last) and remove its files."""
         if "slurmctld" in self.processes:
             self._end_all_jobs()
-        for name in reversed(DAEMONS):
-            process = self.processes.pop(name, None)
-            if process is None:
-                continue
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        # Every slurmd at once (they do not depend on each other), then slurmctld, then munged.
+        for kind in ("slurmd-", "slurmctld", "munged"):
+            _terminate([p for name, p in self.processes.items() if name.startswith(kind)])
+        self.processes.clear()
         _kill_strays(self.root)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def _terminate(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
 def check_installed() -> None:
     """Raise ClusterUnavailable unless the daemons and clients are installed and we may run them."""
-    missing = [p for p in (*DAEMONS, "sbatch", "squeue", "scancel", "sacct", "scontrol") if not _which(p)]
+    programs = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "squeue", "scancel", "sacct", "scontrol")
+    missing = [p for p in programs if not _which(p)]
     if missing:
         raise ClusterUnavailable(f"missing {', '.join(missing)}; install with `apt-get install -y slurm-wlm munge`")
     if os.geteuid() != 0:
@@ -122,14 +144,16 @@ def start_cluster() -> SlurmCluster:
     # Not under pytest's tmp_path: that lives in a root-only folder the munge user cannot reach.
     root = Path(tempfile.mkdtemp(prefix="fedgate-slurm-"))
     root.chmod(0o755)
-    cluster = SlurmCluster(root=root, conf=root / "etc" / "slurm.conf", node=socket.gethostname().split(".")[0])
+    nodes = tuple(f"fg{i}" for i in range(1, NODE_COUNT + 1))
+    cluster = SlurmCluster(root=root, conf=root / "etc" / "slurm.conf", nodes=nodes)
     try:
         _write_files(cluster)
         _start_munged(cluster)
         _start(cluster, "slurmctld", ["slurmctld", "-D", "-c", "-f", str(cluster.conf)])
         _wait_for(cluster, lambda: _answers(cluster, "scontrol", "ping"), "slurmctld to answer")
-        _start(cluster, "slurmd", ["slurmd", "-D", "-f", str(cluster.conf), "-N", cluster.node])
-        _wait_for(cluster, lambda: _node_idle(cluster), "the node to become idle")
+        for node in cluster.nodes:
+            _start(cluster, f"slurmd-{node}", ["slurmd", "-D", "-f", str(cluster.conf), "-N", node])
+        _wait_for(cluster, lambda: _nodes_idle(cluster), "every node to become idle")
     except BaseException:
         cluster.stop()
         raise
@@ -140,6 +164,8 @@ def _write_files(cluster: SlurmCluster) -> None:
     root = cluster.root
     for sub in ("etc", "state", "spool", "log", "run", "dev"):
         (root / sub).mkdir()
+    for node in cluster.nodes:
+        (root / "spool" / node).mkdir()
     munge = root / "munge"
     munge.mkdir()
     munge.chmod(0o711)  # munged wants its socket folder searchable by all, writable only by itself
@@ -150,34 +176,42 @@ def _write_files(cluster: SlurmCluster) -> None:
     for path in (munge, key):
         os.chown(path, user.pw_uid, user.pw_gid)
     gres_lines = []
-    first = 0
-    for kind, count in GPUS.items():
-        for index in range(first, first + count):
-            (root / "dev" / f"gpu{index}").touch()
-        gres_lines.append(
-            f"NodeName={cluster.node} Name=gpu Type={kind} File={root}/dev/gpu[{first}-{first + count - 1}]"
-        )
-        first += count
+    for node in cluster.nodes:
+        devices = root / "dev" / node
+        devices.mkdir()
+        first = 0
+        for kind, count in GPUS.items():
+            for index in range(first, first + count):
+                (devices / f"gpu{index}").touch()
+            gres_lines.append(f"NodeName={node} Name=gpu Type={kind} File={devices}/gpu[{first}-{first + count - 1}]")
+            first += count
     (root / "etc" / "gres.conf").write_text("\n".join(gres_lines) + "\n")
-    ctld_port, node_port = _free_port(), _free_port()
+    ctld_port = _free_port()
+    host = socket.gethostname().split(".")[0]
     gres = ",".join(f"gpu:{kind}:{count}" for kind, count in GPUS.items())
+    # One slurmd per node on this host: each its own port; spool, pid and log files per node name (%n).
+    node_lines = "\n".join(
+        f"NodeName={node} NodeHostname={host} NodeAddr=127.0.0.1 Port={_free_port()} CPUs=16 RealMemory=1000 "
+        f"Gres={gres} State=UNKNOWN"
+        for node in cluster.nodes
+    )
+    all_nodes = ",".join(cluster.nodes)
     cluster.conf.write_text(
         f"""\
 ClusterName=fedgate-test
-SlurmctldHost={cluster.node}(127.0.0.1)
+SlurmctldHost={host}(127.0.0.1)
 SlurmctldPort={ctld_port}
-SlurmdPort={node_port}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={munge}/munge.socket
 StateSaveLocation={root}/state
-SlurmdSpoolDir={root}/spool
+SlurmdSpoolDir={root}/spool/%n
 SlurmctldPidFile={root}/run/slurmctld.pid
-SlurmdPidFile={root}/run/slurmd.pid
+SlurmdPidFile={root}/run/slurmd-%n.pid
 SlurmctldLogFile={root}/log/slurmctld.log
-SlurmdLogFile={root}/log/slurmd.log
+SlurmdLogFile={root}/log/slurmd-%n.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 MpiDefault=none
@@ -195,9 +229,10 @@ KillWait=1
 SchedulerParameters=batch_sched_delay=0
 EnforcePartLimits=ALL
 MinJobAge=600
-NodeName={cluster.node} NodeAddr=127.0.0.1 CPUs=16 RealMemory=1000 Gres={gres} State=UNKNOWN
+{node_lines}
 PartitionName={PARTITION} Nodes={cluster.node} Default=YES MaxTime=INFINITE State=UP
 PartitionName={SHORT_PARTITION} Nodes={cluster.node} MaxTime={SHORT_MAX_MINUTES} State=UP
+PartitionName={MULTI_PARTITION} Nodes={all_nodes} MaxTime=INFINITE State=UP
 """
     )
 
@@ -258,11 +293,11 @@ def _answers(cluster: SlurmCluster, *argv: str) -> bool:
     return done.returncode == 0
 
 
-def _node_idle(cluster: SlurmCluster) -> bool:
-    done = subprocess.run(
-        ["sinfo", "--noheader", "--Node", "--format=%T"], env=cluster.env, capture_output=True, text=True, check=False
-    )
-    return done.returncode == 0 and set(done.stdout.split()) == {"idle"}
+def _nodes_idle(cluster: SlurmCluster) -> bool:
+    argv = ["sinfo", "--noheader", "--Node", "--format=%N|%T"]
+    done = subprocess.run(argv, env=cluster.env, capture_output=True, text=True, check=False)
+    states = dict(line.split("|", 1) for line in done.stdout.split() if "|" in line)
+    return done.returncode == 0 and states == dict.fromkeys(cluster.nodes, "idle")
 
 
 def _logs(cluster: SlurmCluster) -> str:

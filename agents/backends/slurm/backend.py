@@ -21,8 +21,20 @@ Config (the agent YAML's `backend:` section):
 An attempt of job J, epoch E is the batch job `fedgate.J.E`, submitted with `--gres=<name>:<type>:<cards>`
 on one node, `--time` one minute above the job's max runtime (a backstop: the runtime stops it first, with
 its own message), `--no-requeue` (a retry is a new epoch, decided by the gateway), working directory and
-output file `<workdir>/J/E/{job.sh,output.log}`. The job sees the FEDGATE_* variables the local backend sets;
+output file `<workdir>/J/E/{job.sh,output.log}`. The job sees the FEDGATE_* variables the local backend sets
+and the rendezvous variables (`fedgate.common.rendezvous`; one node: NNODES 1, rank 0, master its own node);
 which physical cards it got is Slurm's to say (CUDA_VISIBLE_DEVICES, SLURM_JOB_GPUS).
+
+A multi-node attempt (N nodes of C cards) is still ONE batch job: `--nodes=N --ntasks-per-node=1
+--gres=<name>:<type>:C` (gres are per node), whose script runs `srun` with one task per node
+(`<workdir>/J/E/task.sh`, with --kill-on-bad-exit: the first task to fail ends the others). Each task sees its
+node's rendezvous variables (`agents.backends.slurm.nodes`: rank `first_rank + $SLURM_NODEID`, master the
+allocation's first node) and, when its command ends, writes `<workdir>/J/E/nodes/node-<i>.exit`; `wait` names
+the node whose record shows the first failure. So multi-node needs the workdir on a filesystem shared by the
+nodes and the agent (as Slurm sites have for home and project folders); output from every node goes to the one
+output.log. Cancel, preemption and adoption work on the one Slurm job, which covers every node; a cancel sends
+TERM to every node's task but not to the batch script (whose srun would kill the tasks at once), so a cancelled
+multi-node job may end in Slurm's records as FAILED with srun's code; the agent reports it as cancelled.
 """
 
 from __future__ import annotations
@@ -43,9 +55,11 @@ from agents.backends.slurm.job import (
     SCRIPT_FILE,
     batch_script,
     job_name,
+    node_task_script,
     sbatch_arguments,
     unusable_env_names,
 )
+from agents.backends.slurm.nodes import NODES_FOLDER, TASK_FILE, first_failure, read_node_exits
 from agents.backends.slurm.parse import (
     SINFO_NODE_FORMAT,
     ClassCapacity,
@@ -76,7 +90,9 @@ class SlurmHandle:
     epoch: int
     slurm_id: str
     directory: Path
-    """The attempt's folder: job.sh, output.log."""
+    """The attempt's folder: job.sh, output.log (and task.sh, nodes/ of a multi-node attempt)."""
+    nodes: int = 1
+    """Nodes of the attempt: its one Slurm job spans them all."""
 
     @property
     def log_path(self) -> Path:
@@ -100,6 +116,8 @@ class SlurmBackend:
         self._capacity: dict[str, ClassCapacity] | None = None
         self._forced: set[str] = set()
         """Slurm ids of attempts that were sent KILL after their grace."""
+        self._stopped: set[str] = set()
+        """Slurm ids of attempts `cancel` was called on."""
 
     @property
     def name(self) -> str:
@@ -182,7 +200,10 @@ class SlurmBackend:
         directory = self._workdir / spec.job_id / str(spec.epoch)
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            (directory / SCRIPT_FILE).write_text(batch_script(spec))
+            (directory / SCRIPT_FILE).write_text(batch_script(spec, directory))
+            if len(spec.nodes) > 1:
+                (directory / TASK_FILE).write_text(node_task_script(spec, directory))
+                (directory / NODES_FOLDER).mkdir(exist_ok=True)
         except OSError as exc:
             raise LaunchFailed(f"cannot create the job folder {directory}: {exc.strerror}") from exc
         try:
@@ -216,21 +237,36 @@ class SlurmBackend:
         return await asyncio.to_thread(read_output_file, _slurm(handle).log_path, offset, limit)
 
     async def wait(self, handle: JobHandle) -> ExitStatus:
-        slurm_id = _slurm(handle).slurm_id
-        status = await asyncio.shield(self._watch.follow(slurm_id))
-        if slurm_id in self._forced and status == CANCELLED_WITHOUT_CODE:
+        slurm = _slurm(handle)
+        status = await asyncio.shield(self._watch.follow(slurm.slurm_id))
+        if slurm.slurm_id in self._forced and status == CANCELLED_WITHOUT_CODE:
             # Slurm records a cancelled job as 0:0 however it died; this one outlived its grace and got KILL.
             return ExitStatus.from_returncode(-signal.SIGKILL)
+        if slurm.nodes > 1 and slurm.slurm_id in self._stopped and not status.succeeded:
+            # The tasks were signalled, not the batch script: it ended with srun's code for the stopped tasks.
+            forced = slurm.slurm_id in self._forced
+            return ExitStatus.from_returncode(-(signal.SIGKILL if forced else signal.SIGTERM))
+        if slurm.nodes > 1 and not status.succeeded and not status.signal_number:
+            # srun ended with the highest code of any task (143 for those it stopped): the failing node's own
+            # record says which node failed first and how. A signal (preemption, time limit) is the
+            # allocation's, not a node's.
+            failed = first_failure(await asyncio.to_thread(read_node_exits, slurm.directory / NODES_FOLDER))
+            if failed is not None:
+                return ExitStatus(exit_code=failed.exit_code, node=failed.describe())
         return status
 
     async def cancel(self, handle: JobHandle, grace_s: float) -> None:
-        slurm_id = _slurm(handle).slurm_id
+        slurm = _slurm(handle)
+        slurm_id = slurm.slurm_id
         ended = self._watch.follow(slurm_id)
         if ended.done():
             return
+        self._stopped.add(slurm_id)
         # A pending job cannot be signalled (scancel retries for a long while), so each request names the
-        # state it is meant for: signal what runs, remove what waits.
-        await self._scancel(slurm_id, "--full", "--signal=TERM", "--state=RUNNING")
+        # state it is meant for: signal what runs, remove what waits. Several nodes: TERM goes to every node's
+        # task and not to the batch script, whose srun would answer it by killing the tasks at once.
+        term = ["--signal=TERM"] if slurm.nodes > 1 else ["--full", "--signal=TERM"]
+        await self._scancel(slurm_id, *term, "--state=RUNNING")
         await self._scancel(slurm_id, "--state=PENDING")
         await self._until_ended(ended, grace_s)
         if not ended.done():
@@ -251,8 +287,14 @@ class SlurmBackend:
     # -- internals ---------------------------------------------------------------------------------
 
     def _gres(self, spec: LaunchSpec) -> str:
-        """The --gres value for the attempt's cards ('' for none), or LaunchFailed if no node could run it."""
-        cards = len(spec.devices)
+        """The --gres value for each node's cards ('' for none), or LaunchFailed if no node could run it."""
+        shapes = {len(devices) for devices in spec.nodes}
+        if len(shapes) > 1:
+            raise LaunchFailed(
+                f"the job's nodes have different numbers of cards ({sorted(shapes)}); Slurm gives every node of a "
+                "job the same cards: ask for whole nodes of one size"
+            )
+        cards = shapes.pop()
         if cards == 0:
             return ""
         partition = self._options.partition
@@ -284,7 +326,9 @@ class SlurmBackend:
 
     def _follow(self, spec: LaunchSpec, slurm_id: str, directory: Path) -> SlurmHandle:
         self._watch.follow(slurm_id)
-        return SlurmHandle(job_id=spec.job_id, epoch=spec.epoch, slurm_id=slurm_id, directory=directory)
+        return SlurmHandle(
+            job_id=spec.job_id, epoch=spec.epoch, slurm_id=slurm_id, directory=directory, nodes=len(spec.nodes)
+        )
 
     async def _scancel(self, slurm_id: str, *flags: str) -> bool:
         # scancel fails harmlessly on a job that has just ended; the poll loop tells how it ended.

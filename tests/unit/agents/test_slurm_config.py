@@ -107,11 +107,13 @@ def spec(**changes: object) -> LaunchSpec:
 
 def test_the_batch_script_exports_env_then_fedgate_and_execs_the_command(tmp_path: Path) -> None:
     script = tmp_path / "job.sh"
-    script.write_text(batch_script(spec(command=("sh", "-c", 'echo "$QUOTED|$FEDGATE_SITE|$FEDGATE_DEVICES|$0"'))))
+    script.write_text(
+        batch_script(spec(command=("sh", "-c", 'echo "$QUOTED|$FEDGATE_SITE|$FEDGATE_DEVICES|$0"')), tmp_path)
+    )
     done = subprocess.run(["sh", str(script)], capture_output=True, text=True, check=False)
     assert done.stdout == "a 'b' $c|centre-s|0,1|sh\n", "job env is literal and FEDGATE_* cannot be overridden"
     missing = tmp_path / "missing.sh"
-    missing.write_text(batch_script(spec(command=("no-such-tool", "x"))))
+    missing.write_text(batch_script(spec(command=("no-such-tool", "x")), tmp_path))
     done = subprocess.run(["sh", str(missing)], capture_output=True, text=True, check=False)
     assert done.returncode == 127 and "no-such-tool was not found" in done.stderr
 

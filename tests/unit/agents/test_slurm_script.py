@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from agents.backends.base import LaunchSpec
@@ -19,8 +21,8 @@ def test_an_env_name_with_a_trailing_newline_is_unusable() -> None:
 
 def test_the_script_refuses_an_env_name_that_would_start_a_line_and_quotes_every_value() -> None:
     with pytest.raises(ValueError, match="cannot be exported"):
-        batch_script(launch({"FOO\n": "touch /tmp/pwned"}))
-    script = batch_script(launch({"TOKEN": "a'b\nrm -rf /"}))
+        batch_script(launch({"FOO\n": "touch /tmp/pwned"}), Path("/work/job-1/1"))
+    script = batch_script(launch({"TOKEN": "a'b\nrm -rf /"}), Path("/work/job-1/1"))
     exports = [line for line in script.splitlines() if line.startswith("export TOKEN=")]
     assert exports == ["export TOKEN='a'\"'\"'b"]  # the value's newline stays inside the quotes
     assert "\nrm -rf /'" in script
