@@ -68,8 +68,8 @@ def gateway(pki: Pki, loop: LoopThread, tmp_path: Path) -> Iterator[GatewayHandl
 
 @pytest.fixture(scope="session")
 def slurm_cluster() -> Iterator[SlurmCluster]:
-    """A real single-node Slurm (munged, slurmctld, slurmd) for the whole session; every daemon is stopped
-    at the end. Skips where Slurm is not installed, fails there under FEDGATE_REQUIRE_SERVICES=1."""
+    """A real Slurm of two nodes (munged, slurmctld, one slurmd per node) for the whole session; every daemon
+    is stopped at the end. Skips where Slurm is not installed, fails there under FEDGATE_REQUIRE_SERVICES=1."""
     try:
         cluster = start_cluster()
     except ClusterUnavailable as exc:
