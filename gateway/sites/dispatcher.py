@@ -258,8 +258,7 @@ class Dispatcher:
         if update.state == JobState.RUNNING:
             changes["start_time"] = self._start_time(job, update)
             changes["placements"] = tuple(
-                replace(p, device_indices=update.device_indices) if p.site == site else p
-                for p in job.placements
+                replace(p, device_indices=update.device_indices) if p.site == site else p for p in job.placements
             )
         if update.state.terminal:
             changes["exit_code"] = update.exit_code
