@@ -8,8 +8,9 @@ or exit. Users import it as part of `gateway.transport.client.FederationClient`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from datetime import datetime
+from typing import Any
 
 import grpc
 
@@ -62,12 +63,11 @@ class JobCalls(ClientChannel):
         return convert.job_from_proto(self._call(self._jobs.CancelJob, request).job)
 
     def watch_job(self, job_id: str, timeout: float | None = None) -> Iterator[tuple[JobEvent, Job]]:
-        """Yield (event, job) from the current state until the job ends (or `timeout` seconds pass)."""
-        try:
-            for response in self._jobs.WatchJob(job_pb.WatchJobRequest(job_id=job_id), timeout=timeout):
-                yield convert.event_from_proto(response.event), convert.job_from_proto(response.job)
-        except grpc.RpcError as exc:
-            raise error_from_rpc(exc) from None
+        """Yield (event, job) from the current state until the job ends (or `timeout` seconds pass). A stream
+        refused before its first event (a standby, a gateway gone) is opened again where the leader is."""
+        request = job_pb.WatchJobRequest(job_id=job_id)
+        for response in self._stream(lambda: self._jobs.WatchJob(request, timeout=timeout)):
+            yield convert.event_from_proto(response.event), convert.job_from_proto(response.job)
 
     def stream_job_logs(
         self, job_id: str, *, follow: bool = False, tail_bytes: int = 0, timeout: float | None = None
@@ -76,14 +76,28 @@ class JobCalls(ClientChannel):
         (or the last `tail_bytes` of it), and with `follow` what it writes until it ends. Leaving the loop early
         cancels the stream at the gateway and the site."""
         request = job_pb.StreamJobLogsRequest(job_id=job_id, follow=follow, tail_bytes=tail_bytes)
-        responses = self._jobs.StreamJobLogs(request, timeout=timeout)
-        try:
-            for response in responses:
-                yield LogPiece(response.data, response.site, response.epoch)
-        except grpc.RpcError as exc:
-            raise error_from_rpc(exc) from None
-        finally:
-            responses.cancel()
+        for response in self._stream(lambda: self._jobs.StreamJobLogs(request, timeout=timeout)):
+            yield LogPiece(response.data, response.site, response.epoch)
+
+    def _stream(self, open_stream: Callable[[], Any]) -> Iterator[Any]:
+        """The responses of a server stream, opened again at the leader when it fails before its first one
+        (the unary calls' rule, `_move_on`); a failure after that ends it with the error. Leaving the loop
+        early cancels the stream."""
+        tries = 2 * len(self._targets) + 1
+        while True:
+            tries -= 1
+            responses = open_stream()
+            started = False
+            try:
+                for response in responses:
+                    started = True
+                    yield response
+                return
+            except grpc.RpcError as exc:
+                if started or tries <= 0 or not self._move_on(exc):
+                    raise error_from_rpc(exc) from None
+            finally:
+                responses.cancel()
 
     def explain_job(self, job_id: str = "", spec: JobSpec | None = None) -> Explanation:
         if spec is not None:

@@ -475,11 +475,9 @@ async def test_every_api_call_the_backend_made_is_in_its_permission_table(make_b
     assert used == API_PERMISSIONS  # each listed permission is used, and nothing else
 
 
-async def test_the_agent_runtime_runs_reports_and_cancels_jobs_through_the_backend(
-    make_backend: Any, cluster: Any
-) -> None:
-    backend = await make_backend()
-    config = AgentConfig(
+def runtime_config() -> AgentConfig:
+    """An agent config for a SiteRuntime over the backend: 32 of 64 H100s offered, nodes of 8."""
+    return AgentConfig(
         site=SITE,
         gateway="127.0.0.1:1",
         tls=TlsFiles(Path("ca"), Path("cert"), Path("key")),
@@ -487,6 +485,13 @@ async def test_the_agent_runtime_runs_reports_and_cancels_jobs_through_the_backe
         pools=(PoolSpec("nvidia-h100", cards=64, offered=32, cards_per_node=8, stack="cuda"),),
         cancel_grace_s=0.2,
     )
+
+
+async def test_the_agent_runtime_runs_reports_and_cancels_jobs_through_the_backend(
+    make_backend: Any, cluster: Any
+) -> None:
+    backend = await make_backend()
+    config = runtime_config()
     # As the agent's start does (open_backend): discover first, then the runtime's pools() does no I/O.
     await backend.discover()
     runtime = SiteRuntime(config, backend, MemoryJournal())
@@ -589,14 +594,7 @@ async def test_a_two_node_part_is_gang_scheduled_as_the_cluster_offers(
 async def test_one_failed_node_fails_the_attempt_once_and_names_that_node(make_backend: Any, cluster: Any) -> None:
     backend = await make_backend()
     await backend.discover()
-    config = AgentConfig(
-        site=SITE,
-        gateway="127.0.0.1:1",
-        tls=TlsFiles(Path("ca"), Path("cert"), Path("key")),
-        backend=BackendSettings("kubernetes", Path("."), KubernetesOptions(namespace=NS)),
-        pools=(PoolSpec("nvidia-h100", cards=64, offered=32, cards_per_node=8, stack="cuda"),),
-        cancel_grace_s=0.2,
-    )
+    config = runtime_config()
     runtime = SiteRuntime(config, backend, MemoryJournal())
     image = "registry.example/train:1"
     await runtime.handle(Launch("big", 1, 1, "nvidia-h100", 16, ("train",), image=image, nodes=2))

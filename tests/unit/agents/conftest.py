@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import os
+import signal
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agents.backends.base import Backend
+from agents.backends.base import Backend, BackendSettings
+from agents.backends.local import LocalBackend
 from agents.core.config import AgentConfig, load_agent_config
 from agents.transport.backoff import Backoff
 from agents.transport.connection import run_agent
@@ -103,3 +106,17 @@ async def running_agent(
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(task), 10.0)
         task.cancel()
+
+
+def backend_in(workdir: Path) -> LocalBackend:
+    return LocalBackend(BackendSettings(type="local", workdir=workdir))
+
+
+@pytest.fixture
+def groups() -> Iterator[list[int]]:
+    """Process groups a test started; whatever of them is left is killed afterwards."""
+    started: list[int] = []
+    yield started
+    for group in started:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)

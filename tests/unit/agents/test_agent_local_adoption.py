@@ -6,16 +6,15 @@ never taken for the attempt nor signalled. The journal keeps the record, also wh
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from agents.backends.base import BackendSettings, LaunchSpec
+from agents.backends.base import LaunchSpec
 from agents.backends.local import LocalBackend, LocalHandle
 from agents.backends.localproc import identify
 from agents.errors import AttemptLost
@@ -23,6 +22,7 @@ from agents.journal.sqlite import SqliteJournal
 from tests.jobs import JOB_PYTHON, shared_folder
 from tests.waiting import alive, eventually, eventually_async
 
+from .conftest import backend_in
 from .test_agent_local_backend import runtime_on
 
 PY = JOB_PYTHON
@@ -42,20 +42,6 @@ HOLD = (
 
 def spec(job: str, *command: str) -> LaunchSpec:
     return LaunchSpec("centre-a", job, 1, 1, "nvidia-h100", "cuda", command, (0,))
-
-
-def backend_in(workdir: Path) -> LocalBackend:
-    return LocalBackend(BackendSettings(type="local", workdir=workdir))
-
-
-@pytest.fixture
-def groups() -> Iterator[list[int]]:
-    """Process groups a test started; whatever of them is left is killed afterwards."""
-    started: list[int] = []
-    yield started
-    for group in started:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(group, signal.SIGKILL)
 
 
 async def launched(backend: LocalBackend, groups: list[int], job: str, *args: str) -> tuple[LocalHandle, Path]:

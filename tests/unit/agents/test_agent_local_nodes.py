@@ -7,21 +7,21 @@ node's leader."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from agents.backends.base import BackendSettings, LaunchSpec
+from agents.backends.base import LaunchSpec
 from agents.backends.local import LocalBackend, LocalHandle
 from agents.errors import AttemptLost, LaunchFailed
 from fedgate.common.rendezvous import Rendezvous
 from tests.jobs import JOB_PYTHON, shared_folder
 from tests.waiting import alive, eventually_async
+
+from .conftest import backend_in
 
 PY = JOB_PYTHON
 EXAMPLE = Path(__file__).parents[3] / "examples" / "jobs" / "two-node" / "rendezvous.py"
@@ -62,20 +62,6 @@ def spec(job: str, *command: str, env: dict[str, str] | None = None, world: Rend
         node_devices=((0, 1), (2, 3)),
         rendezvous=world or Rendezvous.alone(2, 4),
     )
-
-
-def backend_in(workdir: Path) -> LocalBackend:
-    return LocalBackend(BackendSettings(type="local", workdir=workdir))
-
-
-@pytest.fixture
-def groups() -> Iterator[list[int]]:
-    """Process groups a test started; whatever of them is left is killed afterwards."""
-    started: list[int] = []
-    yield started
-    for group in started:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(group, signal.SIGKILL)
 
 
 @pytest.fixture
