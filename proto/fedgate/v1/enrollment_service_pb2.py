@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#fedgate/v1/enrollment_service.proto\x12\nfedgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"B\n\rEnrollRequest\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\"w\n\x0e\x45nrollResponse\x12\x1d\n\x15\x63\x65rtificate_chain_pem\x18\x01 \x01(\t\x12\x15\n\rca_bundle_pem\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\x17RenewCertificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\t\"\x81\x01\n\x18RenewCertificateResponse\x12\x1d\n\x15\x63\x65rtificate_chain_pem\x18\x01 \x01(\t\x12\x15\n\rca_bundle_pem\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xb3\x01\n\x11\x45nrollmentService\x12?\n\x06\x45nroll\x12\x19.fedgate.v1.EnrollRequest\x1a\x1a.fedgate.v1.EnrollResponse\x12]\n\x10RenewCertificate\x12#.fedgate.v1.RenewCertificateRequest\x1a$.fedgate.v1.RenewCertificateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#fedgate/v1/enrollment_service.proto\x12\nfedgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"B\n\rEnrollRequest\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\"w\n\x0e\x45nrollResponse\x12\x1d\n\x15\x63\x65rtificate_chain_pem\x18\x01 \x01(\t\x12\x15\n\rca_bundle_pem\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\x17RenewCertificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\t\"\x81\x01\n\x18RenewCertificateResponse\x12\x1d\n\x15\x63\x65rtificate_chain_pem\x18\x01 \x01(\t\x12\x15\n\rca_bundle_pem\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xb3\x01\n\x11\x45nrollmentService\x12?\n\x06\x45nroll\x12\x19.fedgate.v1.EnrollRequest\x1a\x1a.fedgate.v1.EnrollResponse\x12]\n\x10RenewCertificate\x12#.fedgate.v1.RenewCertificateRequest\x1a$.fedgate.v1.RenewCertificateResponseBI\n\rio.fedgate.v1P\x01Z6github.com/fedgate/fedgate/gen/go/fedgate/v1;fedgatev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedgate.v1.enrollment_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\rio.fedgate.v1P\001Z6github.com/fedgate/fedgate/gen/go/fedgate/v1;fedgatev1'
   _globals['_ENROLLREQUEST']._serialized_start=84
   _globals['_ENROLLREQUEST']._serialized_end=150
   _globals['_ENROLLRESPONSE']._serialized_start=152
