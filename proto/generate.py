@@ -36,10 +36,8 @@ def generate(out_root: Path) -> list[Path]:
     """Generate *_pb2.py, *_pb2.pyi and *_pb2_grpc.py for every proto under `out_root/fedgate/v1`."""
     (out_root / PACKAGE_DIR).mkdir(parents=True, exist_ok=True)
     protos = _protos(PROTO_ROOT)
-    _protoc(
-        [f"-I{PROTO_ROOT}", f"--python_out={out_root}", f"--pyi_out={out_root}", f"--grpc_python_out={out_root}"]
-        + protos
-    )
+    outputs = [f"--python_out={out_root}", f"--pyi_out={out_root}", f"--grpc_python_out={out_root}"]
+    _protoc([f"-I{PROTO_ROOT}", *outputs, *protos])
     return sorted((out_root / PACKAGE_DIR).glob("*_pb2*.py*"))
 
 
