@@ -75,7 +75,7 @@ def test_reflection_lists_and_describes_every_service_of_the_mtls_port(gateway: 
     with alice_channel(gateway) as channel:
         assert listed(channel, service) == MTLS_SERVICES | DISCOVERY
         files = described(channel, service, "fedgate.v1.JobService")
-        assert {"fedgate/v1/job_service.proto", "fedgate/v1/job.proto"} <= files
+        assert {"fedgate/v1/job_service.proto", "fedgate/v1/job.proto", "google/api/field_behavior.proto"} <= files
         assert "grpc/reflection/v1/reflection.proto" in described(channel, service, V1_SERVICE)
 
 
