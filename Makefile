@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 UV := UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv
 
-.PHONY: demo test lint lock proto bench venv clean
+.PHONY: demo test lint lock proto proto-baseline bench venv clean
 
 $(STAMP): pyproject.toml uv.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,12 +31,21 @@ lint: $(STAMP)
 	$(BIN)/mypy gateway agents bench proto/fedgate/cli.py proto/fedgate/common tests
 	$(BIN)/lint-imports
 	cd proto && ../$(BIN)/buf lint && ../$(BIN)/buf format --exit-code -d
+	cd proto && ../$(BIN)/buf breaking --against baseline.binpb
 
 lock: $(STAMP)
 	$(UV) lock
 
 proto: $(STAMP)
 	$(BIN)/python proto/generate.py
+
+# The contract as last released: `make lint` runs `buf breaking` (FILE rules) against proto/baseline.binpb, so a
+# change that breaks a released client (a field renumbered, renamed or removed, a type changed, an RPC gone) fails
+# lint. There are no release tags yet: the baseline is the image committed with the contract. At a release, run
+# `make proto-baseline` and commit proto/baseline.binpb with it; a breaking change needs a new API version
+# (fedgate.v2) or, before 1.0 only and agreed at a release, a new baseline made the same way.
+proto-baseline: $(STAMP)
+	cd proto && ../$(BIN)/buf build --exclude-source-info -o baseline.binpb
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -19,6 +19,7 @@ from gateway.identity.revocation import Revocation
 from gateway.transport import convert
 from gateway.transport.auth import Authenticator, Guarded
 from gateway.transport.errors import translate_errors
+from gateway.transport.required import require_fields
 from gateway.trust import access
 from gateway.trust.audit import AuditEntry
 from gateway.trust.service import Trust
@@ -84,23 +85,28 @@ class AdminServicer(Guarded, admin_service_pb2_grpc.AdminServiceServicer):
     @translate_errors
     async def DrainSite(self, request: pb.DrainSiteRequest, context: Context) -> pb.DrainSiteResponse:
         caller = self.auth.principal(context)
+        require_fields(request)
         site = self.admin.drain_site(caller, request.site, request.draining)
         self.trust.audit("site.drained" if request.draining else "site.resumed", caller.uri, {"site": request.site})
         return pb.DrainSiteResponse(site=convert.site_to_proto(site))
 
     @translate_errors
     async def CreateJoinToken(self, request: pb.CreateJoinTokenRequest, context: Context) -> pb.CreateJoinTokenResponse:
+        caller = self.auth.principal(context)
+        require_fields(request)
         ttl = _ttl(request.HasField("ttl"), request.ttl, timedelta(hours=1))
-        token, expires, fingerprint = self.trust.create_join_token(self.auth.principal(context), request.site, ttl)
+        token, expires, fingerprint = self.trust.create_join_token(caller, request.site, ttl)
         return pb.CreateJoinTokenResponse(
             join_token=token, expire_time=convert.time_to_proto(expires), ca_fingerprint=fingerprint
         )
 
     @translate_errors
     async def IssueToken(self, request: pb.IssueTokenRequest, context: Context) -> pb.IssueTokenResponse:
+        caller = self.auth.principal(context)
+        require_fields(request)
         ttl = _ttl(request.HasField("ttl"), request.ttl, timedelta(minutes=15))
         token, claims = self.trust.issue_token(
-            self.auth.principal(context),
+            caller,
             request.tenant,
             request.user,
             request.role or "member",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -174,16 +175,24 @@ class CredentialGuard(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             )
         inner = handler.unary_stream or handler.stream_stream
         if inner is not None:
-            # Health's Watch and reflection's stream: the same check, then pass every message through.
-            async def streaming(request_or_requests: Any, context: Context) -> AsyncIterator[Any]:
-                await admit(context)
-                async for item in inner(request_or_requests, context):
-                    yield item
-
             make = (
                 grpc.unary_stream_rpc_method_handler
                 if handler.unary_stream is not None
                 else grpc.stream_stream_rpc_method_handler
             )
+            if inspect.iscoroutinefunction(inner):  # health's Watch: a coroutine that writes with context.write
+
+                async def writing(request: Any, context: Context) -> None:
+                    await admit(context)
+                    await inner(request, context)
+
+                return make(writing, handler.request_deserializer, handler.response_serializer)
+
+            # Reflection's stream: the same check, then pass every message through.
+            async def streaming(request_or_requests: Any, context: Context) -> AsyncIterator[Any]:
+                await admit(context)
+                async for item in inner(request_or_requests, context):
+                    yield item
+
             return make(streaming, handler.request_deserializer, handler.response_serializer)
         return handler

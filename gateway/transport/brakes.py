@@ -11,6 +11,7 @@ servicers' refusals are audited, coalesced, by `gateway.trust.service`) and deci
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -109,6 +110,21 @@ class Brakes(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             )
             return make(unary, handler.request_deserializer, handler.response_serializer)
         streaming_inner = handler.unary_stream or handler.stream_stream
+        make = (
+            grpc.unary_stream_rpc_method_handler
+            if handler.unary_stream is not None
+            else grpc.stream_stream_rpc_method_handler
+        )
+        if inspect.iscoroutinefunction(streaming_inner):  # it writes with context.write (health's Watch)
+
+            async def writing(request: Any, context: Context) -> None:
+                source = await self._admit(context)
+                try:
+                    await streaming_inner(request, context)
+                finally:
+                    self._after(context, source)
+
+            return make(writing, handler.request_deserializer, handler.response_serializer)
 
         async def streaming(request: Any, context: Context) -> AsyncIterator[Any]:
             source = await self._admit(context)
@@ -118,9 +134,4 @@ class Brakes(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             finally:
                 self._after(context, source)
 
-        make = (
-            grpc.unary_stream_rpc_method_handler
-            if handler.unary_stream is not None
-            else grpc.stream_stream_rpc_method_handler
-        )
         return make(streaming, handler.request_deserializer, handler.response_serializer)

@@ -16,6 +16,7 @@ from gateway.errors import GatewayError, InvalidArgument
 from gateway.transport import convert
 from gateway.transport.auth import Authenticator, Guarded
 from gateway.transport.errors import translate_errors
+from gateway.transport.required import require_fields
 from gateway.trust.ratelimit import source_of
 from gateway.trust.service import IssuedCertificate, Trust
 
@@ -49,6 +50,7 @@ class EnrollmentServicer(Guarded, enrollment_service_pb2_grpc.EnrollmentServiceS
     @translate_errors
     async def Enroll(self, request: pb.EnrollRequest, context: Context) -> pb.EnrollResponse:
         source = source_of(context.peer() or "")
+        require_fields(request)  # the join token authenticates this call: nothing to authenticate first
         issued = self.trust.enroll(request.join_token, _csr(request.csr_pem), request.site, source)
         return pb.EnrollResponse(**_issued(issued))
 
@@ -56,5 +58,7 @@ class EnrollmentServicer(Guarded, enrollment_service_pb2_grpc.EnrollmentServiceS
     async def RenewCertificate(
         self, request: pb.RenewCertificateRequest, context: Context
     ) -> pb.RenewCertificateResponse:
-        issued = self.trust.renew(self.auth.credential(context), _csr(request.csr_pem))
+        credential = self.auth.credential(context)
+        require_fields(request)
+        issued = self.trust.renew(credential, _csr(request.csr_pem))
         return pb.RenewCertificateResponse(**_issued(issued))

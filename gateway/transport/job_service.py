@@ -21,6 +21,7 @@ from gateway.transport import convert
 from gateway.transport.auth import Authenticator, Guarded, while_valid
 from gateway.transport.errors import translate_errors, translate_stream_errors
 from gateway.transport.receipts import settled_to_proto
+from gateway.transport.required import require_fields
 from gateway.trust.service import Trust
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -68,6 +69,7 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
     @translate_errors
     async def CreateJob(self, request: pb.CreateJobRequest, context: Context) -> pb.CreateJobResponse:
         caller = self.auth.principal(context)
+        require_fields(request)
         if len(request.request_id) > MAX_REQUEST_ID:
             raise InvalidArgument(f"request_id is longer than {MAX_REQUEST_ID} characters")
         job = await self.jobs.create_job(caller, convert.spec_from_proto(request.spec), request.request_id)
@@ -75,7 +77,9 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
 
     @translate_errors
     async def GetJob(self, request: pb.GetJobRequest, context: Context) -> pb.GetJobResponse:
-        job = self.jobs.get_job(self.auth.principal(context), request.job_id)
+        caller = self.auth.principal(context)
+        require_fields(request)
+        job = self.jobs.get_job(caller, request.job_id)
         return pb.GetJobResponse(job=convert.job_to_proto(job))
 
     @translate_errors
@@ -96,12 +100,15 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
 
     @translate_errors
     async def CancelJob(self, request: pb.CancelJobRequest, context: Context) -> pb.CancelJobResponse:
-        job = self.jobs.cancel_job(self.auth.principal(context), request.job_id, request.reason)
+        caller = self.auth.principal(context)
+        require_fields(request)
+        job = self.jobs.cancel_job(caller, request.job_id, request.reason)
         return pb.CancelJobResponse(job=convert.job_to_proto(job))
 
     @translate_stream_errors
     async def WatchJob(self, request: pb.WatchJobRequest, context: Context) -> AsyncIterator[pb.WatchJobResponse]:
         credential = self.auth.credential(context)
+        require_fields(request)
         events = self.jobs.watch_job(credential.principal, request.job_id)
         async for event, job in while_valid(events, lambda: self.trust.check(credential), self.check_period):
             yield pb.WatchJobResponse(event=convert.event_to_proto(event), job=convert.job_to_proto(job))
@@ -111,6 +118,7 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
         self, request: pb.StreamJobLogsRequest, context: Context
     ) -> AsyncIterator[pb.StreamJobLogsResponse]:
         credential = self.auth.credential(context)
+        require_fields(request)
         job = self.jobs.get_job(credential.principal, request.job_id)  # who may read it: as GetJob
         pieces = self.logs.stream(
             job, reader=credential.principal.share, follow=request.follow, tail_bytes=request.tail_bytes
@@ -121,6 +129,7 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
     @translate_errors
     async def ExplainJob(self, request: pb.ExplainJobRequest, context: Context) -> pb.ExplainJobResponse:
         caller = self.auth.principal(context)
+        require_fields(request)  # a spec to dry-run is held to what CreateJob requires of it
         if request.WhichOneof("target") == "spec":
             explanation = self.jobs.explain(caller, spec=convert.spec_from_proto(request.spec))
         else:

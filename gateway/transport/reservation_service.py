@@ -16,6 +16,7 @@ from gateway.errors import InvalidArgument
 from gateway.reservations.book import ReservationBook
 from gateway.transport.auth import Authenticator, Guarded
 from gateway.transport.errors import translate_errors
+from gateway.transport.required import require_fields
 from gateway.transport.reservation_convert import request_from_proto, reservation_to_proto
 from gateway.trust.service import Trust
 
@@ -34,6 +35,7 @@ class ReservationServicer(Guarded, reservation_service_pb2_grpc.ReservationServi
         self, request: pb.CreateReservationRequest, context: Context
     ) -> pb.CreateReservationResponse:
         caller = self.auth.principal(context)
+        require_fields(request)
         if len(request.request_id) > MAX_REQUEST_ID:
             raise InvalidArgument(f"request_id is longer than {MAX_REQUEST_ID} characters")
         reservation = self.book.create(caller, request_from_proto(request.reservation), request.request_id)
@@ -41,7 +43,9 @@ class ReservationServicer(Guarded, reservation_service_pb2_grpc.ReservationServi
 
     @translate_errors
     async def GetReservation(self, request: pb.GetReservationRequest, context: Context) -> pb.GetReservationResponse:
-        reservation = self.book.get(self.auth.principal(context), request.reservation_id)
+        caller = self.auth.principal(context)
+        require_fields(request)
+        reservation = self.book.get(caller, request.reservation_id)
         return pb.GetReservationResponse(reservation=reservation_to_proto(reservation))
 
     @translate_errors
@@ -57,5 +61,7 @@ class ReservationServicer(Guarded, reservation_service_pb2_grpc.ReservationServi
     async def CancelReservation(
         self, request: pb.CancelReservationRequest, context: Context
     ) -> pb.CancelReservationResponse:
-        reservation = self.book.cancel(self.auth.principal(context), request.reservation_id, request.reason[:1024])
+        caller = self.auth.principal(context)
+        require_fields(request)
+        reservation = self.book.cancel(caller, request.reservation_id, request.reason[:1024])
         return pb.CancelReservationResponse(reservation=reservation_to_proto(reservation))

@@ -1,4 +1,4 @@
-"""The gateway's gRPC server: every service on one mTLS port, health and reflection included.
+"""The gateway's gRPC server: every service on one mTLS port, and what tokens authenticate on the public port.
 
 Owns: building the grpc.aio server from a `GatewayConfig` (credentials that require and verify a client
 certificate, message size limits, keepalive), wiring the servicers to the parts of one `Core` (built by the
@@ -6,7 +6,9 @@ composition root, `gateway.app.compose`), and the running gateway: its long-live
 policy watcher, the site lease check) started under one `Supervisor`, so that a task that dies stops the process
 (`wait_failure`), and a graceful stop: no new jobs (UNAVAILABLE, GATEWAY_SHUTTING_DOWN), no more scheduling,
 every agent stream ended with a status that says why, in-flight calls and store writes finished, all within a
-bounded time (`shutdown_grace`). Nothing is served without TLS, and nothing but Enroll without a client certificate.
+bounded time (`shutdown_grace`). Both ports answer health and reflection (`gateway.transport.discovery`); health
+says NOT_SERVING from the first moment of a stop. Nothing is served without TLS; on the public port, nothing but
+Enroll, health and reflection without a token.
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ import contextlib
 import errno
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from fedgate.common.supervise import Cycles, Failure, Supervisor
 from fedgate.v1 import (
@@ -46,6 +47,7 @@ from gateway.store import Store, open_store
 from gateway.transport.admin_service import AdminServicer
 from gateway.transport.auth import CertificateAuthenticator, CredentialGuard, TokenAuthenticator
 from gateway.transport.brakes import Brakes, BrakeSettings, limiters
+from gateway.transport.discovery import mark_serving, serve_discovery
 from gateway.transport.enrollment_service import EnrollmentServicer
 from gateway.transport.job_service import JobServicer
 from gateway.transport.metrics import serve_metrics
@@ -65,6 +67,8 @@ SERVICE_NAMES = (
     enrollment_service_pb2.DESCRIPTOR.services_by_name["EnrollmentService"].full_name,
     reservation_service_pb2.DESCRIPTOR.services_by_name["ReservationService"].full_name,
 )
+PUBLIC_SERVICE_NAMES = (SERVICE_NAMES[0], SERVICE_NAMES[3], SERVICE_NAMES[4])
+"""What the public port serves (beside health and reflection): what a token or a join token authenticates."""
 
 
 @dataclass
@@ -86,6 +90,8 @@ class RunningGateway:
     leadership: Leadership | None = None
     term: LeaderTerm | None = None
     """The leader lease this gateway holds, on a store shared with standby gateways (None: the only one)."""
+    health: tuple[Any, ...] = ()
+    """The health servicers of both ports: NOT_SERVING from the first moment of a stop, for load balancers."""
 
     def reload_policy(self, by: str) -> None:
         """Reload the policy file (SIGHUP, a file change): audited either way; a bad file changes nothing."""
@@ -131,6 +137,8 @@ class RunningGateway:
         jobs run on), let in-flight calls finish for at most `grace` s, wait for the store writes they made,
         hand the leader lease over (a standby takes over at once rather than after the lease), close the store."""
         why = "the gateway is shutting down; retry shortly (the jobs already accepted are kept)"
+        for checks in self.health:
+            await checks.enter_graceful_shutdown()
         self.core.jobs.refuse_new_jobs(why)
         if self.metrics is not None:
             self.metrics.close()
@@ -247,9 +255,7 @@ async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Auth
     reservation_service_pb2_grpc.add_ReservationServiceServicer_to_server(
         ReservationServicer(core.reservations, certificates, trust), server
     )
-    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((*SERVICE_NAMES, reflection.SERVICE_NAME, health.SERVICE_NAME), server)
+    checks = [serve_discovery(server, SERVICE_NAMES)]
     port = bind_port(server, config.listen, server_credentials(config))
 
     public_server, public_port = None, 0
@@ -266,13 +272,14 @@ async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Auth
         enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(
             EnrollmentServicer(tokens, trust), public_server
         )
+        checks.append(serve_discovery(public_server, PUBLIC_SERVICE_NAMES))  # a load balancer probes it
         public_credentials = server_credentials(config, require_client_auth=False)
         public_port = bind_port(public_server, config.public_listen, public_credentials)
         await public_server.start()
+        await mark_serving(checks[1], PUBLIC_SERVICE_NAMES)
 
     await server.start()
-    for name in ("", *SERVICE_NAMES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await mark_serving(checks[0], SERVICE_NAMES)
     trust.audit(
         "gateway.started",
         f"spiffe://{config.federation}/gateway",
@@ -291,6 +298,7 @@ async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Auth
         restart_grace=config.restart_grace,
     )
     running = RunningGateway(server, port, core, trust, supervisor, leases, public_server, public_port)
+    running.health = tuple(checks)
     supervisor.spawn(core.scheduler.run(config.schedule_period.total_seconds()), "scheduler")
     running.shutdown_grace = config.shutdown_grace.total_seconds()
     supervisor.spawn(leases.run(min(1.0, config.site_lease.total_seconds() / 10)), "site lease check")

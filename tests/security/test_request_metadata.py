@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from fedgate.v1 import (
     admin_service_pb2,
@@ -133,7 +131,8 @@ def test_public_port_serves_nothing_without_a_token(gateway: GatewayHandle) -> N
 
 
 def test_public_port_serves_only_enrolment_and_jobs(gateway: GatewayHandle, admin: FederationClient) -> None:
-    # Even with a valid token: the admin, site, health and reflection services exist on the mTLS port only.
+    # Even with a valid token: the admin and site services exist on the mTLS port only (health and reflection are
+    # on both: tests/integration/test_discovery.py).
     metadata = (("authorization", f"Bearer {admin.issue_token('deepsea-ai', 'ci-bot').token}"),)
     with public_channel(gateway) as channel:
         admin_stub = admin_service_pb2_grpc.AdminServiceStub(channel)
@@ -146,14 +145,3 @@ def test_public_port_serves_only_enrolment_and_jobs(gateway: GatewayHandle, admi
         sites = site_pb2_grpc.SiteServiceStub(channel)
         hello = site_pb2.ConnectRequest(hello=site_pb2.Hello(site="centre-a"))
         assert_refused(lambda: sites.Connect(iter([hello]), metadata=metadata, timeout=CALL_TIMEOUT_S), "UNIMPLEMENTED")
-        health = health_pb2_grpc.HealthStub(channel)
-        assert_refused(
-            lambda: health.Check(health_pb2.HealthCheckRequest(), metadata=metadata, timeout=CALL_TIMEOUT_S),
-            "UNIMPLEMENTED",
-        )
-        reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
-        listing = reflection_pb2.ServerReflectionRequest(list_services="")
-        assert_refused(
-            lambda: reflect.ServerReflectionInfo(iter([listing]), metadata=metadata, timeout=CALL_TIMEOUT_S),
-            "UNIMPLEMENTED",
-        )

@@ -23,57 +23,67 @@ _sym_db = _symbol_database.Default()
 
 
 from fedgate.v1 import site_pb2 as fedgate_dot_v1_dot_site__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66\x65\x64gate/v1/admin_service.proto\x12\nfedgate.v1\x1a\x15\x66\x65\x64gate/v1/site.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x18\n\x16GetPolicyStatusRequest\"\x9e\x01\n\x17GetPolicyStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12-\n\tload_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x0f\n\x07tenants\x18\x05 \x01(\r\x12\x10\n\x08projects\x18\x06 \x01(\r\"\x15\n\x13ReloadPolicyRequest\"8\n\x14ReloadPolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\"2\n\x10\x44rainSiteRequest\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x10\n\x08\x64raining\x18\x02 \x01(\x08\"3\n\x11\x44rainSiteResponse\x12\x1e\n\x04site\x18\x01 \x01(\x0b\x32\x10.fedgate.v1.Site\"N\n\x16\x43reateJoinTokenRequest\x12\x0c\n\x04site\x18\x01 \x01(\t\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"v\n\x17\x43reateJoinTokenResponse\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63\x61_fingerprint\x18\x03 \x01(\t\"{\n\x11IssueTokenRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nsingle_use\x18\x05 \x01(\x08\"x\n\x12IssueTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61udience\x18\x04 \x01(\t\"j\n\nRevocation\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12/\n\x0brevoke_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x04 \x01(\t\"n\n\x17RevokeCredentialRequest\x12\x10\n\x06serial\x18\x01 \x01(\tH\x00\x12\x13\n\tprincipal\x18\x02 \x01(\tH\x00\x12\x12\n\x08token_id\x18\x03 \x01(\tH\x00\x12\x0e\n\x06reason\x18\x04 \x01(\tB\x08\n\x06target\"F\n\x18RevokeCredentialResponse\x12*\n\nrevocation\x18\x01 \x01(\x0b\x32\x16.fedgate.v1.Revocation\"\xdd\x01\n\nAuditEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\tprincipal\x18\x04 \x01(\t\x12\x34\n\x07\x64\x65tails\x18\x05 \x03(\x0b\x32#.fedgate.v1.AuditEvent.DetailsEntry\x12\x0c\n\x04hash\x18\x06 \x01(\t\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x16ListAuditEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Z\n\x17ListAuditEventsResponse\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.fedgate.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x14\n\x12VerifyAuditRequest\"c\n\x13VerifyAuditResponse\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12\x0f\n\x07\x65ntries\x18\x02 \x01(\x04\x12\x1a\n\x12\x66irst_bad_sequence\x18\x03 \x01(\x04\x12\x0f\n\x07problem\x18\x04 \x01(\t2\xbb\x05\n\x0c\x41\x64minService\x12Z\n\x0fGetPolicyStatus\x12\".fedgate.v1.GetPolicyStatusRequest\x1a#.fedgate.v1.GetPolicyStatusResponse\x12Q\n\x0cReloadPolicy\x12\x1f.fedgate.v1.ReloadPolicyRequest\x1a .fedgate.v1.ReloadPolicyResponse\x12H\n\tDrainSite\x12\x1c.fedgate.v1.DrainSiteRequest\x1a\x1d.fedgate.v1.DrainSiteResponse\x12Z\n\x0f\x43reateJoinToken\x12\".fedgate.v1.CreateJoinTokenRequest\x1a#.fedgate.v1.CreateJoinTokenResponse\x12K\n\nIssueToken\x12\x1d.fedgate.v1.IssueTokenRequest\x1a\x1e.fedgate.v1.IssueTokenResponse\x12]\n\x10RevokeCredential\x12#.fedgate.v1.RevokeCredentialRequest\x1a$.fedgate.v1.RevokeCredentialResponse\x12Z\n\x0fListAuditEvents\x12\".fedgate.v1.ListAuditEventsRequest\x1a#.fedgate.v1.ListAuditEventsResponse\x12N\n\x0bVerifyAudit\x12\x1e.fedgate.v1.VerifyAuditRequest\x1a\x1f.fedgate.v1.VerifyAuditResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66\x65\x64gate/v1/admin_service.proto\x12\nfedgate.v1\x1a\x15\x66\x65\x64gate/v1/site.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x18\n\x16GetPolicyStatusRequest\"\x9e\x01\n\x17GetPolicyStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12-\n\tload_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x0f\n\x07tenants\x18\x05 \x01(\r\x12\x10\n\x08projects\x18\x06 \x01(\r\"\x15\n\x13ReloadPolicyRequest\"8\n\x14ReloadPolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\"8\n\x10\x44rainSiteRequest\x12\x12\n\x04site\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08\x64raining\x18\x02 \x01(\x08\"3\n\x11\x44rainSiteResponse\x12\x1e\n\x04site\x18\x01 \x01(\x0b\x32\x10.fedgate.v1.Site\"T\n\x16\x43reateJoinTokenRequest\x12\x12\n\x04site\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"v\n\x17\x43reateJoinTokenResponse\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63\x61_fingerprint\x18\x03 \x01(\t\"\x87\x01\n\x11IssueTokenRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04user\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04role\x18\x03 \x01(\t\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nsingle_use\x18\x05 \x01(\x08\"x\n\x12IssueTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61udience\x18\x04 \x01(\t\"j\n\nRevocation\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12/\n\x0brevoke_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x04 \x01(\t\"n\n\x17RevokeCredentialRequest\x12\x10\n\x06serial\x18\x01 \x01(\tH\x00\x12\x13\n\tprincipal\x18\x02 \x01(\tH\x00\x12\x12\n\x08token_id\x18\x03 \x01(\tH\x00\x12\x0e\n\x06reason\x18\x04 \x01(\tB\x08\n\x06target\"F\n\x18RevokeCredentialResponse\x12*\n\nrevocation\x18\x01 \x01(\x0b\x32\x16.fedgate.v1.Revocation\"\xdd\x01\n\nAuditEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\tprincipal\x18\x04 \x01(\t\x12\x34\n\x07\x64\x65tails\x18\x05 \x03(\x0b\x32#.fedgate.v1.AuditEvent.DetailsEntry\x12\x0c\n\x04hash\x18\x06 \x01(\t\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x16ListAuditEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Z\n\x17ListAuditEventsResponse\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.fedgate.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x14\n\x12VerifyAuditRequest\"c\n\x13VerifyAuditResponse\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12\x0f\n\x07\x65ntries\x18\x02 \x01(\x04\x12\x1a\n\x12\x66irst_bad_sequence\x18\x03 \x01(\x04\x12\x0f\n\x07problem\x18\x04 \x01(\t2\xbb\x05\n\x0c\x41\x64minService\x12Z\n\x0fGetPolicyStatus\x12\".fedgate.v1.GetPolicyStatusRequest\x1a#.fedgate.v1.GetPolicyStatusResponse\x12Q\n\x0cReloadPolicy\x12\x1f.fedgate.v1.ReloadPolicyRequest\x1a .fedgate.v1.ReloadPolicyResponse\x12H\n\tDrainSite\x12\x1c.fedgate.v1.DrainSiteRequest\x1a\x1d.fedgate.v1.DrainSiteResponse\x12Z\n\x0f\x43reateJoinToken\x12\".fedgate.v1.CreateJoinTokenRequest\x1a#.fedgate.v1.CreateJoinTokenResponse\x12K\n\nIssueToken\x12\x1d.fedgate.v1.IssueTokenRequest\x1a\x1e.fedgate.v1.IssueTokenResponse\x12]\n\x10RevokeCredential\x12#.fedgate.v1.RevokeCredentialRequest\x1a$.fedgate.v1.RevokeCredentialResponse\x12Z\n\x0fListAuditEvents\x12\".fedgate.v1.ListAuditEventsRequest\x1a#.fedgate.v1.ListAuditEventsResponse\x12N\n\x0bVerifyAudit\x12\x1e.fedgate.v1.VerifyAuditRequest\x1a\x1f.fedgate.v1.VerifyAuditResponseBI\n\rio.fedgate.v1P\x01Z6github.com/fedgate/fedgate/gen/go/fedgate/v1;fedgatev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedgate.v1.admin_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\rio.fedgate.v1P\001Z6github.com/fedgate/fedgate/gen/go/fedgate/v1;fedgatev1'
+  _globals['_DRAINSITEREQUEST'].fields_by_name['site']._loaded_options = None
+  _globals['_DRAINSITEREQUEST'].fields_by_name['site']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEJOINTOKENREQUEST'].fields_by_name['site']._loaded_options = None
+  _globals['_CREATEJOINTOKENREQUEST'].fields_by_name['site']._serialized_options = b'\342A\001\002'
+  _globals['_ISSUETOKENREQUEST'].fields_by_name['tenant']._loaded_options = None
+  _globals['_ISSUETOKENREQUEST'].fields_by_name['tenant']._serialized_options = b'\342A\001\002'
+  _globals['_ISSUETOKENREQUEST'].fields_by_name['user']._loaded_options = None
+  _globals['_ISSUETOKENREQUEST'].fields_by_name['user']._serialized_options = b'\342A\001\002'
   _globals['_AUDITEVENT_DETAILSENTRY']._loaded_options = None
   _globals['_AUDITEVENT_DETAILSENTRY']._serialized_options = b'8\001'
-  _globals['_GETPOLICYSTATUSREQUEST']._serialized_start=134
-  _globals['_GETPOLICYSTATUSREQUEST']._serialized_end=158
-  _globals['_GETPOLICYSTATUSRESPONSE']._serialized_start=161
-  _globals['_GETPOLICYSTATUSRESPONSE']._serialized_end=319
-  _globals['_RELOADPOLICYREQUEST']._serialized_start=321
-  _globals['_RELOADPOLICYREQUEST']._serialized_end=342
-  _globals['_RELOADPOLICYRESPONSE']._serialized_start=344
-  _globals['_RELOADPOLICYRESPONSE']._serialized_end=400
-  _globals['_DRAINSITEREQUEST']._serialized_start=402
-  _globals['_DRAINSITEREQUEST']._serialized_end=452
-  _globals['_DRAINSITERESPONSE']._serialized_start=454
-  _globals['_DRAINSITERESPONSE']._serialized_end=505
-  _globals['_CREATEJOINTOKENREQUEST']._serialized_start=507
-  _globals['_CREATEJOINTOKENREQUEST']._serialized_end=585
-  _globals['_CREATEJOINTOKENRESPONSE']._serialized_start=587
-  _globals['_CREATEJOINTOKENRESPONSE']._serialized_end=705
-  _globals['_ISSUETOKENREQUEST']._serialized_start=707
-  _globals['_ISSUETOKENREQUEST']._serialized_end=830
-  _globals['_ISSUETOKENRESPONSE']._serialized_start=832
-  _globals['_ISSUETOKENRESPONSE']._serialized_end=952
-  _globals['_REVOCATION']._serialized_start=954
-  _globals['_REVOCATION']._serialized_end=1060
-  _globals['_REVOKECREDENTIALREQUEST']._serialized_start=1062
-  _globals['_REVOKECREDENTIALREQUEST']._serialized_end=1172
-  _globals['_REVOKECREDENTIALRESPONSE']._serialized_start=1174
-  _globals['_REVOKECREDENTIALRESPONSE']._serialized_end=1244
-  _globals['_AUDITEVENT']._serialized_start=1247
-  _globals['_AUDITEVENT']._serialized_end=1468
-  _globals['_AUDITEVENT_DETAILSENTRY']._serialized_start=1422
-  _globals['_AUDITEVENT_DETAILSENTRY']._serialized_end=1468
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=1470
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=1533
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=1535
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=1625
-  _globals['_VERIFYAUDITREQUEST']._serialized_start=1627
-  _globals['_VERIFYAUDITREQUEST']._serialized_end=1647
-  _globals['_VERIFYAUDITRESPONSE']._serialized_start=1649
-  _globals['_VERIFYAUDITRESPONSE']._serialized_end=1748
-  _globals['_ADMINSERVICE']._serialized_start=1751
-  _globals['_ADMINSERVICE']._serialized_end=2450
+  _globals['_GETPOLICYSTATUSREQUEST']._serialized_start=167
+  _globals['_GETPOLICYSTATUSREQUEST']._serialized_end=191
+  _globals['_GETPOLICYSTATUSRESPONSE']._serialized_start=194
+  _globals['_GETPOLICYSTATUSRESPONSE']._serialized_end=352
+  _globals['_RELOADPOLICYREQUEST']._serialized_start=354
+  _globals['_RELOADPOLICYREQUEST']._serialized_end=375
+  _globals['_RELOADPOLICYRESPONSE']._serialized_start=377
+  _globals['_RELOADPOLICYRESPONSE']._serialized_end=433
+  _globals['_DRAINSITEREQUEST']._serialized_start=435
+  _globals['_DRAINSITEREQUEST']._serialized_end=491
+  _globals['_DRAINSITERESPONSE']._serialized_start=493
+  _globals['_DRAINSITERESPONSE']._serialized_end=544
+  _globals['_CREATEJOINTOKENREQUEST']._serialized_start=546
+  _globals['_CREATEJOINTOKENREQUEST']._serialized_end=630
+  _globals['_CREATEJOINTOKENRESPONSE']._serialized_start=632
+  _globals['_CREATEJOINTOKENRESPONSE']._serialized_end=750
+  _globals['_ISSUETOKENREQUEST']._serialized_start=753
+  _globals['_ISSUETOKENREQUEST']._serialized_end=888
+  _globals['_ISSUETOKENRESPONSE']._serialized_start=890
+  _globals['_ISSUETOKENRESPONSE']._serialized_end=1010
+  _globals['_REVOCATION']._serialized_start=1012
+  _globals['_REVOCATION']._serialized_end=1118
+  _globals['_REVOKECREDENTIALREQUEST']._serialized_start=1120
+  _globals['_REVOKECREDENTIALREQUEST']._serialized_end=1230
+  _globals['_REVOKECREDENTIALRESPONSE']._serialized_start=1232
+  _globals['_REVOKECREDENTIALRESPONSE']._serialized_end=1302
+  _globals['_AUDITEVENT']._serialized_start=1305
+  _globals['_AUDITEVENT']._serialized_end=1526
+  _globals['_AUDITEVENT_DETAILSENTRY']._serialized_start=1480
+  _globals['_AUDITEVENT_DETAILSENTRY']._serialized_end=1526
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=1528
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=1591
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=1593
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=1683
+  _globals['_VERIFYAUDITREQUEST']._serialized_start=1685
+  _globals['_VERIFYAUDITREQUEST']._serialized_end=1705
+  _globals['_VERIFYAUDITRESPONSE']._serialized_start=1707
+  _globals['_VERIFYAUDITRESPONSE']._serialized_end=1806
+  _globals['_ADMINSERVICE']._serialized_start=1809
+  _globals['_ADMINSERVICE']._serialized_end=2508
 # @@protoc_insertion_point(module_scope)

@@ -82,49 +82,57 @@ class AdminServiceServicer:
     """
 
     def GetPolicyStatus(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The policy in force.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReloadPolicy(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Reload the policy file now (audited either way).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DrainSite(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Drain or resume a site (audited).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateJoinToken(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A join token for one site's enrolment.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def IssueToken(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A bearer token for a machine user.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RevokeCredential(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Revoke a certificate, a principal or a token (audited).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListAuditEvents(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Read the audit log.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def VerifyAudit(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Verify the audit log's hash chain.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -22,24 +22,34 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#fedgate/v1/enrollment_service.proto\x12\nfedgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"B\n\rEnrollRequest\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\"w\n\x0e\x45nrollResponse\x12\x1d\n\x15\x63\x65rtificate_chain_pem\x18\x01 \x01(\t\x12\x15\n\rca_bundle_pem\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\x17RenewCertificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\t\"\x81\x01\n\x18RenewCertificateResponse\x12\x1d\n\x15\x63\x65rtificate_chain_pem\x18\x01 \x01(\t\x12\x15\n\rca_bundle_pem\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xb3\x01\n\x11\x45nrollmentService\x12?\n\x06\x45nroll\x12\x19.fedgate.v1.EnrollRequest\x1a\x1a.fedgate.v1.EnrollResponse\x12]\n\x10RenewCertificate\x12#.fedgate.v1.RenewCertificateRequest\x1a$.fedgate.v1.RenewCertificateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#fedgate/v1/enrollment_service.proto\x12\nfedgate.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"T\n\rEnrollRequest\x12\x18\n\njoin_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07\x63sr_pem\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04site\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\"w\n\x0e\x45nrollResponse\x12\x1d\n\x15\x63\x65rtificate_chain_pem\x18\x01 \x01(\t\x12\x15\n\rca_bundle_pem\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"0\n\x17RenewCertificateRequest\x12\x15\n\x07\x63sr_pem\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x81\x01\n\x18RenewCertificateResponse\x12\x1d\n\x15\x63\x65rtificate_chain_pem\x18\x01 \x01(\t\x12\x15\n\rca_bundle_pem\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xb3\x01\n\x11\x45nrollmentService\x12?\n\x06\x45nroll\x12\x19.fedgate.v1.EnrollRequest\x1a\x1a.fedgate.v1.EnrollResponse\x12]\n\x10RenewCertificate\x12#.fedgate.v1.RenewCertificateRequest\x1a$.fedgate.v1.RenewCertificateResponseBI\n\rio.fedgate.v1P\x01Z6github.com/fedgate/fedgate/gen/go/fedgate/v1;fedgatev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedgate.v1.enrollment_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_ENROLLREQUEST']._serialized_start=84
-  _globals['_ENROLLREQUEST']._serialized_end=150
-  _globals['_ENROLLRESPONSE']._serialized_start=152
-  _globals['_ENROLLRESPONSE']._serialized_end=271
-  _globals['_RENEWCERTIFICATEREQUEST']._serialized_start=273
-  _globals['_RENEWCERTIFICATEREQUEST']._serialized_end=315
-  _globals['_RENEWCERTIFICATERESPONSE']._serialized_start=318
-  _globals['_RENEWCERTIFICATERESPONSE']._serialized_end=447
-  _globals['_ENROLLMENTSERVICE']._serialized_start=450
-  _globals['_ENROLLMENTSERVICE']._serialized_end=629
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\rio.fedgate.v1P\001Z6github.com/fedgate/fedgate/gen/go/fedgate/v1;fedgatev1'
+  _globals['_ENROLLREQUEST'].fields_by_name['join_token']._loaded_options = None
+  _globals['_ENROLLREQUEST'].fields_by_name['join_token']._serialized_options = b'\342A\001\002'
+  _globals['_ENROLLREQUEST'].fields_by_name['csr_pem']._loaded_options = None
+  _globals['_ENROLLREQUEST'].fields_by_name['csr_pem']._serialized_options = b'\342A\001\002'
+  _globals['_ENROLLREQUEST'].fields_by_name['site']._loaded_options = None
+  _globals['_ENROLLREQUEST'].fields_by_name['site']._serialized_options = b'\342A\001\002'
+  _globals['_RENEWCERTIFICATEREQUEST'].fields_by_name['csr_pem']._loaded_options = None
+  _globals['_RENEWCERTIFICATEREQUEST'].fields_by_name['csr_pem']._serialized_options = b'\342A\001\002'
+  _globals['_ENROLLREQUEST']._serialized_start=117
+  _globals['_ENROLLREQUEST']._serialized_end=201
+  _globals['_ENROLLRESPONSE']._serialized_start=203
+  _globals['_ENROLLRESPONSE']._serialized_end=322
+  _globals['_RENEWCERTIFICATEREQUEST']._serialized_start=324
+  _globals['_RENEWCERTIFICATEREQUEST']._serialized_end=372
+  _globals['_RENEWCERTIFICATERESPONSE']._serialized_start=375
+  _globals['_RENEWCERTIFICATERESPONSE']._serialized_end=504
+  _globals['_ENROLLMENTSERVICE']._serialized_start=507
+  _globals['_ENROLLMENTSERVICE']._serialized_end=686
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class JobServiceStub:
-    """What model vendors use: submit, watch and manage jobs.
+    """What model vendors use: submit, watch and manage jobs. On the mTLS port a client certificate names the
+    caller; on the public port a bearer token (AdminService.IssueToken) does.
     """
 
     def __init__(self, channel):
@@ -88,47 +89,57 @@ class JobServiceStub:
 
 
 class JobServiceServicer:
-    """What model vendors use: submit, watch and manage jobs.
+    """What model vendors use: submit, watch and manage jobs. On the mTLS port a client certificate names the
+    caller; on the public port a bearer token (AdminService.IssueToken) does.
     """
 
     def CreateJob(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Submit a job: members of the spec's project. Checked in this order: the spec's shape (INVALID_ARGUMENT),
+        the caller's right to submit (PERMISSION_DENIED), a retried request_id, then the policy (FAILED_PRECONDITION
+        with the first reason). UNAVAILABLE (GATEWAY_SHUTTING_DOWN) while the gateway stops: retry.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetJob(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Read one job.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListJobs(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """List jobs, a page at a time.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelJob(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Cancel a job.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchJob(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Follow a job until it ends; the stream also ends when the caller's credential is revoked or expires.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ExplainJob(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Why a job waits or where a spec would go (a dry run: nothing is created).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListSites(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The member sites, their pools and liveness.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -216,7 +227,8 @@ def add_JobServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class JobService:
-    """What model vendors use: submit, watch and manage jobs.
+    """What model vendors use: submit, watch and manage jobs. On the mTLS port a client certificate names the
+    caller; on the public port a bearer token (AdminService.IssueToken) does.
     """
 
     @staticmethod

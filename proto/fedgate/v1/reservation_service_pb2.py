@@ -23,38 +23,66 @@ _sym_db = _symbol_database.Default()
 
 
 from fedgate.v1 import job_pb2 as fedgate_dot_v1_dot_job__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$fedgate/v1/reservation_service.proto\x12\nfedgate.v1\x1a\x14\x66\x65\x64gate/v1/job.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x01\n\x0fReservationPart\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x19\n\x11\x61\x63\x63\x65lerator_class\x18\x02 \x01(\t\x12\r\n\x05\x63\x61rds\x18\x03 \x01(\r\x12+\n\x05state\x18\x04 \x01(\x0e\x32\x1c.fedgate.v1.ReservationState\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\xad\x03\n\x0bReservation\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0f\n\x07project\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12(\n\tresources\x18\x05 \x01(\x0b\x32\x15.fedgate.v1.Resources\x12\r\n\x05sites\x18\x06 \x03(\t\x12\x11\n\tmax_sites\x18\x07 \x01(\r\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x05state\x18\n \x01(\x0e\x32\x1c.fedgate.v1.ReservationState\x12*\n\x05parts\x18\x0b \x03(\x0b\x32\x1b.fedgate.v1.ReservationPart\x12#\n\x07reasons\x18\x0c \x03(\x0b\x32\x12.fedgate.v1.Reason\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\\\n\x18\x43reateReservationRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12,\n\x0breservation\x18\x02 \x01(\x0b\x32\x17.fedgate.v1.Reservation\"I\n\x19\x43reateReservationResponse\x12,\n\x0breservation\x18\x01 \x01(\x0b\x32\x17.fedgate.v1.Reservation\"/\n\x15GetReservationRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"F\n\x16GetReservationResponse\x12,\n\x0breservation\x18\x01 \x01(\x0b\x32\x17.fedgate.v1.Reservation\"Q\n\x17ListReservationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0f\n\x07project\x18\x03 \x01(\t\"b\n\x18ListReservationsResponse\x12-\n\x0creservations\x18\x01 \x03(\x0b\x32\x17.fedgate.v1.Reservation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"B\n\x18\x43\x61ncelReservationRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"I\n\x19\x43\x61ncelReservationResponse\x12,\n\x0breservation\x18\x01 \x01(\x0b\x32\x17.fedgate.v1.Reservation*\xf0\x01\n\x10ReservationState\x12!\n\x1dRESERVATION_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19RESERVATION_STATE_PENDING\x10\x01\x12\x1f\n\x1bRESERVATION_STATE_CONFIRMED\x10\x02\x12\x1c\n\x18RESERVATION_STATE_ACTIVE\x10\x03\x12\x1b\n\x17RESERVATION_STATE_ENDED\x10\x04\x12\x1f\n\x1bRESERVATION_STATE_CANCELLED\x10\x05\x12\x1d\n\x19RESERVATION_STATE_REFUSED\x10\x06\x32\x90\x03\n\x12ReservationService\x12`\n\x11\x43reateReservation\x12$.fedgate.v1.CreateReservationRequest\x1a%.fedgate.v1.CreateReservationResponse\x12W\n\x0eGetReservation\x12!.fedgate.v1.GetReservationRequest\x1a\".fedgate.v1.GetReservationResponse\x12]\n\x10ListReservations\x12#.fedgate.v1.ListReservationsRequest\x1a$.fedgate.v1.ListReservationsResponse\x12`\n\x11\x43\x61ncelReservation\x12$.fedgate.v1.CancelReservationRequest\x1a%.fedgate.v1.CancelReservationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$fedgate/v1/reservation_service.proto\x12\nfedgate.v1\x1a\x14\x66\x65\x64gate/v1/job.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x01\n\x0fReservationPart\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x19\n\x11\x61\x63\x63\x65lerator_class\x18\x02 \x01(\t\x12\r\n\x05\x63\x61rds\x18\x03 \x01(\r\x12+\n\x05state\x18\x04 \x01(\x0e\x32\x1c.fedgate.v1.ReservationState\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\xed\x03\n\x0bReservation\x12\x1c\n\x0ereservation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06tenant\x18\x02 \x01(\tB\x04\xe2\x41\x01\x05\x12\x16\n\x07project\x18\x03 \x01(\tB\x05\xe2\x41\x02\x02\x05\x12\x0c\n\x04name\x18\x04 \x01(\t\x12/\n\tresources\x18\x05 \x01(\x0b\x32\x15.fedgate.v1.ResourcesB\x05\xe2\x41\x02\x02\x05\x12\r\n\x05sites\x18\x06 \x03(\t\x12\x11\n\tmax_sites\x18\x07 \x01(\r\x12\x35\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x05\xe2\x41\x02\x02\x05\x12\x33\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x05\xe2\x41\x02\x02\x05\x12\x31\n\x05state\x18\n \x01(\x0e\x32\x1c.fedgate.v1.ReservationStateB\x04\xe2\x41\x01\x03\x12\x30\n\x05parts\x18\x0b \x03(\x0b\x32\x1b.fedgate.v1.ReservationPartB\x04\xe2\x41\x01\x03\x12)\n\x07reasons\x18\x0c \x03(\x0b\x32\x12.fedgate.v1.ReasonB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"b\n\x18\x43reateReservationRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x32\n\x0breservation\x18\x02 \x01(\x0b\x32\x17.fedgate.v1.ReservationB\x04\xe2\x41\x01\x02\"I\n\x19\x43reateReservationResponse\x12,\n\x0breservation\x18\x01 \x01(\x0b\x32\x17.fedgate.v1.Reservation\"5\n\x15GetReservationRequest\x12\x1c\n\x0ereservation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"F\n\x16GetReservationResponse\x12,\n\x0breservation\x18\x01 \x01(\x0b\x32\x17.fedgate.v1.Reservation\"Q\n\x17ListReservationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0f\n\x07project\x18\x03 \x01(\t\"b\n\x18ListReservationsResponse\x12-\n\x0creservations\x18\x01 \x03(\x0b\x32\x17.fedgate.v1.Reservation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"H\n\x18\x43\x61ncelReservationRequest\x12\x1c\n\x0ereservation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x02 \x01(\t\"I\n\x19\x43\x61ncelReservationResponse\x12,\n\x0breservation\x18\x01 \x01(\x0b\x32\x17.fedgate.v1.Reservation*\xf0\x01\n\x10ReservationState\x12!\n\x1dRESERVATION_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19RESERVATION_STATE_PENDING\x10\x01\x12\x1f\n\x1bRESERVATION_STATE_CONFIRMED\x10\x02\x12\x1c\n\x18RESERVATION_STATE_ACTIVE\x10\x03\x12\x1b\n\x17RESERVATION_STATE_ENDED\x10\x04\x12\x1f\n\x1bRESERVATION_STATE_CANCELLED\x10\x05\x12\x1d\n\x19RESERVATION_STATE_REFUSED\x10\x06\x32\x90\x03\n\x12ReservationService\x12`\n\x11\x43reateReservation\x12$.fedgate.v1.CreateReservationRequest\x1a%.fedgate.v1.CreateReservationResponse\x12W\n\x0eGetReservation\x12!.fedgate.v1.GetReservationRequest\x1a\".fedgate.v1.GetReservationResponse\x12]\n\x10ListReservations\x12#.fedgate.v1.ListReservationsRequest\x1a$.fedgate.v1.ListReservationsResponse\x12`\n\x11\x43\x61ncelReservation\x12$.fedgate.v1.CancelReservationRequest\x1a%.fedgate.v1.CancelReservationResponseBI\n\rio.fedgate.v1P\x01Z6github.com/fedgate/fedgate/gen/go/fedgate/v1;fedgatev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedgate.v1.reservation_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_RESERVATIONSTATE']._serialized_start=1293
-  _globals['_RESERVATIONSTATE']._serialized_end=1533
-  _globals['_RESERVATIONPART']._serialized_start=108
-  _globals['_RESERVATIONPART']._serialized_end=242
-  _globals['_RESERVATION']._serialized_start=245
-  _globals['_RESERVATION']._serialized_end=674
-  _globals['_CREATERESERVATIONREQUEST']._serialized_start=676
-  _globals['_CREATERESERVATIONREQUEST']._serialized_end=768
-  _globals['_CREATERESERVATIONRESPONSE']._serialized_start=770
-  _globals['_CREATERESERVATIONRESPONSE']._serialized_end=843
-  _globals['_GETRESERVATIONREQUEST']._serialized_start=845
-  _globals['_GETRESERVATIONREQUEST']._serialized_end=892
-  _globals['_GETRESERVATIONRESPONSE']._serialized_start=894
-  _globals['_GETRESERVATIONRESPONSE']._serialized_end=964
-  _globals['_LISTRESERVATIONSREQUEST']._serialized_start=966
-  _globals['_LISTRESERVATIONSREQUEST']._serialized_end=1047
-  _globals['_LISTRESERVATIONSRESPONSE']._serialized_start=1049
-  _globals['_LISTRESERVATIONSRESPONSE']._serialized_end=1147
-  _globals['_CANCELRESERVATIONREQUEST']._serialized_start=1149
-  _globals['_CANCELRESERVATIONREQUEST']._serialized_end=1215
-  _globals['_CANCELRESERVATIONRESPONSE']._serialized_start=1217
-  _globals['_CANCELRESERVATIONRESPONSE']._serialized_end=1290
-  _globals['_RESERVATIONSERVICE']._serialized_start=1536
-  _globals['_RESERVATIONSERVICE']._serialized_end=1936
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\rio.fedgate.v1P\001Z6github.com/fedgate/fedgate/gen/go/fedgate/v1;fedgatev1'
+  _globals['_RESERVATION'].fields_by_name['reservation_id']._loaded_options = None
+  _globals['_RESERVATION'].fields_by_name['reservation_id']._serialized_options = b'\342A\001\003'
+  _globals['_RESERVATION'].fields_by_name['tenant']._loaded_options = None
+  _globals['_RESERVATION'].fields_by_name['tenant']._serialized_options = b'\342A\001\005'
+  _globals['_RESERVATION'].fields_by_name['project']._loaded_options = None
+  _globals['_RESERVATION'].fields_by_name['project']._serialized_options = b'\342A\002\002\005'
+  _globals['_RESERVATION'].fields_by_name['resources']._loaded_options = None
+  _globals['_RESERVATION'].fields_by_name['resources']._serialized_options = b'\342A\002\002\005'
+  _globals['_RESERVATION'].fields_by_name['start_time']._loaded_options = None
+  _globals['_RESERVATION'].fields_by_name['start_time']._serialized_options = b'\342A\002\002\005'
+  _globals['_RESERVATION'].fields_by_name['end_time']._loaded_options = None
+  _globals['_RESERVATION'].fields_by_name['end_time']._serialized_options = b'\342A\002\002\005'
+  _globals['_RESERVATION'].fields_by_name['state']._loaded_options = None
+  _globals['_RESERVATION'].fields_by_name['state']._serialized_options = b'\342A\001\003'
+  _globals['_RESERVATION'].fields_by_name['parts']._loaded_options = None
+  _globals['_RESERVATION'].fields_by_name['parts']._serialized_options = b'\342A\001\003'
+  _globals['_RESERVATION'].fields_by_name['reasons']._loaded_options = None
+  _globals['_RESERVATION'].fields_by_name['reasons']._serialized_options = b'\342A\001\003'
+  _globals['_RESERVATION'].fields_by_name['create_time']._loaded_options = None
+  _globals['_RESERVATION'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_CREATERESERVATIONREQUEST'].fields_by_name['reservation']._loaded_options = None
+  _globals['_CREATERESERVATIONREQUEST'].fields_by_name['reservation']._serialized_options = b'\342A\001\002'
+  _globals['_GETRESERVATIONREQUEST'].fields_by_name['reservation_id']._loaded_options = None
+  _globals['_GETRESERVATIONREQUEST'].fields_by_name['reservation_id']._serialized_options = b'\342A\001\002'
+  _globals['_CANCELRESERVATIONREQUEST'].fields_by_name['reservation_id']._loaded_options = None
+  _globals['_CANCELRESERVATIONREQUEST'].fields_by_name['reservation_id']._serialized_options = b'\342A\001\002'
+  _globals['_RESERVATIONSTATE']._serialized_start=1408
+  _globals['_RESERVATIONSTATE']._serialized_end=1648
+  _globals['_RESERVATIONPART']._serialized_start=141
+  _globals['_RESERVATIONPART']._serialized_end=275
+  _globals['_RESERVATION']._serialized_start=278
+  _globals['_RESERVATION']._serialized_end=771
+  _globals['_CREATERESERVATIONREQUEST']._serialized_start=773
+  _globals['_CREATERESERVATIONREQUEST']._serialized_end=871
+  _globals['_CREATERESERVATIONRESPONSE']._serialized_start=873
+  _globals['_CREATERESERVATIONRESPONSE']._serialized_end=946
+  _globals['_GETRESERVATIONREQUEST']._serialized_start=948
+  _globals['_GETRESERVATIONREQUEST']._serialized_end=1001
+  _globals['_GETRESERVATIONRESPONSE']._serialized_start=1003
+  _globals['_GETRESERVATIONRESPONSE']._serialized_end=1073
+  _globals['_LISTRESERVATIONSREQUEST']._serialized_start=1075
+  _globals['_LISTRESERVATIONSREQUEST']._serialized_end=1156
+  _globals['_LISTRESERVATIONSRESPONSE']._serialized_start=1158
+  _globals['_LISTRESERVATIONSRESPONSE']._serialized_end=1256
+  _globals['_CANCELRESERVATIONREQUEST']._serialized_start=1258
+  _globals['_CANCELRESERVATIONREQUEST']._serialized_end=1330
+  _globals['_CANCELRESERVATIONRESPONSE']._serialized_start=1332
+  _globals['_CANCELRESERVATIONRESPONSE']._serialized_end=1405
+  _globals['_RESERVATIONSERVICE']._serialized_start=1651
+  _globals['_RESERVATIONSERVICE']._serialized_end=2051
 # @@protoc_insertion_point(module_scope)

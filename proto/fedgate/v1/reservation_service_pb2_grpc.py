@@ -62,25 +62,32 @@ class ReservationServiceServicer:
     """
 
     def CreateReservation(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Book cards for a window. Checked in this order: the REQUIRED fields (INVALID_ARGUMENT naming the field),
+        the caller's right (PERMISSION_DENIED), a retried request_id, the window and shape (INVALID_ARGUMENT,
+        BAD_RESERVATION), the policy (FAILED_PRECONDITION) and a plan over the sites' offers (FAILED_PRECONDITION
+        when no set of sites can hold it).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetReservation(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Read one reservation.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListReservations(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """List reservations.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelReservation(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Cancel a reservation; its sites are told to release the cards.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

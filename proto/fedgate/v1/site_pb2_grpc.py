@@ -49,7 +49,8 @@ class SiteServiceServicer:
     """
 
     def Connect(self, request_iterator, context):
-        """Missing associated documentation comment in .proto file."""
+        """The one stream of a site, kept open by its agent and dialled again whenever it ends (rules 1-18 above).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -26,13 +26,14 @@ from fedgate.v1 import job_pb2 as fedgate_dot_v1_dot_job__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66\x65\x64gate/v1/usage.proto\x12\nfedgate.v1\x1a\x14\x66\x65\x64gate/v1/job.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xac\x02\n\x0bUsageRecord\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\x12\x0e\n\x06tenant\x18\x05 \x01(\t\x12\x0f\n\x07project\x18\x06 \x01(\t\x12\x19\n\x11\x61\x63\x63\x65lerator_class\x18\x07 \x01(\t\x12\r\n\x05\x63\x61rds\x18\x08 \x01(\r\x12.\n\nstart_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\texit_code\x18\x0b \x01(\x05\x12#\n\x05state\x18\x0c \x01(\x0e\x32\x14.fedgate.v1.JobState\"1\n\x0cUsageReceipt\x12\x0e\n\x06record\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\xbe\x01\n\x0eSettledReceipt\x12)\n\x07receipt\x18\x01 \x01(\x0b\x32\x18.fedgate.v1.UsageReceipt\x12\x18\n\x10site_certificate\x18\x02 \x01(\x0c\x12\x19\n\x11gateway_signature\x18\x03 \x01(\x0c\x12\x1b\n\x13gateway_certificate\x18\x04 \x01(\x0c\x12/\n\x0bsettle_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66\x65\x64gate/v1/usage.proto\x12\nfedgate.v1\x1a\x14\x66\x65\x64gate/v1/job.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xac\x02\n\x0bUsageRecord\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\x12\x0e\n\x06tenant\x18\x05 \x01(\t\x12\x0f\n\x07project\x18\x06 \x01(\t\x12\x19\n\x11\x61\x63\x63\x65lerator_class\x18\x07 \x01(\t\x12\r\n\x05\x63\x61rds\x18\x08 \x01(\r\x12.\n\nstart_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\texit_code\x18\x0b \x01(\x05\x12#\n\x05state\x18\x0c \x01(\x0e\x32\x14.fedgate.v1.JobState\"1\n\x0cUsageReceipt\x12\x0e\n\x06record\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\xbe\x01\n\x0eSettledReceipt\x12)\n\x07receipt\x18\x01 \x01(\x0b\x32\x18.fedgate.v1.UsageReceipt\x12\x18\n\x10site_certificate\x18\x02 \x01(\x0c\x12\x19\n\x11gateway_signature\x18\x03 \x01(\x0c\x12\x1b\n\x13gateway_certificate\x18\x04 \x01(\x0c\x12/\n\x0bsettle_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampBI\n\rio.fedgate.v1P\x01Z6github.com/fedgate/fedgate/gen/go/fedgate/v1;fedgatev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedgate.v1.usage_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\rio.fedgate.v1P\001Z6github.com/fedgate/fedgate/gen/go/fedgate/v1;fedgatev1'
   _globals['_USAGERECORD']._serialized_start=94
   _globals['_USAGERECORD']._serialized_end=394
   _globals['_USAGERECEIPT']._serialized_start=396
