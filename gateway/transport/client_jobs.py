@@ -173,6 +173,7 @@ class JobCalls(ClientChannel):
         Each record is parsed from the signed bytes; verify them with `gateway.usage.receipts.settled_problems`."""
         receipts: list[SettledReceipt] = []
         token = ""
+        end = end or datetime.now(UTC)  # one period for every page: a token is bound to it
         while True:
             request = job_pb.ListUsageReceiptsRequest(
                 start_time=convert.time_to_proto(start), project=project, page_size=500, page_token=token

@@ -22,6 +22,7 @@ from fedgate.v1 import (
     reservation_service_pb2,
     reservation_service_pb2_grpc,
 )
+from gateway.transport.client import FederationClient
 from gateway.trust.pagetokens import TOKEN_LIFETIME
 from tests.integration.harness import AgentHandle, GatewayHandle, start_test_agent, wait_for_capacity
 from tests.security.support import ALICE, BOB, CALL_TIMEOUT_S, assert_refused, creds_channel, spec_for
@@ -84,6 +85,10 @@ def every_page(channel: grpc.Channel, rpc: str, size: int = 1) -> tuple[list[Any
         assert pages < 500, "a listing that never ends"
 
 
+def has_ended(client: FederationClient, job_id: str) -> bool:
+    return client.get_job(job_id).state.terminal
+
+
 @pytest.fixture
 def sites(gateway: GatewayHandle, tmp_path: Path) -> Iterator[list[AgentHandle]]:
     agents = [start_test_agent(gateway, name, POOL, tmp_path / name) for name in ("centre-b", "centre-a")]
@@ -100,7 +105,7 @@ def test_every_list_pages_one_at_a_time_in_its_stated_order_to_the_whole_listing
     with gateway.client(gateway.pki.user(*ALICE)) as alice, gateway.client(gateway.pki.user(*BOB)) as bob:
         ended = [alice.create_job(spec_for()) for _ in range(2)] + [bob.create_job(spec_for("panda-lm", "inference"))]
         for job, owner in zip(ended, (alice, alice, bob), strict=True):
-            eventually(lambda j=job, o=owner: o.get_job(j.job_id).state.terminal, timeout=30, what="the job to end")
+            eventually(partial(has_ended, owner, job.job_id), timeout=30, what="the job to end")
         eventually(lambda: len(bob.list_usage_receipts(BEGINNING)) == 1, timeout=30, what="bob's receipt")
         eventually(lambda: len(alice.list_usage_receipts(BEGINNING)) == 2, timeout=30, what="alice's receipts")
     with gateway.client(gateway.pki.admin()) as admin:

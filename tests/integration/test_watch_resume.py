@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -30,11 +31,12 @@ def site(gateway: GatewayHandle, tmp_path: Path) -> Iterator[AgentHandle]:
     agent.stop()
 
 
-def watch(channel: grpc.Channel, job_id: str, after: int | None = None) -> Iterator[job_service_pb2.WatchJobResponse]:
+def watch(channel: grpc.Channel, job_id: str, after: int | None = None) -> Any:
+    """The WatchJob stream (iterable, and `cancel()` drops it)."""
     request = job_service_pb2.WatchJobRequest(job_id=job_id)
     if after is not None:
         request.after_sequence = after
-    return iter(job_service_pb2_grpc.JobServiceStub(channel).WatchJob(request, timeout=WATCH_TIMEOUT_S))
+    return job_service_pb2_grpc.JobServiceStub(channel).WatchJob(request, timeout=WATCH_TIMEOUT_S)
 
 
 def recorded(gateway: GatewayHandle, job_id: str) -> list[tuple[int, JobState]]:
