@@ -68,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("--reason", default="")
     watch = sub.add_parser("watch", help="follow a job's events until it ends")
     watch.add_argument("job_id")
+    watch.add_argument(
+        "--after",
+        type=int,
+        default=None,
+        metavar="SEQUENCE",
+        help="resume: only the events after this sequence (the number a previous watch printed first)",
+    )
     usage = sub.add_parser("usage", help="card-hours and normalised compute of your projects (and joint ones)")
     usage.add_argument("--since", default="30d", help="how far back, e.g. 24h, 7d, 30d (default 30d)")
     usage.add_argument("--project", default="")
@@ -86,12 +93,12 @@ def _print_jobs(jobs: Sequence[Job], fmt: str) -> None:
     print(output.render([output.job_row(j) for j in jobs], JOB_COLUMNS, fmt))
 
 
-def _wait(client: FederationClient, job: Job, fmt: str) -> int:
-    for event, current in client.watch_job(job.job_id):
+def _wait(client: FederationClient, job: Job, fmt: str, after: int | None = None) -> int:
+    for event, current in client.watch_job(job.job_id, after_sequence=after):
         if fmt == "table":
             where = f" at {event.site}" if event.site else ""
             print(
-                f"{event.time:%H:%M:%S} {job.job_id} {event.state.value}{where}: {event.message}",
+                f"{event.sequence} {event.time:%H:%M:%S} {job.job_id} {event.state.value}{where}: {event.message}",
                 file=sys.stderr,
             )
         job = current
@@ -120,7 +127,7 @@ def main(argv: Sequence[str]) -> int:
             elif args.command == "cancel":
                 _print_jobs([client.cancel_job(args.job_id, args.reason)], args.output)
             elif args.command == "watch":
-                return _wait(client, client.get_job(args.job_id), args.output)
+                return _wait(client, client.get_job(args.job_id), args.output, args.after)
             elif args.command == "logs":
                 return print_logs(client, args, prog)
             elif args.command == "usage":

@@ -14,16 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import replace
 
-from gateway.errors import InvalidArgument, NotFound
+from gateway.errors import NotFound
 from gateway.identity.principal import Principal
 from gateway.jobs.model import Job, JobState, Reason
 from gateway.policy import FederationPolicy
 from gateway.store import JobPage, Store
 from gateway.trust import access
+from gateway.trust.pages import page_size as page_size_of
 from gateway.trust.pagetokens import PageTokens
-
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 500
 
 
 def visible_job(caller: Principal, job_id: str, job: Job | None, policy: FederationPolicy) -> Job:
@@ -48,13 +46,11 @@ def visible_jobs(
 ) -> JobPage:
     """One page of the stored jobs `caller` may see, in job id order. Page tokens are sealed by `tokens` for
     this caller and these filters: the store's own token (a job id the caller may not see) never leaves."""
-    if page_size < 0:
-        raise InvalidArgument("page_size must not be negative")
+    size = page_size_of(page_size)
     tenants = access.visible_tenants(caller, tenant)
     listing = job_listing(caller, tenant, project, states)
     after = tokens.open(listing, page_token)
     joint = access.joint_projects_of(caller, policy) if tenants is not None and not tenant else ()
-    size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     page = store.list_jobs(tenants, project, states, size, after, or_projects=joint)
     # A member scoped to some projects sees only those.
     visible = tuple(j for j in page.jobs if access.can_see_job(caller, j, policy))

@@ -23,6 +23,7 @@ from gateway.jobs.events import EventBus
 from gateway.jobs.model import Job, JobEvent, JobSpec, JobState
 from gateway.jobs.reads import job_listing, visible_job, visible_jobs, within_bytes
 from gateway.jobs.validate import check_spec
+from gateway.jobs.watch import Watched, follow_job
 from gateway.placement.place import Explanation
 from gateway.policy import FederationPolicy
 from gateway.policy.holder import PolicyHolder
@@ -35,10 +36,13 @@ from gateway.store import JobPage, Store
 from gateway.store.commit import GroupCommitter
 from gateway.store.receipts import ReceiptPage
 from gateway.trust import access
+from gateway.trust.pages import Page, cut_to_bytes, page_after
+from gateway.trust.pages import page_size as page_size_of
 from gateway.trust.pagetokens import PageTokens
 from gateway.trust.replay import fingerprint, replayed
 from gateway.usage.model import UsageRow
-from gateway.usage.settlement import SignedRecord, list_receipts
+from gateway.usage.receipts import SettledReceipt
+from gateway.usage.settlement import SignedRecord, list_receipts, receipt_listing
 
 Clock = Callable[[], datetime]
 _sequence = itertools.count()
@@ -184,25 +188,16 @@ class JobService:
             self.registry.send(placement.site, CancelCommand(job.job_id, job.epoch, message))
         return cancelled
 
-    async def watch_job(self, caller: Principal, job_id: str) -> AsyncIterator[tuple[JobEvent, Job]]:
+    async def watch_job(
+        self, caller: Principal, job_id: str, after_sequence: int | None = None
+    ) -> AsyncIterator[Watched]:
+        """The job's recorded events from its latest (or after `after_sequence`, a sequence the caller kept from
+        an earlier watch) until it ends: `gateway.jobs.watch.follow_job`, for a caller who may read the job."""
         self.get_job(caller, job_id)  # access check before subscribing
-        queue = self.bus.subscribe(job_id, caller.share)
-        try:
-            job = self.get_job(caller, job_id)
-            yield (
-                JobEvent(job_id, job.state, job.update_time, job.attempt, ",".join(job.sites), "current state"),
-                job,
-            )
-            while not job.state.terminal:
-                item = await queue.get()
-                if item is None:  # missed events: resync from the source of truth
-                    job = self.get_job(caller, job_id)
-                    yield JobEvent(job_id, job.state, job.update_time, job.attempt, "", "resync"), job
-                    continue
-                event, job = item
-                yield event, job
-        finally:
-            self.bus.unsubscribe(job_id, queue)
+        async for watched in follow_job(
+            self.store, self.bus, job_id, lambda: self.get_job(caller, job_id), caller.share, after_sequence
+        ):
+            yield watched
 
     def explain(self, caller: Principal, job_id: str = "", spec: JobSpec | None = None) -> Explanation:
         """Why a job is where it is, or where a spec would go now. An existing job is judged as its submitter
@@ -228,10 +223,19 @@ class JobService:
         return Explanation(True, decision.reasons + site_said + where, candidates, decision.policy_version)
 
     def usage_report(
-        self, caller: Principal, start: datetime, end: datetime | None = None, project: str = ""
-    ) -> list[UsageRow]:
-        """Usage the caller may see: its tenant's projects and the joint projects it is in (admins: all)."""
+        self,
+        caller: Principal,
+        start: datetime,
+        end: datetime | None = None,
+        project: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> Page[UsageRow]:
+        """One page of the usage the caller may see (its tenant's projects and the joint projects it is in;
+        admins: all), by tenant, project and class. The token is bound to the window as asked."""
         access.require_role(caller, "user", "admin")
+        size = page_size_of(page_size)
+        listing = "\n".join(("usage", caller.uri, start.isoformat(), end.isoformat() if end else "", project))
         policy, catalogue = self.policy.policy, self.policy.catalogue
         rows = []
         for tenant, proj, cls, hours, attempts in self.store.usage_between(start, end or self.clock()):
@@ -240,7 +244,7 @@ class JobService:
             if access.role_in(caller, policy, tenant, proj) is None:
                 continue
             rows.append(UsageRow(tenant, proj, cls, hours, catalogue.normalised_compute(cls, hours), attempts))
-        return rows
+        return page_after(rows, _usage_key, listing, size, page_token, tokens=self.tokens)
 
     def usage_receipts(
         self,
@@ -250,23 +254,53 @@ class JobService:
         project: str = "",
         page_size: int = 0,
         page_token: str = "",
+        *,
+        size_of: Callable[[SettledReceipt], int] = lambda receipt: 0,
+        budget: int = 0,
     ) -> ReceiptPage:
-        """Settled usage receipts the caller may see, from `start` to `end` (default: now)."""
-        policy = self.policy.policy
-        end = end or self.clock()
-        return list_receipts(
+        """Settled usage receipts the caller may see, from `start` to `end` (default: now), one page; with a
+        `budget`, at most that many bytes of them as `size_of` counts them."""
+        page = list_receipts(
             self.store,
-            policy,
+            self.policy.policy,
             caller,
             start,
             end,
             project,
             page_size,
             page_token,
+            now=self.clock(),
             tokens=self.tokens,
             signed=self.signed_record,
         )
+        if not budget:
+            return page
+        listing = receipt_listing(caller, start, end, project)
+        cut = cut_to_bytes(
+            Page(page.receipts, page.next_page_token), page.positions, size_of, budget, listing, tokens=self.tokens
+        )
+        return ReceiptPage(cut.items, cut.next_page_token, page.positions[: len(cut.items)])
 
-    def list_sites(self, caller: Principal) -> list[SiteView]:
+    def list_sites(
+        self,
+        caller: Principal,
+        page_size: int = 0,
+        page_token: str = "",
+        *,
+        size_of: Callable[[SiteView], int] = lambda site: 0,
+        budget: int = 0,
+    ) -> Page[SiteView]:
+        """One page of the member sites, by name: users and admins. With a `budget`, at most that many bytes."""
         access.require_role(caller, "user", "admin")
-        return sorted(self.registry.views(self.usage.leases()), key=lambda s: s.name)
+        size = page_size_of(page_size)
+        listing = "\n".join(("sites", caller.uri))
+        views = self.registry.views(self.usage.leases())
+        page = page_after(views, lambda site: site.name, listing, size, page_token, tokens=self.tokens)
+        if not budget:
+            return page
+        return cut_to_bytes(page, [s.name for s in page.items], size_of, budget, listing, tokens=self.tokens)
+
+
+def _usage_key(row: UsageRow) -> str:
+    """A usage row's place in its listing: tenant, project, class (names hold no control characters)."""
+    return "\x1f".join((row.tenant, row.project, row.accelerator_class))

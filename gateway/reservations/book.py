@@ -36,11 +36,12 @@ from gateway.sites.registry import SiteRegistry
 from gateway.store import Store
 from gateway.store.reservations import ReservationPage
 from gateway.trust import access
+from gateway.trust.pages import Page, cut_to_bytes
+from gateway.trust.pages import page_size as page_size_of
 from gateway.trust.pagetokens import PageTokens
 from gateway.trust.replay import fingerprint, replayed
 
 log = logging.getLogger("fedgate.gateway.reservations")
-MAX_PAGE_SIZE = 500
 
 
 class ReservationBook:
@@ -149,22 +150,35 @@ class ReservationBook:
             raise NotFound(f"reservation {reservation_id} not found", reason="RESERVATION_NOT_FOUND")
         return reservation, role
 
-    def list(self, caller: Principal, project: str = "", page_size: int = 100, page_token: str = "") -> ReservationPage:
-        if page_size < 0:
-            raise InvalidArgument("page_size must not be negative")
+    def list(
+        self,
+        caller: Principal,
+        project: str = "",
+        page_size: int = 100,
+        page_token: str = "",
+        *,
+        size_of: Callable[[Reservation], int] = lambda reservation: 0,
+        budget: int = 0,
+    ) -> ReservationPage:
+        """One page of the reservations `caller` may see, in id (creation) order; with a `budget`, at most that
+        many bytes of them as `size_of` (the transport's encoded size) counts them."""
+        size = page_size_of(page_size)
         policy = self._policy.policy
         tenants = access.visible_tenants(caller, "")
         listing = "\n".join(("reservations", caller.uri, project))
         after = self._tokens.open(listing, page_token)  # sealed for this caller and filter: BAD_PAGE_TOKEN else
         joint = access.joint_projects_of(caller, policy) if tenants is not None else ()
-        size = min(page_size or 100, MAX_PAGE_SIZE)
         page = self._store.list_reservations(tenants, project, size, after, or_projects=joint)
         visible = tuple(
             self._ledger.live.get(r.reservation_id, r)
             for r in page.reservations
             if access.role_in(caller, policy, r.tenant, r.project) is not None
         )
-        return ReservationPage(visible, self._tokens.seal(listing, page.next_page_token))
+        found = Page(visible, self._tokens.seal(listing, page.next_page_token))
+        if budget:
+            keys = [r.reservation_id for r in visible]
+            found = cut_to_bytes(found, keys, size_of, budget, listing, tokens=self._tokens)
+        return ReservationPage(found.items, found.next_page_token)
 
     def cancel(self, caller: Principal, reservation_id: str, reason: str = "") -> Reservation:
         reservation, role = self._visible(caller, reservation_id)

@@ -29,6 +29,8 @@ RECEIPT_COLUMNS = (
 class ReceiptPage:
     receipts: tuple[SettledReceipt, ...]
     next_page_token: str
+    positions: tuple[str, ...] = ()
+    """Each receipt's place in the listing (a page token that continues after it), for a page ended early."""
 
 
 class ReceiptTables:
@@ -66,7 +68,7 @@ class ReceiptTables:
             rows = self._db.execute(sql, (*params, page_size + 1)).fetchall()
         receipts = tuple(settled_from_row(row) for row in rows[:page_size])
         token = str(rows[page_size - 1][0]) if len(rows) > page_size else ""
-        return ReceiptPage(receipts, token)
+        return ReceiptPage(receipts, token, tuple(str(row[0]) for row in rows[:page_size]))
 
 
 def receipt_to_row(settled: SettledReceipt) -> tuple[object, ...]:

@@ -19,6 +19,7 @@ from gateway.identity.revocation import Revocation
 from gateway.transport import convert
 from gateway.transport.auth import Authenticator, Guarded
 from gateway.transport.errors import translate_errors
+from gateway.transport.listing import entry_size, list_budget
 from gateway.transport.required import require_fields
 from gateway.trust import access
 from gateway.trust.audit import AuditEntry
@@ -47,13 +48,20 @@ def audit_to_proto(entry: AuditEntry) -> pb.AuditEvent:
     )
 
 
+def _audit_size(entry: AuditEntry) -> int:
+    return entry_size(audit_to_proto(entry))
+
+
 def _ttl(has: bool, value: Any, default: timedelta) -> timedelta:
     return value.ToTimedelta() if has else default
 
 
 class AdminServicer(Guarded, admin_service_pb2_grpc.AdminServiceServicer):
-    def __init__(self, admin: AdminService, auth: Authenticator, trust: Trust) -> None:
+    def __init__(
+        self, admin: AdminService, auth: Authenticator, trust: Trust, max_message_bytes: int = 4 << 20
+    ) -> None:
         self.admin = admin
+        self.list_budget = list_budget(max_message_bytes)
         self.auth = auth
         self.trust = trust
 
@@ -133,13 +141,16 @@ class AdminServicer(Guarded, admin_service_pb2_grpc.AdminServiceServicer):
 
     @translate_errors
     async def ListAuditEvents(self, request: pb.ListAuditEventsRequest, context: Context) -> pb.ListAuditEventsResponse:
-        if request.page_token and not request.page_token.isdigit():
-            raise InvalidArgument("page_token is not one this gateway gave out")
-        after = int(request.page_token or 0)
-        size = min(request.page_size or 100, 1000)
-        entries = self.trust.audit_page(self.auth.principal(context), after, size)
-        token = str(entries[-1].sequence) if len(entries) == size else ""
-        return pb.ListAuditEventsResponse(events=[audit_to_proto(e) for e in entries], next_page_token=token)
+        page = self.trust.audit_page(
+            self.auth.principal(context),
+            request.page_size,
+            request.page_token,
+            size_of=_audit_size,
+            budget=self.list_budget,
+        )
+        return pb.ListAuditEventsResponse(
+            events=[audit_to_proto(e) for e in page.items], next_page_token=page.next_page_token
+        )
 
     @translate_errors
     async def VerifyAudit(self, request: pb.VerifyAuditRequest, context: Context) -> pb.VerifyAuditResponse:

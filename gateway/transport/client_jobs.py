@@ -7,14 +7,16 @@ or exit. Users import it as part of `gateway.transport.client.FederationClient`.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 
 from fedgate.v1 import job_service_pb2 as job_pb
+from gateway.errors import ClientError
 from gateway.jobs.model import Job, JobEvent, JobSpec, JobState
 from gateway.placement.place import Explanation
 from gateway.sites.logs import LogPiece
@@ -24,6 +26,9 @@ from gateway.transport.client_channel import ClientChannel, error_from_rpc
 from gateway.transport.receipts import settled_from_proto
 from gateway.usage.model import UsageRow
 from gateway.usage.receipts import SettledReceipt
+
+RECONNECTS = 5
+"""Times in a row a dropped watch is opened again (with no event in between) before its error is raised."""
 
 
 class JobCalls(ClientChannel):
@@ -62,12 +67,38 @@ class JobCalls(ClientChannel):
         request = job_pb.CancelJobRequest(job_id=job_id, reason=reason)
         return convert.job_from_proto(self._call(self._jobs.CancelJob, request).job)
 
-    def watch_job(self, job_id: str, timeout: float | None = None) -> Iterator[tuple[JobEvent, Job]]:
-        """Yield (event, job) from the current state until the job ends (or `timeout` seconds pass). A stream
-        refused before its first event (a standby, a gateway gone) is opened again where the leader is."""
-        request = job_pb.WatchJobRequest(job_id=job_id)
-        for response in self._stream(lambda: self._jobs.WatchJob(request, timeout=timeout)):
-            yield convert.event_from_proto(response.event), convert.job_from_proto(response.job)
+    def watch_job(
+        self,
+        job_id: str,
+        timeout: float | None = None,
+        *,
+        after_sequence: int | None = None,
+        reconnects: int = RECONNECTS,
+    ) -> Iterator[tuple[JobEvent, Job]]:
+        """Yield (event, job) from the job's latest recorded event (or, with `after_sequence`, from the first
+        event after it) until the job ends, or `timeout` seconds pass. A stream refused before its first event
+        (a standby, a gateway gone) is opened again where the leader is; one that drops later (UNAVAILABLE: the
+        connection cut, the gateway restarted or handed over) is opened again after the last event's sequence,
+        so no event comes twice and none is lost, up to `reconnects` times in a row without an event between."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last = after_sequence
+        failures = 0
+        while True:
+            request = job_pb.WatchJobRequest(job_id=job_id)
+            if last is not None:
+                request.after_sequence = last
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                for response in self._stream(lambda: self._jobs.WatchJob(request, timeout=left)):  # noqa: B023
+                    failures = 0
+                    last = response.event.sequence
+                    yield convert.event_from_proto(response.event), convert.job_from_proto(response.job)
+                return
+            except ClientError as error:
+                if error.code != "UNAVAILABLE" or failures >= reconnects:
+                    raise
+                failures += 1
+                time.sleep(min(0.1 * 2**failures, 2.0))  # back off while the gateway comes back
 
     def stream_job_logs(
         self, job_id: str, *, follow: bool = False, tail_bytes: int = 0, timeout: float | None = None
@@ -113,14 +144,27 @@ class JobCalls(ClientChannel):
         )
 
     def usage(self, start: datetime, end: datetime | None = None, project: str = "") -> list[UsageRow]:
-        request = job_pb.GetUsageRequest(start_time=convert.time_to_proto(start), project=project)
-        if end is not None:
-            request.end_time.FromDatetime(end)
-        response = self._call(self._jobs.GetUsage, request)
-        return [
-            UsageRow(r.tenant, r.project, r.accelerator_class, r.card_hours, r.normalised_pflops_hours, r.attempts)
-            for r in response.rows
-        ]
+        """Usage rows of [start, end) (end: now, fixed at the first page), by tenant, project and class,
+        following pages."""
+        rows: list[UsageRow] = []
+        token = ""
+        end = end or datetime.now(UTC)  # one window for every page: a token is bound to it
+        while True:
+            request = job_pb.GetUsageRequest(
+                start_time=convert.time_to_proto(start),
+                end_time=convert.time_to_proto(end),
+                project=project,
+                page_size=500,
+                page_token=token,
+            )
+            page = self._call(self._jobs.GetUsage, request)
+            rows.extend(
+                UsageRow(r.tenant, r.project, r.accelerator_class, r.card_hours, r.normalised_pflops_hours, r.attempts)
+                for r in page.rows
+            )
+            token = page.next_page_token
+            if not token:
+                return rows
 
     def list_usage_receipts(
         self, start: datetime, end: datetime | None = None, project: str = ""
@@ -129,6 +173,7 @@ class JobCalls(ClientChannel):
         Each record is parsed from the signed bytes; verify them with `gateway.usage.receipts.settled_problems`."""
         receipts: list[SettledReceipt] = []
         token = ""
+        end = end or datetime.now(UTC)  # one period for every page: a token is bound to it
         while True:
             request = job_pb.ListUsageReceiptsRequest(
                 start_time=convert.time_to_proto(start), project=project, page_size=500, page_token=token
@@ -142,5 +187,12 @@ class JobCalls(ClientChannel):
                 return receipts
 
     def list_sites(self) -> list[SiteView]:
-        response = self._call(self._jobs.ListSites, job_pb.ListSitesRequest())
-        return [convert.site_from_proto(s) for s in response.sites]
+        """Every member site, sorted by name, following pages."""
+        sites: list[SiteView] = []
+        token = ""
+        while True:
+            page = self._call(self._jobs.ListSites, job_pb.ListSitesRequest(page_size=500, page_token=token))
+            sites.extend(convert.site_from_proto(s) for s in page.sites)
+            token = page.next_page_token
+            if not token:
+                return sites

@@ -17,36 +17,31 @@ from gateway.errors import InvalidArgument
 from gateway.jobs.model import Job
 from gateway.jobs.service import JobService
 from gateway.sites.logs import LogRelay
+from gateway.sites.model import SiteView
 from gateway.transport import convert
 from gateway.transport.auth import Authenticator, Guarded, while_valid
 from gateway.transport.errors import translate_errors, translate_stream_errors
+from gateway.transport.listing import entry_size, list_budget
 from gateway.transport.receipts import settled_to_proto
 from gateway.transport.required import require_fields
 from gateway.trust.service import Trust
+from gateway.usage.receipts import SettledReceipt
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_REQUEST_ID = 128
-LIST_HEADROOM = 1024  # bytes of a ListJobs response beyond its jobs: the page token and the framing
-
-
-def list_budget(max_message_bytes: int) -> int:
-    """Bytes of jobs one ListJobs response may carry under the gateway's message limit."""
-    return max(max_message_bytes - LIST_HEADROOM, max_message_bytes // 2)
 
 
 def listed_size(job: Job) -> int:
-    """A job's bytes inside a ListJobsResponse: its encoding, its field tag and its length prefix."""
-    size = convert.job_to_proto(job).ByteSize()
-    return size + 1 + len(_varint(size))
+    """A job's bytes inside a ListJobsResponse."""
+    return entry_size(convert.job_to_proto(job))
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
-        value >>= 7
-        if not value:
-            return bytes(out)
+def _site_size(site: SiteView) -> int:
+    return entry_size(convert.site_to_proto(site))
+
+
+def _receipt_size(receipt: SettledReceipt) -> int:
+    return entry_size(settled_to_proto(receipt))
 
 
 class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
@@ -109,9 +104,14 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
     async def WatchJob(self, request: pb.WatchJobRequest, context: Context) -> AsyncIterator[pb.WatchJobResponse]:
         credential = self.auth.credential(context)
         require_fields(request)
-        events = self.jobs.watch_job(credential.principal, request.job_id)
-        async for event, job in while_valid(events, lambda: self.trust.check(credential), self.check_period):
-            yield pb.WatchJobResponse(event=convert.event_to_proto(event), job=convert.job_to_proto(job))
+        after = request.after_sequence if request.HasField("after_sequence") else None
+        events = self.jobs.watch_job(credential.principal, request.job_id, after)
+        async for watched in while_valid(events, lambda: self.trust.check(credential), self.check_period):
+            yield pb.WatchJobResponse(
+                event=convert.event_to_proto(watched.event),
+                job=convert.job_to_proto(watched.job),
+                replayed=watched.replayed,
+            )
 
     @translate_stream_errors
     async def StreamJobLogs(
@@ -145,7 +145,9 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
     async def GetUsage(self, request: pb.GetUsageRequest, context: Context) -> pb.GetUsageResponse:
         start = convert.time_from_proto(request.start_time)
         end = convert.time_from_proto(request.end_time) if request.HasField("end_time") else None
-        rows = self.jobs.usage_report(self.auth.principal(context), start, end, request.project)
+        page = self.jobs.usage_report(
+            self.auth.principal(context), start, end, request.project, request.page_size, request.page_token
+        )
         return pb.GetUsageResponse(
             rows=[
                 pb.UsageRow(
@@ -156,8 +158,9 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
                     normalised_pflops_hours=r.normalised_pflops_hours,
                     attempts=r.attempts,
                 )
-                for r in rows
-            ]
+                for r in page.items
+            ],
+            next_page_token=page.next_page_token,
         )
 
     @translate_errors
@@ -172,6 +175,8 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
             request.project,
             request.page_size,
             request.page_token,
+            size_of=_receipt_size,
+            budget=self.list_budget,
         )
         return pb.ListUsageReceiptsResponse(
             receipts=[settled_to_proto(r) for r in page.receipts], next_page_token=page.next_page_token
@@ -179,5 +184,13 @@ class JobServicer(Guarded, job_service_pb2_grpc.JobServiceServicer):
 
     @translate_errors
     async def ListSites(self, request: pb.ListSitesRequest, context: Context) -> pb.ListSitesResponse:
-        sites = self.jobs.list_sites(self.auth.principal(context))
-        return pb.ListSitesResponse(sites=[convert.site_to_proto(s) for s in sites])
+        page = self.jobs.list_sites(
+            self.auth.principal(context),
+            request.page_size,
+            request.page_token,
+            size_of=_site_size,
+            budget=self.list_budget,
+        )
+        return pb.ListSitesResponse(
+            sites=[convert.site_to_proto(s) for s in page.items], next_page_token=page.next_page_token
+        )

@@ -14,8 +14,10 @@ from fedgate.v1 import reservation_service_pb2 as pb
 from fedgate.v1 import reservation_service_pb2_grpc
 from gateway.errors import InvalidArgument
 from gateway.reservations.book import ReservationBook
+from gateway.reservations.model import Reservation
 from gateway.transport.auth import Authenticator, Guarded
 from gateway.transport.errors import translate_errors
+from gateway.transport.listing import entry_size, list_budget
 from gateway.transport.required import require_fields
 from gateway.transport.reservation_convert import request_from_proto, reservation_to_proto
 from gateway.trust.service import Trust
@@ -24,9 +26,16 @@ Context = grpc.aio.ServicerContext[Any, Any]
 MAX_REQUEST_ID = 128
 
 
+def _reservation_size(reservation: Reservation) -> int:
+    return entry_size(reservation_to_proto(reservation))
+
+
 class ReservationServicer(Guarded, reservation_service_pb2_grpc.ReservationServiceServicer):
-    def __init__(self, book: ReservationBook, auth: Authenticator, trust: Trust) -> None:
+    def __init__(
+        self, book: ReservationBook, auth: Authenticator, trust: Trust, max_message_bytes: int = 4 << 20
+    ) -> None:
         self.book = book
+        self.list_budget = list_budget(max_message_bytes)
         self.auth = auth
         self.trust = trust
 
@@ -52,7 +61,14 @@ class ReservationServicer(Guarded, reservation_service_pb2_grpc.ReservationServi
     async def ListReservations(
         self, request: pb.ListReservationsRequest, context: Context
     ) -> pb.ListReservationsResponse:
-        page = self.book.list(self.auth.principal(context), request.project, request.page_size, request.page_token)
+        page = self.book.list(
+            self.auth.principal(context),
+            request.project,
+            request.page_size,
+            request.page_token,
+            size_of=_reservation_size,
+            budget=self.list_budget,
+        )
         return pb.ListReservationsResponse(
             reservations=[reservation_to_proto(r) for r in page.reservations], next_page_token=page.next_page_token
         )

@@ -250,10 +250,12 @@ async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Auth
     site_pb2_grpc.add_SiteServiceServicer_to_server(
         SiteServicer(core.dispatcher, certificates, trust, config.report_interval, check, config.site_lease), server
     )
-    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(core.admin, certificates, trust), server)
+    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
+        AdminServicer(core.admin, certificates, trust, config.max_message_bytes), server
+    )
     enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(EnrollmentServicer(certificates, trust), server)
     reservation_service_pb2_grpc.add_ReservationServiceServicer_to_server(
-        ReservationServicer(core.reservations, certificates, trust), server
+        ReservationServicer(core.reservations, certificates, trust, config.max_message_bytes), server
     )
     checks = [serve_discovery(server, SERVICE_NAMES)]
     port = bind_port(server, config.listen, server_credentials(config))
@@ -267,7 +269,7 @@ async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Auth
             JobServicer(core.jobs, core.logs, tokens, trust, check, config.max_message_bytes), public_server
         )
         reservation_service_pb2_grpc.add_ReservationServiceServicer_to_server(
-            ReservationServicer(core.reservations, tokens, trust), public_server
+            ReservationServicer(core.reservations, tokens, trust, config.max_message_bytes), public_server
         )
         enrollment_service_pb2_grpc.add_EnrollmentServiceServicer_to_server(
             EnrollmentServicer(tokens, trust), public_server

@@ -39,7 +39,8 @@ from gateway.store import Store
 from gateway.transport import convert
 from gateway.transport.auth import CertificateAuthenticator, CredentialGuard, Guarded
 from gateway.transport.errors import abort, translate_errors
-from gateway.transport.job_service import list_budget, listed_size
+from gateway.transport.job_service import listed_size
+from gateway.transport.listing import list_budget
 from gateway.transport.server import SERVICE_NAMES, bind_port, server_credentials, server_options
 from gateway.trust.pagetokens import PageTokens
 from gateway.trust.service import Trust

@@ -38,6 +38,9 @@ from gateway.trust.checkpoint import (
     write_checkpoint,
 )
 from gateway.trust.coalesce import DenialCoalescer
+from gateway.trust.pages import Page, cut_to_bytes
+from gateway.trust.pages import page_size as page_size_of
+from gateway.trust.pagetokens import PageTokens
 
 log = logging.getLogger("fedgate.gateway.trust")
 MAX_JOIN_TOKEN_TTL = timedelta(days=7)
@@ -45,6 +48,7 @@ MAX_TOKEN_TTL = timedelta(hours=24)
 DENIAL_WINDOW_S = 60.0
 """Refusals of one kind, source and reason within this many seconds are written once and then counted."""
 DENIAL_KEYS = 256
+MAX_AUDIT_PAGE = 1000
 """(kind, source, reason) keys a window tracks; refusals of further sources are counted under source `*`."""
 
 
@@ -77,6 +81,7 @@ class Trust:
         self.clock = clock
         self.audience = audience or f"fedgate://{federation}"
         self.certificate_lifetime = certificate_lifetime
+        self._page_tokens = PageTokens.derived(authority.token_key, lambda: self.clock().timestamp())
         revocations = store.revocations()
         self.revocations = RevocationList(revocations)
         self._revocation_keys = {revocation_key(r) for r in revocations}
@@ -114,9 +119,28 @@ class Trust:
                 "`audit_checkpoint` (by default in its authority directory)"
             ) from None
 
-    def audit_page(self, caller: Principal, after: int, limit: int) -> tuple[AuditEntry, ...]:
+    def audit_page(
+        self,
+        caller: Principal,
+        page_size: int = 0,
+        page_token: str = "",
+        *,
+        size_of: Callable[[AuditEntry], int] = lambda entry: 0,
+        budget: int = 0,
+    ) -> Page[AuditEntry]:
+        """One page of the audit log by sequence (admins): 0 means 100 entries, at most 1,000; with a `budget`,
+        at most that many bytes of entries as `size_of` counts them. Tokens are sealed like every listing's."""
         access.require_role(caller, "admin")
-        return self.store.audit_entries(after, min(max(limit, 1), 1000))
+        size = page_size_of(page_size, most=MAX_AUDIT_PAGE)
+        tokens = self._page_tokens
+        listing = "\n".join(("audit", caller.uri))
+        after = tokens.open(listing, page_token)
+        if after and not after.isdigit():
+            raise InvalidArgument("page_token is not one this gateway gave out; start again without it")
+        entries = self.store.audit_entries(int(after or 0), size + 1)
+        keys = [str(e.sequence) for e in entries[:size]]
+        page = Page(entries[:size], tokens.seal(listing, keys[-1] if len(entries) > size else ""))
+        return cut_to_bytes(page, keys, size_of, budget, listing, tokens=tokens) if budget else page
 
     def verify_audit(self, caller: Principal) -> AuditVerdict:
         access.require_role(caller, "admin")

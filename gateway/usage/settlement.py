@@ -23,6 +23,7 @@ from gateway.policy import FederationPolicy
 from gateway.store import Store
 from gateway.store.receipts import ReceiptPage
 from gateway.trust import access
+from gateway.trust.pages import page_size as page_size_of
 from gateway.trust.pagetokens import PageTokens
 from gateway.usage.receipts import SettledReceipt, UsageRecord
 
@@ -30,43 +31,50 @@ log = logging.getLogger("fedgate.gateway.usage")
 SignedRecord = Callable[[bytes], UsageRecord | None]
 """The record a receipt's signed bytes hold (None: they do not parse)."""
 
-MAX_PAGE_SIZE = 500
-
 
 def list_receipts(
     store: Store,
     policy: FederationPolicy,
     caller: Principal,
     start: datetime,
-    end: datetime,
+    end: datetime | None,
     project: str = "",
     page_size: int = 0,
     page_token: str = "",
     *,
+    now: datetime,
     tokens: PageTokens,
     signed: SignedRecord | None = None,
 ) -> ReceiptPage:
-    """The receipts of attempts that ended in [start, end) that `caller` may read, one page of them."""
+    """The receipts of attempts that ended in [start, end) (end None: `now`) that `caller` may read, one page of
+    them in settlement order. The page token is bound to the period as asked (an open end stays open)."""
     access.require_role(caller, "user", "admin")
-    if page_size < 0:
-        raise InvalidArgument("page_size must not be negative")
-    listing = "\n".join(("receipts", caller.uri, start.isoformat(), end.isoformat(), project))
+    size = page_size_of(page_size)
+    listing = receipt_listing(caller, start, end, project)
     after = tokens.open(listing, page_token)  # sealed for this caller and period: BAD_PAGE_TOKEN otherwise
     if after and not after.isdigit():
         raise InvalidArgument("page_token is not one this gateway issued; start again without it")
+    end = end or now
     if end <= start:
         raise InvalidArgument(f"the period is empty: it ends ({end.isoformat()}) before it starts")
     tenants = access.visible_tenants(caller, "")
     joint = access.joint_projects_of(caller, policy) if tenants is not None else ()
-    size = min(page_size or 100, MAX_PAGE_SIZE)
     page = store.list_receipts(tenants, start, end, project, size, after, or_projects=joint)
-    readable = tuple(
-        r
-        for r in page.receipts
+    positions = page.positions or ("",) * len(page.receipts)
+    readable = [
+        (r, position)
+        for r, position in zip(page.receipts, positions, strict=True)
         if (record := _as_signed(r, signed)) is not None
         and access.role_in(caller, policy, record.tenant, record.project) is not None
+    ]
+    return ReceiptPage(
+        tuple(r for r, _ in readable), tokens.seal(listing, page.next_page_token), tuple(p for _, p in readable)
     )
-    return ReceiptPage(readable, tokens.seal(listing, page.next_page_token))
+
+
+def receipt_listing(caller: Principal, start: datetime, end: datetime | None, project: str) -> str:
+    """What a receipt page token is bound to: who lists, and the period and project asked."""
+    return "\n".join(("receipts", caller.uri, start.isoformat(), end.isoformat() if end else "", project))
 
 
 def _as_signed(receipt: SettledReceipt, signed: SignedRecord | None) -> UsageRecord | None:

@@ -86,13 +86,13 @@ class LinkProxy:
         self.set("pass")
 
     def drop(self) -> None:
-        """Close every connection through the proxy now (both sides see the link end)."""
+        """Close every connection through the proxy now (both sides see the link end); returns once they are."""
 
-        def close_all() -> None:
+        async def close_all() -> None:
             for writer in list(self._writers):
                 writer.transport.abort()
 
-        self._loop.call_soon_threadsafe(close_all)
+        asyncio.run_coroutine_threadsafe(close_all(), self._loop).result(10)
 
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)

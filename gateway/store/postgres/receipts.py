@@ -50,4 +50,4 @@ class PgReceiptTables(PgConnection):
             rows = conn.execute(sql, (*params, page_size + 1)).fetchall()
         receipts = tuple(settled_from_row(row) for row in rows[:page_size])
         token = str(rows[page_size - 1][0]) if len(rows) > page_size else ""
-        return ReceiptPage(receipts, token)
+        return ReceiptPage(receipts, token, tuple(str(row[0]) for row in rows[:page_size]))

@@ -29,7 +29,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66\x65\x64gate/v1/job_service.proto\x12\nfedgate.v1\x1a\x14\x66\x65\x64gate/v1/job.proto\x1a\x15\x66\x65\x64gate/v1/site.proto\x1a\x16\x66\x65\x64gate/v1/usage.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"O\n\x10\x43reateJobRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\'\n\x04spec\x18\x02 \x01(\x0b\x32\x13.fedgate.v1.JobSpecB\x04\xe2\x41\x01\x02\"1\n\x11\x43reateJobResponse\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.fedgate.v1.Job\"%\n\rGetJobRequest\x12\x14\n\x06job_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\".\n\x0eGetJobResponse\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.fedgate.v1.Job\"\x7f\n\x0fListJobsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12$\n\x06states\x18\x03 \x03(\x0e\x32\x14.fedgate.v1.JobState\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"J\n\x10ListJobsResponse\x12\x1d\n\x04jobs\x18\x01 \x03(\x0b\x32\x0f.fedgate.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"8\n\x10\x43\x61ncelJobRequest\x12\x14\n\x06job_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x02 \x01(\t\"1\n\x11\x43\x61ncelJobResponse\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.fedgate.v1.Job\"\'\n\x0fWatchJobRequest\x12\x14\n\x06job_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"U\n\x10WatchJobResponse\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.fedgate.v1.JobEvent\x12\x1c\n\x03job\x18\x02 \x01(\x0b\x32\x0f.fedgate.v1.Job\"T\n\x11\x45xplainJobRequest\x12\x10\n\x06job_id\x18\x01 \x01(\tH\x00\x12#\n\x04spec\x18\x02 \x01(\x0b\x32\x13.fedgate.v1.JobSpecH\x00\x42\x08\n\x06target\"~\n\rSiteCandidate\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x10\n\x08\x66\x65\x61sible\x18\x02 \x01(\x08\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x19\n\x11\x61\x63\x63\x65lerator_class\x18\x04 \x01(\t\x12#\n\x07reasons\x18\x05 \x03(\x0b\x32\x12.fedgate.v1.Reason\"\x92\x01\n\x12\x45xplainJobResponse\x12\x10\n\x08\x61\x64mitted\x18\x01 \x01(\x08\x12#\n\x07reasons\x18\x02 \x03(\x0b\x32\x12.fedgate.v1.Reason\x12-\n\ncandidates\x18\x03 \x03(\x0b\x32\x19.fedgate.v1.SiteCandidate\x12\x16\n\x0epolicy_version\x18\x04 \x01(\t\"9\n\x10ListSitesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"M\n\x11ListSitesResponse\x12\x1f\n\x05sites\x18\x01 \x03(\x0b\x32\x10.fedgate.v1.Site\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x80\x01\n\x0fGetUsageRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07project\x18\x03 \x01(\t\"\x8d\x01\n\x08UsageRow\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x19\n\x11\x61\x63\x63\x65lerator_class\x18\x03 \x01(\t\x12\x12\n\ncard_hours\x18\x04 \x01(\x01\x12\x1f\n\x17normalised_pflops_hours\x18\x05 \x01(\x01\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\r\"6\n\x10GetUsageResponse\x12\"\n\x04rows\x18\x01 \x03(\x0b\x32\x14.fedgate.v1.UsageRow\"P\n\x14StreamJobLogsRequest\x12\x14\n\x06job_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x12\n\ntail_bytes\x18\x03 \x01(\x04\"B\n\x15StreamJobLogsResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\"\xb0\x01\n\x18ListUsageReceiptsRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07project\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"b\n\x19ListUsageReceiptsResponse\x12,\n\x08receipts\x18\x01 \x03(\x0b\x32\x1a.fedgate.v1.SettledReceipt\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x89\x06\n\nJobService\x12H\n\tCreateJob\x12\x1c.fedgate.v1.CreateJobRequest\x1a\x1d.fedgate.v1.CreateJobResponse\x12?\n\x06GetJob\x12\x19.fedgate.v1.GetJobRequest\x1a\x1a.fedgate.v1.GetJobResponse\x12\x45\n\x08ListJobs\x12\x1b.fedgate.v1.ListJobsRequest\x1a\x1c.fedgate.v1.ListJobsResponse\x12H\n\tCancelJob\x12\x1c.fedgate.v1.CancelJobRequest\x1a\x1d.fedgate.v1.CancelJobResponse\x12G\n\x08WatchJob\x12\x1b.fedgate.v1.WatchJobRequest\x1a\x1c.fedgate.v1.WatchJobResponse0\x01\x12K\n\nExplainJob\x12\x1d.fedgate.v1.ExplainJobRequest\x1a\x1e.fedgate.v1.ExplainJobResponse\x12H\n\tListSites\x12\x1c.fedgate.v1.ListSitesRequest\x1a\x1d.fedgate.v1.ListSitesResponse\x12\x45\n\x08GetUsage\x12\x1b.fedgate.v1.GetUsageRequest\x1a\x1c.fedgate.v1.GetUsageResponse\x12`\n\x11ListUsageReceipts\x12$.fedgate.v1.ListUsageReceiptsRequest\x1a%.fedgate.v1.ListUsageReceiptsResponse\x12V\n\rStreamJobLogs\x12 .fedgate.v1.StreamJobLogsRequest\x1a!.fedgate.v1.StreamJobLogsResponse0\x01\x42I\n\rio.fedgate.v1P\x01Z6github.com/fedgate/fedgate/gen/go/fedgate/v1;fedgatev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66\x65\x64gate/v1/job_service.proto\x12\nfedgate.v1\x1a\x14\x66\x65\x64gate/v1/job.proto\x1a\x15\x66\x65\x64gate/v1/site.proto\x1a\x16\x66\x65\x64gate/v1/usage.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"O\n\x10\x43reateJobRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\'\n\x04spec\x18\x02 \x01(\x0b\x32\x13.fedgate.v1.JobSpecB\x04\xe2\x41\x01\x02\"1\n\x11\x43reateJobResponse\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.fedgate.v1.Job\"%\n\rGetJobRequest\x12\x14\n\x06job_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\".\n\x0eGetJobResponse\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.fedgate.v1.Job\"\x7f\n\x0fListJobsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12$\n\x06states\x18\x03 \x03(\x0e\x32\x14.fedgate.v1.JobState\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"J\n\x10ListJobsResponse\x12\x1d\n\x04jobs\x18\x01 \x03(\x0b\x32\x0f.fedgate.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"8\n\x10\x43\x61ncelJobRequest\x12\x14\n\x06job_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x02 \x01(\t\"1\n\x11\x43\x61ncelJobResponse\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.fedgate.v1.Job\"W\n\x0fWatchJobRequest\x12\x14\n\x06job_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1b\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x11\n\x0f_after_sequence\"g\n\x10WatchJobResponse\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.fedgate.v1.JobEvent\x12\x1c\n\x03job\x18\x02 \x01(\x0b\x32\x0f.fedgate.v1.Job\x12\x10\n\x08replayed\x18\x03 \x01(\x08\"T\n\x11\x45xplainJobRequest\x12\x10\n\x06job_id\x18\x01 \x01(\tH\x00\x12#\n\x04spec\x18\x02 \x01(\x0b\x32\x13.fedgate.v1.JobSpecH\x00\x42\x08\n\x06target\"~\n\rSiteCandidate\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x10\n\x08\x66\x65\x61sible\x18\x02 \x01(\x08\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x19\n\x11\x61\x63\x63\x65lerator_class\x18\x04 \x01(\t\x12#\n\x07reasons\x18\x05 \x03(\x0b\x32\x12.fedgate.v1.Reason\"\x92\x01\n\x12\x45xplainJobResponse\x12\x10\n\x08\x61\x64mitted\x18\x01 \x01(\x08\x12#\n\x07reasons\x18\x02 \x03(\x0b\x32\x12.fedgate.v1.Reason\x12-\n\ncandidates\x18\x03 \x03(\x0b\x32\x19.fedgate.v1.SiteCandidate\x12\x16\n\x0epolicy_version\x18\x04 \x01(\t\"9\n\x10ListSitesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"M\n\x11ListSitesResponse\x12\x1f\n\x05sites\x18\x01 \x03(\x0b\x32\x10.fedgate.v1.Site\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa7\x01\n\x0fGetUsageRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07project\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"\x8d\x01\n\x08UsageRow\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x19\n\x11\x61\x63\x63\x65lerator_class\x18\x03 \x01(\t\x12\x12\n\ncard_hours\x18\x04 \x01(\x01\x12\x1f\n\x17normalised_pflops_hours\x18\x05 \x01(\x01\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\r\"O\n\x10GetUsageResponse\x12\"\n\x04rows\x18\x01 \x03(\x0b\x32\x14.fedgate.v1.UsageRow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"P\n\x14StreamJobLogsRequest\x12\x14\n\x06job_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x12\n\ntail_bytes\x18\x03 \x01(\x04\"B\n\x15StreamJobLogsResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\"\xb0\x01\n\x18ListUsageReceiptsRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07project\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"b\n\x19ListUsageReceiptsResponse\x12,\n\x08receipts\x18\x01 \x03(\x0b\x32\x1a.fedgate.v1.SettledReceipt\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x89\x06\n\nJobService\x12H\n\tCreateJob\x12\x1c.fedgate.v1.CreateJobRequest\x1a\x1d.fedgate.v1.CreateJobResponse\x12?\n\x06GetJob\x12\x19.fedgate.v1.GetJobRequest\x1a\x1a.fedgate.v1.GetJobResponse\x12\x45\n\x08ListJobs\x12\x1b.fedgate.v1.ListJobsRequest\x1a\x1c.fedgate.v1.ListJobsResponse\x12H\n\tCancelJob\x12\x1c.fedgate.v1.CancelJobRequest\x1a\x1d.fedgate.v1.CancelJobResponse\x12G\n\x08WatchJob\x12\x1b.fedgate.v1.WatchJobRequest\x1a\x1c.fedgate.v1.WatchJobResponse0\x01\x12K\n\nExplainJob\x12\x1d.fedgate.v1.ExplainJobRequest\x1a\x1e.fedgate.v1.ExplainJobResponse\x12H\n\tListSites\x12\x1c.fedgate.v1.ListSitesRequest\x1a\x1d.fedgate.v1.ListSitesResponse\x12\x45\n\x08GetUsage\x12\x1b.fedgate.v1.GetUsageRequest\x1a\x1c.fedgate.v1.GetUsageResponse\x12`\n\x11ListUsageReceipts\x12$.fedgate.v1.ListUsageReceiptsRequest\x1a%.fedgate.v1.ListUsageReceiptsResponse\x12V\n\rStreamJobLogs\x12 .fedgate.v1.StreamJobLogsRequest\x1a!.fedgate.v1.StreamJobLogsResponse0\x01\x42I\n\rio.fedgate.v1P\x01Z6github.com/fedgate/fedgate/gen/go/fedgate/v1;fedgatev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -64,33 +64,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CANCELJOBRESPONSE']._serialized_start=661
   _globals['_CANCELJOBRESPONSE']._serialized_end=710
   _globals['_WATCHJOBREQUEST']._serialized_start=712
-  _globals['_WATCHJOBREQUEST']._serialized_end=751
-  _globals['_WATCHJOBRESPONSE']._serialized_start=753
-  _globals['_WATCHJOBRESPONSE']._serialized_end=838
-  _globals['_EXPLAINJOBREQUEST']._serialized_start=840
-  _globals['_EXPLAINJOBREQUEST']._serialized_end=924
-  _globals['_SITECANDIDATE']._serialized_start=926
-  _globals['_SITECANDIDATE']._serialized_end=1052
-  _globals['_EXPLAINJOBRESPONSE']._serialized_start=1055
-  _globals['_EXPLAINJOBRESPONSE']._serialized_end=1201
-  _globals['_LISTSITESREQUEST']._serialized_start=1203
-  _globals['_LISTSITESREQUEST']._serialized_end=1260
-  _globals['_LISTSITESRESPONSE']._serialized_start=1262
-  _globals['_LISTSITESRESPONSE']._serialized_end=1339
-  _globals['_GETUSAGEREQUEST']._serialized_start=1342
-  _globals['_GETUSAGEREQUEST']._serialized_end=1470
-  _globals['_USAGEROW']._serialized_start=1473
-  _globals['_USAGEROW']._serialized_end=1614
-  _globals['_GETUSAGERESPONSE']._serialized_start=1616
-  _globals['_GETUSAGERESPONSE']._serialized_end=1670
-  _globals['_STREAMJOBLOGSREQUEST']._serialized_start=1672
-  _globals['_STREAMJOBLOGSREQUEST']._serialized_end=1752
-  _globals['_STREAMJOBLOGSRESPONSE']._serialized_start=1754
-  _globals['_STREAMJOBLOGSRESPONSE']._serialized_end=1820
-  _globals['_LISTUSAGERECEIPTSREQUEST']._serialized_start=1823
-  _globals['_LISTUSAGERECEIPTSREQUEST']._serialized_end=1999
-  _globals['_LISTUSAGERECEIPTSRESPONSE']._serialized_start=2001
-  _globals['_LISTUSAGERECEIPTSRESPONSE']._serialized_end=2099
-  _globals['_JOBSERVICE']._serialized_start=2102
-  _globals['_JOBSERVICE']._serialized_end=2879
+  _globals['_WATCHJOBREQUEST']._serialized_end=799
+  _globals['_WATCHJOBRESPONSE']._serialized_start=801
+  _globals['_WATCHJOBRESPONSE']._serialized_end=904
+  _globals['_EXPLAINJOBREQUEST']._serialized_start=906
+  _globals['_EXPLAINJOBREQUEST']._serialized_end=990
+  _globals['_SITECANDIDATE']._serialized_start=992
+  _globals['_SITECANDIDATE']._serialized_end=1118
+  _globals['_EXPLAINJOBRESPONSE']._serialized_start=1121
+  _globals['_EXPLAINJOBRESPONSE']._serialized_end=1267
+  _globals['_LISTSITESREQUEST']._serialized_start=1269
+  _globals['_LISTSITESREQUEST']._serialized_end=1326
+  _globals['_LISTSITESRESPONSE']._serialized_start=1328
+  _globals['_LISTSITESRESPONSE']._serialized_end=1405
+  _globals['_GETUSAGEREQUEST']._serialized_start=1408
+  _globals['_GETUSAGEREQUEST']._serialized_end=1575
+  _globals['_USAGEROW']._serialized_start=1578
+  _globals['_USAGEROW']._serialized_end=1719
+  _globals['_GETUSAGERESPONSE']._serialized_start=1721
+  _globals['_GETUSAGERESPONSE']._serialized_end=1800
+  _globals['_STREAMJOBLOGSREQUEST']._serialized_start=1802
+  _globals['_STREAMJOBLOGSREQUEST']._serialized_end=1882
+  _globals['_STREAMJOBLOGSRESPONSE']._serialized_start=1884
+  _globals['_STREAMJOBLOGSRESPONSE']._serialized_end=1950
+  _globals['_LISTUSAGERECEIPTSREQUEST']._serialized_start=1953
+  _globals['_LISTUSAGERECEIPTSREQUEST']._serialized_end=2129
+  _globals['_LISTUSAGERECEIPTSRESPONSE']._serialized_start=2131
+  _globals['_LISTUSAGERECEIPTSRESPONSE']._serialized_end=2229
+  _globals['_JOBSERVICE']._serialized_start=2232
+  _globals['_JOBSERVICE']._serialized_end=3009
 # @@protoc_insertion_point(module_scope)

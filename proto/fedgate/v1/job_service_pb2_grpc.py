@@ -124,7 +124,8 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchJob(self, request, context):
-        """Follow a job until it ends; the stream also ends when the caller's credential is revoked or expires.
+        """Follow a job until it ends, or resume following it after the last event sequence the client kept; the
+        stream also ends when the caller's credential is revoked or expires.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -138,14 +139,14 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListSites(self, request, context):
-        """The member sites, their pools and liveness.
+        """The member sites, their pools and liveness, a page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetUsage(self, request, context):
-        """What the caller's tenants and joint projects used (admins: everyone).
+        """What the caller's tenants and joint projects used (admins: everyone), a page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
