@@ -1,25 +1,54 @@
 """The gateway's one error base. Every error carries a stable `reason` code.
 
-Owns: the domain error classes and their reason codes. `gateway.transport.errors` maps each reason to a gRPC
-status and a public message; nothing else decides how an error looks on the wire.
+Owns: the domain error classes, their reason codes and `Violation` (one of several things wrong with a request).
+`gateway.transport.errors` maps each to a gRPC status and its google.rpc details; nothing else decides how an
+error looks on the wire.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from fedgate.common.reasons import ReasonCode
 
 
+@dataclass(frozen=True)
+class Violation:
+    """One thing wrong with a request, when an error has several (every admission reason, every bad field).
+
+    `field` names a field of the request (`spec.resources.cards`, in the proto's terms) when the fix is to change
+    it: the wire carries it as a google.rpc.BadRequest.FieldViolation. Without a field it is a condition of the
+    federation (a policy rule, a quota, a site) the request does not meet: a PreconditionFailure.Violation whose
+    `subject` says what it is about (a site, or the stage that decided)."""
+
+    reason: str
+    description: str
+    field: str = ""
+    subject: str = ""
+
+
 class GatewayError(Exception):
-    """Base of every error the gateway raises on purpose. `reason` is stable and machine-readable."""
+    """Base of every error the gateway raises on purpose. `reason` is stable and machine-readable; `metadata`
+    (strings) is what a program needs to act on it (the field, the limit, the leader); `violations` are every
+    problem when there are several (the message states the first)."""
 
     reason: str = ReasonCode.GATEWAY_ERROR
 
-    def __init__(self, message: str, *, reason: str | None = None, metadata: dict[str, str] | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        metadata: dict[str, str] | None = None,
+        violations: Sequence[Violation] = (),
+    ):
         super().__init__(message)
         self.message = message
         if reason is not None:
             self.reason = reason
         self.metadata = dict(metadata or {})
+        self.violations = tuple(violations)
 
 
 class InvalidArgument(GatewayError):
@@ -115,10 +144,19 @@ class StoreRefused(StoreError):
 
 
 class ClientError(GatewayError):
-    """Raised by the client library for a refused call; `code` is the gRPC status name (e.g. NOT_FOUND)."""
+    """Raised by the client library for a refused call; `code` is the gRPC status name (e.g. NOT_FOUND), `reason`,
+    `metadata` and `violations` what the call's google.rpc.Status details said."""
 
     reason: str = ReasonCode.CALL_FAILED
 
-    def __init__(self, message: str, *, code: str, reason: str | None = None, metadata: dict[str, str] | None = None):
-        super().__init__(message, reason=reason, metadata=metadata)
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        reason: str | None = None,
+        metadata: dict[str, str] | None = None,
+        violations: Sequence[Violation] = (),
+    ):
+        super().__init__(message, reason=reason, metadata=metadata, violations=violations)
         self.code = code

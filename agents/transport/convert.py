@@ -29,7 +29,7 @@ from agents.core.commands import (
     Welcome,
 )
 from agents.core.logs import LogChunk
-from agents.core.model import JobUpdate, PoolCapacity, ReserveReply, RunningJob
+from agents.core.model import JobState, JobUpdate, PoolCapacity, ReserveReply, RunningJob
 from fedgate.common import wire
 from fedgate.common.rendezvous import Rendezvous, RendezvousPoint
 from fedgate.common.terms import SiteTerms
@@ -41,7 +41,8 @@ def job_update_to_proto(update: JobUpdate) -> site_pb2.JobUpdate:
         job_id=update.job_id,
         epoch=update.epoch,
         state=wire.state_to_proto(update.state.value),
-        exit_code=update.exit_code,
+        # Set (so sent even when 0) on an attempt's end only: a RUNNING update, or a lease handed back, has none.
+        exit_code=None if update.state == JobState.RUNNING or update.lease_returned else update.exit_code,
         message=update.message,
         time=wire.time_to_proto(update.time),
         device_indices=list(update.device_indices),

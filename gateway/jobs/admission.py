@@ -1,6 +1,7 @@
 """Admission: may this job enter the federation's queues at all?
 
-Owns: the pure decision over a job spec, the caller and the policy in force, with the reasons behind it.
+Owns: the pure decision over a job spec, the caller and the policy in force, with the reasons behind it, and
+`refusal`, the error of a refused decision (every reason, each naming the spec field to change when there is one).
 It does not look at live capacity (that is placement) and does no I/O: the caller passes everything in.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from fedgate.common.reasons import ReasonCode
+from gateway.errors import AdmissionRejected, Violation
 from gateway.identity.principal import Principal
 from gateway.jobs.model import JobSpec, Reason
 from gateway.policy import FederationPolicy
@@ -17,6 +20,21 @@ from gateway.policy.engine import evaluate
 from gateway.policy.quotas import Usage
 
 MAX_RUNTIME = timedelta(days=30)
+
+# The field a refusal of each code asks the submitter to change, as a path in the JobSpec message (a reservation's
+# request has the same names for tenant, project and resources); a code not here is about the federation (a
+# rule, a quota, a site), not one field.
+FIELD_BY_CODE: dict[str, str] = {
+    ReasonCode.TENANT_MISMATCH: "tenant",
+    ReasonCode.UNKNOWN_TENANT: "tenant",
+    ReasonCode.UNKNOWN_PROJECT: "project",
+    ReasonCode.UNKNOWN_PRIORITY_CLASS: "priority_class",
+    ReasonCode.UNKNOWN_ACCELERATOR_CLASS: "resources.accelerator_class",
+    ReasonCode.BAD_CARD_COUNT: "resources.cards",
+    ReasonCode.BAD_RESOURCES: "resources",
+    ReasonCode.NO_RUN: "runs",
+    ReasonCode.BAD_MAX_RUNTIME: "max_runtime",
+}
 
 
 @dataclass(frozen=True)
@@ -28,6 +46,28 @@ class AdmissionDecision:
     classes: tuple[str, ...] = ()
     matched: tuple[str, ...] = ()  # rules that matched
     priority: int = 0
+
+
+def refusal(decision: AdmissionDecision, within: str = "spec.") -> AdmissionRejected:
+    """The error of a refused decision: its first reason's code and message, every reason as a violation (a
+    field violation, its path under `within`, when it names a spec field), and the policy version, stage and
+    site in the metadata."""
+    first = decision.reasons[0]
+    metadata = {"policy_version": decision.policy_version, "stage": first.stage}
+    if first.site:
+        metadata["site"] = first.site
+    if first.code in FIELD_BY_CODE:
+        metadata["field"] = within + FIELD_BY_CODE[first.code]
+    violations = [
+        Violation(
+            r.code,
+            r.message,
+            field=within + FIELD_BY_CODE[r.code] if r.code in FIELD_BY_CODE else "",
+            subject=r.site or r.stage,
+        )
+        for r in decision.reasons
+    ]
+    return AdmissionRejected(first.message, reason=first.code, metadata=metadata, violations=violations)
 
 
 def _deny(code: str, message: str, policy: FederationPolicy) -> AdmissionDecision:

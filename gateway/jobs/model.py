@@ -161,7 +161,8 @@ class Job:
     epoch: int = 0
     placements: tuple[Placement, ...] = ()
     reasons: tuple[Reason, ...] = ()
-    exit_code: int = 0
+    exit_code: int | None = None
+    """The exit code its site reported for the attempt's end; None while it runs or when no site reported one."""
     start_time: datetime | None = None
     end_time: datetime | None = None
     # The canonical digest of the spec it was created from (`gateway.trust.replay`): a retry with the same

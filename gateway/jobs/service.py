@@ -15,9 +15,9 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Collection
 from datetime import datetime
 
-from gateway.errors import AdmissionRejected, GatewayError, InvalidArgument, Unavailable
+from gateway.errors import GatewayError, InvalidArgument, Unavailable
 from gateway.identity.principal import Principal, principal_from_uri
-from gateway.jobs.admission import AdmissionDecision, admit
+from gateway.jobs.admission import AdmissionDecision, admit, refusal
 from gateway.jobs.book import JobBook
 from gateway.jobs.events import EventBus
 from gateway.jobs.model import Job, JobEvent, JobSpec, JobState
@@ -117,8 +117,7 @@ class JobService:
             )
         decision = self.admit(caller, spec, policy)
         if not decision.admitted:
-            reason = decision.reasons[0]
-            raise AdmissionRejected(reason.message, reason=reason.code)
+            raise refusal(decision)
         self.reservations.check_job(spec)
         now = self.clock()
         job = Job(

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gateway.errors import InvalidArgument
+from gateway.errors import InvalidArgument, Violation
 from gateway.jobs.model import JobSpec
 
 NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
@@ -44,6 +44,7 @@ MAX_ENV_VALUE = 32 * 1024  # bytes (UTF-8)
 MAX_ARGS = 256
 MAX_COMMAND_BYTES = 64 * 1024  # all arguments of one run together (UTF-8)
 MAX_SPEC_BYTES = 256 * 1024  # every string of the spec together (UTF-8): a ListJobs page stays small
+MAX_VIOLATIONS = 32  # problems listed in one refusal: a spec of 10,000 bad labels gets a short answer
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -60,13 +61,39 @@ class SpecProblem:
     def field(self) -> str:
         return ".".join(str(p) for p in self.path)
 
+    @property
+    def wire_field(self) -> str:
+        """The field as a path in CreateJobRequest (AIP-193's BadRequest): `spec.runs[0].image`,
+        `spec.env["FOO"]`, `spec.resources.accelerator_class`; `spec` for the spec as a whole."""
+        path = ["spec"]
+        for step in self.path[1:]:
+            if isinstance(step, int):
+                path[-1] += f"[{step}]"
+            elif len(path) > 1 and path[-1] in {"labels", "env"}:
+                path[-1] += f'["{step}"]'
+            else:
+                path.append(_WIRE_NAMES.get(step, step))
+        return ".".join(path)
+
+
+_WIRE_NAMES = {"class": "accelerator_class", "priorityClass": "priority_class"}
+"""Job-file names that differ from the proto's."""
+
 
 def check_spec(spec: JobSpec) -> None:
-    """Refuse a malformed spec (INVALID_ARGUMENT, JOB_SPEC_INVALID or BAD_CARD_COUNT) naming field and limit."""
-    found = spec_problem(spec)
-    if found is not None:
+    """Refuse a malformed spec (INVALID_ARGUMENT, JOB_SPEC_INVALID or BAD_CARD_COUNT) naming field and limit: the
+    message states the first problem, the violations list every one (by their CreateJobRequest paths)."""
+    problems = [problem for problem in _problems(spec) if problem is not None]
+    if problems:
+        found = problems[0]
+        violations = [
+            Violation(p.reason, f"{p.problem}; {p.fix}", field=p.wire_field) for p in problems[:MAX_VIOLATIONS]
+        ]
         raise InvalidArgument(
-            f"{found.field}: {found.problem}; {found.fix}", reason=found.reason, metadata={"field": found.field}
+            f"{found.field}: {found.problem}; {found.fix}",
+            reason=found.reason,
+            metadata={"field": found.wire_field},
+            violations=violations,
         )
 
 

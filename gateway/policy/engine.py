@@ -96,8 +96,8 @@ def _evaluate(policy: FederationPolicy, catalogue: Catalogue, spec: JobSpec, now
             classes.append(cls)
         else:
             refusals.append(verdict[0])
-    if not classes:
-        return Decision(False, tuple(refusals[:1]), (), policy.version, tuple(matched))
+    if not classes:  # every class refused: each refusal is a reason (the first decides the error's code)
+        return Decision(False, tuple(dict.fromkeys(refusals)), (), policy.version, tuple(matched))
     residency = _residency_regions(policy, spec)
     if residency is not None and not residency:
         entry = policy.residency[spec.data_classification]

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from gateway.errors import AdmissionRejected, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from gateway.identity.principal import Principal
-from gateway.jobs.admission import admit
+from gateway.jobs.admission import admit, refusal
 from gateway.jobs.model import JobSpec, Reason
 from gateway.policy.holder import PolicyHolder
 from gateway.reservations.capacity import at, owns
@@ -85,8 +85,7 @@ class ReservationBook:
         usage = offered_usage(views)
         decision = admit(spec, caller, policy, self._policy.catalogue, request.start, usage)
         if not decision.admitted:
-            reason = decision.reasons[0]
-            raise AdmissionRejected(reason.message, reason=reason.code)
+            raise refusal(decision, within="reservation.")
         plan = plan_booking(
             request.resources.cards,
             decision.classes,

@@ -63,7 +63,8 @@ class SiteUpdate:
     state: JobState
     sequence: int
     time: datetime
-    exit_code: int = 0
+    exit_code: int | None = None
+    """None: the site gave none (a running attempt, an engine that did not say)."""
     message: str = ""
     device_indices: tuple[int, ...] = ()
     lease_returned: bool = False
@@ -233,8 +234,12 @@ class Dispatcher:
             )
         if job.state == update.state or job.state.terminal:
             # Nothing new (a replay, or the gateway already ended the job, e.g. a user cancel). The attempt's
-            # receipt still counts: it is settled on its own, once.
+            # receipt still counts: it is settled on its own, once. The exit code the site reports for an attempt
+            # the gateway ended first (a cancel) is kept, once: it is what the job's owner wants to read.
             receipts, refused = self._settle(site, job, update)
+            if refused is None and job.state.terminal and job.exit_code is None and update.exit_code is not None:
+                self._keep_exit_code(site, job, update, receipts)
+                return refused
             if receipts:
                 self.book.settle(receipts)
             self._advance(site, update.sequence)
@@ -269,6 +274,14 @@ class Dispatcher:
         if update.state in {JobState.PREEMPTED, JobState.LOST}:
             self.book.requeue(updated, message)
         return refused
+
+    def _keep_exit_code(self, site: str, job: Job, update: SiteUpdate, receipts: tuple[SettledReceipt, ...]) -> None:
+        """Record the exit code of an attempt the gateway had already ended, with the cursor and the receipts: the
+        job keeps its state and end time; its event says what the site reported."""
+        message = f"{site} reported {update.state.value.lower()} with exit code {update.exit_code}"
+        changes: dict[str, object] = {"exit_code": update.exit_code, "end_time": job.end_time}
+        self.book.transitions([(job, job.state, message, site, (site, update.sequence), changes)], receipts)
+        self._cursors[site] = max(self._cursor(site), update.sequence)
 
     def _start_time(self, job: Job, update: SiteUpdate) -> datetime:
         """When the attempt started, by the gateway's record: the site's word, but never before the gateway

@@ -30,11 +30,18 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 def revocation_to_proto(revocation: Revocation) -> pb.Revocation:
     return pb.Revocation(
-        kind=revocation.kind,
+        kind=convert.enum_to_proto(pb.RevocationKind, revocation.kind),  # type: ignore[arg-type]
         value=revocation.value,
         revoke_time=convert.time_to_proto(revocation.time),
         reason=revocation.reason,
     )
+
+
+def _role(number: int) -> str:
+    """The token role asked for: member when unsaid; a number the contract does not define is refused."""
+    if number not in pb.TokenRole.values():
+        raise InvalidArgument(f"role {number} is not a TokenRole", metadata={"field": "role"})
+    return convert.enum_from_proto(pb.TokenRole, number, "member")
 
 
 def audit_to_proto(entry: AuditEntry) -> pb.AuditEvent:
@@ -117,7 +124,7 @@ class AdminServicer(Guarded, admin_service_pb2_grpc.AdminServiceServicer):
             caller,
             request.tenant,
             request.user,
-            request.role or "member",
+            _role(request.role),
             ttl,
             request.single_use,
         )

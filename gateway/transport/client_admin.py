@@ -88,8 +88,15 @@ class AdminCalls(ClientChannel):
         ttl: timedelta = timedelta(minutes=15),
         single_use: bool = False,
     ) -> IssuedToken:
+        number = convert.enum_to_proto(admin_pb.TokenRole, role)
+        if not number:
+            raise ValueError(f"role must be member or viewer, not {role!r}")
         request = admin_pb.IssueTokenRequest(
-            tenant=tenant, user=user, role=role, ttl=convert.duration_to_proto(ttl), single_use=single_use
+            tenant=tenant,
+            user=user,
+            role=number,  # type: ignore[arg-type]
+            ttl=convert.duration_to_proto(ttl),
+            single_use=single_use,
         )
         r = self._call(self._admin.IssueToken, request)
         return IssuedToken(r.token, r.token_id, convert.time_from_proto(r.expire_time), r.audience)
@@ -99,7 +106,7 @@ class AdminCalls(ClientChannel):
         if len(targets) != 1:
             raise ValueError("revoke exactly one of serial, principal or token_id")
         r = self._call(self._admin.RevokeCredential, admin_pb.RevokeCredentialRequest(reason=reason, **targets))
-        kind = {"serial": "serial", "principal": "principal", "token_id": "token"}[next(iter(targets))]
+        kind = convert.enum_from_proto(admin_pb.RevocationKind, r.revocation.kind, "")
         return Revocation(
             kind, r.revocation.value, convert.time_from_proto(r.revocation.revoke_time), r.revocation.reason
         )

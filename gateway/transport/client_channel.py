@@ -2,7 +2,8 @@
 
 Owns: the channel (mTLS or a bearer token, keepalive, message limits), the service stubs on it, `_call` (every
 unary call, with the client's timeout) and `error_from_rpc`, which turns a refused call into `ClientError` with
-the gRPC code, the server's reason code and its message; and following the leader among several gateways on
+the gRPC code, the server's reason code, its message, metadata and violations (every bad field, every admission
+reason: `gateway.transport.errors.violations_from_status`); and following the leader among several gateways on
 one store: the target may list several addresses (`host:port,host:port`), a call refused UNAVAILABLE is tried
 on the leader a standby names (NOT_LEADER), else on the next address (so is one that missed its deadline),
 at most twice round the list. Every
@@ -26,6 +27,7 @@ from fedgate.v1 import (
     reservation_service_pb2_grpc,
 )
 from gateway.errors import ClientError
+from gateway.transport.errors import violations_from_status
 from gateway.trust.credentials import Credentials
 
 T = TypeVar("T")
@@ -36,10 +38,12 @@ LEADER_SERVICE = "fedgate.v1.JobService"
 def error_from_rpc(error: grpc.RpcError) -> ClientError:
     code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
     message = (error.details() if isinstance(error, grpc.Call) else str(error)) or code.name
-    info = wire.error_info(error.trailing_metadata()) if isinstance(error, grpc.Call) else None
+    trailers = error.trailing_metadata() if isinstance(error, grpc.Call) else None
+    info, status = wire.error_info(trailers), wire.error_status(trailers)
+    violations = violations_from_status(status) if status is not None else ()
     if info is None:
-        return ClientError(message, code=code.name, reason=code.name)
-    return ClientError(message, code=code.name, reason=info.reason, metadata=dict(info.metadata))
+        return ClientError(message, code=code.name, reason=code.name, violations=violations)
+    return ClientError(message, code=code.name, reason=info.reason, metadata=dict(info.metadata), violations=violations)
 
 
 class _Stubs:

@@ -3,16 +3,24 @@
 Times, durations, job-state numbers, pools sent and site terms are the shared wire conversions of
 `fedgate.common.wire` (what the agent encodes is what the gateway decodes), re-exported here for the servicers.
 
-Owns: the gateway-side protobuf conversions of jobs, specs, reasons, events, sites and usage.
+A domain word of a closed set (a reason's stage, a site's liveness, a token's role, a revocation's kind) travels
+as a value of its proto enum by one rule, `enum_to_proto` / `enum_from_proto`: the value is the enum's prefix and
+the word in capitals (`policy` <-> REASON_STAGE_POLICY), UNSPECIFIED reads as the set's default. Reason codes are
+the exception that proves it: ReasonCode's values are the codes themselves (reason.proto).
+
+Owns: the gateway-side protobuf conversions of jobs, specs, reasons, events, sites and usage, and the enum rule.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+
 from fedgate.common import wire
+from fedgate.common.reasons import ReasonCode
 from fedgate.common.wire import duration_from_proto, duration_to_proto, pool_to_proto, time_from_proto, time_to_proto
-from fedgate.v1 import job_pb2, job_service_pb2, site_pb2
+from fedgate.v1 import job_pb2, job_service_pb2, reason_pb2, site_pb2
 from gateway.errors import InvalidArgument
 from gateway.jobs.model import (
     Capability,
@@ -121,12 +129,54 @@ def spec_to_proto(spec: JobSpec) -> job_pb2.JobSpec:
     return msg
 
 
+def enum_to_proto(enum: EnumTypeWrapper, word: str) -> int:
+    """The value of `enum` for a domain `word` (`policy` -> REASON_STAGE_POLICY); UNSPECIFIED for a word the
+    contract does not know (a test holds every word of each closed set to a value)."""
+    prefix = enum.DESCRIPTOR.values[0].name.removesuffix("UNSPECIFIED")
+    value = enum.DESCRIPTOR.values_by_name.get(prefix + word.upper())
+    return int(value.number) if value is not None else 0
+
+
+def enum_from_proto(enum: EnumTypeWrapper, number: int, default: str) -> str:
+    """The domain word of a value of `enum`; `default` for UNSPECIFIED and for a number this side does not know."""
+    prefix = enum.DESCRIPTOR.values[0].name.removesuffix("UNSPECIFIED")
+    name = enum.DESCRIPTOR.values_by_number.get(number)
+    return default if name is None or number == 0 else name.name.removeprefix(prefix).lower()
+
+
+def code_to_proto(code: str) -> reason_pb2.ReasonCode:
+    """A reason code's enum value: the value named as the code (REASON_CODE_UNSPECIFIED for an unknown one)."""
+    known = code in ReasonCode.__members__
+    return reason_pb2.ReasonCode.Value(code) if known else reason_pb2.ReasonCode.REASON_CODE_UNSPECIFIED  # type: ignore[return-value]
+
+
+def code_from_proto(number: int) -> str:
+    """The code of a ReasonCode value; "" for UNSPECIFIED or a number a newer gateway added."""
+    value = reason_pb2.ReasonCode.DESCRIPTOR.values_by_number.get(number)
+    return "" if value is None or number == 0 else value.name
+
+
 def reason_to_proto(reason: Reason) -> job_pb2.Reason:
-    return job_pb2.Reason(stage=reason.stage, code=reason.code, message=reason.message, site=reason.site)
+    return job_pb2.Reason(
+        stage=enum_to_proto(reason_pb2.ReasonStage, reason.stage),  # type: ignore[arg-type]
+        code=code_to_proto(reason.code),
+        message=reason.message,
+        site=reason.site,
+    )
 
 
 def reason_from_proto(msg: job_pb2.Reason) -> Reason:
-    return Reason(msg.stage, msg.code, msg.message, msg.site)
+    return Reason(
+        enum_from_proto(reason_pb2.ReasonStage, msg.stage, ""), code_from_proto(msg.code), msg.message, msg.site
+    )
+
+
+def exit_code_from_proto(msg: site_pb2.JobUpdate) -> int | None:
+    """A site's exit code, None when it gave none; SUCCEEDED without one is 0 (an agent that predates presence
+    sends a 0 it cannot mark as set)."""
+    if msg.HasField("exit_code"):
+        return msg.exit_code
+    return 0 if msg.state == job_pb2.JOB_STATE_SUCCEEDED else None
 
 
 def job_to_proto(job: Job) -> job_pb2.Job:
@@ -171,7 +221,7 @@ def job_from_proto(msg: job_pb2.Job) -> Job:
             for p in msg.placements
         ),
         reasons=tuple(reason_from_proto(r) for r in msg.reasons),
-        exit_code=msg.exit_code,
+        exit_code=msg.exit_code if msg.HasField("exit_code") else None,
         start_time=time_from_proto(msg.start_time) if msg.HasField("start_time") else None,
         end_time=time_from_proto(msg.end_time) if msg.HasField("end_time") else None,
     )
@@ -229,7 +279,7 @@ def site_to_proto(site: SiteView) -> site_pb2.Site:
         pools=[pool_to_proto(p) for p in site.pools],
         agent_version=site.agent_version,
         last_seen_time=time_to_proto(site.last_seen),
-        liveness=site.liveness,
+        liveness=enum_to_proto(site_pb2.SiteLiveness, site.liveness),  # type: ignore[arg-type]
         liveness_reason=site.liveness_reason,
     )
 
@@ -242,7 +292,7 @@ def site_from_proto(msg: site_pb2.Site) -> SiteView:
         pools=tuple(pool_from_proto(p) for p in msg.pools),
         agent_version=msg.agent_version,
         last_seen=time_from_proto(msg.last_seen_time) if msg.HasField("last_seen_time") else None,
-        liveness=msg.liveness or "live",
+        liveness=enum_from_proto(site_pb2.SiteLiveness, msg.liveness, "live"),
         liveness_reason=msg.liveness_reason,
     )
 

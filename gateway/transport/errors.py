@@ -1,10 +1,18 @@
 """One table from the gateway's error reasons to gRPC status codes, and the one translator that uses it.
 
 Every servicer method runs inside `translate_errors`. A `GatewayError` becomes its mapped status with a
-google.rpc.Status carrying an ErrorInfo (reason, domain, metadata); anything unexpected becomes INTERNAL with
-a reference to the log line, never the exception text.
+google.rpc.Status (AIP-193) whose details are made by the same rules for every error:
+- always an ErrorInfo: reason (a `fedgate.v1.ReasonCode` value's name), domain fedgate.io, the error's metadata;
+- a BadRequest with a FieldViolation for each violation that names a field (or for metadata `field` alone);
+- a PreconditionFailure with a Violation for each other violation (every admission reason, not the first);
+- a RetryInfo when metadata `retry_after_ms` says when to try again.
+One kind of error has one code: a request that names what the federation does not define (an unknown tenant,
+project, priority class or accelerator class) is INVALID_ARGUMENT like any bad field, whichever check finds it;
+a well-formed request the policy refuses is FAILED_PRECONDITION. Anything unexpected becomes INTERNAL with a
+reference to the log line, never the exception text. `violations_from_status` reads the details back (the
+client library's decoding).
 
-Owns: the reason -> gRPC status table and `translate_errors` / `translate_stream_errors`.
+Owns: the reason -> gRPC status table, the details rules, and `translate_errors` / `translate_stream_errors`.
 """
 
 from __future__ import annotations
@@ -54,6 +62,9 @@ STATUS_BY_REASON: dict[str, grpc.StatusCode] = {
     ReasonCode.UNKNOWN_ACCELERATOR_CLASS: grpc.StatusCode.INVALID_ARGUMENT,
     ReasonCode.NO_RUN: grpc.StatusCode.INVALID_ARGUMENT,
     ReasonCode.BAD_MAX_RUNTIME: grpc.StatusCode.INVALID_ARGUMENT,
+    ReasonCode.UNKNOWN_TENANT: grpc.StatusCode.INVALID_ARGUMENT,
+    ReasonCode.UNKNOWN_PROJECT: grpc.StatusCode.INVALID_ARGUMENT,
+    ReasonCode.UNKNOWN_PRIORITY_CLASS: grpc.StatusCode.INVALID_ARGUMENT,
     ReasonCode.TOO_MANY_LOG_STREAMS: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ReasonCode.LOG_CREDIT_EXCEEDED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ReasonCode.RECEIPT_INVALID: grpc.StatusCode.INVALID_ARGUMENT,  # on a site stream it travels as a Rejection
@@ -69,25 +80,55 @@ def status_for(error: errors.GatewayError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def rich_status(code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str]) -> status_pb2.Status:
-    """The google.rpc.Status of a refusal: an ErrorInfo, and a RetryInfo when metadata `retry_after_ms` says
-    when to try again."""
-    info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata)
-    detail = any_pb2.Any()
-    detail.Pack(info)
-    details = [detail]
+def _pack(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def rich_status(code: grpc.StatusCode, error: errors.GatewayError) -> status_pb2.Status:
+    """The google.rpc.Status of a refusal, by the rules above."""
+    metadata = error.metadata
+    details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=metadata))]
+    violations = error.violations
+    if not violations and metadata.get("field"):
+        violations = (errors.Violation(error.reason, error.message, field=metadata["field"]),)
+    fields = [
+        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description, reason=v.reason)
+        for v in violations
+        if v.field
+    ]
+    if fields:
+        details.append(_pack(error_details_pb2.BadRequest(field_violations=fields)))
+    conditions = [
+        error_details_pb2.PreconditionFailure.Violation(type=v.reason, subject=v.subject, description=v.description)
+        for v in violations
+        if not v.field
+    ]
+    if conditions:
+        details.append(_pack(error_details_pb2.PreconditionFailure(violations=conditions)))
     if metadata.get("retry_after_ms", "").isdigit():
         retry = error_details_pb2.RetryInfo()
         retry.retry_delay.FromMilliseconds(int(metadata["retry_after_ms"]))
-        packed = any_pb2.Any()
-        packed.Pack(retry)
-        details.append(packed)
-    return status_pb2.Status(code=code.value[0], message=message, details=details)
+        details.append(_pack(retry))
+    return status_pb2.Status(code=code.value[0], message=error.message, details=details)
+
+
+def violations_from_status(status: status_pb2.Status) -> tuple[errors.Violation, ...]:
+    """Every violation a refusal's details carry (field violations first), as `rich_status` wrote them."""
+    found: list[errors.Violation] = []
+    for detail in status.details:
+        bad, failure = error_details_pb2.BadRequest(), error_details_pb2.PreconditionFailure()
+        if detail.Unpack(bad):
+            found += [errors.Violation(v.reason, v.description, field=v.field) for v in bad.field_violations]
+        elif detail.Unpack(failure):
+            found += [errors.Violation(v.type, v.description, subject=v.subject) for v in failure.violations]
+    return tuple(sorted(found, key=lambda v: not v.field))
 
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], error: errors.GatewayError) -> NoReturn:
     code = status_for(error)
-    status = rich_status(code, error.message, error.reason, error.metadata)
+    status = rich_status(code, error)
     await context.abort(
         code, error.message, trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)
     )
@@ -100,7 +141,8 @@ async def abort_internal(context: grpc.aio.ServicerContext[Any, Any], exc: BaseE
     error = errors.GatewayError(
         f"internal error; the gateway log has the details under ref={ref}", reason=ReasonCode.INTERNAL
     )
-    status = rich_status(grpc.StatusCode.INTERNAL, error.message, error.reason, {"ref": ref})
+    error.metadata["ref"] = ref
+    status = rich_status(grpc.StatusCode.INTERNAL, error)
     await context.abort(
         grpc.StatusCode.INTERNAL,
         error.message,

@@ -18,7 +18,7 @@ from google.api import field_behavior_pb2  # type: ignore[attr-defined]  # the s
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from gateway.errors import InvalidArgument
+from gateway.errors import InvalidArgument, Violation
 
 REQUIRED = field_behavior_pb2.REQUIRED
 OUTPUT_ONLY = field_behavior_pb2.OUTPUT_ONLY
@@ -65,11 +65,12 @@ def missing_fields(message: Message, prefix: str = "") -> list[str]:
 
 
 def require_fields(request: Message) -> None:
-    """Refuse `request` when a REQUIRED field is missing, naming the first (and counting the others)."""
+    """Refuse `request` when a REQUIRED field is missing, naming the first in the message and each in a violation."""
     missing = missing_fields(request)
     if missing:
         more = f" (and {', '.join(missing[1:])})" if len(missing) > 1 else ""
         raise InvalidArgument(
             f"{missing[0]} is required{more}: set it ({request.DESCRIPTOR.name} marks it REQUIRED)",
             metadata={"field": missing[0]},
+            violations=[Violation(InvalidArgument.reason, f"{path} is required", field=path) for path in missing],
         )

@@ -98,6 +98,9 @@ def test_cancel_stops_a_running_job_at_the_site(gateway: GatewayHandle, ascend_s
         assert alice.cancel_job(job.job_id, "changed my mind").state == JobState.CANCELLED
         eventually(lambda: not alive(pid), what="the job's process to end after the cancel")
         eventually(lambda: ascend_site_free(gateway) == 4, what="the site to report its cards free again")
+        # The agent's word on the stopped process comes after the cancel; the job keeps it (SIGTERM: 143).
+        eventually(lambda: alice.get_job(job.job_id).exit_code == 143, what="the agent's exit code on the job")
+        assert alice.get_job(job.job_id).state == JobState.CANCELLED
 
 
 def ascend_site_free(gateway: GatewayHandle) -> int:
@@ -146,8 +149,15 @@ def test_same_request_id_returns_the_same_job(gateway: GatewayHandle) -> None:
 def test_unknown_project_is_refused_with_its_reason(gateway: GatewayHandle) -> None:
     with gateway.client(gateway.pki.user("deepsea-ai", "alice")) as alice, pytest.raises(ClientError) as refused:
         alice.create_job(spec(("true",), project="nope"))
-    assert refused.value.code == "FAILED_PRECONDITION" and refused.value.reason == "UNKNOWN_PROJECT"
+    # One kind of error, one code: a request naming what the federation does not define, like an unknown class.
+    assert refused.value.code == "INVALID_ARGUMENT" and refused.value.reason == "UNKNOWN_PROJECT"
     assert "llama-sft" in refused.value.message
+    assert [(v.field, v.reason) for v in refused.value.violations] == [("spec.project", "UNKNOWN_PROJECT")]
+    assert refused.value.metadata["field"] == "spec.project" and refused.value.metadata["stage"] == "policy"
+    with gateway.client(gateway.pki.user("deepsea-ai", "alice")) as alice, pytest.raises(ClientError) as unknown:
+        alice.create_job(spec(("true",), resources=Resources("no-such-class", None, 2)))
+    assert (unknown.value.code, unknown.value.reason) == ("INVALID_ARGUMENT", "UNKNOWN_ACCELERATOR_CLASS")
+    assert [v.field for v in unknown.value.violations] == ["spec.resources.accelerator_class"]
 
 
 def test_job_preempted_by_a_stopping_agent_runs_again_as_a_new_attempt(gateway: GatewayHandle, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import grpc
 import pytest
 import yaml
 
-from fedgate.v1 import job_service_pb2, job_service_pb2_grpc
+from fedgate.v1 import job_service_pb2, job_service_pb2_grpc, reason_pb2
 from gateway.errors import ConfigError
 from gateway.jobs.model import Job, JobEvent, JobSpec, JobState, StackRun
 from gateway.jobs.specfile import parse_job_spec, spec_to_dict
@@ -101,7 +101,7 @@ def test_huge_jobs_stored_before_the_limits_do_not_break_anyones_listing(gateway
         assert all(page.ByteSize() < MESSAGE_LIMIT for page in pages)
         listed = [j for page in pages for j in page.jobs]
         assert [j.job_id for j in listed] == sorted([*(j.job_id for j in legacy), mine.job_id])
-        cut = {j.job_id for j in listed if any(r.code == "JOB_TOO_LARGE_TO_LIST" for r in j.reasons)}
+        cut = {j.job_id for j in listed if any(r.code == reason_pb2.JOB_TOO_LARGE_TO_LIST for r in j.reasons)}
         assert cut == {legacy[2].job_id}  # listed without the payload that made it too large, and saying so
 
 

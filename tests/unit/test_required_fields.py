@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from google.protobuf.message import Message
 
-from fedgate.v1 import admin_service_pb2, enrollment_service_pb2, job_pb2, job_service_pb2
+from fedgate.v1 import admin_service_pb2, enrollment_service_pb2, job_pb2, job_service_pb2, reason_pb2
 from fedgate.v1 import reservation_service_pb2 as rpb
 from gateway.errors import InvalidArgument
 from gateway.transport.required import missing_fields, require_fields
@@ -49,7 +49,7 @@ def _spec(**changes: object) -> job_pb2.JobSpec:
         (rpb.CancelReservationRequest(), ["reservation_id"]),
         (admin_service_pb2.DrainSiteRequest(draining=True), ["site"]),
         (admin_service_pb2.CreateJoinTokenRequest(), ["site"]),
-        (admin_service_pb2.IssueTokenRequest(role="viewer"), ["tenant", "user"]),
+        (admin_service_pb2.IssueTokenRequest(role=admin_service_pb2.TOKEN_ROLE_VIEWER), ["tenant", "user"]),
         (enrollment_service_pb2.EnrollRequest(join_token="t"), ["csr_pem", "site"]),
         (enrollment_service_pb2.RenewCertificateRequest(), ["csr_pem"]),
     ],
@@ -90,7 +90,7 @@ def test_output_only_fields_sent_on_create_are_ignored_not_refused() -> None:
         reservation_id="book:mine",
         state=rpb.RESERVATION_STATE_ACTIVE,
         parts=[rpb.ReservationPart(site="centre-a", cards=16, state=rpb.RESERVATION_STATE_CONFIRMED)],
-        reasons=[job_pb2.Reason(stage="site", code="CONFIRMED")],
+        reasons=[job_pb2.Reason(stage=reason_pb2.REASON_STAGE_SITE, code=reason_pb2.CONFIRMED)],
         create_time=datetime(2020, 1, 1, tzinfo=UTC),
     )
     require_fields(rpb.CreateReservationRequest(reservation=echoed))

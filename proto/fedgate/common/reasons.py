@@ -2,10 +2,14 @@
 
 Owns: `ReasonCode`, every code the gateway or an agent gives for a refusal (an error's `reason`, the gRPC
 ErrorInfo reason) or for a step of a job's or reservation's reason chain (`fedgate job explain`), each with what
-it means and what the user can do; and `render_markdown`, which writes `docs/reasons.md` from it. A member's
-value is its code string, so the wire and stored records do not change. Run
-`python -m fedgate.common.reasons > docs/reasons.md` after adding a code; a test checks the file is current and
-that every code string in `gateway/` and `agents/` is a member. It imports neither side.
+it means and what the user can do; `ReasonStage`, the stages of a reason chain; `render_markdown`, which writes
+`docs/reasons.md` from them, and `render_proto`, which writes the contract's `fedgate.v1.ReasonCode` and
+`fedgate.v1.ReasonStage` enums (proto/fedgate/v1/reason.proto). A member's value is its code string, so the wire
+and stored records do not change; its number in the proto enum is its position here, so new codes go at the end
+(`buf breaking` refuses a renumbered one). Run `python -m fedgate.common.reasons > docs/reasons.md` and
+`python -m fedgate.common.reasons --proto > proto/fedgate/v1/reason.proto` (then `make proto`) after adding a
+code; tests check both files are current and that every code string in `gateway/` and `agents/` is a member. It
+imports neither side.
 """
 
 from __future__ import annotations
@@ -744,6 +748,109 @@ class ReasonCode(enum.StrEnum):
         "A task that must run as long as the process (the agent's link to the gateway, a backend's watch) ended; "
         "the process drained and exited 1 so that its supervisor restarts it. The log line before says why.",
     )
+    # Codes given before they were members (found when the contract's enum was made from this one): new codes go
+    # at the end, so that each keeps its number in fedgate.v1.ReasonCode.
+    UNKNOWN_TENANT = (
+        "UNKNOWN_TENANT",
+        "error",
+        "The job or reservation names a tenant the federation policy does not define (the message lists the known "
+        "ones). Fix spec.tenant.",
+    )
+    UNKNOWN_PROJECT = (
+        "UNKNOWN_PROJECT",
+        "error",
+        "The job or reservation names a project its tenant does not have (the message lists the known ones). Fix "
+        "spec.project.",
+    )
+    UNKNOWN_PRIORITY_CLASS = (
+        "UNKNOWN_PRIORITY_CLASS",
+        "error",
+        "The job names a priority class the policy does not define (the message lists them). Fix "
+        "spec.priority_class, or leave it empty for the default.",
+    )
+    NO_CLASS_CAN_SERVE = (
+        "NO_CLASS_CAN_SERVE",
+        "error",
+        "No accelerator class of the catalogue meets the job's request with a run for its software stack. Add a "
+        "run for the class's stack, or relax the capability.",
+    )
+    ACCELERATOR_NOT_ALLOWED = (
+        "ACCELERATOR_NOT_ALLOWED",
+        "error",
+        "The federation's access policy does not let the tenant use the classes that could serve the job. Ask "
+        "for another class, or ask an admin for access.",
+    )
+    SITE_REFUSED_RESERVE = (
+        "SITE_REFUSED_RESERVE",
+        "chain",
+        "A site refused to hold a gang part's cards (the message carries its reason); the gang is released and "
+        "the job queued again, that site backed off.",
+    )
+    RESERVE_TIMEOUT = (
+        "RESERVE_TIMEOUT",
+        "chain",
+        "A site did not answer a gang part's hold in time; the gang is released and the job queued again.",
+    )
+    TOKEN_MALFORMED = (
+        "TOKEN_MALFORMED",
+        "error",
+        "The bearer token cannot be read (not three base64url JSON parts, a claim missing or of the wrong type). "
+        "Send the token exactly as IssueToken gave it.",
+    )
+    TOKEN_ALGORITHM = (
+        "TOKEN_ALGORITHM",
+        "error",
+        "The bearer token is signed with an algorithm other than EdDSA, the only one accepted. Use a token this "
+        "gateway issued.",
+    )
+    TOKEN_SIGNATURE = (
+        "TOKEN_SIGNATURE",
+        "error",
+        "The bearer token's signature does not verify (tampered, or issued by another gateway). Ask for a new token.",
+    )
+    TOKEN_AUDIENCE = (
+        "TOKEN_AUDIENCE",
+        "error",
+        "The bearer token was issued for another audience (another federation or gateway). Use one issued for this.",
+    )
+    TOKEN_EXPIRED = "TOKEN_EXPIRED", "error", "The bearer token has expired. Ask an admin for a new one."
+    TOKEN_NOT_YET_VALID = (
+        "TOKEN_NOT_YET_VALID",
+        "error",
+        "The bearer token is not valid yet (issued in the future: a clock out of step). Check the clocks.",
+    )
+    TOKEN_LIFETIME = (
+        "TOKEN_LIFETIME",
+        "error",
+        "The bearer token lives longer than this gateway accepts. Ask for one with a shorter ttl.",
+    )
+    TOKEN_SUBJECT = (
+        "TOKEN_SUBJECT",
+        "error",
+        "The bearer token speaks for something other than a tenant's user; tokens are for machine users only.",
+    )
+
+
+class ReasonStage(enum.StrEnum):
+    """The stage of a reason chain that gave a reason (`Reason.stage`). `doc` says what the stage decides."""
+
+    _value_: str
+    doc: str
+
+    def __new__(cls, stage: str, doc: str) -> ReasonStage:
+        member = str.__new__(cls, stage)
+        member._value_ = stage
+        member.doc = doc
+        return member
+
+    POLICY = "policy", "The federation policy: admission, the job's rules, quotas and residency."
+    ACCESS = "access", "Who may act: membership, roles and the tenant of the caller (a policy test case)."
+    OFFERS = "offers", "What the sites offer: connected, not draining, a pool of the class, the centre's own terms."
+    CAPACITY = "capacity", "Free cards now: fit, node shape, fragmentation, backfill and holds for preemption."
+    DISPATCH = "dispatch", "The gateway's launch of an attempt, or of a gang's parts, at the chosen sites."
+    SITE = "site", "A site's own word: confirmed, refused, returned the lease, or went silent past its lease."
+    RESERVATION = "reservation", "An advance reservation: its window, its cards and its booking rounds."
+    LISTING = "listing", "How a job is shown in a listing (e.g. listed without its command, too large to list)."
 
 
 _TITLES: dict[Kind, str] = {
@@ -770,5 +877,62 @@ def render_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+_PROTO_HEAD = """\
+// Generated from fedgate.common.reasons (ReasonCode, ReasonStage) by `python -m fedgate.common.reasons --proto`;
+// do not edit. A code's number is its position there: new codes are added at the end.
+
+syntax = "proto3";
+
+package fedgate.v1;
+
+option go_package = "github.com/fedgate/fedgate/gen/go/fedgate/v1;fedgatev1";
+option java_multiple_files = true;
+option java_package = "io.fedgate.v1";
+"""
+
+
+def _comment(text: str, indent: str = "", width: int = 116) -> list[str]:
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
+        if line and len(indent) + 3 + len(line) + 1 + len(word) > width:
+            lines.append(f"{indent}// {line}")
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return [*lines, f"{indent}// {line}"]
+
+
+def render_proto() -> str:
+    """`proto/fedgate/v1/reason.proto`: the two enums, each value commented with its doc. ReasonCode's values are
+    named as the codes themselves (as google.api.ErrorReason's are), so that a value's name is the string in
+    ErrorInfo.reason; ReasonStage's carry the enum's prefix, as buf's lint asks."""
+    lines = _PROTO_HEAD.splitlines()
+    lines += [""]
+    lines += _comment(
+        "A stable reason code: the `reason` of a refusal's google.rpc.ErrorInfo (domain fedgate.io, the value's "
+        "name), of a BadRequest or PreconditionFailure violation, and the code of each step of a reason chain "
+        "(Reason.code). docs/reasons.md lists them too. A client that meets a number it does not know (a newer "
+        "gateway) reads it as REASON_CODE_UNSPECIFIED and keeps the message."
+    )
+    lines += ["enum ReasonCode {", "  // Not said (a reason code this side does not know)."]
+    lines += ["  REASON_CODE_UNSPECIFIED = 0;"]
+    for number, code in enumerate(ReasonCode, start=1):
+        where = "A refusal" if code.kind == "error" else "A reason chain's step"
+        lines += _comment(f"{where}. {code.doc}", "  ")
+        lines += [f"  {code.name} = {number};"]
+    lines += ["}", ""]
+    lines += _comment("The stage of a reason chain that gave a reason (Reason.stage).")
+    lines += ["enum ReasonStage {", "  // Not said (a stage this side does not know)."]
+    lines += ["  REASON_STAGE_UNSPECIFIED = 0;"]
+    for number, stage in enumerate(ReasonStage, start=1):
+        lines += _comment(stage.doc, "  ")
+        lines += [f"  REASON_STAGE_{stage.name} = {number};"]
+    lines += ["}"]
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
-    print(render_markdown(), end="")
+    import sys
+
+    print(render_proto() if sys.argv[1:] == ["--proto"] else render_markdown(), end="")

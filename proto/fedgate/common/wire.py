@@ -153,14 +153,21 @@ def terms_from_proto(message: site_pb2.SiteTerms, terms_type: type[T] = SiteTerm
     )
 
 
-def error_info(trailing_metadata: Iterable[Any] | None) -> error_details_pb2.ErrorInfo | None:
-    """The ErrorInfo of a refused call's google.rpc.Status (trailing `grpc-status-details-bin`), or None."""
+def error_status(trailing_metadata: Iterable[Any] | None) -> status_pb2.Status | None:
+    """The google.rpc.Status of a refused call (trailing `grpc-status-details-bin`), or None."""
     for key, value in trailing_metadata or ():
         if key == "grpc-status-details-bin" and isinstance(value, bytes):
-            for detail in status_pb2.Status.FromString(value).details:
-                info = error_details_pb2.ErrorInfo()
-                if detail.Unpack(info):
-                    return info
+            return status_pb2.Status.FromString(value)
+    return None
+
+
+def error_info(trailing_metadata: Iterable[Any] | None) -> error_details_pb2.ErrorInfo | None:
+    """The ErrorInfo of a refused call's google.rpc.Status (trailing `grpc-status-details-bin`), or None."""
+    status = error_status(trailing_metadata)
+    for detail in status.details if status is not None else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info
     return None
 
 

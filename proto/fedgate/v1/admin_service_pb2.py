@@ -28,7 +28,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66\x65\x64gate/v1/admin_service.proto\x12\nfedgate.v1\x1a\x15\x66\x65\x64gate/v1/site.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x18\n\x16GetPolicyStatusRequest\"\x9e\x01\n\x17GetPolicyStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12-\n\tload_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x0f\n\x07tenants\x18\x05 \x01(\r\x12\x10\n\x08projects\x18\x06 \x01(\r\"\x15\n\x13ReloadPolicyRequest\"8\n\x14ReloadPolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\"8\n\x10\x44rainSiteRequest\x12\x12\n\x04site\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08\x64raining\x18\x02 \x01(\x08\"3\n\x11\x44rainSiteResponse\x12\x1e\n\x04site\x18\x01 \x01(\x0b\x32\x10.fedgate.v1.Site\"T\n\x16\x43reateJoinTokenRequest\x12\x12\n\x04site\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"v\n\x17\x43reateJoinTokenResponse\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63\x61_fingerprint\x18\x03 \x01(\t\"\x87\x01\n\x11IssueTokenRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04user\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04role\x18\x03 \x01(\t\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nsingle_use\x18\x05 \x01(\x08\"x\n\x12IssueTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61udience\x18\x04 \x01(\t\"j\n\nRevocation\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12/\n\x0brevoke_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x04 \x01(\t\"n\n\x17RevokeCredentialRequest\x12\x10\n\x06serial\x18\x01 \x01(\tH\x00\x12\x13\n\tprincipal\x18\x02 \x01(\tH\x00\x12\x12\n\x08token_id\x18\x03 \x01(\tH\x00\x12\x0e\n\x06reason\x18\x04 \x01(\tB\x08\n\x06target\"F\n\x18RevokeCredentialResponse\x12*\n\nrevocation\x18\x01 \x01(\x0b\x32\x16.fedgate.v1.Revocation\"\xdd\x01\n\nAuditEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\tprincipal\x18\x04 \x01(\t\x12\x34\n\x07\x64\x65tails\x18\x05 \x03(\x0b\x32#.fedgate.v1.AuditEvent.DetailsEntry\x12\x0c\n\x04hash\x18\x06 \x01(\t\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x16ListAuditEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Z\n\x17ListAuditEventsResponse\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.fedgate.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x14\n\x12VerifyAuditRequest\"c\n\x13VerifyAuditResponse\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12\x0f\n\x07\x65ntries\x18\x02 \x01(\x04\x12\x1a\n\x12\x66irst_bad_sequence\x18\x03 \x01(\x04\x12\x0f\n\x07problem\x18\x04 \x01(\t2\xbb\x05\n\x0c\x41\x64minService\x12Z\n\x0fGetPolicyStatus\x12\".fedgate.v1.GetPolicyStatusRequest\x1a#.fedgate.v1.GetPolicyStatusResponse\x12Q\n\x0cReloadPolicy\x12\x1f.fedgate.v1.ReloadPolicyRequest\x1a .fedgate.v1.ReloadPolicyResponse\x12H\n\tDrainSite\x12\x1c.fedgate.v1.DrainSiteRequest\x1a\x1d.fedgate.v1.DrainSiteResponse\x12Z\n\x0f\x43reateJoinToken\x12\".fedgate.v1.CreateJoinTokenRequest\x1a#.fedgate.v1.CreateJoinTokenResponse\x12K\n\nIssueToken\x12\x1d.fedgate.v1.IssueTokenRequest\x1a\x1e.fedgate.v1.IssueTokenResponse\x12]\n\x10RevokeCredential\x12#.fedgate.v1.RevokeCredentialRequest\x1a$.fedgate.v1.RevokeCredentialResponse\x12Z\n\x0fListAuditEvents\x12\".fedgate.v1.ListAuditEventsRequest\x1a#.fedgate.v1.ListAuditEventsResponse\x12N\n\x0bVerifyAudit\x12\x1e.fedgate.v1.VerifyAuditRequest\x1a\x1f.fedgate.v1.VerifyAuditResponseBI\n\rio.fedgate.v1P\x01Z6github.com/fedgate/fedgate/gen/go/fedgate/v1;fedgatev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66\x65\x64gate/v1/admin_service.proto\x12\nfedgate.v1\x1a\x15\x66\x65\x64gate/v1/site.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x18\n\x16GetPolicyStatusRequest\"\x9e\x01\n\x17GetPolicyStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12-\n\tload_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x0f\n\x07tenants\x18\x05 \x01(\r\x12\x10\n\x08projects\x18\x06 \x01(\r\"\x15\n\x13ReloadPolicyRequest\"8\n\x14ReloadPolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\"8\n\x10\x44rainSiteRequest\x12\x12\n\x04site\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08\x64raining\x18\x02 \x01(\x08\"3\n\x11\x44rainSiteResponse\x12\x1e\n\x04site\x18\x01 \x01(\x0b\x32\x10.fedgate.v1.Site\"T\n\x16\x43reateJoinTokenRequest\x12\x12\n\x04site\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"v\n\x17\x43reateJoinTokenResponse\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63\x61_fingerprint\x18\x03 \x01(\t\"\x9e\x01\n\x11IssueTokenRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04user\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12#\n\x04role\x18\x03 \x01(\x0e\x32\x15.fedgate.v1.TokenRole\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nsingle_use\x18\x05 \x01(\x08\"x\n\x12IssueTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61udience\x18\x04 \x01(\t\"\x86\x01\n\nRevocation\x12(\n\x04kind\x18\x01 \x01(\x0e\x32\x1a.fedgate.v1.RevocationKind\x12\r\n\x05value\x18\x02 \x01(\t\x12/\n\x0brevoke_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x04 \x01(\t\"n\n\x17RevokeCredentialRequest\x12\x10\n\x06serial\x18\x01 \x01(\tH\x00\x12\x13\n\tprincipal\x18\x02 \x01(\tH\x00\x12\x12\n\x08token_id\x18\x03 \x01(\tH\x00\x12\x0e\n\x06reason\x18\x04 \x01(\tB\x08\n\x06target\"F\n\x18RevokeCredentialResponse\x12*\n\nrevocation\x18\x01 \x01(\x0b\x32\x16.fedgate.v1.Revocation\"\xdd\x01\n\nAuditEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\tprincipal\x18\x04 \x01(\t\x12\x34\n\x07\x64\x65tails\x18\x05 \x03(\x0b\x32#.fedgate.v1.AuditEvent.DetailsEntry\x12\x0c\n\x04hash\x18\x06 \x01(\t\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x16ListAuditEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Z\n\x17ListAuditEventsResponse\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.fedgate.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x14\n\x12VerifyAuditRequest\"c\n\x13VerifyAuditResponse\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12\x0f\n\x07\x65ntries\x18\x02 \x01(\x04\x12\x1a\n\x12\x66irst_bad_sequence\x18\x03 \x01(\x04\x12\x0f\n\x07problem\x18\x04 \x01(\t*U\n\tTokenRole\x12\x1a\n\x16TOKEN_ROLE_UNSPECIFIED\x10\x00\x12\x15\n\x11TOKEN_ROLE_MEMBER\x10\x01\x12\x15\n\x11TOKEN_ROLE_VIEWER\x10\x02*\x87\x01\n\x0eRevocationKind\x12\x1f\n\x1bREVOCATION_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16REVOCATION_KIND_SERIAL\x10\x01\x12\x1d\n\x19REVOCATION_KIND_PRINCIPAL\x10\x02\x12\x19\n\x15REVOCATION_KIND_TOKEN\x10\x03\x32\xbb\x05\n\x0c\x41\x64minService\x12Z\n\x0fGetPolicyStatus\x12\".fedgate.v1.GetPolicyStatusRequest\x1a#.fedgate.v1.GetPolicyStatusResponse\x12Q\n\x0cReloadPolicy\x12\x1f.fedgate.v1.ReloadPolicyRequest\x1a .fedgate.v1.ReloadPolicyResponse\x12H\n\tDrainSite\x12\x1c.fedgate.v1.DrainSiteRequest\x1a\x1d.fedgate.v1.DrainSiteResponse\x12Z\n\x0f\x43reateJoinToken\x12\".fedgate.v1.CreateJoinTokenRequest\x1a#.fedgate.v1.CreateJoinTokenResponse\x12K\n\nIssueToken\x12\x1d.fedgate.v1.IssueTokenRequest\x1a\x1e.fedgate.v1.IssueTokenResponse\x12]\n\x10RevokeCredential\x12#.fedgate.v1.RevokeCredentialRequest\x1a$.fedgate.v1.RevokeCredentialResponse\x12Z\n\x0fListAuditEvents\x12\".fedgate.v1.ListAuditEventsRequest\x1a#.fedgate.v1.ListAuditEventsResponse\x12N\n\x0bVerifyAudit\x12\x1e.fedgate.v1.VerifyAuditRequest\x1a\x1f.fedgate.v1.VerifyAuditResponseBI\n\rio.fedgate.v1P\x01Z6github.com/fedgate/fedgate/gen/go/fedgate/v1;fedgatev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,6 +46,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ISSUETOKENREQUEST'].fields_by_name['user']._serialized_options = b'\342A\001\002'
   _globals['_AUDITEVENT_DETAILSENTRY']._loaded_options = None
   _globals['_AUDITEVENT_DETAILSENTRY']._serialized_options = b'8\001'
+  _globals['_TOKENROLE']._serialized_start=1860
+  _globals['_TOKENROLE']._serialized_end=1945
+  _globals['_REVOCATIONKIND']._serialized_start=1948
+  _globals['_REVOCATIONKIND']._serialized_end=2083
   _globals['_GETPOLICYSTATUSREQUEST']._serialized_start=167
   _globals['_GETPOLICYSTATUSREQUEST']._serialized_end=191
   _globals['_GETPOLICYSTATUSRESPONSE']._serialized_start=194
@@ -63,27 +67,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEJOINTOKENRESPONSE']._serialized_start=632
   _globals['_CREATEJOINTOKENRESPONSE']._serialized_end=750
   _globals['_ISSUETOKENREQUEST']._serialized_start=753
-  _globals['_ISSUETOKENREQUEST']._serialized_end=888
-  _globals['_ISSUETOKENRESPONSE']._serialized_start=890
-  _globals['_ISSUETOKENRESPONSE']._serialized_end=1010
-  _globals['_REVOCATION']._serialized_start=1012
-  _globals['_REVOCATION']._serialized_end=1118
-  _globals['_REVOKECREDENTIALREQUEST']._serialized_start=1120
-  _globals['_REVOKECREDENTIALREQUEST']._serialized_end=1230
-  _globals['_REVOKECREDENTIALRESPONSE']._serialized_start=1232
-  _globals['_REVOKECREDENTIALRESPONSE']._serialized_end=1302
-  _globals['_AUDITEVENT']._serialized_start=1305
-  _globals['_AUDITEVENT']._serialized_end=1526
-  _globals['_AUDITEVENT_DETAILSENTRY']._serialized_start=1480
-  _globals['_AUDITEVENT_DETAILSENTRY']._serialized_end=1526
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=1528
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=1591
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=1593
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=1683
-  _globals['_VERIFYAUDITREQUEST']._serialized_start=1685
-  _globals['_VERIFYAUDITREQUEST']._serialized_end=1705
-  _globals['_VERIFYAUDITRESPONSE']._serialized_start=1707
-  _globals['_VERIFYAUDITRESPONSE']._serialized_end=1806
-  _globals['_ADMINSERVICE']._serialized_start=1809
-  _globals['_ADMINSERVICE']._serialized_end=2508
+  _globals['_ISSUETOKENREQUEST']._serialized_end=911
+  _globals['_ISSUETOKENRESPONSE']._serialized_start=913
+  _globals['_ISSUETOKENRESPONSE']._serialized_end=1033
+  _globals['_REVOCATION']._serialized_start=1036
+  _globals['_REVOCATION']._serialized_end=1170
+  _globals['_REVOKECREDENTIALREQUEST']._serialized_start=1172
+  _globals['_REVOKECREDENTIALREQUEST']._serialized_end=1282
+  _globals['_REVOKECREDENTIALRESPONSE']._serialized_start=1284
+  _globals['_REVOKECREDENTIALRESPONSE']._serialized_end=1354
+  _globals['_AUDITEVENT']._serialized_start=1357
+  _globals['_AUDITEVENT']._serialized_end=1578
+  _globals['_AUDITEVENT_DETAILSENTRY']._serialized_start=1532
+  _globals['_AUDITEVENT_DETAILSENTRY']._serialized_end=1578
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=1580
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=1643
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=1645
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=1735
+  _globals['_VERIFYAUDITREQUEST']._serialized_start=1737
+  _globals['_VERIFYAUDITREQUEST']._serialized_end=1757
+  _globals['_VERIFYAUDITRESPONSE']._serialized_start=1759
+  _globals['_VERIFYAUDITRESPONSE']._serialized_end=1858
+  _globals['_ADMINSERVICE']._serialized_start=2086
+  _globals['_ADMINSERVICE']._serialized_end=2785
 # @@protoc_insertion_point(module_scope)

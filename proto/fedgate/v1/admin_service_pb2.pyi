@@ -5,12 +5,33 @@ from google.api import field_behavior_pb2 as _field_behavior_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class TokenRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TOKEN_ROLE_UNSPECIFIED: _ClassVar[TokenRole]
+    TOKEN_ROLE_MEMBER: _ClassVar[TokenRole]
+    TOKEN_ROLE_VIEWER: _ClassVar[TokenRole]
+
+class RevocationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REVOCATION_KIND_UNSPECIFIED: _ClassVar[RevocationKind]
+    REVOCATION_KIND_SERIAL: _ClassVar[RevocationKind]
+    REVOCATION_KIND_PRINCIPAL: _ClassVar[RevocationKind]
+    REVOCATION_KIND_TOKEN: _ClassVar[RevocationKind]
+TOKEN_ROLE_UNSPECIFIED: TokenRole
+TOKEN_ROLE_MEMBER: TokenRole
+TOKEN_ROLE_VIEWER: TokenRole
+REVOCATION_KIND_UNSPECIFIED: RevocationKind
+REVOCATION_KIND_SERIAL: RevocationKind
+REVOCATION_KIND_PRINCIPAL: RevocationKind
+REVOCATION_KIND_TOKEN: RevocationKind
 
 class GetPolicyStatusRequest(_message.Message):
     __slots__ = ()
@@ -85,10 +106,10 @@ class IssueTokenRequest(_message.Message):
     SINGLE_USE_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     user: str
-    role: str
+    role: TokenRole
     ttl: _duration_pb2.Duration
     single_use: bool
-    def __init__(self, tenant: _Optional[str] = ..., user: _Optional[str] = ..., role: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., single_use: _Optional[bool] = ...) -> None: ...
+    def __init__(self, tenant: _Optional[str] = ..., user: _Optional[str] = ..., role: _Optional[_Union[TokenRole, str]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., single_use: _Optional[bool] = ...) -> None: ...
 
 class IssueTokenResponse(_message.Message):
     __slots__ = ("token", "token_id", "expire_time", "audience")
@@ -108,11 +129,11 @@ class Revocation(_message.Message):
     VALUE_FIELD_NUMBER: _ClassVar[int]
     REVOKE_TIME_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
-    kind: str
+    kind: RevocationKind
     value: str
     revoke_time: _timestamp_pb2.Timestamp
     reason: str
-    def __init__(self, kind: _Optional[str] = ..., value: _Optional[str] = ..., revoke_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+    def __init__(self, kind: _Optional[_Union[RevocationKind, str]] = ..., value: _Optional[str] = ..., revoke_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class RevokeCredentialRequest(_message.Message):
     __slots__ = ("serial", "principal", "token_id", "reason")

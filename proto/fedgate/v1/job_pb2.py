@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from fedgate.v1 import reason_pb2 as fedgate_dot_v1_dot_reason__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x66\x65\x64gate/v1/job.proto\x12\nfedgate.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"M\n\nCapability\x12\x16\n\x0emin_memory_gib\x18\x01 \x01(\x01\x12\x17\n\x0fmin_bf16_tflops\x18\x02 \x01(\x01\x12\x0e\n\x06stacks\x18\x03 \x03(\t\"v\n\tResources\x12\x19\n\x11\x61\x63\x63\x65lerator_class\x18\x01 \x01(\t\x12*\n\ncapability\x18\x02 \x01(\x0b\x32\x16.fedgate.v1.Capability\x12\x13\n\x05\x63\x61rds\x18\x03 \x01(\rB\x04\xe2\x41\x01\x02\x12\r\n\x05nodes\x18\x04 \x01(\r\"9\n\x08StackRun\x12\r\n\x05stack\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x03 \x03(\t\"9\n\x08Topology\x12\x11\n\tmax_sites\x18\x01 \x01(\r\x12\x1a\n\x12min_cards_per_site\x18\x02 \x01(\r\"\xfc\x03\n\x07JobSpec\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07project\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04name\x18\x03 \x01(\t\x12.\n\tresources\x18\x04 \x01(\x0b\x32\x15.fedgate.v1.ResourcesB\x04\xe2\x41\x01\x02\x12\"\n\x04runs\x18\x05 \x03(\x0b\x32\x14.fedgate.v1.StackRun\x12.\n\x0bmax_runtime\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x06labels\x18\x07 \x03(\x0b\x32\x1f.fedgate.v1.JobSpec.LabelsEntry\x12)\n\x03\x65nv\x18\x08 \x03(\x0b\x32\x1c.fedgate.v1.JobSpec.EnvEntry\x12\x16\n\x0epriority_class\x18\t \x01(\t\x12&\n\x08topology\x18\n \x01(\x0b\x32\x14.fedgate.v1.Topology\x12&\n\x04\x64\x61ta\x18\x0b \x01(\x0b\x32\x18.fedgate.v1.DataLocation\x12\x13\n\x0breservation\x18\x0c \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"6\n\x0c\x44\x61taLocation\x12\x16\n\x0e\x63lassification\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\"D\n\x06Reason\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04site\x18\x04 \x01(\t\"j\n\tPlacement\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x19\n\x11\x61\x63\x63\x65lerator_class\x18\x02 \x01(\t\x12\r\n\x05\x63\x61rds\x18\x03 \x01(\r\x12\x16\n\x0e\x64\x65vice_indices\x18\x04 \x03(\r\x12\r\n\x05nodes\x18\x05 \x01(\r\"\x82\x04\n\x03Job\x12\x14\n\x06job_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\'\n\x04spec\x18\x02 \x01(\x0b\x32\x13.fedgate.v1.JobSpecB\x04\xe2\x41\x01\x03\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x14.fedgate.v1.JobStateB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x61ttempt\x18\x04 \x01(\rB\x04\xe2\x41\x01\x03\x12\x13\n\x05\x65poch\x18\x05 \x01(\x04\x42\x04\xe2\x41\x01\x03\x12/\n\nplacements\x18\x06 \x03(\x0b\x32\x15.fedgate.v1.PlacementB\x04\xe2\x41\x01\x03\x12)\n\x07reasons\x18\x07 \x03(\x0b\x32\x12.fedgate.v1.ReasonB\x04\xe2\x41\x01\x03\x12\x17\n\texit_code\x18\x08 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x18\n\nrequest_id\x18\t \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nstart_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x65nd_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\xab\x01\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.fedgate.v1.JobState\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0c\n\x04site\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08sequence\x18\x07 \x01(\x04*\x92\x02\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x17\n\x13JOB_STATE_RESERVING\x10\x02\x12\x18\n\x14JOB_STATE_DISPATCHED\x10\x03\x12\x15\n\x11JOB_STATE_RUNNING\x10\x04\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x05\x12\x14\n\x10JOB_STATE_FAILED\x10\x06\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x07\x12\x16\n\x12JOB_STATE_REJECTED\x10\x08\x12\x17\n\x13JOB_STATE_PREEMPTED\x10\t\x12\x12\n\x0eJOB_STATE_LOST\x10\nBI\n\rio.fedgate.v1P\x01Z6github.com/fedgate/fedgate/gen/go/fedgate/v1;fedgatev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x66\x65\x64gate/v1/job.proto\x12\nfedgate.v1\x1a\x17\x66\x65\x64gate/v1/reason.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"M\n\nCapability\x12\x16\n\x0emin_memory_gib\x18\x01 \x01(\x01\x12\x17\n\x0fmin_bf16_tflops\x18\x02 \x01(\x01\x12\x0e\n\x06stacks\x18\x03 \x03(\t\"v\n\tResources\x12\x19\n\x11\x61\x63\x63\x65lerator_class\x18\x01 \x01(\t\x12*\n\ncapability\x18\x02 \x01(\x0b\x32\x16.fedgate.v1.Capability\x12\x13\n\x05\x63\x61rds\x18\x03 \x01(\rB\x04\xe2\x41\x01\x02\x12\r\n\x05nodes\x18\x04 \x01(\r\"9\n\x08StackRun\x12\r\n\x05stack\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x03 \x03(\t\"9\n\x08Topology\x12\x11\n\tmax_sites\x18\x01 \x01(\r\x12\x1a\n\x12min_cards_per_site\x18\x02 \x01(\r\"\xfc\x03\n\x07JobSpec\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07project\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04name\x18\x03 \x01(\t\x12.\n\tresources\x18\x04 \x01(\x0b\x32\x15.fedgate.v1.ResourcesB\x04\xe2\x41\x01\x02\x12\"\n\x04runs\x18\x05 \x03(\x0b\x32\x14.fedgate.v1.StackRun\x12.\n\x0bmax_runtime\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x06labels\x18\x07 \x03(\x0b\x32\x1f.fedgate.v1.JobSpec.LabelsEntry\x12)\n\x03\x65nv\x18\x08 \x03(\x0b\x32\x1c.fedgate.v1.JobSpec.EnvEntry\x12\x16\n\x0epriority_class\x18\t \x01(\t\x12&\n\x08topology\x18\n \x01(\x0b\x32\x14.fedgate.v1.Topology\x12&\n\x04\x64\x61ta\x18\x0b \x01(\x0b\x32\x18.fedgate.v1.DataLocation\x12\x13\n\x0breservation\x18\x0c \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"6\n\x0c\x44\x61taLocation\x12\x16\n\x0e\x63lassification\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\"u\n\x06Reason\x12&\n\x05stage\x18\x01 \x01(\x0e\x32\x17.fedgate.v1.ReasonStage\x12$\n\x04\x63ode\x18\x02 \x01(\x0e\x32\x16.fedgate.v1.ReasonCode\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04site\x18\x04 \x01(\t\"j\n\tPlacement\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x19\n\x11\x61\x63\x63\x65lerator_class\x18\x02 \x01(\t\x12\r\n\x05\x63\x61rds\x18\x03 \x01(\r\x12\x16\n\x0e\x64\x65vice_indices\x18\x04 \x03(\r\x12\r\n\x05nodes\x18\x05 \x01(\r\"\x95\x04\n\x03Job\x12\x14\n\x06job_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\'\n\x04spec\x18\x02 \x01(\x0b\x32\x13.fedgate.v1.JobSpecB\x04\xe2\x41\x01\x03\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x14.fedgate.v1.JobStateB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x61ttempt\x18\x04 \x01(\rB\x04\xe2\x41\x01\x03\x12\x13\n\x05\x65poch\x18\x05 \x01(\x04\x42\x04\xe2\x41\x01\x03\x12/\n\nplacements\x18\x06 \x03(\x0b\x32\x15.fedgate.v1.PlacementB\x04\xe2\x41\x01\x03\x12)\n\x07reasons\x18\x07 \x03(\x0b\x32\x12.fedgate.v1.ReasonB\x04\xe2\x41\x01\x03\x12\x1c\n\texit_code\x18\x08 \x01(\x05\x42\x04\xe2\x41\x01\x03H\x00\x88\x01\x01\x12\x18\n\nrequest_id\x18\t \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nstart_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x65nd_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x42\x0c\n\n_exit_code\"\xab\x01\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.fedgate.v1.JobState\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0c\n\x04site\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08sequence\x18\x07 \x01(\x04*\x92\x02\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x17\n\x13JOB_STATE_RESERVING\x10\x02\x12\x18\n\x14JOB_STATE_DISPATCHED\x10\x03\x12\x15\n\x11JOB_STATE_RUNNING\x10\x04\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x05\x12\x14\n\x10JOB_STATE_FAILED\x10\x06\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x07\x12\x16\n\x12JOB_STATE_REJECTED\x10\x08\x12\x17\n\x13JOB_STATE_PREEMPTED\x10\t\x12\x12\n\x0eJOB_STATE_LOST\x10\nBI\n\rio.fedgate.v1P\x01Z6github.com/fedgate/fedgate/gen/go/fedgate/v1;fedgatev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -73,30 +74,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOB'].fields_by_name['start_time']._serialized_options = b'\342A\001\003'
   _globals['_JOB'].fields_by_name['end_time']._loaded_options = None
   _globals['_JOB'].fields_by_name['end_time']._serialized_options = b'\342A\001\003'
-  _globals['_JOBSTATE']._serialized_start=1888
-  _globals['_JOBSTATE']._serialized_end=2162
-  _globals['_CAPABILITY']._serialized_start=134
-  _globals['_CAPABILITY']._serialized_end=211
-  _globals['_RESOURCES']._serialized_start=213
-  _globals['_RESOURCES']._serialized_end=331
-  _globals['_STACKRUN']._serialized_start=333
-  _globals['_STACKRUN']._serialized_end=390
-  _globals['_TOPOLOGY']._serialized_start=392
-  _globals['_TOPOLOGY']._serialized_end=449
-  _globals['_JOBSPEC']._serialized_start=452
-  _globals['_JOBSPEC']._serialized_end=960
-  _globals['_JOBSPEC_LABELSENTRY']._serialized_start=871
-  _globals['_JOBSPEC_LABELSENTRY']._serialized_end=916
-  _globals['_JOBSPEC_ENVENTRY']._serialized_start=918
-  _globals['_JOBSPEC_ENVENTRY']._serialized_end=960
-  _globals['_DATALOCATION']._serialized_start=962
-  _globals['_DATALOCATION']._serialized_end=1016
-  _globals['_REASON']._serialized_start=1018
-  _globals['_REASON']._serialized_end=1086
-  _globals['_PLACEMENT']._serialized_start=1088
-  _globals['_PLACEMENT']._serialized_end=1194
-  _globals['_JOB']._serialized_start=1197
-  _globals['_JOB']._serialized_end=1711
-  _globals['_JOBEVENT']._serialized_start=1714
-  _globals['_JOBEVENT']._serialized_end=1885
+  _globals['_JOBSTATE']._serialized_start=1981
+  _globals['_JOBSTATE']._serialized_end=2255
+  _globals['_CAPABILITY']._serialized_start=159
+  _globals['_CAPABILITY']._serialized_end=236
+  _globals['_RESOURCES']._serialized_start=238
+  _globals['_RESOURCES']._serialized_end=356
+  _globals['_STACKRUN']._serialized_start=358
+  _globals['_STACKRUN']._serialized_end=415
+  _globals['_TOPOLOGY']._serialized_start=417
+  _globals['_TOPOLOGY']._serialized_end=474
+  _globals['_JOBSPEC']._serialized_start=477
+  _globals['_JOBSPEC']._serialized_end=985
+  _globals['_JOBSPEC_LABELSENTRY']._serialized_start=896
+  _globals['_JOBSPEC_LABELSENTRY']._serialized_end=941
+  _globals['_JOBSPEC_ENVENTRY']._serialized_start=943
+  _globals['_JOBSPEC_ENVENTRY']._serialized_end=985
+  _globals['_DATALOCATION']._serialized_start=987
+  _globals['_DATALOCATION']._serialized_end=1041
+  _globals['_REASON']._serialized_start=1043
+  _globals['_REASON']._serialized_end=1160
+  _globals['_PLACEMENT']._serialized_start=1162
+  _globals['_PLACEMENT']._serialized_end=1268
+  _globals['_JOB']._serialized_start=1271
+  _globals['_JOB']._serialized_end=1804
+  _globals['_JOBEVENT']._serialized_start=1807
+  _globals['_JOBEVENT']._serialized_end=1978
 # @@protoc_insertion_point(module_scope)

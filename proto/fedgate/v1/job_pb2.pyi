@@ -1,5 +1,6 @@
 import datetime
 
+from fedgate.v1 import reason_pb2 as _reason_pb2
 from google.api import field_behavior_pb2 as _field_behavior_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -133,11 +134,11 @@ class Reason(_message.Message):
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
-    stage: str
-    code: str
+    stage: _reason_pb2.ReasonStage
+    code: _reason_pb2.ReasonCode
     message: str
     site: str
-    def __init__(self, stage: _Optional[str] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., site: _Optional[str] = ...) -> None: ...
+    def __init__(self, stage: _Optional[_Union[_reason_pb2.ReasonStage, str]] = ..., code: _Optional[_Union[_reason_pb2.ReasonCode, str]] = ..., message: _Optional[str] = ..., site: _Optional[str] = ...) -> None: ...
 
 class Placement(_message.Message):
     __slots__ = ("site", "accelerator_class", "cards", "device_indices", "nodes")

@@ -5,12 +5,24 @@ from fedgate.v1 import usage_pb2 as _usage_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class SiteLiveness(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SITE_LIVENESS_UNSPECIFIED: _ClassVar[SiteLiveness]
+    SITE_LIVENESS_LIVE: _ClassVar[SiteLiveness]
+    SITE_LIVENESS_SUSPECT: _ClassVar[SiteLiveness]
+    SITE_LIVENESS_LOST: _ClassVar[SiteLiveness]
+SITE_LIVENESS_UNSPECIFIED: SiteLiveness
+SITE_LIVENESS_LIVE: SiteLiveness
+SITE_LIVENESS_SUSPECT: SiteLiveness
+SITE_LIVENESS_LOST: SiteLiveness
 
 class Pool(_message.Message):
     __slots__ = ("accelerator_class", "total", "offered", "free", "cards_per_node", "interconnect", "labels", "free_nodes", "largest_partial_free")
@@ -57,9 +69,9 @@ class Site(_message.Message):
     pools: _containers.RepeatedCompositeFieldContainer[Pool]
     agent_version: str
     last_seen_time: _timestamp_pb2.Timestamp
-    liveness: str
+    liveness: SiteLiveness
     liveness_reason: str
-    def __init__(self, name: _Optional[str] = ..., connected: _Optional[bool] = ..., draining: _Optional[bool] = ..., pools: _Optional[_Iterable[_Union[Pool, _Mapping]]] = ..., agent_version: _Optional[str] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., liveness: _Optional[str] = ..., liveness_reason: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., connected: _Optional[bool] = ..., draining: _Optional[bool] = ..., pools: _Optional[_Iterable[_Union[Pool, _Mapping]]] = ..., agent_version: _Optional[str] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., liveness: _Optional[_Union[SiteLiveness, str]] = ..., liveness_reason: _Optional[str] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("site", "agent_version", "resume_cursor", "backend", "running", "rendezvous")

@@ -1,0 +1,367 @@
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from typing import ClassVar as _ClassVar
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ReasonCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REASON_CODE_UNSPECIFIED: _ClassVar[ReasonCode]
+    GATEWAY_ERROR: _ClassVar[ReasonCode]
+    INVALID_ARGUMENT: _ClassVar[ReasonCode]
+    INVALID_CONFIG: _ClassVar[ReasonCode]
+    NOT_FOUND: _ClassVar[ReasonCode]
+    ALREADY_EXISTS: _ClassVar[ReasonCode]
+    UNAUTHENTICATED: _ClassVar[ReasonCode]
+    PERMISSION_DENIED: _ClassVar[ReasonCode]
+    ADMISSION_REJECTED: _ClassVar[ReasonCode]
+    FAILED_PRECONDITION: _ClassVar[ReasonCode]
+    STALE_EPOCH: _ClassVar[ReasonCode]
+    BAD_IDENTITY: _ClassVar[ReasonCode]
+    UNAVAILABLE: _ClassVar[ReasonCode]
+    NOT_LEADER: _ClassVar[ReasonCode]
+    STORE_UNAVAILABLE: _ClassVar[ReasonCode]
+    STORE_FULL: _ClassVar[ReasonCode]
+    STORE_IN_USE: _ClassVar[ReasonCode]
+    STORE_DAMAGED: _ClassVar[ReasonCode]
+    STORE_TOO_NEW: _ClassVar[ReasonCode]
+    STORE_NOT_WRITABLE: _ClassVar[ReasonCode]
+    STORE_MISSING: _ClassVar[ReasonCode]
+    RECORDS_TAMPERED: _ClassVar[ReasonCode]
+    CALL_FAILED: _ClassVar[ReasonCode]
+    INTERNAL: _ClassVar[ReasonCode]
+    USAGE: _ClassVar[ReasonCode]
+    BAD_CARD_COUNT: _ClassVar[ReasonCode]
+    BAD_RESOURCES: _ClassVar[ReasonCode]
+    BAD_MAX_RUNTIME: _ClassVar[ReasonCode]
+    BAD_DURATION: _ClassVar[ReasonCode]
+    BAD_TIME: _ClassVar[ReasonCode]
+    BAD_NAME: _ClassVar[ReasonCode]
+    NO_RUN: _ClassVar[ReasonCode]
+    UNKNOWN_ACCELERATOR_CLASS: _ClassVar[ReasonCode]
+    UNKNOWN_STORE: _ClassVar[ReasonCode]
+    STORE_SCHEMA_TOO_NEW: _ClassVar[ReasonCode]
+    STORE_UNREACHABLE: _ClassVar[ReasonCode]
+    CA_EXISTS: _ClassVar[ReasonCode]
+    MISSING_CREDENTIALS: _ClassVar[ReasonCode]
+    NO_CLIENT_CERTIFICATE: _ClassVar[ReasonCode]
+    NO_TOKEN: _ClassVar[ReasonCode]
+    FOREIGN_FEDERATION: _ClassVar[ReasonCode]
+    EXPIRED: _ClassVar[ReasonCode]
+    NOT_YET_VALID: _ClassVar[ReasonCode]
+    REVOKED: _ClassVar[ReasonCode]
+    TOKEN_REPLAYED: _ClassVar[ReasonCode]
+    WRONG_CREDENTIAL: _ClassVar[ReasonCode]
+    WRONG_ROLE: _ClassVar[ReasonCode]
+    JOIN_TOKEN_MALFORMED: _ClassVar[ReasonCode]
+    JOIN_TOKEN_UNKNOWN: _ClassVar[ReasonCode]
+    JOIN_TOKEN_USED: _ClassVar[ReasonCode]
+    JOIN_TOKEN_EXPIRED: _ClassVar[ReasonCode]
+    JOIN_TOKEN_WRONG_SITE: _ClassVar[ReasonCode]
+    TENANT_MISMATCH: _ClassVar[ReasonCode]
+    REQUEST_ID_REUSED: _ClassVar[ReasonCode]
+    BAD_PAGE_TOKEN: _ClassVar[ReasonCode]
+    JOB_TOO_LARGE_TO_LIST: _ClassVar[ReasonCode]
+    JOB_SPEC_INVALID: _ClassVar[ReasonCode]
+    NOT_A_MEMBER: _ClassVar[ReasonCode]
+    READ_ONLY: _ClassVar[ReasonCode]
+    ROLE_CANNOT_SUBMIT: _ClassVar[ReasonCode]
+    ROLE_CANNOT_LIST: _ClassVar[ReasonCode]
+    JOB_NOT_FOUND: _ClassVar[ReasonCode]
+    SITE_NOT_FOUND: _ClassVar[ReasonCode]
+    JOB_NOT_STARTED: _ClassVar[ReasonCode]
+    NO_HELLO: _ClassVar[ReasonCode]
+    BAD_RENDEZVOUS: _ClassVar[ReasonCode]
+    DUPLICATE_HELLO: _ClassVar[ReasonCode]
+    SITE_MISMATCH: _ClassVar[ReasonCode]
+    MISSING_SEQUENCE: _ClassVar[ReasonCode]
+    SEQUENCE_OUT_OF_RANGE: _ClassVar[ReasonCode]
+    SEQUENCE_REUSED: _ClassVar[ReasonCode]
+    ILLEGAL_SITE_STATE: _ClassVar[ReasonCode]
+    UNSUPPORTED_MESSAGE: _ClassVar[ReasonCode]
+    INCONSISTENT_CAPACITY: _ClassVar[ReasonCode]
+    ILLEGAL_TRANSITION: _ClassVar[ReasonCode]
+    JOB_NOT_LEASED_TO_SITE: _ClassVar[ReasonCode]
+    UNKNOWN_RESERVATION: _ClassVar[ReasonCode]
+    RECEIPT_INVALID: _ClassVar[ReasonCode]
+    TOO_MANY_LOG_STREAMS: _ClassVar[ReasonCode]
+    RESOURCE_EXHAUSTED: _ClassVar[ReasonCode]
+    TOO_MANY_WATCHES: _ClassVar[ReasonCode]
+    RATE_LIMITED: _ClassVar[ReasonCode]
+    BAD_CSR: _ClassVar[ReasonCode]
+    CAPACITY_OUT_OF_BOUNDS: _ClassVar[ReasonCode]
+    LOG_CREDIT_EXCEEDED: _ClassVar[ReasonCode]
+    SITE_DISCONNECTED: _ClassVar[ReasonCode]
+    SITE_CANNOT_SERVE_LOG: _ClassVar[ReasonCode]
+    BAD_RESERVATION: _ClassVar[ReasonCode]
+    RESERVATION_NOT_FOUND: _ClassVar[ReasonCode]
+    NO_CAPACITY_FOR_RESERVATION: _ClassVar[ReasonCode]
+    RESERVATION_TOO_SMALL: _ClassVar[ReasonCode]
+    RESERVATION_OVER: _ClassVar[ReasonCode]
+    RESERVATION_NOT_STARTED: _ClassVar[ReasonCode]
+    RESERVATION_FULL: _ClassVar[ReasonCode]
+    OUTSIDE_RESERVATION: _ClassVar[ReasonCode]
+    RESERVED: _ClassVar[ReasonCode]
+    BOOKED_OUT: _ClassVar[ReasonCode]
+    SPLIT_TOO_SMALL: _ClassVar[ReasonCode]
+    CONFIRMED: _ClassVar[ReasonCode]
+    ACTIVE: _ClassVar[ReasonCode]
+    ENDED: _ClassVar[ReasonCode]
+    CANCELLED: _ClassVar[ReasonCode]
+    WINDOW_PASSED: _ClassVar[ReasonCode]
+    NO_SITES_LEFT: _ClassVar[ReasonCode]
+    SITE_REFUSED: _ClassVar[ReasonCode]
+    ADMITTED: _ClassVar[ReasonCode]
+    RULE_DENY: _ClassVar[ReasonCode]
+    RULE_REQUIRE: _ClassVar[ReasonCode]
+    RESIDENCY: _ClassVar[ReasonCode]
+    QUOTA: _ClassVar[ReasonCode]
+    QUOTA_EXHAUSTED: _ClassVar[ReasonCode]
+    QUOTA_TOO_SMALL: _ClassVar[ReasonCode]
+    EVALUATION_ERROR: _ClassVar[ReasonCode]
+    NONE: _ClassVar[ReasonCode]
+    NO_SITES: _ClassVar[ReasonCode]
+    SITE_OFFLINE: _ClassVar[ReasonCode]
+    SITE_DRAINING: _ClassVar[ReasonCode]
+    SITE_TERMS: _ClassVar[ReasonCode]
+    NO_MATCHING_POOL: _ClassVar[ReasonCode]
+    OFFER_TOO_SMALL: _ClassVar[ReasonCode]
+    NO_FREE_CAPACITY: _ClassVar[ReasonCode]
+    FRAGMENTED: _ClassVar[ReasonCode]
+    FRAGMENTATION: _ClassVar[ReasonCode]
+    NODE_SHAPE: _ClassVar[ReasonCode]
+    FITS: _ClassVar[ReasonCode]
+    PLACED: _ClassVar[ReasonCode]
+    GANG_PLANNED: _ClassVar[ReasonCode]
+    GANG_RESERVED: _ClassVar[ReasonCode]
+    SITE_BACKOFF: _ClassVar[ReasonCode]
+    RESERVE_INTERRUPTED: _ClassVar[ReasonCode]
+    SITE_LEASE_EXPIRED: _ClassVar[ReasonCode]
+    GATEWAY_SHUTTING_DOWN: _ClassVar[ReasonCode]
+    LEASE_RETURNED: _ClassVar[ReasonCode]
+    RESERVATION_HELD: _ClassVar[ReasonCode]
+    BEHIND_RESERVATION: _ClassVar[ReasonCode]
+    BACKFILLED: _ClassVar[ReasonCode]
+    HELD_FOR_PREEMPTOR: _ClassVar[ReasonCode]
+    WAITING_FOR_PREEMPTION: _ClassVar[ReasonCode]
+    AGENT_ERROR: _ClassVar[ReasonCode]
+    LAUNCH_REFUSED: _ClassVar[ReasonCode]
+    BACKEND_ERROR: _ClassVar[ReasonCode]
+    LAUNCH_FAILED: _ClassVar[ReasonCode]
+    KUBERNETES_API: _ClassVar[ReasonCode]
+    SLURM_TIMEOUT: _ClassVar[ReasonCode]
+    PROTOCOL_ERROR: _ClassVar[ReasonCode]
+    GATEWAY_REFUSED: _ClassVar[ReasonCode]
+    GATEWAY_UNREACHABLE: _ClassVar[ReasonCode]
+    CA_FINGERPRINT_MISMATCH: _ClassVar[ReasonCode]
+    BAD_CREDENTIALS: _ClassVar[ReasonCode]
+    ENROLLMENT_REFUSED: _ClassVar[ReasonCode]
+    BAD_USAGE: _ClassVar[ReasonCode]
+    BAD_FINGERPRINT: _ClassVar[ReasonCode]
+    CREDENTIALS_EXIST: _ClassVar[ReasonCode]
+    TASK_DIED: _ClassVar[ReasonCode]
+    UNKNOWN_TENANT: _ClassVar[ReasonCode]
+    UNKNOWN_PROJECT: _ClassVar[ReasonCode]
+    UNKNOWN_PRIORITY_CLASS: _ClassVar[ReasonCode]
+    NO_CLASS_CAN_SERVE: _ClassVar[ReasonCode]
+    ACCELERATOR_NOT_ALLOWED: _ClassVar[ReasonCode]
+    SITE_REFUSED_RESERVE: _ClassVar[ReasonCode]
+    RESERVE_TIMEOUT: _ClassVar[ReasonCode]
+    TOKEN_MALFORMED: _ClassVar[ReasonCode]
+    TOKEN_ALGORITHM: _ClassVar[ReasonCode]
+    TOKEN_SIGNATURE: _ClassVar[ReasonCode]
+    TOKEN_AUDIENCE: _ClassVar[ReasonCode]
+    TOKEN_EXPIRED: _ClassVar[ReasonCode]
+    TOKEN_NOT_YET_VALID: _ClassVar[ReasonCode]
+    TOKEN_LIFETIME: _ClassVar[ReasonCode]
+    TOKEN_SUBJECT: _ClassVar[ReasonCode]
+
+class ReasonStage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REASON_STAGE_UNSPECIFIED: _ClassVar[ReasonStage]
+    REASON_STAGE_POLICY: _ClassVar[ReasonStage]
+    REASON_STAGE_ACCESS: _ClassVar[ReasonStage]
+    REASON_STAGE_OFFERS: _ClassVar[ReasonStage]
+    REASON_STAGE_CAPACITY: _ClassVar[ReasonStage]
+    REASON_STAGE_DISPATCH: _ClassVar[ReasonStage]
+    REASON_STAGE_SITE: _ClassVar[ReasonStage]
+    REASON_STAGE_RESERVATION: _ClassVar[ReasonStage]
+    REASON_STAGE_LISTING: _ClassVar[ReasonStage]
+REASON_CODE_UNSPECIFIED: ReasonCode
+GATEWAY_ERROR: ReasonCode
+INVALID_ARGUMENT: ReasonCode
+INVALID_CONFIG: ReasonCode
+NOT_FOUND: ReasonCode
+ALREADY_EXISTS: ReasonCode
+UNAUTHENTICATED: ReasonCode
+PERMISSION_DENIED: ReasonCode
+ADMISSION_REJECTED: ReasonCode
+FAILED_PRECONDITION: ReasonCode
+STALE_EPOCH: ReasonCode
+BAD_IDENTITY: ReasonCode
+UNAVAILABLE: ReasonCode
+NOT_LEADER: ReasonCode
+STORE_UNAVAILABLE: ReasonCode
+STORE_FULL: ReasonCode
+STORE_IN_USE: ReasonCode
+STORE_DAMAGED: ReasonCode
+STORE_TOO_NEW: ReasonCode
+STORE_NOT_WRITABLE: ReasonCode
+STORE_MISSING: ReasonCode
+RECORDS_TAMPERED: ReasonCode
+CALL_FAILED: ReasonCode
+INTERNAL: ReasonCode
+USAGE: ReasonCode
+BAD_CARD_COUNT: ReasonCode
+BAD_RESOURCES: ReasonCode
+BAD_MAX_RUNTIME: ReasonCode
+BAD_DURATION: ReasonCode
+BAD_TIME: ReasonCode
+BAD_NAME: ReasonCode
+NO_RUN: ReasonCode
+UNKNOWN_ACCELERATOR_CLASS: ReasonCode
+UNKNOWN_STORE: ReasonCode
+STORE_SCHEMA_TOO_NEW: ReasonCode
+STORE_UNREACHABLE: ReasonCode
+CA_EXISTS: ReasonCode
+MISSING_CREDENTIALS: ReasonCode
+NO_CLIENT_CERTIFICATE: ReasonCode
+NO_TOKEN: ReasonCode
+FOREIGN_FEDERATION: ReasonCode
+EXPIRED: ReasonCode
+NOT_YET_VALID: ReasonCode
+REVOKED: ReasonCode
+TOKEN_REPLAYED: ReasonCode
+WRONG_CREDENTIAL: ReasonCode
+WRONG_ROLE: ReasonCode
+JOIN_TOKEN_MALFORMED: ReasonCode
+JOIN_TOKEN_UNKNOWN: ReasonCode
+JOIN_TOKEN_USED: ReasonCode
+JOIN_TOKEN_EXPIRED: ReasonCode
+JOIN_TOKEN_WRONG_SITE: ReasonCode
+TENANT_MISMATCH: ReasonCode
+REQUEST_ID_REUSED: ReasonCode
+BAD_PAGE_TOKEN: ReasonCode
+JOB_TOO_LARGE_TO_LIST: ReasonCode
+JOB_SPEC_INVALID: ReasonCode
+NOT_A_MEMBER: ReasonCode
+READ_ONLY: ReasonCode
+ROLE_CANNOT_SUBMIT: ReasonCode
+ROLE_CANNOT_LIST: ReasonCode
+JOB_NOT_FOUND: ReasonCode
+SITE_NOT_FOUND: ReasonCode
+JOB_NOT_STARTED: ReasonCode
+NO_HELLO: ReasonCode
+BAD_RENDEZVOUS: ReasonCode
+DUPLICATE_HELLO: ReasonCode
+SITE_MISMATCH: ReasonCode
+MISSING_SEQUENCE: ReasonCode
+SEQUENCE_OUT_OF_RANGE: ReasonCode
+SEQUENCE_REUSED: ReasonCode
+ILLEGAL_SITE_STATE: ReasonCode
+UNSUPPORTED_MESSAGE: ReasonCode
+INCONSISTENT_CAPACITY: ReasonCode
+ILLEGAL_TRANSITION: ReasonCode
+JOB_NOT_LEASED_TO_SITE: ReasonCode
+UNKNOWN_RESERVATION: ReasonCode
+RECEIPT_INVALID: ReasonCode
+TOO_MANY_LOG_STREAMS: ReasonCode
+RESOURCE_EXHAUSTED: ReasonCode
+TOO_MANY_WATCHES: ReasonCode
+RATE_LIMITED: ReasonCode
+BAD_CSR: ReasonCode
+CAPACITY_OUT_OF_BOUNDS: ReasonCode
+LOG_CREDIT_EXCEEDED: ReasonCode
+SITE_DISCONNECTED: ReasonCode
+SITE_CANNOT_SERVE_LOG: ReasonCode
+BAD_RESERVATION: ReasonCode
+RESERVATION_NOT_FOUND: ReasonCode
+NO_CAPACITY_FOR_RESERVATION: ReasonCode
+RESERVATION_TOO_SMALL: ReasonCode
+RESERVATION_OVER: ReasonCode
+RESERVATION_NOT_STARTED: ReasonCode
+RESERVATION_FULL: ReasonCode
+OUTSIDE_RESERVATION: ReasonCode
+RESERVED: ReasonCode
+BOOKED_OUT: ReasonCode
+SPLIT_TOO_SMALL: ReasonCode
+CONFIRMED: ReasonCode
+ACTIVE: ReasonCode
+ENDED: ReasonCode
+CANCELLED: ReasonCode
+WINDOW_PASSED: ReasonCode
+NO_SITES_LEFT: ReasonCode
+SITE_REFUSED: ReasonCode
+ADMITTED: ReasonCode
+RULE_DENY: ReasonCode
+RULE_REQUIRE: ReasonCode
+RESIDENCY: ReasonCode
+QUOTA: ReasonCode
+QUOTA_EXHAUSTED: ReasonCode
+QUOTA_TOO_SMALL: ReasonCode
+EVALUATION_ERROR: ReasonCode
+NONE: ReasonCode
+NO_SITES: ReasonCode
+SITE_OFFLINE: ReasonCode
+SITE_DRAINING: ReasonCode
+SITE_TERMS: ReasonCode
+NO_MATCHING_POOL: ReasonCode
+OFFER_TOO_SMALL: ReasonCode
+NO_FREE_CAPACITY: ReasonCode
+FRAGMENTED: ReasonCode
+FRAGMENTATION: ReasonCode
+NODE_SHAPE: ReasonCode
+FITS: ReasonCode
+PLACED: ReasonCode
+GANG_PLANNED: ReasonCode
+GANG_RESERVED: ReasonCode
+SITE_BACKOFF: ReasonCode
+RESERVE_INTERRUPTED: ReasonCode
+SITE_LEASE_EXPIRED: ReasonCode
+GATEWAY_SHUTTING_DOWN: ReasonCode
+LEASE_RETURNED: ReasonCode
+RESERVATION_HELD: ReasonCode
+BEHIND_RESERVATION: ReasonCode
+BACKFILLED: ReasonCode
+HELD_FOR_PREEMPTOR: ReasonCode
+WAITING_FOR_PREEMPTION: ReasonCode
+AGENT_ERROR: ReasonCode
+LAUNCH_REFUSED: ReasonCode
+BACKEND_ERROR: ReasonCode
+LAUNCH_FAILED: ReasonCode
+KUBERNETES_API: ReasonCode
+SLURM_TIMEOUT: ReasonCode
+PROTOCOL_ERROR: ReasonCode
+GATEWAY_REFUSED: ReasonCode
+GATEWAY_UNREACHABLE: ReasonCode
+CA_FINGERPRINT_MISMATCH: ReasonCode
+BAD_CREDENTIALS: ReasonCode
+ENROLLMENT_REFUSED: ReasonCode
+BAD_USAGE: ReasonCode
+BAD_FINGERPRINT: ReasonCode
+CREDENTIALS_EXIST: ReasonCode
+TASK_DIED: ReasonCode
+UNKNOWN_TENANT: ReasonCode
+UNKNOWN_PROJECT: ReasonCode
+UNKNOWN_PRIORITY_CLASS: ReasonCode
+NO_CLASS_CAN_SERVE: ReasonCode
+ACCELERATOR_NOT_ALLOWED: ReasonCode
+SITE_REFUSED_RESERVE: ReasonCode
+RESERVE_TIMEOUT: ReasonCode
+TOKEN_MALFORMED: ReasonCode
+TOKEN_ALGORITHM: ReasonCode
+TOKEN_SIGNATURE: ReasonCode
+TOKEN_AUDIENCE: ReasonCode
+TOKEN_EXPIRED: ReasonCode
+TOKEN_NOT_YET_VALID: ReasonCode
+TOKEN_LIFETIME: ReasonCode
+TOKEN_SUBJECT: ReasonCode
+REASON_STAGE_UNSPECIFIED: ReasonStage
+REASON_STAGE_POLICY: ReasonStage
+REASON_STAGE_ACCESS: ReasonStage
+REASON_STAGE_OFFERS: ReasonStage
+REASON_STAGE_CAPACITY: ReasonStage
+REASON_STAGE_DISPATCH: ReasonStage
+REASON_STAGE_SITE: ReasonStage
+REASON_STAGE_RESERVATION: ReasonStage
+REASON_STAGE_LISTING: ReasonStage
