@@ -8,6 +8,7 @@ FEDGATE_REQUIRE_SERVICES=1: .ci/run runs `npm ci`)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -72,7 +73,7 @@ def run_node_client(
         text=True,
         timeout=RUN_TIMEOUT_S,
         cwd=NODE_CLIENT,
-        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "FEDGATE_TOKEN": token},
+        env={"PATH": os.environ.get("PATH", ""), "FEDGATE_TOKEN": token},
         check=False,
     )
     steps: dict[str, list[dict[str, Any]]] = {}
