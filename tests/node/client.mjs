@@ -183,7 +183,10 @@ async function main() {
     await unary(jobs, 'CancelJob', { job_id: job.job_id, reason: 'clean up' });
   }
   const states = await Promise.all(created.map((job) => unary(jobs, 'GetJob', { job_id: job.job_id })));
-  emit('cancel', { states: states.map(({ job }) => job.state), terminal: states.every(({ job }) => TERMINAL.has(job.state)) });
+  emit('cancel', {
+    states: states.map(({ job }) => job.state),
+    terminal: states.every(({ job }) => TERMINAL.has(job.state)),
+  });
 
   // Errors decode as google.rpc.Status with an ErrorInfo.
   emit('error', {
