@@ -112,8 +112,11 @@ def test_a_node_client_built_from_the_protos_alone_uses_the_contract(
     states = [event["state"] for event in watched["events"]]
     assert "JOB_STATE_RUNNING" in states and states[-1] == "JOB_STATE_CANCELLED", states
     assert watched["cancel_state"] == "JOB_STATE_CANCELLED"
-    recorded = [int(event["sequence"]) for event in watched["events"] if event["sequence"] != "0"]
-    assert recorded == sorted(set(recorded)), f"recorded events come once each, in sequence order: {recorded}"
+    recorded = [int(event["sequence"]) for event in watched["events"]]
+    assert 0 not in recorded and recorded == sorted(set(recorded)), f"events once each, in order: {recorded}"
+    resumed = [int(event["sequence"]) for event in watched["resumed"]]
+    assert resumed and resumed == [s for s in recorded if s > recorded[0]][: len(resumed)], (recorded, resumed)
+    assert watched["resumed"][-1]["state"] == "JOB_STATE_CANCELLED"
 
     (cancel,) = steps["cancel"]
     assert cancel["states"] == ["JOB_STATE_CANCELLED"] * 3
@@ -129,6 +132,8 @@ def test_a_node_client_built_from_the_protos_alone_uses_the_contract(
     assert bad_token["code"] == "INVALID_ARGUMENT" and error_info(bad_token)["reason"] == "BAD_PAGE_TOKEN"
     too_long = errors["CreateJob max_runtime over the limit"]
     assert too_long["code"] == "INVALID_ARGUMENT" and error_info(too_long)["reason"] == "BAD_MAX_RUNTIME"
+    (bad_request,) = [d for d in too_long["details"] if d["type"] == "google.rpc.BadRequest"]
+    assert [v["field"] for v in bad_request["fieldViolations"]] == ["spec.max_runtime"], bad_request
 
     (public,) = steps["public"]
     assert sorted(job_id for page in public["pages"] for job_id in page) == sorted(job_ids)

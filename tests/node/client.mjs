@@ -124,10 +124,12 @@ async function listAll(client, request, metadata) {
 }
 
 // Follow a job to its end; `onEvent` may act on each event (cancel the job once it runs, say).
-function watch(client, job_id, onEvent) {
+// With `after_sequence`, resume after the last event a client kept: only the events recorded after it come.
+function watch(client, job_id, onEvent, after_sequence = undefined) {
   return new Promise((resolve, reject) => {
     const events = [];
-    const stream = client.WatchJob({ job_id }, deadline(WATCH_DEADLINE_MS));
+    const request = after_sequence === undefined ? { job_id } : { job_id, after_sequence };
+    const stream = client.WatchJob(request, deadline(WATCH_DEADLINE_MS));
     stream.on('data', ({ event, job }) => {
       events.push({ state: event.state, sequence: event.sequence, job_state: job.state });
       onEvent(event);
@@ -178,7 +180,9 @@ async function main() {
     }
   });
   const cancel = cancelled ? (await cancelled).job : null;
-  emit('watch', { job_id: first.job_id, events, cancel_state: cancel?.state ?? null });
+  // A client that kept the first event's sequence resumes after it and gets the rest, none twice.
+  const resumed = await watch(jobs, first.job_id, () => {}, events[0].sequence);
+  emit('watch', { job_id: first.job_id, events, resumed, cancel_state: cancel?.state ?? null });
   for (const job of created.slice(1)) {
     await unary(jobs, 'CancelJob', { job_id: job.job_id, reason: 'clean up' });
   }
