@@ -359,7 +359,8 @@ def demo_row(job: Job) -> dict[str, object]:
             for p in job.placements
         )
         or "-",
-        "state": job.state.value + (f" (exit {job.exit_code})" if job.state == JobState.FAILED else ""),
+        "state": job.state.value
+        + (f" (exit {job.exit_code})" if job.state == JobState.FAILED and job.exit_code is not None else ""),
         "why": why_there(job),
     }
 

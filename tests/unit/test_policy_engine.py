@@ -420,3 +420,15 @@ def test_an_error_inside_a_site_verdict_refuses_the_site(monkeypatch: pytest.Mon
     monkeypatch.setattr(engine, "_residency_regions", broken)
     reason = option_verdict(policy(), CATALOGUE, job(), WEDNESDAY_NOON, Usage(), "s", "nvidia-h100")
     assert reason is not None and reason.code == "EVALUATION_ERROR" and reason.site == "s"
+
+
+def test_a_job_refused_on_every_class_it_could_use_carries_each_refusal_not_only_the_first() -> None:
+    p = rules(
+        "{name: no-hopper, effect: deny, message: not on hopper,"
+        " match: {classes: [nvidia-h100, nvidia-h200, nvidia-h20]}}",
+        "{name: no-ampere, effect: deny, message: not on ampere, match: {classes: [nvidia-a100, nvidia-a800]}}",
+    )
+    decision = evaluate(p, CATALOGUE, by_capability(min_memory_gib=80, stacks=("cuda",)), WEDNESDAY_NOON)
+    assert not decision.allowed
+    # Each rule's refusal once (the classes one rule refuses give one reason), in class order.
+    assert [r.message for r in decision.reasons] == ["rule no-hopper: not on hopper", "rule no-ampere: not on ampere"]
