@@ -11,6 +11,7 @@ move together. It does not read certificates (only checks they exist) nor start 
     tls: {ca: ca.pem, cert: cert.pem, key: key.pem}
     backend: {type: local, workdir: ./work}
     state_dir: ./state           # the durable journal (default ./state next to this file)
+    metrics_listen: 127.0.0.1:9465  # optional: Prometheus metrics (any other address: mTLS, see metrics_mtls)
     report_interval_s: 2
     cancel_grace_s: 5
     pools:
@@ -33,6 +34,7 @@ from agents.core.model import PoolSpec
 from agents.errors import ConfigError
 from agents.policy.reader import parse_site_policy
 from agents.policy.terms import SitePolicy
+from fedgate.common.metrics_http import MetricsEndpoint, parse_endpoint
 from fedgate.common.rendezvous import DEFAULT_PORTS, RendezvousPoint
 from fedgate.common.sections import Section
 from fedgate.common.yaml import YamlDocument, load_yaml
@@ -91,6 +93,10 @@ class AgentConfig:
     """`rendezvous: {host, ports: "29500-29999"}`: where the other centres reach rank 0 of a cross-site gang
     whose first part runs here (a host leading to the node of rank 0); None: this site masters no cross-site
     gang (its parts still join gangs mastered elsewhere)."""
+    metrics: MetricsEndpoint | None = None
+    """`metrics_listen: host:port` (and `metrics_mtls`): where Prometheus scrapes the agent's metrics; plain HTTP
+    on loopback, mutual TLS anywhere else (the scraper presents a certificate of the federation CA, the agent its
+    site certificate). None: not served."""
     state_dir: Path | None = None
     """Folder of the agent's durable journal (unacknowledged updates, started attempts); a file's default is
     `./state` next to it. None (configs built in code) keeps the journal in memory."""
@@ -137,6 +143,7 @@ def parse_agent_config(doc: YamlDocument, *, validate_files: bool = True) -> Age
         source=source,
         state_dir=_resolve(base, root.text("state_dir", "state")),
         rendezvous=_rendezvous(root.section("rendezvous")) if root.raw("rendezvous", None) is not None else None,
+        metrics=_metrics(root),
     )
     root.finish()
     return config
@@ -154,6 +161,21 @@ def _rendezvous(section: Section) -> RendezvousPoint:
         section.fail(problem, "host" if "host" in problem else "ports")
     section.finish()
     return point
+
+
+def _metrics(root: Section) -> MetricsEndpoint | None:
+    """`metrics_listen: 127.0.0.1:9465`, or any address with mTLS (`metrics_mtls`, on by default off loopback)."""
+    mtls = root.raw("metrics_mtls", None)
+    if mtls is not None and not isinstance(mtls, bool):
+        root.fail("metrics_mtls must be true or false", "metrics_mtls")
+    if root.raw("metrics_listen", None) is None:
+        if mtls is not None:
+            root.fail("metrics_mtls says how metrics are served, but metrics_listen is not set", "metrics_mtls")
+        return None
+    found = parse_endpoint(root.text("metrics_listen"), mtls)
+    if isinstance(found, str):
+        root.fail(f"metrics_listen {found}", "metrics_listen")
+    return found
 
 
 def _expect(section: Section, key: str, wanted: str) -> None:

@@ -15,6 +15,7 @@ once (`agents.core.usage`).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -89,6 +90,10 @@ class SiteRuntime:
         self._gang_holds = GangHolds(self._pools, config.policy, clock)
         self._supervisor = AttemptSupervisor(backend, grace_s=config.cancel_grace_s, on_end=self._ended)
         self.capacity_version = 0
+        self.welcomes = 0
+        """Streams the gateway welcomed since start: the first and every reconnect (metrics)."""
+        self.ended: Counter[tuple[str, str]] = Counter()
+        """Attempts that ended here since start, by accelerator class and final state (metrics)."""
         """Bumped whenever free capacity, an offer (or drain state) changes, so senders know to report."""
         self._offers = self._current_offers()
 
@@ -123,6 +128,10 @@ class SiteRuntime:
     def capacity(self) -> list[PoolCapacity]:
         """Each pool as it is now: the offer the centre's policy sets at this instant, and what of it is free."""
         return pool_capacities(self._policy, self._pools.values(), self._clock(), draining=self._draining)
+
+    def cards_in_use(self) -> dict[str, int]:
+        """Cards held by federated jobs (launched or gang-held), by accelerator class."""
+        return {cls: pool.used_count for cls, pool in self._pools.items()}
 
     def terms(self) -> SiteTerms:
         """What the centre accepts, reported with every capacity report."""
@@ -165,6 +174,7 @@ class SiteRuntime:
         not dropped here but sent again: the gateway acks a true replay and refuses, as SEQUENCE_REUSED, one
         our journal numbered again after going back in time (which is then renumbered above the cursor)."""
         self._last_sequence = max(self._last_sequence, last_update_sequence)
+        self.welcomes += 1
 
     def accept_lease(self, lease_s: float) -> None:
         """The gateway's site lease (Welcome). A backend whose attempts would run on without the agent (`local`)
@@ -358,6 +368,7 @@ class SiteRuntime:
         if receipt is not None:
             attempt.receipt = receipt
         self._attempts.add_ended(attempt)
+        self.ended[attempt.launch.accelerator_class, attempt.state.value] += 1
         self._report(attempt)
         self._journal.record_ended(*attempt.key)
         self._capacity_changed()

@@ -32,6 +32,7 @@ from agents.identity.renewal import RenewalSettings
 from agents.journal.base import MemoryJournal, UpdateJournal
 from agents.journal.sqlite import SqliteJournal
 from agents.transport.backoff import Backoff
+from agents.transport.metrics import serve_agent_metrics
 from agents.transport.receipts import KeyFileSigner
 from agents.transport.renewal import CertificateKeeper
 from agents.transport.session import ConnectCall, GatewaySession, StreamEnded, explaining_error
@@ -256,6 +257,7 @@ async def run_agent(
     runtime = SiteRuntime(config, backend, journal, clock=clock, signer=signer)
     await runtime.restore()
     link = GatewayLink(config, runtime, backoff=backoff, renewal=renewal, clock=clock)
+    metrics = await serve_agent_metrics(config, runtime, lambda: link.connected)  # None: not configured
     tasks = Supervisor(log)
     link_task = tasks.spawn(link.run(), "gateway link")
     watch = getattr(backend, "watch", None)  # optional hook: a backend's own loop (slurm's poll, kubernetes' watch)
@@ -279,6 +281,8 @@ async def run_agent(
         await link.flush()
         link.close()
         await asyncio.wait({link_task}, timeout=CLOSE_TIMEOUT_S)
+        if metrics is not None:
+            metrics.close()
         try:
             await tasks.stop()
         finally:

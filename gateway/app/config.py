@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from fedgate.common.metrics_http import MetricsEndpoint, parse_endpoint
 from fedgate.common.yaml import YamlDocument, load_yaml
 from gateway.errors import ConfigError
 from gateway.policy.document import REPO_POLICIES as REPO_POLICIES  # noqa: PLC0414 (re-exported for callers)
@@ -45,7 +46,10 @@ class GatewayConfig:
     certificate_lifetime: timedelta = timedelta(days=90)  # of certificates the gateway signs
     credential_check: timedelta = timedelta(seconds=1)  # open streams are cut this soon after a revocation
     policy_watch: timedelta = timedelta(seconds=2)  # how often the policy file is checked for changes; 0: never
-    metrics_listen: str = ""  # loopback host:port for Prometheus text metrics; empty: none. Never public.
+    # Where Prometheus scrapes the gateway's metrics (host:port; empty: not served): plain HTTP on loopback,
+    # mutual TLS anywhere else (the scraper presents a certificate of the federation CA; the gateway presents
+    # `tls.cert`). `metrics_mtls: true` asks for mTLS on loopback too; off loopback it cannot be turned off.
+    metrics: MetricsEndpoint | None = None
     # A site the gateway has not heard from (a capacity report, an update, a reply) for this long is declared
     # lost: its attempts become LOST and are queued again by their policy. Agents fence (stop) their local
     # attempts well within it (docs/reliability.md), so a replacement never runs beside the old attempt.
@@ -95,6 +99,7 @@ KEYS = {
     "credential_check_s",
     "policy_watch_s",
     "metrics_listen",
+    "metrics_mtls",
     "site_lease_s",
     "restart_grace_s",
     "shutdown_grace_s",
@@ -168,7 +173,7 @@ def load_gateway_config(path: Path) -> GatewayConfig:
         certificate_lifetime=timedelta(days=seconds("certificate_days", 90).total_seconds()),
         credential_check=seconds("credential_check_s", 1),
         policy_watch=timedelta(0) if data.get("policy_watch_s") == 0 else seconds("policy_watch_s", 2),
-        metrics_listen=_loopback(doc, data.get("metrics_listen", "")),
+        metrics=_metrics(doc, data.get("metrics_listen", ""), data.get("metrics_mtls")),
         site_lease=site_lease,
         restart_grace=seconds("restart_grace_s", 60),
         shutdown_grace=seconds("shutdown_grace_s", 5),
@@ -196,15 +201,14 @@ def check_exists(path: Path, what: str) -> Path:
     return path
 
 
-def _loopback(doc: YamlDocument, value: object) -> str:
-    """Metrics are unauthenticated, so they are served on loopback only."""
-    if value == "":
-        return ""
-    host = str(value).rsplit(":", 1)[0].strip("[]") if isinstance(value, str) and ":" in value else ""
-    if host not in {"127.0.0.1", "::1", "localhost"}:
-        raise doc.error(
-            ("metrics_listen",),
-            f"{value!r} is not a loopback address",
-            "metrics are unauthenticated: use 127.0.0.1:PORT or [::1]:PORT and let the node's scraper read them",
-        )
-    return str(value)
+def _metrics(doc: YamlDocument, listen: object, mtls: object) -> MetricsEndpoint | None:
+    if mtls is not None and not isinstance(mtls, bool):
+        raise doc.error(("metrics_mtls",), "must be true or false")
+    if listen == "":
+        if mtls is not None:
+            raise doc.error(("metrics_mtls",), "says how metrics are served, but metrics_listen is not set")
+        return None
+    found = parse_endpoint(listen, mtls) if isinstance(listen, str) else "must be host:port"
+    if isinstance(found, str):
+        raise doc.error(("metrics_listen",), found)
+    return found

@@ -90,6 +90,10 @@ class RevocationList:
             current = self._principals.get(revocation.value)
             self._principals[revocation.value] = max(current, revocation.time) if current else revocation.time
 
+    def counts(self) -> dict[str, int]:
+        """Revocations in force by kind (serial, token, principal)."""
+        return {"serial": len(self._serials), "token": len(self._tokens), "principal": len(self._principals)}
+
     def principal_revoked_at(self, uri: str) -> datetime | None:
         return self._principals.get(uri)
 

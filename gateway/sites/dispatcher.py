@@ -18,6 +18,7 @@ given to the constructor.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -119,6 +120,8 @@ class Dispatcher:
         self.countersigner = countersigner
         """Settles usage receipts; without one, receipts are checked but not kept."""
         self._cursors: dict[str, int] = {}
+        self.receipts: Counter[str] = Counter()
+        """Usage receipts checked: `settled` (countersigned) and `refused` (invalid), since start (metrics)."""
 
     def hello(
         self,
@@ -354,10 +357,13 @@ class Dispatcher:
                 dispatched_at=self.book.dispatched_at(job),
             )
         except ReceiptInvalid as refused:
+            self.receipts["refused"] += 1
             return (), refused
         if self.countersigner is None:
             return (), None
-        return (self.countersigner.settle(update.receipt, update.site_certificate, now),), None
+        settled = self.countersigner.settle(update.receipt, update.site_certificate, now)
+        self.receipts["settled"] += 1
+        return (settled,), None
 
     def _return_lease(self, site: str, job: Job, update: SiteUpdate) -> None:
         """The site declined to start the attempt: queue the job again; the attempt does not count."""

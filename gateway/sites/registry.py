@@ -189,6 +189,8 @@ class SiteRecord:
     """Commands of `RESENT_UNTIL_ACKED` sent and not yet acknowledged, by sequence."""
     acked: int = 0
     """Highest message sequence the site acknowledged (in this process)."""
+    connects: int = 0
+    """Streams the site's agent opened since this process started (its first and every reconnect): metrics."""
 
 
 class SiteRegistry:
@@ -237,6 +239,7 @@ class SiteRegistry:
         record.outbox = asyncio.Queue()
         record.connection_id = next(_connection_ids)
         record.connected = True
+        record.connects += 1
         record.agent_version = agent_version
         self._heard(record, now)
         record.pools = {}

@@ -7,6 +7,7 @@ authenticate too often on either port (`failures`, shared by both: every call th
 token, so guessing join tokens or tokens is slowed to the failure rate); and `BrakeSettings`, the defaults. The
 buckets live in memory for a bounded number of sources (`gateway.trust.ratelimit`). It does not audit (the
 servicers' refusals are audited, coalesced, by `gateway.trust.service`) and decides nothing about identity.
+Being on every call, it also tells an optional observer (the metrics) how each one ended and how long it took.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from gateway.trust.ratelimit import RateLimiter, source_of
 
 Context = grpc.aio.ServicerContext[Any, Any]
 FAILURES = frozenset({grpc.StatusCode.UNAUTHENTICATED})
+CallObserver = Callable[[str, grpc.StatusCode | None, float], None]
+"""Told of every call once it has ended: (method, its status code (None: OK), seconds). Metrics."""
 
 
 @dataclass(frozen=True)
@@ -55,9 +58,17 @@ class Brakes(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Every call of one server passes here first. `calls` is None on the mTLS port (a caller with a
     certificate is limited by what it may do, not by rate); `failures` is shared by both ports."""
 
-    def __init__(self, failures: RateLimiter, calls: RateLimiter | None = None) -> None:
+    def __init__(
+        self, failures: RateLimiter, calls: RateLimiter | None = None, observer: CallObserver | None = None
+    ) -> None:
         self._failures = failures
         self._calls = calls
+        self._observer = observer
+
+    def _ended(self, context: Context, source: str, method: str, started: float) -> None:
+        self._after(context, source)
+        if self._observer is not None:
+            self._observer(method, context.code(), time.perf_counter() - started)
 
     async def _admit(self, context: Context) -> str:
         source = source_of(context.peer() or "")
@@ -93,15 +104,16 @@ class Brakes(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         handler: Any = await continuation(details)
         if handler is None:
             return handler
+        method = details.method
         if handler.unary_unary is not None or handler.stream_unary is not None:
             inner = handler.unary_unary or handler.stream_unary
 
             async def unary(request: Any, context: Context) -> Any:
-                source = await self._admit(context)
+                source, started = await self._admit(context), time.perf_counter()
                 try:
                     return await inner(request, context)
                 finally:
-                    self._after(context, source)
+                    self._ended(context, source, method, started)
 
             make = (
                 grpc.unary_unary_rpc_method_handler
@@ -118,20 +130,20 @@ class Brakes(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if inspect.iscoroutinefunction(streaming_inner):  # it writes with context.write (health's Watch)
 
             async def writing(request: Any, context: Context) -> None:
-                source = await self._admit(context)
+                source, started = await self._admit(context), time.perf_counter()
                 try:
                     await streaming_inner(request, context)
                 finally:
-                    self._after(context, source)
+                    self._ended(context, source, method, started)
 
             return make(writing, handler.request_deserializer, handler.response_serializer)
 
         async def streaming(request: Any, context: Context) -> AsyncIterator[Any]:
-            source = await self._admit(context)
+            source, started = await self._admit(context), time.perf_counter()
             try:
                 async for item in streaming_inner(request, context):
                     yield item
             finally:
-                self._after(context, source)
+                self._ended(context, source, method, started)
 
         return make(streaming, handler.request_deserializer, handler.response_serializer)

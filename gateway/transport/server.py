@@ -50,7 +50,7 @@ from gateway.transport.brakes import Brakes, BrakeSettings, limiters
 from gateway.transport.discovery import mark_serving, serve_discovery
 from gateway.transport.enrollment_service import EnrollmentServicer
 from gateway.transport.job_service import JobServicer
-from gateway.transport.metrics import serve_metrics
+from gateway.transport.metrics import gateway_registry, serve_metrics
 from gateway.transport.receipts import record_from_bytes
 from gateway.transport.reservation_service import ReservationServicer
 from gateway.transport.site_service import SiteServicer
@@ -240,9 +240,11 @@ async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Auth
     check = config.credential_check.total_seconds()
     certificates = CertificateAuthenticator(trust)
 
+    metrics, events = gateway_registry(core, trust)
     calls, failures = limiters(BrakeSettings())  # per source address; failures counted on both ports
+    brakes = Brakes(failures, observer=lambda *call: events.call_ended("mtls", *call))
     server = grpc.aio.server(
-        options=server_options(config), interceptors=[Brakes(failures), CredentialGuard(certificates, trust)]
+        options=server_options(config), interceptors=[brakes, CredentialGuard(certificates, trust)]
     )
     job_service_pb2_grpc.add_JobServiceServicer_to_server(
         JobServicer(core.jobs, core.logs, certificates, trust, check, config.max_message_bytes), server
@@ -264,7 +266,8 @@ async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Auth
     if config.public_listen:
         # No client certificate here, so only what a token or a join token can authenticate is served.
         tokens = TokenAuthenticator(trust)
-        public_server = grpc.aio.server(options=server_options(config), interceptors=[Brakes(failures, calls)])
+        public_brakes = Brakes(failures, calls, lambda *call: events.call_ended("public", *call))
+        public_server = grpc.aio.server(options=server_options(config), interceptors=[public_brakes])
         job_service_pb2_grpc.add_JobServiceServicer_to_server(
             JobServicer(core.jobs, core.logs, tokens, trust, check, config.max_message_bytes), public_server
         )
@@ -307,8 +310,7 @@ async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Auth
     supervisor.spawn(running.flush_refusals(DENIAL_WINDOW_S / 4), "audit coalescing")
     if config.policy_watch.total_seconds() > 0:
         supervisor.spawn(running.watch_policy(config.policy_watch.total_seconds()), "policy watcher")
-    if config.metrics_listen:
-        host, _, metrics_port = config.metrics_listen.rpartition(":")
-        running.metrics = await serve_metrics(core, host.strip("[]"), int(metrics_port))
+    running.metrics = await serve_metrics(metrics, config)
+    if running.metrics is not None:
         running.metrics_port = running.metrics.sockets[0].getsockname()[1]
     return running

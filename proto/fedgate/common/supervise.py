@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -107,15 +108,34 @@ class Cycles:
     failed: int = 0
     """Steps that raised (logged with their traceback); the loop went on."""
     _tick: asyncio.Event | None = field(default=None, repr=False)
+    _observers: list[Callable[[float, object], None]] = field(default_factory=list, repr=False)
+
+    def observe(self, observer: Callable[[float, object], None]) -> None:
+        """Tell `observer(seconds, result)` of every synchronous step once it has ended (result None: it failed).
+        Observers only watch (metrics); one that raises is logged and the loop goes on."""
+        self._observers.append(observer)
 
     def run(self, step: Callable[[], T]) -> T | None:
         """Run one step; on an exception log it, count it and return None."""
+        started = time.perf_counter()
         try:
             result = step()
         except Exception:
             self._failed_step()
+            self._told(started, None)
             return None
+        self._told(started, result)
         return self._completed_step(result)
+
+    def _told(self, started: float, result: object) -> None:
+        if not self._observers:
+            return
+        seconds = time.perf_counter() - started
+        for observer in self._observers:
+            try:
+                observer(seconds, result)
+            except Exception:
+                self.log.exception("an observer of %s failed", self.what)
 
     async def run_async(self, step: Callable[[], Awaitable[T]]) -> T | None:
         """`run` for a coroutine step."""
