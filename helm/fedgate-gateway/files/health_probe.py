@@ -29,27 +29,32 @@ def server_name(certificate_pem: bytes) -> str:
     return dns[0] if dns else str(names.value.get_values_for_type(x509.IPAddress)[0])
 
 
+def check(port: int, service: str, tls_dir: str = TLS, timeout: float = 3.0) -> tuple[bool, str]:
+    """Ask 127.0.0.1:`port` whether `service` ("" for the whole server) is SERVING; returns (serving, what)."""
+    with open(f"{tls_dir}/ca.pem", "rb") as ca, open(f"{tls_dir}/cert.pem", "rb") as cert:
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca.read())
+        name = server_name(cert.read())
+    options = [("grpc.ssl_target_name_override", name)]
+    with grpc.secure_channel(f"127.0.0.1:{port}", credentials, options=options) as channel:
+        try:
+            answer = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
+            )
+        except grpc.RpcError as exc:
+            return False, f"{service or 'server'}: {exc.code().name}: {exc.details()}"
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+    return answer.status == health_pb2.HealthCheckResponse.SERVING, f"{service or 'server'}: {status}"
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="gRPC health over TLS on the gateway's port; exit 0 if SERVING")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--service", default="")
     parser.add_argument("--timeout", type=float, default=3.0)
     args = parser.parse_args()
-    with open(f"{TLS}/ca.pem", "rb") as ca, open(f"{TLS}/cert.pem", "rb") as cert:
-        credentials = grpc.ssl_channel_credentials(root_certificates=ca.read())
-        name = server_name(cert.read())
-    options = [("grpc.ssl_target_name_override", name)]
-    with grpc.secure_channel(f"127.0.0.1:{args.port}", credentials, options=options) as channel:
-        try:
-            answer = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
-            )
-        except grpc.RpcError as exc:
-            print(f"{args.service or 'server'}: {exc.code().name}: {exc.details()}", file=sys.stderr)
-            return 1
-    status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
-    print(f"{args.service or 'server'}: {status}")
-    return 0 if answer.status == health_pb2.HealthCheckResponse.SERVING else 1
+    serving, what = check(args.port, args.service, TLS, args.timeout)
+    print(what, file=sys.stdout if serving else sys.stderr)
+    return 0 if serving else 1
 
 
 if __name__ == "__main__":
