@@ -243,6 +243,7 @@ def test_every_dashboard_query_names_metrics_a_running_gateway_and_agent_serve(
     pools = [{"class": "ascend-910b", "cards": 2, "offered": 2, "cards_per_node": 2}]
     agent = start_test_agent(gateway, "centre-d", pools, tmp_path / "agent", metrics_listen="127.0.0.1:0")
     try:
+        wait_for_capacity(gateway, "centre-d")  # the site's families have samples once it reported
         served = exposed_names(scrape(gateway.running.metrics_port)) | exposed_names(scrape(agent_metrics_port(caplog)))
     finally:
         agent.stop()
