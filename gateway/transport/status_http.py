@@ -42,7 +42,7 @@ def request_principal(trust: Trust, request: HttpRequest) -> Principal:
         return trust.authenticate_certificate(pem).principal
     raise Unauthenticated(
         "the status page needs a client certificate of the federation CA or `Authorization: Bearer <token>`",
-        reason="NO_CREDENTIAL",
+        reason="NO_TOKEN",  # neither credential: the code the public port gives a call without one
     )
 
 
