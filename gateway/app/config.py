@@ -50,6 +50,9 @@ class GatewayConfig:
     # mutual TLS anywhere else (the scraper presents a certificate of the federation CA; the gateway presents
     # `tls.cert`). `metrics_mtls: true` asks for mTLS on loopback too; off loopback it cannot be turned off.
     metrics: MetricsEndpoint | None = None
+    # Where the status page is served (host:port; empty: not served), always over TLS with `tls.cert`, and only
+    # to a caller the API would answer: a client certificate of the federation CA or `Authorization: Bearer`.
+    status: MetricsEndpoint | None = None
     # A site the gateway has not heard from (a capacity report, an update, a reply) for this long is declared
     # lost: its attempts become LOST and are queued again by their policy. Agents fence (stop) their local
     # attempts well within it (docs/reliability.md), so a replacement never runs beside the old attempt.
@@ -100,6 +103,7 @@ KEYS = {
     "policy_watch_s",
     "metrics_listen",
     "metrics_mtls",
+    "status_listen",
     "site_lease_s",
     "restart_grace_s",
     "shutdown_grace_s",
@@ -174,6 +178,7 @@ def load_gateway_config(path: Path) -> GatewayConfig:
         credential_check=seconds("credential_check_s", 1),
         policy_watch=timedelta(0) if data.get("policy_watch_s") == 0 else seconds("policy_watch_s", 2),
         metrics=_metrics(doc, data.get("metrics_listen", ""), data.get("metrics_mtls")),
+        status=_status(doc, data.get("status_listen", "")),
         site_lease=site_lease,
         restart_grace=seconds("restart_grace_s", 60),
         shutdown_grace=seconds("shutdown_grace_s", 5),
@@ -211,4 +216,13 @@ def _metrics(doc: YamlDocument, listen: object, mtls: object) -> MetricsEndpoint
     found = parse_endpoint(listen, mtls) if isinstance(listen, str) else "must be host:port"
     if isinstance(found, str):
         raise doc.error(("metrics_listen",), found)
+    return found
+
+
+def _status(doc: YamlDocument, listen: object) -> MetricsEndpoint | None:
+    if listen == "":
+        return None
+    found = parse_endpoint(listen, True) if isinstance(listen, str) else "must be host:port"
+    if isinstance(found, str):
+        raise doc.error(("status_listen",), found.replace("metrics", "the status page"))
     return found

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from prometheus_client import CollectorRegistry
 
 from fedgate.common.supervise import Cycles, Failure, Supervisor
 from fedgate.v1 import (
@@ -54,6 +55,7 @@ from gateway.transport.metrics import gateway_registry, serve_metrics
 from gateway.transport.receipts import record_from_bytes
 from gateway.transport.reservation_service import ReservationServicer
 from gateway.transport.site_service import SiteServicer
+from gateway.transport.status_http import serve_status
 from gateway.trust.pagetokens import PageTokens
 from gateway.trust.service import DENIAL_WINDOW_S, Trust
 from gateway.usage.receipts import Countersigner
@@ -83,6 +85,8 @@ class RunningGateway:
     public_port: int = 0
     metrics: asyncio.Server | None = None
     metrics_port: int = 0
+    status: asyncio.Server | None = None
+    status_port: int = 0
     shutdown_grace: float = 5.0
     """On SIGTERM, how long in-flight calls get to finish (`GatewayConfig.shutdown_grace`)."""
     policy_looks: Cycles = field(default_factory=lambda: Cycles(log, "policy file check"))
@@ -140,8 +144,9 @@ class RunningGateway:
         for checks in self.health:
             await checks.enter_graceful_shutdown()
         self.core.jobs.refuse_new_jobs(why)
-        if self.metrics is not None:
-            self.metrics.close()
+        for http in (self.metrics, self.status):
+            if http is not None:
+                http.close()
         await self.supervisor.stop()
         self.core.registry.close_all(why)
         await self.core.registry.wait_closed(grace)  # each stream sends its status before the server stops
@@ -310,7 +315,15 @@ async def _start_on(config: GatewayConfig, policy: PolicyHolder, authority: Auth
     supervisor.spawn(running.flush_refusals(DENIAL_WINDOW_S / 4), "audit coalescing")
     if config.policy_watch.total_seconds() > 0:
         supervisor.spawn(running.watch_policy(config.policy_watch.total_seconds()), "policy watcher")
+    await serve_pages(running, metrics, config)
+    return running
+
+
+async def serve_pages(running: RunningGateway, metrics: CollectorRegistry, config: GatewayConfig) -> None:
+    """Start the HTTP endpoints the config names: the metrics and the status page."""
     running.metrics = await serve_metrics(metrics, config)
     if running.metrics is not None:
         running.metrics_port = running.metrics.sockets[0].getsockname()[1]
-    return running
+    running.status = await serve_status(running.trust, running.core.jobs, config)
+    if running.status is not None:
+        running.status_port = running.status.sockets[0].getsockname()[1]

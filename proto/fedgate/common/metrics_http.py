@@ -4,8 +4,9 @@ with mutual TLS (a client certificate of the federation CA required) anywhere el
 Owns: `MetricsEndpoint` (where and how, checked: an address off loopback is never served without mTLS), the TLS
 context (the process's own certificate and key, client certificates verified against the federation CA bundle,
 the files read again when they change, so a renewed certificate is served without a restart), and a small
-asyncio HTTP server that answers GET /metrics with the registry's exposition. It knows nothing of what is
-measured (that is `gateway.transport.metrics` and `agents.transport.metrics`).
+asyncio HTTP server (`serve_http`: one GET per connection, answered by a handler; the gateway's status page
+uses it too) that answers GET /metrics with the registry's exposition. It knows nothing of what is measured
+(that is `gateway.transport.metrics` and `agents.transport.metrics`).
 
 Why not prometheus_client's own server: it serves from a thread, and the collectors read the process's domain
 state (plain dicts the event loop changes), which is safe only on the loop's own thread. Here the registry is
@@ -18,7 +19,8 @@ import asyncio
 import contextlib
 import ipaddress
 import ssl
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -82,10 +84,12 @@ def parse_endpoint(listen: str, mtls: bool | None) -> MetricsEndpoint | str:
 
 
 class TlsContextFiles:
-    """A server TLS context that requires a client certificate of the CA, made again when a file changes."""
+    """A server TLS context that requires (or, with `client_certificate_optional`, accepts) a client certificate
+    of the CA, made again when a file changes."""
 
-    def __init__(self, tls: MetricsTls) -> None:
+    def __init__(self, tls: MetricsTls, *, client_certificate_optional: bool = False) -> None:
         self._tls = tls
+        self._verify = ssl.CERT_OPTIONAL if client_certificate_optional else ssl.CERT_REQUIRED
         self._stamp = self._stamps()
         self.context = self._make()
         self.context.sni_callback = self._fresh  # every handshake looks, so renewed files are picked up
@@ -100,7 +104,7 @@ class TlsContextFiles:
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(self._tls.cert, self._tls.key)
         context.load_verify_locations(cafile=str(self._tls.ca))
-        context.verify_mode = ssl.CERT_REQUIRED
+        context.verify_mode = self._verify
         return context
 
     def _fresh(self, connection: ssl.SSLObject, _name: str | None, _context: ssl.SSLContext) -> None:
@@ -116,6 +120,73 @@ class TlsContextFiles:
             connection.context = self.context
 
 
+@dataclass(frozen=True)
+class HttpRequest:
+    """One request head as read off the connection."""
+
+    method: str
+    target: str
+    """The request target as sent: path and query."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """Header names lower-cased; of a repeated header, the last."""
+    peer_certificate: bytes | None = None
+    """The client certificate TLS verified against the CA (DER), if the client presented one."""
+
+    @property
+    def path(self) -> str:
+        return self.target.split("?", 1)[0]
+
+
+@dataclass(frozen=True)
+class HttpReply:
+    status: str
+    content_type: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+Handler = Callable[[HttpRequest], Awaitable[HttpReply]]
+
+
+def parse_head(head: bytes, peer_certificate: bytes | None = None) -> HttpRequest | None:
+    """The request in a head ending with a blank line; None when its request line is not METHOD TARGET VERSION."""
+    request, *lines = head.decode("latin-1").split("\r\n")
+    parts = request.split(" ")
+    if len(parts) != 3:
+        return None
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines if ":" in line)}
+    return HttpRequest(parts[0], parts[1], headers, peer_certificate)
+
+
+async def serve_http(host: str, port: int, context: ssl.SSLContext | None, handler: Handler) -> asyncio.Server:
+    """Answer one request per connection with `handler` until the returned server is closed (a request head
+    over MAX_HEAD_BYTES, or slower than READ_TIMEOUT_S, loses its connection)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):  # a client that misbehaves only loses its own connection
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                head = await reader.readuntil(b"\r\n\r\n")
+            tls = writer.get_extra_info("ssl_object")
+            request = parse_head(head, tls.getpeercert(binary_form=True) if tls is not None else None)
+            if request is None:
+                reply = HttpReply("400 Bad Request", "text/plain", b"bad request line\n")
+            else:
+                reply = await handler(request)
+            extra = "".join(f"{k}: {v}\r\n" for k, v in reply.headers)
+            body = b"" if request is not None and request.method == "HEAD" else reply.body
+            writer.write(
+                f"HTTP/1.1 {reply.status}\r\nContent-Type: {reply.content_type}\r\n"
+                f"Content-Length: {len(body)}\r\n{extra}Connection: close\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+    return await asyncio.start_server(handle, host, port, ssl=context, limit=MAX_HEAD_BYTES)
+
+
 async def serve_registry(
     registry: CollectorRegistry, endpoint: MetricsEndpoint, tls: MetricsTls | None = None
 ) -> asyncio.Server:
@@ -127,34 +198,17 @@ async def serve_registry(
             raise ValueError("metrics with mTLS need the TLS files")
         context = TlsContextFiles(tls).context
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(Exception):  # a client that misbehaves only loses its own connection
-            async with asyncio.timeout(READ_TIMEOUT_S):
-                head = await reader.readuntil(b"\r\n\r\n")
-            status, content_type, body = answer(registry, head)
-            writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n".encode()
-                + body
-            )
-            await writer.drain()
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
+    async def handler(request: HttpRequest) -> HttpReply:
+        return HttpReply(*answer(registry, request))
 
-    return await asyncio.start_server(handle, endpoint.host, endpoint.port, ssl=context, limit=MAX_HEAD_BYTES)
+    return await serve_http(endpoint.host, endpoint.port, context, handler)
 
 
-def answer(registry: CollectorRegistry, head: bytes) -> tuple[str, str, bytes]:
-    """(status, content type, body) for one request head: the exposition in the format the scraper accepts."""
-    request, *lines = head.decode("latin-1").split("\r\n")
-    parts = request.split(" ")
-    if len(parts) != 3 or parts[0] not in {"GET", "HEAD"}:
+def answer(registry: CollectorRegistry, request: HttpRequest) -> tuple[str, str, bytes]:
+    """(status, content type, body) for one request: the exposition in the format the scraper accepts."""
+    if request.method not in {"GET", "HEAD"}:
         return "405 Method Not Allowed", "text/plain", b"only GET /metrics\n"
-    if parts[1].split("?", 1)[0] not in {"/metrics", "/"}:
+    if request.path not in {"/metrics", "/"}:
         return "404 Not Found", "text/plain", b"not found: try /metrics\n"
-    headers = dict(line.split(":", 1) for line in lines if ":" in line)
-    accept = next((v.strip() for k, v in headers.items() if k.strip().lower() == "accept"), "")
-    encoder, content_type = choose_encoder(accept)
-    body = encoder(registry)
-    return "200 OK", content_type, b"" if parts[0] == "HEAD" else body
+    encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+    return "200 OK", content_type, encoder(registry)

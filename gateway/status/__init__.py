@@ -1,0 +1,1 @@
+"""The status page: what one caller may see of the federation (`view`), as one HTML document (`render`)."""
