@@ -110,6 +110,19 @@ def test_metrics_bring_a_scraped_service_and_a_service_monitor() -> None:
     assert monitor["spec"]["endpoints"][0]["scheme"] == "https"
 
 
+def test_the_status_page_gets_its_config_key_a_port_a_service_and_an_ingress_rule() -> None:
+    assert "status_listen" not in yaml.safe_load(config_map(manifests(GATEWAY))["gateway.yaml"])
+    docs = manifests(GATEWAY, {"statusPage": {"enabled": True, "port": 9443}})
+    assert yaml.safe_load(config_map(docs)["gateway.yaml"])["status_listen"] == "0.0.0.0:9443"
+    (container,) = pod(docs)["containers"]
+    assert {"name": "status", "containerPort": 9443, "protocol": "TCP"} in container["ports"]
+    (service,) = [s for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-status")]
+    (port,) = service["spec"]["ports"]
+    assert port == {"name": "https-status", "port": 9443, "targetPort": "status", "protocol": "TCP"}
+    (policy,) = by_kind(docs, "NetworkPolicy")
+    assert any({"port": "status", "protocol": "TCP"} in rule["ports"] for rule in policy["spec"]["ingress"])
+
+
 def test_the_dashboard_config_map_appears_only_with_a_dashboard(tmp_path: Path) -> None:
     chart = tmp_path / GATEWAY.name
     shutil.copytree(GATEWAY, chart)

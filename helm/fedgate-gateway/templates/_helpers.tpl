@@ -61,6 +61,9 @@ store: sqlite:////var/lib/fedgate/gateway.db
 {{- if .Values.metrics.enabled }}
 metrics_listen: {{ printf "0.0.0.0:%d" (int .Values.metrics.port) | quote }}
 {{- end }}
+{{- if .Values.statusPage.enabled }}
+status_listen: {{ printf "0.0.0.0:%d" (int .Values.statusPage.port) | quote }}
+{{- end }}
 {{- with .Values.config }}
 {{ toYaml . }}
 {{- end }}
