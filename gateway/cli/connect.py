@@ -24,10 +24,12 @@ EXIT_FAILED = 1  # the call was refused, or a waited-for job ended without succe
 EXIT_USAGE = 2  # bad flags or a bad input file
 EXIT_UNREACHABLE = 3  # the gateway could not be reached
 EXIT_NOT_FOUND = 4  # the job or site does not exist (or is not visible to you)
+EXIT_TLS = 5  # the gateway was reached but the TLS handshake failed: a certificate, CA or host name problem
+EXIT_TIMEOUT = 6  # --wait gave up after --wait-timeout; the job goes on
 
 EPILOG = (
     "exit codes: 0 ok; 1 refused or job did not succeed; 2 bad usage or input file; 3 gateway unreachable;"
-    " 4 not found. Environment: FEDGATE_GATEWAY=host:port, FEDGATE_CREDS=credentials directory, or"
+    " 4 not found; 5 TLS refused (certificate, CA or host name); 6 --wait timed out. Environment: FEDGATE_GATEWAY=host:port, FEDGATE_CREDS=credentials directory, or"
     " FEDGATE_TOKEN with FEDGATE_CA for the public port."
 )
 
@@ -69,6 +71,8 @@ def run_command(prog: str, action: Callable[[], int]) -> int:
         return action()
     except ClientError as exc:
         print(f"{prog}: {exc.message} [{exc.code}/{exc.reason}]", file=sys.stderr)
+        if exc.reason.startswith("TLS_"):
+            return EXIT_TLS
         if exc.code == "UNAVAILABLE":
             print(f"{prog}: is the gateway running at the address given? check --gateway", file=sys.stderr)
             return EXIT_UNREACHABLE
