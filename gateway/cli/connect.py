@@ -29,7 +29,8 @@ EXIT_TIMEOUT = 6  # --wait gave up after --wait-timeout; the job goes on
 
 EPILOG = (
     "exit codes: 0 ok; 1 refused or job did not succeed; 2 bad usage or input file; 3 gateway unreachable;"
-    " 4 not found; 5 TLS refused (certificate, CA or host name); 6 --wait timed out. Environment: FEDGATE_GATEWAY=host:port, FEDGATE_CREDS=credentials directory, or"
+    " 4 not found; 5 TLS refused (certificate, CA or host name); 6 --wait timed out. Environment:"
+    " FEDGATE_GATEWAY=host:port, FEDGATE_CREDS=credentials directory, or"
     " FEDGATE_TOKEN with FEDGATE_CA for the public port."
 )
 

@@ -63,7 +63,7 @@ def own_certificate_problem(cert_pem: bytes, now: datetime | None = None) -> Tls
         )
     if now < cert.not_valid_before_utc:
         return TlsProblem(
-            "TLS_CLIENT_CERT_NOT_YET_VALID",
+            "TLS_CERT_NOT_YET_VALID",
             f"your certificate is not valid before {_when(cert.not_valid_before_utc)}; check this machine's clock",
         )
     return None
@@ -110,7 +110,7 @@ def _verify_problem(exc: ssl.SSLCertVerificationError, target: str, host: str, p
         )
     if code == _NOT_YET_VALID:
         return TlsProblem(
-            "TLS_SERVER_CERT_NOT_YET_VALID",
+            "TLS_CERT_NOT_YET_VALID",
             f"the gateway's certificate at {target} is not valid yet; check the clocks of this machine and the gateway",
         )
     if code in _UNKNOWN_ISSUER:
@@ -119,7 +119,9 @@ def _verify_problem(exc: ssl.SSLCertVerificationError, target: str, host: str, p
             f"the gateway at {target} presents a certificate not issued by the CA you trust (ca.pem / --ca):"
             " wrong federation or wrong CA file; get the federation's ca.pem from its admin",
         )
-    return TlsProblem("TLS_VERIFY_FAILED", f"the gateway's certificate at {target} fails verification: {exc.verify_message}")
+    return TlsProblem(
+        "TLS_VERIFY_FAILED", f"the gateway's certificate at {target} fails verification: {exc.verify_message}"
+    )
 
 
 def _refusal(exc: OSError | None, target: str, sent_certificate: bool) -> TlsProblem:
@@ -139,7 +141,8 @@ def _refusal(exc: OSError | None, target: str, sent_certificate: bool) -> TlsPro
     else:
         why = "your certificate is not one it accepts (expired, revoked, or another federation's)"
     return TlsProblem(
-        "TLS_CLIENT_CERT_REFUSED", f"the gateway at {target} refused your certificate: {why}; ask your admin for a new one"
+        "TLS_CLIENT_CERT_REFUSED",
+        f"the gateway at {target} refused your certificate: {why}; ask your admin for a new one",
     )
 
 
@@ -160,7 +163,7 @@ def diagnose(
     try:
         context.load_verify_locations(cadata=ca_pem.decode("ascii", "replace"))
     except ssl.SSLError:
-        return TlsProblem("TLS_BAD_CA_FILE", "the CA bundle (ca.pem / --ca) holds no readable certificate")
+        return TlsProblem("TLS_VERIFY_FAILED", "the CA bundle (ca.pem / --ca) holds no readable certificate")
     if cert_pem:
         with tempfile.TemporaryDirectory(prefix="fedgate-tls-") as scratch:
             cert_path, key_path = Path(scratch) / "cert.pem", Path(scratch) / "key.pem"
