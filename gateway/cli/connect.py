@@ -25,7 +25,9 @@ EXIT_USAGE = 2  # bad flags or a bad input file
 EXIT_UNREACHABLE = 3  # the gateway could not be reached
 EXIT_NOT_FOUND = 4  # the job or site does not exist (or is not visible to you)
 EXIT_TLS = 5  # the gateway was reached but the TLS handshake failed: a certificate, CA or host name problem
-EXIT_TIMEOUT = 6  # --wait gave up after --wait-timeout; the job goes on
+EXIT_TIMEOUT = 6  # --wait (or watch) gave up after --timeout; the job goes on
+
+CALL_TIMEOUT_S = 30.0
 
 EPILOG = (
     "exit codes: 0 ok; 1 refused or job did not succeed; 2 bad usage or input file; 3 gateway unreachable;"
@@ -47,7 +49,12 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
         "--token", default=os.environ.get("FEDGATE_TOKEN", ""), help="bearer token (the gateway's public port)"
     )
     parser.add_argument("--ca", type=Path, default=os.environ.get("FEDGATE_CA"), help="CA bundle, with --token")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help=f"seconds: each call's limit (default {CALL_TIMEOUT_S:g}); with --wait or watch, the whole wait's too",
+    )
 
 
 def client_from_args(args: argparse.Namespace) -> FederationClient:
@@ -60,10 +67,16 @@ def client_from_args(args: argparse.Namespace) -> FederationClient:
             ca_pem = Path(args.ca).expanduser().read_bytes()
         except OSError as exc:
             raise GatewayError(f"cannot read the CA bundle {args.ca}: {exc.strerror}") from None
-        return FederationClient(args.gateway, token=args.token, ca_pem=ca_pem, timeout=args.timeout)
+        return FederationClient(args.gateway, token=args.token, ca_pem=ca_pem, timeout=_call_timeout(args))
     if args.creds is None:
         raise GatewayError("no credentials given: pass --creds DIR or set FEDGATE_CREDS", reason="USAGE")
-    return FederationClient(args.gateway, Credentials.from_dir(Path(args.creds).expanduser()), timeout=args.timeout)
+    return FederationClient(
+        args.gateway, Credentials.from_dir(Path(args.creds).expanduser()), timeout=_call_timeout(args)
+    )
+
+
+def _call_timeout(args: argparse.Namespace) -> float:
+    return CALL_TIMEOUT_S if args.timeout is None else args.timeout
 
 
 def run_command(prog: str, action: Callable[[], int]) -> int:

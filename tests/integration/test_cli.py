@@ -39,7 +39,7 @@ def test_submit_wait_exits_zero_when_the_job_succeeds_and_prints_json(
     [row] = json.loads(capsys.readouterr().out)
     assert row["state"] == "SUCCEEDED" and row["sites"] == ["centre-c"]
     assert job_cli.main(["get", row["job_id"], "-o", "yaml", *bob]) == 0
-    assert yaml.safe_load(capsys.readouterr().out)[0]["job_id"] == row["job_id"]
+    assert yaml.safe_load(capsys.readouterr().out)["job_id"] == row["job_id"]  # one job: an object
     assert job_cli.main(["list", *bob]) == 0
     table = capsys.readouterr().out
     assert table.splitlines()[0].split()[:2] == ["JOB", "TENANT"] and row["job_id"] in table

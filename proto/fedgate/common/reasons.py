@@ -883,6 +883,12 @@ class ReasonCode(enum.StrEnum):
         "The gateway's certificate fails verification for another reason (the message says which), or the CA "
         "bundle holds no readable certificate.",
     )
+    JOB_ENDED = (
+        "JOB_ENDED",
+        "chain",
+        "The job has ended; the message says how (its exit, who cancelled it, why it failed). It replaces the "
+        "reasons it waited for, which no longer hold.",
+    )
 
 
 class ReasonStage(enum.StrEnum):

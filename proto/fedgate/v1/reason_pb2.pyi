@@ -184,6 +184,7 @@ class ReasonCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TLS_CLIENT_CERT_REQUIRED: _ClassVar[ReasonCode]
     TLS_CLIENT_CERT_REFUSED: _ClassVar[ReasonCode]
     TLS_VERIFY_FAILED: _ClassVar[ReasonCode]
+    JOB_ENDED: _ClassVar[ReasonCode]
 
 class ReasonStage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -374,6 +375,7 @@ TLS_HOSTNAME_MISMATCH: ReasonCode
 TLS_CLIENT_CERT_REQUIRED: ReasonCode
 TLS_CLIENT_CERT_REFUSED: ReasonCode
 TLS_VERIFY_FAILED: ReasonCode
+JOB_ENDED: ReasonCode
 REASON_STAGE_UNSPECIFIED: ReasonStage
 REASON_STAGE_POLICY: ReasonStage
 REASON_STAGE_ACCESS: ReasonStage
