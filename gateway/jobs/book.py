@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
-from gateway.jobs.events import EventBus
 from fedgate.common.reasons import ReasonCode
+from gateway.jobs.events import EventBus
 from gateway.jobs.model import ATTEMPT_ENDS, Job, JobEvent, JobState, Reason
 from gateway.store import Store
 from gateway.usage.receipts import SettledReceipt
