@@ -1,4 +1,5 @@
-"""`fedgate admin policy status|reload` and `fedgate admin site drain|resume`: federation admin commands.
+"""`fedgate admin policy status|reload` and `fedgate admin site drain|resume`: federation admin commands (the
+trust commands, tokens, revocation and audit, are `gateway.cli.trust`'s).
 
 Owns: the arguments and the printing of the admin's policy and site commands; the calls are the client library's.
 """
@@ -33,7 +34,7 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
 
     def action() -> int:
-        if args.group in {"join-token", "token", "revoke", "audit"}:
+        if args.group in {"join-token", "token", "revoke", "revocation", "audit"}:
             return run_trust_command(args)
         with client_from_args(args) as client:
             if args.group == "policy" and args.command == "status":

@@ -80,3 +80,29 @@ def test_draining_a_site_nobody_knows_is_refused_and_leaves_no_phantom_site(
     assert "site 'centre-cc' is not known" in err and "known sites: centre-c" in err
     assert sites_cli.main(["-o", "json", *admin]) == 0
     assert {row["site"] for row in json.loads(capsys.readouterr().out)} == {"centre-c"}
+
+
+def test_join_tokens_tokens_and_revocations_can_be_listed_without_their_secrets(
+    gateway: GatewayHandle, capsys: pytest.CaptureFixture[str]
+) -> None:
+    admin = flags(gateway, gateway.pki.admin())
+    assert admin_cli.main(["join-token", "create", "--site", "centre-d", "-o", "json", *admin]) == 0
+    join_token = json.loads(capsys.readouterr().out)["join_token"]
+    assert admin_cli.main(["token", "issue", "--tenant", "panda-lm", "--user", "ci-bot", "-o", "json", *admin]) == 0
+    issued = json.loads(capsys.readouterr().out)
+    assert admin_cli.main(["revoke", "--token-id", issued["token_id"], "--reason", "leaked", *admin]) == 0
+    capsys.readouterr()
+
+    assert admin_cli.main(["join-token", "list", "-o", "json", *admin]) == 0
+    text = capsys.readouterr().out
+    [joins] = json.loads(text)
+    assert joins["site"] == "centre-d" and joins["state"] == "unused" and join_token not in text
+    assert admin_cli.main(["token", "list", "-o", "json", *admin]) == 0
+    text = capsys.readouterr().out
+    [token] = json.loads(text)
+    assert token["token_id"] == issued["token_id"] and token["state"] == "revoked" and issued["token"] not in text
+    assert token["subject"].endswith("/tenant/panda-lm/user/ci-bot")
+    assert admin_cli.main(["revocation", "list", *admin]) == 0
+    table = capsys.readouterr().out
+    assert table.split()[:5] == ["KIND", "VALUE", "TIME", "REASON", "BY"]
+    assert f"token  {issued['token_id']}" in table and "leaked" in table
