@@ -10,7 +10,6 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.cli import output
@@ -24,9 +23,10 @@ from gateway.cli.connect import (
     run_command,
 )
 from gateway.cli.logs import add_logs_parser, print_logs
+from gateway.cli.usage import parse_time
 from gateway.errors import ClientError
 from gateway.jobs.model import Job, JobState
-from gateway.jobs.specfile import load_job_spec, parse_duration
+from gateway.jobs.specfile import load_job_spec
 from gateway.transport.client import FederationClient
 
 USAGE_COLUMNS = [
@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         help="resume: only the events after this sequence (the number a previous watch printed first)",
     )
     usage = sub.add_parser("usage", help="card-hours and normalised compute of your projects (and joint ones)")
-    usage.add_argument("--since", default="30d", help="how far back, e.g. 24h, 7d, 30d (default 30d)")
+    usage.add_argument("--since", default="30d", help="how far back, e.g. 24h, 7d, or an ISO time (default 30d)")
     usage.add_argument("--project", default="")
     explain = sub.add_parser("explain", help="why a job is where it is, or where a spec would go (dry run)")
     target = explain.add_mutually_exclusive_group(required=True)
@@ -171,7 +171,7 @@ def main(argv: Sequence[str]) -> int:
             elif args.command == "logs":
                 return print_logs(client, args, prog)
             elif args.command == "usage":
-                start = datetime.now(UTC) - parse_duration(args.since)
+                start = parse_time(args.since, "--since")  # 7d or an ISO time, as `fedgate usage --since`
                 rows = [vars(r) for r in client.usage(start, project=args.project)]
                 print(output.render(rows, USAGE_COLUMNS, args.output))
             elif args.command == "explain":

@@ -25,9 +25,10 @@ from cryptography import x509
 from gateway.app.config import REPO_POLICIES
 from gateway.cli import output
 from gateway.cli.connect import EPILOG, EXIT_FAILED, EXIT_OK, add_connection_flags, client_from_args, run_command
-from gateway.errors import ConfigError, IdentityError
+from gateway.errors import ConfigError, IdentityError, InvalidArgument
 from gateway.identity.principal import spiffe_uri_of
 from gateway.jobs.model import Job
+from gateway.jobs.specfile import parse_duration
 from gateway.policy import load_catalogue
 from gateway.policy.catalogue import Catalogue
 from gateway.usage.receipts import RECEIPT_STATES, SettledReceipt, settled_problems
@@ -54,8 +55,12 @@ def _parser() -> argparse.ArgumentParser:
         ),
         epilog=EPILOG,
     )
-    parser.add_argument("--since", default="", metavar="ISO", help="attempts that ended at or after (default: all)")
-    parser.add_argument("--until", default="", metavar="ISO", help="attempts that ended before (default: now)")
+    parser.add_argument(
+        "--since", default="", metavar="WHEN", help="attempts that ended at or after: 7d (ago) or ISO (default: all)"
+    )
+    parser.add_argument(
+        "--until", default="", metavar="WHEN", help="attempts that ended before: 1d (ago) or ISO (default: now)"
+    )
     parser.add_argument("--project", default="", help="only this project")
     parser.add_argument(
         "--catalogue",
@@ -69,12 +74,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_time(text: str, flag: str) -> datetime:
-    """An ISO-8601 time (a date alone is midnight UTC; no zone means UTC)."""
+def parse_time(text: str, flag: str, now: datetime | None = None) -> datetime:
+    """A duration ago (`7d`, `24h`, `90m`: as `fedgate job usage --since` takes) or an ISO-8601 time (a date alone
+    is midnight UTC; no zone means UTC)."""
+    try:
+        return (now or datetime.now(UTC)) - parse_duration(text)
+    except InvalidArgument:
+        pass
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ConfigError(f"{flag} {text!r} is not an ISO-8601 time like 2026-11-01 or 2026-11-01T08:00:00Z") from None
+        raise ConfigError(
+            f"{flag} {text!r} is neither a duration ago like 7d or 24h nor an ISO-8601 time like 2026-11-01 or"
+            " 2026-11-01T08:00:00Z"
+        ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
