@@ -25,6 +25,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "demo": ("gateway.cli.demo", "run a whole federation on loopback and submit a mix of jobs"),
     "simulate": ("gateway.cli.simulate", "replay a GPU-cluster trace: siloed vs federated vs pooled"),
     "agent": ("agents.cli.main", "run a site agent next to a centre's scheduler"),
+    "config": ("gateway.cli.config", "named contexts (a gateway and your credentials): set, use, view"),
 }
 
 

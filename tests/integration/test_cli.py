@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from gateway.cli import admin as admin_cli
+from gateway.cli import config as config_cli
 from gateway.cli import job as job_cli
 from gateway.cli import sites as sites_cli
 from tests.integration.harness import AgentHandle, GatewayHandle, start_test_agent, wait_for_capacity
@@ -89,3 +90,17 @@ def test_sites_and_admin_drain(
     bob = flags(gateway, gateway.pki.user("panda-lm", "bob"))
     assert admin_cli.main(["policy", "reload", *bob]) == 1
     assert "PERMISSION_DENIED" in capsys.readouterr().err
+
+
+def test_a_saved_context_is_enough_to_reach_the_gateway(
+    gateway: GatewayHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FEDGATE_CONFIG", str(tmp_path / "fedgate" / "config.yaml"))
+    bob = gateway.pki.user("panda-lm", "bob")
+    assert config_cli.main(["set-context", "lab", "--gateway", gateway.address, "--creds", str(bob)]) == 0
+    assert config_cli.main(["set-context", "nowhere", "--gateway", "127.0.0.1:1", "--creds", str(bob)]) == 0
+    assert job_cli.main(["list"]) == 0  # no flags: the current context, lab
+    assert sites_cli.main(["--context", "nowhere", "--timeout", "2"]) == 3
+    assert sites_cli.main(["--context", "nowhere", "--gateway", gateway.address]) == 0  # a flag beats the context
+    assert job_cli.main(["list", "--context", "typo"]) == 2
+    assert "known: lab, nowhere" in capsys.readouterr().err
