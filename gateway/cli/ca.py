@@ -138,6 +138,11 @@ def _describe(command: str, record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def parser() -> argparse.ArgumentParser:
+    """The group's parser, as `fedgate completion` reads it."""
+    return _parsers()[0]
+
+
 def main(argv: Sequence[str]) -> int:
     parser, issue_parser = _parsers()
     try:

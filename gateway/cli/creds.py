@@ -18,16 +18,20 @@ from gateway.identity.renewal import renewal_due
 from gateway.trust.credentials import Credentials
 
 
-def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="fedgate creds", description="Your own credentials.", epilog=EPILOG)
-    sub = parser.add_subparsers(dest="command", required=True)
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="fedgate creds", description="Your own credentials.", epilog=EPILOG)
+    sub = top.add_subparsers(dest="command", required=True)
     renew = sub.add_parser("renew", help="renew the certificate in --creds (a new key is made here)")
     renew.add_argument("--if-due", action="store_true", help="only when two thirds of its lifetime have passed")
     show = sub.add_parser("show", help="who the certificate in --creds says you are, and until when")
     for command in (renew, show):
         add_connection_flags(command)
         output.add_output_flag(command)
-    args = parser.parse_args(argv)
+    return top
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parser().parse_args(argv)
 
     def action() -> int:
         if args.creds is None:

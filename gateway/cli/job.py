@@ -54,9 +54,9 @@ REASON_LOOK_S = 5.0
 """While waiting, how often the job's pending reason is looked at (the event stream carries state changes only)."""
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fedgate job", description="Submit and manage federated jobs.", epilog=EPILOG)
-    sub = parser.add_subparsers(dest="command", required=True)
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="fedgate job", description="Submit and manage federated jobs.", epilog=EPILOG)
+    sub = top.add_subparsers(dest="command", required=True)
     submit = sub.add_parser("submit", help="submit a job from a YAML file")
     submit.add_argument("-f", "--file", required=True, type=Path, help="job YAML (see examples/jobs/)")
     submit.add_argument(
@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     for p in (submit, get, lst, cancel, watch, explain, usage, logs):
         add_connection_flags(p)
         output.add_output_flag(p)
-    return parser
+    return top
 
 
 def _print_jobs(jobs: Sequence[Job], fmt: str) -> None:
@@ -143,7 +143,7 @@ def _wait(client: FederationClient, job: Job, fmt: str, after: int | None = None
 
 
 def main(argv: Sequence[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     prog = f"fedgate job {args.command}"
 
     def action() -> int:

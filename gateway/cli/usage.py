@@ -45,8 +45,8 @@ COLUMNS = [
 BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
         prog="fedgate usage",
         description=(
             "Fetch every signed usage receipt you may read, verify the site's signature and the gateway's "
@@ -55,23 +55,23 @@ def _parser() -> argparse.ArgumentParser:
         ),
         epilog=EPILOG,
     )
-    parser.add_argument(
+    top.add_argument(
         "--since", default="", metavar="WHEN", help="attempts that ended at or after: 7d (ago) or ISO (default: all)"
     )
-    parser.add_argument(
+    top.add_argument(
         "--until", default="", metavar="WHEN", help="attempts that ended before: 1d (ago) or ISO (default: now)"
     )
-    parser.add_argument("--project", default="", help="only this project")
-    parser.add_argument(
+    top.add_argument("--project", default="", help="only this project")
+    top.add_argument(
         "--catalogue",
         type=Path,
         default=REPO_POLICIES / "accelerators.yaml",
         metavar="FILE",
         help="accelerator catalogue for normalised compute (default: the one shipped with fedgate)",
     )
-    add_connection_flags(parser)
-    output.add_output_flag(parser)
-    return parser
+    add_connection_flags(top)
+    output.add_output_flag(top)
+    return top
 
 
 def parse_time(text: str, flag: str, now: datetime | None = None) -> datetime:
@@ -141,7 +141,7 @@ def missing_receipts(
 
 
 def main(argv: Sequence[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     prog = "fedgate usage"
 
     def action() -> int:
