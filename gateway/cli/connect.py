@@ -87,6 +87,14 @@ def _chosen_context(args: argparse.Namespace) -> Context | None:
     return load_config().context(explicit)
 
 
+def gateway_given(args: argparse.Namespace) -> bool:
+    """Whether a flag, a variable or the chosen context names a gateway (so a command may ask it)."""
+    if args.gateway:
+        return True
+    context = _chosen_context(args)
+    return bool(context and context.get("gateway"))
+
+
 def connection_from_args(args: argparse.Namespace, *, need_credentials: bool = True) -> Connection:
     """Resolve flags > environment > context. GatewayError (exit 2) naming what is missing and how to give it."""
     context = _chosen_context(args)

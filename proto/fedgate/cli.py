@@ -28,6 +28,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "agent": ("agents.cli.main", "run a site agent next to a centre's scheduler"),
     "config": ("gateway.cli.config", "named contexts (a gateway and your credentials): set, use, view"),
     "completion": ("fedgate.completion", "print a bash, zsh or fish completion script"),
+    "version": ("gateway.cli.version", "this CLI's version and API, and those a gateway serves"),
 }
 
 

@@ -13,6 +13,7 @@ from gateway.cli import admin as admin_cli
 from gateway.cli import config as config_cli
 from gateway.cli import job as job_cli
 from gateway.cli import sites as sites_cli
+from gateway.cli import version as version_cli
 from tests.integration.harness import AgentHandle, GatewayHandle, start_test_agent, wait_for_capacity
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "jobs"
@@ -104,3 +105,17 @@ def test_a_saved_context_is_enough_to_reach_the_gateway(
     assert sites_cli.main(["--context", "nowhere", "--gateway", gateway.address]) == 0  # a flag beats the context
     assert job_cli.main(["list", "--context", "typo"]) == 2
     assert "known: lab, nowhere" in capsys.readouterr().err
+
+
+def test_version_asks_the_gateway_what_it_serves_only_when_one_is_given(
+    gateway: GatewayHandle, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert version_cli.main(["-o", "json"]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert alone["client"]["api"] == "fedgate.v1" and alone["gateway"] is None
+    assert version_cli.main(["-o", "json", *flags(gateway, gateway.pki.user("panda-lm", "bob"))]) == 0
+    asked = json.loads(capsys.readouterr().out)["gateway"]
+    assert asked["apis"] == ["fedgate.v1"] and asked["leads"] and asked["compatible"]
+    assert asked["version"] is None  # not part of the contract: said, not guessed
+    assert version_cli.main(flags(gateway, gateway.pki.user("panda-lm", "bob"))) == 0
+    assert "version: not exposed" in capsys.readouterr().out
