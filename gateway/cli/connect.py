@@ -128,6 +128,18 @@ def connection_from_args(args: argparse.Namespace, *, need_credentials: bool = T
     return Connection(gateway, ca=ca, context=name)
 
 
+def credentials_dir(args: argparse.Namespace) -> Path | None:
+    """The credentials directory: --creds / FEDGATE_CREDS, else the folder of the context's cert.pem and key.pem
+    (as `set-context --creds DIR` writes them); None when there is none (a token context, no context)."""
+    if args.creds:
+        return Path(args.creds).expanduser()
+    context = load_config().context(getattr(args, "context", None))
+    cert, key = (context.path("cert"), context.path("key")) if context else (None, None)
+    if cert is None or key is None or (cert.name, key.name) != ("cert.pem", "key.pem") or cert.parent != key.parent:
+        return None
+    return cert.parent
+
+
 def client_from_args(args: argparse.Namespace) -> FederationClient:
     connection = connection_from_args(args)
     if connection.token:

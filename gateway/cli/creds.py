@@ -8,10 +8,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 from gateway.cli import output
-from gateway.cli.connect import EPILOG, EXIT_OK, add_connection_flags, client_from_args, run_command
+from gateway.cli.connect import EPILOG, EXIT_OK, add_connection_flags, client_from_args, credentials_dir, run_command
 from gateway.errors import GatewayError
 from gateway.identity.principal import load_certificate, spiffe_uri_of
 from gateway.identity.renewal import renewal_due
@@ -34,9 +33,9 @@ def main(argv: Sequence[str]) -> int:
     args = parser().parse_args(argv)
 
     def action() -> int:
-        if args.creds is None:
-            raise GatewayError("pass --creds DIR or set FEDGATE_CREDS")
-        directory = Path(args.creds).expanduser()
+        directory = credentials_dir(args)
+        if directory is None:
+            raise GatewayError("pass --creds DIR, set FEDGATE_CREDS, or use a context set with --creds DIR")
         cert = load_certificate(Credentials.from_dir(directory).cert_pem)
         now = datetime.now(UTC)
         row: dict[str, object] = {

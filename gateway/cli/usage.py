@@ -24,7 +24,15 @@ from cryptography import x509
 
 from gateway.app.config import REPO_POLICIES
 from gateway.cli import output
-from gateway.cli.connect import EPILOG, EXIT_FAILED, EXIT_OK, add_connection_flags, client_from_args, run_command
+from gateway.cli.connect import (
+    EPILOG,
+    EXIT_FAILED,
+    EXIT_OK,
+    add_connection_flags,
+    client_from_args,
+    connection_from_args,
+    run_command,
+)
 from gateway.errors import ConfigError, IdentityError, InvalidArgument
 from gateway.identity.principal import spiffe_uri_of
 from gateway.jobs.model import Job
@@ -92,10 +100,11 @@ def parse_time(text: str, flag: str, now: datetime | None = None) -> datetime:
 
 
 def trusted_authorities(args: argparse.Namespace) -> tuple[list[x509.Certificate], str]:
-    """The federation CA bundle to verify against, and the federation it names."""
-    path = Path(args.ca) if args.ca else (Path(args.creds) / "ca.pem" if args.creds else None)
+    """The federation CA bundle to verify against (--ca, else the credentials' or the context's ca), and the
+    federation it names."""
+    path = connection_from_args(args, need_credentials=False).ca
     if path is None:
-        raise ConfigError("no CA bundle to verify receipts against: pass --creds DIR or --ca FILE")
+        raise ConfigError("no CA bundle to verify receipts against: pass --creds DIR or --ca FILE, or use a context")
     try:
         authorities = x509.load_pem_x509_certificates(path.expanduser().read_bytes())
     except (OSError, ValueError) as exc:

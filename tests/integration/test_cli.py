@@ -11,8 +11,10 @@ import yaml
 
 from gateway.cli import admin as admin_cli
 from gateway.cli import config as config_cli
+from gateway.cli import creds as creds_cli
 from gateway.cli import job as job_cli
 from gateway.cli import sites as sites_cli
+from gateway.cli import usage as usage_cli
 from gateway.cli import version as version_cli
 from tests.integration.harness import AgentHandle, GatewayHandle, start_test_agent, wait_for_capacity
 
@@ -101,6 +103,10 @@ def test_a_saved_context_is_enough_to_reach_the_gateway(
     assert config_cli.main(["set-context", "lab", "--gateway", gateway.address, "--creds", str(bob)]) == 0
     assert config_cli.main(["set-context", "nowhere", "--gateway", "127.0.0.1:1", "--creds", str(bob)]) == 0
     assert job_cli.main(["list"]) == 0  # no flags: the current context, lab
+    assert usage_cli.main([]) == 0  # receipts verified against the context's CA
+    capsys.readouterr()
+    assert creds_cli.main(["show", "-o", "json"]) == 0  # the context's credentials directory
+    assert json.loads(capsys.readouterr().out)["principal"].endswith("/tenant/panda-lm/user/bob")
     assert sites_cli.main(["--context", "nowhere", "--timeout", "2"]) == 3
     assert sites_cli.main(["--context", "nowhere", "--gateway", gateway.address]) == 0  # a flag beats the context
     assert job_cli.main(["list", "--context", "typo"]) == 2
