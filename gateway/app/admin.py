@@ -57,7 +57,7 @@ class AdminService:
 
     def drain_site(self, caller: Principal, site: str, draining: bool) -> SiteView:
         access.require_role(caller, "admin")
-        known = set(self.registry.names()) | {spec.name for spec in self.policy.policy.sites}
+        known = set(self.registry.names()) | set(self.policy.policy.sites)
         if site not in known:  # a typo must not create a phantom site that is drained for ever
             raise NotFound(
                 f"site {site!r} is not known to this gateway: no agent of that name connected since it started and"
