@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,20 @@ def test_version_asks_the_gateway_what_it_serves_only_when_one_is_given(
     assert asked["version"] is None  # not part of the contract: said, not guessed
     assert version_cli.main(flags(gateway, gateway.pki.user("panda-lm", "bob"))) == 0
     assert "version: not exposed" in capsys.readouterr().out
+
+
+def test_a_token_file_context_speaks_to_the_public_port(
+    gateway: GatewayHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FEDGATE_CONFIG", str(tmp_path / "fedgate" / "config.yaml"))
+    with gateway.client(gateway.pki.admin()) as admin:
+        token = admin.issue_token("panda-lm", "ci-bot", ttl=timedelta(minutes=5)).token
+    (tmp_path / "token").write_text(token + "\n")
+    ca = gateway.pki.root / "ca" / "ca.pem"
+    ci = ["set-context", "ci", "--gateway", gateway.public_address, "--ca", str(ca), "--token-file", "token"]
+    monkeypatch.chdir(tmp_path)  # --token-file token: relative to where the user stands, stored absolute
+    assert config_cli.main(ci) == 0
+    assert job_cli.main(["list", "-o", "json"]) == 0
+    capsys.readouterr()
+    assert version_cli.main(["-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["gateway"]["apis"] == ["fedgate.v1"]
