@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(UV) lock --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy gateway agents bench proto/fedgate/cli.py proto/fedgate/common tests
+	$(BIN)/mypy gateway agents bench proto/fedgate/cli.py proto/fedgate/completion.py proto/fedgate/common tests
 	$(BIN)/lint-imports
 	cd proto && ../$(BIN)/buf lint && ../$(BIN)/buf format --exit-code -d
 	cd proto && ../$(BIN)/buf breaking --against baseline.binpb

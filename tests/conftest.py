@@ -31,6 +31,14 @@ def _environment_unchanged() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _no_cli_config_of_the_user(
+    _environment_unchanged: None, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The CLI reads a context from ~/.config/fedgate/config.yaml when flags leave a gap: never the user's here."""
+    monkeypatch.setenv("FEDGATE_CONFIG", str(tmp_path_factory.mktemp("cli-config") / "config.yaml"))
+
+
+@pytest.fixture(autouse=True)
 def _jobs_reach_tmp_path(request: pytest.FixtureRequest) -> None:
     """Local-backend jobs run as `nobody` when the tests run as root: let that user traverse (not list) a
     test's tmp_path, where its agent's workdir is; what a job must not see stays in folders of mode 0700."""

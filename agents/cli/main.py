@@ -53,9 +53,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 log = logging.getLogger("agents.cli.main")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fedgate agent", description="Run a site agent next to a centre's scheduler.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="fedgate agent", description="Run a site agent next to a centre's scheduler.")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser(
         "run",
         help="connect to the gateway and run the jobs it sends until stopped (SIGTERM/SIGINT)",
@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="default: info")
     _add_enroll(commands)
     add_policy_commands(commands)
-    return parser
+    return top
 
 
 def _add_enroll(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -98,7 +98,7 @@ def _add_enroll(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def main(argv: list[str]) -> int:
     """Entry point of `fedgate agent`. Returns the process exit code; never calls sys.exit."""
     try:
-        args = _parser().parse_args(argv)
+        args = parser().parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help (0) and on usage errors (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command == "enroll":

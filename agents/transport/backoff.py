@@ -1,7 +1,8 @@
 """How long to wait before the next attempt to reach the gateway.
 
-Owns: exponential backoff with full jitter (a random delay between 0 and base * 2^n, capped), so that a
-thousand agents cut off by one gateway restart do not all come back in the same instant. Pure: the random
+Owns: exponential backoff with jitter (a random delay between floor * ceiling and the ceiling, base * 2^n capped;
+full jitter with floor 0), so that a thousand agents cut off by one gateway restart do not all come back in the
+same instant, and an agent the gateway keeps refusing waits longer each time. Pure: the random
 source is injected, nothing sleeps here.
 """
 
@@ -14,12 +15,14 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Backoff:
-    """Delays for consecutive failures: full jitter over min(cap, base * 2^failures)."""
+    """Delays for consecutive failures: jitter over [floor, 1] * min(cap, base * 2^failures)."""
 
     base_s: float = 0.2
     """Ceiling of the first delay, in seconds."""
     cap_s: float = 10.0
     """The ceiling never grows beyond this, in seconds."""
+    floor: float = 0.0
+    """The least fraction of the ceiling waited: 0 is full jitter; above 0 the wait surely grows with failures."""
     uniform: Callable[[], float] = field(default=random.random)
     """Uniform source in [0, 1); injected so tests can pin it."""
     failures: int = 0
@@ -30,7 +33,7 @@ class Backoff:
 
     def next_delay(self) -> float:
         """The delay before the next attempt; each call counts one more failure."""
-        delay = self.uniform() * self.ceiling()
+        delay = (self.floor + (1.0 - self.floor) * self.uniform()) * self.ceiling()
         self.failures += 1
         return delay
 

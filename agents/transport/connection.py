@@ -1,9 +1,12 @@
 """Dialling out to the gateway with mTLS, staying connected, and the agent's programmatic entry point.
 
 Owns: the channel (certificates re-read on every dial so rotated files are picked up, keepalive, 4 MiB
-messages), the reconnect loop with jittered exponential backoff, telling fatal refusals
-(PERMISSION_DENIED, UNAUTHENTICATED -> `GatewayRefused`) from transient failures, re-dialling at once when
-the certificate keeper has installed renewed credentials, and `run_agent`, which ties a runtime, a
+messages), the reconnect loop with jittered exponential backoff, telling fatal refusals (PERMISSION_DENIED,
+UNAUTHENTICATED -> `GatewayRefused`; so is capacity refused for a pool class the catalogue lacks, on an agent
+with no jobs to keep: `CapacityRefused`) from transient failures and from refusals that may pass (a refused
+stream, another agent that took this site's stream), which back off with a wait that surely grows and say so
+plainly, re-dialling at once when the certificate keeper has installed renewed credentials, and
+`run_agent`, which ties a runtime, a
 backend, a journal and the link together until a stop is requested, owning the agent's long-lived tasks
 (the link, the backend's watch) with a `Supervisor`: one that ends drains the agent and stops it with
 `AgentTaskDied`. It does not decide about jobs (the runtime), run a single stream (the session) nor renew
@@ -35,8 +38,10 @@ from agents.transport.backoff import Backoff
 from agents.transport.metrics import serve_agent_metrics
 from agents.transport.receipts import KeyFileSigner
 from agents.transport.renewal import CertificateKeeper
-from agents.transport.session import ConnectCall, GatewaySession, StreamEnded, explaining_error
+from agents.transport.session import CapacityRefused, ConnectCall, GatewaySession, StreamEnded, explaining_error
 from agents.transport.targets import GatewayTargets
+from fedgate.common import wire
+from fedgate.common.reasons import ReasonCode
 from fedgate.common.supervise import Supervisor
 from fedgate.v1 import site_pb2
 
@@ -57,6 +62,17 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
 
 FATAL_CODES = frozenset({grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED})
 """Statuses that say "not you": retrying with the same certificate cannot succeed."""
+
+REFUSAL_CODES = frozenset(
+    {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.RESOURCE_EXHAUSTED}
+)
+"""Statuses that refuse what this agent sent: the same again is refused again, so the next try waits longer."""
+
+
+def refusal_backoff() -> Backoff:
+    """Waits after a refusal or a takeover: from 1 s, at least half the ceiling (so they surely grow), to 5 min."""
+    return Backoff(base_s=1.0, cap_s=300.0, floor=0.5)
+
 
 FLUSH_TIMEOUT_S = 1.5
 """At shutdown, how long to wait for the gateway to acknowledge the final job updates."""
@@ -79,6 +95,9 @@ class GatewayLink:
         self._config = config
         self._runtime = runtime
         self._backoff = backoff or Backoff()
+        self._refusals = refusal_backoff()
+        self._refused_by = ""
+        """Why the gateway refused the last stream, when it did (empty: it failed, or ended, on its own)."""
         self._closing = asyncio.Event()
         self._session: GatewaySession | None = None
         self._targets = GatewayTargets(config.gateways)
@@ -116,8 +135,12 @@ class GatewayLink:
                 self._renewed = False
                 continue
             self._targets.next()
-            delay = self._backoff.next_delay()
-            log.info("reconnecting to %s in %.1fs", self._targets.current, delay)
+            if self._refused_by:
+                delay = self._refusals.next_delay()
+                log.warning("%s; trying again in %.1fs (longer after each refusal)", self._refused_by, delay)
+            else:
+                delay = self._backoff.next_delay()
+                log.info("reconnecting to %s in %.1fs", self._targets.current, delay)
             with contextlib.suppress(TimeoutError):  # asyncio.timeout: 3.11's wait_for can lose a cancel
                 async with asyncio.timeout(delay):
                     await self._closing.wait()
@@ -155,6 +178,7 @@ class GatewayLink:
             call, self._runtime, report_interval_s=self._config.report_interval_s, rendezvous=self._config.rendezvous
         )
         self._session = session
+        self._refused_by = ""
         if self._closing.is_set():
             session.finish()
         try:
@@ -168,18 +192,49 @@ class GatewayLink:
                 keeper.cancel()
         except BaseExceptionGroup as group:
             error = explaining_error(group)
+            if isinstance(error, CapacityRefused):
+                raise GatewayRefused(
+                    f"the gateway refused site {self._config.site!r}'s capacity: {error.message} ({error.reason});"
+                    " fix the pools in the agent's config (each class must be in the federation's catalogue,"
+                    " `fedgate policy check` lists it) and start the agent again",
+                    code="INVALID_ARGUMENT",
+                ) from None
             if isinstance(error, grpc.aio.AioRpcError):
-                _raise_if_fatal(error.code(), error.details(), self._config.site)
-            # A failed write surfaces as InvalidStateError; the call's status holds the real reason.
-            elif call.done():
-                _raise_if_fatal(await call.code(), await call.details(), self._config.site)
+                code, details = error.code(), error.details()
+                trailers: object = error.trailing_metadata()
+            elif call.done():  # a failed write surfaces as InvalidStateError; the call's status holds the reason
+                code, details = await call.code(), await call.details()
+                trailers = await call.trailing_metadata()
+            else:
+                raise error from None
+            _raise_if_fatal(code, details, self._config.site)
+            self._note_refusal(code, details, trailers, session)
             raise error from None
         finally:
-            if session.welcomed:
+            if session.welcomed and not self._refused_by:
                 self._backoff.reset()
+                self._refusals.reset()
+            if session.welcomed:
                 self._targets.connected()
             self._session = None
             await channel.close(grace=None)
+
+    def _note_refusal(
+        self, code: grpc.StatusCode, details: str | None, trailers: object, session: GatewaySession
+    ) -> None:
+        """Remember why the gateway refused this stream, so that the next try waits longer."""
+        site = self._config.site
+        if session.closing_reason == ReasonCode.SITE_STREAM_TAKEN_OVER:
+            self._refused_by = (
+                f"another agent connected as site {site!r} and took over its stream; only one agent per site may"
+                " be connected: stop the other one (same certificate?) or give each its own site"
+            )
+            return
+        if code not in REFUSAL_CODES:
+            return
+        info = wire.error_info(trailers)  # type: ignore[arg-type]
+        reason = info.reason if info is not None else code.name
+        self._refused_by = f"the gateway refused this site's stream ({reason}: {details or 'no details'})"
 
     async def _keep_fresh(
         self, channel: grpc.aio.Channel, certificate: x509.Certificate | None, session: GatewaySession

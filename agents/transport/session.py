@@ -18,7 +18,7 @@ from collections import deque
 import grpc.aio
 
 from agents import AGENT_VERSION
-from agents.core.commands import Welcome
+from agents.core.commands import UpdateRejected, Welcome
 from agents.core.logs import LogServer
 from agents.core.runtime import SiteRuntime
 from agents.errors import ProtocolError
@@ -32,6 +32,7 @@ from agents.transport.convert import (
     reserve_reply_to_proto,
     welcome_from_proto,
 )
+from fedgate.common.reasons import ReasonCode
 from fedgate.common.rendezvous import RendezvousPoint
 from fedgate.v1 import site_pb2
 
@@ -50,6 +51,21 @@ LOG_CHUNKS_PER_PASS = 16
 
 class StreamEnded(Exception):
     """The gateway ended the stream without an error status; the agent reconnects."""
+
+
+CONFIG_REFUSALS = frozenset({ReasonCode.UNKNOWN_ACCELERATOR_CLASS, ReasonCode.CAPACITY_OUT_OF_BOUNDS})
+"""Refusals of the agent's own configuration (its pools): the same report would be refused forever."""
+
+
+class CapacityRefused(Exception):
+    """The gateway refused the agent's capacity for what its configuration says (a pool class the federation's
+    catalogue lacks, counts out of bounds), while the agent runs no job: ends the stream, and the link stops the
+    agent with the reason instead of sending the same report every interval."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{message} ({reason})")
+        self.reason = reason
+        self.message = message
 
 
 class GatewaySession:
@@ -77,6 +93,8 @@ class GatewaySession:
         """True once the gateway answered Hello; until then nothing but Hello is sent."""
         self.ready = asyncio.Event()
         """Set together with `welcomed`, for tasks that run beside the stream."""
+        self.closing_reason = ""
+        """The reason of the gateway's Closing message, when it said why it ends this stream."""
 
     async def run(self) -> None:
         """Handshake, then send and receive until the stream ends. Raises on any stream error."""
@@ -148,12 +166,20 @@ class GatewaySession:
 
     async def _process(self, message: site_pb2.ConnectResponse) -> None:
         if message.WhichOneof("kind") == "closing":  # the stream's status follows; this says why in band
+            self.closing_reason = message.closing.reason
             log.warning("the gateway is ending this stream (%s): %s", message.closing.reason, message.closing.message)
             return
         if (log_command := log_command_from_proto(message)) is not None:
             self._logs.handle(log_command)  # best effort: no sequence, no ack
             return
         command = command_from_proto(message)
+        if (
+            isinstance(command, UpdateRejected)
+            and command.update_sequence == 0
+            and command.reason in CONFIG_REFUSALS
+            and not self._runtime.running()  # with jobs running the stream must stay up, or their site lease ends
+        ):
+            raise CapacityRefused(command.reason, command.message)
         if command is not None:
             reply = await self._runtime.handle(command)
             if reply is not None:

@@ -1,7 +1,7 @@
 """The federation admins' side of the gateway core: the policy in force and the sites' drain state.
 
 Owns: reloading the policy (in force at once on success, the old one kept on failure; what each queued job may
-use worked out again), its status, and draining or resuming a site (a resumed site's capacity makes every
+use worked out again), its status, and draining or resuming a site it knows (a resumed site's capacity makes every
 queued job worth a look). Credentials, tokens and the audit log are `gateway.trust.service`'s. It never
 speaks gRPC and reads time only from the injected clock.
 """
@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
+from fedgate.common.reasons import ReasonCode
+from gateway.errors import NotFound
 from gateway.identity.principal import Principal
 from gateway.jobs.model import Job
 from gateway.policy import FederationPolicy
@@ -55,6 +57,13 @@ class AdminService:
 
     def drain_site(self, caller: Principal, site: str, draining: bool) -> SiteView:
         access.require_role(caller, "admin")
+        known = set(self.registry.names()) | set(self.policy.policy.sites)
+        if site not in known:  # a typo must not create a phantom site that is drained for ever
+            raise NotFound(
+                f"site {site!r} is not known to this gateway: no agent of that name connected since it started and"
+                f" the policy names no such site; known sites: {', '.join(sorted(known)) or 'none yet'}",
+                reason=ReasonCode.SITE_NOT_FOUND,
+            )
         self.registry.set_draining(site, draining)
         if not draining:
             self.queue.capacity_changed()

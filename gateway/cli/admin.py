@@ -1,4 +1,5 @@
-"""`fedgate admin policy status|reload` and `fedgate admin site drain|resume`: federation admin commands.
+"""`fedgate admin policy status|reload` and `fedgate admin site drain|resume`: federation admin commands (the
+trust commands, tokens, revocation and audit, are `gateway.cli.trust`'s).
 
 Owns: the arguments and the printing of the admin's policy and site commands; the calls are the client library's.
 """
@@ -14,9 +15,9 @@ from gateway.cli.sites import SITE_COLUMNS
 from gateway.cli.trust import add_trust_commands, run_trust_command
 
 
-def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="fedgate admin", description="Federation admin commands.", epilog=EPILOG)
-    groups = parser.add_subparsers(dest="group", required=True)
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="fedgate admin", description="Federation admin commands.", epilog=EPILOG)
+    groups = top.add_subparsers(dest="group", required=True)
     policy = groups.add_parser("policy", help="the federation policy in force").add_subparsers(
         dest="command", required=True
     )
@@ -30,10 +31,14 @@ def main(argv: Sequence[str]) -> int:
     for command in commands:
         add_connection_flags(command)
         output.add_output_flag(command)
-    args = parser.parse_args(argv)
+    return top
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parser().parse_args(argv)
 
     def action() -> int:
-        if args.group in {"join-token", "token", "revoke", "audit"}:
+        if args.group in {"join-token", "token", "revoke", "revocation", "audit"}:
             return run_trust_command(args)
         with client_from_args(args) as client:
             if args.group == "policy" and args.command == "status":

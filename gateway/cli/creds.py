@@ -8,31 +8,34 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 from gateway.cli import output
-from gateway.cli.connect import EPILOG, EXIT_OK, add_connection_flags, client_from_args, run_command
+from gateway.cli.connect import EPILOG, EXIT_OK, add_connection_flags, client_from_args, credentials_dir, run_command
 from gateway.errors import GatewayError
 from gateway.identity.principal import load_certificate, spiffe_uri_of
 from gateway.identity.renewal import renewal_due
 from gateway.trust.credentials import Credentials
 
 
-def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="fedgate creds", description="Your own credentials.", epilog=EPILOG)
-    sub = parser.add_subparsers(dest="command", required=True)
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="fedgate creds", description="Your own credentials.", epilog=EPILOG)
+    sub = top.add_subparsers(dest="command", required=True)
     renew = sub.add_parser("renew", help="renew the certificate in --creds (a new key is made here)")
     renew.add_argument("--if-due", action="store_true", help="only when two thirds of its lifetime have passed")
     show = sub.add_parser("show", help="who the certificate in --creds says you are, and until when")
     for command in (renew, show):
         add_connection_flags(command)
         output.add_output_flag(command)
-    args = parser.parse_args(argv)
+    return top
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parser().parse_args(argv)
 
     def action() -> int:
-        if args.creds is None:
-            raise GatewayError("pass --creds DIR or set FEDGATE_CREDS")
-        directory = Path(args.creds).expanduser()
+        directory = credentials_dir(args)
+        if directory is None:
+            raise GatewayError("pass --creds DIR, set FEDGATE_CREDS, or use a context set with --creds DIR")
         cert = load_certificate(Credentials.from_dir(directory).cert_pem)
         now = datetime.now(UTC)
         row: dict[str, object] = {

@@ -16,21 +16,25 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="fedgate demo", description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (CA, logs, database)")
-    parser.add_argument("--timeout", type=float, default=45.0, help="seconds to wait for the jobs")
-    parser.add_argument(
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="fedgate demo", description=__doc__.splitlines()[0] if __doc__ else None)
+    top.add_argument("--keep", action="store_true", help="keep the temporary directory (CA, logs, database)")
+    top.add_argument("--timeout", type=float, default=45.0, help="seconds to wait for the jobs")
+    top.add_argument(
         "--standby",
         action="store_true",
         help="run two gateways on one PostgreSQL (a leader and a standby) and kill the leader with -9 mid-run",
     )
-    parser.add_argument(
+    top.add_argument(
         "--store",
         default="",
         help="with --standby: the PostgreSQL URL to use (default: a throw-away cluster on this machine's PostgreSQL)",
     )
-    args = parser.parse_args(argv)
+    return top
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parser().parse_args(argv)
 
     from gateway.demo.layout import write_layout
     from gateway.demo.run import DemoFailed, run_demo

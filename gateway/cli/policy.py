@@ -49,11 +49,11 @@ FOREIGN: Mapping[str, str] = {
 }
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
         prog="fedgate policy", description="Check, test, compare and explain policy files, offline.", epilog=EPILOG
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = top.add_subparsers(dest="command", required=True)
     check = sub.add_parser(
         "check",
         help="validate files (Federation, AcceleratorCatalogue, PolicyCases, Job)",
@@ -79,11 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="the JSON Schema of kind: Federation (for editors)")
     schema.add_argument("-o", "--output", type=Path, default=None, metavar="FILE", help="write it here")
     schema.add_argument("--markdown", action="store_true", help="the key reference as Markdown tables instead")
-    return parser
+    return top
 
 
 def main(argv: Sequence[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     commands: Mapping[str, Callable[[argparse.Namespace], int]] = {
         "check": _check,
         "test": _test,

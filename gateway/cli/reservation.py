@@ -47,11 +47,11 @@ EXAMPLE = """example file (-f):
 """
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
         prog="fedgate reservation", description="Book accelerator cards ahead for a project.", epilog=EPILOG
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = top.add_subparsers(dest="command", required=True)
     create = sub.add_parser(
         "create",
         help="book N cards of a class or capability for a time window",
@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     for p in (create, get, lst, cancel):
         add_connection_flags(p)
         output.add_output_flag(p)
-    return parser
+    return top
 
 
 def request_from_args(args: argparse.Namespace, now: datetime) -> ReservationRequest:
@@ -176,7 +176,7 @@ def _wait(client: FederationClient, reservation: Reservation, timeout: float) ->
 
 
 def main(argv: Sequence[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
 
     def action() -> int:
         if args.command == "create":

@@ -21,14 +21,18 @@ from gateway.errors import GatewayError
 log = logging.getLogger("fedgate.gateway")
 
 
-def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="fedgate gateway", description="Run the federation gateway.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="fedgate gateway", description="Run the federation gateway.")
+    sub = top.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="serve until SIGTERM or Ctrl-C")
     run.add_argument("--config", required=True, type=Path, help="gateway YAML (kind: Gateway)")
     run.add_argument("--ready-file", type=Path, help="write host:port here once serving (for supervisors)")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    args = parser.parse_args(argv)
+    return top
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="gateway: %(message)s", stream=sys.stderr)
     try:
         config = load_gateway_config(args.config)

@@ -115,6 +115,11 @@ def _convert(argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def parser() -> argparse.ArgumentParser:
+    """The group's parser, as `fedgate completion` reads it: the run's flags (convert-alibaba is a word before them)."""
+    return _run_parser()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_in = list(sys.argv[1:] if argv is None else argv)
     try:

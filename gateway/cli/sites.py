@@ -27,11 +27,15 @@ SITE_COLUMNS = [
 ]
 
 
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="fedgate sites", description="List member sites.", epilog=EPILOG)
+    add_connection_flags(top)
+    output.add_output_flag(top)
+    return top
+
+
 def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="fedgate sites", description="List member sites.", epilog=EPILOG)
-    add_connection_flags(parser)
-    output.add_output_flag(parser)
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
 
     def action() -> int:
         with client_from_args(args) as client:

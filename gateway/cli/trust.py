@@ -1,17 +1,19 @@
-"""`fedgate admin join-token|token|revoke|audit`: the admin's trust commands, a thin shell over the client.
+"""`fedgate admin join-token|token|revoke|revocation|audit`: the admin's trust commands, a thin shell over the client.
 
 `audit verify --store URL --authority DIR` checks the log offline, straight from the database, so that the
 verdict does not depend on the gateway being honest about itself.
 
-Owns: the arguments and printing of the admin's trust commands, and the offline audit check.
+Owns: the arguments and printing of the admin's trust commands, and the offline audit check; the listings of
+join tokens, tokens and revocations are views of the audit log (`gateway.cli.trustlists`).
 """
 
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway.cli import output
+from gateway.cli import output, trustlists
 from gateway.cli.connect import EXIT_FAILED, EXIT_OK, client_from_args
 from gateway.jobs.specfile import parse_duration
 
@@ -23,6 +25,7 @@ def add_trust_commands(groups: argparse._SubParsersAction[argparse.ArgumentParse
     create = join_cmds.add_parser("create", help="create a join token bound to one site")
     create.add_argument("--site", required=True)
     create.add_argument("--ttl", default="1h", help="lifetime, e.g. 30m, 1h, 2d (at most 7 days)")
+    join_list = join_cmds.add_parser("list", help="join tokens created: unused, used, expired or revoked")
 
     token = groups.add_parser("token", help="short-lived signed tokens for CI systems")
     token_cmds = token.add_subparsers(dest="command", required=True)
@@ -32,6 +35,7 @@ def add_trust_commands(groups: argparse._SubParsersAction[argparse.ArgumentParse
     issue.add_argument("--role", default="member", choices=["member", "viewer"])
     issue.add_argument("--ttl", default="15m", help="lifetime (at most 24h)")
     issue.add_argument("--single-use", action="store_true", help="refuse the token after its first use")
+    token_list = token_cmds.add_parser("list", help="tokens issued (ids, never the tokens): valid, expired, revoked")
 
     revoke = groups.add_parser("revoke", help="revoke a certificate, a principal or a token")
     target = revoke.add_mutually_exclusive_group(required=True)
@@ -43,6 +47,11 @@ def add_trust_commands(groups: argparse._SubParsersAction[argparse.ArgumentParse
     target.add_argument("--token-id", help="a token's id (jti)")
     revoke.add_argument("--reason", default="")
     revoke.set_defaults(command="revoke")
+
+    revocations = groups.add_parser("revocation", help="revocations in force").add_subparsers(
+        dest="command", required=True
+    )
+    revocation_list = revocations.add_parser("list", help="every revocation: serials, principals and token ids")
 
     audit = groups.add_parser("audit", help="the hash-chained audit log")
     audit_cmds = audit.add_subparsers(dest="command", required=True)
@@ -60,14 +69,26 @@ def add_trust_commands(groups: argparse._SubParsersAction[argparse.ArgumentParse
         type=Path,
         help="with --store: the gateway's signed audit checkpoint (default: audit-checkpoint.json in --authority)",
     )
-    return [create, issue, revoke, listing, verify]
+    for lister in (join_list, token_list, revocation_list):
+        lister.add_argument("--limit", type=int, default=100_000, help="audit entries read at most")
+    return [create, join_list, issue, token_list, revoke, revocation_list, listing, verify]
 
 
 def run_trust_command(args: argparse.Namespace) -> int:
     if args.group == "audit" and args.command == "verify" and args.store:
         return _verify_offline(args)
     with client_from_args(args) as client:
-        if args.group == "join-token":
+        if args.command == "list" and args.group in {"join-token", "token", "revocation"}:
+            entries, now = client.audit_events(args.limit), datetime.now(UTC)
+            if args.group == "join-token":
+                print(
+                    output.render(trustlists.join_token_rows(entries, now), trustlists.JOIN_TOKEN_COLUMNS, args.output)
+                )
+            elif args.group == "token":
+                print(output.render(trustlists.token_rows(entries, now), trustlists.TOKEN_COLUMNS, args.output))
+            else:
+                print(output.render(trustlists.revocation_rows(entries), trustlists.REVOCATION_COLUMNS, args.output))
+        elif args.group == "join-token":
             joined = client.create_join_token(args.site, parse_duration(args.ttl))
             row = {
                 "site": args.site,

@@ -24,10 +24,19 @@ from cryptography import x509
 
 from gateway.app.config import REPO_POLICIES
 from gateway.cli import output
-from gateway.cli.connect import EPILOG, EXIT_FAILED, EXIT_OK, add_connection_flags, client_from_args, run_command
-from gateway.errors import ConfigError, IdentityError
+from gateway.cli.connect import (
+    EPILOG,
+    EXIT_FAILED,
+    EXIT_OK,
+    add_connection_flags,
+    client_from_args,
+    connection_from_args,
+    run_command,
+)
+from gateway.errors import ConfigError, IdentityError, InvalidArgument
 from gateway.identity.principal import spiffe_uri_of
 from gateway.jobs.model import Job
+from gateway.jobs.specfile import parse_duration
 from gateway.policy import load_catalogue
 from gateway.policy.catalogue import Catalogue
 from gateway.usage.receipts import RECEIPT_STATES, SettledReceipt, settled_problems
@@ -44,8 +53,8 @@ COLUMNS = [
 BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
         prog="fedgate usage",
         description=(
             "Fetch every signed usage receipt you may read, verify the site's signature and the gateway's "
@@ -54,35 +63,48 @@ def _parser() -> argparse.ArgumentParser:
         ),
         epilog=EPILOG,
     )
-    parser.add_argument("--since", default="", metavar="ISO", help="attempts that ended at or after (default: all)")
-    parser.add_argument("--until", default="", metavar="ISO", help="attempts that ended before (default: now)")
-    parser.add_argument("--project", default="", help="only this project")
-    parser.add_argument(
+    top.add_argument(
+        "--since", default="", metavar="WHEN", help="attempts that ended at or after: 7d (ago) or ISO (default: all)"
+    )
+    top.add_argument(
+        "--until", default="", metavar="WHEN", help="attempts that ended before: 1d (ago) or ISO (default: now)"
+    )
+    top.add_argument("--project", default="", help="only this project")
+    top.add_argument(
         "--catalogue",
         type=Path,
         default=REPO_POLICIES / "accelerators.yaml",
         metavar="FILE",
         help="accelerator catalogue for normalised compute (default: the one shipped with fedgate)",
     )
-    add_connection_flags(parser)
-    output.add_output_flag(parser)
-    return parser
+    add_connection_flags(top)
+    output.add_output_flag(top)
+    return top
 
 
-def parse_time(text: str, flag: str) -> datetime:
-    """An ISO-8601 time (a date alone is midnight UTC; no zone means UTC)."""
+def parse_time(text: str, flag: str, now: datetime | None = None) -> datetime:
+    """A duration ago (`7d`, `24h`, `90m`: as `fedgate job usage --since` takes) or an ISO-8601 time (a date alone
+    is midnight UTC; no zone means UTC)."""
+    try:
+        return (now or datetime.now(UTC)) - parse_duration(text)
+    except InvalidArgument:
+        pass
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ConfigError(f"{flag} {text!r} is not an ISO-8601 time like 2026-11-01 or 2026-11-01T08:00:00Z") from None
+        raise ConfigError(
+            f"{flag} {text!r} is neither a duration ago like 7d or 24h nor an ISO-8601 time like 2026-11-01 or"
+            " 2026-11-01T08:00:00Z"
+        ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def trusted_authorities(args: argparse.Namespace) -> tuple[list[x509.Certificate], str]:
-    """The federation CA bundle to verify against, and the federation it names."""
-    path = Path(args.ca) if args.ca else (Path(args.creds) / "ca.pem" if args.creds else None)
+    """The federation CA bundle to verify against (--ca, else the credentials' or the context's ca), and the
+    federation it names."""
+    path = connection_from_args(args, need_credentials=False).ca
     if path is None:
-        raise ConfigError("no CA bundle to verify receipts against: pass --creds DIR or --ca FILE")
+        raise ConfigError("no CA bundle to verify receipts against: pass --creds DIR or --ca FILE, or use a context")
     try:
         authorities = x509.load_pem_x509_certificates(path.expanduser().read_bytes())
     except (OSError, ValueError) as exc:
@@ -128,7 +150,7 @@ def missing_receipts(
 
 
 def main(argv: Sequence[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     prog = "fedgate usage"
 
     def action() -> int:

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
+from fedgate.common.reasons import ReasonCode
 from gateway.jobs.events import EventBus
-from gateway.jobs.model import ATTEMPT_ENDS, Job, JobEvent, JobState
+from gateway.jobs.model import ATTEMPT_ENDS, Job, JobEvent, JobState, Reason
 from gateway.store import Store
 from gateway.usage.receipts import SettledReceipt
 
@@ -85,6 +86,13 @@ class JobBook:
         for job, state, message, site, _, changes in moves:
             if state.terminal or state in ATTEMPT_ENDS:
                 changes.setdefault("end_time", now)
+            if state.terminal and state != JobState.REJECTED:  # the reasons it waited for no longer hold
+                stage = "site" if site else "dispatch"
+                changes.setdefault("reasons", (Reason(stage, ReasonCode.JOB_ENDED, message, site),))
+            if state.terminal and state != JobState.REJECTED:  # the pending reason is stale once a job has ended
+                changes.setdefault(
+                    "reasons", (Reason("site" if site else "dispatch", ReasonCode.JOB_ENDED, message, site),)
+                )
             new = job.evolve(state=state, update_time=now, **changes)
             updated.append(new)
             events.append(JobEvent(job.job_id, state, now, new.attempt, site, message))

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from fedgate.common.reasons import ReasonCode
 from fedgate.common.rendezvous import Rendezvous, RendezvousPoint
 from gateway.errors import NotFound
 from gateway.jobs.model import StackRun
@@ -140,17 +141,28 @@ Command = (
 @dataclass(frozen=True)
 class StreamClosed:
     """Ends the stream that reads it with a status that says why (UNAVAILABLE and `reason`): the site is past its
-    lease, or the gateway is stopping. The agent re-dials."""
+    lease, the gateway is stopping, or another stream of the same site took over. The agent re-dials."""
 
     reason: str
     message: str
 
 
-# None on an outbox closes the stream that reads it (the connection was replaced); a StreamClosed ends it with
-# a status and a reason.
+# None on an outbox closes the stream that reads it quietly; a StreamClosed ends it with a status and a reason
+# (a replaced connection is told SITE_STREAM_TAKEN_OVER).
 Outbox = asyncio.Queue[tuple[int, Command] | StreamClosed | None]
 
 _connection_ids = itertools.count(1)
+
+STREAM_TAKEN_OVER = ReasonCode.SITE_STREAM_TAKEN_OVER
+"""Closing reason sent to a site's stream when another stream of the same site replaced it."""
+
+
+def _taken_over(site: str) -> str:
+    return (
+        f"another agent connected as site {site!r} and took over its stream (last one wins); only one agent per"
+        " site may be connected: stop the other one, or give each agent its own site and certificate"
+    )
+
 
 LIVE, SUSPECT, LOST = "live", "suspect", "lost"
 """A site's liveness as the gateway judges it: heard from within its heartbeats, silent for a few of them,
@@ -234,8 +246,8 @@ class SiteRegistry:
         `resume_cursor` is the highest message sequence the agent says it processed (Hello.resume_cursor):
         unacknowledged Cancels and Preempts above it are queued again, under new sequence numbers."""
         record = self._sites.setdefault(site, SiteRecord(site))
-        if record.outbox is not None:
-            record.outbox.put_nowait(None)
+        if record.outbox is not None:  # the displaced agent is told why, so that it backs off instead of fighting
+            record.outbox.put_nowait(StreamClosed(STREAM_TAKEN_OVER, _taken_over(site)))
         record.outbox = asyncio.Queue()
         record.connection_id = next(_connection_ids)
         record.connected = True

@@ -6,7 +6,8 @@ the gRPC code, the server's reason code, its message, metadata and violations (e
 reason: `gateway.transport.errors.violations_from_status`); and following the leader among several gateways on
 one store: the target may list several addresses (`host:port,host:port`), a call refused UNAVAILABLE is tried
 on the leader a standby names (NOT_LEADER), else on the next address (so is one that missed its deadline),
-at most twice round the list. Every
+at most twice round the list; a call that finds no gateway is told apart from one whose TLS handshake
+failed (`tls_check`: an expired or wrong-CA certificate, a host name the certificate does not name). Every
 call the client makes is safe to repeat (job and reservation creation carry a request id). It owns no RPC of its
 own: those are in `client_jobs`, `client_reservations` and `client_admin`, put together in `gateway.transport.client`.
 """
@@ -27,6 +28,7 @@ from fedgate.v1 import (
     reservation_service_pb2_grpc,
 )
 from gateway.errors import ClientError
+from gateway.transport import tls_check
 from gateway.transport.errors import violations_from_status
 from gateway.trust.credentials import Credentials
 
@@ -77,6 +79,12 @@ class ClientChannel:
         ca_pem: bytes = b"",
         timeout: float = 30.0,
     ) -> None:
+        # Kept for `tls_check.diagnose`, which tells a refused handshake from a gateway that is not there.
+        self._probe_pems = (
+            (ca_pem or (credentials.ca_pem if credentials else b""), b"", b"")
+            if token
+            else ((credentials.ca_pem, credentials.cert_pem, credentials.key_pem) if credentials else (b"", b"", b""))
+        )
         if token:
             channel_credentials = grpc.composite_channel_credentials(
                 grpc.ssl_channel_credentials(root_certificates=ca_pem or (credentials.ca_pem if credentials else None)),
@@ -146,7 +154,17 @@ class ClientChannel:
                 return method(request, timeout=self.timeout)
             except grpc.RpcError as exc:
                 if tries <= 0 or not self._move_on(exc):
-                    raise error_from_rpc(exc) from None
+                    raise self._explained(exc) from None
+
+    def _explained(self, error: grpc.RpcError) -> ClientError:
+        """The call's error; when it is UNAVAILABLE and a TLS handshake with the gateway fails, what failed."""
+        failure = error_from_rpc(error)
+        if failure.code != "UNAVAILABLE" or failure.reason != "UNAVAILABLE" or not self._probe_pems[0]:
+            return failure
+        problem = tls_check.diagnose(self.target, *self._probe_pems)
+        if problem is None:
+            return failure
+        return ClientError(problem.message, code=failure.code, reason=problem.reason, metadata={"target": self.target})
 
     def _move_on(self, error: grpc.RpcError) -> bool:
         """After an UNAVAILABLE: point at the leader named, else at the next address. After a deadline missed

@@ -2,7 +2,8 @@
 
 Owns: mapping a group name to the module that implements it, importing that module only when it is called
 (so an agent-only install never loads gateway code), and the top-level help. It does not parse a group's
-flags: each group's `main(argv) -> int` does.
+flags: each group's `main(argv) -> int` does, with the parser its `parser()` builds (which `fedgate completion`
+also reads).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ GROUPS: dict[str, tuple[str, str]] = {
     "demo": ("gateway.cli.demo", "run a whole federation on loopback and submit a mix of jobs"),
     "simulate": ("gateway.cli.simulate", "replay a GPU-cluster trace: siloed vs federated vs pooled"),
     "agent": ("agents.cli.main", "run a site agent next to a centre's scheduler"),
+    "config": ("gateway.cli.config", "named contexts (a gateway and your credentials): set, use, view"),
+    "completion": ("fedgate.completion", "print a bash, zsh or fish completion script"),
+    "version": ("gateway.cli.version", "this CLI's version and API, and those a gateway serves"),
 }
 
 

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
 from gateway.cli import admin as admin_cli
+from gateway.cli import config as config_cli
+from gateway.cli import creds as creds_cli
 from gateway.cli import job as job_cli
 from gateway.cli import sites as sites_cli
+from gateway.cli import usage as usage_cli
+from gateway.cli import version as version_cli
 from tests.integration.harness import AgentHandle, GatewayHandle, start_test_agent, wait_for_capacity
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "jobs"
@@ -39,7 +44,7 @@ def test_submit_wait_exits_zero_when_the_job_succeeds_and_prints_json(
     [row] = json.loads(capsys.readouterr().out)
     assert row["state"] == "SUCCEEDED" and row["sites"] == ["centre-c"]
     assert job_cli.main(["get", row["job_id"], "-o", "yaml", *bob]) == 0
-    assert yaml.safe_load(capsys.readouterr().out)[0]["job_id"] == row["job_id"]
+    assert yaml.safe_load(capsys.readouterr().out)["job_id"] == row["job_id"]  # one job: an object
     assert job_cli.main(["list", *bob]) == 0
     table = capsys.readouterr().out
     assert table.splitlines()[0].split()[:2] == ["JOB", "TENANT"] and row["job_id"] in table
@@ -89,3 +94,52 @@ def test_sites_and_admin_drain(
     bob = flags(gateway, gateway.pki.user("panda-lm", "bob"))
     assert admin_cli.main(["policy", "reload", *bob]) == 1
     assert "PERMISSION_DENIED" in capsys.readouterr().err
+
+
+def test_a_saved_context_is_enough_to_reach_the_gateway(
+    gateway: GatewayHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FEDGATE_CONFIG", str(tmp_path / "fedgate" / "config.yaml"))
+    bob = gateway.pki.user("panda-lm", "bob")
+    assert config_cli.main(["set-context", "lab", "--gateway", gateway.address, "--creds", str(bob)]) == 0
+    assert config_cli.main(["set-context", "nowhere", "--gateway", "127.0.0.1:1", "--creds", str(bob)]) == 0
+    assert job_cli.main(["list"]) == 0  # no flags: the current context, lab
+    assert usage_cli.main([]) == 0  # receipts verified against the context's CA
+    capsys.readouterr()
+    assert creds_cli.main(["show", "-o", "json"]) == 0  # the context's credentials directory
+    assert json.loads(capsys.readouterr().out)["principal"].endswith("/tenant/panda-lm/user/bob")
+    assert sites_cli.main(["--context", "nowhere", "--timeout", "2"]) == 3
+    assert sites_cli.main(["--context", "nowhere", "--gateway", gateway.address]) == 0  # a flag beats the context
+    assert job_cli.main(["list", "--context", "typo"]) == 2
+    assert "known: lab, nowhere" in capsys.readouterr().err
+
+
+def test_version_asks_the_gateway_what_it_serves_only_when_one_is_given(
+    gateway: GatewayHandle, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert version_cli.main(["-o", "json"]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert alone["client"]["api"] == "fedgate.v1" and alone["gateway"] is None
+    assert version_cli.main(["-o", "json", *flags(gateway, gateway.pki.user("panda-lm", "bob"))]) == 0
+    asked = json.loads(capsys.readouterr().out)["gateway"]
+    assert asked["apis"] == ["fedgate.v1"] and asked["leads"] and asked["compatible"]
+    assert asked["version"] is None  # not part of the contract: said, not guessed
+    assert version_cli.main(flags(gateway, gateway.pki.user("panda-lm", "bob"))) == 0
+    assert "version: not exposed" in capsys.readouterr().out
+
+
+def test_a_token_file_context_speaks_to_the_public_port(
+    gateway: GatewayHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FEDGATE_CONFIG", str(tmp_path / "fedgate" / "config.yaml"))
+    with gateway.client(gateway.pki.admin()) as admin:
+        token = admin.issue_token("panda-lm", "ci-bot", ttl=timedelta(minutes=5)).token
+    (tmp_path / "token").write_text(token + "\n")
+    ca = gateway.pki.root / "ca" / "ca.pem"
+    ci = ["set-context", "ci", "--gateway", gateway.public_address, "--ca", str(ca), "--token-file", "token"]
+    monkeypatch.chdir(tmp_path)  # --token-file token: relative to where the user stands, stored absolute
+    assert config_cli.main(ci) == 0
+    assert job_cli.main(["list", "-o", "json"]) == 0
+    capsys.readouterr()
+    assert version_cli.main(["-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["gateway"]["apis"] == ["fedgate.v1"]

@@ -69,7 +69,7 @@ def test_a_dry_run_and_a_queued_job_explain_the_whole_chain_down_to_fragmentatio
 
     # The pending job itself carries the same live chain, and the table view names it too.
     assert job_cli.main(["get", submitted["job_id"], "-o", "json", *bob]) == 0
-    [queued] = json.loads(capsys.readouterr().out)
+    queued = json.loads(capsys.readouterr().out)
     assert queued["state"] == "QUEUED" and codes(queued)[-1] == "FRAGMENTED"
     assert queued["reason"].startswith("8 nvidia-h20 cards are free across 2 sites")  # the table's last word
     assert job_cli.main(["explain", submitted["job_id"], *bob]) == 0

@@ -78,7 +78,12 @@ def test_cli_issues_a_server_certificate_for_given_hosts(tmp_path: Path) -> None
     argv = ["issue", "--ca-dir", str(tmp_path / "ca"), "--out", str(tmp_path / "gw"), "--server"]
     assert ca_cli.main([*argv, "--host", "gw.example", "--days", "30"]) == 0
     san = _cert(tmp_path / "gw" / "cert.pem").extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert san.value.get_values_for_type(x509.DNSName) == ["gw.example", "localhost"]  # loopback stays named
+    assert [str(ip) for ip in san.value.get_values_for_type(x509.IPAddress)] == ["127.0.0.1", "::1"]
+    assert ca_cli.main([*argv, "--host", "gw.example", "--no-loopback"]) == 0
+    san = _cert(tmp_path / "gw" / "cert.pem").extensions.get_extension_for_class(x509.SubjectAlternativeName)
     assert san.value.get_values_for_type(x509.DNSName) == ["gw.example"]
+    assert san.value.get_values_for_type(x509.IPAddress) == []
 
 
 @pytest.mark.parametrize(
@@ -87,6 +92,7 @@ def test_cli_issues_a_server_certificate_for_given_hosts(tmp_path: Path) -> None
         ["--user", "alice"],  # no tenant
         ["--site", "alpha", "--tenant", "t"],
         ["--site", "alpha", "--host", "x"],
+        ["--server", "--no-loopback"],  # naming nothing
         ["--site", "Bad_Name"],
         ["--site", "alpha", "--admin", "root"],
         ["--site", "alpha", "--days", "0"],

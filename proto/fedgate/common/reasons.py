@@ -829,6 +829,66 @@ class ReasonCode(enum.StrEnum):
         "error",
         "The bearer token speaks for something other than a tenant's user; tokens are for machine users only.",
     )
+    SITE_STREAM_TAKEN_OVER = (
+        "SITE_STREAM_TAKEN_OVER",
+        "error",
+        "Another agent connected as this site and took over its stream (last one wins). Run one agent per "
+        "site: stop the other one, or give each agent its own site and certificate. The displaced agent backs"
+        " off, growing the wait each time.",
+    )
+    TLS_CLIENT_CERT_EXPIRED = (
+        "TLS_CLIENT_CERT_EXPIRED",
+        "error",
+        "Your certificate is past its end date, so the gateway refuses the TLS handshake. Ask your federation"
+        " admin for a new one; renew before expiry next time (`fedgate creds renew`).",
+    )
+    TLS_SERVER_CERT_EXPIRED = (
+        "TLS_SERVER_CERT_EXPIRED",
+        "error",
+        "The gateway presents an expired certificate. Its operator issues a new one (`fedgate ca issue "
+        "--server`) and restarts it.",
+    )
+    TLS_CERT_NOT_YET_VALID = (
+        "TLS_CERT_NOT_YET_VALID",
+        "error",
+        "A certificate in the handshake (yours or the gateway's) is not valid yet. Check the clocks of both machines.",
+    )
+    TLS_UNKNOWN_CA = (
+        "TLS_UNKNOWN_CA",
+        "error",
+        "The gateway's certificate is not issued by the CA you trust (ca.pem or --ca): another federation, or"
+        " the wrong CA file. Get the federation's ca.pem from its admin.",
+    )
+    TLS_HOSTNAME_MISMATCH = (
+        "TLS_HOSTNAME_MISMATCH",
+        "error",
+        "The gateway's certificate does not name the host you dialled. Dial a name it has, or reissue it with"
+        " `fedgate ca issue --server --host NAME`.",
+    )
+    TLS_CLIENT_CERT_REQUIRED = (
+        "TLS_CLIENT_CERT_REQUIRED",
+        "error",
+        "The address dialled is the gateway's mTLS port, which wants a client certificate. Send a token to "
+        "its public port (`public_listen`), or use --creds.",
+    )
+    TLS_CLIENT_CERT_REFUSED = (
+        "TLS_CLIENT_CERT_REFUSED",
+        "error",
+        "The gateway refused your certificate in the TLS handshake (expired, revoked, or another "
+        "federation's). Ask your admin for a new one.",
+    )
+    TLS_VERIFY_FAILED = (
+        "TLS_VERIFY_FAILED",
+        "error",
+        "The gateway's certificate fails verification for another reason (the message says which), or the CA "
+        "bundle holds no readable certificate.",
+    )
+    JOB_ENDED = (
+        "JOB_ENDED",
+        "chain",
+        "The job has ended; the message says how (its exit, who cancelled it, why it failed). It replaces the "
+        "reasons it waited for, which no longer hold.",
+    )
 
 
 class ReasonStage(enum.StrEnum):

@@ -175,6 +175,16 @@ class ReasonCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TOKEN_NOT_YET_VALID: _ClassVar[ReasonCode]
     TOKEN_LIFETIME: _ClassVar[ReasonCode]
     TOKEN_SUBJECT: _ClassVar[ReasonCode]
+    SITE_STREAM_TAKEN_OVER: _ClassVar[ReasonCode]
+    TLS_CLIENT_CERT_EXPIRED: _ClassVar[ReasonCode]
+    TLS_SERVER_CERT_EXPIRED: _ClassVar[ReasonCode]
+    TLS_CERT_NOT_YET_VALID: _ClassVar[ReasonCode]
+    TLS_UNKNOWN_CA: _ClassVar[ReasonCode]
+    TLS_HOSTNAME_MISMATCH: _ClassVar[ReasonCode]
+    TLS_CLIENT_CERT_REQUIRED: _ClassVar[ReasonCode]
+    TLS_CLIENT_CERT_REFUSED: _ClassVar[ReasonCode]
+    TLS_VERIFY_FAILED: _ClassVar[ReasonCode]
+    JOB_ENDED: _ClassVar[ReasonCode]
 
 class ReasonStage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -356,6 +366,16 @@ TOKEN_EXPIRED: ReasonCode
 TOKEN_NOT_YET_VALID: ReasonCode
 TOKEN_LIFETIME: ReasonCode
 TOKEN_SUBJECT: ReasonCode
+SITE_STREAM_TAKEN_OVER: ReasonCode
+TLS_CLIENT_CERT_EXPIRED: ReasonCode
+TLS_SERVER_CERT_EXPIRED: ReasonCode
+TLS_CERT_NOT_YET_VALID: ReasonCode
+TLS_UNKNOWN_CA: ReasonCode
+TLS_HOSTNAME_MISMATCH: ReasonCode
+TLS_CLIENT_CERT_REQUIRED: ReasonCode
+TLS_CLIENT_CERT_REFUSED: ReasonCode
+TLS_VERIFY_FAILED: ReasonCode
+JOB_ENDED: ReasonCode
 REASON_STAGE_UNSPECIFIED: ReasonStage
 REASON_STAGE_POLICY: ReasonStage
 REASON_STAGE_ACCESS: ReasonStage

@@ -47,7 +47,7 @@ def test_a_case_that_does_not_hold_fails_with_what_was_expected_and_what_happene
         f"  - name: wrong accept\n    time: {NIGHT}\n"
         "    launch: {tenant: acme, project: x, class: ascend-910b, cards: 1}\n    expect: accept\n"
         f"  - name: wrong refuse\n    time: {NIGHT}\n"
-        "    launch: {tenant: panda-lm, project: eval, class: nvidia-h20, cards: 1, image: registry.example.org/x:1}\n"
+        "    launch: {tenant: panda-lm, project: eval, class: nvidia-h20, cards: 1, image: registry.example/x:1}\n"
         "    expect: refuse\n"
         f"  - name: wrong reason\n    time: {NIGHT}\n"
         "    launch: {tenant: acme, project: x, class: ascend-910b, cards: 1}\n    expect: refuse\n"
@@ -75,7 +75,7 @@ def test_launches_are_judged_like_the_runtime_pool_first_and_devices_last(tmp_pa
         "    launch: {tenant: panda-lm, project: eval, class: nvidia-h100, cards: 1}\n    expect: refuse\n"
         "    reason: site centre-a has no pool of nvidia-h100; it offers ascend-910b, nvidia-h20\n"
         f"  - name: full without a schedule\n    time: {NIGHT}\n"
-        "    launch: {tenant: panda-lm, project: eval, class: nvidia-h20, cards: 4, image: registry.example.org/x:1}\n"
+        "    launch: {tenant: panda-lm, project: eval, class: nvidia-h20, cards: 4, image: registry.example/x:1}\n"
         "    in_use: {nvidia-h20: 6}\n    expect: refuse\n"
         "    reason: needs 4 cards of nvidia-h20 but only 2 of the 8 offered are free\n",
     )
