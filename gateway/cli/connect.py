@@ -1,11 +1,13 @@
 """How every client command finds the gateway and its credentials, and the exit codes scripts can trust.
 
 Each setting is taken from the first that has it: a flag, then an environment variable, then the chosen context of
-the config file (`--context NAME`, else its current-context; see `gateway.cli.contextfile`): --gateway /
-FEDGATE_GATEWAY (host:port), --creds / FEDGATE_CREDS (a credentials directory with ca.pem, cert.pem and key.pem, as
-written by `fedgate ca issue`), --token / FEDGATE_TOKEN and --ca / FEDGATE_CA for the public port. The config file
-is read only when a flag or variable leaves something unset (or --context is given), so a broken file never stands
-in the way of explicit flags.
+the config file (its current-context; see `gateway.cli.contextfile`): --gateway / FEDGATE_GATEWAY (host:port),
+--creds / FEDGATE_CREDS (a credentials directory with ca.pem, cert.pem and key.pem, as written by `fedgate ca
+issue`), --token / FEDGATE_TOKEN and --ca / FEDGATE_CA for the public port. An explicit `--context NAME` is a
+choice made on the command line, so it beats the environment: flags, then that context, and no FEDGATE_*
+variable (otherwise `--context prod` with FEDGATE_GATEWAY set would send prod's credentials elsewhere). The config
+file is read only when a flag or variable leaves something unset (or --context is given), so a broken file never
+stands in the way of explicit flags.
 
 Owns: resolving the gateway address and credentials for a command, and the exit codes every command uses.
 """
@@ -47,17 +49,11 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--context", default=None, help="a context of the config file (default: its current-context; `fedgate config`)"
     )
-    parser.add_argument("--gateway", default=os.environ.get("FEDGATE_GATEWAY", ""), help="gateway host:port")
-    parser.add_argument(
-        "--creds",
-        type=Path,
-        default=os.environ.get("FEDGATE_CREDS"),
-        help="credentials directory (ca/cert/key.pem)",
-    )
-    parser.add_argument(
-        "--token", default=os.environ.get("FEDGATE_TOKEN", ""), help="bearer token (the gateway's public port)"
-    )
-    parser.add_argument("--ca", type=Path, default=os.environ.get("FEDGATE_CA"), help="CA bundle, with --token")
+    parser.add_argument("--gateway", default="", help="gateway host:port (FEDGATE_GATEWAY)")
+    parser.add_argument("--creds", type=Path, default=None, help="credentials dir, ca/cert/key.pem (FEDGATE_CREDS)")
+    parser.add_argument("--token", default="", help="bearer token for the gateway's public port (FEDGATE_TOKEN)")
+    parser.add_argument("--ca", type=Path, default=None, help="CA bundle, with --token (FEDGATE_CA)")
+    parser.set_defaults(_environment_weighed=False)
     parser.add_argument(
         "--timeout",
         type=float,
@@ -79,7 +75,27 @@ class Connection:
     """The context that filled a gap, if any (for messages)."""
 
 
+ENVIRONMENT = {"gateway": "FEDGATE_GATEWAY", "creds": "FEDGATE_CREDS", "token": "FEDGATE_TOKEN", "ca": "FEDGATE_CA"}
+"""The variable behind each connection flag."""
+
+
+def weigh_environment(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the connection settings no flag gave from the FEDGATE_* variables, unless an explicit --context was
+    chosen (then the context fills them). Done once per parsed command; returns `args` for chaining."""
+    if getattr(args, "_environment_weighed", True):
+        return args
+    args._environment_weighed = True
+    if getattr(args, "context", None):
+        return args
+    for attr, variable in ENVIRONMENT.items():
+        value = os.environ.get(variable, "")
+        if value and not getattr(args, attr):
+            setattr(args, attr, Path(value) if attr in {"creds", "ca"} else value)
+    return args
+
+
 def _chosen_context(args: argparse.Namespace) -> Context | None:
+    weigh_environment(args)
     explicit = getattr(args, "context", None)
     complete = args.gateway and ((args.token and args.ca) or args.creds)
     if complete and not explicit:
@@ -89,6 +105,7 @@ def _chosen_context(args: argparse.Namespace) -> Context | None:
 
 def gateway_given(args: argparse.Namespace) -> bool:
     """Whether a flag, a variable or the chosen context names a gateway (so a command may ask it)."""
+    weigh_environment(args)
     if args.gateway:
         return True
     context = _chosen_context(args)
@@ -131,6 +148,7 @@ def connection_from_args(args: argparse.Namespace, *, need_credentials: bool = T
 def credentials_dir(args: argparse.Namespace) -> Path | None:
     """The credentials directory: --creds / FEDGATE_CREDS, else the folder of the context's cert.pem and key.pem
     (as `set-context --creds DIR` writes them); None when there is none (a token context, no context)."""
+    weigh_environment(args)
     if args.creds:
         return Path(args.creds).expanduser()
     context = load_config().context(getattr(args, "context", None))

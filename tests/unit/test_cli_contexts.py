@@ -71,6 +71,21 @@ def test_a_context_fills_only_what_flags_and_environment_leave_unset(
     assert connection_from_args(_args(["--gateway", "flag:1"])).gateway == "flag:1"
 
 
+def test_an_explicit_context_beats_the_environment_and_flags_beat_both(
+    config_file: Path, creds: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert config_cli.main(["set-context", "prod", "--gateway", "prod:7443", "--creds", str(creds)]) == 0
+    monkeypatch.setenv("FEDGATE_GATEWAY", "staging:7443")
+    monkeypatch.setenv("FEDGATE_TOKEN", "staging-token")
+    monkeypatch.setenv("FEDGATE_CA", str(creds / "ca.pem"))
+    chosen = connection_from_args(_args(["--context", "prod"]))  # prod's credentials never go to staging
+    assert (chosen.gateway, chosen.token, chosen.context) == ("prod:7443", "", "prod")
+    assert chosen.credentials is not None
+    assert connection_from_args(_args([])).gateway == "staging:7443"  # no --context: the environment fills in
+    flagged = connection_from_args(_args(["--context", "prod", "--gateway", "flag:1"]))
+    assert (flagged.gateway, flagged.context) == ("flag:1", "prod")
+
+
 def test_explicit_flags_never_read_the_file(config_file: Path, creds: Path) -> None:
     config_file.parent.mkdir()
     config_file.write_text("contexts: [broken\n")
