@@ -64,7 +64,8 @@ class Benchmark:
                 raise  # the module is here but needs something missing: a real error, not an absence
             raise BenchmarkAbsent(f"bench/{self.name}.py is not in this tree") from None
         run = getattr(module, "run", None)
-        if callable(run):
+        # Its own `run`, not one it imported (bench.simulation imports the simulator's `run`).
+        if callable(run) and getattr(run, "__module__", None) == module_name:
             return run  # type: ignore[no-any-return]
         if self.adapter is not None:
             return self.adapter(module)

@@ -34,15 +34,18 @@ class _Result:
         return "fake | figure | baseline | target: met"
 
 
-def _fake_module(monkeypatch: pytest.MonkeyPatch, name: str, figures: dict[str, float | None]) -> list[Path]:
+def _fake_module(
+    monkeypatch: pytest.MonkeyPatch, name: str, figures: dict[str, float | None], correct: bool = True
+) -> list[Path]:
     """`bench.<name>` as a module whose run() records its workdir and returns `figures`."""
     workdirs: list[Path] = []
 
     def run(workdir: Path, progress: Any) -> _Result:
         workdirs.append(workdir)
         progress(f"{name} ran")
-        return _Result(figures)
+        return _Result(figures, correct)
 
+    run.__module__ = f"bench.{name}"  # defined there, as far as the registry can tell
     module = types.ModuleType(f"bench.{name}")
     module.run = run  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, f"bench.{name}", module)
@@ -91,6 +94,13 @@ def test_an_absent_module_is_told_apart_from_one_that_fails_to_import(monkeypatc
         BENCHMARKS["dispatch"].load()
 
 
+def test_a_module_without_its_own_run_goes_through_the_registry_adapter(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("bench.simulation")
+    module.run = json.dumps  # type: ignore[attr-defined]  # a `run` it imported, as bench.simulation does
+    monkeypatch.setitem(sys.modules, "bench.simulation", module)
+    assert BENCHMARKS["simulation"].load().__module__ == "bench.registry"  # the adapter, not json.dumps
+
+
 def test_benchmarks_not_run_keep_their_summary_keys_from_the_previous_file(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -118,9 +128,7 @@ def test_benchmarks_not_run_keep_their_summary_keys_from_the_previous_file(
 
 
 def test_a_failed_run_makes_the_exit_code_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    module = types.ModuleType("bench.ingest")
-    module.run = lambda workdir, progress: _Result({"ingest.reports_per_s": 1.0}, correct=False)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "bench.ingest", module)
+    _fake_module(monkeypatch, "ingest", {"ingest.reports_per_s": 1.0}, correct=False)
     assert main(["ingest", "--output", str(tmp_path / "latest.json")]) == 1
 
 
