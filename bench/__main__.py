@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -94,9 +95,9 @@ def run_selected(
         progress(f"{name}: {benchmark.about}")
         try:
             results[name] = run(folder, progress, **options)
-        except RuntimeError as exc:  # ServerFailed, LoadFailed and the like: this benchmark failed, go on
-            failed[name] = str(exc)
-            progress(f"{name}: FAILED: {exc}")
+        except Exception as exc:  # one benchmark's failure (a bug included) must not discard the others' figures
+            failed[name] = f"{type(exc).__name__}: {exc}"
+            progress(f"{name}: FAILED:\n{traceback.format_exc()}")
     return results, absent, failed
 
 

@@ -167,3 +167,24 @@ def test_open_loop_issues_calls_at_the_asked_rate_while_none_has_returned() -> N
     per_second = [sum(1 for t in issued if second <= t + 1e-9 < second + 1) for second in range(5)]
     assert per_second == [50, 50, 50, 50, 50]
     assert result.requests == 250 and result.errors == 0
+
+
+def test_a_benchmark_that_raises_is_failed_its_keys_null_and_the_others_still_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    output = tmp_path / "latest.json"
+    output.write_text(json.dumps({"machine": {"date": "d"}, "summary": {"ingest.reports_per_s": 5.0}}))
+
+    def run(workdir: Path, progress: Any) -> _Result:
+        raise OSError("no such socket")
+
+    run.__module__ = "bench.ingest"
+    broken = types.ModuleType("bench.ingest")
+    broken.run = run  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "bench.ingest", broken)
+    _fake_module(monkeypatch, "gangs", {"gangs.reservations_per_s": 3.0})
+    assert main(["ingest", "gangs", "--output", str(output)]) == 1
+    document = json.loads(output.read_text())
+    assert document["failed"] == {"ingest": "OSError: no such socket"} and document["ran"] == ["gangs"]
+    assert document["summary"]["ingest.reports_per_s"] is None  # not the earlier 5.0: the failure is the news
+    assert document["summary"]["gangs.reservations_per_s"] == 3.0
