@@ -280,7 +280,7 @@ def run_benchmark(
 
 @dataclass(frozen=True)
 class HalfLoad:
-    """The open-loop run: `plan.jobs` calls arriving at `rate` a second on a fresh gateway."""
+    """The open-loop run: calls arriving at `rate` a second on a fresh gateway."""
 
     rate: float  # calls a second offered
     basis: str  # where the rate came from
@@ -311,11 +311,14 @@ class HalfLoad:
 
 
 def run_half_load(pki: Pki, workdir: Path, measured_rps: float, plan: Plan, concurrency: int) -> HalfLoad:
-    """A fresh gateway, warmed like the others, then `plan.jobs` calls open loop at half `measured_rps`."""
+    """A fresh gateway, warmed like the others, then `plan.jobs` calls open loop at half `measured_rps`, fewer
+    if they would take longer than the plan's time cap (the schedule is fixed, so the cap is a call count)."""
     rate = measured_rps / 2
     basis = f"half the measured closed-loop rate at c={concurrency} ({measured_rps:,.0f}/s)"
+    calls = plan.jobs if plan.max_seconds is None else max(1, min(plan.jobs, int(rate * plan.max_seconds)))
     measure = arrivals(rate, concurrency)
-    run = run_admission(pki, workdir, Mode("open", concurrency), plan, measure=measure)
+    open_plan = Plan(calls, plan.warmup, None)
+    run = run_admission(pki, workdir, Mode("open", concurrency), open_plan, measure=measure)
     return HalfLoad(rate, basis, run)
 
 
@@ -400,6 +403,6 @@ def run(
     admission = bench._row("admission")
     if admission is None or admission.result.rps <= 0:
         return bench
-    progress(f"admission open loop: fresh gateway, {plan.jobs} CreateJob at half of {admission.result.rps:,.0f}/s")
+    progress(f"admission open loop: fresh gateway, CreateJob at half of {admission.result.rps:,.0f}/s")
     half = run_half_load(pki, workdir / "gateway-open", admission.result.rps, plan, concurrency)
     return AdmissionBench(plan, concurrency, rows, half)
