@@ -219,14 +219,16 @@ def run_admission(
     return AdmissionRun(result, StoreCheck(expected, jobs.count()), response)
 
 
-def run_echo(pki: Pki, workdir: Path, response: bytes, mode: Mode, plan: Plan) -> RunResult:
+def run_echo(
+    pki: Pki, workdir: Path, response: bytes, mode: Mode, plan: Plan, measure: Measure | None = None
+) -> RunResult:
     """A fresh echo server in its own process, answering with `response`, loaded exactly like the gateway."""
     workdir.mkdir(parents=True)
     response_file = workdir / "response.bin"
     response_file.write_bytes(response)
     command = [sys.executable, "-m", "bench.echo", "--creds", str(pki.server), "--response", str(response_file)]
     with ServerProcess(command, workdir, "echo") as echo:
-        reply, result = asyncio.run(_load(echo.address, pki.user, plan, "echo", closed_loop(mode, plan)))
+        reply, result = asyncio.run(_load(echo.address, pki.user, plan, "echo", measure or closed_loop(mode, plan)))
     if reply != response:
         raise RuntimeError("the echo answered with other bytes than it was given")
     return result
@@ -285,6 +287,7 @@ class HalfLoad:
     rate: float  # calls a second offered
     basis: str  # where the rate came from
     run: AdmissionRun
+    echo: RunResult  # the echo baseline at the same rate, same client: what the client and mTLS alone cost
 
     @property
     def met(self) -> bool:
@@ -307,6 +310,7 @@ class HalfLoad:
             "target_met": self.met,
             "store_expected_jobs": self.run.store.expected,
             "store_jobs": self.run.store.found,
+            "echo": {"requests": self.echo.requests, "p50_ms": self.echo.p50_ms, "p99_ms": self.echo.p99_ms},
         }
 
 
@@ -319,7 +323,10 @@ def run_half_load(pki: Pki, workdir: Path, measured_rps: float, plan: Plan, conc
     measure = arrivals(rate, concurrency)
     open_plan = Plan(calls, plan.warmup, None)
     run = run_admission(pki, workdir, Mode("open", concurrency), open_plan, measure=measure)
-    return HalfLoad(rate, basis, run)
+    echo = run_echo(
+        pki, workdir.with_name(f"{workdir.name}-echo"), run.response, Mode("open", concurrency), open_plan, measure
+    )
+    return HalfLoad(rate, basis, run, echo)
 
 
 @dataclass(frozen=True)
@@ -375,9 +382,12 @@ class AdmissionBench:
         else:
             r = half.run.result
             verdict = "met" if half.met else "MISSED"
+            e = half.echo
             lines.append(
-                f"admission open loop at {half.rate:,.0f}/s ({half.basis}): {r.requests} calls in {r.seconds:.1f} s,"
-                f" p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms; target p99 < {TARGET_P99_HALF_LOAD_MS:g} ms: {verdict}"
+                f"open loop at {half.rate:,.0f}/s ({half.basis}), {r.requests} calls in {r.seconds:.1f} s:\n"
+                f"  admission p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms;"
+                f" target p99 < {TARGET_P99_HALF_LOAD_MS:g} ms: {verdict}\n"
+                f"  echo      p50 {e.p50_ms:.2f} ms, p99 {e.p99_ms:.2f} ms (baseline: same client, same rate)"
             )
             lines.append(
                 f"  {half.run.store.found} jobs in the stopped gateway's SQLite for {half.run.store.expected} calls"
@@ -403,6 +413,6 @@ def run(
     admission = bench._row("admission")
     if admission is None or admission.result.rps <= 0:
         return bench
-    progress(f"admission open loop: fresh gateway, CreateJob at half of {admission.result.rps:,.0f}/s")
+    progress(f"admission open loop: fresh gateway then fresh echo, at half of {admission.result.rps:,.0f}/s")
     half = run_half_load(pki, workdir / "gateway-open", admission.result.rps, plan, concurrency)
     return AdmissionBench(plan, concurrency, rows, half)
