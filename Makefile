@@ -47,8 +47,9 @@ proto: $(STAMP)
 proto-baseline: $(STAMP)
 	cd proto && ../$(BIN)/buf build --exclude-source-info -o baseline.binpb
 
+# `make bench` runs every benchmark; `make bench BENCH="ingest gangs"` only those (the others are carried over).
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,8 +1,11 @@
-"""`python -m bench` (`make bench`): run the benchmarks, print the table, write bench/results/latest.json.
+"""`python -m bench [NAME ...]` (`make bench`, `make bench BENCH="ingest gangs"`): run the benchmarks, print
+each one's table and the summary, write bench/results/latest.json.
 
-Owns: the command line and the exit code: 0 when every run was correct (whatever the figures), 1 when a
-run lost or failed a call, 2 on bad arguments. A missed budget is reported in the table, not in the exit
-code: benchmarks inform, tests gate.
+Owns: the command line, choosing the benchmarks (`bench.registry` names them), running each in a temp dir
+of its own, the results document (detail per benchmark, the 13-key `summary`, what was carried over from the
+previous file and from when, what is missing) and the exit code: 0 when every run was correct (whatever the
+figures), 1 when a run lost or failed a call or a benchmark failed, 2 on bad arguments. A missed budget is
+reported in the tables, not in the exit code: benchmarks inform, tests gate.
 """
 
 from __future__ import annotations
@@ -10,56 +13,122 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from bench.admission import TARGET_RPS, TARGET_VS_ECHO, Mode, Plan, run_benchmark
-from bench.cycle import render as render_cycle
-from bench.cycle import run_cycle_benchmark
-from bench.load import LoadFailed
+from bench.admission import DEFAULT_CONCURRENCY, DEFAULT_PLAN, Plan
 from bench.machine import CpuAudit, machine_facts
-from bench.process import ServerFailed
-from bench.report import carry_over, render_notes, render_table, row_to_json, write_json
-from bench.simulation import render as render_simulation
-from bench.simulation import run_simulation_benchmark
-from bench.takeover import render as render_takeover
-from bench.takeover import run_takeover_benchmark
+from bench.registry import BENCHMARKS, BenchmarkAbsent, Result
+from bench.report import carry_over, full_summary, missing_keys, write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 QUICK_JOBS, QUICK_WARMUP, QUICK_MAX_SECONDS = 300, 50, 5.0
-BENCHMARKS = ("admission", "cycle", "simulation", "takeover")
 NOISY_SHARE = 0.05  # other processes took more than this share of the machine's CPU: say so
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Durable admission (CreateJob over mTLS to a gateway process) next to a bare grpc.aio "
-        "echo over the same mTLS, at a fixed concurrency and sequentially.",
+        description="fedgate's benchmarks, each next to its baseline in the same run. Benchmarks: "
+        + "; ".join(f"{b.name}: {b.about}" for b in BENCHMARKS.values()),
     )
-    parser.add_argument("--jobs", type=int, default=3000, help="measured calls per run (default 3000)")
-    parser.add_argument("--concurrency", type=int, default=64, help="calls in flight (default 64)")
-    parser.add_argument("--warmup", type=int, default=200, help="calls before the clock starts (default 200)")
+    parser.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (default: all)")
+    parser.add_argument("--only", action="append", default=[], metavar="NAME", help="run this one (repeatable)")
+    parser.add_argument("--skip", action="append", default=[], metavar="NAME", help="leave one out (repeatable)")
+    plan = DEFAULT_PLAN
+    parser.add_argument("--jobs", type=int, default=plan.jobs, help=f"measured calls per run (default {plan.jobs})")
+    parser.add_argument(
+        "--concurrency", type=int, default=DEFAULT_CONCURRENCY, help=f"calls in flight (default {DEFAULT_CONCURRENCY})"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=plan.warmup, help=f"calls before the clock starts (default {plan.warmup})"
+    )
     parser.add_argument(
         "--max-seconds",
         type=float,
-        default=10.0,
-        help="stop starting calls after this long in a run, 0 for no cap (default 10)",
+        default=plan.max_seconds,
+        help=f"stop starting calls after this long in a run, 0 for no cap (default {plan.max_seconds:g})",
     )
     parser.add_argument(
         "--quick",
         action="store_true",
         help=f"a small run: {QUICK_JOBS} jobs, {QUICK_WARMUP} warm-up, capped at {QUICK_MAX_SECONDS:.0f} s",
     )
-    parser.add_argument(
-        "--skip",
-        action="append",
-        choices=BENCHMARKS,
-        default=[],
-        help="leave a benchmark out (repeatable); the default runs all of " + ", ".join(BENCHMARKS),
-    )
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS})")
     return parser
+
+
+def select(names: Sequence[str], only: Sequence[str], skip: Sequence[str]) -> list[str]:
+    """The benchmarks to run, in registry order: those named (positionally or with --only), else all, less
+    --skip. Raises ValueError naming an unknown benchmark and the valid names."""
+    unknown = [n for n in (*names, *only, *skip) if n not in BENCHMARKS]
+    if unknown:
+        raise ValueError(f"unknown benchmark {', '.join(unknown)}; the benchmarks are: {', '.join(BENCHMARKS)}")
+    chosen = set(names) | set(only) or set(BENCHMARKS)
+    return [n for n in BENCHMARKS if n in chosen and n not in skip]
+
+
+def progress(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def run_selected(
+    names: list[str], workdir: Path, plan: Plan, concurrency: int
+) -> tuple[dict[str, Result], dict[str, str], dict[str, str]]:
+    """Run each benchmark in a folder of its own: (results, absent: name -> why, failed: name -> error)."""
+    results: dict[str, Result] = {}
+    absent: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    for name in names:
+        benchmark = BENCHMARKS[name]
+        try:
+            run = benchmark.load()
+        except BenchmarkAbsent as exc:
+            absent[name] = str(exc)
+            progress(f"{name}: not run: {exc}")
+            continue
+        folder = workdir / name
+        folder.mkdir()
+        options: dict[str, Any] = {"plan": plan, "concurrency": concurrency} if benchmark.takes_plan else {}
+        progress(f"{name}: {benchmark.about}")
+        try:
+            results[name] = run(folder, progress, **options)
+        except Exception as exc:  # one benchmark's failure (a bug included) must not discard the others' figures
+            failed[name] = f"{type(exc).__name__}: {exc}"
+            progress(f"{name}: FAILED:\n{traceback.format_exc()}")
+    return results, absent, failed
+
+
+def render_summary(document: dict[str, Any], ran: list[str]) -> list[str]:
+    """The summary, one key a line, with where each figure comes from; then what is missing and why."""
+    carried = document.get("carried_over", {})
+    owner = {key: b.name for b in BENCHMARKS.values() for key in b.owns}
+    lines = ["summary:"]
+    width = max(len(k) for k in document["summary"])
+    for key, value in document["summary"].items():
+        name = owner[key]
+        if value is None:
+            source = "MISSING"
+            if name in document.get("absent", {}):
+                source += f": {document['absent'][name]}"
+            elif name in document.get("failed", {}):
+                source += f": {name} failed"
+            elif name in ran:
+                source += f": {name} ran but gave no figure"
+            elif name in carried:
+                source += f": {name} not run now; its results of {carried[name]} have no figure for it"
+            else:
+                source += f": {name} never ran"
+        else:
+            source = "this run" if name in ran else f"carried over from {carried.get(name, 'an earlier run')}"
+        shown = "" if value is None else f"{value:,.3f}".rstrip("0").rstrip(".")
+        lines.append(f"  {key:<{width}}  {shown:>12}  {source}")
+    missing = document["summary_missing"]
+    if missing:
+        lines.append(f"! {len(missing)} of {len(document['summary'])} summary figures missing: {', '.join(missing)}")
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,53 +138,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.jobs, args.warmup, args.max_seconds = QUICK_JOBS, QUICK_WARMUP, QUICK_MAX_SECONDS
     if args.jobs < 1 or args.warmup < 1 or args.concurrency < 1 or args.max_seconds < 0:
         parser.error("--jobs, --warmup and --concurrency must be at least 1, --max-seconds at least 0")
+    try:
+        names = select(args.names, args.only, args.skip)
+    except ValueError as exc:
+        parser.error(str(exc))
     plan = Plan(args.jobs, args.warmup, args.max_seconds or None)
-    modes = [Mode(f"c={args.concurrency}", args.concurrency)]
-    if args.concurrency != 1:  # and always the sequential view, for single-call latency
-        modes.append(Mode("c=1", 1))
-
-    def progress(message: str) -> None:
-        print(f"bench: {message}", file=sys.stderr, flush=True)
 
     facts = machine_facts()
-    rows = []
-    extra: dict[str, object] = {}
-    try:
-        with tempfile.TemporaryDirectory(prefix="fedgate-bench-") as tmp, CpuAudit() as audit:
-            if "admission" not in args.skip:
-                rows = run_benchmark(Path(tmp), plan, modes, progress)
-            if "simulation" not in args.skip:
-                progress("simulator on the alibaba-openb trace, 8 centres, three modes")
-                simulated = run_simulation_benchmark(Path(tmp))
-                extra["simulation"] = simulated.to_json()
-            if "cycle" not in args.skip:
-                progress("one scheduling cycle, 10,000 queued jobs over 1,000 sites (minutes while it is slow)")
-                cycle = run_cycle_benchmark()
-                extra["cycle"] = cycle.to_json()
-            if "takeover" not in args.skip:
-                progress("leader takeover: two gateway processes on a throw-away PostgreSQL, kill -9 and SIGTERM")
-                takeover = run_takeover_benchmark(Path(tmp) / "takeover")
-                extra["takeover"] = takeover.to_json()
-    except (ServerFailed, LoadFailed) as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    if rows:
-        print(render_table(rows))
-        for note in render_notes(rows, plan.max_seconds):
-            print(note)
-    if "simulation" in extra:
-        print(render_simulation(simulated))
-    if "cycle" in extra:
-        print(render_cycle(cycle))
-    if "takeover" in extra:
-        print(render_takeover(takeover))
+    with tempfile.TemporaryDirectory(prefix="fedgate-bench-") as tmp, CpuAudit() as audit:
+        results, absent, failed = run_selected(names, Path(tmp), plan, args.concurrency)
+    for result in results.values():
+        print(result.render())
+        print()
     if (audit.foreign_share or 0.0) > NOISY_SHARE or (audit.stolen_share or 0.0) > NOISY_SHARE:
         print(
             f"! other processes used {audit.foreign_share:.0%} of this machine's CPU and the hypervisor "
             f"stole {audit.stolen_share:.0%} during the {audit.wall_seconds:.0f} s run: these figures are noisy"
         )
-    document: dict[str, object] = {
-        "benchmark": "admission",
+    measured: dict[str, float | None] = {}
+    for name, result in results.items():
+        figures = result.summary()
+        foreign = sorted(set(figures) - set(BENCHMARKS[name].owns))
+        if foreign:
+            print(f"! {name} reported keys it does not own, ignored: {', '.join(foreign)}")
+        measured.update({k: v for k, v in figures.items() if k in BENCHMARKS[name].owns})
+    document: dict[str, Any] = {
         "machine": facts,
         "cpu_audit": audit.to_json(),
         "plan": {
@@ -124,13 +171,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             "concurrency": args.concurrency,
             "max_seconds": plan.max_seconds,
         },
-        "targets": {"admission_rps": TARGET_RPS, "admission_vs_echo": TARGET_VS_ECHO},
-        "runs": [row_to_json(row) for row in rows],
-        **extra,
+        "ran": list(results),
+        "absent": absent,
+        "failed": failed,
+        **{name: result.to_json() for name, result in results.items()},
+        "summary": full_summary(measured),
     }
-    write_json(args.output, carry_over(args.output, document, args.skip))
+    # What did not run here (not chosen, skipped, not in this tree) keeps its last figures; a failed one does not.
+    not_run = [n for n in BENCHMARKS if n not in results and n not in failed]
+    document = carry_over(args.output, document, not_run)
+    document["summary"] = full_summary(document["summary"])
+    document["summary_missing"] = missing_keys(document["summary"])
+    for line in render_summary(document, list(results)):
+        print(line)
+    write_json(args.output, document)
     print(f"results: {args.output}")
-    return 0 if all(row.correct for row in rows) else 1
+    correct = all(getattr(result, "correct", True) for result in results.values())
+    return 0 if correct and not failed else 1
 
 
 if __name__ == "__main__":

@@ -94,19 +94,7 @@ async def drive(
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(min(concurrency, len(requests)))))
     seconds = time.perf_counter() - started
-    ms = sorted(x * 1000 for x in latencies)
-    return RunResult(
-        requests=len(ms),
-        concurrency=concurrency,
-        seconds=seconds,
-        capped=len(ms) < len(requests),
-        errors=len(failures),
-        first_error=failures[0] if failures else "",
-        p50_ms=percentile(ms, 50),
-        p99_ms=percentile(ms, 99),
-        mean_ms=sum(ms) / len(ms) if ms else 0.0,
-        max_ms=ms[-1] if ms else 0.0,
-    )
+    return _result(latencies, failures, concurrency, seconds, capped=len(latencies) < len(requests))
 
 
 async def warm_then_measure(
@@ -122,3 +110,56 @@ async def warm_then_measure(
     if warm.errors:
         raise LoadFailed(f"{warm.errors} of {warm.requests} warm-up calls failed, first: {warm.first_error}")
     return await drive(call, measured, concurrency, max_seconds)
+
+
+async def open_loop(
+    call: Callable[[Any], Awaitable[Any]],
+    requests: Sequence[Any],
+    rate: float,
+    clock: Callable[[], float] = time.perf_counter,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+) -> RunResult:
+    """Send the requests through `call` at a fixed arrival rate (`rate` calls a second), open loop: call i is
+    due at start + i / rate whether or not earlier calls have returned, so a slow server meets a growing queue
+    instead of a slower client (no coordinated omission). A call's latency runs from when it was due to its
+    reply, so a client that fell behind its schedule counts against the figure, not for it. `clock` and
+    `sleep` are injectable for tests."""
+    if rate <= 0:
+        raise ValueError(f"the arrival rate must be positive, not {rate}")
+    latencies: list[float] = []
+    failures: list[str] = []
+
+    async def one(request: Any, due: float) -> None:
+        try:
+            await call(request)
+        except grpc.aio.AioRpcError as exc:
+            failures.append(f"{exc.code().name}: {exc.details()}")
+        latencies.append(clock() - due)
+
+    started = clock()
+    tasks = []
+    for i, request in enumerate(requests):
+        due = started + i / rate
+        wait = due - clock()
+        if wait > 0:
+            await sleep(wait)
+        tasks.append(asyncio.ensure_future(one(request, due)))
+    await asyncio.gather(*tasks)
+    # concurrency 0: open loop, as many in flight as the server lets pile up
+    return _result(latencies, failures, 0, clock() - started, capped=False)
+
+
+def _result(latencies: list[float], failures: list[str], concurrency: int, seconds: float, capped: bool) -> RunResult:
+    ms = sorted(x * 1000 for x in latencies)
+    return RunResult(
+        requests=len(ms),
+        concurrency=concurrency,
+        seconds=seconds,
+        capped=capped,
+        errors=len(failures),
+        first_error=failures[0] if failures else "",
+        p50_ms=percentile(ms, 50),
+        p99_ms=percentile(ms, 99),
+        mean_ms=sum(ms) / len(ms) if ms else 0.0,
+        max_ms=ms[-1] if ms else 0.0,
+    )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.load import RunResult
+from bench.registry import SUMMARY_KEYS, owned_keys
 
 COLUMNS = ("benchmark", "mode", "requests", "req/s", "p50 ms", "p99 ms", "vs echo %", "target")
 
@@ -97,25 +98,45 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-# The keys of the results document each benchmark writes: what a run that skips it carries over.
-KEYS_OF = {"admission": ("plan", "targets", "runs"), "cycle": ("cycle",), "simulation": ("simulation",)}
+# Results files written before the registry kept admission's detail at the top level under these keys.
+LEGACY_KEYS = {"admission": ("plan", "targets", "runs")}
 
 
-def carry_over(path: Path, document: dict[str, Any], skipped: list[str]) -> dict[str, Any]:
-    """`document` with the results of the `skipped` benchmarks taken from the file already at `path` (so that
-    `--skip admission` refreshes the rest without losing the admission figures), naming what was carried
-    over and from which run (`carried_over`: benchmark -> that run's date)."""
+def carry_over(path: Path, document: dict[str, Any], not_run: list[str]) -> dict[str, Any]:
+    """`document` with the results of the benchmarks in `not_run` taken from the file already at `path` (so
+    that `python -m bench ingest` refreshes one benchmark without losing the others' figures): each one's
+    detail (the key named after it) and the summary keys it owns, naming what was carried over and from which
+    run (`carried_over`: benchmark -> that run's date). A summary key the earlier file has no figure for stays
+    None: nothing is carried that was not measured."""
     try:
         previous = json.loads(path.read_text())
     except (OSError, ValueError):
         return document
+    summary = document.setdefault("summary", {})
+    earlier_summary = previous.get("summary") or {}
     carried: dict[str, Any] = {}
-    for name in skipped:
-        keys = [k for k in KEYS_OF.get(name, ()) if previous.get(k)]
-        if keys:
-            document.update({k: previous[k] for k in keys})
-            earlier = previous.get("carried_over", {}).get(name)
-            carried[name] = earlier or previous.get("machine", {}).get("date", "an earlier run")
+    for name in not_run:
+        detail = previous.get(name)
+        if detail is None and all(previous.get(k) for k in LEGACY_KEYS.get(name, ("-",))):
+            detail = {k: previous[k] for k in LEGACY_KEYS[name]}
+        figures = {k: earlier_summary[k] for k in owned_keys(name) if earlier_summary.get(k) is not None}
+        if detail is None and not figures:
+            continue
+        if detail is not None:
+            document[name] = detail
+        summary.update(figures)
+        earlier = previous.get("carried_over", {}).get(name)
+        carried[name] = earlier or previous.get("machine", {}).get("date", "an earlier run")
     if carried:
         document["carried_over"] = carried
     return document
+
+
+def full_summary(measured: dict[str, float | None]) -> dict[str, float | None]:
+    """All of SUMMARY_KEYS, in order: the figure where there is one, None where there is not. Keys that are
+    not summary keys are dropped (a benchmark reports only its own)."""
+    return {key: measured.get(key) for key in SUMMARY_KEYS}
+
+
+def missing_keys(summary: dict[str, float | None]) -> list[str]:
+    return [key for key in SUMMARY_KEYS if summary.get(key) is None]

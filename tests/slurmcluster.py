@@ -138,13 +138,14 @@ def check_installed() -> None:
         raise ClusterUnavailable("there is no `munge` user; reinstall the munge package") from None
 
 
-def start_cluster() -> SlurmCluster:
-    """Start a fresh cluster and wait until its node is idle. Raises ClusterUnavailable or RuntimeError."""
+def start_cluster(node_count: int = NODE_COUNT) -> SlurmCluster:
+    """Start a fresh cluster of `node_count` nodes and wait until every node is idle. Raises ClusterUnavailable
+    or RuntimeError. (`bench.slurm` starts a one-node cluster with it.)"""
     check_installed()
     # Not under pytest's tmp_path: that lives in a root-only folder the munge user cannot reach.
     root = Path(tempfile.mkdtemp(prefix="fedgate-slurm-"))
     root.chmod(0o755)
-    nodes = tuple(f"fg{i}" for i in range(1, NODE_COUNT + 1))
+    nodes = tuple(f"fg{i}" for i in range(1, node_count + 1))
     cluster = SlurmCluster(root=root, conf=root / "etc" / "slurm.conf", nodes=nodes)
     try:
         _write_files(cluster)
