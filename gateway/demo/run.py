@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from fedgate.common.shipped import shipped
 from gateway.demo.layout import ENROLLING_SITE, SITES, DemoLayout, point_agents_at
 from gateway.errors import ClientError, GatewayError
 from gateway.jobs.model import Job, JobSpec, JobState
@@ -24,7 +25,7 @@ from gateway.jobs.specfile import load_job_spec
 from gateway.transport.client import FederationClient
 from gateway.trust.credentials import Credentials
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "jobs"
+EXAMPLES = shipped("examples") / "jobs"
 # (example file, copies): a mix over both tenants that oversubscribes the H100 centre, so some jobs queue.
 WORKLOAD = (
     ("llama-sft-ascend.yaml", 2),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fedgate.common.fields import FieldReader
+from fedgate.common.shipped import shipped
 from fedgate.common.yaml import KeyPath, YamlDocument, load_yaml
 from gateway.errors import ConfigError
 from gateway.policy.catalogue import Accelerator, Catalogue
@@ -31,8 +32,9 @@ from gateway.policy.model import (
 )
 from gateway.policy.schema import read
 
-REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
-"""The policies shipped with fedgate: the demo federation, the accelerator catalogue, examples (the defaults)."""
+REPO_POLICIES = shipped("policies")
+"""The policies shipped with fedgate: the demo federation, the accelerator catalogue, examples (the defaults); the
+top-level policies/ folder of a checkout, or the copy an installed wheel carries as package data."""
 
 API_VERSION = "fedgate.io/v1"
 NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
