@@ -158,8 +158,9 @@ def create_requests(spec: job_pb2.JobSpec, count: int, tag: str) -> list[job_ser
     return [job_service_pb2.CreateJobRequest(request_id=f"{tag}-{i}", spec=spec) for i in range(count)]
 
 
-async def connected_sites(address: str, admin: Path) -> dict[str, int]:
-    """Each site the gateway lists as connected (its liveness is not offline) with the free cards it reports."""
+async def connected_sites(address: str, admin: Path, connected_only: bool = True) -> dict[str, int]:
+    """Each site the gateway lists as connected (all that reported, without `connected_only`) with the free
+    cards it reports."""
     found: dict[str, int] = {}
     async with secure_channel(address, admin) as channel:
         stub = job_service_pb2_grpc.JobServiceStub(channel)
@@ -169,7 +170,7 @@ async def connected_sites(address: str, admin: Path) -> dict[str, int]:
                 job_service_pb2.ListSitesRequest(page_size=500, page_token=token), timeout=CALL_TIMEOUT_S
             )
             for site in page.sites:
-                if site.pools and site.connected:
+                if site.pools and (site.connected or not connected_only):
                     found[site.name] = sum(p.free for p in site.pools)
             token = page.next_page_token
             if not token:
