@@ -93,13 +93,23 @@ def write_gateway_config(pki: FleetPki, workdir: Path, store: Path | None = None
     return config
 
 
-def gateway_process(config: Path, workdir: Path, profile: Path | None = None) -> ServerProcess:
+class GatewayProcess(ServerProcess):
+    """A gateway in a process of its own, whose pid can be read (for /proc/<pid>/status)."""
+
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise RuntimeError("the gateway process has not been started")
+        return self._proc.pid
+
+
+def gateway_process(config: Path, workdir: Path, profile: Path | None = None) -> GatewayProcess:
     """`fedgate gateway run --config F` in a process of its own; with `profile`, under `python -m cProfile -o`
     (written when the gateway stops cleanly on SIGTERM). Profile only runs whose figures are not reported."""
     command = [sys.executable, "-m", "fedgate.cli", "gateway", "run", "--config", str(config)]
     if profile is not None:
         command = [sys.executable, "-m", "cProfile", "-o", str(profile), *command[1:]]
-    return ServerProcess(command, workdir, "gateway")
+    return GatewayProcess(command, workdir, "gateway")
 
 
 def agent_host_process(
