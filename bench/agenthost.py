@@ -27,7 +27,14 @@ from agents.transport.connection import run_agent
 
 
 def write_agent_config(
-    site: str, creds: Path, gateway: str, workdir: Path, accelerator_class: str, cards: int, per_node: int, duration: float
+    site: str,
+    creds: Path,
+    gateway: str,
+    workdir: Path,
+    accelerator_class: str,
+    cards: int,
+    per_node: int,
+    duration: float,
 ) -> Path:
     path = workdir / f"{site}.yaml"
     path.write_text(

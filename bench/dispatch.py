@@ -129,7 +129,9 @@ async def _started(address: str, pki: fleet.FleetPki, tag: str, want: int, timeo
         started = {
             j.request_id: j.start_time.ToDatetime().timestamp()
             for j in jobs
-            if j.request_id.startswith(f"{tag}-") and not j.request_id.startswith(f"{tag}-warm") and j.HasField("start_time")
+            if j.request_id.startswith(f"{tag}-")
+            and not j.request_id.startswith(f"{tag}-warm")
+            and j.HasField("start_time")
         }
         if len(started) >= want or loop.time() > deadline:
             return started
@@ -147,14 +149,16 @@ def measure(workdir: Path, progress: Callable[[str], None], plan: Plan) -> Dispa
         pki.site(site)
     tag = f"d-{uuid.uuid4().hex[:8]}"
     config = fleet.write_gateway_config(pki, run_dir)
-    with fleet.gateway_process(config, run_dir) as gateway:
-        with fleet.agent_host_process(pki, run_dir, gateway.address, sites, plan.cards_per_site, plan.duration_s):
-            progress(f"dispatch: waiting for {plan.sites} agents to connect and report")
-            asyncio.run(fleet.wait_for_sites(gateway.address, pki.admin, plan.sites))
-            progress(f"dispatch: {plan.warmup} + {plan.jobs} jobs at {plan.rate_per_s:g}/s")
-            loaded = asyncio.run(_load(gateway.address, pki, plan, tag))
-            ok = [c for c in loaded.calls if not c.error]
-            started = asyncio.run(_started(gateway.address, pki, tag, len(ok), 60.0))
+    with (
+        fleet.gateway_process(config, run_dir) as gateway,
+        fleet.agent_host_process(pki, run_dir, gateway.address, sites, plan.cards_per_site, plan.duration_s),
+    ):
+        progress(f"dispatch: waiting for {plan.sites} agents to connect and report")
+        asyncio.run(fleet.wait_for_sites(gateway.address, pki.admin, plan.sites))
+        progress(f"dispatch: {plan.warmup} + {plan.jobs} jobs at {plan.rate_per_s:g}/s")
+        loaded = asyncio.run(_load(gateway.address, pki, plan, tag))
+        ok = [c for c in loaded.calls if not c.error]
+        started = asyncio.run(_started(gateway.address, pki, tag, len(ok), 60.0))
     sent = {job_request_id(c.reply): c.sent_at for c in ok}
     latencies = [started[rid] - at for rid, at in sent.items() if rid in started]
     errors = [c.error for c in loaded.calls if c.error]

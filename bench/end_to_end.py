@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import io
 import pstats
 import shutil
 import uuid
@@ -132,7 +131,9 @@ async def _load(address: str, pki: fleet.FleetPki, plan: Plan, tag: str, follow:
     failures: list[str] = []
     async with secure_channel(address, pki.user) as channel:
         stub = job_service_pb2_grpc.JobServiceStub(channel)
-        call = submit_and_follow(stub, failures) if follow else functools.partial(stub.CreateJob, timeout=CALL_TIMEOUT_S)
+        call = (
+            submit_and_follow(stub, failures) if follow else functools.partial(stub.CreateJob, timeout=CALL_TIMEOUT_S)
+        )
         warmed = await drive(call, warm, plan.concurrency)
         if warmed.errors or failures:
             raise RuntimeError(f"warm-up failed: {warmed.first_error or failures[0]}")
@@ -147,12 +148,14 @@ def _end_to_end_run(
 ) -> RunResult:
     sites = fleet.site_names(plan.sites)
     config = fleet.write_gateway_config(pki, run_dir)
-    with fleet.gateway_process(config, run_dir, profile) as gateway:
-        with fleet.agent_host_process(pki, run_dir, gateway.address, sites, plan.cards_per_site, 0.0):
-            progress(f"end_to_end: waiting for {plan.sites} agents")
-            asyncio.run(fleet.wait_for_sites(gateway.address, pki.admin, plan.sites))
-            progress(f"end_to_end: {plan.warmup} + {plan.jobs} jobs, {plan.concurrency} in flight")
-            return asyncio.run(_load(gateway.address, pki, plan, f"e-{uuid.uuid4().hex[:8]}", follow=True))
+    with (
+        fleet.gateway_process(config, run_dir, profile) as gateway,
+        fleet.agent_host_process(pki, run_dir, gateway.address, sites, plan.cards_per_site, 0.0),
+    ):
+        progress(f"end_to_end: waiting for {plan.sites} agents")
+        asyncio.run(fleet.wait_for_sites(gateway.address, pki.admin, plan.sites))
+        progress(f"end_to_end: {plan.warmup} + {plan.jobs} jobs, {plan.concurrency} in flight")
+        return asyncio.run(_load(gateway.address, pki, plan, f"e-{uuid.uuid4().hex[:8]}", follow=True))
 
 
 def measure(
@@ -206,7 +209,9 @@ def profile_text(path: Path, top: int) -> str:
 
 def _wrapper(where: tuple[str, int, str]) -> bool:
     file, _, name = where
-    return "asyncio/" in file or file.startswith("<frozen") or name in {"<method 'run' of '_contextvars.Context' objects>"}
+    return (
+        "asyncio/" in file or file.startswith("<frozen") or name in {"<method 'run' of '_contextvars.Context' objects>"}
+    )
 
 
 def _short(file: str) -> str:

@@ -96,6 +96,10 @@ def write_gateway_config(pki: FleetPki, workdir: Path, store: Path | None = None
 class GatewayProcess(ServerProcess):
     """A gateway in a process of its own, whose pid can be read (for /proc/<pid>/status)."""
 
+    def __enter__(self) -> GatewayProcess:
+        super().__enter__()
+        return self
+
     @property
     def pid(self) -> int:
         if self._proc is None:
@@ -199,15 +203,15 @@ async def wait_for_sites(address: str, admin: Path, count: int, timeout_s: float
         await asyncio.sleep(0.5)
 
 
-async def list_jobs(address: str, creds: Path, states: Sequence[int] = ()) -> list[job_pb2.Job]:
-    """Every job the caller may see (optionally only in `states`), all pages."""
+async def list_jobs(address: str, creds: Path) -> list[job_pb2.Job]:
+    """Every job the caller may see, all pages."""
     jobs: list[job_pb2.Job] = []
     async with secure_channel(address, creds) as channel:
         stub = job_service_pb2_grpc.JobServiceStub(channel)
         token = ""
         while True:
             page = await stub.ListJobs(
-                job_service_pb2.ListJobsRequest(states=states, page_size=1000, page_token=token),
+                job_service_pb2.ListJobsRequest(page_size=1000, page_token=token),
                 timeout=CALL_TIMEOUT_S,
             )
             jobs.extend(page.jobs)

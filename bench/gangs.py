@@ -102,7 +102,9 @@ class GangsResult:
         )
         notes = []
         if not self.spans_ok:
-            notes.append(f"{sum(1 for x in self.spans if x != p.sites_per_gang)} gangs did not span {p.sites_per_gang} sites")
+            notes.append(
+                f"{sum(1 for x in self.spans if x != p.sites_per_gang)} gangs did not span {p.sites_per_gang} sites"
+            )
         if r.errors:
             notes.append(f"first error: {r.first_error}")
         return head + fleet.table(rows) + "".join(f"\n  {n}" for n in notes)
@@ -145,12 +147,14 @@ def measure(workdir: Path, progress: Callable[[str], None], plan: Plan) -> Gangs
     for site in sites:
         pki.site(site)
     config = fleet.write_gateway_config(pki, run_dir)
-    with fleet.gateway_process(config, run_dir) as gateway:
-        with fleet.agent_host_process(pki, run_dir, gateway.address, sites, plan.cards_per_site, 0.0):
-            progress(f"gangs: waiting for {plan.sites} agents")
-            asyncio.run(fleet.wait_for_sites(gateway.address, pki.admin, plan.sites))
-            progress(f"gangs: {plan.warmup} + {plan.gangs} gangs, {plan.concurrency} in flight")
-            result, jobs = asyncio.run(_load(gateway.address, pki, plan, f"g-{uuid.uuid4().hex[:8]}"))
+    with (
+        fleet.gateway_process(config, run_dir) as gateway,
+        fleet.agent_host_process(pki, run_dir, gateway.address, sites, plan.cards_per_site, 0.0),
+    ):
+        progress(f"gangs: waiting for {plan.sites} agents")
+        asyncio.run(fleet.wait_for_sites(gateway.address, pki.admin, plan.sites))
+        progress(f"gangs: {plan.warmup} + {plan.gangs} gangs, {plan.concurrency} in flight")
+        result, jobs = asyncio.run(_load(gateway.address, pki, plan, f"g-{uuid.uuid4().hex[:8]}"))
     spans = [len({p.site for p in job.placements}) for job in jobs]
     starts = [
         (job.start_time.ToDatetime() - job.create_time.ToDatetime()).total_seconds()

@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from bench import fleet, sitestreams
 from bench.process import ServerProcess
 
@@ -96,10 +98,23 @@ class IngestResult:
             ]
         )
         rows.append(
-            ["stream echo", str(e.streams), f"{e.applied} of {e.sent}", f"{e.seconds:.2f}", f"{e.reports_per_s:,.0f}", "100%", "baseline"]
+            [
+                "stream echo",
+                str(e.streams),
+                f"{e.applied} of {e.sent}",
+                f"{e.seconds:.2f}",
+                f"{e.reports_per_s:,.0f}",
+                "100%",
+                "baseline",
+            ]
         )
-        head = f"ingest: {p.streams} site streams x {p.reports_per_stream} capacity reports, each its own mTLS channel\n"
-        tail = f"\n  opening the streams (Hello/Welcome, not timed): gateway {g.open_seconds:.1f} s, echo {e.open_seconds:.1f} s"
+        head = (
+            f"ingest: {p.streams} site streams x {p.reports_per_stream} capacity reports, each its own mTLS channel\n"
+        )
+        tail = (
+            f"\n  opening the streams (Hello/Welcome, not timed): gateway {g.open_seconds:.1f} s,"
+            f" echo {e.open_seconds:.1f} s"
+        )
         return head + fleet.table(rows) + tail
 
 
@@ -116,7 +131,7 @@ async def _timed(
     async def one(stream: sitestreams.SiteStream) -> bool:
         await stream.write_all(reports)
         await stream.finish()
-        return bool(await stream.call.code() == sitestreams.grpc.StatusCode.OK)
+        return bool(await stream.call.code() == grpc.StatusCode.OK)
 
     started = time.perf_counter()
     ok = await asyncio.gather(*(one(s) for s in streams))
@@ -126,7 +141,9 @@ async def _timed(
     return streams, open_seconds, seconds, sum(ok)
 
 
-def _gateway_run(pki: fleet.FleetPki, run_dir: Path, sites: list[tuple[str, Path]], plan: Plan) -> tuple[IngestRun, bytes]:
+def _gateway_run(
+    pki: fleet.FleetPki, run_dir: Path, sites: list[tuple[str, Path]], plan: Plan
+) -> tuple[IngestRun, bytes]:
     config = fleet.write_gateway_config(pki, run_dir)
     with fleet.gateway_process(config, run_dir) as gateway:
         streams, open_s, seconds, ended = asyncio.run(_timed(gateway.address, sites, plan))
@@ -138,7 +155,9 @@ def _gateway_run(pki: fleet.FleetPki, run_dir: Path, sites: list[tuple[str, Path
     return run, streams[0].welcome
 
 
-def _echo_run(pki: fleet.FleetPki, run_dir: Path, sites: list[tuple[str, Path]], plan: Plan, welcome: bytes) -> IngestRun:
+def _echo_run(
+    pki: fleet.FleetPki, run_dir: Path, sites: list[tuple[str, Path]], plan: Plan, welcome: bytes
+) -> IngestRun:
     response = run_dir / "welcome.bin"
     response.write_bytes(welcome)
     command = [sys.executable, "-m", "bench.stream_echo", "--creds", str(pki.server), "--response", str(response)]

@@ -168,7 +168,9 @@ def _store_counts(db: Path) -> dict[str, int]:
         return {str(state): int(n) for state, n in conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")}
 
 
-async def _connect_and_wait(address: str, pki: fleet.FleetPki, sites: list[tuple[str, Path]]) -> tuple[list[sitestreams.SiteStream], int]:
+async def _connect_and_wait(
+    address: str, pki: fleet.FleetPki, sites: list[tuple[str, Path]]
+) -> tuple[list[sitestreams.SiteStream], int]:
     streams = await sitestreams.open_streams(address, sites)
     report = sitestreams.capacity_reports(1, fleet.ACCELERATOR_CLASS, 16)
     await asyncio.gather(*(s.write_all(report) for s in streams))

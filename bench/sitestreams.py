@@ -22,6 +22,7 @@ import grpc
 from bench.load import secure_channel
 from fedgate.v1 import site_pb2, site_pb2_grpc
 
+EOF = grpc.aio.EOF  # type: ignore[attr-defined]  # the end-of-stream marker read() returns; not in the stubs
 OPEN_AT_ONCE = 50  # TLS handshakes in flight while opening: enough to be quick, few enough not to time out
 
 
@@ -67,10 +68,10 @@ class SiteStream:
         self.call.cancel()
         if self.reader is not None:
             await asyncio.gather(self.reader, return_exceptions=True)
-        await self.channel.close()
+        await self.channel.close(None)
 
     async def _drain(self) -> None:
-        while await self.call.read() is not grpc.aio.EOF:
+        while await self.call.read() is not EOF:
             self.responses += 1
 
 
@@ -80,8 +81,8 @@ async def open_stream(address: str, site: str, creds: Path, hello: site_pb2.Conn
     call = site_pb2_grpc.SiteServiceStub(channel).Connect()
     await call.write(hello or site_pb2.ConnectRequest(hello=site_pb2.Hello(site=site, agent_version="bench")))
     first = await call.read()
-    if first is grpc.aio.EOF:
-        await channel.close()
+    if first is EOF:
+        await channel.close(None)
         raise RuntimeError(f"site {site}: the stream ended before the Welcome ({await call.code()})")
     stream = SiteStream(site, channel, call, first.SerializeToString())
     stream.reader = asyncio.create_task(stream._drain())

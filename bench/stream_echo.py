@@ -26,7 +26,9 @@ METHOD = "Connect"
 
 
 async def serve(creds: Path, response: bytes, ready_file: Path) -> None:
-    async def connect(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[bytes]:
+    async def connect(
+        requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[bytes]:
         first = True
         async for _ in requests:
             if first:
@@ -52,7 +54,9 @@ async def serve(creds: Path, response: bytes, ready_file: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.stream_echo", description=__doc__)
     parser.add_argument("--creds", required=True, type=Path, help="server credentials dir (ca/cert/key.pem)")
-    parser.add_argument("--response", required=True, type=Path, help="file whose bytes answer each stream's first message")
+    parser.add_argument(
+        "--response", required=True, type=Path, help="file whose bytes answer each stream's first message"
+    )
     parser.add_argument("--ready-file", required=True, type=Path, help="host:port is written here")
     args = parser.parse_args()
     asyncio.run(serve(args.creds, args.response.read_bytes(), args.ready_file))
