@@ -103,8 +103,9 @@ class DispatchResult:
         )
         tail = (
             f"\n  {self.started} of {p.jobs} measured jobs started; {self.errors} CreateJob errors"
-            f"{' (first: ' + self.first_error + ')' if self.errors else ''}; sent over {self.offered_s:.1f} s, "
-            f"pacer's worst lag {self.max_lag_ms:.1f} ms"
+            f"{' (first: ' + self.first_error + ')' if self.errors else ''}; the last CreateJob reply came "
+            f"{self.offered_s:.1f} s after the first send (schedule {p.jobs / p.rate_per_s:.1f} s); the pacer's worst "
+            f"lag {self.max_lag_ms:.1f} ms"
         )
         return head + fleet.table(rows) + tail
 
@@ -138,9 +139,10 @@ async def _started(address: str, pki: fleet.FleetPki, tag: str, want: int, timeo
         await asyncio.sleep(0.5)
 
 
-def measure(workdir: Path, progress: Callable[[str], None], plan: Plan) -> DispatchResult:
+def measure(workdir: Path, progress: Callable[[str], None], plan: Plan, profile: Path | None = None) -> DispatchResult:
+    """One run; with `profile`, the gateway runs under cProfile into that file (its figures then mean little)."""
     pki = fleet.fleet_pki(workdir / "pki")
-    run_dir = workdir / "dispatch"
+    run_dir = workdir / ("dispatch-profiled" if profile else "dispatch")
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     sites = fleet.site_names(plan.sites)
@@ -150,7 +152,7 @@ def measure(workdir: Path, progress: Callable[[str], None], plan: Plan) -> Dispa
     tag = f"d-{uuid.uuid4().hex[:8]}"
     config = fleet.write_gateway_config(pki, run_dir)
     with (
-        fleet.gateway_process(config, run_dir) as gateway,
+        fleet.gateway_process(config, run_dir, profile) as gateway,
         fleet.agent_host_process(pki, run_dir, gateway.address, sites, plan.cards_per_site, plan.duration_s),
     ):
         progress(f"dispatch: waiting for {plan.sites} agents to connect and report")
@@ -193,6 +195,14 @@ if __name__ == "__main__":
     parser.add_argument("--jobs", type=int, default=Plan.jobs)
     parser.add_argument("--sites", type=int, default=Plan.sites)
     parser.add_argument("--rate", type=float, default=Plan.rate_per_s)
+    parser.add_argument("--profile", type=int, default=0, metavar="TOP", help="also profile one run; print TOP rows")
     options = parser.parse_args()
     chosen = Plan(sites=options.sites, jobs=options.jobs, rate_per_s=options.rate)
-    print(measure(options.workdir, lambda line: print(line, file=sys.stderr), chosen).render())
+    say = functools.partial(print, file=sys.stderr)
+    print(measure(options.workdir, say, chosen).render())
+    if options.profile:
+        say("dispatch: one more run with the gateway under cProfile (not a figure)")
+        out = options.workdir / "dispatch-gateway.prof"
+        profiled = measure(options.workdir, say, chosen, out)
+        print(f"profiled run (slowed by the profiler): p99 {profiled.dispatch['p99_ms']:.0f} ms")
+        print(fleet.profile_text(out, options.profile))

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import pstats
 import shutil
 import uuid
 from collections.abc import Callable
@@ -179,46 +178,9 @@ def measure(
         progress("end_to_end: one more run with the gateway under cProfile (not a figure)")
         out = root / "profiled" / "gateway.prof"
         profiled = _end_to_end_run(pki, root / "profiled", plan, progress, out)
-        text = f"profiled run (slowed by the profiler): {profiled.rps:,.0f} jobs/s\n" + profile_text(out, profile_top)
+        text = f"profiled run (slowed by the profiler): {profiled.rps:,.0f} jobs/s\n"
+        text += fleet.profile_text(out, profile_top)
     return EndToEndResult(plan, e2e, admission), text
-
-
-def profile_text(path: Path, top: int) -> str:
-    """The top entries of a cProfile file by cumulative time, each with its share of the profile's total."""
-    stats = pstats.Stats(str(path))
-    total = stats.total_tt  # type: ignore[attr-defined]
-    raw: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]
-    # The event loop's own frames (and the CLI around it) hold nearly everything: they say nothing.
-    rows = sorted(
-        (item for item in raw.items() if item[1][3] < 0.9 * total and not _wrapper(item[0])),
-        key=lambda item: item[1][3],
-        reverse=True,
-    )
-    lines = [f"gateway main thread, {total:.1f} s of profiled time; top {top} by cumulative time:"]
-    lines.append(f"{'cum s':>8} {'cum %':>6} {'own s':>8} {'calls':>9}  function")
-    for (file, line, name), (_, calls, own, cum, _) in rows[:top]:
-        where = f"{_short(file)}:{line}({name})" if line else name
-        lines.append(f"{cum:8.2f} {cum / total:6.1%} {own:8.2f} {calls:9d}  {where}")
-    by_own = sorted(raw.items(), key=lambda item: item[1][2], reverse=True)[:top]
-    lines.append(f"top {top} by own time:")
-    for (file, line, name), (_, calls, own, cum, _) in by_own:
-        where = f"{_short(file)}:{line}({name})" if line else name
-        lines.append(f"{own:8.2f} {own / total:6.1%} {cum:8.2f} {calls:9d}  {where}")
-    return "\n".join(lines)
-
-
-def _wrapper(where: tuple[str, int, str]) -> bool:
-    file, _, name = where
-    return (
-        "asyncio/" in file or file.startswith("<frozen") or name in {"<method 'run' of '_contextvars.Context' objects>"}
-    )
-
-
-def _short(file: str) -> str:
-    for marker in ("/site-packages/", "/bench16b/", "/lib/python3.11/"):
-        if marker in file:
-            return file.split(marker, 1)[1]
-    return file
 
 
 def run(workdir: Path, progress: Callable[[str], None]) -> EndToEndResult:

@@ -11,6 +11,7 @@ It does not time anything itself except in `open_loop`, whose timings are the ca
 from __future__ import annotations
 
 import asyncio
+import pstats
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -290,3 +291,41 @@ def table(rows: Sequence[Sequence[str]]) -> str:
     lines = [" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def profile_text(path: Path, top: int) -> str:
+    """The top entries of a cProfile file by cumulative time, each with its share of the profile's total."""
+    stats = pstats.Stats(str(path))
+    total = stats.total_tt  # type: ignore[attr-defined]
+    raw: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]
+    # The event loop's own frames (and the CLI around it) hold nearly everything: they say nothing.
+    rows = sorted(
+        (item for item in raw.items() if item[1][3] < 0.9 * total and not _wrapper(item[0])),
+        key=lambda item: item[1][3],
+        reverse=True,
+    )
+    lines = [f"gateway main thread, {total:.1f} s of profiled time; top {top} by cumulative time:"]
+    lines.append(f"{'cum s':>8} {'cum %':>6} {'own s':>8} {'calls':>9}  function")
+    for (file, line, name), (_, calls, own, cum, _) in rows[:top]:
+        where = f"{_short(file)}:{line}({name})" if line else name
+        lines.append(f"{cum:8.2f} {cum / total:6.1%} {own:8.2f} {calls:9d}  {where}")
+    by_own = sorted(raw.items(), key=lambda item: item[1][2], reverse=True)[:top]
+    lines.append(f"top {top} by own time:")
+    for (file, line, name), (_, calls, own, cum, _) in by_own:
+        where = f"{_short(file)}:{line}({name})" if line else name
+        lines.append(f"{own:8.2f} {own / total:6.1%} {cum:8.2f} {calls:9d}  {where}")
+    return "\n".join(lines)
+
+
+def _wrapper(where: tuple[str, int, str]) -> bool:
+    file, _, name = where
+    return (
+        "asyncio/" in file or file.startswith("<frozen") or name in {"<method 'run' of '_contextvars.Context' objects>"}
+    )
+
+
+def _short(file: str) -> str:
+    for marker in ("/site-packages/", "/bench16b/", "/lib/python3.11/"):
+        if marker in file:
+            return file.split(marker, 1)[1]
+    return file

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from bench import end_to_end
+from bench import end_to_end, fleet
 from bench.load import RunResult
 from fedgate.v1 import job_pb2, job_service_pb2
 
@@ -62,6 +62,6 @@ def test_the_profile_report_lists_functions_with_their_share(tmp_path: Path) -> 
     profiler.runcall(_busy)
     path = tmp_path / "p.prof"
     profiler.dump_stats(path)
-    text = end_to_end.profile_text(path, 5)
+    text = fleet.profile_text(path, 5)
     assert "top 5 by cumulative time" in text and "top 5 by own time" in text
     assert "%" in text
