@@ -11,6 +11,7 @@ It does not time anything itself except in `open_loop`, whose timings are the ca
 from __future__ import annotations
 
 import asyncio
+import os
 import pstats
 import sys
 import time
@@ -95,7 +96,7 @@ def write_gateway_config(pki: FleetPki, workdir: Path, store: Path | None = None
 
 
 class GatewayProcess(ServerProcess):
-    """A gateway in a process of its own, whose pid can be read (for /proc/<pid>/status)."""
+    """A server (the gateway, or a baseline) in a process of its own, whose pid can be read (/proc/<pid>/...)."""
 
     def __enter__(self) -> GatewayProcess:
         super().__enter__()
@@ -106,6 +107,12 @@ class GatewayProcess(ServerProcess):
         if self._proc is None:
             raise RuntimeError("the gateway process has not been started")
         return self._proc.pid
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (/proc/<pid>/stat, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def gateway_process(config: Path, workdir: Path, profile: Path | None = None) -> GatewayProcess:

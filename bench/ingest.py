@@ -32,7 +32,6 @@ from typing import Any
 import grpc
 
 from bench import fleet, sitestreams
-from bench.process import ServerProcess
 
 TARGET_REPORTS_PER_S = 2000.0
 
@@ -54,10 +53,16 @@ class IngestRun:
     seconds: float  # first write to the last stream's end
     ended_ok: int  # streams the server ended with OK
     applied: int  # reports counted as processed (see the module docstring)
+    server_cpu_s: float  # CPU time the server process used over the timed run (user + system)
 
     @property
     def reports_per_s(self) -> float:
         return self.applied / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def per_cpu_s(self) -> float:
+        """Reports per CPU-second of the server: what it could take if the client were not the limit."""
+        return self.applied / self.server_cpu_s if self.server_cpu_s > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,9 @@ class IngestResult:
         return {
             "plan": asdict(self.plan),
             "gateway": {**asdict(self.gateway), "reports_per_s": self.gateway.reports_per_s},
+            "gateway_reports_per_cpu_s": self.gateway.per_cpu_s,
             "echo": {**asdict(self.echo), "reports_per_s": self.echo.reports_per_s},
+            "echo_reports_per_cpu_s": self.echo.per_cpu_s,
             "target_reports_per_s": TARGET_REPORTS_PER_S,
             "met": self.met,
         }
@@ -85,7 +92,7 @@ class IngestResult:
     def render(self) -> str:
         g, e, p = self.gateway, self.echo, self.plan
         share = f"{g.reports_per_s / e.reports_per_s:.0%}" if e.reports_per_s else "-"
-        rows = [["row", "streams", "reports applied", "seconds", "reports/s", "vs echo", "target"]]
+        rows = [["row", "streams", "reports applied", "seconds", "reports/s", "server CPU s", "vs echo", "target"]]
         rows.append(
             [
                 "gateway",
@@ -93,6 +100,7 @@ class IngestResult:
                 f"{g.applied} of {g.sent}",
                 f"{g.seconds:.2f}",
                 f"{g.reports_per_s:,.0f}",
+                f"{g.server_cpu_s:.2f}",
                 share,
                 f">= {TARGET_REPORTS_PER_S:,.0f}/s: {fleet.verdict(self.met)}",
             ]
@@ -104,6 +112,7 @@ class IngestResult:
                 f"{e.applied} of {e.sent}",
                 f"{e.seconds:.2f}",
                 f"{e.reports_per_s:,.0f}",
+                f"{e.server_cpu_s:.2f}",
                 "100%",
                 "baseline",
             ]
@@ -112,6 +121,8 @@ class IngestResult:
             f"ingest: {p.streams} site streams x {p.reports_per_stream} capacity reports, each its own mTLS channel\n"
         )
         tail = (
+            f"\n  reports per CPU-second of the server process (all its threads): gateway {g.per_cpu_s:,.0f},"
+            f" echo {e.per_cpu_s:,.0f}; the client shares the same 2 cores"
             f"\n  opening the streams (Hello/Welcome, not timed): gateway {g.open_seconds:.1f} s,"
             f" echo {e.open_seconds:.1f} s"
         )
@@ -119,10 +130,10 @@ class IngestResult:
 
 
 async def _timed(
-    address: str, sites: list[tuple[str, Path]], plan: Plan
-) -> tuple[list[sitestreams.SiteStream], float, float, int]:
+    address: str, sites: list[tuple[str, Path]], plan: Plan, pid: int
+) -> tuple[list[sitestreams.SiteStream], float, float, int, float]:
     """Open every stream, then time writing all reports and the streams' ends; returns the streams, the opening
-    time, the timed seconds and how many ended OK."""
+    time, the timed seconds, how many ended OK and the CPU seconds server `pid` used meanwhile."""
     opened = time.perf_counter()
     streams = await sitestreams.open_streams(address, sites)
     open_seconds = time.perf_counter() - opened
@@ -133,12 +144,12 @@ async def _timed(
         await stream.finish()
         return bool(await stream.call.code() == grpc.StatusCode.OK)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), fleet.cpu_seconds(pid)
     ok = await asyncio.gather(*(one(s) for s in streams))
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, fleet.cpu_seconds(pid) - cpu
     for stream in streams:
         await stream.close()
-    return streams, open_seconds, seconds, sum(ok)
+    return streams, open_seconds, seconds, sum(ok), cpu
 
 
 def _gateway_run(
@@ -146,12 +157,12 @@ def _gateway_run(
 ) -> tuple[IngestRun, bytes]:
     config = fleet.write_gateway_config(pki, run_dir)
     with fleet.gateway_process(config, run_dir) as gateway:
-        streams, open_s, seconds, ended = asyncio.run(_timed(gateway.address, sites, plan))
+        streams, open_s, seconds, ended, cpu = asyncio.run(_timed(gateway.address, sites, plan, gateway.pid))
         shown = asyncio.run(fleet.connected_sites(gateway.address, pki.admin, connected_only=False))
     last = sitestreams.final_free(plan.cards)
     applied_sites = sum(1 for s in streams if shown.get(s.site) == last)
     applied = min(applied_sites, ended) * plan.reports_per_stream
-    run = IngestRun(len(streams), open_s, len(streams) * plan.reports_per_stream, seconds, ended, applied)
+    run = IngestRun(len(streams), open_s, len(streams) * plan.reports_per_stream, seconds, ended, applied, cpu)
     return run, streams[0].welcome
 
 
@@ -161,11 +172,11 @@ def _echo_run(
     response = run_dir / "welcome.bin"
     response.write_bytes(welcome)
     command = [sys.executable, "-m", "bench.stream_echo", "--creds", str(pki.server), "--response", str(response)]
-    with ServerProcess(command, run_dir, "stream-echo") as echo:
-        streams, open_s, seconds, ended = asyncio.run(_timed(echo.address, sites, plan))
+    with fleet.GatewayProcess(command, run_dir, "stream-echo") as echo:
+        streams, open_s, seconds, ended, cpu = asyncio.run(_timed(echo.address, sites, plan, echo.pid))
     # The echo keeps no view to check: a stream it ended OK had every message read.
     sent = len(streams) * plan.reports_per_stream
-    return IngestRun(len(streams), open_s, sent, seconds, ended, ended * plan.reports_per_stream)
+    return IngestRun(len(streams), open_s, sent, seconds, ended, ended * plan.reports_per_stream, cpu)
 
 
 def measure(workdir: Path, progress: Callable[[str], None], plan: Plan) -> IngestResult:

@@ -21,11 +21,12 @@ def test_a_single_report_is_the_final_one() -> None:
 
 
 def _run(applied: int, seconds: float, sent: int = 20_000) -> ingest.IngestRun:
-    return ingest.IngestRun(1000, 3.0, sent, seconds, 1000, applied)
+    return ingest.IngestRun(1000, 3.0, sent, seconds, 1000, applied, seconds / 2)
 
 
 def test_the_rate_counts_what_the_gateway_applied_not_what_was_sent() -> None:
     assert _run(10_000, 2.0).reports_per_s == 5000.0
+    assert _run(10_000, 2.0).per_cpu_s == 10_000.0
     result = ingest.IngestResult(ingest.Plan(), _run(10_000, 2.0), _run(20_000, 1.0))
     assert not result.met  # half the reports unaccounted for: not met whatever the rate
     assert ingest.IngestResult(ingest.Plan(), _run(20_000, 4.0), _run(20_000, 1.0)).met
@@ -35,3 +36,11 @@ def test_the_summary_names_only_the_ingest_rate() -> None:
     result = ingest.IngestResult(ingest.Plan(), _run(20_000, 4.0), _run(20_000, 2.0))
     assert result.summary() == {"ingest.reports_per_s": 5000.0}
     assert "stream echo" in result.render() and "50%" in result.render()
+
+
+def test_cpu_seconds_of_this_process_are_read_from_proc() -> None:
+    import os
+
+    from bench import fleet
+
+    assert fleet.cpu_seconds(os.getpid()) > 0
