@@ -19,6 +19,7 @@ There is no baseline: nothing else in the system does two-phase holds. Target: >
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
 import uuid
 from collections.abc import Callable
@@ -138,9 +139,10 @@ async def _load(address: str, pki: fleet.FleetPki, plan: Plan, tag: str) -> tupl
     return result, ended
 
 
-def measure(workdir: Path, progress: Callable[[str], None], plan: Plan) -> GangsResult:
+def measure(workdir: Path, progress: Callable[[str], None], plan: Plan, profile: Path | None = None) -> GangsResult:
+    """One run; with `profile`, the gateway runs under cProfile into that file (its figures then mean little)."""
     pki = fleet.fleet_pki(workdir / "pki")
-    run_dir = workdir / "gangs"
+    run_dir = workdir / ("gangs-profiled" if profile else "gangs")
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     sites = fleet.site_names(plan.sites)
@@ -148,7 +150,7 @@ def measure(workdir: Path, progress: Callable[[str], None], plan: Plan) -> Gangs
         pki.site(site)
     config = fleet.write_gateway_config(pki, run_dir)
     with (
-        fleet.gateway_process(config, run_dir) as gateway,
+        fleet.gateway_process(config, run_dir, profile) as gateway,
         fleet.agent_host_process(pki, run_dir, gateway.address, sites, plan.cards_per_site, 0.0),
     ):
         progress(f"gangs: waiting for {plan.sites} agents")
@@ -178,6 +180,14 @@ if __name__ == "__main__":
     parser.add_argument("--gangs", type=int, default=Plan.gangs)
     parser.add_argument("--sites", type=int, default=Plan.sites)
     parser.add_argument("--concurrency", type=int, default=Plan.concurrency)
+    parser.add_argument("--profile", type=int, default=0, metavar="TOP", help="also profile one run; print TOP rows")
     options = parser.parse_args()
     chosen = Plan(gangs=options.gangs, sites=options.sites, concurrency=options.concurrency)
-    print(measure(options.workdir, lambda line: print(line, file=sys.stderr), chosen).render())
+    say = functools.partial(print, file=sys.stderr)
+    print(measure(options.workdir, say, chosen).render())
+    if options.profile:
+        say("gangs: one more run with the gateway under cProfile (not a figure)")
+        out = options.workdir / "gangs-gateway.prof"
+        profiled = measure(options.workdir, say, chosen, out)
+        print(f"profiled run (slowed by the profiler): {profiled.per_s:.1f} rounds/s")
+        print(fleet.profile_text(out, options.profile))
