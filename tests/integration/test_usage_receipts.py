@@ -112,7 +112,7 @@ def test_receipt_altered_in_the_gateway_database_fails_fedgate_usage_naming_it(
 
 def test_fedgate_usage_needs_a_ca_to_verify_against(capsys: pytest.CaptureFixture[str]) -> None:
     assert usage_cli.main(["--gateway", "127.0.0.1:1", "--token", "t"]) == 2
-    assert "--creds DIR or --ca FILE" in capsys.readouterr().err
+    assert "a token needs --ca FILE" in capsys.readouterr().err
     assert usage_cli.main(["--gateway", "127.0.0.1:1", "--ca", "/nonexistent", "--since", "yesterday"]) == 2
     assert "ISO-8601" in capsys.readouterr().err
 
