@@ -112,7 +112,9 @@ class Scheduler:
         """
         self.rounds.tick()  # windows opening or closing change what is kept for whom
         self.gangs.tick()  # gangs whose site did not answer in time release their holds and queue again
-        candidates = self._candidates()
+        # One instant and one policy for the whole cycle.
+        policy, now = self.policy.policy, self.clock()
+        candidates = self.queue.candidates(now, lapsed=self.earmarks.lapsed(self.queue.queued))
         if not candidates:
             return 0
         candidates = self.earmarks.revisit(candidates, self.queue.queued)  # reservations and preemptions bind first
@@ -122,7 +124,6 @@ class Scheduler:
         views = {view.name: view for view in self.registry.views(leases)}
         usage = self.usage.usage(list(views.values()))
         # Priority (aged), then weighted dominant-resource fair share among tenants and projects, then age.
-        policy, now = self.policy.policy, self.clock()  # one instant and one policy for the whole cycle
         shares = dominant_shares(usage, policy)
         active, queued = self.book.active, self.queue.queued
         jobs = [active[job_id] for job_id in candidates]
@@ -176,10 +177,6 @@ class Scheduler:
         for order in plan.finish():
             self.registry.send(order.site, PreemptCommand(order.job_id, order.epoch, order.grace_s))
         return dispatched
-
-    def _candidates(self) -> list[str]:
-        """The queued jobs this cycle looks at: all of them when capacity may have grown, else the new ones."""
-        return self.queue.candidates(lapsed=self.earmarks.lapsed(self.queue.queued))
 
     def _start_gang(
         self,

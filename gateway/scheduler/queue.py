@@ -5,12 +5,20 @@ job, again on a policy change), the ones queued since the last cycle (`fresh`), 
 grown since the last full pass, and the wake-up event the scheduler loop waits on. It follows the job book as
 one of its listeners (`job_changed`) and never changes a job. It does not order the queue (fair share is
 `gateway.placement.fairshare`, applied by `gateway.scheduler.cycle`).
+
+Skipping the jobs that waited is exact only while nothing they were judged on changed. Events (freed or
+reported cards, a drain lifted, a booking window, a policy reload, a held job leaving the queue) set the flag.
+Time is the other input: rule windows (`hours`, `days`) and quota periods turn on whole minutes, so the first
+cycle of every minute is a full pass. Aging steps only reorder jobs (a job that fits nowhere still fits nowhere);
+what else time changes (a preempted job's grace running out, a dispatched job's latest end moving a
+reservation's start) is then picked up within a minute.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
+from datetime import datetime
 
 from gateway.jobs.model import Job, JobSpec, JobState
 
@@ -24,6 +32,7 @@ class JobQueue:
         self._queued: dict[str, tuple[str, ...]] = {}
         self._fresh: list[str] = []
         self._capacity_grew = True
+        self._full_pass_minute: datetime | None = None  # the minute of the last full pass
         self.wakeup = asyncio.Event()
         """Set when there may be something to place: a new job, freed cards, new capacity."""
 
@@ -56,12 +65,15 @@ class JobQueue:
         self._capacity_grew = True
         self.wakeup.set()
 
-    def candidates(self, lapsed: bool = False) -> list[str]:
-        """The queued jobs the next cycle looks at: all of them when capacity may have grown (or `lapsed`: a job
-        that held cards left the queue, so what it held is free for all), else only the new ones."""
-        if lapsed:
+    def candidates(self, now: datetime, lapsed: bool = False) -> list[str]:
+        """The queued jobs a cycle at `now` looks at: all of them when capacity may have grown (or `lapsed`: a job
+        that held cards left the queue, so what it held is free for all) or `now` is in a minute no full pass
+        has seen (time windows and quota periods may have turned), else only the new ones."""
+        minute = now.replace(second=0, microsecond=0)
+        if lapsed or minute != self._full_pass_minute:
             self._capacity_grew = True
         if self._capacity_grew:
+            self._full_pass_minute = minute
             candidates = list(self._queued)
         else:
             # Nothing freed since the last full pass: jobs that did not fit then still do not; only new ones.
