@@ -132,6 +132,10 @@ class CyclePlan:
             self._reserve(job, classes, cards, allows)
         return None
 
+    def head(self, cls: str) -> str | None:
+        """The job holding this cycle's reservation of `cls` so far, if any."""
+        return self._heads.get(cls)
+
     def finish(self) -> list[PreemptOrder]:
         """Record the cycle's holds for the next one; the preemptions to send."""
         self._book.finish(list(self._holds.values()))

@@ -18,6 +18,7 @@ from datetime import datetime
 
 from gateway.jobs.model import Job, JobSpec, Reason
 from gateway.placement.place import OptionFilter
+from gateway.placement.preemption import priority_class
 from gateway.policy import FederationPolicy
 from gateway.policy.engine import option_verdict
 from gateway.policy.holder import PolicyHolder
@@ -44,12 +45,17 @@ class LiveUsage:
         self.on_freed = on_freed
         """Called when an attempt stops holding cards: they came free."""
         self._holding: dict[str, Job] = {}  # jobs holding cards at a site: what leases() adds up
+        self.preemptible_changes = 0
+        """How many times a job of a preemptible priority class that holds cards changed (a possible victim)."""
         self._hours_cache: dict[str, tuple[datetime, dict[tuple[str, str], float]]] = {}
 
     def job_changed(self, job: Job) -> None:
         """The job book's listener: follow which jobs hold cards."""
         if job.state.holds_capacity:
             self._holding[job.job_id] = job
+            found = priority_class(self.policy.policy, job.spec)
+            if found is not None and found.preemptible:
+                self.preemptible_changes += 1
         elif self._holding.pop(job.job_id, None) is not None:
             self._hours_cache.clear()  # an attempt ended: its card-hours are now in the store
             self.on_freed()
