@@ -175,7 +175,7 @@ class Scheduler:
             moves.append(self.launcher.dispatch_move(job, placement, reasons or (placed_reason(placement),)))
             hold.took(job.spec, placement)
             cycle.take(job.spec, placement)
-            plan.placed(job, placement, cycle.view(placement.site))  # the site's own view, holds not cut
+            plan.placed(job, placement, cycle.view(placement.site), indexed=True)  # the site's own view, uncut
             dispatched += 1
         self._conclude(over, moves, plan, changed=bool(dispatched or started_gangs or over))
         return dispatched

@@ -27,7 +27,7 @@ moving a reservation's start) waits for the next minute's full pass. Pure: no I/
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 
 from gateway.jobs.model import Job
 from gateway.placement.fairshare import next_aging_step
@@ -36,6 +36,7 @@ from gateway.scheduler.queue import Need
 
 Scope = tuple[str, str, str]  # (tenant, project, priority class)
 ScopeParts = Mapping[Scope, tuple[int, float, float]]  # its base priority, owner's and project's shares
+NEVER = datetime.max.replace(tzinfo=UTC)  # the next aging step when every waiting job has aged all it may
 Key = tuple[int, float, float, str]  # `gateway.placement.fairshare.queue_key`
 
 
@@ -66,7 +67,7 @@ class QueueOrder:
 class Skipping:
     def __init__(self) -> None:
         self._parts: dict[Scope, tuple[int, float, float]] = {}  # the last cycle's
-        self._next_aging: datetime | None = None
+        self._next_aging: datetime | None = None  # None: not known (due)
         self._preemptible: int | None = None
         self._settled = False
 
@@ -75,7 +76,7 @@ class Skipping:
         have waiting jobs, `preemptible` the count of changes to preemptible jobs holding cards."""
         if preemptible != self._preemptible:
             return True
-        if self._next_aging is not None and now >= self._next_aging and len(parts) > 1:
+        if len(parts) > 1 and (self._next_aging is None or now >= self._next_aging):
             return True
         kept = [scope for scope in self._parts if scope in parts]  # a new scope's jobs are all new: looked at
         return _ranks(parts, kept) != _ranks(self._parts, kept)
@@ -89,15 +90,16 @@ class Skipping:
         self, now: datetime, parts: ScopeParts, looked_at: Iterable[Job], full: bool, preemptible: int
     ) -> None:
         """After a cycle chose its jobs: the scopes' order, and the next aging step of the jobs it looked at (all
-        waiting jobs on a full pass; a skipped job's next step is never later than it was)."""
+        waiting jobs on a full pass; a skipped job's next step is never later than it was). With one scope
+        waiting, aging cannot reorder anyone: the step is left unknown, which makes the cycle after a second
+        scope appears a full pass."""
         self._parts = dict(parts)
-        steps = [step for job in looked_at if (step := next_aging_step(job, now)) is not None]
-        earliest = min(steps, default=None)
-        if full or self._next_aging is None:
-            self._next_aging = earliest
-        elif earliest is not None:
-            self._next_aging = min(self._next_aging, earliest)
         self._preemptible = preemptible
+        if len(parts) <= 1:
+            self._next_aging = None
+            return
+        earliest = min((step for job in looked_at if (step := next_aging_step(job, now)) is not None), default=NEVER)
+        self._next_aging = earliest if full or self._next_aging is None else min(self._next_aging, earliest)
 
     def settled(self, changed_nothing: bool) -> None:
         """The cycle's outcome: `changed_nothing` when it dispatched, started and preempted nothing."""
