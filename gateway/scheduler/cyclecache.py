@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime
+from operator import attrgetter
 
 from gateway.jobs.model import JobSpec, Placement, Reason
 from gateway.placement import nodes as node_shape
@@ -59,12 +60,13 @@ def site_terms_reason(
 # Every other field (a field added later included) is part of the shape, so a new field is safe by default.
 _NOT_JUDGED = frozenset({"name", "env", "runs"})
 _JUDGED = tuple(f.name for f in fields(JobSpec) if f.name not in _NOT_JUDGED)
+_judged = attrgetter(*_JUDGED)  # those fields of a spec, as a tuple (read in C: once per job and cycle)
 
 
 def shape_of(spec: JobSpec, classes: tuple[str, ...]) -> Shape:
     """Every field of a spec that placement or the policy may read (of the runs: stack and image, which site
     terms check), with the classes it may use: jobs of one shape are judged alike."""
-    judged = tuple(getattr(spec, name) for name in _JUDGED)
+    judged = _judged(spec)
     return (classes, tuple((run.stack, run.image) for run in spec.runs), *judged)
 
 
