@@ -32,13 +32,17 @@ ONE_CYCLE = (
     "print(json.dumps({'wall': time.perf_counter() - wall, 'cpu': time.process_time() - cpu,"
     " 'dispatched': dispatched}))\n"
 )
+ONE_INCREMENTAL = (  # the incremental cycle (bench.cycle.run_incremental): medians of its rounds, one process
+    "import json, statistics\n"
+    "from bench.cycle import run_incremental\n"
+    "wall, cpu, dispatched = run_incremental()\n"
+    "print(json.dumps({'wall': statistics.median(wall), 'cpu': statistics.median(cpu), 'dispatched': dispatched}))\n"
+)
 
 
-def one_cycle(tree: Path) -> dict[str, Any]:
+def one_cycle(tree: Path, script: str = ONE_CYCLE) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    done = subprocess.run(
-        [sys.executable, "-c", ONE_CYCLE], cwd=tree, env=env, capture_output=True, text=True, check=True
-    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tree, env=env, capture_output=True, text=True, check=True)
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
@@ -84,7 +88,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="cycles per tree (default 5)")
     parser.add_argument("--output", type=Path, help="write the JSON here instead of stdout")
     parser.add_argument(
-        "--what", choices=("cycle", "admission", "both"), default="both", help="what to compare (default both)"
+        "--what",
+        choices=("cycle", "incremental", "admission", "both"),
+        default="both",
+        help="what to compare (default both: cycle and admission; incremental: bench.cycle.run_incremental's"
+        " median round, which the tree's bench/cycle.py must have)",
     )
     parser.add_argument("--jobs", type=int, default=2000, help="measured CreateJob calls per admission run")
     args = parser.parse_args(argv)
@@ -98,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for side, tree in (("before", args.before.resolve()), ("after", args.after.resolve())):
                 if args.what in {"cycle", "both"}:
                     runs[side].append(one_cycle(tree))
+                if args.what == "incremental":
+                    runs[side].append(one_cycle(tree, ONE_INCREMENTAL))
                 if args.what in {"admission", "both"}:
                     admissions[side].append(one_admission(tree, Path(scratch), args.jobs))
             load.append(os.getloadavg()[0])
@@ -108,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for side, tree in (("before", args.before), ("after", args.after)):
         document[side] = {"tree": str(tree)}
         if runs[side]:
-            document[side]["cycle"] = summary(runs[side])
+            document[side]["incremental" if args.what == "incremental" else "cycle"] = summary(runs[side])
         if admissions[side]:
             document[side]["admission"] = admission_summary(admissions[side])
     text = json.dumps(document, indent=2) + "\n"

@@ -60,6 +60,31 @@ def _aged(priority: int, job: Job, now: datetime) -> int:
     return priority + min(MAX_AGING_BONUS, int((now - job.create_time) / AGING_PERIOD))
 
 
+def next_aging_step(job: Job, now: datetime) -> datetime | None:
+    """When the job's aged priority next goes up (None: it has reached MAX_AGING_BONUS)."""
+    steps = int((now - job.create_time) / AGING_PERIOD)
+    return None if steps >= MAX_AGING_BONUS else job.create_time + (steps + 1) * AGING_PERIOD
+
+
+def scope_parts(
+    scopes: Iterable[tuple[str, str, str]],
+    priority_of: Callable[[str], int],
+    shares: Mapping[tuple[str, str], float],
+    policy: FederationPolicy,
+) -> dict[tuple[str, str, str], tuple[int, float, float]]:
+    """(tenant, project, priority class) -> its part of `queue_key`: base priority, the owner's and the
+    project's weighted shares."""
+    parts = {}
+    for tenant, project, priority_class in scopes:
+        owner = ("*", project) if project in policy.joint else (tenant, "*")
+        parts[(tenant, project, priority_class)] = (
+            priority_of(priority_class),
+            shares.get(owner, 0.0),
+            shares.get((tenant, project), 0.0),
+        )
+    return parts
+
+
 def _shares_of(spec: JobSpec, shares: Mapping[tuple[str, str], float], policy: FederationPolicy) -> tuple[float, float]:
     """The share of the job's owner (its tenant, or its joint project across tenants), then of its project."""
     owner = ("*", spec.project) if spec.project in policy.joint else (spec.tenant, "*")

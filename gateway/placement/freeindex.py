@@ -25,8 +25,15 @@ class FreeIndex:
         # How many times `update` has seen a site's free cards of a class grow (or appear): a reader that
         # concluded "fits nowhere" knows when to look again. `set_free` (a dispatch) never counts.
         self.grown = 0
+        # As `update` of each view in turn would leave it, with each class's list sorted once (a cycle builds
+        # the index over every site).
         for view in views:
-            self.update(view)
+            if view.connected and not view.draining:
+                for pool in view.pools:
+                    self._free[pool.accelerator_class][view.name] = view.free_cards(pool)
+        for cls, sites in self._free.items():
+            self._sorted[cls] = sorted((free, site) for site, free in sites.items())
+            self.grown += len(sites)
 
     def update(self, view: SiteView) -> None:
         """Take in a site's current view (after a dispatch, a report, a drain)."""

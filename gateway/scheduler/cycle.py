@@ -25,11 +25,12 @@ from fedgate.common.supervise import Cycles
 from gateway.gangs.coordinator import GangCoordinator
 from gateway.jobs.book import JobBook, Move
 from gateway.jobs.model import Job, JobSpec, JobState, Placement, Reason
-from gateway.placement.fairshare import dominant_shares, queue_keys
+from gateway.placement.fairshare import dominant_shares, queue_keys, scope_parts
 from gateway.placement.freeindex import FreeIndex
 from gateway.placement.place import place, placed_reason
 from gateway.policy.holder import PolicyHolder
 from gateway.policy.quotas import Usage
+from gateway.reservations.capacity import ReservedCapacity
 from gateway.reservations.ledger import ReservationLedger
 from gateway.reservations.rounds import ReservationRounds
 from gateway.scheduler.cyclecache import CycleCache
@@ -39,6 +40,7 @@ from gateway.scheduler.launcher import Launcher
 from gateway.scheduler.liveusage import LiveUsage
 from gateway.scheduler.outlook import Outlook
 from gateway.scheduler.queue import JobQueue
+from gateway.scheduler.skipping import QueueOrder, Skipping
 from gateway.sites.model import SiteView
 from gateway.sites.registry import PreemptCommand, SiteRegistry
 
@@ -93,12 +95,16 @@ class Scheduler:
         self.gangs = gangs
         self.earmarks = earmarks
         self.clock = clock
+        self.skipping = Skipping()  # what makes skipping the jobs that waited exact, from cycle to cycle
         self.cycles = Cycles(log, "scheduling cycle")
         """The loop's cycles, completed and failed (a test waits on it instead of sleeping)."""
 
     def _priority(self, spec: JobSpec) -> int:
+        return self._class_priority(spec.priority_class)
+
+    def _class_priority(self, name: str) -> int:
         policy = self.policy.policy
-        found = policy.priorities.get(spec.priority_class) if spec.priority_class else policy.default_priority
+        found = policy.priorities.get(name) if name else policy.default_priority
         return found.priority if found is not None else 0
 
     # ---- scheduling -----------------------------------------------------------------------------------------
@@ -112,27 +118,27 @@ class Scheduler:
         """
         self.rounds.tick()  # windows opening or closing change what is kept for whom
         self.gangs.tick()  # gangs whose site did not answer in time release their holds and queue again
-        candidates = self._candidates()
-        if not candidates:
-            return 0
-        candidates = self.earmarks.revisit(candidates, self.queue.queued)  # reservations and preemptions bind first
-        # Higher priority first, then oldest first (job ids sort by creation time).
-        hold = self.reservations.kept(self.usage.holding())
-        leases = hold.withhold(self.usage.leases())  # others do not see the cards reservations keep
-        views = {view.name: view for view in self.registry.views(leases)}
-        usage = self.usage.usage(list(views.values()))
+        # One instant and one policy for the whole cycle.
+        policy, now = self.policy.policy, self.clock()
+        queued, active = self.queue.queued, self.book.active
+        candidates, full = self.queue.candidates(now, lapsed=self.earmarks.lapsed(queued, now))
+        if not candidates and not full and self.skipping.may_rest(self.usage.preemptible_changes):
+            return 0  # nothing new, and nothing changed since a cycle that changed nothing
+        hold, leases, views, usage = self._snapshot()
         # Priority (aged), then weighted dominant-resource fair share among tenants and projects, then age.
-        policy, now = self.policy.policy, self.clock()  # one instant and one policy for the whole cycle
         shares = dominant_shares(usage, policy)
-        active, queued = self.book.active, self.queue.queued
-        jobs = [active[job_id] for job_id in candidates]
-        ordered = [job_id for *_, job_id in sorted(queue_keys(jobs, self._priority, shares, policy, now))]
         # `place` over the tightest-fitting sites first, a window at a time, each verdict asked once per shape.
         cycle = CycleCache(views, leases, usage, policy, self.policy.catalogue, now)
-        dispatched = 0
-        moves: list[Move] = []
+        candidates, full = self._looked_at(candidates, full, now, shares, cycle.index, hold)
+        if not candidates:
+            self.skipping.settled(True)
+            return 0
+        candidates = self.earmarks.revisit(candidates, queued)  # reservations and preemptions bind first
         # Backfill and preemption earmarks (gateway.scheduler.cycleplan): it cuts held pools in `views`/`index`.
         plan = CyclePlan(self.earmarks, now, policy, views, cycle.index, self.usage.holding(), queued, active)
+        ordered = self._order(candidates, full, plan, shares, now)
+        dispatched = started_gangs = 0
+        moves: list[Move] = []
         over: list[Move] = []
 
         def gang_placed(job: Job, part: Placement, view: SiteView) -> None:
@@ -163,23 +169,88 @@ class Scheduler:
                     decision = plan.blocked(job, classes, allows)  # backfill, preemption, a head's reservation
                     placement, reasons = (decision.placement, decision.reasons) if decision else (None, ())
             if placement is None:
-                self._start_gang(job, classes, views, cycle.index, leases, usage, gang_placed)  # when it may span sites
+                # when it may span sites
+                started_gangs += self._start_gang(job, classes, views, cycle.index, leases, usage, gang_placed)
                 continue
             moves.append(self.launcher.dispatch_move(job, placement, reasons or (placed_reason(placement),)))
             hold.took(job.spec, placement)
             cycle.take(job.spec, placement)
-            plan.placed(job, placement, cycle.view(placement.site))  # the site's own view, holds not cut
+            plan.placed(job, placement, cycle.view(placement.site), indexed=True)  # the site's own view, uncut
             dispatched += 1
+        self._conclude(over, moves, plan, changed=bool(dispatched or started_gangs or over))
+        return dispatched
+
+    def _conclude(self, over: list[Move], moves: list[Move], plan: CyclePlan, changed: bool) -> None:
+        """The cycle's failures and dispatches made durable, then the launches and preemptions sent."""
         if over:
             self.book.transitions(over)
         self.launcher.launch(moves)
-        for order in plan.finish():
+        orders = plan.finish()
+        for order in orders:
             self.registry.send(order.site, PreemptCommand(order.job_id, order.epoch, order.grace_s))
-        return dispatched
+        self.skipping.settled(not (changed or orders))
 
-    def _candidates(self) -> list[str]:
-        """The queued jobs this cycle looks at: all of them when capacity may have grown, else the new ones."""
-        return self.queue.candidates(lapsed=self.earmarks.lapsed(self.queue.queued))
+    def _snapshot(self) -> tuple[ReservedCapacity, dict[str, dict[str, int]], dict[str, SiteView], Usage]:
+        """What the cycle places against: the bookings' kept cards, the leases with them withheld, the sites as
+        placement sees them, the usage quotas count."""
+        hold = self.reservations.kept(self.usage.holding())
+        leases = hold.withhold(self.usage.leases())  # others do not see the cards reservations keep
+        views = {view.name: view for view in self.registry.views(leases)}
+        return hold, leases, views, self.usage.usage(list(views.values()))
+
+    def _looked_at(
+        self,
+        fresh: list[str],
+        full: bool,
+        now: datetime,
+        shares: dict[tuple[str, str], float],
+        index: FreeIndex,
+        hold: ReservedCapacity,
+    ) -> tuple[list[str], bool]:
+        """The jobs the cycle looks at, and whether that is every waiting job. Not a full pass: the new ones, and
+        the waiting ones the free cards could start or a booking concerns; or all when their order or the
+        possible victims changed (`gateway.scheduler.skipping`)."""
+        active, by_need, preemptible = self.book.active, self.queue.by_need, self.usage.preemptible_changes
+        scopes = {(n.tenant, n.project, n.priority_class) for n in by_need}
+        parts = scope_parts(scopes, self._class_priority, shares, self.policy.policy)
+        if not full and self.skipping.must_look_at_all(now, parts, preemptible):
+            fresh, full = list(self.queue.queued), True
+        self.skipping.remember(now, parts, (active[j] for j in fresh), full, preemptible)
+        if full:
+            return fresh, True
+        looked_at = dict.fromkeys(fresh)
+        for need, group in by_need.items():
+            if Skipping.could_start(need, index) or hold.concerns(active[next(iter(group))].spec):
+                looked_at.update(group)
+        return list(looked_at), False
+
+    def _order(
+        self, chosen: list[str], full: bool, plan: CyclePlan, shares: dict[tuple[str, str], float], now: datetime
+    ) -> QueueOrder:
+        """The chosen jobs in queue order. Not a full pass: when the cycle passes a class's head of the last cycle
+        and the class has no head, the class's skipped waiting jobs still ahead are taken in (one may be head)."""
+        active, policy = self.book.active, self.policy.policy
+        keys = queue_keys((active[j] for j in chosen), self._priority, shares, policy, now)
+        if full:
+            return QueueOrder(keys)
+        heads, looked_at = self.earmarks.heads(), set(chosen)
+
+        def passed(job_id: str) -> None:
+            cls = heads.pop(job_id, None)
+            if cls is None or plan.head(cls) is not None:
+                return
+            waiting = [
+                j
+                for need, group in self.queue.by_need.items()
+                if cls in need.classes
+                for j in group
+                if j not in looked_at
+            ]
+            looked_at.update(waiting)
+            order.take_in(queue_keys((active[j] for j in waiting), self._priority, shares, policy, now))
+
+        order = QueueOrder(keys, passed)
+        return order
 
     def _start_gang(
         self,
@@ -190,23 +261,24 @@ class Scheduler:
         leases: dict[str, dict[str, int]],
         usage: Usage,
         placed: Callable[[Job, Placement, SiteView], None],
-    ) -> None:
+    ) -> bool:
         """For a job no single site fits that may span sites (and names no reservation): plan a gang over
-        several and, when one fits, start reserving it (its parts count as leased at once)."""
+        several and, when one fits, start reserving it (its parts count as leased at once). True if it did."""
         cards = job.spec.resources.cards
         if job.spec.topology.max_sites <= 1 or job.spec.reservation:
-            return
+            return False
         if sum(index.total(cls) for cls in classes) < cards:
-            return  # not enough free cards anywhere, however they are split
+            return False  # not enough free cards anywhere, however they are split
         plan = self.outlook.plan(job.spec, classes, list(views.values()), usage, self.gangs.backing_off(job.job_id))
         if not plan.spans_sites:
-            return
+            return False
         self.gangs.start(job, plan.parts, plan.reasons)
         assert isinstance(usage.held, dict)
         for part in plan.parts:
             usage.held[(job.spec.tenant, job.spec.project, part.accelerator_class)] += part.cards
             leases[part.site][part.accelerator_class] += part.cards
             placed(job, part, self.registry.view(part.site, leases[part.site]))  # the views and index see it
+        return True
 
     async def run(self, period: float = 1.0, batch_window: float = 0.02) -> None:
         """Schedule on wake-ups (new job, freed cards, new capacity) and at least every `period` s, until

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime
+from operator import attrgetter
 
 from gateway.jobs.model import JobSpec, Placement, Reason
 from gateway.placement import nodes as node_shape
@@ -59,12 +60,13 @@ def site_terms_reason(
 # Every other field (a field added later included) is part of the shape, so a new field is safe by default.
 _NOT_JUDGED = frozenset({"name", "env", "runs"})
 _JUDGED = tuple(f.name for f in fields(JobSpec) if f.name not in _NOT_JUDGED)
+_judged = attrgetter(*_JUDGED)  # those fields of a spec, as a tuple (read in C: once per job and cycle)
 
 
 def shape_of(spec: JobSpec, classes: tuple[str, ...]) -> Shape:
     """Every field of a spec that placement or the policy may read (of the runs: stack and image, which site
     terms check), with the classes it may use: jobs of one shape are judged alike."""
-    judged = tuple(getattr(spec, name) for name in _JUDGED)
+    judged = _judged(spec)
     return (classes, tuple((run.stack, run.image) for run in spec.runs), *judged)
 
 
@@ -95,6 +97,9 @@ class CycleCache:
         self._quota: dict[int, dict[str, bool]] = {}
         self._unlimited: dict[int, dict[str, bool]] = {}
         self._quota_applies: dict[int, bool] = {}
+        # Node shape verdicts (`gateway.placement.nodes.fits`, a function of these numbers alone):
+        # (cards per node, free nodes, largest partial free, free cards, cards, nodes) -> fits.
+        self._node_fits: dict[tuple[int, int | None, int, int, int, int], bool] = {}
 
     # ---- what a job may use ---------------------------------------------------------------------------------
     def _shape_id(self, spec: JobSpec, classes: tuple[str, ...]) -> int:
@@ -193,7 +198,7 @@ class CycleCache:
                 free = free_of(cls).get(name, 0)
                 if free < cards:
                     continue
-                if pool.cards_per_node and not node_shape.fits(pool, free, cards, nodes):
+                if pool.cards_per_node and not self._fits(pool, free, cards, nodes):
                     continue
                 allowed = room.get(cls)
                 if allowed is None:
@@ -213,7 +218,7 @@ class CycleCache:
         """`_best` for a job of one class: each site of the window has one pool of it, whose free cards the
         index entry already holds."""
         best: tuple[float, int, str, str] | None = None
-        standing, room, cls = self._standing, self._room(shape), classes[0]
+        standing, room, cls, node_fits = self._standing, self._room(shape), classes[0], self._node_fits
         for free, name in entries:
             options = standing.get((shape, name))
             if options is None:
@@ -221,8 +226,13 @@ class CycleCache:
             if not options:
                 continue
             _, offered, _, pool = options[0]
-            if pool.cards_per_node and not node_shape.fits(pool, free, cards, nodes):
-                continue
+            if pool.cards_per_node:
+                key = (pool.cards_per_node, pool.free_nodes, pool.largest_partial_free, free, cards, nodes)
+                fits = node_fits.get(key)
+                if fits is None:
+                    fits = self._fits(pool, free, cards, nodes)
+                if not fits:
+                    continue
             allowed = room.get(cls)
             if allowed is None:
                 allowed = self._quota_room(shape, name, cls)
@@ -232,6 +242,14 @@ class CycleCache:
             if best is None or candidate < best:
                 best = candidate
         return best
+
+    def _fits(self, pool: Pool, free: int, cards: int, nodes: int) -> bool:
+        """`gateway.placement.nodes.fits`, remembered for the cycle (a window asks it of the same numbers often)."""
+        key = (pool.cards_per_node, pool.free_nodes, pool.largest_partial_free, free, cards, nodes)
+        found = self._node_fits.get(key)
+        if found is None:
+            found = self._node_fits[key] = node_shape.fits(pool, free, cards, nodes)
+        return found
 
     # ---- changes within the cycle ---------------------------------------------------------------------------
     def take(self, spec: JobSpec, placement: Placement) -> None:

@@ -87,9 +87,10 @@ class CyclePlan:
             self._hold_freed_cards(preemption)
 
     # ---- what the scheduler calls -----------------------------------------------------------------------------
-    def placed(self, job: Job, placement: Placement, view: SiteView) -> None:
+    def placed(self, job: Job, placement: Placement, view: SiteView, indexed: bool = False) -> None:
         """`job` was placed (its site's new uncut `view`): it ends by its max runtime, eats into any hold on
-        the pool it runs past, and gives up a hold of its own."""
+        the pool it runs past, and gives up a hold of its own. `indexed`: the index already has the view's free
+        cards (the cycle cache's `take` put them there), which is all it needs while nothing is held."""
         site, cls = placement.site, placement.accelerator_class
         if self._releases is None:
             self._placed.append((job, placement))  # its release is worked out only if a reservation needs it
@@ -99,7 +100,8 @@ class CyclePlan:
             )
         self._views[site] = view
         if not self._holds:  # the common case: nothing is held, the view is the site's own
-            self._index.update(view)
+            if not indexed:
+                self._index.update(view)
             return
         if site in self._raw:
             self._raw[site] = view
@@ -131,6 +133,10 @@ class CyclePlan:
         if not self._preempt(job, classes, cards, allows):
             self._reserve(job, classes, cards, allows)
         return None
+
+    def head(self, cls: str) -> str | None:
+        """The job holding this cycle's reservation of `cls` so far, if any."""
+        return self._heads.get(cls)
 
     def finish(self) -> list[PreemptOrder]:
         """Record the cycle's holds for the next one; the preemptions to send."""

@@ -71,9 +71,16 @@ class EarmarkBook:
         self.holds = tuple(holds)
         self._heads = tuple(h.job_id for h in holds if h.kind is EarmarkKind.BACKFILL)
 
-    def lapsed(self, queued: Collection[str]) -> bool:
-        """Whether a job that held cards last cycle has left the queue (dispatched or cancelled)."""
-        return any(j not in queued for j in (*self._heads, *self.preemptions))
+    def heads(self) -> dict[str, str]:
+        """The last cycle's heads: job id -> the class it holds a reservation of."""
+        return {h.job_id: h.accelerator_class for h in self.holds if h.kind is EarmarkKind.BACKFILL}
+
+    def lapsed(self, queued: Collection[str], now: datetime) -> bool:
+        """Whether a job that held cards last cycle has left the queue (dispatched or cancelled), or a
+        preemption's hold lapses at `now`: what it held is free for all."""
+        return any(j not in queued for j in (*self._heads, *self.preemptions)) or any(
+            now >= p.deadline for p in self.preemptions.values()
+        )
 
     def revisit(self, candidates: list[str], queued: Mapping[str, object]) -> list[str]:
         """`candidates` plus the heads and preemptors not among them: their holds bind every other job, so a

@@ -18,6 +18,7 @@ from datetime import datetime
 
 from gateway.jobs.model import Job, JobSpec, Reason
 from gateway.placement.place import OptionFilter
+from gateway.placement.preemption import priority_class
 from gateway.policy import FederationPolicy
 from gateway.policy.engine import option_verdict
 from gateway.policy.holder import PolicyHolder
@@ -43,16 +44,48 @@ class LiveUsage:
         self.clock = clock
         self.on_freed = on_freed
         """Called when an attempt stops holding cards: they came free."""
-        self._holding: dict[str, Job] = {}  # jobs holding cards at a site: what leases() adds up
+        self._holding: dict[str, Job] = {}  # jobs holding cards at a site
+        # Their cards, kept up to date job by job so that a cycle does not add up every holding job again:
+        # per site and class (the leases), per (tenant, project, class) (held usage); and those running.
+        self._leased: dict[str, dict[str, int]] = {}
+        self._held: dict[tuple[str, str, str], int] = defaultdict(int)
+        self._running: dict[str, Job] = {}
+        self.preemptible_changes = 0
+        """How many times a job of a preemptible priority class that holds cards changed (a possible victim)."""
         self._hours_cache: dict[str, tuple[datetime, dict[tuple[str, str], float]]] = {}
 
     def job_changed(self, job: Job) -> None:
         """The job book's listener: follow which jobs hold cards."""
+        before = self._holding.get(job.job_id)
+        if before is not None:
+            self._count(before, -1)
         if job.state.holds_capacity:
             self._holding[job.job_id] = job
+            self._count(job, 1)
+            found = priority_class(self.policy.policy, job.spec)
+            if found is not None and found.preemptible:
+                self.preemptible_changes += 1
         elif self._holding.pop(job.job_id, None) is not None:
             self._hours_cache.clear()  # an attempt ended: its card-hours are now in the store
             self.on_freed()
+
+    def _count(self, job: Job, sign: int) -> None:
+        """Add (`sign` 1) or take away (-1) a holding job's cards in the leases, held usage and running jobs."""
+        for p in job.placements:
+            site = self._leased.setdefault(p.site, {})
+            left = site[p.accelerator_class] = site.get(p.accelerator_class, 0) + sign * p.cards
+            if not left:
+                del site[p.accelerator_class]
+                if not site:
+                    del self._leased[p.site]
+            scope = (job.spec.tenant, job.spec.project, p.accelerator_class)
+            self._held[scope] += sign * p.cards
+            if not self._held[scope]:
+                del self._held[scope]
+        if sign > 0 and job.start_time is not None:
+            self._running[job.job_id] = job
+        elif sign < 0:
+            self._running.pop(job.job_id, None)
 
     def holding(self) -> Collection[Job]:
         """The jobs holding cards at a site now (dispatched, reserving or running)."""
@@ -64,24 +97,20 @@ class LiveUsage:
     def leases(self) -> dict[str, dict[str, int]]:
         """Cards this gateway has leased per site and class (jobs dispatched or running)."""
         leased: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for job in self._holding.values():
-            for p in job.placements:
-                leased[p.site][p.accelerator_class] += p.cards
+        for site, classes in self._leased.items():
+            leased[site] = defaultdict(int, classes)
         return leased
 
     def usage(self, views: list[SiteView] | None = None) -> Usage:
         """What is held now (leases), used this period (card-hours) and offered (live sites), per scope."""
-        held: dict[tuple[str, str, str], int] = defaultdict(int)
+        held = defaultdict(int, self._held)
         now = self.clock()
         hours: dict[tuple[str, str, str], float] = defaultdict(float)
-        for job in self._holding.values():
-            for p in job.placements:
-                held[(job.spec.tenant, job.spec.project, p.accelerator_class)] += p.cards
         for period in ("day", "week", "month"):
             start = period_start(period, now)
             for (tenant, project), used in self._ended_hours(period, start).items():
                 hours[(tenant, project, period)] += used
-            for job in self._holding.values():
+            for job in self._running.values():
                 if job.start_time is not None:
                     elapsed = (now - max(job.start_time, start)).total_seconds() / 3600
                     cards = sum(p.cards for p in job.placements)

@@ -137,16 +137,16 @@ class SqliteStore(SecurityTables, ReservationTables, ReceiptTables):
         batch: Sequence[tuple[Job, JobEvent, tuple[str, int] | None]],
         receipts: Sequence[SettledReceipt] = (),
     ) -> list[JobEvent]:
-        stored: list[JobEvent] = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for job, event, site_cursor in batch:
-                    self._db.execute(
-                        "UPDATE jobs SET state = ?, body = ? WHERE job_id = ?",
-                        (job.state.value, job_to_json(job), job.job_id),
-                    )
-                    stored.append(self._insert_event(event))
+                # One statement per table for the whole batch (a scheduling cycle's thousands of dispatches).
+                self._db.executemany(
+                    "UPDATE jobs SET state = ?, body = ? WHERE job_id = ?",
+                    [(job.state.value, job_to_json(job), job.job_id) for job, _, _ in batch],
+                )
+                stored = self._insert_events([event for _, event, _ in batch])
+                for job, _, site_cursor in batch:
                     if usage := usage_rows(job):  # an attempt ended: its card-hours, a preempted one's too
                         self._db.executemany("INSERT OR IGNORE INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", usage)
                     if site_cursor is not None:
@@ -161,6 +161,22 @@ class SqliteStore(SecurityTables, ReservationTables, ReceiptTables):
                 self._db.execute("ROLLBACK")
                 raise
         return stored
+
+    def _insert_events(self, events: Sequence[JobEvent]) -> list[JobEvent]:
+        """Insert events in order inside the caller's write transaction; returns them with their sequences.
+        One `executemany`: AUTOINCREMENT gives the rows of one writer's transaction consecutive sequences
+        (each the largest so far plus one), so the last one tells them all."""
+        if not events:
+            return []
+        self._db.executemany(
+            "INSERT INTO events (job_id, state, time, attempt, site, message) VALUES (?, ?, ?, ?, ?, ?)",
+            [event_row(event) for event in events],
+        )
+        last = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
+        first = last - len(events) + 1
+        return [
+            JobEvent(e.job_id, e.state, e.time, e.attempt, e.site, e.message, first + i) for i, e in enumerate(events)
+        ]
 
     def usage_between(self, start: datetime, end: datetime) -> list[tuple[str, str, str, float, int]]:
         """(tenant, project, class, card-hours, attempts) of attempts that ended in [start, end)."""

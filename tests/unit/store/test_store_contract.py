@@ -242,6 +242,18 @@ def test_transitions_events_and_cursors_survive_a_reopen(engine: Engine, store: 
     assert store.create_job(job(9, request_id="r1"), queued(job(9))) == (running, False)  # the key outlives it too
 
 
+def test_a_batch_of_transitions_answers_each_event_with_its_stored_sequence(store: Store) -> None:
+    jobs = [job(n) for n in range(1, 6)]
+    store.create_jobs([(j, queued(j)) for j in jobs])
+    store.save_transition(jobs[0].evolve(state=JobState.CANCELLED), event(jobs[0].evolve(state=JobState.CANCELLED)))
+    moved = [j.evolve(state=JobState.DISPATCHED, attempt=1, epoch=1) for j in jobs[1:]]
+    stored = store.save_transitions([(j, event(j, f"sent {j.job_id}"), None) for j in moved])
+    assert [e.message for e in stored] == [f"sent {j.job_id}" for j in moved]
+    for answered in stored:
+        assert answered in store.events(answered.job_id)
+    assert [e.sequence for e in stored] == sorted({e.sequence for e in stored})
+
+
 def test_a_site_cursor_never_goes_back(store: Store) -> None:
     j = job(1)
     store.create_job(j, queued(j))
