@@ -166,7 +166,18 @@ def sqlite_store(workdir: Path) -> Store:
     return Store(f"sqlite:///{db}", functools.partial(count_jobs, db))
 
 
-def _write_gateway_config(pki: Pki, workdir: Path, store: str, policy: Path = POLICY) -> Path:
+def write_gateway_config(
+    workdir: Path,
+    *,
+    server: Path,
+    authority: Path,
+    store: str,
+    policy: Path = POLICY,
+    extra: dict[str, object] | None = None,
+) -> Path:
+    """The YAML of a benchmark's gateway in `workdir`: loopback, serving the credentials in `server`, issuing from
+    the CA at `authority`, over `store` (a URL); `extra`: more keys, such as `report_interval_s`. Every benchmark's
+    gateway is written here (`bench.fleet` too)."""
     config = workdir / "gateway.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -175,13 +186,14 @@ def _write_gateway_config(pki: Pki, workdir: Path, store: str, policy: Path = PO
                 "kind": "Gateway",
                 "federation": FEDERATION,
                 "listen": "127.0.0.1:0",
-                "tls": {k: str(pki.server / f"{k}.pem") for k in ("ca", "cert", "key")},
+                "tls": {k: str(server / f"{k}.pem") for k in ("ca", "cert", "key")},
                 "store": store,
                 "policy": str(policy),
-                "authority": str(pki.server.parent / "ca"),
+                "authority": str(authority),
                 # A fresh store per run, so a checkpoint of its own: one left by the previous run's store would
                 # (rightly) make the gateway refuse a log that does not reach it.
                 "audit_checkpoint": str(workdir / "audit-checkpoint.json"),
+                **(extra or {}),
             }
         )
     )
@@ -209,7 +221,13 @@ def run_admission(
     workdir.mkdir(parents=True)
     root = tree or REPO
     jobs = store(workdir)
-    config = _write_gateway_config(pki, workdir, jobs.url, root / "policies" / "federation.yaml")
+    config = write_gateway_config(
+        workdir,
+        server=pki.server,
+        authority=pki.server.parent / "ca",
+        store=jobs.url,
+        policy=root / "policies" / "federation.yaml",
+    )
     command = [sys.executable, "-m", "fedgate.cli", "gateway", "run", "--config", str(config)]
     env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{root / 'proto'}"} if tree is not None else None
     tag = f"bench-{uuid.uuid4().hex[:8]}"

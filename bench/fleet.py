@@ -21,17 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import yaml
 
+from bench import admission
+from bench.admission import FEDERATION
 from bench.load import CALL_TIMEOUT_S, percentile, secure_channel
-from bench.process import REPO, ServerProcess
+from bench.process import ServerProcess
 from fedgate.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from gateway.identity.ca import CertificateAuthority, init_ca
 from gateway.identity.principal import Principal
 
-FEDERATION = "bench"
 TENANT, PROJECT, ACCELERATOR_CLASS, STACK = "deepsea-ai", "llama-sft", "ascend-910b", "cann"
-POLICY = REPO / "policies" / "federation.yaml"
 DURATION_LABEL = "fedgate.io/sim-duration-s"  # agents.backends.simulated reads it: how long an attempt lasts
 
 
@@ -75,24 +74,8 @@ def site_names(count: int, prefix: str = "site") -> list[str]:
 def write_gateway_config(pki: FleetPki, workdir: Path, store: Path | None = None, **extra: object) -> Path:
     """The gateway's YAML in `workdir` (SQLite store `workdir/gw.db` unless `store` is given); `extra` adds keys
     such as `report_interval_s` or `schedule_period_s`."""
-    config = workdir / "gateway.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "fedgate.io/v1",
-                "kind": "Gateway",
-                "federation": FEDERATION,
-                "listen": "127.0.0.1:0",
-                "tls": {k: str(pki.server / f"{k}.pem") for k in ("ca", "cert", "key")},
-                "store": f"sqlite:///{store or workdir / 'gw.db'}",
-                "policy": str(POLICY),
-                "authority": str(pki.root / "ca"),
-                "audit_checkpoint": str(workdir / "audit-checkpoint.json"),
-                **extra,
-            }
-        )
-    )
-    return config
+    url = f"sqlite:///{store or workdir / 'gw.db'}"
+    return admission.write_gateway_config(workdir, server=pki.server, authority=pki.root / "ca", store=url, extra=extra)
 
 
 class GatewayProcess(ServerProcess):
