@@ -16,6 +16,7 @@ import pytest
 
 from agents.backends.base import LaunchSpec
 from agents.backends.local import LocalBackend, LocalHandle
+from agents.backends.localproc import group_has_members
 from agents.errors import AttemptLost, LaunchFailed
 from fedgate.common.rendezvous import Rendezvous
 from tests.jobs import JOB_PYTHON, shared_folder
@@ -249,7 +250,14 @@ async def test_an_attempt_with_no_node_left_is_not_adopted(tmp_path: Path, group
     handle = await holding(first, groups, "j1", str(release))
     for node in handle.nodes:
         os.killpg(node.group, signal.SIGKILL)
-    await eventually_async(lambda: not any(alive(pid) for pid in pids(handle)), what="both nodes to die")
+    # The commands and their process groups (the wrappers die a moment later and are reaped by this process):
+    # adoption looks at the groups, so a wrapper not yet gone would still count as a node left.
+    await eventually_async(
+        lambda: (
+            not any(alive(pid) for pid in pids(handle)) and not any(group_has_members(n.group) for n in handle.nodes)
+        ),
+        what="both nodes and their groups to end",
+    )
     assert await backend_in(tmp_path / "work").adopt(spec("j1", PY), first.journal_record(handle)) is None
 
 
