@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import pytest
 
 from gateway.errors import GatewayError, NotLeader, PermissionDenied, StoreFull, StoreUnavailable
+from gateway.identity.principal import Principal
 from gateway.jobs.model import Job, JobState
 from gateway.sites.dispatcher import SiteUpdate
 from tests.unit.schedworld import World
@@ -29,16 +30,20 @@ class Transactions:
         self.fail_next: Exception | None = None
         self.hold: threading.Event | None = None
         self.held = threading.Event()  # set once a write waits on `hold`
+        self.hold_after = False  # hold once the transaction is durable, not before it
         self.store.save_transitions = self.save  # type: ignore[method-assign]
 
     def save(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
-        if self.hold is not None:
+        if self.hold is not None and not self.hold_after:
             self.held.set()
             self.hold.wait(10)
         if self.fail_next is not None:
             failure, self.fail_next = self.fail_next, None
             raise failure
         result = self.original(batch, *args, **kwargs)
+        if self.hold is not None and self.hold_after:
+            self.held.set()
+            self.hold.wait(10)
         self.batches.append([(job.job_id, job.state) for job, _, _ in batch])
         return result
 
@@ -157,3 +162,21 @@ async def test_a_change_made_at_once_waits_for_the_grouped_write_of_its_job_and_
     states = [event.state for event in world.fed.store.events(job.job_id)]
     assert states[-2:] == [JobState.RUNNING, JobState.CANCELLED]
     assert world.state(job.job_id) == JobState.CANCELLED and job.job_id not in world.fed.book.active
+
+
+async def test_a_watch_that_reads_an_end_the_book_has_not_yet_remembered_sends_the_ended_job() -> None:
+    world = World()
+    (job,) = dispatched(world, "a")
+    saved = Transactions(world)
+    saved.hold, saved.hold_after = threading.Event(), True
+    running = world.dispatcher.submit(*said(world, job, JobState.RUNNING, 1))
+    ended = world.dispatcher.submit(*said(world, job, JobState.SUCCEEDED, 2))
+    assert await asyncio.to_thread(saved.held.wait, 10)  # durable in the store, not yet remembered by the book
+    assert world.fed.book.active[job.job_id].state == JobState.DISPATCHED
+    watch = world.fed.jobs.watch_job(Principal.admin("demo", "root"), job.job_id)
+    assert isinstance(watch, AsyncGenerator)
+    first = await anext(watch)
+    assert first.event.state == JobState.SUCCEEDED and first.job.state == JobState.SUCCEEDED
+    saved.hold.set()
+    assert list(await asyncio.gather(running, ended)) == [None, None]
+    await watch.aclose()
