@@ -160,7 +160,7 @@ class JobBook:
             staging, write = entry
             wait_for_futures([write])
             self._land(staging, write)
-            if write.exception() is None:
+            if not write.cancelled() and write.exception() is None:
                 landed[job_id] = staging.job(job_id) or self._active[job_id]
         return landed
 
