@@ -36,7 +36,7 @@ from gateway.sites.dispatcher import Dispatcher
 from gateway.sites.logs import LogRelay
 from gateway.sites.registry import SiteRegistry
 from gateway.store import Store
-from gateway.store.commit import GroupCommitter
+from gateway.store.commit import job_creations
 from gateway.trust.pagetokens import PageTokens
 from gateway.usage.receipts import Countersigner
 from gateway.usage.settlement import SignedRecord
@@ -128,7 +128,7 @@ def compose(
     jobs = JobService(
         book,
         store,
-        GroupCommitter(store),
+        job_creations(store),
         bus,
         policy,
         usage,
