@@ -6,6 +6,8 @@ report (`check_capacity`: site.proto's CapacityReport states them). No I/O, no g
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -135,3 +137,14 @@ class SiteView:
     def free_cards(self, pool: Pool) -> int:
         """Free cards the gateway may still place: the site's word, bounded by what it offered minus leases."""
         return max(0, min(pool.free, pool.offered - self.leased_cards(pool.accelerator_class)))
+
+
+def offered_by(views: Iterable[SiteView]) -> dict[str, int]:
+    """Cards offered per class by the sites that may take work now (connected, not draining): what a share quota
+    is a share of."""
+    offered: dict[str, int] = defaultdict(int)
+    for view in views:
+        if view.connected and not view.draining:
+            for pool in view.pools:
+                offered[pool.accelerator_class] += pool.offered
+    return offered

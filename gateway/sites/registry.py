@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -387,6 +388,16 @@ class SiteRegistry:
     def views(self, leases: dict[str, dict[str, int]]) -> list[SiteView]:
         """Snapshot for placement; `leases` maps site -> class -> cards this gateway has leased there."""
         return [self.view(record.name, leases.get(record.name, {})) for record in self._sites.values()]
+
+    def offered(self) -> dict[str, int]:
+        """Cards offered per class by the sites that may take work now: `offered_by(views)` without building
+        every site's view."""
+        offered: dict[str, int] = defaultdict(int)
+        for record in self._sites.values():
+            if record.connected and not record.draining:
+                for pool in record.pools.values():
+                    offered[pool.accelerator_class] += pool.offered
+        return offered
 
     def view(self, site: str, leased: dict[str, int] | None = None) -> SiteView:
         record = self.get(site)
