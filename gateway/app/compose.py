@@ -99,7 +99,14 @@ def compose(
     bus = EventBus()
     book = JobBook(store, clock, bus)
     queue = JobQueue(admitted_classes(policy, clock))
-    usage = LiveUsage(store, policy, registry, clock, on_freed=queue.capacity_changed)
+    usage = LiveUsage(
+        store,
+        policy,
+        registry,
+        clock,
+        on_freed=queue.capacity_changed,
+        read_ended=lambda since: book.read_after_writes(lambda: store.card_hours_since(since)),
+    )
     book.listen(queue.job_changed)
     book.listen(usage.job_changed)
     reservation_ledger = ReservationLedger(store, policy, clock)

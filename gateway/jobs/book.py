@@ -20,12 +20,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
 from datetime import datetime
+from typing import TypeVar
 
 from gateway.jobs.events import EventBus
 from gateway.jobs.model import Job, JobEvent, JobState
 from gateway.jobs.staging import Move, Staging
 from gateway.store import Store
+from gateway.store.rows import usage_rows
 from gateway.usage.receipts import SettledReceipt
+
+T = TypeVar("T")
 
 MAX_LOST_ATTEMPTS = 3  # attempts a job may lose (site gone, agent lost track) before it is failed
 
@@ -148,6 +152,24 @@ class JobBook:
     def land_writes(self) -> None:
         """Wait for every grouped write in flight and land it (blocking): for a caller about to read many jobs."""
         self._land_in_flight(list(self._in_flight))
+
+    def read_after_writes(self, read: Callable[[], T]) -> tuple[T, frozenset[tuple[str, int]]]:
+        """Run `read` on the store after every grouped write submitted so far and before any later one (in the
+        writer thread, blocking: only while writes are in flight), and name the attempts whose end it saw durable
+        but this book has not announced yet: (job id, attempt) of each ended attempt those writes saved. A
+        listener that adds ended attempts to a figure it read (live usage) leaves these out once."""
+        writes = {id(staging): (staging, write) for staging, write in self._in_flight.values()}
+        if not writes:
+            return read(), frozenset()
+        result = self._writer.submit(read).result()
+        counted = frozenset(
+            (job.job_id, job.attempt)
+            for staging, write in writes.values()
+            if not write.cancelled() and write.exception() is None
+            for job, _, _ in staging.rows
+            if usage_rows(job)
+        )
+        return result, counted
 
     def _land_in_flight(self, job_ids: Iterable[str]) -> dict[str, Job]:
         """Wait (blocking: rare, and at most one transaction) for the grouped writes of these jobs that are in

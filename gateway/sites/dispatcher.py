@@ -45,7 +45,7 @@ from gateway.sites.logs import LogRelay
 from gateway.sites.model import Pool, SiteTerms, check_capacity
 from gateway.sites.registry import CancelCommand, Outbox, SiteRegistry
 from gateway.store import Store
-from gateway.store.commit import GroupCommitter
+from gateway.store.commit import GroupCommitter, Refused
 from gateway.usage.receipts import (
     RECEIPT_STATES,
     Countersigner,
@@ -244,16 +244,16 @@ class Dispatcher:
         """Return once every update already handed to `submit` is durable or failed."""
         await self._updates.settle()
 
-    async def _commit_updates(self, batch: list[tuple[str, SiteUpdate]]) -> list[ReceiptInvalid | BaseException | None]:
+    async def _commit_updates(self, batch: list[tuple[str, SiteUpdate]]) -> list[ReceiptInvalid | Refused | None]:
         """One group commit: each update checked and staged in arrival order (a refused one stages nothing),
         then all of them written in one transaction off the event loop."""
         staging = self._staging()
-        answers: list[ReceiptInvalid | BaseException | None] = []
+        answers: list[ReceiptInvalid | Refused | None] = []
         for site, update in batch:
             try:
                 answers.append(self._stage_update(staging, site, update))
             except GatewayError as refused:  # checked before staging anything: the others go on
-                answers.append(refused)
+                answers.append(Refused(refused))
         await self.book.commit(staging)
         return answers
 

@@ -4,14 +4,17 @@ Owns: collecting the items callers hand in while a commit is in flight, handing 
 as a batch (at most `MAX_BATCH`, in arrival order), and answering each caller with its own result only once
 that commit returned: one fsync acknowledges a whole batch and the event loop keeps serving while the disk
 works. It does not know what an item is: the commit function (job creations here, the job book's site updates)
-decides, runs its write in a worker thread, and returns one result per item (an exception for an item it
-refused alone); a commit that raises fails its whole batch, and no caller of it hears success.
+decides, runs its write in a worker thread, and returns one result per item (`Refused(error)` for an item it
+refused alone: a result may itself be an exception object, such as the refusal of a receipt riding on an update
+that was applied, and is then still a result); a commit that raises fails its whole batch, and no caller of it
+hears success.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from gateway.jobs.model import Job, JobEvent
@@ -22,8 +25,16 @@ MAX_BATCH = 512
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-Commit = Callable[[list[Item]], Awaitable[Sequence[Result | BaseException]]]
-"""Makes one batch durable and returns one result per item, in order (an exception: that item alone refused)."""
+
+@dataclass(frozen=True)
+class Refused:
+    """A commit function's answer for one item it refused alone: its caller gets `error` raised."""
+
+    error: BaseException
+
+
+Commit = Callable[[list[Item]], Awaitable[Sequence[Result | Refused]]]
+"""Makes one batch durable and returns one result per item, in order (`Refused`: that item alone refused)."""
 
 
 class GroupCommitter(Generic[Item, Result]):
@@ -62,8 +73,8 @@ class GroupCommitter(Generic[Item, Result]):
             for (_, future), result in zip(batch, results, strict=True):
                 if future.done():
                     continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
+                if isinstance(result, Refused):
+                    future.set_exception(result.error)
                 else:
                     future.set_result(result)
 

@@ -22,13 +22,15 @@ from collections import defaultdict
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from gateway.jobs.book import JobBook
 from gateway.jobs.events import EventBus
 from gateway.jobs.model import Job, JobEvent, JobSpec, JobState, Placement, Resources, StackRun
+from gateway.policy import load_catalogue
+from gateway.policy.document import REPO_POLICIES
 from gateway.policy.holder import PolicyHolder
 from gateway.policy.quotas import Usage, period_start
 from gateway.scheduler.liveusage import LiveUsage
@@ -100,7 +102,10 @@ class World:
     def restart(self) -> None:
         """A fresh book and live usage over the same store and sites: what a restarted gateway builds."""
         self.book = JobBook(self.store, self.clock, EventBus())
-        self.usage = LiveUsage(self.store, cast(PolicyHolder, None), self.registry, self.clock)  # usage() reads none
+        policy = PolicyHolder(
+            REPO_POLICIES / "federation.yaml", load_catalogue(REPO_POLICIES / "accelerators.yaml"), self.clock()
+        )
+        self.usage = LiveUsage(self.store, policy, self.registry, self.clock)
         self.book.listen(self.usage.job_changed)
         self.book.load()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncGenerator, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,8 +16,9 @@ import pytest
 from gateway.errors import GatewayError, NotLeader, PermissionDenied, StoreFull, StoreUnavailable
 from gateway.identity.principal import Principal
 from gateway.jobs.model import Job, JobState
+from gateway.policy.quotas import period_start
 from gateway.sites.dispatcher import SiteUpdate
-from tests.unit.schedworld import World
+from tests.unit.schedworld import START, World
 
 
 class Transactions:
@@ -180,3 +182,33 @@ async def test_a_watch_that_reads_an_end_the_book_has_not_yet_remembered_sends_t
     saved.hold.set()
     assert list(await asyncio.gather(running, ended)) == [None, None]
     await watch.aclose()
+
+
+async def test_a_period_read_between_a_durable_end_and_its_announcement_counts_the_attempt_once() -> None:
+    """Live usage reads a period's ended card-hours from the store when the period turns, then adds each attempt
+    the book announces as ended. An end committed in the writer thread but not yet announced on the loop is in
+    such a read: it must not be added again when it is announced (a quota would count it twice till the next
+    period)."""
+    world = World()
+    [job] = dispatched(world, "a")
+    await world.dispatcher.submit(*said(world, job, JobState.RUNNING, 1))
+    usage = world.fed.usage
+    usage.usage()  # the day, week and month read now, on the first day
+    world.now = world.now.replace(hour=23, minute=0) + timedelta(hours=1, minutes=5)  # the next day, 00:05
+    assert world.now.day != START.day and world.now.weekday() != 0 and world.now.day != 1  # only the day turns
+    saved = Transactions(world)
+    saved.hold, saved.hold_after = threading.Event(), True
+    answer = world.dispatcher.submit(*said(world, job, JobState.SUCCEEDED, 2))
+    assert await asyncio.to_thread(saved.held.wait, 10)  # the end is durable; its announcement waits for the loop
+    threading.Timer(0.2, saved.hold.set).start()  # the write returns while the loop is in the read below
+    day_start = world.now.replace(hour=0, minute=0, second=0, microsecond=0)
+    scope = (job.spec.tenant, job.spec.project, "day")
+    usage.usage()  # the day turned: read between the writes, so the durable end is in it
+    await answer  # now announced, and not added to the day again
+    stored = world.fed.store.card_hours_since(day_start)[(job.spec.tenant, job.spec.project)]
+    assert stored > 0 and usage.usage().card_hours[scope] == pytest.approx(stored)
+    for period in ("week", "month"):  # read before the end: the announcement adds it there
+        since = period_start(period, world.now)
+        assert usage.usage().card_hours[(job.spec.tenant, job.spec.project, period)] == pytest.approx(
+            world.fed.store.card_hours_since(since)[(job.spec.tenant, job.spec.project)]
+        )
