@@ -36,7 +36,7 @@ from gateway.sites.dispatcher import Dispatcher
 from gateway.sites.logs import LogRelay
 from gateway.sites.registry import SiteRegistry
 from gateway.store import Store
-from gateway.store.commit import GroupCommitter
+from gateway.store.commit import job_creations
 from gateway.trust.pagetokens import PageTokens
 from gateway.usage.receipts import Countersigner
 from gateway.usage.settlement import SignedRecord
@@ -99,7 +99,14 @@ def compose(
     bus = EventBus()
     book = JobBook(store, clock, bus)
     queue = JobQueue(admitted_classes(policy, clock))
-    usage = LiveUsage(store, policy, registry, clock, on_freed=queue.capacity_changed)
+    usage = LiveUsage(
+        store,
+        policy,
+        registry,
+        clock,
+        on_freed=queue.capacity_changed,
+        read_ended=lambda since: book.read_after_writes(lambda: store.card_hours_since(since)),
+    )
     book.listen(queue.job_changed)
     book.listen(usage.job_changed)
     reservation_ledger = ReservationLedger(store, policy, clock)
@@ -128,7 +135,7 @@ def compose(
     jobs = JobService(
         book,
         store,
-        GroupCommitter(store),
+        job_creations(store),
         bus,
         policy,
         usage,

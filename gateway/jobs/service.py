@@ -59,7 +59,7 @@ class JobService:
         self,
         book: JobBook,
         store: Store,
-        commits: GroupCommitter,
+        commits: GroupCommitter[tuple[Job, JobEvent], tuple[Job, bool]],
         bus: EventBus,
         policy: PolicyHolder,
         usage: LiveUsage,
@@ -132,7 +132,7 @@ class JobService:
             request_fingerprint=fingerprint(spec) if request_id else "",
         )
         event = JobEvent(job.job_id, JobState.QUEUED, now, 0, "", decision.reasons[0].message)
-        stored, created = await self.commits.create_job(job, event)  # request ids are scoped to the spec's tenant
+        stored, created = await self.commits.submit((job, event))  # request ids are scoped to the spec's tenant
         if created:
             self.book.remember(job)
             return stored

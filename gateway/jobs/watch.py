@@ -6,8 +6,9 @@ the job recorded after it. Both are read from the store (`Watched.replayed`), th
 publishes follow as they happen. It subscribes before it reads the store, so an event recorded in between is in
 both and sent once (an event at or below the last sequence sent is dropped); a watcher that fell behind the bus
 (`gateway.jobs.events`) reads what it missed from the store the same way. No event is made up: every one has its
-recorded sequence. The stream ends after a terminal event. Who may watch is the caller's business
-(`gateway.jobs.service`); this module does no access checks.
+recorded sequence. The stream ends after a terminal event. The book may lag the store by a grouped write that is
+durable and not yet remembered: events read from the store then go with the job as the store holds it. Who may
+watch is the caller's business (`gateway.jobs.service`); this module does no access checks.
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ async def follow_job(
                 else:
                     missed = [e for e in recorded if e.sequence > last]
                 job = before if before.state.terminal else current()
+                if missed and missed[-1].state != job.state:
+                    # The store is ahead of the book: a grouped write (`JobBook.commit`) is durable and not yet
+                    # remembered. The job as the store holds it goes with the events read from there.
+                    job = store.get_job(job_id) or job
                 for event in missed:
                     yield Watched(event, job, replayed=True)
                     last = event.sequence

@@ -24,7 +24,7 @@ from gateway.policy.engine import option_verdict
 from gateway.policy.holder import PolicyHolder
 from gateway.policy.quotas import Usage
 from gateway.scheduler.cyclecache import site_terms_reason
-from gateway.scheduler.usagetally import EndedHours, Holdings
+from gateway.scheduler.usagetally import EndedHours, EndedRead, Holdings
 from gateway.sites.model import SiteView, offered_by
 from gateway.sites.registry import SiteRegistry
 from gateway.store import Store
@@ -38,6 +38,7 @@ class LiveUsage:
         registry: SiteRegistry,
         clock: Callable[[], datetime],
         on_freed: Callable[[], None] = lambda: None,
+        read_ended: EndedRead | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
@@ -46,7 +47,9 @@ class LiveUsage:
         self.on_freed = on_freed
         """Called when an attempt stops holding cards: they came free."""
         self._holdings = Holdings()  # the jobs holding cards at a site, and what they add up to
-        self._ended = EndedHours(store.card_hours_since)
+        # The ended card-hours since a time: read between the job book's grouped writes (`compose` wires
+        # `JobBook.read_after_writes`); alone, straight from the store.
+        self._ended = EndedHours(read_ended or (lambda since: (store.card_hours_since(since), frozenset())))
         self.preemptible_changes = 0
         """How many times a job of a preemptible priority class that holds cards changed (a possible victim)."""
 

@@ -163,29 +163,41 @@ def _accrued(attempts: Iterable[_Attempt], start: datetime, now: datetime) -> di
     return hours
 
 
+EndedRead = Callable[[datetime], tuple[dict[Scope, float], frozenset[tuple[str, int]]]]
+"""Reads the ended card-hours since a time from the store, with the (job id, attempt) of every ended attempt the
+read already counts but the job book has not announced yet (a grouped write that committed first)."""
+
+
 class EndedHours:
     """Card-hours of attempts that ended in the current day / week / month, per scope: read from the store when
     a period is first asked for or has turned (at start, so also when a gateway takes over), then kept in step by
     `ended` instead of being read again.
 
-    Contract with the job book: an attempt's usage rows are durable before `ended` is told of it, and nothing
-    reads these figures in between (the book saves, then tells its listeners, without yielding)."""
+    Contract with the job book: an attempt is announced to `ended` once, after its usage rows are durable. A
+    grouped write may commit in the book's writer thread before it is announced on the loop; a read in that gap
+    would count the attempt and then `ended` would count it again. So the read runs in the writer thread between
+    writes (`JobBook.read_after_writes`) and names the attempts it counted ahead of their announcement, which
+    `ended` then leaves out of that period once."""
 
-    def __init__(self, read: Callable[[datetime], dict[Scope, float]]) -> None:
-        self._read = read  # the store's `card_hours_since`
-        self._periods: dict[str, tuple[datetime, dict[Scope, float]]] = {}
+    def __init__(self, read: EndedRead) -> None:
+        self._read = read
+        self._periods: dict[str, tuple[datetime, dict[Scope, float], set[tuple[str, int]]]] = {}
 
     def card_hours(self, period: str, now: datetime) -> dict[Scope, float]:
         start = period_start(period, now)
         cached = self._periods.get(period)
         if cached is None or cached[0] != start:
-            cached = self._periods[period] = (start, self._read(start))
+            hours, counted_ahead = self._read(start)
+            cached = self._periods[period] = (start, hours, set(counted_ahead))
         return cached[1]
 
     def ended(self, job: Job) -> None:
         """`job`'s attempt ended and its usage rows are in the store: count them where the store query would."""
         rows = {row[4]: row for row in reversed(usage_rows(job))}  # one row per class: the store keeps the first
-        for start, hours in self._periods.values():
+        for start, hours, counted_ahead in self._periods.values():
+            if (job.job_id, job.attempt) in counted_ahead:
+                counted_ahead.discard((job.job_id, job.attempt))  # the read that filled this period counted it
+                continue
             for _, _, tenant, project, _, _, _, end, card_hours in rows.values():
                 if end >= start.isoformat():  # the store's own test (`card_hours_since`), on the same strings
                     hours[(tenant, project)] = hours.get((tenant, project), 0.0) + card_hours

@@ -13,10 +13,15 @@ written and settled in the same transaction as the transition; a bad receipt ref
 word on a job is written only through the job book; launches come from the launcher, gang replies go to the
 gang coordinator, booking replies to the reservation book, log chunks to the log relay: each a collaborator
 given to the constructor.
+Updates from the transport go through a group commit (`submit`): the updates that arrive while a commit is in
+flight, from any stream, are checked in arrival order against the jobs as the earlier ones leave them (a
+`gateway.jobs.staging.Staging`), written in one transaction off the event loop, and each answered only once that
+transaction is durable; a batch the store refuses answers none of its updates and changes nothing in memory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -31,6 +36,7 @@ from gateway.gangs.coordinator import GangCoordinator
 from gateway.gangs.parts import part_reported
 from gateway.jobs.book import JobBook
 from gateway.jobs.model import ATTEMPT_ENDS, Job, JobState, Placement, Reason, can_transition
+from gateway.jobs.staging import Staging
 from gateway.policy.holder import PolicyHolder
 from gateway.reservations.model import is_booking
 from gateway.reservations.rounds import ReservationRounds
@@ -39,6 +45,7 @@ from gateway.sites.logs import LogRelay
 from gateway.sites.model import Pool, SiteTerms, check_capacity
 from gateway.sites.registry import CancelCommand, Outbox, SiteRegistry
 from gateway.store import Store
+from gateway.store.commit import GroupCommitter, Refused
 from gateway.usage.receipts import (
     RECEIPT_STATES,
     Countersigner,
@@ -120,6 +127,10 @@ class Dispatcher:
         self.countersigner = countersigner
         """Settles usage receipts; without one, receipts are checked but not kept."""
         self._cursors: dict[str, int] = {}
+        """Each site's durable update cursor (what the store holds), read once from the store."""
+        self._updates: GroupCommitter[tuple[str, SiteUpdate], ReceiptInvalid | None] = GroupCommitter(
+            self._commit_updates
+        )
         self.receipts: Counter[str] = Counter()
         """Usage receipts checked: `settled` (countersigned) and `refused` (invalid), since start (metrics)."""
 
@@ -134,6 +145,7 @@ class Dispatcher:
         """A site's new stream. `running`: the attempts the agent holds whose end the gateway has not
         acknowledged (live ones with their state, ended ones with their final state); `resume_cursor`: the
         highest gateway message sequence it processed; `rendezvous`: its point for cross-site gangs."""
+        self.book.land_writes()  # reconcile against every update already made durable
         connection_id, outbox = self.registry.connect(site, agent_version, self.clock(), resume_cursor)
         self.registry.get(site).rendezvous = rendezvous
         cursor = self._cursor(site)
@@ -152,12 +164,16 @@ class Dispatcher:
             cursor = self._cursors[site] = self.store.site_cursor(site)
         return cursor
 
-    def _advance(self, site: str, sequence: int) -> None:
-        """Move the site's cursor to `sequence` durably, for an update acknowledged without a transition (a
-        transition writes the cursor in its own transaction)."""
-        if sequence > self._cursor(site):
-            self.store.advance_site_cursor(site, sequence)
-            self._cursors[site] = sequence
+    def _staging(self) -> Staging:
+        """A staging of the book whose raised site cursors this dispatcher learns once it is durable."""
+        staging = self.book.staging()
+
+        def raise_cursors() -> None:
+            for site, sequence in staging.cursors.items():
+                self._cursors[site] = max(self._cursor(site), sequence)
+
+        staging.when_durable(raise_cursors)
+        return staging
 
     def _reconcile(self, site: str, running: list[RunningAttempt]) -> tuple[tuple[RunningAttempt, str], ...]:
         """The gateway's view wins: stale or unknown attempts are cancelled (and returned, with why, for the
@@ -165,6 +181,7 @@ class Dispatcher:
         not list are LOST (its journal was wiped or rolled back: nothing will ever report their end)."""
         reported = {(r.job_id, r.epoch) for r in running}
         cancelled = []
+        staging = self._staging()
         for attempt in running:
             if attempt.state.terminal or attempt.state in {JobState.PREEMPTED, JobState.LOST}:
                 continue  # ended at the site; its final update follows this Hello
@@ -191,7 +208,8 @@ class Dispatcher:
             why = f"{site} reconnected without attempt {job.epoch}: its agent lost track of it"
             log.warning("job %s epoch %d: lost at %s (not in the agent's Hello)", job.job_id, job.epoch, site)
             lost = SiteUpdate(job.job_id, job.epoch, JobState.LOST, 0, self.clock(), message=why)
-            self._apply(site, job, lost, None)
+            self._apply(staging, site, job, lost, None)
+        self.book.commit_now(staging)
         return tuple(cancelled)
 
     def _resend_launch(self, site: str, job_id: str, placement: Placement) -> None:
@@ -204,7 +222,43 @@ class Dispatcher:
         self.on_capacity()
 
     def update(self, site: str, update: SiteUpdate) -> ReceiptInvalid | None:
-        """Apply one job update from `site`. Raises (and changes nothing) when the site may not say this.
+        """Apply one job update from `site` at once, in its own transaction on the caller's thread (the
+        transport groups them instead: `submit`). Raises (and changes nothing) when the site may not say this;
+        what it returns and when is `_stage_update`'s."""
+        self.registry.touch(site, self.clock())
+        self.book.land_writes()
+        staging = self._staging()
+        refused = self._stage_update(staging, site, update)
+        self.book.commit_now(staging)
+        return refused
+
+    def submit(self, site: str, update: SiteUpdate) -> asyncio.Future[ReceiptInvalid | None]:
+        """Hand one job update from `site` to the group commit, now (its place in the order is taken at once).
+        The future holds `update`'s answer once the update's transaction is durable, or its refusal (a
+        GatewayError that changed nothing), or the store's error when its batch could not be made durable (no
+        update of that batch is answered: the agent sends it again)."""
+        self.registry.touch(site, self.clock())
+        return self._updates.enqueue((site, update))
+
+    async def settle(self) -> None:
+        """Return once every update already handed to `submit` is durable or failed."""
+        await self._updates.settle()
+
+    async def _commit_updates(self, batch: list[tuple[str, SiteUpdate]]) -> list[ReceiptInvalid | Refused | None]:
+        """One group commit: each update checked and staged in arrival order (a refused one stages nothing),
+        then all of them written in one transaction off the event loop."""
+        staging = self._staging()
+        answers: list[ReceiptInvalid | Refused | None] = []
+        for site, update in batch:
+            try:
+                answers.append(self._stage_update(staging, site, update))
+            except GatewayError as refused:  # checked before staging anything: the others go on
+                answers.append(Refused(refused))
+        await self.book.commit(staging)
+        return answers
+
+    def _stage_update(self, staging: Staging, site: str, update: SiteUpdate) -> ReceiptInvalid | None:
+        """Stage one job update from `site`. Raises (and stages nothing) when the site may not say this.
 
         An end whose receipt does not hold is applied all the same (the site's stream is what vouches for the
         end; a job must never stay RUNNING for want of a receipt) and its receipt is not settled: the refusal is
@@ -215,10 +269,9 @@ class Dispatcher:
         without effect, so that an agent's journal drains. Otherwise the agent's numbering went back in time
         (a restored or wiped journal): refused with SEQUENCE_REUSED, naming the cursor, never dropped silently.
         """
-        self.registry.touch(site, self.clock())
         _check_site_state(update)
-        job = self.book.find(update.job_id)
-        cursor = self._cursor(site)
+        job = staging.job(update.job_id)
+        cursor = staging.cursor(site, self._cursor(site))
         if update.sequence <= cursor:
             if _changes_nothing(site, job, update):
                 return None
@@ -241,21 +294,22 @@ class Dispatcher:
             # the gateway ended first (a cancel) is kept, once: it is what the job's owner wants to read.
             receipts, refused = self._settle(site, job, update)
             if refused is None and job.state.terminal and job.exit_code is None and update.exit_code is not None:
-                self._keep_exit_code(site, job, update, receipts)
+                self._keep_exit_code(staging, site, job, update, receipts)
                 return refused
-            if receipts:
-                self.book.settle(receipts)
-            self._advance(site, update.sequence)
+            staging.stage([], receipts)
+            staging.raise_cursor(site, update.sequence)
             return refused
         if update.lease_returned:
-            self._return_lease(site, job, update)
+            self._return_lease(staging, site, job, update)
             return None
-        return self._apply(site, job, update, (site, update.sequence))
+        return self._apply(staging, site, job, update, (site, update.sequence))
 
-    def _apply(self, site: str, job: Job, update: SiteUpdate, cursor: tuple[str, int] | None) -> ReceiptInvalid | None:
-        """Make the site's word on a job it leases durable, with the cursor (None: the gateway's own finding)."""
+    def _apply(
+        self, staging: Staging, site: str, job: Job, update: SiteUpdate, cursor: tuple[str, int] | None
+    ) -> ReceiptInvalid | None:
+        """Stage the site's word on a job it leases, with the cursor (None: the gateway's own finding)."""
         if len(job.placements) > 1:
-            return self._gang_update(site, job, update, cursor)
+            return self._gang_update(staging, site, job, update, cursor)
         if not can_transition(job.state, update.state):
             raise GatewayError(
                 f"job {job.job_id} cannot go from {job.state.value} to {update.state.value}",
@@ -271,20 +325,19 @@ class Dispatcher:
         if update.state.terminal:
             changes["exit_code"] = update.exit_code
         message = update.message or f"{update.state.value.lower()} at {site}"
-        (updated,) = self.book.transitions([(job, update.state, message, site, cursor, changes)], receipts)
-        if cursor is not None:
-            self._cursors[site] = max(self._cursor(site), update.sequence)
+        (updated,) = staging.stage([(job, update.state, message, site, cursor, changes)], receipts)
         if update.state in {JobState.PREEMPTED, JobState.LOST}:
-            self.book.requeue(updated, message)
+            staging.stage([self.book.requeue_move(updated, message, staged=True)])
         return refused
 
-    def _keep_exit_code(self, site: str, job: Job, update: SiteUpdate, receipts: tuple[SettledReceipt, ...]) -> None:
+    def _keep_exit_code(
+        self, staging: Staging, site: str, job: Job, update: SiteUpdate, receipts: tuple[SettledReceipt, ...]
+    ) -> None:
         """Record the exit code of an attempt the gateway had already ended, with the cursor and the receipts: the
         job keeps its state and end time; its event says what the site reported."""
         message = f"{site} reported {update.state.value.lower()} with exit code {update.exit_code}"
         changes: dict[str, object] = {"exit_code": update.exit_code, "end_time": job.end_time}
-        self.book.transitions([(job, job.state, message, site, (site, update.sequence), changes)], receipts)
-        self._cursors[site] = max(self._cursor(site), update.sequence)
+        staging.stage([(job, job.state, message, site, (site, update.sequence), changes)], receipts)
 
     def _start_time(self, job: Job, update: SiteUpdate) -> datetime:
         """When the attempt started, by the gateway's record: the site's word, but never before the gateway
@@ -294,7 +347,7 @@ class Dispatcher:
         return min(start, self.clock())
 
     def _gang_update(
-        self, site: str, job: Job, update: SiteUpdate, cursor: tuple[str, int] | None
+        self, staging: Staging, site: str, job: Job, update: SiteUpdate, cursor: tuple[str, int] | None
     ) -> ReceiptInvalid | None:
         """One part of a gang reported: the job moves only when the parts add up (`gateway.gangs.parts`). The part's
         state is saved in its placement by the same transition, so what the parts add up to survives a restart."""
@@ -310,14 +363,15 @@ class Dispatcher:
             changes["start_time"] = self._start_time(job, update)
         if outcome.state.terminal:
             changes["exit_code"] = update.exit_code
-        (updated,) = self.book.transitions([(job, outcome.state, outcome.message, site, cursor, changes)], receipts)
-        if cursor is not None:
-            self._cursors[site] = max(self._cursor(site), update.sequence)
+        (updated,) = staging.stage([(job, outcome.state, outcome.message, site, cursor, changes)], receipts)
         for other in outcome.cancel_sites:
-            self.registry.send(other, CancelCommand(job.job_id, job.epoch, outcome.message))
+            self._send_when_durable(staging, other, CancelCommand(job.job_id, job.epoch, outcome.message))
         if outcome.state in {JobState.PREEMPTED, JobState.LOST}:
-            self.book.requeue(updated, outcome.message)
+            staging.stage([self.book.requeue_move(updated, outcome.message, staged=True)])
         return refused
+
+    def _send_when_durable(self, staging: Staging, site: str, command: CancelCommand) -> None:
+        staging.when_durable(lambda: self.registry.send(site, command))
 
     def reserve_reply(
         self, site: str, reservation_id: str, accepted: bool, reason: str, free: int | None = None
@@ -365,7 +419,7 @@ class Dispatcher:
         self.receipts["settled"] += 1
         return (settled,), None
 
-    def _return_lease(self, site: str, job: Job, update: SiteUpdate) -> None:
+    def _return_lease(self, staging: Staging, site: str, job: Job, update: SiteUpdate) -> None:
         """The site declined to start the attempt: queue the job again; the attempt does not count."""
         if job.state != JobState.DISPATCHED:
             raise GatewayError(
@@ -375,18 +429,16 @@ class Dispatcher:
         why = update.message or "no reason given"
         for other in job.placements:  # the rest of a gang does not run without this part
             if other.site != site:
-                self.registry.send(other.site, CancelCommand(job.job_id, job.epoch, f"{site} returned its part"))
-        self.book.transition(
-            job,
-            JobState.QUEUED,
-            f"{site} returned the lease: {why}",
-            site=site,
-            cursor=(site, update.sequence),
-            placements=(),
-            attempt=job.attempt - 1,
-            reasons=(Reason("site", "LEASE_RETURNED", f"{site} declined to start it: {why}", site),),
-        )
-        self._cursors[site] = max(self._cursor(site), update.sequence)
+                self._send_when_durable(
+                    staging, other.site, CancelCommand(job.job_id, job.epoch, f"{site} returned its part")
+                )
+        changes: dict[str, object] = {
+            "placements": (),
+            "attempt": job.attempt - 1,
+            "reasons": (Reason("site", "LEASE_RETURNED", f"{site} declined to start it: {why}", site),),
+        }
+        message = f"{site} returned the lease: {why}"
+        staging.stage([(job, JobState.QUEUED, message, site, (site, update.sequence), changes)])
 
     def goodbye(self, site: str, connection_id: int) -> None:
         if self.registry.is_current(site, connection_id):

@@ -79,10 +79,13 @@ class Store(Protocol):
         self,
         batch: Sequence[tuple[Job, JobEvent, tuple[str, int] | None]],
         receipts: Sequence[SettledReceipt] = (),
+        cursors: Sequence[tuple[str, int]] = (),
     ) -> list[JobEvent]:
         """`save_transition` for many jobs in ONE transaction (one fsync), all or nothing, in order, together
         with the usage `receipts` those transitions settle (the batch MAY be empty: a receipt arriving after its
-        job ended). MUST keep at most one receipt per (job_id, epoch, site): a repeated one is ignored."""
+        job ended) and the site `cursors` (site, sequence) raised without a transition, as `advance_site_cursor`
+        does. MUST keep at most one receipt per (job_id, epoch, site): a repeated one is ignored. MAY be called
+        from a thread other than the event loop's."""
         ...
 
     def list_receipts(

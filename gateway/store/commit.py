@@ -1,32 +1,59 @@
-"""Group commit: many concurrent job creations become one durable transaction, off the event loop.
+"""Group commit: many concurrent writes become one durable transaction, off the event loop.
 
-Owns: collecting `create_job` calls that arrive while a commit is in flight and writing them together in a
-worker thread, so that one fsync acknowledges a whole batch and the event loop keeps serving while the disk
-works. Every caller still gets its answer only after its job is durable.
+Owns: collecting the items callers hand in while a commit is in flight, handing them to one commit function
+as a batch (at most `MAX_BATCH`, in arrival order), and answering each caller with its own result only once
+that commit returned: one fsync acknowledges a whole batch and the event loop keeps serving while the disk
+works. It does not know what an item is: the commit function (job creations here, the job book's site updates)
+decides, runs its write in a worker thread, and returns one result per item (`Refused(error)` for an item it
+refused alone: a result may itself be an exception object, such as the refusal of a receipt riding on an update
+that was applied, and is then still a result); a commit that raises fails its whole batch, and no caller of it
+hears success.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from gateway.jobs.model import Job, JobEvent
 from gateway.store.base import Store
 
 MAX_BATCH = 512
 
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
-class GroupCommitter:
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._pending: list[tuple[Job, JobEvent, asyncio.Future[tuple[Job, bool]]]] = []
+
+@dataclass(frozen=True)
+class Refused:
+    """A commit function's answer for one item it refused alone: its caller gets `error` raised."""
+
+    error: BaseException
+
+
+Commit = Callable[[list[Item]], Awaitable[Sequence[Result | Refused]]]
+"""Makes one batch durable and returns one result per item, in order (`Refused`: that item alone refused)."""
+
+
+class GroupCommitter(Generic[Item, Result]):
+    def __init__(self, commit: Commit[Item, Result], max_batch: int = MAX_BATCH) -> None:
+        self._commit = commit
+        self._max_batch = max_batch
+        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def create_job(self, job: Job, event: JobEvent) -> tuple[Job, bool]:
-        future: asyncio.Future[tuple[Job, bool]] = asyncio.get_running_loop().create_future()
-        self._pending.append((job, event, future))
+    def enqueue(self, item: Item) -> asyncio.Future[Result]:
+        """Hand `item` in now (its place in the order is taken at once); the future holds its answer."""
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain())
-        return await future
+        return future
+
+    async def submit(self, item: Item) -> Result:
+        return await self.enqueue(item)
 
     async def settle(self) -> None:
         """Wait until every write handed to it has been made (or failed): the gateway stops after this."""
@@ -35,14 +62,27 @@ class GroupCommitter:
 
     async def _drain(self) -> None:
         while self._pending:
-            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
             try:
-                results = await asyncio.to_thread(self.store.create_jobs, [(job, event) for job, event, _ in batch])
+                results = await self._commit([item for item, _ in batch])
             except Exception as exc:  # the whole batch failed: every caller hears it, none is acknowledged
-                for _, _, future in batch:
+                for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for (_, _, future), result in zip(batch, results, strict=True):
-                if not future.done():
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, Refused):
+                    future.set_exception(result.error)
+                else:
                     future.set_result(result)
+
+
+def job_creations(store: Store) -> GroupCommitter[tuple[Job, JobEvent], tuple[Job, bool]]:
+    """Job creations (with their first event), many per transaction (`Store.create_jobs`), in a worker thread."""
+
+    async def commit(batch: list[tuple[Job, JobEvent]]) -> Sequence[tuple[Job, bool]]:
+        return await asyncio.to_thread(store.create_jobs, batch)
+
+    return GroupCommitter(commit)

@@ -30,6 +30,10 @@ from gateway.usage.receipts import SettledReceipt
 
 TERMINAL = tuple(s.value for s in JobState if s.terminal)
 SCRIPTS = tuple(migration.sql for migration in MIGRATIONS)
+_RAISE_CURSOR = (  # a site's update cursor only moves forward
+    "INSERT INTO site_cursors (site, sequence) VALUES (?, ?) "
+    "ON CONFLICT (site) DO UPDATE SET sequence = MAX(sequence, excluded.sequence)"
+)
 """The schema's migrations, version N being SCRIPTS[N - 1]."""
 
 
@@ -136,6 +140,7 @@ class SqliteStore(SecurityTables, ReservationTables, ReceiptTables):
         self,
         batch: Sequence[tuple[Job, JobEvent, tuple[str, int] | None]],
         receipts: Sequence[SettledReceipt] = (),
+        cursors: Sequence[tuple[str, int]] = (),
     ) -> list[JobEvent]:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -150,11 +155,8 @@ class SqliteStore(SecurityTables, ReservationTables, ReceiptTables):
                     if usage := usage_rows(job):  # an attempt ended: its card-hours, a preempted one's too
                         self._db.executemany("INSERT OR IGNORE INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", usage)
                     if site_cursor is not None:
-                        self._db.execute(
-                            "INSERT INTO site_cursors (site, sequence) VALUES (?, ?) "
-                            "ON CONFLICT (site) DO UPDATE SET sequence = MAX(sequence, excluded.sequence)",
-                            site_cursor,
-                        )
+                        self._db.execute(_RAISE_CURSOR, site_cursor)
+                self._db.executemany(_RAISE_CURSOR, cursors)
                 self._insert_receipts(receipts)
                 self._db.execute("COMMIT")
             except BaseException:
@@ -222,11 +224,7 @@ class SqliteStore(SecurityTables, ReservationTables, ReceiptTables):
 
     def advance_site_cursor(self, site: str, sequence: int) -> None:
         with self._lock:
-            self._db.execute(
-                "INSERT INTO site_cursors (site, sequence) VALUES (?, ?) "
-                "ON CONFLICT (site) DO UPDATE SET sequence = MAX(sequence, excluded.sequence)",
-                (site, sequence),
-            )
+            self._db.execute(_RAISE_CURSOR, (site, sequence))
 
     def reserve_site_messages(self, site: str, count: int) -> int:
         with self._lock:

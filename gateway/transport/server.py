@@ -152,6 +152,7 @@ class RunningGateway:
         await self.core.registry.wait_closed(grace)  # each stream sends its status before the server stops
         await asyncio.gather(*(s.stop(grace) for s in (self.public_server, self.server) if s is not None))
         await self.core.jobs.settle()  # the job creations already accepted are durable
+        await self.core.dispatcher.settle()  # and the site updates handed to the group commit
         with contextlib.suppress(Exception):  # the refusals counted but not yet written
             self.trust.flush_refusals(force=True)
         if self.leadership is not None and self.term is not None:

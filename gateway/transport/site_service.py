@@ -1,11 +1,14 @@
 """SiteService.Connect: the agent's one long-lived stream, bound to the site named in its certificate.
 
-Owns: the stream's life (Hello first, then three tasks in one TaskGroup: a reader applying the agent's
-messages, a forwarder turning the site's commands into messages, and a credential re-check; the response
-generator writes what they queue), per-message refusals (a `Rejection`, never a silent drop), and the
-translation of commands to messages. When one of the three fails, the others are cancelled and that stream
-alone ends with INTERNAL, its traceback logged; the gateway and other sites' streams go on, and the agent
-re-dials. Decisions are made by `Dispatcher`; a few asyncio tasks per stream, no threads.
+Owns: the stream's life (Hello first, then four tasks in one TaskGroup: a reader applying the agent's
+messages, an answerer replying to them in the order they came, a forwarder turning the site's commands into
+messages, and a credential re-check; the response generator writes what they queue), per-message refusals (a
+`Rejection`, never a silent drop), and the translation of commands to messages. The reader hands each job
+update to the dispatcher's group commit and reads on; the answerer waits for each update's commit in turn, so
+that an Ack never overtakes an earlier update's answer and is sent only once its update is durable. When one
+of the four fails, the others are cancelled and that stream alone ends with INTERNAL, its traceback logged; the
+gateway and other sites' streams go on, and the agent re-dials. Decisions are made by `Dispatcher`; a few
+asyncio tasks per stream (and one per job update awaiting its commit), no threads.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeAlias
 
@@ -49,6 +53,7 @@ from gateway.transport.receipts import receipt_from_proto
 from gateway.transport.reservation_convert import booking_command_to_proto
 from gateway.trust import access
 from gateway.trust.service import Trust
+from gateway.usage.receipts import ReceiptInvalid
 
 log = logging.getLogger("fedgate.gateway.sites")
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -58,6 +63,18 @@ MAX_SEQUENCE = 2**63 - 1
 """The largest sequence number the protocol admits: the fields are uint64 on the wire, but the stores keep
 signed 64-bit integers. A larger one is refused as SEQUENCE_OUT_OF_RANGE, never an INTERNAL end of the stream."""
 Outgoing: TypeAlias = pb.ConnectResponse | GatewayError | None
+MAX_UNANSWERED = 1024
+"""Messages a stream's reader takes in ahead of their answers (job updates waiting for their commit)."""
+
+
+@dataclass(frozen=True)
+class _Last:
+    """The reader's last item for the answerer: the stream's end (None) or the error that ends it."""
+
+    outgoing: Outgoing
+
+
+Answer: TypeAlias = "asyncio.Future[pb.ConnectResponse | None] | _Last"
 
 
 def _rendezvous_point(hello: pb.Hello) -> RendezvousPoint | None:
@@ -269,12 +286,14 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
         credential: Credential,
         certificate: bytes,
     ) -> None:
-        """The stream's three tasks, as one group: each ends the stream by queueing its last item (None or an
+        """The stream's four tasks, as one group: each ends the stream by queueing its last item (None or an
         error) and returning; the response generator then cancels the group. One that raises cancels the
         others and ends this stream (INTERNAL), logged with its traceback; it never reaches the gateway."""
+        answers: asyncio.Queue[Answer] = asyncio.Queue(MAX_UNANSWERED)
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._read(site, requests, out, certificate), name=f"site-{site}-read")
+                group.create_task(self._read(site, requests, answers, certificate), name=f"site-{site}-read")
+                group.create_task(self._answer(answers, out), name=f"site-{site}-answer")
                 group.create_task(self._forward(outbox, out), name=f"site-{site}-forward")
                 group.create_task(self._recheck(credential, out), name=f"site-{site}-recheck")
         except* grpc.RpcError as failed:  # the agent's side of the call broke: nothing more to say to it
@@ -315,52 +334,92 @@ class SiteServicer(Guarded, site_pb2_grpc.SiteServiceServicer):
         self,
         site: str,
         requests: AsyncIterator[pb.ConnectRequest],
-        out: asyncio.Queue[Outgoing],
+        answers: asyncio.Queue[Answer],
         certificate: bytes = b"",
     ) -> None:
+        loop = asyncio.get_running_loop()
         try:
             async for message in requests:
-                reply = self._handle(site, message, certificate)
+                if message.WhichOneof("kind") == "job_update":
+                    update = message.job_update
+                    committed = self._submit_update(site, update, certificate)
+                    await answers.put(asyncio.ensure_future(self._answer_update(site, update, committed)))
+                    continue
+                reply = loop.create_future()
+                reply.set_result(self._handle(site, message))
+                await answers.put(reply)
+        except GatewayError as exc:
+            await answers.put(_Last(exc))
+            return
+        await answers.put(_Last(None))
+
+    async def _answer(self, answers: asyncio.Queue[Answer], out: asyncio.Queue[Outgoing]) -> None:
+        """Reply to the agent's messages in the order they came, each once its answer is known; a job update
+        the store could not make durable ends the stream (UNAVAILABLE) with no answer, nor any after it."""
+        try:
+            while not isinstance(item := await answers.get(), _Last):
+                try:
+                    reply = await item
+                except (StoreError, Unavailable) as exc:
+                    await out.put(exc)
+                    return
                 if reply is not None:
                     await out.put(reply)
-        except GatewayError as exc:
-            await out.put(exc)
-            return
-        await out.put(None)
+            await out.put(item.outgoing)
+        finally:
+            while not answers.empty():  # never answered: their outcome is not to be logged as unretrieved
+                if not isinstance(left := answers.get_nowait(), _Last):
+                    left.cancel()
 
-    def _handle(self, site: str, message: pb.ConnectRequest, certificate: bytes = b"") -> pb.ConnectResponse | None:
+    def _submit_update(
+        self, site: str, update: pb.JobUpdate, certificate: bytes
+    ) -> asyncio.Future[ReceiptInvalid | None]:
+        try:
+            return self.dispatcher.submit(site, update_from_proto(update, certificate))
+        except GatewayError as exc:  # refused before it reached the group commit (a bad sequence number)
+            refused: asyncio.Future[ReceiptInvalid | None] = asyncio.get_running_loop().create_future()
+            refused.set_exception(exc)
+            return refused
+
+    async def _answer_update(
+        self, site: str, message: pb.JobUpdate, committed: asyncio.Future[ReceiptInvalid | None]
+    ) -> pb.ConnectResponse:
+        """The answer to one job update once its commit is done: Ack when durable (or a replay), Rejection when
+        refused; raises the store's error when it could not be made durable."""
+        sequence = message.sequence
+        try:
+            refused = await committed
+        except (StoreError, Unavailable) as exc:
+            # The store could not make it durable (unreachable, full, or this gateway no longer leads): not the
+            # site's fault, and not an answer. The stream ends with UNAVAILABLE; the agent keeps the update
+            # (never acked) and sends it again on its next stream (site.proto, rules 6 and 7).
+            log.warning("site %s: update %d not applied, ending the stream: %s", site, sequence, exc.message)
+            raise
+        except GatewayError as exc:
+            log.warning("site %s: update %d refused: %s (%s)", site, sequence, exc.message, exc.reason)
+            self.trust.audit(
+                "site.update_refused",
+                f"spiffe://{self.trust.federation}/site/{site}",
+                {"job_id": message.job_id[:64], "reason": exc.reason, "message": exc.message[:300]},
+            )
+            return rejection(exc, sequence)
+        if refused is not None:  # the end was applied; its receipt was not settled
+            log.warning("site %s: receipt of job %s refused: %s", site, message.job_id, refused.message)
+            self.trust.audit(
+                "receipt.refused",
+                f"spiffe://{self.trust.federation}/site/{site}",
+                {
+                    "job_id": message.job_id[:64],
+                    "epoch": str(message.epoch),
+                    "reason": refused.reason,
+                    "message": refused.message[:300],
+                },
+            )
+        return pb.ConnectResponse(ack=pb.Ack(sequence=sequence))
+
+    def _handle(self, site: str, message: pb.ConnectRequest) -> pb.ConnectResponse | None:
+        """Every message but a job update (`_submit_update`): applied at once; a reply, or None."""
         kind = message.WhichOneof("kind")
-        if kind == "job_update":
-            sequence = message.job_update.sequence
-            try:
-                refused = self.dispatcher.update(site, update_from_proto(message.job_update, certificate))
-            except (StoreError, Unavailable) as exc:
-                # The store could not make it durable (unreachable, full, or this gateway no longer leads): not the
-                # site's fault, and not an answer. The stream ends with UNAVAILABLE; the agent keeps the update
-                # (never acked) and sends it again on its next stream (site.proto, rules 6 and 7).
-                log.warning("site %s: update %d not applied, ending the stream: %s", site, sequence, exc.message)
-                raise
-            except GatewayError as exc:
-                log.warning("site %s: update %d refused: %s (%s)", site, sequence, exc.message, exc.reason)
-                self.trust.audit(
-                    "site.update_refused",
-                    f"spiffe://{self.trust.federation}/site/{site}",
-                    {"job_id": message.job_update.job_id[:64], "reason": exc.reason, "message": exc.message[:300]},
-                )
-                return rejection(exc, sequence)
-            if refused is not None:  # the end was applied; its receipt was not settled
-                log.warning("site %s: receipt of job %s refused: %s", site, message.job_update.job_id, refused.message)
-                self.trust.audit(
-                    "receipt.refused",
-                    f"spiffe://{self.trust.federation}/site/{site}",
-                    {
-                        "job_id": message.job_update.job_id[:64],
-                        "epoch": str(message.job_update.epoch),
-                        "reason": refused.reason,
-                        "message": refused.message[:300],
-                    },
-                )
-            return pb.ConnectResponse(ack=pb.Ack(sequence=sequence))
         if kind == "capacity":
             try:
                 pools = [convert.pool_from_proto(p) for p in message.capacity.pools]

@@ -94,7 +94,7 @@ def _install():
         from gateway.store.sqlite import SqliteStore
 
         for store in (SqliteStore, PostgresStore):
-            _after(store, "save_transitions", lambda result, self, batch, receipts=(): bool(receipts))
+            _after(store, "save_transitions", lambda result, self, batch, receipts=(), cursors=(): bool(receipts))
     elif POINT == "mid-policy-reload":
         from gateway.policy import holder
 

@@ -138,6 +138,7 @@ class PostgresStore(PgSecurityTables, PgReservationTables, PgReceiptTables):
         self,
         batch: Sequence[tuple[Job, JobEvent, tuple[str, int] | None]],
         receipts: Sequence[SettledReceipt] = (),
+        cursors: Sequence[tuple[str, int]] = (),
     ) -> list[JobEvent]:
         sequences: list[int] = []
         with self._write() as conn, conn.cursor() as cursor:
@@ -156,12 +157,12 @@ class PostgresStore(PgSecurityTables, PgReservationTables, PgReceiptTables):
                 cursor.executemany(
                     "INSERT INTO usage VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", usage
                 )
-            cursors = [site_cursor for _, _, site_cursor in batch if site_cursor is not None]
-            if cursors:
+            raised = [site_cursor for _, _, site_cursor in batch if site_cursor is not None] + list(cursors)
+            if raised:
                 cursor.executemany(
                     "INSERT INTO site_cursors (site, sequence) VALUES (%s, %s) ON CONFLICT (site) "
                     "DO UPDATE SET sequence = GREATEST(site_cursors.sequence, excluded.sequence)",
-                    cursors,
+                    raised,
                 )
             self._insert_receipts(cursor, receipts)
         return [

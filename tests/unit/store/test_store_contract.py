@@ -23,7 +23,7 @@ from gateway.identity.revocation import Revocation
 from gateway.jobs.model import Job, JobEvent, JobSpec, JobState, Placement, Resources, StackRun
 from gateway.reservations.model import Reservation, ReservationRequest, ReservationState
 from gateway.store import Store, open_store
-from gateway.store.commit import GroupCommitter
+from gateway.store.commit import job_creations
 from gateway.trust.audit import AuditEntry
 from gateway.usage.receipts import SettledReceipt, SiteReceipt, UsageRecord
 
@@ -211,9 +211,9 @@ def test_create_jobs_is_all_or_nothing(engine: Engine, store: Store) -> None:
 
 async def test_group_commit_from_a_thread_keeps_every_job_once(engine: Engine, store: Store) -> None:
     """The group committer calls `create_jobs` from a worker thread while the loop keeps submitting."""
-    committer = GroupCommitter(store)
+    committer = job_creations(store)
     jobs = [job(n, request_id=f"r{n % 40}") for n in range(100)]  # 60 repeats of 40 keys
-    results = await asyncio.gather(*(committer.create_job(j, queued(j)) for j in jobs))
+    results = await asyncio.gather(*(committer.submit((j, queued(j))) for j in jobs))
     assert sum(created for _, created in results) == 40
     for j, (stored, _) in zip(jobs, results, strict=True):
         assert stored.request_id == j.request_id
