@@ -235,7 +235,12 @@ def follow(
                 killed_at = time.monotonic()
                 say(f"killed the leader ({leader}) with SIGKILL while jobs run; the standby answers reads meanwhile")
         if time.monotonic() > deadline:
-            raise DemoFailed(f"jobs still running after {time.monotonic() - started:.0f} s")
+            waiting = [
+                f"{j.job_id} {j.spec.name} {j.state.value}: {why_there(j) or 'no reason given'}"
+                for j in current
+                if not j.state.terminal
+            ]
+            raise DemoFailed(f"jobs still running after {time.monotonic() - started:.0f} s:\n  " + "\n  ".join(waiting))
         time.sleep(0.25)
 
 

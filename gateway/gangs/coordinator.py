@@ -3,7 +3,8 @@ all, or Abort all.
 
 Owns: the gangs being held (job, epoch, parts, which part is being asked, until when), their hold ids
 (`gang:<job>:<epoch>:<part>`, sent in the contract's `reservation_id` field), timeouts, and the backoff that
-keeps a site that refused or timed out from being nominated again for the same job for a while. The protocol, per gang:
+keeps a site that refused or timed out from being nominated again for the same job for a while (doubling with
+each failure there, from seconds to a minute). The protocol, per gang:
   QUEUED -> RESERVING (durable; the parts count as leased, so nothing else takes their cards)
   Reserve part 0; on accept, Reserve part 1; ... (incrementally, never all at once), each with a timeout;
   all accepted: Commit each, DISPATCHED with all parts (one epoch), Launch each (the Launch consumes the hold);
@@ -30,8 +31,13 @@ from gateway.sites.registry import AbortCommand, CommitCommand, LaunchCommand, R
 PREFIX = "gang:"
 RESERVE_TIMEOUT = timedelta(seconds=5)
 """How long a site has to answer one Reserve, and how long it holds the cards without a Commit or Abort."""
-SITE_BACKOFF = timedelta(seconds=60)
-"""How long a site that refused (or did not answer) is not nominated again for the same job."""
+SITE_BACKOFF = timedelta(seconds=2)
+"""How long a site that refused (or did not answer) is first not nominated again for the same job; each
+further failure at that site doubles it, up to `SITE_BACKOFF_CAP`. Short at first because most refusals are
+transient (a hold a dead leader left, a report a moment old, a slow answer on a loaded site), and the refusal's
+`free` already keeps the next plan off cards the site lacks; growing, so that a site that keeps refusing what
+its reports offer is asked less and less often."""
+SITE_BACKOFF_CAP = timedelta(seconds=60)
 
 
 class GangJobs(Protocol):
@@ -92,6 +98,7 @@ class GangCoordinator:
         clock: Callable[[], datetime],
         timeout: timedelta = RESERVE_TIMEOUT,
         backoff: timedelta = SITE_BACKOFF,
+        backoff_cap: timedelta = SITE_BACKOFF_CAP,
     ) -> None:
         self.jobs = jobs
         self.launches = launches
@@ -99,8 +106,13 @@ class GangCoordinator:
         self.clock = clock
         self.timeout = timeout
         self.backoff = backoff
+        self.backoff_cap = backoff_cap
         self._pending: dict[str, PendingGang] = {}
         self._backing_off: dict[str, dict[str, datetime]] = {}  # job -> site -> until
+        self._failures: dict[str, dict[str, int]] = {}  # job -> site -> failed asks so far (kept while queued)
+        self.backoff_lapsed = False
+        """Set by `tick` when a site's backoff for a job ended: the scheduler looks at every waiting job again
+        (and clears it), as it does when a hold lapses, since only time changed and no wake-up says so."""
 
     # ---- what the scheduler asks ------------------------------------------------------------------------------
     def backing_off(self, job_id: str) -> frozenset[str]:
@@ -174,8 +186,18 @@ class GangCoordinator:
                 self._fail(gang, job, site, "SITE_DISCONNECTED", f"{site} disconnected while reserving")
 
     def tick(self) -> None:
-        """Fail the gangs whose asked site has not answered in time; drop those whose job moved on."""
+        """Fail the gangs whose asked site has not answered in time; drop those whose job moved on; end the
+        backoffs whose time is up; forget the failures of jobs that ended."""
         now = self.clock()
+        for job_id in [j for j in self._failures if j not in self.jobs.active]:  # ended: nothing to back off
+            del self._failures[job_id]
+            self._backing_off.pop(job_id, None)
+        for job_id, sites in list(self._backing_off.items()):  # a lapse changes only time: tell the queue
+            for site in [s for s, until in sites.items() if until <= now]:
+                del sites[site]
+                self.backoff_lapsed = True
+            if not sites:
+                del self._backing_off[job_id]
         for gang in list(self._pending.values()):
             job = self.jobs.active.get(gang.job_id)
             if job is None or job.state != JobState.RESERVING or job.epoch != gang.epoch:
@@ -211,6 +233,7 @@ class GangCoordinator:
 
     def _commit(self, gang: PendingGang, job: Job) -> None:
         del self._pending[gang.job_id]
+        self._failures.pop(gang.job_id, None)
         for index, part in enumerate(gang.parts):
             self.registry.send(part.site, CommitCommand(gang.hold_id(index)))
         where = ", ".join(p.site for p in gang.parts)
@@ -231,8 +254,10 @@ class GangCoordinator:
 
     def _fail(self, gang: PendingGang, job: Job, site: str, code: str, message: str) -> None:
         self._release(gang, message)
-        until = self.clock() + self.backoff
-        self._backing_off.setdefault(gang.job_id, {})[site] = until
+        failures = self._failures.setdefault(gang.job_id, {})
+        failures[site] = failures.get(site, 0) + 1
+        wait = min(self.backoff * 2 ** (failures[site] - 1), self.backoff_cap)
+        self._backing_off.setdefault(gang.job_id, {})[site] = self.clock() + wait
         reason = Reason("site", code, message, site)
         kept = tuple(r for r in job.reasons if r.stage == "policy")
         text = f"gang not reserved: {message}; every hold released"

@@ -121,7 +121,8 @@ class Scheduler:
         # One instant and one policy for the whole cycle.
         policy, now = self.policy.policy, self.clock()
         queued, active = self.queue.queued, self.book.active
-        candidates, full = self.queue.candidates(now, lapsed=self.earmarks.lapsed(queued, now))
+        lapsed, self.gangs.backoff_lapsed = self.earmarks.lapsed(queued, now) or self.gangs.backoff_lapsed, False
+        candidates, full = self.queue.candidates(now, lapsed=lapsed)
         if not candidates and not full and self.skipping.may_rest(self.usage.preemptible_changes):
             return 0  # nothing new, and nothing changed since a cycle that changed nothing
         hold, leases, views, usage = self._snapshot()

@@ -5,8 +5,9 @@ of the waiting jobs' scopes, the next aging step, the count of preemptible jobs 
 per group of waiting jobs alike (`gateway.scheduler.queue.Need`), whether the cards free now could start one.
 
 Why skipping is exact. A job that waited was looked at by an earlier cycle and did not start. Since then cards
-were only taken: whatever frees or adds cards, changes the policy or a booking, lets a hold lapse, or a new minute
-(rule windows, quota periods) makes the queue hand over every job. So a cycle may skip a job that waited when
+were only taken: whatever frees or adds cards, changes the policy or a booking, lets a hold or a gang's site
+backoff lapse, or a new minute (rule windows, quota periods) makes the queue hand over every job. So a cycle
+may skip a job that waited when
 1. the cards free now, before this cycle's backfill and preemption holds are cut, could not start it: no pool of
    its classes has that many free (for a gang that may span sites: not that many in all), and no booking makes it
    see the sites differently;

@@ -111,6 +111,7 @@ def test_a_refusal_at_the_second_site_releases_the_first_and_the_job_waits_with_
 ) -> None:
     fed = federation(gateway)
     fed.gangs.timeout = timedelta(seconds=60)  # so that the first site's cards come back by Abort, not expiry
+    fed.gangs.backoff = timedelta(seconds=60)  # and the job is still backing off from centre-b when looked at
     agents("centre-a", ascend_pool())
     agents("centre-b", ascend_pool(), policy={"tenants": ["panda-lm"]})
     agents("centre-c", [{"class": "nvidia-h100", "cards": 8, "offered": 8, "cards_per_node": 8}])

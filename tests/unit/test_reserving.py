@@ -4,8 +4,10 @@ disconnect releases every hold and queues the job again with the site's word."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from gateway.app.compose import compose
-from gateway.gangs.coordinator import RESERVE_TIMEOUT, parse_hold_id
+from gateway.gangs.coordinator import RESERVE_TIMEOUT, SITE_BACKOFF, SITE_BACKOFF_CAP, parse_hold_id
 from gateway.jobs.model import JobState
 from gateway.sites.dispatcher import SiteUpdate
 from gateway.sites.registry import CancelCommand, ReserveCommand
@@ -63,6 +65,30 @@ async def test_a_refusal_releases_every_hold_and_queues_the_job_with_the_sites_r
     assert len(w.sites["b"].received) == before and w.state(job.job_id) is JobState.QUEUED
     reasons = {r.code for r in w.fed.outlook.with_pending_reasons(w.job(job.job_id)).reasons}
     assert {"SITE_REFUSED_RESERVE", "SITE_BACKOFF"} <= reasons
+
+
+async def test_a_site_that_keeps_refusing_is_asked_again_later_each_time_and_at_most_once_a_minute() -> None:
+    """The first refusal keeps the site out of the job's plans for a moment only (most refusals are transient: a
+    hold a dead leader left, a report a moment old); each further one doubles the wait, up to the cap; a job
+    that ends leaves nothing behind."""
+    w = world(FakeSite("a", 8), FakeSite("b", 8, refuse="site policy: tenant deepsea-ai is not accepted here"))
+    job = await w.submit(12)
+    asked_at: list[float] = []
+    start = w.clock()
+    for _ in range(400):  # 400 half-seconds: 200 s of the hand-moved clock
+        before = len([c for c in w.sites["b"].received if isinstance(c, ReserveCommand)])
+        w.run()
+        if len([c for c in w.sites["b"].received if isinstance(c, ReserveCommand)]) > before:
+            asked_at.append((w.clock() - start).total_seconds())
+        w.clock.advance(0.5)
+    gaps = [later - earlier for earlier, later in pairwise(asked_at)]
+    first, cap = SITE_BACKOFF.total_seconds(), SITE_BACKOFF_CAP.total_seconds()
+    expected = [min(first * 2**n, cap) for n in range(len(gaps))]
+    assert len(gaps) >= 6 and all(e <= g <= e + 1 for g, e in zip(gaps, expected, strict=True)), (gaps, expected)
+    assert max(gaps) <= cap + 1
+    w.fed.jobs.cancel_job(ALICE, job.job_id)
+    w.run()
+    assert job.job_id not in w.fed.gangs._failures and job.job_id not in w.fed.gangs._backing_off
 
 
 async def test_a_site_that_never_answers_times_out_and_every_hold_is_released() -> None:
