@@ -48,18 +48,35 @@ def earliest_start(
     """The earliest instant `cards` cards are free on a pool, and how many more are free then (the spare).
 
     Only releases free cards after now (nothing else is known to), so from that instant on the pool never has
-    fewer free: the spare is what a job still running then may take without delaying the one that waits.
+    fewer free: the spare is what a job still running then may take without delaying the one that waits. Every
+    release at that instant counts (the spare does not depend on the order of releases that end together).
     None when even every release with a known end would not free enough.
     """
+    return earliest_start_in_order(cards, free_now, sorted((r for r in releases if r.end is not None), key=_end), now)
+
+
+def earliest_start_in_order(
+    cards: int, free_now: int, releases: Iterable[Release], now: datetime
+) -> tuple[datetime, int] | None:
+    """`earliest_start` over releases already in end order, every one with a known end (`Releases.at`)."""
     free = free_now
     if free >= cards:
         return now, free - cards
-    for release in sorted((r for r in releases if r.end is not None), key=lambda r: r.end or now):
+    reached: datetime | None = None
+    for release in releases:
+        if reached is not None and release.end != reached:
+            break
         free += release.cards
-        if free >= cards:
-            assert release.end is not None
-            return max(now, release.end), free - cards
-    return None
+        if reached is None and free >= cards:
+            reached = release.end
+    if reached is None:
+        return None
+    return max(now, reached), free - cards
+
+
+def _end(release: Release) -> datetime:
+    assert release.end is not None
+    return release.end
 
 
 class EarmarkKind(enum.StrEnum):

@@ -136,7 +136,17 @@ class Scheduler:
             return 0
         candidates = self.earmarks.revisit(candidates, queued)  # reservations and preemptions bind first
         # Backfill and preemption earmarks (gateway.scheduler.cycleplan): it cuts held pools in `views`/`index`.
-        plan = CyclePlan(self.earmarks, now, policy, views, cycle.index, self.usage.holding(), queued, active)
+        plan = CyclePlan(
+            self.earmarks,
+            now,
+            policy,
+            views,
+            cycle.index,
+            self.usage.holding_by_id(),
+            self.usage.releases,
+            queued,
+            active,
+        )
         ordered = self._order(candidates, full, plan, shares, now)
         dispatched = started_gangs = 0
         moves: list[Move] = []

@@ -24,12 +24,21 @@ the preemptions for it to send. No I/O; `now` is passed in.
 
 from __future__ import annotations
 
+import heapq
+from bisect import insort
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterator, Mapping
 from datetime import datetime, timedelta
 
 from gateway.jobs.model import Job, JobState, Placement, Reason
-from gateway.placement.backfill import Earmark, EarmarkKind, Release, earliest_start, earmarked_view, latest_end
+from gateway.placement.backfill import (
+    Earmark,
+    EarmarkKind,
+    Release,
+    earliest_start_in_order,
+    earmarked_view,
+    latest_end,
+)
 from gateway.placement.freeindex import FreeIndex
 from gateway.placement.place import OptionFilter, PlacementDecision, place
 from gateway.placement.preemption import (
@@ -44,6 +53,7 @@ from gateway.placement.preemption import (
 )
 from gateway.policy import FederationPolicy
 from gateway.scheduler.earmarks import PREEMPTION_SLACK, EarmarkBook, Preemption
+from gateway.scheduler.releases import Releases
 from gateway.sites.model import Pool, SiteView
 
 Pool_ = tuple[str, str]  # (site, class)
@@ -63,22 +73,23 @@ class CyclePlan:
         policy: FederationPolicy,
         views: dict[str, SiteView],
         index: FreeIndex,
-        holding: Iterable[Job],
+        holding: Mapping[str, Job],
+        releases: Releases,
         queued: Collection[str],
         active: Collection[str],
     ) -> None:
         book.begin(now, queued, active)
         self._book, self._now, self._policy = book, now, policy
         self._views, self._index = views, index
-        self._holding = {job.job_id: job for job in holding}
+        self._holding = holding  # the jobs holding cards, by id (live usage's own: read only)
+        self._releases = releases  # when their cards come back (live usage's own: read only)
         self._raw: dict[str, SiteView] = {}  # sites with holds: their uncut views
         self._holds: dict[Pool_, Earmark] = {}
         self._by_job: dict[str, Earmark] = {}
         self._by_class: dict[str, list[Earmark]] = defaultdict(list)
         self._heads: dict[str, str] = {}  # class -> the job holding its reservation this cycle
         self._unreachable: dict[str, int] = {}  # class -> fewest cards no pool of it is known to ever free
-        self._releases: dict[Pool_, list[Release]] | None = None  # built on first need
-        self._placed: list[tuple[Job, Placement]] = []
+        self._placed: dict[Pool_, list[Release]] = {}  # this cycle's dispatches' releases, in end order
         self._victims: dict[str, dict[str, list[Job]]] | None = None  # class -> site -> preemptible jobs
         self._no_victims: dict[tuple[str, int], int] = {}  # (class, priority) -> fewest cards none can free
         self._stopping = book.stopping()
@@ -92,12 +103,9 @@ class CyclePlan:
         the pool it runs past, and gives up a hold of its own. `indexed`: the index already has the view's free
         cards (the cycle cache's `take` put them there), which is all it needs while nothing is held."""
         site, cls = placement.site, placement.accelerator_class
-        if self._releases is None:
-            self._placed.append((job, placement))  # its release is worked out only if a reservation needs it
-        else:
-            self._releases[(site, cls)].append(
-                Release(latest_end(None, job.spec.max_runtime, self._now), placement.cards)
-            )
+        end = latest_end(None, job.spec.max_runtime, self._now)
+        if end is not None:  # one that may run for ever frees nothing anyone can count on
+            insort(self._placed.setdefault((site, cls), []), Release(end, placement.cards), key=_end)
         self._views[site] = view
         if not self._holds:  # the common case: nothing is held, the view is the site's own
             if not indexed:
@@ -247,7 +255,6 @@ class CyclePlan:
         open_classes = [c for c in classes if c not in self._heads and self._unreachable.get(c, cards + 1) > cards]
         if not open_classes:
             return
-        releases = self._release_index()
         found: list[tuple[datetime, int, str, str]] = []
         for cls in open_classes:
             reached = False
@@ -256,7 +263,9 @@ class CyclePlan:
                 pool = _pool(view, cls)
                 if pool is None or pool.offered < cards or (site, cls) in self._holds:
                     continue
-                earliest = earliest_start(cards, view.free_cards(pool), releases.get((site, cls), ()), self._now)
+                earliest = earliest_start_in_order(
+                    cards, view.free_cards(pool), self._releases_at(site, cls), self._now
+                )
                 if earliest is not None:
                     reached = True
                     found.append((*earliest, site, cls))
@@ -272,18 +281,11 @@ class CyclePlan:
         """The placeable sites with a pool of `cls` (the free index knows them, by free cards)."""
         return self._index.candidates((cls,), 0, len(self._views))
 
-    def _release_index(self) -> dict[Pool_, list[Release]]:
-        if self._releases is None:
-            self._releases = defaultdict(list)
-            for job in self._holding.values():
-                start = job.start_time if job.state == JobState.RUNNING else None
-                end = latest_end(start, job.spec.max_runtime, self._now)
-                for p in job.placements:
-                    self._releases[(p.site, p.accelerator_class)].append(Release(end, p.cards))
-            for job, p in self._placed:
-                end = latest_end(None, job.spec.max_runtime, self._now)
-                self._releases[(p.site, p.accelerator_class)].append(Release(end, p.cards))
-        return self._releases
+    def _releases_at(self, site: str, cls: str) -> Iterator[Release]:
+        """The pool's releases in end order: the attempts holding cards there, and this cycle's dispatches."""
+        held = self._releases.at(site, cls, self._now)
+        placed = self._placed.get((site, cls))
+        return heapq.merge(held, placed, key=_end) if placed else held
 
     # ---- the holds and the cut views --------------------------------------------------------------------------
     def _hold_freed_cards(self, preemption: Preemption) -> None:
@@ -334,3 +336,8 @@ class CyclePlan:
         if not holds:
             del self._raw[site]
         self._index.update(self._views[site])
+
+
+def _end(release: Release) -> datetime:
+    assert release.end is not None
+    return release.end

@@ -12,7 +12,7 @@ O(jobs), are `gateway.scheduler.usagetally`'s. It never changes a job. It does n
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from datetime import datetime
 
@@ -24,6 +24,7 @@ from gateway.policy.engine import option_verdict
 from gateway.policy.holder import PolicyHolder
 from gateway.policy.quotas import Usage
 from gateway.scheduler.cyclecache import site_terms_reason
+from gateway.scheduler.releases import Releases
 from gateway.scheduler.usagetally import EndedHours, EndedRead, Holdings
 from gateway.sites.model import SiteView, offered_by
 from gateway.sites.registry import SiteRegistry
@@ -47,6 +48,8 @@ class LiveUsage:
         self.on_freed = on_freed
         """Called when an attempt stops holding cards: they came free."""
         self._holdings = Holdings()  # the jobs holding cards at a site, and what they add up to
+        self.releases = Releases()
+        """When the cards held at each pool come back at the latest (the cycle's reservations read it)."""
         # The ended card-hours since a time: read between the job book's grouped writes (`compose` wires
         # `JobBook.read_after_writes`); alone, straight from the store.
         self._ended = EndedHours(read_ended or (lambda since: (store.card_hours_since(since), frozenset())))
@@ -57,16 +60,22 @@ class LiveUsage:
         """The job book's listener: follow which jobs hold cards, and count an ended attempt's card-hours."""
         if job.state.holds_capacity:
             self._holdings.hold(job)
+            self.releases.hold(job)
             found = priority_class(self.policy.policy, job.spec)
             if found is not None and found.preemptible:
                 self.preemptible_changes += 1
         elif self._holdings.release(job.job_id) is not None:
+            self.releases.release(job.job_id)
             self._ended.ended(job)  # an attempt ended: its card-hours are now in the store
             self.on_freed()
 
     def holding(self) -> Collection[Job]:
         """The jobs holding cards at a site now (dispatched, reserving or running)."""
         return self._holdings.jobs.values()
+
+    def holding_by_id(self) -> Mapping[str, Job]:
+        """The jobs holding cards at a site now, by id (read only)."""
+        return self._holdings.jobs
 
     def holding_job(self, job_id: str) -> Job | None:
         return self._holdings.jobs.get(job_id)

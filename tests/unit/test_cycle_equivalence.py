@@ -186,8 +186,18 @@ def _reference_cycle(federation: Core) -> dict[str, Placement]:
     )
     held = usage.held
     assert isinstance(held, dict)
-    holding = federation.usage.holding()
-    plan = CyclePlan(book, NOW, policy, views, index, holding, federation.queue.queued, federation.book.active)
+    holding = federation.usage.holding_by_id()
+    plan = CyclePlan(
+        book,
+        NOW,
+        policy,
+        views,
+        index,
+        holding,
+        federation.usage.releases,
+        federation.queue.queued,
+        federation.book.active,
+    )
     chosen: dict[str, Placement] = {}
     for job_id in queued:
         job, classes = federation.book.active[job_id], federation.queue.queued[job_id]

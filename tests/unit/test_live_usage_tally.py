@@ -16,6 +16,7 @@ rounding and below one card-microsecond (2.8e-10 card-hours), so an off-by-a-mic
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections import defaultdict
@@ -29,6 +30,7 @@ import pytest
 from gateway.jobs.book import JobBook
 from gateway.jobs.events import EventBus
 from gateway.jobs.model import Job, JobEvent, JobSpec, JobState, Placement, Resources, StackRun
+from gateway.placement.backfill import Release, earliest_start, earliest_start_in_order, latest_end
 from gateway.policy import load_catalogue
 from gateway.policy.document import REPO_POLICIES
 from gateway.policy.holder import PolicyHolder
@@ -120,6 +122,9 @@ class World:
         self.count += 1
         tenant, project = self.rng.choice(SCOPES)
         spec = JobSpec(tenant, project, Resources(self.rng.choice(CLASSES), None, 1), (StackRun("", "img", ()),))
+        if self.rng.random() < 0.8:  # most with a max runtime (a known latest end), some may run for ever
+            runtime = timedelta(minutes=self.rng.choice((5, 30, 30, 120, 600)))  # equal ends now and then
+            spec = dataclasses.replace(spec, max_runtime=runtime)
         job = Job(f"job-{self.count:04d}", spec, JobState.QUEUED, self.now, self.now)
         self.store.create_jobs([(job, JobEvent(job.job_id, JobState.QUEUED, self.now))])
         self.book.remember(job)
@@ -203,11 +208,39 @@ class World:
             s: dict(cs) for s, cs in want_leases.items()
         }
         assert {j.job_id for j in self.usage.holding()} == set(holding)
+        self.check_releases(holding)
         views = self.registry.views(leases)[:2]  # placement's own views (here: a subset) give their offers
         assert_same_counts(
             self.usage.usage(views).offered,
             reference_usage(holding, self.store, self.registry, self.now, views)[0].offered,
         )
+
+    def check_releases(self, holding: Mapping[str, Job]) -> None:
+        """The kept releases are, pool by pool, the ones the cycle once built from every holding job (the
+        reference, as `CyclePlan` built it before issue 16), in end order, and give the same earliest starts."""
+        want: dict[tuple[str, str], list[Release]] = defaultdict(list)
+        for job in holding.values():
+            start = job.start_time if job.state == JobState.RUNNING else None
+            end = latest_end(start, job.spec.max_runtime, self.now)
+            for p in job.placements:
+                want[(p.site, p.accelerator_class)].append(Release(end, p.cards))
+        for site in SITES:
+            for cls in CLASSES:
+                got = list(self.usage.releases.at(site, cls, self.now))
+                known = [r for r in want.get((site, cls), []) if r.end is not None]
+                assert sorted(got, key=_key) == sorted(known, key=_key)
+                assert [r.end for r in got] == sorted(r.end for r in known if r.end is not None)
+                total = sum(r.cards for r in known)
+                for cards in (1, 4, 9, total, total + 1):
+                    free = self.rng.randrange(0, 4)
+                    assert earliest_start_in_order(cards, free, iter(got), self.now) == earliest_start(
+                        cards, free, want.get((site, cls), []), self.now
+                    )
+
+
+def _key(release: Release) -> tuple[datetime, int]:
+    assert release.end is not None
+    return release.end, release.cards
 
 
 @pytest.mark.parametrize("seed", [16, 1016, 2016])
