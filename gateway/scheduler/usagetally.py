@@ -193,11 +193,11 @@ class EndedHours:
 
     def ended(self, job: Job) -> None:
         """`job`'s attempt ended and its usage rows are in the store: count them where the store query would."""
-        rows = {row[4]: row for row in reversed(usage_rows(job))}  # one row per class: the store keeps the first
+        rows = usage_rows(job)  # one row per class, as the store keeps them
         for start, hours, counted_ahead in self._periods.values():
             if (job.job_id, job.attempt) in counted_ahead:
                 counted_ahead.discard((job.job_id, job.attempt))  # the read that filled this period counted it
                 continue
-            for _, _, tenant, project, _, _, _, end, card_hours in rows.values():
+            for _, _, tenant, project, _, _, _, end, card_hours in rows:
                 if end >= start.isoformat():  # the store's own test (`card_hours_since`), on the same strings
                     hours[(tenant, project)] = hours.get((tenant, project), 0.0) + card_hours

@@ -16,14 +16,15 @@ def event_row(event: JobEvent) -> tuple[str, str, str, int, str, str]:
 
 def usage_rows(job: Job) -> list[tuple[str, int, str, str, str, int, str, str, float]]:
     """The `usage` rows of a job whose attempt just ended (a preempted attempt's hours count too), one per
-    placement: (job_id, attempt, tenant, project, class, cards, start, end, card-hours). None otherwise."""
+    accelerator class (the table's key: a gang's parts of one class at several sites add up in one row):
+    (job_id, attempt, tenant, project, class, cards, start, end, card-hours). None otherwise."""
     ended = job.state.terminal or job.state in ATTEMPT_ENDS
     if not ended or job.start_time is None or job.end_time is None:
         return []
     hours = max(0.0, (job.end_time - job.start_time).total_seconds() / 3600)
     start, end = job.start_time.isoformat(), job.end_time.isoformat()
     tenant, project = job.spec.tenant, job.spec.project
-    return [
-        (job.job_id, job.attempt, tenant, project, p.accelerator_class, p.cards, start, end, hours * p.cards)
-        for p in job.placements
-    ]
+    cards: dict[str, int] = {}  # per class, in placement order
+    for p in job.placements:
+        cards[p.accelerator_class] = cards.get(p.accelerator_class, 0) + p.cards
+    return [(job.job_id, job.attempt, tenant, project, cls, n, start, end, hours * n) for cls, n in cards.items()]

@@ -131,7 +131,7 @@ class World:
 
     def placements(self) -> tuple[Placement, ...]:
         cls = self.rng.choice(CLASSES)
-        if self.rng.random() < 0.2:  # a gang over two sites, sometimes of one class (one usage row per class)
+        if self.rng.random() < 0.2:  # a gang over two sites, sometimes of one class (its parts add up in one row)
             a, b = self.rng.sample(SITES, 2)
             other = cls if self.rng.random() < 0.5 else self.rng.choice(CLASSES)
             return (Placement(a, cls, self.rng.randrange(1, 9)), Placement(b, other, self.rng.randrange(1, 9)))

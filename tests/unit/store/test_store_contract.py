@@ -382,6 +382,33 @@ def test_usage_counts_each_ended_attempt_once(engine: Engine, store: Store) -> N
     assert store.card_hours_since(T0 + timedelta(hours=2, minutes=10)) == {("aurora-lab", "climate"): 3.0}
 
 
+def test_a_gang_with_parts_of_one_class_at_several_sites_counts_every_part(engine: Engine, store: Store) -> None:
+    """The usage table keeps one row per job, attempt and class: parts of one class at two sites add up in it
+    (it once kept the first part's row and dropped the rest, so a tenant's quota saw half of such a gang)."""
+    gang = job(1, project="llama-sft")
+    store.create_jobs([(gang, queued(gang))])
+    parts = (
+        Placement("a", "nvidia-h100", 8, ()),
+        Placement("b", "nvidia-h100", 4, ()),
+        Placement("c", "ascend-910b", 2, ()),
+    )
+    done = gang.evolve(
+        state=JobState.SUCCEEDED,
+        attempt=1,
+        epoch=1,
+        placements=parts,
+        start_time=T0,
+        end_time=T0 + timedelta(hours=2),
+    )
+    store.save_transition(done, event(done))
+    store = engine.reopen(store)
+    assert store.usage_between(T0, T0 + timedelta(days=1)) == [
+        ("deepsea-ai", "llama-sft", "ascend-910b", 4.0, 1),
+        ("deepsea-ai", "llama-sft", "nvidia-h100", 24.0, 1),
+    ]
+    assert store.card_hours_since(T0) == {("deepsea-ai", "llama-sft"): 28.0}
+
+
 # ---- receipts --------------------------------------------------------------------------------------------------
 def test_receipts_are_kept_once_per_job_epoch_and_site_and_listed_in_settlement_order(
     engine: Engine, store: Store
