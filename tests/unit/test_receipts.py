@@ -29,8 +29,12 @@ from gateway.usage.receipts import (
 )
 
 FED = "unit"
-NOW = datetime.now(UTC).replace(microsecond=0)  # the certificates below are valid from about now
+NOW = datetime.now(UTC).replace(microsecond=0)  # taken when the module loads: minutes before its tests may run
 START = NOW - timedelta(hours=2)
+VALID_FROM = START - timedelta(hours=1)
+"""When every certificate below becomes valid: before NOW however late the fixture runs (a default certificate is
+valid from 5 minutes before its issue, the check allows 5 minutes of skew, and a whole suite on a busy machine
+collected this module more than 10 minutes before it got here: three tests failed so)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,13 +49,13 @@ class Parties:
 @pytest.fixture(scope="module")
 def parties(tmp_path_factory: pytest.TempPathFactory) -> Parties:
     root = tmp_path_factory.mktemp("receipts")
-    ca = init_ca(root / "ca", FED)
-    foreign = init_ca(root / "foreign", FED)
+    ca = init_ca(root / "ca", FED, not_before=VALID_FROM)
+    foreign = init_ca(root / "foreign", FED, not_before=VALID_FROM)
     return Parties(
         ca,
-        ca.issue(Principal.site(FED, "centre-a"), root / "a"),
-        ca.issue(Principal.site(FED, "centre-b"), root / "b"),
-        ca.issue_server(root / "gw"),
+        ca.issue(Principal.site(FED, "centre-a"), root / "a", not_before=VALID_FROM),
+        ca.issue(Principal.site(FED, "centre-b"), root / "b", not_before=VALID_FROM),
+        ca.issue_server(root / "gw", not_before=VALID_FROM),
         foreign,
     )
 
