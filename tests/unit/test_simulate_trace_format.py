@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,8 @@ def test_an_old_trace_loads_with_every_new_field_at_its_default() -> None:
 def test_each_optional_column_is_read(column: str, cell: str, field: str, value: object) -> None:
     (job,) = parse_trace(f"{OLD.strip()},{column}\nj1,0,10,4,x,a,{cell}\n", "t.csv")
     assert getattr(job, field) == value
-    assert replace(job, **{field: TraceJob.__dataclass_fields__[field].default}) == TraceJob("j1", 0, 10, 4, "x", "a", 2)
+    default: Any = TraceJob.__dataclass_fields__[field].default
+    assert replace(job, **{field: default}) == TraceJob("j1", 0, 10, 4, "x", "a", 2)
 
 
 def test_optional_columns_come_in_any_order_and_empty_cells_take_the_default() -> None:
@@ -134,8 +136,8 @@ def test_the_engine_runs_an_extended_trace_as_it_runs_the_old_one() -> None:
     extended = full_jobs()
     plain = [TraceJob(j.job_id, j.submit_s, j.duration_s, j.cards, j.accelerator, j.home_site) for j in extended]
     for mode in ("siloed", "federated", "pooled"):
-        ran = [(o.site, o.start_s) for o in simulate(extended, SITES, mode).outcomes]  # type: ignore[arg-type]
-        assert ran == [(o.site, o.start_s) for o in simulate(plain, SITES, mode).outcomes]  # type: ignore[arg-type]
+        ran = [(o.site, o.start_s) for o in simulate(extended, SITES, mode).outcomes]
+        assert ran == [(o.site, o.start_s) for o in simulate(plain, SITES, mode).outcomes]
 
 
 def test_a_dataset_site_missing_from_the_sites_file_names_the_line() -> None:
@@ -148,5 +150,5 @@ def test_a_trace_over_the_size_limit_is_refused_before_it_is_read(tmp_path: Path
     big = tmp_path / "big.csv"
     with big.open("wb") as f:
         f.truncate(MAX_TRACE_BYTES + 1)  # sparse: no disk, and reading it would be the bug
-    with pytest.raises(ConfigError, match="over the .* byte limit for a trace"):
+    with pytest.raises(ConfigError, match=r"over the .* byte limit for a trace"):
         load_trace(big)
