@@ -1,7 +1,8 @@
 """Convert the Alibaba GPU cluster trace (cluster-trace-gpu-v2023, "openb") into a federation to simulate.
 
-Owns: reading the trace's pod and node lists strictly and writing a simulator trace (CSV) and sites file
-(YAML). The choices, each a simplification to keep in mind when reading the results:
+Owns: reading the trace's pod and node lists strictly and turning them into simulator jobs and sites (the
+command writes them with the shared writers). The choices, each a simplification to keep in mind when
+reading the results:
 - Centres: the GPU nodes are shuffled with `random.Random(seed)` and dealt round-robin into N centres
   (`centre-1` .. `centre-N`, equal node counts, a random mix of models). A centre's pool of a model holds
   all its cards of that model; `cards_per_node` is the largest node of that model there. The trace's node
@@ -33,8 +34,8 @@ Owns: reading the trace's pod and node lists strictly and writing a simulator tr
   made-up split for fair-share what-ifs, not something the trace says.
 - Gangs (optional, off by default): `gang_share` F marks round(F x the multi-card jobs) of them, chosen at
   random with the same seeded generator, as gangs that may span two centres (`max_sites` 2).
-The trace and sites are written by `gateway.simulate.trace.write_trace` and `gateway.simulate.sites.
-write_sites`, so a conversion without the optional settings writes the six-column trace it always did.
+Written with `gateway.simulate.trace.write_trace` (the smallest header that keeps every stated field), a
+conversion without the optional settings is the six-column trace it always was, byte for byte.
 """
 
 from __future__ import annotations
