@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.simulate import run
-from gateway.simulate import MODES, alibaba, load_trace
+from gateway.simulate import MODES, alibaba, load_trace, write_sites, write_trace
 
 
 def _traces() -> Path:
@@ -113,8 +113,8 @@ def run_simulation_benchmark(workdir: Path) -> SimulationBench:
         homes_by=HOMES_BY,
     )
     trace, sites = workdir / "openb-trace.csv", workdir / "openb-sites.yaml"
-    alibaba.write_trace(trace, conversion.jobs)
-    alibaba.write_sites(sites, conversion.sites)
+    write_trace(conversion.jobs, trace)
+    write_sites(sites, conversion.sites)
     started = time.perf_counter()
     modes = run(trace, sites, MODES)
     seconds = time.perf_counter() - started

@@ -1,10 +1,11 @@
-"""`fedgate simulate`: replay a GPU-cluster trace siloed, federated and pooled; convert the Alibaba trace.
+"""`fedgate simulate`: replay a GPU-cluster trace siloed, federated and pooled; convert public traces.
 
 A thin shell over `gateway.simulate`: read the two files, run the modes, print table, JSON or YAML. Nothing
 here talks to a gateway. Exit codes: 0 done, 2 bad usage or a bad input file (the message names file and
 line).
 
-Owns: the arguments and printing of the simulator's commands.
+Owns: the arguments and printing of the simulator's commands (`fedgate simulate`, `convert-alibaba`,
+`convert-philly`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,18 @@ from typing import Any
 
 from gateway.cli import output
 from gateway.errors import GatewayError
-from gateway.simulate import MODES, TRACE_HEADER, Mode, load_sites, load_trace, simulate, summarise
+from gateway.simulate import (
+    MODES,
+    OPTIONAL_COLUMNS,
+    TRACE_HEADER,
+    Mode,
+    load_sites,
+    load_trace,
+    simulate,
+    summarise,
+    write_sites,
+    write_trace,
+)
 from gateway.simulate.engine import check_trace
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -38,9 +50,14 @@ def _run_parser() -> argparse.ArgumentParser:
         prog="fedgate simulate",
         description="Replay a trace through the real placement code on a simulated clock. Siloed: each job only"
         " at its home site; federated: placed across all sites; pooled: one ideal cluster with every card."
-        " Also: `fedgate simulate convert-alibaba --help`.",
+        " Also: `fedgate simulate convert-alibaba --help`, `fedgate simulate convert-philly --help`.",
     )
-    parser.add_argument("--trace", type=Path, required=True, help="CSV: " + ",".join(TRACE_HEADER))
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        required=True,
+        help=f"CSV: {','.join(TRACE_HEADER)}, then any of {','.join(OPTIONAL_COLUMNS)} (ignored by this replay)",
+    )
     parser.add_argument("--sites", type=Path, required=True, help="YAML: sites: [{name, region, pools: [...]}]")
     parser.add_argument("--mode", choices=(*MODES, "all"), default="all", help="default: all")
     output.add_output_flag(parser)
@@ -69,9 +86,74 @@ def _convert_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="divide every submit time by this (>= 1): arrivals that many times as dense (default 1)",
     )
+    parser.add_argument(
+        "--tenants",
+        type=_names("tenant"),
+        default=(),
+        help="comma-separated tenants: each job gets one at random with the seed (default: none stated)",
+    )
+    parser.add_argument(
+        "--projects",
+        type=_names("project"),
+        default=(),
+        help="comma-separated projects: each job gets one at random (needs --tenants; default <tenant>-default)",
+    )
+    parser.add_argument(
+        "--gang-share",
+        type=float,
+        default=0.0,
+        help="mark this share of the multi-card jobs, at random with the seed, as gangs that may span 2 centres"
+        " (0 <= share <= 1; default 0)",
+    )
     parser.add_argument("--out-trace", type=Path, required=True)
     parser.add_argument("--out-sites", type=Path, required=True)
     return parser
+
+
+def _philly_parser() -> argparse.ArgumentParser:
+    from gateway.simulate import philly
+
+    parser = argparse.ArgumentParser(
+        prog="fedgate simulate convert-philly",
+        description="Turn a Philly/Gavel-style per-job CSV (a job id, submit time, duration, GPU count and"
+        " virtual cluster per row) into a trace and a sites file: each virtual cluster one centre and one tenant.",
+    )
+    parser.add_argument("--jobs", type=Path, required=True, help="the per-job CSV")
+    parser.add_argument("--out-trace", type=Path, required=True)
+    parser.add_argument("--out-sites", type=Path, required=True)
+    parser.add_argument(
+        "--cards-per-vc",
+        type=int,
+        default=None,
+        help="cards at every centre (default: the VC's peak concurrent demand, rounded up to 8-card nodes)",
+    )
+    parser.add_argument(
+        "--accelerator",
+        default=philly.DEFAULT_ACCELERATOR,
+        help=f"the class of every centre's pool (default {philly.DEFAULT_ACCELERATOR})",
+    )
+    parser.add_argument(
+        "--time-compression",
+        type=float,
+        default=1.0,
+        help="divide every submit time by this (>= 1): arrivals that many times as dense (default 1)",
+    )
+    return parser
+
+
+def _names(kind: str) -> Any:
+    """An argparse type: a comma-separated list of tenant or project names, each valid, none twice."""
+    from gateway.simulate.alibaba import name_list_problem
+
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(n.strip() for n in text.split(","))
+        problem = name_list_problem(kind, names)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return names
+
+    parse.__name__ = f"{kind} list"
+    return parse
 
 
 def run(trace: Path, sites_path: Path, modes: Sequence[Mode]) -> dict[str, dict[str, Any]]:
@@ -92,6 +174,10 @@ def _convert(argv: Sequence[str]) -> int:
         if not 0 < args.node_share <= 1
         else "--time-compression must be at least 1"
         if not args.time_compression >= 1
+        else "--gang-share must be at least 0 and at most 1"
+        if not 0 <= args.gang_share <= 1
+        else "--projects needs --tenants: a project belongs to a tenant"
+        if args.projects and not args.tenants
         else ""
     )
     if problem:
@@ -104,19 +190,62 @@ def _convert(argv: Sequence[str]) -> int:
         args.seed,
         node_share=args.node_share,
         time_compression=args.time_compression,
+        tenants=args.tenants,
+        projects=args.projects,
+        gang_share=args.gang_share,
     )
-    alibaba.write_trace(args.out_trace, conversion.jobs)
-    alibaba.write_sites(args.out_sites, conversion.sites)
+    write_trace(conversion.jobs, args.out_trace)
+    write_sites(args.out_sites, conversion.sites)
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(conversion.skipped.items())) or "none"
+    gangs = sum(1 for j in conversion.jobs if j.max_sites > 1)
     print(
         f"{len(conversion.jobs)} jobs to {args.out_trace} ({conversion.fractional} fractional pods counted as one"
-        f" card; skipped: {skipped}); {len(conversion.sites)} centres to {args.out_sites}"
+        f" card; skipped: {skipped}"
+        + (f"; {len(args.tenants)} tenants" if args.tenants else "")
+        + (f"; {gangs} gangs over up to 2 centres" if args.gang_share else "")
+        + f"); {len(conversion.sites)} centres to {args.out_sites}"
+    )
+    return EXIT_OK
+
+
+def _convert_philly(argv: Sequence[str]) -> int:
+    from gateway.simulate import philly
+    from gateway.simulate.sites import NAME, NAME_HINT
+
+    args = _philly_parser().parse_args(argv)
+    problem = (
+        "--cards-per-vc must be at least 1"
+        if args.cards_per_vc is not None and args.cards_per_vc < 1
+        else f"--accelerator {args.accelerator!r} is not a class name; {NAME_HINT}"
+        if not NAME.fullmatch(args.accelerator)
+        else "--time-compression must be at least 1"
+        if not args.time_compression >= 1
+        else ""
+    )
+    if problem:
+        print(f"fedgate simulate convert-philly: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    conversion = philly.convert(
+        philly.read_jobs(args.jobs),
+        accelerator=args.accelerator,
+        cards_per_vc=args.cards_per_vc,
+        time_compression=args.time_compression,
+        source=str(args.jobs),
+    )
+    write_trace(conversion.jobs, args.out_trace)
+    write_sites(args.out_sites, conversion.sites)
+    cards = ", ".join(f"{s.name} {s.cards(args.accelerator)}" for s in conversion.sites)
+    print(
+        f"{len(conversion.jobs)} jobs to {args.out_trace} (skipped: {conversion.zero_gpu} with zero GPUs);"
+        f" {len(conversion.sites)} virtual clusters as centres to {args.out_sites} (cards of {args.accelerator}:"
+        f" {cards})"
     )
     return EXIT_OK
 
 
 def parser() -> argparse.ArgumentParser:
-    """The group's parser, as `fedgate completion` reads it: the run's flags (convert-alibaba is a word before them)."""
+    """The group's parser, as `fedgate completion` reads it: the run's flags (the convert-* words come before
+    them)."""
     return _run_parser()
 
 
@@ -125,6 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args_in[:1] == ["convert-alibaba"]:
             return _convert(args_in[1:])
+        if args_in[:1] == ["convert-philly"]:
+            return _convert_philly(args_in[1:])
         args = _run_parser().parse_args(args_in)
         modes: tuple[Mode, ...] = MODES if args.mode == "all" else (args.mode,)
         figures = run(args.trace, args.sites, modes)

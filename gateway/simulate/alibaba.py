@@ -1,7 +1,8 @@
 """Convert the Alibaba GPU cluster trace (cluster-trace-gpu-v2023, "openb") into a federation to simulate.
 
-Owns: reading the trace's pod and node lists strictly and writing a simulator trace (CSV) and sites file
-(YAML). The choices, each a simplification to keep in mind when reading the results:
+Owns: reading the trace's pod and node lists strictly and turning them into simulator jobs and sites (the
+command writes them with the shared writers). The choices, each a simplification to keep in mind when
+reading the results:
 - Centres: the GPU nodes are shuffled with `random.Random(seed)` and dealt round-robin into N centres
   (`centre-1` .. `centre-N`, equal node counts, a random mix of models). A centre's pool of a model holds
   all its cards of that model; `cards_per_node` is the largest node of that model there. The trace's node
@@ -27,6 +28,14 @@ Owns: reading the trace's pod and node lists strictly and writing a simulator tr
   unequal load for their size, as members of a federation do. "size" weights each by the cards of those
   models it holds: every centre expects the same load for its size, the split least favourable to
   federating.
+- Tenants (optional, off by default): with `tenants`, each job gets one of them at random (its own generator,
+  seeded from `seed`, so homes and centres are the same with or without it), and a project: one of
+  `projects` at random when given, else `<tenant>-default`. The trace has no notion of tenants: this is a
+  made-up split for fair-share what-ifs, not something the trace says.
+- Gangs (optional, off by default): `gang_share` F marks round(F x the multi-card jobs) of them, chosen at
+  random with the same seeded generator, as gangs that may span two centres (`max_sites` 2).
+Written with `gateway.simulate.trace.write_trace` (the smallest header that keeps every stated field), a
+conversion without the optional settings is the six-column trace it always was, byte for byte.
 """
 
 from __future__ import annotations
@@ -36,13 +45,14 @@ import io
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from fedgate.common.yaml import dump_yaml
 from gateway.errors import ConfigError
+from gateway.jobs.validate import NAME as POLICY_NAME
+from gateway.jobs.validate import NAME_HINT as POLICY_NAME_HINT
 from gateway.simulate.sites import PoolSpec, SiteSpec
-from gateway.simulate.trace import TRACE_HEADER, TraceJob
+from gateway.simulate.trace import TraceJob
 
 POD_COLUMNS = ("name", "num_gpu", "gpu_milli", "gpu_spec", "creation_time", "deletion_time", "scheduled_time")
 NODE_COLUMNS = ("sn", "gpu", "model")
@@ -151,6 +161,9 @@ def convert(
     node_share: float = 1.0,
     time_compression: float = 1.0,
     homes_by: str = "even",
+    tenants: Sequence[str] = (),
+    projects: Sequence[str] = (),
+    gang_share: float = 0.0,
 ) -> Conversion:
     if centres < 1:
         raise ValueError("at least one centre")
@@ -160,6 +173,13 @@ def convert(
         raise ValueError(f"time_compression must be at least 1, got {time_compression}")
     if homes_by not in HOMES_BY:
         raise ValueError(f"homes_by must be one of {', '.join(HOMES_BY)}, got {homes_by!r}")
+    if projects and not tenants:
+        raise ValueError("projects need tenants: a project belongs to a tenant")
+    for problem in (name_list_problem("tenant", tenants), name_list_problem("project", projects)):
+        if problem:
+            raise ValueError(problem)
+    if not 0 <= gang_share <= 1:
+        raise ValueError(f"gang_share must be in [0, 1], got {gang_share}")
     rng = random.Random(seed)
     shuffled = list(nodes)
     rng.shuffle(shuffled)
@@ -202,39 +222,37 @@ def convert(
         duration = pod.deletion - pod.scheduled
         submit = pod.creation / time_compression
         jobs.append(TraceJob(pod.name, submit, float(duration), pod.num_gpu, accelerator, home, pod.line))
-    out.jobs = tuple(jobs)
+    out.jobs = _assign(jobs, seed, tenants, projects, gang_share)
     return out
 
 
-def write_trace(path: Path, jobs: Sequence[TraceJob]) -> None:
-    with path.open("w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(TRACE_HEADER)
-        for job in jobs:
-            writer.writerow(
-                [job.job_id, _number(job.submit_s), _number(job.duration_s), job.cards, job.accelerator, job.home_site]
-            )
+def name_list_problem(kind: str, names: Sequence[str]) -> str:
+    """What is wrong with a list of tenant or project names ("" when nothing): each a policy name (and a
+    tenant's `<tenant>-default` project too), none twice."""
+    for i, name in enumerate(names):
+        derived = (name, f"{name}-default") if kind == "tenant" else (name,)
+        if not all(POLICY_NAME.fullmatch(n) for n in derived):
+            return f"{kind} {name!r} is not a valid name; {POLICY_NAME_HINT} (at most 55 for a tenant)"
+        if name in names[:i]:
+            return f"{kind} {name!r} is listed twice"
+    return ""
 
 
-def write_sites(path: Path, sites: Sequence[SiteSpec]) -> None:
-    data = {
-        "sites": [
-            {
-                "name": s.name,
-                "region": s.region,
-                "pools": [
-                    {"class": p.accelerator_class, "cards": p.cards, "cards_per_node": p.cards_per_node}
-                    for p in s.pools
-                ],
-            }
-            for s in sites
-        ]
-    }
-    path.write_text(dump_yaml(data), encoding="utf-8")
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if value.is_integer() else repr(value)
+def _assign(
+    jobs: Sequence[TraceJob], seed: int, tenants: Sequence[str], projects: Sequence[str], gang_share: float
+) -> tuple[TraceJob, ...]:
+    """Tenants, projects and gangs, drawn from a generator of their own so that the rest stays as it was."""
+    rng = random.Random(f"alibaba-tenants-and-gangs:{seed}")
+    out = list(jobs)
+    if tenants:
+        for i, job in enumerate(out):
+            tenant = rng.choice(tenants)
+            project = rng.choice(projects) if projects else f"{tenant}-default"
+            out[i] = replace(job, tenant=tenant, project=project)
+    multi = [i for i, job in enumerate(out) if job.cards > 1]
+    for i in sorted(rng.sample(multi, round(gang_share * len(multi)))):
+        out[i] = replace(out[i], max_sites=2)
+    return tuple(out)
 
 
 def _error(path: Path, line: int, problem: str) -> ConfigError:

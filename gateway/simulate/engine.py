@@ -16,7 +16,11 @@ narrows which sites the job may see:
 A job asking for more cards than any site it may use could ever hold is reported unschedulable, not queued.
 
 What it deliberately leaves out: nodes (a pool's cards are fungible; `cards_per_node` is not enforced),
-network and dispatch latency, failures, preemption, priorities and fair share, and gangs across sites.
+network and dispatch latency, failures, preemption, priorities and fair share, and gangs across sites. So
+it reads the trace's optional columns (issue 17: `tenant`, `project`, `priority_class`, `nodes`,
+`max_sites`, `dataset_site`, `dataset_gb`) and ignores them: a job is its submit time, duration, cards,
+class and home whatever else the trace says about it. `check_trace` still checks that a `dataset_site` is a
+site, so that a trace this engine accepts is one a richer replay can read too.
 
 Cost: the queue is kept per demand (allowed sites, classes, cards), FIFO within each; a pass only looks at
 the heads of demands whose sites gained cards or that gained a job, and an index of the largest free block
@@ -80,15 +84,22 @@ class SimulationResult:
 
 
 def check_trace(jobs: Sequence[TraceJob], sites: Sequence[SiteSpec], source: str = "<trace>") -> None:
-    """Every job's home must be one of the sites: a typo would silently make a job unschedulable."""
+    """Every job's home, and its dataset's site when it names one, must be one of the sites: a typo would
+    silently make a job unschedulable (or its data nowhere)."""
     names = {s.name for s in sites}
     for job in jobs:
-        if job.home_site not in names:
-            raise ConfigError(
-                f"{source}:{job.line}: home_site {job.home_site!r} is not in the sites file"
-                f" (sites: {', '.join(sorted(names))})",
-                metadata={"file": source, "line": str(job.line)},
-            )
+        named = (
+            (("home_site", job.home_site), ("dataset_site", job.dataset_site))
+            if job.dataset_site
+            else (("home_site", job.home_site),)
+        )
+        for column, site in named:
+            if site not in names:
+                raise ConfigError(
+                    f"{source}:{job.line}: {column} {site!r} is not in the sites file"
+                    f" (sites: {', '.join(sorted(names))}); fix the name or add the site",
+                    metadata={"file": source, "line": str(job.line)},
+                )
 
 
 def layout(sites: Sequence[SiteSpec], mode: Mode) -> tuple[SiteSpec, ...]:

@@ -1,7 +1,8 @@
 """The federation a simulation replays on: centres and the cards each holds, read strictly from YAML.
 
 Owns: the sites file (`sites: [{name, region, pools: [{class, cards, cards_per_node}]}]`), loaded with the
-strict YAML loader and checked field by field (unknown keys refused, errors with file and line). All of a
+strict YAML loader and checked field by field (unknown keys refused, errors with file and line), and written
+by the trace converters (`write_sites`, which `load_sites` reads back equal). All of a
 pool's cards are offered to the federation in the simulation. It does not check class names against the
 accelerator catalogue: traces bring their own classes (e.g. `alibaba-v100m32`).
 """
@@ -9,11 +10,12 @@ accelerator catalogue: traces bring their own classes (e.g. `alibaba-v100m32`).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from fedgate.common.fields import FieldReader
-from fedgate.common.yaml import YamlDocument, load_yaml
+from fedgate.common.yaml import YamlDocument, dump_yaml, load_yaml
 from gateway.errors import ConfigError
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
@@ -73,3 +75,20 @@ def parse_sites(doc: YamlDocument) -> tuple[SiteSpec, ...]:
             specs.append(PoolSpec(cls, cards, per_node))
         sites.append(SiteSpec(name, region, tuple(specs)))
     return tuple(sites)
+
+
+def write_sites(path: Path, sites: Sequence[SiteSpec]) -> None:
+    data = {
+        "sites": [
+            {
+                "name": s.name,
+                "region": s.region,
+                "pools": [
+                    {"class": p.accelerator_class, "cards": p.cards, "cards_per_node": p.cards_per_node}
+                    for p in s.pools
+                ],
+            }
+            for s in sites
+        ]
+    }
+    path.write_text(dump_yaml(data), encoding="utf-8")

@@ -8,8 +8,8 @@ import pytest
 
 from gateway.cli.simulate import main
 from gateway.errors import ConfigError
-from gateway.simulate import load_sites, load_trace
-from gateway.simulate.alibaba import convert, read_nodes, read_pods, write_sites, write_trace
+from gateway.simulate import load_sites, load_trace, write_sites, write_trace
+from gateway.simulate.alibaba import convert, read_nodes, read_pods
 
 POD_HEADER = (
     "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n"
@@ -61,7 +61,7 @@ def test_the_same_seed_gives_the_same_federation(files: tuple[Path, Path]) -> No
 
 def test_what_it_writes_reads_back(files: tuple[Path, Path], tmp_path: Path) -> None:
     out = convert(read_pods(files[0]), read_nodes(files[1]), centres=2, seed=1)
-    write_trace(tmp_path / "t.csv", out.jobs)
+    write_trace(out.jobs, tmp_path / "t.csv")
     write_sites(tmp_path / "s.yaml", out.sites)
     assert [(j.job_id, j.cards, j.home_site) for j in load_trace(tmp_path / "t.csv")] == [
         (j.job_id, j.cards, j.home_site) for j in out.jobs
@@ -141,3 +141,78 @@ def test_the_command_applies_the_load_settings(
     argv = ["convert-alibaba", "--pods", str(files[0]), "--nodes", str(files[1]), "--time-compression", "10"]
     assert main([*argv, "--out-trace", str(trace), "--out-sites", str(sites)]) == 0
     assert {j.job_id: j.submit_s for j in load_trace(trace)}["p-v100"] == 3
+
+
+MORE_PODS = POD_HEADER + "".join(f"m{i},1,1,{1 + i % 4},1000,,LS,Running,{i},{i + 100},{i}\n" for i in range(40))
+
+
+def test_without_the_new_settings_the_trace_is_the_six_columns_it_was(files: tuple[Path, Path], tmp_path: Path) -> None:
+    out = convert(read_pods(files[0]), read_nodes(files[1]), centres=2, seed=1)
+    assert all((j.tenant, j.project, j.max_sites) == ("", "", 1) for j in out.jobs)
+    write_trace(out.jobs, tmp_path / "t.csv")
+    assert (tmp_path / "t.csv").read_text().splitlines()[0] == "job_id,submit_s,duration_s,cards,accelerator,home_site"
+
+
+def test_tenants_and_gangs_are_drawn_with_the_seed_and_leave_homes_alone(tmp_path: Path) -> None:
+    pods_file = tmp_path / "pods.csv"
+    pods_file.write_text(MORE_PODS)
+    nodes_file = tmp_path / "nodes.csv"
+    nodes_file.write_text(NODES)
+    pods, nodes = read_pods(pods_file), read_nodes(nodes_file)
+    plain = convert(pods, nodes, 2, 5)
+    first = convert(pods, nodes, 2, 5, tenants=("a", "b", "c"), gang_share=0.5)
+    assert first == convert(pods, nodes, 2, 5, tenants=("a", "b", "c"), gang_share=0.5)
+    assert [j.home_site for j in first.jobs] == [j.home_site for j in plain.jobs]
+    assert {j.tenant for j in first.jobs} == {"a", "b", "c"}
+    assert all(j.project == f"{j.tenant}-default" for j in first.jobs)
+    multi = [j for j in first.jobs if j.cards > 1]
+    assert sum(j.max_sites == 2 for j in multi) == round(0.5 * len(multi)) == 15
+    assert all(j.max_sites == 1 for j in first.jobs if j.cards == 1)
+    other = convert(pods, nodes, 2, 6, tenants=("a", "b", "c"), gang_share=0.5)
+    assert [j.tenant for j in other.jobs] != [j.tenant for j in first.jobs]
+    with_projects = convert(pods, nodes, 2, 5, tenants=("a", "b"), projects=("p", "q"))
+    assert {j.project for j in with_projects.jobs} == {"p", "q"}
+    assert all(j.max_sites == 1 for j in with_projects.jobs)
+
+
+def test_the_command_writes_tenants_and_gangs_that_read_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pods, nodes, trace, sites = (tmp_path / n for n in ("pods.csv", "nodes.csv", "t.csv", "s.yaml"))
+    pods.write_text(MORE_PODS)
+    nodes.write_text(NODES)
+    argv = ["convert-alibaba", "--pods", str(pods), "--nodes", str(nodes), "--tenants", "a, b", "--gang-share", "1"]
+    assert main([*argv, "--out-trace", str(trace), "--out-sites", str(sites)]) == 0
+    assert "2 tenants; 30 gangs over up to 2 centres" in capsys.readouterr().out
+    jobs = load_trace(trace)
+    assert {j.tenant for j in jobs} == {"a", "b"} and {j.project for j in jobs} == {"a-default", "b-default"}
+    assert sum(j.max_sites == 2 for j in jobs) == 30
+    assert main(["--trace", str(trace), "--sites", str(sites), "-o", "json"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--gang-share", "1.5"], "--gang-share must be at least 0 and at most 1"),
+        (["--projects", "p"], "--projects needs --tenants"),
+    ],
+)
+def test_the_command_refuses_bad_tenant_and_gang_settings(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    argv = ["convert-alibaba", "--pods", str(files[0]), "--nodes", str(files[1]), *flags]
+    assert main([*argv, "--out-trace", str(tmp_path / "t.csv"), "--out-sites", str(tmp_path / "s.yaml")]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("a,A", "tenant 'A' is not a valid name"), ("a,b,a", "tenant 'a' is listed twice")]
+)
+def test_bad_tenant_names_are_a_usage_error(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, message: str
+) -> None:
+    argv = ["convert-alibaba", "--pods", str(files[0]), "--nodes", str(files[1]), "--tenants", value]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--out-trace", str(tmp_path / "t.csv"), "--out-sites", str(tmp_path / "s.yaml")])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
