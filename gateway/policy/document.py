@@ -293,6 +293,6 @@ def _check_network(network: NetworkSpec, sites: set[str], doc: YamlDocument) -> 
         _positive(doc, ("network", "default", "latency_ms"), network.default.latency_ms)
     for name, dataset in network.datasets.items():
         if dataset.site not in sites:
-            where = ("network", "datasets", name, "site")
-            raise doc.error(where, f"site {dataset.site!r} is not in the policy's sites", known)
+            path = ("network", "datasets", name, "site")
+            raise doc.error(path, f"site {dataset.site!r} is not in the policy's sites", known)
         _positive(doc, ("network", "datasets", name, "size_gb"), dataset.size_gb)
