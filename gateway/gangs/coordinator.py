@@ -32,6 +32,8 @@ RESERVE_TIMEOUT = timedelta(seconds=5)
 """How long a site has to answer one Reserve, and how long it holds the cards without a Commit or Abort."""
 SITE_BACKOFF = timedelta(seconds=60)
 """How long a site that refused (or did not answer) is not nominated again for the same job."""
+_PLAN_CODES = frozenset({"GANG_PLANNED", "GANG_LINKS", "GANG_THIN_LINK"})
+"""The planner's reasons a launched gang keeps (why these sites), before GANG_RESERVED."""
 
 
 class GangJobs(Protocol):
@@ -215,8 +217,9 @@ class GangCoordinator:
             self.registry.send(part.site, CommitCommand(gang.hold_id(index)))
         where = ", ".join(p.site for p in gang.parts)
         reason = Reason("capacity", "GANG_RESERVED", f"every part of the gang is held ({where}); launching")
+        planned = tuple(r for r in job.reasons if r.code in _PLAN_CODES)  # why these sites, for `job explain`
         job = self.jobs.transition(
-            job, JobState.DISPATCHED, reason.message, site=where, attempt=job.attempt + 1, reasons=(reason,)
+            job, JobState.DISPATCHED, reason.message, site=where, attempt=job.attempt + 1, reasons=(*planned, reason)
         )
         for part in gang.parts:
             command = self.launches.launch_command(job, part)
