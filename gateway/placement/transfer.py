@@ -47,5 +47,5 @@ def transfer_reason(source: DatasetSource, site: str, fitting: Collection[str]) 
     if dataset.site not in fitting:
         message += f" ({dataset.site} has no room for the job now; the transfer is shorter than an unknown wait)"
     else:
-        message += f" (within {NEAR_SLACK_S:g} s of running at {dataset.site}, and a tighter fit)"
+        message += f" (as near as running at {dataset.site}, within {NEAR_SLACK_S:g} s; best fit chose {site})"
     return Reason("capacity", ReasonCode.DATASET_TRANSFER, message, site)

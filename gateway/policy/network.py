@@ -11,6 +11,7 @@ and does no I/O. A policy without the section has the empty `Network`, which eve
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import types
@@ -66,13 +67,16 @@ class Network:
         found = self.links.get((a, b) if a < b else (b, a))
         if found is not None:
             return found
-        if self.default is not None:
-            return self.default
+        return self.default if self.default is not None else self._unknown
+
+    @functools.cached_property
+    def _unknown(self) -> Link | None:
+        """What an unstated pair is weighed as without a default: the lowest stated bandwidth and the highest
+        stated latency (None without links)."""
         if not self.links:
             return None
-        worst = min(self.links.values(), key=lambda k: (k.bandwidth_gbps, -k.latency_ms))
-        slowest = max(k.latency_ms for k in self.links.values())
-        return Link(worst.bandwidth_gbps, slowest, stated=False)
+        slowest = min(k.bandwidth_gbps for k in self.links.values())
+        return Link(slowest, max(k.latency_ms for k in self.links.values()), stated=False)
 
     def weakest(self, sites: Iterable[str]) -> tuple[tuple[str, str], Link] | None:
         """The weakest link among a set of sites (lowest bandwidth, then highest latency, then names); None for

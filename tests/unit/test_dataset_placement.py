@@ -144,3 +144,14 @@ def test_a_queued_dataset_job_is_explained_with_its_transfer() -> None:
     assert "estimated transfer 26 min 40 s" in world.reasons(waiting)["DATASET_TRANSFER"]
     world.cycle()
     assert world.job(waiting).placements[0].site == "centre-b"
+
+
+def test_a_site_as_near_as_the_datasets_own_may_win_on_fit() -> None:
+    # eval-suite (40 GB) is on centre-b; centre-c is 3 s away at 100 Gb/s and fits exactly: equally near.
+    sites = [site("centre-b", pool(H100, 16)), site("centre-c", pool(H100, 4))]
+    decision = place([H100], 4, sites, source=EVAL)
+    assert decision.placement == Placement("centre-c", H100, 4)
+    assert reasons(decision)["DATASET_TRANSFER"] == (
+        "dataset eval-suite (40 GB) is on centre-b; placed on centre-c, estimated transfer 3 s over 100 Gb/s, 2 ms "
+        "(as near as running at centre-b, within 60 s; best fit chose centre-c)"
+    )
