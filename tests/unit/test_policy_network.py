@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 
 import pytest
 
 from fedgate.common.yaml import dump_yaml
 from gateway.app.config import REPO_POLICIES
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, InvalidArgument
 from gateway.identity.principal import Principal
 from gateway.jobs.admission import admit, refusal
 from gateway.jobs.model import JobSpec, Resources, StackRun
 from gateway.jobs.specfile import parse_job_spec, spec_to_dict
+from gateway.jobs.validate import check_spec
 from gateway.policy import load_catalogue, load_policy, parse_policy
+from gateway.policy.diff import diff_documents
 from gateway.policy.network import Link, Network, duration_text
 from gateway.transport.convert import spec_from_proto, spec_to_proto
 
@@ -191,3 +194,33 @@ def test_admission_refuses_an_unknown_dataset_naming_the_known_ones() -> None:
     )
     refused = admit(_spec("web-zh"), alice, bare, CATALOGUE)
     assert not refused.admitted and "lists no datasets" in refused.reasons[0].message
+
+
+# ---- policy diff ------------------------------------------------------------------------------------------
+
+
+def test_policy_diff_shows_network_changes_by_pair_and_dataset() -> None:
+    old = POLICY.document
+    assert old is not None and old.network is not None
+    _, a_c, b_c = sorted(old.network.links, key=lambda link: sorted(link.between))  # a-b, a-c, b-c
+    slower = replace(b_c, between=tuple(reversed(b_c.between)), bandwidth_gbps=40)  # written the other way round
+    links = (slower, a_c)  # a-b removed, b-c slower, the order changed
+    datasets = {"web-zh": old.network.datasets["web-zh"]}  # eval-suite removed
+    new = replace(old, network=replace(old.network, links=links, datasets=datasets))
+    changes = {(c.subject, c.change, c.field): c for c in diff_documents(old, new)}
+    assert set(changes) == {
+        ("link centre-a-centre-b", "removed", ""),
+        ("link centre-b-centre-c", "changed", "bandwidth_gbps"),
+        ("dataset eval-suite", "removed", ""),
+    }
+    changed = changes[("link centre-b-centre-c", "changed", "bandwidth_gbps")]
+    assert (changed.section, changed.old, changed.new) == ("network", 100, 40)
+    assert changed.affects == "gangs spanning centre-b-centre-c"
+    assert changes[("dataset eval-suite", "removed", "")].affects == "jobs that name dataset eval-suite"
+    assert diff_documents(old, old) == []
+
+
+def test_check_spec_refuses_a_malformed_dataset_name_from_the_wire() -> None:
+    with pytest.raises(InvalidArgument, match=r"spec\.dataset"):
+        check_spec(_spec("Web_ZH"))
+    check_spec(_spec("web-zh"))
