@@ -38,6 +38,8 @@ transient (a hold a dead leader left, a report a moment old, a slow answer on a 
 `free` already keeps the next plan off cards the site lacks; growing, so that a site that keeps refusing what
 its reports offer is asked less and less often."""
 SITE_BACKOFF_CAP = timedelta(seconds=60)
+_PLAN_CODES = frozenset({"GANG_PLANNED", "GANG_LINKS", "GANG_THIN_LINK"})
+"""The planner's reasons a launched gang keeps (why these sites), before GANG_RESERVED."""
 
 
 class GangJobs(Protocol):
@@ -238,8 +240,9 @@ class GangCoordinator:
             self.registry.send(part.site, CommitCommand(gang.hold_id(index)))
         where = ", ".join(p.site for p in gang.parts)
         reason = Reason("capacity", "GANG_RESERVED", f"every part of the gang is held ({where}); launching")
+        planned = tuple(r for r in job.reasons if r.code in _PLAN_CODES)  # why these sites, for `job explain`
         job = self.jobs.transition(
-            job, JobState.DISPATCHED, reason.message, site=where, attempt=job.attempt + 1, reasons=(reason,)
+            job, JobState.DISPATCHED, reason.message, site=where, attempt=job.attempt + 1, reasons=(*planned, reason)
         )
         for part in gang.parts:
             command = self.launches.launch_command(job, part)

@@ -34,6 +34,7 @@ FIELD_BY_CODE: dict[str, str] = {
     ReasonCode.BAD_RESOURCES: "resources",
     ReasonCode.NO_RUN: "runs",
     ReasonCode.BAD_MAX_RUNTIME: "max_runtime",
+    ReasonCode.UNKNOWN_DATASET: "dataset",
 }
 
 

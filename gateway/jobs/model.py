@@ -113,6 +113,8 @@ class JobSpec:
     data_region: str = ""
     # An advance reservation of the job's project to run inside (it waits for the window); "" for none.
     reservation: str = ""
+    # A dataset the policy lists (network.datasets) that the job reads: placement counts copying it; "" for none.
+    dataset: str = ""
 
     def run_for(self, stack: str) -> StackRun | None:
         """The run for a software stack: an exact match first, then a stack-agnostic run."""

@@ -41,7 +41,7 @@ MAX_RUNTIME_LIMIT = timedelta(days=30)
 
 _TOP = ("apiVersion", "kind", "metadata", "spec")
 _METADATA = ("name", "tenant", "project", "labels")
-_SPEC = ("resources", "runs", "maxRuntime", "env", "priorityClass", "topology", "data", "reservation")
+_SPEC = ("resources", "runs", "maxRuntime", "env", "priorityClass", "topology", "data", "reservation", "dataset")
 _DATA = ("classification", "region")
 _RESOURCES = ("class", "capability", "cards")
 _CAPABILITY = ("min_memory_gib", "min_bf16_tflops", "stacks")
@@ -118,6 +118,7 @@ def parse_job_spec(source: str | bytes | Path, source_name: str | None = None, *
             pattern=RESERVATION_ID,
             hint="use a reservation id as `fedgate reservation list` shows it, e.g. book:18c1f2a3b4c5d",
         ),
+        dataset=fields.string(("spec", "dataset"), default="", pattern=NAME, hint=NAME_HINT),
     )
     if resources.capability is not None:
         for index, stack in enumerate(resources.capability.stacks):
@@ -291,4 +292,6 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
             body["data"]["region"] = spec.data_region
     if spec.reservation:
         body["reservation"] = spec.reservation
+    if spec.dataset:
+        body["dataset"] = spec.dataset
     return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": body}

@@ -224,13 +224,15 @@ def _rest(spec: JobSpec) -> Iterable[SpecProblem | None]:
             f"{spec.reservation[:64]!r} is not a reservation id",
             "use a reservation id as `fedgate reservation list` shows it, e.g. book:18c1f2a3b4c5d",
         )
+    if spec.dataset and not NAME.fullmatch(spec.dataset):
+        yield SpecProblem((*body, "dataset"), f"{spec.dataset[:64]!r} is not a dataset name", NAME_HINT)
     size = _spec_bytes(spec)
     if size > MAX_SPEC_BYTES:
         yield SpecProblem((), f"the spec is {size} bytes", f"keep a job spec under {MAX_SPEC_BYTES} bytes in all")
 
 
 def _spec_bytes(spec: JobSpec) -> int:
-    strings = [spec.tenant, spec.project, spec.name, spec.priority_class, spec.reservation]
+    strings = [spec.tenant, spec.project, spec.name, spec.priority_class, spec.reservation, spec.dataset]
     strings += [spec.data_classification, spec.data_region, spec.resources.accelerator_class]
     strings += [s for pair in (*spec.labels, *spec.env) for s in pair]
     strings += [s for run in spec.runs for s in (run.stack, run.image, *run.command)]

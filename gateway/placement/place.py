@@ -5,7 +5,8 @@ every site it turned down, and, when the job fits nowhere although the sites tha
 free cards of a class between them, the FRAGMENTED reason that says so. A pool whose free cards are not the
 nodes the job needs refuses it with NODE_SHAPE (`gateway.placement.nodes`). It does not change any state: the
 scheduler applies the decision, and it does no I/O. Gangs across sites and reservations build on this in
-their own modules (a job that may span sites gets no FRAGMENTED from here: gangs judge that).
+their own modules (a job that may span sites gets no FRAGMENTED from here: gangs judge that). A job that
+names a dataset is placed near it among the sites where it fits (`gateway.placement.transfer`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from fedgate.common.reasons import ReasonCode
 from gateway.jobs.model import Placement, Reason
 from gateway.placement import nodes as node_shape
 from gateway.placement.freeindex import FreeIndex
+from gateway.placement.transfer import nearest, transfer_reason
+from gateway.policy.network import DatasetSource
 from gateway.sites.model import Pool, SiteView
 
 CANDIDATE_WINDOW = 8  # sites per class that the scheduling cycle weighs at once, tightest fits first
@@ -116,6 +119,7 @@ def place(
     *,
     max_sites: int = 1,
     nodes: int = 0,
+    source: DatasetSource | None = None,
 ) -> PlacementDecision:
     """Choose the best feasible (site, pool) for `cards` cards of any of `classes`.
 
@@ -124,7 +128,8 @@ def place(
     the caller builds from the policy and live usage); None means allowed. `max_sites` is the job's topology
     limit: a job held to one site that fits nowhere is told when its cards are there, only split (FRAGMENTED).
     `nodes` is the job's stated node count (0: the gateway chooses); a pool whose free cards are not the nodes
-    the job needs (`gateway.placement.nodes`) refuses it with NODE_SHAPE.
+    the job needs (`gateway.placement.nodes`) refuses it with NODE_SHAPE. `source` (the dataset the job names,
+    if any) keeps the choice to the sites near it (`gateway.placement.transfer.nearest`), with DATASET_TRANSFER.
     """
     candidates = tuple(judge_site(site, classes, cards, allows, nodes) for site in sites)
     feasible = [c for c in candidates if c.feasible]
@@ -135,7 +140,16 @@ def place(
         split = fragmentation(classes, cards, sites, allows) if max_sites <= 1 else None
         return PlacementDecision(None, candidates, reasons + ((split,) if split else ()))
     rank = {cls: i for i, cls in enumerate(classes)}
-    chosen = min(feasible, key=lambda c: (-c.score, rank.get(c.accelerator_class, 0), c.site))
+
+    def key(c: Candidate) -> tuple[float, int, str]:
+        return (-c.score, rank.get(c.accelerator_class, 0), c.site)
+
+    if source is not None:
+        chosen = nearest(feasible, lambda c: c.site, key, source)
+        placement = Placement(chosen.site, chosen.accelerator_class, cards)
+        moved = transfer_reason(source, chosen.site, [c.site for c in feasible])
+        return PlacementDecision(placement, candidates, (placed_reason(placement), moved))
+    chosen = min(feasible, key=key)
     placement = Placement(chosen.site, chosen.accelerator_class, cards)
     return PlacementDecision(placement, candidates, (placed_reason(placement),))
 

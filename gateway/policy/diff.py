@@ -2,8 +2,8 @@
 
 Owns: comparing the data form of two `FederationDocument`s (`gateway.policy.schema.to_data`) section by
 section, entries keyed by name (tenants, their projects and members, joint projects and their members,
-priority classes, sites, residency by classification, rules), each difference as one `Change` row that says
-who feels it. It does not load files or print.
+priority classes, sites, residency by classification, rules; the network's links by pair, its default and its
+datasets by name), each difference as one `Change` row that says who feels it. It does not load files or print.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ Data = Mapping[str, Any]
 
 @dataclass(frozen=True)
 class Change:
-    section: str  # metadata, tenants, projects, priority_classes, sites, residency, rules
+    section: str  # metadata, tenants, projects, priority_classes, sites, residency, rules, network
     subject: str  # the entry: "deepsea-ai", "deepsea-ai/llama-sft", "panda-lm member bob", ...
     change: str  # added | removed | changed | reordered
     field: str = ""  # the dotted key inside the entry that changed ("quota.card_hours"); "" for the whole entry
@@ -124,7 +124,39 @@ def diff_documents(old: FederationDocument, new: FederationDocument) -> list[Cha
     ]
     for section, how in SECTIONS.items():
         changes += _section(section, how, old_data.get(section, []), new_data.get(section, []))
+    changes += _section("network", _NETWORK, _network(old_data), _network(new_data))
     return changes
+
+
+def _network(document: Data) -> list[Data]:
+    """The network section as entries keyed by `entry` ("link a-b" with the pair sorted, as links are the same
+    both ways; "default"; "dataset NAME"), sorted: the order links are written in means nothing."""
+    network = document.get("network", {})
+    entries: list[Data] = []
+    for link in network.get("links", []):
+        a, b = sorted(link["between"])
+        entries.append({"entry": f"link {a}-{b}", **{k: v for k, v in link.items() if k != "between"}})
+    if "default" in network:
+        entries.append({"entry": "default", **network["default"]})
+    entries += [{"entry": f"dataset {name}", **spec} for name, spec in network.get("datasets", {}).items()]
+    return sorted(entries, key=lambda e: str(e["entry"]))
+
+
+def _network_affects(entry: Data) -> str:
+    kind, _, name = str(entry["entry"]).partition(" ")
+    if kind == "link":
+        return f"gangs spanning {name}"
+    if kind == "dataset":
+        return f"jobs that name dataset {name}"
+    return "gangs spanning sites no link names"
+
+
+_NETWORK = _Section(
+    key=lambda e: str(e["entry"]),
+    affects=_network_affects,
+    summary=lambda e: _text({k: v for k, v in e.items() if k != "entry"}),
+    nested={},
+)
 
 
 def _section(name: str, how: _Section, old: list[Data], new: list[Data]) -> list[Change]:

@@ -24,12 +24,14 @@ from gateway.policy.catalogue import Accelerator, Catalogue
 from gateway.policy.model import (
     FederationDocument,
     JointProject,
+    NetworkSpec,
     PriorityClass,
     Residency,
     Rule,
     SiteSpec,
     TenantSpec,
 )
+from gateway.policy.network import Dataset, Link, Network
 from gateway.policy.schema import read
 
 REPO_POLICIES = shipped("policies")
@@ -75,6 +77,7 @@ class FederationPolicy:
     residency: Mapping[str, Residency] = field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
     document: FederationDocument | None = None
+    network: Network = field(default_factory=Network)
 
     @property
     def project_count(self) -> int:
@@ -173,7 +176,21 @@ def parse_policy(raw: bytes, source: str) -> FederationPolicy:
         residency={r.classification: r for r in model.residency},
         rules=model.rules,
         document=model,
+        network=_network(model.network),
     )
+
+
+def _network(spec: NetworkSpec | None) -> Network:
+    """The policy's `network:` section as placement asks it (checked by `_check_network` already)."""
+    if spec is None:
+        return Network()
+    links = {}
+    for link in spec.links:
+        a, b = sorted(link.between)
+        links[(a, b)] = Link(link.bandwidth_gbps, link.latency_ms)
+    default = Link(spec.default.bandwidth_gbps, spec.default.latency_ms) if spec.default is not None else None
+    datasets = {name: Dataset(name, d.site, d.size_gb) for name, d in spec.datasets.items()}
+    return Network(types.MappingProxyType(links), default, types.MappingProxyType(datasets))
 
 
 def _unique(doc: YamlDocument, section: str, names: list[str], what: str) -> None:
@@ -227,6 +244,8 @@ def _check(model: FederationDocument, doc: YamlDocument) -> None:
                     f"tenant {joint_member.tenant!r} is not defined",
                     f"known tenants: {', '.join(sorted(tenants)) or 'none'}",
                 )
+    if model.network is not None:
+        _check_network(model.network, {s.name for s in model.sites}, doc)
     defaults = [i for i, p in enumerate(model.priority_classes) if p.default]
     if len(defaults) > 1:
         raise doc.error(("priority_classes", defaults[1], "default"), "only one priority class can be the default")
@@ -239,3 +258,41 @@ def _check(model: FederationDocument, doc: YamlDocument) -> None:
             for name in getattr(rule.match, key):
                 if name not in tenants:
                     raise doc.error(("rules", i, "match", key), f"tenant {name!r} is not defined")
+
+
+def _positive(doc: YamlDocument, path: tuple[str | int, ...], value: float) -> None:
+    if value <= 0:
+        raise doc.error(path, f"must be above 0, got {value:g}", "state the measured figure, a positive number")
+
+
+def _check_network(network: NetworkSpec, sites: set[str], doc: YamlDocument) -> None:
+    """Links join two different known sites, each pair once, with positive figures; datasets live on known sites."""
+    known = f"known sites: {', '.join(sorted(sites)) or 'none (add a sites: section)'}"
+    seen: dict[tuple[str, str], int] = {}
+    for i, link in enumerate(network.links):
+        at = ("network", "links", i)
+        if len(link.between) != 2 or link.between[0] == link.between[1]:
+            raise doc.error((*at, "between"), "a link joins two different sites", "write between: [site-a, site-b]")
+        for j, site in enumerate(link.between):
+            if site not in sites:
+                raise doc.error((*at, "between", j), f"site {site!r} is not in the policy's sites", known)
+        _positive(doc, (*at, "bandwidth_gbps"), link.bandwidth_gbps)
+        _positive(doc, (*at, "latency_ms"), link.latency_ms)
+        a, b = sorted(link.between)
+        if (a, b) in seen:
+            first = seen[(a, b)]
+            where = f"network.links[{first}], line {doc.line(('network', 'links', first))}"
+            raise doc.error(
+                (*at, "between"),
+                f"the link between {a} and {b} is stated twice (also at {where}; links are the same both ways)",
+                "keep one of the two entries",
+            )
+        seen[(a, b)] = i
+    if network.default is not None:
+        _positive(doc, ("network", "default", "bandwidth_gbps"), network.default.bandwidth_gbps)
+        _positive(doc, ("network", "default", "latency_ms"), network.default.latency_ms)
+    for name, dataset in network.datasets.items():
+        if dataset.site not in sites:
+            path = ("network", "datasets", name, "site")
+            raise doc.error(path, f"site {dataset.site!r} is not in the policy's sites", known)
+        _positive(doc, ("network", "datasets", name, "size_gb"), dataset.size_gb)

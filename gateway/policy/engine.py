@@ -71,6 +71,9 @@ def _evaluate(policy: FederationPolicy, catalogue: Catalogue, spec: JobSpec, now
         return _deny(
             policy, "UNKNOWN_PRIORITY_CLASS", f"priority class {spec.priority_class!r} is not defined ({known})"
         )
+    if spec.dataset and spec.dataset not in policy.network.datasets:
+        known = ", ".join(sorted(policy.network.datasets)) or "none: the policy's network section lists no datasets"
+        return _deny(policy, "UNKNOWN_DATASET", f"dataset {spec.dataset!r} is not known to the federation ({known})")
     servable = catalogue.classes_for(spec)
     if not servable:
         return _deny(

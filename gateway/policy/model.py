@@ -165,6 +165,46 @@ class Residency:
 
 
 @dataclass(frozen=True)
+class LinkSpec:
+    """The network between two centres, the same both ways."""
+
+    between: tuple[str, ...] = field(metadata=meta("the two sites the link joins, e.g. [centre-a, centre-b]"))
+    bandwidth_gbps: float = field(metadata=meta("usable bandwidth between them, Gb/s (above 0)", minimum=0))
+    latency_ms: float = field(metadata=meta("one-way latency between them, ms (above 0)", minimum=0))
+
+
+@dataclass(frozen=True)
+class LinkDefault:
+    """What to assume between two centres no link names."""
+
+    bandwidth_gbps: float = field(metadata=meta("usable bandwidth, Gb/s (above 0)", minimum=0))
+    latency_ms: float = field(metadata=meta("one-way latency, ms (above 0)", minimum=0))
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset jobs may name, and where it lives."""
+
+    site: str = field(metadata=_name("the site that holds the dataset"))
+    size_gb: float = field(metadata=meta("its size in GB (above 0): what a job elsewhere must copy", minimum=0))
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """The network between member centres and where datasets live: gangs prefer well-linked sites, and a job
+    that names a dataset weighs the copy to each site against where it fits."""
+
+    links: tuple[LinkSpec, ...] = field(default=(), metadata=meta("links between pairs of sites"))
+    default: LinkDefault | None = field(
+        default=None, metadata=meta("for pairs no link names; absent: unknown, weighed as the worst stated link")
+    )
+    datasets: Mapping[str, DatasetSpec] = field(
+        default_factory=dict,
+        metadata=meta("dataset name -> where it lives and its size", key_pattern=NAME, key_hint=NAME_HINT),
+    )
+
+
+@dataclass(frozen=True)
 class Match:
     """What a rule applies to. Every condition given must hold; an empty match applies to every job."""
 
@@ -215,3 +255,6 @@ class FederationDocument:
     sites: tuple[SiteSpec, ...] = field(default=(), metadata=meta("member centres: region, labels, prices"))
     residency: tuple[Residency, ...] = field(default=(), metadata=meta("data residency by classification"))
     rules: tuple[Rule, ...] = field(default=(), metadata=meta("allow / deny / require rules, in order"))
+    network: NetworkSpec | None = field(
+        default=None, metadata=meta("links between sites and where datasets live (optional)")
+    )

@@ -27,7 +27,8 @@ from gateway.jobs.book import JobBook, Move
 from gateway.jobs.model import Job, JobSpec, JobState, Placement, Reason
 from gateway.placement.fairshare import dominant_shares, queue_keys, scope_parts
 from gateway.placement.freeindex import FreeIndex
-from gateway.placement.place import place, placed_reason
+from gateway.placement.place import OptionFilter, place, placed_reason
+from gateway.policy import FederationPolicy
 from gateway.policy.holder import PolicyHolder
 from gateway.policy.quotas import Usage
 from gateway.reservations.capacity import ReservedCapacity
@@ -165,17 +166,15 @@ class Scheduler:
                 if why := hold.over(job.spec):
                     over.append((job, JobState.FAILED, f"{why}; the job named it and cannot run", "", None, {}))
                     continue
-                reserved = hold.reserved_views(job.spec, views)
-                placement = place(
-                    classes,
-                    job.spec.resources.cards,
-                    reserved,
-                    hold.allows(job.spec, allows),
-                    nodes=job.spec.resources.nodes,
-                ).placement
+                placement, reasons = self._place_reserved(job.spec, classes, hold, views, allows, policy)
             if placement is None and not job.spec.reservation:
-                # The usual way, over the index (a job naming a reservation runs only inside it).
-                placement = cycle.place(job.spec, classes)
+                # The usual way, over the index (a job naming a reservation runs only inside it); near its
+                # dataset for a job that names one.
+                source = policy.network.source(job.spec.dataset) if job.spec.dataset else None
+                if source is None:
+                    placement = cycle.place(job.spec, classes)
+                elif near := cycle.place_near(job.spec, classes, source):
+                    placement, reasons = near
                 if placement is None:
                     decision = plan.blocked(job, classes, allows)  # backfill, preemption, a head's reservation
                     placement, reasons = (decision.placement, decision.reasons) if decision else (None, ())
@@ -262,6 +261,27 @@ class Scheduler:
 
         order = QueueOrder(keys, passed)
         return order
+
+    @staticmethod
+    def _place_reserved(
+        spec: JobSpec,
+        classes: tuple[str, ...],
+        hold: ReservedCapacity,
+        views: dict[str, SiteView],
+        allows: OptionFilter,
+        policy: FederationPolicy,
+    ) -> tuple[Placement | None, tuple[Reason, ...]]:
+        """`place` over the cards reserved for the job (its reservation's, or its project's), near its dataset
+        when it names one; the reasons of a placement, or (None, ())."""
+        decided = place(
+            classes,
+            spec.resources.cards,
+            hold.reserved_views(spec, views),
+            hold.allows(spec, allows),
+            nodes=spec.resources.nodes,
+            source=policy.network.source(spec.dataset) if spec.dataset else None,
+        )
+        return (decided.placement, decided.reasons) if decided.placement is not None else (None, ())
 
     def _start_gang(
         self,

@@ -18,6 +18,8 @@ named reservation, and any field added later); jobs of one shape get the same ve
   cycle's holds let go of a pool: `gateway.scheduler.cycleplan` updates the shared index) or a hook calls `release`.
 The index is shared: a hook may cut and restore sites' free cards in it (the backfill and preemption holds do);
 placement reads whatever it holds.
+A job that names a dataset is placed by `place_near` instead: `place` with its dataset, over every site where it
+fits (`gateway.placement.transfer`); only such jobs pay for that, `place` is unchanged for the others.
 It does not order jobs, touch the store, send anything or build reasons for refusals (`place` does that when
 someone asks why a job waits). Pure: no I/O, no clock.
 """
@@ -32,10 +34,12 @@ from operator import attrgetter
 from gateway.jobs.model import JobSpec, Placement, Reason
 from gateway.placement import nodes as node_shape
 from gateway.placement.freeindex import FreeIndex
-from gateway.placement.place import CANDIDATE_WINDOW
+from gateway.placement.place import CANDIDATE_WINDOW, placed_reason
+from gateway.placement.transfer import nearest, transfer_reason
 from gateway.policy import FederationPolicy
 from gateway.policy.catalogue import Catalogue
 from gateway.policy.engine import standing_verdict, usage_verdict
+from gateway.policy.network import DatasetSource
 from gateway.policy.quotas import Usage, quotas_for
 from gateway.sites.model import Pool, SiteView
 
@@ -179,6 +183,39 @@ class CycleCache:
             offset += CANDIDATE_WINDOW
         self._hopeless.add(shape)
         return None
+
+    def place_near(
+        self, spec: JobSpec, classes: tuple[str, ...], source: DatasetSource
+    ) -> tuple[Placement, tuple[Reason, ...]] | None:
+        """Where `place` would put a job that names a dataset (`source`), with its reasons (PLACED,
+        DATASET_TRANSFER), or None when nowhere. It weighs every site where the job fits now, not only the
+        best-fit windows: the dataset's own site may be a loose fit. Each site's verdict is `_best`'s."""
+        cards = spec.resources.cards
+        if not self.index.fits_somewhere(classes, cards):
+            return None
+        shape = self._shape_id(spec, classes)
+        if self.index.grown != self._grown:
+            self._grown = self.index.grown
+            self._hopeless.clear()
+        if shape in self._hopeless:
+            return None
+        names: dict[str, None] = {}
+        offset = 0
+        while batch := self.index.candidates(classes, cards, CANDIDATE_WINDOW, offset):
+            names.update(dict.fromkeys(batch))
+            offset += CANDIDATE_WINDOW
+        options = [
+            found
+            for name in names
+            if (found := self._best(shape, classes, cards, (name,), spec.resources.nodes)) is not None
+        ]
+        if not options:
+            self._hopeless.add(shape)
+            return None
+        chosen = nearest(options, lambda option: option[2], lambda option: option, source)
+        placement = Placement(chosen[2], chosen[3], cards)
+        moved = transfer_reason(source, placement.site, [option[2] for option in options])
+        return placement, (placed_reason(placement), moved)
 
     def _best(
         self, shape: int, classes: tuple[str, ...], cards: int, names: Sequence[str], nodes: int = 0

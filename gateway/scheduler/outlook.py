@@ -56,13 +56,24 @@ class Outlook:
         narrow: Callable[[OptionFilter], OptionFilter] = lambda allows: allows,
     ) -> GangPlan:
         """Where the job would go now: one site, or a gang over several when it allows that. `narrow` adds a
-        word of its own to the policy's on each option (what reservations keep)."""
+        word of its own to the policy's on each option (what reservations keep). The policy's network ranks a
+        gang's sets of sites, and places a job that names a dataset near it."""
+        network = (policy or self.policy.policy).network
         allows = narrow(self.usage.allows(spec, usage, policy))
         part = max(1, spec.topology.min_cards_per_site) if spec.topology.max_sites > 1 else 0
         part_allows = narrow(self.usage.allows(spec, usage, policy, part)) if part else None
         resources = spec.resources
         return plan_gang(
-            classes, resources.cards, spec.topology, views, allows, backing_off, part_allows, nodes=resources.nodes
+            classes,
+            resources.cards,
+            spec.topology,
+            views,
+            allows,
+            backing_off,
+            part_allows,
+            nodes=resources.nodes,
+            network=network,
+            source=network.source(spec.dataset),
         )
 
     def with_pending_reasons(self, job: Job, snapshot: tuple[list[SiteView], Usage] | None = None) -> Job:

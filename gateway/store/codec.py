@@ -44,6 +44,7 @@ def spec_to_json(spec: JobSpec) -> dict[str, Any]:
         "topology": [spec.topology.max_sites, spec.topology.min_cards_per_site],
         "data": [spec.data_classification, spec.data_region],
         "reservation": spec.reservation,
+        "dataset": spec.dataset,
     }
 
 
@@ -69,6 +70,7 @@ def spec_from_json(data: dict[str, Any]) -> JobSpec:
         data_classification=data.get("data", ["", ""])[0],
         data_region=data.get("data", ["", ""])[1],
         reservation=data.get("reservation", ""),
+        dataset=data.get("dataset", ""),
     )
 
 

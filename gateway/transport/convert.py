@@ -96,6 +96,7 @@ def spec_from_proto(msg: job_pb2.JobSpec) -> JobSpec:
         data_classification=msg.data.classification,
         data_region=msg.data.region,
         reservation=msg.reservation,
+        dataset=msg.dataset,
     )
 
 
@@ -116,6 +117,7 @@ def spec_to_proto(spec: JobSpec) -> job_pb2.JobSpec:
         ),
         data=job_pb2.DataLocation(classification=spec.data_classification, region=spec.data_region),
         reservation=spec.reservation,
+        dataset=spec.dataset,
     )
     if res.capability is not None:
         cap = res.capability

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -163,3 +164,28 @@ def test_a_site_that_never_answers_times_out_and_every_hold_is_released(
         eventually(lambda: free_at(gateway, "centre-a") == 8, what="centre-a's hold released")
     finally:
         mute.close()
+
+
+def test_a_gang_lands_on_the_best_linked_pair_and_explain_says_why(
+    gateway: GatewayHandle, agents: Callable[..., AgentHandle], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Three centres with 8 free Ascend cards each: any two hold a 12-card gang, and a+b is the tightest pair by
+    name. The demo policy links b and c at 100 Gb/s, 2 ms, and a to either at 10 Gb/s: the gang takes b and c."""
+    for site in ("centre-a", "centre-b", "centre-c"):
+        agents(site, ascend_pool())
+    sleeping = replace(gang(), runs=(StackRun("cann", "", ("python3", "-c", "import time; time.sleep(60)")),))
+    with gateway.client(gateway.pki.user("deepsea-ai", "alice")) as alice:
+        job = alice.create_job(sleeping)
+        eventually(lambda: alice.get_job(job.job_id).state == JobState.RUNNING, timeout=30, what="gang running")
+        running = alice.get_job(job.job_id)
+        alice_flags = ["--gateway", gateway.address, "--creds", str(gateway.pki.user("deepsea-ai", "alice"))]
+        assert job_cli.main(["explain", job.job_id, "-o", "json", *alice_flags]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        alice.cancel_job(job.job_id)
+    assert sorted(p.site for p in running.placements) == ["centre-b", "centre-c"]
+    said = {r["code"]: r["message"] for r in printed["reasons"]}
+    assert said["GANG_LINKS"] == (
+        "parts on centre-b and centre-c: linked at 100 Gb/s, 2 ms (the best-connected set of 2 that fits; "
+        "the next best crosses centre-a-centre-b at 10 Gb/s, 28 ms)"
+    )
+    assert "GANG_THIN_LINK" not in said and "GANG_RESERVED" in said

@@ -45,6 +45,7 @@ class World:
         priority: str = "",
         cls: str = H100,
         tenant: str = "deepsea-ai/llama-sft",
+        dataset: str = "",
     ) -> str:
         spec = JobSpec(
             tenant=tenant.partition("/")[0],
@@ -53,6 +54,7 @@ class World:
             runs=(StackRun("", "", ("train",)),),
             max_runtime=runtime,
             priority_class=priority,
+            dataset=dataset,
         )
         job_id = f"job-{next(self._ids):05d}"
         job = Job(job_id, spec, JobState.QUEUED, self.now, self.now, request_id=job_id, owner="test")

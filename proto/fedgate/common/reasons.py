@@ -889,6 +889,30 @@ class ReasonCode(enum.StrEnum):
         "The job has ended; the message says how (its exit, who cancelled it, why it failed). It replaces the "
         "reasons it waited for, which no longer hold.",
     )
+    UNKNOWN_DATASET = (
+        "UNKNOWN_DATASET",
+        "error",
+        "The job names a dataset the policy's `network.datasets` does not list (the message lists them). Fix "
+        "spec.dataset, or leave it empty.",
+    )
+    GANG_LINKS = (
+        "GANG_LINKS",
+        "chain",
+        "The gang's parts are on these sites because they are the best-connected set of that size that fits "
+        "(the policy's `network.links`); the message gives the weakest link in the set and the next best set's.",
+    )
+    GANG_THIN_LINK = (
+        "GANG_THIN_LINK",
+        "chain",
+        "The gang runs, but its parts are joined by a thin link (below 25 Gb/s, above 20 ms, or none stated): "
+        "its collectives will be slow. Wait for better-linked sites to free up, or ask to add the link's figures.",
+    )
+    DATASET_TRANSFER = (
+        "DATASET_TRANSFER",
+        "chain",
+        "The job names a dataset: the site was chosen counting the estimated time to copy the dataset there "
+        "(0 at the dataset's own site). The message gives the estimate and what the nearer sites lacked.",
+    )
 
 
 class ReasonStage(enum.StrEnum):

@@ -79,7 +79,7 @@ class Topology(_message.Message):
     def __init__(self, max_sites: _Optional[int] = ..., min_cards_per_site: _Optional[int] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("tenant", "project", "name", "resources", "runs", "max_runtime", "labels", "env", "priority_class", "topology", "data", "reservation")
+    __slots__ = ("tenant", "project", "name", "resources", "runs", "max_runtime", "labels", "env", "priority_class", "topology", "data", "reservation", "dataset")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +106,7 @@ class JobSpec(_message.Message):
     TOPOLOGY_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     RESERVATION_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     project: str
     name: str
@@ -118,7 +119,8 @@ class JobSpec(_message.Message):
     topology: Topology
     data: DataLocation
     reservation: str
-    def __init__(self, tenant: _Optional[str] = ..., project: _Optional[str] = ..., name: _Optional[str] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., runs: _Optional[_Iterable[_Union[StackRun, _Mapping]]] = ..., max_runtime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., env: _Optional[_Mapping[str, str]] = ..., priority_class: _Optional[str] = ..., topology: _Optional[_Union[Topology, _Mapping]] = ..., data: _Optional[_Union[DataLocation, _Mapping]] = ..., reservation: _Optional[str] = ...) -> None: ...
+    dataset: str
+    def __init__(self, tenant: _Optional[str] = ..., project: _Optional[str] = ..., name: _Optional[str] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., runs: _Optional[_Iterable[_Union[StackRun, _Mapping]]] = ..., max_runtime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., env: _Optional[_Mapping[str, str]] = ..., priority_class: _Optional[str] = ..., topology: _Optional[_Union[Topology, _Mapping]] = ..., data: _Optional[_Union[DataLocation, _Mapping]] = ..., reservation: _Optional[str] = ..., dataset: _Optional[str] = ...) -> None: ...
 
 class DataLocation(_message.Message):
     __slots__ = ("classification", "region")

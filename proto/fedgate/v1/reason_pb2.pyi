@@ -185,6 +185,10 @@ class ReasonCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TLS_CLIENT_CERT_REFUSED: _ClassVar[ReasonCode]
     TLS_VERIFY_FAILED: _ClassVar[ReasonCode]
     JOB_ENDED: _ClassVar[ReasonCode]
+    UNKNOWN_DATASET: _ClassVar[ReasonCode]
+    GANG_LINKS: _ClassVar[ReasonCode]
+    GANG_THIN_LINK: _ClassVar[ReasonCode]
+    DATASET_TRANSFER: _ClassVar[ReasonCode]
 
 class ReasonStage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -376,6 +380,10 @@ TLS_CLIENT_CERT_REQUIRED: ReasonCode
 TLS_CLIENT_CERT_REFUSED: ReasonCode
 TLS_VERIFY_FAILED: ReasonCode
 JOB_ENDED: ReasonCode
+UNKNOWN_DATASET: ReasonCode
+GANG_LINKS: ReasonCode
+GANG_THIN_LINK: ReasonCode
+DATASET_TRANSFER: ReasonCode
 REASON_STAGE_UNSPECIFIED: ReasonStage
 REASON_STAGE_POLICY: ReasonStage
 REASON_STAGE_ACCESS: ReasonStage
