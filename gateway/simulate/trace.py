@@ -34,6 +34,13 @@ class TraceJob:
     accelerator: str  # "" means any class
     home_site: str
     line: int = 0  # where it came from, for messages
+    tenant: str = ""  # "" : the run's default tenant (the twin's --tenant)
+    project: str = ""  # "" : the run's default project (the twin's --project)
+    priority_class: str = ""  # "" : the policy's default class
+    nodes: int = 0  # nodes the job states (0: the gateway chooses)
+    max_sites: int = 1  # sites a gang may span (1: one site)
+    dataset_site: str = ""  # where the job's data lies ("" : nowhere in particular)
+    dataset_gb: float = 0.0  # how much of it
 
 
 def load_trace(path: Path) -> tuple[TraceJob, ...]:
