@@ -1,0 +1,407 @@
+"""The what-if twin: a trace replayed through the gateway's own core on a virtual clock, with simulated sites.
+
+Owns: the virtual clock, the event loop (a heap of timed events: attempts ending, gang holds lapsing, trace
+submits and the scheduler's period; at each instant they are applied in that fixed order, then the core's
+`Scheduler.schedule()` runs and the sites answer what it sent, again until nothing changes), the trace job's
+spec (`job_spec`, shared with the agreement test's live run) and the outcome of every job.
+Every decision is the gateway's own: the core is `gateway.app.compose.compose` over an in-memory store, the
+policy file given (admission, quotas, priority classes, fair share and aging, backfill, preemption, gangs,
+node shapes), and jobs enter by `JobService.create_job` under a principal of the job's tenant, so a job the
+policy refuses is counted as rejected with the gateway's message. Nothing of a rule is copied here: the loop
+only decides WHEN the core is asked, in the order of the gateway's scheduler loop (`Scheduler.run` calls
+`schedule()`, whose first steps tick the reservation rounds and the gang coordinator).
+Modes: federated (the sites as given), pooled (one site with every card, `gateway.simulate.engine.layout`) and
+siloed (one twin per site, each fed only the jobs whose home it is: a centre on its own, with the same policy).
+Deliberately left out: offer windows (the agent's `agents.policy.terms` may not be imported by the gateway:
+the centres' terms it reports, `SiteTerms`, are applied), the gateway's and the sites' latency, failures,
+site loss, advance bookings made by a trace (none is in the format) and the data fields (`dataset_site`,
+`dataset_gb`: no placement rule reads them yet). A preempted job starts again from the beginning.
+Deterministic: the same inputs give the same outcomes (job ids are the gateway's, but outcomes are keyed by
+the trace's ids and no decision reads the random part of a job id). Bounded: when no event is left that could
+free or add capacity, the jobs still waiting are reported as never started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from gateway.app.compose import Core, compose
+from gateway.errors import ConfigError, GatewayError
+from gateway.identity.principal import Principal
+from gateway.jobs.model import JobSpec, JobState, Resources, StackRun, Topology
+from gateway.policy.catalogue import Catalogue
+from gateway.policy.document import FederationPolicy
+from gateway.policy.holder import PolicyHolder
+from gateway.simulate.engine import Mode, check_trace, layout
+from gateway.simulate.simsites import SimSite
+from gateway.simulate.sites import SiteSpec
+from gateway.simulate.trace import TraceJob
+from gateway.sites.model import SiteTerms
+from gateway.sites.registry import LaunchCommand
+from gateway.store import open_store
+
+EPOCH = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
+"""Where the virtual clock starts (a Monday, 00:00 UTC): trace second 0."""
+IMAGE = "registry.example/fedgate-twin:1"
+DURATION_ENV = "FEDGATE_SIM_DURATION_S"
+"""How long the agent's `simulated` backend runs an attempt (its `DURATION_ENV`; the agreement test checks the
+two names agree, since the gateway may not import the agent)."""
+END, EXPIRE, SUBMIT, TICK = 0, 1, 2, 3
+"""Event kinds, in the order they are applied at one instant: cards freed first, then arrivals, then a cycle."""
+MAX_ROUNDS = 64
+"""Schedule-and-answer rounds at one instant (each round either dispatches, or a site answers, or it stops)."""
+
+
+class VirtualClock:
+    """The twin's clock: it moves only when the event loop moves it."""
+
+    def __init__(self, start: datetime = EPOCH) -> None:
+        self.start = self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def seconds(self, at: datetime | None = None) -> float:
+        return ((at or self.now) - self.start).total_seconds()
+
+
+@dataclass(frozen=True)
+class Start:
+    """One attempt started at a site: what a dispatch decided, as the site saw it (a gang has one per part)."""
+
+    at_s: float
+    job_id: str  # the trace's id
+    site: str
+    accelerator_class: str
+    cards: int
+    epoch: int
+    nodes: int
+
+
+@dataclass(frozen=True)
+class TwinOutcome:
+    """What became of one trace job. `start_s` is its first start (None: never started); `state` the gateway's
+    final state, or NEVER_STARTED; `reason` the gateway's word (the admission refusal, the pending reason)."""
+
+    job_id: str
+    tenant: str
+    project: str
+    priority_class: str
+    cards: int
+    submit_s: float
+    duration_s: float
+    start_s: float | None
+    end_s: float | None
+    sites: tuple[str, ...]
+    state: str
+    reason: str = ""
+    preemptions: int = 0
+
+    @property
+    def started(self) -> bool:
+        return self.start_s is not None
+
+    @property
+    def wait_s(self) -> float | None:
+        return None if self.start_s is None else self.start_s - self.submit_s
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "job_id": self.job_id,
+            "tenant": self.tenant,
+            "project": self.project,
+            "priority_class": self.priority_class,
+            "cards": self.cards,
+            "submit_s": self.submit_s,
+            "start_s": self.start_s,
+            "end_s": self.end_s,
+            "wait_s": self.wait_s,
+            "sites": list(self.sites),
+            "state": self.state,
+            "reason": self.reason,
+            "preemptions": self.preemptions,
+        }
+
+
+@dataclass(frozen=True)
+class TwinResult:
+    mode: str
+    outcomes: tuple[TwinOutcome, ...]  # in trace order
+    starts: tuple[Start, ...]  # every attempt's start, in the order the sites took them
+    total_cards: int
+    cycles: int
+
+
+def submitter(policy: FederationPolicy, tenant: str, project: str) -> Principal:
+    """A principal who may submit to the tenant's project: any user of a tenant without a member list, else its
+    first member (by name) with the member role in that project."""
+    spec = policy.tenants.get(tenant)
+    if spec is None or not spec.members:
+        return Principal.user(policy.federation, tenant, "twin")
+    for name in sorted(spec.members):
+        member = spec.members[name]
+        if member.role == "member" and (not member.projects or project in member.projects):
+            return Principal.user(policy.federation, tenant, name)
+    return Principal.user(policy.federation, tenant, "twin")  # refused at admission, with the gateway's message
+
+
+def default_scope(policy: FederationPolicy, tenant: str = "", project: str = "") -> tuple[str, str]:
+    """The run's tenant and project for trace jobs that name none: those given, else the policy's first tenant
+    and its first project. Raises ConfigError when the policy does not have them."""
+    tenants = list(policy.tenants)
+    tenant = tenant or (tenants[0] if tenants else "")
+    if tenant not in policy.tenants:
+        raise ConfigError(f"tenant {tenant!r} is not in the policy (tenants: {', '.join(sorted(tenants))})")
+    projects = sorted(policy.projects_of(tenant))
+    first = [p.name for p in spec.projects] if (spec := policy.tenants[tenant].spec) is not None else []
+    project = project or (first[0] if first else projects[0] if projects else "")
+    if project not in projects:
+        raise ConfigError(f"project {project!r} is not one of tenant {tenant}'s (projects: {', '.join(projects)})")
+    return tenant, project
+
+
+def job_spec(job: TraceJob, tenant: str, project: str) -> JobSpec:
+    """The spec a trace job is submitted with, here and (by the agreement test) to a live gateway: its duration
+    rides in the environment the agent's simulated backend reads."""
+    runtime = timedelta(seconds=max(60, math.ceil(job.duration_s) * 2 + 60))
+    return JobSpec(
+        job.tenant or tenant,
+        job.project or project,
+        Resources(job.accelerator, cards=job.cards, nodes=job.nodes),
+        (StackRun("", IMAGE, ("run",)),),
+        max_runtime=runtime,
+        env=((DURATION_ENV, f"{job.duration_s:g}"),),
+        labels=(("fedgate.io/trace-job", job.job_id[:63]),),
+        priority_class=job.priority_class,
+        topology=Topology(max(1, job.max_sites), 0),
+    )
+
+
+@dataclass(order=True)
+class _Event:
+    at: datetime
+    kind: int
+    seq: int
+    site: str = field(compare=False, default="")
+    key: str = field(compare=False, default="")  # job id (END, SUBMIT: trace index), reservation id (EXPIRE)
+    epoch: int = field(compare=False, default=0)
+    state: JobState = field(compare=False, default=JobState.SUCCEEDED)
+
+
+class Twin:
+    """One federation (or one silo) replaying trace jobs through the gateway's core."""
+
+    def __init__(
+        self,
+        policy_path: Path,
+        catalogue: Catalogue,
+        sites: Sequence[SiteSpec],
+        *,
+        terms: dict[str, SiteTerms] | None = None,
+        tenant: str = "",
+        project: str = "",
+        period_s: float = 1.0,
+        start: datetime = EPOCH,
+    ) -> None:
+        for site in sites:
+            for pool in site.pools:
+                if pool.accelerator_class not in catalogue:
+                    raise ConfigError(
+                        f"site {site.name}: class {pool.accelerator_class!r} is not in the accelerator catalogue;"
+                        " the twin runs the gateway's admission, which knows only catalogue classes"
+                    )
+        self.clock = VirtualClock(start)
+        self.policy = PolicyHolder(policy_path, catalogue, start)
+        self.tenant, self.project = default_scope(self.policy.policy, tenant, project)
+        self.core: Core = compose(open_store("sqlite://:memory:"), self.policy, self.clock)
+        self.period = timedelta(seconds=period_s)
+        self._events: list[_Event] = []
+        self._seq = 0
+        self.total_cards = sum(p.cards for s in sites for p in s.pools)
+        self.trace: dict[str, TraceJob] = {}  # gateway job id -> trace job
+        self.ids: dict[str, str] = {}  # trace job id -> gateway job id
+        self.rejected: dict[str, str] = {}  # trace job id -> the gateway's refusal
+        self.starts: list[Start] = []
+        self.cycles = 0
+        self._tick_at: datetime | None = None
+        self.sites = {
+            spec.name: SimSite(
+                spec,
+                (terms or {}).get(spec.name),
+                self.core.dispatcher,
+                self.clock,
+                self._duration,
+                self._schedule_end,
+                self._schedule_expiry,
+                self._started,
+            )
+            for spec in sorted(sites, key=lambda s: s.name)
+        }
+
+    # ---- events ----------------------------------------------------------------------------------------------
+    def _push(self, at: datetime, kind: int, **what: object) -> None:
+        self._seq += 1
+        heapq.heappush(self._events, _Event(at, kind, self._seq, **what))  # type: ignore[arg-type]
+
+    def _duration(self, job_id: str) -> float:
+        return self.trace[job_id].duration_s
+
+    def _schedule_end(self, at: datetime, site: str, job_id: str, epoch: int, state: JobState) -> None:
+        self._push(at, END, site=site, key=job_id, epoch=epoch, state=state)
+
+    def _schedule_expiry(self, at: datetime, site: str, rid: str) -> None:
+        self._push(at, EXPIRE, site=site, key=rid)
+
+    # ---- driving -----------------------------------------------------------------------------------------------
+    async def submit(self, job: TraceJob) -> str:
+        """Submit one trace job now through the gateway's job service; its gateway id ("" when refused)."""
+        spec = job_spec(job, self.tenant, self.project)
+        try:
+            created = await self.core.jobs.create_job(submitter(self.policy.policy, spec.tenant, spec.project), spec)
+        except GatewayError as exc:
+            self.rejected[job.job_id] = exc.message
+            return ""
+        self.trace[created.job_id] = job
+        self.ids[job.job_id] = created.job_id
+        return created.job_id
+
+    def settle(self) -> int:
+        """Schedule and let the sites answer, until nothing more happens at this instant. Returns dispatches."""
+        dispatched = 0
+        for _ in range(MAX_ROUNDS):
+            self.cycles += 1
+            placed = self.core.scheduler.schedule()
+            dispatched += placed
+            acted = False
+            for site in self.sites.values():
+                acted = site.answer() or acted
+            if not placed and not acted:
+                break
+        return dispatched
+
+    def _started(self, site: str, command: LaunchCommand) -> None:
+        trace = self.trace.get(command.job_id)
+        job_id = trace.job_id if trace is not None else command.job_id
+        at = self.clock.seconds()
+        self.starts.append(
+            Start(at, job_id, site, command.accelerator_class, command.cards, command.epoch, command.nodes)
+        )
+
+    async def run(self, jobs: Sequence[TraceJob], horizon_s: float | None = None) -> TwinResult:
+        """Replay `jobs` until every one has ended or can never start (or until `horizon_s` trace seconds)."""
+        for index, job in enumerate(jobs):
+            self._push(self.clock.start + timedelta(seconds=job.submit_s), SUBMIT, key=str(index))
+        horizon = self.clock.start + timedelta(seconds=horizon_s) if horizon_s is not None else None
+        while self._events:
+            at = self._events[0].at
+            if horizon is not None and at > horizon:
+                break
+            self.clock.now = at
+            while self._events and self._events[0].at == at:
+                event = heapq.heappop(self._events)
+                await self._apply(event, jobs)
+            self.settle()
+            self._keep_ticking()
+        return self.result("federated", jobs)
+
+    async def _apply(self, event: _Event, jobs: Sequence[TraceJob]) -> None:
+        if event.kind == END:
+            self.sites[event.site].end(event.key, event.epoch, event.state)
+        elif event.kind == EXPIRE:
+            self.sites[event.site].expire(event.key)
+        elif event.kind == SUBMIT:
+            await self.submit(jobs[int(event.key)])
+        elif event.kind == TICK and self._tick_at == event.at:
+            self._tick_at = None
+
+    def _keep_ticking(self) -> None:
+        """The scheduler's period, while it could matter: jobs wait and something is still to happen (an
+        attempt or a hold to end, an arrival). With nothing left to come, no cycle can start a waiting job."""
+        waiting = any(not j.state.terminal and j.state != JobState.RUNNING for j in self.core.book.active.values())
+        pending = any(e.kind != TICK for e in self._events)
+        if waiting and pending and self._tick_at is None:
+            self._tick_at = self.clock.now + self.period
+            self._push(self._tick_at, TICK)
+
+    # ---- results -----------------------------------------------------------------------------------------------
+    def result(self, mode: str, jobs: Sequence[TraceJob]) -> TwinResult:
+        first: dict[str, float] = {}
+        sites: dict[str, list[str]] = {}
+        for start in self.starts:
+            first.setdefault(start.job_id, start.at_s)
+            where = sites.setdefault(start.job_id, [])
+            if start.site not in where:
+                where.append(start.site)
+        outcomes = tuple(self._outcome(job, first.get(job.job_id), tuple(sites.get(job.job_id, ()))) for job in jobs)
+        return TwinResult(mode, outcomes, tuple(self.starts), self.total_cards, self.cycles)
+
+    def _outcome(self, trace: TraceJob, start_s: float | None, sites: tuple[str, ...]) -> TwinOutcome:
+        tenant, project = trace.tenant or self.tenant, trace.project or self.project
+        common = (trace.job_id, tenant, project, trace.priority_class, trace.cards, trace.submit_s, trace.duration_s)
+        if trace.job_id in self.rejected:
+            return TwinOutcome(*common, None, None, (), JobState.REJECTED.value, self.rejected[trace.job_id])
+        job_id = self.ids.get(trace.job_id)
+        job = self.core.book.find(job_id) if job_id else None
+        if job is None:  # not submitted before the horizon
+            return TwinOutcome(*common, None, None, (), "NOT_SUBMITTED")
+        preempted = max(0, len({s.epoch for s in self.starts if s.job_id == trace.job_id}) - 1)
+        end_s = self.clock.seconds(job.end_time) if job.end_time is not None and job.state.terminal else None
+        if start_s is None and not job.state.terminal:
+            job = self.core.outlook.with_pending_reasons(job)  # why it waits, as `fedgate job explain` says
+        reason = "; ".join(r.message for r in job.reasons[-2:])
+        state = job.state.value if start_s is not None or job.state.terminal else "NEVER_STARTED"
+        return TwinOutcome(*common, start_s, end_s, sites, state, reason if state != "SUCCEEDED" else "", preempted)
+
+
+async def replay(
+    policy_path: Path,
+    catalogue: Catalogue,
+    jobs: Sequence[TraceJob],
+    sites: Sequence[SiteSpec],
+    mode: Mode = "federated",
+    *,
+    terms: dict[str, SiteTerms] | None = None,
+    tenant: str = "",
+    project: str = "",
+    period_s: float = 1.0,
+    horizon_s: float | None = None,
+) -> TwinResult:
+    """Replay `jobs` in one mode: federated and pooled as one twin, siloed as one twin per site (each with the
+    jobs homed there), the outcomes put back in trace order."""
+    check_trace(jobs, sites)
+    if mode != "siloed":
+        twin = Twin(
+            policy_path,
+            catalogue,
+            layout(sites, mode),
+            terms=terms,
+            tenant=tenant,
+            project=project,
+            period_s=period_s,
+        )
+        result = await twin.run(jobs, horizon_s)
+        return TwinResult(mode, result.outcomes, result.starts, result.total_cards, result.cycles)
+    by_id: dict[str, TwinOutcome] = {}
+    starts: list[Start] = []
+    cycles = 0
+    for site in sorted(sites, key=lambda s: s.name):
+        homed = [job for job in jobs if job.home_site == site.name]
+        twin = Twin(policy_path, catalogue, (site,), terms=terms, tenant=tenant, project=project, period_s=period_s)
+        result = await twin.run(homed, horizon_s)
+        by_id.update((o.job_id, o) for o in result.outcomes)
+        starts.extend(result.starts)
+        cycles += result.cycles
+    starts.sort(key=lambda s: s.at_s)
+    total = sum(p.cards for s in sites for p in s.pools)
+    return TwinResult(mode, tuple(by_id[job.job_id] for job in jobs), tuple(starts), total, cycles)
+
+
+def replay_sync(*args: object, **kwargs: object) -> TwinResult:
+    """`replay` on a fresh event loop (the CLI's entry)."""
+    return asyncio.run(replay(*args, **kwargs))  # type: ignore[arg-type]
