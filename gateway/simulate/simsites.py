@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from gateway.errors import GatewayError
 from gateway.jobs.model import JobState
 from gateway.placement.nodes import need
 from gateway.simulate.sites import PoolSpec, SiteSpec
@@ -146,6 +147,8 @@ class SimSite:
         self.holds: dict[str, Hold] = {}
         self.running: dict[tuple[str, int], Attempt] = {}
         self.sequence = 0
+        self.refused: list[str] = []
+        """Updates the gateway refused, with why (a stale end of an attempt it already moved past)."""
         self.session: SiteSession = dispatcher.hello(self.name, "fedgate-twin", [])
         self.report()
 
@@ -158,7 +161,10 @@ class SimSite:
     def _update(self, job_id: str, epoch: int, state: JobState, message: str = "", **extra: object) -> None:
         self.sequence += 1
         update = SiteUpdate(job_id, epoch, state, self.sequence, self.clock(), message=message, **extra)  # type: ignore[arg-type]
-        self.dispatcher.update(self.name, update)
+        try:
+            self.dispatcher.update(self.name, update)
+        except GatewayError as refused:  # the gateway moved on (e.g. a gang part handed back): an agent drops it
+            self.refused.append(f"{job_id} epoch {epoch} {state.value}: {refused.message}")
 
     # ---- what the gateway says -----------------------------------------------------------------------------------
     def answer(self) -> bool:

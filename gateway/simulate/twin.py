@@ -167,12 +167,13 @@ def default_scope(policy: FederationPolicy, tenant: str = "", project: str = "")
 
 
 def job_spec(job: TraceJob, tenant: str, project: str) -> JobSpec:
-    """The spec a trace job is submitted with, here and (by the agreement test) to a live gateway: its duration
-    rides in the environment the agent's simulated backend reads."""
+    """The spec a trace job is submitted with (`tenant`/`project`: its scope, the run's defaults applied), here
+    and by the agreement test to a live gateway: its duration rides in the environment the agent's simulated
+    backend reads."""
     runtime = timedelta(seconds=max(60, math.ceil(job.duration_s) * 2 + 60))
     return JobSpec(
-        job.tenant or tenant,
-        job.project or project,
+        tenant,
+        project,
         Resources(job.accelerator, cards=job.cards, nodes=job.nodes),
         (StackRun("", IMAGE, ("run",)),),
         max_runtime=runtime,
@@ -244,6 +245,15 @@ class Twin:
             for spec in sorted(sites, key=lambda s: s.name)
         }
 
+    def scope(self, job: TraceJob) -> tuple[str, str]:
+        """The job's tenant and project: its own, else the run's (a tenant's first project when only the tenant
+        is named). A tenant or project the policy lacks is left for admission to refuse."""
+        if not job.tenant or job.tenant == self.tenant:
+            return self.tenant, job.project or self.project
+        if job.project or job.tenant not in self.policy.policy.tenants:
+            return job.tenant, job.project
+        return default_scope(self.policy.policy, job.tenant)
+
     # ---- events ----------------------------------------------------------------------------------------------
     def _push(self, at: datetime, kind: int, **what: object) -> None:
         self._seq += 1
@@ -261,7 +271,7 @@ class Twin:
     # ---- driving -----------------------------------------------------------------------------------------------
     async def submit(self, job: TraceJob) -> str:
         """Submit one trace job now through the gateway's job service; its gateway id ("" when refused)."""
-        spec = job_spec(job, self.tenant, self.project)
+        spec = job_spec(job, *self.scope(job))
         try:
             created = await self.core.jobs.create_job(submitter(self.policy.policy, spec.tenant, spec.project), spec)
         except GatewayError as exc:
@@ -342,7 +352,7 @@ class Twin:
         return TwinResult(mode, outcomes, tuple(self.starts), self.total_cards, self.cycles)
 
     def _outcome(self, trace: TraceJob, start_s: float | None, sites: tuple[str, ...]) -> TwinOutcome:
-        tenant, project = trace.tenant or self.tenant, trace.project or self.project
+        tenant, project = self.scope(trace)
         common = (trace.job_id, tenant, project, trace.priority_class, trace.cards, trace.submit_s, trace.duration_s)
         if trace.job_id in self.rejected:
             return TwinOutcome(*common, None, None, (), JobState.REJECTED.value, self.rejected[trace.job_id])
