@@ -20,7 +20,7 @@ from agents.core.model import PoolSpec
 from fedgate.common.offers import DAYS as DAYS  # noqa: PLC0414 (re-exported: the policy reader names days)
 from fedgate.common.offers import Hours as Hours  # noqa: PLC0414 (re-exported for the reader and tests)
 from fedgate.common.offers import OfferWindow as OfferWindow  # noqa: PLC0414 (re-exported, as Hours)
-from fedgate.common.offers import next_change, offer_of, window_at
+from fedgate.common.offers import next_change, offer_of, takes, window_at
 from fedgate.common.terms import SiteTerms
 
 PREFIX = "site policy: "
@@ -112,7 +112,7 @@ def judge_launch(
     if window is None:
         return None  # no schedule: the pool's `offered` is the limit, and the device allocator enforces it
     offer = effective_offer(policy, pool, at)
-    if request.cards > offer - in_use:
+    if not takes(window, offer, request.cards, in_use):
         held = f" and {min(in_use, offer)} of them are in use" if in_use else ""
         return Refusal(
             "offers",

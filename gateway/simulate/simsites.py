@@ -7,10 +7,10 @@ capacity report (offered, free, free whole nodes, the largest partly free node, 
 updates (`SiteUpdate`, numbered per site) given to the gateway's own `Dispatcher`, the path an agent's stream
 takes. A Launch starts at once (RUNNING) and ends SUCCEEDED after the trace job's duration; a Preempt ends it
 PREEMPTED after its grace; a Cancel ends it CANCELLED. A Launch or Reserve the cards or the terms cannot take is
-refused as an agent refuses it (the lease handed back, or the Reserve refused with the free count).
-It does not decide anything the gateway decides, and it does not read a clock: the twin's loop (`gateway.simulate
-.twin`) tells it the time and asks it to answer its outbox. It does not model offer windows (the agent's
-`agents.policy.terms` cannot be imported by the gateway; see the twin's docstring), failures or latency.
+refused as an agent refuses it (the lease handed back, or the Reserve refused with the free count). Its offer
+follows the centre's windows (`CentrePolicy`, by the rule the agent offers by: `fedgate.common.offers`).
+It does not decide anything the gateway decides, and it does not read a clock: the twin's loop
+(`gateway.simulate.twin`) tells it the time and asks it to answer its outbox. It models no failures or latency.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
+from fedgate.common.offers import OfferWindow, Schedule, capped_room, next_change, offer_of, takes, window_at
 from gateway.errors import GatewayError
 from gateway.jobs.model import JobState
 from gateway.placement.nodes import need
@@ -34,12 +36,34 @@ from gateway.sites.registry import (
     ReserveCommand,
 )
 
-Schedule = Callable[[datetime, str, str, int, JobState], None]
+EndAt = Callable[[datetime, str, str, int, JobState], None]
 """`schedule(at, site, job_id, epoch, state)`: the twin's loop ends the attempt at `at` with `state`."""
 Expiry = Callable[[datetime, str, str], None]
 """`expire(at, site, reservation_id)`: the twin's loop looks at the hold again at `at`."""
 Started = Callable[[str, LaunchCommand], None]
 """`started(site, launch)`: an attempt (or a gang's part) started at the site now."""
+
+
+@dataclass(frozen=True)
+class CentrePolicy:
+    """A simulated centre's policy, as an agent's `policy:` section holds it: the terms it reports with its
+    capacity and enforces (`fedgate.common.terms`), and its offer windows (`fedgate.common.offers`)."""
+
+    terms: SiteTerms = field(default_factory=SiteTerms)
+    timezone: str = "UTC"
+    """IANA time zone the windows are written in."""
+    offers: Schedule = field(default_factory=dict)
+    """Per pool class, windows checked in order, the last one always holding; a class without: all its cards."""
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def window(self, accelerator_class: str, at: datetime) -> OfferWindow | None:
+        return window_at(self.offers, self.zone, accelerator_class, at)
+
+    def next_change(self, at: datetime) -> datetime | None:
+        return next_change(self.offers, self.zone, at)
 
 
 @dataclass
@@ -85,15 +109,20 @@ class SimPool:
         for node, cards in taken:
             self.free[node] += cards
 
-    def report(self) -> Pool:
+    def report(self, offered: int) -> Pool:
+        """The pool as an agent reports it when `offered` of its cards are offered now: free = offered - used,
+        the node room capped by it (`fedgate.common.offers.capped_room`)."""
         per = self.spec.cards_per_node
+        used = self.spec.cards - self.free_cards
+        free = max(0, offered - used)
         whole = sum(1 for f in self.free if f == per)
         partial = max((f for f in self.free if f < per), default=0)
+        whole, partial = capped_room(whole, partial, free, per)
         return Pool(
             self.spec.accelerator_class,
             self.spec.cards,
-            self.spec.cards,
-            self.free_cards,
+            offered,
+            free,
             per,
             free_nodes=whole,
             largest_partial_free=partial,
@@ -127,17 +156,17 @@ class SimSite:
     def __init__(
         self,
         spec: SiteSpec,
-        terms: SiteTerms | None,
+        policy: CentrePolicy | None,
         dispatcher: Dispatcher,
         clock: Callable[[], datetime],
         duration: Callable[[str], float],
-        schedule: Schedule,
+        schedule: EndAt,
         expire: Expiry,
         started: Started,
     ) -> None:
         self.name = spec.name
         self.pools = {p.accelerator_class: SimPool(p) for p in spec.pools}
-        self.terms = terms
+        self.policy = policy or CentrePolicy()
         self.dispatcher = dispatcher
         self.clock = clock
         self.duration = duration  # seconds a job runs, by gateway job id
@@ -155,8 +184,13 @@ class SimSite:
     # ---- what the site says ------------------------------------------------------------------------------------
     def report(self) -> None:
         """A full capacity report, as an agent sends after every change."""
-        pools = [pool.report() for _, pool in sorted(self.pools.items())]
-        self.dispatcher.capacity(self.name, pools, True, self.terms or SiteTerms())
+        pools = [pool.report(self.offered(pool)) for _, pool in sorted(self.pools.items())]
+        self.dispatcher.capacity(self.name, pools, True, self.policy.terms)
+
+    def offered(self, pool: SimPool) -> int:
+        """The pool's offer now, by the centre's windows (every card when it has none)."""
+        window = self.policy.window(pool.spec.accelerator_class, self.clock())
+        return offer_of(window, pool.spec.cards, pool.spec.cards)
 
     def _update(self, job_id: str, epoch: int, state: JobState, message: str = "", **extra: object) -> None:
         self.sequence += 1
@@ -200,7 +234,7 @@ class SimSite:
             return  # a resent launch of an attempt already running
         self._release_job(command.job_id, command.epoch)  # a gang part's hold is consumed by its launch
         pool = self.pools.get(command.accelerator_class)
-        refused = self._refusal(command.tenant, command.project, command.cards, command.run.image)
+        refused = self._refusal(pool, command.tenant, command.project, command.cards, command.run.image)
         taken = pool.allocate(command.cards, command.nodes) if pool is not None and not refused else None
         if taken is None:
             why = refused or f"{command.cards} {command.accelerator_class} cards are not free as the nodes asked"
@@ -212,11 +246,19 @@ class SimSite:
         end = self.clock() + timedelta(seconds=self.duration(command.job_id))
         self.schedule(end, self.name, command.job_id, command.epoch, JobState.SUCCEEDED)
 
-    def _refusal(self, tenant: str, project: str, cards: int, image: str) -> str:
-        if self.terms is None:
-            return ""
-        refused = self.terms.judge(tenant=tenant, project=project, cards=cards, image=image)
-        return refused.message if refused is not None else ""
+    def _refusal(self, pool: SimPool | None, tenant: str, project: str, cards: int, image: str) -> str:
+        """Why the centre refuses it ('' when it takes it): its terms, then its offer now (the agent's
+        `judge_launch`, by the same shared rules), then a pool it does not have."""
+        refused = self.policy.terms.judge(tenant=tenant, project=project, cards=cards, image=image)
+        if refused is not None:
+            return refused.message
+        if pool is None:
+            return "no such pool"
+        window = self.policy.window(pool.spec.accelerator_class, self.clock())
+        in_use = pool.spec.cards - pool.free_cards
+        if not takes(window, self.offered(pool), cards, in_use):
+            return f"{pool.spec.accelerator_class} is offered at {self.offered(pool)} cards now"
+        return ""
 
     def _reserve(self, command: ReserveCommand) -> None:
         rid, pool = command.reservation_id, self.pools.get(command.accelerator_class)
@@ -224,7 +266,7 @@ class SimSite:
             self.dispatcher.reserve_reply(self.name, rid, True, "", pool.free_cards if pool else 0)
             return
         image = command.run.image if command.run is not None else ""
-        refused = self._refusal(command.tenant, command.project, command.cards, image)
+        refused = self._refusal(pool, command.tenant, command.project, command.cards, image)
         taken = pool.allocate(command.cards, command.nodes) if pool is not None and not refused else None
         if taken is None or pool is None:
             why = refused or (

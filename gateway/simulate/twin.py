@@ -12,13 +12,15 @@ only decides WHEN the core is asked, in the order of the gateway's scheduler loo
 `schedule()`, whose first steps tick the reservation rounds and the gang coordinator).
 Modes: federated (the sites as given), pooled (one site with every card, `gateway.simulate.engine.layout`) and
 siloed (one twin per site, each fed only the jobs whose home it is: a centre on its own, with the same policy).
-Deliberately left out: offer windows (the agent's `agents.policy.terms` may not be imported by the gateway:
-the centres' terms it reports, `SiteTerms`, are applied), the gateway's and the sites' latency, failures,
+The simulated centres follow their `CentrePolicy`: the terms they report and enforce (`fedgate.common.terms`)
+and their offer windows (`fedgate.common.offers`, the rule the agent offers by); each window's turn is an event.
+Deliberately left out: the gateway's and the sites' latency, failures,
 site loss, advance bookings made by a trace (none is in the format) and the data fields (`dataset_site`,
 `dataset_gb`: no placement rule reads them yet). A preempted job starts again from the beginning.
 Deterministic: the same inputs give the same outcomes (job ids are the gateway's, but outcomes are keyed by
 the trace's ids and no decision reads the random part of a job id). Bounded: when no event is left that could
-free or add capacity, the jobs still waiting are reported as never started.
+free or add capacity (or only offer windows turn, for `IDLE_LIMIT` without a start), the jobs still waiting are
+reported as never started.
 """
 
 from __future__ import annotations
@@ -39,10 +41,9 @@ from gateway.policy.catalogue import Catalogue
 from gateway.policy.document import FederationPolicy
 from gateway.policy.holder import PolicyHolder
 from gateway.simulate.engine import Mode, check_trace, layout
-from gateway.simulate.simsites import SimSite
+from gateway.simulate.simsites import CentrePolicy, SimSite
 from gateway.simulate.sites import SiteSpec
 from gateway.simulate.trace import TraceJob
-from gateway.sites.model import SiteTerms
 from gateway.sites.registry import LaunchCommand
 from gateway.store import open_store
 
@@ -52,8 +53,12 @@ IMAGE = "registry.example/fedgate-twin:1"
 DURATION_ENV = "FEDGATE_SIM_DURATION_S"
 """How long the agent's `simulated` backend runs an attempt (its `DURATION_ENV`; the agreement test checks the
 two names agree, since the gateway may not import the agent)."""
-END, EXPIRE, SUBMIT, TICK = 0, 1, 2, 3
-"""Event kinds, in the order they are applied at one instant: cards freed first, then arrivals, then a cycle."""
+END, EXPIRE, OFFER, SUBMIT, TICK = 0, 1, 2, 3, 4
+"""Event kinds, in the order they are applied at one instant: cards freed first (attempts ending, holds
+lapsing, offer windows turning), then arrivals, then a cycle."""
+IDLE_LIMIT = timedelta(days=8)
+"""With only offer windows and the period left to come, the twin stops after this long without a start: every
+weekly window pattern has then been seen, and a job that did not start in it never will."""
 MAX_ROUNDS = 64
 """Schedule-and-answer rounds at one instant (each round either dispatches, or a site answers, or it stops)."""
 
@@ -204,7 +209,7 @@ class Twin:
         catalogue: Catalogue,
         sites: Sequence[SiteSpec],
         *,
-        terms: dict[str, SiteTerms] | None = None,
+        centres: dict[str, CentrePolicy] | None = None,
         tenant: str = "",
         project: str = "",
         period_s: float = 1.0,
@@ -231,10 +236,11 @@ class Twin:
         self.starts: list[Start] = []
         self.cycles = 0
         self._tick_at: datetime | None = None
+        self._progress = start  # the last instant something started, ended or arrived
         self.sites = {
             spec.name: SimSite(
                 spec,
-                (terms or {}).get(spec.name),
+                (centres or {}).get(spec.name),
                 self.core.dispatcher,
                 self.clock,
                 self._duration,
@@ -267,6 +273,11 @@ class Twin:
 
     def _schedule_expiry(self, at: datetime, site: str, rid: str) -> None:
         self._push(at, EXPIRE, site=site, key=rid)
+
+    def _schedule_offer_change(self, site: SimSite) -> None:
+        turn = site.policy.next_change(self.clock.now)
+        if turn is not None:
+            self._push(turn, OFFER, site=site.name)
 
     # ---- driving -----------------------------------------------------------------------------------------------
     async def submit(self, job: TraceJob) -> str:
@@ -307,25 +318,37 @@ class Twin:
         """Replay `jobs` until every one has ended or can never start (or until `horizon_s` trace seconds)."""
         for index, job in enumerate(jobs):
             self._push(self.clock.start + timedelta(seconds=job.submit_s), SUBMIT, key=str(index))
+        for site in self.sites.values():
+            self._schedule_offer_change(site)
         horizon = self.clock.start + timedelta(seconds=horizon_s) if horizon_s is not None else None
         while self._events:
             at = self._events[0].at
             if horizon is not None and at > horizon:
                 break
+            if not self._more_to_come() and at - self._progress > IDLE_LIMIT:
+                break
             self.clock.now = at
             while self._events and self._events[0].at == at:
                 event = heapq.heappop(self._events)
                 await self._apply(event, jobs)
+            starts = len(self.starts)
             self.settle()
+            if len(self.starts) > starts:
+                self._progress = at
             self._keep_ticking()
         return self.result("federated", jobs)
 
     async def _apply(self, event: _Event, jobs: Sequence[TraceJob]) -> None:
         if event.kind == END:
-            self.sites[event.site].end(event.key, event.epoch, event.state)
+            if self.sites[event.site].end(event.key, event.epoch, event.state):
+                self._progress = event.at
         elif event.kind == EXPIRE:
             self.sites[event.site].expire(event.key)
+        elif event.kind == OFFER:
+            self.sites[event.site].report()  # the window turned: the agent reports its new offer at once
+            self._schedule_offer_change(self.sites[event.site])
         elif event.kind == SUBMIT:
+            self._progress = event.at
             await self.submit(jobs[int(event.key)])
         elif event.kind == TICK and self._tick_at == event.at:
             self._tick_at = None
@@ -334,10 +357,14 @@ class Twin:
         """The scheduler's period, while it could matter: jobs wait and something is still to happen (an
         attempt or a hold to end, an arrival). With nothing left to come, no cycle can start a waiting job."""
         waiting = any(not j.state.terminal and j.state != JobState.RUNNING for j in self.core.book.active.values())
-        pending = any(e.kind != TICK for e in self._events)
+        pending = self._more_to_come()  # a window's turn runs a cycle by itself
         if waiting and pending and self._tick_at is None:
             self._tick_at = self.clock.now + self.period
             self._push(self._tick_at, TICK)
+
+    def _more_to_come(self) -> bool:
+        """Is an arrival, an attempt's end or a hold's lapse still to come (not only windows and the period)?"""
+        return any(e.kind in (END, EXPIRE, SUBMIT) for e in self._events)
 
     # ---- results -----------------------------------------------------------------------------------------------
     def result(self, mode: str, jobs: Sequence[TraceJob]) -> TwinResult:
@@ -376,7 +403,7 @@ async def replay(
     sites: Sequence[SiteSpec],
     mode: Mode = "federated",
     *,
-    terms: dict[str, SiteTerms] | None = None,
+    centres: dict[str, CentrePolicy] | None = None,
     tenant: str = "",
     project: str = "",
     period_s: float = 1.0,
@@ -390,7 +417,7 @@ async def replay(
             policy_path,
             catalogue,
             layout(sites, mode),
-            terms=terms,
+            centres=centres,
             tenant=tenant,
             project=project,
             period_s=period_s,
@@ -402,7 +429,7 @@ async def replay(
     cycles = 0
     for site in sorted(sites, key=lambda s: s.name):
         homed = [job for job in jobs if job.home_site == site.name]
-        twin = Twin(policy_path, catalogue, (site,), terms=terms, tenant=tenant, project=project, period_s=period_s)
+        twin = Twin(policy_path, catalogue, (site,), centres=centres, tenant=tenant, project=project, period_s=period_s)
         result = await twin.run(homed, horizon_s)
         by_id.update((o.job_id, o) for o in result.outcomes)
         starts.extend(result.starts)

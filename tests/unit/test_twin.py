@@ -8,13 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from fedgate.common.offers import Hours, OfferWindow
 from gateway.cli import simulate as cli
 from gateway.simulate.engine import Mode
+from gateway.simulate.simsites import CentrePolicy
 from gateway.simulate.sites import SiteSpec
 from gateway.simulate.trace import TraceJob
 from gateway.simulate.twin import TwinResult, replay
 from gateway.simulate.twinreport import summarise_twin
-from tests.unit.twinworld import catalogue, job, site, write_policy
+from gateway.sites.model import SiteTerms
+from tests.unit.twinworld import H100, catalogue, job, site, write_policy
 
 
 async def run(tmp_path: Path, jobs: list[TraceJob], sites: list[SiteSpec], mode: Mode = "federated") -> TwinResult:
@@ -158,3 +161,29 @@ def test_the_cli_runs_the_twin_when_given_a_policy(tmp_path: Path, capsys: pytes
     assert (total["jobs"], total["started"], total["never_started"]) == (2, 1, 1)
     assert cli.main([*argv[:-6], "--mode", "federated", "-o", "json"]) == cli.EXIT_OK  # no policy: greedy, as before
     assert "engine" not in json.loads(capsys.readouterr().out)
+
+
+async def test_a_centre_offers_by_its_windows_and_serves_only_the_tenants_its_terms_accept(tmp_path: Path) -> None:
+    night_off = CentrePolicy(
+        offers={H100: (OfferWindow(share=0.0, hours=Hours.parse("00:00-08:00")), OfferWindow(share=1.0))}
+    )
+    alpha_only = CentrePolicy(terms=SiteTerms(tenants=("alpha",)))
+    result = await replay(
+        write_policy(tmp_path),
+        catalogue(),
+        [job("early", 60, 10, 4), job("beta-job", 0, 10, 4, tenant="beta")],
+        [site("a", 8), site("b", 8)],
+        centres={"a": night_off, "b": alpha_only},
+    )
+    out = {o.job_id: o for o in result.outcomes}
+    assert out["early"].sites == ("b",) and out["early"].start_s == 60.0  # a offers nothing before 08:00
+    assert out["beta-job"].sites == ("a",) and out["beta-job"].start_s == 8 * 3600.0  # b refuses beta: a at 08:00
+
+
+async def test_a_job_no_window_ever_makes_room_for_is_reported_never_started(tmp_path: Path) -> None:
+    half = CentrePolicy(offers={H100: (OfferWindow(share=0.5, days=("sat", "sun")), OfferWindow(share=0.25))})
+    result = await replay(
+        write_policy(tmp_path), catalogue(), [job("too-big", 0, 10, 6)], [site("a", 8)], centres={"a": half}
+    )
+    (too_big,) = result.outcomes
+    assert too_big.state == "NEVER_STARTED"

@@ -68,7 +68,7 @@ class Reference:
             self.report(spec.name)
 
     def report(self, name: str) -> None:
-        pools = [pool.report() for _, pool in sorted(self.sites[name].pools.items())]
+        pools = [pool.report(pool.spec.cards) for _, pool in sorted(self.sites[name].pools.items())]
         self.core.dispatcher.capacity(name, pools, True, SiteTerms())  # an agent with default terms
 
     async def submit(self, trace: TraceJob) -> None:

@@ -108,6 +108,12 @@ def offer_of(window: OfferWindow | None, offered: int, cards: int) -> int:
     return min(offered, math.floor(window.share * cards + _EPSILON))
 
 
+def takes(window: OfferWindow | None, offer: int, cards: int, in_use: int) -> bool:
+    """Whether an offer of `offer` cards, `in_use` of them already held by federated work, takes `cards` more.
+    A pool without a window (None) is limited by its declared offer alone, which the device allocator enforces."""
+    return window is None or cards <= offer - in_use
+
+
 def next_change(schedule: Schedule, zone: ZoneInfo, at: datetime) -> datetime | None:
     """The first instant after `at` at which some pool's window may change (a window's start or end, or a
     local midnight when a window names days); None when no schedule ever changes."""
