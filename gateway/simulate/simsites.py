@@ -20,10 +20,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from fedgate.common.offers import OfferWindow, Schedule, capped_room, next_change, offer_of, takes, window_at
+from fedgate.common.offers import (
+    OfferWindow,
+    Schedule,
+    capped_room,
+    lowest_offer,
+    next_change,
+    offer_of,
+    takes,
+    window_at,
+)
+from fedgate.common.terms import project_accepted
 from gateway.errors import GatewayError
 from gateway.jobs.model import JobState
 from gateway.placement.nodes import need
+from gateway.reservations.model import BookCommand, ReleaseCommand
 from gateway.simulate.sites import PoolSpec, SiteSpec
 from gateway.sites.dispatcher import Dispatcher, SiteSession, SiteUpdate
 from gateway.sites.model import Pool, SiteTerms
@@ -141,6 +152,10 @@ class Hold:
     committed: bool = False
 
 
+MAX_OFFER_STEPS = 2000
+"""Offer changes followed across a booking's window (the agent's `agents.core.reservations.MAX_OFFER_STEPS`)."""
+
+
 @dataclass
 class Attempt:
     job_id: str
@@ -175,6 +190,8 @@ class SimSite:
         self.started = started
         self.holds: dict[str, Hold] = {}
         self.running: dict[tuple[str, int], Attempt] = {}
+        self.bookings: dict[str, BookCommand] = {}
+        """Advance bookings confirmed, by reservation id (they hold no devices: the gateway keeps the cards)."""
         self.sequence = 0
         self.refused: list[str] = []
         """Updates the gateway refused, with why (a stale end of an attempt it already moved past)."""
@@ -222,6 +239,10 @@ class SimSite:
                 self._preempt(command)
             elif isinstance(command, CancelCommand):
                 self._cancel(command)
+            elif isinstance(command, BookCommand):
+                self._book(command)
+            elif isinstance(command, ReleaseCommand):
+                self.bookings.pop(command.reservation_id, None)
             if sequence:
                 self.dispatcher.acknowledged(self.name, sequence)
         if acted:
@@ -281,6 +302,43 @@ class SimSite:
         self.holds[rid] = Hold(rid, command.job_id, command.epoch, command.accelerator_class, taken, timeout, expires)
         self.expire_at(expires, self.name, rid)
         self.dispatcher.reserve_reply(self.name, rid, True, "", pool.free_cards)
+
+    def _book(self, command: BookCommand) -> None:
+        """Confirm an advance booking when the centre accepts the project and its pool offers the cards through
+        the whole window, less the bookings it confirmed for overlapping windows (the agent's rule, by the
+        shared `fedgate.common.terms.project_accepted` and `fedgate.common.offers.lowest_offer`)."""
+        rid, terms, pool = command.reservation_id, self.policy.terms, self.pools.get(command.accelerator_class)
+        if rid in self.bookings:
+            self.dispatcher.reserve_reply(self.name, rid, True, "")
+            return
+        refusal = ""
+        if terms.tenants and command.tenant not in terms.tenants:
+            refusal = f"tenant {command.tenant} is not accepted here"
+        elif not project_accepted(terms.projects, command.tenant, command.project):
+            refusal = f"project {command.tenant}/{command.project} is not accepted here"
+        elif pool is None:
+            refusal = f"no pool of {command.accelerator_class}"
+        else:
+            cards = pool.spec.cards
+            span = (command.start, command.end)
+            offer, how = lowest_offer(
+                self.policy.offers, self.policy.zone, pool.spec.accelerator_class, cards, cards, span, self.clock(),
+                MAX_OFFER_STEPS,
+            )  # fmt: skip
+            taken = sum(
+                b.cards
+                for b in self.bookings.values()
+                if b.accelerator_class == command.accelerator_class and b.start < command.end and command.start < b.end
+            )
+            if command.cards > offer - taken:
+                refusal = (
+                    f"{command.accelerator_class}: {offer} cards are {how}, {taken} booked; it needs {command.cards}"
+                )
+        if refusal:
+            self.dispatcher.reserve_reply(self.name, rid, False, refusal)
+            return
+        self.bookings[rid] = command
+        self.dispatcher.reserve_reply(self.name, rid, True, "")
 
     def _commit(self, rid: str) -> None:
         hold = self.holds.get(rid)

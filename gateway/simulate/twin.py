@@ -14,9 +14,10 @@ Modes: federated (the sites as given), pooled (one site with every card, `gatewa
 siloed (one twin per site, each fed only the jobs whose home it is: a centre on its own, with the same policy).
 The simulated centres follow their `CentrePolicy`: the terms they report and enforce (`fedgate.common.terms`)
 and their offer windows (`fedgate.common.offers`, the rule the agent offers by); each window's turn is an event.
-Deliberately left out: the gateway's and the sites' latency, failures,
-site loss, advance bookings made by a trace (none is in the format) and the data fields (`dataset_site`,
-`dataset_gb`: no placement rule reads them yet). A preempted job starts again from the beginning.
+Advance bookings are made with `Twin.book` through the gateway's reservation book (a trace's format has none);
+the centres confirm them by the agent's rule, and each booking's start and end is an event.
+Deliberately left out: the gateway's and the sites' latency, failures, site loss, and the trace's data fields
+(`dataset_site`, `dataset_gb`: no placement rule reads them yet). A preempted job starts again from the beginning.
 Deterministic: the same inputs give the same outcomes (job ids are the gateway's, but outcomes are keyed by
 the trace's ids and no decision reads the random part of a job id). Bounded: when no event is left that could
 free or add capacity (or only offer windows turn, for `IDLE_LIMIT` without a start), the jobs still waiting are
@@ -40,6 +41,7 @@ from gateway.jobs.model import JobSpec, JobState, Resources, StackRun, Topology
 from gateway.policy.catalogue import Catalogue
 from gateway.policy.document import FederationPolicy
 from gateway.policy.holder import PolicyHolder
+from gateway.reservations.model import Reservation, ReservationRequest
 from gateway.simulate.engine import Mode, check_trace, layout
 from gateway.simulate.simsites import CentrePolicy, SimSite
 from gateway.simulate.sites import SiteSpec
@@ -53,9 +55,9 @@ IMAGE = "registry.example/fedgate-twin:1"
 DURATION_ENV = "FEDGATE_SIM_DURATION_S"
 """How long the agent's `simulated` backend runs an attempt (its `DURATION_ENV`; the agreement test checks the
 two names agree, since the gateway may not import the agent)."""
-END, EXPIRE, OFFER, SUBMIT, TICK = 0, 1, 2, 3, 4
+END, EXPIRE, OFFER, BOOKING, SUBMIT, TICK = 0, 1, 2, 3, 4, 5
 """Event kinds, in the order they are applied at one instant: cards freed first (attempts ending, holds
-lapsing, offer windows turning), then arrivals, then a cycle."""
+lapsing, offer windows turning, bookings starting or ending), then arrivals, then a cycle."""
 IDLE_LIMIT = timedelta(days=8)
 """With only offer windows and the period left to come, the twin stops after this long without a start: every
 weekly window pattern has then been seen, and a job that did not start in it never will."""
@@ -292,6 +294,23 @@ class Twin:
         self.ids[job.job_id] = created.job_id
         return created.job_id
 
+    def book(
+        self, tenant: str, project: str, accelerator_class: str, cards: int, start_s: float, end_s: float
+    ) -> Reservation:
+        """Book `cards` cards of a class for a project in [start_s, end_s) trace seconds, now, through the
+        gateway's reservation book (as `fedgate reservation create` does); the sites confirm it as the twin runs."""
+        request = ReservationRequest(
+            tenant,
+            project,
+            Resources(accelerator_class, cards=cards),
+            self.clock.start + timedelta(seconds=start_s),
+            self.clock.start + timedelta(seconds=end_s),
+        )
+        booked = self.core.reservations.create(submitter(self.policy.policy, tenant, project), request)
+        for at in (request.start, request.end):
+            self._push(at, BOOKING)  # the cycle at that instant opens or closes its window (ReservationRounds)
+        return booked
+
     def settle(self) -> int:
         """Schedule and let the sites answer, until nothing more happens at this instant. Returns dispatches."""
         dispatched = 0
@@ -363,8 +382,8 @@ class Twin:
             self._push(self._tick_at, TICK)
 
     def _more_to_come(self) -> bool:
-        """Is an arrival, an attempt's end or a hold's lapse still to come (not only windows and the period)?"""
-        return any(e.kind in (END, EXPIRE, SUBMIT) for e in self._events)
+        """Is an arrival, an end, a lapse or a booking's turn still to come (not only windows and the period)?"""
+        return any(e.kind in (END, EXPIRE, BOOKING, SUBMIT) for e in self._events)
 
     # ---- results -----------------------------------------------------------------------------------------------
     def result(self, mode: str, jobs: Sequence[TraceJob]) -> TwinResult:

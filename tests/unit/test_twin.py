@@ -14,7 +14,7 @@ from gateway.simulate.engine import Mode
 from gateway.simulate.simsites import CentrePolicy
 from gateway.simulate.sites import SiteSpec
 from gateway.simulate.trace import TraceJob
-from gateway.simulate.twin import TwinResult, replay
+from gateway.simulate.twin import Twin, TwinResult, replay
 from gateway.simulate.twinreport import summarise_twin
 from gateway.sites.model import SiteTerms
 from tests.unit.twinworld import H100, catalogue, job, site, write_policy
@@ -187,3 +187,18 @@ async def test_a_job_no_window_ever_makes_room_for_is_reported_never_started(tmp
     )
     (too_big,) = result.outcomes
     assert too_big.state == "NEVER_STARTED"
+
+
+async def test_an_advance_booking_keeps_its_cards_for_its_project_through_its_window(tmp_path: Path) -> None:
+    twin = Twin(write_policy(tmp_path), catalogue(), [site("a", 8)])
+    twin.book("beta", "tune", H100, 6, 100, 1000)
+    jobs = [
+        job("before", 0, 50, 4),
+        job("outsider", 150, 10, 4),  # alpha: only 2 cards are not kept for beta
+        job("insider", 150, 10, 6, tenant="beta"),  # runs on the kept cards
+    ]
+    result = await twin.run(jobs)
+    out = {o.job_id: o for o in result.outcomes}
+    assert out["before"].start_s == 0.0  # before the window, every card is anyone's
+    assert out["insider"].start_s == 150.0
+    assert out["outsider"].start_s == 1000.0  # the booking's window closed

@@ -132,6 +132,36 @@ def next_change(schedule: Schedule, zone: ZoneInfo, at: datetime) -> datetime | 
     return min((c for c in candidates if c > at), default=None)
 
 
+def lowest_offer(
+    schedule: Schedule,
+    zone: ZoneInfo,
+    accelerator_class: str,
+    offered: int,
+    cards: int,
+    span: tuple[datetime, datetime],
+    now: datetime,
+    max_steps: int,
+) -> tuple[int, str]:
+    """The fewest cards a pool (`cards`, `offered` at most) offers at any instant of `span` = [start, end), and
+    how that was worked out: by following the schedule through the window, or (a schedule that turns more than
+    `max_steps` times in it, too busy to follow) the offer at `now`. What a centre may promise an advance
+    booking."""
+    start, end = span
+
+    def offer(at: datetime) -> int:
+        return offer_of(window_at(schedule, zone, accelerator_class, at), offered, cards)
+
+    lowest, at, steps = offer(start), start, 0
+    while (change := next_change(schedule, zone, at)) is not None and change < end:
+        steps += 1
+        if steps > max_steps:
+            return offer(now), "offered now (its schedule is too busy to follow this window)"
+        lowest, at = min(lowest, offer(change)), change
+    if not schedule.get(accelerator_class):
+        return lowest, "offered"
+    return lowest, "offered through the whole window by its offer schedule"
+
+
 def capped_room(whole: int, partial: int, free: int, per_node: int) -> tuple[int, int]:
     """Free whole nodes and the most free cards on a partly used node, as reported when only `free` cards may be
     placed (an offer a window shrank below the pool caps them): a node the offer no longer covers whole keeps
