@@ -94,26 +94,40 @@ class SimPool:
         return sum(self.free)
 
     def allocate(self, cards: int, nodes: int) -> list[tuple[int, int]] | None:
-        """Take `cards` as the nodes the gateway's node rule says the job needs; None when they are not free.
-        Returns (node, cards) taken. One node: the fullest one that fits (best fit); several: whole free nodes."""
+        """Take `cards` as an agent's device pool does; None when it cannot. Returns (node, cards) taken.
+        `nodes` > 1 (a multi-node part): exactly that many whole free nodes. Otherwise one node when one fits
+        (the fullest that does: best fit), else whole free nodes, else any free cards (as the agent falls back)."""
         per = self.spec.cards_per_node
-        wanted = need(cards, nodes, per)
-        if wanted is None or cards > self.free_cards:
+        if cards > self.free_cards:
             return None
-        if not wanted.whole:
-            fitting = [i for i, f in enumerate(self.free) if f >= wanted.per_node]
-            if not fitting:
-                return None
+        if nodes > 1:
+            wanted = need(cards, nodes, per)
+            return self._whole(cards, wanted.nodes, wanted.per_node) if wanted is not None else None
+        fitting = [i for i, f in enumerate(self.free) if f >= cards]
+        if fitting:
             best = min(fitting, key=lambda i: (self.free[i], i))
             self.free[best] -= cards
             return [(best, cards)]
-        whole = [i for i, f in enumerate(self.free) if f == per][: wanted.nodes]
-        if len(whole) < wanted.nodes:
+        count = -(-cards // per)
+        return self._whole(cards, count, per) or self._any(cards)
+
+    def _whole(self, cards: int, count: int, each: int) -> list[tuple[int, int]] | None:
+        whole = [i for i, f in enumerate(self.free) if f == self.spec.cards_per_node][:count]
+        if len(whole) < count:
             return None
-        shares = [wanted.per_node] * (wanted.nodes - 1) + [cards - wanted.per_node * (wanted.nodes - 1)]
-        taken = list(zip(whole, shares, strict=True))
+        taken = list(zip(whole, [each] * (count - 1) + [cards - each * (count - 1)], strict=True))
         for node, share in taken:
             self.free[node] -= share
+        return taken
+
+    def _any(self, cards: int) -> list[tuple[int, int]]:
+        taken, left = [], cards
+        for node, free in enumerate(self.free):
+            share = min(free, left)
+            if share:
+                self.free[node] -= share
+                taken.append((node, share))
+                left -= share
         return taken
 
     def release(self, taken: list[tuple[int, int]]) -> None:
@@ -194,6 +208,8 @@ class SimSite:
         """Advance bookings confirmed, by reservation id (they hold no devices: the gateway keeps the cards)."""
         self.sequence = 0
         self.refused: list[str] = []
+        self.returned: list[str] = []
+        """Launches it handed back, with why (the cards or the nodes were not free as the gateway thought)."""
         """Updates the gateway refused, with why (a stale end of an attempt it already moved past)."""
         self.session: SiteSession = dispatcher.hello(self.name, "fedgate-twin", [])
         self.report()
@@ -259,6 +275,7 @@ class SimSite:
         taken = pool.allocate(command.cards, command.nodes) if pool is not None and not refused else None
         if taken is None:
             why = refused or f"{command.cards} {command.accelerator_class} cards are not free as the nodes asked"
+            self.returned.append(f"{command.job_id} epoch {command.epoch}: {why}")
             self._update(command.job_id, command.epoch, JobState.FAILED, why, lease_returned=True)
             return
         self.running[key] = Attempt(command.job_id, command.epoch, command.accelerator_class, taken)

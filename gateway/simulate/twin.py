@@ -143,6 +143,8 @@ class TwinResult:
     starts: tuple[Start, ...]  # every attempt's start, in the order the sites took them
     total_cards: int
     cycles: int
+    returned: tuple[str, ...] = ()
+    """Launches a simulated centre handed back (its cards or nodes were not free as the gateway thought)."""
 
 
 def submitter(policy: FederationPolicy, tenant: str, project: str) -> Principal:
@@ -395,7 +397,8 @@ class Twin:
             if start.site not in where:
                 where.append(start.site)
         outcomes = tuple(self._outcome(job, first.get(job.job_id), tuple(sites.get(job.job_id, ()))) for job in jobs)
-        return TwinResult(mode, outcomes, tuple(self.starts), self.total_cards, self.cycles)
+        returned = tuple(f"{site.name}: {why}" for site in self.sites.values() for why in site.returned)
+        return TwinResult(mode, outcomes, tuple(self.starts), self.total_cards, self.cycles, returned)
 
     def _outcome(self, trace: TraceJob, start_s: float | None, sites: tuple[str, ...]) -> TwinOutcome:
         tenant, project = self.scope(trace)
@@ -442,10 +445,11 @@ async def replay(
             period_s=period_s,
         )
         result = await twin.run(jobs, horizon_s)
-        return TwinResult(mode, result.outcomes, result.starts, result.total_cards, result.cycles)
+        return TwinResult(mode, result.outcomes, result.starts, result.total_cards, result.cycles, result.returned)
     by_id: dict[str, TwinOutcome] = {}
     starts: list[Start] = []
     cycles = 0
+    returned: list[str] = []
     for site in sorted(sites, key=lambda s: s.name):
         homed = [job for job in jobs if job.home_site == site.name]
         twin = Twin(policy_path, catalogue, (site,), centres=centres, tenant=tenant, project=project, period_s=period_s)
@@ -453,9 +457,10 @@ async def replay(
         by_id.update((o.job_id, o) for o in result.outcomes)
         starts.extend(result.starts)
         cycles += result.cycles
+        returned.extend(result.returned)
     starts.sort(key=lambda s: s.at_s)
     total = sum(p.cards for s in sites for p in s.pools)
-    return TwinResult(mode, tuple(by_id[job.job_id] for job in jobs), tuple(starts), total, cycles)
+    return TwinResult(mode, tuple(by_id[job.job_id] for job in jobs), tuple(starts), total, cycles, tuple(returned))
 
 
 def replay_sync(*args: object, **kwargs: object) -> TwinResult:

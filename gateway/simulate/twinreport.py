@@ -85,7 +85,8 @@ def _by(outcomes: tuple[TwinOutcome, ...], key: Callable[[TwinOutcome], str]) ->
 
 def summarise_twin(result: TwinResult) -> dict[str, Any]:
     """The run's figures: `total` (one group of every job), `tenants`, `classes` (by priority class, "" shown as
-    `default`), and `jobs` (one record per trace job, in trace order)."""
+    `default`), `lease_returns` (launches a centre handed back: the gateway's view of its nodes was not the
+    centre's), and `jobs` (one record per trace job, in trace order)."""
     span = makespan(result.outcomes)
     tenants = _by(result.outcomes, lambda o: o.tenant)
     classes = _by(result.outcomes, lambda o: o.priority_class or "default")
@@ -94,6 +95,7 @@ def summarise_twin(result: TwinResult) -> dict[str, Any]:
         "total": group("all", list(result.outcomes), result.total_cards, span).to_json(),
         "makespan_s": span,
         "cycles": result.cycles,
+        "lease_returns": len(result.returned),
         "tenants": [group(n, g, result.total_cards, span).to_json() for n, g in tenants.items()],
         "classes": [group(n, g, result.total_cards, span).to_json() for n, g in classes.items()],
         "jobs": [o.to_json() for o in result.outcomes],
