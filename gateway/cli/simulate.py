@@ -22,6 +22,7 @@ from gateway.cli import output
 from gateway.errors import GatewayError
 from gateway.policy import load_catalogue
 from gateway.simulate import MODES, TRACE_HEADER, Mode, load_sites, load_trace, simulate, summarise
+from gateway.simulate.centres import check_centres, load_centres
 from gateway.simulate.engine import check_trace
 from gateway.simulate.twin import replay_sync
 from gateway.simulate.twinreport import summarise_twin
@@ -73,6 +74,9 @@ def _run_parser() -> argparse.ArgumentParser:
         default=REPO_POLICIES / "accelerators.yaml",
         help="the accelerator catalogue (twin; default: the shipped one)",
     )
+    parser.add_argument(
+        "--centres", type=Path, help="twin: YAML of each centre's terms and offer windows (an agent's policy: keys)"
+    )
     parser.add_argument("--tenant", default="", help="twin: tenant of jobs that name none (default: the first)")
     parser.add_argument("--project", default="", help="twin: project of jobs that name none (default: its first)")
     parser.add_argument("--period", type=float, default=1.0, help="twin: the scheduler's period, s (default 1)")
@@ -121,10 +125,20 @@ def run_twin(args: argparse.Namespace, modes: Sequence[Mode]) -> dict[str, dict[
     check_trace(jobs, sites, str(args.trace))
     policy = args.policy or REPO_POLICIES / "federation.yaml"
     catalogue = load_catalogue(args.catalogue)
+    centres = load_centres(args.centres) if args.centres else {}
+    check_centres(centres, sites, str(args.centres))
     return {
         mode: summarise_twin(
             replay_sync(
-                policy, catalogue, jobs, sites, mode, tenant=args.tenant, project=args.project, period_s=args.period
+                policy,
+                catalogue,
+                jobs,
+                sites,
+                mode,
+                centres=centres,
+                tenant=args.tenant,
+                project=args.project,
+                period_s=args.period,
             )
         )
         for mode in modes

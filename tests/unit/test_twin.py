@@ -202,3 +202,23 @@ async def test_an_advance_booking_keeps_its_cards_for_its_project_through_its_wi
     assert out["before"].start_s == 0.0  # before the window, every card is anyone's
     assert out["insider"].start_s == 150.0
     assert out["outsider"].start_s == 1000.0  # the booking's window closed
+
+
+def test_the_cli_reads_each_centres_windows_and_terms(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = tmp_path / "trace.csv"
+    trace.write_text("job_id,submit_s,duration_s,cards,accelerator,home_site\nj1,0,10,8,nvidia-h100,a\n")
+    sites = tmp_path / "sites.yaml"
+    sites.write_text("sites:\n  - {name: a, pools: [{class: nvidia-h100, cards: 8, cards_per_node: 8}]}\n")
+    centres = tmp_path / "centres.yaml"
+    centres.write_text(
+        "centres:\n  - site: a\n    offers:\n      nvidia-h100:\n"
+        '        - {hours: "00:00-01:00", share: 0.5}\n        - {share: 1}\n'
+    )
+    policy = write_policy(tmp_path)
+    argv = ["--trace", str(trace), "--sites", str(sites), "--policy", str(policy), "--mode", "federated"]
+    assert cli.main([*argv, "--centres", str(centres), "-o", "json"]) == cli.EXIT_OK
+    (ran,) = json.loads(capsys.readouterr().out)["modes"]["federated"]["jobs"]
+    assert ran["start_s"] == 3600.0  # half the pool is offered until 01:00 UTC
+    centres.write_text("centres:\n  - site: nowhere\n")
+    assert cli.main([*argv, "--centres", str(centres)]) == cli.EXIT_USAGE
+    assert "'nowhere' is not in the sites file" in capsys.readouterr().err
