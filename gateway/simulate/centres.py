@@ -1,7 +1,8 @@
 """The centres' own policies for a twin run: terms and offer windows per site, read strictly from YAML.
 
-Owns: the centres file (`fedgate simulate --centres`), one entry per site with the keys of an agent config's
-`policy:` section, so that a centre's section can be copied over as it is:
+Owns: `CentrePolicy` (what a simulated centre reports, enforces and offers by) and the centres file
+(`fedgate simulate --centres`), one entry per site with the keys of an agent config's `policy:` section, so
+that a centre's section can be copied over as it is:
 
     centres:
       - site: centre-a
@@ -22,16 +23,40 @@ given (`check_centres`), since only the caller has both.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fedgate.common.fields import FieldReader
-from fedgate.common.offers import DAYS, Hours, OfferWindow
+from fedgate.common.offers import DAYS, Hours, OfferWindow, Schedule, next_change, window_at
 from fedgate.common.yaml import YamlDocument, load_yaml
 from gateway.errors import ConfigError
-from gateway.simulate.simsites import CentrePolicy
 from gateway.simulate.sites import SiteSpec
 from gateway.sites.model import SiteTerms
+
+
+@dataclass(frozen=True)
+class CentrePolicy:
+    """A simulated centre's policy, as an agent's `policy:` section holds it: the terms it reports with its
+    capacity and enforces (`fedgate.common.terms`), and its offer windows (`fedgate.common.offers`)."""
+
+    terms: SiteTerms = field(default_factory=SiteTerms)
+    timezone: str = "UTC"
+    """IANA time zone the windows are written in."""
+    offers: Schedule = field(default_factory=dict)
+    """Per pool class, windows checked in order, the last one always holding; a class without: all its cards."""
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def window(self, accelerator_class: str, at: datetime) -> OfferWindow | None:
+        return window_at(self.offers, self.zone, accelerator_class, at)
+
+    def next_change(self, at: datetime) -> datetime | None:
+        return next_change(self.offers, self.zone, at)
+
 
 MAX_CENTRES_BYTES = 4 << 20
 KEYS = ("site", "tenants", "projects", "max_job_cards", "image_registries", "timezone", "offers")

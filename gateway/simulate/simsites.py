@@ -1,7 +1,7 @@
 """Simulated sites for the what-if twin: each one an agent as the gateway sees it, on a virtual clock.
 
-Owns: a centre's cards node by node (`SimPool`: free cards per node, packed as `gateway.placement.nodes.need`
-says a job needs them), its gang-part holds (Reserve / Commit / Abort, expiring after their timeout; a Commit
+Owns: a centre's dealings with the gateway over its pools (`gateway.simulate.simpool.SimPool`, node by node,
+allocated as the agent allocates): its gang-part holds (Reserve / Commit / Abort, expiring after their timeout; a Commit
 extends a hold once, as the agent's `GangHolds` does), its running attempts, and its word to the gateway: the
 capacity report (offered, free, free whole nodes, the largest partly free node, the centre's terms) and job
 updates (`SiteUpdate`, numbered per site) given to the gateway's own `Dispatcher`, the path an agent's stream
@@ -16,28 +16,22 @@ It does not decide anything the gateway decides, and it does not read a clock: t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from fedgate.common.offers import (
-    OfferWindow,
-    Schedule,
-    capped_room,
     lowest_offer,
-    next_change,
     offer_of,
     takes,
-    window_at,
 )
 from fedgate.common.terms import project_accepted
 from gateway.errors import GatewayError
 from gateway.jobs.model import JobState
-from gateway.placement.nodes import need
 from gateway.reservations.model import BookCommand, ReleaseCommand
-from gateway.simulate.sites import PoolSpec, SiteSpec
+from gateway.simulate.centres import CentrePolicy
+from gateway.simulate.simpool import SimPool
+from gateway.simulate.sites import SiteSpec
 from gateway.sites.dispatcher import Dispatcher, SiteSession, SiteUpdate
-from gateway.sites.model import Pool, SiteTerms
 from gateway.sites.registry import (
     AbortCommand,
     CancelCommand,
@@ -53,105 +47,6 @@ Expiry = Callable[[datetime, str, str], None]
 """`expire(at, site, reservation_id)`: the twin's loop looks at the hold again at `at`."""
 Started = Callable[[str, LaunchCommand], None]
 """`started(site, launch)`: an attempt (or a gang's part) started at the site now."""
-
-
-@dataclass(frozen=True)
-class CentrePolicy:
-    """A simulated centre's policy, as an agent's `policy:` section holds it: the terms it reports with its
-    capacity and enforces (`fedgate.common.terms`), and its offer windows (`fedgate.common.offers`)."""
-
-    terms: SiteTerms = field(default_factory=SiteTerms)
-    timezone: str = "UTC"
-    """IANA time zone the windows are written in."""
-    offers: Schedule = field(default_factory=dict)
-    """Per pool class, windows checked in order, the last one always holding; a class without: all its cards."""
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
-    def window(self, accelerator_class: str, at: datetime) -> OfferWindow | None:
-        return window_at(self.offers, self.zone, accelerator_class, at)
-
-    def next_change(self, at: datetime) -> datetime | None:
-        return next_change(self.offers, self.zone, at)
-
-
-@dataclass
-class SimPool:
-    """A pool's cards, node by node: `free[i]` cards free on node i (the last node may be smaller)."""
-
-    spec: PoolSpec
-    free: list[int] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if not self.free:
-            per, cards = self.spec.cards_per_node, self.spec.cards
-            self.free = [per] * (cards // per) + ([cards % per] if cards % per else [])
-
-    @property
-    def free_cards(self) -> int:
-        return sum(self.free)
-
-    def allocate(self, cards: int, nodes: int) -> list[tuple[int, int]] | None:
-        """Take `cards` as an agent's device pool does; None when it cannot. Returns (node, cards) taken.
-        `nodes` > 1 (a multi-node part): exactly that many whole free nodes. Otherwise one node when one fits
-        (the fullest that does: best fit), else whole free nodes, else any free cards (as the agent falls back)."""
-        per = self.spec.cards_per_node
-        if cards > self.free_cards:
-            return None
-        if nodes > 1:
-            wanted = need(cards, nodes, per)
-            return self._whole(cards, wanted.nodes, wanted.per_node) if wanted is not None else None
-        fitting = [i for i, f in enumerate(self.free) if f >= cards]
-        if fitting:
-            best = min(fitting, key=lambda i: (self.free[i], i))
-            self.free[best] -= cards
-            return [(best, cards)]
-        count = -(-cards // per)
-        return self._whole(cards, count, per) or self._any(cards)
-
-    def _whole(self, cards: int, count: int, each: int) -> list[tuple[int, int]] | None:
-        whole = [i for i, f in enumerate(self.free) if f == self.spec.cards_per_node][:count]
-        if len(whole) < count:
-            return None
-        taken = list(zip(whole, [each] * (count - 1) + [cards - each * (count - 1)], strict=True))
-        for node, share in taken:
-            self.free[node] -= share
-        return taken
-
-    def _any(self, cards: int) -> list[tuple[int, int]]:
-        taken, left = [], cards
-        for node, free in enumerate(self.free):
-            share = min(free, left)
-            if share:
-                self.free[node] -= share
-                taken.append((node, share))
-                left -= share
-        return taken
-
-    def release(self, taken: list[tuple[int, int]]) -> None:
-        for node, cards in taken:
-            self.free[node] += cards
-
-    def report(self, offered: int) -> Pool:
-        """The pool as an agent reports it when `offered` of its cards are offered now: free = offered - used,
-        the node room capped by it (`fedgate.common.offers.capped_room`)."""
-        per = self.spec.cards_per_node
-        used = self.spec.cards - self.free_cards
-        free = max(0, offered - used)
-        whole = sum(1 for f in self.free if f == per)
-        partial = max((f for f in self.free if f < per), default=0)
-        whole, partial = capped_room(whole, partial, free, per)
-        return Pool(
-            self.spec.accelerator_class,
-            self.spec.cards,
-            offered,
-            free,
-            per,
-            free_nodes=whole,
-            largest_partial_free=partial,
-        )
 
 
 @dataclass

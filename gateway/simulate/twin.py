@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,25 +35,21 @@ from pathlib import Path
 
 from gateway.app.compose import Core, compose
 from gateway.errors import ConfigError, GatewayError
-from gateway.identity.principal import Principal
-from gateway.jobs.model import JobSpec, JobState, Resources, StackRun, Topology
+from gateway.jobs.model import JobState, Resources
 from gateway.policy.catalogue import Catalogue
-from gateway.policy.document import FederationPolicy
 from gateway.policy.holder import PolicyHolder
 from gateway.reservations.model import Reservation, ReservationRequest
+from gateway.simulate.centres import CentrePolicy
 from gateway.simulate.engine import Mode, check_trace, layout
-from gateway.simulate.simsites import CentrePolicy, SimSite
+from gateway.simulate.simsites import SimSite
 from gateway.simulate.sites import SiteSpec
 from gateway.simulate.trace import TraceJob
+from gateway.simulate.twinjobs import Start, TwinOutcome, TwinResult, default_scope, job_spec, submitter
 from gateway.sites.registry import LaunchCommand
 from gateway.store import open_store
 
 EPOCH = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
 """Where the virtual clock starts (a Monday, 00:00 UTC): trace second 0."""
-IMAGE = "registry.example/fedgate-twin:1"
-DURATION_ENV = "FEDGATE_SIM_DURATION_S"
-"""How long the agent's `simulated` backend runs an attempt (its `DURATION_ENV`; the agreement test checks the
-two names agree, since the gateway may not import the agent)."""
 END, EXPIRE, OFFER, BOOKING, SUBMIT, TICK = 0, 1, 2, 3, 4, 5
 """Event kinds, in the order they are applied at one instant: cards freed first (attempts ending, holds
 lapsing, offer windows turning, bookings starting or ending), then arrivals, then a cycle."""
@@ -76,121 +71,6 @@ class VirtualClock:
 
     def seconds(self, at: datetime | None = None) -> float:
         return ((at or self.now) - self.start).total_seconds()
-
-
-@dataclass(frozen=True)
-class Start:
-    """One attempt started at a site: what a dispatch decided, as the site saw it (a gang has one per part)."""
-
-    at_s: float
-    job_id: str  # the trace's id
-    site: str
-    accelerator_class: str
-    cards: int
-    epoch: int
-    nodes: int
-
-
-@dataclass(frozen=True)
-class TwinOutcome:
-    """What became of one trace job. `start_s` is its first start (None: never started); `state` the gateway's
-    final state, or NEVER_STARTED; `reason` the gateway's word (the admission refusal, the pending reason)."""
-
-    job_id: str
-    tenant: str
-    project: str
-    priority_class: str
-    cards: int
-    submit_s: float
-    duration_s: float
-    start_s: float | None
-    end_s: float | None
-    sites: tuple[str, ...]
-    state: str
-    reason: str = ""
-    preemptions: int = 0
-
-    @property
-    def started(self) -> bool:
-        return self.start_s is not None
-
-    @property
-    def wait_s(self) -> float | None:
-        return None if self.start_s is None else self.start_s - self.submit_s
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "job_id": self.job_id,
-            "tenant": self.tenant,
-            "project": self.project,
-            "priority_class": self.priority_class,
-            "cards": self.cards,
-            "submit_s": self.submit_s,
-            "start_s": self.start_s,
-            "end_s": self.end_s,
-            "wait_s": self.wait_s,
-            "sites": list(self.sites),
-            "state": self.state,
-            "reason": self.reason,
-            "preemptions": self.preemptions,
-        }
-
-
-@dataclass(frozen=True)
-class TwinResult:
-    mode: str
-    outcomes: tuple[TwinOutcome, ...]  # in trace order
-    starts: tuple[Start, ...]  # every attempt's start, in the order the sites took them
-    total_cards: int
-    cycles: int
-    returned: tuple[str, ...] = ()
-    """Launches a simulated centre handed back (its cards or nodes were not free as the gateway thought)."""
-
-
-def submitter(policy: FederationPolicy, tenant: str, project: str) -> Principal:
-    """A principal who may submit to the tenant's project: any user of a tenant without a member list, else its
-    first member (by name) with the member role in that project."""
-    spec = policy.tenants.get(tenant)
-    if spec is None or not spec.members:
-        return Principal.user(policy.federation, tenant, "twin")
-    for name in sorted(spec.members):
-        member = spec.members[name]
-        if member.role == "member" and (not member.projects or project in member.projects):
-            return Principal.user(policy.federation, tenant, name)
-    return Principal.user(policy.federation, tenant, "twin")  # refused at admission, with the gateway's message
-
-
-def default_scope(policy: FederationPolicy, tenant: str = "", project: str = "") -> tuple[str, str]:
-    """The run's tenant and project for trace jobs that name none: those given, else the policy's first tenant
-    and its first project. Raises ConfigError when the policy does not have them."""
-    tenants = list(policy.tenants)
-    tenant = tenant or (tenants[0] if tenants else "")
-    if tenant not in policy.tenants:
-        raise ConfigError(f"tenant {tenant!r} is not in the policy (tenants: {', '.join(sorted(tenants))})")
-    projects = sorted(policy.projects_of(tenant))
-    first = [p.name for p in spec.projects] if (spec := policy.tenants[tenant].spec) is not None else []
-    project = project or (first[0] if first else projects[0] if projects else "")
-    if project not in projects:
-        raise ConfigError(f"project {project!r} is not one of tenant {tenant}'s (projects: {', '.join(projects)})")
-    return tenant, project
-
-
-def job_spec(job: TraceJob, tenant: str, project: str) -> JobSpec:
-    """The spec a trace job is submitted with (`tenant`/`project`: its scope, the run's defaults applied), here
-    and by the agreement test to a live gateway: its duration rides in the environment the agent's simulated
-    backend reads."""
-    runtime = timedelta(seconds=max(60, math.ceil(job.duration_s) * 2 + 60))
-    return JobSpec(
-        tenant,
-        project,
-        Resources(job.accelerator, cards=job.cards, nodes=job.nodes),
-        (StackRun("", IMAGE, ("run",)),),
-        max_runtime=runtime,
-        env=((DURATION_ENV, f"{job.duration_s:g}"),),
-        labels=(("fedgate.io/trace-job", job.job_id[:63]),),
-        priority_class=job.priority_class,
-        topology=Topology(max(1, job.max_sites), 0),
-    )
 
 
 @dataclass(order=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.simulate.report import percentile
-from gateway.simulate.twin import TwinOutcome, TwinResult
+from gateway.simulate.twinjobs import TwinOutcome, TwinResult
 
 NEVER_STARTED = "NEVER_STARTED"
 

@@ -34,7 +34,8 @@ from gateway.jobs.model import JobState
 from gateway.policy import load_catalogue
 from gateway.simulate.sites import PoolSpec, SiteSpec
 from gateway.simulate.trace import TraceJob
-from gateway.simulate.twin import DURATION_ENV, job_spec, replay_sync
+from gateway.simulate.twin import replay_sync
+from gateway.simulate.twinjobs import DURATION_ENV, job_spec
 from tests.integration.harness import AgentHandle, GatewayHandle, start_test_agent, wait_for_capacity
 from tests.waiting import eventually
 

@@ -10,11 +10,12 @@ import pytest
 
 from fedgate.common.offers import Hours, OfferWindow
 from gateway.cli import simulate as cli
+from gateway.simulate.centres import CentrePolicy
 from gateway.simulate.engine import Mode
-from gateway.simulate.simsites import CentrePolicy
 from gateway.simulate.sites import SiteSpec
 from gateway.simulate.trace import TraceJob
-from gateway.simulate.twin import Twin, TwinResult, replay
+from gateway.simulate.twin import Twin, replay
+from gateway.simulate.twinjobs import TwinResult
 from gateway.simulate.twinreport import summarise_twin
 from gateway.sites.model import SiteTerms
 from tests.unit.twinworld import H100, catalogue, job, site, write_policy

@@ -19,10 +19,11 @@ from pathlib import Path
 from gateway.app.compose import Core, compose
 from gateway.jobs.model import JobState
 from gateway.policy.holder import PolicyHolder
-from gateway.simulate.simsites import SimPool
+from gateway.simulate.simpool import SimPool
 from gateway.simulate.sites import SiteSpec
 from gateway.simulate.trace import TraceJob
-from gateway.simulate.twin import EPOCH, Twin, VirtualClock, default_scope, job_spec, submitter
+from gateway.simulate.twin import EPOCH, Twin, VirtualClock
+from gateway.simulate.twinjobs import default_scope, job_spec, submitter
 from gateway.sites.dispatcher import SiteSession, SiteUpdate
 from gateway.sites.model import SiteTerms
 from gateway.sites.registry import Command, LaunchCommand, PreemptCommand, ReserveCommand
