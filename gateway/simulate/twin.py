@@ -18,8 +18,9 @@ Advance bookings are made with `Twin.book` through the gateway's reservation boo
 the centres confirm them by the agent's rule, and each booking's start and end is an event.
 Deliberately left out: the gateway's and the sites' latency, failures, site loss, and the trace's data fields
 (`dataset_site`, `dataset_gb`: no placement rule reads them yet). A preempted job starts again from the beginning.
-Deterministic: the same inputs give the same outcomes (job ids are the gateway's, but outcomes are keyed by
-the trace's ids and no decision reads the random part of a job id). Bounded: when no event is left that could
+Deterministic: the same inputs give the same outcomes (the core names jobs with `sequential_job_ids`: the
+gateway's id shape and order, by creation time then creation order, with nothing random in them, since the
+order of jobs created at one instant is the order of their ids). Bounded: when no event is left that could
 free or add capacity (or only offer windows turn, for `IDLE_LIMIT` without a start), the jobs still waiting are
 reported as never started.
 """
@@ -36,6 +37,7 @@ from pathlib import Path
 from gateway.app.compose import Core, compose
 from gateway.errors import ConfigError, GatewayError
 from gateway.jobs.model import JobState, Resources
+from gateway.jobs.service import sequential_job_ids
 from gateway.policy.catalogue import Catalogue
 from gateway.policy.holder import PolicyHolder
 from gateway.reservations.model import Reservation, ReservationRequest
@@ -109,7 +111,8 @@ class Twin:
         self.clock = VirtualClock(start)
         self.policy = PolicyHolder(policy_path, catalogue, start)
         self.tenant, self.project = default_scope(self.policy.policy, tenant, project)
-        self.core: Core = compose(open_store("sqlite://:memory:"), self.policy, self.clock)
+        store = open_store("sqlite://:memory:")
+        self.core: Core = compose(store, self.policy, self.clock, job_ids=sequential_job_ids())
         self.period = timedelta(seconds=period_s)
         self._events: list[_Event] = []
         self._seq = 0
