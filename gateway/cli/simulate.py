@@ -79,7 +79,14 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--tenant", default="", help="twin: tenant of jobs that name none (default: the first)")
     parser.add_argument("--project", default="", help="twin: project of jobs that name none (default: its first)")
-    parser.add_argument("--period", type=float, default=1.0, help="twin: the scheduler's period, s (default 1)")
+    parser.add_argument(
+        "--period",
+        type=float,
+        default=1.0,
+        help="twin: the scheduler's period, s (default 1, the gateway's): while jobs wait it cycles once a period"
+        " besides every event; a longer one replays a long, crowded trace faster, with aging and lapsing earmarks"
+        " acted on that much later",
+    )
     parser.add_argument("--jobs", action="store_true", help="twin: list every job (table), not only the summary")
     output.add_output_flag(parser)
     return parser
