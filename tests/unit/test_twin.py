@@ -4,6 +4,9 @@ fair share by weight and quotas each visibly at work on small synthetic traces, 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -223,3 +226,34 @@ def test_the_cli_reads_each_centres_windows_and_terms(tmp_path: Path, capsys: py
     centres.write_text("centres:\n  - site: nowhere\n")
     assert cli.main([*argv, "--centres", str(centres)]) == cli.EXIT_USAGE
     assert "'nowhere' is not in the sites file" in capsys.readouterr().err
+
+
+REPLAY_SCRIPT = """
+import asyncio, json, sys
+from pathlib import Path
+from gateway.simulate.twin import replay
+from tests.unit.twinworld import catalogue, job, site, write_policy
+jobs = [
+    job(f"j{i:03d}", (i // 4) * 2.0, 5 + (i * 7) % 23, 1 + (i * 5) % 12, home="ab"[i % 2],
+        tenant=("alpha", "beta")[i % 3 % 2], priority_class=("low", "", "high")[i % 3], max_sites=1 + i % 2)
+    for i in range(60)
+]
+result = asyncio.run(replay(write_policy(Path(sys.argv[1])), catalogue(), jobs, [site("a", 16), site("b", 8)]))
+print(json.dumps([o.to_json() for o in result.outcomes]))
+"""
+
+
+def test_a_replay_gives_the_same_answer_in_another_process_with_another_hash_seed(tmp_path: Path) -> None:
+    answers = set()
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        ran = subprocess.run(
+            [sys.executable, "-c", REPLAY_SCRIPT, str(tmp_path)],
+            env=env,
+            cwd=Path(__file__).resolve().parents[2],  # the repository, for `tests.unit.twinworld`
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        answers.add(ran.stdout)
+    assert len(answers) == 1
