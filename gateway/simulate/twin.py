@@ -16,7 +16,8 @@ The simulated centres follow their `CentrePolicy`: the terms they report and enf
 and their offer windows (`fedgate.common.offers`, the rule the agent offers by); each window's turn is an event.
 Advance bookings are made with `Twin.book` through the gateway's reservation book (a trace's format has none);
 the centres confirm them by the agent's rule, and each booking's start and end is an event.
-Deliberately left out: the gateway's and the sites' latency, failures, site loss, and the trace's data fields
+Deliberately left out: the gateway's and the sites' latency, failures, site loss (so the gateway's site lease
+check, `gateway.sites.liveness`, is not run: no simulated site ever falls silent), and the trace's data fields
 (`dataset_site`, `dataset_gb`: no placement rule reads them yet). A preempted job starts again from the beginning.
 Deterministic: the same inputs give the same outcomes (the core names jobs with `sequential_job_ids`: the
 gateway's id shape and order, by creation time then creation order, with nothing random in them, since the
