@@ -102,6 +102,8 @@ class Twin:
         period_s: float = 1.0,
         start: datetime = EPOCH,
     ) -> None:
+        if not period_s > 0:
+            raise ConfigError(f"the scheduler's period must be above 0 s, got {period_s:g}")
         for site in sites:
             for pool in site.pools:
                 if pool.accelerator_class not in catalogue:

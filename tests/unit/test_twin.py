@@ -223,6 +223,8 @@ def test_the_cli_reads_each_centres_windows_and_terms(tmp_path: Path, capsys: py
     assert cli.main([*argv, "--centres", str(centres), "-o", "json"]) == cli.EXIT_OK
     (ran,) = json.loads(capsys.readouterr().out)["modes"]["federated"]["jobs"]
     assert ran["start_s"] == 3600.0  # half the pool is offered until 01:00 UTC
+    assert cli.main([*argv, "--period", "0"]) == cli.EXIT_USAGE  # a period of 0 would never let time move
+    assert "period must be above 0" in capsys.readouterr().err
     centres.write_text("centres:\n  - site: nowhere\n")
     assert cli.main([*argv, "--centres", str(centres)]) == cli.EXIT_USAGE
     assert "'nowhere' is not in the sites file" in capsys.readouterr().err
