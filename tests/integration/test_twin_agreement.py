@@ -18,8 +18,8 @@ within a cycle of each other can swap places, and each wait can differ by a cycl
 - mean wait: within 25 % of the live mean, or 1 s, whichever is larger. The live mean runs higher: every
   start there comes a few tens of milliseconds after the cards are freed (an update, a wake-up, a cycle, a
   Launch over the stream), and while jobs queue these delays add up along each chain of jobs that follow one
-  another onto the same cards (measured here: about 3.7 s live against 2.9 s in the twin, 0.97 of pairs in the
-  same order).
+  another onto the same cards (measured here in three runs: 3.2 to 3.7 s live against 2.9 s in the twin, and
+  0.97 of pairs in the same order).
 """
 
 from __future__ import annotations
