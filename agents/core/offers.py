@@ -17,6 +17,7 @@ from datetime import datetime
 from agents.core.devices import DevicePool
 from agents.core.model import PoolCapacity
 from agents.policy.terms import SitePolicy, effective_offer, next_offer_change
+from fedgate.common.offers import capped_room
 
 MIN_OFFER_WAIT_S = 0.05
 """Shortest wait `seconds_until_change` suggests, so a clock that stands still (tests) cannot make a busy loop."""
@@ -31,12 +32,8 @@ def pool_capacities(
         offered = effective_offer(policy, pool.spec, now)
         free = 0 if draining else max(0, offered - pool.used_count)  # a draining site takes nothing new
         whole, partial = (0, 0) if draining else pool.node_room()
-        per_node = pool.spec.cards_per_node
-        if per_node:  # an offer the policy's window shrank below the declared one caps what may be placed
-            capped = min(whole, free // per_node)
-            if capped < whole:  # a node the offer no longer covers whole keeps the cards it may still give
-                partial = min(per_node - 1, max(partial, free - capped * per_node))
-            whole, partial = capped, min(partial, free)
+        # An offer the policy's window shrank below the declared one caps what may be placed.
+        whole, partial = capped_room(whole, partial, free, pool.spec.cards_per_node)
         reports.append(
             PoolCapacity(
                 accelerator_class=pool.spec.accelerator_class,

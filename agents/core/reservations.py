@@ -19,7 +19,8 @@ from datetime import datetime
 
 from agents.core.commands import Reserve
 from agents.core.model import PoolSpec, ReserveReply
-from agents.policy.terms import PREFIX, SitePolicy, effective_offer, next_offer_change
+from agents.policy.terms import PREFIX, SitePolicy
+from fedgate.common.offers import lowest_offer
 from fedgate.common.terms import project_accepted
 
 log = logging.getLogger(__name__)
@@ -51,16 +52,17 @@ class SiteReservation:
 def window_offer(policy: SitePolicy, pool: PoolSpec, start: datetime, end: datetime, now: datetime) -> tuple[int, str]:
     """The fewest cards the pool offers at any instant of [start, end), and how that was worked out: by
     following the offer schedule through the window, or (a schedule that changes too often to follow) the
-    offer now."""
-    lowest, at, steps = effective_offer(policy, pool, start), start, 0
-    while (change := next_offer_change(policy, at)) is not None and change < end:
-        steps += 1
-        if steps > MAX_OFFER_STEPS:
-            return effective_offer(policy, pool, now), "offered now (its schedule is too busy to follow this window)"
-        lowest, at = min(lowest, effective_offer(policy, pool, change)), change
-    if not policy.offers.get(pool.accelerator_class):
-        return lowest, "offered"
-    return lowest, "offered through the whole window by its offer schedule"
+    offer now (`fedgate.common.offers.lowest_offer`, the rule the twin's simulated centres book by too)."""
+    return lowest_offer(
+        policy.offers,
+        policy.zone,
+        pool.accelerator_class,
+        pool.offered,
+        pool.cards,
+        (start, end),
+        now,
+        MAX_OFFER_STEPS,
+    )
 
 
 class SiteReservations:

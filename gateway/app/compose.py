@@ -20,7 +20,7 @@ from gateway.gangs.coordinator import GangCoordinator
 from gateway.jobs.book import JobBook
 from gateway.jobs.events import EventBus
 from gateway.jobs.model import JobSpec
-from gateway.jobs.service import JobService
+from gateway.jobs.service import JobService, new_job_id
 from gateway.policy.engine import evaluate
 from gateway.policy.holder import PolicyHolder
 from gateway.reservations.book import ReservationBook
@@ -88,11 +88,14 @@ def compose(
     countersigner: Countersigner | None = None,
     page_tokens: PageTokens | None = None,
     signed_record: SignedRecord | None = None,
+    job_ids: Callable[[datetime], str] | None = None,
 ) -> Core:
     """Build the core over `store`: its active jobs are loaded, and gangs a restart interrupted queued again
     (their holds at the sites expire by themselves). `countersigner` settles usage receipts (None: checked only);
     `page_tokens` seals list page tokens (None: a key of this process only). `signed_record` reads the record a
-    receipt's site signed (the transport's parser), against which listed receipts are judged (None: columns)."""
+    receipt's site signed (the transport's parser), against which listed receipts are judged (None: columns).
+    `job_ids` names new jobs from their creation time (None: `new_job_id`; the twin passes ids with no chance
+    in them, `sequential_job_ids`)."""
     page_tokens = page_tokens or PageTokens.ephemeral()
     registry = SiteRegistry(store.reserve_site_messages)  # sequences that only increase, across restarts
     logs = LogRelay(registry)  # job output from the sites to readers (access checked by the job service)
@@ -145,6 +148,7 @@ def compose(
         clock,
         page_tokens,
         signed_record,
+        job_ids or new_job_id,
     )
     admin = AdminService(policy, book.active, queue, usage, registry, clock)
     dispatcher = Dispatcher(

@@ -1,8 +1,10 @@
 """`fedgate simulate`: replay a GPU-cluster trace siloed, federated and pooled; convert public traces.
 
-A thin shell over `gateway.simulate`: read the two files, run the modes, print table, JSON or YAML. Nothing
-here talks to a gateway. Exit codes: 0 done, 2 bad usage or a bad input file (the message names file and
-line).
+A thin shell over `gateway.simulate`: read the files, run the modes, print table, JSON or YAML. Two engines:
+`twin` (`gateway.simulate.twin`: the gateway's own core under the policy given, the default when `--policy` is
+given) and `greedy` (`gateway.simulate.engine`: placement alone, FIFO; the default without `--policy`, with
+the figures and output it always had). Nothing here talks to a gateway. Exit codes: 0 done, 2 bad usage or a
+bad input file (the message names file and line).
 
 Owns: the arguments and printing of the simulator's commands (`fedgate simulate`, `convert-alibaba`,
 `convert-philly`).
@@ -16,8 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.app.config import REPO_POLICIES
 from gateway.cli import output
 from gateway.errors import GatewayError
+from gateway.policy import load_catalogue
 from gateway.simulate import (
     MODES,
     OPTIONAL_COLUMNS,
@@ -30,7 +34,10 @@ from gateway.simulate import (
     write_sites,
     write_trace,
 )
+from gateway.simulate.centres import check_centres, load_centres
 from gateway.simulate.engine import check_trace
+from gateway.simulate.twin import replay_sync
+from gateway.simulate.twinreport import summarise_twin
 
 EXIT_OK, EXIT_USAGE = 0, 2
 COLUMNS: list[output.Column] = [
@@ -43,23 +50,62 @@ COLUMNS: list[output.Column] = [
     ("utilisation", "UTILISATION"),
     ("window_utilisation", "WINDOW UTILISATION"),
 ]
+TWIN_COLUMNS: list[output.Column] = [
+    ("mode", "MODE"),
+    ("by", "BY"),
+    ("group", "GROUP"),
+    ("jobs", "JOBS"),
+    ("started", "STARTED"),
+    ("rejected", "REJECTED"),
+    ("never_started", "NEVER STARTED"),
+    ("preemptions", "PREEMPTED"),
+    ("mean_wait_s", "MEAN WAIT S"),
+    ("p95_wait_s", "P95 WAIT S"),
+    ("card_hours", "CARD-HOURS"),
+    ("utilisation", "UTILISATION"),
+]
 
 
 def _run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fedgate simulate",
-        description="Replay a trace through the real placement code on a simulated clock. Siloed: each job only"
-        " at its home site; federated: placed across all sites; pooled: one ideal cluster with every card."
+        description="Replay a trace on a simulated clock. Siloed: each job only at its home site; federated:"
+        " placed across all sites; pooled: one ideal cluster with every card. With --policy, the twin engine runs"
+        " the gateway's own scheduler (admission, quotas, priorities, fair share, backfill, preemption, gangs,"
+        " nodes) against simulated sites; without, the greedy engine runs placement alone."
         " Also: `fedgate simulate convert-alibaba --help`, `fedgate simulate convert-philly --help`.",
     )
     parser.add_argument(
         "--trace",
         type=Path,
         required=True,
-        help=f"CSV: {','.join(TRACE_HEADER)}, then any of {','.join(OPTIONAL_COLUMNS)} (ignored by this replay)",
+        help=f"CSV: {','.join(TRACE_HEADER)}, then any of {','.join(OPTIONAL_COLUMNS)} (the greedy engine ignores"
+        " them)",
     )
     parser.add_argument("--sites", type=Path, required=True, help="YAML: sites: [{name, region, pools: [...]}]")
     parser.add_argument("--mode", choices=(*MODES, "all"), default="all", help="default: all")
+    parser.add_argument("--engine", choices=("twin", "greedy"), help="default: twin with --policy, else greedy")
+    parser.add_argument("--policy", type=Path, help="the federation policy the twin decides under (YAML)")
+    parser.add_argument(
+        "--catalogue",
+        type=Path,
+        default=REPO_POLICIES / "accelerators.yaml",
+        help="the accelerator catalogue (twin; default: the shipped one)",
+    )
+    parser.add_argument(
+        "--centres", type=Path, help="twin: YAML of each centre's terms and offer windows (an agent's policy: keys)"
+    )
+    parser.add_argument("--tenant", default="", help="twin: tenant of jobs that name none (default: the first)")
+    parser.add_argument("--project", default="", help="twin: project of jobs that name none (default: its first)")
+    parser.add_argument(
+        "--period",
+        type=float,
+        default=1.0,
+        help="twin: the scheduler's period, s (default 1, the gateway's): while jobs wait it cycles once a period"
+        " besides every event; a longer one replays a long, crowded trace faster, with aging and lapsing earmarks"
+        " acted on that much later",
+    )
+    parser.add_argument("--jobs", action="store_true", help="twin: list every job (table), not only the summary")
     output.add_output_flag(parser)
     return parser
 
@@ -163,6 +209,61 @@ def run(trace: Path, sites_path: Path, modes: Sequence[Mode]) -> dict[str, dict[
     return {mode: summarise(simulate(jobs, sites, mode)).to_json() for mode in modes}
 
 
+def run_twin(args: argparse.Namespace, modes: Sequence[Mode]) -> dict[str, dict[str, Any]]:
+    """The twin's figures of each mode, keyed by mode (the `modes` object of `-o json`)."""
+    jobs, sites = load_trace(args.trace), load_sites(args.sites)
+    check_trace(jobs, sites, str(args.trace))
+    policy = args.policy or REPO_POLICIES / "federation.yaml"
+    catalogue = load_catalogue(args.catalogue)
+    centres = load_centres(args.centres) if args.centres else {}
+    check_centres(centres, sites, str(args.centres))
+    return {
+        mode: summarise_twin(
+            replay_sync(
+                policy,
+                catalogue,
+                jobs,
+                sites,
+                mode,
+                centres=centres,
+                tenant=args.tenant,
+                project=args.project,
+                period_s=args.period,
+            )
+        )
+        for mode in modes
+    }
+
+
+def _twin_table(figures: dict[str, dict[str, Any]], jobs: bool) -> str:
+    rows = []
+    for mode, run in figures.items():
+        rows.append({"mode": mode, "by": "all", **run["total"]})
+        rows.extend({"mode": mode, "by": "tenant", **g} for g in run["tenants"])
+        rows.extend({"mode": mode, "by": "class", **g} for g in run["classes"])
+    text = output.render(rows, TWIN_COLUMNS, "table")
+    if jobs:
+        columns: list[output.Column] = [
+            ("mode", "MODE"),
+            ("job_id", "JOB"),
+            ("tenant", "TENANT"),
+            ("cards", "CARDS"),
+            ("submit_s", "SUBMIT S"),
+            ("start_s", "START S"),
+            ("end_s", "END S"),
+            ("sites", "SITES"),
+            ("state", "STATE"),
+            ("reason", "REASON"),
+        ]
+        listed = [
+            {"mode": m, **j, "sites": ",".join(j["sites"]), "reason": j["reason"][:60]}
+            for m, run in figures.items()
+            for j in run["jobs"]
+        ]
+        text += "\n\n" + output.render(listed, columns, "table")
+    return text
+
+
 def _convert(argv: Sequence[str]) -> int:
     from gateway.simulate import alibaba
 
@@ -258,10 +359,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _convert_philly(args_in[1:])
         args = _run_parser().parse_args(args_in)
         modes: tuple[Mode, ...] = MODES if args.mode == "all" else (args.mode,)
-        figures = run(args.trace, args.sites, modes)
+        engine = args.engine or ("twin" if args.policy else "greedy")
+        figures = run_twin(args, modes) if engine == "twin" else run(args.trace, args.sites, modes)
     except GatewayError as exc:
         print(f"fedgate simulate: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
+    if engine == "twin":
+        if args.output == "table":
+            print(_twin_table(figures, args.jobs))
+        else:
+            print(output.render_record({"engine": "twin", "modes": figures}, args.output))
+        return EXIT_OK
     if args.output == "table":
         print(output.render([{"mode": m, **f} for m, f in figures.items()], COLUMNS, "table"))
     else:

@@ -54,6 +54,19 @@ def new_job_id(now: datetime) -> str:
     return f"job-{millis:011x}{next(_sequence) % 4096:03x}{secrets.token_hex(2)}"
 
 
+def sequential_job_ids() -> Callable[[datetime], str]:
+    """Job ids of the same shape as `new_job_id` that sort by creation time, then by creation order however many
+    jobs share a millisecond, with nothing random: for a replay that must give the same answer every time (the
+    what-if twin), where the order of jobs created at one instant decides who goes first."""
+    counter = itertools.count()
+
+    def job_id(now: datetime) -> str:
+        millis = int(now.timestamp() * 1000)
+        return f"job-{millis:011x}{next(counter):07x}"
+
+    return job_id
+
+
 class JobService:
     def __init__(
         self,
@@ -69,6 +82,7 @@ class JobService:
         clock: Clock,
         tokens: PageTokens,
         signed_record: SignedRecord | None = None,
+        job_ids: Callable[[datetime], str] = new_job_id,
     ) -> None:
         self.book = book
         self.store = store  # read only: listings, usage rows
@@ -83,6 +97,7 @@ class JobService:
         self.tokens = tokens  # seals page tokens
         self.signed_record = signed_record  # reads a receipt's signed bytes (the transport's parser)
         self._closing = ""  # why new jobs are refused (the gateway stops); empty while it serves
+        self.job_ids = job_ids  # a new job's id, from its creation time
 
     def refuse_new_jobs(self, why: str) -> None:
         """The gateway stops: from now on CreateJob answers UNAVAILABLE (GATEWAY_SHUTTING_DOWN) with `why`."""
@@ -121,7 +136,7 @@ class JobService:
         self.reservations.check_job(spec)
         now = self.clock()
         job = Job(
-            job_id=new_job_id(now),
+            job_id=self.job_ids(now),
             spec=spec,
             state=JobState.QUEUED,
             create_time=now,

@@ -1,9 +1,11 @@
-"""The trace simulator: replay a GPU-cluster workload through the real placement code on a simulated clock.
+"""The trace simulator: replay a GPU-cluster workload on a simulated clock, two ways.
 
-The folder holds: reading and writing a trace (CSV) and a federation of sites (YAML), converters from
-public traces (`alibaba`, `philly`), the discrete-event replay in three modes (siloed, federated, pooled)
-and the summary figures. Its only I/O is reading the files it is given and writing the ones it is asked to;
-it never sleeps and never touches a store or a network: `gateway.cli.simulate` and `bench.simulation` drive it.
+Owns: reading and writing a trace (CSV), a federation of sites and the centres' own policies (YAML);
+converters from public traces (`alibaba`, `philly`); the greedy engine (`engine`: the real placement function
+alone, FIFO, in three modes: siloed, federated, pooled) and the what-if twin (`twin`: the gateway's whole
+composed core, under a federation policy, over an in-memory store, with simulated centres, `simsites`), and
+the summary figures of each. It never sleeps and never touches a network or a file beyond its inputs and the
+outputs it is asked to write: `gateway.cli.simulate` and `bench.simulation` drive it.
 """
 
 from __future__ import annotations

@@ -44,12 +44,12 @@ class TraceJob:
     accelerator: str  # "" means any class
     home_site: str
     line: int = 0  # where it came from, for messages
-    tenant: str = ""  # "" : not stated
-    project: str = ""  # "" : not stated
+    tenant: str = ""  # "" : the run's default tenant (the twin's --tenant)
+    project: str = ""  # "" : the run's default project (the twin's --project)
     priority_class: str = ""  # "" : the policy's default class
-    nodes: int = 0  # whole nodes the job wants, its cards spread evenly; 0: any shape
-    max_sites: int = 1  # a gang may span up to this many centres; 1: one centre
-    dataset_site: str = ""  # the centre holding the job's input data; "": none
+    nodes: int = 0  # whole nodes the job wants, its cards spread evenly; 0: any shape (the gateway chooses)
+    max_sites: int = 1  # sites a gang may span (1: one site)
+    dataset_site: str = ""  # where the job's data lies ("" : nowhere in particular)
     dataset_gb: float = 0.0  # the size of that data in GB (10^9 bytes); 0: not stated
 
 
