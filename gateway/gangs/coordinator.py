@@ -112,6 +112,7 @@ class GangCoordinator:
         self._pending: dict[str, PendingGang] = {}
         self._backing_off: dict[str, dict[str, datetime]] = {}  # job -> site -> until
         self._failures: dict[str, dict[str, int]] = {}  # job -> site -> failed asks so far (kept while queued)
+        self._unasked: list[str] = []  # gangs started whose first Reserve waits for `ask_started`
         self.backoff_lapsed = False
         """Set by `tick` when a site's backoff for a job ended: the scheduler looks at every waiting job again
         (and clears it), as it does when a hold lapses, since only time changed and no wake-up says so."""
@@ -127,17 +128,33 @@ class GangCoordinator:
             self._backing_off.pop(job_id, None)
         return frozenset(sites)
 
-    def start(self, job: Job, parts: tuple[Placement, ...], reasons: tuple[Reason, ...]) -> Job:
-        """Move a queued job to RESERVING on `parts` (durable) and ask the first part's site."""
+    def start(self, job: Job, parts: tuple[Placement, ...], reasons: tuple[Reason, ...], ask: bool = True) -> Job:
+        """Move a queued job to RESERVING on `parts` (durable) and ask the first part's site; with `ask` False,
+        only once `ask_started` is called: a scheduling cycle starts gangs as it plans, but sends its launches at
+        its end, and a site must see those launches before the Reserve, or it holds a gang part on cards (a
+        whole node) the same cycle gave a launch."""
         epoch = job.epoch + 1
         parts = tuple(p if p.nodes else replace(p, nodes=self._nodes(p)) for p in parts)  # the planner's, if any
         where = ", ".join(f"{p.cards} x {p.accelerator_class} on {p.site}" for p in parts)
         message = f"reserving a gang of {len(parts)} sites: {where}"
         job = self.jobs.transition(job, JobState.RESERVING, message, placements=parts, epoch=epoch, reasons=reasons)
-        gang = PendingGang(job.job_id, epoch, parts, 0, self.clock())
+        gang = PendingGang(job.job_id, epoch, parts, 0, self.clock() + self.timeout)
         self._pending[job.job_id] = gang
-        self._ask(gang, job)
+        if ask:
+            self._ask(gang, job)
+        else:
+            self._unasked.append(job.job_id)
         return job
+
+    def ask_started(self) -> None:
+        """Send the first Reserve of every gang started with `ask` False and still waiting for it."""
+        unasked, self._unasked = self._unasked, []
+        for job_id in unasked:
+            gang, job = self._pending.get(job_id), self.jobs.active.get(job_id)
+            if gang is None or job is None or job.state != JobState.RESERVING or job.epoch != gang.epoch:
+                continue  # released meanwhile (tick, a cancel): nothing to ask
+            if gang.asking == 0:
+                self._ask(gang, job)
 
     def _nodes(self, part: Placement) -> int:
         """The nodes a part takes when the planner left it to its cards (a gang of no stated shape)."""
@@ -190,6 +207,7 @@ class GangCoordinator:
     def tick(self) -> None:
         """Fail the gangs whose asked site has not answered in time; drop those whose job moved on; end the
         backoffs whose time is up; forget the failures of jobs that ended."""
+        self.ask_started()  # a cycle that raised before its end left them: ask now, late rather than never
         now = self.clock()
         for job_id in [j for j in self._failures if j not in self.jobs.active]:  # ended: nothing to back off
             del self._failures[job_id]

@@ -198,6 +198,7 @@ class Scheduler:
         orders = plan.finish()
         for order in orders:
             self.registry.send(order.site, PreemptCommand(order.job_id, order.epoch, order.grace_s))
+        self.gangs.ask_started()  # after the launches: a site never holds a gang part on cards a launch takes
         self.skipping.settled(not (changed or orders))
 
     def _snapshot(self) -> tuple[ReservedCapacity, dict[str, dict[str, int]], dict[str, SiteView], Usage]:
@@ -303,7 +304,7 @@ class Scheduler:
         plan = self.outlook.plan(job.spec, classes, list(views.values()), usage, self.gangs.backing_off(job.job_id))
         if not plan.spans_sites:
             return False
-        self.gangs.start(job, plan.parts, plan.reasons)
+        self.gangs.start(job, plan.parts, plan.reasons, ask=False)  # asked after the cycle's launches
         assert isinstance(usage.held, dict)
         for part in plan.parts:
             usage.held[(job.spec.tenant, job.spec.project, part.accelerator_class)] += part.cards

@@ -261,13 +261,10 @@ def test_a_replay_gives_the_same_answer_in_another_process_with_another_hash_see
     assert len(answers) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by the twin, a gateway issue left open: a cycle sends a gang part's Reserve as it plans the gang,"
-    " but its Launches only at the cycle's end, so the site holds the part on a whole node the cycle placed a"
-    " multi-node launch on, and hands that launch back (the agent's device pool does the same)",
-)
 async def test_a_gang_part_reserved_in_the_cycle_of_a_multi_node_launch_leaves_its_nodes_alone(tmp_path: Path) -> None:
+    """Found by the twin: a cycle sent a gang part's Reserve as it planned the gang but its launches only at its
+    end, so the site held the part on a whole node the same cycle had given a multi-node launch, and handed that
+    launch back. The cycle now asks its gangs' sites after its launches."""
     jobs = [job("two-nodes", 0, 10, 9), job("gang", 0, 10, 10, max_sites=2)]
     result = await run(tmp_path, jobs, [site("a", 16), site("b", 8)])
     out = {o.job_id: o for o in result.outcomes}
