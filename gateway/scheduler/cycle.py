@@ -144,6 +144,7 @@ class Scheduler:
             views,
             cycle.index,
             self.usage.holding_by_id(),
+            self.usage.preemptible_holding(policy),
             self.usage.releases,
             queued,
             active,

@@ -74,6 +74,7 @@ class CyclePlan:
         views: dict[str, SiteView],
         index: FreeIndex,
         holding: Mapping[str, Job],
+        preemptible: Mapping[str, Job],
         releases: Releases,
         queued: Collection[str],
         active: Collection[str],
@@ -82,6 +83,7 @@ class CyclePlan:
         self._book, self._now, self._policy = book, now, policy
         self._views, self._index = views, index
         self._holding = holding  # the jobs holding cards, by id (live usage's own: read only)
+        self._preemptible = preemptible  # those of them of a preemptible class (likewise)
         self._releases = releases  # when their cards come back (live usage's own: read only)
         self._raw: dict[str, SiteView] = {}  # sites with holds: their uncut views
         self._holds: dict[Pool_, Earmark] = {}
@@ -242,7 +244,7 @@ class CyclePlan:
     def _victim_index(self) -> dict[str, dict[str, list[Job]]]:
         if self._victims is None:
             self._victims = defaultdict(lambda: defaultdict(list))
-            for job in self._holding.values():
+            for job in self._preemptible.values():
                 if job.state in {JobState.RUNNING, JobState.DISPATCHED} and may_be_preempted(
                     self._policy, job.spec, 1 << 30
                 ):

@@ -55,17 +55,26 @@ class LiveUsage:
         self._ended = EndedHours(read_ended or (lambda since: (store.card_hours_since(since), frozenset())))
         self.preemptible_changes = 0
         """How many times a job of a preemptible priority class that holds cards changed (a possible victim)."""
+        self._preemptible: dict[str, Job] = {}  # holding jobs of a preemptible class under `_preemptible_under`
+        self._preemptible_under: FederationPolicy | None = None  # None: to be worked out on the next read
 
     def job_changed(self, job: Job) -> None:
         """The job book's listener: follow which jobs hold cards, and count an ended attempt's card-hours."""
         if job.state.holds_capacity:
             self._holdings.hold(job)
             self.releases.hold(job)
-            found = priority_class(self.policy.policy, job.spec)
+            policy = self.policy.policy
+            found = priority_class(policy, job.spec)
             if found is not None and found.preemptible:
                 self.preemptible_changes += 1
+                self._preemptible[job.job_id] = job
+            else:
+                self._preemptible.pop(job.job_id, None)
+            if policy is not self._preemptible_under:
+                self._preemptible_under = None  # classified under another policy than the rest: read anew
         elif self._holdings.release(job.job_id) is not None:
             self.releases.release(job.job_id)
+            self._preemptible.pop(job.job_id, None)
             self._ended.ended(job)  # an attempt ended: its card-hours are now in the store
             self.on_freed()
 
@@ -76,6 +85,18 @@ class LiveUsage:
     def holding_by_id(self) -> Mapping[str, Job]:
         """The jobs holding cards at a site now, by id (read only)."""
         return self._holdings.jobs
+
+    def preemptible_holding(self, policy: FederationPolicy) -> Mapping[str, Job]:
+        """The jobs holding cards whose priority class `policy` makes preemptible, by id (read only): the
+        possible victims, without walking every job holding cards (worked out anew when the policy changed)."""
+        if policy is not self._preemptible_under:
+            self._preemptible = {
+                job_id: job
+                for job_id, job in self._holdings.jobs.items()
+                if (found := priority_class(policy, job.spec)) is not None and found.preemptible
+            }
+            self._preemptible_under = policy
+        return self._preemptible
 
     def holding_job(self, job_id: str) -> Job | None:
         return self._holdings.jobs.get(job_id)

@@ -194,6 +194,7 @@ def _reference_cycle(federation: Core) -> dict[str, Placement]:
         views,
         index,
         holding,
+        federation.usage.preemptible_holding(policy),
         federation.usage.releases,
         federation.queue.queued,
         federation.book.active,

@@ -31,6 +31,7 @@ from gateway.jobs.book import JobBook
 from gateway.jobs.events import EventBus
 from gateway.jobs.model import Job, JobEvent, JobSpec, JobState, Placement, Resources, StackRun
 from gateway.placement.backfill import Release, earliest_start, earliest_start_in_order, latest_end
+from gateway.placement.preemption import priority_class
 from gateway.policy import load_catalogue
 from gateway.policy.document import REPO_POLICIES
 from gateway.policy.holder import PolicyHolder
@@ -111,6 +112,12 @@ class World:
         self.book.listen(self.usage.job_changed)
         self.book.load()
 
+    def flip_normal(self) -> None:
+        policy = self.usage.policy.policy
+        normal = policy.priorities["normal"]
+        flipped = dataclasses.replace(normal, preemptible=not normal.preemptible)
+        self.usage.policy.policy = dataclasses.replace(policy, priorities={**policy.priorities, "normal": flipped})
+
     def report(self, site: str) -> None:
         pools = [Pool(cls, 64, self.rng.randrange(0, 65), 64, 8) for cls in CLASSES if self.rng.random() < 0.8]
         self.registry.report(site, pools, True, self.now)
@@ -122,6 +129,7 @@ class World:
         self.count += 1
         tenant, project = self.rng.choice(SCOPES)
         spec = JobSpec(tenant, project, Resources(self.rng.choice(CLASSES), None, 1), (StackRun("", "img", ()),))
+        spec = dataclasses.replace(spec, priority_class=self.rng.choice(("", "", "low", "high")))  # "": normal
         if self.rng.random() < 0.8:  # most with a max runtime (a known latest end), some may run for ever
             runtime = timedelta(minutes=self.rng.choice((5, 30, 30, 120, 600)))  # equal ends now and then
             spec = dataclasses.replace(spec, max_runtime=runtime)
@@ -188,6 +196,8 @@ class World:
                 self.report(site)
         elif move < 0.64:
             self.restart()
+        elif move < 0.66:  # a policy reload that turns the default class preemptible, or back
+            self.flip_normal()
         else:  # time passes: mostly seconds to minutes, sometimes hours
             if rng.random() < 0.02:  # the wall clock stepped back: an attempt may have started "after" now
                 self.now -= timedelta(seconds=rng.randrange(1, 600))
@@ -209,6 +219,10 @@ class World:
         }
         assert {j.job_id for j in self.usage.holding()} == set(holding)
         self.check_releases(holding)
+        policy = self.usage.policy.policy
+        preemptible = {i for i, j in holding.items() if (c := priority_class(policy, j.spec)) and c.preemptible}
+        got = self.usage.preemptible_holding(policy)
+        assert set(got) == preemptible and all(got[i] is holding[i] for i in got)  # the latest versions
         views = self.registry.views(leases)[:2]  # placement's own views (here: a subset) give their offers
         assert_same_counts(
             self.usage.usage(views).offered,
