@@ -3,8 +3,9 @@
 A thin shell over `gateway.simulate`: read the files, run the modes, print table, JSON or YAML. Two engines:
 `twin` (`gateway.simulate.twin`: the gateway's own core under the policy given, the default when `--policy` is
 given) and `greedy` (`gateway.simulate.engine`: placement alone, FIFO; the default without `--policy`, with
-the figures and output it always had). Nothing here talks to a gateway. Exit codes: 0 done, 2 bad usage or a
-bad input file (the message names file and line).
+the figures and output it always had). With `--compare`, `--compare-sites` or `--compare-centres` it runs the
+twin twice, under A and B, and prints both and the change (`gateway.simulate.whatif`). Nothing here talks to a
+gateway. Exit codes: 0 done, 2 bad usage or a bad input file (the message names file and line).
 
 Owns: the arguments and printing of the simulator's commands (`fedgate simulate`, `convert-alibaba`,
 `convert-philly`).
