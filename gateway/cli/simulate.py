@@ -16,18 +16,22 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 from gateway.app.config import REPO_POLICIES
 from gateway.cli import output
 from gateway.errors import GatewayError
-from gateway.policy import load_catalogue
+from gateway.policy import load_catalogue, load_policy
+from gateway.policy.catalogue import Catalogue
 from gateway.simulate import (
     MODES,
     OPTIONAL_COLUMNS,
     TRACE_HEADER,
     Mode,
+    SiteSpec,
+    TraceJob,
     load_sites,
     load_trace,
     simulate,
@@ -35,7 +39,7 @@ from gateway.simulate import (
     write_sites,
     write_trace,
 )
-from gateway.simulate.centres import check_centres, load_centres
+from gateway.simulate.centres import CentrePolicy, check_centres, load_centres
 from gateway.simulate.engine import check_trace
 from gateway.simulate.twin import replay_sync
 from gateway.simulate.twinreport import summarise_twin
@@ -246,29 +250,43 @@ def run(trace: Path, sites_path: Path, modes: Sequence[Mode]) -> dict[str, dict[
     return {mode: summarise(simulate(jobs, sites, mode)).to_json() for mode in modes}
 
 
-def run_twin(
-    args: argparse.Namespace, modes: Sequence[Mode], scenario: dict[str, Path | None] | None = None
-) -> dict[str, dict[str, Any]]:
-    """The twin's figures of each mode, keyed by mode (the `modes` object of `-o json`). `scenario` (from
-    `scenario_inputs`) replaces the policy, sites and centres files of `args`."""
-    inputs = scenario or scenario_inputs(args)
-    sites_path, centres_path = inputs["sites"], inputs["centres"]
-    assert sites_path is not None and inputs["policy"] is not None
+@dataclass(frozen=True)
+class _TwinInputs:
+    """One scenario's files, read and checked (the policy too, so that a bad B fails before A is run)."""
+
+    policy: Path
+    catalogue: Catalogue
+    jobs: tuple[TraceJob, ...]
+    sites: tuple[SiteSpec, ...]
+    centres: dict[str, CentrePolicy]
+
+
+def _read_inputs(args: argparse.Namespace, scenario: dict[str, Path | None]) -> _TwinInputs:
+    policy, sites_path, centres_path = scenario["policy"], scenario["sites"], scenario["centres"]
+    assert policy is not None and sites_path is not None
     jobs, sites = load_trace(args.trace), load_sites(sites_path)
     check_trace(jobs, sites, str(args.trace))
-    policy = inputs["policy"]
-    catalogue = load_catalogue(args.catalogue)
+    load_policy(policy)
     centres = load_centres(centres_path) if centres_path else {}
     check_centres(centres, sites, str(centres_path))
+    return _TwinInputs(policy, load_catalogue(args.catalogue), tuple(jobs), tuple(sites), centres)
+
+
+def run_twin(
+    args: argparse.Namespace, modes: Sequence[Mode], inputs: _TwinInputs | None = None
+) -> dict[str, dict[str, Any]]:
+    """The twin's figures of each mode, keyed by mode (the `modes` object of `-o json`), from the files of
+    `args` or the `inputs` given."""
+    given = inputs or _read_inputs(args, scenario_inputs(args))
     return {
         mode: summarise_twin(
             replay_sync(
-                policy,
-                catalogue,
-                jobs,
-                sites,
+                given.policy,
+                given.catalogue,
+                given.jobs,
+                given.sites,
                 mode,
-                centres=centres,
+                centres=given.centres,
                 tenant=args.tenant,
                 project=args.project,
                 period_s=args.period,
@@ -295,7 +313,8 @@ def scenario_inputs(args: argparse.Namespace, *, b: bool = False) -> dict[str, P
 def compared(args: argparse.Namespace, modes: Sequence[Mode]) -> dict[str, Any]:
     """The what-if answer (the record of `-o json`): A's and B's inputs and the compared groups of each mode."""
     a_inputs, b_inputs = scenario_inputs(args), scenario_inputs(args, b=True)
-    a, b = run_twin(args, modes, a_inputs), run_twin(args, modes, b_inputs)
+    read_a, read_b = _read_inputs(args, a_inputs), _read_inputs(args, b_inputs)  # both checked before either runs
+    a, b = run_twin(args, modes, read_a), run_twin(args, modes, read_b)
     common = {"trace": str(args.trace), "catalogue": str(args.catalogue), "modes": list(modes)}
 
     def shown(inputs: dict[str, Path | None]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from gateway.app.config import REPO_POLICIES
 from gateway.cli import simulate as cli
@@ -69,11 +70,11 @@ def test_a_second_centre_cuts_the_queue_by_the_figures_worked_by_hand(
         ("accelerator", "nvidia-h100"),
         ("class", "default"),
     }
-    assert (
-        cli.main(["--trace", str(trace), "--sites", str(one), "--policy", str(policy), "--compare-sites", str(two)])
-        == 0
-    )
+    argv = ["--trace", str(trace), "--sites", str(one), "--policy", str(policy), "--compare-sites", str(two)]
+    assert cli.main(argv) == cli.EXIT_OK
     table = capsys.readouterr().out
+    assert cli.main([*argv, "-o", "yaml"]) == cli.EXIT_OK
+    assert yaml.safe_load(capsys.readouterr().out) == record  # the same record for scripts, as YAML
     assert "B = A with sites" in table and "150 -> 50 (-67%)" in table and "300 -> 100 (-67%)" in table
 
 
