@@ -3,8 +3,9 @@
 A thin shell over `gateway.simulate`: read the files, run the modes, print table, JSON or YAML. Two engines:
 `twin` (`gateway.simulate.twin`: the gateway's own core under the policy given, the default when `--policy` is
 given) and `greedy` (`gateway.simulate.engine`: placement alone, FIFO; the default without `--policy`, with
-the figures and output it always had). Nothing here talks to a gateway. Exit codes: 0 done, 2 bad usage or a
-bad input file (the message names file and line).
+the figures and output it always had). With `--compare`, `--compare-sites` or `--compare-centres` it runs the
+twin twice, under A and B, and prints both and the change (`gateway.simulate.whatif`). Nothing here talks to a
+gateway. Exit codes: 0 done, 2 bad usage or a bad input file (the message names file and line).
 
 Owns: the arguments and printing of the simulator's commands (`fedgate simulate`, `convert-alibaba`,
 `convert-philly`).
@@ -15,18 +16,22 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from gateway.app.config import REPO_POLICIES
 from gateway.cli import output
 from gateway.errors import GatewayError
-from gateway.policy import load_catalogue
+from gateway.policy import load_catalogue, load_policy
+from gateway.policy.catalogue import Catalogue
 from gateway.simulate import (
     MODES,
     OPTIONAL_COLUMNS,
     TRACE_HEADER,
     Mode,
+    SiteSpec,
+    TraceJob,
     load_sites,
     load_trace,
     simulate,
@@ -34,10 +39,11 @@ from gateway.simulate import (
     write_sites,
     write_trace,
 )
-from gateway.simulate.centres import check_centres, load_centres
+from gateway.simulate.centres import CentrePolicy, check_centres, load_centres
 from gateway.simulate.engine import check_trace
 from gateway.simulate.twin import replay_sync
 from gateway.simulate.twinreport import summarise_twin
+from gateway.simulate.whatif import compare
 
 EXIT_OK, EXIT_USAGE = 0, 2
 COLUMNS: list[output.Column] = [
@@ -65,6 +71,29 @@ TWIN_COLUMNS: list[output.Column] = [
     ("utilisation", "UTILISATION"),
 ]
 
+WHATIF_DIGITS = {
+    "mean_wait_s": 0,
+    "p95_wait_s": 0,
+    "utilisation": 2,
+    "card_hours": 1,
+    "rejected": 0,
+    "never_started": 0,
+}
+"""The figures of a what-if table and the decimals each is shown with."""
+WHATIF_COLUMNS: list[output.Column] = [
+    ("mode", "MODE"),
+    ("by", "BY"),
+    ("name", "GROUP"),
+    ("jobs", "JOBS"),
+    ("mean_wait_s_ab", "MEAN WAIT S (A -> B)"),
+    ("p95_wait_s_ab", "P95 WAIT S (A -> B)"),
+    ("utilisation_ab", "UTILISATION (A -> B)"),
+    ("card_hours_ab", "CARD-HOURS (A -> B)"),
+    ("rejected_ab", "REJECTED (A -> B)"),
+    ("never_started_ab", "NEVER STARTED (A -> B)"),
+]
+COMPARE_FLAGS = ("compare", "compare_sites", "compare_centres")
+
 
 def _run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -83,7 +112,9 @@ def _run_parser() -> argparse.ArgumentParser:
         " them)",
     )
     parser.add_argument("--sites", type=Path, required=True, help="YAML: sites: [{name, region, pools: [...]}]")
-    parser.add_argument("--mode", choices=(*MODES, "all"), default="all", help="default: all")
+    parser.add_argument(
+        "--mode", choices=(*MODES, "all"), help="default: all; with --compare*: federated (all: each mode compared)"
+    )
     parser.add_argument("--engine", choices=("twin", "greedy"), help="default: twin with --policy, else greedy")
     parser.add_argument("--policy", type=Path, help="the federation policy the twin decides under (YAML)")
     parser.add_argument(
@@ -106,6 +137,16 @@ def _run_parser() -> argparse.ArgumentParser:
         " acted on that much later",
     )
     parser.add_argument("--jobs", action="store_true", help="twin: list every job (table), not only the summary")
+    whatif = parser.add_argument_group(
+        "what if (twin)",
+        "run the twin twice on the same trace, under A (the inputs above) and B (A with each file given here in"
+        " place of its own), and print A, B and the change per tenant, accelerator class and priority class",
+    )
+    whatif.add_argument("--compare", type=Path, metavar="POLICY", help="B's federation policy (instead of --policy)")
+    whatif.add_argument("--compare-sites", type=Path, metavar="SITES", help="B's sites file (instead of --sites)")
+    whatif.add_argument(
+        "--compare-centres", type=Path, metavar="CENTRES", help="B's centres file (instead of --centres; A: none)"
+    )
     output.add_output_flag(parser)
     return parser
 
@@ -209,23 +250,43 @@ def run(trace: Path, sites_path: Path, modes: Sequence[Mode]) -> dict[str, dict[
     return {mode: summarise(simulate(jobs, sites, mode)).to_json() for mode in modes}
 
 
-def run_twin(args: argparse.Namespace, modes: Sequence[Mode]) -> dict[str, dict[str, Any]]:
-    """The twin's figures of each mode, keyed by mode (the `modes` object of `-o json`)."""
-    jobs, sites = load_trace(args.trace), load_sites(args.sites)
+@dataclass(frozen=True)
+class _TwinInputs:
+    """One scenario's files, read and checked (the policy too, so that a bad B fails before A is run)."""
+
+    policy: Path
+    catalogue: Catalogue
+    jobs: tuple[TraceJob, ...]
+    sites: tuple[SiteSpec, ...]
+    centres: dict[str, CentrePolicy]
+
+
+def _read_inputs(args: argparse.Namespace, scenario: dict[str, Path | None]) -> _TwinInputs:
+    policy, sites_path, centres_path = scenario["policy"], scenario["sites"], scenario["centres"]
+    assert policy is not None and sites_path is not None
+    jobs, sites = load_trace(args.trace), load_sites(sites_path)
     check_trace(jobs, sites, str(args.trace))
-    policy = args.policy or REPO_POLICIES / "federation.yaml"
-    catalogue = load_catalogue(args.catalogue)
-    centres = load_centres(args.centres) if args.centres else {}
-    check_centres(centres, sites, str(args.centres))
+    load_policy(policy)
+    centres = load_centres(centres_path) if centres_path else {}
+    check_centres(centres, sites, str(centres_path))
+    return _TwinInputs(policy, load_catalogue(args.catalogue), tuple(jobs), tuple(sites), centres)
+
+
+def run_twin(
+    args: argparse.Namespace, modes: Sequence[Mode], inputs: _TwinInputs | None = None
+) -> dict[str, dict[str, Any]]:
+    """The twin's figures of each mode, keyed by mode (the `modes` object of `-o json`), from the files of
+    `args` or the `inputs` given."""
+    given = inputs or _read_inputs(args, scenario_inputs(args))
     return {
         mode: summarise_twin(
             replay_sync(
-                policy,
-                catalogue,
-                jobs,
-                sites,
+                given.policy,
+                given.catalogue,
+                given.jobs,
+                given.sites,
                 mode,
-                centres=centres,
+                centres=given.centres,
                 tenant=args.tenant,
                 project=args.project,
                 period_s=args.period,
@@ -233,6 +294,57 @@ def run_twin(args: argparse.Namespace, modes: Sequence[Mode]) -> dict[str, dict[
         )
         for mode in modes
     }
+
+
+def scenario_inputs(args: argparse.Namespace, *, b: bool = False) -> dict[str, Path | None]:
+    """The files of scenario A (the run's own), or of B (A with each `--compare*` file in place of its own)."""
+    inputs: dict[str, Path | None] = {
+        "policy": args.policy or REPO_POLICIES / "federation.yaml",
+        "sites": args.sites,
+        "centres": args.centres,
+    }
+    if b:
+        for key, flag in (("policy", args.compare), ("sites", args.compare_sites), ("centres", args.compare_centres)):
+            if flag is not None:
+                inputs[key] = flag
+    return inputs
+
+
+def compared(args: argparse.Namespace, modes: Sequence[Mode]) -> dict[str, Any]:
+    """The what-if answer (the record of `-o json`): A's and B's inputs and the compared groups of each mode."""
+    a_inputs, b_inputs = scenario_inputs(args), scenario_inputs(args, b=True)
+    read_a, read_b = _read_inputs(args, a_inputs), _read_inputs(args, b_inputs)  # both checked before either runs
+    a, b = run_twin(args, modes, read_a), run_twin(args, modes, read_b)
+    common = {"trace": str(args.trace), "catalogue": str(args.catalogue), "modes": list(modes)}
+
+    def shown(inputs: dict[str, Path | None]) -> dict[str, Any]:
+        return {**common, **{k: None if v is None else str(v) for k, v in inputs.items()}}
+
+    groups = [{"mode": mode, **g} for mode in modes for g in compare(a[mode], b[mode])]
+    return {"engine": "twin", "a": shown(a_inputs), "b": shown(b_inputs), "groups": groups}
+
+
+def _arrow(a: float, b: float, change: float, pct: float | None, digits: int) -> str:
+    """`a -> b (change)`: the relative change in % when there is one, else the signed difference; no change
+    shown when it rounds to nothing."""
+    text = f"{a:.{digits}f} -> {b:.{digits}f}"
+    shown = f"{pct:+.0f}%" if pct is not None else f"{change:+.{digits}f}"
+    return text if not change or shown.lstrip("+-").rstrip("%").strip("0.") == "" else f"{text} ({shown})"
+
+
+def _whatif_table(record: dict[str, Any]) -> str:
+    rows = []
+    for g in record["groups"]:
+        a, b, d = g["a"], g["b"], g["change"]
+        cells = {f"{m}_ab": _arrow(a[m], b[m], d[m], d.get(f"{m}_pct"), digits) for m, digits in WHATIF_DIGITS.items()}
+        jobs = str(a["jobs"]) if a["jobs"] == b["jobs"] else f"{a['jobs']} -> {b['jobs']}"
+        rows.append({"mode": g["mode"], "by": g["by"], "name": g["name"], "jobs": jobs, **cells})
+    changed = ", ".join(
+        f"{k} {record['a'][k] or 'none'} -> {record['b'][k]}"
+        for k in ("policy", "sites", "centres")
+        if record["a"][k] != record["b"][k]
+    )
+    return f"B = A with {changed}\n" + output.render(rows, WHATIF_COLUMNS, "table")
 
 
 def _twin_table(figures: dict[str, dict[str, Any]], jobs: bool) -> str:
@@ -358,12 +470,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args_in[:1] == ["convert-philly"]:
             return _convert_philly(args_in[1:])
         args = _run_parser().parse_args(args_in)
-        modes: tuple[Mode, ...] = MODES if args.mode == "all" else (args.mode,)
+        comparing = any(getattr(args, f) is not None for f in COMPARE_FLAGS)
+        mode: str = args.mode or ("federated" if comparing else "all")
+        modes: tuple[Mode, ...] = MODES if mode == "all" else (cast(Mode, mode),)
         engine = args.engine or ("twin" if args.policy else "greedy")
-        figures = run_twin(args, modes) if engine == "twin" else run(args.trace, args.sites, modes)
+        if comparing and (engine != "twin" or not args.policy):
+            print(
+                "fedgate simulate: --compare, --compare-sites and --compare-centres compare two runs of the twin:"
+                " give --policy (A's federation policy), and not --engine greedy",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        if comparing:
+            record = compared(args, modes)
+        else:
+            figures = run_twin(args, modes) if engine == "twin" else run(args.trace, args.sites, modes)
     except GatewayError as exc:
         print(f"fedgate simulate: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
+    if comparing:
+        print(_whatif_table(record) if args.output == "table" else output.render_record(record, args.output))
+        return EXIT_OK
     if engine == "twin":
         if args.output == "table":
             print(_twin_table(figures, args.jobs))

@@ -4,8 +4,9 @@ Owns: reading and writing a trace (CSV), a federation of sites and the centres' 
 converters from public traces (`alibaba`, `philly`); the greedy engine (`engine`: the real placement function
 alone, FIFO, in three modes: siloed, federated, pooled) and the what-if twin (`twin`: the gateway's whole
 composed core, under a federation policy, over an in-memory store, with simulated centres, `simsites`), and
-the summary figures of each. It never sleeps and never touches a network or a file beyond its inputs and the
-outputs it is asked to write: `gateway.cli.simulate` and `bench.simulation` drive it.
+the summary figures of each, and the what-if comparison of two twin runs (`whatif`). It never sleeps and
+never touches a network or a file beyond its inputs and the outputs it is asked to write:
+`gateway.cli.simulate` and `bench.simulation` drive it.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -276,13 +276,21 @@ class Twin:
     # ---- results -----------------------------------------------------------------------------------------------
     def result(self, mode: str, jobs: Sequence[TraceJob]) -> TwinResult:
         first: dict[str, float] = {}
+        classes: dict[str, str] = {}
         sites: dict[str, list[str]] = {}
         for start in self.starts:
             first.setdefault(start.job_id, start.at_s)
+            classes.setdefault(start.job_id, start.accelerator_class)
             where = sites.setdefault(start.job_id, [])
             if start.site not in where:
                 where.append(start.site)
-        outcomes = tuple(self._outcome(job, first.get(job.job_id), tuple(sites.get(job.job_id, ()))) for job in jobs)
+        outcomes = tuple(
+            replace(
+                self._outcome(job, first.get(job.job_id), tuple(sites.get(job.job_id, ()))),
+                accelerator_class=classes.get(job.job_id) or job.accelerator or "any",
+            )
+            for job in jobs
+        )
         returned = tuple(f"{site.name}: {why}" for site in self.sites.values() for why in site.returned)
         return TwinResult(mode, outcomes, tuple(self.starts), self.total_cards, self.cycles, returned)
 

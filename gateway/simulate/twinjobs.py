@@ -40,7 +40,8 @@ class Start:
 @dataclass(frozen=True)
 class TwinOutcome:
     """What became of one trace job. `start_s` is its first start (None: never started); `state` the gateway's
-    final state, or NEVER_STARTED; `reason` the gateway's word (the admission refusal, the pending reason)."""
+    final state, or NEVER_STARTED; `reason` the gateway's word (the admission refusal, the pending reason);
+    `accelerator_class` where it ran (see the field), so that a run's figures can be grouped by class."""
 
     job_id: str
     tenant: str
@@ -55,6 +56,8 @@ class TwinOutcome:
     state: str
     reason: str = ""
     preemptions: int = 0
+    accelerator_class: str = ""
+    """The class of its first placement; a job never started: the class it asked for, or `any`."""
 
     @property
     def started(self) -> bool:
@@ -79,6 +82,7 @@ class TwinOutcome:
             "state": self.state,
             "reason": self.reason,
             "preemptions": self.preemptions,
+            "accelerator_class": self.accelerator_class,
         }
 
 

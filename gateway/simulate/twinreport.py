@@ -1,4 +1,4 @@
-"""The figures of a twin run: per job, and summed per tenant and per priority class.
+"""The figures of a twin run: per job, and summed per tenant, per priority class and per accelerator class.
 
 Owns: turning `TwinOutcome`s into numbers, with the definitions in one place (those of
 `gateway.simulate.report`, extended): wait = first start - submit, over the jobs that started; p95 is the
@@ -85,11 +85,13 @@ def _by(outcomes: tuple[TwinOutcome, ...], key: Callable[[TwinOutcome], str]) ->
 
 def summarise_twin(result: TwinResult) -> dict[str, Any]:
     """The run's figures: `total` (one group of every job), `tenants`, `classes` (by priority class, "" shown as
-    `default`), `lease_returns` (launches a centre handed back: the gateway's view of its nodes was not the
-    centre's), and `jobs` (one record per trace job, in trace order)."""
+    `default`), `accelerators` (by the class each job ran on or asked for: `TwinOutcome.accelerator_class`),
+    `lease_returns` (launches a centre handed back: the gateway's view of its nodes was not the centre's), and
+    `jobs` (one record per trace job, in trace order)."""
     span = makespan(result.outcomes)
     tenants = _by(result.outcomes, lambda o: o.tenant)
     classes = _by(result.outcomes, lambda o: o.priority_class or "default")
+    accelerators = _by(result.outcomes, lambda o: o.accelerator_class or "any")
     return {
         "mode": result.mode,
         "total": group("all", list(result.outcomes), result.total_cards, span).to_json(),
@@ -98,5 +100,6 @@ def summarise_twin(result: TwinResult) -> dict[str, Any]:
         "lease_returns": len(result.returned),
         "tenants": [group(n, g, result.total_cards, span).to_json() for n, g in tenants.items()],
         "classes": [group(n, g, result.total_cards, span).to_json() for n, g in classes.items()],
+        "accelerators": [group(n, g, result.total_cards, span).to_json() for n, g in accelerators.items()],
         "jobs": [o.to_json() for o in result.outcomes],
     }
