@@ -221,8 +221,8 @@ class World:
         self.check_releases(holding)
         policy = self.usage.policy.policy
         preemptible = {i for i, j in holding.items() if (c := priority_class(policy, j.spec)) and c.preemptible}
-        got = self.usage.preemptible_holding(policy)
-        assert set(got) == preemptible and all(got[i] is holding[i] for i in got)  # the latest versions
+        victims = self.usage.preemptible_holding(policy)
+        assert set(victims) == preemptible and all(victims[i] is holding[i] for i in victims)  # latest versions
         views = self.registry.views(leases)[:2]  # placement's own views (here: a subset) give their offers
         assert_same_counts(
             self.usage.usage(views).offered,
