@@ -97,7 +97,7 @@ def test_logs_of_a_finished_job_are_its_output_from_its_site_and_epoch(
     gateway: GatewayHandle, h20_site: AgentHandle, bob: FederationClient
 ) -> None:
     job = run_to_end(bob, spec(JOB_PYTHON, "-c", PRINT_LINES))
-    assert job.state == JobState.SUCCEEDED
+    assert job.state == JobState.SUCCEEDED, job.reasons  # why not, should it ever fail (it did once under load)
     pieces = list(bob.stream_job_logs(job.job_id, timeout=20))
     assert b"".join(p.data for p in pieces) == LINES
     assert {(p.site, p.epoch) for p in pieces} == {(SITE, job.epoch)}
