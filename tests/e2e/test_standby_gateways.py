@@ -203,7 +203,12 @@ def test_a_standby_takes_over_from_a_killed_leader_and_nothing_acknowledged_is_l
                 what="the long job to end under the new leader",
             )
             final = client.get_job(running.job_id)
-            assert (final.attempt, final.epoch) == (1, 1), f"re-attached, not relaunched: {final.reasons}"
+            if (final.attempt, final.epoch) != (1, 1):
+                history = [
+                    f"{e.state.value} {e.site} {e.message}"
+                    for e, _ in client.watch_job(running.job_id, 10, after_sequence=0)
+                ]
+                raise AssertionError(f"re-attached, not relaunched: {history}")
             assert marker.read_text().count("started") == 1, "the running job was started once"
             ids = set(acknowledged)
             eventually(
