@@ -171,12 +171,16 @@ def _split(
         fitting = [c for c in itertools.combinations(eligible, size) if sum(n for n, _ in c) >= cards]
         if not fitting:
             continue
-        if links is None:
+        # Each pair's link ranked once (at most C(16, 2)); a set ranks by its weakest pair.
+        pair = (
+            {(a, b): links.rank((a, b)) for (_, a), (_, b) in itertools.combinations(sorted(eligible, key=_name), 2)}
+            if links is not None
+            else {}
+        )
+        if len(set(pair.values())) <= 1:  # no links, or all alike (none stated among these sites): no set is better
             # Tightest: fewest cards left idle at the chosen sites; then names, for determinism.
             chosen = min(fitting, key=lambda c: (sum(n for n, _ in c), sorted(name for _, name in c)))
             return _assign(cls, cards, minimum, chosen), ()
-        # Each pair's link ranked once (at most C(16, 2)); a set ranks by its weakest pair.
-        pair = {(a, b): links.rank((a, b)) for (_, a), (_, b) in itertools.combinations(sorted(eligible, key=_name), 2)}
         ranked = []
         for c in fitting:
             names = tuple(sorted(name for _, name in c))
