@@ -121,19 +121,24 @@ class JobService:
         # Members act, viewers, sites and outsiders do not: decided before the store is asked about the request
         # id (a key the caller chose), so that a refused caller learns nothing from it.
         access.require_submitter(caller, policy, spec.tenant, spec.project)
-        if request_id and (earlier := self.store.job_by_request(spec.tenant, request_id)) is not None:
-            # A retry is answered before admission (AIP-155): the original, even once the quota it took is full.
-            return replayed(
-                earlier,
-                earlier.request_fingerprint or fingerprint(earlier.spec),
-                fingerprint(spec),
-                access.can_see_job(caller, earlier, policy),
-                request_id,
-            )
-        decision = self.admit(caller, spec, policy)
-        if not decision.admitted:
-            raise refusal(decision)
-        self.reservations.check_job(spec)
+        # A retry gets the original (AIP-155), even once the quota it took is full: a new request is admitted
+        # and its insert finds the original under the request id (one store round trip, not two, per call);
+        # one that admission refuses is looked up first, and a retry is answered with the original.
+        try:
+            decision = self.admit(caller, spec, policy)
+            if not decision.admitted:
+                raise refusal(decision)
+            self.reservations.check_job(spec)
+        except GatewayError:
+            if request_id and (earlier := self.store.job_by_request(spec.tenant, request_id)) is not None:
+                return replayed(
+                    earlier,
+                    earlier.request_fingerprint or fingerprint(earlier.spec),
+                    fingerprint(spec),
+                    access.can_see_job(caller, earlier, policy),
+                    request_id,
+                )
+            raise
         now = self.clock()
         job = Job(
             job_id=self.job_ids(now),
