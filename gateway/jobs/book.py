@@ -45,6 +45,8 @@ class JobBook:
         self._clock = clock
         self._bus = bus
         self._active: dict[str, Job] = {}
+        self._dispatched: dict[str, tuple[int, datetime]] = {}
+        """Per active job dispatched since this book started: (attempt, when), its DISPATCHED event's."""
         self._listeners: list[JobListener] = []
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="fedgate-job-book")
         self._in_flight: dict[str, tuple[Staging, Future[list[JobEvent]]]] = {}
@@ -72,6 +74,7 @@ class JobBook:
         """Keep the in-memory view (and every listener's) in step with a job already durable in the store."""
         if job.state.terminal:
             self._active.pop(job.job_id, None)
+            self._dispatched.pop(job.job_id, None)
         else:
             self._active[job.job_id] = job
         for listener in self._listeners:
@@ -190,6 +193,8 @@ class JobBook:
         """Remember and announce a durable staging's jobs, in order, then run its durable actions."""
         for (job, _, _), event in zip(staging.rows, stored, strict=True):
             self.remember(job)
+            if event.state == JobState.DISPATCHED and not job.state.terminal:
+                self._dispatched[job.job_id] = (event.attempt, event.time)
             self._bus.publish(event, job)
         staging.run_durable_actions()
 
@@ -213,7 +218,11 @@ class JobBook:
         return (job, JobState.QUEUED, f"{message}; queued again for attempt {job.attempt + 1}", "", None, changes)
 
     def dispatched_at(self, job: Job) -> datetime | None:
-        """When the gateway dispatched `job`'s current attempt (its DISPATCHED event), None if it never did."""
+        """When the gateway dispatched `job`'s current attempt (its DISPATCHED event), None if it never did: from
+        memory when this book made that event, else from the store (after a restart or a takeover)."""
+        known = self._dispatched.get(job.job_id)
+        if known is not None and known[0] == job.attempt:
+            return known[1]
         times = [
             e.time
             for e in self._store.events(job.job_id)
