@@ -33,10 +33,23 @@ def _plain(value: Any) -> Any:
 
 
 def fingerprint(request: object) -> str:
-    """A hex SHA-256 of the canonical JSON of a request dataclass (sorted keys, no whitespace)."""
+    """A hex SHA-256 of the canonical JSON of a request dataclass (sorted keys, no whitespace): the JSON of
+    `dataclasses.asdict(request)`, made without its deep copies (a CreateJob with a request id pays for it; the
+    digests stored with earlier jobs stay valid: the text is the same, byte for byte)."""
     assert dataclasses.is_dataclass(request) and not isinstance(request, type)
-    text = json.dumps(dataclasses.asdict(request), sort_keys=True, separators=(",", ":"), default=_plain)
+    text = json.dumps(_fields(request), sort_keys=True, separators=(",", ":"), default=_plain)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _fields(value: Any) -> Any:
+    """What `dataclasses.asdict` makes of `value`, as JSON sees it (tuples and lists alike)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _fields(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [_fields(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _fields(v) for k, v in value.items()}
+    return value
 
 
 def replayed(stored: T, stored_fingerprint: str, request_fingerprint: str, visible: bool, request_id: str) -> T:
