@@ -339,7 +339,9 @@ async def replay(
             period_s=period_s,
         )
         result = await twin.run(jobs, horizon_s)
-        return TwinResult(mode, result.outcomes, result.starts, result.total_cards, result.cycles, result.returned)
+        return TwinResult(
+            mode, result.outcomes, result.starts, result.total_cards, result.cycles, result.returned, class_cards(sites)
+        )
     by_id: dict[str, TwinOutcome] = {}
     starts: list[Start] = []
     cycles = 0
@@ -354,7 +356,17 @@ async def replay(
         returned.extend(result.returned)
     starts.sort(key=lambda s: s.at_s)
     total = sum(p.cards for s in sites for p in s.pools)
-    return TwinResult(mode, tuple(by_id[job.job_id] for job in jobs), tuple(starts), total, cycles, tuple(returned))
+    outcomes = tuple(by_id[job.job_id] for job in jobs)
+    return TwinResult(mode, outcomes, tuple(starts), total, cycles, tuple(returned), class_cards(sites))
+
+
+def class_cards(sites: Sequence[SiteSpec]) -> dict[str, int]:
+    """The cards of each accelerator class over `sites`."""
+    cards: dict[str, int] = {}
+    for site in sites:
+        for pool in site.pools:
+            cards[pool.accelerator_class] = cards.get(pool.accelerator_class, 0) + pool.cards
+    return cards
 
 
 def replay_sync(*args: object, **kwargs: object) -> TwinResult:

@@ -9,7 +9,8 @@ No scheduling and no clock: `gateway.simulate.twin` runs the replay.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from gateway.errors import ConfigError
@@ -95,6 +96,8 @@ class TwinResult:
     cycles: int
     returned: tuple[str, ...] = ()
     """Launches a simulated centre handed back (its cards or nodes were not free as the gateway thought)."""
+    class_cards: Mapping[str, int] = field(default_factory=dict)
+    """The cards of each accelerator class over the sites: what a class's utilisation is measured against."""
 
 
 def submitter(policy: FederationPolicy, tenant: str, project: str) -> Principal:

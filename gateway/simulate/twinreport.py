@@ -100,6 +100,9 @@ def summarise_twin(result: TwinResult) -> dict[str, Any]:
         "lease_returns": len(result.returned),
         "tenants": [group(n, g, result.total_cards, span).to_json() for n, g in tenants.items()],
         "classes": [group(n, g, result.total_cards, span).to_json() for n, g in classes.items()],
-        "accelerators": [group(n, g, result.total_cards, span).to_json() for n, g in accelerators.items()],
+        # A class's utilisation is of its own cards (all cards for jobs of any class that never started).
+        "accelerators": [
+            group(n, g, result.class_cards.get(n, result.total_cards), span).to_json() for n, g in accelerators.items()
+        ],
         "jobs": [o.to_json() for o in result.outcomes],
     }

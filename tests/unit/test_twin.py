@@ -271,3 +271,15 @@ async def test_a_gang_part_reserved_in_the_cycle_of_a_multi_node_launch_leaves_i
     assert out["gang"].start_s == 0.0
     assert result.returned == ()
     assert out["two-nodes"].start_s == 0.0
+
+
+async def test_a_class_s_utilisation_is_of_its_own_cards(tmp_path: Path) -> None:
+    """Per accelerator class, utilisation is the class's card-seconds over its own cards, not every card: 512
+    idle cards of another class do not make a busy class look idle."""
+    jobs = [job("h", 0, 100, 8), TraceJob("a", 0, 100, 8, "ascend-910b", "b")]
+    result = await run(tmp_path, jobs, [site("a", 8), site("b", 512, cls="ascend-910b")])
+    summary = summarise_twin(result)
+    by_class = {g["group"]: g for g in summary["accelerators"]}
+    assert by_class[H100]["utilisation"] == pytest.approx(1.0)  # 8 of its 8 cards for the whole span
+    assert by_class["ascend-910b"]["utilisation"] == pytest.approx(8 / 512)
+    assert summary["total"]["utilisation"] == pytest.approx(16 / 520)
