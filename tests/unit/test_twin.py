@@ -271,3 +271,10 @@ async def test_a_gang_part_reserved_in_the_cycle_of_a_multi_node_launch_leaves_i
     assert out["gang"].start_s == 0.0
     assert result.returned == ()
     assert out["two-nodes"].start_s == 0.0
+
+
+async def test_a_job_of_any_class_runs_on_whatever_class_a_site_has(tmp_path: Path) -> None:
+    anyclass = TraceJob("any", 0, 10, 2, "", "a")  # the trace's empty accelerator: any class
+    result = await run(tmp_path, [anyclass], [site("a", 8, cls="nvidia-a100")])
+    (out,) = result.outcomes
+    assert (out.state, out.sites, out.start_s) == ("SUCCEEDED", ("a",), 0.0)
