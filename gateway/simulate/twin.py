@@ -21,8 +21,9 @@ The trace's data fields (`dataset_site`, `dataset_gb`) become datasets of the po
 gateway's placement weighs copying it (DATASET_TRANSFER) as it would a job's `dataset`.
 Deliberately left out: the gateway's and the sites' latency, failures and site loss (so the gateway's site
 lease check, `gateway.sites.liveness`, is not run: no simulated site ever falls silent); a dataset's copy takes
-no time in the twin (placement weighs it; the job starts at once). A preempted job starts again from the
-beginning.
+no time in the twin (placement weighs it; the job starts at once); a centre does not end an attempt at its
+max runtime (`job_spec` asks for at most the gateway's 30 days; a longer trace job runs its recorded duration).
+A preempted job starts again from the beginning.
 Deterministic: the same inputs give the same outcomes (the core names jobs with `sequential_job_ids`: the
 gateway's id shape and order, by creation time then creation order, with nothing random in them, since the
 order of jobs created at one instant is the order of their ids). Bounded: when no event is left that could

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from gateway.errors import ConfigError
 from gateway.identity.principal import Principal
+from gateway.jobs.admission import MAX_RUNTIME
 from gateway.jobs.model import Capability, JobSpec, Resources, StackRun, Topology
 from gateway.policy.document import FederationPolicy
 from gateway.simulate.trace import TraceJob
@@ -127,7 +128,10 @@ def job_spec(job: TraceJob, tenant: str, project: str, dataset: str = "") -> Job
     gateway: its duration rides in the environment the agent's simulated backend reads. A job of any class (the
     trace's empty accelerator) asks for the empty capability, which every catalogue class meets: the gateway
     refuses a job that names neither a class nor a capability."""
-    runtime = timedelta(seconds=max(60, math.ceil(job.duration_s) * 2 + 60))
+    # Twice the duration (a user's margin), at most the gateway's 30-day limit: a longer trace job (the Alibaba
+    # trace has 29 over 15 days, three quarters of its card-seconds) is admitted and then runs its recorded
+    # duration, since the twin's centres do not end an attempt at its max runtime.
+    runtime = min(MAX_RUNTIME, timedelta(seconds=max(60, math.ceil(job.duration_s) * 2 + 60)))
     return JobSpec(
         tenant,
         project,
