@@ -66,3 +66,13 @@ def test_the_datasets_join_the_policy_through_its_own_loader(tmp_path: Path) -> 
     assert extended.sites["a"].region == "r1"
     with pytest.raises(ConfigError, match=r"Big\.Site.* is not valid"):
         with_datasets(policy(tmp_path), {("Big.Site", 1.0): "trace-data-1"}, [])
+
+
+def test_a_policy_without_a_network_section_gains_one_and_a_taken_name_is_refused(tmp_path: Path) -> None:
+    bare = policy(tmp_path, "")
+    extended = with_datasets(bare, {("a", 2.0): "trace-a-2gb"}, [site("a", 8)])
+    assert extended.network.datasets["trace-a-2gb"].size_gb == 2.0
+    assert not extended.network.knows_links  # no links stated: every transfer is unknown and weighs alike
+    taken = policy(tmp_path, NETWORK + "  datasets:\n    trace-a-2gb: {site: a, size_gb: 1}\n")
+    with pytest.raises(ConfigError, match="already in the policy"):
+        with_datasets(taken, {("a", 2.0): "trace-a-2gb"}, [])
