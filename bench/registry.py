@@ -152,6 +152,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("gangs", ("gangs.reservations_per_s",), "gang reservations"),
         Benchmark("memory", ("memory.gateway_rss_mb",), "the gateway's resident memory"),
         Benchmark("simulation", (), "the simulator on the Alibaba openb trace", adapter=_simulation),
+        Benchmark(
+            "simulation_twin",
+            (),
+            "the what-if twin beside the greedy replay, siloed / federated / pooled: openb and an imbalanced case",
+        ),
         Benchmark("takeover", (), "leader takeover on PostgreSQL", adapter=_takeover),
     )
 }

@@ -16,9 +16,14 @@ The simulated centres follow their `CentrePolicy`: the terms they report and enf
 and their offer windows (`fedgate.common.offers`, the rule the agent offers by); each window's turn is an event.
 Advance bookings are made with `Twin.book` through the gateway's reservation book (a trace's format has none);
 the centres confirm them by the agent's rule, and each booking's start and end is an event.
-Deliberately left out: the gateway's and the sites' latency, failures, site loss (so the gateway's site lease
-check, `gateway.sites.liveness`, is not run: no simulated site ever falls silent), and the trace's data fields
-(`dataset_site`, `dataset_gb`: no placement rule reads them yet). A preempted job starts again from the beginning.
+The trace's data fields (`dataset_site`, `dataset_gb`) become datasets of the policy the run decides under
+(`gateway.simulate.twindata`), one per distinct site and size, and each such job names its own, so the
+gateway's placement weighs copying it (DATASET_TRANSFER) as it would a job's `dataset`.
+Deliberately left out: the gateway's and the sites' latency, failures and site loss (so the gateway's site
+lease check, `gateway.sites.liveness`, is not run: no simulated site ever falls silent); a dataset's copy takes
+no time in the twin (placement weighs it; the job starts at once); a centre does not end an attempt at its
+max runtime (`job_spec` asks for at most the gateway's 30 days; a longer trace job runs its recorded duration).
+A preempted job starts again from the beginning.
 Deterministic: the same inputs give the same outcomes (the core names jobs with `sequential_job_ids`: the
 gateway's id shape and order, by creation time then creation order, with nothing random in them, since the
 order of jobs created at one instant is the order of their ids). Bounded: when no event is left that could
@@ -47,6 +52,7 @@ from gateway.simulate.engine import Mode, check_trace, layout
 from gateway.simulate.simsites import SimSite
 from gateway.simulate.sites import SiteSpec
 from gateway.simulate.trace import TraceJob
+from gateway.simulate.twindata import trace_datasets, with_datasets
 from gateway.simulate.twinjobs import Start, TwinOutcome, TwinResult, default_scope, job_spec, submitter
 from gateway.sites.registry import LaunchCommand
 from gateway.store import open_store
@@ -114,6 +120,8 @@ class Twin:
         self.clock = VirtualClock(start)
         self.policy = PolicyHolder(policy_path, catalogue, start)
         self.tenant, self.project = default_scope(self.policy.policy, tenant, project)
+        self.site_specs = tuple(sites)
+        self.datasets: dict[tuple[str, float], str] = {}  # (dataset_site, dataset_gb) -> the policy's dataset
         store = open_store("sqlite://:memory:")
         self.core: Core = compose(store, self.policy, self.clock, job_ids=sequential_job_ids())
         self.period = timedelta(seconds=period_s)
@@ -172,7 +180,7 @@ class Twin:
     # ---- driving -----------------------------------------------------------------------------------------------
     async def submit(self, job: TraceJob) -> str:
         """Submit one trace job now through the gateway's job service; its gateway id ("" when refused)."""
-        spec = job_spec(job, *self.scope(job))
+        spec = job_spec(job, *self.scope(job), self.datasets.get((job.dataset_site, job.dataset_gb), ""))
         try:
             created = await self.core.jobs.create_job(submitter(self.policy.policy, spec.tenant, spec.project), spec)
         except GatewayError as exc:
@@ -221,8 +229,17 @@ class Twin:
             Start(at, job_id, site, command.accelerator_class, command.cards, command.epoch, command.nodes)
         )
 
+    def add_datasets(self, jobs: Sequence[TraceJob]) -> None:
+        """Before the first decision: the policy in force gains a dataset for each distinct data of `jobs`
+        (swapped whole, as a reload swaps it), which those jobs then name."""
+        datasets = {k: v for k, v in trace_datasets(jobs).items() if k not in self.datasets}
+        if datasets:
+            self.datasets.update(datasets)
+            self.policy.policy = with_datasets(self.policy.path, self.datasets, self.site_specs)
+
     async def run(self, jobs: Sequence[TraceJob], horizon_s: float | None = None) -> TwinResult:
         """Replay `jobs` until every one has ended or can never start (or until `horizon_s` trace seconds)."""
+        self.add_datasets(jobs)
         for index, job in enumerate(jobs):
             self._push(self.clock.start + timedelta(seconds=job.submit_s), SUBMIT, key=str(index))
         for site in self.sites.values():

@@ -15,7 +15,8 @@ from datetime import timedelta
 
 from gateway.errors import ConfigError
 from gateway.identity.principal import Principal
-from gateway.jobs.model import JobSpec, Resources, StackRun, Topology
+from gateway.jobs.admission import MAX_RUNTIME
+from gateway.jobs.model import Capability, JobSpec, Resources, StackRun, Topology
 from gateway.policy.document import FederationPolicy
 from gateway.simulate.trace import TraceJob
 
@@ -128,19 +129,25 @@ def default_scope(policy: FederationPolicy, tenant: str = "", project: str = "")
     return tenant, project
 
 
-def job_spec(job: TraceJob, tenant: str, project: str) -> JobSpec:
-    """The spec a trace job is submitted with (`tenant`/`project`: its scope, the run's defaults applied), here
-    and by the agreement test to a live gateway: its duration rides in the environment the agent's simulated
-    backend reads."""
-    runtime = timedelta(seconds=max(60, math.ceil(job.duration_s) * 2 + 60))
+def job_spec(job: TraceJob, tenant: str, project: str, dataset: str = "") -> JobSpec:
+    """The spec a trace job is submitted with (`tenant`/`project`: its scope, the run's defaults applied;
+    `dataset`: the policy dataset standing for its data, "" for none), here and by the agreement test to a live
+    gateway: its duration rides in the environment the agent's simulated backend reads. A job of any class (the
+    trace's empty accelerator) asks for the empty capability, which every catalogue class meets: the gateway
+    refuses a job that names neither a class nor a capability."""
+    # Twice the duration (a user's margin), at most the gateway's 30-day limit: a longer trace job (the Alibaba
+    # trace has 29 over 15 days, three quarters of its card-seconds) is admitted and then runs its recorded
+    # duration, since the twin's centres do not end an attempt at its max runtime.
+    runtime = min(MAX_RUNTIME, timedelta(seconds=max(60, math.ceil(job.duration_s) * 2 + 60)))
     return JobSpec(
         tenant,
         project,
-        Resources(job.accelerator, cards=job.cards, nodes=job.nodes),
+        Resources(job.accelerator, None if job.accelerator else Capability(), job.cards, job.nodes),
         (StackRun("", IMAGE, ("run",)),),
         max_runtime=runtime,
         env=((DURATION_ENV, f"{job.duration_s:g}"),),
         labels=(("fedgate.io/trace-job", job.job_id[:63]),),
         priority_class=job.priority_class,
         topology=Topology(max(1, job.max_sites), 0),
+        dataset=dataset,
     )

@@ -283,3 +283,17 @@ async def test_a_class_s_utilisation_is_of_its_own_cards(tmp_path: Path) -> None
     assert by_class[H100]["utilisation"] == pytest.approx(1.0)  # 8 of its 8 cards for the whole span
     assert by_class["ascend-910b"]["utilisation"] == pytest.approx(8 / 512)
     assert summary["total"]["utilisation"] == pytest.approx(16 / 520)
+
+
+async def test_a_job_of_any_class_runs_on_whatever_class_a_site_has(tmp_path: Path) -> None:
+    anyclass = TraceJob("any", 0, 10, 2, "", "a")  # the trace's empty accelerator: any class
+    result = await run(tmp_path, [anyclass], [site("a", 8, cls="nvidia-a100")])
+    (out,) = result.outcomes
+    assert (out.state, out.sites, out.start_s) == ("SUCCEEDED", ("a",), 0.0)
+
+
+async def test_a_job_longer_than_the_gateways_runtime_limit_is_admitted_and_runs_its_duration(tmp_path: Path) -> None:
+    days40 = 40 * 86400.0  # the Alibaba trace has pods of up to 145 days; the gateway admits at most 30
+    result = await run(tmp_path, [job("long", 0, days40, 1)], [site("a", 8)])
+    (out,) = result.outcomes
+    assert (out.state, out.end_s) == ("SUCCEEDED", days40)
