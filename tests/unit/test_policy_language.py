@@ -18,21 +18,18 @@ from gateway.policy import load_policy, parse_policy
 from gateway.policy.diff import Change, diff_documents
 from gateway.policy.model import FederationDocument, Quota
 from gateway.policy.reference import reference_text, schema_text
+from tests.unit.policytext import error_line, refused
 
 SOURCE = "policy.yaml"
 HEADER = "apiVersion: fedgate.io/v1\nkind: Federation\nmetadata:\n  name: lang\n"
 
 
 def _refused(body: str) -> ConfigError:
-    with pytest.raises(ConfigError) as refused:
-        parse_policy((HEADER + body).encode(), SOURCE)
-    return refused.value
+    return refused(HEADER + body, SOURCE)
 
 
 def _line(error: ConfigError) -> int:
-    found = re.match(rf"^{re.escape(SOURCE)}:(\d+): ", error.message)
-    assert found, f"no file:line in {error.message!r}"
-    return int(found.group(1))
+    return error_line(error, SOURCE)
 
 
 # ---- bad input, class by class (issue 4, point 3) ----------------------------------------------------------

@@ -5,7 +5,6 @@ admission refusing a dataset the policy does not list."""
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import replace
 
 import pytest
@@ -22,6 +21,7 @@ from gateway.policy import load_catalogue, load_policy, parse_policy
 from gateway.policy.diff import diff_documents
 from gateway.policy.network import Link, Network, duration_text
 from gateway.transport.convert import spec_from_proto, spec_to_proto
+from tests.unit.policytext import error_line, refused
 
 SOURCE = "policy.yaml"
 HEADER = (
@@ -38,15 +38,11 @@ def _parse(body: str) -> Network:
 
 
 def _refused(body: str) -> ConfigError:
-    with pytest.raises(ConfigError) as refused:
-        parse_policy((HEADER + body).encode(), SOURCE)
-    return refused.value
+    return refused(HEADER + body, SOURCE)
 
 
 def _line(error: ConfigError) -> int:
-    found = re.match(rf"^{re.escape(SOURCE)}:(\d+): ", error.message)
-    assert found, f"no file:line in {error.message!r}"
-    return int(found.group(1))
+    return error_line(error, SOURCE)
 
 
 LINKS = (
