@@ -19,9 +19,9 @@ from datetime import datetime
 
 from agents.core.commands import Reserve
 from agents.core.model import PoolSpec, ReserveReply
-from agents.policy.terms import PREFIX, SitePolicy
+from agents.policy.terms import SitePolicy
 from fedgate.common.offers import lowest_offer
-from fedgate.common.terms import project_accepted
+from fedgate.common.terms import booking_refusal
 
 log = logging.getLogger(__name__)
 
@@ -119,19 +119,17 @@ class SiteReservations:
     def _judge(self, reservation: SiteReservation, now: datetime) -> tuple[str, int]:
         """('' , cards free for it) when the centre takes it; otherwise why not (starting `site policy: `)."""
         policy, cls = self._policy, reservation.accelerator_class
-        if policy.tenants and reservation.tenant not in policy.tenants:
-            return f"{PREFIX}tenant {reservation.tenant or '(none)'} is not accepted here", 0
-        if not project_accepted(policy.projects, reservation.tenant, reservation.project):
-            return f"{PREFIX}project {reservation.tenant}/{reservation.project} is not accepted here", 0
-        if cls not in self._pools:
-            offered = ", ".join(sorted(self._pools)) or "nothing"
-            return f"site {self._site} has no pool of {cls or '(no class)'}; it offers {offered}", 0
-        free, offer, how = self._room(reservation, now)
-        if reservation.cards > free:
-            taken = offer - free
-            others = f"; {taken} of them are booked for overlapping windows" if taken else ""
-            return f"{PREFIX}{cls}: {offer} cards are {how}{others}; this reservation needs {reservation.cards}", free
-        return "", free
+        offered = ", ".join(sorted(self._pools)) or "nothing"
+        return booking_refusal(
+            policy.tenants,
+            policy.projects,
+            reservation.tenant,
+            reservation.project,
+            cls,
+            reservation.cards,
+            (lambda: self._room(reservation, now)) if cls in self._pools else None,
+            f"site {self._site} has no pool of {cls or '(no class)'}; it offers {offered}",
+        )
 
     def _room(self, reservation: SiteReservation, now: datetime, skip: str = "") -> tuple[int, int, str]:
         """(cards left for `reservation`, the lowest offer in its window, how that offer was worked out): the

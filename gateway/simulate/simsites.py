@@ -24,7 +24,7 @@ from fedgate.common.offers import (
     offer_of,
     takes,
 )
-from fedgate.common.terms import project_accepted
+from fedgate.common.terms import booking_refusal
 from gateway.errors import GatewayError
 from gateway.jobs.model import JobState
 from gateway.reservations.model import BookCommand, ReleaseCommand
@@ -218,19 +218,14 @@ class SimSite:
     def _book(self, command: BookCommand) -> None:
         """Confirm an advance booking when the centre accepts the project and its pool offers the cards through
         the whole window, less the bookings it confirmed for overlapping windows (the agent's rule, by the
-        shared `fedgate.common.terms.project_accepted` and `fedgate.common.offers.lowest_offer`)."""
+        shared `fedgate.common.terms.booking_refusal` and `fedgate.common.offers.lowest_offer`)."""
         rid, terms, pool = command.reservation_id, self.policy.terms, self.pools.get(command.accelerator_class)
         if rid in self.bookings:
             self.dispatcher.reserve_reply(self.name, rid, True, "")
             return
-        refusal = ""
-        if terms.tenants and command.tenant not in terms.tenants:
-            refusal = f"tenant {command.tenant} is not accepted here"
-        elif not project_accepted(terms.projects, command.tenant, command.project):
-            refusal = f"project {command.tenant}/{command.project} is not accepted here"
-        elif pool is None:
-            refusal = f"no pool of {command.accelerator_class}"
-        else:
+
+        def room() -> tuple[int, int, str]:
+            assert pool is not None
             cards = pool.spec.cards
             span = (command.start, command.end)
             offer, how = lowest_offer(
@@ -242,10 +237,18 @@ class SimSite:
                 for b in self.bookings.values()
                 if b.accelerator_class == command.accelerator_class and b.start < command.end and command.start < b.end
             )
-            if command.cards > offer - taken:
-                refusal = (
-                    f"{command.accelerator_class}: {offer} cards are {how}, {taken} booked; it needs {command.cards}"
-                )
+            return offer - taken, offer, how
+
+        refusal, _ = booking_refusal(
+            terms.tenants,
+            terms.projects,
+            command.tenant,
+            command.project,
+            command.accelerator_class,
+            command.cards,
+            room if pool is not None else None,
+            f"no pool of {command.accelerator_class}",
+        )
         if refusal:
             self.dispatcher.reserve_reply(self.name, rid, False, refusal)
             return

@@ -188,13 +188,7 @@ def _job(row: list[str], columns: tuple[str, ...], source: str, line: int) -> Tr
 
 
 def _seconds(text: str, name: str, source: str, line: int) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise _error(source, line, f"{name} {text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value < 0:
-        raise _error(source, line, f"{name} must be a finite number of seconds, at least 0, got {text!r}")
-    return value
+    return _amount(text, name, "seconds", source, line)
 
 
 def _whole(text: str, name: str, minimum: int, source: str, line: int) -> int:
@@ -207,12 +201,17 @@ def _whole(text: str, name: str, minimum: int, source: str, line: int) -> int:
 
 
 def _gigabytes(text: str, source: str, line: int) -> float:
+    return _amount(text, "dataset_gb", "GB", source, line)
+
+
+def _amount(text: str, name: str, unit: str, source: str, line: int) -> float:
+    """A finite, non-negative number of `unit`s, or the error naming the cell, its line and what it must be."""
     try:
         value = float(text)
     except ValueError:
-        raise _error(source, line, f"dataset_gb {text!r} is not a number of GB") from None
+        raise _error(source, line, f"{name} {text!r} is not a number of {unit}") from None
     if not math.isfinite(value) or value < 0:
-        raise _error(source, line, f"dataset_gb must be a finite number of GB, at least 0, got {text!r}")
+        raise _error(source, line, f"{name} must be a finite number of {unit}, at least 0, got {text!r}")
     return value
 
 

@@ -10,6 +10,7 @@ know offer windows or the clock (the agent's `agents.policy.terms`), nor jobs (c
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -67,6 +68,37 @@ def project_accepted(projects: tuple[str, ...], tenant: str, project: str) -> bo
     (`deepsea-ai/llama-sft` says nothing about panda-lm)."""
     limited = [p for p in projects if p.partition("/")[0] == tenant]
     return not limited or f"{tenant}/{project}" in limited
+
+
+def booking_refusal(
+    tenants: tuple[str, ...],
+    projects: tuple[str, ...],
+    tenant: str,
+    project: str,
+    accelerator_class: str,
+    cards: int,
+    room: Callable[[], tuple[int, int, str]] | None,
+    no_pool: str,
+) -> tuple[str, int]:
+    """A centre's word on an advance booking of `cards` of a class for `tenant`/`project`: ('', cards free for
+    it) when it takes it, else (why, free). `room` works out (cards left once the overlapping bookings are
+    taken, the lowest offer over the window, how that offer was found), or is None when the centre has no pool
+    of the class (`no_pool` is then the answer). The agent books by it and the twin's simulated centres too."""
+    if tenants and tenant not in tenants:
+        return f"site policy: tenant {tenant or '(none)'} is not accepted here", 0
+    if not project_accepted(projects, tenant, project):
+        return f"site policy: project {tenant}/{project} is not accepted here", 0
+    if room is None:
+        return no_pool, 0
+    free, offer, how = room()
+    if cards > free:
+        taken = offer - free
+        others = f"; {taken} of them are booked for overlapping windows" if taken else ""
+        return (
+            f"site policy: {accelerator_class}: {offer} cards are {how}{others}; this reservation needs {cards}",
+            free,
+        )
+    return "", free
 
 
 # Image references as the distribution spec writes them: a registry host (with a dot or a port, or localhost),
